@@ -1,0 +1,44 @@
+# Two entry points that do all set-up on a fresh machine (Debian/Ubuntu, Python 3.11+):
+#   make demo   - the simulated swarm demo on embedded defaults
+#   make test   - the whole test suite
+# Set-up is idempotent: system packages via apt when missing, the project and its test
+# extras into .venv/ (re-installed when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench setup system-packages clean
+
+demo: setup
+	$(PY) -m swarm demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/run_all.py
+
+setup: system-packages $(STAMP)
+
+# mosquitto is the real broker used by integration tests and the demo; chromium drives
+# the ground-station browser tests. Installed only when missing (needs root or sudo).
+system-packages:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

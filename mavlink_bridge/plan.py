@@ -1,0 +1,120 @@
+"""A mission plan in MAVLink terms: what the planner produces and the bridge uploads.
+
+The bridge knows nothing of the map; the planner knows nothing of links. This module
+is the seam between them: plain, immutable records whose fields are exactly those of
+MISSION_ITEM_INT (MAVLink common.xml), so an item can be sent without translation.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+
+class MissionType(enum.IntEnum):
+    """MAV_MISSION_TYPE: which of the vehicle's three lists an item belongs to."""
+
+    MISSION = 0
+    FENCE = 1
+    RALLY = 2
+
+
+# MAV_FRAME values used by plans (common.xml).
+FRAME_GLOBAL = 0  # MAV_FRAME_GLOBAL: altitude above mean sea level
+FRAME_GLOBAL_RELATIVE_ALT = 3  # altitude relative to home
+FRAME_GLOBAL_INT = 5
+FRAME_GLOBAL_RELATIVE_ALT_INT = 6
+FRAME_MISSION = 2  # MAV_FRAME_MISSION: item carries no position
+
+# MAV_CMD values used by plans (common.xml).
+CMD_NAV_WAYPOINT = 16
+CMD_NAV_LOITER_UNLIM = 17
+CMD_NAV_LOITER_TURNS = 18
+CMD_NAV_LOITER_TIME = 19
+CMD_NAV_RETURN_TO_LAUNCH = 20
+CMD_NAV_LAND = 21
+CMD_NAV_TAKEOFF = 22
+CMD_DO_CHANGE_SPEED = 178
+CMD_DO_SET_MISSION_CURRENT = 224
+CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION = 5001
+CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION = 5002
+CMD_NAV_FENCE_CIRCLE_INCLUSION = 5003
+CMD_NAV_FENCE_CIRCLE_EXCLUSION = 5004
+CMD_NAV_RALLY_POINT = 5100
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class MissionItem:
+    """One MISSION_ITEM_INT, minus seq/target/mission_type (the uploader sets those).
+
+    ``x``/``y`` are latitude/longitude in degrees * 1e7 (int32) for global frames;
+    ``z`` is altitude in metres in the item's frame.
+    """
+
+    command: int
+    frame: int = FRAME_GLOBAL_RELATIVE_ALT_INT
+    param1: float = 0.0
+    param2: float = 0.0
+    param3: float = 0.0
+    param4: float = 0.0
+    x: int = 0
+    y: int = 0
+    z: float = 0.0
+    autocontinue: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.command <= 65535:
+            raise ValueError(f"command {self.command} is not a uint16 MAV_CMD")
+        if not 0 <= self.frame <= 255:
+            raise ValueError(f"frame {self.frame} is not a uint8 MAV_FRAME")
+        for name in ("x", "y"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not _INT32_MIN <= value <= _INT32_MAX:
+                raise ValueError(f"{name}={value!r} must be an int32 (degrees * 1e7)")
+        if self.frame in (FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
+                          FRAME_GLOBAL_RELATIVE_ALT_INT):
+            if abs(self.x) > 90 * 10**7 or abs(self.y) > 180 * 10**7:
+                raise ValueError(f"position ({self.x}, {self.y}) degE7 is off the globe")
+        for name in ("param1", "param2", "param3", "param4", "z"):
+            value = getattr(self, name)
+            if isinstance(value, float) and math.isinf(value):
+                raise ValueError(f"{name} must be finite or NaN, not {value}")
+        if self.autocontinue not in (0, 1):
+            raise ValueError("autocontinue must be 0 or 1")
+
+    @property
+    def lat(self) -> float:
+        return self.x / 1e7
+
+    @property
+    def lon(self) -> float:
+        return self.y / 1e7
+
+    @classmethod
+    def at(cls, command: int, lat: float, lon: float, alt: float,
+           frame: int = FRAME_GLOBAL_RELATIVE_ALT_INT, **params: float) -> "MissionItem":
+        """An item at a position given in degrees (rounded to degE7)."""
+        return cls(command=command, frame=frame, x=round(lat * 1e7),
+                   y=round(lon * 1e7), z=float(alt), **params)
+
+
+@dataclass(frozen=True, slots=True)
+class MissionPlan:
+    """What one vehicle should hold: its mission, fence and rally lists.
+
+    ``mission`` excludes ArduPilot's item 0 (home); the uploader prepends it.
+    ``fence_enable`` asks the bridge to set FENCE_ENABLE/FENCE_TYPE when not None.
+    """
+
+    mission: tuple[MissionItem, ...] = ()
+    fence: tuple[MissionItem, ...] = ()
+    rally: tuple[MissionItem, ...] = ()
+    fence_enable: bool | None = None
+    note: str = field(default="", compare=False)
+
+    def items(self, mission_type: MissionType) -> tuple[MissionItem, ...]:
+        return {MissionType.MISSION: self.mission, MissionType.FENCE: self.fence,
+                MissionType.RALLY: self.rally}[mission_type]
