@@ -1,0 +1,73 @@
+"""Configuration of one Raft node (etcd-io/raft ``Config``), validated on construction."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .types import MAX_NODE_ID
+
+__all__ = ["Config", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """How one node behaves. Times are in ticks: the driver calls ``tick()`` at a fixed
+    period (e.g. every 10 ms), so ``election_tick=10`` is a 100-200 ms election timeout.
+
+    ``rng`` is the node's only source of randomness (election timeout jitter, §5.2):
+    pass a seeded ``random.Random`` for reproducible runs. ``seed`` is used to build one
+    when ``rng`` is not given.
+    """
+
+    id: int
+    #: Election timeout base: followers wait a random [election_tick, 2*election_tick)
+    #: ticks without hearing from a leader before campaigning (§5.2).
+    election_tick: int = 10
+    #: A leader sends heartbeats every heartbeat_tick ticks (< election_tick, §5.2).
+    heartbeat_tick: int = 1
+    #: Run a PreVote round before a real election (thesis §9.6).
+    pre_vote: bool = True
+    #: A leader steps down if a quorum has not been heard from for an election
+    #: timeout; followers ignore vote requests while they hear a leader (thesis §6.2).
+    check_quorum: bool = True
+    #: Byte budget of the entries in one AppendEntries (at least one entry is sent).
+    max_size_per_msg: int = 1024 * 1024
+    #: At most this many AppendEntries in flight to one follower in replicate state.
+    max_inflight_msgs: int = 256
+    #: At most this many entry bytes in flight to one follower (0 = no byte limit).
+    max_inflight_bytes: int = 0
+    #: A leader refuses proposals while the uncommitted tail exceeds this (0 = no limit).
+    max_uncommitted_bytes: int = 0
+    #: InstallSnapshot chunk size in bytes (thesis §5.3 "chunks").
+    snapshot_chunk_bytes: int = 256 * 1024
+    #: Index already applied to the state machine before this start (the snapshot
+    #: index when the application restored from it); 0 = the storage snapshot's index.
+    applied: int = 0
+    seed: int = 0
+    rng: random.Random | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self.id) is not int or not 1 <= self.id <= MAX_NODE_ID:
+            raise ConfigError(f"id must be a node id in [1, {MAX_NODE_ID}], got {self.id!r}")
+        if self.heartbeat_tick < 1:
+            raise ConfigError("heartbeat_tick must be at least 1")
+        if self.election_tick <= self.heartbeat_tick:
+            raise ConfigError("election_tick must be greater than heartbeat_tick (§5.2)")
+        if self.max_size_per_msg < 1:
+            raise ConfigError("max_size_per_msg must be positive")
+        if self.max_inflight_msgs < 1:
+            raise ConfigError("max_inflight_msgs must be positive")
+        if self.max_inflight_bytes < 0 or self.max_uncommitted_bytes < 0:
+            raise ConfigError("byte limits must be non-negative (0 means no limit)")
+        if self.snapshot_chunk_bytes < 1:
+            raise ConfigError("snapshot_chunk_bytes must be positive")
+        if self.applied < 0:
+            raise ConfigError("applied must be non-negative")
+
+    def make_rng(self) -> random.Random:
+        return self.rng if self.rng is not None else random.Random(self.seed)
