@@ -1,0 +1,86 @@
+"""The evacuation map: the replicated state machine the swarm agrees on through Raft.
+
+Typed, validated commands (:mod:`.commands`) with a canonical JSON form; the map
+itself (:class:`EvacuationMap`, the consensus StateMachine) with its derived facts
+(unsafe routes, urgent survivors), canonical snapshots, and a read side for the
+planner; local metric frames (:mod:`.geo`). See docs/map.md.
+"""
+
+from .commands import (
+    COMMAND_TYPES,
+    ID_PATTERN,
+    MAX_EXTENT_M,
+    MAX_POLYGON_VERTICES,
+    MAX_ROUTE_POINTS,
+    SURVIVOR_TRANSITIONS,
+    Command,
+    CommandError,
+    DroneTask,
+    RemoveDrone,
+    RemoveRoute,
+    RemoveSurvivor,
+    RemoveZone,
+    ReportSurvivor,
+    SetDroneTask,
+    SetRoute,
+    SetSearchArea,
+    SetZone,
+    SurvivorStatus,
+    UpdateSurvivor,
+    ZoneStatus,
+    canonical_json,
+    encode_command,
+    parse_command,
+)
+from .geo import LocalFrame, grow_polygon
+from .state import (
+    DEFAULT_ROUTE_MARGIN_M,
+    ApplyResult,
+    Drone,
+    EvacuationMap,
+    MapView,
+    Route,
+    SearchArea,
+    Survivor,
+    Zone,
+    decode_result,
+)
+
+__all__ = [
+    "COMMAND_TYPES",
+    "DEFAULT_ROUTE_MARGIN_M",
+    "ID_PATTERN",
+    "MAX_EXTENT_M",
+    "MAX_POLYGON_VERTICES",
+    "MAX_ROUTE_POINTS",
+    "SURVIVOR_TRANSITIONS",
+    "ApplyResult",
+    "Command",
+    "CommandError",
+    "Drone",
+    "DroneTask",
+    "EvacuationMap",
+    "LocalFrame",
+    "MapView",
+    "RemoveDrone",
+    "RemoveRoute",
+    "RemoveSurvivor",
+    "RemoveZone",
+    "ReportSurvivor",
+    "Route",
+    "SearchArea",
+    "SetDroneTask",
+    "SetRoute",
+    "SetSearchArea",
+    "SetZone",
+    "Survivor",
+    "SurvivorStatus",
+    "UpdateSurvivor",
+    "Zone",
+    "ZoneStatus",
+    "canonical_json",
+    "decode_result",
+    "encode_command",
+    "grow_polygon",
+    "parse_command",
+]

@@ -1,0 +1,648 @@
+"""Typed, validated commands of the evacuation map, and their canonical JSON form.
+
+Every change to the replicated map is one of the frozen dataclasses below. A command
+is validated when it is constructed (so an invalid command cannot exist), and again
+inside ``EvacuationMap.apply`` (which re-parses the committed bytes), so a drone never
+proposes what the others would reject and a forged or corrupted entry changes nothing.
+
+Canonical form (what :func:`encode_command` produces and every drone agrees on byte
+for byte): UTF-8 JSON, keys sorted, no whitespace, ASCII only, and every float rounded
+at construction to a fixed precision:
+
+* longitude/latitude: 7 decimal places (1e-7 degree, about 1.1 cm; the same
+  resolution as MAVLink's degE7 integers, so nothing is lost on upload);
+* altitudes: 2 decimal places (centimetres);
+* confidence: 3 decimal places.
+
+Polygon rings are stored closed (first vertex repeated last) and counter-clockwise
+(RFC 7946 section 3.1.6), so the same area always encodes to the same bytes however
+the caller wound it. Time is a field of each command, integer **milliseconds since
+the Unix epoch** (UTC), stamped by the proposer; apply never reads a clock.
+
+See docs/map.md for every command's JSON form with an example.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar, TypeAlias, Union
+
+import numpy as np
+import pymap3d
+import shapely
+from shapely.validation import explain_validity
+
+__all__ = [
+    "ID_PATTERN",
+    "MAX_COMMAND_BYTES",
+    "MAX_EXTENT_M",
+    "MAX_POLYGON_VERTICES",
+    "MAX_ROUTE_POINTS",
+    "Command",
+    "CommandError",
+    "DroneTask",
+    "RemoveDrone",
+    "RemoveRoute",
+    "RemoveSurvivor",
+    "RemoveZone",
+    "ReportSurvivor",
+    "SetDroneTask",
+    "SetRoute",
+    "SetSearchArea",
+    "SetZone",
+    "SurvivorStatus",
+    "UpdateSurvivor",
+    "ZoneStatus",
+    "COMMAND_TYPES",
+    "SURVIVOR_TRANSITIONS",
+    "canonical_json",
+    "encode_command",
+    "load_json",
+    "parse_command",
+]
+
+# Identifiers: short, printable, safe in MQTT topics, file names and log lines.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+MAX_POLYGON_VERTICES = 512  # distinct vertices of one ring
+MAX_ROUTE_POINTS = 512
+# Largest width or height of any polygon or route, in metres. Bounds the cost of
+# geometry in apply and rules out rings that wrap around the antimeridian or a pole.
+MAX_EXTENT_M = 100_000.0
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_HEAD_COUNT = 10_000
+# Altitudes (metres above mean sea level for a drone's home; metres above home for a
+# route's points, MAV_FRAME_GLOBAL_RELATIVE_ALT): generous but finite.
+MIN_ALT_M, MAX_ALT_M = -500.0, 10_000.0
+MAX_TIME_MS = 2**53 - 1  # exact in a JSON number (IEEE 754 double)
+MAX_PRIORITY = 9
+
+_COORD_DIGITS = 7
+_ALT_DIGITS = 2
+_CONFIDENCE_DIGITS = 3
+
+
+class CommandError(ValueError):
+    """A command (or snapshot) is malformed or invalid; the message says what and where."""
+
+
+class ZoneStatus(enum.StrEnum):
+    """A fire zone's state. BURNING and BURNED zones are hazards; CLEARED ones are not."""
+
+    BURNING = "burning"
+    BURNED = "burned"
+    CLEARED = "cleared"
+
+
+class SurvivorStatus(enum.StrEnum):
+    REPORTED = "reported"
+    CONFIRMED = "confirmed"
+    RESCUED = "rescued"
+
+
+class DroneTask(enum.StrEnum):
+    SEARCH = "search"
+    CONFIRM = "confirm"
+    TRANSIT = "transit"
+    RETURN = "return"
+    IDLE = "idle"
+
+
+# Legal survivor status changes (h11-style table rather than branches). A status may
+# stay the same (an update of position or head count); it never goes backwards, and a
+# rescued survivor is final.
+SURVIVOR_TRANSITIONS: Mapping[SurvivorStatus, frozenset[SurvivorStatus]] = {
+    SurvivorStatus.REPORTED: frozenset(
+        {SurvivorStatus.REPORTED, SurvivorStatus.CONFIRMED, SurvivorStatus.RESCUED}
+    ),
+    SurvivorStatus.CONFIRMED: frozenset({SurvivorStatus.CONFIRMED, SurvivorStatus.RESCUED}),
+    SurvivorStatus.RESCUED: frozenset({SurvivorStatus.RESCUED}),
+}
+
+LonLat: TypeAlias = tuple[float, float]
+LonLatAlt: TypeAlias = tuple[float, float, float]
+
+
+# --------------------------------------------------------------------------- checks
+# Each helper takes the value and a dotted "where" (e.g. "set_zone.polygon[3]") so the
+# error names the field; each returns the normalised value.
+
+
+def _fail(where: str, problem: str) -> CommandError:
+    return CommandError(f"{where}: {problem}")
+
+
+def _number(value: object, where: str) -> float:
+    # bool is an int subclass; True is not a coordinate.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, f"expected a number, got {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise _fail(where, f"{value!r} is not a finite number")
+    return result
+
+
+def _rounded(value: float, digits: int) -> float:
+    # "+ 0.0" turns -0.0 into 0.0 so both encode the same.
+    return round(value, digits) + 0.0
+
+
+def _lon_lat(value: object, where: str) -> LonLat:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise _fail(where, "expected a [longitude, latitude] pair")
+    lon = _number(value[0], f"{where}[0]")
+    lat = _number(value[1], f"{where}[1]")
+    if not -180.0 <= lon <= 180.0:
+        raise _fail(where, f"longitude {lon!r} is outside [-180, 180]")
+    if not -90.0 <= lat <= 90.0:
+        raise _fail(where, f"latitude {lat!r} is outside [-90, 90]")
+    return (_rounded(lon, _COORD_DIGITS), _rounded(lat, _COORD_DIGITS))
+
+
+def _altitude(value: object, where: str) -> float:
+    alt = _number(value, where)
+    if not MIN_ALT_M <= alt <= MAX_ALT_M:
+        raise _fail(where, f"altitude {alt!r} m is outside [{MIN_ALT_M:g}, {MAX_ALT_M:g}]")
+    return _rounded(alt, _ALT_DIGITS)
+
+
+def _lon_lat_alt(value: object, where: str) -> LonLatAlt:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise _fail(where, "expected a [longitude, latitude, altitude_m] triple")
+    lon, lat = _lon_lat(value[:2], where)
+    return (lon, lat, _altitude(value[2], f"{where}[2]"))
+
+
+def _identifier(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, f"expected an id string, got {type(value).__name__}")
+    if not ID_PATTERN.fullmatch(value):
+        raise _fail(
+            where,
+            f"{value[:80]!r} is not a valid id (1-64 characters: letters, digits, "
+            "'_', '.', ':', '-', starting with a letter or digit)",
+        )
+    return value
+
+
+def _integer(value: object, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, f"expected an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise _fail(where, f"{value} is outside [{low}, {high}]")
+    return value
+
+
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(where, f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _member(enum_type: type[enum.StrEnum], value: object, where: str) -> Any:
+    if isinstance(value, enum_type):
+        return value
+    if isinstance(value, str):
+        try:
+            return enum_type(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(member.value for member in enum_type)
+    raise _fail(where, f"{value!r} is not one of: {allowed}")
+
+
+def _extent_m(lons: Iterable[float], lats: Iterable[float]) -> tuple[float, float]:
+    """Width and height in metres of a bounding box, in a local East-North-Up frame
+    centred on it (pymap3d, WGS84), so limits mean the same at any latitude."""
+    lon_list, lat_list = list(lons), list(lats)
+    west, east = min(lon_list), max(lon_list)
+    south, north = min(lat_list), max(lat_list)
+    lat0, lon0 = (south + north) / 2.0, (west + east) / 2.0
+    east_m, north_m, _ = pymap3d.geodetic2enu(
+        np.array([lat0, lat0, south, north]),
+        np.array([west, east, lon0, lon0]),
+        np.zeros(4),
+        lat0,
+        lon0,
+        0.0,
+    )
+    return float(east_m[1] - east_m[0]), float(north_m[3] - north_m[2])
+
+
+def _check_extent(lons: list[float], lats: list[float], where: str) -> None:
+    # A span over 180 degrees of longitude can only be a shape that crosses the
+    # antimeridian (which we do not support) or one far larger than the limit.
+    if max(lons) - min(lons) > 180.0:
+        raise _fail(where, "crosses the antimeridian (not supported) or is far too large")
+    width, height = _extent_m(lons, lats)
+    if width > MAX_EXTENT_M or height > MAX_EXTENT_M:
+        raise _fail(
+            where,
+            f"extent {width:.0f} m x {height:.0f} m exceeds the {MAX_EXTENT_M:.0f} m limit",
+        )
+
+
+def _ring(value: object, where: str) -> tuple[LonLat, ...]:
+    """A polygon's single exterior ring: returned closed, counter-clockwise, validated."""
+    if not isinstance(value, (list, tuple)):
+        raise _fail(where, "expected a list of [longitude, latitude] vertices")
+    if len(value) > MAX_POLYGON_VERTICES + 1:
+        raise _fail(where, f"{len(value)} vertices exceed the limit of {MAX_POLYGON_VERTICES}")
+    points = [_lon_lat(vertex, f"{where}[{i}]") for i, vertex in enumerate(value)]
+    if len(points) >= 2 and points[0] == points[-1]:
+        points.pop()  # closed on input; re-closed below
+    if len(points) < 3:
+        raise _fail(where, f"a polygon needs at least 3 distinct vertices, got {len(points)}")
+    for i in range(len(points)):
+        if points[i] == points[i - 1]:
+            raise _fail(where, f"vertex {i} repeats the previous vertex {points[i]}")
+    _check_extent([p[0] for p in points], [p[1] for p in points], where)
+    polygon = shapely.Polygon(points)
+    if not polygon.is_valid:
+        raise _fail(where, f"invalid polygon: {explain_validity(polygon)}")
+    if not polygon.exterior.is_ccw:
+        points.reverse()
+        # Keep the caller's first vertex first: reversal of [a, b, c] is [c, b, a];
+        # rotate so it reads [a, c, b].
+        points = points[-1:] + points[:-1]
+    return tuple(points) + (points[0],)
+
+
+def _path(value: object, where: str) -> tuple[LonLatAlt, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _fail(where, "expected a list of [longitude, latitude, altitude_m] points")
+    if not 2 <= len(value) <= MAX_ROUTE_POINTS:
+        raise _fail(where, f"a route needs 2 to {MAX_ROUTE_POINTS} points, got {len(value)}")
+    points = [_lon_lat_alt(point, f"{where}[{i}]") for i, point in enumerate(value)]
+    for i in range(1, len(points)):
+        if points[i][:2] == points[i - 1][:2]:
+            raise _fail(where, f"point {i} repeats the position of point {i - 1}")
+    _check_extent([p[0] for p in points], [p[1] for p in points], where)
+    return tuple(points)
+
+
+# ------------------------------------------------------------------------ commands
+
+
+class _Command:
+    """Shared behaviour: JSON form and normalisation. Subclasses are frozen dataclasses
+    whose __post_init__ validates every field and stores the normalised value."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+    def to_json(self) -> dict[str, Any]:
+        """The command's JSON object (plain lists, strings, numbers, booleans)."""
+        obj: dict[str, Any] = {"type": self.TYPE}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None:
+                continue  # optional field left unset
+            obj[f.name] = _to_plain(value)
+        return obj
+
+
+def _to_plain(value: object) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SetZone(_Command):
+    """Create or replace a fire zone.
+
+    JSON: ``{"type": "set_zone", "id": "z1", "polygon": [[lon, lat], ...],
+    "status": "burning", "source": "drone-2", "time_ms": 1764208800000}``
+    """
+
+    TYPE: ClassVar[str] = "set_zone"
+    id: str
+    polygon: tuple[LonLat, ...]
+    status: ZoneStatus
+    source: str
+    time_ms: int
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "set_zone.id"))
+        self._set("polygon", _ring(self.polygon, "set_zone.polygon"))
+        self._set("status", _member(ZoneStatus, self.status, "set_zone.status"))
+        self._set("source", _identifier(self.source, "set_zone.source"))
+        self._set("time_ms", _integer(self.time_ms, "set_zone.time_ms", 0, MAX_TIME_MS))
+
+
+@dataclass(frozen=True, slots=True)
+class SetRoute(_Command):
+    """Create or replace an evacuation route: a polyline of [lon, lat, alt_m] where
+    alt_m is metres above home (MAV_FRAME_GLOBAL_RELATIVE_ALT), and a priority 0..9
+    (0 most important).
+
+    JSON: ``{"type": "set_route", "id": "r1", "path": [[lon, lat, alt_m], ...],
+    "priority": 1}``
+    """
+
+    TYPE: ClassVar[str] = "set_route"
+    id: str
+    path: tuple[LonLatAlt, ...]
+    priority: int
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "set_route.id"))
+        self._set("path", _path(self.path, "set_route.path"))
+        self._set("priority", _integer(self.priority, "set_route.priority", 0, MAX_PRIORITY))
+
+
+def _confidence(value: object, where: str) -> float:
+    confidence = _number(value, where)
+    if not 0.0 <= confidence <= 1.0:
+        raise _fail(where, f"confidence {confidence!r} is outside [0, 1]")
+    return _rounded(confidence, _CONFIDENCE_DIGITS)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSurvivor(_Command):
+    """A new survivor sighting (rejected in apply if the id is already known: use
+    update_survivor). ``count`` is the head count (1..10000).
+
+    JSON: ``{"type": "report_survivor", "id": "s1", "position": [lon, lat],
+    "count": 3, "confidence": 0.8, "reporter": "drone-1", "time_ms": 1764208800000,
+    "status": "reported"}``
+    """
+
+    TYPE: ClassVar[str] = "report_survivor"
+    id: str
+    position: LonLat
+    count: int
+    confidence: float
+    reporter: str
+    time_ms: int
+    status: SurvivorStatus = SurvivorStatus.REPORTED
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "report_survivor.id"))
+        self._set("position", _lon_lat(self.position, "report_survivor.position"))
+        self._set("count", _integer(self.count, "report_survivor.count", 1, MAX_HEAD_COUNT))
+        self._set("confidence", _confidence(self.confidence, "report_survivor.confidence"))
+        self._set("reporter", _identifier(self.reporter, "report_survivor.reporter"))
+        self._set("time_ms", _integer(self.time_ms, "report_survivor.time_ms", 0, MAX_TIME_MS))
+        self._set("status", _member(SurvivorStatus, self.status, "report_survivor.status"))
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSurvivor(_Command):
+    """Change a known survivor. Fields left out (None) keep their value; ``reporter``
+    and ``time_ms`` always record who changed it and when. Status may only move
+    forward: reported -> confirmed -> rescued (see SURVIVOR_TRANSITIONS).
+
+    JSON: ``{"type": "update_survivor", "id": "s1", "reporter": "drone-3",
+    "time_ms": 1764208860000, "status": "confirmed", "count": 4}``
+    (optional: position, count, confidence, status)
+    """
+
+    TYPE: ClassVar[str] = "update_survivor"
+    id: str
+    reporter: str
+    time_ms: int
+    position: LonLat | None = None
+    count: int | None = None
+    confidence: float | None = None
+    status: SurvivorStatus | None = None
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "update_survivor.id"))
+        self._set("reporter", _identifier(self.reporter, "update_survivor.reporter"))
+        self._set("time_ms", _integer(self.time_ms, "update_survivor.time_ms", 0, MAX_TIME_MS))
+        if self.position is not None:
+            self._set("position", _lon_lat(self.position, "update_survivor.position"))
+        if self.count is not None:
+            self._set("count", _integer(self.count, "update_survivor.count", 1, MAX_HEAD_COUNT))
+        if self.confidence is not None:
+            self._set("confidence", _confidence(self.confidence, "update_survivor.confidence"))
+        if self.status is not None:
+            self._set("status", _member(SurvivorStatus, self.status, "update_survivor.status"))
+        if (self.position, self.count, self.confidence, self.status) == (None,) * 4:
+            raise _fail(
+                "update_survivor",
+                "changes nothing: give at least one of position, count, confidence, status",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SetSearchArea(_Command):
+    """Set (replace) the area the swarm searches.
+
+    JSON: ``{"type": "set_search_area", "polygon": [[lon, lat], ...]}``
+    """
+
+    TYPE: ClassVar[str] = "set_search_area"
+    polygon: tuple[LonLat, ...]
+
+    def __post_init__(self) -> None:
+        self._set("polygon", _ring(self.polygon, "set_search_area.polygon"))
+
+
+@dataclass(frozen=True, slots=True)
+class SetDroneTask(_Command):
+    """Create or replace a drone's entry: its task, whether it is alive and busy, and
+    its home ([lon, lat, alt_m], alt_m above mean sea level).
+
+    JSON: ``{"type": "set_drone_task", "id": "drone-1", "task": "search",
+    "alive": true, "busy": false, "home": [lon, lat, alt_m]}``
+    """
+
+    TYPE: ClassVar[str] = "set_drone_task"
+    id: str
+    task: DroneTask
+    alive: bool
+    busy: bool
+    home: LonLatAlt
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "set_drone_task.id"))
+        self._set("task", _member(DroneTask, self.task, "set_drone_task.task"))
+        self._set("alive", _flag(self.alive, "set_drone_task.alive"))
+        self._set("busy", _flag(self.busy, "set_drone_task.busy"))
+        self._set("home", _lon_lat_alt(self.home, "set_drone_task.home"))
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveZone(_Command):
+    """Remove a zone (rejected if unknown). JSON: ``{"type": "remove_zone", "id": "z1"}``"""
+
+    TYPE: ClassVar[str] = "remove_zone"
+    id: str
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "remove_zone.id"))
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveRoute(_Command):
+    """Remove a route (rejected if unknown). JSON: ``{"type": "remove_route", "id": "r1"}``"""
+
+    TYPE: ClassVar[str] = "remove_route"
+    id: str
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "remove_route.id"))
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSurvivor(_Command):
+    """Remove a survivor (rejected if unknown).
+    JSON: ``{"type": "remove_survivor", "id": "s1"}``"""
+
+    TYPE: ClassVar[str] = "remove_survivor"
+    id: str
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "remove_survivor.id"))
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDrone(_Command):
+    """Remove a drone from the swarm's map (rejected if unknown).
+    JSON: ``{"type": "remove_drone", "id": "drone-4"}``"""
+
+    TYPE: ClassVar[str] = "remove_drone"
+    id: str
+
+    def __post_init__(self) -> None:
+        self._set("id", _identifier(self.id, "remove_drone.id"))
+
+
+Command: TypeAlias = Union[
+    SetZone,
+    SetRoute,
+    ReportSurvivor,
+    UpdateSurvivor,
+    SetSearchArea,
+    SetDroneTask,
+    RemoveZone,
+    RemoveRoute,
+    RemoveSurvivor,
+    RemoveDrone,
+]
+
+COMMAND_TYPES: Mapping[str, type[Command]] = {
+    cls.TYPE: cls
+    for cls in (
+        SetZone,
+        SetRoute,
+        ReportSurvivor,
+        UpdateSurvivor,
+        SetSearchArea,
+        SetDroneTask,
+        RemoveZone,
+        RemoveRoute,
+        RemoveSurvivor,
+        RemoveDrone,
+    )
+}
+
+
+# ------------------------------------------------------------------ JSON in and out
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Canonical encoding used for commands, results and snapshots: sorted keys, no
+    whitespace, ASCII, no NaN/Infinity. Floats are written by repr (shortest round-trip
+    form), so equal values always give equal bytes."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def _reject_constant(name: str) -> Any:
+    raise CommandError(f"JSON: {name} is not a valid number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise CommandError(f"JSON: duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def load_json(data: bytes | bytearray | memoryview | str, limit: int, what: str) -> Any:
+    """Strict JSON decoding shared with snapshots: size-limited, UTF-8, no duplicate
+    keys, no NaN/Infinity."""
+    if isinstance(data, str):
+        text = data
+        size = len(data.encode("utf-8", "surrogatepass"))
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        size = len(raw)
+        if size > limit:
+            raise CommandError(f"{what}: {size} bytes exceed the limit of {limit}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{what}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        raise CommandError(f"{what}: expected bytes or str, got {type(data).__name__}")
+    if size > limit:
+        raise CommandError(f"{what}: {size} bytes exceed the limit of {limit}")
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{what}: not valid JSON ({exc.msg} at {exc.pos})") from None
+    except RecursionError:
+        raise CommandError(f"{what}: JSON nested too deeply") from None
+
+
+def parse_command(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> Command:
+    """Decode and validate one command from its JSON bytes/text or a decoded object.
+
+    Raises CommandError naming the field and the problem: unknown ``type``, missing or
+    unknown fields, wrong types, out-of-range values, invalid geometry.
+    """
+    if isinstance(data, Mapping):
+        obj: Any = data
+    else:
+        obj = load_json(data, MAX_COMMAND_BYTES, "command")
+    if not isinstance(obj, Mapping):
+        raise CommandError(f"command: expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise CommandError("command: missing 'type' (a string naming the command)")
+    cls = COMMAND_TYPES.get(kind)
+    if cls is None:
+        known = ", ".join(sorted(COMMAND_TYPES))
+        raise CommandError(f"command: unknown type {kind[:80]!r} (known: {known})")
+    declared = {f.name: f for f in fields(cls)}
+    for key in obj:
+        if key != "type" and key not in declared:
+            raise CommandError(f"{kind}.{key}: unknown field")
+    kwargs: dict[str, Any] = {}
+    for name, f in declared.items():
+        if name in obj:
+            if obj[name] is None:
+                raise CommandError(f"{kind}.{name}: null is not allowed (leave the field out)")
+            kwargs[name] = obj[name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise CommandError(f"{kind}.{name}: missing required field")
+    try:
+        return cls(**kwargs)
+    except CommandError:
+        raise
+    except (TypeError, ValueError) as exc:  # defensive: any other construction problem
+        raise CommandError(f"{kind}: {exc}") from None
+
+
+def encode_command(command: Command) -> bytes:
+    """The canonical bytes of a command (what is proposed to the Raft log)."""
+    if type(command) not in COMMAND_TYPES.values():
+        raise CommandError(f"command: {type(command).__name__} is not a map command")
+    return canonical_json(command.to_json())

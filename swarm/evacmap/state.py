@@ -1,0 +1,608 @@
+"""The evacuation map: the replicated state machine every drone applies the Raft log to.
+
+:class:`EvacuationMap` implements the consensus StateMachine protocol
+(``apply(index, data) -> bytes``, ``snapshot() -> bytes``, ``restore(bytes)``) and a
+typed read side for the planner (``version``, ``zones``, ``routes``, ``survivors``,
+``search_area``, ``drones``, or an immutable :class:`MapView` from ``view()``).
+
+Determinism (Raft's State Machine Safety, paper section 5.4.3, only helps if applying
+the same log gives the same state): apply reads nothing but its arguments and the
+current state, never a clock or a random source; geometry is computed from the
+canonical, rounded coordinates of commands; derived facts are recomputed from state,
+and snapshot bytes contain only canonical command data, never derived floats.
+
+Every apply is all-or-nothing: the next state is built aside and swapped in only when
+the command was accepted, so a rejected command changes nothing, not even ``version``.
+The published mappings are never mutated after publication (copy-on-write), so a
+reader holding ``m.zones`` keeps a consistent picture while later entries are applied.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import shapely
+
+from .commands import (
+    SURVIVOR_TRANSITIONS,
+    Command,
+    CommandError,
+    DroneTask,
+    LonLat,
+    LonLatAlt,
+    RemoveDrone,
+    RemoveRoute,
+    RemoveSurvivor,
+    RemoveZone,
+    ReportSurvivor,
+    SetDroneTask,
+    SetRoute,
+    SetSearchArea,
+    SetZone,
+    SurvivorStatus,
+    UpdateSurvivor,
+    ZoneStatus,
+    canonical_json,
+    load_json,
+    parse_command,
+)
+from .geo import grow_polygon
+
+__all__ = [
+    "DEFAULT_ROUTE_MARGIN_M",
+    "MAX_DRONES",
+    "MAX_ROUTES",
+    "MAX_SURVIVORS",
+    "MAX_ZONES",
+    "SNAPSHOT_FORMAT",
+    "ApplyResult",
+    "Drone",
+    "EvacuationMap",
+    "MapView",
+    "Route",
+    "SearchArea",
+    "Survivor",
+    "Zone",
+    "decode_result",
+]
+
+# A route passing closer than this to a burning or burned zone is unsafe: smoke, heat
+# and spotting fires reach beyond a zone's mapped edge.
+DEFAULT_ROUTE_MARGIN_M = 50.0
+# Bounds on the map's size, so a flood of commands cannot exhaust a Raspberry Pi.
+MAX_ZONES = 2_000
+MAX_ROUTES = 500
+MAX_SURVIVORS = 10_000
+MAX_DRONES = 64
+SNAPSHOT_FORMAT = "evacmap/1"
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
+
+HAZARD_STATUSES = frozenset({ZoneStatus.BURNING, ZoneStatus.BURNED})
+
+
+# ------------------------------------------------------------------ read-side types
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A fire zone. ``polygon`` is the lon/lat shapely polygon of ``ring``; ``grown`` is
+    it grown by the map's route margin (metres, local ENU frame), the area a route must
+    avoid while the zone is a hazard."""
+
+    id: str
+    ring: tuple[LonLat, ...]
+    status: ZoneStatus
+    source: str
+    time_ms: int
+    polygon: shapely.Polygon = field(compare=False, repr=False)
+    grown: shapely.Polygon = field(compare=False, repr=False)
+
+    @property
+    def is_hazard(self) -> bool:
+        """True while burning or burned (a cleared zone is safe again)."""
+        return self.status in HAZARD_STATUSES
+
+    def command(self) -> SetZone:
+        return SetZone(self.id, self.ring, self.status, self.source, self.time_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """An evacuation route. Derived: ``crosses`` (sorted ids of hazard zones whose grown
+    polygon the route touches) and ``unsafe`` (crosses any)."""
+
+    id: str
+    path: tuple[LonLatAlt, ...]
+    priority: int
+    crosses: tuple[str, ...] = ()
+    line: shapely.LineString = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    @property
+    def unsafe(self) -> bool:
+        return bool(self.crosses)
+
+    def command(self) -> SetRoute:
+        return SetRoute(self.id, self.path, self.priority)
+
+
+@dataclass(frozen=True, slots=True)
+class Survivor:
+    """A survivor sighting. Derived: ``inside`` (sorted ids of burning zones covering
+    the position) and ``urgent`` (inside any, and not yet rescued)."""
+
+    id: str
+    position: LonLat
+    count: int
+    confidence: float
+    reporter: str
+    time_ms: int
+    status: SurvivorStatus
+    inside: tuple[str, ...] = ()
+    point: shapely.Point = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    @property
+    def urgent(self) -> bool:
+        return bool(self.inside) and self.status is not SurvivorStatus.RESCUED
+
+    def command(self) -> ReportSurvivor:
+        return ReportSurvivor(
+            self.id, self.position, self.count, self.confidence, self.reporter,
+            self.time_ms, self.status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchArea:
+    ring: tuple[LonLat, ...]
+    polygon: shapely.Polygon = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Drone:
+    """A drone's entry: its task, liveness, whether it is busy, and home
+    ([lon, lat, alt_m above mean sea level])."""
+
+    id: str
+    task: DroneTask
+    alive: bool
+    busy: bool
+    home: LonLatAlt
+
+    def command(self) -> SetDroneTask:
+        return SetDroneTask(self.id, self.task, self.alive, self.busy, self.home)
+
+
+@dataclass(frozen=True, slots=True)
+class MapView:
+    """An immutable picture of the map at one version: what the planner reads."""
+
+    version: int
+    zones: Mapping[str, Zone]
+    routes: Mapping[str, Route]
+    survivors: Mapping[str, Survivor]
+    search_area: SearchArea | None
+    drones: Mapping[str, Drone]
+    route_margin_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What apply returned for one entry, decoded: ``ok`` and the map version after it,
+    or the reason it was rejected."""
+
+    ok: bool
+    version: int | None = None
+    error: str | None = None
+
+    def encode(self) -> bytes:
+        if self.ok:
+            return canonical_json({"ok": True, "version": self.version})
+        return canonical_json({"ok": False, "error": self.error})
+
+
+def decode_result(data: bytes) -> ApplyResult:
+    """Decode apply's result bytes (raises CommandError if they are not a result)."""
+    obj = load_json(data, 1 << 20, "result")
+    if isinstance(obj, dict) and obj.get("ok") is True and set(obj) == {"ok", "version"}:
+        if isinstance(obj["version"], int) and not isinstance(obj["version"], bool):
+            return ApplyResult(ok=True, version=obj["version"])
+    if isinstance(obj, dict) and obj.get("ok") is False and set(obj) == {"ok", "error"}:
+        if isinstance(obj["error"], str):
+            return ApplyResult(ok=False, error=obj["error"])
+    raise CommandError("result: not an evacuation-map apply result")
+
+
+# ------------------------------------------------------------------ state and steps
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    version: int
+    zones: Mapping[str, Zone]
+    routes: Mapping[str, Route]
+    survivors: Mapping[str, Survivor]
+    search_area: SearchArea | None
+    drones: Mapping[str, Drone]
+
+
+_EMPTY = _State(
+    version=0,
+    zones=types.MappingProxyType({}),
+    routes=types.MappingProxyType({}),
+    survivors=types.MappingProxyType({}),
+    search_area=None,
+    drones=types.MappingProxyType({}),
+)
+
+
+def _frozen(d: dict[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(d)
+
+
+class _Geometry:
+    """Derived-fact computation, parameterised by the route margin."""
+
+    def __init__(self, margin_m: float) -> None:
+        self.margin_m = margin_m
+
+    def zone(self, command: SetZone) -> Zone:
+        polygon = shapely.Polygon(command.polygon)
+        grown = grow_polygon(polygon, self.margin_m)
+        shapely.prepare(grown)
+        return Zone(
+            command.id, command.polygon, command.status, command.source, command.time_ms,
+            polygon, grown,
+        )
+
+    @staticmethod
+    def route_crosses(line: shapely.LineString, zones: Mapping[str, Zone]) -> tuple[str, ...]:
+        hazards = [z for z in zones.values() if z.is_hazard]
+        if not hazards:
+            return ()
+        hits = shapely.intersects(np.array([z.grown for z in hazards], dtype=object), line)
+        return tuple(sorted(z.id for z, hit in zip(hazards, hits) if hit))
+
+    @staticmethod
+    def survivor_inside(point: shapely.Point, zones: Mapping[str, Zone]) -> tuple[str, ...]:
+        burning = [z for z in zones.values() if z.status is ZoneStatus.BURNING]
+        if not burning:
+            return ()
+        # covers: a survivor on the fire's mapped edge counts as inside.
+        hits = shapely.covers(np.array([z.polygon for z in burning], dtype=object), point)
+        return tuple(sorted(z.id for z, hit in zip(burning, hits) if hit))
+
+    def route(self, command: SetRoute, zones: Mapping[str, Zone]) -> Route:
+        line = shapely.LineString([p[:2] for p in command.path])
+        return Route(
+            command.id, command.path, command.priority, self.route_crosses(line, zones), line
+        )
+
+    def survivor(self, record: ReportSurvivor, zones: Mapping[str, Zone]) -> Survivor:
+        point = shapely.Point(record.position)
+        return Survivor(
+            record.id, record.position, record.count, record.confidence, record.reporter,
+            record.time_ms, record.status, self.survivor_inside(point, zones), point,
+        )
+
+    def rederive_after_zone_change(
+        self, zone_id: str, zone: Zone | None, state: _State
+    ) -> tuple[Mapping[str, Route], Mapping[str, Survivor]]:
+        """Routes and survivors with derived facts updated for one zone set/removed.
+
+        Incremental (only the changed zone is tested against each route and survivor);
+        the result equals a full recomputation, which the property tests check.
+        """
+        routes: dict[str, Route] = {}
+        for rid, route in state.routes.items():
+            crosses = set(route.crosses)
+            crosses.discard(zone_id)
+            if zone is not None and zone.is_hazard and zone.grown.intersects(route.line):
+                crosses.add(zone_id)
+            new = tuple(sorted(crosses))
+            routes[rid] = route if new == route.crosses else replace(route, crosses=new)
+        survivors: dict[str, Survivor] = {}
+        for sid, survivor in state.survivors.items():
+            inside = set(survivor.inside)
+            inside.discard(zone_id)
+            if (
+                zone is not None
+                and zone.status is ZoneStatus.BURNING
+                and zone.polygon.covers(survivor.point)
+            ):
+                inside.add(zone_id)
+            new = tuple(sorted(inside))
+            survivors[sid] = survivor if new == survivor.inside else replace(survivor, inside=new)
+        return _frozen(routes), _frozen(survivors)
+
+
+def _with(mapping: Mapping[str, Any], key: str, value: Any) -> Mapping[str, Any]:
+    copy = dict(mapping)
+    copy[key] = value
+    return _frozen(copy)
+
+
+def _without(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    copy = dict(mapping)
+    del copy[key]
+    return _frozen(copy)
+
+
+def _require_known(mapping: Mapping[str, Any], key: str, where: str, noun: str) -> None:
+    if key not in mapping:
+        raise CommandError(f"{where}.id: no {noun} {key!r} on the map")
+
+
+def _require_room(mapping: Mapping[str, Any], key: str, limit: int, where: str, noun: str) -> None:
+    if key not in mapping and len(mapping) >= limit:
+        raise CommandError(f"{where}: the map already holds the maximum of {limit} {noun}")
+
+
+def _step(state: _State, command: Command, geo: _Geometry, version: int) -> _State:
+    """The next state after ``command``, or CommandError if the map rejects it.
+
+    Pure: ``state`` is not modified.
+    """
+    match command:
+        case SetZone():
+            _require_room(state.zones, command.id, MAX_ZONES, "set_zone", "zones")
+            zone = geo.zone(command)
+            routes, survivors = geo.rederive_after_zone_change(command.id, zone, state)
+            return replace(
+                state, version=version, zones=_with(state.zones, command.id, zone),
+                routes=routes, survivors=survivors,
+            )
+        case RemoveZone():
+            _require_known(state.zones, command.id, "remove_zone", "zone")
+            routes, survivors = geo.rederive_after_zone_change(command.id, None, state)
+            return replace(
+                state, version=version, zones=_without(state.zones, command.id),
+                routes=routes, survivors=survivors,
+            )
+        case SetRoute():
+            _require_room(state.routes, command.id, MAX_ROUTES, "set_route", "routes")
+            route = geo.route(command, state.zones)
+            return replace(state, version=version, routes=_with(state.routes, command.id, route))
+        case RemoveRoute():
+            _require_known(state.routes, command.id, "remove_route", "route")
+            return replace(state, version=version, routes=_without(state.routes, command.id))
+        case ReportSurvivor():
+            if command.id in state.survivors:
+                raise CommandError(
+                    f"report_survivor.id: survivor {command.id!r} is already reported "
+                    "(use update_survivor to change it)"
+                )
+            _require_room(state.survivors, command.id, MAX_SURVIVORS, "report_survivor",
+                          "survivors")
+            survivor = geo.survivor(command, state.zones)
+            return replace(
+                state, version=version,
+                survivors=_with(state.survivors, command.id, survivor),
+            )
+        case UpdateSurvivor():
+            _require_known(state.survivors, command.id, "update_survivor", "survivor")
+            old = state.survivors[command.id]
+            status = command.status if command.status is not None else old.status
+            if status not in SURVIVOR_TRANSITIONS[old.status]:
+                raise CommandError(
+                    f"update_survivor.status: cannot go from {old.status.value!r} to "
+                    f"{status.value!r} (status only moves reported -> confirmed -> rescued)"
+                )
+            record = ReportSurvivor(
+                command.id,
+                command.position if command.position is not None else old.position,
+                command.count if command.count is not None else old.count,
+                command.confidence if command.confidence is not None else old.confidence,
+                command.reporter,
+                command.time_ms,
+                status,
+            )
+            survivor = geo.survivor(record, state.zones)
+            return replace(
+                state, version=version,
+                survivors=_with(state.survivors, command.id, survivor),
+            )
+        case RemoveSurvivor():
+            _require_known(state.survivors, command.id, "remove_survivor", "survivor")
+            return replace(
+                state, version=version, survivors=_without(state.survivors, command.id)
+            )
+        case SetSearchArea():
+            area = SearchArea(command.polygon, shapely.Polygon(command.polygon))
+            return replace(state, version=version, search_area=area)
+        case SetDroneTask():
+            _require_room(state.drones, command.id, MAX_DRONES, "set_drone_task", "drones")
+            drone = Drone(command.id, command.task, command.alive, command.busy, command.home)
+            return replace(state, version=version, drones=_with(state.drones, command.id, drone))
+        case RemoveDrone():
+            _require_known(state.drones, command.id, "remove_drone", "drone")
+            return replace(state, version=version, drones=_without(state.drones, command.id))
+    raise CommandError(f"command: {type(command).__name__} is not a map command")
+
+
+def _snapshot_bytes(s: _State) -> bytes:
+    return canonical_json({
+        "format": SNAPSHOT_FORMAT,
+        "version": s.version,
+        "search_area": None if s.search_area is None else [list(p) for p in s.search_area.ring],
+        "zones": [s.zones[k].command().to_json() for k in sorted(s.zones)],
+        "routes": [s.routes[k].command().to_json() for k in sorted(s.routes)],
+        "survivors": [s.survivors[k].command().to_json() for k in sorted(s.survivors)],
+        "drones": [s.drones[k].command().to_json() for k in sorted(s.drones)],
+    })
+
+
+# ------------------------------------------------------------------------- the map
+
+
+class EvacuationMap:
+    """The replicated evacuation map (consensus StateMachine protocol + read side).
+
+    ``route_margin_m`` is configuration, not state: every drone must use the same value
+    (it shapes derived facts, not snapshots).
+    """
+
+    def __init__(self, route_margin_m: float = DEFAULT_ROUTE_MARGIN_M) -> None:
+        if not (isinstance(route_margin_m, (int, float)) and 0 <= route_margin_m <= 10_000):
+            raise ValueError(f"route_margin_m={route_margin_m!r} must be in [0, 10000] metres")
+        self._geo = _Geometry(float(route_margin_m))
+        self._state = _EMPTY
+        self._last_index = 0
+
+    # ---- read side
+
+    @property
+    def version(self) -> int:
+        """Log index of the last entry that changed the map (0 when empty). Entries
+        rejected by validation change nothing, so they leave the version as it was."""
+        return self._state.version
+
+    @property
+    def zones(self) -> Mapping[str, Zone]:
+        return self._state.zones
+
+    @property
+    def routes(self) -> Mapping[str, Route]:
+        return self._state.routes
+
+    @property
+    def survivors(self) -> Mapping[str, Survivor]:
+        return self._state.survivors
+
+    @property
+    def search_area(self) -> SearchArea | None:
+        return self._state.search_area
+
+    @property
+    def drones(self) -> Mapping[str, Drone]:
+        return self._state.drones
+
+    @property
+    def route_margin_m(self) -> float:
+        return self._geo.margin_m
+
+    def view(self) -> MapView:
+        """An immutable picture of the current map, safe to hand to another thread."""
+        s = self._state
+        return MapView(
+            s.version, s.zones, s.routes, s.survivors, s.search_area, s.drones,
+            self._geo.margin_m,
+        )
+
+    # ---- write side
+
+    def check(self, command: Command) -> None:
+        """Raise CommandError if applying ``command`` now would be rejected (unknown id,
+        illegal status change, map full). Call before proposing; apply checks again,
+        since the map may change between proposal and commit."""
+        _step(self._state, command, self._geo, self._state.version + 1)
+
+    def apply(self, index: int, data: bytes) -> bytes:
+        """Apply the committed entry at log ``index``; return the result bytes
+        (``{"ok":true,"version":N}`` or ``{"error":"...","ok":false}``, see
+        :func:`decode_result`).
+
+        An invalid command is not an exception: it is committed, so every drone must
+        reach the same verdict and the same (unchanged) state. Raises ValueError only
+        if the caller breaks the contract by applying indices out of order.
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or index <= self._last_index:
+            raise ValueError(
+                f"apply index {index!r} must be an int greater than the last applied "
+                f"index {self._last_index} (entries are applied once, in log order)"
+            )
+        self._last_index = index
+        try:
+            command = parse_command(data)
+            self._state = _step(self._state, command, self._geo, index)
+        except CommandError as exc:
+            return ApplyResult(ok=False, error=str(exc)).encode()
+        return ApplyResult(ok=True, version=index).encode()
+
+    def apply_command(self, index: int, command: Command) -> ApplyResult:
+        """Convenience for local use and tests: encode, apply, decode."""
+        from .commands import encode_command
+
+        return decode_result(self.apply(index, encode_command(command)))
+
+    # ---- snapshot and restore
+
+    def snapshot(self) -> bytes:
+        """Canonical bytes of the whole map: the same command sequence gives the same
+        bytes on every drone. Holds command data only (derived facts are recomputed)."""
+        return _snapshot_bytes(self._state)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the map with a snapshot. Every part is validated as a command would
+        be; on any error CommandError is raised and the map is left unchanged."""
+        obj = load_json(data, MAX_SNAPSHOT_BYTES, "snapshot")
+        if not isinstance(obj, dict):
+            raise CommandError("snapshot: expected a JSON object")
+        expected = {"format", "version", "search_area", "zones", "routes", "survivors", "drones"}
+        if set(obj) != expected:
+            extra, missing = set(obj) - expected, expected - set(obj)
+            raise CommandError(
+                f"snapshot: unexpected keys {sorted(extra)} / missing keys {sorted(missing)}"
+            )
+        if obj["format"] != SNAPSHOT_FORMAT:
+            raise CommandError(
+                f"snapshot.format: {str(obj['format'])[:40]!r} is not {SNAPSHOT_FORMAT!r}"
+            )
+        version = obj["version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise CommandError("snapshot.version: expected a non-negative integer")
+
+        def entries(key: str, cls: type, limit: int) -> list[Any]:
+            items = obj[key]
+            if not isinstance(items, list):
+                raise CommandError(f"snapshot.{key}: expected a list")
+            if len(items) > limit:
+                raise CommandError(f"snapshot.{key}: {len(items)} entries exceed {limit}")
+            commands = []
+            for i, item in enumerate(items):
+                try:
+                    command = parse_command(item) if isinstance(item, dict) else None
+                except CommandError as exc:
+                    raise CommandError(f"snapshot.{key}[{i}]: {exc}") from None
+                if not isinstance(command, cls):
+                    raise CommandError(f"snapshot.{key}[{i}]: expected a {cls.TYPE} object")
+                commands.append(command)
+            ids = [c.id for c in commands]
+            if ids != sorted(set(ids)):
+                raise CommandError(f"snapshot.{key}: ids must be unique and sorted")
+            return commands
+
+        zones_in = entries("zones", SetZone, MAX_ZONES)
+        routes_in = entries("routes", SetRoute, MAX_ROUTES)
+        survivors_in = entries("survivors", ReportSurvivor, MAX_SURVIVORS)
+        drones_in = entries("drones", SetDroneTask, MAX_DRONES)
+        area = None
+        if obj["search_area"] is not None:
+            try:
+                area_cmd = SetSearchArea(obj["search_area"])
+            except CommandError as exc:
+                raise CommandError(f"snapshot.search_area: {exc}") from None
+            area = SearchArea(area_cmd.polygon, shapely.Polygon(area_cmd.polygon))
+
+        geo = self._geo
+        zones = {c.id: geo.zone(c) for c in zones_in}
+        state = _State(
+            version=version,
+            zones=_frozen(zones),
+            routes=_frozen({c.id: geo.route(c, zones) for c in routes_in}),
+            survivors=_frozen({c.id: geo.survivor(c, zones) for c in survivors_in}),
+            search_area=area,
+            drones=_frozen({
+                c.id: Drone(c.id, c.task, c.alive, c.busy, c.home) for c in drones_in
+            }),
+        )
+        canonical = _snapshot_bytes(state)
+        if canonical != bytes(data):
+            # Accepting a non-canonical encoding would let two drones holding "the same"
+            # map disagree on its bytes; snapshots are always written canonically.
+            raise CommandError("snapshot: not in canonical form (sorted keys, rounded values)")
+        self._state = state
+        self._last_index = version
