@@ -1,0 +1,101 @@
+"""A scripted TCP peer on loopback, for link-level tests (banner, garbage, hang-ups).
+
+Each accepted connection is handed to ``script(sock, conn_index)`` in the peer's one
+thread; the peer stops (and closes everything) on ``close()``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Callable
+
+os.environ.setdefault("MAVLINK20", "1")
+from pymavlink.dialects.v20 import ardupilotmega as mavlink  # noqa: E402
+
+
+def encoder(sysid: int = 1, compid: int = 1, key: bytes | None = None) -> mavlink.MAVLink:
+    mav = mavlink.MAVLink(None, srcSystem=sysid, srcComponent=compid)
+    if key is not None:
+        mav.signing.secret_key = key
+        mav.signing.sign_outgoing = True
+        mav.signing.link_id = 0
+        mav.signing.timestamp = int((time.time() - 1420070400) * 100000)
+    return mav
+
+
+def heartbeat(mav: mavlink.MAVLink, custom_mode: int = 0, armed: bool = False) -> bytes:
+    base = mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | (
+        mavlink.MAV_MODE_FLAG_SAFETY_ARMED if armed else 0)
+    return mavlink.MAVLink_heartbeat_message(
+        mavlink.MAV_TYPE_QUADROTOR, mavlink.MAV_AUTOPILOT_ARDUPILOTMEGA, base, custom_mode,
+        mavlink.MAV_STATE_STANDBY, 3).pack(mav)
+
+
+class FakePeer:
+    def __init__(self, script: Callable[[socket.socket, int], None]) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.accepts = 0
+        self.received = bytearray()
+        self._script = script
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp:127.0.0.1:{self.port}"
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.accepts += 1
+            try:
+                self._script(sock, self.accepts - 1)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+    def serve_for(self, sock: socket.socket, seconds: float, every: float,
+                  send: Callable[[], bytes]) -> None:
+        """Send ``send()`` every ``every`` s for ``seconds`` (or until closed), reading input."""
+        sock.settimeout(every)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self._stop.is_set():
+            sock.sendall(send())
+            try:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                self.received += data
+            except socket.timeout:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+        assert not self._thread.is_alive()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll until ``predicate()``; a bounded wait, not a timing assertion."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

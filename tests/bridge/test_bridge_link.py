@@ -1,0 +1,220 @@
+"""The link over real loopback TCP against scripted peers: parsing, garbage, EOF, signing."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from bridge_fake_peer import FakePeer, encoder, heartbeat, mavlink, wait_for
+from mavlink_bridge.link import (
+    ConnectionStringError, LinkConfig, MavlinkLink, parse_connection_string,
+)
+from mavlink_bridge.vehicle import Vehicle
+
+BANNER = b"ArduCopter V4.5.7 (2a3dc4b7)\r\nChibiOS: 6a85082c\r\nFrame: QUAD/X\r\n"
+
+
+# -- connection strings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("tcp:127.0.0.1:5760", ("tcp", "127.0.0.1", 5760, None, None)),
+    ("udp:0.0.0.0:14550", ("udpin", "0.0.0.0", 14550, None, None)),
+    ("udpin:localhost:14550", ("udpin", "localhost", 14550, None, None)),
+    ("udpout:10.0.0.2:14550", ("udpout", "10.0.0.2", 14550, None, None)),
+    ("/dev/ttyAMA0,921600", ("serial", None, None, "/dev/ttyAMA0", 921600)),
+    ("serial:/dev/ttyUSB0,57600", ("serial", None, None, "/dev/ttyUSB0", 57600)),
+    ("/dev/serial/by-id/usb-ArduPilot_fmuv3-if00", ("serial", None, None,
+                                                    "/dev/serial/by-id/usb-ArduPilot_fmuv3-if00", 57600)),
+    ("COM3,115200", ("serial", None, None, "COM3", 115200)),
+])
+def test_connection_strings_parse(text, expected):
+    spec = parse_connection_string(text)
+    assert (spec.kind, spec.host, spec.port, spec.device, spec.baud) == expected
+
+
+def test_serial_baud_argument_used_when_string_has_none():
+    assert parse_connection_string("/dev/ttyAMA0", baud=921600).baud == 921600
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", "tcp:", "tcp:host", "tcp:host:0", "tcp:host:70000", "tcp:host:port",
+    "udpout:0.0.0.0:14550", "http://x", "ttyAMA0", "/dev/ttyAMA0,12345", "/dev/ttyAMA0,fast",
+    "tcp:my host:5760",
+])
+def test_bad_connection_strings_are_rejected_clearly(text):
+    with pytest.raises(ConnectionStringError):
+        parse_connection_string(text)
+
+
+def test_link_config_validates_fields():
+    with pytest.raises(ValueError):
+        LinkConfig("tcp:127.0.0.1:5760", source_system=0)
+    with pytest.raises(ValueError):
+        LinkConfig("tcp:127.0.0.1:5760", signing_key=b"short")
+    with pytest.raises(ValueError):
+        LinkConfig("tcp:127.0.0.1:5760", heartbeat_timeout_s=0)
+    assert LinkConfig("tcp:127.0.0.1:5760").source_component == 191
+
+
+def test_pymavlink_runs_in_mavlink2_mode():
+    import mavlink_bridge.link  # noqa: F401 - sets MAVLINK20 before pymavlink
+    assert os.environ["MAVLINK20"] == "1"
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def _config(peer: FakePeer, **kw) -> LinkConfig:
+    kw.setdefault("heartbeat_timeout_s", 2.0)
+    kw.setdefault("reconnect_initial_s", 0.05)
+    kw.setdefault("reconnect_max_s", 0.4)
+    return LinkConfig(peer.endpoint, **kw)
+
+
+def test_banner_and_garbage_are_skipped_and_counted():
+    mav = encoder(1)
+    good = heartbeat(mav)
+    corrupt = bytearray(heartbeat(mav))
+    corrupt[-1] ^= 0xFF  # break the CRC
+
+    def script(sock, _i):
+        sock.sendall(BANNER + good + b"\x00\x13\x37garbage!" + bytes(corrupt) + good)
+        threading.Event().wait(1.0)
+
+    peer = FakePeer(script)
+    seen = []
+    link = MavlinkLink(_config(peer))
+    link.subscribe(lambda m, now: seen.append(m.get_type()))
+    try:
+        link.start()
+        wait_for(lambda: seen.count("HEARTBEAT") >= 2, what="two heartbeats")
+        stats = link.stats
+        assert stats.garbage_bytes >= len(BANNER)
+        assert stats.bad_crc >= 1
+        assert stats.messages == 2
+        assert 1 in link.systems()
+    finally:
+        link.close()
+        peer.close()
+
+
+def test_eof_is_a_disconnect_with_backoff_not_a_busy_loop():
+    # The peer accepts and hangs up at once, forever: each EOF must back off.
+    peer = FakePeer(lambda sock, i: None)
+    link = MavlinkLink(_config(peer, reconnect_initial_s=0.05, reconnect_max_s=0.4))
+    try:
+        link.start()
+        wait_for(lambda: link.stats.eofs >= 3, what="three EOFs")
+        threading.Event().wait(1.5)
+        stats = link.stats
+    finally:
+        link.close()
+        peer.close()
+    # A spinning reader would make thousands of attempts; backoff allows a handful:
+    # 0.05 + 0.1 + 0.2 + 0.4 + 0.4 + ... never below 0.05 s apart, 0.4 s once saturated.
+    assert peer.accepts <= 15
+    assert stats.eofs == stats.disconnects >= 3
+
+
+def test_silent_peer_is_detected_and_reconnected():
+    peer = FakePeer(lambda sock, i: peer.serve_for(sock, 5.0, 0.05, lambda: b""))
+    link = MavlinkLink(_config(peer, heartbeat_timeout_s=0.3))
+    try:
+        link.start()
+        wait_for(lambda: link.stats.silent_timeouts >= 1 and peer.accepts >= 2,
+                 what="silence detected and reconnect")
+    finally:
+        link.close()
+        peer.close()
+
+
+def test_link_cut_then_reconnects_and_heartbeats_flow_again():
+    mav = encoder(1)
+
+    def script(sock, i):
+        # First connection: heartbeats for a while then the cable is cut (close).
+        peer.serve_for(sock, 0.4 if i == 0 else 30.0, 0.05, lambda: heartbeat(mav))
+
+    peer = FakePeer(script)
+    link = MavlinkLink(_config(peer, target_system=1))
+    try:
+        link.start()
+        assert link.wait_for_heartbeat(10)
+        wait_for(lambda: link.stats.connects >= 2, what="reconnect")
+        assert link.wait_for_heartbeat(10)
+        assert link.stats.disconnects >= 1
+        # our own 1 Hz heartbeat went out as MAV_TYPE_ONBOARD_CONTROLLER from component 191
+        wait_for(lambda: len(peer.received) > 0, what="companion heartbeat")
+        parser = mavlink.MAVLink(None)
+        msgs = parser.parse_buffer(bytes(peer.received)) or []
+        hb = [m for m in msgs if m.get_type() == "HEARTBEAT"]
+        assert hb and hb[0].get_srcComponent() == 191
+        assert hb[0].type == mavlink.MAV_TYPE_ONBOARD_CONTROLLER
+    finally:
+        link.close()
+        peer.close()
+
+
+def test_messages_from_other_sysids_are_kept_apart():
+    a, b = encoder(1), encoder(2)
+
+    def frames():
+        return (heartbeat(a) + heartbeat(b)
+                + mavlink.MAVLink_global_position_int_message(1, 471000000, 81000000, 500000, 10000,
+                                                              0, 0, 0, 0).pack(a)
+                + mavlink.MAVLink_global_position_int_message(1, 472000000, 82000000, 600000, 20000,
+                                                              0, 0, 0, 0).pack(b))
+
+    peer = FakePeer(lambda sock, i: peer.serve_for(sock, 30, 0.05, frames))
+    link = MavlinkLink(_config(peer, target_system=2))
+    v1, v2 = Vehicle(link, 1), Vehicle(link, 2)
+    try:
+        link.start()
+        wait_for(lambda: v1.state().position is not None and v2.state().position is not None,
+                 what="positions of both")
+        assert v1.state().position.lat == pytest.approx(47.1)
+        assert v2.state().position.lat == pytest.approx(47.2)
+        assert set(link.systems()) == {1, 2}
+    finally:
+        link.close()
+        peer.close()
+
+
+# -- signing ---------------------------------------------------------------------------
+
+
+KEY = bytes(range(32))
+
+
+def test_signing_accepts_signed_rejects_unsigned_except_sik_radio_status():
+    signed = encoder(1, key=KEY)
+    unsigned = encoder(1)
+    wrong = encoder(1, key=bytes(32))
+    radio = encoder(51, 68)
+    radio_status = lambda mav: mavlink.MAVLink_radio_status_message(  # noqa: E731
+        200, 190, 100, 60, 62, 0, 0).pack(mav)
+
+    def frames():
+        return (heartbeat(signed) + heartbeat(unsigned) + heartbeat(wrong) + radio_status(radio)
+                + radio_status(unsigned))
+
+    peer = FakePeer(lambda sock, i: peer.serve_for(sock, 30, 0.05, frames))
+    seen: list[tuple[str, int, bool]] = []
+    link = MavlinkLink(_config(peer, signing_key=KEY))
+    link.subscribe(lambda m, now: seen.append((m.get_type(), m.get_srcSystem(), m.get_signed())))
+    try:
+        link.start()
+        wait_for(lambda: link.stats.unsigned_rejected >= 2, what="rejections")
+        stats = link.stats
+    finally:
+        link.close()
+        peer.close()
+    kinds = set(seen)
+    assert ("HEARTBEAT", 1, True) in kinds
+    assert ("HEARTBEAT", 1, False) not in kinds
+    assert ("RADIO_STATUS", 51, False) in kinds
+    assert ("RADIO_STATUS", 1, False) not in kinds
+    assert stats.bad_signature >= 2  # the unsigned and the wrongly signed heartbeats
