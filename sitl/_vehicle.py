@@ -1,0 +1,1178 @@
+"""One simulated ArduPilot copter: MAVLink in, MAVLink out, simple kinematics.
+
+Sans-I/O: the server feeds it received bytes and the simulated time, and drains the
+bytes it wants to send. Behaviour follows ArduCopter (references are to its source):
+modes and their checks (``ArduCopter/mode.cpp``), arming (``AP_Arming``), the GCS
+command handlers (``GCS_Mavlink.cpp``, ``GCS_Common.cpp``), the mission executor
+(``mode_auto.cpp``, ``AP_Mission``), RTL and LAND, and the fence (``AC_Fence``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pymap3d
+import shapely
+from pymavlink.dialects.v20 import ardupilotmega as mavlink
+
+from sitl import _mission
+from sitl._params import ParamTable, copter_param_specs
+from sitl.radio import RadioModel
+
+if TYPE_CHECKING:
+    from sitl.builtin import VehicleConfig
+
+M = mavlink
+
+STEP_S = 0.02  # fixed physics step (simulated seconds): 50 Hz, the finest stream rate
+FIRMWARE = "ArduCopter V4.5.7 (sim)"
+BANNER = b"\n\nInit " + FIRMWARE.encode() + b"\n\nFree RAM: 262144\n"
+RADIO_SYSID, RADIO_COMPID = 51, M.MAV_COMP_ID_TELEMETRY_RADIO
+_BOOT_STATUS_S = 1.0  # HEARTBEAT.system_status stays MAV_STATE_BOOT until init finishes
+_GPS_FIX_FRACTION = 0.25  # the GPS gets its 3D fix well before the EKF uses it
+_HOVER_THROTTLE = 0.35  # MOT_THST_HOVER
+_LAND_ALT_LOW_M = 10.0  # LAND_ALT_LOW: below it descend at LAND_SPEED
+_FORCE_MAGIC = 21196  # MAV_CMD_COMPONENT_ARM_DISARM param2 that forces arm/disarm
+
+# Copter flight modes (ArduCopter/mode.h, Mode::Number).
+MODES: dict[int, str] = {
+    0: "STABILIZE", 1: "ACRO", 2: "ALT_HOLD", 3: "AUTO", 4: "GUIDED", 5: "LOITER", 6: "RTL",
+    7: "CIRCLE", 9: "LAND", 11: "DRIFT", 13: "SPORT", 14: "FLIP", 15: "AUTOTUNE", 16: "POSHOLD",
+    17: "BRAKE", 18: "THROW", 19: "AVOID_ADSB", 20: "GUIDED_NOGPS", 21: "SMART_RTL",
+    22: "FLOWHOLD", 23: "FOLLOW", 24: "ZIGZAG", 25: "SYSTEMID", 27: "AUTO_RTL", 28: "TURTLE",
+}
+STABILIZE, ACRO, ALT_HOLD, AUTO, GUIDED, LOITER, RTL, CIRCLE, LAND = 0, 1, 2, 3, 4, 5, 6, 7, 9
+POSHOLD, BRAKE, SMART_RTL, AUTO_RTL = 16, 17, 21, 27
+# Mode::requires_GPS() is true for these (ArduCopter/mode.h).
+_REQUIRES_POSITION = {AUTO, GUIDED, LOITER, RTL, CIRCLE, 11, POSHOLD, BRAKE, 18, 19, SMART_RTL,
+                      23, 24, AUTO_RTL}
+# Mode::allows_arming() is false for these; AUTO only with AUTO_OPTIONS bit 0 (default 0).
+_NOT_ARMABLE = {AUTO, RTL, CIRCLE, LAND, BRAKE, SMART_RTL, AUTO_RTL, 14, 15, 19, 23}
+# Mode::has_user_takeoff(): MAV_CMD_NAV_TAKEOFF is accepted in these.
+_USER_TAKEOFF = {GUIDED, LOITER, ALT_HOLD, POSHOLD, 13, 22, 24}
+
+# REQUEST_DATA_STREAM groups -> messages, as ArduCopter's GCS_Mavlink.cpp STREAM_* lists
+# map them (only the messages this simulator produces).
+STREAM_GROUPS: dict[int, tuple[int, ...]] = {
+    M.MAV_DATA_STREAM_EXTENDED_STATUS: (M.MAVLINK_MSG_ID_SYS_STATUS, M.MAVLINK_MSG_ID_MISSION_CURRENT,
+                                        M.MAVLINK_MSG_ID_GPS_RAW_INT, M.MAVLINK_MSG_ID_FENCE_STATUS),
+    M.MAV_DATA_STREAM_POSITION: (M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT,),
+    M.MAV_DATA_STREAM_EXTRA1: (M.MAVLINK_MSG_ID_ATTITUDE,),
+    M.MAV_DATA_STREAM_EXTRA2: (M.MAVLINK_MSG_ID_VFR_HUD,),
+    M.MAV_DATA_STREAM_EXTRA3: (M.MAVLINK_MSG_ID_SYSTEM_TIME, M.MAVLINK_MSG_ID_EKF_STATUS_REPORT,
+                               M.MAVLINK_MSG_ID_BATTERY_STATUS),
+    M.MAV_DATA_STREAM_RAW_SENSORS: (), M.MAV_DATA_STREAM_RC_CHANNELS: (),
+    M.MAV_DATA_STREAM_RAW_CONTROLLER: (),
+}
+STREAM_GROUPS[M.MAV_DATA_STREAM_ALL] = tuple(m for g in STREAM_GROUPS.values() for m in g)
+# Messages that SET_MESSAGE_INTERVAL / REQUEST_MESSAGE can name.
+_PRODUCIBLE = set(STREAM_GROUPS[M.MAV_DATA_STREAM_ALL]) | {
+    M.MAVLINK_MSG_ID_HEARTBEAT, M.MAVLINK_MSG_ID_HOME_POSITION, M.MAVLINK_MSG_ID_AUTOPILOT_VERSION,
+    M.MAVLINK_MSG_ID_LOCAL_POSITION_NED,
+}
+
+# EKF_STATUS_REPORT.flags (EKF_STATUS_FLAGS, ardupilotmega.xml)
+_EKF_PRE_GPS = (M.EKF_ATTITUDE | M.EKF_VELOCITY_VERT | M.EKF_POS_VERT_ABS | M.EKF_CONST_POS_MODE)
+_EKF_READY = (M.EKF_ATTITUDE | M.EKF_VELOCITY_HORIZ | M.EKF_VELOCITY_VERT | M.EKF_POS_HORIZ_REL
+              | M.EKF_POS_HORIZ_ABS | M.EKF_POS_VERT_ABS | M.EKF_PRED_POS_HORIZ_REL
+              | M.EKF_PRED_POS_HORIZ_ABS)
+
+
+class _Outbox:
+    """File-like sink for pymavlink's MAVLink.send(): frames go into a byte buffer."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.enabled = True
+
+    def write(self, data: bytes) -> None:
+        if self.enabled:
+            self.buffer += data
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleState:
+    """A consistent snapshot of one simulated vehicle, for tests and tools."""
+
+    instance: int
+    sysid: int
+    booted: bool
+    ready: bool
+    armed: bool
+    mode: int
+    mode_name: str
+    landed: bool
+    lat: float
+    lon: float
+    alt_amsl: float
+    relative_alt: float
+    groundspeed: float
+    battery_remaining_pct: float
+    battery_voltage: float
+    mission: tuple[_mission.Item, ...]
+    fence: tuple[_mission.Item, ...]
+    rally: tuple[_mission.Item, ...]
+    mission_current: int
+    mission_state: int
+    fence_breached: bool
+    fence_breach_count: int
+    params: tuple[tuple[str, float], ...]
+    connected: bool
+
+
+@dataclass
+class _Nav:
+    """What the position controller is doing: hold, go to a target, take off, land."""
+
+    kind: str = "hold"  # hold | goto | takeoff | land | rtl
+    e: float = 0.0
+    n: float = 0.0
+    u: float = 0.0
+    hold_s: float = 0.0
+    arrived_at: float | None = None
+    phase: str = ""
+    item_seq: int = -1
+
+
+class SimVehicle:
+    """The state of one copter and its MAVLink endpoint (serial0 over TCP)."""
+
+    def __init__(self, config: "VehicleConfig") -> None:
+        self.config = config
+        self.sysid = config.sysid
+        self._mav = M.MAVLink(_Outbox(), srcSystem=self.sysid, srcComponent=M.MAV_COMP_ID_AUTOPILOT1)
+        self._out: _Outbox = self._mav.file
+        self._radio_mav = M.MAVLink(self._out, srcSystem=RADIO_SYSID, srcComponent=RADIO_COMPID)
+        self._parser = self._new_parser()
+        self.params = ParamTable(copter_param_specs(
+            self.sysid, config.wp_speed_ms * 100, config.wp_radius_m * 100, config.battery_capacity_mah))
+        self._rng = random.Random(config.seed)
+        self._radio = RadioModel(seed=config.seed) if config.radio_status else None
+        self._gcs = (config.gcs_lat if config.gcs_lat is not None else config.home_lat,
+                     config.gcs_lon if config.gcs_lon is not None else config.home_lon,
+                     config.gcs_alt if config.gcs_alt is not None else config.home_alt)
+        self.connected = False
+        self._banner_sent = False
+        self.boot_time: float | None = None  # sim clock reading at boot
+        self.t = 0.0  # simulated seconds since boot, advanced in STEP_S steps
+        # flight state, local ENU metres around home (u = altitude above home)
+        self.e = self.n = self.u = 0.0
+        self.ve = self.vn = self.vu = 0.0
+        self.yaw = math.radians(config.home_heading)
+        self.armed = False
+        self.landed = True
+        self.mode = STABILIZE
+        self._landed_armed_since: float | None = None
+        self._auto_armed = False
+        self._speed_override: float | None = None
+        self._nav = _Nav()
+        self.throttle = 0.0
+        # battery
+        self._mah_used = config.battery_capacity_mah * (1.0 - config.battery_initial_pct / 100.0)
+        self._current_a = config.battery_idle_current_a
+        # mission, fence, rally
+        self.missions = _mission.MissionList(self._mav, self._send, self.statustext, self._home_item)
+        self.fences = _mission.FenceList(self._mav, self._send, self.statustext)
+        self.rallies = _mission.RallyList(self._mav, self._send, self.statustext)
+        self.fences.on_changed = self._rebuild_fence
+        self.missions.on_changed = self._mission_changed
+        self._protocols = {M.MAV_MISSION_TYPE_MISSION: self.missions, M.MAV_MISSION_TYPE_FENCE: self.fences,
+                           M.MAV_MISSION_TYPE_RALLY: self.rallies}
+        self.mission_index = 1  # current nav command (AP_Mission::_nav_cmd.index)
+        self.mission_state = "stopped"  # stopped | running | complete
+        self._mission_started = False
+        self._jump_counts: dict[int, int] = {}
+        self._exclusions: list[Any] = []
+        self._inclusions: list[Any] = []
+        self.fence_breached = 0  # FENCE_BREACH of the active breach, 0 when none
+        self.fence_breach_count = 0
+        self._fence_breach_time_ms = 0
+        # telemetry schedule: msgid -> [interval_s, next_due]
+        self._intervals: dict[int, list[float]] = {M.MAVLINK_MSG_ID_HEARTBEAT: [1.0, 0.0]}
+        self._next_radio = 0.0
+        self._radio_up = True
+        self._gps_fix_announced = False
+        self._ready_announced = False
+
+    # ------------------------------------------------------------------ link side
+    @staticmethod
+    def _new_parser() -> Any:
+        parser = M.MAVLink(None)
+        parser.robust_parsing = True  # garbage yields BAD_DATA records, never an exception
+        return parser
+
+    def boot(self, clock_now: float) -> None:
+        if self.boot_time is None:
+            self.boot_time = clock_now
+            self.t = 0.0
+
+    def on_connect(self, clock_now: float) -> None:
+        """A client connected to serial0. SITL waits for it, then boots and prints the banner."""
+        self.connected = True
+        self._parser = self._new_parser()
+        self._out.buffer.clear()
+        if not self._banner_sent:
+            self._banner_sent = True
+            self._out.buffer += BANNER
+        if self.config.wait_for_connection:
+            self.boot(clock_now)
+        if self.boot_time is not None:
+            self._intervals[M.MAVLINK_MSG_ID_HEARTBEAT][1] = self.t  # heartbeat right away
+
+    def on_disconnect(self) -> None:
+        self.connected = False
+        self._out.buffer.clear()
+
+    def on_bytes(self, data: bytes, clock_now: float) -> None:
+        if self.boot_time is None:
+            return
+        try:
+            messages = self._parser.parse_buffer(data) or []
+        except Exception:  # noqa: BLE001 - pymavlink raises assorted errors on hostile input
+            self._parser = self._new_parser()
+            return
+        for msg in messages:
+            if msg.get_type() == "BAD_DATA":
+                continue
+            try:
+                self._dispatch(msg)
+            except (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError,
+                    M.MAVError):
+                # A well-framed message with nonsense fields changes nothing.
+                continue
+
+    def take_output(self) -> bytes:
+        data = bytes(self._out.buffer)
+        self._out.buffer.clear()
+        return data
+
+    def _send(self, msg: Any) -> None:
+        if self.connected and self._radio_up:
+            self._mav.send(msg)
+
+    def statustext(self, severity: int, text: str) -> None:
+        self._send(self._mav.statustext_encode(severity, text.encode()[:50]))
+
+    # ------------------------------------------------------------------ time
+    def advance(self, clock_now: float, max_steps: int = 5000) -> None:
+        """Run fixed physics steps (and what falls due in them) up to ``clock_now``."""
+        if self.boot_time is None:
+            if not self.config.wait_for_connection:
+                self.boot(clock_now)
+            return
+        target = clock_now - self.boot_time
+        steps = 0
+        while self.t + STEP_S <= target and steps < max_steps:
+            self.t += STEP_S
+            steps += 1
+            self._step(STEP_S)
+            self._due()
+        if self.t + STEP_S <= target:  # hopelessly behind: skip ahead rather than spiral
+            self.t = target
+
+    @property
+    def ready(self) -> bool:
+        return self.boot_time is not None and self.t >= self.config.time_to_ready_s
+
+    @property
+    def gps_fix(self) -> bool:
+        return self.boot_time is not None and self.t >= self.config.time_to_ready_s * _GPS_FIX_FRACTION
+
+    def _due(self) -> None:
+        t = self.t
+        if self.gps_fix and not self._gps_fix_announced:
+            self._gps_fix_announced = True
+            self.statustext(M.MAV_SEVERITY_INFO, "GPS 1: detected u-blox")
+        if self.ready and not self._ready_announced:
+            self._ready_announced = True
+            self.statustext(M.MAV_SEVERITY_INFO, "EKF3 IMU0 origin set")
+            self.statustext(M.MAV_SEVERITY_INFO, "EKF3 IMU0 is using GPS")
+        if self._radio is not None and t >= self._next_radio:
+            self._next_radio = t + 1.0
+            self._send_radio_status(t)
+        for msgid, slot in list(self._intervals.items()):
+            interval, due = slot
+            if interval > 0 and t + 1e-9 >= due:
+                # Keep the phase (due += interval) so the long-run rate is exact; if far
+                # behind (stream just enabled), restart from now.
+                slot[1] = due + interval if t - due < interval else t + interval
+                self._emit(msgid)
+        for protocol in self._protocols.values():
+            protocol.update(t)
+
+    # ------------------------------------------------------------------ geometry
+    def _home_item(self) -> _mission.Item:
+        c = self.config
+        return _mission.Item(M.MAV_CMD_NAV_WAYPOINT, 0, x=round(c.home_lat * 1e7),
+                             y=round(c.home_lon * 1e7), z=round(c.home_alt * 100) / 100.0)
+
+    def _to_local(self, lat: float, lon: float) -> tuple[float, float]:
+        c = self.config
+        e, n, _ = pymap3d.geodetic2enu(lat, lon, c.home_alt, c.home_lat, c.home_lon, c.home_alt)
+        return float(e), float(n)
+
+    def latlon(self) -> tuple[float, float]:
+        c = self.config
+        lat, lon, _ = pymap3d.enu2geodetic(self.e, self.n, 0.0, c.home_lat, c.home_lon, c.home_alt)
+        return float(lat), float(lon)
+
+    def _item_target(self, item: _mission.Item) -> tuple[float, float, float]:
+        """A mission item's location in the local frame; 0 lat/lon or 0 alt mean 'here'
+        (ModeAuto::loc_from_cmd)."""
+        if item.x == 0 and item.y == 0:
+            e, n = self.e, self.n
+        else:
+            e, n = self._to_local(item.x / 1e7, item.y / 1e7)
+        if item.z == 0:
+            u = self.u
+        elif item.frame in (0, 5):  # absolute (AMSL) altitude
+            u = item.z - self.config.home_alt
+        else:  # relative, or terrain (flat ground at home altitude)
+            u = item.z
+        return e, n, u
+
+    # ------------------------------------------------------------------ physics
+    def _speed(self) -> float:
+        if self._speed_override is not None:
+            return self._speed_override
+        return self.params["WPNAV_SPEED"] / 100.0
+
+    def _step(self, dt: float) -> None:
+        self._navigate(dt)
+        self._drain_battery(dt)
+        if self.armed:
+            self._check_fence()
+            self._check_auto_disarm()
+
+    def _navigate(self, dt: float) -> None:
+        nav = self._nav
+        if not self.armed or (self.landed and nav.kind not in ("takeoff",)):
+            self.ve = self.vn = self.vu = 0.0
+            self.throttle = 0.0 if not self.armed else 0.1
+            if nav.kind == "takeoff" and not self.armed:
+                self._nav = _Nav("hold")
+            return
+        if nav.kind == "rtl":
+            self._rtl_phase()
+            nav = self._nav
+        te, tn, tu = nav.e, nav.n, nav.u
+        h_speed = self._speed()
+        if nav.kind == "rtl" and self.params["RTL_SPEED"] > 0:
+            h_speed = self.params["RTL_SPEED"] / 100.0
+        if nav.kind in ("land",) or (nav.kind == "rtl" and nav.phase == "land"):
+            high = self.params["LAND_SPEED_HIGH"] or self.params["WPNAV_SPEED_DN"]
+            rate = (high if self.u > _LAND_ALT_LOW_M else self.params["LAND_SPEED"]) / 100.0
+            tu = -1.0  # below ground: descend until touchdown
+            v_limit_dn = rate
+        else:
+            v_limit_dn = self.params["WPNAV_SPEED_DN"] / 100.0
+        accel = self.params["WPNAV_ACCEL"] / 100.0
+        # horizontal: accelerate toward the target, braking so as to stop on it
+        de, dn = te - self.e, tn - self.n
+        dist = math.hypot(de, dn)
+        if dist > 1e-6:
+            v_des = min(h_speed, math.sqrt(2.0 * accel * dist))
+            de_v, dn_v = de / dist * v_des, dn / dist * v_des
+        else:
+            de_v = dn_v = 0.0
+        dve, dvn = de_v - self.ve, dn_v - self.vn
+        dv = math.hypot(dve, dvn)
+        if dv > accel * dt:
+            dve, dvn = dve / dv * accel * dt, dvn / dv * accel * dt
+        self.ve += dve
+        self.vn += dvn
+        step_e, step_n = self.ve * dt, self.vn * dt
+        if dist > 1e-6 and math.hypot(step_e, step_n) >= dist and dist < 0.5:
+            self.e, self.n, self.ve, self.vn = te, tn, 0.0, 0.0  # settle on the target
+        else:
+            self.e += step_e
+            self.n += step_n
+        if math.hypot(self.ve, self.vn) > 0.3:
+            self.yaw = math.atan2(self.ve, self.vn)
+        # vertical
+        du = tu - self.u
+        up, dn_lim = self.params["WPNAV_SPEED_UP"] / 100.0, v_limit_dn
+        v_target = max(-dn_lim, min(up, math.copysign(math.sqrt(2.0 * accel * abs(du)), du)))
+        self.vu += max(-accel * dt, min(accel * dt, v_target - self.vu))
+        new_u = self.u + self.vu * dt
+        if (tu - self.u) * (tu - new_u) <= 0 and abs(du) < 0.5:
+            new_u, self.vu = tu, 0.0
+        self.u = new_u
+        if self.u <= 0.0 and self.vu <= 0.0:
+            self.u = 0.0
+            self.vu = 0.0
+            if nav.kind in ("land", "rtl") or (nav.kind != "takeoff"):
+                self._touchdown()
+                return
+        else:
+            self.landed = False
+        self.throttle = max(0.0, min(1.0, _HOVER_THROTTLE * (1.0 + 0.3 * self.vu / max(up, 0.1))))
+        self._nav_progress()
+
+    def _touchdown(self) -> None:
+        self.landed = True
+        self.ve = self.vn = self.vu = 0.0
+        nav = self._nav
+        if nav.kind == "land" or (nav.kind == "rtl" and nav.phase == "land"):
+            # LAND and RTL disarm once the land detector sees touchdown.
+            seq = nav.item_seq
+            self._nav = _Nav("hold", self.e, self.n, 0.0)
+            self.disarm("landed")
+            if self.mode == AUTO and seq >= 0:
+                self._command_complete(seq)
+
+    def _rtl_phase(self) -> None:
+        """ModeRTL's stages: climb to RTL_ALT, return, loiter RTL_LOIT_TIME, land."""
+        nav = self._nav
+        rtl_alt = self.params["RTL_ALT"] / 100.0
+        if nav.phase == "climb":
+            target_u = max(self.u, rtl_alt) if nav.u == 0 else nav.u
+            nav.u = target_u
+            nav.e, nav.n = self.e, self.n
+            if abs(self.u - target_u) < 0.5:
+                nav.phase = "return"
+                nav.e, nav.n = 0.0, 0.0
+        elif nav.phase == "return":
+            nav.e, nav.n = 0.0, 0.0
+            if math.hypot(self.e, self.n) <= self.params["WPNAV_RADIUS"] / 100.0 and abs(self.ve) + abs(self.vn) < 0.5:
+                nav.phase = "loiter"
+                nav.arrived_at = self.t
+        elif nav.phase == "loiter":
+            if self.t - (nav.arrived_at or self.t) >= self.params["RTL_LOIT_TIME"] / 1000.0:
+                nav.phase = "land"
+
+    def _drain_battery(self, dt: float) -> None:
+        c = self.config
+        if not self.armed:
+            current = c.battery_idle_current_a
+        elif self.landed:
+            current = c.battery_idle_current_a + 0.1 * c.battery_hover_current_a
+        else:
+            current = c.battery_idle_current_a + c.battery_hover_current_a * (self.throttle / _HOVER_THROTTLE) ** 1.5
+        self._current_a = current
+        self._mah_used = min(c.battery_capacity_mah, self._mah_used + current * dt / 3.6)
+
+    @property
+    def battery_remaining(self) -> float:
+        cap = self.config.battery_capacity_mah
+        return max(0.0, 100.0 * (1.0 - self._mah_used / cap))
+
+    @property
+    def battery_voltage(self) -> float:
+        c = self.config
+        frac = self.battery_remaining / 100.0
+        return c.battery_voltage_empty + (c.battery_voltage_full - c.battery_voltage_empty) * frac - 0.01 * self._current_a
+
+    def _check_auto_disarm(self) -> None:
+        """Copter::auto_disarm_check: landed with motors at idle for DISARM_DELAY s."""
+        delay = self.params["DISARM_DELAY"]
+        waiting_for_takeoff = self.landed and self._nav.kind != "takeoff"
+        if not waiting_for_takeoff or delay <= 0 or (self.mode == AUTO and self._auto_armed and self.mission_state == "running"):
+            self._landed_armed_since = None
+            return
+        if self._landed_armed_since is None:
+            self._landed_armed_since = self.t
+        elif self.t - self._landed_armed_since >= delay:
+            self.disarm("auto disarm")
+
+    # ------------------------------------------------------------------ fence
+    def _rebuild_fence(self) -> None:
+        self._exclusions, self._inclusions = [], []
+        items = self.fences.items
+        i = 0
+        while i < len(items):
+            item = items[i]
+            if item.command in (M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
+                                M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION):
+                count = int(item.param1)
+                ring = [self._to_local(v.x / 1e7, v.y / 1e7) for v in items[i:i + count]]
+                poly = shapely.Polygon(ring)
+                shapely.prepare(poly)
+                target = (self._exclusions if item.command == M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION
+                          else self._inclusions)
+                target.append(poly)
+                i += count
+                continue
+            if item.command in (M.MAV_CMD_NAV_FENCE_CIRCLE_EXCLUSION, M.MAV_CMD_NAV_FENCE_CIRCLE_INCLUSION):
+                e, n = self._to_local(item.x / 1e7, item.y / 1e7)
+                circle = shapely.Point(e, n).buffer(item.param1, quad_segs=16)
+                shapely.prepare(circle)
+                (self._exclusions if item.command == M.MAV_CMD_NAV_FENCE_CIRCLE_EXCLUSION
+                 else self._inclusions).append(circle)
+            i += 1
+
+    def _fence_violation(self) -> int:
+        """Which FENCE_BREACH the current position is in (0 when inside all fences)."""
+        ftype = int(self.params["FENCE_TYPE"])
+        if ftype & 1 and self.u > self.params["FENCE_ALT_MAX"]:
+            return M.FENCE_BREACH_MAXALT
+        if ftype & 2 and math.hypot(self.e, self.n) > self.params["FENCE_RADIUS"]:
+            return M.FENCE_BREACH_BOUNDARY
+        if ftype & 4:
+            if any(shapely.contains_xy(p, self.e, self.n) for p in self._exclusions):
+                return M.FENCE_BREACH_BOUNDARY
+            if any(not shapely.contains_xy(p, self.e, self.n) for p in self._inclusions):
+                return M.FENCE_BREACH_BOUNDARY
+        return 0
+
+    def _check_fence(self) -> None:
+        if self.params["FENCE_ENABLE"] < 1 or self.landed:
+            if self.fence_breached:
+                self.fence_breached = 0
+            return
+        breach = self._fence_violation()
+        if breach and not self.fence_breached:
+            self.fence_breached = breach
+            self.fence_breach_count += 1
+            self._fence_breach_time_ms = int(self.t * 1000)
+            self.statustext(M.MAV_SEVERITY_CRITICAL, "Fence Breached")
+            action = int(self.params["FENCE_ACTION"])
+            if action in (1, 3, 4, 6) and self.mode not in (RTL, LAND, SMART_RTL):
+                # FENCE_ACTION 1 = RTL or land; SmartRTL / brake fall back to RTL here.
+                if not self.set_mode(RTL, announce=False):
+                    self.set_mode(LAND, announce=False)
+            elif action == 2 and self.mode != LAND:
+                self.set_mode(LAND, announce=False)
+            self._emit(M.MAVLINK_MSG_ID_FENCE_STATUS)
+        elif not breach and self.fence_breached:
+            self.fence_breached = 0
+            self._emit(M.MAVLINK_MSG_ID_FENCE_STATUS)
+
+    # ------------------------------------------------------------------ modes and arming
+    def set_mode(self, mode: int, announce: bool = True) -> bool:
+        """Copter::set_mode: unknown modes and position-less modes are refused with a STATUSTEXT."""
+        name = MODES.get(mode)
+        if name is None:
+            self.statustext(M.MAV_SEVERITY_WARNING, f"No such mode {mode}")
+            return False
+        if mode == self.mode:
+            return True
+        if mode in _REQUIRES_POSITION and not self.ready:
+            self.statustext(M.MAV_SEVERITY_WARNING, f"Mode change to {name} failed: requires position")
+            return False
+        if mode == AUTO and self.armed and self.landed and not self._starts_with_takeoff():
+            self.statustext(M.MAV_SEVERITY_CRITICAL, "Auto: Missing Takeoff Cmd")
+            return False
+        previous = self.mode
+        self.mode = mode
+        self._speed_override = None if previous == AUTO or mode == AUTO else self._speed_override
+        self._enter_mode(mode)
+        return True
+
+    def _enter_mode(self, mode: int) -> None:
+        flying = self.armed and not self.landed
+        if mode == AUTO:
+            if flying:
+                self._auto_armed = True
+                self._mission_start_or_resume()
+            return
+        if self.mission_state == "running":
+            self.mission_state = "stopped"
+        if mode in (RTL, SMART_RTL, AUTO_RTL):
+            if flying:
+                self._nav = _Nav("rtl", self.e, self.n, 0.0, phase="climb")
+            return
+        if mode == LAND:
+            if flying:
+                self._nav = _Nav("land", self.e, self.n, 0.0)
+            elif self.armed:
+                self.disarm("land")
+            return
+        # GUIDED, LOITER and the manual modes: hold where we are (no RC input in SITL).
+        self._nav = _Nav("hold", self.e, self.n, self.u)
+
+    def _starts_with_takeoff(self) -> bool:
+        items = self.missions.items
+        for item in items[1:]:
+            if item.command in _mission.LOCATION_COMMANDS or item.command == M.MAV_CMD_NAV_DELAY:
+                return item.command == M.MAV_CMD_NAV_TAKEOFF
+        return False
+
+    def try_arm(self, force: bool) -> bool:
+        """AP_Arming::arm from MAVLink; failures go out as "Arm: ..." STATUSTEXTs."""
+        if self.armed:
+            return True
+        if not force:
+            reason = None
+            if self.mode in _NOT_ARMABLE:
+                reason = "Mode not armable"
+            elif self.params["ARMING_CHECK"] != 0 and not self.ready:
+                reason = "Need Position Estimate"
+            elif self.mode in _REQUIRES_POSITION and not self.ready:
+                reason = "Need Position Estimate"
+            elif self.battery_remaining <= 0:
+                reason = "Battery 1 below minimum arming capacity"
+            if reason is not None:
+                self.statustext(M.MAV_SEVERITY_CRITICAL, f"Arm: {reason}")
+                return False
+        self.armed = True
+        self._auto_armed = False
+        self._landed_armed_since = None
+        self._nav = _Nav("hold", self.e, self.n, self.u)
+        return True
+
+    def disarm(self, reason: str) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        self._auto_armed = False
+        self.throttle = 0.0
+        self._landed_armed_since = None
+        self.fence_breached = 0
+        if reason in ("landed", "auto disarm", "land"):
+            self.statustext(M.MAV_SEVERITY_INFO, "Disarming motors")
+
+    # ------------------------------------------------------------------ mission execution
+    def _mission_changed(self) -> None:
+        count = len(self.missions.items)
+        if self.mission_index >= count:
+            self.mission_index = 1
+            if self.mission_state == "running":
+                self.mission_state = "complete" if count <= 1 else "stopped"
+
+    def _mission_start_or_resume(self) -> None:
+        if len(self.missions.items) <= 1:
+            self.mission_state = "complete"
+            self._nav = _Nav("hold", self.e, self.n, self.u)
+            self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+            return
+        if self.mission_state == "complete" or not self._mission_started:
+            self.mission_index = 1
+            self._jump_counts.clear()
+        self.mission_state = "running"
+        self._mission_started = True
+        self._start_commands_from(self.mission_index)
+
+    def _start_commands_from(self, index: int) -> None:
+        """AP_Mission::advance_current_nav_cmd: run do-commands, follow jumps, start the next nav."""
+        items = self.missions.items
+        guard = 0
+        while guard < 10 * len(items) + 10:
+            guard += 1
+            if index >= len(items):
+                self._mission_complete()
+                return
+            item = items[index]
+            if item.command == M.MAV_CMD_DO_JUMP:
+                target, repeat = int(item.param1), int(item.param2)
+                done = self._jump_counts.get(index, 0)
+                if repeat < 0 or done < repeat:
+                    self._jump_counts[index] = done + 1
+                    index = target
+                else:
+                    index += 1
+                continue
+            if item.command in _mission.LOCATION_COMMANDS or item.command == M.MAV_CMD_NAV_DELAY:
+                if item.command in (M.MAV_CMD_DO_SET_HOME, M.MAV_CMD_DO_SET_ROI, M.MAV_CMD_DO_LAND_START,
+                                    M.MAV_CMD_DO_SET_ROI_LOCATION):
+                    self._command_complete(index, advance=False)
+                    index += 1
+                    continue
+                self.mission_index = index
+                self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+                self._start_nav(index, item)
+                return
+            # do-commands complete at once (ModeAuto::verify_command), except speed is applied
+            if item.command == M.MAV_CMD_DO_CHANGE_SPEED and item.param2 > 0:
+                self._speed_override = float(item.param2)
+            self._command_complete(index, advance=False)
+            index += 1
+        self._mission_complete()
+
+    def _start_nav(self, seq: int, item: _mission.Item) -> None:
+        e, n, u = self._item_target(item)
+        cmd = item.command
+        if cmd == M.MAV_CMD_NAV_TAKEOFF:
+            self._nav = _Nav("takeoff", self.e, self.n, max(u, 1.0) if item.z else max(self.u, 1.0), item_seq=seq)
+            if not self.landed and self.u >= self._nav.u - 0.5:
+                self._command_complete(seq)
+        elif cmd == M.MAV_CMD_NAV_RETURN_TO_LAUNCH:
+            self._nav = _Nav("rtl", self.e, self.n, 0.0, phase="climb", item_seq=seq)
+        elif cmd == M.MAV_CMD_NAV_LAND:
+            self._nav = _Nav("goto", e, n, self.u, phase="land-approach", item_seq=seq)
+            if item.x == 0 and item.y == 0:
+                self._nav = _Nav("land", self.e, self.n, 0.0, item_seq=seq)
+        elif cmd == M.MAV_CMD_NAV_DELAY:
+            self._nav = _Nav("goto", self.e, self.n, self.u, hold_s=max(0.0, item.param1), item_seq=seq)
+            self._nav.arrived_at = self.t
+        else:
+            hold = 0.0
+            if cmd in (M.MAV_CMD_NAV_WAYPOINT, M.MAV_CMD_NAV_SPLINE_WAYPOINT, M.MAV_CMD_NAV_LOITER_TIME):
+                hold = max(0.0, item.param1)
+            elif cmd == M.MAV_CMD_NAV_LOITER_TURNS:
+                hold = max(0.0, item.param1) * 2 * math.pi * 10.0 / 5.0  # 10 m circles at 5 m/s
+            elif cmd == M.MAV_CMD_NAV_LOITER_UNLIM:
+                hold = math.inf
+            self._nav = _Nav("goto", e, n, u, hold_s=hold, item_seq=seq, phase=str(cmd))
+
+    def _nav_progress(self) -> None:
+        """ModeAuto::verify_command for the nav command in progress."""
+        nav = self._nav
+        if self.mode != AUTO or self.mission_state != "running" or nav.item_seq < 0:
+            if nav.kind == "takeoff" and abs(self.u - nav.u) < 0.1:
+                self._nav = _Nav("hold", self.e, self.n, nav.u)
+            return
+        if nav.kind == "takeoff":
+            if abs(self.u - nav.u) < 0.1:
+                self._command_complete(nav.item_seq)
+            return
+        if nav.kind != "goto":
+            return
+        radius = self.params["WPNAV_RADIUS"] / 100.0
+        if nav.arrived_at is None:
+            if math.hypot(nav.e - self.e, nav.n - self.n) <= radius and abs(nav.u - self.u) <= 1.0:
+                nav.arrived_at = self.t
+                if nav.phase == "land-approach":
+                    self._nav = _Nav("land", self.e, self.n, 0.0, item_seq=nav.item_seq)
+                    return
+                if nav.hold_s > 0 and nav.phase == str(M.MAV_CMD_NAV_WAYPOINT):
+                    self._send(self._mav.mission_item_reached_encode(nav.item_seq))
+            else:
+                return
+        if self.t - nav.arrived_at >= nav.hold_s:
+            self._command_complete(nav.item_seq)
+
+    def _command_complete(self, seq: int, advance: bool = True) -> None:
+        self._send(self._mav.mission_item_reached_encode(seq))
+        if advance and self.mode == AUTO and self.mission_state == "running":
+            self._start_commands_from(seq + 1)
+
+    def _mission_complete(self) -> None:
+        self.mission_state = "complete"
+        if self.armed and not self.landed and self._nav.kind not in ("land", "rtl"):
+            self._nav = _Nav("hold", self.e, self.n, self.u)
+        self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+
+    def set_mission_current(self, seq: int) -> bool:
+        """AP_Mission::set_current_cmd: jump now when running, else remember for resume."""
+        count = len(self.missions.items)
+        if count <= 1 or seq >= count or seq < 0:
+            return False
+        seq = max(seq, 1)
+        self.mission_index = seq
+        if self.mode == AUTO and self.armed and not self.landed:
+            self.mission_state = "running"
+            self._mission_started = True
+            self._start_commands_from(seq)
+        else:
+            if self.mission_state == "complete":
+                self.mission_state = "stopped"
+            self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+        return True
+
+    # ------------------------------------------------------------------ incoming messages
+    def _dispatch(self, msg: Any) -> None:
+        target = getattr(msg, "target_system", None)
+        if target is not None and target not in (0, self.sysid):
+            return
+        name = msg.get_type()
+        handler = getattr(self, "_on_" + name, None)
+        if handler is not None:
+            handler(msg)
+
+    def _protocol(self, msg: Any) -> Any:
+        protocol = self._protocols.get(getattr(msg, "mission_type", 0))
+        if protocol is None:
+            self._send(self._mav.mission_ack_encode(msg.get_srcSystem(), msg.get_srcComponent(),
+                                                    M.MAV_MISSION_UNSUPPORTED, msg.mission_type))
+        return protocol
+
+    def _on_MISSION_COUNT(self, msg: Any) -> None:
+        if (p := self._protocol(msg)) is not None:
+            p.handle_count(msg, self.t)
+
+    def _on_MISSION_ITEM_INT(self, msg: Any) -> None:
+        p = self._protocol(msg)
+        if p is None:
+            return
+        if p.receiving:
+            p.handle_item(msg, self.t)
+        elif msg.current == 2 and msg.mission_type == M.MAV_MISSION_TYPE_MISSION:
+            self._guided_goto_item(msg)
+        else:
+            self._send(self._mav.mission_ack_encode(msg.get_srcSystem(), msg.get_srcComponent(),
+                                                    M.MAV_MISSION_ERROR, msg.mission_type))
+
+    _on_MISSION_ITEM = _on_MISSION_ITEM_INT
+
+    def _on_MISSION_REQUEST_LIST(self, msg: Any) -> None:
+        if (p := self._protocol(msg)) is not None:
+            p.handle_request_list(msg)
+
+    def _on_MISSION_REQUEST_INT(self, msg: Any) -> None:
+        if (p := self._protocol(msg)) is not None:
+            current = self.mission_index if p is self.missions else -1
+            p.handle_request(msg, current)
+
+    _on_MISSION_REQUEST = _on_MISSION_REQUEST_INT
+
+    def _on_MISSION_CLEAR_ALL(self, msg: Any) -> None:
+        if (p := self._protocol(msg)) is not None:
+            p.handle_clear_all(msg)
+
+    def _on_MISSION_SET_CURRENT(self, msg: Any) -> None:
+        # GCS_MAVLINK::handle_mission_set_current: no ACK, MISSION_CURRENT tells the result.
+        if not self.set_mission_current(msg.seq):
+            self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+
+    def _on_SET_MODE(self, msg: Any) -> None:
+        # The SET_MODE message is obeyed without any COMMAND_ACK (GCS_MAVLINK::handle_set_mode).
+        if msg.base_mode & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED:
+            self.set_mode(msg.custom_mode)
+
+    def _on_PARAM_REQUEST_LIST(self, msg: Any) -> None:
+        for name in self.params.names():
+            self._send_param(name)
+
+    def _on_PARAM_REQUEST_READ(self, msg: Any) -> None:
+        names = self.params.names()
+        if msg.param_index >= 0:
+            if msg.param_index < len(names):
+                self._send_param(names[msg.param_index])
+            return
+        name = _param_name(msg.param_id)
+        if name in names:
+            self._send_param(name)
+
+    def _on_PARAM_SET(self, msg: Any) -> None:
+        name = _param_name(msg.param_id)
+        if self.params.set(name, msg.param_value) is None:
+            return  # unknown name or NaN: ArduPilot ignores it without a reply
+        if name.startswith("FENCE_"):
+            self._rebuild_fence()
+        self._send_param(name)
+
+    def _send_param(self, name: str) -> None:
+        self._send(self._mav.param_value_encode(name.encode(), self.params[name], self.params.ptype(name),
+                                                len(self.params), self.params.index(name)))
+
+    def _on_REQUEST_DATA_STREAM(self, msg: Any) -> None:
+        group = STREAM_GROUPS.get(msg.req_stream_id)
+        if group is None:
+            return
+        rate = msg.req_message_rate if msg.start_stop else 0
+        for msgid in group:
+            self._set_interval(msgid, 1.0 / rate if rate > 0 else 0.0)
+
+    def _on_SET_POSITION_TARGET_GLOBAL_INT(self, msg: Any) -> None:
+        if self.mode != GUIDED or not self.armed or self.landed:
+            return
+        if msg.coordinate_frame not in (5, 6, 11, 0, 3, 10):
+            return
+        if msg.type_mask & 0b111 == 0b111:
+            return  # no position component
+        self._guided_goto(msg.lat_int / 1e7, msg.lon_int / 1e7, msg.alt, msg.coordinate_frame)
+
+    def _guided_goto(self, lat: float, lon: float, alt: float, frame: int) -> bool:
+        if not (abs(lat) <= 90 and abs(lon) <= 180 and math.isfinite(alt)):
+            return False
+        e, n = self._to_local(lat, lon)
+        u = alt - self.config.home_alt if frame in (0, 5) else alt
+        self._nav = _Nav("hold", e, n, u)
+        return True
+
+    def _guided_goto_item(self, msg: Any) -> None:
+        item = _mission.item_from_message(msg)
+        src = (msg.get_srcSystem(), msg.get_srcComponent())
+        ok = (not isinstance(item, int) and self.mode == GUIDED and self.armed and not self.landed
+              and self._guided_goto(item.x / 1e7, item.y / 1e7, item.z, item.frame))
+        self._send(self._mav.mission_ack_encode(*src, M.MAV_MISSION_ACCEPTED if ok else M.MAV_MISSION_ERROR,
+                                                M.MAV_MISSION_TYPE_MISSION))
+
+    def _on_COMMAND_LONG(self, msg: Any) -> None:
+        params = (msg.param1, msg.param2, msg.param3, msg.param4, msg.param5, msg.param6, msg.param7)
+        result = self._command(msg.command, params, is_int=False)
+        self._send(self._mav.command_ack_encode(msg.command, result, 0, 0, msg.get_srcSystem(),
+                                                msg.get_srcComponent()))
+
+    def _on_COMMAND_INT(self, msg: Any) -> None:
+        params = (msg.param1, msg.param2, msg.param3, msg.param4, msg.x, msg.y, msg.z)
+        result = self._command(msg.command, params, is_int=True, frame=msg.frame)
+        self._send(self._mav.command_ack_encode(msg.command, result, 0, 0, msg.get_srcSystem(),
+                                                msg.get_srcComponent()))
+
+    def _command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int = 3) -> int:
+        if any(isinstance(v, float) and math.isinf(v) for v in p):
+            return M.MAV_RESULT_DENIED
+        if command == M.MAV_CMD_COMPONENT_ARM_DISARM:
+            force = abs(p[1] - _FORCE_MAGIC) < 0.5
+            if p[0] == 1:
+                return M.MAV_RESULT_ACCEPTED if self.try_arm(force) else M.MAV_RESULT_FAILED
+            if p[0] == 0:
+                if not self.armed:
+                    return M.MAV_RESULT_ACCEPTED
+                if not self.landed and not force:
+                    return M.MAV_RESULT_FAILED  # in-flight disarm needs the force flag
+                self.disarm("command")
+                self.landed = self.u <= 0.0 or self.landed
+                return M.MAV_RESULT_ACCEPTED
+            return M.MAV_RESULT_FAILED
+        if command == M.MAV_CMD_DO_SET_MODE:
+            if not (int(p[0]) & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED) or p[1] != int(p[1]):
+                return M.MAV_RESULT_FAILED
+            return M.MAV_RESULT_ACCEPTED if self.set_mode(int(p[1])) else M.MAV_RESULT_FAILED
+        if command == M.MAV_CMD_NAV_TAKEOFF:
+            return self._user_takeoff(p[6])
+        if command == M.MAV_CMD_NAV_RETURN_TO_LAUNCH:
+            return M.MAV_RESULT_ACCEPTED if self.set_mode(RTL) else M.MAV_RESULT_FAILED
+        if command == M.MAV_CMD_NAV_LAND:
+            return M.MAV_RESULT_ACCEPTED if self.set_mode(LAND) else M.MAV_RESULT_FAILED
+        if command == M.MAV_CMD_MISSION_START:
+            # GCS_MAVLINK_Copter: armed + AUTO -> auto_armed, start or resume the mission.
+            if not self.armed or not self.set_mode(AUTO):
+                return M.MAV_RESULT_FAILED
+            self._auto_armed = True
+            if self.mission_state != "running":
+                self._mission_start_or_resume()
+            return M.MAV_RESULT_ACCEPTED
+        if command == M.MAV_CMD_DO_SET_MISSION_CURRENT:
+            if p[0] != int(p[0]):
+                return M.MAV_RESULT_DENIED
+            return M.MAV_RESULT_ACCEPTED if self.set_mission_current(int(p[0])) else M.MAV_RESULT_FAILED
+        if command == M.MAV_CMD_DO_CHANGE_SPEED:
+            if p[1] > 0:
+                self._speed_override = float(p[1])
+                return M.MAV_RESULT_ACCEPTED
+            return M.MAV_RESULT_FAILED
+        if command == M.MAV_CMD_DO_REPOSITION:
+            lat, lon = (p[4] / 1e7, p[5] / 1e7) if is_int else (p[4], p[5])
+            if not self.armed or self.landed:
+                return M.MAV_RESULT_FAILED
+            if self.mode != GUIDED:
+                if not (int(p[1]) & M.MAV_DO_REPOSITION_FLAGS_CHANGE_MODE) or not self.set_mode(GUIDED):
+                    return M.MAV_RESULT_FAILED
+            return M.MAV_RESULT_ACCEPTED if self._guided_goto(lat, lon, p[6], frame) else M.MAV_RESULT_DENIED
+        if command == M.MAV_CMD_DO_FENCE_ENABLE:
+            if p[0] not in (0, 1):
+                return M.MAV_RESULT_FAILED
+            self.params.set("FENCE_ENABLE", p[0])
+            return M.MAV_RESULT_ACCEPTED
+        if command == M.MAV_CMD_SET_MESSAGE_INTERVAL:
+            return self._message_interval_command(p[0], p[1])
+        if command == M.MAV_CMD_REQUEST_MESSAGE:
+            msgid = int(p[0])
+            if p[0] != msgid or msgid not in _PRODUCIBLE:
+                return M.MAV_RESULT_DENIED
+            self._emit(msgid)
+            return M.MAV_RESULT_ACCEPTED
+        if command == M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES:
+            self._emit(M.MAVLINK_MSG_ID_AUTOPILOT_VERSION)
+            return M.MAV_RESULT_ACCEPTED
+        return M.MAV_RESULT_UNSUPPORTED
+
+    def _user_takeoff(self, alt: float) -> int:
+        """Mode::do_user_takeoff: armed, landed, a takeoff-capable mode, a target above us."""
+        if not (self.armed and self.landed and self.mode in _USER_TAKEOFF):
+            return M.MAV_RESULT_FAILED
+        if not math.isfinite(alt) or alt <= self.u or alt > 10_000:
+            return M.MAV_RESULT_FAILED
+        self._nav = _Nav("takeoff", self.e, self.n, float(alt))
+        self._landed_armed_since = None
+        return M.MAV_RESULT_ACCEPTED
+
+    def _message_interval_command(self, msg_id: float, interval_us: float) -> int:
+        msgid = int(msg_id)
+        if msg_id != msgid or msgid not in _PRODUCIBLE:
+            self.statustext(M.MAV_SEVERITY_INFO, f"No ap_message for mavlink id ({msgid})")
+            return M.MAV_RESULT_DENIED
+        if interval_us == -1:
+            self._set_interval(msgid, 0.0)
+        elif interval_us == 0:
+            self._set_interval(msgid, 1.0 if msgid == M.MAVLINK_MSG_ID_HEARTBEAT else 0.0)
+        elif interval_us > 0:
+            self._set_interval(msgid, max(interval_us / 1e6, STEP_S))
+        else:
+            return M.MAV_RESULT_DENIED
+        return M.MAV_RESULT_ACCEPTED
+
+    def _set_interval(self, msgid: int, interval_s: float) -> None:
+        if interval_s <= 0:
+            self._intervals.pop(msgid, None)
+            return
+        slot = self._intervals.get(msgid)
+        if slot is None:
+            self._intervals[msgid] = [interval_s, self.t]
+        else:
+            slot[0] = interval_s
+
+    # ------------------------------------------------------------------ outgoing messages
+    def _emit(self, msgid: int) -> None:
+        builder = _BUILDERS.get(msgid)
+        if builder is not None and self.connected:
+            self._send(builder(self))
+
+    def _send_radio_status(self, t: float) -> None:
+        assert self._radio is not None
+        lat, lon = self.latlon()
+        g = self._gcs
+        e, n, u = pymap3d.geodetic2enu(lat, lon, self.config.home_alt + self.u, g[0], g[1], g[2])
+        sample = self._radio.sample(math.sqrt(e * e + n * n + u * u), t)
+        self._radio_up = sample.link_up
+        if sample.link_up and self.connected:
+            self._radio_mav.send(self._radio_mav.radio_status_encode(
+                sample.rssi, sample.remrssi, 100, sample.noise, sample.remnoise, 0, 0))
+
+    def heartbeat(self) -> Any:
+        base = M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
+        if self.armed:
+            base |= M.MAV_MODE_FLAG_SAFETY_ARMED
+        if self.mode in (AUTO,):
+            base |= M.MAV_MODE_FLAG_AUTO_ENABLED | M.MAV_MODE_FLAG_GUIDED_ENABLED | M.MAV_MODE_FLAG_STABILIZE_ENABLED
+        elif self.mode == GUIDED:
+            base |= M.MAV_MODE_FLAG_GUIDED_ENABLED | M.MAV_MODE_FLAG_STABILIZE_ENABLED
+        elif self.mode != ACRO:
+            base |= M.MAV_MODE_FLAG_STABILIZE_ENABLED
+        if self.t < _BOOT_STATUS_S:
+            status = M.MAV_STATE_BOOT
+        elif self.armed:
+            status = M.MAV_STATE_ACTIVE
+        else:
+            status = M.MAV_STATE_STANDBY
+        return self._mav.heartbeat_encode(M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA,
+                                          base, self.mode, status)
+
+    def mission_current(self) -> Any:
+        total = max(0, len(self.missions.items) - 1)
+        if total == 0:
+            state = M.MISSION_STATE_NO_MISSION
+        elif self.mission_state == "running" and self.mode == AUTO:
+            state = M.MISSION_STATE_ACTIVE
+        elif self.mission_state == "complete":
+            state = M.MISSION_STATE_COMPLETE
+        elif self._mission_started:
+            state = M.MISSION_STATE_PAUSED
+        else:
+            state = M.MISSION_STATE_NOT_STARTED
+        mode = 1 if self.mode == AUTO else 2
+        return self._mav.mission_current_encode(self.mission_index if total else 0, total, state, mode)
+
+    def state(self) -> VehicleState:
+        lat, lon = self.latlon()
+        mission_state = self.mission_current().mission_state
+        return VehicleState(
+            instance=self.config.instance, sysid=self.sysid, booted=self.boot_time is not None,
+            ready=self.ready, armed=self.armed, mode=self.mode, mode_name=MODES[self.mode],
+            landed=self.landed, lat=lat, lon=lon, alt_amsl=self.config.home_alt + self.u,
+            relative_alt=self.u, groundspeed=math.hypot(self.ve, self.vn),
+            battery_remaining_pct=self.battery_remaining, battery_voltage=self.battery_voltage,
+            mission=tuple(self.missions.items[:1] and [self._home_item()] + self.missions.items[1:]),
+            fence=tuple(self.fences.items), rally=tuple(self.rallies.items),
+            mission_current=self.mission_index, mission_state=mission_state,
+            fence_breached=bool(self.fence_breached), fence_breach_count=self.fence_breach_count,
+            params=tuple((n, self.params[n]) for n in self.params.names()), connected=self.connected)
+
+
+def _param_name(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", errors="replace")
+    return str(raw).split("\x00", 1)[0]
+
+
+def _boot_ms(v: SimVehicle) -> int:
+    return int(v.t * 1000) & 0xFFFFFFFF
+
+
+def _global_position_int(v: SimVehicle) -> Any:
+    lat, lon = v.latlon()
+    hdg = int(math.degrees(v.yaw) % 360 * 100)
+    return v._mav.global_position_int_encode(
+        _boot_ms(v), round(lat * 1e7), round(lon * 1e7), round((v.config.home_alt + v.u) * 1000),
+        round(v.u * 1000), round(v.vn * 100), round(v.ve * 100), round(-v.vu * 100), hdg)
+
+
+def _sys_status(v: SimVehicle) -> Any:
+    sensors = (M.MAV_SYS_STATUS_SENSOR_3D_GYRO | M.MAV_SYS_STATUS_SENSOR_3D_ACCEL
+               | M.MAV_SYS_STATUS_SENSOR_3D_MAG | M.MAV_SYS_STATUS_SENSOR_ABSOLUTE_PRESSURE
+               | M.MAV_SYS_STATUS_SENSOR_GPS | M.MAV_SYS_STATUS_AHRS | M.MAV_SYS_STATUS_SENSOR_BATTERY)
+    healthy = sensors if v.ready else sensors & ~(M.MAV_SYS_STATUS_SENSOR_GPS | M.MAV_SYS_STATUS_AHRS)
+    if v.params["FENCE_ENABLE"] >= 1:
+        sensors |= M.MAV_SYS_STATUS_GEOFENCE
+        healthy |= 0 if v.fence_breached else M.MAV_SYS_STATUS_GEOFENCE
+    return v._mav.sys_status_encode(sensors, sensors, healthy, 200, round(v.battery_voltage * 1000),
+                                    round(v._current_a * 100), round(v.battery_remaining), 0, 0, 0, 0, 0, 0)
+
+
+def _battery_status(v: SimVehicle) -> Any:
+    volts = [round(v.battery_voltage * 1000)] + [65535] * 9
+    return v._mav.battery_status_encode(
+        0, M.MAV_BATTERY_FUNCTION_UNKNOWN, M.MAV_BATTERY_TYPE_LIPO, 32767, volts,
+        round(v._current_a * 100), round(v._mah_used), round(v._mah_used * 3.6 * v.battery_voltage / 100),
+        round(v.battery_remaining), 0, M.MAV_BATTERY_CHARGE_STATE_OK, [0, 0, 0, 0], 0, 0)
+
+
+def _gps_raw_int(v: SimVehicle) -> Any:
+    lat, lon = v.latlon()
+    fix = M.GPS_FIX_TYPE_3D_FIX if v.gps_fix else M.GPS_FIX_TYPE_NO_FIX
+    sats = 10 if v.gps_fix else 0
+    cog = int(math.degrees(math.atan2(v.ve, v.vn)) % 360 * 100)
+    return v._mav.gps_raw_int_encode(
+        int(v.t * 1e6), fix, round(lat * 1e7) if v.gps_fix else 0, round(lon * 1e7) if v.gps_fix else 0,
+        round((v.config.home_alt + v.u) * 1000) if v.gps_fix else 0, 121 if v.gps_fix else 9999,
+        200 if v.gps_fix else 9999, round(math.hypot(v.ve, v.vn) * 100), cog, sats)
+
+
+def _attitude(v: SimVehicle) -> Any:
+    # Level flight with a small tilt in the direction of acceleration is enough for displays.
+    yaw = (v.yaw + math.pi) % (2 * math.pi) - math.pi
+    return v._mav.attitude_encode(_boot_ms(v), 0.0, 0.0, yaw, 0.0, 0.0, 0.0)
+
+
+def _vfr_hud(v: SimVehicle) -> Any:
+    speed = math.hypot(v.ve, v.vn)
+    return v._mav.vfr_hud_encode(speed, speed, int(math.degrees(v.yaw) % 360), round(v.throttle * 100),
+                                 v.config.home_alt + v.u, v.vu)
+
+
+def _ekf_status(v: SimVehicle) -> Any:
+    flags = _EKF_READY if v.ready else _EKF_PRE_GPS
+    return v._mav.ekf_status_report_encode(flags, 0.02, 0.01, 0.01, 0.01, 0.0, 0.0)
+
+
+def _fence_status(v: SimVehicle) -> Any:
+    return v._mav.fence_status_encode(1 if v.fence_breached else 0, v.fence_breach_count,
+                                      v.fence_breached, v._fence_breach_time_ms, M.FENCE_MITIGATE_UNKNOWN)
+
+
+def _system_time(v: SimVehicle) -> Any:
+    return v._mav.system_time_encode(0, _boot_ms(v))
+
+
+def _home_position(v: SimVehicle) -> Any:
+    c = v.config
+    return v._mav.home_position_encode(round(c.home_lat * 1e7), round(c.home_lon * 1e7),
+                                       round(c.home_alt * 1000), 0, 0, 0, [1, 0, 0, 0], 0, 0, 0, 0)
+
+
+def _local_position_ned(v: SimVehicle) -> Any:
+    return v._mav.local_position_ned_encode(_boot_ms(v), v.n, v.e, -v.u, v.vn, v.ve, -v.vu)
+
+
+def _autopilot_version(v: SimVehicle) -> Any:
+    caps = (M.MAV_PROTOCOL_CAPABILITY_MISSION_FLOAT | M.MAV_PROTOCOL_CAPABILITY_PARAM_FLOAT
+            | M.MAV_PROTOCOL_CAPABILITY_MISSION_INT | M.MAV_PROTOCOL_CAPABILITY_COMMAND_INT
+            | M.MAV_PROTOCOL_CAPABILITY_SET_POSITION_TARGET_GLOBAL_INT | M.MAV_PROTOCOL_CAPABILITY_MAVLINK2
+            | M.MAV_PROTOCOL_CAPABILITY_MISSION_FENCE | M.MAV_PROTOCOL_CAPABILITY_MISSION_RALLY)
+    version = (4 << 24) | (5 << 16) | (7 << 8) | 255  # 4.5.7 FIRMWARE_VERSION_TYPE_OFFICIAL
+    return v._mav.autopilot_version_encode(caps, version, 0, 0, 0, [0] * 8, [0] * 8, [0] * 8,
+                                           0, 0, v.sysid, [0] * 18)
+
+
+_BUILDERS = {
+    M.MAVLINK_MSG_ID_HEARTBEAT: SimVehicle.heartbeat,
+    M.MAVLINK_MSG_ID_MISSION_CURRENT: SimVehicle.mission_current,
+    M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT: _global_position_int,
+    M.MAVLINK_MSG_ID_SYS_STATUS: _sys_status,
+    M.MAVLINK_MSG_ID_BATTERY_STATUS: _battery_status,
+    M.MAVLINK_MSG_ID_GPS_RAW_INT: _gps_raw_int,
+    M.MAVLINK_MSG_ID_ATTITUDE: _attitude,
+    M.MAVLINK_MSG_ID_VFR_HUD: _vfr_hud,
+    M.MAVLINK_MSG_ID_EKF_STATUS_REPORT: _ekf_status,
+    M.MAVLINK_MSG_ID_FENCE_STATUS: _fence_status,
+    M.MAVLINK_MSG_ID_SYSTEM_TIME: _system_time,
+    M.MAVLINK_MSG_ID_HOME_POSITION: _home_position,
+    M.MAVLINK_MSG_ID_LOCAL_POSITION_NED: _local_position_ned,
+    M.MAVLINK_MSG_ID_AUTOPILOT_VERSION: _autopilot_version,
+}
