@@ -1,0 +1,855 @@
+"""A deterministic simulation of a Raft cluster under faults (FoundationDB-style
+deterministic simulation testing, after hashicorp/raft's ``fuzzy`` and etcd's
+``rafttest``).
+
+N :class:`~consensus.rawnode.RawNode`\\ s run in virtual time (ticks). One seeded
+``random.Random`` decides everything: message loss, duplication, delay and reordering,
+partitions, crashes and restarts, slow disks, membership changes, leadership transfers,
+and what the clients do. Nothing reads a clock or iterates a hash-ordered collection of
+strings, so the same seed gives a byte-identical run.
+
+The driver honours the Ready contract (docs/consensus.md): a Ready's snapshot, entries
+and hard state are made durable in one ``apply_ready`` *before* its messages are sent,
+then committed entries are applied, then ``advance``. A crash drops the node object
+with everything volatile (its state machine, a Ready not yet persisted, messages not
+yet sent) and keeps only its storage, as a power cut would.
+
+Clients propose key-value commands wrapped in client sessions (client id + sequence
+number, applied exactly once), retry on timeout or lost leader, and read through
+ReadIndex. Every call and return is recorded; at the end the history must be
+linearizable and every acknowledged write must be in the committed log. The Raft safety
+properties are checked after every step (see :mod:`consensus.sim.checkers`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensus.codec import encode_conf_change
+from consensus.config import Config
+from consensus.rawnode import RawNode, Ready
+from consensus.raft import ProposalDropped
+from consensus.session import (
+    ClientSession,
+    SessionError,
+    SessionStateMachine,
+    SessionStatus,
+    decode_result as decode_session_result,
+    encode_register,
+)
+from consensus.sim.checkers import SafetyChecker, SafetyViolation, Violation
+from consensus.sim.kv import KvCommand, KvStateMachine, decode_result, encode_command
+from consensus.sim.linearizability import Operation, OpKind, Verdict, check_kv_history
+from consensus.sim.network import NetworkFaults, VirtualNetwork
+from consensus.storage import CompactedError, MemoryStorage, StorageError, UnavailableError
+from consensus.types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryKind,
+    Message,
+    StateRole,
+)
+
+__all__ = ["ALL_FAULTS", "SimConfig", "SimResult", "Simulation", "run_seed"]
+
+#: Faults a run may inject; ``--faults`` selects a subset.
+ALL_FAULTS: frozenset[str] = frozenset(
+    {"drop", "dup", "reorder", "delay", "partition", "crash", "slowdisk", "member", "transfer"}
+)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One simulation's shape. Rates are per tick (events) or per message (network)."""
+
+    nodes: int = 5
+    steps: int = 400
+    faults: frozenset[str] = ALL_FAULTS
+    clients: int = 3
+    keys: int = 3
+    election_tick: int = 10
+    heartbeat_tick: int = 2
+    drop_rate: float = 0.05
+    dup_rate: float = 0.03
+    reorder_rate: float = 0.1
+    max_delay: int = 3
+    partition_rate: float = 0.015
+    heal_rate: float = 0.05
+    crash_rate: float = 0.003
+    restart_rate: float = 0.05
+    slowdisk_rate: float = 0.01
+    member_rate: float = 0.006
+    transfer_rate: float = 0.004
+    #: A node snapshots its state machine and compacts its log every this many applied
+    #: entries (small, so InstallSnapshot is exercised often).
+    snapshot_every: int = 12
+    #: Entries kept behind the snapshot index after compaction (etcd keeps a tail so a
+    #: briefly lagging follower still gets entries, not a whole snapshot).
+    compact_keep: int = 2
+    snapshot_chunk_bytes: int = 64
+    #: Ticks at the end with faults healed and crashed nodes restarted, so pending
+    #: operations can finish and logs converge.
+    quiet_ticks: int = 120
+    client_timeout: int = 30
+    client_think: int = 3
+    max_entries_per_msg: int = 64 * 1024
+    #: Whether membership faults may remove the current leader (thesis §4.2.2).
+    remove_leader: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.nodes <= 9:
+            raise ValueError(f"nodes must be between 1 and 9, got {self.nodes}")
+        if self.steps < 1 or self.quiet_ticks < 0:
+            raise ValueError("steps must be positive and quiet_ticks non-negative")
+        unknown = set(self.faults) - ALL_FAULTS
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(ALL_FAULTS)}")
+        if self.clients < 1 or self.keys < 1:
+            raise ValueError("clients and keys must be positive")
+        if self.election_tick <= self.heartbeat_tick:
+            raise ValueError("election_tick must exceed heartbeat_tick")
+
+
+@dataclass
+class SimResult:
+    seed: int
+    ok: bool
+    violation: str | None
+    details: str
+    linearizability: str  # "ok", "illegal", "unknown", or "skipped" after a safety violation
+    committed: int
+    ops: int
+    acked: int
+    elections: int
+    crashes: int
+    seconds: float
+    trace: list[str]
+    trace_digest: str
+    replay_command: str
+    converged: bool
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# --- simulated clients --------------------------------------------------------------------
+
+
+@dataclass
+class _Call:
+    """A client operation in progress (possibly over several attempts)."""
+
+    seq: int
+    cmd: KvCommand
+    call_time: int
+    server: int
+    attempt: int
+    deadline: int
+    read_ctx: bytes | None = None
+    op_id: int = 0
+
+
+@dataclass
+class _Client:
+    """A client: first registers a session (thesis §6.3), then runs one operation at a
+    time, retrying each with the same sequence number until it gets an answer."""
+
+    id: int  # the simulator's name for it (history, trace)
+    session: ClientSession | None = None
+    call: _Call | None = None
+    next_at: int = 0
+    leader_hint: int = 0
+    #: Registration in progress: which server was asked, and until when.
+    register_server: int = 0
+    register_deadline: int = 0
+
+
+# --- one simulated node -----------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    id: int
+    storage: MemoryStorage
+    raw: RawNode | None = None
+    fsm: SessionStateMachine | None = None
+    kv: KvStateMachine | None = None
+    applied: int = 0
+    #: A Ready being written to a slow disk, and when the write completes.
+    pending: Ready | None = None
+    disk_done_at: int = 0
+    disk_slow_until: int = 0
+    inbox: list[Message] = field(default_factory=list)
+    #: ReadIndex reads acknowledged by Raft, waiting for apply to reach their index.
+    reads_waiting: list[tuple[int, bytes]] = field(default_factory=list)
+    down_since: int = 0
+
+    @property
+    def up(self) -> bool:
+        return self.raw is not None
+
+
+class Simulation:
+    """One seeded run. Use :func:`run_seed`, or drive :meth:`step` yourself."""
+
+    def __init__(self, seed: int, config: SimConfig | None = None, *, trace: bool = False,
+                 checker: SafetyChecker | None = None) -> None:
+        self.seed = seed
+        self.cfg = cfg = config or SimConfig()
+        self.rng = random.Random(seed)
+        self.now = 0
+        self.clock = 0  # history event counter: orders every call and return
+        self.tracing = trace
+        self.trace: list[str] = []
+        self._digest = hashlib.sha256()
+        f = cfg.faults
+        self.net: VirtualNetwork[Message] = VirtualNetwork(
+            self.rng,
+            NetworkFaults(
+                drop=cfg.drop_rate if "drop" in f else 0.0,
+                duplicate=cfg.dup_rate if "dup" in f else 0.0,
+                reorder=cfg.reorder_rate if "reorder" in f else 0.0,
+                min_delay=1,
+                max_delay=cfg.max_delay if "delay" in f else 1,
+            ),
+        )
+        self.checker = checker or SafetyChecker()
+        self.ids = list(range(1, cfg.nodes + 1))
+        conf = ConfState.of(self.ids)
+        self.nodes: dict[int, _Node] = {}
+        for i in self.ids:
+            node = _Node(i, MemoryStorage(conf))
+            self.nodes[i] = node
+            self._start(node)
+        self.clients = [_Client(100 + c) for c in range(cfg.clients)]
+        self.history: list[Operation] = []
+        self.acked_writes: set[tuple[int, int]] = set()
+        self._op_counter = 0
+        self._claimed_sessions: set[int] = set()
+        self._session_owner: dict[int, _Client] = {}
+        self.removed: list[int] = []  # voters taken out by membership faults
+        self.learners_to_promote: list[int] = []
+        self.elections = 0
+        self.crashes = 0
+        #: How often each interesting thing happened (shows what a run exercised).
+        self.counts: Counter[str] = Counter()
+        self._leader_terms: dict[int, int] = {}
+        self.quiet = False
+
+    # --- tracing --------------------------------------------------------------------
+
+    def _log(self, text: str) -> None:
+        line = f"{self.now:5d} {text}"
+        self._digest.update(line.encode())
+        self._digest.update(b"\n")
+        if self.tracing:
+            self.trace.append(line)
+
+    # --- node lifecycle ---------------------------------------------------------------
+
+    def _start(self, node: _Node) -> None:
+        snap = node.storage.snapshot()
+        kv = KvStateMachine()
+        fsm = SessionStateMachine(kv)
+        if not snap.is_empty():
+            fsm.restore(snap.data)
+        node.kv, node.fsm = kv, fsm
+        node.applied = snap.meta.index
+        cfg = self.cfg
+        node.raw = RawNode(
+            Config(
+                id=node.id,
+                election_tick=cfg.election_tick,
+                heartbeat_tick=cfg.heartbeat_tick,
+                applied=snap.meta.index,
+                snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
+                max_size_per_msg=cfg.max_entries_per_msg,
+                rng=random.Random(self.rng.getrandbits(64)),
+            ),
+            node.storage,
+        )
+        node.pending = None
+        node.inbox = []
+        node.reads_waiting = []
+        self.checker.observe_restart(node.id, snap.meta.index)
+        self.net.set_down(node.id, False)
+
+    def crash(self, nid: int) -> None:
+        """Power cut: everything but the storage is lost."""
+        node = self.nodes[nid]
+        if not node.up:
+            return
+        self._log(f"crash n{nid}" + (" (unpersisted ready lost)" if node.pending else ""))
+        node.raw = None
+        node.fsm = node.kv = None
+        node.pending = None
+        node.inbox = []
+        node.reads_waiting = []
+        node.down_since = self.now
+        self.net.set_down(nid, True)
+        self.crashes += 1
+        self.counts["crashes"] += 1
+
+    def restart(self, nid: int) -> None:
+        node = self.nodes[nid]
+        if node.up:
+            return
+        self._log(f"restart n{nid}")
+        self._start(node)
+
+    # --- the main loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        for _ in range(self.cfg.steps):
+            self.step()
+        self._enter_quiet()
+        for _ in range(self.cfg.quiet_ticks):
+            self.step()
+            if self._settled():
+                break
+
+    def step(self) -> None:
+        """One virtual tick: faults, deliveries, ticks, clients, Ready handling."""
+        self.now += 1
+        self.checker.tick = self.now
+        if not self.quiet:
+            self._inject_faults()
+        for m in self.net.deliver(self.now):
+            node = self.nodes[m.to]
+            if node.up:
+                node.inbox.append(m)
+        for nid in self.ids:
+            node = self.nodes[nid]
+            if not node.up:
+                continue
+            if node.pending is not None:
+                if self.now < node.disk_done_at:
+                    continue  # stalled on the disk: inbox waits, no ticks
+                rd, node.pending = node.pending, None
+                self._finish_ready(node, rd)
+                if not node.up:
+                    continue
+            raw = node.raw
+            assert raw is not None
+            inbox, node.inbox = node.inbox, []
+            for m in inbox:
+                raw.step(m)
+            raw.tick()
+        self._clients_act()
+        for nid in self.ids:
+            node = self.nodes[nid]
+            if node.up and node.pending is None:
+                self._handle_ready(node)
+        self._observe_roles()
+
+    # --- Ready handling (the durability contract) ---------------------------------------------
+
+    def _handle_ready(self, node: _Node) -> None:
+        raw = node.raw
+        assert raw is not None
+        # Bounded: each Ready is persisted and advanced before the next is taken.
+        for _ in range(8):
+            if not raw.has_ready():
+                return
+            rd = raw.ready()
+            if self.now < node.disk_slow_until and (rd.entries or rd.hard_state is not None or rd.snapshot is not None):
+                node.pending = rd
+                self.counts["slow disk writes"] += 1
+                node.disk_done_at = self.now + self.rng.randint(2, 12)
+                self._log(f"n{node.id} slow disk: ready held until {node.disk_done_at}")
+                return
+            self._finish_ready(node, rd)
+            if not node.up or node.pending is not None:
+                return
+
+    def _finish_ready(self, node: _Node, rd: Ready) -> None:
+        raw = node.raw
+        assert raw is not None
+        nid = node.id
+        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
+        # 1. Persist: snapshot, entries, hard state, atomically, before anything leaves.
+        if snap is not None or rd.entries or rd.hard_state is not None:
+            if rd.entries and rd.entries[0].index <= node.storage.last_index():
+                self.counts["log truncations"] += 1
+            node.storage.apply_ready(rd.hard_state, rd.entries, snap)
+            if rd.entries:
+                prev = rd.entries[0].index - 1
+                self.checker.observe_persist(nid, rd.entries, self._term_at(node, prev) or 0)
+                self._log(f"n{nid} persist {rd.entries[0].index}..{rd.entries[-1].index}")
+            if rd.hard_state is not None:
+                hs = rd.hard_state
+                self._log(f"n{nid} hardstate term={hs.term} vote={hs.vote} commit={hs.commit}")
+                self.checker.observe_commit(nid, hs.term, hs.commit, lambda i: self._term_at(node, i))
+        # A crash between the write and the send: durable, but nothing went out.
+        if "crash" in self.cfg.faults and not self.quiet and self.rng.random() < self.cfg.crash_rate / 4:
+            self.crash(nid)
+            return
+        # 2. Send.
+        for m in rd.messages:
+            self.net.send(m, self.now)
+        # 3. Install a snapshot into the state machine, then apply committed entries.
+        if snap is not None:
+            assert node.fsm is not None
+            node.fsm.restore(snap.data)
+            self.checker.observe_restore(nid, snap.meta.index, node.applied)
+            node.applied = snap.meta.index
+            self.counts["snapshots installed"] += 1
+            self._log(f"n{nid} restore snapshot @{snap.meta.index}")
+        if rd.committed_entries:
+            self._apply(node, rd.committed_entries)
+        # 4. ReadIndex reads that may now be served once applied catches up (§6.4).
+        for rs in rd.read_states:
+            node.reads_waiting.append((rs.index, rs.request_ctx))
+        self._serve_reads(node)
+        raw.advance(rd)
+        self._maybe_compact(node)
+
+    def _term_at(self, node: _Node, index: int) -> int | None:
+        try:
+            return node.storage.term(index)
+        except (CompactedError, UnavailableError):
+            return None
+
+    def _apply(self, node: _Node, entries: list[Entry]) -> None:
+        nid = node.id
+        self.checker.observe_apply(nid, entries)
+        fsm = node.fsm
+        assert fsm is not None
+        for e in entries:
+            if e.index <= node.applied:
+                continue
+            node.applied = e.index
+            if e.kind is EntryKind.CONF_CHANGE:
+                self._log(f"n{nid} apply {e.index} conf change")
+                continue
+            if not e.data:
+                continue  # a new leader's no-op
+            try:
+                res = decode_session_result(fsm.apply(e.index, e.data))
+            except SessionError as exc:
+                raise AssertionError(f"n{nid}: session state machine gave a malformed result: {exc}") from None
+            self._log(f"n{nid} apply {e.index} {res.status.name} session {res.client_id} #{res.seq}")
+            if res.status is SessionStatus.REGISTERED:
+                self._deliver_registration(nid, res.client_id)
+            else:
+                self._deliver_write_result(nid, res.client_id, res.seq, res.status, res.payload)
+
+    def _maybe_compact(self, node: _Node) -> None:
+        st = node.storage
+        snap_index = st.snapshot().meta.index
+        if node.applied - snap_index < self.cfg.snapshot_every or node.applied > st.hard_state().commit:
+            return
+        raw, fsm = node.raw, node.fsm
+        assert raw is not None and fsm is not None
+        conf = raw.conf_state_at(node.applied)
+        st.create_snapshot(node.applied, conf, fsm.snapshot())
+        keep_from = node.applied - self.cfg.compact_keep
+        if keep_from > st.first_index() - 1:
+            st.compact(keep_from)
+        self.counts["snapshots taken"] += 1
+        self._log(f"n{node.id} snapshot @{node.applied}, log from {st.first_index()}")
+
+    def _observe_roles(self) -> None:
+        for nid in self.ids:
+            node = self.nodes[nid]
+            if not node.up:
+                continue
+            raw = node.raw
+            assert raw is not None
+            st = raw.status()
+            if st.role is StateRole.LEADER:
+                if self._leader_terms.get(nid) != st.term:
+                    self._leader_terms[nid] = st.term
+                    self.elections += 1
+                    self.counts["leaders elected"] += 1
+                    self._log(f"n{nid} leads term {st.term}")
+                self.checker.observe_leader(nid, st.term)
+                if node.pending is None:
+                    self.checker.check_leader_completeness(
+                        nid, st.term, lambda i: self._term_at(node, i), node.storage.first_index() - 1
+                    )
+
+    # --- clients ---------------------------------------------------------------------
+
+    def _record_call(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    def _clients_act(self) -> None:
+        for c in self.clients:
+            if c.session is None:
+                if self.now >= c.register_deadline and not self.quiet:
+                    self._register(c)
+                continue
+            call = c.call
+            if call is None:
+                if self.quiet or self.now < c.next_at:
+                    continue
+                self._new_call(c)
+            elif self.now >= call.deadline:
+                self._retry(c, "timeout")
+
+    def _register(self, c: _Client) -> None:
+        c.register_server = self._pick_server(c)
+        c.register_deadline = self.now + self.cfg.client_timeout
+        node = self.nodes[c.register_server]
+        self._log(f"c{c.id} register -> n{c.register_server}")
+        if not node.up:
+            return
+        try:
+            node.raw.propose(encode_register())  # type: ignore[union-attr]
+        except ProposalDropped:
+            c.register_deadline = self.now + 2
+
+    def _deliver_registration(self, nid: int, session_id: int) -> None:
+        """A REGISTERED result at ``nid``: hand the new session to one client waiting
+        there. Any fresh session serves any client, but each only one client."""
+        if session_id in self._claimed_sessions:
+            return
+        for c in self.clients:
+            if c.session is None and c.register_server == nid:
+                self._claimed_sessions.add(session_id)
+                c.session = ClientSession(session_id)
+                self._session_owner[session_id] = c
+                self._log(f"c{c.id} registered as session {session_id}")
+                return
+
+    def _new_call(self, c: _Client) -> None:
+        rng = self.rng
+        key = f"k{rng.randrange(self.cfg.keys)}"
+        assert c.session is not None
+        self._op_counter += 1
+        roll = rng.random()
+        value = f"v{self._op_counter}"
+        if roll < 0.4:
+            cmd = KvCommand("get", key)
+        elif roll < 0.75:
+            cmd = KvCommand("put", key, value)
+        elif roll < 0.9:
+            cmd = KvCommand("append", key, value)
+        else:
+            # Expect a recent value, so that some cas succeed.
+            expected = None if rng.random() < 0.2 else f"v{max(1, self._op_counter - rng.randint(1, 4))}"
+            cmd = KvCommand("cas", key, value, expected)
+        server = self._pick_server(c)
+        if cmd.op == "get":
+            seq = 0  # reads go through ReadIndex, not the log: no sequence number
+        else:
+            seq, _ = c.session.command(encode_command(cmd))
+        c.call = _Call(seq, cmd, self._record_call(), server, 0, self.now + self.cfg.client_timeout)
+        c.call.op_id = self._op_counter
+        self._log(f"c{c.id} call {cmd.op} {key} #{seq} -> n{server}")
+        self._submit(c)
+
+    def _pick_server(self, c: _Client) -> int:
+        hint = c.leader_hint
+        if hint and self.nodes[hint].up and self.rng.random() < 0.8:
+            return hint
+        return self.rng.choice(self.ids)
+
+    def _submit(self, c: _Client) -> None:
+        call = c.call
+        assert call is not None
+        node = self.nodes[call.server]
+        if not node.up:
+            return  # the client will time out and retry elsewhere
+        raw = node.raw
+        assert raw is not None
+        lead = raw.status().lead
+        if lead:
+            c.leader_hint = lead
+        try:
+            if call.cmd.op == "get":
+                call.read_ctx = f"r{c.id}.{call.op_id}.{call.attempt}".encode()
+                raw.read_index(call.read_ctx)
+            else:
+                assert c.session is not None
+                raw.propose(c.session.encoded(call.seq))
+        except ProposalDropped as exc:
+            self._log(f"c{c.id} {call.cmd.op} dropped at n{call.server}: {exc}")
+            # No leader known there: back off briefly, then try another server.
+            call.deadline = min(call.deadline, self.now + 2)
+
+    def _retry(self, c: _Client, why: str) -> None:
+        call = c.call
+        assert call is not None
+        call.attempt += 1
+        call.server = self._pick_server(c)
+        call.deadline = self.now + self.cfg.client_timeout
+        call.read_ctx = None
+        self._log(f"c{c.id} retry {call.cmd.op} ({why}) -> n{call.server}")
+        self._submit(c)
+
+    def _deliver_write_result(self, nid: int, session_id: int, seq: int, status: SessionStatus,
+                              payload: bytes) -> None:
+        """A session result at ``nid``: the answer to a client waiting there for it."""
+        c = self._session_owner.get(session_id)
+        if c is None:
+            return
+        call = c.call
+        if call is None or call.seq != seq or call.server != nid or call.cmd.op == "get":
+            return
+        if status is not SessionStatus.OK:
+            # Sequential clients never see STALE, and sessions never expire here (the
+            # table is far larger than the client count): either means exactly-once
+            # bookkeeping broke.
+            raise AssertionError(f"client {c.id} session {session_id} #{seq}: unexpected {status.name}")
+        try:
+            output = decode_result(payload)
+        except ValueError as exc:
+            raise AssertionError(f"client {c.id} #{seq}: state machine refused its command: {exc}") from None
+        assert c.session is not None
+        c.session.completed(seq)
+        self._complete(c, output)
+        self.counts["writes acknowledged"] += 1
+        self.acked_writes.add((session_id, seq))
+
+    def _serve_reads(self, node: _Node) -> None:
+        if not node.reads_waiting:
+            return
+        still: list[tuple[int, bytes]] = []
+        for index, ctx in node.reads_waiting:
+            if node.applied < index:
+                still.append((index, ctx))
+                continue
+            for c in self.clients:
+                call = c.call
+                if call is not None and call.read_ctx == ctx and call.server == node.id:
+                    assert node.kv is not None
+                    self.counts["reads served"] += 1
+                    self._complete(c, node.kv.read(call.cmd.key))
+        node.reads_waiting = still
+
+    def _complete(self, c: _Client, output: Any) -> None:
+        call = c.call
+        assert call is not None
+        ret = self._record_call()
+        cmd = call.cmd
+        kind = {"get": OpKind.GET, "put": OpKind.PUT, "append": OpKind.APPEND, "cas": OpKind.CAS}[cmd.op]
+        self.history.append(
+            Operation(c.id, kind, cmd.key, call.call_time, ret, value=cmd.value, expected=cmd.expected,
+                      output=output if kind in (OpKind.GET, OpKind.CAS) else None)
+        )
+        self._log(f"c{c.id} return {cmd.op} {cmd.key} #{call.seq} = {output!r}")
+        c.call = None
+        c.next_at = self.now + self.rng.randint(0, self.cfg.client_think)
+
+    def pending_operations(self) -> list[Operation]:
+        out = []
+        for c in self.clients:
+            call = c.call
+            if call is None:
+                continue
+            cmd = call.cmd
+            kind = {"get": OpKind.GET, "put": OpKind.PUT, "append": OpKind.APPEND, "cas": OpKind.CAS}[cmd.op]
+            out.append(Operation(c.id, kind, cmd.key, call.call_time, None, value=cmd.value, expected=cmd.expected))
+        return out
+
+    # --- faults ---------------------------------------------------------------------
+
+    def _inject_faults(self) -> None:
+        cfg, rng, f = self.cfg, self.rng, self.cfg.faults
+        if "partition" in f:
+            if self.net.partitioned:
+                if rng.random() < cfg.heal_rate:
+                    self.net.heal()
+                    self._log("heal")
+            elif rng.random() < cfg.partition_rate:
+                shuffled = self.ids[:]
+                rng.shuffle(shuffled)
+                leader = self._leader()
+                if leader is not None and len(shuffled) > 2 and rng.random() < 0.5:
+                    # Strand the leader in a minority: it keeps taking proposals it can
+                    # never commit, which the new majority's leader must overwrite (§5.3).
+                    shuffled.remove(leader)
+                    shuffled.insert(0, leader)
+                    cut = rng.randint(1, (len(shuffled) - 1) // 2)
+                else:
+                    cut = rng.randint(1, len(shuffled) - 1) if len(shuffled) > 1 else 1
+                a, b = sorted(shuffled[:cut]), sorted(shuffled[cut:])
+                self.net.partition(a, b)
+                self.counts["partitions"] += 1
+                self._log(f"partition {a} | {b}")
+        if "crash" in f:
+            for nid in self.ids:
+                node = self.nodes[nid]
+                if node.up:
+                    if rng.random() < cfg.crash_rate:
+                        self.crash(nid)
+                elif rng.random() < cfg.restart_rate:
+                    self.restart(nid)
+        if "slowdisk" in f and rng.random() < cfg.slowdisk_rate:
+            nid = rng.choice(self.ids)
+            self.nodes[nid].disk_slow_until = self.now + rng.randint(5, 40)
+            self._log(f"n{nid} disk slow until {self.nodes[nid].disk_slow_until}")
+        if "transfer" in f and rng.random() < cfg.transfer_rate:
+            leader = self._leader()
+            if leader is not None:
+                raw = self.nodes[leader].raw
+                assert raw is not None
+                voters = [v for v in raw.status().conf_state.voters if v != leader]
+                if voters:
+                    target = rng.choice(voters)
+                    self._log(f"transfer leadership n{leader} -> n{target}")
+                    self.counts["leader transfers asked"] += 1
+                    try:
+                        raw.transfer_leader(target)
+                    except ProposalDropped as exc:
+                        self._log(f"transfer refused: {exc}")
+        if "member" in f and rng.random() < cfg.member_rate:
+            self._membership_change()
+
+    def _leader(self) -> int | None:
+        best = None
+        for nid in self.ids:
+            node = self.nodes[nid]
+            if node.up and node.pending is None:
+                st = node.raw.status()  # type: ignore[union-attr]
+                if st.role is StateRole.LEADER and (best is None or st.term > best[1]):
+                    best = (nid, st.term)
+        return best[0] if best else None
+
+    def _membership_change(self) -> None:
+        """Remove a voter (sometimes the leader itself), add it back as a learner, then
+        promote it once caught up: one server at a time (thesis §4.1)."""
+        leader = self._leader()
+        if leader is None:
+            return
+        raw = self.nodes[leader].raw
+        assert raw is not None
+        conf = raw.status().conf_state
+        rng = self.rng
+        if self.learners_to_promote:
+            nid = self.learners_to_promote[0]
+            cc = ConfChange(ConfChangeType.ADD_VOTER, nid)
+        elif self.removed:
+            nid = self.removed[0]
+            cc = ConfChange(ConfChangeType.ADD_LEARNER, nid)
+        elif len(conf.voters) > 3:
+            candidates = [v for v in conf.voters if self.cfg.remove_leader or v != leader]
+            nid = rng.choice(candidates)
+            cc = ConfChange(ConfChangeType.REMOVE_NODE, nid)
+        else:
+            return
+        try:
+            raw.propose_conf_change(cc)
+        except ProposalDropped as exc:
+            self._log(f"conf change {cc.type.name} n{nid} refused: {exc}")
+            return
+        self.counts[f"membership {cc.type.name.lower()} proposed"] += 1
+        self._log(f"propose {cc.type.name} n{nid} at leader n{leader}")
+        if cc.type is ConfChangeType.REMOVE_NODE:
+            self.removed.append(nid)
+        elif cc.type is ConfChangeType.ADD_LEARNER:
+            self.removed.remove(nid)
+            self.learners_to_promote.append(nid)
+        else:
+            self.learners_to_promote.remove(nid)
+
+    # --- the end of a run -----------------------------------------------------------
+
+    def _enter_quiet(self) -> None:
+        self.quiet = True
+        self.net.heal()
+        for nid in self.ids:
+            node = self.nodes[nid]
+            node.disk_slow_until = 0
+            if not node.up:
+                self.restart(nid)
+        self._log("quiet: faults stopped, network healed, all nodes up")
+
+    def _settled(self) -> bool:
+        if any(c.call is not None for c in self.clients):
+            return False
+        applied = {self.nodes[i].applied for i in self.ids}
+        commits = {self.nodes[i].raw.status().commit for i in self.ids if self.nodes[i].up}  # type: ignore[union-attr]
+        return len(applied) == 1 and len(commits) == 1 and applied == commits
+
+    def final_checks(self) -> tuple[str | None, str]:
+        """After the run: convergence of replicas, durability of acknowledged writes.
+        Returns (violation, details) or (None, "")."""
+        # Replicas that applied the same prefix hold the same state (§5.4.3).
+        by_applied: dict[int, tuple[int, bytes]] = {}
+        for nid in self.ids:
+            node = self.nodes[nid]
+            if not node.up:
+                continue
+            assert node.fsm is not None
+            state = node.fsm.snapshot()
+            seen = by_applied.setdefault(node.applied, (nid, state))
+            if seen[1] != state:
+                return (f"state machine safety: nodes {seen[0]} and {nid} applied up to {node.applied} "
+                        "but hold different states", "")
+        # Every acknowledged write survived: each replica's session table (rebuilt from
+        # the committed log, or from a snapshot of it) has applied it (hashicorp/raft
+        # fuzzy's "every acknowledged apply is in the log").
+        top = max((self.nodes[i].applied for i in self.ids if self.nodes[i].up), default=0)
+        for nid in self.ids:
+            node = self.nodes[nid]
+            if not node.up or node.applied != top:
+                continue
+            assert node.fsm is not None
+            applied_seq = node.fsm.sessions()
+            lost = sorted((sid, seq) for sid, seq in self.acked_writes if applied_seq.get(sid, 0) < seq)
+            if lost:
+                return (f"durability: node {nid} (applied {top}) lacks acknowledged writes "
+                        f"(session, seq) {lost[:5]}", "")
+        return None, ""
+
+
+def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
+             check_linearizability: bool = True) -> SimResult:
+    """Run one seeded simulation to the end and check everything."""
+    cfg = config or SimConfig()
+    t0 = time.perf_counter()
+    sim = Simulation(seed, cfg, trace=trace)
+    violation: str | None = None
+    details = ""
+    lin = "skipped"
+    try:
+        sim.run()
+    except SafetyViolation as exc:
+        violation = str(exc.violation)
+    except Exception as exc:  # the core (or the simulator) broke: report, don't hide
+        violation = f"[tick {sim.now}] exception: {type(exc).__name__}: {exc}"
+        details = traceback.format_exc()
+    if violation is None:
+        violation, details = sim.final_checks()
+    if violation is None and check_linearizability:
+        result = check_kv_history(sim.history + sim.pending_operations(), max_steps_per_key=200_000)
+        lin = result.verdict.value
+        if result.verdict is Verdict.ILLEGAL:
+            violation = "linearizability: client history is not linearizable"
+            details = result.describe()
+    seconds = time.perf_counter() - t0
+    committed = max((n.applied for n in sim.nodes.values()), default=0)
+    return SimResult(
+        seed=seed,
+        ok=violation is None,
+        violation=violation,
+        details=details,
+        linearizability=lin,
+        committed=committed,
+        ops=len(sim.history) + len(sim.pending_operations()),
+        acked=len(sim.history),
+        elections=sim.elections,
+        crashes=sim.crashes,
+        seconds=seconds,
+        trace=sim.trace,
+        trace_digest=sim._digest.hexdigest(),
+        replay_command=replay_command(seed, cfg),
+        converged=sim._settled(),
+        counts=dict(sim.counts),
+    )
+
+
+def replay_command(seed: int, cfg: SimConfig) -> str:
+    faults = "all" if cfg.faults == ALL_FAULTS else (",".join(sorted(cfg.faults)) or "none")
+    return (f"python -m consensus.sim --nodes {cfg.nodes} --start {seed} --seeds 1 "
+            f"--faults {faults} --steps {cfg.steps} --clients {cfg.clients} --verbose")
