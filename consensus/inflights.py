@@ -37,6 +37,13 @@ class Inflights:
         while items and items[0][0] <= index:
             self._bytes -= items.popleft()[1]
 
+    def free_first_one(self) -> None:
+        """Free the oldest slot: a heartbeat reply shows the follower is alive although
+        acknowledgements went missing; letting one more message out lets it reveal,
+        by accepting or rejecting, where its log really is (etcd FreeFirstOne)."""
+        if self._items:
+            self._bytes -= self._items.popleft()[1]
+
     def full(self) -> bool:
         return len(self._items) >= self._cap or (
             self._max_bytes > 0 and self._bytes >= self._max_bytes)

@@ -686,6 +686,8 @@ class Raft:
         elif t is MessageType.HEARTBEAT_RESP:
             pr.recent_active = True
             pr.probe_sent = False
+            if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+                pr.inflights.free_first_one()
             if pr.state is ProgressState.SNAPSHOT:
                 self._maybe_resend_snapshot_chunk(m.frm, pr)
             elif pr.match < self.log.last_index():
@@ -728,7 +730,9 @@ class Raft:
         if self._maybe_commit():
             pass  # flush_bcast at Ready time tells everyone the new commit index
         elif old_paused:
-            self._send_append(m.frm)
+            # It was paused and may have missed entries; heartbeats carry the commit
+            # index, so an empty message is not needed here.
+            self._send_append(m.frm, send_if_empty=False)
         # Fill the window now that acknowledgements freed space.
         while pr.state is ProgressState.REPLICATE and self._send_append(m.frm, send_if_empty=False):
             pass

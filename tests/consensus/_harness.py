@@ -61,18 +61,24 @@ class NodeView:
 
 class Cluster:
     def __init__(self, ids: Iterable[int] | int, *, seed: int = 0, learners: Iterable[int] = (),
-                 extra: Iterable[int] = (), **cfg: object) -> None:
+                 extra: Iterable[int] = (), fsm_factory: Callable[[], object] = RecordingFSM,
+                 **cfg: object) -> None:
         ids = list(range(1, ids + 1)) if isinstance(ids, int) else list(ids)
         self.rng = random.Random(seed)
         self.seed = seed
         self.cfg = dict(cfg)
+        self.fsm_factory = fsm_factory
+        #: Election Safety (§5.2): at most one leader per term, over the whole run.
+        self.leader_of_term: dict[int, int] = {}
         self.conf = ConfState.of(ids, learners)
         self.views: dict[int, NodeView] = {}
         for i in [*ids, *learners]:
             self.views[i] = NodeView(MemoryStorage(self.conf), RecordingFSM(), None)
             self.views[i].node = self._make_node(i)
-        for i in extra:  # not yet members: empty configuration, wait to be contacted
-            self.views[i] = NodeView(MemoryStorage(ConfState()), RecordingFSM(), None)
+        for i in extra:
+            # Not yet members: a joining node starts from the bootstrap configuration
+            # and learns every later change from the leader's log or snapshot.
+            self.views[i] = NodeView(MemoryStorage(self.conf), RecordingFSM(), None)
             self.views[i].node = self._make_node(i)
         self.queue: deque[Message] = deque()
         self.blocked: set[tuple[int, int]] = set()
@@ -81,7 +87,9 @@ class Cluster:
         self.reorder = False
         self.sent = Counter()
         self.sent_total = 0
-        self.filter: Callable[[Message], bool] | None = None
+        self.results: dict[tuple[int, int], bytes] = {}
+        #: Optional rewrite of each sent message: return it (maybe changed) or None to drop.
+        self.filter: Callable[[Message], Message | None] | None = None
 
     # -- nodes ------------------------------------------------------------------
 
@@ -90,7 +98,7 @@ class Cluster:
         cfg.update(self.cfg)
         view = self.views[i]
         snap = view.storage.snapshot()
-        view.fsm = RecordingFSM()
+        view.fsm = self.fsm_factory()  # type: ignore[assignment]
         if not snap.is_empty():
             view.fsm.restore(snap.data)
         view.applied_index = snap.meta.index
@@ -137,8 +145,11 @@ class Cluster:
         self.sent_total += 1
         if (m.frm, m.to) in self.blocked:
             return
-        if self.filter is not None and not self.filter(m):
-            return
+        if self.filter is not None:
+            m2 = self.filter(m)
+            if m2 is None:
+                return
+            m = m2
         if self.drop_rate and self.rng.random() < self.drop_rate:
             return
         self.queue.append(m)
@@ -154,6 +165,10 @@ class Cluster:
             return
         while n.has_ready():
             rd = n.ready()
+            if rd.soft_state is not None and rd.soft_state.role is StateRole.LEADER:
+                t = n.status().term
+                prev = self.leader_of_term.setdefault(t, i)
+                assert prev == i, f"two leaders in term {t}: {prev} and {i}"
             v.storage.apply_ready(rd.hard_state, rd.entries, rd.snapshot)  # 1 persist
             for m in rd.messages:                                           # 2 send
                 self._enqueue(m)
@@ -162,7 +177,8 @@ class Cluster:
                 v.applied_index = rd.snapshot.meta.index
             for e in rd.committed_entries:                                  # 4 apply
                 if e.kind is EntryKind.NORMAL and e.data:
-                    v.fsm.apply(e.index, e.data)
+                    result = v.fsm.apply(e.index, e.data)
+                    self.results[(i, e.index)] = result
                 v.applied_index = e.index
             v.read_states.extend(rd.read_states)                           # 5 reads
             n.advance(rd)                                                   # 6 ack
