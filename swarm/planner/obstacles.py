@@ -1,0 +1,192 @@
+"""Hazard zones turned into what the planner avoids and what the autopilot enforces.
+
+For each burning or burned zone, in the local metric frame (nested, each containing
+the one before):
+
+1. ``buffered``: the zone grown by the safety margin (shapely round buffer). This is
+   the area a path must never enter.
+2. ``fence``: a polygon of at most ``fence_max_vertices`` vertices containing
+   ``buffered`` (its exterior: holes are filled, since an island inside a fire is no
+   place to send a drone). Built as "simplify, then grow back": Douglas-Peucker with
+   tolerance t keeps every point of the original boundary within t of the simplified
+   one, so growing the simplified polygon by t (mitre joins, which add no vertices at
+   convex corners) contains the original; a small pad absorbs the degE7 rounding of
+   the uploaded vertices (about 1 cm). Containment is then checked, not assumed: if it
+   fails, or the vertex bound is not met, t doubles (bounded), and the last resort is
+   the minimum rotated rectangle (4 vertices, always containing). The fence is
+   uploaded as MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION items.
+3. ``keepout``: the fence grown by ``fence_clearance_m``. Paths must not touch it, so
+   they stay that far from the fence and GPS error does not trip the autopilot's fence
+   action.
+4. ``nodes``: the fence grown a little more. Its convex vertices are the nodes of the
+   visibility graph and its boundary bounds the survey area, so every waypoint is
+   strictly outside ``keepout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+import shapely.ops
+from shapely.strtree import STRtree
+
+from .geo import LocalFrame
+from .model import PlannerConfig, PlannerMap
+
+__all__ = ["Obstacles", "build_obstacles", "bounded_fence"]
+
+# Extra growth of the fence beyond the simplification tolerance: covers degE7 rounding
+# of fence vertices (<= 1.1 cm) with room to spare.
+_FENCE_PAD_M = 0.05
+# How far graph nodes sit outside the keep-out polygons.
+_NODE_OFFSET_M = 0.5
+_MAX_SIMPLIFY_ROUNDS = 8
+
+
+def bounded_fence(buffered: shapely.Polygon, max_vertices: int,
+                  tolerance_m: float) -> shapely.Polygon:
+    """A polygon of at most ``max_vertices`` distinct vertices that contains ``buffered``."""
+    filled = shapely.Polygon(buffered.exterior)
+    tol = tolerance_m
+    for _ in range(_MAX_SIMPLIFY_ROUNDS):
+        simple = shapely.simplify(filled, tol, preserve_topology=True)
+        grown = shapely.buffer(simple, tol + _FENCE_PAD_M, join_style="mitre", mitre_limit=5.0)
+        if isinstance(grown, shapely.Polygon) and not grown.is_empty:
+            grown = shapely.Polygon(grown.exterior)
+            if _vertex_count(grown) <= max_vertices and grown.contains(filled):
+                return shapely.normalize(grown)
+        tol *= 2.0
+    # Last resort: 4 vertices, contains by construction; grown by the pad for rounding.
+    rect = shapely.minimum_rotated_rectangle(filled)
+    rect = shapely.buffer(rect, _FENCE_PAD_M, join_style="mitre")
+    return shapely.normalize(shapely.Polygon(rect.exterior))
+
+
+def _vertex_count(polygon: shapely.Polygon) -> int:
+    return len(polygon.exterior.coords) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Obstacles:
+    """Everything derived from the hazard zones of one map version, in one frame."""
+
+    frame: LocalFrame
+    zone_ids: tuple[str, ...]
+    zones: tuple[shapely.Polygon, ...]  # the hazard zones themselves, unbuffered
+    buffered: tuple[shapely.Polygon, ...]
+    fences: tuple[shapely.Polygon, ...]
+    keepout: tuple[shapely.Polygon, ...]
+    nodes_poly: tuple[shapely.Polygon, ...]
+    keepout_tree: STRtree
+    nodes_union: shapely.Geometry  # union of nodes_poly (empty when no hazard)
+    # Visibility-graph nodes: convex vertices of ``nodes_poly`` that are outside every
+    # keep-out polygon, with their ring neighbours (for the tangent test) and owner.
+    node_xy: np.ndarray  # (M, 2)
+    node_prev: np.ndarray  # (M, 2)
+    node_next: np.ndarray  # (M, 2)
+
+    @property
+    def empty(self) -> bool:
+        return not self.zone_ids
+
+    def blocked(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """For segments a[i]->b[i] (arrays (K, 2)): True where one touches a keep-out."""
+        k = len(a)
+        if k == 0 or self.empty:
+            return np.zeros(k, dtype=bool)
+        segments = shapely.linestrings(np.stack([a, b], axis=1))
+        hits = self.keepout_tree.query(segments, predicate="intersects")
+        out = np.zeros(k, dtype=bool)
+        out[hits[0]] = True
+        return out
+
+    def segment_clear(self, a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return not bool(self.blocked(np.array([a], dtype=float), np.array([b], dtype=float))[0])
+
+    def point_blocked(self, p: tuple[float, float]) -> bool:
+        """True if ``p`` is inside or on a keep-out polygon."""
+        if self.empty:
+            return False
+        return len(self.keepout_tree.query(shapely.Point(p), predicate="intersects")) > 0
+
+    def zones_containing(self, p: tuple[float, float]) -> list[str]:
+        """Ids of zones whose keep-out contains or touches ``p``."""
+        if self.empty:
+            return []
+        idx = self.keepout_tree.query(shapely.Point(p), predicate="intersects")
+        return sorted(self.zone_ids[i] for i in idx)
+
+    def crosses_fire(self, a: tuple[float, float], b: tuple[float, float]) -> bool:
+        """True if segment a-b touches a hazard zone itself (not just its margin)."""
+        seg = shapely.LineString([a, b]) if a != b else shapely.Point(a)
+        return any(z.intersects(seg) for z in self.zones)
+
+    def in_fire(self, p: tuple[float, float]) -> bool:
+        point = shapely.Point(p)
+        return any(z.intersects(point) for z in self.zones)
+
+    def fences_containing(self, p: tuple[float, float]) -> list[int]:
+        point = shapely.Point(p)
+        return [i for i, f in enumerate(self.fences) if f.intersects(point)]
+
+    def nearest_free_point(self, p: tuple[float, float]) -> tuple[float, float]:
+        """``p`` itself if it is outside every node polygon, else the nearest point of
+        their union's boundary (outside every keep-out)."""
+        point = shapely.Point(p)
+        if self.empty or not self.nodes_union.intersects(point):
+            return p
+        q = shapely.ops.nearest_points(self.nodes_union.boundary, point)[0]
+        return (q.x, q.y)
+
+
+def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) -> Obstacles:
+    """Derive buffered zones, fences, keep-outs and graph nodes (zones in id order)."""
+    hazards = [z for z in view.zones if z.hazard]
+    ids = tuple(z.id for z in hazards)
+    if not hazards:
+        return Obstacles(frame, (), (), (), (), (), (), STRtree([]), shapely.GeometryCollection(),
+                         np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
+    local = np.array([frame.geometry_to_enu(z.polygon) for z in hazards], dtype=object)
+    buffered = shapely.buffer(local, config.safety_margin_m, quad_segs=config.buffer_quad_segs)
+    fences = [bounded_fence(b, config.fence_max_vertices, config.fence_simplify_tolerance_m)
+              for b in buffered]
+    fence_arr = np.array(fences, dtype=object)
+    keepout = shapely.buffer(fence_arr, config.fence_clearance_m, join_style="mitre",
+                             mitre_limit=5.0)
+    nodes_poly = shapely.buffer(fence_arr, config.fence_clearance_m + _NODE_OFFSET_M,
+                                join_style="mitre", mitre_limit=5.0)
+    # Mitre buffers of simple polygons are simple polygons; keep exteriors only.
+    keepout = [shapely.Polygon(g.exterior) for g in keepout]
+    nodes_poly = [shapely.orient_polygons(shapely.Polygon(g.exterior)) for g in nodes_poly]
+    tree = STRtree(keepout)
+
+    xy_parts, prev_parts, next_parts = [], [], []
+    for poly in nodes_poly:
+        ring = np.asarray(poly.exterior.coords)[:-1]  # counter-clockwise, not closed
+        prev = np.roll(ring, 1, axis=0)
+        nxt = np.roll(ring, -1, axis=0)
+        turn = _cross(ring - prev, nxt - ring)
+        convex = turn > 0  # left turn on a CCW ring; reflex vertices are never on a
+        # shortest path (it would be shortened by cutting the corner).
+        xy_parts.append(ring[convex])
+        prev_parts.append(prev[convex])
+        next_parts.append(nxt[convex])
+    node_xy = np.concatenate(xy_parts)
+    node_prev = np.concatenate(prev_parts)
+    node_next = np.concatenate(next_parts)
+    # A node inside another zone's keep-out can never be stood on.
+    inside = tree.query(shapely.points(node_xy), predicate="intersects")[0]
+    keep = np.ones(len(node_xy), dtype=bool)
+    keep[inside] = False
+    return Obstacles(
+        frame=frame, zone_ids=ids, zones=tuple(local), buffered=tuple(buffered), fences=tuple(fences),
+        keepout=tuple(keepout), nodes_poly=tuple(nodes_poly), keepout_tree=tree,
+        nodes_union=shapely.union_all(nodes_poly),
+        node_xy=node_xy[keep], node_prev=node_prev[keep], node_next=node_next[keep],
+    )
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]

@@ -1,0 +1,345 @@
+"""The mission planner: a pure function from (map, drone, vehicle state) to a plan.
+
+``plan(view, drone_id, vehicle)`` reads nothing but its arguments (no clock, no
+randomness, no I/O) and returns a :class:`~swarm.planner.model.PlanResult` whose
+mission is already in MAVLink terms (mavlink_bridge.plan), so every drone that plans
+from the same map version and the same vehicle state gets the same bytes to upload.
+
+Mission shape (item 0, home, is prepended by the uploader):
+
+1. MAV_CMD_NAV_TAKEOFF to the survey altitude at the vehicle's position;
+2. for each survivor assigned to this drone, urgent first: transit legs around the
+   zones, then MAV_CMD_NAV_LOITER_TIME over the survivor (or over the nearest safe
+   point when the survivor is inside a buffered zone). Survivors come before the
+   survey: a report waiting for confirmation is worth more than area coverage;
+3. the lawnmower survey of the drone's sector, clipped to stay out of the zones, with
+   the gaps between survey segments routed around them;
+4. a transit leg back to home, then MAV_CMD_NAV_RETURN_TO_LAUNCH. The route home is
+   flown as waypoints because ArduPilot's RTL flies a straight line, which could cross
+   a zone; by the time RTL starts the vehicle is already over home.
+
+Every leg keeps clear of every keep-out polygon (fence grown by the fence clearance),
+which contains the zone grown by the safety margin. When home cannot be reached
+without crossing one, the plan is NO_SAFE_PATH and the mission holds
+(MAV_CMD_NAV_LOITER_UNLIM where the vehicle is, or nothing if it is on the ground);
+unreachable survivors are skipped with a reason and also make the plan NO_SAFE_PATH.
+The exclusion fences and rally points go with every plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import shapely
+
+from mavlink_bridge.plan import (
+    CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
+    CMD_NAV_LOITER_TIME,
+    CMD_NAV_LOITER_UNLIM,
+    CMD_NAV_RALLY_POINT,
+    CMD_NAV_RETURN_TO_LAUNCH,
+    CMD_NAV_TAKEOFF,
+    CMD_NAV_WAYPOINT,
+    FRAME_GLOBAL,
+    FRAME_GLOBAL_RELATIVE_ALT,
+    FRAME_MISSION,
+    MissionItem,
+    MissionPlan,
+)
+
+from .assignment import Assignment, assign, map_frame
+from .geo import LocalFrame
+from .model import PlannerConfig, PlannerMap, PlanResult, PlanStatus, VehicleState
+from .obstacles import Obstacles, build_obstacles
+from .routing import path_length, route
+from .survey import lawnmower
+
+__all__ = ["PlanContext", "plan", "prepare"]
+
+Point = tuple[float, float]
+_SAME_POINT_M = 0.5
+# Items kept free for the route home when deciding whether another task still fits.
+_HOME_ROUTE_RESERVE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What every drone's plan at one map version shares: frame, assignment, obstacles.
+
+    Built by :func:`prepare`; pass it to :func:`plan` to plan several drones from one
+    map version without redoing the shared geometry. Same content as if ``plan``
+    built it itself.
+    """
+
+    map_version: int
+    config: PlannerConfig
+    frame: LocalFrame | None
+    assignment: Assignment
+    obstacles: Obstacles | None
+
+
+def prepare(view: PlannerMap, config: PlannerConfig | None = None) -> PlanContext:
+    config = config or PlannerConfig()
+    frame = map_frame(view)
+    obstacles = build_obstacles(view, frame, config) if frame is not None else None
+    return PlanContext(view.version, config, frame, assign(view, config), obstacles)
+
+
+@dataclass
+class _Leg:
+    """A mission under construction, in the local frame."""
+
+    points: list[tuple[Point, str, str]]  # (xy, kind "wp"/"loiter", label)
+    length: float = 0.0
+
+    def add_path(self, path: list[Point], last_kind: str = "wp", label: str = "") -> None:
+        for i, p in enumerate(path[1:], start=1):
+            kind = last_kind if i == len(path) - 1 else "wp"
+            prev = self.points[-1][0]
+            self.length += math.dist(prev, p)
+            if math.dist(prev, p) < _SAME_POINT_M and kind == "wp":
+                continue
+            self.points.append((p, kind, label))
+
+    @property
+    def here(self) -> Point:
+        return self.points[-1][0]
+
+
+def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
+         config: PlannerConfig | None = None, context: PlanContext | None = None) -> PlanResult:
+    """Plan ``drone_id``'s mission from ``view`` (see the module docstring)."""
+    config = config or (context.config if context is not None else PlannerConfig())
+    if context is None:
+        context = prepare(view, config)
+    elif context.map_version != view.version or context.config != config:
+        raise ValueError(f"plan context is for map version {context.map_version} and its own "
+                         f"config; this is map version {view.version}")
+    frame = context.frame or LocalFrame(vehicle.home.lat, vehicle.home.lon)
+    obstacles = context.obstacles
+    if obstacles is None:
+        obstacles = build_obstacles(view, frame, config)
+    reasons: list[str] = []
+    start = frame.point_to_enu(vehicle.position.lon, vehicle.position.lat)
+    home = frame.point_to_enu(vehicle.home.lon, vehicle.home.lat)
+    # A fence around the vehicle would put it in breach the moment it is uploaded and
+    # hand control to the autopilot's fence action (ArduPilot FENCE_ACTION, typically
+    # RTL: a straight line that may cross fire). Leave such fences out of this plan;
+    # they return in the next plan, once the vehicle is out.
+    around = obstacles.fences_containing(start)
+    if around:
+        reasons.append("fence(s) of " + ", ".join(obstacles.zone_ids[i] for i in around)
+                       + " left out: the vehicle is inside them")
+    fence, fence_enable = _fence_items(obstacles, skip=around)
+    rally = _rally_items(view, vehicle, obstacles, frame, config)
+
+    def result(status: PlanStatus, mission: list[MissionItem], survivors=(), length=0.0):
+        note = f"{drone_id}@{view.version}: {status.value}" + (
+            f" ({'; '.join(reasons)})" if reasons else "")
+        return PlanResult(drone_id, view.version, status,
+                          MissionPlan(tuple(mission), fence, tuple(rally), fence_enable, note),
+                          tuple(reasons), tuple(survivors), length)
+
+    airborne = vehicle.relative_alt_m > config.airborne_alt_m
+    drone = view.drone(drone_id)
+    leg = _Leg([(start, "start", "")])
+
+    inside = obstacles.zones_containing(start)
+    trapped = False
+    if inside:
+        exit_point = obstacles.nearest_free_point(start)
+        # Leaving by the shortest way is right inside a margin or inside the fire itself;
+        # it is not when the way out crosses fire the vehicle is not already in (a drone
+        # in the unburned hole of a ring of fire): then it holds.
+        if obstacles.in_fire(start) or not obstacles.crosses_fire(start, exit_point):
+            reasons.append(f"vehicle is inside the buffered zone(s) {', '.join(inside)}: first "
+                           f"leg leaves by the shortest way ({math.dist(start, exit_point):.0f} m)")
+            leg.add_path([start, exit_point])
+        else:
+            reasons.append(f"vehicle is enclosed by the zone(s) {', '.join(inside)}: every way "
+                           "out crosses fire")
+            trapped = True
+
+    home_target = home
+    home_inside = obstacles.zones_containing(home)
+    if home_inside:
+        home_target = obstacles.nearest_free_point(home)
+        reasons.append(f"home is inside the buffered zone(s) {', '.join(home_inside)}")
+
+    home_path = None if trapped else route(obstacles, leg.here, home_target,
+                                           config.max_route_expansions)
+    if home_path is None:
+        reasons.append("no safe path home: every way out crosses a buffered zone; holding")
+        mission: list[MissionItem] = []
+        if airborne:
+            hold_alt = vehicle.relative_alt_m
+            # Hold exactly where the vehicle is (its own degE7 position, not a round
+            # trip through the frame).
+            mission.append(MissionItem.at(CMD_NAV_LOITER_UNLIM, vehicle.position.lat,
+                                          vehicle.position.lon, hold_alt,
+                                          frame=FRAME_GLOBAL_RELATIVE_ALT))
+        return result(PlanStatus.NO_SAFE_PATH, mission)
+
+    # What this drone should do, from the shared assignment.
+    survivors: tuple[str, ...] = ()
+    sector = None
+    if drone is None:
+        reasons.append(f"drone {drone_id} is not in the map")
+    elif not drone.alive:
+        reasons.append(f"drone {drone_id} is marked dead in the map")
+    elif drone.busy:
+        reasons.append(f"drone {drone_id} is busy (task {drone.task}): nothing assigned")
+    elif drone.task == "return":
+        reasons.append("task is return: going home")
+    else:
+        survivors = context.assignment.survivors.get(drone_id, ())
+        sector = context.assignment.sectors_enu.get(drone_id)
+        if not survivors and sector is None:
+            reasons.append("no sector (no search area) and no survivor to confirm")
+    budget = math.inf
+    if vehicle.battery_pct is not None:
+        usable = max(0.0, vehicle.battery_pct - config.battery_reserve_pct) / 100.0
+        budget = usable * config.endurance_s * config.cruise_speed_mps
+        if (survivors or sector is not None) and budget <= path_length(home_path):
+            reasons.append(f"battery {vehicle.battery_pct:.0f}% leaves no margin above the "
+                           f"{config.battery_reserve_pct:.0f}% reserve: going home")
+            survivors, sector = (), None
+    has_tasks = bool(survivors) or sector is not None
+    unsafe = bool(home_inside)
+    visited: list[str] = []
+    exhausted = False
+
+    def fits(path: list[Point]) -> bool:
+        extra = path_length(path)
+        items = len(leg.points) + len(path) + _HOME_ROUTE_RESERVE
+        return (leg.length + extra + math.dist(path[-1], home_target) <= budget
+                and items <= config.max_mission_items)
+
+    survivor_by_id = {s.id: s for s in view.survivors}
+    for sid in survivors:
+        s = survivor_by_id[sid]
+        target = frame.point_to_enu(s.position.lon, s.position.lat)
+        over = obstacles.zones_containing(target)
+        if over:
+            target = obstacles.nearest_free_point(target)
+            reasons.append(f"survivor {sid} is inside the buffered zone(s) {', '.join(over)}: "
+                           f"loitering at the nearest safe point, "
+                           f"{math.dist(target, frame.point_to_enu(s.position.lon, s.position.lat)):.0f} m away")
+        path = route(obstacles, leg.here, target, config.max_route_expansions)
+        if path is None:
+            reasons.append(f"no safe path to survivor {sid}")
+            unsafe = True
+            continue
+        if not fits(path):
+            reasons.append(f"survivor {sid} and later tasks do not fit the battery or "
+                           f"mission budget")
+            exhausted = True
+            break
+        leg.add_path(path, "loiter", sid)
+        visited.append(sid)
+
+    if sector is not None and not exhausted:
+        segments = lawnmower(sector, obstacles, config.line_spacing_m, leg.here)
+        skipped = flown = 0
+        for a, b in segments:
+            path = route(obstacles, leg.here, a, config.max_route_expansions)
+            if path is None or not obstacles.segment_clear(a, b):
+                skipped += 1
+                continue
+            path = path + [b]
+            if not fits(path):
+                reasons.append(f"survey truncated after {flown} of {len(segments)} segments "
+                               f"(battery or mission budget)")
+                break
+            leg.add_path(path)
+            flown += 1
+        if skipped:
+            reasons.append(f"{skipped} of {len(segments)} survey segments are enclosed by "
+                           f"zones and were skipped")
+        if segments and skipped == len(segments):
+            reasons.append("the whole sector is unreachable without crossing a zone")
+            unsafe = True
+        if not segments:
+            reasons.append("the sector lies entirely inside buffered zones")
+
+    back = route(obstacles, leg.here, home_target, config.max_route_expansions)
+    if back is None:  # cannot happen when home_path exists (same free component), but
+        # the expansion budget is finite: fall back to retracing the flown path.
+        reasons.append("route home not found within the search budget; retracing")
+        back = [p for p, _, _ in reversed(leg.points)] + home_path[1:]
+    leg.add_path(back)
+
+    if not has_tasks and not airborne and not inside:
+        return result(PlanStatus.NOTHING_TO_DO, [], (), 0.0)
+
+    alt = config.survey_alt_m
+    mission: list[MissionItem] = [
+        _item(CMD_NAV_TAKEOFF, start, frame, alt)]
+    for p, kind, _label in leg.points[1:]:
+        if kind == "loiter":
+            mission.append(_item(CMD_NAV_LOITER_TIME, p, frame, alt,
+                                 param1=config.loiter_time_s))
+        else:
+            mission.append(_item(CMD_NAV_WAYPOINT, p, frame, alt))
+    if home_inside:
+        mission.append(_hold_at(leg.here, frame, alt))
+    else:
+        mission.append(MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=FRAME_MISSION))
+    if leg.length > budget:
+        reasons.append(f"path {leg.length:.0f} m exceeds the battery budget {budget:.0f} m")
+    if unsafe:
+        status = PlanStatus.NO_SAFE_PATH
+    elif has_tasks:
+        status = PlanStatus.OK
+    else:
+        status = PlanStatus.NOTHING_TO_DO
+    return result(status, mission, visited, leg.length)
+
+
+def _item(command: int, p: Point, frame: LocalFrame, alt: float, **params: float) -> MissionItem:
+    lon, lat = frame.point_to_geodetic(p[0], p[1])
+    return MissionItem.at(command, lat, lon, alt, frame=FRAME_GLOBAL_RELATIVE_ALT, **params)
+
+
+def _hold_at(p: Point, frame: LocalFrame, alt: float) -> MissionItem:
+    return _item(CMD_NAV_LOITER_UNLIM, p, frame, alt)
+
+
+def _fence_items(obstacles: Obstacles,
+                 skip: list[int]) -> tuple[tuple[MissionItem, ...], bool | None]:
+    items: list[MissionItem] = []
+    for i, fence in enumerate(obstacles.fences):
+        if i in skip:
+            continue
+        # QGroundControl's plan format winds fence polygons clockwise; ArduPilot accepts
+        # either. Orient in lon/lat so the winding is the one seen on a map.
+        geo = shapely.orient_polygons(obstacles.frame.geometry_to_geodetic(fence),
+                                      exterior_cw=True)
+        ring = list(geo.exterior.coords)[:-1]
+        for lon, lat in ring:
+            # MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION: param1 = vertex count.
+            items.append(MissionItem.at(CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, lat, lon, 0.0,
+                                        frame=FRAME_GLOBAL, param1=float(len(ring))))
+    return tuple(items), (True if items else None)
+
+
+def _rally_items(view: PlannerMap, vehicle: VehicleState, obstacles: Obstacles,
+                 frame: LocalFrame, config: PlannerConfig) -> list[MissionItem]:
+    """Home, then the far ends of safe evacuation routes (route id order), all outside
+    every keep-out, at most ``max_rally_points`` (ArduPilot's RALLY_TOTAL is small)."""
+    candidates = [(vehicle.home.lat, vehicle.home.lon)]
+    candidates += [(r.path[-1].lat, r.path[-1].lon) for r in view.routes if not r.unsafe]
+    items: list[MissionItem] = []
+    seen: set[tuple[int, int]] = set()
+    for lat, lon in candidates:
+        if len(items) >= config.max_rally_points:
+            break
+        if obstacles.point_blocked(frame.point_to_enu(lon, lat)):
+            continue
+        item = MissionItem.at(CMD_NAV_RALLY_POINT, lat, lon, config.rally_alt_m,
+                              frame=FRAME_GLOBAL_RELATIVE_ALT)
+        if (item.x, item.y) not in seen:
+            seen.add((item.x, item.y))
+            items.append(item)
+    return items

@@ -1,0 +1,274 @@
+"""Scenario tests of the planner: routing around zones, holding when boxed in,
+survivors in fire, fences, rally points, battery, and the local frame."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+
+from mavlink_bridge.plan import (
+    CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
+    CMD_NAV_LOITER_TIME,
+    CMD_NAV_LOITER_UNLIM,
+    CMD_NAV_RALLY_POINT,
+    CMD_NAV_RETURN_TO_LAUNCH,
+    CMD_NAV_TAKEOFF,
+    CMD_NAV_WAYPOINT,
+)
+from swarm.planner import (
+    LocalFrame,
+    PlannerConfig,
+    PlannerMap,
+    PlanStatus,
+    RouteInfo,
+    assign,
+    map_frame,
+    plan,
+    prepare,
+)
+from swarm.planner.obstacles import bounded_fence
+from test_planner_support import (
+    ORIGIN,
+    buffered_union,
+    drones,
+    gp,
+    intrusion,
+    item_xy,
+    mission_legs,
+    poly,
+    rect,
+    survivor,
+    vehicle,
+    zone,
+)
+
+AREA = rect(-1000, -500, 1000, 500)
+CONFIG = PlannerConfig(safety_margin_m=40.0, line_spacing_m=50.0)
+
+
+def legs_and_forbidden(view, result, v, config=CONFIG):
+    frame = ORIGIN
+    return mission_legs(result, frame, v.position, v.home), buffered_union(view, frame, config)
+
+
+def test_plan_is_takeoff_survey_then_rtl_when_the_sky_is_clear():
+    view = PlannerMap(1, AREA, drones=drones("d1"))
+    v = vehicle(0, -600, battery=None)
+    result = plan(view, "d1", v, CONFIG)
+    cmds = [i.command for i in result.plan.mission]
+    assert result.status is PlanStatus.OK
+    assert cmds[0] == CMD_NAV_TAKEOFF and cmds[-1] == CMD_NAV_RETURN_TO_LAUNCH
+    assert set(cmds[1:-1]) == {CMD_NAV_WAYPOINT}
+    assert result.plan.fence == () and result.plan.fence_enable is None
+    # Lines along the long (east-west) axis, 50 m apart across 1000 m: 20 lines.
+    frame = ORIGIN
+    norths = sorted({round(item_xy(i, frame)[1]) for i in result.plan.mission[1:-2]})
+    assert len(norths) == 20 and all(abs(b - a - 50) <= 1 for a, b in zip(norths, norths[1:]))
+    # The last waypoint before RTL is home: RTL's straight line has no length.
+    last = item_xy(result.plan.mission[-2], frame)
+    assert math.dist(last, frame.point_to_enu(v.home.lon, v.home.lat)) < 0.05
+
+
+def test_zone_across_the_sector_is_routed_around():
+    clear = PlannerMap(1, AREA, drones=drones("d1"))
+    # A wall of fire across the middle of the sector, open at the north and south ends.
+    fire = zone("wall", rect(-50, -300, 50, 300))
+    burning = PlannerMap(2, AREA, zones=(fire,), drones=drones("d1"))
+    v = vehicle(-900, -600)
+    before = plan(clear, "d1", v, CONFIG)
+    after = plan(burning, "d1", v, CONFIG)
+    assert after.status is PlanStatus.OK
+    legs, forbidden = legs_and_forbidden(burning, after, v)
+    frame = ORIGIN
+    assert intrusion(legs, forbidden.buffer(-1e-6)) == 0.0
+    # The clear plan would have crossed where the zone now is.
+    assert intrusion(mission_legs(before, frame, v.position, v.home), forbidden) > 0
+    # Both halves of the sector are still surveyed: waypoints east and west of the wall.
+    easts = [item_xy(i, frame)[0] for i in after.plan.mission if i.command == CMD_NAV_WAYPOINT]
+    assert min(easts) < -500 and max(easts) > 500
+    # The fence covers the buffered zone, with a bounded vertex count.
+    assert len(after.plan.fence) == int(after.plan.fence[0].param1) <= CONFIG.fence_max_vertices
+    assert all(i.command == CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION for i in after.plan.fence)
+    fence = shapely.Polygon([item_xy(i, frame) for i in after.plan.fence])
+    assert fence.contains(forbidden)
+    assert after.plan.fence_enable is True
+
+
+def test_drone_boxed_in_by_fire_holds_and_says_why():
+    ring = shapely.Polygon(rect(-400, -400, 400, 400).exterior.coords,
+                           [rect(-250, -250, 250, 250).exterior.coords])
+    view = PlannerMap(3, AREA, zones=(zone("ring", ring),), drones=drones("d1"))
+    airborne = vehicle(0, 0, alt=30.0)
+    result = plan(view, "d1", airborne, CONFIG)
+    assert result.status is PlanStatus.NO_SAFE_PATH
+    assert any("every way out crosses fire" in r for r in result.reasons)
+    assert any("left out" in r for r in result.reasons)  # its fence would be breached at once
+    assert result.plan.fence == ()
+    assert [i.command for i in result.plan.mission] == [CMD_NAV_LOITER_UNLIM]
+    hold = result.plan.mission[0]
+    assert (hold.x, hold.y) == (round(airborne.position.lat * 1e7), round(airborne.position.lon * 1e7))
+    on_ground = plan(view, "d1", vehicle(0, 0, alt=0.0), CONFIG)
+    assert on_ground.status is PlanStatus.NO_SAFE_PATH and on_ground.plan.mission == ()
+
+
+def test_holes_of_a_zone_are_filled_in_the_fence():
+    ring = shapely.Polygon(rect(-400, -400, 400, 400).exterior.coords,
+                           [rect(-250, -250, 250, 250).exterior.coords])
+    frame = map_frame(PlannerMap(1, AREA))
+    grown = frame.geometry_to_enu(ring).buffer(40)
+    fence = bounded_fence(grown, 16, 5.0)
+    assert not fence.interiors and fence.contains(shapely.Point(0, 0))
+
+
+def test_survivor_gets_a_loiter_and_urgent_one_inside_fire_is_watched_from_the_edge():
+    fire = zone("f1", rect(300, -100, 500, 100))
+    view = PlannerMap(4, AREA, zones=(fire,), drones=drones("d1"),
+                      survivors=(survivor("calm", -300, 200), survivor("trapped", 400, 0, urgent=True)))
+    v = vehicle(0, -600)
+    result = plan(view, "d1", v, CONFIG)
+    assert result.survivors == ("trapped", "calm")  # urgent first
+    loiters = [i for i in result.plan.mission if i.command == CMD_NAV_LOITER_TIME]
+    assert len(loiters) == 2 and loiters[0].param1 == CONFIG.loiter_time_s
+    frame = ORIGIN
+    watch = item_xy(loiters[0], frame)
+    forbidden = buffered_union(view, frame, CONFIG)
+    assert not forbidden.contains(shapely.Point(watch))
+    # From the edge: the margin, the fence simplification and clearance away, no more.
+    assert 40 <= shapely.Point(watch).distance(shapely.Point(400, 0)) - 100 <= 40 + 3 * 5 + 10
+    assert any("trapped" in r and "nearest safe point" in r for r in result.reasons)
+    assert math.dist(item_xy(loiters[1], frame), (-300, 200)) < 0.05
+    legs = mission_legs(result, frame, v.position, v.home)
+    assert intrusion(legs, forbidden.buffer(-1e-6)) == 0.0
+
+
+def fence_polygons(items):
+    """Group fence vertex items into polygons by their vertex count (param1)."""
+    out, i = [], 0
+    while i < len(items):
+        n = int(items[i].param1)
+        out.append(items[i:i + n])
+        i += n
+    return out
+
+
+def walls(x0, y0, x1, y1, t=60):
+    """Four separate zones whose buffered union encloses the box (x0, y0)-(x1, y1)."""
+    return (zone("wall-s", rect(x0 - t, y0 - t, x1 + t, y0)), zone("wall-n", rect(x0 - t, y1, x1 + t, y1 + t)),
+            zone("wall-w", rect(x0 - t, y0 - t, x0, y1 + t)), zone("wall-e", rect(x1, y0 - t, x1 + t, y1 + t)))
+
+
+def test_drone_boxed_in_by_separate_zones_holds():
+    view = PlannerMap(3, AREA, zones=walls(-300, -300, 300, 300), drones=drones("d1"))
+    result = plan(view, "d1", vehicle(0, 0, alt=30.0), CONFIG)
+    assert result.status is PlanStatus.NO_SAFE_PATH
+    assert [i.command for i in result.plan.mission] == [CMD_NAV_LOITER_UNLIM]
+    assert len(fence_polygons(result.plan.fence)) == 4  # all four fenced
+
+
+def test_unreachable_survivor_is_skipped_with_a_reason_and_the_drone_still_returns():
+    view = PlannerMap(5, AREA, zones=walls(200, -250, 700, 250), drones=drones("d1"),
+                      survivors=(survivor("inside", 450, 0),))
+    result = plan(view, "d1", vehicle(0, -600), CONFIG)
+    assert result.status is PlanStatus.NO_SAFE_PATH
+    assert "no safe path to survivor inside" in result.reasons
+    assert result.plan.mission[-1].command == CMD_NAV_RETURN_TO_LAUNCH
+
+
+def test_vehicle_starting_inside_a_zone_leaves_by_the_shortest_way():
+    view = PlannerMap(6, AREA, zones=(zone("under", rect(-100, -100, 100, 100)),), drones=drones("d1"))
+    v = vehicle(60, 0, alt=30.0)
+    result = plan(view, "d1", v, CONFIG)
+    frame = ORIGIN
+    exit_point = item_xy(result.plan.mission[1], frame)
+    assert exit_point[0] > 100 + 40 and abs(exit_point[1]) < 1.0  # straight east, the short way
+    assert any("inside the buffered zone" in r for r in result.reasons)
+    legs = mission_legs(result, frame, v.position, v.home)[2:]  # after takeoff and exit
+    assert intrusion(legs, buffered_union(view, frame, CONFIG).buffer(-1e-6)) == 0.0
+
+
+def test_low_battery_goes_home_and_a_short_battery_truncates_the_survey():
+    view = PlannerMap(7, AREA, drones=drones("d1"))
+    empty = plan(view, "d1", vehicle(0, 0, alt=20, battery=20.0), CONFIG)
+    assert [i.command for i in empty.plan.mission] == [CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT,
+                                                      CMD_NAV_RETURN_TO_LAUNCH]
+    assert any("reserve" in r for r in empty.reasons)
+    full = plan(view, "d1", vehicle(0, -600, battery=100.0), CONFIG)
+    low = plan(view, "d1", vehicle(0, -600, battery=30.0), CONFIG)
+    budget = 0.05 * CONFIG.endurance_s * CONFIG.cruise_speed_mps
+    assert low.path_length_m <= budget < full.path_length_m
+    assert any("survey truncated" in r for r in low.reasons)
+
+
+def test_dead_busy_or_unknown_drone_has_nothing_to_do():
+    view = PlannerMap(8, AREA, drones=drones("dead", alive=False) + drones("busy", busy=True))
+    for drone_id in ("dead", "busy", "ghost"):
+        grounded = plan(view, drone_id, vehicle(0, -600), CONFIG)
+        assert grounded.status is PlanStatus.NOTHING_TO_DO and grounded.plan.mission == ()
+    flying = plan(view, "busy", vehicle(0, 0, alt=25.0), CONFIG)
+    assert flying.status is PlanStatus.NOTHING_TO_DO
+    assert flying.plan.mission[-1].command == CMD_NAV_RETURN_TO_LAUNCH
+
+
+def test_rally_points_are_home_and_safe_route_ends_outside_zones():
+    routes = (RouteInfo("r1", (gp(0, 0), gp(900, 900))),
+              RouteInfo("r2", (gp(0, 0), gp(-900, 900)), unsafe=True),
+              RouteInfo("r3", (gp(0, 0), gp(400, 0))))
+    view = PlannerMap(9, AREA, zones=(zone("z", rect(350, -50, 450, 50)),), routes=routes,
+                      drones=drones("d1"))
+    result = plan(view, "d1", vehicle(0, -600), CONFIG)
+    frame = ORIGIN
+    rally = [item_xy(i, frame) for i in result.plan.rally]
+    assert all(i.command == CMD_NAV_RALLY_POINT for i in result.plan.rally)
+    assert len(rally) == 2
+    assert math.dist(rally[0], (0, -600)) < 0.05 and math.dist(rally[1], (900, 900)) < 0.05
+
+
+def test_prepared_context_gives_the_same_plans_and_rejects_another_version():
+    view = PlannerMap(10, AREA, zones=(zone("z", rect(-50, -50, 50, 50)),), drones=drones("a", "b"))
+    ctx = prepare(view, CONFIG)
+    for d in ("a", "b"):
+        assert plan(view, d, vehicle(0, -600), CONFIG, ctx) == plan(view, d, vehicle(0, -600), CONFIG)
+    with pytest.raises(ValueError, match="map version"):
+        plan(PlannerMap(11, AREA, drones=drones("a")), "a", vehicle(0, -600), CONFIG, ctx)
+
+
+@pytest.mark.parametrize("tolerance", [0.5, 5.0, 50.0])
+def test_bounded_fence_contains_the_buffered_zone_with_few_vertices(tolerance):
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n = int(rng.integers(3, 40))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radii = rng.uniform(30, 300, n)
+        shape = shapely.Polygon(np.column_stack([radii * np.cos(angles), radii * np.sin(angles)]))
+        shape = shape if shape.is_valid else shape.buffer(0)
+        grown = shape.buffer(50.0)
+        fence = bounded_fence(grown, 12, tolerance)
+        assert fence.contains(grown)
+        assert len(fence.exterior.coords) - 1 <= 12
+
+
+def test_local_frame_round_trips_far_from_its_origin():
+    frame = LocalFrame(-35.36, 149.16)
+    east = np.array([-50_000.0, 0.0, 12_345.6, 50_000.0])
+    north = np.array([50_000.0, 0.0, -7_000.1, -50_000.0])
+    lon, lat = frame.to_geodetic(east, north)
+    e2, n2 = frame.to_enu(lon, lat)
+    assert np.max(np.abs(e2 - east)) < 1e-3 and np.max(np.abs(n2 - north)) < 1e-3
+    with pytest.raises(ValueError):
+        LocalFrame(91.0, 0.0)
+
+
+def test_invalid_config_and_inputs_are_rejected():
+    with pytest.raises(ValueError, match="safety_margin_m"):
+        PlannerConfig(safety_margin_m=-1.0)
+    with pytest.raises(ValueError, match="fence_max_vertices"):
+        PlannerConfig(fence_max_vertices=3)
+    with pytest.raises(ValueError, match="battery"):
+        vehicle(0, 0, battery=120.0)
+    with pytest.raises(ValueError, match="duplicate"):
+        PlannerMap(1, AREA, drones=drones("a", "a"))
+    with pytest.raises(ValueError, match="polygon"):
+        zone("bow", shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)]))
