@@ -99,3 +99,92 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+class TcpProxy:
+    """Loopback TCP proxy between the bridge and a simulator, to cut the link, pause it
+    (a vehicle that stops answering) or inject garbage towards the bridge. One thread."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        self.accepts = 0
+        self.paused = threading.Event()
+        self._cut = threading.Event()
+        self._inject: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp:127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        """Close the current connection pair (both ends see EOF)."""
+        self._cut.set()
+
+    def inject(self, data: bytes) -> None:
+        with self._lock:
+            self._inject.append(data)
+
+    def _run(self) -> None:
+        import select as _select
+        pair: tuple[socket.socket, socket.socket] | None = None
+        while not self._stop.is_set():
+            socks = [self.listener] + (list(pair) if pair else [])
+            readable, _, _ = _select.select(socks, [], [], 0.02)
+            if self._cut.is_set():
+                self._cut.clear()
+                if pair:
+                    for s in pair:
+                        s.close()
+                    pair = None
+                continue
+            if pair:
+                with self._lock:
+                    chunks, self._inject = self._inject, []
+                for chunk in chunks:
+                    pair[0].sendall(chunk)
+            for s in readable:
+                if s is self.listener:
+                    client, _ = self.listener.accept()
+                    if pair:  # one client at a time, like a SITL UART
+                        client.close()
+                        continue
+                    try:
+                        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+                    except OSError:
+                        client.close()
+                        continue
+                    self.accepts += 1
+                    pair = (client, upstream)
+                    break
+                if not pair:
+                    break
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    for x in pair:
+                        x.close()
+                    pair = None
+                    break
+                if self.paused.is_set():
+                    continue  # swallowed in both directions: a link that went quiet
+                (pair[1] if s is pair[0] else pair[0]).sendall(data)
+        if pair:
+            for s in pair:
+                s.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+        assert not self._thread.is_alive()

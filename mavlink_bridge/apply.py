@@ -1,0 +1,239 @@
+"""Applying a :class:`~mavlink_bridge.plan.MissionPlan` to a vehicle, and keeping it flying.
+
+:class:`PlanApplier` uploads a list only when its content differs from what was last
+*verified* on the vehicle, and verifies every upload by reading it back (the MAVLink
+spec's advice: "check for plan changes before uploading"; we compare content because
+ArduPilot Copter does not report opaque plan ids). Order: fence first, so exclusion
+zones are in force before a new mission is flown; then rally; then the mission.
+
+Read-back comparison follows what ArduPilot returns (observed on Copter SITL):
+
+* item 0 of a mission is home, whatever was uploaded at 0: it is not compared;
+* location frames come back without the ``_INT`` suffix (GLOBAL_RELATIVE_ALT_INT is
+  read back as GLOBAL_RELATIVE_ALT), so frames are compared modulo that suffix;
+* floats travel as float32, so parameters and altitude are compared after float32
+  rounding; a parameter ArduPilot does not store for that command reads back as 0,
+  which is accepted (command, frame, position and autocontinue must match exactly);
+* fence vertices and circles keep only their horizontal position (frame and altitude
+  are not stored), so only command, position and parameters are compared for them.
+
+When the vehicle is armed and flying the mission (AUTO), a changed mission does not
+restart it: after the upload the applier points the vehicle at the item of the new
+mission it should fly next (:func:`resume_seq`) with MAV_CMD_DO_SET_MISSION_CURRENT.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Sequence
+
+import pymap3d
+
+from mavlink_bridge.mission_protocol import MissionError, Operation
+from mavlink_bridge.plan import (
+    CMD_NAV_FENCE_CIRCLE_EXCLUSION, CMD_NAV_FENCE_CIRCLE_INCLUSION,
+    CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION,
+    CMD_NAV_LAND, CMD_NAV_LOITER_TIME, CMD_NAV_LOITER_TURNS, CMD_NAV_LOITER_UNLIM,
+    CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
+    FRAME_GLOBAL_RELATIVE_ALT_INT, MissionItem, MissionPlan, MissionType,
+)
+from mavlink_bridge.telemetry import CopterMode, VehicleState
+from mavlink_bridge.vehicle import Vehicle
+
+__all__ = ["ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError",
+           "items_match", "resume_seq", "home_item"]
+
+# MAV_FRAME *_INT -> the float frame ArduPilot stores and reports.
+_FRAME_ALIAS = {FRAME_GLOBAL_INT: FRAME_GLOBAL, FRAME_GLOBAL_RELATIVE_ALT_INT: FRAME_GLOBAL_RELATIVE_ALT,
+                11: 10}  # GLOBAL_TERRAIN_ALT_INT -> GLOBAL_TERRAIN_ALT
+# Fence vertices and circles are stored as a horizontal position only (AC_PolyFence_loader):
+# frame and altitude are not kept and read back as GLOBAL / 0.
+_FENCE_COMMANDS = frozenset({CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
+                             CMD_NAV_FENCE_CIRCLE_INCLUSION, CMD_NAV_FENCE_CIRCLE_EXCLUSION})
+_NAV_WITH_POSITION = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS,
+                                CMD_NAV_LOITER_TIME, CMD_NAV_LAND})
+
+FENCE_TYPE_POLYGON = 4  # FENCE_TYPE bitmask: 1 max altitude, 2 circle, 4 polygon, 8 min altitude
+
+
+class PlanVerificationError(MissionError):
+    """What the vehicle holds after an upload is not what was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplierConfig:
+    verify: bool = True
+    fence_type: int = FENCE_TYPE_POLYGON
+    resume_in_flight: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fence_type <= 15:
+            raise ValueError(f"fence_type {self.fence_type} is not a FENCE_TYPE bitmask")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyReport:
+    uploaded: tuple[MissionType, ...]
+    unchanged: tuple[MissionType, ...]
+    params_set: tuple[tuple[str, float], ...]
+    resumed_at: int | None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.uploaded or self.params_set)
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def _same_float(sent: float, got: float) -> bool:
+    if math.isnan(sent) or math.isnan(got):
+        return math.isnan(sent) and math.isnan(got)
+    return math.isclose(_f32(sent), _f32(got), rel_tol=1e-6, abs_tol=1e-4)
+
+
+def items_match(sent: MissionItem, got: MissionItem) -> str | None:
+    """None when ``got`` is what the vehicle stores for ``sent``; else what differs."""
+    if sent.command != got.command:
+        return f"command {sent.command} != {got.command}"
+    fence_geometry = sent.command in _FENCE_COMMANDS
+    if (not fence_geometry
+            and _FRAME_ALIAS.get(sent.frame, sent.frame) != _FRAME_ALIAS.get(got.frame, got.frame)):
+        return f"frame {sent.frame} != {got.frame}"
+    if (sent.x, sent.y) != (got.x, got.y):
+        return f"position ({sent.x}, {sent.y}) != ({got.x}, {got.y})"
+    if not fence_geometry and not _same_float(sent.z, got.z):
+        return f"z {sent.z} != {got.z}"
+    if sent.autocontinue != got.autocontinue:
+        return f"autocontinue {sent.autocontinue} != {got.autocontinue}"
+    for name in ("param1", "param2", "param3", "param4"):
+        a, b = getattr(sent, name), getattr(got, name)
+        if not _same_float(a, b) and b != 0.0:  # 0 = not stored for this command
+            return f"{name} {a} != {b}"
+    return None
+
+
+def home_item(lat: float, lon: float, alt_msl: float) -> MissionItem:
+    """ArduPilot's mission item 0: home, a NAV_WAYPOINT in MAV_FRAME_GLOBAL (AMSL)."""
+    return MissionItem.at(CMD_NAV_WAYPOINT, lat, lon, alt_msl, frame=FRAME_GLOBAL)
+
+
+def resume_seq(mission: Sequence[MissionItem], lat: float, lon: float,
+               first_seq: int = 1) -> int | None:
+    """The wire seq to continue from when ``mission`` replaces the one being flown.
+
+    The nearest positioned navigation item (never the takeoff, which would make an
+    airborne copter climb in place); if the vehicle is already between it and the
+    next positioned item (closer to the next than the two are to each other), the
+    next one, so it does not turn back. ``first_seq`` is the wire seq of
+    ``mission[0]`` (1 for ArduPilot, whose item 0 is home). None if nothing fits.
+    """
+    nav = [(i, it) for i, it in enumerate(mission)
+           if it.command in _NAV_WITH_POSITION and it.command != CMD_NAV_TAKEOFF]
+    if not nav:
+        return None
+
+    def dist(a: tuple[float, float], b: tuple[float, float]) -> float:
+        e, n, _u = pymap3d.geodetic2enu(b[0], b[1], 0.0, a[0], a[1], 0.0)
+        return math.hypot(e, n)
+
+    here = (lat, lon)
+    pts = [(it.lat, it.lon) for _, it in nav]
+    k = min(range(len(nav)), key=lambda j: dist(here, pts[j]))
+    if k + 1 < len(nav) and dist(here, pts[k + 1]) < dist(pts[k], pts[k + 1]):
+        k += 1
+    return first_seq + nav[k][0]
+
+
+class PlanApplier:
+    """Keeps one vehicle's mission, fence and rally lists equal to the latest plan."""
+
+    def __init__(self, vehicle: Vehicle, config: ApplierConfig = ApplierConfig()) -> None:
+        self.vehicle = vehicle
+        self.config = config
+        self._verified: dict[MissionType, tuple[MissionItem, ...]] = {}
+        self._params: dict[str, float] = {}
+
+    def forget(self) -> None:
+        """Drop what we believe the vehicle holds (after a reboot or reconnect)."""
+        self._verified.clear()
+        self._params.clear()
+
+    def verified(self, mission_type: MissionType) -> tuple[MissionItem, ...] | None:
+        return self._verified.get(mission_type)
+
+    def apply(self, plan: MissionPlan, home: MissionItem | None = None) -> ApplyReport:
+        """Make the vehicle hold ``plan``; raises MissionError (including
+        PlanVerificationError), CommandError/CommandTimeoutError or ParamError on failure,
+        in which case the failing list is marked unknown and retried on the next call."""
+        uploaded: list[MissionType] = []
+        unchanged: list[MissionType] = []
+        resumed: int | None = None
+        for mtype in (MissionType.FENCE, MissionType.RALLY, MissionType.MISSION):
+            desired = plan.items(mtype)
+            if self._verified.get(mtype) == desired:
+                unchanged.append(mtype)
+                continue
+            state = self.vehicle.state()
+            flying_mission = (mtype is MissionType.MISSION and self.config.resume_in_flight
+                              and state.armed and state.mode == CopterMode.AUTO.name)
+            wire = desired
+            if mtype is MissionType.MISSION and desired:
+                wire = (home if home is not None else self._home(state),) + desired
+            self._verified.pop(mtype, None)
+            self.vehicle.upload(mtype, wire)
+            if self.config.verify:
+                self._verify(mtype, wire)
+            self._verified[mtype] = desired
+            uploaded.append(mtype)
+            if flying_mission and desired:
+                pos = self.vehicle.state().position or state.position
+                if pos is not None:
+                    resumed = resume_seq(desired, pos.lat, pos.lon)
+                    if resumed is not None:
+                        self.vehicle.set_mission_current(resumed).raise_for_result()
+        params = self._apply_fence_params(plan)
+        return ApplyReport(tuple(uploaded), tuple(unchanged), params, resumed)
+
+    def _home(self, state: VehicleState) -> MissionItem:
+        pos = state.position
+        if pos is None:
+            raise MissionError("no position yet: cannot build the home item (mission item 0)",
+                               operation=Operation.UPLOAD, mission_type=MissionType.MISSION)
+        # ArduPilot replaces item 0 with its own home anyway; send our best estimate:
+        # here, at the altitude of home (AMSL altitude minus height above home).
+        return home_item(pos.lat, pos.lon, pos.alt_msl - pos.alt_rel)
+
+    def _verify(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
+        got = self.vehicle.download(mtype)
+        if len(got) != len(wire):
+            raise PlanVerificationError(
+                f"{mtype.name.lower()} read back {len(got)} items, uploaded {len(wire)}",
+                operation=Operation.DOWNLOAD, mission_type=mtype)
+        skip = 1 if mtype is MissionType.MISSION else 0
+        for seq in range(skip, len(wire)):
+            problem = items_match(wire[seq], got[seq])
+            if problem:
+                raise PlanVerificationError(
+                    f"{mtype.name.lower()} item {seq} read back differently: {problem}",
+                    operation=Operation.DOWNLOAD, mission_type=mtype)
+
+    def _apply_fence_params(self, plan: MissionPlan) -> tuple[tuple[str, float], ...]:
+        if plan.fence_enable is None:
+            return ()
+        wanted: list[tuple[str, float]] = []
+        if plan.fence_enable:
+            wanted.append(("FENCE_TYPE", float(self.config.fence_type)))
+        wanted.append(("FENCE_ENABLE", 1.0 if plan.fence_enable else 0.0))
+        done = []
+        for name, value in wanted:
+            if self._params.get(name) == value:
+                continue
+            self._params.pop(name, None)
+            self._params[name] = self.vehicle.set_param(name, value)
+            done.append((name, value))
+        return tuple(done)
+
