@@ -10,6 +10,7 @@ and ``QGC WPL 110`` files. The algorithm and rules are in docs/planner.md.
 
 from .assignment import Assignment, assign, map_frame
 from .export import PlanFile, PlanFileError, read_qgc_plan, read_wpl, write_qgc_plan, write_wpl
+from .from_map import assign_tasks, plan_all, plan_for_drone, planner_map
 from .geo import LocalFrame
 from .model import (
     DroneInfo,
@@ -42,8 +43,12 @@ __all__ = [
     "VehicleState",
     "ZoneInfo",
     "assign",
+    "assign_tasks",
     "map_frame",
     "plan",
+    "plan_all",
+    "plan_for_drone",
+    "planner_map",
     "prepare",
     "read_qgc_plan",
     "read_wpl",
