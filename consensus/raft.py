@@ -206,7 +206,10 @@ class Raft:
 
     def _rebuild_progress(self) -> None:
         """Align the progress table with the configuration, keeping existing trackers."""
-        members = set(self.conf.voters) | set(self.conf.learners)
+        # This node keeps its own tracker even when removed: a leader removed by the
+        # entry it is replicating still counts its match until that entry commits
+        # (thesis §4.2.2), though not toward the new configuration's quorum.
+        members = set(self.conf.voters) | set(self.conf.learners) | {self.id}
         for i in list(self.prs):
             if i not in members:
                 del self.prs[i]
@@ -490,8 +493,8 @@ class Raft:
     # leader
 
     def _leader_propose(self, ents: Sequence[Entry]) -> None:
-        if self.id not in self.prs:
-            raise ProposalDropped("this leader was removed from the configuration")
+        if self.id not in self.conf.voters:
+            raise ProposalDropped("this leader is being removed from the configuration")
         if self.lead_transferee != NONE:
             raise ProposalDropped(f"leadership transfer to {self.lead_transferee} in "
                                   "progress (thesis §3.10)")

@@ -74,9 +74,13 @@ class SessionResult:
                               self.payload, self.cached], use_bin_type=True)
 
 
-def encode_register() -> bytes:
-    """The command that opens a session."""
-    return msgpack.packb([_VERSION, "register"], use_bin_type=True)
+def encode_register(nonce: bytes = b"") -> bytes:
+    """The command that opens a session. ``nonce`` (unique per registration attempt)
+    is echoed in the REGISTERED result's payload, so the server that proposed it can
+    route the new client id to the client that asked."""
+    if type(nonce) is not bytes or len(nonce) > 256:
+        raise SessionError("nonce must be at most 256 bytes")
+    return msgpack.packb([_VERSION, "register", nonce], use_bin_type=True)
 
 
 def encode_command(client_id: int, seq: int, payload: bytes, ack: int = 0) -> bytes:
@@ -151,8 +155,9 @@ class SessionStateMachine:
             obj = _unpack(data)
         except SessionError:
             return SessionResult(SessionStatus.INVALID).encode()
-        if isinstance(obj, list) and obj == [_VERSION, "register"]:
-            return self._register(index).encode()
+        if (isinstance(obj, list) and len(obj) == 3 and obj[:2] == [_VERSION, "register"]
+                and type(obj[2]) is bytes):
+            return self._register(index, obj[2]).encode()
         if not (isinstance(obj, list) and len(obj) == 6 and obj[0] == _VERSION
                 and obj[1] == "cmd"):
             return SessionResult(SessionStatus.INVALID).encode()
@@ -167,12 +172,12 @@ class SessionStateMachine:
             return SessionResult(SessionStatus.INVALID).encode()
         return self._command(index, client_id, seq, ack, payload).encode()
 
-    def _register(self, index: int) -> SessionResult:
+    def _register(self, index: int, nonce: bytes) -> SessionResult:
         # thesis §6.3: the session id is the index of the registration entry: unique
         # and identical on every replica.
         self._sessions[index] = _Session(last_index=index)
         self._expire(keep=index)
-        return SessionResult(SessionStatus.REGISTERED, client_id=index)
+        return SessionResult(SessionStatus.REGISTERED, client_id=index, payload=nonce)
 
     def _expire(self, keep: int) -> None:
         while len(self._sessions) > self.max_sessions:
