@@ -156,6 +156,7 @@ class PlanApplier:
         self.config = config
         self._verified: dict[MissionType, tuple[MissionItem, ...]] = {}
         self._params: dict[str, float] = {}
+        self._connects = vehicle.link.stats.connects
 
     def forget(self) -> None:
         """Drop what we believe the vehicle holds (after a reboot or reconnect)."""
@@ -169,6 +170,12 @@ class PlanApplier:
         """Make the vehicle hold ``plan``; raises MissionError (including
         PlanVerificationError), CommandError/CommandTimeoutError or ParamError on failure,
         in which case the failing list is marked unknown and retried on the next call."""
+        connects = self.vehicle.link.stats.connects
+        if connects != self._connects:
+            # The link was re-established: the autopilot may have rebooted or been
+            # reconfigured by someone else meanwhile, so what we verified is stale.
+            self.forget()
+            self._connects = connects
         uploaded: list[MissionType] = []
         unchanged: list[MissionType] = []
         resumed: int | None = None

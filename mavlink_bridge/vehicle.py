@@ -130,6 +130,23 @@ def mission_event_from_message(msg: Any) -> MissionEvent | None:
     return AckReceived(int(msg.type), mtype)
 
 
+_QUEUE_MAX = 256
+
+
+def _put_dropping_oldest(q: "queue.Queue[Any]", item: Any) -> None:
+    """Called only from the link's one reader thread, so put after get cannot race
+    with another producer."""
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+
+
 def _f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
@@ -154,12 +171,14 @@ class Vehicle:
         self.telemetry = TelemetryTracker(sysid)
         self.signal: LinkQualitySource = signal if signal is not None else RadioStatusSource()
         self._clock = clock
-        self._mission_q: queue.Queue[MissionEvent] = queue.Queue()
+        # Bounded: messages keep arriving when nobody is waiting for them (another GCS
+        # uploading, a parameter list being streamed), and must not pile up.
+        self._mission_q: queue.Queue[MissionEvent] = queue.Queue(maxsize=_QUEUE_MAX)
         self._transfer_lock = threading.Lock()
         self._command_lock = threading.Lock()
-        self._acks: queue.Queue[Any] = queue.Queue()
-        self._params: queue.Queue[Any] = queue.Queue()
-        self._reached: queue.Queue[int] = queue.Queue()
+        self._acks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_MAX)
+        self._params: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_MAX)
+        self._reached: queue.Queue[int] = queue.Queue(maxsize=_QUEUE_MAX)
         self.bad_mission_messages = 0
         self._unsubscribe = [link.subscribe(self._on_target_message, sysid=sysid),
                              link.subscribe(self._on_any_message)]
@@ -178,11 +197,11 @@ class Vehicle:
             if sample is not None:
                 sample(record.lat, record.lon, record.alt_msl, now)  # type: ignore[union-attr]
         elif name == "MISSION_ITEM_REACHED":
-            self._reached.put(int(msg.seq))
+            _put_dropping_oldest(self._reached, int(msg.seq))
         elif name == "COMMAND_ACK":
-            self._acks.put(msg)
+            _put_dropping_oldest(self._acks, msg)
         elif name == "PARAM_VALUE":
-            self._params.put(msg)
+            _put_dropping_oldest(self._params, msg)
         else:
             try:
                 event = mission_event_from_message(msg)
@@ -190,7 +209,7 @@ class Vehicle:
                 self.bad_mission_messages += 1
                 return
             if event is not None:
-                self._mission_q.put(event)
+                _put_dropping_oldest(self._mission_q, event)
 
     def _on_any_message(self, msg: Any, now: float) -> None:
         if msg.get_type() == "RADIO_STATUS" and isinstance(self.signal, RadioStatusSource):

@@ -218,3 +218,91 @@ def test_signing_accepts_signed_rejects_unsigned_except_sik_radio_status():
     assert ("RADIO_STATUS", 51, False) in kinds
     assert ("RADIO_STATUS", 1, False) not in kinds
     assert stats.bad_signature >= 2  # the unsigned and the wrongly signed heartbeats
+
+
+# -- UDP and serial --------------------------------------------------------------------
+
+
+def _free_udp_port() -> int:
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _recv_heartbeats(sock, parser, timeout=10.0):
+    import time as _t
+    end = _t.monotonic() + timeout
+    sock.settimeout(0.2)
+    while _t.monotonic() < end:
+        try:
+            data, addr = sock.recvfrom(65536)
+        except OSError:
+            continue
+        msgs = [m for m in (parser.parse_buffer(data) or []) if m.get_type() == "HEARTBEAT"]
+        if msgs:
+            return msgs[0], addr
+    raise AssertionError("no heartbeat received")
+
+
+def test_udpin_link_receives_and_answers_the_sender():
+    import socket
+    port = _free_udp_port()
+    link = MavlinkLink(LinkConfig(f"udpin:127.0.0.1:{port}", target_system=1))
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    mav = encoder(1)
+    try:
+        link.start()
+        wait_for(lambda: link.connected, what="udp bound")
+        wait_for(lambda: (peer.sendto(heartbeat(mav), ("127.0.0.1", port)) and False)
+                 or link.wait_for_heartbeat(0.05), what="heartbeat over udp")
+        hb, _ = _recv_heartbeats(peer, mavlink.MAVLink(None))
+        assert hb.get_srcComponent() == 191
+    finally:
+        link.close()
+        peer.close()
+
+
+def test_udpout_link_sends_first_and_hears_replies():
+    import socket
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    link = MavlinkLink(LinkConfig(f"udpout:127.0.0.1:{peer.getsockname()[1]}", target_system=1))
+    try:
+        link.start()
+        _hb, addr = _recv_heartbeats(peer, mavlink.MAVLink(None))
+        peer.sendto(heartbeat(encoder(1)), addr)
+        assert link.wait_for_heartbeat(10)
+    finally:
+        link.close()
+        peer.close()
+
+
+def test_serial_device_link_reads_and_backs_off_when_device_vanishes():
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    link = MavlinkLink(LinkConfig(f"{path},57600", target_system=1, reconnect_initial_s=0.05,
+                                  reconnect_max_s=0.4))
+    mav = encoder(1)
+    try:
+        link.start()
+        wait_for(lambda: link.connected, what="serial open")
+        os.write(master, BANNER + heartbeat(mav))
+        assert link.wait_for_heartbeat(10)
+        assert link.stats.garbage_bytes >= len(BANNER)
+        # unplug: the device disappears; reads fail and reopening fails, with backoff
+        os.close(slave)
+        os.close(master)
+        master = slave = -1
+        wait_for(lambda: link.stats.disconnects >= 1 and link.stats.connect_failures >= 2,
+                 what="disconnect and failed reopen")
+        threading.Event().wait(1.0)
+        assert link.stats.connect_failures <= 12  # backoff, not a spin
+    finally:
+        link.close()
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)
