@@ -85,8 +85,12 @@ def assign(view: PlannerMap, config: PlannerConfig | None = None) -> Assignment:
         area = frame.geometry_to_enu(view.search_area)
         for drone_id, strip in zip(free, _strips(area, len(free))):
             sectors_enu[drone_id] = strip
-    sectors = {k: frame.geometry_to_geodetic(v) for k, v in sectors_enu.items()} \
-        if frame is not None else {}
+    sectors: dict[str, shapely.Geometry] = {}
+    if sectors_enu:
+        assert frame is not None
+        # One pymap3d call for all sectors.
+        geo = frame.geometry_to_geodetic(np.array(list(sectors_enu.values()), dtype=object))
+        sectors = dict(zip(sectors_enu, geo))
     survivors = _assign_survivors(view, frame, free, sectors_enu, config)
     return Assignment(
         map_version=view.version, frame=frame, free_drones=free,

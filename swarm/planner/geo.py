@@ -73,8 +73,9 @@ class LocalFrame:
         lon, lat = self.to_geodetic(east, north)
         return float(lon), float(lat)
 
-    def geometry_to_enu(self, geometry: shapely.Geometry) -> shapely.Geometry:
-        """The same geometry with lon/lat coordinates replaced by metres east/north."""
+    def geometry_to_enu(self, geometry: shapely.Geometry | np.ndarray) -> shapely.Geometry | np.ndarray:
+        """The same geometry (or array of geometries: one pymap3d call for all their
+        vertices) with lon/lat coordinates replaced by metres east/north."""
 
         def forward(coords: np.ndarray) -> np.ndarray:
             east, north = self.to_enu(coords[:, 0], coords[:, 1])
@@ -82,7 +83,7 @@ class LocalFrame:
 
         return shapely.transform(geometry, forward)
 
-    def geometry_to_geodetic(self, geometry: shapely.Geometry) -> shapely.Geometry:
+    def geometry_to_geodetic(self, geometry: shapely.Geometry | np.ndarray) -> shapely.Geometry | np.ndarray:
         """The same geometry with metres east/north replaced by lon/lat degrees."""
 
         def backward(coords: np.ndarray) -> np.ndarray:

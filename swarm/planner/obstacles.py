@@ -32,6 +32,12 @@ import shapely
 import shapely.ops
 from shapely.strtree import STRtree
 
+from mavlink_bridge.plan import (
+    CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
+    FRAME_GLOBAL,
+    MissionItem,
+)
+
 from .geo import LocalFrame
 from .model import PlannerConfig, PlannerMap
 
@@ -48,20 +54,39 @@ _MAX_SIMPLIFY_ROUNDS = 8
 def bounded_fence(buffered: shapely.Polygon, max_vertices: int,
                   tolerance_m: float) -> shapely.Polygon:
     """A polygon of at most ``max_vertices`` distinct vertices that contains ``buffered``."""
-    filled = shapely.Polygon(buffered.exterior)
+    return _bounded_fences(np.array([buffered], dtype=object), max_vertices, tolerance_m)[0]
+
+
+def _bounded_fences(buffered: np.ndarray, max_vertices: int,
+                    tolerance_m: float) -> list[shapely.Polygon]:
+    """:func:`bounded_fence` for an array of polygons, one vectorised round per tolerance."""
+    filled = shapely.polygons(shapely.get_exterior_ring(buffered))
+    out: list[shapely.Polygon | None] = [None] * len(filled)
+    pending = np.arange(len(filled))
     tol = tolerance_m
     for _ in range(_MAX_SIMPLIFY_ROUNDS):
-        simple = shapely.simplify(filled, tol, preserve_topology=True)
+        if len(pending) == 0:
+            break
+        simple = shapely.simplify(filled[pending], tol, preserve_topology=True)
         grown = shapely.buffer(simple, tol + _FENCE_PAD_M, join_style="mitre", mitre_limit=5.0)
-        if isinstance(grown, shapely.Polygon) and not grown.is_empty:
-            grown = shapely.Polygon(grown.exterior)
-            if _vertex_count(grown) <= max_vertices and grown.contains(filled):
-                return shapely.normalize(grown)
+        is_poly = (shapely.get_type_id(grown) == 3) & ~shapely.is_empty(grown)
+        ok = np.zeros(len(pending), dtype=bool)
+        if is_poly.any():
+            rings = shapely.polygons(shapely.get_exterior_ring(grown[is_poly]))
+            fits = ((shapely.get_num_coordinates(rings) - 1 <= max_vertices)
+                    & shapely.contains(rings, filled[pending[is_poly]]))
+            for k, r, f in zip(np.flatnonzero(is_poly), rings, fits):
+                if f:
+                    out[pending[k]] = shapely.normalize(r)
+                    ok[k] = True
+        pending = pending[~ok]
         tol *= 2.0
-    # Last resort: 4 vertices, contains by construction; grown by the pad for rounding.
-    rect = shapely.minimum_rotated_rectangle(filled)
-    rect = shapely.buffer(rect, _FENCE_PAD_M, join_style="mitre")
-    return shapely.normalize(shapely.Polygon(rect.exterior))
+    for i in pending:
+        # Last resort: 4 vertices, containing by construction; grown by the pad.
+        rect = shapely.minimum_rotated_rectangle(filled[i])
+        rect = shapely.buffer(rect, _FENCE_PAD_M, join_style="mitre")
+        out[i] = shapely.normalize(shapely.Polygon(rect.exterior))
+    return out  # type: ignore[return-value]
 
 
 def _vertex_count(polygon: shapely.Polygon) -> int:
@@ -74,6 +99,7 @@ class Obstacles:
 
     frame: LocalFrame
     zone_ids: tuple[str, ...]
+    fence_items: tuple[tuple[MissionItem, ...], ...]  # per zone, ready to upload
     zones: tuple[shapely.Polygon, ...]  # the hazard zones themselves, unbuffered
     buffered: tuple[shapely.Polygon, ...]
     fences: tuple[shapely.Polygon, ...]
@@ -146,20 +172,20 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
     hazards = [z for z in view.zones if z.hazard]
     ids = tuple(z.id for z in hazards)
     if not hazards:
-        return Obstacles(frame, (), (), (), (), (), (), STRtree([]), shapely.GeometryCollection(),
+        return Obstacles(frame, (), (), (), (), (), (), (), STRtree([]), shapely.GeometryCollection(),
                          np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
-    local = np.array([frame.geometry_to_enu(z.polygon) for z in hazards], dtype=object)
+    # One pymap3d call for every vertex of every zone.
+    local = frame.geometry_to_enu(np.array([z.polygon for z in hazards], dtype=object))
     buffered = shapely.buffer(local, config.safety_margin_m, quad_segs=config.buffer_quad_segs)
-    fences = [bounded_fence(b, config.fence_max_vertices, config.fence_simplify_tolerance_m)
-              for b in buffered]
+    fences = _bounded_fences(buffered, config.fence_max_vertices, config.fence_simplify_tolerance_m)
     fence_arr = np.array(fences, dtype=object)
     keepout = shapely.buffer(fence_arr, config.fence_clearance_m, join_style="mitre",
                              mitre_limit=5.0)
     nodes_poly = shapely.buffer(fence_arr, config.fence_clearance_m + _NODE_OFFSET_M,
                                 join_style="mitre", mitre_limit=5.0)
     # Mitre buffers of simple polygons are simple polygons; keep exteriors only.
-    keepout = [shapely.Polygon(g.exterior) for g in keepout]
-    nodes_poly = [shapely.orient_polygons(shapely.Polygon(g.exterior)) for g in nodes_poly]
+    keepout = list(shapely.polygons(shapely.get_exterior_ring(keepout)))
+    nodes_poly = list(shapely.orient_polygons(shapely.polygons(shapely.get_exterior_ring(nodes_poly))))
     tree = STRtree(keepout)
 
     xy_parts, prev_parts, next_parts = [], [], []
@@ -181,11 +207,31 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
     keep = np.ones(len(node_xy), dtype=bool)
     keep[inside] = False
     return Obstacles(
-        frame=frame, zone_ids=ids, zones=tuple(local), buffered=tuple(buffered), fences=tuple(fences),
+        frame=frame, zone_ids=ids, fence_items=_fence_items(fence_arr, frame), zones=tuple(local), buffered=tuple(buffered), fences=tuple(fences),
         keepout=tuple(keepout), nodes_poly=tuple(nodes_poly), keepout_tree=tree,
         nodes_union=shapely.union_all(nodes_poly),
         node_xy=node_xy[keep], node_prev=node_prev[keep], node_next=node_next[keep],
     )
+
+
+def _fence_items(fences: np.ndarray, frame: LocalFrame) -> tuple[tuple[MissionItem, ...], ...]:
+    """Each fence as MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION items (param1 = vertex
+    count, MAVLink common.xml), wound clockwise as QGroundControl's plan format
+    documents (ArduPilot accepts either winding). The local frame preserves
+    orientation, so clockwise in metres is clockwise on the map."""
+    cw = shapely.orient_polygons(fences, exterior_cw=True)
+    rings = [np.asarray(p.exterior.coords)[:-1] for p in cw]
+    lon, lat = frame.to_geodetic(np.concatenate([r[:, 0] for r in rings]),
+                                 np.concatenate([r[:, 1] for r in rings]))
+    out, k = [], 0
+    for r in rings:
+        n = len(r)
+        out.append(tuple(
+            MissionItem(command=CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, frame=FRAME_GLOBAL,
+                        param1=float(n), x=round(float(la) * 1e7), y=round(float(lo) * 1e7))
+            for la, lo in zip(lat[k:k + n], lon[k:k + n])))
+        k += n
+    return tuple(out)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:

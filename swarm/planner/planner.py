@@ -31,17 +31,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import shapely
+import numpy as np
 
 from mavlink_bridge.plan import (
-    CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
     CMD_NAV_LOITER_TIME,
     CMD_NAV_LOITER_UNLIM,
     CMD_NAV_RALLY_POINT,
     CMD_NAV_RETURN_TO_LAUNCH,
     CMD_NAV_TAKEOFF,
     CMD_NAV_WAYPOINT,
-    FRAME_GLOBAL,
     FRAME_GLOBAL_RELATIVE_ALT,
     FRAME_MISSION,
     MissionItem,
@@ -274,16 +272,22 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         return result(PlanStatus.NOTHING_TO_DO, [], (), 0.0)
 
     alt = config.survey_alt_m
-    mission: list[MissionItem] = [
-        _item(CMD_NAV_TAKEOFF, start, frame, alt)]
-    for p, kind, _label in leg.points[1:]:
-        if kind == "loiter":
-            mission.append(_item(CMD_NAV_LOITER_TIME, p, frame, alt,
-                                 param1=config.loiter_time_s))
+    # One pymap3d call for every waypoint of the mission.
+    xy = np.array([p for p, _, _ in leg.points], dtype=float)
+    lon, lat = frame.to_geodetic(xy[:, 0], xy[:, 1])
+    mission: list[MissionItem] = []
+    for k, (_, kind, _label) in enumerate(leg.points):
+        if k == 0:
+            command, params = CMD_NAV_TAKEOFF, {}
+        elif kind == "loiter":
+            command, params = CMD_NAV_LOITER_TIME, {"param1": config.loiter_time_s}
         else:
-            mission.append(_item(CMD_NAV_WAYPOINT, p, frame, alt))
+            command, params = CMD_NAV_WAYPOINT, {}
+        mission.append(MissionItem.at(command, float(lat[k]), float(lon[k]), alt,
+                                      frame=FRAME_GLOBAL_RELATIVE_ALT, **params))
     if home_inside:
-        mission.append(_hold_at(leg.here, frame, alt))
+        mission.append(MissionItem.at(CMD_NAV_LOITER_UNLIM, float(lat[-1]), float(lon[-1]), alt,
+                                      frame=FRAME_GLOBAL_RELATIVE_ALT))
     else:
         mission.append(MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=FRAME_MISSION))
     if leg.length > budget:
@@ -297,31 +301,11 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     return result(status, mission, visited, leg.length)
 
 
-def _item(command: int, p: Point, frame: LocalFrame, alt: float, **params: float) -> MissionItem:
-    lon, lat = frame.point_to_geodetic(p[0], p[1])
-    return MissionItem.at(command, lat, lon, alt, frame=FRAME_GLOBAL_RELATIVE_ALT, **params)
-
-
-def _hold_at(p: Point, frame: LocalFrame, alt: float) -> MissionItem:
-    return _item(CMD_NAV_LOITER_UNLIM, p, frame, alt)
-
-
 def _fence_items(obstacles: Obstacles,
                  skip: list[int]) -> tuple[tuple[MissionItem, ...], bool | None]:
-    items: list[MissionItem] = []
-    for i, fence in enumerate(obstacles.fences):
-        if i in skip:
-            continue
-        # QGroundControl's plan format winds fence polygons clockwise; ArduPilot accepts
-        # either. Orient in lon/lat so the winding is the one seen on a map.
-        geo = shapely.orient_polygons(obstacles.frame.geometry_to_geodetic(fence),
-                                      exterior_cw=True)
-        ring = list(geo.exterior.coords)[:-1]
-        for lon, lat in ring:
-            # MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION: param1 = vertex count.
-            items.append(MissionItem.at(CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, lat, lon, 0.0,
-                                        frame=FRAME_GLOBAL, param1=float(len(ring))))
-    return tuple(items), (True if items else None)
+    items = tuple(item for i, polygon in enumerate(obstacles.fence_items) if i not in skip
+                  for item in polygon)
+    return items, (True if items else None)
 
 
 def _rally_items(view: PlannerMap, vehicle: VehicleState, obstacles: Obstacles,

@@ -13,7 +13,6 @@ from swarm.planner import PlannerConfig, PlannerMap, PlanStatus, map_frame, plan
 from test_planner_support import (
     buffered_union,
     drones,
-    gp,
     intrusion,
     mission_legs,
     poly,
