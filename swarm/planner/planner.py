@@ -208,6 +208,12 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     visited: list[str] = []
     exhausted = False
 
+    def may_fit(*points: Point) -> bool:
+        # Straight lines are a lower bound on any route: skip the search when even
+        # they exceed the budget.
+        pts = [leg.here, *points, home_target]
+        return leg.length + sum(math.dist(a, b) for a, b in zip(pts, pts[1:])) <= budget
+
     def fits(path: list[Point]) -> bool:
         extra = path_length(path)
         items = len(leg.points) + len(path) + _HOME_ROUTE_RESERVE
@@ -224,6 +230,10 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
             reasons.append(f"survivor {sid} is inside the buffered zone(s) {', '.join(over)}: "
                            f"loitering at the nearest safe point, "
                            f"{math.dist(target, frame.point_to_enu(s.position.lon, s.position.lat)):.0f} m away")
+        if not may_fit(target):
+            reasons.append(f"survivor {sid} and later tasks do not fit the battery budget")
+            exhausted = True
+            break
         path = route(obstacles, leg.here, target, config.max_route_expansions)
         if path is None:
             reasons.append(f"no safe path to survivor {sid}")
@@ -241,6 +251,10 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         segments = lawnmower(sector, obstacles, config.line_spacing_m, leg.here)
         skipped = flown = 0
         for a, b in segments:
+            if not may_fit(a, b):
+                reasons.append(f"survey truncated after {flown} of {len(segments)} segments "
+                               f"(battery budget)")
+                break
             path = route(obstacles, leg.here, a, config.max_route_expansions)
             if path is None or not obstacles.segment_clear(a, b):
                 skipped += 1

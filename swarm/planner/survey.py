@@ -30,7 +30,7 @@ def lawnmower(sector: shapely.Geometry, obstacles: Obstacles, spacing: float,
     """Survey segments (a, b) in flying order, in the frame of ``sector``."""
     if sector.is_empty or sector.area <= 0.0:
         return []
-    region = sector if obstacles.empty else shapely.difference(sector, obstacles.nodes_union)
+    region = sector if obstacles.empty else shapely.difference(sector, obstacles.nodes_near(sector))
     if region.is_empty:
         return []
     angle = _long_axis_angle(sector)
