@@ -231,7 +231,6 @@ class Simulation:
         self.history: list[Operation] = []
         self.acked_writes: set[tuple[int, int]] = set()
         self._op_counter = 0
-        self._claimed_sessions: set[int] = set()
         self._session_owner: dict[int, _Client] = {}
         self.removed: list[int] = []  # voters taken out by membership faults
         self.learners_to_promote: list[int] = []
@@ -436,7 +435,7 @@ class Simulation:
                 raise AssertionError(f"n{nid}: session state machine gave a malformed result: {exc}") from None
             self._log(f"n{nid} apply {e.index} {res.status.name} session {res.client_id} #{res.seq}")
             if res.status is SessionStatus.REGISTERED:
-                self._deliver_registration(nid, res.client_id)
+                self._deliver_registration(nid, res.client_id, res.payload)
             else:
                 self._deliver_write_result(nid, res.client_id, res.seq, res.status, res.payload)
 
@@ -503,18 +502,16 @@ class Simulation:
         if not node.up:
             return
         try:
-            node.raw.propose(encode_register())  # type: ignore[union-attr]
+            node.raw.propose(encode_register(f"c{c.id}".encode()))  # type: ignore[union-attr]
         except ProposalDropped:
             c.register_deadline = self.now + 2
 
-    def _deliver_registration(self, nid: int, session_id: int) -> None:
-        """A REGISTERED result at ``nid``: hand the new session to one client waiting
-        there. Any fresh session serves any client, but each only one client."""
-        if session_id in self._claimed_sessions:
-            return
+    def _deliver_registration(self, nid: int, session_id: int, nonce: bytes) -> None:
+        """A REGISTERED result at ``nid``: the new session goes to the client whose
+        nonce it echoes, if that client is still registering through ``nid`` (a retried
+        registration may commit twice; the client keeps the first it hears of)."""
         for c in self.clients:
-            if c.session is None and c.register_server == nid:
-                self._claimed_sessions.add(session_id)
+            if c.session is None and c.register_server == nid and nonce == f"c{c.id}".encode():
                 c.session = ClientSession(session_id)
                 self._session_owner[session_id] = c
                 self._log(f"c{c.id} registered as session {session_id}")
