@@ -37,7 +37,7 @@ from mavlink_bridge.plan import (
     CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION,
     CMD_NAV_LAND, CMD_NAV_LOITER_TIME, CMD_NAV_LOITER_TURNS, CMD_NAV_LOITER_UNLIM,
     CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
-    FRAME_GLOBAL_RELATIVE_ALT_INT, MissionItem, MissionPlan, MissionType,
+    FRAME_GLOBAL_RELATIVE_ALT_INT, MissionItem, MissionPlan, MissionType, validate_fence,
 )
 from mavlink_bridge.telemetry import CopterMode, VehicleState
 from mavlink_bridge.vehicle import Vehicle
@@ -170,6 +170,7 @@ class PlanApplier:
         """Make the vehicle hold ``plan``; raises MissionError (including
         PlanVerificationError), CommandError/CommandTimeoutError or ParamError on failure,
         in which case the failing list is marked unknown and retried on the next call."""
+        validate_fence(plan.fence)  # bad input changes nothing: checked before any upload
         connects = self.vehicle.link.stats.connects
         if connects != self._connects:
             # The link was re-established: the autopilot may have rebooted or been

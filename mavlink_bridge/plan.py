@@ -118,3 +118,54 @@ class MissionPlan:
     def items(self, mission_type: MissionType) -> tuple[MissionItem, ...]:
         return {MissionType.MISSION: self.mission, MissionType.FENCE: self.fence,
                 MissionType.RALLY: self.rally}[mission_type]
+
+
+_FENCE_VERTEX_COMMANDS = (CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION)
+_FENCE_CIRCLE_COMMANDS = (CMD_NAV_FENCE_CIRCLE_INCLUSION, CMD_NAV_FENCE_CIRCLE_EXCLUSION)
+
+
+def fence_polygon(vertices: "tuple[tuple[float, float], ...] | list[tuple[float, float]]",
+                  exclusion: bool = True) -> tuple[MissionItem, ...]:
+    """One fence polygon as MAVLink fence items: MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION
+    (or _INCLUSION) per vertex, each with param1 = the vertex count (common.xml).
+
+    ``vertices`` are (lat, lon) degrees, not repeating the first vertex at the end.
+    """
+    pts = list(vertices)
+    if len(pts) >= 2 and pts[0] == pts[-1]:
+        pts = pts[:-1]
+    if len(pts) < 3:
+        raise ValueError(f"a fence polygon needs at least 3 distinct vertices, got {len(pts)}")
+    if len(pts) > 255:
+        raise ValueError("a fence polygon has at most 255 vertices (ArduPilot)")
+    cmd = CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION if exclusion else CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION
+    return tuple(MissionItem.at(cmd, lat, lon, 0.0, frame=FRAME_GLOBAL_INT, param1=float(len(pts)))
+                 for lat, lon in pts)
+
+
+def validate_fence(items: "tuple[MissionItem, ...]") -> None:
+    """Raise ValueError unless ``items`` is a sequence of whole polygons and circles.
+
+    Each polygon is ``param1`` consecutive vertices of one kind, each carrying the same
+    ``param1`` (ArduPilot rejects a fence whose vertex counts do not add up); circles
+    need a positive radius in param1.
+    """
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item.command in _FENCE_CIRCLE_COMMANDS:
+            if not (item.param1 > 0 and math.isfinite(item.param1)):
+                raise ValueError(f"fence item {i}: circle radius {item.param1} must be > 0")
+            i += 1
+            continue
+        if item.command not in _FENCE_VERTEX_COMMANDS:
+            raise ValueError(f"fence item {i}: command {item.command} is not a fence command")
+        count = item.param1
+        if not (math.isfinite(count) and count == int(count) and count >= 3):
+            raise ValueError(f"fence item {i}: vertex count {count} must be an integer >= 3")
+        group = items[i:i + int(count)]
+        if len(group) != int(count) or any(g.command != item.command or g.param1 != count
+                                           for g in group):
+            raise ValueError(f"fence items {i}..: polygon of {int(count)} vertices is incomplete "
+                             f"or mixes kinds/counts")
+        i += int(count)

@@ -104,3 +104,30 @@ def test_resume_with_no_positioned_item_is_none():
 def test_applier_config_validates_fence_type():
     with pytest.raises(ValueError):
         ApplierConfig(fence_type=99)
+
+
+def test_fence_polygon_builds_exclusion_vertices_with_count():
+    from mavlink_bridge.plan import fence_polygon, validate_fence
+    square = [(47.0, 8.0), (47.0, 8.001), (47.001, 8.001), (47.001, 8.0), (47.0, 8.0)]
+    items = fence_polygon(square)
+    assert len(items) == 4  # the closing vertex is not repeated
+    assert all(i.command == CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION and i.param1 == 4.0 for i in items)
+    validate_fence(items + fence_polygon(square[:3], exclusion=False))
+    with pytest.raises(ValueError):
+        fence_polygon([(47.0, 8.0), (47.0, 8.001)])
+
+
+@pytest.mark.parametrize("bad", [
+    lambda items: items[:3],                                  # incomplete polygon
+    lambda items: items[:2] + (items[2].__class__(**{**_fields(items[2]), "param1": 5.0}),) + items[3:],
+    lambda items: items + (WP,),                              # a waypoint in the fence list
+])
+def test_validate_fence_rejects_malformed_lists(bad):
+    from mavlink_bridge.plan import fence_polygon, validate_fence
+    items = fence_polygon([(47.0, 8.0), (47.0, 8.001), (47.001, 8.001), (47.001, 8.0)])
+    with pytest.raises(ValueError):
+        validate_fence(bad(items))
+
+
+def _fields(item):
+    return {name: getattr(item, name) for name in item.__dataclass_fields__}

@@ -237,3 +237,15 @@ def test_vehicle_that_stops_answering_mid_upload_times_out_not_success():
         unsubscribe()
         assert "did NOT complete" in str(err.value)
         assert "items requested" in str(err.value)
+
+
+def test_malformed_fence_plan_is_refused_before_anything_is_sent():
+    with flying_setup() as (_sim, link, v, _):
+        applier = PlanApplier(v)
+        good = _exclusion_square(HOME[0] + 0.002, HOME[1])
+        applier.apply(MissionPlan(fence=good))
+        sent = link.stats.sent
+        with pytest.raises(ValueError):
+            applier.apply(MissionPlan(fence=good[:3], mission=_route(HOME[0], HOME[1], 0.0)))
+        assert link.stats.sent - sent <= 1  # at most our own 1 Hz heartbeat went out
+        assert len(v.download(MissionType.FENCE)) == len(good)
