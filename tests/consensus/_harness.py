@@ -248,6 +248,15 @@ class Cluster:
         assert lead is not None
         return lead
 
+    def elect_among(self, ids: Iterable[int], max_ticks: int = 500) -> int:
+        """Run until one of ``ids`` leads (others may still believe they lead)."""
+        ids = list(ids)
+        self.run_until(lambda: any(
+            self.views[i].node is not None
+            and self.node(i).status().role is StateRole.LEADER for i in ids), max_ticks)
+        return next(i for i in ids if self.views[i].node is not None
+                    and self.node(i).status().role is StateRole.LEADER)
+
     def _leader_settled(self) -> bool:
         lead = self.leader()
         assert lead is not None
