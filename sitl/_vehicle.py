@@ -194,6 +194,7 @@ class SimVehicle:
         self._intervals: dict[int, list[float]] = {M.MAVLINK_MSG_ID_HEARTBEAT: [1.0, 0.0]}
         self._next_radio = 0.0
         self._radio_up = True
+        self._texts: list[Any] = []
         self._gps_fix_announced = False
         self._ready_announced = False
 
@@ -243,6 +244,8 @@ class SimVehicle:
                     M.MAVError):
                 # A well-framed message with nonsense fields changes nothing.
                 continue
+            finally:
+                self._flush_texts()
 
     def take_output(self) -> bytes:
         data = bytes(self._out.buffer)
@@ -254,7 +257,24 @@ class SimVehicle:
             self._mav.send(msg)
 
     def statustext(self, severity: int, text: str) -> None:
-        self._send(self._mav.statustext_encode(severity, text.encode()[:50]))
+        """Queue a STATUSTEXT; like ArduPilot's deferred send_text it goes out after the
+        direct replies (COMMAND_ACK, MISSION_ACK) of the message being handled."""
+        self._defer(self._mav.statustext_encode(severity, text.encode()[:50]))
+
+    def _defer(self, msg: Any) -> None:
+        self._texts.append(msg)
+
+    def _emit_deferred(self, msgid: int) -> None:
+        """Queue a message the way GCS_MAVLINK::send_message(ap_message) does: it goes
+        out after the direct reply to the message being handled."""
+        builder = _BUILDERS.get(msgid)
+        if builder is not None:
+            self._defer(builder(self))
+
+    def _flush_texts(self) -> None:
+        texts, self._texts = self._texts, []
+        for msg in texts:
+            self._send(msg)
 
     # ------------------------------------------------------------------ time
     def advance(self, clock_now: float, max_steps: int = 5000) -> None:
@@ -270,6 +290,7 @@ class SimVehicle:
             steps += 1
             self._step(STEP_S)
             self._due()
+            self._flush_texts()
         if self.t + STEP_S <= target:  # hopelessly behind: skip ahead rather than spiral
             self.t = target
 
@@ -536,10 +557,10 @@ class SimVehicle:
                     self.set_mode(LAND, announce=False)
             elif action == 2 and self.mode != LAND:
                 self.set_mode(LAND, announce=False)
-            self._emit(M.MAVLINK_MSG_ID_FENCE_STATUS)
+            self._emit_deferred(M.MAVLINK_MSG_ID_FENCE_STATUS)
         elif not breach and self.fence_breached:
             self.fence_breached = 0
-            self._emit(M.MAVLINK_MSG_ID_FENCE_STATUS)
+            self._emit_deferred(M.MAVLINK_MSG_ID_FENCE_STATUS)
 
     # ------------------------------------------------------------------ modes and arming
     def set_mode(self, mode: int, announce: bool = True) -> bool:
@@ -637,7 +658,7 @@ class SimVehicle:
         if len(self.missions.items) <= 1:
             self.mission_state = "complete"
             self._nav = _Nav("hold", self.e, self.n, self.u)
-            self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+            self._emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
             return
         if self.mission_state == "complete" or not self._mission_started:
             self.mission_index = 1
@@ -672,7 +693,7 @@ class SimVehicle:
                     index += 1
                     continue
                 self.mission_index = index
-                self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+                self._emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
                 self._start_nav(index, item)
                 return
             # do-commands complete at once (ModeAuto::verify_command), except speed is applied
@@ -689,6 +710,8 @@ class SimVehicle:
             self._nav = _Nav("takeoff", self.e, self.n, max(u, 1.0) if item.z else max(self.u, 1.0), item_seq=seq)
             if not self.landed and self.u >= self._nav.u - 0.5:
                 self._command_complete(seq)
+            elif self.armed:
+                self.landed = False
         elif cmd == M.MAV_CMD_NAV_RETURN_TO_LAUNCH:
             self._nav = _Nav("rtl", self.e, self.n, 0.0, phase="climb", item_seq=seq)
         elif cmd == M.MAV_CMD_NAV_LAND:
@@ -729,14 +752,14 @@ class SimVehicle:
                     self._nav = _Nav("land", self.e, self.n, 0.0, item_seq=nav.item_seq)
                     return
                 if nav.hold_s > 0 and nav.phase == str(M.MAV_CMD_NAV_WAYPOINT):
-                    self._send(self._mav.mission_item_reached_encode(nav.item_seq))
+                    self._defer(self._mav.mission_item_reached_encode(nav.item_seq))
             else:
                 return
         if self.t - nav.arrived_at >= nav.hold_s:
             self._command_complete(nav.item_seq)
 
     def _command_complete(self, seq: int, advance: bool = True) -> None:
-        self._send(self._mav.mission_item_reached_encode(seq))
+        self._defer(self._mav.mission_item_reached_encode(seq))
         if advance and self.mode == AUTO and self.mission_state == "running":
             self._start_commands_from(seq + 1)
 
@@ -744,7 +767,7 @@ class SimVehicle:
         self.mission_state = "complete"
         if self.armed and not self.landed and self._nav.kind not in ("land", "rtl"):
             self._nav = _Nav("hold", self.e, self.n, self.u)
-        self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+        self._emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
 
     def set_mission_current(self, seq: int) -> bool:
         """AP_Mission::set_current_cmd: jump now when running, else remember for resume."""
@@ -760,7 +783,7 @@ class SimVehicle:
         else:
             if self.mission_state == "complete":
                 self.mission_state = "stopped"
-            self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+            self._emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
         return True
 
     # ------------------------------------------------------------------ incoming messages
@@ -816,7 +839,7 @@ class SimVehicle:
     def _on_MISSION_SET_CURRENT(self, msg: Any) -> None:
         # GCS_MAVLINK::handle_mission_set_current: no ACK, MISSION_CURRENT tells the result.
         if not self.set_mission_current(msg.seq):
-            self._emit(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+            self._emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
 
     def _on_SET_MODE(self, msg: Any) -> None:
         # The SET_MODE message is obeyed without any COMMAND_ACK (GCS_MAVLINK::handle_set_mode).
@@ -956,10 +979,10 @@ class SimVehicle:
             msgid = int(p[0])
             if p[0] != msgid or msgid not in _PRODUCIBLE:
                 return M.MAV_RESULT_DENIED
-            self._emit(msgid)
+            self._emit_deferred(msgid)
             return M.MAV_RESULT_ACCEPTED
         if command == M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES:
-            self._emit(M.MAVLINK_MSG_ID_AUTOPILOT_VERSION)
+            self._emit_deferred(M.MAVLINK_MSG_ID_AUTOPILOT_VERSION)
             return M.MAV_RESULT_ACCEPTED
         return M.MAV_RESULT_UNSUPPORTED
 
@@ -970,6 +993,7 @@ class SimVehicle:
         if not math.isfinite(alt) or alt <= self.u or alt > 10_000:
             return M.MAV_RESULT_FAILED
         self._nav = _Nav("takeoff", self.e, self.n, float(alt))
+        self.landed = False  # Mode::_TakeOff::start clears land_complete at once
         self._landed_armed_since = None
         return M.MAV_RESULT_ACCEPTED
 
