@@ -35,6 +35,7 @@ import logging
 import math
 import re
 import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -349,7 +350,14 @@ class MavlinkLink:
                                       autoreconnect=False, retries=0)
         if spec.kind == "serial":
             kwargs["baud"] = spec.baud
-        conn = mavutil.mavlink_connection(spec.mavutil_device(), **kwargs)
+        if spec.kind == "tcp":
+            # mavtcp's own connect() has no timeout: an unreachable host would block the
+            # reader (and close()) for minutes. Same class, bounded connect.
+            conn = _BoundedTcp(f"{spec.host}:{spec.port}", source_system=cfg.source_system,
+                               source_component=cfg.source_component, autoreconnect=False,
+                               retries=0)
+        else:
+            conn = mavutil.mavlink_connection(spec.mavutil_device(), **kwargs)
         # Our own MAVLink 2 codec, whatever mode mavutil was imported in (see _mav.py).
         conn.mav = mavlink.MAVLink(conn, srcSystem=cfg.source_system,
                                    srcComponent=cfg.source_component)
@@ -481,6 +489,18 @@ class MavlinkLink:
         self.send(mavlink.MAVLink_heartbeat_message(
             type=mavlink.MAV_TYPE_ONBOARD_CONTROLLER, autopilot=mavlink.MAV_AUTOPILOT_INVALID,
             base_mode=0, custom_mode=0, system_status=mavlink.MAV_STATE_ACTIVE, mavlink_version=3))
+
+
+class _BoundedTcp(mavutil.mavtcp):  # type: ignore[misc]
+    """pymavlink's TCP connection with a bounded, single connect attempt."""
+
+    CONNECT_TIMEOUT_S = 3.0
+
+    def do_connect(self) -> None:
+        self.port = socket.create_connection(self.destination_addr, timeout=self.CONNECT_TIMEOUT_S)
+        self.port.setblocking(False)
+        mavutil.set_close_on_exec(self.port.fileno())
+        self.port.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _accept_unsigned(mav: Any, msg_id: int) -> bool:

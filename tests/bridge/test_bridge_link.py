@@ -306,3 +306,22 @@ def test_serial_device_link_reads_and_backs_off_when_device_vanishes():
         for fd in (master, slave):
             if fd >= 0:
                 os.close(fd)
+
+
+def test_refused_connection_is_retried_with_backoff_and_close_is_prompt():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here now
+    link = MavlinkLink(LinkConfig(f"tcp:127.0.0.1:{port}", reconnect_initial_s=0.05,
+                                  reconnect_max_s=0.4))
+    try:
+        link.start()
+        wait_for(lambda: link.stats.connect_failures >= 3, what="failed attempts")
+        assert not link.connected
+        assert "failed" in (link.last_error or "")
+        assert link.send(mavlink.MAVLink_heartbeat_message(6, 8, 0, 0, 0, 3)) is False
+    finally:
+        link.close()
+    assert link.stats.connect_failures <= 12
