@@ -1,0 +1,678 @@
+"""The main job: five simulated drones agree, through Raft, on one evacuation map.
+
+Each drone is a consensus ``RawNode`` over a ``MemoryStorage`` with an
+``EvacuationMap`` wrapped in the exactly-once ``SessionStateMachine``. Everything runs
+in one process, in virtual time (ticks of ``tick_ms`` virtual milliseconds), driven
+by one seeded ``random.Random``: the same seed gives the same run, byte for byte.
+
+The driver keeps the Ready contract (docs/consensus.md, Raft paper Figure 2): a
+Ready's snapshot, entries and hard state are persisted *before* its messages go on
+the wire; then the snapshot is installed and committed entries applied; then
+``advance``. Messages travel as bytes (the consensus codec) through a small exchange
+with 1-3 ticks of latency (so they also arrive reordered). A crash is a power cut:
+the node object, its state machine and anything unsent are dropped; only the
+storage survives, and a restart rebuilds the node from it.
+
+Each drone proposes through its own client session (Raft thesis section 6.3): it
+registers, numbers its commands, and retries on a timeout through the same session,
+so a command caught in a leader crash is applied exactly once.
+
+The wildfire story is in :mod:`swarm.scenario`. At the end the demo prints the agreed
+map, a hash of every node's snapshot (they must be identical), each drone's plan from
+the planner (computed on every node: also identical), and writes the GeoJSON map and
+the per-drone QGroundControl ``.plan`` / ``QGC WPL 110`` files into the output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consensus import (
+    Config,
+    ConfState,
+    EntryKind,
+    MemoryStorage,
+    ProposalDropped,
+    RawNode,
+    Ready,
+    SessionStateMachine,
+    SessionStatus,
+    StateRole,
+    decode_message,
+    encode_message,
+)
+from consensus.session import ClientSession, decode_result as decode_session_result
+from consensus.session import encode_register
+
+from .evacmap import (
+    ApplyResult,
+    CommandError,
+    DroneTask,
+    EvacuationMap,
+    MapView,
+    SetDroneTask,
+    decode_result,
+    encode_command,
+    geojson_bytes,
+    parse_command,
+    rfc7946_problems,
+)
+from .scenario import (
+    START_TIME_MS,
+    CrashLeader,
+    MarkCrashedDrone,
+    Propose,
+    ProposeRaw,
+    RestartCrashed,
+    Scenario,
+    Wait,
+    wildfire_scenario,
+)
+
+__all__ = ["DemoConfig", "DemoError", "DemoResult", "NodeReport", "run_demo"]
+
+MIN_NODES, MAX_NODES = 3, 10
+
+
+class DemoError(RuntimeError):
+    """The demo could not complete (a bounded wait ran out, or nodes disagree)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    """How the demo runs. Times are in virtual ticks."""
+
+    seed: int = 1
+    nodes: int = 5
+    out_dir: Path = Path("out")
+    quiet: bool = False
+    tick_ms: int = 10
+    election_tick: int = 10  # 100-200 ms election timeout at 10 ms per tick (Raft §5.2)
+    heartbeat_tick: int = 1
+    retry_ticks: int = 40  # a client re-proposes a command unanswered this long
+    snapshot_every: int = 8  # applied entries between state-machine snapshots
+    compact_keep: int = 2  # entries kept behind a snapshot when compacting
+    phase_timeout_ticks: int = 3_000
+    write_files: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or not (
+            MIN_NODES <= self.nodes <= MAX_NODES
+        ):
+            raise ValueError(f"nodes must be an integer from {MIN_NODES} to {MAX_NODES}, "
+                             f"got {self.nodes!r}")
+        for name in ("tick_ms", "election_tick", "heartbeat_tick", "retry_ticks",
+                     "snapshot_every", "phase_timeout_ticks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    """One node at the end of the run."""
+
+    name: str
+    node_id: int
+    role: str
+    term: int
+    applied: int
+    map_version: int
+    map_sha256: str  # of EvacuationMap.snapshot()
+    fsm_sha256: str  # of the session-wrapped state machine's snapshot
+    plans_sha256: str | None  # of this node's plans for every drone (None: no planner)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    seed: int
+    ticks: int
+    tick_ms: int
+    leaders: tuple[tuple[int, int, str], ...]  # (tick, term, drone) each time one is elected
+    crashed: str | None
+    crash_tick: int | None
+    new_leader: str | None
+    failover_ticks: int | None  # from the crash to the next leader's election
+    catch_up: str | None  # "snapshot" or "log": how the restarted drone caught up
+    nodes: tuple[NodeReport, ...]
+    view: MapView
+    results: tuple[tuple[str, str, ApplyResult | None], ...]  # (drone, what, result)
+    rejected_before_proposing: tuple[str, ...]
+    retries: int
+    cached_replies: int
+    lost_with_crash: tuple[str, ...]
+    plans: dict[str, Any] | None  # drone -> swarm.planner.PlanResult
+    planner_note: str
+    files: tuple[Path, ...]
+
+    @property
+    def identical(self) -> bool:
+        """Every node holds the same map, session table and plans."""
+        return (len({n.map_sha256 for n in self.nodes}) == 1
+                and len({n.fsm_sha256 for n in self.nodes}) == 1
+                and len({n.plans_sha256 for n in self.nodes}) == 1)
+
+
+# ------------------------------------------------------------------- the exchange
+
+
+class _Exchange:
+    """In-process message exchange: bytes in, bytes out, 1-3 ticks of latency."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._queue: list[tuple[int, int, int, bytes]] = []  # (due, seq, to, payload)
+        self._seq = 0
+        self.sent = 0
+
+    def send(self, to: int, payload: bytes, now: int) -> None:
+        self._seq += 1
+        self.sent += 1
+        heapq.heappush(self._queue, (now + self._rng.randint(1, 3), self._seq, to, payload))
+
+    def due(self, now: int) -> list[tuple[int, bytes]]:
+        out = []
+        while self._queue and self._queue[0][0] <= now:
+            _, _, to, payload = heapq.heappop(self._queue)
+            out.append((to, payload))
+        return out
+
+    def empty(self) -> bool:
+        return not self._queue
+
+
+# -------------------------------------------------------------------- drones
+
+
+@dataclass
+class _Op:
+    drone: str
+    what: str
+    payload: bytes
+    seq: int = 0
+    last_sent: int = -(10**9)
+    result: ApplyResult | None = None
+    done: bool = False
+    lost: bool = False
+
+
+@dataclass
+class _Client:
+    """A drone's client side of its session (volatile: lost in a crash)."""
+
+    nonce: bytes
+    session: ClientSession | None = None
+    register_sent: int = -(10**9)
+    queue: list[_Op] = field(default_factory=list)  # waiting for the session
+    inflight: dict[int, _Op] = field(default_factory=dict)  # seq -> op
+
+
+@dataclass
+class _Drone:
+    name: str
+    nid: int
+    storage: MemoryStorage
+    raw: RawNode | None = None
+    evac: EvacuationMap | None = None
+    fsm: SessionStateMachine | None = None
+    client: _Client | None = None
+    applied: int = 0
+    role: StateRole = StateRole.FOLLOWER
+    incarnation: int = 0
+    snapshots_installed: int = 0
+
+    @property
+    def up(self) -> bool:
+        return self.raw is not None
+
+
+class _Demo:
+    def __init__(self, config: DemoConfig, say: Callable[[str], None]) -> None:
+        self.cfg = config
+        self.say = say
+        self.rng = random.Random(config.seed)
+        self.now = 0
+        self.net = _Exchange(self.rng)
+        names = [f"drone-{i}" for i in range(1, config.nodes + 1)]
+        self.scenario: Scenario = wildfire_scenario(config.seed, names)
+        conf = ConfState.of(range(1, config.nodes + 1))
+        self.drones = {i: _Drone(name, i, MemoryStorage(conf))
+                       for i, name in enumerate(names, start=1)}
+        self.by_name = {d.name: d for d in self.drones.values()}
+        self.ops: list[_Op] = []
+        self.leaders: list[tuple[int, int, str]] = []
+        self.retries = 0
+        self.cached_replies = 0
+        self.rejected: list[str] = []
+        self.crashed: _Drone | None = None
+        self.crash_tick: int | None = None
+        self.restarted = False
+        for d in self.drones.values():
+            self._start(d)
+
+    # -- time and text
+
+    def stamp(self) -> str:
+        return f"{self.now * self.cfg.tick_ms / 1000:7.2f}s"
+
+    def log(self, text: str) -> None:
+        self.say(f"[dim]{self.stamp()}[/dim] {text}")
+
+    def scenario_time_ms(self) -> int:
+        return START_TIME_MS + self.now * self.cfg.tick_ms
+
+    # -- node lifecycle
+
+    def _start(self, d: _Drone) -> None:
+        """Boot (or reboot) a drone from its storage, as after a power cut."""
+        snap = d.storage.snapshot()
+        evac = EvacuationMap()
+        fsm = SessionStateMachine(evac)
+        if not snap.is_empty():
+            fsm.restore(snap.data)
+        d.evac, d.fsm = evac, fsm
+        d.applied = snap.meta.index
+        d.raw = RawNode(Config(
+            id=d.nid,
+            election_tick=self.cfg.election_tick,
+            heartbeat_tick=self.cfg.heartbeat_tick,
+            applied=snap.meta.index,
+            rng=random.Random(self.rng.getrandbits(64)),
+        ), d.storage)
+        d.role = StateRole.FOLLOWER
+        d.snapshots_installed = 0
+        d.incarnation += 1
+        d.client = _Client(nonce=f"{d.name}#{d.incarnation}".encode())
+
+    def crash(self, d: _Drone) -> None:
+        assert d.client is not None
+        for op in [*d.client.queue, *d.client.inflight.values()]:
+            op.lost = True
+            op.done = True
+        d.raw = d.evac = d.fsm = d.client = None
+        d.role = StateRole.FOLLOWER
+
+    # -- one tick
+
+    def tick(self) -> None:
+        self.now += 1
+        for to, payload in self.net.due(self.now):
+            d = self.drones[to]
+            if d.up:
+                assert d.raw is not None
+                d.raw.step(decode_message(payload))
+        for d in self.drones.values():
+            if d.up:
+                assert d.raw is not None
+                d.raw.tick()
+        self._clients_act()
+        for d in self.drones.values():
+            # Bounded: each Ready is persisted and advanced before the next is taken.
+            for _ in range(8):
+                if not d.up:
+                    break
+                assert d.raw is not None
+                if not d.raw.has_ready():
+                    break
+                self._handle_ready(d, d.raw.ready())
+
+    def _handle_ready(self, d: _Drone, rd: Ready) -> None:
+        raw, fsm = d.raw, d.fsm
+        assert raw is not None and fsm is not None
+        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
+        # 1. Persist (snapshot, entries, hard state) before anything leaves: the messages
+        #    may promise a vote or an append (Raft Figure 2, "Persistent state").
+        if snap is not None or rd.entries or rd.hard_state is not None:
+            d.storage.apply_ready(rd.hard_state, rd.entries, snap)
+        # 2. Send.
+        for m in rd.messages:
+            self.net.send(m.to, encode_message(m), self.now)
+        # 3. Install a snapshot, then apply committed entries in order.
+        if snap is not None:
+            fsm.restore(snap.data)
+            d.applied = snap.meta.index
+            d.snapshots_installed += 1
+            self.log(f"{d.name} installs a snapshot at index {snap.meta.index} "
+                     f"(map version {d.evac.version if d.evac else '?'})")
+        for entry in rd.committed_entries:
+            if entry.index <= d.applied:
+                continue
+            d.applied = entry.index
+            if entry.kind is not EntryKind.NORMAL or not entry.data:
+                continue  # membership change, or a new leader's no-op (Raft §8)
+            self._deliver(d, entry.index, fsm.apply(entry.index, entry.data))
+        if rd.soft_state is not None:
+            self._observe_role(d, rd.soft_state.role)
+        raw.advance(rd)
+        self._maybe_compact(d)
+
+    def _observe_role(self, d: _Drone, role: StateRole) -> None:
+        if role is StateRole.LEADER and d.role is not StateRole.LEADER:
+            assert d.raw is not None
+            term = d.raw.status().term
+            self.leaders.append((self.now, term, d.name))
+            self.log(f"[bold green]{d.name} is leader[/bold green] (term {term})")
+        d.role = role
+
+    def _maybe_compact(self, d: _Drone) -> None:
+        st = d.storage
+        if d.applied - st.snapshot().meta.index < self.cfg.snapshot_every:
+            return
+        if d.applied > st.hard_state().commit:
+            return
+        assert d.raw is not None and d.fsm is not None
+        st.create_snapshot(d.applied, d.raw.conf_state_at(d.applied), d.fsm.snapshot())
+        keep_from = d.applied - self.cfg.compact_keep
+        if keep_from > st.first_index() - 1:
+            st.compact(keep_from)
+
+    # -- client sessions
+
+    def _deliver(self, d: _Drone, index: int, data: bytes) -> None:
+        """A committed entry's result, seen by the drone whose node applied it; only
+        the client that proposed it (same session) takes notice."""
+        client = d.client
+        result = decode_session_result(data)
+        if client is None:
+            return
+        if result.status is SessionStatus.REGISTERED:
+            if client.session is None and result.payload == client.nonce:
+                client.session = ClientSession(result.client_id)
+            return
+        if client.session is None or result.client_id != client.session.client_id:
+            return
+        if result.status is SessionStatus.SESSION_EXPIRED:
+            # Exactly-once can no longer be promised for this session: start a new one
+            # and re-send what is unanswered (thesis §6.3).
+            client.session = None
+            client.queue[:0] = sorted(client.inflight.values(), key=lambda op: op.seq)
+            client.inflight.clear()
+            return
+        op = client.inflight.pop(result.seq, None)
+        if op is None:
+            return
+        client.session.completed(result.seq)
+        op.done = True
+        if result.cached:
+            self.cached_replies += 1
+        if result.status is SessionStatus.OK:
+            op.result = decode_result(result.payload)
+            if op.result.ok:
+                self.log(f"  ✓ {op.drone}: {op.what} [dim](index {index})[/dim]")
+            else:
+                self.log(f"  [red]✗ {op.drone}: {op.what}: {op.result.error}[/red]")
+        else:
+            self.log(f"  [red]? {op.drone}: {op.what}: session answered "
+                     f"{result.status.name}; not applied now[/red]")
+
+    def _propose(self, d: _Drone, data: bytes) -> bool:
+        assert d.raw is not None
+        try:
+            d.raw.propose(data)
+        except ProposalDropped:
+            return False  # no leader known yet: the retry timer tries again
+        return True
+
+    def _clients_act(self) -> None:
+        retry = self.cfg.retry_ticks
+        for d in self.drones.values():
+            client = d.client
+            if client is None or not d.up:
+                continue
+            if client.session is None:
+                if self.now - client.register_sent >= retry:
+                    client.register_sent = self.now
+                    self._propose(d, encode_register(client.nonce))
+                continue
+            # One command in flight per session: the next is proposed only once the
+            # previous has its result. (Pipelining is unsafe with the current session
+            # wrapper: if seq n is lost in a leader crash and n+1 commits, the retry of
+            # n is answered STALE and never applied; see the report to consensus/.)
+            if client.queue and not client.inflight:
+                op = client.queue.pop(0)
+                op.seq, data = client.session.command(op.payload)
+                client.inflight[op.seq] = op
+                op.last_sent = self.now
+                self._propose(d, data)
+            for seq in sorted(client.inflight):
+                op = client.inflight[seq]
+                if self.now - op.last_sent >= retry:
+                    op.last_sent = self.now
+                    self.retries += 1
+                    self._propose(d, client.session.encoded(seq))
+
+    def submit(self, drone: str, what: str, payload: bytes) -> None:
+        d = self.by_name[drone]
+        if not d.up:
+            stand_in = next(x for x in self.drones.values() if x.up)
+            self.log(f"{drone} is down; {stand_in.name} proposes instead")
+            d = stand_in
+        assert d.client is not None
+        op = _Op(d.name, what, payload)
+        self.ops.append(op)
+        d.client.queue.append(op)
+
+    # -- the scenario
+
+    def leader(self) -> _Drone | None:
+        best = None
+        for d in self.drones.values():
+            if d.up and d.role is StateRole.LEADER:
+                assert d.raw is not None
+                if best is None or d.raw.status().term > best.raw.status().term:  # type: ignore[union-attr]
+                    best = d
+        return best
+
+    def _follower(self) -> str:
+        """A live drone that is not the leader, rotating through them in id order."""
+        candidates = [d for d in self.drones.values() if d.up and d.role is not StateRole.LEADER]
+        self._rotation = getattr(self, "_rotation", -1) + 1
+        return candidates[self._rotation % len(candidates)].name
+
+    def run_until(self, done: Callable[[], bool], why: str, limit: int | None = None) -> None:
+        for _ in range(limit or self.cfg.phase_timeout_ticks):
+            if done():
+                return
+            self.tick()
+        if not done():
+            raise DemoError(f"timed out after {limit or self.cfg.phase_timeout_ticks} "
+                            f"ticks waiting for {why}")
+
+    def run_scenario(self) -> None:
+        self.log(f"{len(self.drones)} drones boot; electing a leader")
+        self.run_until(lambda: self.leader() is not None, "the first leader")
+        for number, phase in enumerate(self.scenario.phases, start=1):
+            self.say("")
+            self.log(f"[bold]Phase {number}: {phase.title}[/bold]")
+            for action in phase.actions:
+                self._act(action)
+            self.run_until(lambda: all(op.done for op in self.ops),
+                           f"phase {number}'s commands to commit")
+
+    def _act(self, action: object) -> None:
+        if isinstance(action, Propose):
+            by = action.by if action.by is not None else self._follower()
+            self.log(f"{by} proposes: {action.note}")
+            self.submit(by, action.note, encode_command(action.command))
+        elif isinstance(action, ProposeRaw):
+            try:
+                parse_command(action.obj)
+            except CommandError as exc:
+                self.rejected.append(str(exc))
+                self.log(f"{action.by} tries {action.note}: [yellow]rejected before "
+                         f"proposing[/yellow]: {exc}")
+            else:
+                self.submit(action.by, action.note, encode_command(parse_command(action.obj)))
+        elif isinstance(action, CrashLeader):
+            self.run_until(lambda: self.leader() is not None, "a leader to crash")
+            victim = self.leader()
+            assert victim is not None
+            self.crashed, self.crash_tick = victim, self.now
+            self.crash(victim)
+            self.log(f"[bold red]{victim.name} (leader) crashes[/bold red]: {action.note}")
+            self.run_until(lambda: self.leader() is not None, "a new leader")
+        elif isinstance(action, MarkCrashedDrone):
+            assert self.crashed is not None
+            name = self.crashed.name
+            by = next(d.name for d in self.drones.values() if d.up and d is not self.crashed)
+            self.log(f"{by} proposes: {name} {'alive' if action.alive else 'down'} "
+                     f"({action.note})")
+            command = SetDroneTask(name, DroneTask.SEARCH if action.alive else DroneTask.IDLE,
+                                   action.alive, False, self.scenario.homes[name])
+            self.submit(by, f"{name} marked {'alive' if action.alive else 'down'}",
+                        encode_command(command))
+        elif isinstance(action, RestartCrashed):
+            assert self.crashed is not None
+            self._start(self.crashed)
+            self.restarted = True
+            self.log(f"[bold]{self.crashed.name} restarts[/bold] from its storage "
+                     f"(applied {self.crashed.applied}): {action.note}")
+        elif isinstance(action, Wait):
+            for _ in range(action.ticks):
+                self.tick()
+        else:  # pragma: no cover - the Action union is closed
+            raise TypeError(f"unknown scenario action {action!r}")
+
+    def settle(self) -> None:
+        """Run until every node has applied everything the leader has committed."""
+
+        def settled() -> bool:
+            lead = self.leader()
+            if lead is None:
+                return False
+            assert lead.raw is not None
+            status = lead.raw.status()
+            return status.commit == status.last_index and all(
+                d.applied == status.commit for d in self.drones.values() if d.up)
+
+        self.run_until(settled, "every node to apply the last entry")
+
+
+# ----------------------------------------------------------------------- planning
+
+
+def _plans(view: MapView, homes: dict[str, tuple[float, float, float]]):
+    from .planner import GeoPoint, VehicleState, plan_all
+
+    states = {}
+    for name in sorted(view.drones):
+        lon, lat, alt = homes.get(name, view.drones[name].home)
+        home = GeoPoint(lat=lat, lon=lon, alt=alt)
+        states[name] = VehicleState(position=home, relative_alt_m=0.0, home=home,
+                                    battery_pct=100.0)
+    return plan_all(view, states)
+
+
+def _plans_digest(plans: dict[str, Any], homes: dict[str, tuple[float, float, float]]) -> str:
+    from .planner import GeoPoint, write_qgc_plan
+
+    h = hashlib.sha256()
+    for name in sorted(plans):
+        lon, lat, alt = homes[name]
+        h.update(name.encode())
+        h.update(str(plans[name].status).encode())
+        h.update(write_qgc_plan(plans[name].plan, GeoPoint(lat=lat, lon=lon, alt=alt)).encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------- the run
+
+
+def run_demo(config: DemoConfig, say: Callable[[str], None] | None = None) -> DemoResult:
+    """Run the whole demo; ``say`` receives progress lines (rich markup)."""
+    demo = _Demo(config, say or (lambda _text: None))
+    demo.run_scenario()
+    demo.settle()
+    crashed = demo.crashed
+    new_leader = None
+    failover = None
+    if demo.crash_tick is not None:
+        after = [(t, term, name) for t, term, name in demo.leaders if t > demo.crash_tick]
+        if after:
+            new_leader, failover = after[0][2], after[0][0] - demo.crash_tick
+
+    homes = demo.scenario.homes
+    try:
+        import swarm.planner  # noqa: F401  (B2's planner; the map alone is shown without it)
+        have_planner = True
+        planner_note = "plans from swarm.planner.plan_all, computed on every node"
+    except ImportError as exc:
+        have_planner = False
+        planner_note = f"planner unavailable ({exc}); map only"
+
+    reports = []
+    plans_by_node: dict[str, dict[str, Any]] = {}
+    for d in demo.drones.values():
+        assert d.raw is not None and d.evac is not None and d.fsm is not None
+        status = d.raw.status()
+        view = d.evac.view()
+        digest = None
+        if have_planner:
+            plans_by_node[d.name] = _plans(view, homes)
+            digest = _plans_digest(plans_by_node[d.name], homes)
+        reports.append(NodeReport(
+            name=d.name, node_id=d.nid, role=status.role.value, term=status.term,
+            applied=d.applied, map_version=d.evac.version,
+            map_sha256=hashlib.sha256(d.evac.snapshot()).hexdigest(),
+            fsm_sha256=hashlib.sha256(d.fsm.snapshot()).hexdigest(),
+            plans_sha256=digest,
+        ))
+    lead = demo.leader()
+    assert lead is not None and lead.evac is not None
+    view = lead.evac.view()
+    plans = plans_by_node.get(lead.name)
+
+    files: list[Path] = []
+    if config.write_files:
+        files = _write_outputs(config.out_dir, view, plans, homes)
+
+    return DemoResult(
+        seed=config.seed, ticks=demo.now, tick_ms=config.tick_ms,
+        leaders=tuple(demo.leaders),
+        crashed=crashed.name if crashed else None, crash_tick=demo.crash_tick,
+        new_leader=new_leader, failover_ticks=failover,
+        catch_up=None if not (crashed and demo.restarted) else (
+            "snapshot" if crashed.snapshots_installed else "log"),
+        nodes=tuple(reports), view=view,
+        results=tuple((op.drone, op.what, op.result) for op in demo.ops if not op.lost),
+        rejected_before_proposing=tuple(demo.rejected),
+        retries=demo.retries, cached_replies=demo.cached_replies,
+        lost_with_crash=tuple(op.what for op in demo.ops if op.lost),
+        plans=plans, planner_note=planner_note, files=tuple(files),
+    )
+
+
+def _write_outputs(out_dir: Path, view: MapView, plans: dict[str, Any] | None,
+                   homes: dict[str, tuple[float, float, float]]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = geojson_bytes(view)
+    problems = rfc7946_problems(json.loads(data))
+    if problems:  # our own export breaking RFC 7946 is a bug, not something to ship
+        raise DemoError(f"GeoJSON export breaks RFC 7946: {problems[:3]}")
+    files = [_write(out_dir / "map.geojson", data)]
+    if plans is not None:
+        from .planner import GeoPoint, write_qgc_plan, write_wpl
+
+        for name in sorted(plans):
+            lon, lat, alt = homes[name]
+            home = GeoPoint(lat=lat, lon=lon, alt=alt)
+            files.append(_write(out_dir / f"{name}.plan",
+                                write_qgc_plan(plans[name].plan, home).encode()))
+            files.append(_write(out_dir / f"{name}.waypoints",
+                                write_wpl(plans[name].plan, home).encode()))
+    return files
+
+
+def _write(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
