@@ -63,7 +63,9 @@ class FakeVehicle:
         if isinstance(action, SendItem):
             self._items_seen += 1
             if self._rx_type is None:
-                return self._out(AckReceived(MissionResult.ERROR, action.mission_type))
+                # not receiving: ArduPilot compares seq with its stale request index and
+                # answers INVALID_SEQUENCE
+                return self._out(AckReceived(MissionResult.INVALID_SEQUENCE, action.mission_type))
             if (self.refuse_item_with is not None and action.seq == self.refuse_item_with[0]):
                 self._rx_type = None
                 return self._out(AckReceived(self.refuse_item_with[1], action.mission_type))

@@ -363,3 +363,16 @@ def test_transition_table_names_real_handlers():
         assert callable(getattr(MissionTransfer, handler)), handler
         assert description
         assert state not in (State.IDLE, State.DONE, State.FAILED)
+
+
+def test_lost_final_ack_is_reported_as_timeout_never_as_success():
+    # The vehicle stored the mission but its ACCEPTED never arrived: the uploader cannot
+    # know, so it must not claim success (the applier re-uploads next time).
+    vehicle = FakeVehicle(drop_out=lambda e: isinstance(e, AckReceived)
+                          and e.result == MissionResult.ACCEPTED)
+    transfer = MissionTransfer()
+    items = _mission(4)
+    run_transfer(transfer, vehicle, transfer.start_upload(MissionType.MISSION, items, 0.0))
+    assert transfer.state is State.FAILED
+    assert isinstance(transfer.error, MissionTimeoutError)
+    assert "4/4 items requested" in str(transfer.error)
