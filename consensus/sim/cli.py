@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"virtual ticks per run (default {SimConfig().steps})")
     p.add_argument("--clients", type=_int_in(1, 64, "--clients"), default=SimConfig().clients,
                    help=f"simulated clients (default {SimConfig().clients})")
+    p.add_argument("--storage", choices=("memory", "sqlite"), default="memory",
+                   help="node storage: in memory, or SQLite files in a temporary directory "
+                   "(a crash closes the file, a restart recovers from it)")
+    p.add_argument("--codec", action="store_true",
+                   help="pass every message through the msgpack wire codec")
     p.add_argument("--verbose", action="store_true",
                    help="print the full event trace (only with --seeds 1)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -83,6 +89,8 @@ def _summary(results: Sequence[SimResult], elapsed: float) -> list[str]:
         f"linearizability unknown (search budget exhausted): {len(unknown)}",
         f"committed entries: {sum(r.committed for r in results)}, client ops: "
         f"{sum(r.ops for r in results)} ({sum(r.acked for r in results)} acknowledged)",
+        f"not converged after the quiet period (liveness, not a safety violation): "
+        f"{sum(1 for r in results if not r.converged)}",
         f"slowest seed: {slowest.seed} ({slowest.seconds:.3f} s)",
         f"elapsed: {elapsed:.1f} s ({elapsed / len(results) * 1000:.1f} ms per run)",
     ]
@@ -100,24 +108,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose and args.seeds != 1:
         parser.error("--verbose prints one run's trace: use it with --seeds 1")
-    cfg = SimConfig(nodes=args.nodes, steps=args.steps, faults=args.faults, clients=args.clients)
+    cfg = SimConfig(nodes=args.nodes, steps=args.steps, faults=args.faults, clients=args.clients,
+                    storage=args.storage, wire_codec=args.codec)
     results: list[SimResult] = []
     t0 = time.perf_counter()
-    for seed in range(args.start, args.start + args.seeds):
-        res = run_seed(seed, cfg, trace=args.verbose)
-        results.append(res)
-        if args.verbose:
-            for line in res.trace:
-                print(line)
-        if not res.ok and not args.quiet:
-            print(f"seed {seed}: VIOLATION {res.violation}", flush=True)
-            if res.details:
-                print(res.details, flush=True)
-            print(f"  replay: {res.replay_command}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="raft-sim-") as tmp:
+        for seed in range(args.start, args.start + args.seeds):
+            res = run_seed(seed, cfg, trace=args.verbose, storage_dir=tmp if args.storage == "sqlite" else None)
+            _report(res, args)
+            results.append(res)
     elapsed = time.perf_counter() - t0
     for line in _summary(results, elapsed):
         print(line)
     return 1 if any(not r.ok for r in results) else 0
+
+
+def _report(res: SimResult, args: argparse.Namespace) -> None:
+    if args.verbose:
+        for line in res.trace:
+            print(line)
+    if not res.ok and not args.quiet:
+        print(f"seed {res.seed}: VIOLATION {res.violation}", flush=True)
+        if res.details:
+            print(res.details, flush=True)
+        print(f"  replay: {res.replay_command}", flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,14 +24,16 @@ properties are checked after every step (see :mod:`consensus.sim.checkers`).
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from consensus.codec import encode_conf_change
+from consensus.codec import decode_message, encode_message
 from consensus.config import Config
 from consensus.rawnode import RawNode, Ready
 from consensus.raft import ProposalDropped
@@ -47,7 +49,8 @@ from consensus.sim.checkers import SafetyChecker, SafetyViolation, Violation
 from consensus.sim.kv import KvCommand, KvStateMachine, decode_result, encode_command
 from consensus.sim.linearizability import Operation, OpKind, Verdict, check_kv_history
 from consensus.sim.network import NetworkFaults, VirtualNetwork
-from consensus.storage import CompactedError, MemoryStorage, StorageError, UnavailableError
+from consensus.sqlite_storage import SQLiteStorage
+from consensus.storage import CompactedError, MemoryStorage, Storage, UnavailableError
 from consensus.types import (
     ConfChange,
     ConfChangeType,
@@ -103,6 +106,11 @@ class SimConfig:
     max_entries_per_msg: int = 64 * 1024
     #: Whether membership faults may remove the current leader (thesis §4.2.2).
     remove_leader: bool = True
+    #: Pass every message through the msgpack wire codec (as the bus does).
+    wire_codec: bool = False
+    #: "memory" (MemoryStorage) or "sqlite" (SQLiteStorage files; needs a storage_dir):
+    #: with SQLite a crash closes the database and a restart reopens it from the file.
+    storage: str = "memory"
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= 9:
@@ -116,6 +124,8 @@ class SimConfig:
             raise ValueError("clients and keys must be positive")
         if self.election_tick <= self.heartbeat_tick:
             raise ValueError("election_tick must exceed heartbeat_tick")
+        if self.storage not in ("memory", "sqlite"):
+            raise ValueError(f"storage must be 'memory' or 'sqlite', got {self.storage!r}")
 
 
 @dataclass
@@ -176,7 +186,7 @@ class _Client:
 @dataclass
 class _Node:
     id: int
-    storage: MemoryStorage
+    storage: Storage
     raw: RawNode | None = None
     fsm: SessionStateMachine | None = None
     kv: KvStateMachine | None = None
@@ -199,9 +209,12 @@ class Simulation:
     """One seeded run. Use :func:`run_seed`, or drive :meth:`step` yourself."""
 
     def __init__(self, seed: int, config: SimConfig | None = None, *, trace: bool = False,
-                 checker: SafetyChecker | None = None) -> None:
+                 checker: SafetyChecker | None = None, storage_dir: str | os.PathLike[str] | None = None) -> None:
         self.seed = seed
         self.cfg = cfg = config or SimConfig()
+        if cfg.storage == "sqlite" and storage_dir is None:
+            raise ValueError("SQLite storage needs a storage_dir")
+        self.storage_dir = Path(storage_dir) if storage_dir is not None else None
         self.rng = random.Random(seed)
         self.now = 0
         self.clock = 0  # history event counter: orders every call and return
@@ -224,7 +237,13 @@ class Simulation:
         conf = ConfState.of(self.ids)
         self.nodes: dict[int, _Node] = {}
         for i in self.ids:
-            node = _Node(i, MemoryStorage(conf))
+            storage: Storage
+            if cfg.storage == "sqlite":
+                assert self.storage_dir is not None
+                storage = SQLiteStorage(self._db_path(i), conf)
+            else:
+                storage = MemoryStorage(conf)
+            node = _Node(i, storage)
             self.nodes[i] = node
             self._start(node)
         self.clients = [_Client(100 + c) for c in range(cfg.clients)]
@@ -252,7 +271,20 @@ class Simulation:
 
     # --- node lifecycle ---------------------------------------------------------------
 
+    def _db_path(self, nid: int) -> Path:
+        assert self.storage_dir is not None
+        return self.storage_dir / f"seed{self.seed}-n{nid}.db"
+
+    def close(self) -> None:
+        """Release storage files (SQLite)."""
+        for node in self.nodes.values():
+            if isinstance(node.storage, SQLiteStorage):
+                node.storage.close()
+
     def _start(self, node: _Node) -> None:
+        if isinstance(node.storage, SQLiteStorage) and node.raw is None and self.now > 0:
+            # The restart reads everything back from the file: recovery must be exact.
+            node.storage = SQLiteStorage(self._db_path(node.id), create=False)
         snap = node.storage.snapshot()
         kv = KvStateMachine()
         fsm = SessionStateMachine(kv)
@@ -287,6 +319,8 @@ class Simulation:
         self._log(f"crash n{nid}" + (" (unpersisted ready lost)" if node.pending else ""))
         node.raw = None
         node.fsm = node.kv = None
+        if isinstance(node.storage, SQLiteStorage):
+            node.storage.close()
         node.pending = None
         node.inbox = []
         node.reads_waiting = []
@@ -390,8 +424,9 @@ class Simulation:
             self.crash(nid)
             return
         # 2. Send.
+        codec = self.cfg.wire_codec
         for m in rd.messages:
-            self.net.send(m, self.now)
+            self.net.send(decode_message(encode_message(m)) if codec else m, self.now)
         # 3. Install a snapshot into the state machine, then apply committed entries.
         if snap is not None:
             assert node.fsm is not None
@@ -442,7 +477,7 @@ class Simulation:
     def _maybe_compact(self, node: _Node) -> None:
         st = node.storage
         snap_index = st.snapshot().meta.index
-        if node.applied - snap_index < self.cfg.snapshot_every or node.applied > st.hard_state().commit:
+        if node.applied - snap_index < self.cfg.snapshot_every or node.applied > st.initial_state()[0].commit:
             return
         raw, fsm = node.raw, node.fsm
         assert raw is not None and fsm is not None
@@ -762,11 +797,20 @@ class Simulation:
         self._log("quiet: faults stopped, network healed, all nodes up")
 
     def _settled(self) -> bool:
-        if any(c.call is not None for c in self.clients):
+        """Quiet and converged: a leader, no client waiting, and every member of the
+        leader's configuration (removed nodes no longer hear from it) has applied
+        everything committed."""
+        if any(c.call is not None or c.session is None for c in self.clients):
             return False
-        applied = {self.nodes[i].applied for i in self.ids}
-        commits = {self.nodes[i].raw.status().commit for i in self.ids if self.nodes[i].up}  # type: ignore[union-attr]
-        return len(applied) == 1 and len(commits) == 1 and applied == commits
+        leader = self._leader()
+        if leader is None:
+            return False
+        lst = self.nodes[leader].raw.status()  # type: ignore[union-attr]
+        for i in lst.conf_state.members():
+            node = self.nodes[i]
+            if not node.up or node.applied != lst.commit or node.raw.status().commit != lst.commit:  # type: ignore[union-attr]
+                return False
+        return True
 
     def final_checks(self) -> tuple[str | None, str]:
         """After the run: convergence of replicas, durability of acknowledged writes.
@@ -801,11 +845,13 @@ class Simulation:
 
 
 def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
-             check_linearizability: bool = True) -> SimResult:
-    """Run one seeded simulation to the end and check everything."""
+             check_linearizability: bool = True,
+             storage_dir: str | os.PathLike[str] | None = None) -> SimResult:
+    """Run one seeded simulation to the end and check everything. ``storage_dir`` is
+    where SQLite storage files go when ``config.storage == "sqlite"``."""
     cfg = config or SimConfig()
     t0 = time.perf_counter()
-    sim = Simulation(seed, cfg, trace=trace)
+    sim = Simulation(seed, cfg, trace=trace, storage_dir=storage_dir)
     violation: str | None = None
     details = ""
     lin = "skipped"
@@ -818,6 +864,7 @@ def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
         details = traceback.format_exc()
     if violation is None:
         violation, details = sim.final_checks()
+    sim.close()
     if violation is None and check_linearizability:
         result = check_kv_history(sim.history + sim.pending_operations(), max_steps_per_key=200_000)
         lin = result.verdict.value
@@ -848,5 +895,6 @@ def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
 
 def replay_command(seed: int, cfg: SimConfig) -> str:
     faults = "all" if cfg.faults == ALL_FAULTS else (",".join(sorted(cfg.faults)) or "none")
+    extra = (" --storage sqlite" if cfg.storage == "sqlite" else "") + (" --codec" if cfg.wire_codec else "")
     return (f"python -m consensus.sim --nodes {cfg.nodes} --start {seed} --seeds 1 "
-            f"--faults {faults} --steps {cfg.steps} --clients {cfg.clients} --verbose")
+            f"--faults {faults} --steps {cfg.steps} --clients {cfg.clients}{extra} --verbose")

@@ -57,6 +57,8 @@ def test_replay_command_reproduces_the_configuration() -> None:
     assert args.faults == frozenset({"drop", "crash"})
     assert args.verbose
     assert "--faults all" in replay_command(1, SimConfig())
+    sq = build_parser().parse_args(replay_command(1, SimConfig(storage="sqlite", wire_codec=True)).split()[3:])
+    assert sq.storage == "sqlite" and sq.codec
 
 
 def test_network_decisions_follow_the_seed_only() -> None:
@@ -106,8 +108,14 @@ def test_cli_runs_seeds_and_prints_the_summary(capsys: pytest.CaptureFixture[str
     rc = main(["--nodes", "3", "--seeds", "3", "--steps", "120", "--faults", "drop,partition,crash"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "runs: 3" in out and "violations: 0" in out
+    assert "runs: 3" in out and "violations: 0" in out and "not converged" in out
     assert "first failing seed: none" in out and "slowest seed:" in out
+
+
+def test_cli_runs_on_sqlite_storage(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["--nodes", "3", "--seeds", "1", "--steps", "100", "--storage", "sqlite", "--codec"])
+    assert rc == 0
+    assert "violations: 0" in capsys.readouterr().out
 
 
 def test_cli_verbose_prints_one_trace(capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,6 +136,7 @@ def test_cli_verbose_prints_one_trace(capsys: pytest.CaptureFixture[str]) -> Non
         (["--start", "-1"], "--start must be between 0"),
         (["--steps", "3"], "--steps must be between 10"),
         (["--seeds", "2", "--verbose"], "use it with --seeds 1"),
+        (["--storage", "floppy"], "invalid choice: 'floppy'"),
     ],
 )
 def test_cli_rejects_bad_arguments_clearly(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 
 from consensus.sim.cluster import SimConfig, run_seed
 
@@ -23,18 +24,22 @@ def test_500_random_five_node_fault_schedules_have_no_violations() -> None:
     failures = []
     exercised: Counter[str] = Counter()
     unknown = 0
+    unconverged = []
     slowest = (0.0, -1)
     for seed in range(CI_SEEDS):
         res = run_seed(seed, cfg)
         exercised.update(res.counts)
         unknown += res.linearizability == "unknown"
         slowest = max(slowest, (res.seconds, seed))
+        if not res.converged:
+            unconverged.append(seed)
         if not res.ok:
             failures.append(f"seed {seed}: {res.violation}\n  replay: {res.replay_command}\n{res.details[:2000]}")
     elapsed = time.perf_counter() - t0
     print(f"\n{CI_SEEDS} schedules in {elapsed:.1f} s, slowest seed {slowest[1]} ({slowest[0]:.3f} s)")
     print("exercised:", dict(sorted(exercised.items())))
     assert not failures, f"{len(failures)} violating seeds; first:\n{failures[0]}"
+    assert not unconverged, f"seeds that did not converge once faults stopped: {unconverged[:10]}"
     assert unknown == 0, f"{unknown} histories exhausted the linearizability search budget"
     # The schedules must actually have done what they claim to test.
     for what in ("crashes", "partitions", "log truncations", "snapshots installed", "leaders elected",
@@ -58,3 +63,13 @@ def test_fault_free_runs_commit_and_converge() -> None:
         assert res.converged
         assert res.counts.get("leaders elected") == 1  # a stable leader, no churn without faults
         assert res.committed > 20
+
+
+def test_sqlite_storage_and_wire_codec_under_faults(tmp_path: Path) -> None:
+    # The real storage in the loop: every crash closes the database file and every
+    # restart recovers the node from it; every message crosses the wire codec.
+    cfg = SimConfig(nodes=3, steps=250, storage="sqlite", wire_codec=True)
+    for seed in range(4):
+        res = run_seed(seed, cfg, storage_dir=tmp_path)
+        assert res.ok, f"seed {seed}: {res.violation}\n  replay: {res.replay_command}"
+        assert res.counts.get("crashes", 0) > 0
