@@ -249,3 +249,33 @@ def test_malformed_fence_plan_is_refused_before_anything_is_sent():
             applier.apply(MissionPlan(fence=good[:3], mission=_route(HOME[0], HOME[1], 0.0)))
         assert link.stats.sent - sent <= 1  # at most our own 1 Hz heartbeat went out
         assert len(v.download(MissionType.FENCE)) == len(good)
+
+
+def test_radio_status_from_simulated_sik_radio_gives_a_link_quality():
+    cfg = builtin.VehicleConfig(instance=0, tcp_port=0, speedup=SPEEDUP, time_to_ready_s=READY_S,
+                                radio_status=True, seed=3)
+    with builtin.SimulatorServer([cfg]) as sim:
+        link = MavlinkLink(LinkConfig(sim.endpoints[0], target_system=1))
+        v = Vehicle(link, 1)  # default source: RADIO_STATUS from sysid 51
+        with link:
+            assert link.wait_for_heartbeat(10)
+            wait_for(lambda: v.link_quality() is not None, what="RADIO_STATUS")
+            q = v.link_quality()
+            assert q.source == "radio_status" and 0.0 <= q.score <= 1.0
+            assert q.fade_margin_db is not None and q.rssi_dbm is not None
+            assert v.state().radio is None  # the radio's status is not the vehicle's telemetry
+
+
+def test_simulated_signal_source_scores_sitl_positions():
+    from mavlink_bridge.signal import SimulatedSignalSource
+    cfg = builtin.VehicleConfig(instance=0, tcp_port=0, speedup=SPEEDUP, time_to_ready_s=READY_S)
+    with builtin.SimulatorServer([cfg]) as sim:
+        link = MavlinkLink(LinkConfig(sim.endpoints[0], target_system=1))
+        v = Vehicle(link, 1, signal=SimulatedSignalSource(HOME, seed=5))
+        with link:
+            assert link.wait_for_heartbeat(10)
+            v.request_streams()
+            wait_for(lambda: v.link_quality() is not None, what="modelled link quality")
+            q = v.link_quality()
+            assert q.source == "simulated"
+            assert q.dropout or q.score == 1.0  # on the ground station: full margin
