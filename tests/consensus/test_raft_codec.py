@@ -40,15 +40,24 @@ conf = st.builds(ConfState.of, st.sets(st.integers(1, 50), max_size=5)).map(
     lambda cs: ConfState(cs.voters, ()))
 snapshots = st.builds(Snapshot, st.builds(SnapshotMeta, u64, u64, conf), st.binary(max_size=64))
 messages = st.builds(
-    Message, st.sampled_from(MessageType), node, node, u64, u64, u64,
+    Message, st.sampled_from([t for t in MessageType if t is not MessageType.SNAPSHOT]), node, node, u64, u64, u64,
     st.lists(entries, max_size=4).map(tuple), u64, st.booleans(), u64,
     st.none(), u64, st.booleans(), st.binary(max_size=16),
-).filter(lambda m: m.type is not MessageType.SNAPSHOT)
+)
+snapshot_messages = st.builds(
+    Message, st.just(MessageType.SNAPSHOT), node, node, u64, snapshot=snapshots,
+    snapshot_offset=u64, snapshot_done=st.booleans())
 
 
 @settings(max_examples=200, deadline=None)
 @given(messages)
 def test_message_round_trip(m):
+    assert decode_message(encode_message(m)) == m
+
+
+@settings(max_examples=50, deadline=None)
+@given(snapshot_messages)
+def test_snapshot_message_round_trip(m):
     assert decode_message(encode_message(m)) == m
 
 
