@@ -189,8 +189,18 @@ class Vehicle:
 
     # -- inbound (reader thread) ----------------------------------------------------
 
+    def _addressed_to_us(self, msg: Any) -> bool:
+        """Mission replies and COMMAND_ACKs carry the requester as target; answers the
+        vehicle gives another GCS (QGroundControl uploading at the same time) are not ours."""
+        cfg = self.link.config
+        return (getattr(msg, "target_system", 0) in (0, cfg.source_system)
+                and getattr(msg, "target_component", 0) in (0, cfg.source_component))
+
     def _on_target_message(self, msg: Any, now: float) -> None:
         name = msg.get_type()
+        if name.startswith("MISSION_") or name == "COMMAND_ACK":
+            if name not in ("MISSION_CURRENT", "MISSION_ITEM_REACHED") and not self._addressed_to_us(msg):
+                return
         record = self.telemetry.feed(msg, now)
         if name == "GLOBAL_POSITION_INT" and record is not None:
             sample = getattr(self.signal, "sample", None)

@@ -325,3 +325,25 @@ def test_refused_connection_is_retried_with_backoff_and_close_is_prompt():
     finally:
         link.close()
     assert link.stats.connect_failures <= 12
+
+
+def test_mission_replies_addressed_to_another_gcs_are_not_taken_as_ours():
+    from mavlink_bridge.plan import MissionType
+    from mavlink_bridge.mission_protocol import TransferTimeouts, MissionTimeoutError
+    mav = encoder(1)
+
+    def frames():
+        # the vehicle is answering QGroundControl (255/190), not us (245/191)
+        return heartbeat(mav) + mavlink.MAVLink_mission_count_message(255, 190, 3, 0).pack(mav)
+
+    peer = FakePeer(lambda sock, i: peer.serve_for(sock, 30, 0.02, frames))
+    link = MavlinkLink(_config(peer, target_system=1))
+    v = Vehicle(link, 1, transfer_timeouts=TransferTimeouts(default_s=0.1, max_retries=1))
+    try:
+        link.start()
+        assert link.wait_for_heartbeat(10)
+        with pytest.raises(MissionTimeoutError):
+            v.download(MissionType.MISSION)
+    finally:
+        link.close()
+        peer.close()
