@@ -48,8 +48,8 @@ from consensus import (
     decode_message,
     encode_message,
 )
-from consensus.session import ClientSession, decode_result as decode_session_result
-from consensus.session import encode_register
+from consensus.session import ClientSession, encode_register
+from consensus.session import decode_result as decode_session_result
 
 from .evacmap import (
     ApplyResult,

@@ -155,6 +155,11 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
         return t + int(minutes * 60_000)
 
     d = list(drones)
+
+    def who(i: int) -> str:
+        # Parts written for five drones; with fewer, the roles wrap around.
+        return d[i % len(d)]
+
     homes = {name: (*ll(-250.0 + 12.0 * i, -250.0), BASE_ALT_M) for i, name in enumerate(d)}
     homes = {k: (v[0], v[1], v[2]) for k, v in homes.items()}
     # Sized so five drones can survey it within one battery (see docs/planner.md).
@@ -169,48 +174,49 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
 
     phases = (
         Phase("Mission set-up", (
-            Propose(d[0], SetSearchArea(area), "search area: 1.5 km x 1 km of foothills"),
+            Propose(who(0), SetSearchArea(area), "search area: 1.5 km x 1 km of foothills"),
             *(Propose(name, SetDroneTask(name, DroneTask.SEARCH, True, False, homes[name]),
                       f"{name} joins: search, home at the staging area") for name in d),
-            Propose(d[0], SetRoute("skyway", skyway, 0), "evacuation route 'skyway' (priority 0)"),
-            Propose(d[1], SetRoute("south-road", south_road, 2),
+            Propose(who(0), SetRoute("skyway", skyway, 0),
+                    "evacuation route 'skyway' (priority 0)"),
+            Propose(who(1), SetRoute("south-road", south_road, 2),
                     "evacuation route 'south-road' (priority 2)"),
         )),
         Phase("Fire spotted, first sightings", (
-            Propose(d[1], SetZone("z-ridge", blob(750, 820, 120), ZoneStatus.BURNING, d[1],
+            Propose(who(1), SetZone("z-ridge", blob(750, 820, 120), ZoneStatus.BURNING, who(1),
                                   at(3)), "fire on the ridge (burning), north of the skyway"),
-            Propose(d[2], SetZone("z-scar", blob(250, 780, 70, 10), ZoneStatus.BURNED, d[2],
+            Propose(who(2), SetZone("z-scar", blob(250, 780, 70, 10), ZoneStatus.BURNED, who(2),
                                   at(3.5)), "old burn scar (burned)"),
-            Propose(d[2], ReportSurvivor("s-farm", s1, 3, 0.72, d[2], at(4)),
+            Propose(who(2), ReportSurvivor("s-farm", s1, 3, 0.72, who(2), at(4)),
                     "3 people at a farmhouse"),
-            ProposeRaw(d[3], {"type": "set_zone", "id": "z-bad",
+            ProposeRaw(who(3), {"type": "set_zone", "id": "z-bad",
                               "polygon": [ll(0, 0), ll(100, 100), ll(100, 0), ll(0, 100)],
-                              "status": "burning", "source": d[3], "time_ms": at(4.2)},
+                              "status": "burning", "source": who(3), "time_ms": at(4.2)},
                        "a garbled (self-crossing) fire outline"),
         )),
         Phase("The fire grows across the skyway", (
-            Propose(d[1], SetZone("z-ridge", blob(750, 640, 260), ZoneStatus.BURNING, d[1],
+            Propose(who(1), SetZone("z-ridge", blob(750, 640, 260), ZoneStatus.BURNING, who(1),
                                   at(9)), "ridge fire grows south over the skyway"),
-            Propose(d[3], SetZone("z-creek", blob(*s2_centre, 160), ZoneStatus.BURNING, d[3],
+            Propose(who(3), SetZone("z-creek", blob(*s2_centre, 160), ZoneStatus.BURNING, who(3),
                                   at(9.5)), "new fire at the creek"),
-            Propose(d[3], ReportSurvivor("s-creek", s2, 2, 0.9, d[3], at(10)),
+            Propose(who(3), ReportSurvivor("s-creek", s2, 2, 0.9, who(3), at(10)),
                     "2 people at the creek, inside the fire"),
         )),
         Phase("The leader goes down with commands in flight", (
-            Propose(None, UpdateSurvivor("s-farm", d[4 % len(d)], at(13), status="confirmed",
+            Propose(None, UpdateSurvivor("s-farm", who(4), at(13), status="confirmed",
                                          count=4), "farmhouse sighting confirmed: 4 people"),
-            Propose(None, ReportSurvivor("s-orchard", s3, 1, 0.55, d[2], at(14)),
+            Propose(None, ReportSurvivor("s-orchard", s3, 1, 0.55, who(2), at(14)),
                     "1 person in the orchard"),
             CrashLeader("leader's companion computer loses power"),
             MarkCrashedDrone(False, "the crashed drone is marked down"),
-            Propose(d[1], SetZone("z-scar", blob(250, 780, 70, 10), ZoneStatus.CLEARED,
-                                  d[1], at(15)), "burn scar cleared"),
+            Propose(who(1), SetZone("z-scar", blob(250, 780, 70, 10), ZoneStatus.CLEARED,
+                                  who(1), at(15)), "burn scar cleared"),
         )),
         Phase("The crashed drone comes back", (
             RestartCrashed("companion computer reboots"),
             Wait(30, "it catches up from the leader"),
             MarkCrashedDrone(True, "back in the swarm"),
-            Propose(d[0], UpdateSurvivor("s-farm", d[0], at(20), status="rescued"),
+            Propose(who(0), UpdateSurvivor("s-farm", who(0), at(20), status="rescued"),
                     "farmhouse survivors rescued"),
         )),
     )

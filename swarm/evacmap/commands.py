@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar, TypeAlias, Union
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 import pymap3d
@@ -520,18 +520,10 @@ class RemoveDrone(_Command):
         self._set("id", _identifier(self.id, "remove_drone.id"))
 
 
-Command: TypeAlias = Union[
-    SetZone,
-    SetRoute,
-    ReportSurvivor,
-    UpdateSurvivor,
-    SetSearchArea,
-    SetDroneTask,
-    RemoveZone,
-    RemoveRoute,
-    RemoveSurvivor,
-    RemoveDrone,
-]
+Command: TypeAlias = (
+    SetZone | SetRoute | ReportSurvivor | UpdateSurvivor | SetSearchArea | SetDroneTask
+    | RemoveZone | RemoveRoute | RemoveSurvivor | RemoveDrone
+)
 
 COMMAND_TYPES: Mapping[str, type[Command]] = {
     cls.TYPE: cls

@@ -141,7 +141,8 @@ def feature(geometry: dict) -> dict:
         (feature({"type": "Polygon", "coordinates": [SQUARE[:3]]}), "four or more"),
         (feature({"type": "Polygon", "coordinates": [
             [[-1, -1], [2, -1], [2, 2], [-1, 2], [-1, -1]],
-            [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8], [0.2, 0.2]]]}), "hole must be clockwise"),
+            [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8], [0.2, 0.2]]]}),
+         "hole must be clockwise"),
         (feature({"type": "Point", "coordinates": [38.0, -120.0]}), "longitude, latitude"),
         (feature({"type": "Point", "coordinates": [1.0]}), "2 or 3 finite numbers"),
         (feature({"type": "LineString", "coordinates": [[0, 0]]}), "two or more"),

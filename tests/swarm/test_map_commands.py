@@ -173,7 +173,8 @@ def test_bad_coordinates_are_rejected_naming_the_vertex(vertex, message) -> None
 
 def test_self_intersecting_polygon_is_rejected_with_the_reason() -> None:
     bowtie = [[-120.0, 38.0], [-119.99, 38.01], [-119.99, 38.0], [-120.0, 38.01]]
-    with pytest.raises(CommandError, match=r"set_zone\.polygon: invalid polygon: Self-intersection"):
+    message = r"set_zone\.polygon: invalid polygon: Self-intersection"
+    with pytest.raises(CommandError, match=message):
         SetZone("z", bowtie, "burning", "d", T)
 
 
@@ -208,8 +209,8 @@ def test_antimeridian_crossing_polygon_is_rejected() -> None:
 def test_too_many_vertices_are_rejected() -> None:
     import math
 
-    ring = [[-120 + 0.01 * math.cos(2 * math.pi * i / 600), 38 + 0.01 * math.sin(2 * math.pi * i / 600)]
-            for i in range(600)]
+    angles = [2 * math.pi * i / 600 for i in range(600)]
+    ring = [[-120 + 0.01 * math.cos(a), 38 + 0.01 * math.sin(a)] for a in angles]
     with pytest.raises(CommandError, match="600 vertices exceed the limit"):
         SetSearchArea(ring)
 
@@ -229,7 +230,8 @@ def test_route_rules() -> None:
 
 
 def test_enum_fields_list_the_allowed_values() -> None:
-    with pytest.raises(CommandError, match=r"set_zone\.status: 'smoking' is not one of: burning, burned, cleared"):
+    message = r"set_zone\.status: 'smoking' is not one of: burning, burned, cleared"
+    with pytest.raises(CommandError, match=message):
         SetZone("z", SQUARE, "smoking", "d", T)
     with pytest.raises(CommandError, match=r"set_drone_task\.task: 'dance' is not one of"):
         SetDroneTask("d", "dance", True, False, [-120.0, 38.0, 0.0])
@@ -247,7 +249,8 @@ def test_survivor_rules() -> None:
 
 
 def test_drone_flags_must_be_booleans() -> None:
-    with pytest.raises(CommandError, match=r"set_drone_task\.alive: expected true or false, got int"):
+    message = r"set_drone_task\.alive: expected true or false, got int"
+    with pytest.raises(CommandError, match=message):
         parse_command(_json("set_drone_task", id="d", task="idle", alive=1, busy=False,
                             home=[-120, 38, 0]))
 
