@@ -838,6 +838,13 @@ class Raft:
         snap = m.snapshot
         assert snap is not None
         meta = snap.meta
+        if meta.index <= self.log.committed:
+            # Already covered (e.g. the install finished but its reply was lost): say
+            # where we are instead of receiving the rest.
+            self._snap_recv = None
+            self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id,
+                               index=self.log.committed))
+            return
         key = (m.term, m.frm, meta.index, meta.term)
         recv = self._snap_recv
         if m.snapshot_offset == 0:
