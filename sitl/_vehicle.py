@@ -1112,10 +1112,15 @@ def _sys_status(v: SimVehicle) -> Any:
                | M.MAV_SYS_STATUS_SENSOR_3D_MAG | M.MAV_SYS_STATUS_SENSOR_ABSOLUTE_PRESSURE
                | M.MAV_SYS_STATUS_SENSOR_GPS | M.MAV_SYS_STATUS_AHRS | M.MAV_SYS_STATUS_SENSOR_BATTERY)
     healthy = sensors if v.ready else sensors & ~(M.MAV_SYS_STATUS_SENSOR_GPS | M.MAV_SYS_STATUS_AHRS)
+    enabled = sensors
+    # AC_Fence::sys_status_present/enabled/failed: present when any FENCE_TYPE is
+    # configured, enabled with FENCE_ENABLE, unhealthy while breached.
+    present = sensors | (M.MAV_SYS_STATUS_GEOFENCE if v.params["FENCE_TYPE"] else 0)
     if v.params["FENCE_ENABLE"] >= 1:
-        sensors |= M.MAV_SYS_STATUS_GEOFENCE
-        healthy |= 0 if v.fence_breached else M.MAV_SYS_STATUS_GEOFENCE
-    return v._mav.sys_status_encode(sensors, sensors, healthy, 200, round(v.battery_voltage * 1000),
+        enabled |= M.MAV_SYS_STATUS_GEOFENCE
+    if not v.fence_breached:
+        healthy |= M.MAV_SYS_STATUS_GEOFENCE
+    return v._mav.sys_status_encode(present, enabled, healthy, 200, round(v.battery_voltage * 1000),
                                     round(v._current_a * 100), round(v.battery_remaining), 0, 0, 0, 0, 0, 0)
 
 

@@ -1,0 +1,138 @@
+"""``python -m sitl``: start N built-in simulated copters and print their connection strings.
+
+    python -m sitl --count 3 --speedup 1 --home -35.363261,149.165230,584
+    tcp:127.0.0.1:5760
+    tcp:127.0.0.1:5770
+    tcp:127.0.0.1:5780
+
+Runs until Ctrl-C or SIGTERM. Point MAVProxy (``mavproxy.py --master tcp:127.0.0.1:5760``)
+or QGroundControl (a TCP comm link to 127.0.0.1:5760) at any of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+from typing import Sequence
+
+from sitl.builtin import BASE_PORT, DEFAULT_HOME, SimulatorServer, configs_for
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 254:
+        raise argparse.ArgumentTypeError(f"count must be in 1..254, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535 (0 = pick free ports), not {value}")
+    return value
+
+
+def _home(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"home must be LAT,LON[,ALT], not {text!r}")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"home must be numbers LAT,LON[,ALT], not {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError("home values must be finite")
+    lat, lon = values[0], values[1]
+    alt = values[2] if len(values) == 3 else DEFAULT_HOME[2]
+    if not -90 <= lat <= 90 or not -180 <= lon <= 180:
+        raise argparse.ArgumentTypeError(f"home {lat},{lon} is off the globe")
+    return lat, lon, alt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sitl",
+        description="Run N simulated ArduPilot-like copters (MAVLink 2 over TCP, SITL port scheme).")
+    parser.add_argument("--count", type=_count, default=1, help="number of copters (1..254, default 1)")
+    parser.add_argument("--speedup", type=_positive_float, default=1.0,
+                        help="simulation speed-up factor (default 1: real time)")
+    parser.add_argument("--time-to-ready", type=_non_negative_float, default=40.0, metavar="SECONDS",
+                        help="simulated seconds from boot until the EKF has a position (default 40)")
+    parser.add_argument("--home", type=_home, default=DEFAULT_HOME, metavar="LAT,LON[,ALT]",
+                        help="home of copter 0; the others are placed 5 m apart eastward")
+    parser.add_argument("--base-port", type=_port, default=BASE_PORT,
+                        help="TCP port of copter 0; copter I listens on BASE+10*I (0: free ports)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--radio", action="store_true",
+                        help="emulate a SiK radio: RADIO_STATUS from sysid 51 falling with distance")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="boot at start instead of waiting for each copter's first client")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the radio model noise")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        configs = configs_for(args.count, speedup=args.speedup, time_to_ready_s=args.time_to_ready,
+                              home=args.home, base_port=args.base_port, radio_status=args.radio,
+                              seed=args.seed, wait_for_connection=not args.no_wait)
+    except ValueError as exc:
+        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        return 2
+    server = SimulatorServer(configs, host=args.host)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        for endpoint in server.endpoints:
+            print(endpoint, flush=True)
+        while not stop.wait(0.5):
+            if server.error is not None:
+                print(f"python -m sitl: simulator stopped: {server.error!r}", file=sys.stderr)
+                return 1
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
