@@ -12,7 +12,7 @@ Understandable Consensus Algorithm", extended version: §5.x) and Ongaro's thesi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from . import quorum
@@ -22,7 +22,7 @@ from .config import Config
 from .log import RaftLog
 from .progress import Progress, ProgressState, ProgressStatus
 from .read_only import ReadIndexStatus, ReadOnly
-from .storage import CompactedError, Storage, UnavailableError
+from .storage import CompactedError, Storage
 from .types import (
     NONE,
     ConfChange,
@@ -44,6 +44,8 @@ __all__ = ["Raft", "ProposalDropped", "RaftStatus", "CAMPAIGN_TRANSFER"]
 #: Context of vote requests sent because of a leadership transfer (TimeoutNow): they
 #: must not be ignored by followers that still hear the old leader (thesis §3.10, §4.2.3).
 CAMPAIGN_TRANSFER = b"transfer"
+
+_UNTERMED = (MessageType.PROPOSE, MessageType.READ_INDEX, MessageType.TRANSFER_LEADER)
 
 _RESPONSE_TYPES = {
     MessageType.VOTE: MessageType.VOTE_RESP,
@@ -370,8 +372,8 @@ class Raft:
         ctx = CAMPAIGN_TRANSFER if transfer else b""
         for v in self.conf.voters:
             if v != self.id:
-                self._send(Message(vote_type, to=v, frm=self.id, term=term, index=last,
-                                   log_term=last_term, context=ctx))
+                self._send(vote_type, v, term=term, index=last,
+                           log_term=last_term, context=ctx)
 
     def _poll(self, frm: int, granted: bool) -> quorum.VoteResult:
         self.votes.setdefault(frm, granted)
@@ -406,10 +408,10 @@ class Raft:
                 # A stale leader (e.g. rejoining after a partition) learns our term from
                 # this reply and steps down; with PreVote/CheckQuorum our term may not
                 # have reached it through vote requests.
-                self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id))
+                self._send(MessageType.APPEND_RESP, m.frm)
             elif m.type is MessageType.PRE_VOTE:
-                self._send(Message(MessageType.PRE_VOTE_RESP, to=m.frm, frm=self.id,
-                                   term=self.term, reject=True))
+                self._send(MessageType.PRE_VOTE_RESP, m.frm,
+                           term=self.term, reject=True)
             return  # §5.1: stale-term messages are otherwise ignored
 
         if m.type in (MessageType.VOTE, MessageType.PRE_VOTE):
@@ -426,12 +428,12 @@ class Raft:
         resp = _RESPONSE_TYPES[m.type]
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # Reply in the request's term: a pre-vote grant is for a term we are not in.
-            self._send(Message(resp, to=m.frm, frm=self.id, term=m.term))
+            self._send(resp, m.frm, term=m.term)
             if m.type is MessageType.VOTE:
                 self.election_elapsed = 0
                 self.vote = m.frm
         else:
-            self._send(Message(resp, to=m.frm, frm=self.id, term=self.term, reject=True))
+            self._send(resp, m.frm, term=self.term, reject=True)
 
     # ----------------------------------------------------------------------------------
     # local requests (from RawNode)
@@ -441,8 +443,8 @@ class Raft:
         if self.role is StateRole.LEADER:
             self._leader_propose(ents)
         elif self.role is StateRole.FOLLOWER and self.lead != NONE:
-            self._send(Message(MessageType.PROPOSE, to=self.lead, frm=self.id,
-                               entries=tuple(Entry(0, 0, e.kind, e.data) for e in ents)))
+            self._send(MessageType.PROPOSE, self.lead,
+                       entries=tuple(Entry(0, 0, e.kind, e.data) for e in ents))
         else:
             raise ProposalDropped(f"node {self.id} knows no leader in term {self.term}")
 
@@ -476,7 +478,7 @@ class Raft:
         if self.role is StateRole.LEADER:
             self._leader_read_index(self.id, ctx)
         elif self.role is StateRole.FOLLOWER and self.lead != NONE:
-            self._send(Message(MessageType.READ_INDEX, to=self.lead, frm=self.id, context=ctx))
+            self._send(MessageType.READ_INDEX, self.lead, context=ctx)
         else:
             raise ProposalDropped(f"node {self.id} knows no leader to serve a read")
 
@@ -484,8 +486,8 @@ class Raft:
         if self.role is StateRole.LEADER:
             self._leader_transfer(target)
         elif self.role is StateRole.FOLLOWER and self.lead != NONE:
-            self._send(Message(MessageType.TRANSFER_LEADER, to=self.lead, frm=self.id,
-                               index=target))
+            self._send(MessageType.TRANSFER_LEADER, self.lead,
+                       index=target)
         else:
             raise ProposalDropped(f"node {self.id} knows no leader to transfer from")
 
@@ -552,7 +554,7 @@ class Raft:
         for v in self.conf.voters:
             pr = self.prs.get(v)
             if pr is not None and pr.match == last:
-                self._send(Message(MessageType.TIMEOUT_NOW, to=v, frm=self.id))
+                self._send(MessageType.TIMEOUT_NOW, v)
                 break
         self.flush_bcast()
         self.become_follower(self.term, NONE)
@@ -584,8 +586,8 @@ class Raft:
                 return self._send_snapshot(to, pr)
         if not ents and not send_if_empty:
             return False
-        self._send(Message(MessageType.APPEND, to=to, frm=self.id, index=prev,
-                           log_term=prev_term, entries=tuple(ents), commit=self.log.committed))
+        self._send(MessageType.APPEND, to, index=prev,
+                   log_term=prev_term, entries=tuple(ents), commit=self.log.committed)
         pr.sent_entries(len(ents), sum(e.size() for e in ents))
         return True
 
@@ -605,9 +607,9 @@ class Raft:
         off = pr.snapshot_offset
         chunk = snap.data[off: off + self.cfg.snapshot_chunk_bytes]
         done = off + len(chunk) >= len(snap.data)
-        self._send(Message(MessageType.SNAPSHOT, to=to, frm=self.id,
-                           snapshot=Snapshot(snap.meta, chunk), snapshot_offset=off,
-                           snapshot_done=done))
+        self._send(MessageType.SNAPSHOT, to,
+                   snapshot=Snapshot(snap.meta, chunk), snapshot_offset=off,
+                   snapshot_done=done)
 
     def _bcast_heartbeat(self, ctx: bytes) -> None:
         for i, pr in self.prs.items():
@@ -615,8 +617,8 @@ class Raft:
                 continue
             # The commit sent is capped at what the follower holds (it may not have the
             # entries beyond match yet); AppendEntries carry the rest.
-            self._send(Message(MessageType.HEARTBEAT, to=i, frm=self.id,
-                               commit=min(pr.match, self.log.committed), context=ctx))
+            self._send(MessageType.HEARTBEAT, i,
+                       commit=min(pr.match, self.log.committed), context=ctx)
 
     def _leader_read_index(self, frm: int, ctx: bytes) -> None:
         if self.conf.voters == (self.id,):
@@ -635,8 +637,8 @@ class Raft:
         if rs.frm == self.id:
             self.read_states.append(ReadState(rs.index, rs.ctx))
         else:
-            self._send(Message(MessageType.READ_INDEX_RESP, to=rs.frm, frm=self.id,
-                               index=rs.index, context=rs.ctx))
+            self._send(MessageType.READ_INDEX_RESP, rs.frm,
+                       index=rs.index, context=rs.ctx)
 
     def _leader_transfer(self, target: int) -> None:
         pr = self.prs.get(target)
@@ -653,7 +655,7 @@ class Raft:
         self.election_elapsed = 0
         self.lead_transferee = target
         if pr.match == self.log.last_index():
-            self._send(Message(MessageType.TIMEOUT_NOW, to=target, frm=self.id))
+            self._send(MessageType.TIMEOUT_NOW, target)
         else:
             self._send_append(target)
 
@@ -740,7 +742,7 @@ class Raft:
         while pr.state is ProgressState.REPLICATE and self._send_append(m.frm, send_if_empty=False):
             pass
         if m.frm == self.lead_transferee and pr.match == self.log.last_index():
-            self._send(Message(MessageType.TIMEOUT_NOW, to=m.frm, frm=self.id))
+            self._send(MessageType.TIMEOUT_NOW, m.frm)
 
     def _handle_snapshot_resp(self, m: Message, pr: Progress) -> None:
         snap = pr.pending_snapshot
@@ -815,24 +817,24 @@ class Raft:
 
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
-            self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id,
-                               index=self.log.committed))
+            self._send(MessageType.APPEND_RESP, m.frm,
+                       index=self.log.committed)
             return
         res = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if res is not None:
             last_new, appended = res
             self._track_conf_entries(appended)
-            self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id, index=last_new))
+            self._send(MessageType.APPEND_RESP, m.frm, index=last_new)
             return
         # Consistency check failed (§5.3): hint the leader where our logs may match.
         hint = min(m.index, self.log.last_index())
         hint, hint_term = self.log.find_conflict_by_term(hint, m.log_term)
-        self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id, index=m.index,
-                           reject=True, reject_hint=hint, log_term=hint_term))
+        self._send(MessageType.APPEND_RESP, m.frm, index=m.index,
+                   reject=True, reject_hint=hint, log_term=hint_term)
 
     def _handle_heartbeat(self, m: Message) -> None:
         self.log.commit_to(min(m.commit, self.log.last_index()))
-        self._send(Message(MessageType.HEARTBEAT_RESP, to=m.frm, frm=self.id, context=m.context))
+        self._send(MessageType.HEARTBEAT_RESP, m.frm, context=m.context)
 
     def _handle_snapshot(self, m: Message) -> None:
         snap = m.snapshot
@@ -842,8 +844,8 @@ class Raft:
             # Already covered (e.g. the install finished but its reply was lost): say
             # where we are instead of receiving the rest.
             self._snap_recv = None
-            self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id,
-                               index=self.log.committed))
+            self._send(MessageType.APPEND_RESP, m.frm,
+                       index=self.log.committed)
             return
         key = (m.term, m.frm, meta.index, meta.term)
         recv = self._snap_recv
@@ -851,24 +853,24 @@ class Raft:
             recv = self._snap_recv = _SnapshotReceive(key)
         elif recv is None or recv.key != key or m.snapshot_offset != len(recv.data):
             held = len(recv.data) if recv is not None and recv.key == key else 0
-            self._send(Message(MessageType.SNAPSHOT_RESP, to=m.frm, frm=self.id,
-                               index=meta.index, snapshot_offset=held,
-                               reject=m.snapshot_offset > held))
+            self._send(MessageType.SNAPSHOT_RESP, m.frm,
+                       index=meta.index, snapshot_offset=held,
+                       reject=m.snapshot_offset > held)
             return
         recv.data += snap.data
         if not m.snapshot_done:
-            self._send(Message(MessageType.SNAPSHOT_RESP, to=m.frm, frm=self.id,
-                               index=meta.index, snapshot_offset=len(recv.data)))
+            self._send(MessageType.SNAPSHOT_RESP, m.frm,
+                       index=meta.index, snapshot_offset=len(recv.data))
             return
         # The last chunk: only now does anything change (a crash before this point
         # leaves the node as it was, thesis §5.3).
         self._snap_recv = None
         if self._restore(Snapshot(meta, bytes(recv.data))):
-            self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id,
-                               index=self.log.last_index()))
+            self._send(MessageType.APPEND_RESP, m.frm,
+                       index=self.log.last_index())
         else:
-            self._send(Message(MessageType.APPEND_RESP, to=m.frm, frm=self.id,
-                               index=self.log.committed))
+            self._send(MessageType.APPEND_RESP, m.frm,
+                       index=self.log.committed)
 
     def _restore(self, snap: Snapshot) -> bool:
         """InstallSnapshot receiver (§7): adopt the snapshot unless our log already
@@ -889,8 +891,9 @@ class Raft:
 
     # ----------------------------------------------------------------------------------
 
-    def _send(self, m: Message) -> None:
-        if m.term == 0 and m.type not in (MessageType.PROPOSE, MessageType.READ_INDEX,
-                                          MessageType.TRANSFER_LEADER):
-            m = replace(m, term=self.term)
-        self.msgs.append(m)
+    def _send(self, type: MessageType, to: int, **fields: object) -> None:
+        """Queue a message from this node. It carries our current term unless given one;
+        forwarded requests carry none (they are not bound to a term)."""
+        if "term" not in fields and type not in _UNTERMED:
+            fields["term"] = self.term
+        self.msgs.append(Message(type, to, self.id, **fields))  # type: ignore[arg-type]

@@ -23,7 +23,6 @@ from consensus.types import (
     Entry,
     EntryKind,
     Message,
-    MessageType,
     ReadState,
     StateRole,
 )

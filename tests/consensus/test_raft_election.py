@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 
 from consensus import Config, ConfState, MemoryStorage, Message, MessageType, RawNode, StateRole
 from consensus.types import Entry, HardState
