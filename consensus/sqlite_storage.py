@@ -13,7 +13,11 @@ How that contract is met:
   checksum and is discarded on recovery, with everything after it).
 * One ``BEGIN IMMEDIATE ... COMMIT`` per Ready: snapshot, then entries (truncating a
   conflicting suffix, §5.3), then hard state. So one fsync per batch, which is what an
-  SD card on a Raspberry Pi can afford.
+  SD card on a Raspberry Pi can afford; and none for a batch that only moves the commit
+  index (etcd's MustSync): such a transaction runs with ``synchronous=NORMAL``, stays
+  atomic and ordered before every later synced one (the WAL is sequential), and if a
+  power cut loses it the node restarts with a lower commit index, which it relearns
+  from the leader (the commit index is not among Figure 2's persistent state).
 * Every row carries the codec encoding of its value and a CRC-32 of it; the key
   columns (index, term) are duplicated in the encoding. On open, the whole store is
   checked (``PRAGMA quick_check``, checksums, contiguous indexes, non-decreasing terms,
@@ -117,6 +121,8 @@ class SQLiteStats:
     ``synchronous=FULL`` (plus a database sync at each automatic checkpoint)."""
 
     transactions: int = 0
+    #: Transactions that needed an fsync (entries, snapshot, term or vote changed).
+    synced_transactions: int = 0
     entries_written: int = 0
     bytes_written: int = 0
 
@@ -449,8 +455,14 @@ class SQLiteStorage(Storage):
             if not replace_snapshot and not new and hard_state is None:
                 return
 
+            must_sync = replace_snapshot or bool(new) or (
+                hard_state is not None
+                and (hard_state.term, hard_state.vote) != (self._hard_state.term, self._hard_state.vote)
+            )
             db = self._db
             written = 0
+            if not must_sync:
+                db.execute("PRAGMA synchronous=NORMAL")
             try:
                 db.execute("BEGIN IMMEDIATE")
                 if replace_snapshot:
@@ -482,10 +494,14 @@ class SQLiteStorage(Storage):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+            finally:
+                if not must_sync:
+                    db.execute("PRAGMA synchronous=FULL")
             self._offset, self._terms, self._snapshot = offset, terms, snap
             if hard_state is not None:
                 self._hard_state = hard_state
             self.stats.transactions += 1
+            self.stats.synced_transactions += must_sync
             self.stats.entries_written += len(new)
             self.stats.bytes_written += written
 
@@ -542,6 +558,7 @@ class SQLiteStorage(Storage):
                 db.execute("ROLLBACK")
             raise
         self.stats.transactions += 1
+        self.stats.synced_transactions += 1
         self.stats.bytes_written += nbytes
 
 

@@ -45,7 +45,7 @@ from consensus.session import (
     decode_result as decode_session_result,
     encode_register,
 )
-from consensus.sim.checkers import SafetyChecker, SafetyViolation, Violation
+from consensus.sim.checkers import SafetyChecker, SafetyViolation
 from consensus.sim.kv import KvCommand, KvStateMachine, decode_result, encode_command
 from consensus.sim.linearizability import Operation, OpKind, Verdict, check_kv_history
 from consensus.sim.network import NetworkFaults, VirtualNetwork
@@ -61,7 +61,7 @@ from consensus.types import (
     StateRole,
 )
 
-__all__ = ["ALL_FAULTS", "SimConfig", "SimResult", "Simulation", "run_seed"]
+__all__ = ["ALL_FAULTS", "SimConfig", "SimResult", "Simulation", "replay_command", "run_seed"]
 
 #: Faults a run may inject; ``--faults`` selects a subset.
 ALL_FAULTS: frozenset[str] = frozenset(
@@ -103,7 +103,8 @@ class SimConfig:
     quiet_ticks: int = 120
     client_timeout: int = 30
     client_think: int = 3
-    max_entries_per_msg: int = 64 * 1024
+    #: Byte budget of one AppendEntries (Config.max_size_per_msg).
+    max_msg_bytes: int = 64 * 1024
     #: Whether membership faults may remove the current leader (thesis §4.2.2).
     remove_leader: bool = True
     #: Pass every message through the msgpack wire codec (as the bus does).
@@ -126,6 +127,13 @@ class SimConfig:
             raise ValueError("election_tick must exceed heartbeat_tick")
         if self.storage not in ("memory", "sqlite"):
             raise ValueError(f"storage must be 'memory' or 'sqlite', got {self.storage!r}")
+        for name in ("drop_rate", "dup_rate", "reorder_rate", "partition_rate", "heal_rate", "crash_rate",
+                     "restart_rate", "slowdisk_rate", "member_rate", "transfer_rate"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+        if self.snapshot_every < 1 or self.compact_keep < 0 or self.client_timeout < 1:
+            raise ValueError("snapshot_every and client_timeout must be positive, compact_keep non-negative")
 
 
 @dataclass
@@ -300,7 +308,7 @@ class Simulation:
                 heartbeat_tick=cfg.heartbeat_tick,
                 applied=snap.meta.index,
                 snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
-                max_size_per_msg=cfg.max_entries_per_msg,
+                max_size_per_msg=cfg.max_msg_bytes,
                 rng=random.Random(self.rng.getrandbits(64)),
             ),
             node.storage,
@@ -411,10 +419,13 @@ class Simulation:
             if rd.entries and rd.entries[0].index <= node.storage.last_index():
                 self.counts["log truncations"] += 1
             node.storage.apply_ready(rd.hard_state, rd.entries, snap)
-            if rd.entries:
-                prev = rd.entries[0].index - 1
-                self.checker.observe_persist(nid, rd.entries, self._term_at(node, prev) or 0)
-                self._log(f"n{nid} persist {rd.entries[0].index}..{rd.entries[-1].index}")
+            # Entries a snapshot in the same Ready covers are not kept (they are committed
+            # and in the snapshot); Log Matching is checked on what the log holds.
+            kept = [e for e in rd.entries if e.index >= node.storage.first_index()]
+            if kept:
+                prev = kept[0].index - 1
+                self.checker.observe_persist(nid, kept, self._term_at(node, prev) or 0)
+                self._log(f"n{nid} persist {kept[0].index}..{kept[-1].index}")
             if rd.hard_state is not None:
                 hs = rd.hard_state
                 self._log(f"n{nid} hardstate term={hs.term} vote={hs.vote} commit={hs.commit}")

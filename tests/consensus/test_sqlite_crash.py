@@ -146,20 +146,13 @@ def test_killed_store_reopens_and_keeps_writing(tmp_path: Path) -> None:
         assert dump(s) == dump(model_after(seed, n + 30))
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
-def test_each_batch_costs_one_fsync(tmp_path: Path) -> None:
-    db = tmp_path / "fsync.db"
-    SQLiteStorage(db, CONF).close()  # creation's own syncs are not counted
-    batches_n = 100
-    # Only apply_ready batches, so each is one Ready: count the sync calls they cost.
+def _strace_syncs(db: Path, body: str) -> int:
+    """Sync system calls made by a process that opens ``db`` and runs ``body``."""
     script = (
         "import sys\n"
         "from consensus.sqlite_storage import SQLiteStorage\n"
         "from consensus.types import Entry, HardState\n"
-        "s = SQLiteStorage(sys.argv[1])\n"
-        f"for b in range({batches_n}):\n"
-        "    s.apply_ready(HardState(1, 1, b * 10), [Entry(1, b * 10 + i + 1, data=b'z' * 200) for i in range(10)], None)\n"
-        "s.close()\n"
+        "s = SQLiteStorage(sys.argv[1])\n" + body + "s.close()\n"
     )
     proc = subprocess.run(
         ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync,sync_file_range", sys.executable, "-c", script, str(db)],
@@ -168,10 +161,30 @@ def test_each_batch_costs_one_fsync(tmp_path: Path) -> None:
     if proc.returncode != 0 and "ptrace" in proc.stderr.lower():
         pytest.skip("ptrace is not permitted here")
     assert proc.returncode == 0, proc.stderr
-    syncs = sum(int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(?:fsync|fdatasync|sync_file_range)\s*$", proc.stderr, re.M))
-    print(f"\n{syncs} sync calls for {batches_n} batches ({syncs / batches_n:.2f} per batch)")
-    # One WAL sync per committed batch, plus a few for the checkpoint at close.
-    assert batches_n <= syncs <= batches_n + 10
+    return sum(int(m.group(1)) for m in re.finditer(
+        r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(?:fsync|fdatasync|sync_file_range)\s*$", proc.stderr, re.M))
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_each_batch_costs_one_fsync_and_a_commit_only_batch_none(tmp_path: Path) -> None:
+    db = tmp_path / "fsync.db"
+    SQLiteStorage(db, CONF).close()  # creation's own syncs are not counted
+    n = 100
+    appends = _strace_syncs(db, (
+        f"for b in range({n}):\n"
+        "    s.apply_ready(HardState(1, 1, b * 10), [Entry(1, b * 10 + i + 1, data=b'z' * 200) for i in range(10)], None)\n"
+    ))
+    commits = _strace_syncs(db, (
+        f"for b in range({n}):\n"
+        f"    s.apply_ready(HardState(1, 1, {n * 10 - n} + b), [], None)\n"
+    ))
+    print(f"\n{appends} sync calls for {n} append batches ({appends / n:.2f} per batch); "
+          f"{commits} for {n} commit-only batches")
+    # One WAL sync per batch that must be durable, plus a few for the checkpoint at close.
+    assert n <= appends <= n + 10
+    assert commits <= 10
+    with SQLiteStorage(db, create=False) as s:
+        assert s.initial_state()[0].commit == n * 10 - 1
 
 
 if __name__ == "__main__":

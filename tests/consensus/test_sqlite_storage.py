@@ -155,6 +155,19 @@ def test_missing_store_is_not_recreated_when_create_is_false(db: Path) -> None:
     assert not db.exists()
 
 
+def test_commit_only_batches_are_written_without_sync_then_full_sync_resumes(db: Path) -> None:
+    with SQLiteStorage(db, CONF) as s:
+        s.apply_ready(HardState(1, 1, 0), ents(1, 1, 10), None)
+        s.apply_ready(HardState(1, 1, 5), [], None)  # commit only: relearnable
+        s.apply_ready(HardState(1, 1, 8), [], None)
+        assert (s.stats.transactions, s.stats.synced_transactions) == (3, 1)
+        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        s.apply_ready(HardState(2, 0, 8), [], None)  # a new term must be durable
+        assert s.stats.synced_transactions == 2
+    with SQLiteStorage(db) as s:
+        assert s.initial_state()[0] == HardState(2, 0, 8)
+
+
 def test_one_transaction_per_ready_batch(db: Path) -> None:
     with SQLiteStorage(db, CONF) as s:
         for b in range(10):
