@@ -31,7 +31,7 @@ from typing import Sequence
 
 import pymap3d
 
-from mavlink_bridge.mission_protocol import MissionError, Operation
+from mavlink_bridge.mission_protocol import MissionError, MissionTimeoutError, Operation
 from mavlink_bridge.plan import (
     CMD_NAV_FENCE_CIRCLE_EXCLUSION, CMD_NAV_FENCE_CIRCLE_INCLUSION,
     CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION,
@@ -192,9 +192,20 @@ class PlanApplier:
             if mtype is MissionType.MISSION and desired:
                 wire = (home if home is not None else self._home(state),) + desired
             self._verified.pop(mtype, None)
-            self.vehicle.upload(mtype, wire)
-            if self.config.verify:
-                self._verify(mtype, wire)
+            try:
+                self.vehicle.upload(mtype, wire)
+            except MissionTimeoutError as exc:
+                # Only the final ACK went missing: the read-back decides (the spec's
+                # ground truth), instead of re-uploading a list the vehicle may hold.
+                if not (exc.awaiting_final_ack and self.config.verify):
+                    raise
+                try:
+                    self._verify(mtype, wire)
+                except (PlanVerificationError, MissionError):
+                    raise exc from None
+            else:
+                if self.config.verify:
+                    self._verify(mtype, wire)
             self._verified[mtype] = desired
             uploaded.append(mtype)
             if flying_mission and desired:

@@ -269,13 +269,16 @@ class MissionTimeoutError(MissionError):
     """The vehicle stopped answering; retries were exhausted."""
 
     def __init__(self, operation: Operation, mission_type: MissionType, waiting_for: str,
-                 retries: int, progress: str) -> None:
+                 retries: int, progress: str, awaiting_final_ack: bool = False) -> None:
         super().__init__(
             f"{mission_type.name.lower()} {operation.value} timed out waiting for {waiting_for} "
             f"after {retries} retries ({progress}); the operation did NOT complete",
             operation, mission_type)
         self.waiting_for = waiting_for
         self.retries = retries
+        # Upload only: every item was requested and sent, only the final MISSION_ACK is
+        # missing. The vehicle may well hold the new list; only a read-back can tell.
+        self.awaiting_final_ack = awaiting_final_ack
 
 
 class MissionProtocolError(MissionError):
@@ -309,7 +312,8 @@ TRANSITIONS: dict[tuple[State, _EventKind], tuple[str, str]] = {
     (State.UPLOAD_SENDING, _EventKind.REQUEST):
         ("_upload_request", "send the requested item (again, if a duplicate)"),
     (State.UPLOAD_SENDING, _EventKind.ACK):
-        ("_upload_ack", "ACCEPTED after every item was requested -> DONE; "
+        ("_upload_ack", "ACCEPTED after every item was requested -> DONE; a NACK to our "
+                        "resent last item -> FAILED (final ACK lost, outcome unknown); "
                         "INVALID_SEQUENCE -> keep going; other error -> FAILED"),
     (State.UPLOAD_SENDING, _EventKind.TIMEOUT):
         ("_upload_timeout", "resend the last item sent, or FAILED after max retries"),
@@ -374,6 +378,7 @@ class MissionTransfer:
         self._requested: set[int] = set()
         self._last_sent: Send | None = None
         self._retries = 0
+        self._resent_final = False
         self._count = 0
         self._received: list[MissionItem] = []
 
@@ -414,6 +419,7 @@ class MissionTransfer:
         self._requested = set()
         self._last_sent = None
         self._retries = 0
+        self._resent_final = False
         self._count = 0
         self._received = []
         self._arm(now, self.timeouts.default_s)
@@ -461,6 +467,7 @@ class MissionTransfer:
         else:
             # Fresh progress: the vehicle is alive and moving, so the retry budget resets.
             self._retries = 0
+            self._resent_final = False
             if self._requested and event.seq != max(self._requested) + 1:
                 self.stats.out_of_order += 1
             self._requested.add(event.seq)
@@ -478,6 +485,20 @@ class MissionTransfer:
                     f"{self.mission_type.name.lower()} upload after requesting only "
                     f"{len(self._requested)} items", Operation.UPLOAD, self.mission_type))
             return self._finish()
+        if (self._resent_final and self.state is State.UPLOAD_SENDING
+                and len(self._requested) == len(self._upload)):
+            # We timed out waiting for the final ACK and resent the last item; this NACK
+            # answers the resend (ArduPilot, no longer receiving, answers a stray item with
+            # ERROR or INVALID_SEQUENCE). The upload itself ended and its ACK was lost:
+            # the outcome is unknown, and only a read-back can tell.
+            try:
+                answered = MissionResult(event.result).mav_name
+            except ValueError:
+                answered = f"result {event.result}"
+            return self._fail(MissionTimeoutError(
+                Operation.UPLOAD, self.mission_type, "the final MISSION_ACK", self._retries,
+                f"all {len(self._upload)} items sent; the vehicle answered our resend with "
+                f"{answered}", awaiting_final_ack=True))
         if event.result == MissionResult.INVALID_SEQUENCE and self.state is State.UPLOAD_SENDING:
             # ArduPilot: wrong-seq item -> this ACK, then it re-requests (see module doc).
             self.stats.invalid_sequence_acks += 1
@@ -488,7 +509,8 @@ class MissionTransfer:
         waiting = ("the first MISSION_REQUEST" if self.state is State.UPLOAD_AWAIT_REQUEST
                    else "the next MISSION_REQUEST or MISSION_ACK")
         progress = f"{len(self._requested)}/{len(self._upload)} items requested"
-        return self._retry(now, self.timeouts.default_s, waiting, progress)
+        return self._retry(now, self.timeouts.default_s, waiting, progress,
+                           awaiting_final_ack=len(self._requested) == len(self._upload))
 
     # -- download -------------------------------------------------------------------
 
@@ -569,13 +591,16 @@ class MissionTransfer:
 
     # -- shared ---------------------------------------------------------------------
 
-    def _retry(self, now: float, timeout: float, waiting_for: str, progress: str) -> list[Send]:
+    def _retry(self, now: float, timeout: float, waiting_for: str, progress: str,
+               awaiting_final_ack: bool = False) -> list[Send]:
         if self._retries >= self.timeouts.max_retries or self._last_sent is None:
             assert self.operation is not None
             return self._fail(MissionTimeoutError(self.operation, self.mission_type, waiting_for,
-                                                  self._retries, progress))
+                                                  self._retries, progress, awaiting_final_ack))
         self._retries += 1
         self.stats.resends += 1
+        if self.state is State.UPLOAD_SENDING and len(self._requested) == len(self._upload):
+            self._resent_final = True
         self._arm(now, timeout)
         return [self._emit(self._last_sent)]
 

@@ -105,8 +105,15 @@ class TcpProxy:
     """Loopback TCP proxy between the bridge and a simulator, to cut the link, pause it
     (a vehicle that stops answering) or inject garbage towards the bridge. One thread."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int,
+                 drop_to_bridge: Callable[[object], bool] | None = None) -> None:
         self.upstream_port = upstream_port
+        # When set, the vehicle->bridge stream is parsed frame by frame and frames for
+        # which it returns True are dropped (the original bytes of the others go through).
+        self.drop_to_bridge = drop_to_bridge
+        self._parser = mavlink.MAVLink(None)
+        self._parser.robust_parsing = True
+        self.dropped = 0
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -178,10 +185,23 @@ class TcpProxy:
                     break
                 if self.paused.is_set():
                     continue  # swallowed in both directions: a link that went quiet
+                if s is pair[1] and self.drop_to_bridge is not None:
+                    data = self._filter(data)
                 (pair[1] if s is pair[0] else pair[0]).sendall(data)
         if pair:
             for s in pair:
                 s.close()
+
+    def _filter(self, data: bytes) -> bytes:
+        out = bytearray()
+        for msg in self._parser.parse_buffer(data) or ():
+            if msg.get_type() == "BAD_DATA":
+                out += bytes(msg.data)
+            elif self.drop_to_bridge(msg):  # type: ignore[misc]
+                self.dropped += 1
+            else:
+                out += bytes(msg.get_msgbuf())
+        return bytes(out)
 
     def close(self) -> None:
         self._stop.set()

@@ -34,11 +34,12 @@ HOME = (-35.363261, 149.165230, 584.0)
 
 
 @contextlib.contextmanager
-def flying_setup(*, ready_s: float = READY_S, proxy: bool = False, timeouts=TransferTimeouts()):
+def flying_setup(*, ready_s: float = READY_S, proxy: bool = False, timeouts=TransferTimeouts(),
+                 drop_to_bridge=None):
     cfg = builtin.VehicleConfig(instance=0, tcp_port=0, speedup=SPEEDUP, time_to_ready_s=ready_s,
                                 home_lat=HOME[0], home_lon=HOME[1], home_alt=HOME[2])
     with builtin.SimulatorServer([cfg]) as sim:
-        px = TcpProxy(sim.ports[0]) if proxy else None
+        px = TcpProxy(sim.ports[0], drop_to_bridge=drop_to_bridge) if proxy else None
         endpoint = px.endpoint if px else sim.endpoints[0]
         link = MavlinkLink(LinkConfig(endpoint, target_system=1, heartbeat_timeout_s=2.0,
                                       reconnect_initial_s=0.05, reconnect_max_s=0.5))
@@ -279,3 +280,25 @@ def test_simulated_signal_source_scores_sitl_positions():
             q = v.link_quality()
             assert q.source == "simulated"
             assert q.dropout or q.score == 1.0  # on the ground station: full margin
+
+
+def test_lost_final_ack_is_resolved_by_read_back():
+    dropped = []
+
+    def drop_first_accepted_mission_ack(msg):
+        if (not dropped and msg.get_type() == "MISSION_ACK" and msg.type == 0
+                and msg.mission_type == MissionType.MISSION):
+            dropped.append(msg)
+            return True
+        return False
+
+    fast = TransferTimeouts(default_s=0.2, item_s=0.1, max_retries=1)
+    with flying_setup(proxy=True, timeouts=fast, drop_to_bridge=drop_first_accepted_mission_ack) \
+            as (_sim, _link, v, proxy):
+        _ready(v)
+        applier = PlanApplier(v)
+        plan = MissionPlan(mission=_route(HOME[0], HOME[1], 0.0, n=3))
+        report = applier.apply(plan)
+        assert MissionType.MISSION in report.uploaded
+        assert proxy.dropped == 1
+        assert applier.verified(MissionType.MISSION) == plan.mission
