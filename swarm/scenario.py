@@ -167,6 +167,7 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
     skyway = [ll(-300, 500) + [30.0], ll(750, 500 + jitter(20)) + [30.0],
               ll(1800, 500) + [30.0]]
     south_road = [ll(-300, -320) + [30.0], ll(1800, -320) + [30.0]]
+    mill_road = [ll(-150, -300) + [30.0], ll(-150, 400) + [35.0], ll(-250, 1100) + [40.0]]
     s1 = ll(400 + jitter(60), 250 + jitter(60))
     s2_centre = (1200 + jitter(40), 220 + jitter(30))
     s2 = ll(s2_centre[0] + jitter(40), s2_centre[1] + jitter(40))
@@ -207,10 +208,15 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
                                          count=4), "farmhouse sighting confirmed: 4 people"),
             Propose(None, ReportSurvivor("s-orchard", s3, 1, 0.55, who(2), at(14)),
                     "1 person in the orchard"),
+            Wait(4, "the proposals reach the leader and start replicating"),
             CrashLeader("leader's companion computer loses power"),
             MarkCrashedDrone(False, "the crashed drone is marked down"),
             Propose(who(1), SetZone("z-scar", blob(250, 780, 70, 10), ZoneStatus.CLEARED,
                                   who(1), at(15)), "burn scar cleared"),
+            Propose(who(3), SetZone("z-creek", blob(*s2_centre, 200), ZoneStatus.BURNING,
+                                    who(3), at(16)), "creek fire grows"),
+            Propose(who(2), SetRoute("mill-road", mill_road, 1),
+                    "new evacuation route 'mill-road' west of the fires (priority 1)"),
         )),
         Phase("The crashed drone comes back", (
             RestartCrashed("companion computer reboots"),
