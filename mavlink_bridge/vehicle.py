@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from mavlink_bridge._mav import MAV_COMP_ID_AUTOPILOT1, mavlink
 from mavlink_bridge.link import MavlinkLink
 from mavlink_bridge.mission_protocol import (
-    AckReceived, CountReceived, ItemReceived, MissionError, MissionEvent, MissionTransfer,
+    AckReceived, CountReceived, ItemReceived, MissionEvent, MissionTransfer,
     RequestReceived, Send, SendAck, SendClearAll, SendCount, SendItem, SendRequest,
     SendRequestList, State, TransferTimeouts, legacy_item_to_item,
 )

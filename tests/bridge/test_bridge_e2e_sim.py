@@ -26,7 +26,7 @@ from mavlink_bridge.plan import (
 from mavlink_bridge.telemetry import CopterMode
 from mavlink_bridge.vehicle import CommandResult, Vehicle
 
-builtin = pytest.importorskip("sitl.builtin")
+from sitl import builtin  # noqa: E402 - the real simulator; a broken import must fail, not skip
 
 SPEEDUP = 10.0
 READY_S = 1.0
