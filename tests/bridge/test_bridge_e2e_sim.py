@@ -302,3 +302,15 @@ def test_lost_final_ack_is_resolved_by_read_back():
         assert MissionType.MISSION in report.uploaded
         assert proxy.dropped == 1
         assert applier.verified(MissionType.MISSION) == plan.mission
+
+
+def test_wiring_check_cli_prints_status_and_rejects_bad_strings(capsys):
+    from mavlink_bridge.__main__ import main
+    cfg = builtin.VehicleConfig(instance=0, tcp_port=0, speedup=SPEEDUP, time_to_ready_s=READY_S)
+    with builtin.SimulatorServer([cfg]) as sim:
+        assert main([sim.endpoints[0], "--seconds", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "connected to system 1" in out and "mode=STABILIZE" in out and "gps_fix=3" in out
+    with pytest.raises(SystemExit):
+        main(["tcp:127.0.0.1:99999"])
+    assert "port 99999" in capsys.readouterr().err
