@@ -75,10 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_command(args: argparse.Namespace) -> int:
-    from .evacmap import CommandError, encode_command, parse_command
+    from .evacmap import MAX_COMMAND_BYTES, CommandError, encode_command, parse_command
 
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        # Read one byte past the limit: enough for parse_command to say it is too big,
+        # without reading an arbitrarily large file into memory.
+        if args.file == "-":
+            data = sys.stdin.buffer.read(MAX_COMMAND_BYTES + 1)
+        else:
+            with open(args.file, "rb") as handle:
+                data = handle.read(MAX_COMMAND_BYTES + 1)
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -97,8 +103,8 @@ def _demo(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     progress = None if args.quiet else console.print
     try:
-        result = run_demo(DemoConfig(seed=args.seed, nodes=args.nodes, out_dir=args.out,
-                                     quiet=args.quiet), progress)
+        result = run_demo(DemoConfig(seed=args.seed, nodes=args.nodes, out_dir=args.out),
+                          progress)
     except DemoError as exc:
         console.print(f"[bold red]demo failed:[/bold red] {exc}")
         return 1

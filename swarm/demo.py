@@ -92,7 +92,6 @@ class DemoConfig:
     seed: int = 1
     nodes: int = 5
     out_dir: Path = Path("out")
-    quiet: bool = False
     tick_ms: int = 10
     election_tick: int = 10  # 100-200 ms election timeout at 10 ms per tick (Raft §5.2)
     heartbeat_tick: int = 1
@@ -255,6 +254,7 @@ class _Demo:
         self.crashed: _Drone | None = None
         self.crash_tick: int | None = None
         self.restarted = False
+        self._rotation = 0
         for d in self.drones.values():
             self._start(d)
 
@@ -463,19 +463,24 @@ class _Demo:
     # -- the scenario
 
     def leader(self) -> _Drone | None:
-        best = None
+        # After a partition heals two nodes may briefly both think they lead; the one
+        # with the higher term is the real leader (Raft §5.1).
+        best: _Drone | None = None
+        best_term = -1
         for d in self.drones.values():
             if d.up and d.role is StateRole.LEADER:
                 assert d.raw is not None
-                if best is None or d.raw.status().term > best.raw.status().term:  # type: ignore[union-attr]
-                    best = d
+                term = d.raw.status().term
+                if term > best_term:
+                    best, best_term = d, term
         return best
 
     def _follower(self) -> str:
         """A live drone that is not the leader, rotating through them in id order."""
         candidates = [d for d in self.drones.values() if d.up and d.role is not StateRole.LEADER]
-        self._rotation = getattr(self, "_rotation", -1) + 1
-        return candidates[self._rotation % len(candidates)].name
+        choice = candidates[self._rotation % len(candidates)]
+        self._rotation += 1
+        return choice.name
 
     def run_until(self, done: Callable[[], bool], why: str, limit: int | None = None) -> None:
         for _ in range(limit or self.cfg.phase_timeout_ticks):

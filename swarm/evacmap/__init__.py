@@ -9,6 +9,7 @@ planner; local metric frames (:mod:`.geo`); GeoJSON export (:mod:`.geojson`). Se
 from .commands import (
     COMMAND_TYPES,
     ID_PATTERN,
+    MAX_COMMAND_BYTES,
     MAX_EXTENT_M,
     MAX_POLYGON_VERTICES,
     MAX_ROUTE_POINTS,
@@ -51,6 +52,7 @@ __all__ = [
     "COMMAND_TYPES",
     "DEFAULT_ROUTE_MARGIN_M",
     "ID_PATTERN",
+    "MAX_COMMAND_BYTES",
     "MAX_EXTENT_M",
     "MAX_POLYGON_VERTICES",
     "MAX_ROUTE_POINTS",

@@ -47,6 +47,7 @@ from .commands import (
     UpdateSurvivor,
     ZoneStatus,
     canonical_json,
+    encode_command,
     load_json,
     parse_command,
 )
@@ -548,8 +549,6 @@ class EvacuationMap:
 
     def apply_command(self, index: int, command: Command) -> ApplyResult:
         """Convenience for local use and tests: encode, apply, decode."""
-        from .commands import encode_command
-
         return decode_result(self.apply(index, encode_command(command)))
 
     # ---- snapshot and restore

@@ -4,7 +4,8 @@
 - snapshot then restore is the identity;
 - an invalid entry changes nothing (snapshot bytes equal before and after);
 - derived facts after any sequence equal a from-scratch recomputation, and agree with
-  metric distances measured independently in a local frame.
+  metric distances measured independently in a local frame;
+- the GeoJSON export of any map satisfies RFC 7946.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from swarm.evacmap import (
     UpdateSurvivor,
     ZoneStatus,
     encode_command,
+    geojson_bytes,
     parse_command,
+    rfc7946_problems,
 )
 
 SETTINGS = settings(
@@ -231,3 +234,15 @@ def test_unsafe_agrees_with_metric_distance(data: list[bytes]) -> None:
                 assert zone.id in route.crosses, (route.id, zone.id, distance)
             elif distance > margin * 1.03:
                 assert zone.id not in route.crosses, (route.id, zone.id, distance)
+
+
+@SETTINGS
+@given(entries)
+def test_geojson_export_of_any_map_satisfies_rfc7946(data: list[bytes]) -> None:
+    m = EvacuationMap()
+    _apply_all(m, data)
+    doc = json.loads(geojson_bytes(m))
+    assert rfc7946_problems(doc) == []
+    expected = (len(m.zones) + len(m.routes) + len(m.survivors) + len(m.drones)
+                + (m.search_area is not None))
+    assert len(doc["features"]) == expected
