@@ -80,7 +80,9 @@ class SafetyChecker:
 
     # --- reporting ----------------------------------------------------------------
 
-    def _fail(self, prop: str, detail: str) -> None:
+    def report(self, prop: str, detail: str) -> None:
+        """Record a violation of ``prop`` (also used by checks outside this class, such
+        as the simulator's snapshot check), raising if so configured."""
         v = Violation(prop, self.tick, detail)
         self.violations.append(v)
         if self.raise_on_violation:
@@ -96,7 +98,7 @@ class SafetyChecker:
         """``node`` is leader in ``term`` (called whenever a node is seen leading)."""
         other = self.leaders.setdefault(term, node)
         if other != node:
-            self._fail("election safety", f"nodes {other} and {node} both lead term {term}")
+            self.report("election safety", f"nodes {other} and {node} both lead term {term}")
 
     # --- Log Matching (§5.3) ----------------------------------------------------------
 
@@ -112,7 +114,7 @@ class SafetyChecker:
                 durable[(e.index, e.term)] = mine
             elif seen != mine:
                 what = "payload" if seen[:2] != mine[:2] else f"preceding term ({seen[2]} vs {prev})"
-                self._fail(
+                self.report(
                     "log matching",
                     f"node {node} holds entry (index {e.index}, term {e.term}) differing in {what} from another node's",
                 )
@@ -129,7 +131,7 @@ class SafetyChecker:
             # Already committed elsewhere: this node must agree at its commit index.
             t = term_at(commit)
             if t is not None and t != c.terms[commit]:
-                self._fail(
+                self.report(
                     "state machine safety",
                     f"node {node} commits index {commit} with term {t}, but term {c.terms[commit]} was committed there",
                 )
@@ -138,14 +140,14 @@ class SafetyChecker:
         for i in range(known + 1, commit + 1):
             t = term_at(i)
             if t is None:
-                self._fail("state machine safety", f"node {node} commits index {i} it has no entry for")
+                self.report("state machine safety", f"node {node} commits index {i} it has no entry for")
                 return
             terms.append(t)
         # Before extending, the node's log must agree at the last index known committed.
         if known:
             t = term_at(known)
             if t is not None and t != c.terms[known]:
-                self._fail(
+                self.report(
                     "state machine safety",
                     f"node {node} commits past index {known} holding term {t} there, "
                     f"but term {c.terms[known]} was committed there",
@@ -166,7 +168,7 @@ class SafetyChecker:
             return  # a snapshot covers only committed entries
         t = term_at(highest)
         if t != self._commit.terms[highest]:
-            self._fail(
+            self.report(
                 "leader completeness",
                 f"node {node}, leader of term {term}, holds term {t} at index {highest} "
                 f"where term {self._commit.terms[highest]} was committed",
@@ -184,13 +186,13 @@ class SafetyChecker:
         applied = self._applied
         for e in entries:
             if e.index != last + 1:
-                self._fail(
+                self.report(
                     "state machine safety",
                     f"node {node} applies index {e.index} after index {last} (gap or repeat)",
                 )
             other = applied.setdefault(e.index, e)
             if other != e:
-                self._fail(
+                self.report(
                     "state machine safety",
                     f"node {node} applies {_short(e)} at index {e.index} where another node applied {_short(other)}",
                 )
@@ -204,7 +206,7 @@ class SafetyChecker:
         snapshot older than that would roll the state machine back.
         """
         if snapshot_index < durable_applied:
-            self._fail(
+            self.report(
                 "state machine safety",
                 f"node {node} restores a snapshot at {snapshot_index} behind its applied index {durable_applied}",
             )

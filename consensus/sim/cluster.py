@@ -45,7 +45,7 @@ from consensus.session import (
     decode_result as decode_session_result,
     encode_register,
 )
-from consensus.sim.checkers import SafetyChecker, SafetyViolation
+from consensus.sim.checkers import SafetyChecker, SafetyViolation, Violation
 from consensus.sim.kv import KvCommand, KvStateMachine, decode_result, encode_command
 from consensus.sim.linearizability import Operation, OpKind, Verdict, check_kv_history
 from consensus.sim.network import NetworkFaults, VirtualNetwork
@@ -241,6 +241,8 @@ class Simulation:
             ),
         )
         self.checker = checker or SafetyChecker()
+        self._reference = SessionStateMachine(KvStateMachine())
+        self._ref_snapshots: list[bytes] = [self._reference.snapshot()]  # index -> state
         self.ids = list(range(1, cfg.nodes + 1))
         conf = ConfState.of(self.ids)
         self.nodes: dict[int, _Node] = {}
@@ -297,6 +299,7 @@ class Simulation:
         kv = KvStateMachine()
         fsm = SessionStateMachine(kv)
         if not snap.is_empty():
+            self._check_snapshot(node.id, snap.meta.index, snap.data, "restarted from")
             fsm.restore(snap.data)
         node.kv, node.fsm = kv, fsm
         node.applied = snap.meta.index
@@ -441,6 +444,7 @@ class Simulation:
         # 3. Install a snapshot into the state machine, then apply committed entries.
         if snap is not None:
             assert node.fsm is not None
+            self._check_snapshot(nid, snap.meta.index, snap.data, "installed")
             node.fsm.restore(snap.data)
             self.checker.observe_restore(nid, snap.meta.index, node.applied)
             node.applied = snap.meta.index
@@ -485,6 +489,29 @@ class Simulation:
             else:
                 self._deliver_write_result(nid, res.client_id, res.seq, res.status, res.payload)
 
+    def _reference_snapshot(self, index: int) -> bytes:
+        """The state machine's snapshot after applying the committed log up to
+        ``index``, computed by a reference replica fed the applied-entry ledger."""
+        ref = self._reference
+        while len(self._ref_snapshots) <= index:
+            i = len(self._ref_snapshots)
+            e = self.checker.applied_entry(i)
+            if e is None:
+                raise SafetyViolation(Violation(
+                    "state machine safety", self.now, f"a snapshot covers index {i}, which no node applied"))
+            if e.kind is EntryKind.NORMAL and e.data:
+                ref.apply(e.index, e.data)
+            self._ref_snapshots.append(ref.snapshot())
+        return self._ref_snapshots[index]
+
+    def _check_snapshot(self, nid: int, index: int, data: bytes, how: str) -> None:
+        """A snapshot at ``index`` must be the state the committed log gives there
+        (State Machine Safety through compaction and InstallSnapshot, §7)."""
+        if data != self._reference_snapshot(index):
+            self.checker.report("state machine safety",
+                               f"node {nid} {how} a snapshot at {index} that differs from the state "
+                               "of the committed log there")
+
     def _maybe_compact(self, node: _Node) -> None:
         st = node.storage
         snap_index = st.snapshot().meta.index
@@ -493,7 +520,9 @@ class Simulation:
         raw, fsm = node.raw, node.fsm
         assert raw is not None and fsm is not None
         conf = raw.conf_state_at(node.applied)
-        st.create_snapshot(node.applied, conf, fsm.snapshot())
+        data = fsm.snapshot()
+        self._check_snapshot(node.id, node.applied, data, "took")
+        st.create_snapshot(node.applied, conf, data)
         keep_from = node.applied - self.cfg.compact_keep
         if keep_from > st.first_index() - 1:
             st.compact(keep_from)

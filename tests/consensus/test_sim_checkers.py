@@ -135,6 +135,16 @@ class _CorruptingApplier(Simulation):
         super()._apply(node, entries)
 
 
+class _SnapshotCorrupter(Simulation):
+    """Node 3's state machine picks up a stray key just before it snapshots, so the
+    snapshot it takes (and later sends in InstallSnapshot) is not the log's state."""
+
+    def _maybe_compact(self, node: _Node) -> None:
+        if node.id == 3 and node.kv is not None and self.now > 100:
+            node.kv.data["stray"] = "x"
+        super()._maybe_compact(node)
+
+
 class _LocalReader(Simulation):
     """Serves reads from whatever node the client reached, without ReadIndex (§6.4)."""
 
@@ -173,6 +183,11 @@ def test_losing_durable_state_across_restarts_is_caught() -> None:
 def test_corrupted_apply_on_one_node_is_caught() -> None:
     msg = _first_caught(_CorruptingApplier, "corrupted apply")
     assert "state machine safety" in msg
+
+
+def test_snapshot_that_differs_from_the_log_is_caught() -> None:
+    msg = _first_caught(_SnapshotCorrupter, "corrupted snapshot")
+    assert "state machine safety" in msg and "snapshot" in msg, msg
 
 
 def test_stale_local_reads_are_caught_by_linearizability() -> None:
