@@ -159,8 +159,14 @@ class Raft:
         )
 
     def promotable(self) -> bool:
-        """Only voters of the current configuration may campaign (thesis §4.2.1)."""
-        return self.id in self.conf.voters
+        """Whether this node may campaign: it is a voter in its latest configuration, or
+        in the configuration as of its commit index. The second case matters when this
+        node holds the only copy of an uncommitted entry removing (or demoting) itself:
+        the others cannot win against its longer log, so it must be able to win, commit
+        the change, and then step down (thesis §4.2.2). Votes are always counted in the
+        latest configuration, so election safety is unchanged."""
+        return self.id in self.conf.voters or (
+            self.id in self.conf_state_at(self.log.committed).voters)
 
     # ----------------------------------------------------------------------------------
     # membership

@@ -222,3 +222,28 @@ def test_transfer_vote_requests_bypass_the_check_quorum_lease():
     c.stabilize()
     assert c.leader() == target
     assert votes and all(m.context == b"transfer" for m in votes)
+
+
+def test_membership_node_holding_the_only_copy_of_its_own_removal_can_still_finish_it():
+    # Two voters; the leader appends its own removal but the entry reaches no one,
+    # then it restarts. Its longer log means the other voter cannot win, so the
+    # removed node itself must campaign (it is still a voter as of its commit index),
+    # commit the change with the other's vote, and step down (thesis §4.2.2).
+    c = Cluster([1, 2], seed=62)
+    c.node(1).campaign()
+    c.stabilize()
+    assert c.leader() == 1
+    c.filter = lambda m: None if m.frm == 1 and m.type is MessageType.APPEND else m
+    c.node(1).propose_conf_change(ConfChange(REMOVE, 1))
+    c.process(1)
+    c.stabilize()
+    c.crash(1)
+    c.restart(1)
+    c.filter = None
+    assert c.node(1).conf_state().voters == (2,)
+    assert c.node(2).conf_state().voters == (1, 2)
+    c.run_until(lambda: c.leader() == 2 and c.node(2).conf_state().voters == (2,), 300)
+    assert c.node(1).status().role is StateRole.FOLLOWER
+    c.propose(2, b"alone")
+    c.stabilize()
+    assert c.applied(2) == [b"alone"]
