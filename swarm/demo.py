@@ -97,7 +97,7 @@ class DemoConfig:
     heartbeat_tick: int = 1
     retry_ticks: int = 40  # a client re-proposes a command unanswered this long
     snapshot_every: int = 4  # applied entries between state-machine snapshots
-    compact_keep: int = 2  # entries kept behind a snapshot when compacting
+    compact_keep: int = 0  # entries kept behind a snapshot when compacting
     phase_timeout_ticks: int = 3_000
     write_files: bool = True
 

@@ -153,3 +153,26 @@ def test_demo_config_validates() -> None:
         DemoConfig(nodes=1)
     with pytest.raises(ValueError, match="seed"):
         DemoConfig(seed=-3)
+
+
+def test_demo_is_identical_across_processes_and_hash_seeds(tmp_path) -> None:
+    """The real entry point, twice, with different PYTHONHASHSEED: nothing in the run
+    may depend on set or dict ordering of strings."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for hash_seed in ("0", "4242"):
+        out = tmp_path / hash_seed
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "COLUMNS": "200"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "swarm", "demo", "--seed", "4", "--quiet", "--out", str(out)],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "All nodes agree" in proc.stdout
+        table = [line for line in proc.stdout.splitlines() if line.startswith(" drone-")]
+        outputs.append((table, (out / "map.geojson").read_bytes(),
+                        (out / "drone-1.plan").read_bytes()))
+    assert outputs[0] == outputs[1]
