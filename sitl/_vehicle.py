@@ -221,7 +221,11 @@ class SimVehicle:
         if self.config.wait_for_connection:
             self.boot(clock_now)
         if self.boot_time is not None:
-            self._intervals[M.MAVLINK_MSG_ID_HEARTBEAT][1] = self.t  # heartbeat right away
+            # the first HEARTBEAT follows the banner at once, then 1 Hz from here
+            slot = self._intervals.get(M.MAVLINK_MSG_ID_HEARTBEAT)
+            if slot is not None:
+                self._emit(M.MAVLINK_MSG_ID_HEARTBEAT)
+                slot[1] = self.t + slot[0]
 
     def on_disconnect(self) -> None:
         self.connected = False

@@ -1,0 +1,150 @@
+"""The simulated vehicle driven directly (sans-I/O) on logical time: exact, deterministic checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymavlink.dialects.v20 import ardupilotmega as M
+
+from sitl._vehicle import SimVehicle
+from sitl.builtin import DEFAULT_HOME, VehicleConfig
+from sitl.radio import RadioModel
+
+
+class _Harness:
+    """A vehicle, a GCS-side encoder and parser, and a logical clock."""
+
+    def __init__(self, **config: Any) -> None:
+        values: dict[str, Any] = dict(tcp_port=0, time_to_ready_s=2.0, seed=3)
+        values.update(config)
+        self.vehicle = SimVehicle(VehicleConfig(**values))
+        self.gcs = M.MAVLink(None, srcSystem=255, srcComponent=190)
+        self.parser = M.MAVLink(None)
+        self.parser.robust_parsing = True
+        self.now = 0.0
+        self.vehicle.on_connect(self.now)
+        self.log: list[tuple[float, Any]] = []
+        self._collect()
+
+    def _collect(self) -> list[Any]:
+        data = self.vehicle.take_output()
+        msgs = [m for m in (self.parser.parse_buffer(data) or []) if m.get_type() != "BAD_DATA"]
+        self.log += [(self.now, m) for m in msgs]
+        return msgs
+
+    def send(self, msg: Any) -> list[Any]:
+        self.vehicle.on_bytes(msg.pack(self.gcs), self.now)
+        return self._collect()
+
+    def run(self, seconds: float) -> list[Any]:
+        self.now += seconds
+        self.vehicle.advance(self.now)
+        return self._collect()
+
+    def command(self, command: int, *params: float) -> int:
+        p = list(params) + [0.0] * (7 - len(params))
+        replies = self.send(self.gcs.command_long_encode(1, 1, command, 0, *p))
+        return next(m.result for m in replies if m.get_type() == "COMMAND_ACK")
+
+
+def _wp(seq: int, dn: float, de: float, alt: float, command: int = M.MAV_CMD_NAV_WAYPOINT) -> Any:
+    import pymap3d
+    lat, lon, _ = pymap3d.enu2geodetic(de, dn, 0, *DEFAULT_HOME)
+    return (command, round(float(lat) * 1e7), round(float(lon) * 1e7), alt)
+
+
+def test_upload_timeout_rerequests_once_per_second_and_cancels_after_eight_seconds():
+    h = _Harness()
+    h.send(h.gcs.mission_count_encode(1, 1, 4, 0))
+    log_start = len(h.log)
+    for _ in range(100):  # 10 s of logical time in 0.1 s steps
+        h.run(0.1)
+    window = [m for _, m in h.log[log_start:]]
+    requests = [m for m in window if m.get_type() == "MISSION_REQUEST"]
+    acks = [m for m in window if m.get_type() == "MISSION_ACK"]
+    assert [m.seq for m in requests] == [0] * 7  # re-sent after each 1 s of silence until 8 s
+    assert [a.type for a in acks] == [M.MAV_MISSION_OPERATION_CANCELLED]
+    cancel_time = next(t for t, m in h.log if m.get_type() == "MISSION_ACK")
+    assert 8.0 < cancel_time <= 8.2
+    assert any(m.get_type() == "STATUSTEXT" and m.text == "Mission upload timeout" for m in window)
+
+
+def test_timeouts_scale_with_the_clock_not_the_speedup_setting():
+    # The vehicle only sees simulated seconds: the same script gives the same transcript.
+    transcripts = []
+    for speedup in (1.0, 50.0):
+        h = _Harness(speedup=speedup)
+        h.send(h.gcs.mission_count_encode(1, 1, 2, 0))
+        for _ in range(90):
+            h.run(0.1)
+        transcripts.append([(round(t, 2), m.get_type()) for t, m in h.log if m.get_type() != "HEARTBEAT"])
+    assert transcripts[0] == transcripts[1]
+
+
+def _fly_mission(seed: int) -> list[tuple[float, float, float]]:
+    h = _Harness(seed=seed)
+    items = [_wp(0, 0, 0, 0), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0), _wp(2, 40, 0, 12), _wp(3, 40, 40, 15)]
+    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
+    for seq, (cmd, x, y, z) in enumerate(items):
+        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.run(3.0)
+    assert h.command(M.MAV_CMD_DO_SET_MODE, 1, 4) == M.MAV_RESULT_ACCEPTED
+    assert h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
+    assert h.command(M.MAV_CMD_DO_SET_MODE, 1, 3) == M.MAV_RESULT_ACCEPTED
+    assert h.command(M.MAV_CMD_MISSION_START) == M.MAV_RESULT_ACCEPTED
+    track = []
+    for _ in range(300):
+        h.run(0.1)
+        v = h.vehicle
+        track.append((round(v.e, 6), round(v.n, 6), round(v.u, 6)))
+    reached = [m.seq for _, m in h.log if m.get_type() == "MISSION_ITEM_REACHED"]
+    assert reached == [1, 2, 3]
+    return track
+
+
+def test_kinematics_are_deterministic():
+    assert _fly_mission(seed=5) == _fly_mission(seed=5)
+
+
+def test_heartbeat_is_one_hertz_and_streams_keep_their_rate_in_simulated_time():
+    h = _Harness()
+    h.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 100_000)
+    start = len(h.log)
+    for _ in range(100):
+        h.run(0.1)
+    kinds = [m.get_type() for _, m in h.log[start:]]
+    assert kinds.count("GLOBAL_POSITION_INT") in (99, 100, 101)
+    assert kinds.count("HEARTBEAT") in (9, 10, 11)
+
+
+def test_first_heartbeat_reports_boot_then_standby():
+    h = _Harness()
+    beats = [m for _, m in h.log if m.get_type() == "HEARTBEAT"]
+    assert beats and beats[0].system_status == M.MAV_STATE_BOOT
+    h.run(1.5)
+    assert [m for _, m in h.log if m.get_type() == "HEARTBEAT"][-1].system_status == M.MAV_STATE_STANDBY
+
+
+def test_auto_disarm_after_disarm_delay_when_left_on_the_ground():
+    h = _Harness()
+    h.run(3.0)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    assert h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
+    h.run(9.0)
+    assert h.vehicle.armed
+    h.run(1.5)
+    assert not h.vehicle.armed  # DISARM_DELAY = 10 s
+
+
+def test_radio_model_is_seeded_and_signal_falls_with_distance():
+    a, b = RadioModel(seed=9), RadioModel(seed=9)
+    near = [a.sample(50.0, t) for t in range(30)]
+    assert near == [b.sample(50.0, t) for t in range(30)]
+    far = [RadioModel(seed=9).sample(5000.0, t) for t in range(30)]
+    assert sum(s.rssi for s in near) / 30 > sum(s.rssi for s in far) / 30 + 20
+
+
+def test_radio_link_drops_out_far_beyond_range():
+    model = RadioModel(seed=1)
+    samples = [model.sample(200_000.0, float(t)) for t in range(60)]
+    assert not any(s.link_up for s in samples)
