@@ -170,6 +170,10 @@ def _print_summary(console: Console, result) -> None:  # result: swarm.demo.Demo
                   f"with the crashed drone")
     for message in result.rejected_before_proposing:
         console.print(f"  rejected before proposing: {message}")
+    for drone, what, outcome in result.results:
+        if outcome is not None and not outcome.ok:
+            console.print(f"  rejected by apply, identically on every drone: {drone}'s "
+                          f"{what!r}: {outcome.error}")
     hashes = Table("node", "role", "term", "applied", "map version", "map snapshot sha256",
                    "plans sha256", box=None)
     for n in result.nodes:

@@ -508,14 +508,17 @@ class _Demo:
             self.log(f"{by} proposes: {action.note}")
             self.submit(by, action.note, encode_command(action.command))
         elif isinstance(action, ProposeRaw):
+            d = self.by_name[action.by]
             try:
-                parse_command(action.obj)
+                command = parse_command(action.obj)
+                if d.evac is not None:
+                    d.evac.check(command)  # against this drone's own (possibly stale) map
             except CommandError as exc:
                 self.rejected.append(str(exc))
                 self.log(f"{action.by} tries {action.note}: [yellow]rejected before "
                          f"proposing[/yellow]: {exc}")
             else:
-                self.submit(action.by, action.note, encode_command(parse_command(action.obj)))
+                self.submit(action.by, action.note, encode_command(command))
         elif isinstance(action, CrashLeader):
             self.run_until(lambda: self.leader() is not None, "a leader to crash")
             victim = self.leader()

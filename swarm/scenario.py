@@ -72,7 +72,8 @@ class Propose:
 @dataclass(frozen=True, slots=True)
 class ProposeRaw:
     """Drone ``by`` tries to propose a raw JSON object; validation before proposing
-    must reject it (the demo shows the message), so nothing reaches the log."""
+    (``parse_command``, then ``EvacuationMap.check`` against the drone's own map) must
+    reject it (the demo shows the message), so nothing reaches the log."""
 
     by: str
     obj: dict[str, Any]
@@ -190,10 +191,17 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
                                   at(3.5)), "old burn scar (burned)"),
             Propose(who(2), ReportSurvivor("s-farm", s1, 3, 0.72, who(2), at(4)),
                     "3 people at a farmhouse"),
+            # Two drones spot the same farmhouse: both proposals are valid when made;
+            # whichever commits second is rejected by apply on every drone alike.
+            Propose(who(4), ReportSurvivor("s-farm", s1, 2, 0.6, who(4), at(4.1)),
+                    "the same farmhouse, seen by a second drone"),
             ProposeRaw(who(3), {"type": "set_zone", "id": "z-bad",
                               "polygon": [ll(0, 0), ll(100, 100), ll(100, 0), ll(0, 100)],
                               "status": "burning", "source": who(3), "time_ms": at(4.2)},
                        "a garbled (self-crossing) fire outline"),
+            ProposeRaw(who(0), {"type": "update_survivor", "id": "s-ghost", "reporter": who(0),
+                                "time_ms": at(4.3), "status": "confirmed"},
+                       "to confirm a survivor nobody reported"),
         )),
         Phase("The fire grows across the skyway", (
             Propose(who(1), SetZone("z-ridge", blob(750, 640, 260), ZoneStatus.BURNING, who(1),

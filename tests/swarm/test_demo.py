@@ -45,15 +45,19 @@ def test_the_leader_crashed_and_another_drone_took_over(run) -> None:
     assert result.catch_up in ("snapshot", "log")
 
 
-def test_every_command_was_applied_once_and_accepted(run) -> None:
+def test_every_command_was_applied_once_and_only_the_duplicate_sighting_rejected(run) -> None:
     result, _ = run
     assert result.results
-    for drone, what, outcome in result.results:
-        assert outcome is not None and outcome.ok, (drone, what, outcome)
-    versions = [outcome.version for _, _, outcome in result.results]
+    assert all(outcome is not None for _, _, outcome in result.results)
+    rejected = [(what, o.error) for _, what, o in result.results if not o.ok]
+    assert len(rejected) == 1, rejected
+    assert "report_survivor.id: survivor 's-farm' is already reported" in rejected[0][1]
+    versions = [o.version for _, _, o in result.results if o.ok]
     assert len(set(versions)) == len(versions)  # each command is its own log entry
-    rejected = result.rejected_before_proposing
-    assert rejected and "Self-intersection" in rejected[0]
+    before = result.rejected_before_proposing
+    assert len(before) == 2
+    assert "Self-intersection" in before[0]
+    assert "no survivor 's-ghost' on the map" in before[1]
 
 
 def test_the_story_happened_on_the_agreed_map(run) -> None:
