@@ -192,12 +192,15 @@ class PlannerConfig:
     ``safety_margin_m`` grows every hazard zone (the "buffered zone"); paths keep a
     further ``fence_clearance_m`` from the uploaded exclusion fence so position error
     does not trip the autopilot's fence. ``fence_simplify_tolerance_m`` is the first
-    Douglas-Peucker tolerance tried when bounding a fence to ``fence_max_vertices``.
+    Douglas-Peucker tolerance tried when bounding a fence to ``fence_max_vertices``;
+    ``max_fence_items`` bounds the vertices of all fences of one plan (the autopilot's
+    fence storage), nearest zones first.
     """
 
     safety_margin_m: float = 50.0
     fence_clearance_m: float = 5.0
     fence_max_vertices: int = 16
+    max_fence_items: int = 300
     fence_simplify_tolerance_m: float = 5.0
     buffer_quad_segs: int = 8
     line_spacing_m: float = 40.0
@@ -226,7 +229,7 @@ class PlannerConfig:
                 raise ValueError(f"{name} must be >= 0")
         if not 0.0 <= _finite(self.battery_reserve_pct, "battery_reserve_pct") < 100.0:
             raise ValueError("battery_reserve_pct must be within [0, 100)")
-        ints = {"fence_max_vertices": 4, "buffer_quad_segs": 1, "max_rally_points": 0,
+        ints = {"fence_max_vertices": 4, "max_fence_items": 4, "buffer_quad_segs": 1, "max_rally_points": 0,
                 "max_survivors_per_drone": 1, "max_mission_items": 8,
                 "max_route_expansions": 1}
         for name, low in ints.items():

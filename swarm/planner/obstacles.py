@@ -3,8 +3,9 @@
 For each burning or burned zone, in the local metric frame (nested, each containing
 the one before):
 
-1. ``buffered``: the zone grown by the safety margin (shapely round buffer). This is
-   the area a path must never enter.
+1. ``buffered``: the zone grown by the safety margin (shapely round buffer, its arcs
+   circumscribing the true circle so it contains every point within the margin). This
+   is the area a path must never enter.
 2. ``fence``: a polygon of at most ``fence_max_vertices`` vertices containing
    ``buffered`` (its exterior: holes are filled, since an island inside a fire is no
    place to send a drone). Built as "simplify, then grow back": Douglas-Peucker with
@@ -25,6 +26,7 @@ the one before):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,7 +201,13 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
                          np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
     # One pymap3d call for every vertex of every zone.
     local = frame.geometry_to_enu(np.array([z.polygon for z in hazards], dtype=object))
-    buffered = shapely.buffer(local, config.safety_margin_m, quad_segs=config.buffer_quad_segs)
+    # A round buffer's arcs are polygons inscribed in the true circle, whose chords cut
+    # up to d(1 - cos(pi/4q)) inside it (1 m for a 50 m margin at q = 8). Growing by
+    # d / cos(pi/4q) puts every chord at least d out, so the polygon contains the true
+    # zone-plus-margin (the Minkowski sum with a disc) rather than approximating it.
+    q = config.buffer_quad_segs
+    grow = config.safety_margin_m / math.cos(math.pi / (4 * q))
+    buffered = shapely.buffer(local, grow, quad_segs=q)
     fences = _bounded_fences(buffered, config.fence_max_vertices, config.fence_simplify_tolerance_m)
     fence_arr = np.array(fences, dtype=object)
     keepout = shapely.buffer(fence_arr, config.fence_clearance_m, join_style="mitre",

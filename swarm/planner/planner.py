@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 
 from mavlink_bridge.plan import (
     CMD_NAV_LOITER_TIME,
@@ -129,10 +130,11 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     if around:
         reasons.append("fence(s) of " + ", ".join(obstacles.zone_ids[i] for i in around)
                        + " left out: the vehicle is inside them")
-    fence, fence_enable = _fence_items(obstacles, skip=around)
     rally = _rally_items(view, vehicle, obstacles, frame, config)
 
     def result(status: PlanStatus, mission: list[MissionItem], survivors=(), length=0.0):
+        fence, fence_enable = _fence_items(obstacles, around, [p for p, _, _ in leg.points],
+                                           config, reasons)
         note = f"{drone_id}@{view.version}: {status.value}" + (
             f" ({'; '.join(reasons)})" if reasons else "")
         return PlanResult(drone_id, view.version, status,
@@ -315,10 +317,29 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     return result(status, mission, visited, leg.length)
 
 
-def _fence_items(obstacles: Obstacles,
-                 skip: list[int]) -> tuple[tuple[MissionItem, ...], bool | None]:
-    items = tuple(item for i, polygon in enumerate(obstacles.fence_items) if i not in skip
-                  for item in polygon)
+def _fence_items(obstacles: Obstacles, skip: list[int], path: list[Point],
+                 config: PlannerConfig, reasons: list[str]
+                 ) -> tuple[tuple[MissionItem, ...], bool | None]:
+    """The exclusion fences to upload, at most ``max_fence_items`` vertices in all
+    (autopilot fence storage is small). When they do not all fit, the zones nearest
+    the planned path win (ties by zone id); the path itself avoids every zone
+    regardless, the fences being the autopilot's backstop."""
+    wanted = [i for i in range(len(obstacles.fence_items)) if i not in skip]
+    total = sum(len(obstacles.fence_items[i]) for i in wanted)
+    if total > config.max_fence_items:
+        track = shapely.LineString(path) if len(path) > 1 else shapely.Point(path[0])
+        dist = shapely.distance(np.array([obstacles.fences[i] for i in wanted], dtype=object),
+                                track)
+        chosen, used = set(), 0
+        for d, i in sorted(zip(dist.tolist(), wanted)):
+            n = len(obstacles.fence_items[i])
+            if used + n <= config.max_fence_items:
+                chosen.add(i)
+                used += n
+        reasons.append(f"{len(wanted) - len(chosen)} zone fence(s) farthest from the path left "
+                       f"out: fence storage holds {config.max_fence_items} vertices")
+        wanted = [i for i in wanted if i in chosen]
+    items = tuple(item for i in wanted for item in obstacles.fence_items[i])
     return items, (True if items else None)
 
 

@@ -13,7 +13,9 @@ from swarm.planner import PlannerConfig, PlannerMap, PlanStatus, map_frame, plan
 from test_planner_support import (
     buffered_union,
     drones,
+    fence_polygons,
     intrusion,
+    item_xy,
     mission_legs,
     poly,
     rect,
@@ -52,7 +54,7 @@ def scenes(draw):
     return view, start, home, alt, draw(st.sampled_from(["a", "b", "c"]))
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(scenes())
 def test_planned_path_never_enters_a_buffered_zone(scene):
@@ -69,6 +71,13 @@ def test_planned_path_never_enters_a_buffered_zone(scene):
     event(f"status {result.status.value}")
     event(f"legs {'>20' if len(legs) > 20 else '<=20'}; zones {len(view.zones)}")
     assert intrusion(legs, forbidden.buffer(-1e-6)) == 0.0, result.reasons
+    # Nor does it touch an uploaded exclusion fence (the autopilot would take over),
+    # and the fences (all uploaded here: the vehicle starts outside every one) cover
+    # every zone grown by the margin.
+    fences = [shapely.Polygon([item_xy(i, frame) for i in p]) for p in fence_polygons(result.plan.fence)]
+    assert len(fences) == len(view.zones)
+    assert intrusion(legs, shapely.union_all(fences)) == 0.0
+    assert shapely.union_all(fences).buffer(0.05).contains(forbidden), [z.polygon.wkt for z in view.zones]
     if result.status is PlanStatus.NO_SAFE_PATH and not result.plan.mission:
         assert alt == 0.0  # on the ground and boxed in: stays on the ground
 

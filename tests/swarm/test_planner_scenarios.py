@@ -33,6 +33,7 @@ from test_planner_support import (
     ORIGIN,
     buffered_union,
     drones,
+    fence_polygons,
     gp,
     intrusion,
     item_xy,
@@ -142,16 +143,6 @@ def test_survivor_gets_a_loiter_and_urgent_one_inside_fire_is_watched_from_the_e
     assert intrusion(legs, forbidden.buffer(-1e-6)) == 0.0
 
 
-def fence_polygons(items):
-    """Group fence vertex items into polygons by their vertex count (param1)."""
-    out, i = [], 0
-    while i < len(items):
-        n = int(items[i].param1)
-        out.append(items[i:i + n])
-        i += n
-    return out
-
-
 def walls(x0, y0, x1, y1, t=60):
     """Four separate zones whose buffered union encloses the box (x0, y0)-(x1, y1)."""
     return (zone("wall-s", rect(x0 - t, y0 - t, x1 + t, y0)), zone("wall-n", rect(x0 - t, y1, x1 + t, y1 + t)),
@@ -208,6 +199,22 @@ def test_dead_busy_or_unknown_drone_has_nothing_to_do():
     flying = plan(view, "busy", vehicle(0, 0, alt=25.0), CONFIG)
     assert flying.status is PlanStatus.NOTHING_TO_DO
     assert flying.plan.mission[-1].command == CMD_NAV_RETURN_TO_LAUNCH
+
+
+def test_fence_storage_limit_keeps_the_zones_nearest_the_path():
+    zones = (zone("near", rect(-300, -200, -200, -100)), zone("mid", rect(0, 300, 100, 400)),
+             zone("far", rect(900, 900, 1000, 1000)))
+    view = PlannerMap(10, rect(-400, -500, 400, 0), zones=zones, drones=drones("d1"))
+    everything = plan(view, "d1", vehicle(0, -600), CONFIG)
+    assert len(fence_polygons(everything.plan.fence)) == 3
+    limit = len(everything.plan.fence) - 1  # one vertex short of all three
+    tight = plan(view, "d1", vehicle(0, -600), PlannerConfig(
+        safety_margin_m=40.0, line_spacing_m=50.0, max_fence_items=limit))
+    kept = [[item_xy(i, ORIGIN) for i in p] for p in fence_polygons(tight.plan.fence)]
+    assert len(tight.plan.fence) <= limit and len(kept) == 2
+    assert not any(shapely.Polygon(p).contains(shapely.Point(950, 950)) for p in kept)
+    assert any("farthest from the path" in r for r in tight.reasons)
+    assert tight.plan.mission == everything.plan.mission  # the path avoids all zones anyway
 
 
 def test_rally_points_are_home_and_safe_route_ends_outside_zones():

@@ -79,10 +79,21 @@ def mission_legs(result: PlanResult, frame: LocalFrame, start: GeoPoint,
 
 
 def buffered_union(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) -> shapely.Geometry:
-    """The hazard zones grown by the safety margin, computed independently of the planner."""
-    grown = [frame.geometry_to_enu(z.polygon).buffer(config.safety_margin_m)
+    """The hazard zones grown by the safety margin, computed independently of the planner
+    (64 segments per quarter circle: within 0.03% of the true disc-grown zone)."""
+    grown = [frame.geometry_to_enu(z.polygon).buffer(config.safety_margin_m, quad_segs=64)
              for z in view.zones if z.hazard]
     return shapely.union_all(grown) if grown else shapely.GeometryCollection()
+
+
+def fence_polygons(items):
+    """Group fence vertex items into polygons by their vertex count (param1)."""
+    out, i = [], 0
+    while i < len(items):
+        n = int(items[i].param1)
+        out.append(items[i:i + n])
+        i += n
+    return out
 
 
 def intrusion(legs, forbidden: shapely.Geometry) -> float:
