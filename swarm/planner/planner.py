@@ -79,6 +79,7 @@ class PlanContext:
 
 
 def prepare(view: PlannerMap, config: PlannerConfig | None = None) -> PlanContext:
+    """The per-version work shared by every drone's plan (see :class:`PlanContext`)."""
     config = config or PlannerConfig()
     frame = map_frame(view)
     obstacles = build_obstacles(view, frame, config) if frame is not None else None
@@ -108,7 +109,15 @@ class _Leg:
 
 def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
          config: PlannerConfig | None = None, context: PlanContext | None = None) -> PlanResult:
-    """Plan ``drone_id``'s mission from ``view`` (see the module docstring)."""
+    """Plan ``drone_id``'s mission from ``view`` (see the module docstring).
+
+    ``context`` (from :func:`prepare` on this same view and config) skips the shared
+    per-version geometry; the result is identical with or without it.
+    """
+    if not isinstance(drone_id, str):
+        raise TypeError(f"drone_id must be a str, got {type(drone_id).__name__}")
+    if not isinstance(vehicle, VehicleState):
+        raise TypeError("vehicle must be a VehicleState")
     config = config or (context.config if context is not None else PlannerConfig())
     if context is None:
         context = prepare(view, config)
@@ -169,6 +178,7 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
 
     home_path = None if trapped else route(obstacles, leg.here, home_target,
                                            config.max_route_expansions)
+    anchor = len(leg.points) - 1  # where home_path starts
     if home_path is None:
         reasons.append("no safe path home: every way out crosses a buffered zone; holding")
         mission: list[MissionItem] = []
@@ -281,7 +291,7 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     if back is None:  # cannot happen when home_path exists (same free component), but
         # the expansion budget is finite: fall back to retracing the flown path.
         reasons.append("route home not found within the search budget; retracing")
-        back = [p for p, _, _ in reversed(leg.points)] + home_path[1:]
+        back = [p for p, _, _ in reversed(leg.points[anchor:])] + home_path[1:]
     leg.add_path(back)
 
     if not has_tasks and not airborne and not inside:
@@ -308,6 +318,9 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         mission.append(MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=FRAME_MISSION))
     if leg.length > budget:
         reasons.append(f"path {leg.length:.0f} m exceeds the battery budget {budget:.0f} m")
+    if len(mission) > config.max_mission_items:
+        reasons.append(f"{len(mission)} mission items exceed max_mission_items "
+                       f"{config.max_mission_items} (the route home alone is that long)")
     if unsafe:
         status = PlanStatus.NO_SAFE_PATH
     elif has_tasks:
