@@ -23,7 +23,7 @@ Everything is sans-I/O: messages in, messages out through ``send``, time passed 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as _mav
@@ -468,7 +468,3 @@ class RallyList(ItemProtocol):
         else:
             return _M.MAV_MISSION_ERROR
         return _M.MAV_MISSION_ACCEPTED
-
-
-def with_home(home: Item, **changes: Any) -> Item:
-    return replace(home, **changes)

@@ -529,31 +529,31 @@ class SimVehicle:
                  else self._inclusions).append(circle)
             i += 1
 
-    def _fence_violation(self) -> int:
-        """Which FENCE_BREACH the current position is in (0 when inside all fences)."""
+    def _fence_violation(self) -> tuple[int, str]:
+        """(FENCE_BREACH, fence name as AC_Fence::get_fence_names spells it), (0, "") when inside."""
         ftype = int(self.params["FENCE_TYPE"])
-        if ftype & 1 and self.u > self.params["FENCE_ALT_MAX"]:
-            return M.FENCE_BREACH_MAXALT
-        if ftype & 2 and math.hypot(self.e, self.n) > self.params["FENCE_RADIUS"]:
-            return M.FENCE_BREACH_BOUNDARY
+        if ftype & 1 and self.u >= self.params["FENCE_ALT_MAX"]:
+            return M.FENCE_BREACH_MAXALT, "Max Alt"
+        if ftype & 2 and math.hypot(self.e, self.n) >= self.params["FENCE_RADIUS"]:
+            return M.FENCE_BREACH_BOUNDARY, "Circle"
         if ftype & 4:
             if any(shapely.contains_xy(p, self.e, self.n) for p in self._exclusions):
-                return M.FENCE_BREACH_BOUNDARY
+                return M.FENCE_BREACH_BOUNDARY, "Polygon"
             if any(not shapely.contains_xy(p, self.e, self.n) for p in self._inclusions):
-                return M.FENCE_BREACH_BOUNDARY
-        return 0
+                return M.FENCE_BREACH_BOUNDARY, "Polygon"
+        return 0, ""
 
     def _check_fence(self) -> None:
         if self.params["FENCE_ENABLE"] < 1 or self.landed:
             if self.fence_breached:
                 self.fence_breached = 0
             return
-        breach = self._fence_violation()
+        breach, name = self._fence_violation()
         if breach and not self.fence_breached:
             self.fence_breached = breach
             self.fence_breach_count += 1
             self._fence_breach_time_ms = int(self.t * 1000)
-            self.statustext(M.MAV_SEVERITY_CRITICAL, "Fence Breached")
+            self.statustext(M.MAV_SEVERITY_NOTICE, f"{name} fence breached")  # AC_Fence::print_fence_message
             action = int(self.params["FENCE_ACTION"])
             if action in (1, 3, 4, 6) and self.mode not in (RTL, LAND, SMART_RTL):
                 # FENCE_ACTION 1 = RTL or land; SmartRTL / brake fall back to RTL here.

@@ -17,7 +17,6 @@ import math
 import selectors
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -351,7 +350,3 @@ def configs_for(count: int, *, speedup: float = 1.0, time_to_ready_s: float = 40
             time_to_ready_s=time_to_ready_s, radio_status=radio_status, seed=seed + i,
             wait_for_connection=wait_for_connection))
     return configs
-
-
-def _wall_sleep(seconds: float) -> None:  # pragma: no cover - tiny helper for the CLI
-    time.sleep(seconds)

@@ -178,10 +178,13 @@ def test_fence_breach_of_an_exclusion_polygon_triggers_rtl_and_fence_status(sim,
     lat, lon = home_plus(100, 0)
     client.mav.set_position_target_global_int_send(0, 1, 1, M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, 0b110111111000,
                                                    lat, lon, 10.0, 0, 0, 0, 0, 0, 0, 0, 0)
-    status = client.wait("FENCE_STATUS", lambda m: m.breach_status == 1, timeout=40)
+    got = client.collect(["FENCE_STATUS", "STATUSTEXT"],
+                         until=lambda m: m.get_type() == "FENCE_STATUS" and m.breach_status == 1, timeout=40)
+    status = got[-1]
+    assert "Polygon fence breached" in [m.text for m in got if m.get_type() == "STATUSTEXT"]
     assert status.breach_type == M.FENCE_BREACH_BOUNDARY and status.breach_count == 1
     client.wait("HEARTBEAT", lambda m: m.custom_mode == RTL)
-    assert sim.state(0).fence_breached
+    assert sim.state(0).fence_breach_count == 1
     assert sim.state(0).lat * 1e7 < home_plus(75, 0)[0]  # turned back before crossing the zone
 
 
