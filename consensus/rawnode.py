@@ -156,8 +156,9 @@ class RawNode:
             r.pending_bcast or r.msgs or r.read_states
             or r.log.unstable.entries or r.log.unstable.snapshot is not None
             or r.log.has_next_committed_entries()
-            or r.soft_state() != self._prev_soft
-            or r.hard_state() != self._prev_hard
+            or r.lead != self._prev_soft.lead or r.role is not self._prev_soft.role
+            or r.term != self._prev_hard.term or r.vote != self._prev_hard.vote
+            or r.log.committed != self._prev_hard.commit
         )
 
     def ready(self) -> Ready:
