@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import shapely
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +41,7 @@ from swarm.evacmap import (
 )
 
 SETTINGS = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     derandomize=True,  # same examples every run: tests stay deterministic
     suppress_health_check=[HealthCheck.too_slow],
@@ -246,3 +247,22 @@ def test_geojson_export_of_any_map_satisfies_rfc7946(data: list[bytes]) -> None:
     expected = (len(m.zones) + len(m.routes) + len(m.survivors) + len(m.drones)
                 + (m.search_area is not None))
     assert len(doc["features"]) == expected
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(entries, invalid_entries)
+def test_soak_determinism_restore_and_invalid_entries(data: list[bytes], bad: bytes) -> None:
+    """The main properties together, on four times as many examples (deselect with
+    -m "not slow")."""
+    a, b = EvacuationMap(), EvacuationMap()
+    assert _apply_all(a, data) == _apply_all(b, data)
+    snap = a.snapshot()
+    assert snap == b.snapshot()
+    c = EvacuationMap()
+    c.restore(snap)
+    assert c.snapshot() == snap
+    result = json.loads(a.apply(len(data) + 1, bad))
+    if not result["ok"]:
+        assert a.snapshot() == snap
