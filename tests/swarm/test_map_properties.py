@@ -14,8 +14,8 @@ import json
 import math
 
 import numpy as np
-import shapely
 import pytest
+import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
