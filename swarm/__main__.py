@@ -54,7 +54,9 @@ def _out_dir(text: str) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m swarm", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m swarm",
+        description="The wildfire swarm: Raft-replicated evacuation map and mission planning.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     demo = sub.add_parser("demo", help="simulated swarm agreeing on a wildfire map")
     demo.add_argument("--seed", type=_seed, default=1, help="seed of the whole run (default 1)")
