@@ -167,6 +167,8 @@ def _print_summary(console: Console, result) -> None:  # result: swarm.demo.Demo
                       f"{result.failover_ticks * ms} ms (virtual) later")
         console.print(f"  {result.crashed} restarted and caught up by "
                       f"{result.catch_up or 'not at all'}")
+    console.print(f"  {result.applies_checked} applies checked: no two drones applied "
+                  "different entries at the same log index (Raft §5.4.3)")
     console.print(f"  {result.retries} client retries, {result.cached_replies} answered from the "
                   f"session cache (exactly-once); {len(result.lost_with_crash)} commands lost "
                   f"with the crashed drone")

@@ -37,6 +37,7 @@ from typing import Any
 from consensus import (
     Config,
     ConfState,
+    Entry,
     EntryKind,
     MemoryStorage,
     ProposalDropped,
@@ -147,6 +148,7 @@ class DemoResult:
     rejected_before_proposing: tuple[str, ...]
     retries: int
     cached_replies: int
+    applies_checked: int  # applies checked for State Machine Safety (Raft §5.4.3)
     lost_with_crash: tuple[str, ...]
     plans: dict[str, Any] | None  # drone -> swarm.planner.PlanResult
     planner_note: str
@@ -183,9 +185,6 @@ class _Exchange:
             _, _, to, payload = heapq.heappop(self._queue)
             out.append((to, payload))
         return out
-
-    def empty(self) -> bool:
-        return not self._queue
 
 
 # -------------------------------------------------------------------- drones
@@ -255,6 +254,8 @@ class _Demo:
         self.crash_tick: int | None = None
         self.restarted = False
         self._rotation = 0
+        self.applied_at: dict[int, tuple[int, bytes, str]] = {}  # index -> term, digest, by
+        self.applies_checked = 0
         for d in self.drones.values():
             self._start(d)
 
@@ -345,6 +346,7 @@ class _Demo:
         for entry in rd.committed_entries:
             if entry.index <= d.applied:
                 continue
+            self._check_state_machine_safety(d, entry)
             d.applied = entry.index
             if entry.kind is not EntryKind.NORMAL or not entry.data:
                 continue  # membership change, or a new leader's no-op (Raft §8)
@@ -353,6 +355,17 @@ class _Demo:
             self._observe_role(d, rd.soft_state.role)
         raw.advance(rd)
         self._maybe_compact(d)
+
+    def _check_state_machine_safety(self, d: _Drone, entry: Entry) -> None:
+        """State Machine Safety (Raft §5.4.3): no two nodes ever apply different
+        entries at the same index. Checked on every apply of the run."""
+        digest = hashlib.sha256(bytes([entry.kind]) + entry.data).digest()
+        seen = self.applied_at.setdefault(entry.index, (entry.term, digest, d.name))
+        if seen[:2] != (entry.term, digest):
+            raise DemoError(f"state machine safety violated at index {entry.index}: "
+                            f"{d.name} applies term {entry.term}, {seen[2]} applied "
+                            f"term {seen[0]}")
+        self.applies_checked += 1
 
     def _observe_role(self, d: _Drone, role: StateRole) -> None:
         if role is StateRole.LEADER and d.role is not StateRole.LEADER:
@@ -653,6 +666,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] | None = None) -> De
         results=tuple((op.drone, op.what, op.result) for op in demo.ops if not op.lost),
         rejected_before_proposing=tuple(demo.rejected),
         retries=demo.retries, cached_replies=demo.cached_replies,
+        applies_checked=demo.applies_checked,
         lost_with_crash=tuple(op.what for op in demo.ops if op.lost),
         plans=plans, planner_note=planner_note, files=tuple(files),
     )

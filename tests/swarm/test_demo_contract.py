@@ -41,3 +41,17 @@ def test_every_message_is_sent_only_after_what_it_promises_is_persisted() -> Non
     assert checked["messages"] > 500
     assert checked["append_acks"] > 50
     assert checked["votes"] >= 4  # two elections in a five-node cluster
+
+
+def test_state_machine_safety_check_catches_a_divergent_apply() -> None:
+    import pytest
+
+    from consensus import Entry
+    from swarm.demo import DemoError
+
+    demo = _Demo(DemoConfig(seed=1, write_files=False), lambda _text: None)
+    one, two = demo.drones[1], demo.drones[2]
+    demo._check_state_machine_safety(one, Entry(1, 5, data=b"a"))
+    demo._check_state_machine_safety(two, Entry(1, 5, data=b"a"))  # same entry: fine
+    with pytest.raises(DemoError, match="state machine safety violated at index 5"):
+        demo._check_state_machine_safety(two, Entry(1, 5, data=b"b"))
