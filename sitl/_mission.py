@@ -207,6 +207,7 @@ class ItemProtocol:
         self._last_receive = 0.0
         self._last_request = 0.0
         self.on_changed: Callable[[], None] = lambda: None
+        self._legacy_warned = False
 
     # --- hooks a list type overrides -------------------------------------------------
     def item_count(self) -> int:
@@ -266,6 +267,10 @@ class ItemProtocol:
 
     def handle_item(self, msg: Any, now: float) -> None:
         src = (msg.get_srcSystem(), msg.get_srcComponent())
+        if msg.get_type() == "MISSION_ITEM" and not self._legacy_warned:
+            # MissionItemProtocol::send_mission_item_warning, once per list type
+            self._legacy_warned = True
+            self._statustext(_M.MAV_SEVERITY_WARNING, "got MISSION_ITEM; GCS should send MISSION_ITEM_INT")
         if msg.seq != self._request_i:
             # MissionItemProtocol::handle_mission_item: wrong seq is NACKed at once; the
             # periodic re-request in update() then asks for the right one again.

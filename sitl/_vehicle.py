@@ -841,9 +841,10 @@ class SimVehicle:
             p.handle_clear_all(msg)
 
     def _on_MISSION_SET_CURRENT(self, msg: Any) -> None:
-        # GCS_MAVLINK::handle_mission_set_current: no ACK, MISSION_CURRENT tells the result.
-        if not self.set_mission_current(msg.seq):
-            self._emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
+        # GCS_MAVLINK::handle_mission_set_current: no ACK; on success a MISSION_CURRENT
+        # echoing exactly the requested seq (GCSs use it as the ACK), on failure nothing.
+        if self.set_mission_current(msg.seq):
+            self._send(self._mission_current_msg(msg.seq))
 
     def _on_SET_MODE(self, msg: Any) -> None:
         # The SET_MODE message is obeyed without any COMMAND_ACK (GCS_MAVLINK::handle_set_mode).
@@ -1063,19 +1064,22 @@ class SimVehicle:
                                           base, self.mode, status)
 
     def mission_current(self) -> Any:
+        return self._mission_current_msg(self.mission_index)
+
+    def _mission_current_msg(self, seq: int) -> Any:
+        """GCS_MAVLINK::send_mission_current: total excludes home; mission_state maps
+        AP_Mission's STOPPED/RUNNING/COMPLETE (so a mission left by a mode change reads
+        NOT_STARTED); mission_mode is 1 in a mode that runs the mission (AUTO)."""
         total = max(0, len(self.missions.items) - 1)
         if total == 0:
             state = M.MISSION_STATE_NO_MISSION
-        elif self.mission_state == "running" and self.mode == AUTO:
+        elif self.mission_state == "running":
             state = M.MISSION_STATE_ACTIVE
         elif self.mission_state == "complete":
             state = M.MISSION_STATE_COMPLETE
-        elif self._mission_started:
-            state = M.MISSION_STATE_PAUSED
         else:
             state = M.MISSION_STATE_NOT_STARTED
-        mode = 1 if self.mode == AUTO else 2
-        return self._mav.mission_current_encode(self.mission_index if total else 0, total, state, mode)
+        return self._mav.mission_current_encode(seq if total else 0, total, state, 1 if self.mode == AUTO else 0)
 
     def state(self) -> VehicleState:
         lat, lon = self.latlon()
