@@ -81,6 +81,31 @@ _EKF_READY = (M.EKF_ATTITUDE | M.EKF_VELOCITY_HORIZ | M.EKF_VELOCITY_VERT | M.EK
               | M.EKF_PRED_POS_HORIZ_ABS)
 
 
+# AP_Mission::Mission_Command::type(): the names in "Mission: N <type>" STATUSTEXTs.
+_COMMAND_NAMES = {
+    M.MAV_CMD_NAV_WAYPOINT: "WP", M.MAV_CMD_NAV_SPLINE_WAYPOINT: "SplineWP", M.MAV_CMD_NAV_RETURN_TO_LAUNCH: "RTL",
+    M.MAV_CMD_NAV_LOITER_UNLIM: "LoitUnlim", M.MAV_CMD_NAV_LOITER_TIME: "LoitTime",
+    M.MAV_CMD_NAV_GUIDED_ENABLE: "GuidedEnable", M.MAV_CMD_NAV_LOITER_TURNS: "LoitTurns",
+    M.MAV_CMD_NAV_LOITER_TO_ALT: "LoitAltitude", M.MAV_CMD_CONDITION_DELAY: "CondDelay",
+    M.MAV_CMD_CONDITION_DISTANCE: "CondDist", M.MAV_CMD_DO_CHANGE_SPEED: "ChangeSpeed",
+    M.MAV_CMD_DO_SET_HOME: "SetHome", M.MAV_CMD_DO_SET_SERVO: "SetServo", M.MAV_CMD_DO_SET_RELAY: "SetRelay",
+    M.MAV_CMD_DO_REPEAT_SERVO: "RepeatServo", M.MAV_CMD_DO_REPEAT_RELAY: "RepeatRelay",
+    M.MAV_CMD_DO_DIGICAM_CONFIGURE: "DigiCamCfg", M.MAV_CMD_DO_DIGICAM_CONTROL: "DigiCamCtrl",
+    M.MAV_CMD_DO_SET_CAM_TRIGG_DIST: "SetCamTrigDst", M.MAV_CMD_DO_SET_ROI: "SetROI",
+    M.MAV_CMD_DO_SET_RESUME_REPEAT_DIST: "SetRepeatDist", M.MAV_CMD_DO_GUIDED_LIMITS: "GuidedLimits",
+    M.MAV_CMD_NAV_TAKEOFF: "Takeoff", M.MAV_CMD_NAV_LAND: "Land",
+    M.MAV_CMD_NAV_CONTINUE_AND_CHANGE_ALT: "ContinueAndChangeAlt", M.MAV_CMD_NAV_VTOL_TAKEOFF: "VTOLTakeoff",
+    M.MAV_CMD_NAV_VTOL_LAND: "VTOLLand", M.MAV_CMD_DO_FENCE_ENABLE: "FenceEnable",
+    M.MAV_CMD_DO_ENGINE_CONTROL: "EngineControl", M.MAV_CMD_CONDITION_YAW: "CondYaw",
+    M.MAV_CMD_DO_LAND_START: "LandStart", M.MAV_CMD_NAV_DELAY: "Delay", M.MAV_CMD_DO_GRIPPER: "Gripper",
+    M.MAV_CMD_NAV_PAYLOAD_PLACE: "PayloadPlace", M.MAV_CMD_DO_PARACHUTE: "Parachute",
+    M.MAV_CMD_DO_SPRAYER: "Sprayer", M.MAV_CMD_DO_AUX_FUNCTION: "AuxFunction",
+    M.MAV_CMD_DO_MOUNT_CONTROL: "MountControl", M.MAV_CMD_DO_WINCH: "Winch",
+    M.MAV_CMD_NAV_SCRIPT_TIME: "NavScriptTime", M.MAV_CMD_NAV_ATTITUDE_TIME: "NavAttitudeTime",
+    M.MAV_CMD_DO_GIMBAL_MANAGER_PITCHYAW: "GimbalPitchYaw",
+}
+
+
 class _Outbox:
     """File-like sink for pymavlink's MAVLink.send(): frames go into a byte buffer."""
 
@@ -690,6 +715,8 @@ class SimVehicle:
                 else:
                     index += 1
                 continue
+            # AP_Mission::start_command announces every command it starts
+            self.statustext(M.MAV_SEVERITY_INFO, f"Mission: {index} {_COMMAND_NAMES.get(item.command, '?')}")
             if item.command in _mission.LOCATION_COMMANDS or item.command == M.MAV_CMD_NAV_DELAY:
                 if item.command in (M.MAV_CMD_DO_SET_HOME, M.MAV_CMD_DO_SET_ROI, M.MAV_CMD_DO_LAND_START,
                                     M.MAV_CMD_DO_SET_ROI_LOCATION):

@@ -99,6 +99,8 @@ def _fly_mission(seed: int) -> list[tuple[float, float, float]]:
         track.append((round(v.e, 6), round(v.n, 6), round(v.u, 6)))
     reached = [m.seq for _, m in h.log if m.get_type() == "MISSION_ITEM_REACHED"]
     assert reached == [1, 2, 3]
+    texts = [m.text for _, m in h.log if m.get_type() == "STATUSTEXT" and m.text.startswith("Mission:")]
+    assert texts == ["Mission: 1 Takeoff", "Mission: 2 WP", "Mission: 3 WP"]
     return track
 
 
