@@ -46,7 +46,7 @@ class Progress:
     """One follower as seen from the leader. Mutated only by the leader's step code."""
 
     __slots__ = ("match", "next", "state", "pending_snapshot", "snapshot_offset",
-                 "snapshot_hb_offset", "recent_active", "probe_sent", "inflights",
+                 "snapshot_stalled", "recent_active", "probe_sent", "inflights",
                  "is_learner")
 
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int,
@@ -58,9 +58,9 @@ class Progress:
         #: even if storage takes a newer one meanwhile) and how many bytes are acked.
         self.pending_snapshot: Snapshot | None = None
         self.snapshot_offset = 0
-        #: The acknowledged offset seen at the last heartbeat reply (-1: none), to spot a
-        #: stalled transfer and retransmit the current chunk.
-        self.snapshot_hb_offset = -1
+        #: Heartbeat replies received since the snapshot transfer last progressed; a
+        #: stalled transfer (a lost chunk or acknowledgement) is retransmitted.
+        self.snapshot_stalled = 0
         #: Heard from since the last CheckQuorum round (thesis §6.2).
         self.recent_active = False
         #: PROBE: an AppendEntries is outstanding; send no more until a reply.
@@ -74,7 +74,7 @@ class Progress:
         self.probe_sent = False
         self.pending_snapshot = None
         self.snapshot_offset = 0
-        self.snapshot_hb_offset = -1
+        self.snapshot_stalled = 0
         self.state = state
         self.inflights.reset()
 

@@ -762,16 +762,18 @@ class Raft:
             return  # a duplicate acknowledgement: sending again would multiply chunks
         if pr.snapshot_offset < len(snap.data):
             self._send_snapshot_chunk(m.frm, pr)
-        pr.snapshot_hb_offset = -1
+        pr.snapshot_stalled = 0
 
     def _maybe_resend_snapshot_chunk(self, to: int, pr: Progress) -> None:
-        # A lost chunk or acknowledgement would stall the transfer; retransmit when a
-        # whole heartbeat round passed with no progress (at most once per round).
-        if pr.snapshot_hb_offset == pr.snapshot_offset:
+        # A lost chunk or acknowledgement stalls the transfer (one chunk is in flight at
+        # a time). The follower still answers heartbeats; after about an election
+        # timeout of them without progress, send the current chunk again. Waiting that
+        # long keeps a slow link, whose chunks take several heartbeats, from being
+        # flooded with copies.
+        pr.snapshot_stalled += 1
+        if pr.snapshot_stalled >= max(2, self.cfg.election_tick // self.cfg.heartbeat_tick):
+            pr.snapshot_stalled = 0
             self._send_snapshot_chunk(to, pr)
-            pr.snapshot_hb_offset = -1
-        else:
-            pr.snapshot_hb_offset = pr.snapshot_offset
 
     # ----------------------------------------------------------------------------------
     # candidate and follower

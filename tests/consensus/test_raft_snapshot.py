@@ -114,3 +114,30 @@ def test_snapshot_duplicated_and_reordered_chunks_do_not_corrupt_the_install():
     c.tick(10)
     assert c.applied(f) == c.applied(lead)
     c.check_state_machine_safety()
+
+
+def test_snapshot_slow_link_is_not_flooded_with_retransmissions():
+    c, lead, f = _behind_follower(chunk=32)
+    held = []
+    sent = []
+
+    def slow(m):
+        if m.type is MessageType.SNAPSHOT and m.to == f:
+            sent.append(m.snapshot_offset)
+            held.append(m)  # each chunk takes a few heartbeat intervals to arrive
+            return None
+        return m
+
+    c.filter = slow
+    c.restart(f)
+    for _ in range(400):
+        c.tick(3)
+        chunks, held[:] = list(held), []
+        for m in chunks:
+            c.queue.append(m)
+        c.stabilize()
+        if c.applied(f) == c.applied(lead):
+            break
+    assert c.applied(f) == c.applied(lead)
+    # Every chunk was sent once: three ticks of delay is well under the retransmit wait.
+    assert len(sent) == len(set(sent)), sorted(sent)
