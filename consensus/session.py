@@ -14,8 +14,11 @@ session is not applied; it gets ``SESSION_EXPIRED`` so the client knows exactly-
 can no longer be promised and re-registers.
 
 Clients may pipeline: each command carries ``ack``, the lowest sequence number whose
-result the client has not received yet; cached results below it are discarded
-(thesis §6.3 "multiple concurrent requests").
+result the client has not received yet; results below it are discarded and those
+numbers answer STALE (thesis §6.3 "multiple concurrent requests"). At or above
+``ack``, the session remembers exactly which numbers were applied, so pipelined
+commands may commit out of order (one lost in a leader crash and retried after its
+successor committed) and each is still applied once.
 """
 
 from __future__ import annotations
@@ -54,11 +57,15 @@ class SessionStatus(enum.IntEnum):
     REGISTERED = 1
     #: The session is unknown or expired: the command was NOT applied.
     SESSION_EXPIRED = 2
-    #: The command was applied before, but its result was discarded because the client
-    #: acknowledged it (``ack`` moved past it). Not applied again.
+    #: The client already acknowledged this sequence number (``ack`` moved past it), so
+    #: it was applied before and its result discarded. Not applied again.
     STALE = 3
     #: The entry is not a valid session envelope; nothing was applied.
     INVALID = 4
+    #: The session already holds ``max_responses`` unacknowledged results: the command
+    #: was NOT applied. The client must acknowledge earlier results (raise ``ack``)
+    #: and retry it.
+    WINDOW_FULL = 5
 
 
 @dataclass(frozen=True)
@@ -126,16 +133,25 @@ def _unpack(data: bytes) -> Any:
 @dataclass
 class _Session:
     last_index: int  # log index of the last command touching it (the LRU key)
-    highest_seq: int = 0
+    #: Every sequence number below it was applied and its result acknowledged by the
+    #: client (the highest ``ack`` seen).
+    floor: int = 1
+    #: Results of the commands applied at or above ``floor``. A sequence number at or
+    #: above ``floor`` that is not here was never applied (thesis §6.3): commands of a
+    #: pipelining client may commit out of order, e.g. when one is lost in a leader
+    #: crash and retried after its successor committed.
     responses: dict[int, bytes] = field(default_factory=dict)
+
+    def highest(self) -> int:
+        return max(self.responses) if self.responses else self.floor - 1
 
 
 class SessionStateMachine:
     """Wraps an application :class:`StateMachine` with client sessions.
 
     ``max_sessions`` bounds the table (LRU by log index); ``max_responses`` bounds the
-    results cached per session (a client pipelining more than that loses the oldest,
-    which then answer STALE)."""
+    unacknowledged results kept per session (a client pipelining more than that gets
+    WINDOW_FULL, without application, until it acknowledges)."""
 
     def __init__(self, inner: StateMachine, *, max_sessions: int = 4096,
                  max_responses: int = 64) -> None:
@@ -147,8 +163,15 @@ class SessionStateMachine:
         self._sessions: dict[int, _Session] = {}
 
     def sessions(self) -> dict[int, int]:
-        """client id -> highest applied sequence number (for inspection)."""
-        return {c: s.highest_seq for c, s in self._sessions.items()}
+        """client id -> highest applied sequence number (for inspection; with pipelining
+        a lower one may still be unapplied: use :meth:`has_applied`)."""
+        return {c: s.highest() for c, s in self._sessions.items()}
+
+    def has_applied(self, client_id: int, seq: int) -> bool:
+        """Whether command ``seq`` of session ``client_id`` was applied (False also when
+        the session is unknown or expired)."""
+        s = self._sessions.get(client_id)
+        return s is not None and (seq < s.floor or seq in s.responses)
 
     def apply(self, index: int, data: bytes) -> bytes:
         try:
@@ -168,6 +191,8 @@ class SessionStateMachine:
             _check_u64("ack", ack, 0)
             if type(payload) is not bytes:
                 raise SessionError("payload must be bytes")
+            if ack > seq:
+                raise SessionError("ack beyond the command's own sequence number")
         except SessionError:
             return SessionResult(SessionStatus.INVALID).encode()
         return self._command(index, client_id, seq, ack, payload).encode()
@@ -190,24 +215,26 @@ class SessionStateMachine:
         if s is None:
             return SessionResult(SessionStatus.SESSION_EXPIRED, client_id, seq)
         s.last_index = index
-        for old in [k for k in s.responses if k < ack]:
-            del s.responses[old]
+        if ack > s.floor:
+            # The client has every result below ack: forget them (thesis §6.3).
+            s.floor = ack
+            for old in [k for k in s.responses if k < ack]:
+                del s.responses[old]
+        if seq < s.floor:
+            return SessionResult(SessionStatus.STALE, client_id, seq)
         cached = s.responses.get(seq)
         if cached is not None:
             return SessionResult(SessionStatus.OK, client_id, seq, cached, cached=True)
-        if seq <= s.highest_seq:
-            # Applied before and its result already acknowledged / evicted: do not
-            # apply twice.
-            return SessionResult(SessionStatus.STALE, client_id, seq)
+        if len(s.responses) >= self.max_responses:
+            # Dropping a result the client has not acknowledged would make a retry of
+            # it indistinguishable from a new command; refuse instead.
+            return SessionResult(SessionStatus.WINDOW_FULL, client_id, seq)
         result = self.inner.apply(index, payload)
-        s.highest_seq = seq
         s.responses[seq] = result
-        while len(s.responses) > self.max_responses:
-            del s.responses[min(s.responses)]
         return SessionResult(SessionStatus.OK, client_id, seq, result)
 
     def snapshot(self) -> bytes:
-        table = [[c, s.last_index, s.highest_seq, sorted(s.responses.items())]
+        table = [[c, s.last_index, s.floor, sorted(s.responses.items())]
                  for c, s in sorted(self._sessions.items())]
         return msgpack.packb([_VERSION, self.inner.snapshot(), table], use_bin_type=True)
 
@@ -220,17 +247,17 @@ class SessionStateMachine:
         for row in obj[2]:
             if not (isinstance(row, list) and len(row) == 4 and isinstance(row[3], list)):
                 raise SessionError("malformed session row")
-            c, last, highest, responses = row
+            c, last, floor, responses = row
             _check_u64("client_id", c, 1)
             _check_u64("last_index", last, 0)
-            _check_u64("highest_seq", highest, 0)
+            _check_u64("floor", floor, 1)
             rs: dict[int, bytes] = {}
             for pair in responses:
                 if not (isinstance(pair, list) and len(pair) == 2 and type(pair[1]) is bytes):
                     raise SessionError("malformed cached response")
-                _check_u64("seq", pair[0], 1)
+                _check_u64("seq", pair[0], floor)
                 rs[pair[0]] = pair[1]
-            sessions[c] = _Session(last, highest, rs)
+            sessions[c] = _Session(last, floor, rs)
         # Validate everything before changing anything; the inner restore validates
         # its own part and raises without change.
         self.inner.restore(obj[1])

@@ -76,8 +76,38 @@ def test_sessions_acknowledged_results_are_dropped_and_old_retries_are_stale():
     cid = decode_result(sm.apply(1, encode_register())).client_id
     sm.apply(2, encode_command(cid, 1, b"1"))
     sm.apply(3, encode_command(cid, 2, b"1", ack=2))  # client got result 1
-    r = decode_result(sm.apply(4, encode_command(cid, 1, b"1", ack=2)))
+    # A delayed duplicate of command 1 (as first sent, ack=1) commits late.
+    r = decode_result(sm.apply(4, encode_command(cid, 1, b"1", ack=1)))
     assert r.status is SessionStatus.STALE and sm.inner.value == 2
+    assert sm.has_applied(cid, 1) and sm.has_applied(cid, 2)
+
+
+def test_sessions_6_3_pipelined_command_lost_in_a_crash_is_applied_when_retried():
+    # Commands n and n+1 in flight; n is lost with the old leader, n+1 commits; the
+    # retry of n must be applied (once), not answered STALE.
+    sm = _sessions()
+    cid = decode_result(sm.apply(1, encode_register())).client_id
+    client = ClientSession(cid)
+    n, _lost = client.command(b"1")
+    n1, cmd1 = client.command(b"10")
+    assert decode_result(sm.apply(2, cmd1)).status is SessionStatus.OK
+    assert sm.has_applied(cid, n1) and not sm.has_applied(cid, n)
+    retry = decode_result(sm.apply(3, client.encoded(n)))
+    assert retry.status is SessionStatus.OK and not retry.cached
+    assert sm.inner.value == 11
+    again = decode_result(sm.apply(4, client.encoded(n)))
+    assert again.cached and sm.inner.value == 11
+
+
+def test_sessions_window_full_refuses_without_applying_until_acknowledged():
+    sm = SessionStateMachine(Counter(), max_responses=2)
+    cid = decode_result(sm.apply(1, encode_register())).client_id
+    sm.apply(2, encode_command(cid, 1, b"1", ack=1))
+    sm.apply(3, encode_command(cid, 2, b"1", ack=1))
+    r = decode_result(sm.apply(4, encode_command(cid, 3, b"1", ack=1)))
+    assert r.status is SessionStatus.WINDOW_FULL and sm.inner.value == 2
+    r = decode_result(sm.apply(5, encode_command(cid, 3, b"1", ack=2)))  # got result 1
+    assert r.status is SessionStatus.OK and sm.inner.value == 3
 
 
 def test_sessions_snapshot_round_trip_and_bad_snapshot_changes_nothing():
