@@ -149,11 +149,11 @@ def check_mission_item(item: Item) -> int:
 def stored_mission_item(item: Item) -> Item:
     """The item as ArduPilot stores it and reads it back (frames, kept params, cm alt)."""
     kept = _KEPT_PARAMS.get(item.command)
-    params = [item.param1, item.param2, item.param3, item.param4]
+    params = [0.0 if math.isnan(p) else p for p in (item.param1, item.param2, item.param3, item.param4)]
     if kept is not None:
-        params = [(float(int(p)) if i + 1 == 1 and item.command != _M.MAV_CMD_DO_CHANGE_SPEED
+        # param1 of the nav commands is stored as an integer (AP_Mission's uint16 p1)
+        params = [(float(int(p)) if i == 0 and item.command != _M.MAV_CMD_DO_CHANGE_SPEED
                    else p) if (i + 1) in kept else 0.0 for i, p in enumerate(params)]
-    params = [0.0 if math.isnan(p) else p for p in params]
     if item.command in LOCATION_COMMANDS:
         frame = _TO_FLOAT_FRAME.get(item.frame, item.frame)
         return Item(item.command, frame, *params, x=item.x, y=item.y,

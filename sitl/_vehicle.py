@@ -59,7 +59,7 @@ _USER_TAKEOFF = {GUIDED, LOITER, ALT_HOLD, POSHOLD, 13, 22, 24}
 STREAM_GROUPS: dict[int, tuple[int, ...]] = {
     M.MAV_DATA_STREAM_EXTENDED_STATUS: (M.MAVLINK_MSG_ID_SYS_STATUS, M.MAVLINK_MSG_ID_MISSION_CURRENT,
                                         M.MAVLINK_MSG_ID_GPS_RAW_INT, M.MAVLINK_MSG_ID_FENCE_STATUS),
-    M.MAV_DATA_STREAM_POSITION: (M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT,),
+    M.MAV_DATA_STREAM_POSITION: (M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, M.MAVLINK_MSG_ID_LOCAL_POSITION_NED),
     M.MAV_DATA_STREAM_EXTRA1: (M.MAVLINK_MSG_ID_ATTITUDE,),
     M.MAV_DATA_STREAM_EXTRA2: (M.MAVLINK_MSG_ID_VFR_HUD,),
     M.MAV_DATA_STREAM_EXTRA3: (M.MAVLINK_MSG_ID_SYSTEM_TIME, M.MAVLINK_MSG_ID_EKF_STATUS_REPORT,
@@ -939,15 +939,23 @@ class SimVehicle:
 
     def _on_COMMAND_LONG(self, msg: Any) -> None:
         params = (msg.param1, msg.param2, msg.param3, msg.param4, msg.param5, msg.param6, msg.param7)
-        result = self._command(msg.command, params, is_int=False)
+        result = self._checked_command(msg.command, params, is_int=False)
         self._send(self._mav.command_ack_encode(msg.command, result, 0, 0, msg.get_srcSystem(),
                                                 msg.get_srcComponent()))
 
     def _on_COMMAND_INT(self, msg: Any) -> None:
         params = (msg.param1, msg.param2, msg.param3, msg.param4, msg.x, msg.y, msg.z)
-        result = self._command(msg.command, params, is_int=True, frame=msg.frame)
+        result = self._checked_command(msg.command, params, is_int=True, frame=msg.frame)
         self._send(self._mav.command_ack_encode(msg.command, result, 0, 0, msg.get_srcSystem(),
                                                 msg.get_srcComponent()))
+
+    def _checked_command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int = 3) -> int:
+        """Run a command; parameters that cannot be what the command needs (NaN where an
+        integer is expected, ...) get MAV_RESULT_DENIED and change nothing."""
+        try:
+            return self._command(command, p, is_int, frame)
+        except (ValueError, OverflowError):
+            return M.MAV_RESULT_DENIED
 
     def _command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int = 3) -> int:
         if any(isinstance(v, float) and math.isinf(v) for v in p):

@@ -150,3 +150,48 @@ def test_radio_link_drops_out_far_beyond_range():
     model = RadioModel(seed=1)
     samples = [model.sample(200_000.0, float(t)) for t in range(60)]
     assert not any(s.link_up for s in samples)
+
+
+def test_command_with_nan_where_an_integer_is_needed_is_denied_and_changes_nothing():
+    h = _Harness()
+    assert h.command(M.MAV_CMD_DO_SET_MODE, 1, float("nan")) == M.MAV_RESULT_DENIED
+    assert h.command(M.MAV_CMD_DO_SET_MISSION_CURRENT, float("nan")) == M.MAV_RESULT_DENIED
+    assert h.vehicle.mode == 0 and h.vehicle.mission_index == 1
+
+
+def test_commands_addressed_to_another_system_are_ignored():
+    h = _Harness()
+    replies = h.send(h.gcs.command_long_encode(7, 1, M.MAV_CMD_DO_SET_MODE, 0, 1, 2, 0, 0, 0, 0, 0))
+    assert not [m for m in replies if m.get_type() == "COMMAND_ACK"]
+    assert h.vehicle.mode == 0
+
+
+def test_oversized_mission_count_is_refused_with_no_space():
+    h = _Harness()
+    replies = h.send(h.gcs.mission_count_encode(1, 1, 60000, 0))
+    assert [m.type for m in replies if m.get_type() == "MISSION_ACK"] == [M.MAV_MISSION_NO_SPACE]
+    assert not h.vehicle.missions.receiving
+
+
+def test_waypoint_with_nan_hold_time_is_stored_with_zero():
+    h = _Harness()
+    cmd, x, y, z = _wp(1, 10, 0, 10)
+    h.send(h.gcs.mission_count_encode(1, 1, 2, 0))
+    h.send(h.gcs.mission_item_int_encode(1, 1, 0, 0, cmd, 0, 1, 0, 0, 0, 0, x, y, 584, 0))
+    replies = h.send(h.gcs.mission_item_int_encode(1, 1, 1, 6, cmd, 0, 1, float("nan"), 0, 0, 0, x, y, z, 0))
+    assert [m.type for m in replies if m.get_type() == "MISSION_ACK"] == [M.MAV_MISSION_ACCEPTED]
+    assert h.vehicle.missions.items[1].param1 == 0.0
+
+
+def test_reposition_off_the_globe_is_denied():
+    h = _Harness()
+    h.run(3.0)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    h.command(M.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, 10)
+    h.run(10.0)
+    before = (h.vehicle._nav.e, h.vehicle._nav.n)
+    replies = h.send(h.gcs.command_int_encode(1, 1, 6, M.MAV_CMD_DO_REPOSITION, 0, 0, -1, 0, 0, 0,
+                                              1_000_000_000, 0, 20))
+    assert [m.result for m in replies if m.get_type() == "COMMAND_ACK"] == [M.MAV_RESULT_DENIED]
+    assert (h.vehicle._nav.e, h.vehicle._nav.n) == before
