@@ -724,6 +724,8 @@ class Raft:
                     pr.become_probe()
                 self._send_append(m.frm)
             return
+        if m.index > self.log.last_index():
+            return  # acknowledges entries we never sent: no correct peer does this
         old_paused = pr.is_paused()
         if not (pr.maybe_update(m.index)
                 or (pr.match == m.index and pr.state is ProgressState.PROBE)):

@@ -109,3 +109,58 @@ def test_same_inputs_same_outputs():
 
     assert transcript(7) == transcript(7)
     assert transcript(7) != transcript(8)
+
+
+def test_leader_ignores_an_acknowledgement_of_entries_it_never_sent():
+    n, s = _node(pre_vote=False)
+    n.campaign()
+    n.step(Message(MessageType.VOTE_RESP, to=1, frm=2, term=1))
+    assert n.status().role is StateRole.LEADER
+    rd = n.ready()
+    s.apply_ready(rd.hard_state, rd.entries, rd.snapshot)
+    n.advance(rd)
+    last = n.status().last_index
+    n.step(Message(MessageType.APPEND_RESP, to=1, frm=2, term=1, index=last + 5))
+    assert n.status().progress[2].match == 0
+    n.step(Message(MessageType.APPEND_RESP, to=1, frm=2, term=1, index=last))
+    assert n.status().progress[2].match == last
+
+
+def test_random_well_formed_messages_never_crash_a_node():
+    # Robustness: whatever a peer sends that passes validation, the node either acts
+    # on it or ignores it; it never raises.
+    kinds = list(MessageType)
+    for seed in range(150):
+        rng = random.Random(seed)
+        n, s = _node(seed=seed, pre_vote=rng.random() < 0.5, check_quorum=rng.random() < 0.5)
+        for _ in range(50):
+            t = rng.choice(kinds)
+            untermed = t in (MessageType.PROPOSE, MessageType.READ_INDEX,
+                             MessageType.TRANSFER_LEADER)
+            term = 0 if untermed else rng.randint(1, 5)
+            idx = rng.randint(0, 10)
+            log_term = rng.randint(0, term)
+            ents: tuple = ()
+            if t is MessageType.APPEND:
+                ents = tuple(Entry(log_term, idx + 1 + j) for j in range(rng.randint(0, 3)))
+            elif t is MessageType.PROPOSE:
+                ents = (Entry(0, 0, data=b"p"),)
+            snap = None
+            if t is MessageType.SNAPSHOT:
+                snap = Snapshot(SnapshotMeta(rng.randint(1, 12), rng.randint(0, term), CS), b"ab")
+            ctx = b"r" if t in (MessageType.READ_INDEX, MessageType.READ_INDEX_RESP) else \
+                rng.choice([b"", b"c", b"transfer"])
+            m = Message(t, 1, rng.choice([2, 3, 4]), term=term, log_term=log_term, index=idx,
+                        entries=ents, commit=rng.randint(0, 12), reject=rng.random() < 0.3,
+                        reject_hint=rng.randint(0, 10), snapshot=snap,
+                        snapshot_offset=rng.choice([0, 2, 99]),
+                        snapshot_done=rng.random() < 0.5, context=ctx)
+            if rng.random() < 0.1:
+                n.tick()
+            elif rng.random() < 0.05:
+                n.campaign()
+            n.step(m)
+            while n.has_ready():
+                rd = n.ready()
+                s.apply_ready(rd.hard_state, rd.entries, rd.snapshot)
+                n.advance(rd)
