@@ -117,6 +117,7 @@ class Obstacles:
     node_xy: np.ndarray  # (M, 2)
     node_prev: np.ndarray  # (M, 2)
     node_next: np.ndarray  # (M, 2)
+    node_free: np.ndarray  # (M,) outside every node polygon's interior
 
     @property
     def empty(self) -> bool:
@@ -161,6 +162,10 @@ class Obstacles:
         point = shapely.Point(p)
         return [i for i, f in enumerate(self.fences) if f.intersects(point)]
 
+    def inside_nodes(self, p: tuple[float, float]) -> bool:
+        """True if ``p`` is in the interior of a node polygon."""
+        return len(self.nodes_tree.query(shapely.Point(p), predicate="within")) > 0
+
     def nodes_near(self, geometry: shapely.Geometry) -> shapely.Geometry:
         """Union of the node polygons that touch ``geometry`` (enough to subtract them
         from it; cheaper than the union of all)."""
@@ -198,7 +203,8 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
     if not hazards:
         return Obstacles(frame, (), (), (), (), (), (), (), STRtree([]),
                          shapely.GeometryCollection(), STRtree([]),
-                         np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
+                         np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)),
+                         np.zeros(0, dtype=bool))
     # One pymap3d call for every vertex of every zone.
     local = frame.geometry_to_enu(np.array([z.polygon for z in hazards], dtype=object))
     # A round buffer's arcs are polygons inscribed in the true circle, whose chords cut
@@ -239,12 +245,18 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
     inside = tree.query(shapely.points(node_xy), predicate="intersects")[0]
     keep = np.ones(len(node_xy), dtype=bool)
     keep[inside] = False
+    node_xy, node_prev, node_next = node_xy[keep], node_prev[keep], node_next[keep]
+    nodes_tree = STRtree(nodes_poly)
+    # A vertex on its own ring is not "within" its polygon; within another one it is.
+    crowded = nodes_tree.query(shapely.points(node_xy), predicate="within")[0]
+    free = np.ones(len(node_xy), dtype=bool)
+    free[crowded] = False
     return Obstacles(
         frame=frame, zone_ids=ids, fence_items=_fence_items(fence_arr, frame), zones=tuple(local), buffered=tuple(buffered), fences=tuple(fences),
         keepout=tuple(keepout), nodes_poly=tuple(nodes_poly), keepout_tree=tree,
         keepout_union=keepout_union,
-        nodes_tree=STRtree(nodes_poly),
-        node_xy=node_xy[keep], node_prev=node_prev[keep], node_next=node_next[keep],
+        nodes_tree=nodes_tree,
+        node_xy=node_xy, node_prev=node_prev, node_next=node_next, node_free=free,
     )
 
 

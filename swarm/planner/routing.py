@@ -47,11 +47,15 @@ def route(obstacles: Obstacles, start: Point, goal: Point,
     m = len(base)
     s_idx, t_idx = m, m + 1
     xy = np.vstack([base, np.array([start, goal], dtype=float)])
-    # Start and goal are not on a ring: their "neighbours" are themselves, which makes
-    # both cross products zero and the tangent test pass.
+    # Start and goal are not on a ring: their "neighbours" are themselves.
     prev = np.vstack([obstacles.node_prev, xy[m:]])
     nxt = np.vstack([obstacles.node_next, xy[m:]])
     h = np.hypot(xy[:, 0] - goal[0], xy[:, 1] - goal[1])
+    # The tangent rules are exact only for points outside every node polygon; a point
+    # inside one (start, goal, or a vertex in another zone's 0.5 m node ring) is never
+    # pruned as a candidate, and prunes nothing when expanded.
+    free = np.concatenate([obstacles.node_free, [False, False]])
+    start_inside = obstacles.inside_nodes(start)
 
     best = np.full(m + 2, np.inf)
     best[s_idx] = 0.0
@@ -69,19 +73,20 @@ def route(obstacles: Obstacles, start: Point, goal: Point,
         expansions += 1
         if expansions > max_expansions:
             return None
-        ux, uy = xy[u]
         d = xy - xy[u]
         dist = np.hypot(d[:, 0], d[:, 1])
-        # Tangent at v: v's neighbours on one side of line uv. Sines rather than raw
-        # cross products, with a tolerance, so a neighbour collinear with uv (an edge of
-        # the node polygon itself) passes despite rounding: widening the candidate set
-        # never costs safety, since every edge is checked.
-        cand = _one_side(d, dist, prev - xy[u], nxt - xy[u]) & ~closed
-        if u < m:
+        cand = ~closed
+        if free[u] or (u == s_idx and not start_inside):
+            # Tangent at v: v's neighbours on one side of line uv. Sines rather than
+            # raw cross products, with a tolerance, so a neighbour collinear with uv
+            # (an edge of the node polygon itself) passes despite rounding: widening
+            # the candidate set never costs safety, since every edge is checked.
+            cand &= _one_side(d, dist, prev - xy[u], nxt - xy[u]) | ~free
+        if free[u]:
             # Tangent at u: u's neighbours on one side of line uv.
             pu = np.broadcast_to(prev[u] - xy[u], d.shape)
             nu = np.broadcast_to(nxt[u] - xy[u], d.shape)
-            cand &= _one_side(d, dist, pu, nu)
+            cand &= _one_side(d, dist, pu, nu) | ~free
         cand[u] = False
         g_new = best[u] + dist
         cand &= g_new < best
