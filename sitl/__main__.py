@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--radio", action="store_true",
                         help="emulate a SiK radio: RADIO_STATUS from sysid 51 falling with distance")
+    parser.add_argument("--gcs", type=_home, default=None, metavar="LAT,LON[,ALT]",
+                        help="ground-station radio position for --radio (default: each copter's home)")
     parser.add_argument("--no-wait", action="store_true",
                         help="boot at start instead of waiting for each copter's first client")
     parser.add_argument("--seed", type=int, default=0, help="seed for the radio model noise")
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configs = configs_for(args.count, speedup=args.speedup, time_to_ready_s=args.time_to_ready,
                               home=args.home, base_port=args.base_port, radio_status=args.radio,
-                              seed=args.seed, wait_for_connection=not args.no_wait)
+                              seed=args.seed, wait_for_connection=not args.no_wait, gcs=args.gcs)
     except ValueError as exc:
         print(f"python -m sitl: error: {exc}", file=sys.stderr)
         return 2

@@ -340,6 +340,7 @@ class SimVehicle:
             self._ready_announced = True
             self.statustext(M.MAV_SEVERITY_INFO, "EKF3 IMU0 origin set")
             self.statustext(M.MAV_SEVERITY_INFO, "EKF3 IMU0 is using GPS")
+            self._emit_deferred(M.MAVLINK_MSG_ID_HOME_POSITION)  # GCS::send_home_all when home is set
         if self._radio is not None and t >= self._next_radio:
             self._next_radio = t + 1.0
             self._send_radio_status(t)

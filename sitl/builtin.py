@@ -330,7 +330,8 @@ class SimulatorServer:
 def configs_for(count: int, *, speedup: float = 1.0, time_to_ready_s: float = 40.0,
                 home: Sequence[float] = DEFAULT_HOME, base_port: int = BASE_PORT,
                 spacing_m: float = 5.0, radio_status: bool = False, seed: int = 0,
-                wait_for_connection: bool = True) -> list[VehicleConfig]:
+                wait_for_connection: bool = True,
+                gcs: Sequence[float] | None = None) -> list[VehicleConfig]:
     """``count`` copters on SITL's port scheme, homes ``spacing_m`` apart eastward so they never share a spot."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 254:
         raise ValueError(f"count must be an int in 1..254, not {count!r}")
@@ -341,6 +342,10 @@ def configs_for(count: int, *, speedup: float = 1.0, time_to_ready_s: float = 40
         raise ValueError(f"base_port must be an int in 0..65535, not {base_port!r}")
     if base_port and base_port + 10 * (count - 1) > 65535:
         raise ValueError(f"{count} vehicles from port {base_port} run past 65535")
+    if gcs is not None and len(gcs) not in (2, 3):
+        raise ValueError("gcs must be (lat, lon) or (lat, lon, alt)")
+    gcs_lat, gcs_lon, gcs_alt = (None, None, None) if gcs is None else (
+        gcs[0], gcs[1], gcs[2] if len(gcs) == 3 else alt)
     metres_per_deg_lon = 111_319.49 * math.cos(math.radians(lat))
     configs = []
     for i in range(count):
@@ -348,5 +353,5 @@ def configs_for(count: int, *, speedup: float = 1.0, time_to_ready_s: float = 40
             instance=i, home_lat=lat, home_lon=lon + i * spacing_m / max(metres_per_deg_lon, 1e-6),
             home_alt=alt, tcp_port=(base_port + 10 * i) if base_port else 0, speedup=speedup,
             time_to_ready_s=time_to_ready_s, radio_status=radio_status, seed=seed + i,
-            wait_for_connection=wait_for_connection))
+            wait_for_connection=wait_for_connection, gcs_lat=gcs_lat, gcs_lon=gcs_lon, gcs_alt=gcs_alt))
     return configs

@@ -3,8 +3,9 @@
 ArduPilot SITL never sends RADIO_STATUS; on real aircraft the SiK radio injects it
 itself (sysid 51, compid 68 = MAV_COMP_ID_TELEMETRY_RADIO). The built-in simulator
 can emulate such a radio: received power falls with the log-distance path-loss law,
-plus seeded log-normal shadowing, and the link drops out now and then (more often as
-the margin over the noise floor shrinks). Values are reported in SiK units, where
+plus seeded log-normal shadowing, and the link drops out now and then once the fade
+margin over the noise floor falls below 20 dB (more often as it shrinks). During a
+dropout the simulator delivers nothing at all to the client, as a lost radio link would. Values are reported in SiK units, where
 ``dBm = rssi / 1.9 - 127`` (SiK firmware ``radio.c``).
 """
 
@@ -48,12 +49,12 @@ class RadioModel:
     """
 
     seed: int = 0
-    reference_dbm: float = -40.0
+    reference_dbm: float = -30.0
     reference_m: float = 10.0
     exponent: float = 2.6
     shadowing_db: float = 2.0
     noise_dbm: float = -110.0
-    dropout_base_per_s: float = 0.002
+    dropout_base_per_s: float = 0.01
     dropout_s: float = 2.0
 
     def __post_init__(self) -> None:
@@ -84,8 +85,10 @@ class RadioModel:
         noise = self.noise_dbm + self._rng.gauss(0.0, 1.0)
         remnoise = self.noise_dbm + self._rng.gauss(0.0, 1.0)
         margin = min(local, remote) - noise
-        # Below ~10 dB of fade margin a SiK link starts losing frames; at 0 dB it is gone.
-        rate = self.dropout_base_per_s * math.exp(max(0.0, 20.0 - margin) / 4.0)
+        # With more than 20 dB of fade margin the link is solid (no dropouts: with the
+        # defaults, out to ~2 km); below it dropouts grow more frequent, and at 0 dB the
+        # link is gone (~12 km).
+        rate = 0.0 if margin >= 20.0 else self.dropout_base_per_s * math.exp((20.0 - margin) / 4.0)
         if now >= self._dropout_until and self._rng.random() < 1.0 - math.exp(-rate * dt):
             self._dropout_until = now + self.dropout_s
         link_up = now >= self._dropout_until and margin > 0.0

@@ -195,3 +195,25 @@ def test_reposition_off_the_globe_is_denied():
                                               1_000_000_000, 0, 20))
     assert [m.result for m in replies if m.get_type() == "COMMAND_ACK"] == [M.MAV_RESULT_DENIED]
     assert (h.vehicle._nav.e, h.vehicle._nav.n) == before
+
+
+def test_radio_link_never_drops_within_its_solid_range():
+    model = RadioModel(seed=4)
+    assert all(model.sample(1000.0, float(t)).link_up for t in range(600))
+
+
+def test_radio_link_drops_out_now_and_then_near_its_range_limit():
+    model = RadioModel(seed=4)
+    ups = [model.sample(5000.0, float(t)).link_up for t in range(600)]
+    assert 0 < ups.count(False) < 600
+
+
+def test_radio_status_from_a_distant_ground_station_is_weaker():
+    near = _Harness(radio_status=True)
+    far = _Harness(radio_status=True, gcs_lat=DEFAULT_HOME[0] + 0.03, gcs_lon=DEFAULT_HOME[1])  # ~3.3 km
+    for h in (near, far):
+        h.run(20.0)
+    rssi = [[m.rssi for _, m in h.log if m.get_type() == "RADIO_STATUS"] for h in (near, far)]
+    assert len(rssi[0]) >= 19 and rssi[1]
+    assert sum(rssi[0]) / len(rssi[0]) > sum(rssi[1]) / len(rssi[1]) + 20
+    assert all(m.get_srcSystem() == 51 for _, m in near.log if m.get_type() == "RADIO_STATUS")
