@@ -135,7 +135,9 @@ def _strips(area: shapely.Geometry, k: int) -> list[shapely.Geometry]:
     cuts.append(xmax)
     strips = []
     for a, b in zip(cuts, cuts[1:]):
-        piece = shapely.clip_by_rect(rotated, a, ymin - 1.0, b, ymax + 1.0)
+        # clip_by_rect is fast and its area is right (good for bisection), but GEOS does
+        # not promise a valid polygon from it; the strips themselves use a full overlay.
+        piece = shapely.intersection(rotated, shapely.box(a, ymin - 1.0, b, ymax + 1.0))
         strips.append(shapely.affinity.rotate(piece, angle, origin=(0.0, 0.0), use_radians=True))
     return strips
 

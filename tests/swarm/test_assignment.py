@@ -3,6 +3,8 @@ gets exactly one drone, a lost drone's sector is redistributed, same map same an
 
 from __future__ import annotations
 
+import math
+
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,3 +108,30 @@ def test_every_drone_computes_the_same_assignment_whatever_the_order(order, dead
     assert {k: v.wkb for k, v in a1.sectors.items()} == {k: v.wkb for k, v in a2.sectors.items()}
     assigned = [s for ids in a1.survivors.values() for s in ids]
     assert sorted(assigned) == sorted(s.id for s in ss)  # each exactly once
+
+
+@st.composite
+def search_areas(draw):
+    n = draw(st.integers(3, 14))
+    radii = draw(st.lists(st.floats(300, 3000), min_size=n, max_size=n))
+    stretch = draw(st.floats(0.2, 5.0))
+    turn = draw(st.floats(0, math.pi))
+    pts = []
+    for k, r in enumerate(radii):
+        a = 2 * math.pi * k / n
+        x, y = r * math.cos(a) * stretch, r * math.sin(a)
+        pts.append((x * math.cos(turn) - y * math.sin(turn), x * math.sin(turn) + y * math.cos(turn)))
+    return poly(pts)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(search_areas(), st.integers(1, 10))
+def test_sectors_partition_any_search_area_into_equal_areas(area, k):
+    a = assign(PlannerMap(1, area, drones=drones(*[f"d{i:02d}" for i in range(k)])))
+    enu = a.frame.geometry_to_enu(area)
+    parts = list(a.sectors_enu.values())
+    assert len(parts) == k and all(p.is_valid for p in parts)
+    total = sum(p.area for p in parts)
+    assert abs(total - enu.area) < 1e-6 * enu.area  # no overlap, nothing lost...
+    assert enu.symmetric_difference(shapely.union_all(parts)).area < 1e-6 * enu.area  # ...and it covers
+    assert max(p.area for p in parts) - min(p.area for p in parts) < 1e-6 * enu.area

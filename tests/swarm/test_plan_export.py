@@ -7,6 +7,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mavlink_bridge.plan import (
     CMD_NAV_FENCE_CIRCLE_EXCLUSION,
@@ -17,6 +19,7 @@ from mavlink_bridge.plan import (
     MissionPlan,
 )
 from swarm.planner import (
+    GeoPoint,
     PlanFileError,
     PlannerConfig,
     PlannerMap,
@@ -163,3 +166,28 @@ def test_writer_refuses_a_fence_whose_vertex_count_is_inconsistent():
     bad = MissionItem.at(5002, -35.0, 149.0, 0.0, frame=FRAME_GLOBAL, param1=4.0)
     with pytest.raises(ValueError, match="consecutive"):
         write_qgc_plan(MissionPlan(fence=(bad, bad, bad)), gp(0, 0))
+
+
+_GLOBAL_ITEM = st.builds(
+    lambda cmd, frame, p, lat, lon, z, auto: MissionItem(
+        command=cmd, frame=frame, param1=p[0], param2=p[1], param3=p[2], param4=p[3],
+        x=lat, y=lon, z=z, autocontinue=auto),
+    st.sampled_from([16, 17, 19, 21, 22]), st.sampled_from([0, 3, 5, 6]),
+    st.tuples(*[st.floats(-1e6, 1e6, allow_nan=False)] * 4),
+    st.integers(-90 * 10**7, 90 * 10**7), st.integers(-180 * 10**7, 180 * 10**7),
+    st.floats(-500, 10_000, allow_nan=False), st.sampled_from([0, 1]))
+_FRAMELESS_ITEM = st.builds(
+    lambda cmd, p1: MissionItem(command=cmd, frame=2, param1=p1),
+    st.sampled_from([20, 178, 224]), st.floats(-100, 100, allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(_GLOBAL_ITEM, _FRAMELESS_ITEM), min_size=1, max_size=20),
+       st.floats(-89.9, 89.9), st.floats(-179.9, 179.9), st.floats(-400, 8000))
+def test_any_mission_round_trips_through_both_formats(items, lat, lon, alt):
+    mission_plan = MissionPlan(mission=tuple(items))
+    home = GeoPoint(lat, lon, alt)
+    via_plan = read_qgc_plan(write_qgc_plan(mission_plan, home))
+    via_wpl = read_wpl(write_wpl(mission_plan, home))
+    assert via_plan.plan.mission == mission_plan.mission and via_plan.home == home
+    assert via_wpl.plan.mission == mission_plan.mission and via_wpl.home == home

@@ -217,6 +217,25 @@ def test_fence_storage_limit_keeps_the_zones_nearest_the_path():
     assert tight.plan.mission == everything.plan.mission  # the path avoids all zones anyway
 
 
+def test_task_return_goes_straight_home_and_home_in_fire_ends_in_a_hold():
+    returning = PlannerMap(11, AREA, drones=drones("d1", task="return"),
+                           survivors=(survivor("s", 0, 0),))
+    result = plan(returning, "d1", vehicle(500, 300, alt=30.0), CONFIG)
+    assert [i.command for i in result.plan.mission] == [CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT,
+                                                       CMD_NAV_RETURN_TO_LAUNCH]
+    assert result.status is PlanStatus.NOTHING_TO_DO and "task is return: going home" in result.reasons
+    burning_home = PlannerMap(12, AREA, zones=(zone("base", rect(-100, -700, 100, -500)),),
+                              drones=drones("d1"))
+    result = plan(burning_home, "d1", vehicle(0, 0, alt=30.0), CONFIG)
+    assert result.status is PlanStatus.NO_SAFE_PATH
+    assert result.plan.mission[-1].command == CMD_NAV_LOITER_UNLIM
+    hold = item_xy(result.plan.mission[-1], ORIGIN)
+    assert not buffered_union(burning_home, ORIGIN, CONFIG).contains(shapely.Point(hold))
+    assert math.dist(hold, (0, -600)) < 100 + 40 + 3 * 5 + 10  # at the zone's edge nearest home
+    assert all(i.command != CMD_NAV_RALLY_POINT or math.dist(item_xy(i, ORIGIN), (0, -600)) > 1
+               for i in result.plan.rally)  # home is no rally point while it burns
+
+
 def test_rally_points_are_home_and_safe_route_ends_outside_zones():
     routes = (RouteInfo("r1", (gp(0, 0), gp(900, 900))),
               RouteInfo("r2", (gp(0, 0), gp(-900, 900)), unsafe=True),
