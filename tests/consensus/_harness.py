@@ -23,6 +23,7 @@ from consensus.types import (
     Entry,
     EntryKind,
     Message,
+    MessageType,
     ReadState,
     StateRole,
 )
@@ -83,6 +84,11 @@ class Cluster:
         self.blocked: set[tuple[int, int]] = set()
         self.drop_rate = 0.0
         self.dup_rate = 0.0
+        #: Probability of also delivering a random message from the (recent) past: an
+        #: arbitrarily delayed duplicate. Forwarded proposals are not replayed: they
+        #: are at-least-once by design (client sessions deduplicate them).
+        self.replay_rate = 0.0
+        self.history: deque[Message] = deque(maxlen=2000)
         self.reorder = False
         self.sent = Counter()
         self.sent_total = 0
@@ -154,6 +160,11 @@ class Cluster:
         self.queue.append(m)
         if self.dup_rate and self.rng.random() < self.dup_rate:
             self.queue.append(m)
+        if self.replay_rate:
+            if m.type is not MessageType.PROPOSE:
+                self.history.append(m)
+            if self.history and self.rng.random() < self.replay_rate:
+                self.queue.append(self.history[self.rng.randrange(len(self.history))])
 
     # -- the driver loop, per node ----------------------------------------------------
 
