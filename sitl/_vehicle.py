@@ -194,6 +194,7 @@ class SimVehicle:
         self._auto_armed = False
         self._speed_override: float | None = None
         self._nav = _Nav()
+        self._paused: _Nav | None = None  # the AUTO nav target set aside by DO_PAUSE_CONTINUE
         self.throttle = 0.0
         # battery
         self._mah_used = config.battery_capacity_mah * (1.0 - config.battery_initial_pct / 100.0)
@@ -251,6 +252,11 @@ class SimVehicle:
             if slot is not None:
                 self._emit(M.MAVLINK_MSG_ID_HEARTBEAT)
                 slot[1] = self.t + slot[0]
+            if self.t == 0.0:
+                # GCS_MAVLINK_Copter::send_banner at boot: firmware, then frame
+                self.statustext(M.MAV_SEVERITY_INFO, FIRMWARE)
+                self.statustext(M.MAV_SEVERITY_INFO, "Frame: QUAD/X")
+                self._flush_texts()
 
     def on_disconnect(self) -> None:
         self.connected = False
@@ -601,14 +607,24 @@ class SimVehicle:
             return False
         if mode == self.mode:
             return True
-        if mode in _REQUIRES_POSITION and not self.ready:
+        # Copter::set_mode: ignore_checks = !armed -- a disarmed copter may enter any mode
+        # ("we rely on the arming check"); the checks below apply only when armed.
+        if self.armed and mode in _REQUIRES_POSITION and not self.ready:
             self.statustext(M.MAV_SEVERITY_WARNING, f"Mode change to {name} failed: requires position")
             return False
-        if mode == AUTO and self.armed and self.landed and not self._starts_with_takeoff():
-            self.statustext(M.MAV_SEVERITY_CRITICAL, "Auto: Missing Takeoff Cmd")
-            return False
+        if mode == AUTO and self.armed:
+            # ModeAuto::init: a mission must be present, and from the ground it must
+            # start with a takeoff
+            if len(self.missions.items) <= 1:
+                self.statustext(M.MAV_SEVERITY_WARNING, f"Mode change to {name} failed: init failed")
+                return False
+            if self.landed and not self._starts_with_takeoff():
+                self.statustext(M.MAV_SEVERITY_CRITICAL, "Auto: Missing Takeoff Cmd")
+                self.statustext(M.MAV_SEVERITY_WARNING, f"Mode change to {name} failed: init failed")
+                return False
         previous = self.mode
         self.mode = mode
+        self._paused = None
         self._speed_override = None if previous == AUTO or mode == AUTO else self._speed_override
         self._enter_mode(mode)
         return True
@@ -808,6 +824,7 @@ class SimVehicle:
             return False
         seq = max(seq, 1)
         self.mission_index = seq
+        self._paused = None
         if self.mode == AUTO and self.armed and not self.landed:
             self.mission_state = "running"
             self._mission_started = True
@@ -979,35 +996,55 @@ class SimVehicle:
                 return M.MAV_RESULT_FAILED
             return M.MAV_RESULT_ACCEPTED if self.set_mode(int(p[1])) else M.MAV_RESULT_FAILED
         if command == M.MAV_CMD_NAV_TAKEOFF:
+            # handle_MAV_CMD_NAV_TAKEOFF: COMMAND_INT must use GLOBAL_RELATIVE_ALT
+            if is_int and frame != M.MAV_FRAME_GLOBAL_RELATIVE_ALT:
+                return M.MAV_RESULT_DENIED
             return self._user_takeoff(p[6])
         if command == M.MAV_CMD_NAV_RETURN_TO_LAUNCH:
             return M.MAV_RESULT_ACCEPTED if self.set_mode(RTL) else M.MAV_RESULT_FAILED
         if command == M.MAV_CMD_NAV_LAND:
             return M.MAV_RESULT_ACCEPTED if self.set_mode(LAND) else M.MAV_RESULT_FAILED
         if command == M.MAV_CMD_MISSION_START:
-            # GCS_MAVLINK_Copter: armed + AUTO -> auto_armed, start or resume the mission.
-            if not self.armed or not self.set_mode(AUTO):
+            # GCS_MAVLINK_Copter::handle_MAV_CMD_MISSION_START: first/last item unsupported;
+            # switch to AUTO, set auto_armed and start or resume the mission.
+            if p[0] != 0 or p[1] != 0:
+                return M.MAV_RESULT_DENIED
+            if not self.set_mode(AUTO):
                 return M.MAV_RESULT_FAILED
             self._auto_armed = True
             if self.mission_state != "running":
                 self._mission_start_or_resume()
             return M.MAV_RESULT_ACCEPTED
+        if command == M.MAV_CMD_NAV_LOITER_UNLIM:
+            return M.MAV_RESULT_ACCEPTED if self.set_mode(LOITER) else M.MAV_RESULT_FAILED
+        if command == M.MAV_CMD_DO_PAUSE_CONTINUE:
+            return self._pause_continue(p[0])
         if command == M.MAV_CMD_DO_SET_MISSION_CURRENT:
             if p[0] != int(p[0]):
                 return M.MAV_RESULT_DENIED
             return M.MAV_RESULT_ACCEPTED if self.set_mission_current(int(p[0])) else M.MAV_RESULT_FAILED
         if command == M.MAV_CMD_DO_CHANGE_SPEED:
-            if p[1] > 0:
-                self._speed_override = float(p[1])
-                return M.MAV_RESULT_ACCEPTED
-            return M.MAV_RESULT_FAILED
-        if command == M.MAV_CMD_DO_REPOSITION:
-            lat, lon = (p[4] / 1e7, p[5] / 1e7) if is_int else (p[4], p[5])
-            if not self.armed or self.landed:
+            # handle_MAV_CMD_DO_CHANGE_SPEED: speed must be > 0; horizontal speed types
+            # (0 airspeed, 1 ground speed) in the modes that navigate
+            if not p[1] > 0 or int(p[0]) not in (0, 1, 2, 3):
+                return M.MAV_RESULT_DENIED
+            if int(p[0]) > 1 or self.mode not in (AUTO, GUIDED, RTL, SMART_RTL):
                 return M.MAV_RESULT_FAILED
-            if self.mode != GUIDED:
-                if not (int(p[1]) & M.MAV_DO_REPOSITION_FLAGS_CHANGE_MODE) or not self.set_mode(GUIDED):
-                    return M.MAV_RESULT_FAILED
+            self._speed_override = float(p[1])
+            return M.MAV_RESULT_ACCEPTED
+        if command == M.MAV_CMD_DO_REPOSITION:
+            # handle_command_int_do_reposition: not GUIDED and no CHANGE_MODE flag -> DENIED;
+            # a bad location -> DENIED; the target is set before the mode changes.
+            lat, lon = (p[4] / 1e7, p[5] / 1e7) if is_int else (p[4], p[5])
+            change_mode = bool(int(p[1]) & M.MAV_DO_REPOSITION_FLAGS_CHANGE_MODE)
+            if self.mode != GUIDED and not change_mode:
+                return M.MAV_RESULT_DENIED
+            if not (abs(lat) <= 90 and abs(lon) <= 180 and math.isfinite(p[6])):
+                return M.MAV_RESULT_DENIED
+            if not self.armed or self.landed:
+                return M.MAV_RESULT_FAILED  # the simulator only repositions a flying copter
+            if self.mode != GUIDED and not self.set_mode(GUIDED):
+                return M.MAV_RESULT_FAILED
             return M.MAV_RESULT_ACCEPTED if self._guided_goto(lat, lon, p[6], frame) else M.MAV_RESULT_DENIED
         if command == M.MAV_CMD_DO_FENCE_ENABLE:
             if p[0] not in (0, 1):
@@ -1026,6 +1063,23 @@ class SimVehicle:
             self._emit_deferred(M.MAVLINK_MSG_ID_AUTOPILOT_VERSION)
             return M.MAV_RESULT_ACCEPTED
         return M.MAV_RESULT_UNSUPPORTED
+
+    def _pause_continue(self, what: float) -> int:
+        """MAV_CMD_DO_PAUSE_CONTINUE in AUTO: 0 holds position (MISSION_STATE_PAUSED), 1 resumes."""
+        if what == 0:
+            if self.mode == AUTO and self.mission_state == "running" and not self.landed and not self._paused:
+                self._paused = self._nav
+                self._nav = _Nav("hold", self.e, self.n, self.u)
+                return M.MAV_RESULT_ACCEPTED
+            self.statustext(M.MAV_SEVERITY_INFO, "Failed to pause")
+            return M.MAV_RESULT_FAILED
+        if what == 1:
+            if self.mode == AUTO and self._paused:
+                self._nav, self._paused = self._paused, None
+                return M.MAV_RESULT_ACCEPTED
+            self.statustext(M.MAV_SEVERITY_INFO, "Failed to resume")
+            return M.MAV_RESULT_FAILED
+        return M.MAV_RESULT_DENIED
 
     def _user_takeoff(self, alt: float) -> int:
         """Mode::do_user_takeoff: armed, landed, a takeoff-capable mode, a target above us."""
@@ -1081,21 +1135,21 @@ class SimVehicle:
                 sample.rssi, sample.remrssi, 100, sample.noise, sample.remnoise, 0, 0))
 
     def heartbeat(self) -> Any:
-        base = M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
+        """GCS_MAVLINK_Copter::base_mode / vehicle_system_status: STABILIZE_ENABLED and
+        MANUAL_INPUT_ENABLED always (81 disarmed, 209 armed), GUIDED_ENABLED while the
+        horizontal position controller runs; STANDBY while landed, ACTIVE in flight."""
+        base = (M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | M.MAV_MODE_FLAG_STABILIZE_ENABLED
+                | M.MAV_MODE_FLAG_MANUAL_INPUT_ENABLED)
         if self.armed:
             base |= M.MAV_MODE_FLAG_SAFETY_ARMED
-        if self.mode in (AUTO,):
-            base |= M.MAV_MODE_FLAG_AUTO_ENABLED | M.MAV_MODE_FLAG_GUIDED_ENABLED | M.MAV_MODE_FLAG_STABILIZE_ENABLED
-        elif self.mode == GUIDED:
-            base |= M.MAV_MODE_FLAG_GUIDED_ENABLED | M.MAV_MODE_FLAG_STABILIZE_ENABLED
-        elif self.mode != ACRO:
-            base |= M.MAV_MODE_FLAG_STABILIZE_ENABLED
+            if not self.landed and (self.mode in _REQUIRES_POSITION or self.mode == LAND):
+                base |= M.MAV_MODE_FLAG_GUIDED_ENABLED
         if self.t < _BOOT_STATUS_S:
             status = M.MAV_STATE_BOOT
-        elif self.armed:
-            status = M.MAV_STATE_ACTIVE
-        else:
+        elif self.landed:
             status = M.MAV_STATE_STANDBY
+        else:
+            status = M.MAV_STATE_ACTIVE
         return self._mav.heartbeat_encode(M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA,
                                           base, self.mode, status)
 
@@ -1109,6 +1163,8 @@ class SimVehicle:
         total = max(0, len(self.missions.items) - 1)
         if total == 0:
             state = M.MISSION_STATE_NO_MISSION
+        elif self._paused is not None:
+            state = M.MISSION_STATE_PAUSED  # GCS_MAVLINK_Copter::mission_state
         elif self.mission_state == "running":
             state = M.MISSION_STATE_ACTIVE
         elif self.mission_state == "complete":

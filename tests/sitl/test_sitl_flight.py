@@ -54,10 +54,40 @@ def test_unknown_mode_is_refused_with_failed(client):
     client.wait("STATUSTEXT", lambda m: m.text == "No such mode 99")
 
 
-def test_position_modes_are_refused_before_the_ekf_has_a_position(slow_ready):
+def test_a_disarmed_copter_may_enter_guided_before_the_ekf_is_ready_but_not_arm_in_it(slow_ready):
+    # Copter::set_mode ignores mode checks while disarmed and relies on the arming checks
     _sim, c = slow_ready
+    assert c.set_mode(GUIDED) == M.MAV_RESULT_ACCEPTED
+    assert c.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_FAILED
+    c.wait("STATUSTEXT", lambda m: m.text == "Arm: Need Position Estimate")
+
+
+def test_an_armed_copter_is_refused_position_modes_before_the_ekf_is_ready(slow_ready):
+    _sim, c = slow_ready
+    assert c.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1, 21196) == M.MAV_RESULT_ACCEPTED  # forced
     assert c.set_mode(GUIDED) == M.MAV_RESULT_FAILED
     c.wait("STATUSTEXT", lambda m: m.text == "Mode change to GUIDED failed: requires position")
+
+
+def test_heartbeat_base_mode_is_arducopters_81_disarmed_and_209_armed(client):
+    assert client.wait("HEARTBEAT").base_mode == 81
+    client.wait_ready()
+    client.set_mode(GUIDED)
+    client.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    hb = client.wait("HEARTBEAT", lambda m: m.base_mode & M.MAV_MODE_FLAG_SAFETY_ARMED)
+    assert hb.base_mode == 209 and hb.system_status == M.MAV_STATE_STANDBY  # armed, still landed
+
+
+def test_auto_without_a_mission_is_refused_when_armed(client):
+    client.wait_ready()
+    client.set_mode(GUIDED)
+    client.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    assert client.set_mode(AUTO) == M.MAV_RESULT_FAILED
+    client.wait("STATUSTEXT", lambda m: m.text == "Mode change to AUTO failed: init failed")
+
+
+def test_mission_start_with_first_or_last_item_is_denied(client):
+    assert client.command(M.MAV_CMD_MISSION_START, 2, 3) == M.MAV_RESULT_DENIED
 
 
 def test_arming_refused_with_need_position_estimate_until_ready_then_accepted(slow_ready):
@@ -69,7 +99,7 @@ def test_arming_refused_with_need_position_estimate_until_ready_then_accepted(sl
     assert c.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GPS_RAW_INT, 200_000) == M.MAV_RESULT_ACCEPTED
     c.wait("GPS_RAW_INT", lambda m: m.fix_type >= 3)
     assert c.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
-    c.wait("HEARTBEAT", lambda m: m.base_mode & M.MAV_MODE_FLAG_SAFETY_ARMED and m.system_status == M.MAV_STATE_ACTIVE)
+    c.wait("HEARTBEAT", lambda m: m.base_mode & M.MAV_MODE_FLAG_SAFETY_ARMED)
 
 
 def test_arming_is_refused_in_a_mode_that_does_not_allow_it(client):
@@ -229,3 +259,16 @@ def test_land_mode_descends_and_disarms(sim, client):
     assert client.set_mode(LAND) == M.MAV_RESULT_ACCEPTED
     client.wait("HEARTBEAT", lambda m: not m.base_mode & M.MAV_MODE_FLAG_SAFETY_ARMED, timeout=40)
     assert sim.state(0).landed
+
+
+def test_pause_holds_the_mission_and_continue_resumes_it(sim, client):
+    client.upload(_mission((60, 0, 12), (60, 60, 12)))
+    client.arm_and_takeoff(10.0)
+    assert client.set_mode(AUTO) == M.MAV_RESULT_ACCEPTED
+    client.wait("MISSION_ITEM_REACHED", lambda m: m.seq == 1, timeout=40)
+    assert client.command(M.MAV_CMD_DO_PAUSE_CONTINUE, 0) == M.MAV_RESULT_ACCEPTED
+    assert client.command(M.MAV_CMD_REQUEST_MESSAGE, M.MAVLINK_MSG_ID_MISSION_CURRENT) == M.MAV_RESULT_ACCEPTED
+    paused = client.wait("MISSION_CURRENT")
+    assert paused.seq == 2 and paused.mission_state == M.MISSION_STATE_PAUSED
+    assert client.command(M.MAV_CMD_DO_PAUSE_CONTINUE, 1) == M.MAV_RESULT_ACCEPTED
+    client.wait("MISSION_CURRENT", lambda m: m.mission_state == M.MISSION_STATE_COMPLETE, timeout=40)
