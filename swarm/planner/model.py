@@ -91,6 +91,8 @@ class SurvivorInfo:
 
     def __post_init__(self) -> None:
         _check_id(self.id, "survivor")
+        if not isinstance(self.position, GeoPoint):
+            raise TypeError(f"survivor {self.id}: position must be a GeoPoint")
         if self.status not in ("reported", "confirmed", "rescued"):
             raise ValueError(f"survivor {self.id}: unknown status {self.status!r}")
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
@@ -113,6 +115,8 @@ class DroneInfo:
 
     def __post_init__(self) -> None:
         _check_id(self.id, "drone")
+        if not isinstance(self.home, GeoPoint):
+            raise TypeError(f"drone {self.id}: home must be a GeoPoint")
 
     @property
     def free(self) -> bool:
@@ -130,6 +134,8 @@ class RouteInfo:
 
     def __post_init__(self) -> None:
         _check_id(self.id, "route")
+        if any(not isinstance(p, GeoPoint) for p in self.path):
+            raise TypeError(f"route {self.id}: path must hold GeoPoints")
         if len(self.path) < 2:
             raise ValueError(f"route {self.id}: needs at least two points")
 
@@ -154,7 +160,11 @@ class PlannerMap:
             raise ValueError("search area must be a valid, non-empty shapely Polygon")
         # Sorted by id, once, here: every rule downstream iterates in this order, which
         # is what makes the result independent of how the caller built the tuples.
-        for name in ("zones", "survivors", "drones", "routes"):
+        kinds = {"zones": ZoneInfo, "survivors": SurvivorInfo, "drones": DroneInfo,
+                 "routes": RouteInfo}
+        for name, kind in kinds.items():
+            if any(not isinstance(x, kind) for x in getattr(self, name)):
+                raise TypeError(f"{name} must hold {kind.__name__} records")
             items = tuple(sorted(getattr(self, name), key=lambda x: x.id))
             ids = [x.id for x in items]
             if len(set(ids)) != len(ids):
@@ -178,6 +188,8 @@ class VehicleState:
     battery_pct: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.position, GeoPoint) or not isinstance(self.home, GeoPoint):
+            raise TypeError("vehicle position and home must be GeoPoint")
         _finite(self.relative_alt_m, "relative altitude")
         if self.battery_pct is not None:
             pct = _finite(self.battery_pct, "battery percentage")

@@ -296,3 +296,11 @@ def test_invalid_config_and_inputs_are_rejected():
         PlannerMap(1, AREA, drones=drones("a", "a"))
     with pytest.raises(ValueError, match="polygon"):
         zone("bow", shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)]))
+    with pytest.raises(ValueError, match="identifier"):
+        zone("no spaces", rect(0, 0, 10, 10))
+    with pytest.raises(TypeError, match="ZoneInfo"):
+        PlannerMap(1, AREA, zones=(rect(0, 0, 10, 10),))
+    with pytest.raises(ValueError, match="latitude"):
+        gp(0, 0).__class__(lat=91.0, lon=0.0)
+    with pytest.raises(TypeError, match="drone_id"):
+        plan(PlannerMap(1, AREA), 7, vehicle(0, 0), CONFIG)
