@@ -93,10 +93,6 @@ def _bounded_fences(buffered: np.ndarray, max_vertices: int,
     return out  # type: ignore[return-value]
 
 
-def _vertex_count(polygon: shapely.Polygon) -> int:
-    return len(polygon.exterior.coords) - 1
-
-
 @dataclass(frozen=True, slots=True)
 class Obstacles:
     """Everything derived from the hazard zones of one map version, in one frame."""
@@ -113,7 +109,7 @@ class Obstacles:
     keepout_union: shapely.Geometry  # union of keepout, prepared
     nodes_tree: STRtree  # over nodes_poly
     # Visibility-graph nodes: convex vertices of ``nodes_poly`` that are outside every
-    # keep-out polygon, with their ring neighbours (for the tangent test) and owner.
+    # keep-out polygon, with their ring neighbours (for the tangent test).
     node_xy: np.ndarray  # (M, 2)
     node_prev: np.ndarray  # (M, 2)
     node_next: np.ndarray  # (M, 2)
@@ -222,7 +218,8 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
                                 join_style="mitre", mitre_limit=5.0)
     # Mitre buffers of simple polygons are simple polygons; keep exteriors only.
     keepout = list(shapely.polygons(shapely.get_exterior_ring(keepout)))
-    nodes_poly = list(shapely.orient_polygons(shapely.polygons(shapely.get_exterior_ring(nodes_poly))))
+    nodes_poly = list(shapely.orient_polygons(
+        shapely.polygons(shapely.get_exterior_ring(nodes_poly))))
     tree = STRtree(keepout)
     keepout_union = _checked_union(keepout)
 
@@ -251,10 +248,10 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
     free = np.ones(len(node_xy), dtype=bool)
     free[crowded] = False
     return Obstacles(
-        frame=frame, zone_ids=ids, fence_items=_fence_items(fence_arr, frame), zones=tuple(local), buffered=tuple(buffered), fences=tuple(fences),
+        frame=frame, zone_ids=ids, fence_items=_fence_items(fence_arr, frame),
+        zones=tuple(local), buffered=tuple(buffered), fences=tuple(fences),
         keepout=tuple(keepout), nodes_poly=tuple(nodes_poly), keepout_tree=tree,
-        keepout_union=keepout_union,
-        nodes_tree=nodes_tree,
+        keepout_union=keepout_union, nodes_tree=nodes_tree,
         node_xy=node_xy, node_prev=node_prev, node_next=node_next, node_free=free,
     )
 

@@ -235,13 +235,14 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     survivor_by_id = {s.id: s for s in view.survivors}
     for sid in survivors:
         s = survivor_by_id[sid]
-        target = frame.point_to_enu(s.position.lon, s.position.lat)
-        over = obstacles.zones_containing(target)
+        seen_at = frame.point_to_enu(s.position.lon, s.position.lat)
+        target = seen_at
+        over = obstacles.zones_containing(seen_at)
         if over:
-            target = obstacles.nearest_free_point(target)
+            target = obstacles.nearest_free_point(seen_at)
             reasons.append(f"survivor {sid} is inside the buffered zone(s) {', '.join(over)}: "
                            f"loitering at the nearest safe point, "
-                           f"{math.dist(target, frame.point_to_enu(s.position.lon, s.position.lat)):.0f} m away")
+                           f"{math.dist(target, seen_at):.0f} m away")
         if not may_fit(target):
             reasons.append(f"survivor {sid} and later tasks do not fit the battery budget")
             exhausted = True
