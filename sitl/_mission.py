@@ -313,9 +313,11 @@ class ItemProtocol:
             return
         item = self.get_item(msg.seq)
         if item is None:
-            self._on_missing_item(src)
+            self._on_missing_item(src, msg.seq)
             return
-        current = 1 if msg.seq == current_seq else 0
+        # MissionItemProtocol_Waypoints::get_item compares the item's *command id* with the
+        # current nav index, so ArduPilot nearly always reports current=0; mirrored here.
+        current = 1 if current_seq >= 0 and item.command == current_seq else 0
         if msg.get_type() == "MISSION_REQUEST_INT":
             self._send(self._mav.mission_item_int_encode(
                 *src, msg.seq, item.frame, item.command, current, item.autocontinue,
@@ -328,7 +330,7 @@ class ItemProtocol:
                 item.param1, item.param2, item.param3, item.param4, item.x * scale,
                 item.y * scale, item.z, self.mission_type))
 
-    def _on_missing_item(self, src: tuple[int, int]) -> None:
+    def _on_missing_item(self, src: tuple[int, int], seq: int) -> None:
         self._ack(*src, _M.MAV_MISSION_ERROR)
 
     def handle_clear_all(self, msg: Any) -> None:
@@ -399,7 +401,7 @@ class MissionList(ItemProtocol):
         self.on_changed()
         return True
 
-    def _on_missing_item(self, src: tuple[int, int]) -> None:
+    def _on_missing_item(self, src: tuple[int, int], seq: int) -> None:
         # MissionItemProtocol_Waypoints::get_item "educates the GCS" with the real count.
         self._send(self._mav.mission_count_encode(*src, len(self.items), self.mission_type))
         self._ack(*src, _M.MAV_MISSION_ERROR)
@@ -449,23 +451,39 @@ class FenceList(ItemProtocol):
     def abort_upload(self) -> None:
         self._staged = []
 
+    def _on_missing_item(self, src: tuple[int, int], seq: int) -> None:
+        # MissionItemProtocol_Fence::get_item: past the end is INVALID_SEQUENCE, the
+        # slot just after the last item fails the read (ERROR)
+        self._ack(*src, _M.MAV_MISSION_INVALID_SEQUENCE if seq > len(self.items) else _M.MAV_MISSION_ERROR)
+
 
 class RallyList(ItemProtocol):
-    """Rally points: MAV_CMD_NAV_RALLY_POINT only, altitude kept in whole metres."""
+    """Rally points (MissionItemProtocol_Rally): NAV_RALLY_POINT in a relative-altitude
+    frame only, altitude kept in whole metres (RallyLocation.alt is int16)."""
 
     mission_type = _M.MAV_MISSION_TYPE_RALLY
     max_items = MAX_RALLY_ITEMS
     timeout_text = "Rally upload timeout"
 
+    def complete(self) -> int:
+        self._statustext(_M.MAV_SEVERITY_INFO, "Rally points received")
+        return _M.MAV_MISSION_ACCEPTED
+
+    def _on_missing_item(self, src: tuple[int, int], seq: int) -> None:
+        self._ack(*src, _M.MAV_MISSION_INVALID_SEQUENCE)
+
     def put_item(self, seq: int, item: Item) -> int:
         if item.command != _M.MAV_CMD_NAV_RALLY_POINT:
             return _M.MAV_MISSION_UNSUPPORTED
-        if item.frame not in _GLOBAL_FRAMES:
+        if item.frame not in (_F_REL, _F_REL_INT):
             return _M.MAV_MISSION_UNSUPPORTED_FRAME
-        if not math.isfinite(item.z) or abs(item.z) > 32767:  # RallyLocation.alt is int16 m
+        if abs(item.x) > 90 * 10**7:
+            return _M.MAV_MISSION_INVALID_PARAM5_X
+        if abs(item.y) > 180 * 10**7:
+            return _M.MAV_MISSION_INVALID_PARAM6_Y
+        if not math.isfinite(item.z) or not -32768 <= item.z <= 32767:
             return _M.MAV_MISSION_INVALID_PARAM7
-        frame = _F_GLOBAL if item.frame in (_F_GLOBAL, _F_GLOBAL_INT) else _F_REL
-        stored = Item(item.command, frame, x=item.x, y=item.y, z=float(round(item.z)))
+        stored = Item(item.command, _F_REL, x=item.x, y=item.y, z=float(int(item.z)))
         if seq < len(self.items):
             self.items[seq] = stored
         elif seq == len(self.items):

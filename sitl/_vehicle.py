@@ -876,7 +876,7 @@ class SimVehicle:
 
     def _on_MISSION_REQUEST_INT(self, msg: Any) -> None:
         if (p := self._protocol(msg)) is not None:
-            current = self.mission_index if p is self.missions else -1
+            current = self.mission_index if p is self.missions and self._mission_started else -1
             p.handle_request(msg, current)
 
     _on_MISSION_REQUEST = _on_MISSION_REQUEST_INT

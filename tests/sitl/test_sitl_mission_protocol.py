@@ -184,3 +184,23 @@ def test_download_during_an_upload_is_denied(client):
         ack = client.conn.recv_match(type="MISSION_ACK", blocking=True, timeout=0.5)
         if ack is not None and ack.type == M.MAV_MISSION_OPERATION_CANCELLED:
             break
+
+
+def test_rally_upload_ends_with_rally_points_received_and_rejects_absolute_frames(client):
+    good = [(M.MAV_CMD_NAV_RALLY_POINT, REL_INT, 0, 0, 0, 0, *home_plus(30, 30), 20.0)]
+    assert client.upload(good, mission_type=M.MAV_MISSION_TYPE_RALLY)[0] == M.MAV_MISSION_ACCEPTED
+    client.wait("STATUSTEXT", lambda m: m.text == "Rally points received")
+    absolute = [(M.MAV_CMD_NAV_RALLY_POINT, M.MAV_FRAME_GLOBAL_INT, 0, 0, 0, 0, *home_plus(30, 30), 600.0)]
+    assert client.upload(absolute, mission_type=M.MAV_MISSION_TYPE_RALLY)[0] == M.MAV_MISSION_UNSUPPORTED_FRAME
+
+
+def test_fence_and_rally_requests_past_the_end_are_invalid_sequence(client):
+    for mission_type in (M.MAV_MISSION_TYPE_FENCE, M.MAV_MISSION_TYPE_RALLY):
+        client.mav.mission_request_int_send(1, 1, 5, mission_type)
+        ack = client.wait("MISSION_ACK")
+        assert (ack.type, ack.mission_type) == (M.MAV_MISSION_INVALID_SEQUENCE, mission_type)
+
+
+def test_downloaded_items_report_current_zero_like_arducopter(client):
+    client.upload(_mission(2))
+    assert [m.current for m in client.download()] == [0, 0, 0, 0]
