@@ -5,6 +5,9 @@
     tcp:127.0.0.1:5770
     tcp:127.0.0.1:5780
 
+With ``--ardupilot`` it runs real ArduPilot SITL copters instead (see ``sitl.ardupilot``),
+waits until each is ready, then prints the same connection strings.
+
 Runs until Ctrl-C or SIGTERM. Point MAVProxy (``mavproxy.py --master tcp:127.0.0.1:5760``)
 or QGroundControl (a TCP comm link to 127.0.0.1:5760) at any of them.
 """
@@ -99,11 +102,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-wait", action="store_true",
                         help="boot at start instead of waiting for each copter's first client")
     parser.add_argument("--seed", type=int, default=0, help="seed for the radio model noise")
+    real = parser.add_argument_group("real ArduPilot SITL instead of the built-in simulator")
+    real.add_argument("--ardupilot", action="store_true",
+                      help="run real 'arducopter' SITL binaries (found via --ardupilot-bin, "
+                           "$ARDUPILOT_SITL_BIN, $ARDUPILOT_HOME or PATH) and wait until each is ready")
+    real.add_argument("--ardupilot-bin", default=None, metavar="PATH", help="the arducopter SITL binary")
+    real.add_argument("--workdir", default="sitl-run", help="folder for the instances' working folders")
     return parser
+
+
+def _run_ardupilot(args: argparse.Namespace, stop: threading.Event) -> int:
+    from sitl.ardupilot import ArduPilotConfig, ArduPilotNotFound, ArduPilotSITL
+
+    if args.base_port == 0 or args.radio or args.host != "127.0.0.1":
+        print("python -m sitl: error: --ardupilot needs a fixed --base-port and supports neither "
+              "--radio nor --host", file=sys.stderr)
+        return 2
+    try:
+        config = ArduPilotConfig(count=args.count, binary=args.ardupilot_bin, home=(*args.home, 0.0),
+                                 speedup=args.speedup, base_port=args.base_port, workdir=args.workdir)
+        fleet = ArduPilotSITL(config)
+    except ValueError as exc:
+        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        return 2
+    except (ArduPilotNotFound, FileNotFoundError) as exc:
+        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        fleet.start()
+    except (TimeoutError, ConnectionError, OSError) as exc:
+        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        for endpoint in fleet.endpoints:
+            print(endpoint, flush=True)
+        stop.wait()
+    finally:
+        fleet.stop()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    if args.ardupilot:
+        return _run_ardupilot(args, stop)
     try:
         configs = configs_for(args.count, speedup=args.speedup, time_to_ready_s=args.time_to_ready,
                               home=args.home, base_port=args.base_port, radio_status=args.radio,
@@ -117,13 +166,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"python -m sitl: error: {exc}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     try:
         for endpoint in server.endpoints:
             print(endpoint, flush=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -151,3 +153,32 @@ def test_real_arducopter_boots_and_becomes_ready(tmp_path):
                              ready_timeout_s=180)
     with ArduPilotSITL(config) as sitl:
         assert sitl.reports[0].sysid == 1 and sitl.reports[0].fix_type >= 3
+
+
+def test_cli_ardupilot_mode_without_a_binary_explains_where_it_looked(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("ARDUPILOT_SITL_BIN", "ARDUPILOT_HOME")}
+    env["PATH"] = os.path.dirname(sys.executable)
+    done = subprocess.run([sys.executable, "-m", "sitl", "--ardupilot", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 1
+    assert "no ArduPilot SITL binary found" in done.stderr and "ARDUPILOT_SITL_BIN" in done.stderr
+
+
+def test_cli_ardupilot_mode_runs_the_binary_and_prints_endpoints_once_ready(tmp_path):
+    binary = _executable(tmp_path / "arducopter", f"#!/bin/sh\nexec {sys.executable} {_STAND_IN} \"$@\"\n")
+    base = _free_base_port(2)
+    env = {**os.environ, "ARDUPILOT_SITL_BIN": str(binary), "STAND_IN_READY_S": "2",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "sitl", "--ardupilot", "--count", "2", "--speedup", "10",
+                             "--base-port", str(base), "--workdir", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(2)]  # bounded by the readiness timeout
+        assert lines == [f"tcp:127.0.0.1:{base}", f"tcp:127.0.0.1:{base + 10}"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
