@@ -46,7 +46,7 @@ class Progress:
     """One follower as seen from the leader. Mutated only by the leader's step code."""
 
     __slots__ = ("match", "next", "state", "pending_snapshot", "snapshot_offset",
-                 "snapshot_stalled", "recent_active", "probe_sent", "inflights",
+                 "snapshot_stalled", "sent_commit", "recent_active", "probe_sent", "inflights",
                  "is_learner")
 
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int,
@@ -61,6 +61,9 @@ class Progress:
         #: Heartbeat replies received since the snapshot transfer last progressed; a
         #: stalled transfer (a lost chunk or acknowledgement) is retransmitted.
         self.snapshot_stalled = 0
+        #: Highest commit index told to the follower (AppendEntries or heartbeat): an
+        #: empty AppendEntries is worth sending only to tell it a newer one.
+        self.sent_commit = 0
         #: Heard from since the last CheckQuorum round (thesis §6.2).
         self.recent_active = False
         #: PROBE: an AppendEntries is outstanding; send no more until a reply.

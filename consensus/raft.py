@@ -570,9 +570,10 @@ class Raft:
         it once per Ready batches many proposals into one AppendEntries per follower."""
         if self.pending_bcast and self.role is StateRole.LEADER:
             self.pending_bcast = False
-            for i in self.prs:
+            committed = self.log.committed
+            for i, pr in self.prs.items():
                 if i != self.id:
-                    self._send_append(i, send_if_empty=True)
+                    self._send_append(i, send_if_empty=pr.sent_commit < committed)
         self.pending_bcast = False
 
     def _send_append(self, to: int, send_if_empty: bool = True) -> bool:
@@ -595,6 +596,7 @@ class Raft:
         self._send(MessageType.APPEND, to, index=prev,
                    log_term=prev_term, entries=tuple(ents), commit=self.log.committed)
         pr.sent_entries(len(ents), sum(e.size() for e in ents))
+        pr.sent_commit = max(pr.sent_commit, self.log.committed)
         return True
 
     def _send_snapshot(self, to: int, pr: Progress) -> bool:
@@ -623,8 +625,9 @@ class Raft:
                 continue
             # The commit sent is capped at what the follower holds (it may not have the
             # entries beyond match yet); AppendEntries carry the rest.
-            self._send(MessageType.HEARTBEAT, i,
-                       commit=min(pr.match, self.log.committed), context=ctx)
+            commit = min(pr.match, self.log.committed)
+            self._send(MessageType.HEARTBEAT, i, commit=commit, context=ctx)
+            pr.sent_commit = max(pr.sent_commit, commit)
 
     def _leader_read_index(self, frm: int, ctx: bytes) -> None:
         if self.conf.voters == (self.id,):
@@ -743,9 +746,8 @@ class Raft:
         if self._maybe_commit():
             pass  # flush_bcast at Ready time tells everyone the new commit index
         elif old_paused:
-            # It was paused and may have missed entries; heartbeats carry the commit
-            # index, so an empty message is not needed here.
-            self._send_append(m.frm, send_if_empty=False)
+            # It was paused, so it may have missed entries and commit advances.
+            self._send_append(m.frm, send_if_empty=pr.sent_commit < self.log.committed)
         # Fill the window now that acknowledgements freed space.
         while pr.state is ProgressState.REPLICATE and self._send_append(m.frm, send_if_empty=False):
             pass
