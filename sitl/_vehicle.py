@@ -10,7 +10,6 @@ command handlers (``GCS_Mavlink.cpp``, ``GCS_Common.cpp``), the mission executor
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +173,6 @@ class SimVehicle:
         self._parser = self._new_parser()
         self.params = ParamTable(copter_param_specs(
             self.sysid, config.wp_speed_ms * 100, config.wp_radius_m * 100, config.battery_capacity_mah))
-        self._rng = random.Random(config.seed)
         self._radio = RadioModel(seed=config.seed) if config.radio_status else None
         self._gcs = (config.gcs_lat if config.gcs_lat is not None else config.home_lat,
                      config.gcs_lon if config.gcs_lon is not None else config.home_lon,
@@ -183,6 +181,7 @@ class SimVehicle:
         self._banner_sent = False
         self.boot_time: float | None = None  # sim clock reading at boot
         self.t = 0.0  # simulated seconds since boot, advanced in STEP_S steps
+        self._steps = 0  # t = _steps * STEP_S exactly (no drift from repeated addition)
         # flight state, local ENU metres around home (u = altitude above home)
         self.e = self.n = self.u = 0.0
         self.ve = self.vn = self.vu = 0.0
@@ -235,6 +234,7 @@ class SimVehicle:
         if self.boot_time is None:
             self.boot_time = clock_now
             self.t = 0.0
+            self._steps = 0
 
     def on_connect(self, clock_now: float) -> None:
         """A client connected to serial0. SITL waits for it, then boots and prints the banner."""
@@ -321,13 +321,15 @@ class SimVehicle:
         target = clock_now - self.boot_time
         steps = 0
         while self.t + STEP_S <= target and steps < max_steps:
-            self.t += STEP_S
+            self._steps += 1
+            self.t = self._steps * STEP_S
             steps += 1
             self._step(STEP_S)
             self._due()
             self._flush_texts()
         if self.t + STEP_S <= target:  # hopelessly behind: skip ahead rather than spiral
-            self.t = target
+            self._steps = int(target / STEP_S)
+            self.t = self._steps * STEP_S
 
     @property
     def ready(self) -> bool:
@@ -461,7 +463,7 @@ class SimVehicle:
         if self.u <= 0.0 and self.vu <= 0.0:
             self.u = 0.0
             self.vu = 0.0
-            if nav.kind in ("land", "rtl") or (nav.kind != "takeoff"):
+            if nav.kind != "takeoff":  # a takeoff starting from the ground is not a landing
                 self._touchdown()
                 return
         else:
