@@ -235,6 +235,15 @@ class SimulatorServer:
         with self._lock:
             return [slot.vehicle.state() for slot in self._slots]
 
+    def drop_connection(self, index: int) -> bool:
+        """Close vehicle ``index``'s current client connection, as a cut cable would (the
+        vehicle keeps flying and listening). Returns whether a client was connected."""
+        with self._lock:
+            slot = self._slots[index]
+            had_client = slot.client is not None
+            self._drop_client(slot)
+            return had_client
+
     @property
     def error(self) -> BaseException | None:
         """The exception that stopped the I/O thread, if any."""

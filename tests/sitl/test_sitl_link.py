@@ -188,3 +188,20 @@ def test_param_set_of_an_unknown_name_or_nan_changes_nothing(sim, client):
     client.mav.param_request_read_send(1, 1, b"RTL_ALT", -1)
     assert client.wait("PARAM_VALUE", lambda m: m.param_id == "RTL_ALT").param_value == 1500
     assert dict(sim.state(0).params) == before
+
+
+def test_a_dropped_connection_keeps_the_vehicle_and_its_streams_for_the_next_client(sim):
+    first = SimClient(sim.endpoints[0])
+    try:
+        first.wait("HEARTBEAT")
+        first.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 200_000)
+        first.wait("GLOBAL_POSITION_INT")
+        assert sim.drop_connection(0)
+    finally:
+        first.close()
+    second = SimClient(sim.endpoints[0])
+    try:
+        second.wait("GLOBAL_POSITION_INT")  # stream settings live in the vehicle, like SRx rates
+        assert sim.state(0).connected
+    finally:
+        second.close()
