@@ -76,7 +76,8 @@ def _snapshot_obj(s: Snapshot) -> list[Any]:
 
 
 def _pack(tag: str, body: list[Any]) -> bytes:
-    return msgpack.packb([FORMAT_VERSION, tag, *body], use_bin_type=True)
+    out: bytes = msgpack.packb([FORMAT_VERSION, tag, *body], use_bin_type=True)
+    return out
 
 
 # -- strict readers -------------------------------------------------------------------

@@ -77,8 +77,8 @@ class SessionResult:
     cached: bool = False
 
     def encode(self) -> bytes:
-        return msgpack.packb([_VERSION, int(self.status), self.client_id, self.seq,
-                              self.payload, self.cached], use_bin_type=True)
+        return _packb([_VERSION, int(self.status), self.client_id, self.seq,
+                       self.payload, self.cached])
 
 
 def encode_register(nonce: bytes = b"") -> bytes:
@@ -87,7 +87,7 @@ def encode_register(nonce: bytes = b"") -> bytes:
     route the new client id to the client that asked."""
     if type(nonce) is not bytes or len(nonce) > 256:
         raise SessionError("nonce must be at most 256 bytes")
-    return msgpack.packb([_VERSION, "register", nonce], use_bin_type=True)
+    return _packb([_VERSION, "register", nonce])
 
 
 def encode_command(client_id: int, seq: int, payload: bytes, ack: int = 0) -> bytes:
@@ -98,8 +98,7 @@ def encode_command(client_id: int, seq: int, payload: bytes, ack: int = 0) -> by
     _check_u64("ack", ack, 0)
     if type(payload) is not bytes:
         raise SessionError("payload must be bytes")
-    return msgpack.packb([_VERSION, "cmd", client_id, seq, ack or seq, payload],
-                         use_bin_type=True)
+    return _packb([_VERSION, "cmd", client_id, seq, ack or seq, payload])
 
 
 def decode_result(data: bytes) -> SessionResult:
@@ -114,6 +113,11 @@ def decode_result(data: bytes) -> SessionResult:
     if type(payload) is not bytes or type(cached) is not bool:
         raise SessionError("malformed session result")
     return SessionResult(SessionStatus(status), client_id, seq, payload, cached)
+
+
+def _packb(obj: Any) -> bytes:
+    out: bytes = msgpack.packb(obj, use_bin_type=True)
+    return out
 
 
 def _check_u64(name: str, v: Any, lo: int) -> None:
@@ -236,7 +240,7 @@ class SessionStateMachine:
     def snapshot(self) -> bytes:
         table = [[c, s.last_index, s.floor, sorted(s.responses.items())]
                  for c, s in sorted(self._sessions.items())]
-        return msgpack.packb([_VERSION, self.inner.snapshot(), table], use_bin_type=True)
+        return _packb([_VERSION, self.inner.snapshot(), table])
 
     def restore(self, data: bytes) -> None:
         obj = _unpack(data)
