@@ -358,15 +358,23 @@ def test_inflight_window_bounds_unacknowledged_appends(limit):
 
 
 def test_max_uncommitted_bytes_refuses_proposals_until_commits_drain():
-    c = Cluster(3, seed=24, max_uncommitted_bytes=1000)
+    c = Cluster(3, seed=24, max_uncommitted_bytes=1000, check_quorum=False)
     lead = c.elect()
-    for i in (1, 2, 3):
-        if i != lead:
-            c.crash(i)
-    c.node(lead).propose(bytes(600))
-    c.node(lead).propose(bytes(300))
-    with pytest.raises(ProposalDropped):
+    followers = [i for i in (1, 2, 3) if i != lead]
+    for i in followers:
+        c.crash(i)
+    c.propose(lead, bytes(600))
+    c.propose(lead, bytes(300))
+    with pytest.raises(ProposalDropped, match="uncommitted"):
         c.node(lead).propose(bytes(200))
+    # The followers return, the tail commits and is applied: room again.
+    for i in followers:
+        c.restart(i)
+    c.tick(5)
+    assert len(c.applied(lead)) == 2
+    c.propose(lead, bytes(200))
+    c.stabilize()
+    assert len(c.applied(lead)) == 3
 
 
 def test_follower_forwards_proposals_and_candidate_drops_them():
