@@ -65,7 +65,7 @@ __all__ = ["ALL_FAULTS", "SimConfig", "SimResult", "Simulation", "replay_command
 
 #: Faults a run may inject; ``--faults`` selects a subset.
 ALL_FAULTS: frozenset[str] = frozenset(
-    {"drop", "dup", "reorder", "delay", "partition", "crash", "slowdisk", "member", "transfer"}
+    {"drop", "dup", "reorder", "delay", "partition", "crash", "slowdisk", "member", "transfer", "client"}
 )
 
 
@@ -76,8 +76,8 @@ class SimConfig:
     nodes: int = 5
     steps: int = 400
     faults: frozenset[str] = ALL_FAULTS
-    clients: int = 3
-    keys: int = 3
+    clients: int = 5
+    keys: int = 2
     election_tick: int = 10
     heartbeat_tick: int = 2
     drop_rate: float = 0.05
@@ -91,6 +91,9 @@ class SimConfig:
     slowdisk_rate: float = 0.01
     member_rate: float = 0.006
     transfer_rate: float = 0.004
+    #: A client gives up on its operation (it crashed): the operation stays pending in
+    #: the history (it may or may not take effect) and the client starts a new session.
+    client_crash_rate: float = 0.004
     #: A node snapshots its state machine and compacts its log every this many applied
     #: entries (small, so InstallSnapshot is exercised often).
     snapshot_every: int = 12
@@ -128,7 +131,7 @@ class SimConfig:
         if self.storage not in ("memory", "sqlite"):
             raise ValueError(f"storage must be 'memory' or 'sqlite', got {self.storage!r}")
         for name in ("drop_rate", "dup_rate", "reorder_rate", "partition_rate", "heal_rate", "crash_rate",
-                     "restart_rate", "slowdisk_rate", "member_rate", "transfer_rate"):
+                     "restart_rate", "slowdisk_rate", "member_rate", "transfer_rate", "client_crash_rate"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
@@ -154,6 +157,9 @@ class SimResult:
     replay_command: str
     converged: bool
     counts: dict[str, int] = field(default_factory=dict)
+
+
+_OP_KINDS = {"get": OpKind.GET, "put": OpKind.PUT, "append": OpKind.APPEND, "cas": OpKind.CAS}
 
 
 # --- simulated clients --------------------------------------------------------------------
@@ -186,6 +192,13 @@ class _Client:
     #: Registration in progress: which server was asked, and until when.
     register_server: int = 0
     register_deadline: int = 0
+    #: Counts this client's sessions; the registration nonce names the round, so a
+    #: REGISTERED result replayed by a restarting node for an old round is ignored.
+    rounds: int = 0
+
+    @property
+    def nonce(self) -> bytes:
+        return f"c{self.id}.{self.rounds}".encode()
 
 
 # --- one simulated node -----------------------------------------------------------------
@@ -206,7 +219,6 @@ class _Node:
     inbox: list[Message] = field(default_factory=list)
     #: ReadIndex reads acknowledged by Raft, waiting for apply to reach their index.
     reads_waiting: list[tuple[int, bytes]] = field(default_factory=list)
-    down_since: int = 0
 
     @property
     def up(self) -> bool:
@@ -258,6 +270,8 @@ class Simulation:
             self._start(node)
         self.clients = [_Client(100 + c) for c in range(cfg.clients)]
         self.history: list[Operation] = []
+        #: Operations whose client crashed before learning the outcome.
+        self.abandoned: list[Operation] = []
         self.acked_writes: set[tuple[int, int]] = set()
         self._op_counter = 0
         self._session_owner: dict[int, _Client] = {}
@@ -335,7 +349,6 @@ class Simulation:
         node.pending = None
         node.inbox = []
         node.reads_waiting = []
-        node.down_since = self.now
         self.net.set_down(nid, True)
         self.crashes += 1
         self.counts["crashes"] += 1
@@ -577,7 +590,7 @@ class Simulation:
         if not node.up:
             return
         try:
-            node.raw.propose(encode_register(f"c{c.id}".encode()))  # type: ignore[union-attr]
+            node.raw.propose(encode_register(c.nonce))  # type: ignore[union-attr]
         except ProposalDropped:
             c.register_deadline = self.now + 2
 
@@ -586,7 +599,7 @@ class Simulation:
         nonce it echoes, if that client is still registering through ``nid`` (a retried
         registration may commit twice; the client keeps the first it hears of)."""
         for c in self.clients:
-            if c.session is None and c.register_server == nid and nonce == f"c{c.id}".encode():
+            if c.session is None and c.register_server == nid and nonce == c.nonce:
                 c.session = ClientSession(session_id)
                 self._session_owner[session_id] = c
                 self._log(f"c{c.id} registered as session {session_id}")
@@ -662,7 +675,7 @@ class Simulation:
                               payload: bytes) -> None:
         """A session result at ``nid``: the answer to a client waiting there for it."""
         c = self._session_owner.get(session_id)
-        if c is None:
+        if c is None or c.session is None or c.session.client_id != session_id:
             return
         call = c.call
         if call is None or call.seq != seq or call.server != nid or call.cmd.op == "get":
@@ -698,29 +711,28 @@ class Simulation:
                     self._complete(c, node.kv.read(call.cmd.key))
         node.reads_waiting = still
 
+    @staticmethod
+    def _operation(client: int, call: _Call, ret: int | None, output: Any) -> Operation:
+        cmd = call.cmd
+        kind = _OP_KINDS[cmd.op]
+        return Operation(client, kind, cmd.key, call.call_time, ret, value=cmd.value, expected=cmd.expected,
+                         output=output if ret is not None and kind in (OpKind.GET, OpKind.CAS) else None)
+
     def _complete(self, c: _Client, output: Any) -> None:
         call = c.call
         assert call is not None
-        ret = self._record_call()
-        cmd = call.cmd
-        kind = {"get": OpKind.GET, "put": OpKind.PUT, "append": OpKind.APPEND, "cas": OpKind.CAS}[cmd.op]
-        self.history.append(
-            Operation(c.id, kind, cmd.key, call.call_time, ret, value=cmd.value, expected=cmd.expected,
-                      output=output if kind in (OpKind.GET, OpKind.CAS) else None)
-        )
-        self._log(f"c{c.id} return {cmd.op} {cmd.key} #{call.seq} = {output!r}")
+        self.history.append(self._operation(c.id, call, self._record_call(), output))
+        self._log(f"c{c.id} return {call.cmd.op} {call.cmd.key} #{call.seq} = {output!r}")
         c.call = None
         c.next_at = self.now + self.rng.randint(0, self.cfg.client_think)
 
     def pending_operations(self) -> list[Operation]:
-        out = []
+        """Operations whose outcome no client learned: abandoned by a crashed client, or
+        still in flight when the run ended."""
+        out = list(self.abandoned)
         for c in self.clients:
-            call = c.call
-            if call is None:
-                continue
-            cmd = call.cmd
-            kind = {"get": OpKind.GET, "put": OpKind.PUT, "append": OpKind.APPEND, "cas": OpKind.CAS}[cmd.op]
-            out.append(Operation(c.id, kind, cmd.key, call.call_time, None, value=cmd.value, expected=cmd.expected))
+            if c.call is not None:
+                out.append(self._operation(c.id, c.call, None, None))
         return out
 
     # --- faults ---------------------------------------------------------------------
@@ -776,6 +788,23 @@ class Simulation:
                         self._log(f"transfer refused: {exc}")
         if "member" in f and rng.random() < cfg.member_rate:
             self._membership_change()
+        if "client" in f and rng.random() < cfg.client_crash_rate:
+            busy = [c for c in self.clients if c.call is not None]
+            if busy:
+                self._abandon(rng.choice(busy))
+
+    def _abandon(self, c: _Client) -> None:
+        """The client crashes mid-operation: its outcome is never learned."""
+        call = c.call
+        assert call is not None and c.session is not None
+        self._log(f"c{c.id} crashes during {call.cmd.op} {call.cmd.key} #{call.seq}")
+        self.abandoned.append(self._operation(c.id, call, None, None))
+        del self._session_owner[c.session.client_id]
+        c.call = None
+        c.session = None
+        c.rounds += 1
+        c.register_deadline = self.now + self.rng.randint(1, 10)
+        self.counts["client crashes"] += 1
 
     def _leader(self) -> int | None:
         best = None
