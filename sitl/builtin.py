@@ -54,7 +54,7 @@ class VehicleConfig:
     home_lat: float = DEFAULT_HOME[0]
     home_lon: float = DEFAULT_HOME[1]
     home_alt: float = DEFAULT_HOME[2]
-    home_heading: float = 0.0
+    home_heading: float = 353.0  # SITL's default CMAC heading
     tcp_port: int | None = None
     speedup: float = 1.0
     time_to_ready_s: float = 40.0

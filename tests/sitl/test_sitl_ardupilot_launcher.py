@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import fast_config
+from sitl_client import fast_config
 
 from sitl.ardupilot import (ArduPilotConfig, ArduPilotNotFound, ArduPilotSITL, build_command, find_arducopter,
                             find_copter_defaults, wait_ready)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SimClient, fast_config
+from sitl_client import SimClient, fast_config
 
 from sitl.builtin import SimulatorServer
 
@@ -124,7 +124,6 @@ def test_mavproxy_connects_loads_a_wpl_mission_lists_it_back_and_switches_mode(t
         try:
             out = _Lines(proc)
             out.wait_for("online system 1")
-            out.wait_for("EKF3 IMU0 is using GPS")
             assert proc.stdin is not None
             proc.stdin.write("wp load mission.txt\n")
             proc.stdin.flush()

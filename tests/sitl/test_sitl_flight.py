@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import M, SimClient, fast_config, home_plus
+from sitl_client import M, SimClient, fast_config, home_plus
 
 from sitl.builtin import SimulatorServer
 

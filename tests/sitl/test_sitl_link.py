@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from conftest import M, SimClient, fast_config
+from sitl_client import M, SimClient, fast_config
 from pymavlink.dialects.v20 import ardupilotmega as dialect
 
 from sitl.builtin import SimulatorServer, VehicleConfig, configs_for

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from conftest import M, home_plus
+from sitl_client import M, home_plus
 
 WP, TAKEOFF, RTL = M.MAV_CMD_NAV_WAYPOINT, M.MAV_CMD_NAV_TAKEOFF, M.MAV_CMD_NAV_RETURN_TO_LAUNCH
 REL_INT, REL, GLOBAL = M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, M.MAV_FRAME_GLOBAL_RELATIVE_ALT, M.MAV_FRAME_GLOBAL
