@@ -12,12 +12,12 @@ import os
 os.environ.setdefault("MAVLINK20", "1")
 
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from pymavlink import mavutil
 
-from sitl.builtin import SimulatorServer, VehicleConfig
+from sitl.builtin import VehicleConfig
 
 M = mavutil.mavlink
 SPEEDUP = 20.0
