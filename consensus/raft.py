@@ -22,7 +22,7 @@ from .config import Config
 from .log import RaftLog
 from .progress import Progress, ProgressState, ProgressStatus
 from .read_only import ReadIndexStatus, ReadOnly
-from .storage import CompactedError, Storage
+from .storage import CompactedError, Storage, StorageError
 from .types import (
     NONE,
     ConfChange,
@@ -86,6 +86,23 @@ class _SnapshotReceive:
         self.data = bytearray()
 
 
+def _check_stored_log(ents: Sequence[Entry], first: int, snap_term: int,
+                      hs: HardState) -> None:
+    """Refuse to start over a log that no correct history produces (a corrupt or
+    mis-written store): gaps, decreasing terms, or terms beyond the stored term. Starting
+    anyway could make this node vote or acknowledge on a log it does not really have."""
+    prev_term = snap_term
+    for k, e in enumerate(ents):
+        if e.index != first + k:
+            raise StorageError(f"stored log has entry {e.index} where {first + k} belongs")
+        if e.term < prev_term:
+            raise StorageError(f"stored log term decreases at {e.index} "
+                               f"({prev_term} -> {e.term})")
+        prev_term = e.term
+    if prev_term > hs.term:
+        raise StorageError(f"stored log has term {prev_term} beyond the stored term {hs.term}")
+
+
 class Raft:
     """One Raft node's protocol state. Use through :class:`RawNode`."""
 
@@ -123,13 +140,14 @@ class Raft:
         self._conf_log: list[tuple[int, ConfState]] = []
         self.conf = cs
         first, last = storage.first_index(), storage.last_index()
-        if last >= first:
-            self._track_conf_entries(storage.entries(first, last + 1))
+        stored = storage.entries(first, last + 1) if last >= first else []
+        _check_stored_log(stored, first, storage.term(first - 1), hs)
+        self._track_conf_entries(stored)
         self._rebuild_progress()
 
         if not hs.is_empty():
             if not self.log.committed <= hs.commit <= self.log.last_index():
-                raise ValueError(f"stored commit {hs.commit} outside the stored log "
+                raise StorageError(f"stored commit {hs.commit} outside the stored log "
                                  f"[{self.log.committed}, {self.log.last_index()}]")
             self.log.commit_to(hs.commit)
             self.term = hs.term

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
-from consensus import Config, ConfState, MemoryStorage, RawNode, StateRole
-from consensus.types import HardState
+import pytest
+
+from consensus import Config, ConfState, MemoryStorage, RawNode, StateRole, StorageError
+from consensus.types import Entry, HardState
 
 from _harness import Cluster
 
@@ -82,12 +84,16 @@ def test_persistence_commit_index_lets_a_restarted_node_reapply_without_a_leader
     assert c.applied(f) == datas
 
 
-def test_persistence_corrupt_hard_state_commit_beyond_log_is_refused():
+@pytest.mark.parametrize("hard_state, entries, why", [
+    (HardState(1, 1, 5), [], "commit"),  # commit 5 but no entries
+    (HardState(2, 1, 0), [Entry(2, 1), Entry(1, 2)], "decreases"),
+    (HardState(1, 1, 0), [Entry(1, 1), Entry(3, 2)], "beyond the stored term"),
+])
+def test_persistence_inconsistent_storage_is_refused_at_start(hard_state, entries, why):
+    # What no correct history writes (a corrupt or mis-written store) stops the node
+    # with a clear error instead of letting it vote or acknowledge on a false log.
     s = MemoryStorage(ConfState.of([1, 2, 3]))
-    s.apply_ready(HardState(1, 1, 5), [], None)  # commit 5 but no entries: inconsistent
-    try:
+    s._ents = [Entry(0, 0), *entries]  # bypass MemoryStorage's own write checks
+    s._hard_state = hard_state
+    with pytest.raises(StorageError, match=why):
         RawNode(Config(id=1, rng=random.Random(0)), s)
-    except ValueError as exc:
-        assert "commit" in str(exc)
-    else:
-        raise AssertionError("a commit index beyond the stored log must be refused")
