@@ -99,7 +99,7 @@ def _check_stored_log(ents: Sequence[Entry], first: int, snap_term: int,
             raise StorageError(f"stored log term decreases at {e.index} "
                                f"({prev_term} -> {e.term})")
         prev_term = e.term
-    if prev_term > hs.term:
+    if ents and prev_term > hs.term:
         raise StorageError(f"stored log has term {prev_term} beyond the stored term {hs.term}")
 
 
