@@ -45,6 +45,9 @@ __all__ = ["Raft", "ProposalDropped", "RaftStatus", "CAMPAIGN_TRANSFER"]
 #: must not be ignored by followers that still hear the old leader (thesis §3.10, §4.2.3).
 CAMPAIGN_TRANSFER = b"transfer"
 
+#: Reads queued at a leader waiting for a quorum round; more are refused.
+_MAX_PENDING_READS = 4096
+
 _UNTERMED = (MessageType.PROPOSE, MessageType.READ_INDEX, MessageType.TRANSFER_LEADER)
 
 _RESPONSE_TYPES = {
@@ -648,6 +651,12 @@ class Raft:
             pr.sent_commit = max(pr.sent_commit, commit)
 
     def _leader_read_index(self, frm: int, ctx: bytes) -> None:
+        if len(self.read_only.queue) + len(self.pending_read_requests) >= _MAX_PENDING_READS:
+            # A leader that cannot reach a quorum (CheckQuorum off) would otherwise
+            # queue reads without bound; the clients time out and retry elsewhere.
+            if frm == self.id:
+                raise ProposalDropped("too many reads waiting for a quorum")
+            return
         if self.conf.voters == (self.id,):
             self._release_read(ReadIndexStatus(frm, ctx, self.log.committed))
             return

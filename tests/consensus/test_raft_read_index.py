@@ -113,3 +113,13 @@ def test_read_index_without_a_known_leader_is_refused():
     c = Cluster(3, seed=75)
     with pytest.raises(ProposalDropped):
         c.node(1).read_index(b"nobody")
+
+
+def test_read_index_queue_at_a_leader_without_quorum_is_bounded():
+    c = Cluster(3, seed=76, check_quorum=False)
+    lead = c.elect()
+    c.isolate(lead)
+    for k in range(4096):
+        c.node(lead).read_index(b"q%d" % k)
+    with pytest.raises(ProposalDropped, match="too many reads"):
+        c.node(lead).read_index(b"one-too-many")
