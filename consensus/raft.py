@@ -132,6 +132,7 @@ class Raft:
         self.pending_read_requests: list[tuple[int, bytes]] = []
         self.uncommitted_size = 0
         self.pending_bcast = False
+        self.pending_read_round = False
         self._snap_recv: _SnapshotReceive | None = None
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
@@ -281,6 +282,7 @@ class Raft:
                 fresh.match = last
             self.prs[i] = fresh
         self.pending_bcast = False
+        self.pending_read_round = False
         self.uncommitted_size = 0
         self.read_only.clear()
         self.pending_read_requests = []
@@ -587,8 +589,14 @@ class Raft:
         self.become_follower(self.term, NONE)
 
     def flush_bcast(self) -> None:
-        """Send what proposals and commit advances since the last Ready call for; doing
-        it once per Ready batches many proposals into one AppendEntries per follower."""
+        """Send what proposals, commit advances and read requests since the last Ready
+        call for; doing it once per Ready batches many proposals into one AppendEntries
+        per follower, and many reads into one heartbeat round."""
+        if self.pending_read_round and self.role is StateRole.LEADER:
+            ctx = self.read_only.last_pending_ctx()
+            if ctx is not None:
+                self._bcast_heartbeat(ctx)
+        self.pending_read_round = False
         if self.pending_bcast and self.role is StateRole.LEADER:
             self.pending_bcast = False
             committed = self.log.committed
@@ -667,7 +675,9 @@ class Raft:
             return
         self.read_only.add_request(self.log.committed, frm, ctx)
         self.read_only.recv_ack(self.id, ctx)
-        self._bcast_heartbeat(ctx)
+        # One heartbeat round per Ready, carrying the newest request: its quorum
+        # confirms every request queued before it too (ReadOnly.advance).
+        self.pending_read_round = True
 
     def _release_read(self, rs: ReadIndexStatus) -> None:
         if rs.frm == self.id:

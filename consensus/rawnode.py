@@ -153,7 +153,7 @@ class RawNode:
         if self._outstanding is not None:
             return False
         return bool(
-            r.pending_bcast or r.msgs or r.read_states
+            r.pending_bcast or r.pending_read_round or r.msgs or r.read_states
             or r.log.unstable.entries or r.log.unstable.snapshot is not None
             or r.log.has_next_committed_entries()
             or r.lead != self._prev_soft.lead or r.role is not self._prev_soft.role

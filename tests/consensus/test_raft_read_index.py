@@ -123,3 +123,15 @@ def test_read_index_queue_at_a_leader_without_quorum_is_bounded():
         c.node(lead).read_index(b"q%d" % k)
     with pytest.raises(ProposalDropped, match="too many reads"):
         c.node(lead).read_index(b"one-too-many")
+
+
+def test_read_index_many_reads_share_one_heartbeat_round():
+    c = Cluster(3, seed=77)
+    lead = c.elect()
+    for k in range(50):
+        c.node(lead).read_index(b"b%d" % k)
+    c.process(lead)
+    heartbeats = [m for m in c.queue if m.type is MessageType.HEARTBEAT]
+    assert len(heartbeats) == 2 and all(m.context == b"b49" for m in heartbeats)
+    c.stabilize()
+    assert [rs.request_ctx for rs in c.views[lead].read_states] == [b"b%d" % k for k in range(50)]
