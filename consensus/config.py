@@ -43,6 +43,10 @@ class Config:
     max_inflight_bytes: int = 0
     #: A leader refuses proposals while the uncommitted tail exceeds this (0 = no limit).
     max_uncommitted_bytes: int = 0
+    #: Byte budget of the committed entries handed out in one Ready (0 = no limit; at
+    #: least one entry is always given). Bounds memory when a restarted node replays a
+    #: long committed log, which matters on a small companion computer.
+    max_committed_bytes_per_ready: int = 0
     #: InstallSnapshot chunk size in bytes (thesis §5.3 "chunks").
     snapshot_chunk_bytes: int = 256 * 1024
     #: Index already applied to the state machine before this start (the snapshot
@@ -62,7 +66,8 @@ class Config:
             raise ConfigError("max_size_per_msg must be positive")
         if self.max_inflight_msgs < 1:
             raise ConfigError("max_inflight_msgs must be positive")
-        if self.max_inflight_bytes < 0 or self.max_uncommitted_bytes < 0:
+        if (self.max_inflight_bytes < 0 or self.max_uncommitted_bytes < 0
+                or self.max_committed_bytes_per_ready < 0):
             raise ConfigError("byte limits must be non-negative (0 means no limit)")
         if self.snapshot_chunk_bytes < 1:
             raise ConfigError("snapshot_chunk_bytes must be positive")

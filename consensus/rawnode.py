@@ -176,7 +176,8 @@ class RawNode:
             entries=tuple(r.log.unstable_entries()),
             snapshot=r.log.unstable.snapshot,
             messages=tuple(r.msgs),
-            committed_entries=tuple(r.log.next_committed_entries()),
+            committed_entries=tuple(r.log.next_committed_entries(
+                r.cfg.max_committed_bytes_per_ready or None)),
             read_states=tuple(r.read_states),
             must_sync=bool(r.log.unstable.entries) or r.log.unstable.snapshot is not None
             or hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote,

@@ -97,3 +97,24 @@ def test_persistence_inconsistent_storage_is_refused_at_start(hard_state, entrie
     s._hard_state = hard_state
     with pytest.raises(StorageError, match=why):
         RawNode(Config(id=1, rng=random.Random(0)), s)
+
+
+def test_persistence_replay_after_restart_is_paced_by_the_ready_byte_budget():
+    c = Cluster(3, seed=34, max_committed_bytes_per_ready=200)
+    lead = c.elect()
+    datas = _write(c, lead, 30, "entry-")  # ~22 bytes each, 30 entries
+    f = next(i for i in (1, 2, 3) if i != lead)
+    c.crash(f)
+    c.restart(f)
+    sizes = []
+    node = c.node(f)
+    while node.has_ready():
+        rd = node.ready()
+        c.views[f].storage.apply_ready(rd.hard_state, rd.entries, rd.snapshot)
+        sizes.append(sum(e.size() for e in rd.committed_entries))
+        for e in rd.committed_entries:
+            if e.data:
+                c.views[f].fsm.apply(e.index, e.data)
+        node.advance(rd)
+    assert len(sizes) > 3 and all(s <= 200 for s in sizes)
+    assert c.applied(f) == datas
