@@ -408,10 +408,11 @@ class SimVehicle:
 
     def _navigate(self, dt: float) -> None:
         nav = self._nav
-        if not self.armed or (self.landed and nav.kind not in ("takeoff",)):
+        waiting_for_auto_armed = self.mode == AUTO and self.landed and not self._auto_armed
+        if not self.armed or waiting_for_auto_armed or (self.landed and nav.kind not in ("takeoff",)):
             self.ve = self.vn = self.vu = 0.0
             self.throttle = 0.0 if not self.armed else 0.1
-            if nav.kind == "takeoff" and not self.armed:
+            if nav.kind == "takeoff" and not self.armed and self.mode != AUTO:
                 self._nav = _Nav("hold")
             return
         if nav.kind == "rtl":
@@ -528,8 +529,8 @@ class SimVehicle:
     def _check_auto_disarm(self) -> None:
         """Copter::auto_disarm_check: landed with motors at idle for DISARM_DELAY s."""
         delay = self.params["DISARM_DELAY"]
-        waiting_for_takeoff = self.landed and self._nav.kind != "takeoff"
-        if not waiting_for_takeoff or delay <= 0 or (self.mode == AUTO and self._auto_armed and self.mission_state == "running"):
+        taking_off = self._nav.kind == "takeoff" and (self.mode != AUTO or self._auto_armed)
+        if not self.landed or taking_off or delay <= 0:
             self._landed_armed_since = None
             return
         if self._landed_armed_since is None:
@@ -634,9 +635,11 @@ class SimVehicle:
     def _enter_mode(self, mode: int) -> None:
         flying = self.armed and not self.landed
         if mode == AUTO:
+            # ModeAuto::init starts or resumes the mission at once; on the ground the
+            # copter then waits for auto_armed (MAV_CMD_MISSION_START in SITL: no RC throttle)
             if flying:
                 self._auto_armed = True
-                self._mission_start_or_resume()
+            self._mission_start_or_resume()
             return
         if self.mission_state == "running":
             self.mission_state = "stopped"
@@ -760,8 +763,6 @@ class SimVehicle:
             self._nav = _Nav("takeoff", self.e, self.n, max(u, 1.0) if item.z else max(self.u, 1.0), item_seq=seq)
             if not self.landed and self.u >= self._nav.u - 0.5:
                 self._command_complete(seq)
-            elif self.armed:
-                self.landed = False
         elif cmd == M.MAV_CMD_NAV_RETURN_TO_LAUNCH:
             self._nav = _Nav("rtl", self.e, self.n, 0.0, phase="climb", item_seq=seq)
         elif cmd == M.MAV_CMD_NAV_LAND:

@@ -130,11 +130,16 @@ def test_auto_flies_the_mission_reporting_current_and_reached_to_completion(sim,
     client.wait_ready()
     client.set_mode(GUIDED)
     assert client.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
-    assert client.set_mode(AUTO) == M.MAV_RESULT_ACCEPTED
-    assert client.command(M.MAV_CMD_MISSION_START) == M.MAV_RESULT_ACCEPTED
-    got = client.collect(["MISSION_CURRENT", "MISSION_ITEM_REACHED"],
+    client.drain()
+    # AUTO starts the mission at once (ModeAuto::init); on the ground it waits for
+    # MISSION_START. Sent without waiting, so no MISSION_CURRENT is skipped.
+    client.mav.command_long_send(1, 1, M.MAV_CMD_DO_SET_MODE, 0, 1, AUTO, 0, 0, 0, 0, 0)
+    client.mav.command_long_send(1, 1, M.MAV_CMD_MISSION_START, 0, 0, 0, 0, 0, 0, 0, 0)
+    got = client.collect(["MISSION_CURRENT", "MISSION_ITEM_REACHED", "COMMAND_ACK"],
                          until=lambda m: m.get_type() == "MISSION_CURRENT"
                          and m.mission_state == M.MISSION_STATE_COMPLETE, timeout=40)
+    acks = [(m.command, m.result) for m in got if m.get_type() == "COMMAND_ACK"]
+    assert acks == [(M.MAV_CMD_DO_SET_MODE, 0), (M.MAV_CMD_MISSION_START, 0)]
     reached = [m.seq for m in got if m.get_type() == "MISSION_ITEM_REACHED"]
     assert reached == [1, 2, 3, 4]
     current = [m for m in got if m.get_type() == "MISSION_CURRENT"]

@@ -217,3 +217,36 @@ def test_radio_status_from_a_distant_ground_station_is_weaker():
     assert len(rssi[0]) >= 19 and rssi[1]
     assert sum(rssi[0]) / len(rssi[0]) > sum(rssi[1]) / len(rssi[1]) + 20
     assert all(m.get_srcSystem() == 51 for _, m in near.log if m.get_type() == "RADIO_STATUS")
+
+
+def test_auto_on_the_ground_starts_the_mission_but_waits_for_mission_start_to_take_off():
+    h = _Harness()
+    items = [_wp(0, 0, 0, 0), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0), _wp(2, 40, 0, 12)]
+    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
+    for seq, (cmd, x, y, z) in enumerate(items):
+        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.run(3.0)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    assert h.command(M.MAV_CMD_DO_SET_MODE, 1, 3) == M.MAV_RESULT_ACCEPTED
+    h.run(5.0)
+    current = h.vehicle.mission_current()
+    assert (current.seq, current.mission_state, current.mission_mode) == (1, M.MISSION_STATE_ACTIVE, 1)
+    assert h.vehicle.landed and h.vehicle.u == 0.0  # no auto_armed yet: still on the ground
+    assert h.command(M.MAV_CMD_MISSION_START) == M.MAV_RESULT_ACCEPTED
+    h.run(10.0)
+    assert not h.vehicle.landed and h.vehicle.u > 5.0
+
+
+def test_auto_on_the_ground_without_mission_start_disarms_after_disarm_delay():
+    h = _Harness()
+    items = [_wp(0, 0, 0, 0), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0)]
+    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
+    for seq, (cmd, x, y, z) in enumerate(items):
+        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.run(3.0)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 3)
+    h.run(11.0)
+    assert not h.vehicle.armed and h.vehicle.landed
