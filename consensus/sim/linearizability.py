@@ -143,18 +143,28 @@ class CheckResult:
     def steps(self) -> int:
         return sum(k.steps for k in self.keys)
 
-    def describe(self) -> str:
-        """A human-readable account of every key that is not proven linearizable."""
+    def describe(self, context: int = 12) -> str:
+        """A human-readable account of every key not proven linearizable: the end of
+        the longest linearizable order the search found, then the earliest operations
+        it could not place after it (the anomaly is among them). ``context`` bounds
+        both lists."""
         if self.ok:
             return f"linearizable ({len(self.keys)} keys, {self.steps} search steps)"
         lines: list[str] = [f"history is {self.verdict.value}"]
         for kr in self.failing:
-            lines.append(f"key {kr.key!r}: {kr.verdict.value} after {kr.steps} search steps")
-            lines.append("  operations:")
-            lines.extend("    " + s for s in format_operations(kr.operations).splitlines())
+            lines.append(
+                f"key {kr.key!r}: {kr.verdict.value} after {kr.steps} search steps; "
+                f"{len(kr.operations)} operations, longest linearizable prefix {len(kr.longest_prefix)}"
+            )
             if kr.longest_prefix:
-                lines.append("  longest linearizable prefix:")
-                lines.extend("    " + s for s in format_operations(kr.longest_prefix, sort=False).splitlines())
+                lines.append(f"  end of the longest linearizable order (last {min(context, len(kr.longest_prefix))}):")
+                tail = kr.longest_prefix[-context:]
+                lines.extend("    " + x for x in format_operations(tail, sort=False).splitlines())
+            placed = {id(o) for o in kr.longest_prefix}
+            rest = [o for o in kr.operations if id(o) not in placed]
+            lines.append(f"  earliest operations that could not follow it ({min(context, len(rest))} of {len(rest)}):")
+            rest.sort(key=lambda o: (o.call, _ret_time(o)))
+            lines.extend("    " + x for x in format_operations(rest[:context], sort=False).splitlines())
         return "\n".join(lines)
 
 
