@@ -217,7 +217,21 @@ class SQLiteStorage(Storage):
 
     def _configure(self) -> None:
         db = self._db
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        # One node, one store: hold an exclusive lock for as long as the store is open,
+        # so a second process pointed at the same file (two agents sharing a config)
+        # fails at once instead of the two voting from one hard state.
+        db.execute("PRAGMA busy_timeout=0")
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StorageError(
+                    f"raft storage {os.fspath(self.path)!r} is in use by another process or connection"
+                ) from None
+            raise
         if str(mode).lower() != "wal":
             raise StorageError(f"raft storage {os.fspath(self.path)!r}: cannot enable WAL journal (got {mode!r})")
         db.execute("PRAGMA synchronous=FULL")

@@ -149,6 +149,16 @@ def test_invalid_writes_raise_and_change_nothing(db: Path) -> None:
         assert dump(s) == before
 
 
+def test_a_store_in_use_cannot_be_opened_twice(db: Path) -> None:
+    with SQLiteStorage(db, CONF) as s:
+        s.apply_ready(HardState(1, 1, 0), ents(1, 1, 3), None)
+        with pytest.raises(StorageError, match="in use by another"):
+            SQLiteStorage(db)
+        s.apply_ready(HardState(1, 1, 3), [], None)  # the owner is unaffected
+    with SQLiteStorage(db) as s:  # and the lock goes with close()
+        assert s.initial_state()[0] == HardState(1, 1, 3)
+
+
 def test_missing_store_is_not_recreated_when_create_is_false(db: Path) -> None:
     with pytest.raises(StorageError, match="does not exist"):
         SQLiteStorage(db, CONF, create=False)
