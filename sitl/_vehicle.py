@@ -185,6 +185,7 @@ class SimVehicle:
         # flight state, local ENU metres around home (u = altitude above home)
         self.e = self.n = self.u = 0.0
         self.ve = self.vn = self.vu = 0.0
+        self.ae = self.an = 0.0  # horizontal acceleration of the last step (m/s^2)
         self.yaw = math.radians(config.home_heading)
         self.armed = False
         self.landed = True
@@ -411,6 +412,7 @@ class SimVehicle:
         waiting_for_auto_armed = self.mode == AUTO and self.landed and not self._auto_armed
         if not self.armed or waiting_for_auto_armed or (self.landed and nav.kind not in ("takeoff",)):
             self.ve = self.vn = self.vu = 0.0
+            self.ae = self.an = 0.0
             self.throttle = 0.0 if not self.armed else 0.1
             if nav.kind == "takeoff" and not self.armed and self.mode != AUTO:
                 self._nav = _Nav("hold")
@@ -444,6 +446,7 @@ class SimVehicle:
             dve, dvn = dve / dv * accel * dt, dvn / dv * accel * dt
         self.ve += dve
         self.vn += dvn
+        self.ae, self.an = dve / dt, dvn / dt  # for the attitude a multicopter needs to accelerate
         step_e, step_n = self.ve * dt, self.vn * dt
         if dist > 1e-6 and math.hypot(step_e, step_n) >= dist and dist < 0.5:
             self.e, self.n, self.ve, self.vn = te, tn, 0.0, 0.0  # settle on the target
@@ -1247,9 +1250,13 @@ def _gps_raw_int(v: SimVehicle) -> Any:
 
 
 def _attitude(v: SimVehicle) -> Any:
-    # Level flight with a small tilt in the direction of acceleration is enough for displays.
+    # A multicopter tilts into its horizontal acceleration: pitch nose-down to speed up
+    # forward, roll right to accelerate right (tan(tilt) = a / g).
     yaw = (v.yaw + math.pi) % (2 * math.pi) - math.pi
-    return v._mav.attitude_encode(_boot_ms(v), 0.0, 0.0, yaw, 0.0, 0.0, 0.0)
+    forward = v.ae * math.sin(v.yaw) + v.an * math.cos(v.yaw)
+    right = v.ae * math.cos(v.yaw) - v.an * math.sin(v.yaw)
+    pitch, roll = -math.atan2(forward, 9.80665), math.atan2(right, 9.80665)
+    return v._mav.attitude_encode(_boot_ms(v), roll, pitch, yaw, 0.0, 0.0, 0.0)
 
 
 def _vfr_hud(v: SimVehicle) -> Any:

@@ -250,3 +250,21 @@ def test_auto_on_the_ground_without_mission_start_disarms_after_disarm_delay():
     h.command(M.MAV_CMD_DO_SET_MODE, 1, 3)
     h.run(11.0)
     assert not h.vehicle.armed and h.vehicle.landed
+
+
+def test_attitude_pitches_nose_down_while_accelerating_forward():
+    h = _Harness()
+    h.run(3.0)
+    h.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_ATTITUDE, 100_000)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    h.command(M.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, 10)
+    h.run(10.0)
+    cmd, x, y, z = _wp(1, 200, 0, 10)
+    h.send(h.gcs.set_position_target_global_int_encode(0, 1, 1, 6, 0b110111111000, x, y, 10, 0, 0, 0, 0, 0, 0, 0, 0))
+    start = len(h.log)
+    h.run(2.0)
+    attitudes = [m for _, m in h.log[start:] if m.get_type() == "ATTITUDE"]
+    assert min(m.pitch for m in attitudes) < -0.1  # nose down while speeding up northward
+    assert all(abs(m.roll) < 0.05 for m in attitudes)
+    assert abs(attitudes[-1].yaw) < 0.2  # heading north
