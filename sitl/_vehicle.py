@@ -582,9 +582,8 @@ class SimVehicle:
         return 0, ""
 
     def _check_fence(self) -> None:
-        if self.params["FENCE_ENABLE"] < 1 or self.landed:
-            if self.fence_breached:
-                self.fence_breached = 0
+        if self.params["FENCE_ENABLE"] < 1:
+            self.fence_breached = 0
             return
         breach, name = self._fence_violation()
         if breach and not self.fence_breached:
@@ -593,19 +592,23 @@ class SimVehicle:
             self._fence_breach_time_ms = int(self.t * 1000)
             self.statustext(M.MAV_SEVERITY_NOTICE, f"{name} fence breached")  # AC_Fence::print_fence_message
             action = int(self.params["FENCE_ACTION"])
-            if action in (1, 3, 4, 6) and self.mode not in (RTL, LAND, SMART_RTL):
-                # FENCE_ACTION 1 = RTL or land; SmartRTL / brake fall back to RTL here.
-                if not self.set_mode(RTL, announce=False):
-                    self.set_mode(LAND, announce=False)
-            elif action == 2 and self.mode != LAND:
-                self.set_mode(LAND, announce=False)
             self._emit_deferred(M.MAVLINK_MSG_ID_FENCE_STATUS)
+            if action == 0:
+                return  # report only
+            if self.landed:
+                self.disarm("fence")  # Copter::fence_check: a landed copter is disarmed instead
+            elif action in (1, 3, 4, 6) and self.mode not in (RTL, LAND, SMART_RTL):
+                # FENCE_ACTION 1 = RTL or land; SmartRTL / brake fall back to RTL here.
+                if not self.set_mode(RTL):
+                    self.set_mode(LAND)
+            elif action == 2 and self.mode != LAND:
+                self.set_mode(LAND)
         elif not breach and self.fence_breached:
             self.fence_breached = 0
             self._emit_deferred(M.MAVLINK_MSG_ID_FENCE_STATUS)
 
     # ------------------------------------------------------------------ modes and arming
-    def set_mode(self, mode: int, announce: bool = True) -> bool:
+    def set_mode(self, mode: int) -> bool:
         """Copter::set_mode: unknown modes and position-less modes are refused with a STATUSTEXT."""
         name = MODES.get(mode)
         if name is None:

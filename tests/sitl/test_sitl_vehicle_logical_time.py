@@ -268,3 +268,19 @@ def test_attitude_pitches_nose_down_while_accelerating_forward():
     assert min(m.pitch for m in attitudes) < -0.1  # nose down while speeding up northward
     assert all(abs(m.roll) < 0.05 for m in attitudes)
     assert abs(attitudes[-1].yaw) < 0.2  # heading north
+
+
+def test_arming_inside_an_exclusion_zone_with_the_fence_on_breaches_and_disarms():
+    h = _Harness()
+    corners = [_wp(i, dn, de, 0) for i, (dn, de) in enumerate(((-20, -20), (-20, 20), (20, 20), (20, -20)))]
+    h.send(h.gcs.mission_count_encode(1, 1, 4, M.MAV_MISSION_TYPE_FENCE))
+    for seq, (_cmd, x, y, _z) in enumerate(corners):
+        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, 0, 1,
+                                             4, 0, 0, 0, x, y, 0, M.MAV_MISSION_TYPE_FENCE))
+    h.send(h.gcs.param_set_encode(1, 1, b"FENCE_ENABLE", 1, M.MAV_PARAM_TYPE_INT8))
+    h.run(3.0)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    assert h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
+    h.run(0.5)
+    assert not h.vehicle.armed and h.vehicle.fence_breach_count == 1
+    assert any(m.get_type() == "STATUSTEXT" and m.text == "Polygon fence breached" for _, m in h.log)
