@@ -107,7 +107,7 @@ class Cluster:
         if not snap.is_empty():
             view.fsm.restore(snap.data)
         view.applied_index = snap.meta.index
-        rng = random.Random(self.rng.random() if hasattr(self, "rng") else i)
+        rng = random.Random(self.rng.random())
         return RawNode(Config(id=i, rng=rng, applied=snap.meta.index, **cfg), view.storage)
 
     def node(self, i: int) -> RawNode:
