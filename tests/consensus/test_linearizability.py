@@ -13,6 +13,7 @@ from consensus.sim.linearizability import (
     OpKind,
     Verdict,
     check_kv_history,
+    format_operations,
     kv_step,
 )
 
@@ -311,3 +312,71 @@ def test_random_histories_with_a_corrupted_read_fail() -> None:
         assert check_kv_history(ops).verdict is Verdict.ILLEGAL
         caught += 1
     assert caught > 150
+
+
+# --- against a brute-force oracle ---------------------------------------------------------
+
+
+def _brute_force_linearizable(ops: list[Operation]) -> bool:
+    """Definition-level check: some subset of the pending operations plus all completed
+    ones has a total order that respects real time (a before b if a returned before b
+    was called) and the sequential specification."""
+    import itertools
+
+    done = [o for o in ops if not o.pending]
+    pending = [o for o in ops if o.pending and o.kind is not OpKind.GET]
+    for r in range(len(pending) + 1):
+        for chosen in itertools.combinations(pending, r):
+            group = done + list(chosen)
+            for order in itertools.permutations(group):
+                ok = True
+                for i, a in enumerate(order):
+                    # Real time: nothing placed after a may have returned before a was called.
+                    if any(b.ret is not None and b.ret < a.call for b in order[i + 1:]):
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                state: dict[str, str | None] = {}
+                for o in order:
+                    legal, new = kv_step(state.get(o.key), o)
+                    if not legal:
+                        ok = False
+                        break
+                    state[o.key] = new
+                if ok:
+                    return True
+    return False
+
+
+def test_verdicts_match_a_brute_force_oracle_on_small_random_histories() -> None:
+    rng = random.Random(424242)
+    values = ["a", "b", "c"]
+    verdicts = {True: 0, False: 0}
+    for _ in range(400):
+        ops: list[Operation] = []
+        for _ in range(rng.randint(1, 6)):
+            call = rng.randint(0, 12)
+            ret: int | None = call + rng.randint(0, 6)
+            if rng.random() < 0.15:
+                ret = None
+            client = rng.randrange(4)
+            key = rng.choice("xy")
+            roll = rng.random()
+            if roll < 0.4:
+                out = rng.choice([None, *values])
+                ops.append(get(client, key, out if ret is not None else None, call, ret))
+            elif roll < 0.75:
+                ops.append(put(client, key, rng.choice(values), call, ret))
+            elif roll < 0.85:
+                ops.append(append(client, key, rng.choice(values), call, ret))
+            else:
+                ok = rng.random() < 0.5 if ret is not None else None
+                ops.append(cas(client, key, rng.choice([None, *values]), rng.choice(values), ok, call, ret))
+        # The oracle sees the whole history, so this also checks that splitting by key
+        # (locality, Herlihy & Wing) loses nothing.
+        expected = _brute_force_linearizable(ops)
+        got = check_kv_history(ops).verdict
+        assert got is (Verdict.OK if expected else Verdict.ILLEGAL), format_operations(ops)
+        verdicts[expected] += 1
+    assert verdicts[True] > 50 and verdicts[False] > 50  # both kinds were exercised
