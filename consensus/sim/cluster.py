@@ -65,7 +65,7 @@ __all__ = ["ALL_FAULTS", "SimConfig", "SimResult", "Simulation", "replay_command
 
 #: Faults a run may inject; ``--faults`` selects a subset.
 ALL_FAULTS: frozenset[str] = frozenset(
-    {"drop", "dup", "reorder", "delay", "partition", "crash", "slowdisk", "member", "transfer", "client"}
+    {"drop", "dup", "reorder", "delay", "partition", "crash", "slowdisk", "member", "transfer", "client", "skew"}
 )
 
 
@@ -94,6 +94,9 @@ class SimConfig:
     #: A client gives up on its operation (it crashed): the operation stays pending in
     #: the history (it may or may not take effect) and the client starts a new session.
     client_crash_rate: float = 0.004
+    #: A node's clock runs at 0x, 2x or 3x speed for a while (Raft's safety must not
+    #: depend on timing, §5.6; only liveness may).
+    skew_rate: float = 0.01
     #: A node snapshots its state machine and compacts its log every this many applied
     #: entries (small, so InstallSnapshot is exercised often).
     snapshot_every: int = 12
@@ -131,7 +134,7 @@ class SimConfig:
         if self.storage not in ("memory", "sqlite"):
             raise ValueError(f"storage must be 'memory' or 'sqlite', got {self.storage!r}")
         for name in ("drop_rate", "dup_rate", "reorder_rate", "partition_rate", "heal_rate", "crash_rate",
-                     "restart_rate", "slowdisk_rate", "member_rate", "transfer_rate", "client_crash_rate"):
+                     "restart_rate", "slowdisk_rate", "member_rate", "transfer_rate", "client_crash_rate", "skew_rate"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
@@ -217,6 +220,9 @@ class _Node:
     disk_done_at: int = 0
     disk_slow_until: int = 0
     inbox: list[Message] = field(default_factory=list)
+    #: Ticks per virtual tick (clock skew) and until when.
+    tick_rate: int = 1
+    skew_until: int = 0
     #: ReadIndex reads acknowledged by Raft, waiting for apply to reach their index.
     reads_waiting: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -397,7 +403,10 @@ class Simulation:
             inbox, node.inbox = node.inbox, []
             for m in inbox:
                 raw.step(m)
-            raw.tick()
+            if node.tick_rate != 1 and self.now >= node.skew_until:
+                node.tick_rate = 1
+            for _ in range(node.tick_rate):
+                raw.tick()
         self._clients_act()
         for nid in self.ids:
             node = self.nodes[nid]
@@ -788,6 +797,12 @@ class Simulation:
                         self._log(f"transfer refused: {exc}")
         if "member" in f and rng.random() < cfg.member_rate:
             self._membership_change()
+        if "skew" in f and rng.random() < cfg.skew_rate:
+            node = self.nodes[rng.choice(self.ids)]
+            node.tick_rate = rng.choice([0, 2, 3])
+            node.skew_until = self.now + rng.randint(10, 60)
+            self.counts["clock skews"] += 1
+            self._log(f"n{node.id} clock runs at {node.tick_rate}x until {node.skew_until}")
         if "client" in f and rng.random() < cfg.client_crash_rate:
             busy = [c for c in self.clients if c.call is not None]
             if busy:
@@ -862,6 +877,7 @@ class Simulation:
         for nid in self.ids:
             node = self.nodes[nid]
             node.disk_slow_until = 0
+            node.tick_rate = 1
             if not node.up:
                 self.restart(nid)
         self._log("quiet: faults stopped, network healed, all nodes up")
