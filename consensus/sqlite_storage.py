@@ -28,6 +28,13 @@ How that contract is met:
 * A database is created in a temporary file and renamed into place, so a crash during
   creation leaves no half-made store; an existing path that is empty or not this
   schema is corruption, never a fresh start (a fresh start would forget the vote).
+* An exclusive lock is held while the store is open: a second process opening the same
+  file (two agents given one data directory) fails at once.
+
+Known limit: damage that cuts already-synced frames off the end of the WAL file is, to
+SQLite, a crash before those transactions, and the store reopens at that earlier (whole-
+batch) state; detecting it would need a record outside the file. The checks above catch
+damage to the main database file.
 
 Layout, as in :class:`consensus.storage.MemoryStorage`: ``log_start`` holds the index
 and term of the last compacted entry (the "dummy" entry, so ``term(first_index()-1)``
