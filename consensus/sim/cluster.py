@@ -279,6 +279,8 @@ class Simulation:
         #: Operations whose client crashed before learning the outcome.
         self.abandoned: list[Operation] = []
         self.acked_writes: set[tuple[int, int]] = set()
+        #: (session, seq) -> the log index at which that write took effect.
+        self.applied_ops: dict[tuple[int, int], int] = {}
         self._op_counter = 0
         self._session_owner: dict[int, _Client] = {}
         self.removed: list[int] = []  # voters taken out by membership faults
@@ -509,6 +511,10 @@ class Simulation:
             if res.status is SessionStatus.REGISTERED:
                 self._deliver_registration(nid, res.client_id, res.payload)
             else:
+                if res.status is SessionStatus.OK and not res.cached:
+                    # The entry at which (session, seq) took effect: the same on every
+                    # replica (State Machine Safety is checked on the entries themselves).
+                    self.applied_ops.setdefault((res.client_id, res.seq), e.index)
                 self._deliver_write_result(nid, res.client_id, res.seq, res.status, res.payload)
 
     def _reference_snapshot(self, index: int) -> bytes:
@@ -913,9 +919,12 @@ class Simulation:
             if seen[1] != state:
                 return (f"state machine safety: nodes {seen[0]} and {nid} applied up to {node.applied} "
                         "but hold different states", "")
-        # Every acknowledged write survived: each replica's session table (rebuilt from
-        # the committed log, or from a snapshot of it) has applied it (hashicorp/raft
-        # fuzzy's "every acknowledged apply is in the log").
+        # Every acknowledged write is in the committed log (hashicorp/raft fuzzy's check)...
+        lost = sorted(self.acked_writes - self.applied_ops.keys())
+        if lost:
+            return f"durability: acknowledged writes (session, seq) never committed: {lost[:5]}", ""
+        # ...and survived into every up-to-date replica's state (rebuilt from the log or
+        # from a snapshot of it).
         top = max((self.nodes[i].applied for i in self.ids if self.nodes[i].up), default=0)
         for nid in self.ids:
             node = self.nodes[nid]

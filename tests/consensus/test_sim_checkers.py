@@ -195,6 +195,28 @@ def test_stale_local_reads_are_caught_by_linearizability() -> None:
     assert msg.startswith("linearizability"), msg
 
 
+class _RefusalAcker(Simulation):
+    """Reports success for writes its server refused (ProposalDropped): they never
+    reach the log at all."""
+
+    def _submit(self, c: _Client) -> None:
+        call = c.call
+        assert call is not None
+        node = self.nodes[call.server]
+        before = call.deadline
+        super()._submit(c)
+        dropped = node.up and call.deadline < before  # _submit backs off after a refusal
+        if dropped and call.cmd.op in ("put", "append") and c.session is not None:
+            c.session.completed(call.seq)
+            self.acked_writes.add((c.session.client_id, call.seq))
+            self._complete(c, None)
+
+
+def test_acknowledging_refused_writes_is_caught_as_lost_durability() -> None:
+    msg = _first_caught(_RefusalAcker, "acknowledging refused proposals")
+    assert msg.startswith("durability: acknowledged writes"), msg
+
+
 def test_acknowledging_uncommitted_writes_is_caught() -> None:
     msg = _first_caught(_EagerAcker, "acknowledging before commit")
     assert "durability" in msg or "linearizability" in msg, msg
