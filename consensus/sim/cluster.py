@@ -4,8 +4,8 @@ deterministic simulation testing, after hashicorp/raft's ``fuzzy`` and etcd's
 
 N :class:`~consensus.rawnode.RawNode`\\ s run in virtual time (ticks). One seeded
 ``random.Random`` decides everything: message loss, duplication, delay and reordering,
-partitions, crashes and restarts, slow disks, membership changes, leadership transfers,
-and what the clients do. Nothing reads a clock or iterates a hash-ordered collection of
+partitions, crashes and restarts, slow disks, clock skew, membership changes (including
+removing the leader), leadership transfers, client crashes, and what the clients do. Nothing reads a clock or iterates a hash-ordered collection of
 strings, so the same seed gives a byte-identical run.
 
 The driver honours the Ready contract (docs/consensus.md): a Ready's snapshot, entries
@@ -18,7 +18,9 @@ Clients propose key-value commands wrapped in client sessions (client id + seque
 number, applied exactly once), retry on timeout or lost leader, and read through
 ReadIndex. Every call and return is recorded; at the end the history must be
 linearizable and every acknowledged write must be in the committed log. The Raft safety
-properties are checked after every step (see :mod:`consensus.sim.checkers`).
+properties are checked after every step (see :mod:`consensus.sim.checkers`), and every
+snapshot taken, installed or restarted from is compared with a reference replica fed
+the committed log. Compaction runs every few entries, so InstallSnapshot is common.
 """
 
 from __future__ import annotations
