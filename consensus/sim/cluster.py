@@ -762,21 +762,10 @@ class Simulation:
                     self.net.heal()
                     self._log("heal")
             elif rng.random() < cfg.partition_rate:
-                shuffled = self.ids[:]
-                rng.shuffle(shuffled)
-                leader = self._leader()
-                if leader is not None and len(shuffled) > 2 and rng.random() < 0.5:
-                    # Strand the leader in a minority: it keeps taking proposals it can
-                    # never commit, which the new majority's leader must overwrite (§5.3).
-                    shuffled.remove(leader)
-                    shuffled.insert(0, leader)
-                    cut = rng.randint(1, (len(shuffled) - 1) // 2)
+                if len(self.ids) > 2 and rng.random() < 0.25:
+                    self._partial_partition()
                 else:
-                    cut = rng.randint(1, len(shuffled) - 1) if len(shuffled) > 1 else 1
-                a, b = sorted(shuffled[:cut]), sorted(shuffled[cut:])
-                self.net.partition(a, b)
-                self.counts["partitions"] += 1
-                self._log(f"partition {a} | {b}")
+                    self._split()
         if "crash" in f:
             for nid in self.ids:
                 node = self.nodes[nid]
@@ -828,6 +817,39 @@ class Simulation:
         c.rounds += 1
         c.register_deadline = self.now + self.rng.randint(1, 10)
         self.counts["client crashes"] += 1
+
+    def _split(self) -> None:
+        """Split the nodes in two groups; half the time the leader is in the minority."""
+        rng = self.rng
+        shuffled = self.ids[:]
+        rng.shuffle(shuffled)
+        leader = self._leader()
+        if leader is not None and len(shuffled) > 2 and rng.random() < 0.5:
+            # Strand the leader in a minority: it keeps taking proposals it can never
+            # commit, which the new majority's leader must overwrite (§5.3).
+            shuffled.remove(leader)
+            shuffled.insert(0, leader)
+            cut = rng.randint(1, (len(shuffled) - 1) // 2)
+        else:
+            cut = rng.randint(1, len(shuffled) - 1) if len(shuffled) > 1 else 1
+        a, b = sorted(shuffled[:cut]), sorted(shuffled[cut:])
+        self.net.partition(a, b)
+        self.counts["partitions"] += 1
+        self._log(f"partition {a} | {b}")
+
+    def _partial_partition(self) -> None:
+        """Cut a few links, some one way only, so connectivity is not transitive (A
+        hears B and C, B and C do not hear each other): the case PreVote and
+        CheckQuorum exist for (thesis §9.6, §6.2)."""
+        rng = self.rng
+        cuts = []
+        for _ in range(rng.randint(1, 3)):
+            x, y = rng.sample(self.ids, 2)
+            both = rng.random() < 0.5
+            self.net.cut_link(x, y, both_ways=both)
+            cuts.append(f"{x}{'<' if both else ''}-x->{y}")
+        self.counts["partial partitions"] += 1
+        self._log(f"cut links {' '.join(cuts)}")
 
     def _leader(self) -> int | None:
         best = None

@@ -96,10 +96,12 @@ class VirtualNetwork(Generic[M]):
                 if i != j:
                     self._cut.update((x, y) for x in a for y in b)
 
-    def cut_link(self, a: int, b: int) -> None:
-        """Cut the link between ``a`` and ``b`` in both directions."""
+    def cut_link(self, a: int, b: int, *, both_ways: bool = True) -> None:
+        """Cut the link from ``a`` to ``b`` (and back, unless ``both_ways`` is False):
+        partial and one-way partitions, where connectivity is not transitive."""
         self._cut.add((a, b))
-        self._cut.add((b, a))
+        if both_ways:
+            self._cut.add((b, a))
 
     def heal(self) -> None:
         """Reconnect every link."""
@@ -156,13 +158,3 @@ class VirtualNetwork(Generic[M]):
             self.stats.delivered += 1
             out.append(msg)
         return out
-
-    def in_flight(self) -> int:
-        return len(self._queue)
-
-    def drop_all_to(self, node: int) -> None:
-        """Forget every in-flight message addressed to ``node``."""
-        kept = [item for item in self._queue if item[2].to != node]
-        self.stats.cut += len(self._queue) - len(kept)
-        heapq.heapify(kept)
-        self._queue = kept

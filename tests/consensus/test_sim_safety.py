@@ -44,7 +44,7 @@ def test_500_random_five_node_fault_schedules_have_no_violations() -> None:
     # The schedules must actually have done what they claim to test.
     for what in ("crashes", "partitions", "log truncations", "snapshots installed", "leaders elected",
                  "reads served", "writes acknowledged", "slow disk writes", "leader transfers asked",
-                 "membership remove_node proposed", "membership add_voter proposed", "client crashes", "clock skews"):
+                 "membership remove_node proposed", "membership add_voter proposed", "client crashes", "clock skews", "partial partitions"):
         assert exercised[what] > 0, f"no run exercised {what}"
 
 
