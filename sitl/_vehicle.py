@@ -10,6 +10,7 @@ command handlers (``GCS_Mavlink.cpp``, ``GCS_Common.cpp``), the mission executor
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +181,7 @@ class SimVehicle:
         self.connected = False
         self._banner_sent = False
         self.boot_time: float | None = None  # sim clock reading at boot
+        self.epoch = time.time()  # UTC at boot, for SYSTEM_TIME once the GPS has time
         self.t = 0.0  # simulated seconds since boot, advanced in STEP_S steps
         self._steps = 0  # t = _steps * STEP_S exactly (no drift from repeated addition)
         # flight state, local ENU metres around home (u = altitude above home)
@@ -221,6 +223,7 @@ class SimVehicle:
         self._next_radio = 0.0
         self._radio_up = True
         self._texts: list[Any] = []
+        self._text_id = 0  # STATUSTEXT.id of the last chunked text
         self._gps_fix_announced = False
         self._ready_announced = False
 
@@ -254,10 +257,14 @@ class SimVehicle:
                 self._emit(M.MAVLINK_MSG_ID_HEARTBEAT)
                 slot[1] = self.t + slot[0]
             if self.t == 0.0:
-                # GCS_MAVLINK_Copter::send_banner at boot: firmware, then frame
-                self.statustext(M.MAV_SEVERITY_INFO, FIRMWARE)
-                self.statustext(M.MAV_SEVERITY_INFO, "Frame: QUAD/X")
+                self._send_banner()
                 self._flush_texts()
+
+    def _send_banner(self) -> None:
+        # GCS_MAVLINK_Copter::send_banner (at boot and on every PARAM_REQUEST_LIST):
+        # GCS_MAVLINK::send_banner's firmware string, then the frame and type.
+        self.statustext(M.MAV_SEVERITY_INFO, FIRMWARE)
+        self.statustext(M.MAV_SEVERITY_INFO, "Frame: QUAD/X")
 
     def on_disconnect(self) -> None:
         self.connected = False
@@ -295,7 +302,18 @@ class SimVehicle:
     def statustext(self, severity: int, text: str) -> None:
         """Queue a STATUSTEXT; like ArduPilot's deferred send_text it goes out after the
         direct replies (COMMAND_ACK, MISSION_ACK) of the message being handled."""
-        self._defer(self._mav.statustext_encode(severity, text.encode()[:50]))
+        data = text.encode()
+        if len(data) <= 50:
+            self._defer(self._mav.statustext_encode(severity, data))
+            return
+        # GCS::send_textv: a longer text goes out in 50-byte chunks sharing a non-zero
+        # id, chunk_seq from 0; the last chunk is shorter (NUL-terminated).
+        self._text_id = self._text_id % 0xFFFF + 1
+        chunks = [data[i:i + 50] for i in range(0, len(data), 50)]
+        if len(chunks[-1]) == 50:
+            chunks.append(b"")
+        for seq, chunk in enumerate(chunks):
+            self._defer(self._mav.statustext_encode(severity, chunk, self._text_id, seq))
 
     def _defer(self, msg: Any) -> None:
         self._texts.append(msg)
@@ -906,18 +924,24 @@ class SimVehicle:
             self.set_mode(msg.custom_mode)
 
     def _on_PARAM_REQUEST_LIST(self, msg: Any) -> None:
+        # GCS_MAVLINK::handle_param_request_list: send_banner() first ("a convenient
+        # way to get extra information"), then every parameter with its index.
+        self._send_banner()
+        self._flush_texts()
         for name in self.params.names():
-            self._send_param(name)
+            self._send_param(name, self.params.index(name))
 
     def _on_PARAM_REQUEST_READ(self, msg: Any) -> None:
+        # GCS_MAVLINK::param_io_timer: the reply carries the request's param_index, so
+        # a read by name (index -1) is answered with param_index -1 (65535 on the wire).
         names = self.params.names()
-        if msg.param_index >= 0:
-            if msg.param_index < len(names):
-                self._send_param(names[msg.param_index])
+        if msg.param_index != -1:
+            if 0 <= msg.param_index < len(names):
+                self._send_param(names[msg.param_index], msg.param_index)
             return
         name = _param_name(msg.param_id)
         if name in names:
-            self._send_param(name)
+            self._send_param(name, -1)
 
     def _on_PARAM_SET(self, msg: Any) -> None:
         name = _param_name(msg.param_id)
@@ -925,15 +949,17 @@ class SimVehicle:
             return  # unknown name or NaN: ArduPilot ignores it without a reply
         if name.startswith("FENCE_"):
             self._rebuild_fence()
-        self._send_param(name)
+        # AP_Param::save -> GCS::send_parameter_value: param_index -1 (65535)
+        self._send_param(name, -1)
 
-    def _send_param(self, name: str) -> None:
+    def _send_param(self, name: str, index: int) -> None:
         self._send(self._mav.param_value_encode(name.encode(), self.params[name], self.params.ptype(name),
-                                                len(self.params), self.params.index(name)))
+                                                len(self.params), index & 0xFFFF))
 
     def _on_REQUEST_DATA_STREAM(self, msg: Any) -> None:
+        # GCS_MAVLINK::handle_request_data_stream: start_stop other than 0/1 is ignored
         group = STREAM_GROUPS.get(msg.req_stream_id)
-        if group is None:
+        if group is None or msg.start_stop not in (0, 1):
             return
         rate = msg.req_message_rate if msg.start_stop else 0
         for msgid in group:
@@ -1279,7 +1305,10 @@ def _fence_status(v: SimVehicle) -> Any:
 
 
 def _system_time(v: SimVehicle) -> Any:
-    return v._mav.system_time_encode(0, _boot_ms(v))
+    # AP_RTC: UTC is known once the GPS has a fix (SITL's GPS reports the host's time);
+    # before that time_unix_usec is 0.
+    unix_us = int((v.epoch + v.t) * 1e6) if v.gps_fix else 0
+    return v._mav.system_time_encode(unix_us, _boot_ms(v))
 
 
 def _home_position(v: SimVehicle) -> Any:
