@@ -23,5 +23,36 @@ MAV_COMP_ID_ONBOARD_COMPUTER = mavlink.MAV_COMP_ID_ONBOARD_COMPUTER  # 191
 MAV_COMP_ID_AUTOPILOT1 = mavlink.MAV_COMP_ID_AUTOPILOT1  # 1
 SIK_RADIO_SYSID = 51  # SiK firmware sends RADIO_STATUS as system '3' (51), component 'D' (68)
 
+# HEARTBEAT.type of components that share a system id with the autopilot but are not it
+# (MAV_TYPE, common.xml): a GCS, this companion, a gimbal, camera, ADS-B receiver, ...
+_NOT_A_VEHICLE = frozenset({
+    mavlink.MAV_TYPE_GCS, mavlink.MAV_TYPE_ONBOARD_CONTROLLER, mavlink.MAV_TYPE_GIMBAL,
+    mavlink.MAV_TYPE_CAMERA, mavlink.MAV_TYPE_ADSB, mavlink.MAV_TYPE_ANTENNA_TRACKER,
+    mavlink.MAV_TYPE_SERVO, mavlink.MAV_TYPE_ODID, mavlink.MAV_TYPE_PARACHUTE,
+    mavlink.MAV_TYPE_BATTERY, mavlink.MAV_TYPE_FLARM, mavlink.MAV_TYPE_CHARGING_STATION,
+    mavlink.MAV_TYPE_LOG, mavlink.MAV_TYPE_OSD, mavlink.MAV_TYPE_IMU, mavlink.MAV_TYPE_GPS,
+    mavlink.MAV_TYPE_WINCH, mavlink.MAV_TYPE_GENERIC,
+})
+
+
+def is_autopilot_heartbeat(msg: object) -> bool:
+    """True if ``msg`` is a HEARTBEAT from a flight controller.
+
+    Other components on the same system id send HEARTBEATs too: a gimbal (compid 154),
+    a camera, an ADS-B receiver (some say MAV_AUTOPILOT_GENERIC), a GCS. Taking their
+    custom_mode and base_mode as the vehicle's would report a flying copter as
+    disarmed STABILIZE. This is pymavlink's ``probably_vehicle_heartbeat`` rule made
+    stricter: the autopilot must be named and the type must be an airframe, and
+    the sender must be an autopilot component (MAV_COMP_ID_AUTOPILOT1, which ArduPilot
+    always uses).
+    """
+    get_type = getattr(msg, "get_type", None)
+    if get_type is None or get_type() != "HEARTBEAT":
+        return False
+    return (msg.autopilot != mavlink.MAV_AUTOPILOT_INVALID  # type: ignore[attr-defined]
+            and msg.type not in _NOT_A_VEHICLE  # type: ignore[attr-defined]
+            and msg.get_srcComponent() == MAV_COMP_ID_AUTOPILOT1)  # type: ignore[attr-defined]
+
+
 __all__ = ["mavutil", "mavlink", "MAV_COMP_ID_ONBOARD_COMPUTER", "MAV_COMP_ID_AUTOPILOT1",
-           "SIK_RADIO_SYSID"]
+           "SIK_RADIO_SYSID", "is_autopilot_heartbeat"]

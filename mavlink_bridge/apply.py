@@ -35,12 +35,12 @@ from mavlink_bridge.mission_protocol import MissionError, MissionTimeoutError, O
 from mavlink_bridge.plan import (
     CMD_NAV_FENCE_CIRCLE_EXCLUSION, CMD_NAV_FENCE_CIRCLE_INCLUSION,
     CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION,
-    CMD_NAV_LAND, CMD_NAV_LOITER_TIME, CMD_NAV_LOITER_TURNS, CMD_NAV_LOITER_UNLIM,
+    CMD_NAV_LAND, CMD_NAV_LOITER_TIME, CMD_NAV_RALLY_POINT, CMD_NAV_LOITER_TURNS, CMD_NAV_LOITER_UNLIM,
     CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
     FRAME_GLOBAL_RELATIVE_ALT_INT, MissionItem, MissionPlan, MissionType, validate_fence,
 )
 from mavlink_bridge.telemetry import CopterMode, VehicleState
-from mavlink_bridge.vehicle import Vehicle
+from mavlink_bridge.vehicle import ParamError, Vehicle
 
 __all__ = ["ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError",
            "items_match", "resume_seq", "home_item"]
@@ -105,7 +105,12 @@ def items_match(sent: MissionItem, got: MissionItem) -> str | None:
         return f"frame {sent.frame} != {got.frame}"
     if (sent.x, sent.y) != (got.x, got.y):
         return f"position ({sent.x}, {sent.y}) != ({got.x}, {got.y})"
-    if not fence_geometry and not _same_float(sent.z, got.z):
+    if sent.command == CMD_NAV_RALLY_POINT and math.isfinite(sent.z):
+        # MissionItemProtocol_Rally stores RallyLocation.alt = cmd.z, an int16 of
+        # metres: the fraction is truncated (C float -> int conversion).
+        if float(int(sent.z)) != got.z:
+            return f"z {sent.z} (stored as {int(sent.z)}) != {got.z}"
+    elif not fence_geometry and not _same_float(sent.z, got.z):
         return f"z {sent.z} != {got.z}"
     if sent.autocontinue != got.autocontinue:
         return f"autocontinue {sent.autocontinue} != {got.autocontinue}"
@@ -157,6 +162,7 @@ class PlanApplier:
         self._verified: dict[MissionType, tuple[MissionItem, ...]] = {}
         self._params: dict[str, float] = {}
         self._connects = vehicle.link.stats.connects
+        self._reboots = vehicle.telemetry.reboots
 
     def forget(self) -> None:
         """Drop what we believe the vehicle holds (after a reboot or reconnect)."""
@@ -172,11 +178,15 @@ class PlanApplier:
         in which case the failing list is marked unknown and retried on the next call."""
         validate_fence(plan.fence)  # bad input changes nothing: checked before any upload
         connects = self.vehicle.link.stats.connects
-        if connects != self._connects:
-            # The link was re-established: the autopilot may have rebooted or been
+        reboots = self.vehicle.telemetry.reboots
+        if connects != self._connects or reboots != self._reboots:
+            # The link was re-established, or the autopilot restarted behind a link
+            # that stayed up (its boot clock went back): it may have lost or changed
+            # what we verified (SITL started with -w wipes its mission), or been
             # reconfigured by someone else meanwhile, so what we verified is stale.
             self.forget()
             self._connects = connects
+            self._reboots = reboots
         uploaded: list[MissionType] = []
         unchanged: list[MissionType] = []
         resumed: int | None = None
@@ -247,7 +257,19 @@ class PlanApplier:
             return ()
         wanted: list[tuple[str, float]] = []
         if plan.fence_enable:
-            wanted.append(("FENCE_TYPE", float(self.config.fence_type)))
+            # FENCE_TYPE is a bitmask (AC_Fence: 1 max altitude, 2 circle, 4 polygon,
+            # 8 min altitude; Copter's default is 7). Add our bits to what the vehicle
+            # has instead of overwriting it, which would silently switch off an
+            # altitude or circle fence the operator configured.
+            current = self._params.get("FENCE_TYPE")
+            if current is None:
+                current = self.vehicle.get_param("FENCE_TYPE")
+                if not (math.isfinite(current) and current == int(current) and 0 <= current <= 255):
+                    raise ParamError(f"FENCE_TYPE: vehicle reports {current}, not a bitmask")
+            merged = float(int(current) | self.config.fence_type)
+            if merged == current:
+                self._params["FENCE_TYPE"] = merged  # already includes our bits
+            wanted.append(("FENCE_TYPE", merged))
         wanted.append(("FENCE_ENABLE", 1.0 if plan.fence_enable else 0.0))
         done = []
         for name, value in wanted:

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from mavlink_bridge._mav import (
-    MAV_COMP_ID_ONBOARD_COMPUTER, SIK_RADIO_SYSID, mavlink, mavutil,
+    _NOT_A_VEHICLE, MAV_COMP_ID_AUTOPILOT1, MAV_COMP_ID_ONBOARD_COMPUTER, SIK_RADIO_SYSID,
+    is_autopilot_heartbeat, mavlink, mavutil,
 )
 
 __all__ = ["ConnectionSpec", "ConnectionStringError", "parse_connection_string", "LinkConfig",
@@ -462,12 +463,17 @@ class MavlinkLink:
         self._msg_counts[sysid] = self._msg_counts.get(sysid, 0) + 1
         is_target_hb = False
         if mtype == "HEARTBEAT":
-            self._systems[sysid] = SystemInfo(sysid=sysid, compid=msg.get_srcComponent(),
-                                              vehicle_type=msg.type, autopilot=msg.autopilot,
-                                              last_heartbeat=now,
-                                              messages=self._msg_counts[sysid])
+            autopilot = is_autopilot_heartbeat(msg)
+            known = self._systems.get(sysid)
+            # The entry describes the system's autopilot (its compid is where commands
+            # go); another component's HEARTBEAT only fills in a system with none yet.
+            if autopilot or known is None or not _is_autopilot_info(known):
+                self._systems[sysid] = SystemInfo(sysid=sysid, compid=msg.get_srcComponent(),
+                                                  vehicle_type=msg.type, autopilot=msg.autopilot,
+                                                  last_heartbeat=now,
+                                                  messages=self._msg_counts[sysid])
             target = self.config.target_system
-            if (target is None or sysid == target) and msg.autopilot != mavlink.MAV_AUTOPILOT_INVALID:
+            if (target is None or sysid == target) and autopilot:
                 self._last_target_hb = now
                 self._target_seen.set()
                 is_target_hb = True
@@ -501,6 +507,11 @@ class _BoundedTcp(mavutil.mavtcp):  # type: ignore[misc]
         self.port.setblocking(False)
         mavutil.set_close_on_exec(self.port.fileno())
         self.port.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _is_autopilot_info(info: SystemInfo) -> bool:
+    return (info.autopilot != mavlink.MAV_AUTOPILOT_INVALID and info.compid == MAV_COMP_ID_AUTOPILOT1
+            and info.vehicle_type not in _NOT_A_VEHICLE)
 
 
 def _accept_unsigned(mav: Any, msg_id: int) -> bool:

@@ -17,12 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
-from mavlink_bridge._mav import mavlink
+from mavlink_bridge._mav import is_autopilot_heartbeat, mavlink
 
 __all__ = [
     "CopterMode", "Heartbeat", "Position", "Battery", "GpsFix", "EkfStatus", "MissionProgress",
     "ItemReached", "FenceStatus", "StatusText", "RadioStatus", "TelemetryRecord",
     "VehicleState", "TelemetryDecoder", "TelemetryTracker", "TelemetryRejected",
+    "StatusTextAssembler",
     "stream_requests", "copter_mode_name",
 ]
 
@@ -389,6 +390,51 @@ _SLOT = {Heartbeat: "heartbeat", Position: "position", Battery: "battery", GpsFi
          FenceStatus: "fence", RadioStatus: "radio"}
 
 
+class StatusTextAssembler:
+    """Joins the chunks of a long STATUSTEXT (MAVLink 2 ``id``/``chunk_seq``).
+
+    ArduPilot splits a text longer than the 50-byte field into chunks sharing one
+    non-zero ``id``, ``chunk_seq`` counting from 0; a chunk shorter than 50 characters
+    (it holds a NUL) is the last one (STATUSTEXT in common.xml). ``id`` 0 is a whole
+    text. A text whose last chunk never comes is emitted as far as it got after
+    ``timeout_s``; at most ``max_pending`` texts are assembled at once.
+    """
+
+    FIELD_LEN = 50
+
+    def __init__(self, timeout_s: float = 2.0, max_pending: int = 8, max_chunks: int = 32) -> None:
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        self.max_chunks = max_chunks
+        # id -> (severity, first seen, {chunk_seq: text})
+        self._pending: dict[int, tuple[int, float, dict[int, str]]] = {}
+
+    def add(self, text_id: int, chunk_seq: int, record: StatusText, now: float) -> list[StatusText]:
+        """Feed one chunk; returns the texts now complete (possibly none)."""
+        out = self.expire(now)
+        if text_id == 0:
+            return out + [record]
+        severity, since, chunks = self._pending.get(text_id, (record.severity, now, {}))
+        if chunk_seq < self.max_chunks:
+            chunks.setdefault(chunk_seq, record.text)
+        if len(record.text) < self.FIELD_LEN or len(chunks) >= self.max_chunks:
+            self._pending.pop(text_id, None)
+            return out + [StatusText(severity, "".join(chunks[k] for k in sorted(chunks)))]
+        self._pending[text_id] = (severity, since, chunks)
+        while len(self._pending) > self.max_pending:
+            oldest = min(self._pending, key=lambda k: self._pending[k][1])
+            out.append(self._flush(oldest))
+        return out
+
+    def expire(self, now: float) -> list[StatusText]:
+        late = [k for k, (_, since, _) in self._pending.items() if now - since > self.timeout_s]
+        return [self._flush(k) for k in late]
+
+    def _flush(self, text_id: int) -> StatusText:
+        severity, _, chunks = self._pending.pop(text_id)
+        return StatusText(severity, "".join(chunks[k] for k in sorted(chunks)))
+
+
 class TelemetryTracker:
     """Latest telemetry of one system id; fed from the link's reader thread.
 
@@ -405,6 +451,8 @@ class TelemetryTracker:
         self._latest: dict[str, Any] = {}
         self._received_at: dict[str, float] = {}
         self._texts: list[StatusText] = []
+        self._assembler = StatusTextAssembler()
+        self.reboots = 0  # autopilot restarts seen on this link (see _rebooted)
         self._listeners: list[Callable[[TelemetryRecord, float], None]] = []
 
     def add_listener(self, listener: Callable[[TelemetryRecord, float], None]) -> None:
@@ -413,23 +461,49 @@ class TelemetryTracker:
     def feed(self, msg: Any, now: float) -> TelemetryRecord | None:
         if msg.get_srcSystem() != self.sysid:
             return None
-        if msg.get_type() == "HEARTBEAT" and msg.autopilot == mavlink.MAV_AUTOPILOT_INVALID:
-            return None  # a camera, gimbal or GCS on the same system id: not the autopilot
+        if msg.get_type() == "HEARTBEAT" and not is_autopilot_heartbeat(msg):
+            return None  # a camera, gimbal, ADS-B receiver or GCS on our system id
         record = self.decoder.decode(msg)
         if record is None:
             return None
-        with self._lock:
-            if isinstance(record, StatusText):
-                self._texts.append(record)
+        if isinstance(record, StatusText):
+            texts = self._assembler.add(int(getattr(msg, "id", 0) or 0),
+                                        int(getattr(msg, "chunk_seq", 0) or 0), record, now)
+            if not texts:
+                return None  # a chunk of a longer text: wait for the rest
+            with self._lock:
+                self._texts.extend(texts)
                 del self._texts[:-self.MAX_STATUS_TEXTS]
                 self._received_at["status_text"] = now
-            else:
-                slot = _SLOT[type(record)]
-                self._latest[slot] = record
-                self._received_at[slot] = now
+            for text in texts:
+                for listener in list(self._listeners):
+                    listener(text, now)
+            return texts[-1]
+        with self._lock:
+            slot = _SLOT[type(record)]
+            previous = self._latest.get(slot)
+            if self._rebooted(previous, record):
+                self.reboots += 1
+            self._latest[slot] = record
+            self._received_at[slot] = now
         for listener in list(self._listeners):
             listener(record, now)
         return record
+
+    REBOOT_BACKSTEP_MS = 5000
+
+    @classmethod
+    def _rebooted(cls, previous: Any, record: TelemetryRecord) -> bool:
+        """A restart of the autopilot on a link that stayed up (a serial line, or a
+        SITL restarted behind a UDP port): its boot clock (time_boot_ms) jumps back by
+        more than reordering could explain, or its HEARTBEAT says MAV_STATE_BOOT again
+        after having left it. Whatever we verified on it may be gone."""
+        if isinstance(record, Position) and isinstance(previous, Position):
+            return record.time_boot_ms + cls.REBOOT_BACKSTEP_MS < previous.time_boot_ms
+        if isinstance(record, Heartbeat) and isinstance(previous, Heartbeat):
+            return (record.system_status == mavlink.MAV_STATE_BOOT
+                    and previous.system_status != mavlink.MAV_STATE_BOOT)
+        return False
 
     def snapshot(self) -> VehicleState:
         with self._lock:

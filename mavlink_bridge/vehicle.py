@@ -435,6 +435,36 @@ class Vehicle:
 
     # -- parameters ---------------------------------------------------------------------
 
+    def get_param(self, name: str, timeout_s: float = 1.5, retries: int = 3) -> float:
+        """PARAM_REQUEST_READ by name (param_index -1), answered by PARAM_VALUE; raises
+        ParamError if the vehicle never answers (ArduPilot stays silent for an unknown
+        name, GCS_MAVLINK::param_io_timer)."""
+        if not name or len(name) > 16 or not name.isascii():
+            raise ValueError(f"parameter name {name!r} must be 1..16 ASCII characters")
+        with self._command_lock:
+            self._drain(self._params)
+            for _ in range(retries + 1):
+                self.link.send(mavlink.MAVLink_param_request_read_message(
+                    self.sysid, self.target_component, name.encode("ascii"), -1))
+                pv = self._wait_param_value(name, timeout_s)
+                if pv is not None:
+                    return float(pv.param_value)
+            raise ParamError(f"{name}: no PARAM_VALUE after {retries + 1} requests")
+
+    def _wait_param_value(self, name: str, timeout_s: float) -> Any:
+        deadline = self._clock() + timeout_s
+        while (remaining := deadline - self._clock()) > 0:
+            try:
+                pv = self._params.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            pid = pv.param_id
+            if isinstance(pid, bytes):
+                pid = pid.decode("ascii", errors="replace")
+            if pid.rstrip("\0") == name:
+                return pv
+        return None
+
     def set_param(self, name: str, value: float, param_type: int = mavlink.MAV_PARAM_TYPE_REAL32,
                   timeout_s: float = 1.5, retries: int = 3) -> float:
         """PARAM_SET, confirmed by the PARAM_VALUE echo (parameter protocol); returns the

@@ -1,0 +1,199 @@
+"""The bridge against what real ArduPilot puts on the wire, beyond a lone autopilot:
+other components' HEARTBEATs on the vehicle's system id, chunked STATUSTEXT, FENCE_TYPE
+as a bitmask, rally altitudes in whole metres, and a reboot behind a link that stays up.
+
+Each test names the ArduPilot (or MAVLink spec) behaviour it relies on.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge_fake_peer import encoder, wait_for
+from mavlink_bridge._mav import is_autopilot_heartbeat, mavlink
+from mavlink_bridge.apply import PlanApplier, items_match
+from mavlink_bridge.plan import (
+    CMD_NAV_RALLY_POINT, FRAME_GLOBAL_RELATIVE_ALT, FRAME_GLOBAL_RELATIVE_ALT_INT, MissionItem,
+    MissionPlan, MissionType,
+)
+from mavlink_bridge.telemetry import StatusText, StatusTextAssembler, TelemetryTracker
+from test_bridge_e2e_sim import HOME, _exclusion_square, _ready, _route, _take_off, flying_setup
+
+M = mavlink
+
+
+def _hb(sysid: int, compid: int, mav_type: int, autopilot: int, custom_mode: int = 0,
+        armed: bool = False) -> object:
+    mav = encoder(sysid, compid)
+    base = M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | (M.MAV_MODE_FLAG_SAFETY_ARMED if armed else 0)
+    raw = M.MAVLink_heartbeat_message(mav_type, autopilot, base, custom_mode, M.MAV_STATE_ACTIVE, 3).pack(mav)
+    return mav.decode(bytearray(raw))
+
+
+# Components that share system id 1 with ArduPilot on real aircraft.
+GIMBAL = (1, M.MAV_COMP_ID_GIMBAL, M.MAV_TYPE_GIMBAL, M.MAV_AUTOPILOT_INVALID)
+ADSB = (1, M.MAV_COMP_ID_ADSB, M.MAV_TYPE_ADSB, M.MAV_AUTOPILOT_GENERIC)  # uAvionix ping style
+CAMERA = (1, M.MAV_COMP_ID_CAMERA, M.MAV_TYPE_CAMERA, M.MAV_AUTOPILOT_ARDUPILOTMEGA)
+GCS = (255, 190, M.MAV_TYPE_GCS, M.MAV_AUTOPILOT_INVALID)
+
+
+@pytest.mark.parametrize("who", [GIMBAL, ADSB, CAMERA, GCS], ids=["gimbal", "adsb", "camera", "gcs"])
+def test_other_components_heartbeats_are_not_the_autopilot(who):
+    """mavutil.probably_vehicle_heartbeat's rule, stricter: ArduPilot's autopilot is
+    always MAV_COMP_ID_AUTOPILOT1 with a named autopilot and an airframe type."""
+    assert not is_autopilot_heartbeat(_hb(*who))
+    assert is_autopilot_heartbeat(_hb(1, 1, M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA))
+
+
+def test_tracker_keeps_the_autopilots_mode_when_an_adsb_receiver_beats_on_its_sysid():
+    tracker = TelemetryTracker(1)
+    tracker.feed(_hb(1, 1, M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA, custom_mode=3, armed=True), 0.0)
+    assert tracker.feed(_hb(*ADSB), 0.1) is None
+    assert tracker.feed(_hb(*CAMERA), 0.2) is None
+    hb = tracker.snapshot().heartbeat
+    assert hb.mode == "AUTO" and hb.armed
+
+
+def test_gimbal_and_adsb_heartbeats_do_not_redirect_commands_or_fake_the_vehicle_state():
+    """ArduPilot's MAVLink routing (MAVLink_routing::check_and_forward) only handles a
+    command addressed to its own component (1) or to 0: if the bridge took a gimbal's
+    HEARTBEAT as the vehicle, commands would go to compid 154 and be ignored."""
+    with flying_setup(proxy=True) as (_sim, link, v, proxy):
+        _ready(v)
+        assert v.set_mode("GUIDED").accepted
+        wait_for(lambda: v.state().heartbeat is not None and v.state().heartbeat.mode == "GUIDED",
+                 what="GUIDED in HEARTBEAT")
+        for who in (GIMBAL, ADSB, CAMERA):
+            proxy.inject(bytes(_hb(*who).get_msgbuf()))
+        wait_for(lambda: link.systems()[1].messages > 0 and v.state().heartbeat.mode == "GUIDED",
+                 what="injected heartbeats processed")
+        wait_for(lambda: link.stats.messages > 30, what="more traffic")
+        assert v.target_component == M.MAV_COMP_ID_AUTOPILOT1
+        assert link.systems()[1].compid == M.MAV_COMP_ID_AUTOPILOT1
+        assert v.state().heartbeat.mode == "GUIDED"
+        assert v.set_mode("LOITER").accepted  # still reaches the autopilot
+
+
+def _chunk(mav, text: bytes, text_id: int, seq: int) -> object:
+    raw = M.MAVLink_statustext_message(M.MAV_SEVERITY_WARNING, text, text_id, seq).pack(mav)
+    return mav.decode(bytearray(raw))
+
+
+def test_chunked_statustext_is_reassembled():
+    """GCS::send_textv: a text over 50 bytes goes out in 50-byte chunks sharing a
+    non-zero id; a chunk holding a NUL (shorter than 50) is the last, so a text of
+    exactly 100 bytes ends with an empty chunk."""
+    mav = encoder(1, 1)
+    tracker = TelemetryTracker(1)
+    long_text = "PreArm: " + "x" * 60 + " end"
+    parts = [long_text[i:i + 50] for i in range(0, len(long_text), 50)]
+    assert tracker.feed(_chunk(mav, parts[0].encode(), 7, 0), 0.0) is None
+    done = tracker.feed(_chunk(mav, parts[1].encode(), 7, 1), 0.1)
+    assert done == StatusText(M.MAV_SEVERITY_WARNING, long_text)
+    hundred = "y" * 100
+    assert tracker.feed(_chunk(mav, hundred[:50].encode(), 8, 0), 0.2) is None
+    assert tracker.feed(_chunk(mav, hundred[50:].encode(), 8, 1), 0.3) is None
+    assert tracker.feed(_chunk(mav, b"", 8, 2), 0.4).text == hundred
+    assert tracker.feed(_chunk(mav, b"short one", 0, 0), 0.5).text == "short one"
+    assert [t.text for t in tracker.snapshot().status_texts] == [long_text, hundred, "short one"]
+
+
+def test_a_text_whose_last_chunk_is_lost_is_emitted_as_far_as_it_got():
+    asm = StatusTextAssembler(timeout_s=2.0)
+    first = StatusText(4, "z" * 50)
+    assert asm.add(3, 0, first, 0.0) == []
+    assert asm.expire(1.0) == []
+    assert asm.expire(2.5) == [first]
+    assert asm.expire(5.0) == []
+
+
+def test_rally_altitude_reads_back_in_whole_metres():
+    """MissionItemProtocol_Rally: RallyLocation.alt = cmd.z (int16 metres), read back in
+    MAV_FRAME_GLOBAL_RELATIVE_ALT; 30.7 m comes back as 30."""
+    sent = MissionItem.at(CMD_NAV_RALLY_POINT, -35.36, 149.16, 30.7, frame=FRAME_GLOBAL_RELATIVE_ALT_INT)
+    back = MissionItem(command=CMD_NAV_RALLY_POINT, frame=FRAME_GLOBAL_RELATIVE_ALT, x=sent.x, y=sent.y, z=30.0)
+    assert items_match(sent, back) is None
+    assert "z" in items_match(sent, MissionItem(command=CMD_NAV_RALLY_POINT, frame=FRAME_GLOBAL_RELATIVE_ALT,
+                                                x=sent.x, y=sent.y, z=31.0))
+
+
+def test_rally_plan_with_fractional_altitude_applies_against_the_simulator():
+    with flying_setup() as (_sim, _link, v, _):
+        _ready(v)
+        rally = (MissionItem.at(CMD_NAV_RALLY_POINT, HOME[0] + 0.001, HOME[1], 25.5),)
+        report = PlanApplier(v).apply(MissionPlan(rally=rally))
+        assert MissionType.RALLY in report.uploaded  # verified by read-back, as stored
+
+
+def test_fence_enable_adds_the_polygon_bit_to_fence_type_instead_of_overwriting_it():
+    """AC_Fence FENCE_TYPE is a bitmask (1 max alt, 2 circle, 4 polygon, 8 min alt);
+    an operator's altitude and circle fences must survive our polygon."""
+    with flying_setup() as (sim, _link, v, _):
+        _ready(v)
+        v.set_param("FENCE_TYPE", 3)  # altitude + circle, no polygon
+        plan = MissionPlan(fence=_exclusion_square(HOME[0] - 0.003, HOME[1] - 0.003), fence_enable=True)
+        report = PlanApplier(v).apply(plan)
+        assert ("FENCE_TYPE", 7.0) in report.params_set
+        assert dict(sim.state(0).params)["FENCE_TYPE"] == 7
+        assert v.get_param("FENCE_TYPE") == 7
+
+
+def test_fence_type_already_including_polygons_is_left_alone():
+    with flying_setup() as (sim, _link, v, _):
+        _ready(v)
+        v.set_param("FENCE_TYPE", 12)  # polygon + min altitude
+        plan = MissionPlan(fence=_exclusion_square(HOME[0] - 0.003, HOME[1] - 0.003), fence_enable=True)
+        report = PlanApplier(v).apply(plan)
+        assert [name for name, _ in report.params_set] == ["FENCE_ENABLE"]
+        assert dict(sim.state(0).params)["FENCE_TYPE"] == 12
+
+
+def test_param_reads_get_arducopter_param_index_conventions():
+    """GCS_Param.cpp: a read by name is answered with param_index -1 (65535)."""
+    with flying_setup() as (_sim, _link, v, _):
+        assert v.get_param("RTL_ALT") == 1500
+
+
+def test_reboot_behind_a_link_that_stays_up_makes_the_applier_reupload():
+    """After an autopilot restart its boot clock starts again; SITL run with -w (or a
+    board whose storage was reset) holds no mission. The link (a serial line) never
+    dropped, so only the jump back of time_boot_ms tells the bridge."""
+    with flying_setup(proxy=True) as (_sim, link, v, proxy):
+        _ready(v)
+        wait_for(lambda: v.state().position is not None and v.state().position.time_boot_ms > 6000,
+                 what="boot clock past 6 s")
+        applier = PlanApplier(v)
+        plan = MissionPlan(mission=_route(HOME[0], HOME[1], 0.0, n=2))
+        assert MissionType.MISSION in applier.apply(plan).uploaded
+        assert applier.apply(plan).uploaded == ()
+        # What a restarted ArduPilot sends first on the same line: its clock from zero.
+        mav = encoder(1, 1)
+        lat, lon = round(HOME[0] * 1e7), round(HOME[1] * 1e7)
+        proxy.inject(M.MAVLink_global_position_int_message(
+            100, lat, lon, round(HOME[2] * 1000), 0, 0, 0, 0, 0).pack(mav))
+        wait_for(lambda: v.telemetry.reboots == 1, what="reboot noticed")
+        assert link.stats.connects == 1
+        assert MissionType.MISSION in applier.apply(plan).uploaded
+
+
+def test_heartbeat_back_in_boot_state_counts_as_a_reboot():
+    tracker = TelemetryTracker(1)
+    mav = encoder(1, 1)
+
+    def hb(status: int) -> object:
+        raw = M.MAVLink_heartbeat_message(M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA,
+                                          81, 0, status, 3).pack(mav)
+        return mav.decode(bytearray(raw))
+
+    for status in (M.MAV_STATE_BOOT, M.MAV_STATE_BOOT, M.MAV_STATE_STANDBY, M.MAV_STATE_ACTIVE):
+        tracker.feed(hb(status), 0.0)
+    assert tracker.reboots == 0
+    tracker.feed(hb(M.MAV_STATE_BOOT), 1.0)
+    assert tracker.reboots == 1
+
+
+def test_takeoff_and_flight_unaffected_by_injected_foreign_heartbeats():
+    with flying_setup(proxy=True) as (_sim, _link, v, proxy):
+        proxy.inject(bytes(_hb(*ADSB).get_msgbuf()))
+        _take_off(v, alt=10.0)
+        assert v.state().heartbeat.armed
