@@ -55,6 +55,11 @@ _FENCE_COMMANDS = frozenset({CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, CMD_NAV_FEN
 _NAV_WITH_POSITION = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS,
                                 CMD_NAV_LOITER_TIME, CMD_NAV_LAND})
 
+# AP_Mission::mavlink_int_to_mission_cmd stores param1 of these in the integer
+# Mission_Command.p1 (hold seconds, turns, jump target): 2.5 s reads back as 2.
+_P1_STORED_AS_INTEGER = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_TIME, CMD_NAV_LOITER_TURNS,
+                                   CMD_NAV_TAKEOFF, CMD_NAV_LAND, 82})  # 82 = NAV_SPLINE_WAYPOINT
+
 FENCE_TYPE_POLYGON = 4  # FENCE_TYPE bitmask: 1 max altitude, 2 circle, 4 polygon, 8 min altitude
 
 
@@ -116,6 +121,8 @@ def items_match(sent: MissionItem, got: MissionItem) -> str | None:
         return f"autocontinue {sent.autocontinue} != {got.autocontinue}"
     for name in ("param1", "param2", "param3", "param4"):
         a, b = getattr(sent, name), getattr(got, name)
+        if name == "param1" and sent.command in _P1_STORED_AS_INTEGER and math.isfinite(a):
+            a = float(int(a))  # AP_Mission keeps it in the uint16 Mission_Command.p1
         if not _same_float(a, b) and b != 0.0:  # 0 = not stored for this command
             return f"{name} {a} != {b}"
     return None

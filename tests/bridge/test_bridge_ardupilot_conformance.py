@@ -197,3 +197,24 @@ def test_takeoff_and_flight_unaffected_by_injected_foreign_heartbeats():
         proxy.inject(bytes(_hb(*ADSB).get_msgbuf()))
         _take_off(v, alt=10.0)
         assert v.state().heartbeat.armed
+
+
+def test_waypoint_hold_time_reads_back_truncated_to_whole_seconds():
+    """AP_Mission stores NAV_WAYPOINT param1 (hold time) in the uint16 p1: 2.5 s is
+    read back as 2; a real difference (3) is still reported."""
+    from mavlink_bridge.plan import CMD_NAV_WAYPOINT
+    sent = MissionItem.at(CMD_NAV_WAYPOINT, -35.36, 149.16, 20.0, param1=2.5)
+    stored = MissionItem(command=CMD_NAV_WAYPOINT, frame=FRAME_GLOBAL_RELATIVE_ALT, param1=2.0,
+                         x=sent.x, y=sent.y, z=20.0)
+    assert items_match(sent, stored) is None
+    assert "param1" in items_match(sent, MissionItem(command=CMD_NAV_WAYPOINT, frame=FRAME_GLOBAL_RELATIVE_ALT,
+                                                     param1=3.0, x=sent.x, y=sent.y, z=20.0))
+
+
+def test_mission_with_fractional_hold_time_applies_against_the_simulator():
+    with flying_setup() as (_sim, _link, v, _):
+        _ready(v)
+        route = _route(HOME[0], HOME[1], 0.0, n=2)
+        route = route[:1] + tuple(MissionItem(command=it.command, frame=it.frame, param1=1.5,
+                                              x=it.x, y=it.y, z=it.z) for it in route[1:])
+        assert MissionType.MISSION in PlanApplier(v).apply(MissionPlan(mission=route)).uploaded
