@@ -55,10 +55,7 @@ _FENCE_COMMANDS = frozenset({CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, CMD_NAV_FEN
 _NAV_WITH_POSITION = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS,
                                 CMD_NAV_LOITER_TIME, CMD_NAV_LAND})
 
-# AP_Mission::mavlink_int_to_mission_cmd stores param1 of these in the integer
-# Mission_Command.p1 (hold seconds, turns, jump target): 2.5 s reads back as 2.
-_P1_STORED_AS_INTEGER = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_TIME, CMD_NAV_LOITER_TURNS,
-                                   CMD_NAV_TAKEOFF, CMD_NAV_LAND, 82})  # 82 = NAV_SPLINE_WAYPOINT
+_CMD_NAV_SPLINE_WAYPOINT = 82
 
 FENCE_TYPE_POLYGON = 4  # FENCE_TYPE bitmask: 1 max altitude, 2 circle, 4 polygon, 8 min altitude
 
@@ -115,16 +112,52 @@ def items_match(sent: MissionItem, got: MissionItem) -> str | None:
         # metres: the fraction is truncated (C float -> int conversion).
         if float(int(sent.z)) != got.z:
             return f"z {sent.z} (stored as {int(sent.z)}) != {got.z}"
-    elif not fence_geometry and not _same_float(sent.z, got.z):
+    elif not fence_geometry and not (_same_float(sent.z, got.z) or _same_float(_centimetres(sent.z), got.z)):
         return f"z {sent.z} != {got.z}"
     if sent.autocontinue != got.autocontinue:
         return f"autocontinue {sent.autocontinue} != {got.autocontinue}"
-    for name in ("param1", "param2", "param3", "param4"):
-        a, b = getattr(sent, name), getattr(got, name)
-        if name == "param1" and sent.command in _P1_STORED_AS_INTEGER and math.isfinite(a):
-            a = float(int(a))  # AP_Mission keeps it in the uint16 Mission_Command.p1
-        if not _same_float(a, b) and b != 0.0:  # 0 = not stored for this command
-            return f"{name} {a} != {b}"
+    sent_params = (sent.param1, sent.param2, sent.param3, sent.param4)
+    stored = _ardupilot_stored_params(sent.command, sent_params)
+    for i, name in enumerate(("param1", "param2", "param3", "param4")):
+        a, b = sent_params[i], getattr(got, name)
+        if _same_float(a, b) or b == 0.0:  # 0 = not stored for this command
+            continue
+        if stored is not None and _same_float(stored[i], b):
+            continue  # what ArduPilot makes of it (whole seconds, +1/-1 direction, ...)
+        return f"{name} {a} != {b}"
+    return None
+
+
+def _centimetres(z: float) -> float:
+    """AP_Mission stores a location's altitude as int32 centimetres (packet.z * 100.0f,
+    truncated), so 30.123 m reads back as 30.12."""
+    if not math.isfinite(z):
+        return z
+    return int(_f32(_f32(z) * 100.0)) / 100.0
+
+
+def _u16(v: float) -> int:
+    return int(v) & 0xFFFF if math.isfinite(v) else 0
+
+
+def _ardupilot_stored_params(command: int, p: tuple[float, float, float, float]
+                             ) -> tuple[float, float, float, float] | None:
+    """param1..4 as ArduPilot Copter reads them back (AP_Mission::mavlink_int_to_mission_cmd
+    packs them into Mission_Command, mission_cmd_to_mavlink_int unpacks them), for the
+    commands the bridge plans; None for others (then only exact or 0 is accepted)."""
+    p1, p2, p3, p4 = (0.0 if math.isnan(v) else v for v in p)
+    if command in (CMD_NAV_WAYPOINT, CMD_NAV_TAKEOFF, _CMD_NAV_SPLINE_WAYPOINT):
+        return (float(_u16(p1)), 0.0, 0.0, 0.0)  # uint16 p1: hold seconds / min pitch
+    if command == CMD_NAV_LOITER_UNLIM:  # p1 = |radius|, loiter_ccw = param3 < 0
+        r = float(_u16(abs(p3)))
+        return (0.0, 0.0, -r if p3 < 0 else r, 0.0)
+    if command == CMD_NAV_LOITER_TURNS:  # p1 = radius << 8 | turns
+        r = float(_u16(abs(p3)) & 0xFF)
+        return (float(_u16(p1) & 0xFF), 0.0, -r if p3 < 0 else r, 1.0 if p4 > 0 else 0.0)
+    if command == CMD_NAV_LOITER_TIME:  # whole seconds; direction +1/-1; xtrack flag
+        return (float(_u16(p1)), 0.0, -1.0 if p3 < 0 else 1.0, 1.0 if p4 > 0 else 0.0)
+    if command == CMD_NAV_LAND:  # abort altitude; yaw direction as +1/-1
+        return (float(_u16(p1)), 0.0, 0.0, -1.0 if p4 <= -1.1920929e-07 else 1.0)
     return None
 
 

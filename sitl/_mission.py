@@ -23,6 +23,7 @@ Everything is sans-I/O: messages in, messages out through ``send``, time passed 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -63,15 +64,6 @@ _OTHER_COMMANDS = frozenset({
     _M.MAV_CMD_NAV_ATTITUDE_TIME, _M.MAV_CMD_DO_ENGINE_CONTROL,
 })
 MISSION_COMMANDS = LOCATION_COMMANDS | _OTHER_COMMANDS
-# Which params ArduPilot Copter stores per command (the rest read back as 0): from
-# AP_Mission::mission_cmd_to_mavlink_int.
-_KEPT_PARAMS: dict[int, tuple[int, ...]] = {
-    _M.MAV_CMD_NAV_WAYPOINT: (1,), _M.MAV_CMD_NAV_SPLINE_WAYPOINT: (1,),
-    _M.MAV_CMD_NAV_LOITER_TIME: (1,), _M.MAV_CMD_NAV_LOITER_TURNS: (1,),
-    _M.MAV_CMD_NAV_LOITER_UNLIM: (), _M.MAV_CMD_NAV_RETURN_TO_LAUNCH: (),
-    _M.MAV_CMD_NAV_LAND: (), _M.MAV_CMD_NAV_TAKEOFF: (),
-    _M.MAV_CMD_DO_JUMP: (1, 2), _M.MAV_CMD_DO_CHANGE_SPEED: (1, 2, 3),
-}
 FENCE_COMMANDS = frozenset({
     _M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, _M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
     _M.MAV_CMD_NAV_FENCE_RETURN_POINT, _M.MAV_CMD_NAV_FENCE_CIRCLE_INCLUSION,
@@ -146,18 +138,68 @@ def check_mission_item(item: Item) -> int:
     return _M.MAV_MISSION_ACCEPTED
 
 
+def _u16(v: float) -> int:
+    """A float stored into a uint16_t (C conversion truncates; out-of-range wraps)."""
+    return int(v) & 0xFFFF if math.isfinite(v) else 0
+
+
+def _f32(v: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def stored_params(command: int, p: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """param1..4 as ArduPilot Copter reads them back after storing them.
+
+    AP_Mission::mavlink_int_to_mission_cmd packs each command into the 15-byte
+    Mission_Command (integer ``p1``, flags such as ``loiter_ccw``, small structs) and
+    mission_cmd_to_mavlink_int unpacks it: hold times become whole seconds, loiter
+    directions become +1/-1, parameters with no slot read back as 0.
+    """
+    p1, p2, p3, p4 = p
+    if command in (_M.MAV_CMD_NAV_WAYPOINT, _M.MAV_CMD_NAV_SPLINE_WAYPOINT, _M.MAV_CMD_NAV_TAKEOFF,
+                   _M.MAV_CMD_NAV_CONTINUE_AND_CHANGE_ALT, _M.MAV_CMD_NAV_GUIDED_ENABLE,
+                   _M.MAV_CMD_DO_SET_HOME, _M.MAV_CMD_DO_SET_ROI, _M.MAV_CMD_DO_FENCE_ENABLE,
+                   _M.MAV_CMD_DO_PARACHUTE, _M.MAV_CMD_DO_SET_RESUME_REPEAT_DIST):
+        return (float(_u16(p1)), 0.0, 0.0, 0.0)
+    if command == _M.MAV_CMD_NAV_LOITER_UNLIM:  # p1 = |radius|, loiter_ccw = param3 < 0
+        radius = float(_u16(abs(p3)))
+        return (0.0, 0.0, -radius if p3 < 0 else radius, 0.0)
+    if command == _M.MAV_CMD_NAV_LOITER_TURNS:  # p1 = radius << 8 | turns (bytes)
+        radius = float(_u16(abs(p3)) & 0xFF)
+        return (float(_u16(p1) & 0xFF), 0.0, -radius if p3 < 0 else radius, 1.0 if p4 > 0 else 0.0)
+    if command == _M.MAV_CMD_NAV_LOITER_TIME:
+        return (float(_u16(p1)), 0.0, -1.0 if p3 < 0 else 1.0, 1.0 if p4 > 0 else 0.0)
+    if command == _M.MAV_CMD_NAV_LAND:  # p1 abort altitude; loiter_ccw = is_negative(param4)
+        return (float(_u16(p1)), 0.0, 0.0, -1.0 if p4 <= -1.1920929e-07 else 1.0)
+    if command == _M.MAV_CMD_NAV_LOITER_TO_ALT:
+        radius = float(_u16(abs(p2)))
+        return (0.0, -radius if p2 < 0 else radius, 0.0, 1.0 if p4 > 0 else 0.0)
+    if command in (_M.MAV_CMD_NAV_RETURN_TO_LAUNCH, _M.MAV_CMD_DO_LAND_START, _M.MAV_CMD_NAV_VTOL_TAKEOFF,
+                   _M.MAV_CMD_NAV_VTOL_LAND):
+        return (0.0, 0.0, 0.0, 0.0)
+    if command == _M.MAV_CMD_NAV_DELAY:  # float seconds, int8 hour/min/sec
+        return (_f32(p1), float(int(p2)), float(int(p3)), float(int(p4)))
+    if command in (_M.MAV_CMD_CONDITION_DELAY, _M.MAV_CMD_CONDITION_DISTANCE, _M.MAV_CMD_DO_SET_CAM_TRIGG_DIST):
+        return (_f32(p1), 0.0, 0.0, 0.0)
+    if command == _M.MAV_CMD_DO_JUMP:  # uint16 target, int16 repeat count
+        return (float(_u16(p1)), float(int(p2)), 0.0, 0.0)
+    if command == _M.MAV_CMD_DO_CHANGE_SPEED:  # uint8 type, float m/s, int8 throttle %
+        return (float(int(p1) & 0xFF), _f32(p2), float(int(p3)), 0.0)
+    if command in (_M.MAV_CMD_DO_SET_SERVO, _M.MAV_CMD_DO_SET_RELAY, _M.MAV_CMD_DO_GRIPPER):
+        return (float(int(p1)), float(int(p2)), 0.0, 0.0)
+    return tuple(_f32(v) for v in p)  # type: ignore[return-value]
+
+
 def stored_mission_item(item: Item) -> Item:
-    """The item as ArduPilot stores it and reads it back (frames, kept params, cm alt)."""
-    kept = _KEPT_PARAMS.get(item.command)
-    params = [0.0 if math.isnan(p) else p for p in (item.param1, item.param2, item.param3, item.param4)]
-    if kept is not None:
-        # param1 of the nav commands is stored as an integer (AP_Mission's uint16 p1)
-        params = [(float(int(p)) if i == 0 and item.command != _M.MAV_CMD_DO_CHANGE_SPEED
-                   else p) if (i + 1) in kept else 0.0 for i, p in enumerate(params)]
+    """The item as ArduPilot stores it and reads it back: frames without ``_INT``,
+    parameters as :func:`stored_params`, altitude in whole centimetres
+    (``Location.alt = packet.z * 100.0f``, a C truncation toward zero)."""
+    raw = tuple(0.0 if math.isnan(v) else v for v in (item.param1, item.param2, item.param3, item.param4))
+    params = stored_params(item.command, raw)  # type: ignore[arg-type]
     if item.command in LOCATION_COMMANDS:
         frame = _TO_FLOAT_FRAME.get(item.frame, item.frame)
-        return Item(item.command, frame, *params, x=item.x, y=item.y,
-                    z=round(item.z * 100) / 100.0, autocontinue=1)
+        alt_cm = int(_f32(_f32(item.z) * 100.0))
+        return Item(item.command, frame, *params, x=item.x, y=item.y, z=alt_cm / 100.0, autocontinue=1)
     return Item(item.command, 0, *params, x=0, y=0, z=0.0, autocontinue=1)
 
 

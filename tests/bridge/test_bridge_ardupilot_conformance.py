@@ -218,3 +218,31 @@ def test_mission_with_fractional_hold_time_applies_against_the_simulator():
         route = route[:1] + tuple(MissionItem(command=it.command, frame=it.frame, param1=1.5,
                                               x=it.x, y=it.y, z=it.z) for it in route[1:])
         assert MissionType.MISSION in PlanApplier(v).apply(MissionPlan(mission=route)).uploaded
+
+
+def test_readback_normalisation_of_land_and_loiter_time_matches_ap_mission():
+    """AP_Mission::mission_cmd_to_mavlink_int: NAV_LAND reads back param4 = +1 (yaw
+    direction flag, -1 if it was negative); NAV_LOITER_TIME param3 = +1/-1 (direction)
+    and param4 0/1 (xtrack); altitudes in whole centimetres."""
+    from mavlink_bridge.plan import CMD_NAV_LAND, CMD_NAV_LOITER_TIME
+    land = MissionItem.at(CMD_NAV_LAND, -35.36, 149.16, 0.0)
+    assert items_match(land, MissionItem(command=CMD_NAV_LAND, frame=FRAME_GLOBAL_RELATIVE_ALT, param4=1.0,
+                                         x=land.x, y=land.y, z=0.0)) is None
+    assert "param4" in items_match(land, MissionItem(command=CMD_NAV_LAND, frame=FRAME_GLOBAL_RELATIVE_ALT,
+                                                     param4=-1.0, x=land.x, y=land.y, z=0.0))
+    loiter = MissionItem.at(CMD_NAV_LOITER_TIME, -35.36, 149.16, 30.123, param1=12.7)
+    back = MissionItem(command=CMD_NAV_LOITER_TIME, frame=FRAME_GLOBAL_RELATIVE_ALT, param1=12.0, param3=1.0,
+                       x=loiter.x, y=loiter.y, z=30.12)
+    assert items_match(loiter, back) is None
+
+
+def test_plan_with_land_and_loiter_applies_and_verifies_against_the_simulator():
+    from mavlink_bridge.plan import CMD_NAV_LAND, CMD_NAV_LOITER_TIME
+    with flying_setup() as (sim, _link, v, _):
+        _ready(v)
+        route = _route(HOME[0], HOME[1], 0.0, n=1) + (
+            MissionItem.at(CMD_NAV_LOITER_TIME, HOME[0] + 0.0004, HOME[1], 20.456, param1=3.5),
+            MissionItem.at(CMD_NAV_LAND, HOME[0], HOME[1], 0.0))
+        assert MissionType.MISSION in PlanApplier(v).apply(MissionPlan(mission=route)).uploaded
+        stored = sim.state(0).mission
+        assert (stored[-1].param4, stored[-2].param3, stored[-2].param1, stored[-2].z) == (1.0, 1.0, 3.0, 20.45)

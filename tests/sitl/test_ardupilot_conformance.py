@@ -359,3 +359,31 @@ def test_long_statustext_goes_out_in_chunks():
     assert id1 != 0 and id2 not in (0, id1)
     assert got[1:] == [(id1, 0, "y" * 50), (id1, 1, "y" * 20),
                        (id2, 0, "z" * 50), (id2, 1, "z" * 50), (id2, 2, "")]
+
+
+def test_mission_readback_packs_params_as_ap_mission_stores_them(gcs):
+    """AP_Mission::mavlink_int_to_mission_cmd / mission_cmd_to_mavlink_int: waypoint
+    hold time in whole seconds (uint16 p1), NAV_LAND param4 = +1 (yaw direction flag),
+    LOITER_TIME param3 = +1/-1 and param4 0/1, altitude in whole centimetres."""
+    lat, lon = home_plus(10, 10)
+    items = [(M.MAV_CMD_NAV_WAYPOINT, 0, 0, 0, 0, 0, 584.0),
+             (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 10.0),
+             (M.MAV_CMD_NAV_WAYPOINT, 2.7, 5, 0, 0, 0, 10.129),
+             (M.MAV_CMD_NAV_LOITER_TIME, 4.2, 0, -3, 0.5, 0, 12.0),
+             (M.MAV_CMD_NAV_LAND, 0, 0, 0, 0, 0, 0.0)]
+    gcs.mav.mission_count_send(1, 1, len(items))
+    for _ in items:
+        req = gcs.wait("MISSION_REQUEST")
+        cmd, p1, p2, p3, p4, _x, z = items[req.seq]
+        gcs.mav.mission_item_int_send(1, 1, req.seq, M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, cmd, 0, 1,
+                                      p1, p2, p3, p4, lat, lon, z)
+    assert gcs.wait("MISSION_ACK").type == M.MAV_MISSION_ACCEPTED
+    back = []
+    for seq in range(2, 5):
+        gcs.mav.mission_request_int_send(1, 1, seq)
+        back.append(gcs.wait("MISSION_ITEM_INT", lambda m, s=seq: m.seq == s))
+    wp, loiter, land = back
+    assert (wp.param1, wp.param2, round(wp.z, 3)) == (2.0, 0.0, 10.12)
+    assert (loiter.param1, loiter.param3, loiter.param4) == (4.0, -1.0, 1.0)
+    assert (land.param1, land.param4) == (0.0, 1.0)
+    assert all(m.current == 0 and m.autocontinue == 1 for m in back)
