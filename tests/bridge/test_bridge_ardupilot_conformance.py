@@ -246,3 +246,45 @@ def test_plan_with_land_and_loiter_applies_and_verifies_against_the_simulator():
         assert MissionType.MISSION in PlanApplier(v).apply(MissionPlan(mission=route)).uploaded
         stored = sim.state(0).mission
         assert (stored[-1].param4, stored[-2].param3, stored[-2].param1, stored[-2].z) == (1.0, 1.0, 3.0, 20.45)
+
+
+def test_mavlink1_heartbeats_before_the_switch_to_mavlink2_are_understood():
+    """An ArduPilot serial port set to MAVLink 1 (SERIALn_PROTOCOL 1) sends v1 frames
+    until it hears MAVLink 2 from us; the bridge must take those first v1 HEARTBEATs
+    as the vehicle (mode, armed) just like v2 ones."""
+    import threading
+
+    from pymavlink.dialects.v10 import ardupilotmega as v1
+
+    from bridge_fake_peer import FakePeer, heartbeat
+    from mavlink_bridge.link import LinkConfig, MavlinkLink
+    from mavlink_bridge.vehicle import Vehicle
+
+    enc1 = v1.MAVLink(None, srcSystem=1, srcComponent=1)
+    hb1 = v1.MAVLink_heartbeat_message(M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA,
+                                       M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | M.MAV_MODE_FLAG_SAFETY_ARMED,
+                                       4, M.MAV_STATE_ACTIVE, 3).pack(enc1)
+    assert hb1[0] == 0xFE  # a MAVLink 1 frame
+    hb2 = heartbeat(encoder(1, 1), custom_mode=5, armed=True)
+
+    def script(sock, _i):
+        sock.sendall(hb1)
+        threading.Event().wait(0.3)
+        sock.sendall(hb1 + hb2)
+        threading.Event().wait(1.0)
+
+    peer = FakePeer(script)
+    link = MavlinkLink(LinkConfig(peer.endpoint, target_system=1, heartbeat_timeout_s=2.0,
+                                  reconnect_initial_s=0.05, reconnect_max_s=0.4))
+    vehicle = Vehicle(link, 1)
+    modes = []
+    vehicle.telemetry.add_listener(lambda r, now: modes.append(getattr(r, "mode", None)))
+    try:
+        link.start()
+        assert link.wait_for_heartbeat(5)
+        wait_for(lambda: "LOITER" in modes, what="the v2 heartbeat")
+        assert modes[0] == "GUIDED" and vehicle.state().heartbeat.armed
+        assert link.systems()[1].compid == 1
+    finally:
+        link.close()
+        peer.close()
