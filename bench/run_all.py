@@ -1,0 +1,53 @@
+"""Run every benchmark in bench/ with the arguments docs/benchmarks.md records.
+
+Benchmarks print figures; they never pass or fail on timings. `--quick` runs each with
+small counts (a smoke run of the scripts themselves, minutes instead of ~20 minutes);
+its figures are not the ones to record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+# (script, arguments recorded in docs/benchmarks.md, quick arguments)
+BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
+    ("consensus_throughput.py", [], ["--entries", "300"]),
+    ("consensus_election.py", ["--seeds", "200"], ["--seeds", "20"]),
+    ("consensus_storage.py", [], ["--seconds", "0.5"]),
+    ("consensus_sim_soak.py", ["--seeds", "10000"], ["--seeds", "50"]),
+    ("map_apply.py", [], ["--commands", "500"]),
+    ("planner_time.py", ["--scenes", "20"], ["--scenes", "2"]),
+    ("bridge_upload.py", ["--items", "50", "--reps", "20"], ["--items", "50", "--reps", "3"]),
+    ("bridge_decode.py", ["--messages", "50000"], ["--messages", "5000"]),
+    ("sitl_capacity.py", ["--counts", "1,10,50,100,200"], ["--counts", "1,10", "--seconds", "2"]),
+    ("sitl_speedup.py", [], ["--sim-seconds", "60"]),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--only", default="", help="comma-separated substrings of script names")
+    args = parser.parse_args(argv)
+    wanted = [w for w in args.only.split(",") if w]
+    failures = 0
+    for script, full_args, quick_args in BENCHMARKS:
+        if wanted and not any(w in script for w in wanted):
+            continue
+        command = [sys.executable, str(BENCH_DIR / script), *(quick_args if args.quick else full_args)]
+        print(f"\n=== {' '.join(['python', 'bench/' + script, *command[2:]])}", flush=True)
+        started = time.monotonic()
+        result = subprocess.run(command, check=False)
+        print(f"=== {script}: exit {result.returncode} after {time.monotonic() - started:.1f} s", flush=True)
+        failures += result.returncode != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
