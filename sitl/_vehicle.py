@@ -35,6 +35,7 @@ _BOOT_STATUS_S = 1.0  # HEARTBEAT.system_status stays MAV_STATE_BOOT until init 
 _GPS_FIX_FRACTION = 0.25  # the GPS gets its 3D fix well before the EKF uses it
 _HOVER_THROTTLE = 0.35  # MOT_THST_HOVER
 _LAND_ALT_LOW_M = 10.0  # LAND_ALT_LOW: below it descend at LAND_SPEED
+_GUIDED_TIMEOUT_S = 3.0  # GUID_TIMEOUT: a velocity target lapses after this long
 _FORCE_MAGIC = 21196  # MAV_CMD_COMPONENT_ARM_DISARM param2 that forces arm/disarm
 
 # Copter flight modes (ArduCopter/mode.h, Mode::Number).
@@ -44,6 +45,9 @@ MODES: dict[int, str] = {
     17: "BRAKE", 18: "THROW", 19: "AVOID_ADSB", 20: "GUIDED_NOGPS", 21: "SMART_RTL",
     22: "FLOWHOLD", 23: "FOLLOW", 24: "ZIGZAG", 25: "SYSTEMID", 27: "AUTO_RTL", 28: "TURTLE",
 }
+# Mode::name() where it differs from the HEARTBEAT mode name (used in "Mode change to
+# %s failed" texts).
+_MODE_TEXT_NAMES = {21: "SMARTRTL", 27: "AUTO RTL"}
 STABILIZE, ACRO, ALT_HOLD, AUTO, GUIDED, LOITER, RTL, CIRCLE, LAND = 0, 1, 2, 3, 4, 5, 6, 7, 9
 POSHOLD, BRAKE, SMART_RTL, AUTO_RTL = 16, 17, 21, 27
 # Mode::requires_GPS() is true for these (ArduCopter/mode.h).
@@ -152,7 +156,7 @@ class VehicleState:
 class _Nav:
     """What the position controller is doing: hold, go to a target, take off, land."""
 
-    kind: str = "hold"  # hold | goto | takeoff | land | rtl
+    kind: str = "hold"  # hold | goto | takeoff | land | rtl | velocity
     e: float = 0.0
     n: float = 0.0
     u: float = 0.0
@@ -160,6 +164,7 @@ class _Nav:
     arrived_at: float | None = None
     phase: str = ""
     item_seq: int = -1
+    vel: tuple[float, float, float] = (0.0, 0.0, 0.0)  # velocity target (east, north, up) m/s
 
 
 class SimVehicle:
@@ -438,6 +443,12 @@ class SimVehicle:
         if nav.kind == "rtl":
             self._rtl_phase()
             nav = self._nav
+        if nav.kind == "velocity":
+            if self.t - (nav.arrived_at or 0.0) < _GUIDED_TIMEOUT_S:
+                self._fly_velocity(dt, *nav.vel)
+                return
+            # ModeGuided: no new velocity target within GUID_TIMEOUT -> stop and hold
+            self._nav = nav = _Nav("hold", self.e, self.n, self.u)
         te, tn, tu = nav.e, nav.n, nav.u
         h_speed = self._speed()
         if nav.kind == "rtl" and self.params["RTL_SPEED"] > 0:
@@ -492,6 +503,35 @@ class SimVehicle:
             self.landed = False
         self.throttle = max(0.0, min(1.0, _HOVER_THROTTLE * (1.0 + 0.3 * self.vu / max(up, 0.1))))
         self._nav_progress()
+
+    def _fly_velocity(self, dt: float, ve: float, vn: float, vu: float) -> None:
+        """GUIDED velocity control: accelerate toward the target velocity, within
+        WPNAV_ACCEL and the WPNAV speed limits; the ground stops a descent."""
+        accel = self.params["WPNAV_ACCEL"] / 100.0
+        h_max = self._speed()
+        h = math.hypot(ve, vn)
+        if h > h_max > 0:
+            ve, vn = ve / h * h_max, vn / h * h_max
+        vu = max(-self.params["WPNAV_SPEED_DN"] / 100.0, min(self.params["WPNAV_SPEED_UP"] / 100.0, vu))
+        dve, dvn = ve - self.ve, vn - self.vn
+        dv = math.hypot(dve, dvn)
+        if dv > accel * dt:
+            dve, dvn = dve / dv * accel * dt, dvn / dv * accel * dt
+        self.ve += dve
+        self.vn += dvn
+        self.ae, self.an = dve / dt, dvn / dt
+        self.vu += max(-accel * dt, min(accel * dt, vu - self.vu))
+        self.e += self.ve * dt
+        self.n += self.vn * dt
+        self.u += self.vu * dt
+        if math.hypot(self.ve, self.vn) > 0.3:
+            self.yaw = math.atan2(self.ve, self.vn)
+        up = self.params["WPNAV_SPEED_UP"] / 100.0
+        self.throttle = max(0.0, min(1.0, _HOVER_THROTTLE * (1.0 + 0.3 * self.vu / max(up, 0.1))))
+        if self.u <= 0.0 and self.vu <= 0.0:
+            self.u = 0.0
+            self._nav = _Nav("hold", self.e, self.n, 0.0)
+            self._touchdown()
 
     def _touchdown(self) -> None:
         self.landed = True
@@ -628,7 +668,7 @@ class SimVehicle:
     # ------------------------------------------------------------------ modes and arming
     def set_mode(self, mode: int) -> bool:
         """Copter::set_mode: unknown modes and position-less modes are refused with a STATUSTEXT."""
-        name = MODES.get(mode)
+        name = _MODE_TEXT_NAMES.get(mode, MODES.get(mode))
         if name is None:
             self.statustext(M.MAV_SEVERITY_WARNING, f"No such mode {mode}")
             return False
@@ -965,14 +1005,58 @@ class SimVehicle:
         for msgid in group:
             self._set_interval(msgid, 1.0 / rate if rate > 0 else 0.0)
 
+    def _guided_target_ok(self) -> bool:
+        # GCS_MAVLINK_Copter::handle_message: targets are ignored unless the mode is a
+        # guided one; the simulator moves only a flying copter.
+        return self.mode == GUIDED and self.armed and not self.landed
+
     def _on_SET_POSITION_TARGET_GLOBAL_INT(self, msg: Any) -> None:
-        if self.mode != GUIDED or not self.armed or self.landed:
+        """handle_set_position_target_global_int: GLOBAL(_INT), RELATIVE_ALT(_INT) and
+        TERRAIN_ALT(_INT) frames; a position (velocity as feed-forward ignored here) or,
+        with the position bits masked, a velocity target (NED, m/s)."""
+        if not self._guided_target_ok() or msg.coordinate_frame not in (5, 6, 11, 0, 3, 10):
             return
-        if msg.coordinate_frame not in (5, 6, 11, 0, 3, 10):
+        pos_ignore = msg.type_mask & 0b111 == 0b111
+        vel_ignore = msg.type_mask & 0b111000 == 0b111000
+        if not pos_ignore:
+            self._guided_goto(msg.lat_int / 1e7, msg.lon_int / 1e7, msg.alt, msg.coordinate_frame)
+        elif not vel_ignore:
+            self._guided_velocity(msg.vy, msg.vx, -msg.vz)
+
+    def _on_SET_POSITION_TARGET_LOCAL_NED(self, msg: Any) -> None:
+        """handle_set_position_target_local_ned: LOCAL_NED (from the EKF origin, here
+        home), LOCAL_OFFSET_NED (from the vehicle), BODY_NED (velocity in the heading
+        frame) and BODY_OFFSET_NED (position offset in the heading frame)."""
+        frame = msg.coordinate_frame
+        if not self._guided_target_ok() or frame not in (M.MAV_FRAME_LOCAL_NED, M.MAV_FRAME_LOCAL_OFFSET_NED,
+                                                         M.MAV_FRAME_BODY_NED, M.MAV_FRAME_BODY_OFFSET_NED):
             return
-        if msg.type_mask & 0b111 == 0b111:
-            return  # no position component
-        self._guided_goto(msg.lat_int / 1e7, msg.lon_int / 1e7, msg.alt, msg.coordinate_frame)
+        values = (msg.x, msg.y, msg.z, msg.vx, msg.vy, msg.vz)
+        if not all(math.isfinite(v) for v in values):
+            return
+        pos_ignore = msg.type_mask & 0b111 == 0b111
+        vel_ignore = msg.type_mask & 0b111000 == 0b111000
+
+        def rotate(x: float, y: float) -> tuple[float, float]:
+            if frame in (M.MAV_FRAME_BODY_NED, M.MAV_FRAME_BODY_OFFSET_NED):  # forward, right -> N, E
+                c, s_ = math.cos(self.yaw), math.sin(self.yaw)
+                return x * c - y * s_, x * s_ + y * c
+            return x, y
+
+        if not pos_ignore:
+            n, e = rotate(msg.x, msg.y)
+            if frame == M.MAV_FRAME_LOCAL_NED:
+                self._nav = _Nav("hold", e, n, -msg.z)
+            else:  # offsets from where the vehicle is now
+                self._nav = _Nav("hold", self.e + e, self.n + n, self.u - msg.z)
+        elif not vel_ignore:
+            vn, ve = rotate(msg.vx, msg.vy)
+            self._guided_velocity(ve, vn, -msg.vz)
+
+    def _guided_velocity(self, ve: float, vn: float, vu: float) -> None:
+        if all(math.isfinite(v) for v in (ve, vn, vu)):
+            self._nav = _Nav("velocity", self.e, self.n, self.u, vel=(ve, vn, vu))
+            self._nav.arrived_at = self.t  # when the target was set, for GUID_TIMEOUT
 
     def _guided_goto(self, lat: float, lon: float, alt: float, frame: int) -> bool:
         if not (abs(lat) <= 90 and abs(lon) <= 180 and math.isfinite(alt)):
@@ -1088,6 +1172,30 @@ class SimVehicle:
             return M.MAV_RESULT_ACCEPTED
         if command == M.MAV_CMD_SET_MESSAGE_INTERVAL:
             return self._message_interval_command(p[0], p[1])
+        if command == M.MAV_CMD_GET_MESSAGE_INTERVAL:
+            # GCS_MAVLINK::handle_command_get_message_interval: MESSAGE_INTERVAL goes out
+            # before the ACK; 0 = not a message it can send, -1 = not streaming.
+            msgid = int(p[0])
+            slot = self._intervals.get(msgid)
+            if msgid not in _PRODUCIBLE:
+                interval_us = 0
+            elif slot is None or slot[0] <= 0:
+                interval_us = -1
+            else:
+                interval_us = round(slot[0] * 1000) * 1000  # ArduPilot keeps whole ms
+            self._send(self._mav.message_interval_encode(msgid & 0xFFFF, interval_us))
+            return M.MAV_RESULT_ACCEPTED
+        if command == M.MAV_CMD_CONDITION_YAW:
+            # GCS_MAVLINK_Copter::handle_MAV_CMD_CONDITION_YAW: angle 0..360, param4 0
+            # (absolute) or 1 (relative, direction from param3), else FAILED.
+            if not (0.0 <= p[0] <= 360.0 and p[3] in (0.0, 1.0)):
+                return M.MAV_RESULT_FAILED
+            if p[3] == 1.0:
+                self.yaw += math.radians(p[0]) * (-1.0 if p[2] < 0 else 1.0)
+            else:
+                self.yaw = math.radians(p[0])
+            self.yaw %= 2 * math.pi
+            return M.MAV_RESULT_ACCEPTED
         if command == M.MAV_CMD_REQUEST_MESSAGE:
             msgid = int(p[0])
             if p[0] != msgid or msgid not in _PRODUCIBLE:

@@ -387,3 +387,63 @@ def test_mission_readback_packs_params_as_ap_mission_stores_them(gcs):
     assert (loiter.param1, loiter.param3, loiter.param4) == (4.0, -1.0, 1.0)
     assert (land.param1, land.param4) == (0.0, 1.0)
     assert all(m.current == 0 and m.autocontinue == 1 for m in back)
+
+
+def _airborne(g: Gcs, alt: float = 10.0) -> None:
+    _arm_in_guided(g)
+    assert g.command(M.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, alt) == M.MAV_RESULT_ACCEPTED
+    g.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_LOCAL_POSITION_NED, 100_000)
+    g.wait("LOCAL_POSITION_NED", lambda m: m.z < -(alt - 0.3))
+
+
+def test_set_position_target_local_ned_position_and_velocity(gcs):
+    """GCS_MAVLINK_Copter::handle_set_position_target_local_ned in GUIDED: a LOCAL_NED
+    position (from the EKF origin), then a velocity-only target (position bits masked)
+    that lapses after GUID_TIMEOUT (3 s), as dronekit-style scripts rely on."""
+    _airborne(gcs)
+    pos_only = 0b0000111111111000
+    gcs.mav.set_position_target_local_ned_send(0, 1, 1, M.MAV_FRAME_LOCAL_NED, pos_only,
+                                               20, -10, -15, 0, 0, 0, 0, 0, 0, 0, 0)
+    gcs.wait("LOCAL_POSITION_NED", lambda m: abs(m.x - 20) < 0.5 and abs(m.y + 10) < 0.5 and abs(m.z + 15) < 0.5)
+    vel_only = 0b0000111111000111
+    gcs.mav.set_position_target_local_ned_send(0, 1, 1, M.MAV_FRAME_LOCAL_NED, vel_only,
+                                               0, 0, 0, 0, 2.0, 0, 0, 0, 0, 0, 0)
+    gcs.wait("LOCAL_POSITION_NED", lambda m: abs(m.vy - 2.0) < 0.05 and abs(m.vx) < 0.05)
+    # no more targets: the copter stops by itself after GUID_TIMEOUT
+    gcs.wait("LOCAL_POSITION_NED", lambda m: m.y > -10 and abs(m.vy) < 0.01)
+
+
+def test_set_position_target_body_offset_moves_relative_to_heading(gcs):
+    """MAV_FRAME_BODY_OFFSET_NED: x forward, y right of the current heading, added to
+    the current position (copter.rotate_body_frame_to_NE)."""
+    _airborne(gcs)
+    assert gcs.command(M.MAV_CMD_CONDITION_YAW, 90, 0, 1, 0) == M.MAV_RESULT_ACCEPTED
+    gcs.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_ATTITUDE, 100_000)
+    gcs.wait("ATTITUDE", lambda m: abs(m.yaw - 1.5708) < 0.01)
+    start = gcs.wait("LOCAL_POSITION_NED")
+    gcs.mav.set_position_target_local_ned_send(0, 1, 1, M.MAV_FRAME_BODY_OFFSET_NED, 0b0000111111111000,
+                                               10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    # facing east, 10 m forward is 10 m east
+    gcs.wait("LOCAL_POSITION_NED", lambda m: abs(m.y - (start.y + 10)) < 0.5 and abs(m.x - start.x) < 0.5)
+
+
+def test_condition_yaw_checks_its_parameters(gcs):
+    """handle_MAV_CMD_CONDITION_YAW: angle outside 0..360 or param4 not 0/1 -> FAILED."""
+    assert gcs.command(M.MAV_CMD_CONDITION_YAW, 400, 0, 1, 0) == M.MAV_RESULT_FAILED
+    assert gcs.command(M.MAV_CMD_CONDITION_YAW, 90, 0, 1, 2) == M.MAV_RESULT_FAILED
+
+
+def test_get_message_interval_reports_the_stream_rate(gcs):
+    """GCS_MAVLINK::handle_command_get_message_interval: MESSAGE_INTERVAL (sent before
+    the COMMAND_ACK) with the interval in us, -1 when not streaming; ACCEPTED."""
+    gcs.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 250_000)
+
+    def ask(msgid: int) -> int:
+        gcs.mav.command_long_send(1, 1, M.MAV_CMD_GET_MESSAGE_INTERVAL, 0, msgid, 0, 0, 0, 0, 0, 0)
+        got = gcs.wait("MESSAGE_INTERVAL", lambda m: m.message_id == msgid)
+        assert gcs.ack(M.MAV_CMD_GET_MESSAGE_INTERVAL) == M.MAV_RESULT_ACCEPTED
+        return got.interval_us
+
+    assert ask(M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT) == 250_000
+    assert ask(M.MAVLINK_MSG_ID_VFR_HUD) == -1
+    assert ask(M.MAVLINK_MSG_ID_HEARTBEAT) == 1_000_000
