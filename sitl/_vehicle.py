@@ -53,6 +53,8 @@ POSHOLD, BRAKE, SMART_RTL, AUTO_RTL = 16, 17, 21, 27
 # Mode::requires_GPS() is true for these (ArduCopter/mode.h).
 _REQUIRES_POSITION = {AUTO, GUIDED, LOITER, RTL, CIRCLE, 11, POSHOLD, BRAKE, 18, 19, SMART_RTL,
                       23, 24, AUTO_RTL}
+# GCS_MAVLINK_Copter::base_mode sets MAV_MODE_FLAG_GUIDED_ENABLED in these.
+_GUIDED_ENABLED_MODES = {AUTO, AUTO_RTL, RTL, LOITER, 19, 23, GUIDED, CIRCLE, POSHOLD, BRAKE, SMART_RTL}
 # Mode::allows_arming() is false for these; AUTO only with AUTO_OPTIONS bit 0 (default 0).
 _NOT_ARMABLE = {AUTO, RTL, CIRCLE, LAND, BRAKE, SMART_RTL, AUTO_RTL, 14, 15, 19, 23}
 # Mode::has_user_takeoff(): MAV_CMD_NAV_TAKEOFF is accepted in these.
@@ -1279,14 +1281,15 @@ class SimVehicle:
 
     def heartbeat(self) -> Any:
         """GCS_MAVLINK_Copter::base_mode / vehicle_system_status: STABILIZE_ENABLED and
-        MANUAL_INPUT_ENABLED always (81 disarmed, 209 armed), GUIDED_ENABLED while the
-        horizontal position controller runs; STANDBY while landed, ACTIVE in flight."""
+        MANUAL_INPUT_ENABLED always (81 disarmed, 209 armed in STABILIZE), GUIDED_ENABLED
+        in the position-controlled modes whether armed or not (the switch on the mode
+        number); STANDBY while landed, ACTIVE in flight."""
         base = (M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | M.MAV_MODE_FLAG_STABILIZE_ENABLED
                 | M.MAV_MODE_FLAG_MANUAL_INPUT_ENABLED)
+        if self.mode in _GUIDED_ENABLED_MODES:
+            base |= M.MAV_MODE_FLAG_GUIDED_ENABLED
         if self.armed:
             base |= M.MAV_MODE_FLAG_SAFETY_ARMED
-            if not self.landed and (self.mode in _REQUIRES_POSITION or self.mode == LAND):
-                base |= M.MAV_MODE_FLAG_GUIDED_ENABLED
         if self.t < _BOOT_STATUS_S:
             status = M.MAV_STATE_BOOT
         elif self.landed:

@@ -447,3 +447,15 @@ def test_get_message_interval_reports_the_stream_rate(gcs):
     assert ask(M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT) == 250_000
     assert ask(M.MAVLINK_MSG_ID_VFR_HUD) == -1
     assert ask(M.MAVLINK_MSG_ID_HEARTBEAT) == 1_000_000
+
+
+def test_heartbeat_base_mode_follows_the_mode_not_the_flight_state(gcs):
+    """GCS_MAVLINK_Copter::base_mode: GUIDED_ENABLED is set by a switch on the mode
+    number (GUIDED, AUTO, RTL, LOITER, ...), armed or not; 81 in STABILIZE disarmed."""
+    hb = gcs.wait("HEARTBEAT", lambda m: m.custom_mode == 0)
+    assert hb.base_mode == 81
+    gcs.conn.set_mode("GUIDED")
+    hb = gcs.wait("HEARTBEAT", lambda m: m.custom_mode == GUIDED)
+    assert hb.base_mode == 81 | M.MAV_MODE_FLAG_GUIDED_ENABLED
+    gcs.conn.set_mode("ALT_HOLD")
+    assert gcs.wait("HEARTBEAT", lambda m: m.custom_mode == 2).base_mode == 81
