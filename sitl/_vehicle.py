@@ -231,6 +231,7 @@ class SimVehicle:
         self._radio_up = True
         self._texts: list[Any] = []
         self._text_id = 0  # STATUSTEXT.id of the last chunked text
+        self._reboot_pending = False
         self._gps_fix_announced = False
         self._ready_announced = False
 
@@ -276,6 +277,26 @@ class SimVehicle:
     def on_disconnect(self) -> None:
         self.connected = False
         self._out.buffer.clear()
+
+    @property
+    def reboot_pending(self) -> bool:
+        """True after an accepted MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN: the server sends
+        what is queued (the COMMAND_ACK), closes the link as SITL's re-exec does, then
+        calls :meth:`reboot`."""
+        return self._reboot_pending
+
+    def reboot(self) -> None:
+        """AP_Vehicle::reboot in SITL: the process restarts with the same storage
+        (parameters, mission, fence, rally survive), boots again on the next
+        connection (banner, BOOT heartbeat, EKF warm-up), disarmed in STABILIZE at home
+        with only HEARTBEAT streamed."""
+        values = {name: self.params[name] for name in self.params.names()}
+        stored = (list(self.missions.items), list(self.fences.items), list(self.rallies.items))
+        self.__init__(self.config)  # type: ignore[misc]
+        for name, value in values.items():
+            self.params.set(name, value)
+        self.missions.items, self.fences.items, self.rallies.items = stored
+        self._rebuild_fence()
 
     def on_bytes(self, data: bytes, clock_now: float) -> None:
         if self.boot_time is None:
@@ -1174,6 +1195,15 @@ class SimVehicle:
             return M.MAV_RESULT_ACCEPTED
         if command == M.MAV_CMD_SET_MESSAGE_INTERVAL:
             return self._message_interval_command(p[0], p[1])
+        if command == M.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN:
+            # GCS_MAVLINK::handle_preflight_reboot: param1 1 (reboot) or 3 (to the
+            # bootloader, which SITL treats as a reboot); refused while armed.
+            if p[0] not in (1.0, 3.0):
+                return M.MAV_RESULT_UNSUPPORTED
+            if self.armed:
+                return M.MAV_RESULT_FAILED
+            self._reboot_pending = True
+            return M.MAV_RESULT_ACCEPTED
         if command == M.MAV_CMD_GET_MESSAGE_INTERVAL:
             # GCS_MAVLINK::handle_command_get_message_interval: MESSAGE_INTERVAL goes out
             # before the ACK; 0 = not a message it can send, -1 = not streaming.

@@ -265,9 +265,26 @@ class SimulatorServer:
                     for slot in self._slots:
                         slot.vehicle.advance(slot.clock.now())
                         self._flush(slot)
+                        if slot.vehicle.reboot_pending:
+                            self._reboot(slot)
         except BaseException as exc:  # noqa: BLE001 - recorded for the owner to inspect
             self._error = exc
             raise
+
+    def _reboot(self, slot: _Slot) -> None:
+        """SITL reboots by re-executing itself: the COMMAND_ACK goes out, the TCP
+        connection closes, and the new process waits for a client again."""
+        self._flush(slot)
+        if slot.client is not None and slot.pending:
+            try:
+                slot.client.setblocking(True)
+                slot.client.settimeout(0.5)
+                slot.client.sendall(slot.pending)
+            except OSError:
+                pass
+        self._drop_client(slot)
+        slot.vehicle.reboot()
+        slot.vehicle.advance(slot.clock.now())  # boots at once when not waiting for a client
 
     def _accept(self, slot: _Slot) -> None:
         try:

@@ -459,3 +459,45 @@ def test_heartbeat_base_mode_follows_the_mode_not_the_flight_state(gcs):
     assert hb.base_mode == 81 | M.MAV_MODE_FLAG_GUIDED_ENABLED
     gcs.conn.set_mode("ALT_HOLD")
     assert gcs.wait("HEARTBEAT", lambda m: m.custom_mode == 2).base_mode == 81
+
+
+def test_reboot_command_restarts_like_sitl_and_keeps_storage():
+    """GCS_MAVLINK::handle_preflight_reboot: ACK ACCEPTED (FAILED while armed), then
+    SITL re-executes itself: the TCP link closes, the new process boots again (BOOT
+    heartbeat, EKF warm-up) with parameters, mission, fence and rally kept in storage."""
+    with SimulatorServer([fast_config()]) as sim:
+        g = Gcs(sim.endpoints[0])
+        try:
+            g.conn.wait_heartbeat(timeout=WAIT_S)
+            g.mav.param_set_send(1, 1, b"RTL_ALT", 3000, M.MAV_PARAM_TYPE_INT32)
+            g.wait("PARAM_VALUE", lambda m: m.param_id == "RTL_ALT")
+            lat, lon = home_plus(20, 0)
+            g.mav.mission_count_send(1, 1, 2)
+            for _ in range(2):
+                req = g.wait("MISSION_REQUEST")
+                g.mav.mission_item_int_send(1, 1, req.seq, M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT,
+                                            M.MAV_CMD_NAV_WAYPOINT, 0, 1, 0, 0, 0, 0, lat, lon, 10)
+            assert g.wait("MISSION_ACK").type == M.MAV_MISSION_ACCEPTED
+            _arm_in_guided(g)
+            assert g.command(M.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, 1) == M.MAV_RESULT_FAILED  # armed
+            g.conn.arducopter_disarm()
+            g.bounded(lambda: not g.conn.motors_armed())
+            assert g.command(M.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, 0) == M.MAV_RESULT_UNSUPPORTED
+            assert g.command(M.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, 1) == M.MAV_RESULT_ACCEPTED
+        finally:
+            g.conn.close()
+        deadline = time.monotonic() + WAIT_S
+        while sim.state(0).connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not sim.state(0).booted  # waiting for a client, as SITL's tcp:0:wait
+        g = Gcs(sim.endpoints[0])
+        try:
+            hb = g.conn.wait_heartbeat(timeout=WAIT_S)
+            assert hb.system_status == M.MAV_STATE_BOOT and hb.custom_mode == 0
+            g.wait("STATUSTEXT", lambda m: m.text.startswith("ArduCopter V"))
+            g.mav.param_request_read_send(1, 1, b"RTL_ALT", -1)
+            assert g.wait("PARAM_VALUE", lambda m: m.param_id == "RTL_ALT").param_value == 3000
+            g.mav.mission_request_list_send(1, 1)
+            assert g.wait("MISSION_COUNT").count == 2
+        finally:
+            g.conn.close()
