@@ -224,6 +224,7 @@ class SimVehicle:
         self._inclusions: list[Any] = []
         self.fence_breached = 0  # FENCE_BREACH of the active breach, 0 when none
         self.fence_breach_count = 0
+        self._fence_breach_name = ""
         self._fence_breach_time_ms = 0
         # telemetry schedule: msgid -> [interval_s, next_due]
         self._intervals: dict[int, list[float]] = {M.MAVLINK_MSG_ID_HEARTBEAT: [1.0, 0.0]}
@@ -449,8 +450,9 @@ class SimVehicle:
     def _step(self, dt: float) -> None:
         self._navigate(dt)
         self._drain_battery(dt)
-        if self.armed:
+        if self.boot_time is not None and self.ready:  # the fence needs a position
             self._check_fence()
+        if self.armed:
             self._check_auto_disarm()
 
     def _navigate(self, dt: float) -> None:
@@ -662,30 +664,58 @@ class SimVehicle:
                 return M.FENCE_BREACH_BOUNDARY, "Polygon"
         return 0, ""
 
+    def _fence_breach_distance(self, breach_name: str) -> float:
+        """AC_Fence::get_breach_distance: metres outside the altitude or circle fence
+        (polygons report 0)."""
+        if breach_name == "Max Alt":
+            return self.u - self.params["FENCE_ALT_MAX"]
+        if breach_name == "Circle":
+            return math.hypot(self.e, self.n) - self.params["FENCE_RADIUS"]
+        return 0.0
+
     def _check_fence(self) -> None:
+        """AC_Fence::check + Copter::fence_check. Breaches are tracked whenever the fence
+        is enabled, armed or not (so arming inside one is refused); only an armed copter
+        acts on a new one: landed it disarms, in the air FENCE_ACTION picks the mode,
+        and more than 100 m outside (AC_FENCE_GIVE_UP_DISTANCE) it lands."""
         if self.params["FENCE_ENABLE"] < 1:
             self.fence_breached = 0
             return
         breach, name = self._fence_violation()
         if breach and not self.fence_breached:
             self.fence_breached = breach
+            self._fence_breach_name = name
             self.fence_breach_count += 1
             self._fence_breach_time_ms = int(self.t * 1000)
-            self.statustext(M.MAV_SEVERITY_NOTICE, f"{name} fence breached")  # AC_Fence::print_fence_message
+            if self.armed and not self.landed:
+                self.statustext(M.MAV_SEVERITY_NOTICE, f"{name} fence breached")  # print_fence_message
+            self._emit_deferred(M.MAVLINK_MSG_ID_FENCE_STATUS)  # AC_Fence::record_breach
+            if not self.armed:
+                return  # "we still don't do anything when disarmed"
             action = int(self.params["FENCE_ACTION"])
-            self._emit_deferred(M.MAVLINK_MSG_ID_FENCE_STATUS)
             if action == 0:
-                return  # report only
+                return  # REPORT_ONLY
             if self.landed:
-                self.disarm("fence")  # Copter::fence_check: a landed copter is disarmed instead
-            elif action in (1, 3, 4, 6) and self.mode not in (RTL, LAND, SMART_RTL):
-                # FENCE_ACTION 1 = RTL or land; SmartRTL / brake fall back to RTL here.
-                if not self.set_mode(RTL):
+                self.disarm("fence")
+            elif self._fence_breach_distance(name) > 100.0:
+                self.set_mode(LAND)
+            elif action == 2:  # ALWAYS_LAND
+                self.set_mode(LAND)
+            elif action == 3:  # SMART_RTL, else RTL, else LAND
+                if not self.set_mode(SMART_RTL) and not self.set_mode(RTL):
                     self.set_mode(LAND)
-            elif action == 2 and self.mode != LAND:
+            elif action == 4:  # BRAKE, else LAND
+                if not self.set_mode(BRAKE):
+                    self.set_mode(LAND)
+            elif action == 5:  # SMART_RTL_OR_LAND
+                if not self.set_mode(SMART_RTL):
+                    self.set_mode(LAND)
+            elif not self.set_mode(RTL):  # RTL_AND_LAND and anything else
                 self.set_mode(LAND)
         elif not breach and self.fence_breached:
             self.fence_breached = 0
+            if self.armed and not self.landed:
+                self.statustext(M.MAV_SEVERITY_NOTICE, "Fence breach cleared")  # Copter::fence_check
             self._emit_deferred(M.MAVLINK_MSG_ID_FENCE_STATUS)
 
     # ------------------------------------------------------------------ modes and arming
@@ -764,6 +794,9 @@ class SimVehicle:
                 reason = "Need Position Estimate"
             elif self.battery_remaining <= 0:
                 reason = "Battery 1 below minimum arming capacity"
+            elif self.params["FENCE_ENABLE"] >= 1 and self.fence_breached:
+                # AP_Arming::fence_checks -> AC_Fence::pre_arm_check
+                reason = f"Vehicle breaching {self._fence_breach_name} fence"
             if reason is not None:
                 self.statustext(M.MAV_SEVERITY_CRITICAL, f"Arm: {reason}")
                 return False
@@ -780,7 +813,6 @@ class SimVehicle:
         self._auto_armed = False
         self.throttle = 0.0
         self._landed_armed_since = None
-        self.fence_breached = 0
         if reason in ("landed", "auto disarm", "land"):
             self.statustext(M.MAV_SEVERITY_INFO, "Disarming motors")
 
@@ -1392,7 +1424,7 @@ def _sys_status(v: SimVehicle) -> Any:
     # AC_Fence::sys_status_present/enabled/failed: present when any FENCE_TYPE is
     # configured, enabled with FENCE_ENABLE, unhealthy while breached.
     present = sensors | (M.MAV_SYS_STATUS_GEOFENCE if v.params["FENCE_TYPE"] else 0)
-    if v.params["FENCE_ENABLE"] >= 1:
+    if v.params["FENCE_ENABLE"] >= 1 and v.params["FENCE_ACTION"] != 0:  # REPORT_ONLY: not "enabled"
         enabled |= M.MAV_SYS_STATUS_GEOFENCE
     if not v.fence_breached:
         healthy |= M.MAV_SYS_STATUS_GEOFENCE

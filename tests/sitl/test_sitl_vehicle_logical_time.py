@@ -270,17 +270,38 @@ def test_attitude_pitches_nose_down_while_accelerating_forward():
     assert abs(attitudes[-1].yaw) < 0.2  # heading north
 
 
-def test_arming_inside_an_exclusion_zone_with_the_fence_on_breaches_and_disarms():
-    h = _Harness()
+def _exclusion_around_home(h: _Harness) -> None:
     corners = [_wp(i, dn, de, 0) for i, (dn, de) in enumerate(((-20, -20), (-20, 20), (20, 20), (20, -20)))]
     h.send(h.gcs.mission_count_encode(1, 1, 4, M.MAV_MISSION_TYPE_FENCE))
     for seq, (_cmd, x, y, _z) in enumerate(corners):
         h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, 0, 1,
                                              4, 0, 0, 0, x, y, 0, M.MAV_MISSION_TYPE_FENCE))
+
+
+def test_arming_inside_an_exclusion_zone_with_the_fence_on_is_refused():
+    """AP_Arming::fence_checks -> AC_Fence::pre_arm_check: "Vehicle breaching Polygon
+    fence" while the (enabled) fence is breached, armed or not."""
+    h = _Harness()
+    _exclusion_around_home(h)
     h.send(h.gcs.param_set_encode(1, 1, b"FENCE_ENABLE", 1, M.MAV_PARAM_TYPE_INT8))
+    h.run(3.0)
+    assert h.vehicle.fence_breach_count == 1
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    assert h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_FAILED
+    h.run(0.1)
+    assert any(m.get_type() == "STATUSTEXT" and m.text == "Arm: Vehicle breaching Polygon fence" for _, m in h.log)
+    assert not any(m.get_type() == "STATUSTEXT" and m.text.endswith("fence breached") for _, m in h.log)
+
+
+def test_a_fence_breach_while_landed_and_armed_disarms_without_a_breach_text():
+    """Copter::fence_check: landed (land_complete) and armed -> disarm; the "breached"
+    text is only sent when not landed."""
+    h = _Harness()
+    _exclusion_around_home(h)
     h.run(3.0)
     h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
     assert h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
+    h.send(h.gcs.param_set_encode(1, 1, b"FENCE_ENABLE", 1, M.MAV_PARAM_TYPE_INT8))
     h.run(0.5)
     assert not h.vehicle.armed and h.vehicle.fence_breach_count == 1
-    assert any(m.get_type() == "STATUSTEXT" and m.text == "Polygon fence breached" for _, m in h.log)
+    assert not any(m.get_type() == "STATUSTEXT" and m.text.endswith("fence breached") for _, m in h.log)
