@@ -179,6 +179,7 @@ class Vehicle:
         self._acks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_MAX)
         self._params: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_MAX)
         self._reached: queue.Queue[int] = queue.Queue(maxsize=_QUEUE_MAX)
+        self._current_q: queue.Queue[int] = queue.Queue(maxsize=_QUEUE_MAX)
         self.bad_mission_messages = 0
         self._unsubscribe = [link.subscribe(self._on_target_message, sysid=sysid),
                              link.subscribe(self._on_any_message)]
@@ -208,6 +209,8 @@ class Vehicle:
                 sample(record.lat, record.lon, record.alt_msl, now)  # type: ignore[union-attr]
         elif name == "MISSION_ITEM_REACHED":
             _put_dropping_oldest(self._reached, int(msg.seq))
+        elif name == "MISSION_CURRENT":
+            _put_dropping_oldest(self._current_q, int(msg.seq))
         elif name == "COMMAND_ACK":
             _put_dropping_oldest(self._acks, msg)
         elif name == "PARAM_VALUE":
@@ -402,11 +405,34 @@ class Vehicle:
         return self.command(mavlink.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, altitude_m,
                             timeout_s=timeout_s)
 
-    def set_mission_current(self, seq: int, timeout_s: float = 1.5) -> CommandAck:
-        """MAV_CMD_DO_SET_MISSION_CURRENT: continue the mission from item ``seq``."""
+    def set_mission_current(self, seq: int, timeout_s: float = 1.5, retries: int = 3) -> CommandAck:
+        """MAV_CMD_DO_SET_MISSION_CURRENT: continue the mission from item ``seq``.
+
+        ArduPilot before 4.3 answers that command UNSUPPORTED and only knows the
+        MISSION_SET_CURRENT message, which gets no ACK: success is the MISSION_CURRENT
+        echoing ``seq`` (GCS_MAVLINK::handle_mission_set_current), failure is silence.
+        The fallback reports ACCEPTED or FAILED in those terms."""
         if not 0 <= seq <= 65535:
             raise ValueError(f"seq {seq!r} is not a uint16")
-        return self.command(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, seq, timeout_s=timeout_s)
+        ack = self.command(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, seq, timeout_s=timeout_s)
+        if ack.result != CommandResult.UNSUPPORTED:
+            return ack
+        with self._command_lock:
+            self._drain(self._current_q)
+            for attempt in range(retries + 1):
+                self.link.send(mavlink.MAVLink_mission_set_current_message(
+                    self.sysid, self.target_component, seq))
+                deadline = self._clock() + timeout_s
+                while (remaining := deadline - self._clock()) > 0:
+                    try:
+                        got = self._current_q.get(timeout=remaining)
+                    except queue.Empty:
+                        break
+                    if got == seq:
+                        return CommandAck(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, CommandResult.ACCEPTED,
+                                          ack.attempts + attempt + 1)
+            return CommandAck(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, CommandResult.FAILED,
+                              ack.attempts + retries + 1)
 
     def request_streams(self, timeout_s: float = 1.0) -> bool:
         """Ask for the telemetry the bridge decodes; True if SET_MESSAGE_INTERVAL worked.

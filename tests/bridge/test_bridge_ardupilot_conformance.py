@@ -288,3 +288,57 @@ def test_mavlink1_heartbeats_before_the_switch_to_mavlink2_are_understood():
     finally:
         link.close()
         peer.close()
+
+
+def _old_arducopter_script(peer_holder: list) -> object:
+    """A peer acting like ArduCopter before 4.3: DO_SET_MISSION_CURRENT unsupported,
+    MISSION_SET_CURRENT answered only by MISSION_CURRENT (seq 1..4 exist)."""
+    import socket as _socket
+
+    def script(sock, _i):
+        mav = encoder(1, 1)
+        parser = M.MAVLink(None)
+        parser.robust_parsing = True
+        sock.settimeout(0.05)
+        from bridge_fake_peer import heartbeat
+        for _ in range(100):  # bounded: about 5 s
+            if peer_holder and peer_holder[0].stopped():
+                return
+            sock.sendall(heartbeat(mav, custom_mode=3, armed=True))
+            try:
+                data = sock.recv(65536)
+            except _socket.timeout:
+                continue
+            if not data:
+                return
+            for msg in parser.parse_buffer(data) or []:
+                if msg.get_type() == "COMMAND_LONG":
+                    sock.sendall(M.MAVLink_command_ack_message(
+                        msg.command, M.MAV_RESULT_UNSUPPORTED, 0, 0, msg.get_srcSystem(),
+                        msg.get_srcComponent()).pack(mav))
+                elif msg.get_type() == "MISSION_SET_CURRENT" and 1 <= msg.seq <= 4:
+                    sock.sendall(M.MAVLink_mission_current_message(msg.seq, 4, 3, 1).pack(mav))
+    return script
+
+
+def test_set_mission_current_falls_back_to_mission_set_current_on_older_arducopter():
+    """GCS_MAVLINK::handle_mission_set_current: no ACK; a MISSION_CURRENT echoing the
+    seq on success, nothing on failure."""
+    from bridge_fake_peer import FakePeer
+    from mavlink_bridge.link import LinkConfig, MavlinkLink
+    from mavlink_bridge.vehicle import CommandResult, Vehicle
+
+    holder: list = []
+    peer = FakePeer(_old_arducopter_script(holder))
+    holder.append(peer)
+    link = MavlinkLink(LinkConfig(peer.endpoint, target_system=1, heartbeat_timeout_s=2.0,
+                                  reconnect_initial_s=0.05, reconnect_max_s=0.4))
+    vehicle = Vehicle(link, 1)
+    try:
+        link.start()
+        assert link.wait_for_heartbeat(5)
+        assert vehicle.set_mission_current(3, timeout_s=0.5).result == CommandResult.ACCEPTED
+        assert vehicle.set_mission_current(9, timeout_s=0.2, retries=1).result == CommandResult.FAILED
+    finally:
+        link.close()
+        peer.close()
