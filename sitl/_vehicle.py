@@ -1242,8 +1242,9 @@ class SimVehicle:
             msgid = int(p[0])
             slot = self._intervals.get(msgid)
             if msgid not in _PRODUCIBLE:
-                interval_us = 0
-            elif slot is None or slot[0] <= 0:
+                self._send(self._mav.message_interval_encode(msgid & 0xFFFF, 0))  # not available
+                return M.MAV_RESULT_FAILED
+            if slot is None or slot[0] <= 0:
                 interval_us = -1
             else:
                 interval_us = round(slot[0] * 1000) * 1000  # ArduPilot keeps whole ms
@@ -1261,9 +1262,10 @@ class SimVehicle:
             self.yaw %= 2 * math.pi
             return M.MAV_RESULT_ACCEPTED
         if command == M.MAV_CMD_REQUEST_MESSAGE:
+            # handle_command_request_message: an id with no ap_message is FAILED
             msgid = int(p[0])
-            if p[0] != msgid or msgid not in _PRODUCIBLE:
-                return M.MAV_RESULT_DENIED
+            if msgid not in _PRODUCIBLE:
+                return M.MAV_RESULT_FAILED
             self._emit_deferred(msgid)
             return M.MAV_RESULT_ACCEPTED
         if command == M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES:
@@ -1300,18 +1302,20 @@ class SimVehicle:
         return M.MAV_RESULT_ACCEPTED
 
     def _message_interval_command(self, msg_id: float, interval_us: float) -> int:
+        """GCS_MAVLINK::set_message_interval: -1 stops, 0 restores the default, anything
+        else below 1 ms is 1 ms (here the 50 Hz step), above 60 s is 60 s; an id with no
+        ap_message is FAILED with "No ap_message for mavlink id (N)"."""
         msgid = int(msg_id)
-        if msg_id != msgid or msgid not in _PRODUCIBLE:
+        if msgid not in _PRODUCIBLE:
             self.statustext(M.MAV_SEVERITY_INFO, f"No ap_message for mavlink id ({msgid})")
-            return M.MAV_RESULT_DENIED
+            return M.MAV_RESULT_FAILED
+        interval_us = int(interval_us)  # (int32_t)packet.param2
         if interval_us == -1:
             self._set_interval(msgid, 0.0)
         elif interval_us == 0:
             self._set_interval(msgid, 1.0 if msgid == M.MAVLINK_MSG_ID_HEARTBEAT else 0.0)
-        elif interval_us > 0:
-            self._set_interval(msgid, max(interval_us / 1e6, STEP_S))
         else:
-            return M.MAV_RESULT_DENIED
+            self._set_interval(msgid, min(max(interval_us / 1e6, STEP_S), 60.0))
         return M.MAV_RESULT_ACCEPTED
 
     def _set_interval(self, msgid: int, interval_s: float) -> None:
