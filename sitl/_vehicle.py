@@ -1166,8 +1166,10 @@ class SimVehicle:
                 return M.MAV_RESULT_ACCEPTED
             return M.MAV_RESULT_FAILED
         if command == M.MAV_CMD_DO_SET_MODE:
-            if not (int(p[0]) & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED) or p[1] != int(p[1]):
-                return M.MAV_RESULT_FAILED
+            # GCS_MAVLINK::_set_mode_common: only custom modes; anything else DENIED;
+            # custom_mode is (uint32_t)param2
+            if not (int(p[0]) & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED) or p[1] < 0:
+                return M.MAV_RESULT_DENIED
             return M.MAV_RESULT_ACCEPTED if self.set_mode(int(p[1])) else M.MAV_RESULT_FAILED
         if command == M.MAV_CMD_NAV_TAKEOFF:
             # handle_MAV_CMD_NAV_TAKEOFF: COMMAND_INT must use GLOBAL_RELATIVE_ALT

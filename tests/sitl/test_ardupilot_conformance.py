@@ -501,3 +501,11 @@ def test_reboot_command_restarts_like_sitl_and_keeps_storage():
             assert g.wait("MISSION_COUNT").count == 2
         finally:
             g.conn.close()
+
+
+def test_do_set_mode_without_the_custom_mode_flag_is_denied(gcs):
+    """GCS_MAVLINK::_set_mode_common: "only accept custom modes" -> DENIED otherwise;
+    an unknown custom mode is FAILED with "No such mode N" (AP_Vehicle)."""
+    assert gcs.command(M.MAV_CMD_DO_SET_MODE, M.MAV_MODE_FLAG_STABILIZE_ENABLED, GUIDED) == M.MAV_RESULT_DENIED
+    assert gcs.command(M.MAV_CMD_DO_SET_MODE, M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 8) == M.MAV_RESULT_FAILED
+    gcs.wait("STATUSTEXT", lambda m: m.text == "No such mode 8")
