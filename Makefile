@@ -23,11 +23,13 @@ bench: setup
 
 setup: system-packages $(STAMP)
 
-# mosquitto is the real broker used by integration tests and the demo; chromium drives
-# the ground-station browser tests. Installed only when missing (needs root or sudo).
+# mosquitto is the real broker for integration tests; strace counts the fsyncs a storage
+# batch costs (tests/consensus/test_sqlite_crash.py). Installed only when missing (needs
+# root or sudo).
 system-packages:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -7,6 +7,7 @@ from .config import Config, ConfigError
 from .fsm import StateMachine
 from .raft import ProposalDropped, RaftStatus
 from .rawnode import InvalidMessage, RawNode, Ready
+from .sqlite_storage import SQLiteStorage, StorageCorruptError
 from .session import ClientSession, SessionResult, SessionStateMachine, SessionStatus
 from .storage import (
     CompactedError,
@@ -38,7 +39,7 @@ __all__ = [
     "ConfigError", "DecodeError", "Entry", "EntryKind", "HardState", "InvalidMessage",
     "MemoryStorage", "Message", "MessageType", "NONE", "ProposalDropped", "RaftStatus",
     "RawNode", "ReadState", "Ready", "SessionResult", "SessionStateMachine", "SessionStatus",
-    "Snapshot", "SnapshotMeta", "SnapshotOutOfDateError", "SoftState", "StateMachine",
+    "Snapshot", "SnapshotMeta", "SnapshotOutOfDateError", "SoftState", "SQLiteStorage", "StorageCorruptError", "StateMachine",
     "StateRole", "Storage", "StorageError", "UnavailableError", "decode_message",
     "encode_message",
 ]
