@@ -351,8 +351,9 @@ class SimVehicle:
         """Queue a message the way GCS_MAVLINK::send_message(ap_message) does: it goes
         out after the direct reply to the message being handled."""
         builder = _BUILDERS.get(msgid)
-        if builder is not None:
-            self._defer(builder(self))
+        msg = builder(self) if builder is not None else None
+        if msg is not None:
+            self._defer(msg)
 
     def _flush_texts(self) -> None:
         texts, self._texts = self._texts, []
@@ -1334,7 +1335,9 @@ class SimVehicle:
     def _emit(self, msgid: int) -> None:
         builder = _BUILDERS.get(msgid)
         if builder is not None and self.connected:
-            self._send(builder(self))
+            msg = builder(self)
+            if msg is not None:  # e.g. HOME_POSITION before home is set
+                self._send(msg)
 
     def _send_radio_status(self, t: float) -> None:
         assert self._radio is not None
@@ -1414,8 +1417,12 @@ def _boot_ms(v: SimVehicle) -> int:
 
 
 def _global_position_int(v: SimVehicle) -> Any:
-    lat, lon = v.latlon()
     hdg = int(math.degrees(v.yaw) % 360 * 100)
+    if not v.gps_fix:
+        # GCS_MAVLINK::send_global_position_int sends global_position_current_loc, which
+        # stays zero until the AHRS has a location (no GPS fix yet): 0,0 at 0 m.
+        return v._mav.global_position_int_encode(_boot_ms(v), 0, 0, 0, 0, 0, 0, 0, hdg)
+    lat, lon = v.latlon()
     return v._mav.global_position_int_encode(
         _boot_ms(v), round(lat * 1e7), round(lon * 1e7), round((v.config.home_alt + v.u) * 1000),
         round(v.u * 1000), round(v.vn * 100), round(v.ve * 100), round(-v.vu * 100), hdg)
@@ -1491,6 +1498,8 @@ def _system_time(v: SimVehicle) -> Any:
 
 
 def _home_position(v: SimVehicle) -> Any:
+    if not v.ready:
+        return None  # GCS_MAVLINK::send_home_position: nothing until home is set
     c = v.config
     return v._mav.home_position_encode(round(c.home_lat * 1e7), round(c.home_lon * 1e7),
                                        round(c.home_alt * 1000), 0, 0, 0, [1, 0, 0, 0], 0, 0, 0, 0)

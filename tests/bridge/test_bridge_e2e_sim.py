@@ -92,7 +92,11 @@ def test_connect_and_telemetry_flows():
         assert s.position.lat == pytest.approx(HOME[0], abs=1e-4)
         assert s.gps.has_3d_fix
         assert s.battery.remaining_pct is not None and s.battery.remaining_pct > 50
-        assert v.telemetry.decoder.rejected == {}
+        # Before its GPS fix ArduPilot sends GLOBAL_POSITION_INT at 0,0 (its location is
+        # still zero); the decoder rejects exactly those and nothing else.
+        rejected = v.telemetry.decoder.rejected
+        assert set(rejected) <= {"GLOBAL_POSITION_INT"}
+        assert not rejected or "0,0" in (v.telemetry.decoder.last_rejection or "")
 
 
 def test_arm_refused_until_position_estimate_then_accepted():

@@ -509,3 +509,25 @@ def test_do_set_mode_without_the_custom_mode_flag_is_denied(gcs):
     assert gcs.command(M.MAV_CMD_DO_SET_MODE, M.MAV_MODE_FLAG_STABILIZE_ENABLED, GUIDED) == M.MAV_RESULT_DENIED
     assert gcs.command(M.MAV_CMD_DO_SET_MODE, M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 8) == M.MAV_RESULT_FAILED
     gcs.wait("STATUSTEXT", lambda m: m.text == "No such mode 8")
+
+
+def test_no_position_or_home_before_the_gps_and_ekf_have_one():
+    """GCS_MAVLINK::send_global_position_int sends global_position_current_loc, zero until
+    the AHRS has a location; send_home_position sends nothing until home is set."""
+    with SimulatorServer([fast_config(time_to_ready_s=60.0)]) as sim:
+        g = Gcs(sim.endpoints[0])
+        try:
+            g.conn.wait_heartbeat(timeout=WAIT_S)
+            g.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 100_000)
+            pos = g.wait("GLOBAL_POSITION_INT")
+            assert (pos.lat, pos.lon, pos.relative_alt) == (0, 0, 0)
+            assert g.command(M.MAV_CMD_REQUEST_MESSAGE, M.MAVLINK_MSG_ID_HOME_POSITION) == M.MAV_RESULT_ACCEPTED
+            # a later request's answer marks the point by which HOME_POSITION would have come
+            g.mav.command_long_send(1, 1, M.MAV_CMD_REQUEST_MESSAGE, 0, M.MAVLINK_MSG_ID_SYSTEM_TIME,
+                                    0, 0, 0, 0, 0, 0)
+            seen = []
+            while not seen or seen[-1] != "SYSTEM_TIME":
+                seen.append(g.wait(["HOME_POSITION", "SYSTEM_TIME"]).get_type())
+            assert "HOME_POSITION" not in seen
+        finally:
+            g.conn.close()
