@@ -112,6 +112,11 @@ _COMMAND_NAMES = {
 }
 
 
+# nav commands whose completion ModeAuto announces with "Reached command #N"
+_REACHED_TEXT_COMMANDS = frozenset(str(c) for c in (M.MAV_CMD_NAV_WAYPOINT, M.MAV_CMD_NAV_SPLINE_WAYPOINT,
+                                                     M.MAV_CMD_NAV_LOITER_TIME))
+
+
 class _Outbox:
     """File-like sink for pymavlink's MAVLink.send(): frames go into a byte buffer."""
 
@@ -927,6 +932,9 @@ class SimVehicle:
             else:
                 return
         if self.t - nav.arrived_at >= nav.hold_s:
+            if nav.phase in _REACHED_TEXT_COMMANDS:
+                # ModeAuto::verify_nav_wp / verify_loiter_time
+                self.statustext(M.MAV_SEVERITY_INFO, f"Reached command #{nav.item_seq}")
             self._command_complete(nav.item_seq)
 
     def _command_complete(self, seq: int, advance: bool = True) -> None:

@@ -209,6 +209,7 @@ def test_mavwploader_upload_read_back_and_auto_flight_to_rtl_disarm(gcs):
     _arm_in_guided(gcs)
     assert gcs.command(M.MAV_CMD_MISSION_START) == M.MAV_RESULT_ACCEPTED
     gcs.wait("HEARTBEAT", lambda m: m.custom_mode == AUTO)
+    gcs.wait("STATUSTEXT", lambda m: m.text == "Reached command #2")  # ModeAuto::verify_nav_wp
     gcs.wait("MISSION_ITEM_REACHED", lambda m: m.seq == 3)
     gcs.wait("HEARTBEAT", lambda m: not m.base_mode & M.MAV_MODE_FLAG_SAFETY_ARMED, timeout=40)
     assert not gcs.conn.motors_armed()
