@@ -240,8 +240,11 @@ class Vehicle:
 
     @property
     def target_component(self) -> int:
-        info = self.link.systems().get(self.sysid)
-        return info.compid if info is not None else MAV_COMP_ID_AUTOPILOT1
+        # The autopilot is MAV_COMP_ID_AUTOPILOT1 (the only component whose HEARTBEAT the
+        # link takes as the vehicle, see _mav.is_autopilot_heartbeat). Never the compid of
+        # whatever beat last on our system id: a gimbal's 154 would make ArduPilot's
+        # routing forward our commands to the gimbal instead of handling them.
+        return MAV_COMP_ID_AUTOPILOT1
 
     def wait_until(self, predicate: Callable[[VehicleState], bool], timeout: float,
                    poll_s: float = 0.02) -> VehicleState:

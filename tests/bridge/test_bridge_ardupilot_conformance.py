@@ -342,3 +342,30 @@ def test_set_mission_current_falls_back_to_mission_set_current_on_older_arducopt
     finally:
         link.close()
         peer.close()
+
+
+def test_a_gimbal_heard_before_the_autopilot_does_not_become_the_command_target():
+    from bridge_fake_peer import FakePeer
+    from mavlink_bridge.link import LinkConfig, MavlinkLink
+    from mavlink_bridge.vehicle import Vehicle
+
+    gimbal = bytes(_hb(*GIMBAL).get_msgbuf())
+
+    def script(sock, _i):
+        import threading
+        sock.sendall(gimbal)
+        threading.Event().wait(0.5)
+
+    peer = FakePeer(script)
+    link = MavlinkLink(LinkConfig(peer.endpoint, target_system=1, heartbeat_timeout_s=2.0,
+                                  reconnect_initial_s=0.05, reconnect_max_s=0.4))
+    vehicle = Vehicle(link, 1)
+    try:
+        link.start()
+        wait_for(lambda: 1 in link.systems(), what="the gimbal heartbeat")
+        assert link.systems()[1].compid == M.MAV_COMP_ID_GIMBAL
+        assert vehicle.target_component == M.MAV_COMP_ID_AUTOPILOT1
+        assert not link.wait_for_heartbeat(0.2)  # the gimbal is not the vehicle
+    finally:
+        link.close()
+        peer.close()
