@@ -968,8 +968,14 @@ class SimVehicle:
 
     # ------------------------------------------------------------------ incoming messages
     def _dispatch(self, msg: Any) -> None:
+        # MAVLink_routing::check_and_forward: the autopilot handles a message addressed to
+        # it (system and component, 0 = broadcast); one for another component of this
+        # system (a gimbal, a camera) is forwarded, not handled.
         target = getattr(msg, "target_system", None)
         if target is not None and target not in (0, self.sysid):
+            return
+        component = getattr(msg, "target_component", None)
+        if target not in (None, 0) and component not in (None, 0, M.MAV_COMP_ID_AUTOPILOT1):
             return
         name = msg.get_type()
         handler = getattr(self, "_on_" + name, None)

@@ -532,3 +532,15 @@ def test_no_position_or_home_before_the_gps_and_ekf_have_one():
             assert "HOME_POSITION" not in seen
         finally:
             g.conn.close()
+
+
+def test_a_command_for_another_component_is_not_handled_by_the_autopilot(gcs):
+    """MAVLink_routing::check_and_forward: a COMMAND_LONG to (1, 154) is the gimbal's, not
+    the autopilot's: no COMMAND_ACK; to (1, 0) or (1, 1) it is handled."""
+    gcs.mav.command_long_send(1, M.MAV_COMP_ID_GIMBAL, M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES, 0,
+                              1, 0, 0, 0, 0, 0, 0)
+    gcs.mav.command_long_send(1, 0, M.MAV_CMD_REQUEST_MESSAGE, 0, M.MAVLINK_MSG_ID_SYSTEM_TIME, 0, 0, 0, 0, 0, 0)
+    acks = []
+    while not acks or acks[-1] != M.MAV_CMD_REQUEST_MESSAGE:
+        acks.append(gcs.wait("COMMAND_ACK").command)
+    assert acks == [M.MAV_CMD_REQUEST_MESSAGE]
