@@ -179,7 +179,8 @@ class SimVehicle:
 
     def __init__(self, config: "VehicleConfig") -> None:
         self.config = config
-        self.sysid = config.sysid
+        # VehicleConfig.__post_init__ fills in instance+1 when no sysid was given
+        self.sysid: int = config.sysid if config.sysid is not None else config.instance + 1
         self._mav = M.MAVLink(_Outbox(), srcSystem=self.sysid, srcComponent=M.MAV_COMP_ID_AUTOPILOT1)
         self._out: _Outbox = self._mav.file
         self._radio_mav = M.MAVLink(self._out, srcSystem=RADIO_SYSID, srcComponent=RADIO_COMPID)
