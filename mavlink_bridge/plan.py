@@ -95,10 +95,12 @@ class MissionItem:
 
     @classmethod
     def at(cls, command: int, lat: float, lon: float, alt: float,
-           frame: int = FRAME_GLOBAL_RELATIVE_ALT_INT, **params: float) -> "MissionItem":
+           frame: int = FRAME_GLOBAL_RELATIVE_ALT_INT, param1: float = 0.0,
+           param2: float = 0.0, param3: float = 0.0, param4: float = 0.0) -> "MissionItem":
         """An item at a position given in degrees (rounded to degE7)."""
-        return cls(command=command, frame=frame, x=round(lat * 1e7),
-                   y=round(lon * 1e7), z=float(alt), **params)
+        return cls(command=command, frame=frame, param1=param1, param2=param2,
+                   param3=param3, param4=param4, x=round(lat * 1e7),
+                   y=round(lon * 1e7), z=float(alt))
 
 
 @dataclass(frozen=True, slots=True)
