@@ -797,3 +797,111 @@ def test_append_ack_beyond_the_leader_log_is_ignored():
     u = _replicating_leader()
     u.step(T.APPEND_RESP, 2, term=u.term, index=10**9)
     assert u.status().progress[2].match == 1
+
+
+# -- more of raft_test.go: progress bookkeeping ---------------------------------------------
+
+@pytest.mark.parametrize("index,reject,reject_hint,log_term,want", [
+    (1, True, 1, 1, (0, 3, ProgressState.PROBE)),   # stale: we probe at 2, not 1
+    (2, True, 1, 1, (0, 2, ProgressState.PROBE)),   # follower holds only 1: probe at 1
+    (2, True, 0, 0, (0, 1, ProgressState.PROBE)),   # follower holds nothing
+    (3, False, 0, 0, (3, 4, ProgressState.REPLICATE)),  # accepted: replicate
+    (2, False, 0, 0, (2, 3, ProgressState.REPLICATE)),  # an older ack still teaches match
+])
+def test_leader_append_response_updates_progress(index, reject, reject_hint, log_term, want):
+    """etcd TestLeaderAppResp, adapted: the leader's log is [1, 1] plus its no-op of term
+    2 at 3; a fresh follower's progress starts at next = 3 (last index before the no-op,
+    as etcd) and the no-op probe went out with prev 2."""
+    u = unit(1, term=1, log=ents(1, 1))
+    make_leader(u)
+    pr = u.status().progress[2]
+    assert (pr.match, pr.next, pr.state) == (0, 3, ProgressState.PROBE)
+    u.step(T.APPEND_RESP, 2, term=u.term, index=index, reject=reject,
+           reject_hint=reject_hint, log_term=log_term)
+    pr = u.status().progress[2]
+    assert (pr.match, pr.next if pr.state is ProgressState.PROBE else pr.match + 1,
+            pr.state) == want
+
+
+def test_probe_resumes_on_heartbeat_response():
+    """etcd TestProgressResumeByHeartbeatResp: a paused probe is unpaused by a
+    heartbeat reply."""
+    u = unit(1)
+    make_leader(u)
+    u.node.propose(b"a"); u.drain()
+    assert not of(u.drain(), T.APPEND, to=2)
+    out = u.step(T.HEARTBEAT_RESP, 2, term=1)
+    (a,) = of(out, T.APPEND, to=2)
+    assert a.index == 0 and [e.index for e in a.entries] == [1, 2]
+
+
+def test_uncommitted_entry_limit_drops_proposals_until_commit():
+    """etcd TestUncommittedEntryLimit: max_uncommitted_bytes bounds the uncommitted
+    tail; an entry larger than the limit is accepted when nothing is uncommitted."""
+    u = unit(1, max_uncommitted_bytes=10)
+    make_leader(u)
+    u.node.propose(b"x" * 6); u.drain()
+    with pytest.raises(ProposalDropped):
+        u.node.propose(b"y" * 6)
+    u.step(T.APPEND_RESP, 2, term=1, index=2)  # commits and applies 'x'
+    u.node.propose(b"y" * 6); u.drain()
+    u.step(T.APPEND_RESP, 2, term=1, index=3)
+    u.node.propose(b"z" * 50)  # alone over the limit, but nothing else uncommitted
+    u.drain()
+
+
+def test_commit_pagination_limits_committed_bytes_per_ready():
+    """etcd TestCommitPagination: committed entries come in bounded Readys, in order,
+    each entry exactly once."""
+    u = unit(1, peers=(1,), max_committed_bytes_per_ready=20)
+    make_leader(u)
+    u.node.propose_many([b"%02d" % k + b"." * 8 for k in range(6)])
+    sizes = []
+    for _ in range(20):
+        if not u.node.has_ready():
+            break
+        rd = u.node.ready()
+        u.storage.apply_ready(rd.hard_state, rd.entries, rd.snapshot)
+        sizes.append(len(rd.committed_entries))
+        u.applied.extend(rd.committed_entries)
+        u.node.advance(rd)
+    assert [e.index for e in u.applied] == list(range(1, 8))
+    assert max(sizes) < 7 and len([s for s in sizes if s]) > 1
+
+
+def test_restore_ignores_a_snapshot_behind_the_commit_index():
+    """etcd TestRestoreIgnoreSnapshot."""
+    u = unit(2, term=1, log=ents(1, 1, 1), commit=1)
+    from consensus import ConfState, Snapshot, SnapshotMeta
+    snap = Snapshot(SnapshotMeta(1, 1, ConfState.of([1, 2])), b"s")
+    u.step(T.SNAPSHOT, 1, term=1, snapshot=snap, snapshot_done=True)
+    assert u.status().last_index == 3 and u.node.conf_state().voters == (1, 2, 3)
+
+
+def test_chunked_snapshot_install_is_atomic_at_the_last_chunk():
+    from consensus import ConfState, Snapshot, SnapshotMeta
+    u = unit(2, term=1, log=ents(1))
+    meta = SnapshotMeta(20, 1, ConfState.of([1, 2, 3]))
+    out = u.step(T.SNAPSHOT, 1, term=1, snapshot=Snapshot(meta, b"abc"), snapshot_offset=0)
+    (r,) = of(out, T.SNAPSHOT_RESP)
+    assert r.snapshot_offset == 3 and u.status().commit == 0 and u.status().last_index == 1
+    # An out-of-order chunk is refused and says where we are.
+    out = u.step(T.SNAPSHOT, 1, term=1, snapshot=Snapshot(meta, b"zzz"), snapshot_offset=9)
+    (r,) = of(out, T.SNAPSHOT_RESP)
+    assert r.reject and r.snapshot_offset == 3
+    u.node.step(Message(T.SNAPSHOT, 2, 1, term=1, snapshot=Snapshot(meta, b"def"),
+                        snapshot_offset=3, snapshot_done=True))
+    rd = u.node.ready()
+    assert rd.snapshot is not None and rd.snapshot.data == b"abcdef"
+    u.storage.apply_ready(rd.hard_state, rd.entries, rd.snapshot)
+    u.node.advance(rd)
+    assert u.status().commit == 20
+
+
+def test_leader_ignores_append_response_from_an_older_term():
+    """etcd TestMsgAppRespWaitReset / stale responses: an ack from before our term is
+    dropped by the term check."""
+    u = unit(1, term=1, log=ents(1))
+    make_leader(u)  # term 2
+    u.step(T.APPEND_RESP, 2, term=1, index=2)
+    assert u.status().progress[2].match == 0 and u.status().commit == 0
