@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from mavlink_bridge.plan import (
     CMD_NAV_FENCE_CIRCLE_EXCLUSION,
@@ -134,26 +134,26 @@ def read_qgc_plan(text: str) -> PlanFile:
     if len(text) > _MAX_FILE_CHARS:
         raise PlanFileError(f"plan file: larger than {_MAX_FILE_CHARS} characters")
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        parsed: object = json.loads(text, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise PlanFileError(f"plan file: not valid JSON ({exc})") from None
-    _expect(isinstance(doc, dict), "plan file", "expected a JSON object")
+    doc = _object(parsed, "plan file", "expected a JSON object")
     _expect(doc.get("fileType") == "Plan", "fileType", f"must be \"Plan\", got {doc.get('fileType')!r}")
     _expect(_is_int(doc.get("version")) and doc["version"] == 1, "version",
             f"only version 1 is supported, got {doc.get('version')!r}")
-    mission = doc.get("mission")
-    _expect(isinstance(mission, dict), "mission", "expected an object")
+    mission = _object(doc.get("mission"), "mission")
     _expect(_is_int(mission.get("version")) and mission["version"] == 2, "mission.version",
             f"only version 2 is supported, got {mission.get('version')!r}")
     home_raw = mission.get("plannedHomePosition")
-    _expect(isinstance(home_raw, list) and len(home_raw) == 3, "mission.plannedHomePosition",
-            "expected [latitude, longitude, altitude]")
+    if not (isinstance(home_raw, list) and len(home_raw) == 3):
+        raise PlanFileError("mission.plannedHomePosition: expected [latitude, longitude, altitude]")
     lat, lon, alt = (_num(v, f"mission.plannedHomePosition[{i}]") for i, v in enumerate(home_raw))
     home = _geo(lat, lon, alt, "mission.plannedHomePosition")
     cruise = _num(mission.get("cruiseSpeed", 15.0), "mission.cruiseSpeed")
     hover = _num(mission.get("hoverSpeed", 5.0), "mission.hoverSpeed")
     raw_items = mission.get("items")
-    _expect(isinstance(raw_items, list), "mission.items", "expected a list")
+    if not isinstance(raw_items, list):
+        raise PlanFileError("mission.items: expected a list")
     _expect(len(raw_items) <= _MAX_ITEMS, "mission.items", f"more than {_MAX_ITEMS} items")
     mission_items = tuple(_item_in(v, f"mission.items[{i}]") for i, v in enumerate(raw_items))
     fence = _fence_in(doc.get("geoFence", {"polygons": [], "circles": [], "version": 2}))
@@ -163,8 +163,8 @@ def read_qgc_plan(text: str) -> PlanFile:
     return PlanFile(plan, home, cruise, hover)
 
 
-def _item_in(raw: object, where: str) -> MissionItem:
-    _expect(isinstance(raw, dict), where, "expected an object")
+def _item_in(value: object, where: str) -> MissionItem:
+    raw = _object(value, where)
     kind = raw.get("type")
     if kind == "ComplexItem":
         raise PlanFileError(f"{where}: ComplexItem ({raw.get('complexItemType')!r}) is not "
@@ -172,14 +172,18 @@ def _item_in(raw: object, where: str) -> MissionItem:
     _expect(kind == "SimpleItem", f"{where}.type", f"expected \"SimpleItem\", got {kind!r}")
     command = raw.get("command")
     frame = raw.get("frame")
-    _expect(_is_int(command) and 0 <= command <= 65535, f"{where}.command", "expected a MAV_CMD (uint16)")
-    _expect(_is_int(frame) and 0 <= frame <= 255, f"{where}.frame", "expected a MAV_FRAME (uint8)")
+    if not (_is_int(command) and 0 <= command <= 65535):
+        raise PlanFileError(f"{where}.command: expected a MAV_CMD (uint16)")
+    if not (_is_int(frame) and 0 <= frame <= 255):
+        raise PlanFileError(f"{where}.frame: expected a MAV_FRAME (uint8)")
     auto = raw.get("autoContinue", True)
-    _expect(isinstance(auto, bool), f"{where}.autoContinue", "expected true or false")
+    if not isinstance(auto, bool):
+        raise PlanFileError(f"{where}.autoContinue: expected true or false")
     jump = raw.get("doJumpId", 1)
     _expect(_is_int(jump) and jump >= 0, f"{where}.doJumpId", "expected a non-negative int")
     params = raw.get("params")
-    _expect(isinstance(params, list) and len(params) == 7, f"{where}.params", "expected 7 entries")
+    if not (isinstance(params, list) and len(params) == 7):
+        raise PlanFileError(f"{where}.params: expected 7 entries")
     p = [_num_or_nan(v, f"{where}.params[{i}]") for i, v in enumerate(params)]
     if frame in _GLOBAL_FRAMES:
         _geo(p[4], p[5], 0.0, f"{where}.params")
@@ -233,22 +237,25 @@ def _fence_out(fence: tuple[MissionItem, ...]) -> dict[str, Any]:
     return {"circles": circles, "polygons": polygons, "version": 2}
 
 
-def _fence_in(raw: object) -> tuple[MissionItem, ...]:
-    _expect(isinstance(raw, dict), "geoFence", "expected an object")
+def _fence_in(value: object) -> tuple[MissionItem, ...]:
+    raw = _object(value, "geoFence")
     _expect(raw.get("version") == 2, "geoFence.version", f"expected 2, got {raw.get('version')!r}")
     polygons = raw.get("polygons", [])
     circles = raw.get("circles", [])
-    _expect(isinstance(polygons, list), "geoFence.polygons", "expected a list")
-    _expect(isinstance(circles, list), "geoFence.circles", "expected a list")
+    if not isinstance(polygons, list):
+        raise PlanFileError("geoFence.polygons: expected a list")
+    if not isinstance(circles, list):
+        raise PlanFileError("geoFence.circles: expected a list")
     items: list[MissionItem] = []
     for i, poly in enumerate(polygons):
         where = f"geoFence.polygons[{i}]"
-        _expect(isinstance(poly, dict), where, "expected an object")
+        poly = _object(poly, where)
         inclusion = poly.get("inclusion")
         _expect(isinstance(inclusion, bool), f"{where}.inclusion", "expected true or false")
         pts = poly.get("polygon")
-        _expect(isinstance(pts, list) and 3 <= len(pts) <= _MAX_ITEMS, f"{where}.polygon",
-                "expected a list of at least 3 [latitude, longitude] points")
+        if not (isinstance(pts, list) and 3 <= len(pts) <= _MAX_ITEMS):
+            raise PlanFileError(f"{where}.polygon: expected a list of at least 3 "
+                                "[latitude, longitude] points")
         cmd = (CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION if inclusion
                else CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION)
         for j, pt in enumerate(pts):
@@ -257,12 +264,13 @@ def _fence_in(raw: object) -> tuple[MissionItem, ...]:
                                      x=round(lat * 1e7), y=round(lon * 1e7)))
     for i, circ in enumerate(circles):
         where = f"geoFence.circles[{i}]"
-        _expect(isinstance(circ, dict) and isinstance(circ.get("circle"), dict), where,
-                "expected an object with a \"circle\"")
+        problem = "expected an object with a \"circle\""
+        circ = _object(circ, where, problem)
+        circle = _object(circ.get("circle"), where, problem)
         inclusion = circ.get("inclusion")
         _expect(isinstance(inclusion, bool), f"{where}.inclusion", "expected true or false")
-        lat, lon = _pair(circ["circle"].get("center"), f"{where}.circle.center")
-        radius = _num(circ["circle"].get("radius"), f"{where}.circle.radius")
+        lat, lon = _pair(circle.get("center"), f"{where}.circle.center")
+        radius = _num(circle.get("radius"), f"{where}.circle.radius")
         _expect(radius > 0, f"{where}.circle.radius", "must be > 0")
         cmd = CMD_NAV_FENCE_CIRCLE_INCLUSION if inclusion else CMD_NAV_FENCE_CIRCLE_EXCLUSION
         items.append(MissionItem(command=cmd, frame=FRAME_GLOBAL, param1=radius,
@@ -278,16 +286,17 @@ def _rally_out(item: MissionItem, n: int) -> list[float]:
     return [item.x / 1e7, item.y / 1e7, item.z]
 
 
-def _rally_in(raw: object) -> tuple[MissionItem, ...]:
-    _expect(isinstance(raw, dict), "rallyPoints", "expected an object")
+def _rally_in(value: object) -> tuple[MissionItem, ...]:
+    raw = _object(value, "rallyPoints")
     _expect(raw.get("version") == 2, "rallyPoints.version", f"expected 2, got {raw.get('version')!r}")
     points = raw.get("points", [])
-    _expect(isinstance(points, list) and len(points) <= _MAX_ITEMS, "rallyPoints.points",
-            "expected a list")
+    if not (isinstance(points, list) and len(points) <= _MAX_ITEMS):
+        raise PlanFileError("rallyPoints.points: expected a list")
     out = []
     for i, pt in enumerate(points):
         where = f"rallyPoints.points[{i}]"
-        _expect(isinstance(pt, list) and len(pt) == 3, where, "expected [latitude, longitude, altitude]")
+        if not (isinstance(pt, list) and len(pt) == 3):
+            raise PlanFileError(f"{where}: expected [latitude, longitude, altitude]")
         lat, lon, alt = (_num(v, f"{where}[{k}]") for k, v in enumerate(pt))
         _geo(lat, lon, alt, where)
         out.append(MissionItem(command=CMD_NAV_RALLY_POINT, frame=FRAME_GLOBAL_RELATIVE_ALT,
@@ -373,18 +382,34 @@ def _expect(ok: bool, where: str, problem: str) -> None:
         raise PlanFileError(f"{where}: {problem}")
 
 
+def _object(v: object, where: str, problem: str = "expected an object") -> dict[str, object]:
+    # A JSON object: its keys are always strings.
+    if not isinstance(v, dict):
+        raise PlanFileError(f"{where}: {problem}")
+    return v
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
+    # JSON true/false parse as bool, a subclass of int; they are not numbers here.
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _num(v: object, where: str) -> float:
-    _expect(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-            where, f"expected a finite number, got {v!r}")
-    return float(v)  # type: ignore[arg-type]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise PlanFileError(f"{where}: expected a finite number, got {v!r}")
+    try:
+        f = float(v)
+    except OverflowError:
+        # JSON integers are unbounded; one beyond a double's range is no coordinate.
+        raise PlanFileError(f"{where}: expected a finite number, got an integer beyond "
+                            "a double's range") from None
+    if not math.isfinite(f):
+        raise PlanFileError(f"{where}: expected a finite number, got {v!r}")
+    return f
 
 
 def _num_or_nan(v: object, where: str) -> float:
@@ -402,8 +427,9 @@ def _raw_int(v: float, where: str) -> int:
 
 
 def _pair(v: object, where: str) -> tuple[float, float]:
-    _expect(isinstance(v, list) and len(v) == 2, where, "expected [latitude, longitude]")
-    lat, lon = _num(v[0], f"{where}[0]"), _num(v[1], f"{where}[1]")  # type: ignore[index]
+    if not (isinstance(v, list) and len(v) == 2):
+        raise PlanFileError(f"{where}: expected [latitude, longitude]")
+    lat, lon = _num(v[0], f"{where}[0]"), _num(v[1], f"{where}[1]")
     _geo(lat, lon, 0.0, where)
     return lat, lon
 

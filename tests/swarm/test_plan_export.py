@@ -132,6 +132,16 @@ def test_wpl_loiter_and_rtl_lines_carry_mavlink_fields(planned):
     (lambda d: d["geoFence"]["polygons"][0].update(polygon=[[0, 0], [1, 1]]), "polygon"),
     (lambda d: d["geoFence"]["polygons"][0].update(inclusion="no"), "inclusion"),
     (lambda d: d["rallyPoints"]["points"].append([1, 2]), "rallyPoints.points"),
+    (lambda d: d["mission"]["items"][0].update(autoContinue=1), "autoContinue"),
+    (lambda d: d["mission"].update(items={}), "mission.items: expected a list"),
+    (lambda d: d.update(geoFence=[]), "geoFence: expected an object"),
+    (lambda d: d.update(rallyPoints=None), "rallyPoints: expected an object"),
+    # Integers beyond a double's range (valid JSON) once escaped as OverflowError.
+    (lambda d: d["mission"].update(cruiseSpeed=10**400), "mission.cruiseSpeed"),
+    (lambda d: d["mission"]["items"][0]["params"].__setitem__(6, -10**400),
+     r"items\[0\].params\[6\]"),
+    (lambda d: d["rallyPoints"]["points"][0].__setitem__(2, 10**400),
+     r"rallyPoints.points\[0\]\[2\]"),
 ])
 def test_malformed_qgc_plan_is_rejected_with_the_field_named(planned, mutate, message):
     doc = json.loads(write_qgc_plan(*planned))
