@@ -22,7 +22,7 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import shapely
@@ -83,6 +83,10 @@ SNAPSHOT_FORMAT = "evacmap/1"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 
 HAZARD_STATUSES = frozenset({ZoneStatus.BURNING, ZoneStatus.BURNED})
+
+# The commands a snapshot lists entities as: each has an ``id`` (the snapshot sorts by
+# it) and is the one command that recreates that entity.
+_Keyed = TypeVar("_Keyed", SetZone, SetRoute, ReportSurvivor, SetDroneTask)
 
 
 # ------------------------------------------------------------------ read-side types
@@ -578,13 +582,13 @@ class EvacuationMap:
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise CommandError("snapshot.version: expected a non-negative integer")
 
-        def entries(key: str, cls: type, limit: int) -> list[Any]:
+        def entries(key: str, cls: type[_Keyed], limit: int) -> list[_Keyed]:
             items = obj[key]
             if not isinstance(items, list):
                 raise CommandError(f"snapshot.{key}: expected a list")
             if len(items) > limit:
                 raise CommandError(f"snapshot.{key}: {len(items)} entries exceed {limit}")
-            commands = []
+            commands: list[_Keyed] = []
             for i, item in enumerate(items):
                 try:
                     command = parse_command(item) if isinstance(item, dict) else None

@@ -363,6 +363,14 @@ def test_apply_continues_after_restore() -> None:
         (lambda o: o["routes"].append(o["routes"][0]), "unique and sorted"),
         (lambda o: o["survivors"].__setitem__(0, {"type": "remove_zone", "id": "x"}),
          "expected a report_survivor"),
+        # Entries with no ``id`` (another command kind, or not an object at all) must be
+        # rejected before the ids are compared, not fail with AttributeError.
+        (lambda o: o["zones"].__setitem__(0, {"type": "set_search_area",
+                                             "polygon": o["search_area"]}),
+         r"snapshot.zones\[0\]: expected a set_zone"),
+        (lambda o: o["drones"].__setitem__(0, "drone-1"),
+         r"snapshot.drones\[0\]: expected a set_drone_task"),
+        (lambda o: o["routes"].__setitem__(0, None), r"snapshot.routes\[0\]: expected a set_route"),
         (lambda o: o.update(search_area=[[0, 0], [1, 1]]), "snapshot.search_area"),
         (lambda o: o["drones"][0]["home"].__setitem__(0, 500), "longitude 500"),
         (lambda o: o["zones"][0]["polygon"].reverse(), "canonical form"),
