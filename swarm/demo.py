@@ -241,7 +241,7 @@ class _Demo:
         self.net = _Exchange(self.rng)
         names = [f"drone-{i}" for i in range(1, config.nodes + 1)]
         self.scenario: Scenario = wildfire_scenario(config.seed, names)
-        conf = ConfState.of(range(1, config.nodes + 1))
+        conf = ConfState.of(tuple(range(1, config.nodes + 1)))
         self.drones = {i: _Drone(name, i, MemoryStorage(conf))
                        for i, name in enumerate(names, start=1)}
         self.by_name = {d.name: d for d in self.drones.values()}

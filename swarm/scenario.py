@@ -31,9 +31,11 @@ from .evacmap import (
     SetRoute,
     SetSearchArea,
     SetZone,
+    SurvivorStatus,
     UpdateSurvivor,
     ZoneStatus,
 )
+from .evacmap.commands import LonLat, LonLatAlt
 
 __all__ = [
     "ORIGIN_LAT",
@@ -134,18 +136,21 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
     rng = random.Random(seed)
     frame = LocalFrame(ORIGIN_LAT, ORIGIN_LON)
 
-    def ll(east: float, north: float) -> list[float]:
+    def ll(east: float, north: float) -> LonLat:
         lon, lat = frame.to_lonlat(np.array([east]), np.array([north]))
-        return [float(lon[0]), float(lat[0])]
+        return float(lon[0]), float(lat[0])
 
-    def blob(cx: float, cy: float, radius: float, n: int = 14) -> list[list[float]]:
+    def lla(east: float, north: float, alt_m: float) -> LonLatAlt:
+        return (*ll(east, north), alt_m)
+
+    def blob(cx: float, cy: float, radius: float, n: int = 14) -> tuple[LonLat, ...]:
         # Star-shaped about its centre (radius jitter only), hence always a simple ring.
         ring = []
         for i in range(n):
             r = radius * rng.uniform(0.88, 1.12)
             a = 2 * math.pi * i / n
             ring.append(ll(cx + r * math.cos(a), cy + r * math.sin(a)))
-        return ring
+        return tuple(ring)
 
     def jitter(metres: float) -> float:
         return rng.uniform(-metres, metres)
@@ -161,14 +166,12 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
         # Parts written for five drones; with fewer, the roles wrap around.
         return d[i % len(d)]
 
-    homes = {name: (*ll(-250.0 + 12.0 * i, -250.0), BASE_ALT_M) for i, name in enumerate(d)}
-    homes = {k: (v[0], v[1], v[2]) for k, v in homes.items()}
+    homes = {name: lla(-250.0 + 12.0 * i, -250.0, BASE_ALT_M) for i, name in enumerate(d)}
     # Sized so five drones can survey it within one battery (see docs/planner.md).
-    area = [ll(0, 0), ll(1500, 0), ll(1500, 1000), ll(0, 1000)]
-    skyway = [ll(-300, 500) + [30.0], ll(750, 500 + jitter(20)) + [30.0],
-              ll(1800, 500) + [30.0]]
-    south_road = [ll(-300, -320) + [30.0], ll(1800, -320) + [30.0]]
-    mill_road = [ll(-150, -300) + [30.0], ll(-150, 400) + [35.0], ll(-250, 1100) + [40.0]]
+    area = (ll(0, 0), ll(1500, 0), ll(1500, 1000), ll(0, 1000))
+    skyway = (lla(-300, 500, 30.0), lla(750, 500 + jitter(20), 30.0), lla(1800, 500, 30.0))
+    south_road = (lla(-300, -320, 30.0), lla(1800, -320, 30.0))
+    mill_road = (lla(-150, -300, 30.0), lla(-150, 400, 35.0), lla(-250, 1100, 40.0))
     s1 = ll(400 + jitter(60), 250 + jitter(60))
     s2_centre = (1200 + jitter(40), 220 + jitter(30))
     s2 = ll(s2_centre[0] + jitter(40), s2_centre[1] + jitter(40))
@@ -196,7 +199,8 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
             Propose(who(4), ReportSurvivor("s-farm", s1, 2, 0.6, who(4), at(4.1)),
                     "the same farmhouse, seen by a second drone"),
             ProposeRaw(who(3), {"type": "set_zone", "id": "z-bad",
-                              "polygon": [ll(0, 0), ll(100, 100), ll(100, 0), ll(0, 100)],
+                              "polygon": [list(ll(0, 0)), list(ll(100, 100)),
+                                          list(ll(100, 0)), list(ll(0, 100))],
                               "status": "burning", "source": who(3), "time_ms": at(4.2)},
                        "a garbled (self-crossing) fire outline"),
             ProposeRaw(who(0), {"type": "update_survivor", "id": "s-ghost", "reporter": who(0),
@@ -212,8 +216,9 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
                     "2 people at the creek, inside the fire"),
         )),
         Phase("The leader goes down with commands in flight", (
-            Propose(None, UpdateSurvivor("s-farm", who(4), at(13), status="confirmed",
-                                         count=4), "farmhouse sighting confirmed: 4 people"),
+            Propose(None, UpdateSurvivor("s-farm", who(4), at(13),
+                                         status=SurvivorStatus.CONFIRMED, count=4),
+                    "farmhouse sighting confirmed: 4 people"),
             Propose(None, ReportSurvivor("s-orchard", s3, 1, 0.55, who(2), at(14)),
                     "1 person in the orchard"),
             Wait(4, "the proposals reach the leader and start replicating"),
@@ -230,7 +235,8 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
             RestartCrashed("companion computer reboots"),
             Wait(30, "it catches up from the leader"),
             MarkCrashedDrone(True, "back in the swarm"),
-            Propose(who(0), UpdateSurvivor("s-farm", who(0), at(20), status="rescued"),
+            Propose(who(0), UpdateSurvivor("s-farm", who(0), at(20),
+                                           status=SurvivorStatus.RESCUED),
                     "farmhouse survivors rescued"),
         )),
     )

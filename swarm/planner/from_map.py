@@ -29,14 +29,21 @@ __all__ = ["assign_tasks", "plan_all", "plan_for_drone", "planner_map"]
 
 
 class _MapLike(Protocol):
-    """The read side of swarm.evacmap (EvacuationMap or MapView)."""
+    """The read side of swarm.evacmap (EvacuationMap or MapView). Read-only members:
+    a frozen MapView's fields and EvacuationMap's properties both satisfy them."""
 
-    version: int
-    zones: Mapping[str, Any]
-    routes: Mapping[str, Any]
-    survivors: Mapping[str, Any]
-    search_area: Any
-    drones: Mapping[str, Any]
+    @property
+    def version(self) -> int: ...
+    @property
+    def zones(self) -> Mapping[str, Any]: ...
+    @property
+    def routes(self) -> Mapping[str, Any]: ...
+    @property
+    def survivors(self) -> Mapping[str, Any]: ...
+    @property
+    def search_area(self) -> Any: ...
+    @property
+    def drones(self) -> Mapping[str, Any]: ...
 
 
 def planner_map(evac_map: _MapLike) -> PlannerMap:

@@ -181,15 +181,15 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     anchor = len(leg.points) - 1  # where home_path starts
     if home_path is None:
         reasons.append("no safe path home: every way out crosses a buffered zone; holding")
-        mission: list[MissionItem] = []
+        hold: list[MissionItem] = []
         if airborne:
             hold_alt = vehicle.relative_alt_m
             # Hold exactly where the vehicle is (its own degE7 position, not a round
             # trip through the frame).
-            mission.append(MissionItem.at(CMD_NAV_LOITER_UNLIM, vehicle.position.lat,
-                                          vehicle.position.lon, hold_alt,
-                                          frame=FRAME_GLOBAL_RELATIVE_ALT))
-        return result(PlanStatus.NO_SAFE_PATH, mission)
+            hold.append(MissionItem.at(CMD_NAV_LOITER_UNLIM, vehicle.position.lat,
+                                       vehicle.position.lon, hold_alt,
+                                       frame=FRAME_GLOBAL_RELATIVE_ALT))
+        return result(PlanStatus.NO_SAFE_PATH, hold)
 
     # What this drone should do, from the shared assignment.
     survivors: tuple[str, ...] = ()
@@ -304,14 +304,16 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     lon, lat = frame.to_geodetic(xy[:, 0], xy[:, 1])
     mission: list[MissionItem] = []
     for k, (_, kind, _label) in enumerate(leg.points):
+        param1 = 0.0
         if k == 0:
-            command, params = CMD_NAV_TAKEOFF, {}
+            command = CMD_NAV_TAKEOFF
         elif kind == "loiter":
-            command, params = CMD_NAV_LOITER_TIME, {"param1": config.loiter_time_s}
+            # MAV_CMD_NAV_LOITER_TIME: param1 is the loiter time in seconds.
+            command, param1 = CMD_NAV_LOITER_TIME, config.loiter_time_s
         else:
-            command, params = CMD_NAV_WAYPOINT, {}
+            command = CMD_NAV_WAYPOINT
         mission.append(MissionItem.at(command, float(lat[k]), float(lon[k]), alt,
-                                      frame=FRAME_GLOBAL_RELATIVE_ALT, **params))
+                                      frame=FRAME_GLOBAL_RELATIVE_ALT, param1=param1))
     if home_inside:
         mission.append(MissionItem.at(CMD_NAV_LOITER_UNLIM, float(lat[-1]), float(lon[-1]), alt,
                                       frame=FRAME_GLOBAL_RELATIVE_ALT))
