@@ -31,6 +31,7 @@ import random
 import time
 import traceback
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -491,7 +492,7 @@ class Simulation:
         except (CompactedError, UnavailableError):
             return None
 
-    def _apply(self, node: _Node, entries: list[Entry]) -> None:
+    def _apply(self, node: _Node, entries: Sequence[Entry]) -> None:
         nid = node.id
         self.checker.observe_apply(nid, entries)
         fsm = node.fsm
