@@ -239,6 +239,12 @@ class RawNode:
                 raise InvalidMessage(f"{m.type.name} must carry term 0")
         elif m.term == 0:
             raise InvalidMessage(f"{m.type.name} must carry a term")
+        if m.type in (MessageType.APPEND, MessageType.VOTE, MessageType.PRE_VOTE) \
+                and m.log_term > m.term:
+            # The entry named by (index, log_term) was written in a term no later than
+            # the sender's (§5.1, Figure 2); a vote request claiming a later one would
+            # win every §5.4.1 up-to-date check it should not.
+            raise InvalidMessage(f"{m.type.name} names a log term beyond its own term")
         if m.type is MessageType.APPEND:
             prev = m.index
             prev_term = m.log_term

@@ -190,7 +190,7 @@ def test_5_3_follower_commit_is_min_of_leader_commit_and_last_new_entry():
 ])
 def test_5_3_follower_checks_append_entries_consistency(index, log_term, reject, hint):
     u = unit(2, term=2, log=ents(1, 2))
-    out = u.step(T.APPEND, 1, term=2, index=index, log_term=log_term, commit=0)
+    out = u.step(T.APPEND, 1, term=3, index=index, log_term=log_term, commit=0)
     (r,) = of(out, T.APPEND_RESP)
     assert r.reject is reject
     if reject:

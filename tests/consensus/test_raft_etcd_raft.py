@@ -43,10 +43,11 @@ def _ack_all(u, idx=None, peers=(2, 3)):
 
 @pytest.mark.parametrize("role", ["follower", "candidate", "pre_candidate", "leader"])
 @pytest.mark.parametrize("index,log_term,vote_for,reject", [
-    (0, 0, 0, True), (0, 1, 0, True), (0, 2, 0, True), (0, 3, 0, False),
-    (1, 0, 0, True), (1, 1, 0, True), (1, 2, 0, True), (1, 3, 0, False),
-    (2, 0, 0, True), (2, 1, 0, True), (2, 2, 0, False), (2, 3, 0, False),
-    (3, 2, 0, False), (3, 3, 0, False),
+    # (a last log term beyond the request's term is refused as invalid: see below)
+    (0, 0, 0, True), (0, 1, 0, True), (0, 2, 0, True),
+    (1, 0, 0, True), (1, 1, 0, True), (1, 2, 0, True),
+    (2, 0, 0, True), (2, 1, 0, True), (2, 2, 0, False),
+    (3, 2, 0, False), (9, 2, 0, False),
     (3, 2, 2, False), (3, 2, 1, True),  # already voted: only for the same candidate
 ])
 def test_recv_vote_same_term_in_every_role(role, index, log_term, vote_for, reject):
@@ -758,6 +759,9 @@ def test_flow_control_message_size_limit_splits_appends():
     lambda: Message(T.APPEND, to=1, frm=2, term=2, index=4, log_term=2,
                     entries=(Entry(1, 5),)),  # term goes backwards
     lambda: Message(T.HEARTBEAT, to=1, frm=2, term=1, entries=(Entry(1, 1),)),
+    lambda: Message(T.VOTE, to=1, frm=2, term=2, index=1, log_term=3),  # log term > term
+    lambda: Message(T.PRE_VOTE, to=1, frm=2, term=2, index=9, log_term=9),
+    lambda: Message(T.APPEND, to=1, frm=2, term=2, index=1, log_term=5),
     lambda: Message(T.APPEND, to=3, frm=2, term=1),  # not for us
     lambda: Message(T.APPEND, to=1, frm=1, term=1),  # from ourselves
 ])
