@@ -128,6 +128,8 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_tick
         self.lead_transferee = NONE
+        #: Ticks since the current leadership transfer began (thesis §3.10 timeout).
+        self.transfer_elapsed = 0
         self.read_only = ReadOnly()
         self.pending_read_requests: list[tuple[int, bytes]] = []
         self.uncommitted_size = 0
@@ -354,9 +356,13 @@ class Raft:
                 # timeout steps down, so a partitioned leader stops claiming leadership.
                 self.become_follower(self.term, NONE)
                 return
-            if self.lead_transferee != NONE:
-                # thesis §3.10: abort a transfer that has not completed in an election
-                # timeout, and accept proposals again.
+        if self.lead_transferee != NONE:
+            # thesis §3.10: abort a transfer that has not completed in an election
+            # timeout, and accept proposals again. Its own timer: etcd resets the
+            # CheckQuorum timer instead, so retargeted transfers could postpone the
+            # step-down of a partitioned leader forever.
+            self.transfer_elapsed += 1
+            if self.transfer_elapsed >= self.cfg.election_tick:
                 self.abort_leader_transfer()
         if self.role is not StateRole.LEADER:
             return
@@ -698,7 +704,7 @@ class Raft:
             self.abort_leader_transfer()
         # thesis §3.10: stop accepting proposals, bring the target up to date, then
         # tell it to campaign at once; give up after an election timeout.
-        self.election_elapsed = 0
+        self.transfer_elapsed = 0
         self.lead_transferee = target
         if pr.match == self.log.last_index():
             self._send(MessageType.TIMEOUT_NOW, target)
@@ -707,6 +713,7 @@ class Raft:
 
     def abort_leader_transfer(self) -> None:
         self.lead_transferee = NONE
+        self.transfer_elapsed = 0
 
     def _step_leader(self, m: Message) -> None:
         t = m.type

@@ -909,3 +909,21 @@ def test_leader_ignores_append_response_from_an_older_term():
     make_leader(u)  # term 2
     u.step(T.APPEND_RESP, 2, term=1, index=2)
     assert u.status().progress[2].match == 0 and u.status().commit == 0
+
+
+def test_check_quorum_6_2_repeated_transfer_requests_do_not_postpone_step_down():
+    """thesis §6.2: a leader that hears no quorum for an election timeout steps down.
+    etcd resets the CheckQuorum timer (electionElapsed) on every transfer request, so a
+    partitioned leader whose application keeps retargeting a transfer (e.g. 'hand off
+    to the healthiest peer', alternating) would never step down. The transfer has its
+    own timer here."""
+    u = unit(1, check_quorum=True)
+    make_leader(u)
+    _ack_all(u)
+    u.node.propose(b"x"); u.drain()  # followers lag: each transfer must wait
+    for k in range(12):
+        if u.role is not StateRole.LEADER:
+            break
+        u.node.transfer_leader(2 if k % 2 else 3); u.drain()
+        u.tick(5)
+    assert u.role is not StateRole.LEADER
