@@ -151,14 +151,10 @@ class _ContractCluster(Cluster):
             if rd.soft_state is not None and rd.soft_state.role is StateRole.LEADER:
                 t = n.status().term
                 assert self.leader_of_term.setdefault(t, i) == i, f"two leaders in {t}"
-            if self.rng.random() < self.interleave:
-                mine = [m for m in self.queue if m.to == i][:3]
-                for m in mine:
-                    self.queue.remove(m)
-                    if (m.frm, m.to) not in self.blocked:
-                        n.step(m)
-                if self.rng.random() < 0.3:
-                    n.tick()
+            # Where the inputs go: before persisting, after sending, or after applying.
+            where = self.rng.randrange(3) if self.rng.random() < self.interleave else -1
+            if where == 0:
+                self._interleave(i)
             s = v.storage
             s.apply_ready(rd.hard_state, rd.entries, rd.snapshot)
             hs = s.hard_state()
@@ -179,6 +175,8 @@ class _ContractCluster(Cluster):
                     # a follower already applied).
                     assert m.commit <= hs.commit <= s.last_index(), (m, hs)
                 self._enqueue(m)
+            if where == 1:
+                self._interleave(i)
             if rd.snapshot is not None:
                 v.fsm.restore(rd.snapshot.data)
                 v.applied_index = rd.snapshot.meta.index
@@ -192,8 +190,21 @@ class _ContractCluster(Cluster):
                     self.results[(i, e.index)] = v.fsm.apply(e.index, e.data)
                 v.applied_index = e.index
             v.read_states.extend(rd.read_states)
+            if where == 2:
+                self._interleave(i)
             n.advance(rd)
         raise AssertionError("Ready never settles")
+
+    def _interleave(self, i: int) -> None:
+        n = self.views[i].node
+        assert n is not None
+        mine = [m for m in self.queue if m.to == i][:3]
+        for m in mine:
+            self.queue.remove(m)
+            if (m.frm, m.to) not in self.blocked:
+                n.step(m)
+        if self.rng.random() < 0.3:
+            n.tick()
 
 
 @pytest.mark.parametrize("seed", range(6))
