@@ -927,3 +927,49 @@ def test_check_quorum_6_2_repeated_transfer_requests_do_not_postpone_step_down()
         u.node.transfer_leader(2 if k % 2 else 3); u.drain()
         u.tick(5)
     assert u.role is not StateRole.LEADER
+
+
+def test_single_voter_with_prevote_becomes_leader_at_once():
+    """etcd TestSingleNodePreCampaign."""
+    u = unit(1, peers=(1,), pre_vote=True)
+    u.node.campaign(); u.drain()
+    assert u.role is StateRole.LEADER and u.term == 1
+
+
+def test_restore_voter_to_learner_stops_it_campaigning():
+    """etcd TestRestoreVoterToLearner / TestLearnerReceiveSnapshot."""
+    u = unit(3, term=1, log=ents(1))
+    snap = Snapshot(SnapshotMeta(5, 1, ConfState.of([1, 2], [3])), b"s")
+    u.step(T.SNAPSHOT, 1, term=1, snapshot=snap, snapshot_done=True)
+    assert u.node.conf_state().learners == (3,)
+    out = u.tick(100)
+    assert not of(out, T.VOTE) and u.role is StateRole.FOLLOWER
+
+
+def test_restore_learner_promotion_lets_it_campaign():
+    """etcd TestRestoreLearnerPromotion."""
+    u = unit(3, peers=(1, 2), learners=(3,), term=1, log=ents(1))
+    snap = Snapshot(SnapshotMeta(5, 1, ConfState.of([1, 2, 3])), b"s")
+    u.step(T.SNAPSHOT, 1, term=1, snapshot=snap, snapshot_done=True)
+    out = u.tick(40)
+    assert of(out, T.VOTE)
+
+
+def test_leader_does_not_stream_a_snapshot_to_an_inactive_follower():
+    """etcd TestIgnoreProvidingSnap: a follower not heard from since the last
+    CheckQuorum round gets no snapshot until it answers."""
+    u = unit(1, peers=(1, 2, 3), check_quorum=True)
+    make_leader(u)
+    u.step(T.APPEND_RESP, 2, term=1, index=1)
+    u.node.propose(b"a"); u.drain()
+    u.step(T.APPEND_RESP, 2, term=1, index=2)
+    u.storage.create_snapshot(2, u.node.conf_state_at(2), b"app")
+    u.storage.compact(2)
+    for _ in range(10):  # one CheckQuorum round: 2 answers, 3 stays silent
+        u.step(T.HEARTBEAT_RESP, 2, term=1)
+        u.tick(1)
+    assert u.role is StateRole.LEADER and not u.status().progress[3].recent_active
+    u.node.propose(b"b")
+    assert not of(u.drain(), T.SNAPSHOT)
+    out = u.step(T.HEARTBEAT_RESP, 3, term=1)
+    assert of(out, T.SNAPSHOT, to=3)
