@@ -260,6 +260,9 @@ class RawNode:
             assert m.snapshot is not None  # Message validates this
             if m.snapshot.meta.index == 0 or m.snapshot.meta.term > m.term:
                 raise InvalidMessage("SNAPSHOT with an impossible index or term")
+            if not m.snapshot.meta.conf_state.voters:
+                # Installing it would leave this node in a cluster nobody can lead.
+                raise InvalidMessage("SNAPSHOT with a configuration without voters")
         elif m.snapshot is not None:
             raise InvalidMessage(f"{m.type.name} carries no snapshot")
         if m.type in (MessageType.READ_INDEX, MessageType.READ_INDEX_RESP) and not m.context:

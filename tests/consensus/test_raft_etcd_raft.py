@@ -762,6 +762,8 @@ def test_flow_control_message_size_limit_splits_appends():
     lambda: Message(T.VOTE, to=1, frm=2, term=2, index=1, log_term=3),  # log term > term
     lambda: Message(T.PRE_VOTE, to=1, frm=2, term=2, index=9, log_term=9),
     lambda: Message(T.APPEND, to=1, frm=2, term=2, index=1, log_term=5),
+    lambda: Message(T.SNAPSHOT, to=1, frm=2, term=2, snapshot_done=True,
+                    snapshot=Snapshot(SnapshotMeta(5, 1, ConfState.of([], [1, 2])), b"")),
     lambda: Message(T.APPEND, to=3, frm=2, term=1),  # not for us
     lambda: Message(T.APPEND, to=1, frm=1, term=1),  # from ourselves
 ])
