@@ -696,12 +696,14 @@ class Raft:
         pr = self.prs.get(target)
         if pr is None or pr.is_learner:
             raise ProposalDropped(f"cannot transfer leadership to {target}: not a voter")
-        if target == self.id:
-            return
         if self.lead_transferee != NONE:
             if self.lead_transferee == target:
                 return
             self.abort_leader_transfer()
+        if target == self.id:
+            # etcd: a transfer to the leader itself cancels one in progress (the
+            # application's way to take proposals again at once).
+            return
         # thesis §3.10: stop accepting proposals, bring the target up to date, then
         # tell it to campaign at once; give up after an election timeout.
         self.transfer_elapsed = 0

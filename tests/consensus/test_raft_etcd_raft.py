@@ -975,3 +975,15 @@ def test_leader_does_not_stream_a_snapshot_to_an_inactive_follower():
     assert not of(u.drain(), T.SNAPSHOT)
     out = u.step(T.HEARTBEAT_RESP, 3, term=1)
     assert of(out, T.SNAPSHOT, to=3)
+
+
+def test_transfer_to_self_cancels_a_transfer_in_progress():
+    """etcd stepLeader MsgTransferLeader: an earlier transfer is aborted before the
+    'transfer to self' is ignored, so proposals are accepted again at once."""
+    u = _replicating_leader()
+    u.node.propose(b"x"); u.drain()  # followers lag: the transfer waits
+    u.node.transfer_leader(2); u.drain()
+    assert u.status().lead_transferee == 2
+    u.node.transfer_leader(1)
+    assert u.status().lead_transferee == 0
+    u.node.propose(b"accepted")
