@@ -19,49 +19,31 @@ import math
 import signal
 import sys
 import threading
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from sitl.builtin import BASE_PORT, DEFAULT_HOME, SimulatorServer, configs_for
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
-    return value
+def _number(kind: type, ok: Callable[[Any], bool], bound: str) -> Callable[[str], Any]:
+    """An argparse type: parse ``text`` as ``kind`` (int or a finite float) and require ``ok``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not (ok(value) and math.isfinite(value)):  # ok first: a huge int overflows isfinite
+            raise argparse.ArgumentTypeError(bound.format(text=text, value=value))
+        return value
+
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 1 <= value <= 254:
-        raise argparse.ArgumentTypeError(f"count must be in 1..254, not {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 0..65535 (0 = pick free ports), not {value}")
-    return value
+_positive_float = _number(float, lambda v: v > 0, "{text!r} must be a finite number > 0")
+_non_negative_float = _number(float, lambda v: v >= 0, "{text!r} must be a finite number >= 0")
+_count = _number(int, lambda v: 1 <= v <= 254, "count must be in 1..254, not {value}")
+_port = _number(int, lambda v: 0 <= v <= 65535, "port must be in 0..65535 (0 = pick free ports), not {value}")
 
 
 def _home(text: str) -> tuple[float, float, float]:
