@@ -330,8 +330,7 @@ class MavlinkLink:
                     self._stats["connect_failures"] += 1
                     self.last_error = f"connect to {self.config.spec} failed: {exc}"
                     log.debug(self.last_error)
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, self.config.reconnect_max_s)
+                    delay = self._back_off(delay)
                     continue
             try:
                 if self._pump():
@@ -341,8 +340,12 @@ class MavlinkLink:
                 log.info("MAVLink link %s: %s; reconnecting in %.2fs", self.config.spec, exc, delay)
                 self._close_conn()
                 self._stats["disconnects"] += 1
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
+                delay = self._back_off(delay)
+
+    def _back_off(self, delay: float) -> float:
+        """Wait ``delay`` (or until closed); the next delay, doubled up to the maximum."""
+        self._stop.wait(delay)
+        return min(delay * 2, self.config.reconnect_max_s)
 
     def _open(self) -> None:
         spec, cfg = self.config.spec, self.config
