@@ -151,6 +151,11 @@ def _f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
+def _check_param_name(name: str) -> None:
+    if not name or len(name) > 16 or not name.isascii():
+        raise ValueError(f"parameter name {name!r} must be 1..16 ASCII characters")
+
+
 class Vehicle:
     """The flight controller with system id ``sysid`` on ``link``.
 
@@ -261,17 +266,10 @@ class Vehicle:
 
     def wait_item_reached(self, seq: int, timeout: float) -> int:
         """Wait for MISSION_ITEM_REACHED with seq >= ``seq``; returns the seq reached."""
-        deadline = self._clock() + timeout
-        while True:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise TimeoutError(f"vehicle {self.sysid}: item {seq} not reached in {timeout}s")
-            try:
-                got = self._reached.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if got >= seq:
-                return got
+        got = self._await(self._reached, timeout, lambda reached: reached >= seq)
+        if got is None:
+            raise TimeoutError(f"vehicle {self.sysid}: item {seq} not reached in {timeout}s")
+        return int(got)
 
     def clear_reached(self) -> None:
         while True:
@@ -347,6 +345,20 @@ class Vehicle:
             except queue.Empty:
                 return
 
+    def _await(self, q: "queue.Queue[Any]", timeout_s: float,
+               match: Callable[[Any], bool]) -> Any:
+        """The first item from ``q`` that ``match``es within ``timeout_s`` (others are
+        dropped), or None when the time is up."""
+        deadline = self._clock() + timeout_s
+        while (remaining := deadline - self._clock()) > 0:
+            try:
+                got = q.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            if match(got):
+                return got
+        return None
+
     # -- command protocol -------------------------------------------------------------
 
     def command(self, command: int, *params: float, timeout_s: float = 1.5,
@@ -364,20 +376,12 @@ class Vehicle:
             for attempt in range(retries + 1):
                 self.link.send(mavlink.MAVLink_command_long_message(
                     self.sysid, self.target_component, command, attempt, *p))
-                deadline = self._clock() + timeout_s
                 while True:
-                    remaining = deadline - self._clock()
-                    if remaining <= 0:
+                    ack = self._await(self._acks, timeout_s, lambda a: a.command == command)
+                    if ack is None:
                         break
-                    try:
-                        ack = self._acks.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                    if ack.command != command:
-                        continue
                     if ack.result == CommandResult.IN_PROGRESS:
-                        deadline = self._clock() + timeout_s
-                        continue
+                        continue  # wait a full timeout again, without resending
                     try:
                         result: CommandResult | int = CommandResult(ack.result)
                     except ValueError:
@@ -425,15 +429,9 @@ class Vehicle:
             for attempt in range(retries + 1):
                 self.link.send(mavlink.MAVLink_mission_set_current_message(
                     self.sysid, self.target_component, seq))
-                deadline = self._clock() + timeout_s
-                while (remaining := deadline - self._clock()) > 0:
-                    try:
-                        got = self._current_q.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                    if got == seq:
-                        return CommandAck(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, CommandResult.ACCEPTED,
-                                          ack.attempts + attempt + 1)
+                if self._await(self._current_q, timeout_s, lambda current: current == seq) is not None:
+                    return CommandAck(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, CommandResult.ACCEPTED,
+                                      ack.attempts + attempt + 1)
             return CommandAck(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, CommandResult.FAILED,
                               ack.attempts + retries + 1)
 
@@ -468,8 +466,7 @@ class Vehicle:
         """PARAM_REQUEST_READ by name (param_index -1), answered by PARAM_VALUE; raises
         ParamError if the vehicle never answers (ArduPilot stays silent for an unknown
         name, GCS_MAVLINK::param_io_timer)."""
-        if not name or len(name) > 16 or not name.isascii():
-            raise ValueError(f"parameter name {name!r} must be 1..16 ASCII characters")
+        _check_param_name(name)
         with self._command_lock:
             self._drain(self._params)
             for _ in range(retries + 1):
@@ -481,25 +478,19 @@ class Vehicle:
             raise ParamError(f"{name}: no PARAM_VALUE after {retries + 1} requests")
 
     def _wait_param_value(self, name: str, timeout_s: float) -> Any:
-        deadline = self._clock() + timeout_s
-        while (remaining := deadline - self._clock()) > 0:
-            try:
-                pv = self._params.get(timeout=remaining)
-            except queue.Empty:
-                return None
+        """The next PARAM_VALUE for ``name`` within ``timeout_s``, or None."""
+        def named(pv: Any) -> bool:
             pid = pv.param_id
             if isinstance(pid, bytes):
                 pid = pid.decode("ascii", errors="replace")
-            if pid.rstrip("\0") == name:
-                return pv
-        return None
+            return bool(pid.rstrip("\0") == name)
+        return self._await(self._params, timeout_s, named)
 
     def set_param(self, name: str, value: float, param_type: int = mavlink.MAV_PARAM_TYPE_REAL32,
                   timeout_s: float = 1.5, retries: int = 3) -> float:
         """PARAM_SET, confirmed by the PARAM_VALUE echo (parameter protocol); returns the
         value the vehicle now holds. Raises ParamError if it holds something else."""
-        if not name or len(name) > 16 or not name.isascii():
-            raise ValueError(f"parameter name {name!r} must be 1..16 ASCII characters")
+        _check_param_name(name)
         if not math.isfinite(value):
             raise ValueError("parameter value must be finite")
         with self._command_lock:
@@ -508,18 +499,10 @@ class Vehicle:
                 self.link.send(mavlink.MAVLink_param_set_message(
                     self.sysid, self.target_component, name.encode("ascii"), float(value),
                     param_type))
-                deadline = self._clock() + timeout_s
-                while (remaining := deadline - self._clock()) > 0:
-                    try:
-                        pv = self._params.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                    pid = pv.param_id
-                    if isinstance(pid, bytes):
-                        pid = pid.decode("ascii", errors="replace")
-                    if pid.rstrip("\0") != name:
-                        continue
-                    if _f32(pv.param_value) != _f32(value):
-                        raise ParamError(f"{name}: vehicle holds {pv.param_value}, asked {value}")
-                    return float(pv.param_value)
+                pv = self._wait_param_value(name, timeout_s)
+                if pv is None:
+                    continue
+                if _f32(pv.param_value) != _f32(value):
+                    raise ParamError(f"{name}: vehicle holds {pv.param_value}, asked {value}")
+                return float(pv.param_value)
             raise ParamError(f"{name}: no PARAM_VALUE confirmation after {retries + 1} attempts")
