@@ -29,11 +29,14 @@ from typing import Any, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as _mav
 
-# MAV_FRAME (common.xml)
-_F_GLOBAL, _F_REL, _F_MISSION, _F_GLOBAL_INT, _F_REL_INT = 0, 3, 2, 5, 6
-_F_TERRAIN, _F_TERRAIN_INT = 10, 11
-_GLOBAL_FRAMES = {_F_GLOBAL, _F_REL, _F_TERRAIN, _F_GLOBAL_INT, _F_REL_INT, _F_TERRAIN_INT}
-_TO_FLOAT_FRAME = {_F_GLOBAL_INT: _F_GLOBAL, _F_REL_INT: _F_REL, _F_TERRAIN_INT: _F_TERRAIN}
+# MAV_FRAME (common.xml): the global frames a location may be given in, and the
+# float-coordinate twins ArduPilot stores the ``_INT`` ones as.
+_F_GLOBAL, _F_REL = _mav.MAV_FRAME_GLOBAL, _mav.MAV_FRAME_GLOBAL_RELATIVE_ALT
+_TO_FLOAT_FRAME = {_mav.MAV_FRAME_GLOBAL_INT: _F_GLOBAL, _mav.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT: _F_REL,
+                   _mav.MAV_FRAME_GLOBAL_TERRAIN_ALT_INT: _mav.MAV_FRAME_GLOBAL_TERRAIN_ALT}
+GLOBAL_FRAMES = frozenset(_TO_FLOAT_FRAME) | frozenset(_TO_FLOAT_FRAME.values())
+AMSL_FRAMES = frozenset({_F_GLOBAL, _mav.MAV_FRAME_GLOBAL_INT})  # altitude above mean sea level
+_REL_FRAMES = frozenset({_F_REL, _mav.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT})
 
 UPLOAD_REREQUEST_S = 1.0  # MissionItemProtocol::update(): wp_recv_timeout_ms = 1000
 UPLOAD_TIMEOUT_S = 8.0  # MissionItemProtocol::upload_timeout_ms = 8000
@@ -101,7 +104,7 @@ def item_from_message(msg: Any) -> Item | int:
     """
     values = [msg.param1, msg.param2, msg.param3, msg.param4, msg.z]
     if msg.get_type() == "MISSION_ITEM":
-        if msg.frame in _GLOBAL_FRAMES:
+        if msg.frame in GLOBAL_FRAMES:
             if not math.isfinite(msg.x) or abs(msg.x) > 90:
                 return _M.MAV_MISSION_INVALID_PARAM5_X
             if not math.isfinite(msg.y) or abs(msg.y) > 180:
@@ -125,7 +128,7 @@ def check_mission_item(item: Item) -> int:
     if item.command not in MISSION_COMMANDS:
         return _M.MAV_MISSION_UNSUPPORTED
     if item.command in LOCATION_COMMANDS:
-        if item.frame not in _GLOBAL_FRAMES:
+        if item.frame not in GLOBAL_FRAMES:
             return _M.MAV_MISSION_UNSUPPORTED_FRAME
         if abs(item.x) > 90 * 10**7:
             return _M.MAV_MISSION_INVALID_PARAM5_X
@@ -200,7 +203,7 @@ def stored_mission_item(item: Item) -> Item:
         frame = _TO_FLOAT_FRAME.get(item.frame, item.frame)
         alt_cm = int(_f32(_f32(item.z) * 100.0))
         return Item(item.command, frame, *params, x=item.x, y=item.y, z=alt_cm / 100.0, autocontinue=1)
-    return Item(item.command, 0, *params, x=0, y=0, z=0.0, autocontinue=1)
+    return Item(item.command, _F_GLOBAL, *params, x=0, y=0, z=0.0, autocontinue=1)
 
 
 def validate_fence(items: list[Item]) -> bool:
@@ -366,7 +369,7 @@ class ItemProtocol:
                 item.param1, item.param2, item.param3, item.param4, item.x, item.y, item.z,
                 self.mission_type))
         else:
-            scale = 1e-7 if item.frame in _GLOBAL_FRAMES else 1.0
+            scale = 1e-7 if item.frame in GLOBAL_FRAMES else 1.0
             self._send(self._mav.mission_item_encode(
                 *src, msg.seq, item.frame, item.command, current, item.autocontinue,
                 item.param1, item.param2, item.param3, item.param4, item.x * scale,
@@ -469,7 +472,7 @@ class FenceList(ItemProtocol):
     def put_item(self, seq: int, item: Item) -> int:
         if seq >= len(self._staged):
             return _M.MAV_MISSION_INVALID_SEQUENCE
-        if item.frame not in _GLOBAL_FRAMES:
+        if item.frame not in GLOBAL_FRAMES:
             return _M.MAV_MISSION_UNSUPPORTED_FRAME
         if item.command not in FENCE_COMMANDS:
             return _M.MAV_MISSION_UNSUPPORTED
@@ -517,7 +520,7 @@ class RallyList(ItemProtocol):
     def put_item(self, seq: int, item: Item) -> int:
         if item.command != _M.MAV_CMD_NAV_RALLY_POINT:
             return _M.MAV_MISSION_UNSUPPORTED
-        if item.frame not in (_F_REL, _F_REL_INT):
+        if item.frame not in _REL_FRAMES:
             return _M.MAV_MISSION_UNSUPPORTED_FRAME
         if abs(item.x) > 90 * 10**7:
             return _M.MAV_MISSION_INVALID_PARAM5_X

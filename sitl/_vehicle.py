@@ -442,7 +442,7 @@ class SimVehicle:
             e, n = self._to_local(item.x / 1e7, item.y / 1e7)
         if item.z == 0:
             u = self.u
-        elif item.frame in (0, 5):  # absolute (AMSL) altitude
+        elif item.frame in _mission.AMSL_FRAMES:
             u = item.z - self.config.home_alt
         else:  # relative, or terrain (flat ground at home altitude)
             u = item.z
@@ -1085,7 +1085,7 @@ class SimVehicle:
         """handle_set_position_target_global_int: GLOBAL(_INT), RELATIVE_ALT(_INT) and
         TERRAIN_ALT(_INT) frames; a position (velocity as feed-forward ignored here) or,
         with the position bits masked, a velocity target (NED, m/s)."""
-        if not self._guided_target_ok() or msg.coordinate_frame not in (5, 6, 11, 0, 3, 10):
+        if not self._guided_target_ok() or msg.coordinate_frame not in _mission.GLOBAL_FRAMES:
             return
         pos_ignore = msg.type_mask & 0b111 == 0b111
         vel_ignore = msg.type_mask & 0b111000 == 0b111000
@@ -1133,7 +1133,7 @@ class SimVehicle:
         if not (abs(lat) <= 90 and abs(lon) <= 180 and math.isfinite(alt)):
             return False
         e, n = self._to_local(lat, lon)
-        u = alt - self.config.home_alt if frame in (0, 5) else alt
+        u = alt - self.config.home_alt if frame in _mission.AMSL_FRAMES else alt
         self._nav = _Nav("hold", e, n, u)
         return True
 
@@ -1157,7 +1157,8 @@ class SimVehicle:
         self._send(self._mav.command_ack_encode(msg.command, result, 0, 0, msg.get_srcSystem(),
                                                 msg.get_srcComponent()))
 
-    def _checked_command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int = 3) -> int:
+    def _checked_command(self, command: int, p: tuple[float, ...], is_int: bool,
+                         frame: int = M.MAV_FRAME_GLOBAL_RELATIVE_ALT) -> int:
         """Run a command; parameters that cannot be what the command needs (NaN where an
         integer is expected, ...) get MAV_RESULT_DENIED and change nothing."""
         try:
@@ -1165,7 +1166,7 @@ class SimVehicle:
         except (ValueError, OverflowError):
             return M.MAV_RESULT_DENIED
 
-    def _command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int = 3) -> int:
+    def _command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int) -> int:
         if any(isinstance(v, float) and math.isinf(v) for v in p):
             return M.MAV_RESULT_DENIED
         if command == M.MAV_CMD_COMPONENT_ARM_DISARM:
