@@ -8,6 +8,7 @@ ardupilotmega (a superset of common.xml with ArduPilot's messages and enums).
 from __future__ import annotations
 
 import os
+import struct
 
 os.environ.setdefault("MAVLINK20", "1")
 os.environ.setdefault("MAVLINK_DIALECT", "ardupilotmega")
@@ -54,5 +55,10 @@ def is_autopilot_heartbeat(msg: object) -> bool:
             and msg.get_srcComponent() == MAV_COMP_ID_AUTOPILOT1)  # type: ignore[attr-defined]
 
 
+def float32(x: float) -> float:
+    """``x`` as it survives a MAVLink float field (IEEE 754 single precision)."""
+    return float(struct.unpack("<f", struct.pack("<f", x))[0])
+
+
 __all__ = ["mavutil", "mavlink", "MAV_COMP_ID_ONBOARD_COMPUTER", "MAV_COMP_ID_AUTOPILOT1",
-           "SIK_RADIO_SYSID", "is_autopilot_heartbeat"]
+           "SIK_RADIO_SYSID", "is_autopilot_heartbeat", "float32"]

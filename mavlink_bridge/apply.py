@@ -25,12 +25,12 @@ mission it should fly next (:func:`resume_seq`) with MAV_CMD_DO_SET_MISSION_CURR
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 from typing import Sequence
 
 import pymap3d
 
+from mavlink_bridge._mav import float32
 from mavlink_bridge.mission_protocol import MissionError, MissionTimeoutError, Operation
 from mavlink_bridge.plan import (
     CMD_NAV_FENCE_CIRCLE_EXCLUSION, CMD_NAV_FENCE_CIRCLE_INCLUSION,
@@ -87,14 +87,10 @@ class ApplyReport:
         return bool(self.uploaded or self.params_set)
 
 
-def _f32(x: float) -> float:
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
 def _same_float(sent: float, got: float) -> bool:
     if math.isnan(sent) or math.isnan(got):
         return math.isnan(sent) and math.isnan(got)
-    return math.isclose(_f32(sent), _f32(got), rel_tol=1e-6, abs_tol=1e-4)
+    return math.isclose(float32(sent), float32(got), rel_tol=1e-6, abs_tol=1e-4)
 
 
 def items_match(sent: MissionItem, got: MissionItem) -> str | None:
@@ -133,7 +129,7 @@ def _centimetres(z: float) -> float:
     truncated), so 30.123 m reads back as 30.12."""
     if not math.isfinite(z):
         return z
-    return int(_f32(_f32(z) * 100.0)) / 100.0
+    return int(float32(float32(z) * 100.0)) / 100.0
 
 
 def _u16(v: float) -> int:

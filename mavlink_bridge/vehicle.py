@@ -13,13 +13,12 @@ from __future__ import annotations
 import enum
 import math
 import queue
-import struct
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from mavlink_bridge._mav import MAV_COMP_ID_AUTOPILOT1, mavlink
+from mavlink_bridge._mav import MAV_COMP_ID_AUTOPILOT1, float32, mavlink
 from mavlink_bridge.link import MavlinkLink
 from mavlink_bridge.mission_protocol import (
     AckReceived, CountReceived, ItemReceived, MissionEvent, MissionTransfer,
@@ -145,10 +144,6 @@ def _put_dropping_oldest(q: "queue.Queue[Any]", item: Any) -> None:
                 q.get_nowait()
             except queue.Empty:
                 pass
-
-
-def _f32(x: float) -> float:
-    return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
 def _check_param_name(name: str) -> None:
@@ -502,7 +497,7 @@ class Vehicle:
                 pv = self._wait_param_value(name, timeout_s)
                 if pv is None:
                     continue
-                if _f32(pv.param_value) != _f32(value):
+                if float32(pv.param_value) != float32(value):
                     raise ParamError(f"{name}: vehicle holds {pv.param_value}, asked {value}")
                 return float(pv.param_value)
             raise ParamError(f"{name}: no PARAM_VALUE confirmation after {retries + 1} attempts")
