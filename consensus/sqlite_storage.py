@@ -67,6 +67,7 @@ from .storage import (
     Storage,
     StorageError,
     UnavailableError,
+    _check_contiguous,
 )
 from .types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 
@@ -587,11 +588,3 @@ def _check_sql_int(name: str, value: int) -> None:
     if value > _MAX_SQL_INT:
         raise StorageError(f"{name} {value} exceeds what SQLite stores (2**63 - 1)")
 
-
-def _check_contiguous(entries: Sequence[Entry]) -> None:
-    for e in entries:
-        if not isinstance(e, Entry):
-            raise StorageError(f"entries must be Entry values, got {type(e).__name__}")
-    for a, b in zip(entries, entries[1:]):
-        if b.index != a.index + 1 or b.term < a.term:
-            raise StorageError(f"entries not contiguous: {a.index}@{a.term} then {b.index}@{b.term}")

@@ -258,6 +258,10 @@ class MemoryStorage(Storage):
 
 
 def _check_contiguous(entries: Sequence[Entry]) -> None:
+    """Both storages refuse the same malformed batches (shared by SQLiteStorage)."""
+    for e in entries:
+        if not isinstance(e, Entry):
+            raise StorageError(f"entries must be Entry values, got {type(e).__name__}")
     for a, b in zip(entries, entries[1:]):
         if b.index != a.index + 1 or b.term < a.term:
             raise StorageError(f"entries not contiguous: {a.index}@{a.term} then "
