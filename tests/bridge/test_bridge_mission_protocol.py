@@ -27,6 +27,15 @@ def _mission(n: int = 6) -> list[MissionItem]:
     return items
 
 
+def _upload_completes(vehicle: FakeVehicle, items: list[MissionItem]) -> MissionTransfer:
+    """Upload ``items`` as a mission to ``vehicle``; check it finished and the vehicle holds them."""
+    transfer = MissionTransfer()
+    run_transfer(transfer, vehicle, transfer.start_upload(MissionType.MISSION, items, 0.0))
+    assert transfer.state is State.DONE
+    assert vehicle.lists[MissionType.MISSION] == items
+    return transfer
+
+
 def _fence() -> list[MissionItem]:
     corners = [(47.001, 8.001), (47.001, 8.002), (47.002, 8.002), (47.002, 8.001)]
     return [MissionItem.at(CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, lat, lon, 0.0,
@@ -110,12 +119,8 @@ def test_upload_survives_lost_requests_through_vehicle_re_requests():
             return True
         return False
 
-    vehicle = FakeVehicle(drop_out=drop_out)
-    transfer = MissionTransfer()
     items = _mission(6)
-    run_transfer(transfer, vehicle, transfer.start_upload(MissionType.MISSION, items, 0.0))
-    assert transfer.state is State.DONE
-    assert vehicle.lists[MissionType.MISSION] == items
+    _upload_completes(FakeVehicle(drop_out=drop_out), items)
     assert next(lost) == 4
 
 
@@ -131,12 +136,8 @@ def test_upload_survives_lost_items_and_lost_count():
             return True
         return False
 
-    vehicle = FakeVehicle(drop_in=drop_in)
-    transfer = MissionTransfer()
     items = _mission(6)
-    run_transfer(transfer, vehicle, transfer.start_upload(MissionType.MISSION, items, 0.0))
-    assert transfer.state is State.DONE
-    assert vehicle.lists[MissionType.MISSION] == items
+    transfer = _upload_completes(FakeVehicle(drop_in=drop_in), items)
     assert transfer.stats.resends >= 1  # the lost MISSION_COUNT was resent
 
 
@@ -150,12 +151,8 @@ def test_upload_answers_duplicate_requests_again():
             return True
         return False
 
-    vehicle = FakeVehicle(duplicate_out=duplicate_first_request)
-    transfer = MissionTransfer()
     items = _mission(5)
-    run_transfer(transfer, vehicle, transfer.start_upload(MissionType.MISSION, items, 0.0))
-    assert transfer.state is State.DONE
-    assert vehicle.lists[MissionType.MISSION] == items
+    transfer = _upload_completes(FakeVehicle(duplicate_out=duplicate_first_request), items)
     assert transfer.stats.duplicate_requests >= len(items)
     # every duplicate was answered; the vehicle refused the stray copies with
     # INVALID_SEQUENCE and re-requested, which the uploader rides through
