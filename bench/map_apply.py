@@ -18,8 +18,6 @@ import statistics
 import time
 from collections import defaultdict
 
-import numpy as np
-
 from swarm.evacmap import (
     EvacuationMap,
     LocalFrame,
@@ -40,8 +38,7 @@ T0 = 1_764_208_800_000
 
 
 def _ll(east: float, north: float) -> list[float]:
-    lon, lat = FRAME.to_lonlat(np.array([east]), np.array([north]))
-    return [float(lon[0]), float(lat[0])]
+    return list(FRAME.point_to_geodetic(east, north))
 
 
 def _blob(rng: random.Random, cx: float, cy: float, radius: float, n: int = 20):

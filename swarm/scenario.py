@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-import numpy as np
-
 from .evacmap import (
     Command,
     DroneTask,
@@ -137,8 +135,7 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
     frame = LocalFrame(ORIGIN_LAT, ORIGIN_LON)
 
     def ll(east: float, north: float) -> LonLat:
-        lon, lat = frame.to_lonlat(np.array([east]), np.array([north]))
-        return float(lon[0]), float(lat[0])
+        return frame.point_to_geodetic(east, north)
 
     def lla(east: float, north: float, alt_m: float) -> LonLatAlt:
         return (*ll(east, north), alt_m)

@@ -3,7 +3,7 @@
 Typed, validated commands (:mod:`.commands`) with a canonical JSON form; the map
 itself (:class:`EvacuationMap`, the consensus StateMachine) with its derived facts
 (unsafe routes, urgent survivors), canonical snapshots, and a read side for the
-planner; local metric frames (:mod:`.geo`); GeoJSON export (:mod:`.geojson`). See docs/map.md.
+planner; local metric frames (:mod:`swarm.geo`); GeoJSON export (:mod:`.geojson`). See docs/map.md.
 """
 
 from .commands import (
@@ -33,7 +33,7 @@ from .commands import (
     encode_command,
     parse_command,
 )
-from .geo import LocalFrame, grow_polygon
+from ..geo import LocalFrame, grow_polygon
 from .geojson import geojson_bytes, map_to_geojson, rfc7946_problems, write_geojson
 from .state import (
     DEFAULT_ROUTE_MARGIN_M,

@@ -33,9 +33,10 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
-import pymap3d
 import shapely
 from shapely.validation import explain_validity
+
+from ..geo import LocalFrame
 
 __all__ = [
     "ID_PATTERN",
@@ -216,19 +217,16 @@ def _member(enum_type: type[enum.StrEnum], value: object, where: str) -> Any:
 
 
 def _extent_m(lons: Iterable[float], lats: Iterable[float]) -> tuple[float, float]:
-    """Width and height in metres of a bounding box, in a local East-North-Up frame
-    centred on it (pymap3d, WGS84), so limits mean the same at any latitude."""
+    """Width and height in metres of a bounding box, in a local East-North frame
+    centred on it (:class:`swarm.geo.LocalFrame`), so limits mean the same at any
+    latitude."""
     lon_list, lat_list = list(lons), list(lats)
     west, east = min(lon_list), max(lon_list)
     south, north = min(lat_list), max(lat_list)
-    lat0, lon0 = (south + north) / 2.0, (west + east) / 2.0
-    east_m, north_m, _ = pymap3d.geodetic2enu(
-        np.array([lat0, lat0, south, north]),
-        np.array([west, east, lon0, lon0]),
-        np.zeros(4),
-        lat0,
-        lon0,
-        0.0,
+    frame = LocalFrame(lat0=(south + north) / 2.0, lon0=(west + east) / 2.0)
+    east_m, north_m = frame.to_enu(
+        np.array([west, east, frame.lon0, frame.lon0]),
+        np.array([frame.lat0, frame.lat0, south, north]),
     )
     return float(east_m[1] - east_m[0]), float(north_m[3] - north_m[2])
 

@@ -51,7 +51,7 @@ from .commands import (
     load_json,
     parse_command,
 )
-from .geo import grow_polygon
+from ..geo import grow_polygon
 
 __all__ = [
     "DEFAULT_ROUTE_MARGIN_M",

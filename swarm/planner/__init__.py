@@ -11,7 +11,7 @@ and ``QGC WPL 110`` files. The algorithm and rules are in docs/planner.md.
 from .assignment import Assignment, assign, map_frame
 from .export import PlanFile, PlanFileError, read_qgc_plan, read_wpl, write_qgc_plan, write_wpl
 from .from_map import assign_tasks, plan_all, plan_for_drone, planner_map
-from .geo import LocalFrame
+from ..geo import LocalFrame
 from .model import (
     DroneInfo,
     GeoPoint,

@@ -33,7 +33,7 @@ import numpy as np
 import shapely
 import shapely.affinity
 
-from .geo import LocalFrame
+from ..geo import LocalFrame
 from .model import PlannerConfig, PlannerMap
 
 __all__ = ["Assignment", "assign", "map_frame"]

@@ -40,7 +40,7 @@ from mavlink_bridge.plan import (
     MissionItem,
 )
 
-from .geo import LocalFrame
+from ..geo import LocalFrame
 from .model import PlannerConfig, PlannerMap
 
 __all__ = ["Obstacles", "build_obstacles", "bounded_fence"]

@@ -48,7 +48,7 @@ from mavlink_bridge.plan import (
 )
 
 from .assignment import Assignment, assign, map_frame
-from .geo import LocalFrame
+from ..geo import LocalFrame
 from .model import PlannerConfig, PlannerMap, PlanResult, PlanStatus, VehicleState
 from .obstacles import Obstacles, build_obstacles
 from .routing import path_length, route

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from swarm.evacmap import (
@@ -26,8 +25,7 @@ FRAME = LocalFrame(38.0, -120.0)
 
 
 def ll(east: float, north: float) -> list[float]:
-    lon, lat = FRAME.to_lonlat(np.array([east]), np.array([north]))
-    return [float(lon[0]), float(lat[0])]
+    return list(FRAME.point_to_geodetic(east, north))
 
 
 def rect(e0: float, n0: float, e1: float, n1: float) -> list[list[float]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
@@ -61,8 +60,7 @@ metres = st.floats(-1500, 1500, allow_nan=False)
 
 
 def _lonlat(east: float, north: float) -> list[float]:
-    lon, lat = FRAME.to_lonlat(np.array([east]), np.array([north]))
-    return [float(lon[0]), float(lat[0])]
+    return list(FRAME.point_to_geodetic(east, north))
 
 
 @st.composite

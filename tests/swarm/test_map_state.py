@@ -38,13 +38,12 @@ def enu_ring(frame: LocalFrame, east0: float, north0: float, east1: float, north
     """A rectangle given in metres in ``frame``, as a lon/lat ring."""
     e = np.array([east0, east1, east1, east0])
     n = np.array([north0, north0, north1, north1])
-    lon, lat = frame.to_lonlat(e, n)
+    lon, lat = frame.to_geodetic(e, n)
     return [[float(x), float(y)] for x, y in zip(lon, lat)]
 
 
 def enu_point(frame: LocalFrame, east: float, north: float):
-    lon, lat = frame.to_lonlat(np.array([east]), np.array([north]))
-    return [float(lon[0]), float(lat[0])]
+    return list(frame.point_to_geodetic(east, north))
 
 
 FRAME = LocalFrame(LAT0, LON0)

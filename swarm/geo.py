@@ -1,10 +1,13 @@
-"""The planner's local metric frame: WGS84 latitude/longitude <-> East-North metres.
+"""Local metric frames shared by the map and the planner: WGS84 lon/lat <-> East-North metres.
 
-All planning geometry (margins, line spacing, shortest paths) is done in metres on
-the plane tangent to the WGS84 ellipsoid at one reference point, through pymap3d's
-ENU conversions; nothing here is hand-rolled trigonometry. Heights are ignored: the
-planner works in 2-D and treats every zone as a column from the ground up (smoke and
-heat rise), so points are taken on the ellipsoid surface (h = 0).
+Distances such as a route margin or a survey line spacing are only meaningful in
+metres; the map stores lon/lat. A :class:`LocalFrame` is the plane tangent to the
+WGS84 ellipsoid at one origin, through pymap3d's ENU conversions (nothing here is
+hand-rolled trigonometry). Heights are ignored: the map and the planner work in 2-D and
+treat every zone as a column from the ground up (smoke and heat rise), so points are
+taken on the ellipsoid surface (h = 0). Within the map's size limit
+(evacmap.commands.MAX_EXTENT_M, 100 km) the frame's distortion is far below a GPS
+fix's error.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import pymap3d
 import shapely
 
-__all__ = ["LocalFrame"]
+__all__ = ["LocalFrame", "grow_polygon"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +36,8 @@ class LocalFrame:
     lon0: float
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lat0) and -90.0 < self.lat0 < 90.0):
-            raise ValueError(f"frame latitude {self.lat0!r} must be finite and within (-90, 90)")
+        if not (math.isfinite(self.lat0) and -90.0 <= self.lat0 <= 90.0):
+            raise ValueError(f"frame latitude {self.lat0!r} must be within [-90, 90]")
         if not (math.isfinite(self.lon0) and -180.0 <= self.lon0 <= 180.0):
             raise ValueError(f"frame longitude {self.lon0!r} must be within [-180, 180]")
 
@@ -91,3 +94,19 @@ class LocalFrame:
             return np.column_stack([lon, lat])
 
         return shapely.transform(geometry, backward)
+
+
+def grow_polygon(polygon: shapely.Polygon, margin_m: float) -> shapely.Polygon:
+    """``polygon`` (lon/lat) grown outward by ``margin_m`` metres, returned in lon/lat.
+
+    Buffered in a local ENU frame centred on the polygon (round joins, 8 segments per
+    quarter circle), then mapped back, so the margin is metres on the ground at any
+    latitude.
+    """
+    if margin_m < 0:
+        raise ValueError(f"margin_m={margin_m} must be >= 0")
+    if margin_m == 0:
+        return polygon
+    frame = LocalFrame.around(polygon)
+    grown = shapely.buffer(frame.geometry_to_enu(polygon), margin_m, quad_segs=8)
+    return frame.geometry_to_geodetic(grown)
