@@ -123,6 +123,15 @@ def item_from_message(msg: Any) -> Item | int:
                 autocontinue=msg.autocontinue)
 
 
+def _position_error(item: Item) -> int:
+    """The MAV_MISSION_RESULT for an item's latitude/longitude (degE7): ACCEPTED on the globe."""
+    if abs(item.x) > 90 * 10**7:
+        return _M.MAV_MISSION_INVALID_PARAM5_X
+    if abs(item.y) > 180 * 10**7:
+        return _M.MAV_MISSION_INVALID_PARAM6_Y
+    return _M.MAV_MISSION_ACCEPTED
+
+
 def check_mission_item(item: Item) -> int:
     """AP_Mission::mavlink_int_to_mission_cmd's verdict on one mission item."""
     if item.command not in MISSION_COMMANDS:
@@ -130,10 +139,8 @@ def check_mission_item(item: Item) -> int:
     if item.command in LOCATION_COMMANDS:
         if item.frame not in GLOBAL_FRAMES:
             return _M.MAV_MISSION_UNSUPPORTED_FRAME
-        if abs(item.x) > 90 * 10**7:
-            return _M.MAV_MISSION_INVALID_PARAM5_X
-        if abs(item.y) > 180 * 10**7:
-            return _M.MAV_MISSION_INVALID_PARAM6_Y
+        if (error := _position_error(item)) != _M.MAV_MISSION_ACCEPTED:
+            return error
         if math.isnan(item.z) or abs(item.z) > 83_000:  # Location.alt is int32 cm
             return _M.MAV_MISSION_INVALID_PARAM7
     if item.command == _M.MAV_CMD_DO_JUMP and not (math.isfinite(item.param1) and item.param1 >= 1):
@@ -209,11 +216,11 @@ def stored_mission_item(item: Item) -> Item:
 def validate_fence(items: list[Item]) -> bool:
     """AC_PolyFence_loader::validate_fence: polygons are runs of >= 3 vertices whose
     param1 equals the run length; circles have a positive radius."""
+    if any(_position_error(item) != _M.MAV_MISSION_ACCEPTED for item in items):
+        return False
     i = 0
     while i < len(items):
         item = items[i]
-        if abs(item.x) > 90 * 10**7 or abs(item.y) > 180 * 10**7:
-            return False
         if item.command in (_M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION,
                             _M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION):
             count = item.param1
@@ -221,8 +228,6 @@ def validate_fence(items: list[Item]) -> bool:
                 return False
             run = items[i:i + int(count)]
             if any(v.command != item.command or v.param1 != count for v in run):
-                return False
-            if any(abs(v.x) > 90 * 10**7 or abs(v.y) > 180 * 10**7 for v in run):
                 return False
             i += int(count)
             continue
@@ -266,6 +271,16 @@ class ItemProtocol:
 
     def put_item(self, seq: int, item: Item) -> int:
         raise NotImplementedError
+
+    def _write(self, seq: int, item: Item) -> int:
+        """Store ``item`` at ``seq``: overwrite, or append just past the end."""
+        if seq < len(self.items):
+            self.items[seq] = item
+        elif seq == len(self.items):
+            self.items.append(item)
+        else:
+            return _M.MAV_MISSION_ERROR
+        return _M.MAV_MISSION_ACCEPTED
 
     def complete(self) -> int:
         return _M.MAV_MISSION_ACCEPTED
@@ -428,14 +443,7 @@ class MissionList(ItemProtocol):
             target = int(item.param1)
             if target == 0 or (target >= len(self.items) and target > self._request_last):
                 return _M.MAV_MISSION_ERROR
-        stored = stored_mission_item(item)
-        if seq < len(self.items):
-            self.items[seq] = stored
-        elif seq == len(self.items):
-            self.items.append(stored)
-        else:
-            return _M.MAV_MISSION_ERROR
-        return _M.MAV_MISSION_ACCEPTED
+        return self._write(seq, stored_mission_item(item))
 
     def complete(self) -> int:
         self._statustext(_M.MAV_SEVERITY_INFO, "Flight plan received")
@@ -522,17 +530,8 @@ class RallyList(ItemProtocol):
             return _M.MAV_MISSION_UNSUPPORTED
         if item.frame not in _REL_FRAMES:
             return _M.MAV_MISSION_UNSUPPORTED_FRAME
-        if abs(item.x) > 90 * 10**7:
-            return _M.MAV_MISSION_INVALID_PARAM5_X
-        if abs(item.y) > 180 * 10**7:
-            return _M.MAV_MISSION_INVALID_PARAM6_Y
+        if (error := _position_error(item)) != _M.MAV_MISSION_ACCEPTED:
+            return error
         if not math.isfinite(item.z) or not -32768 <= item.z <= 32767:
             return _M.MAV_MISSION_INVALID_PARAM7
-        stored = Item(item.command, _F_REL, x=item.x, y=item.y, z=float(int(item.z)))
-        if seq < len(self.items):
-            self.items[seq] = stored
-        elif seq == len(self.items):
-            self.items.append(stored)
-        else:
-            return _M.MAV_MISSION_ERROR
-        return _M.MAV_MISSION_ACCEPTED
+        return self._write(seq, Item(item.command, _F_REL, x=item.x, y=item.y, z=float(int(item.z))))
