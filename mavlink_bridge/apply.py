@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pymap3d
 
@@ -48,10 +48,6 @@ __all__ = ["ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError
 # MAV_FRAME *_INT -> the float frame ArduPilot stores and reports.
 _FRAME_ALIAS = {FRAME_GLOBAL_INT: FRAME_GLOBAL, FRAME_GLOBAL_RELATIVE_ALT_INT: FRAME_GLOBAL_RELATIVE_ALT,
                 11: 10}  # GLOBAL_TERRAIN_ALT_INT -> GLOBAL_TERRAIN_ALT
-# Fence vertices and circles are stored as a horizontal position only (AC_PolyFence_loader):
-# frame and altitude are not kept and read back as GLOBAL / 0.
-_FENCE_COMMANDS = frozenset({CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
-                             CMD_NAV_FENCE_CIRCLE_INCLUSION, CMD_NAV_FENCE_CIRCLE_EXCLUSION})
 _NAV_WITH_POSITION = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS,
                                 CMD_NAV_LOITER_TIME, CMD_NAV_LAND})
 
@@ -93,35 +89,11 @@ def _same_float(sent: float, got: float) -> bool:
     return math.isclose(float32(sent), float32(got), rel_tol=1e-6, abs_tol=1e-4)
 
 
-def items_match(sent: MissionItem, got: MissionItem) -> str | None:
-    """None when ``got`` is what the vehicle stores for ``sent``; else what differs."""
-    if sent.command != got.command:
-        return f"command {sent.command} != {got.command}"
-    fence_geometry = sent.command in _FENCE_COMMANDS
-    if (not fence_geometry
-            and _FRAME_ALIAS.get(sent.frame, sent.frame) != _FRAME_ALIAS.get(got.frame, got.frame)):
-        return f"frame {sent.frame} != {got.frame}"
-    if (sent.x, sent.y) != (got.x, got.y):
-        return f"position ({sent.x}, {sent.y}) != ({got.x}, {got.y})"
-    if sent.command == CMD_NAV_RALLY_POINT and math.isfinite(sent.z):
-        # MissionItemProtocol_Rally stores RallyLocation.alt = cmd.z, an int16 of
-        # metres: the fraction is truncated (C float -> int conversion).
-        if float(int(sent.z)) != got.z:
-            return f"z {sent.z} (stored as {int(sent.z)}) != {got.z}"
-    elif not fence_geometry and not (_same_float(sent.z, got.z) or _same_float(_centimetres(sent.z), got.z)):
-        return f"z {sent.z} != {got.z}"
-    if sent.autocontinue != got.autocontinue:
-        return f"autocontinue {sent.autocontinue} != {got.autocontinue}"
-    sent_params = (sent.param1, sent.param2, sent.param3, sent.param4)
-    stored = _ardupilot_stored_params(sent.command, sent_params)
-    for i, name in enumerate(("param1", "param2", "param3", "param4")):
-        a, b = sent_params[i], getattr(got, name)
-        if _same_float(a, b) or b == 0.0:  # 0 = not stored for this command
-            continue
-        if stored is not None and _same_float(stored[i], b):
-            continue  # what ArduPilot makes of it (whole seconds, +1/-1 direction, ...)
-        return f"{name} {a} != {b}"
-    return None
+_Params = tuple[float, float, float, float]
+
+
+def _u16(v: float) -> int:
+    return int(v) & 0xFFFF if math.isfinite(v) else 0
 
 
 def _centimetres(z: float) -> float:
@@ -132,28 +104,106 @@ def _centimetres(z: float) -> float:
     return int(float32(float32(z) * 100.0)) / 100.0
 
 
-def _u16(v: float) -> int:
-    return int(v) & 0xFFFF if math.isfinite(v) else 0
+def _z_location(sent: float, got: float) -> str | None:
+    if _same_float(sent, got) or _same_float(_centimetres(sent), got):
+        return None
+    return f"z {sent} != {got}"
 
 
-def _ardupilot_stored_params(command: int, p: tuple[float, float, float, float]
-                             ) -> tuple[float, float, float, float] | None:
-    """param1..4 as ArduPilot Copter reads them back (AP_Mission::mavlink_int_to_mission_cmd
-    packs them into Mission_Command, mission_cmd_to_mavlink_int unpacks them), for the
-    commands the bridge plans; None for others (then only exact or 0 is accepted)."""
-    p1, p2, p3, p4 = (0.0 if math.isnan(v) else v for v in p)
-    if command in (CMD_NAV_WAYPOINT, CMD_NAV_TAKEOFF, _CMD_NAV_SPLINE_WAYPOINT):
-        return (float(_u16(p1)), 0.0, 0.0, 0.0)  # uint16 p1: hold seconds / min pitch
-    if command == CMD_NAV_LOITER_UNLIM:  # p1 = |radius|, loiter_ccw = param3 < 0
-        r = float(_u16(abs(p3)))
-        return (0.0, 0.0, -r if p3 < 0 else r, 0.0)
-    if command == CMD_NAV_LOITER_TURNS:  # p1 = radius << 8 | turns
-        r = float(_u16(abs(p3)) & 0xFF)
-        return (float(_u16(p1) & 0xFF), 0.0, -r if p3 < 0 else r, 1.0 if p4 > 0 else 0.0)
-    if command == CMD_NAV_LOITER_TIME:  # whole seconds; direction +1/-1; xtrack flag
-        return (float(_u16(p1)), 0.0, -1.0 if p3 < 0 else 1.0, 1.0 if p4 > 0 else 0.0)
-    if command == CMD_NAV_LAND:  # abort altitude; yaw direction as +1/-1
-        return (float(_u16(p1)), 0.0, 0.0, -1.0 if p4 <= -1.1920929e-07 else 1.0)
+def _z_whole_metres(sent: float, got: float) -> str | None:
+    # MissionItemProtocol_Rally stores RallyLocation.alt = cmd.z, an int16 of metres:
+    # the fraction is truncated (C float -> int conversion).
+    if not math.isfinite(sent):
+        return None if math.isnan(got) else f"z {sent} != {got}"
+    return None if float(int(sent)) == got else f"z {sent} (stored as {int(sent)}) != {got}"
+
+
+# param1..4 as ArduPilot Copter reads them back: AP_Mission::mavlink_int_to_mission_cmd
+# packs them into Mission_Command, mission_cmd_to_mavlink_int unpacks them.
+def _p1_u16(p1: float, p2: float, p3: float, p4: float) -> _Params:
+    return (float(_u16(p1)), 0.0, 0.0, 0.0)  # uint16 p1: hold seconds / min pitch
+
+
+def _loiter_unlim(p1: float, p2: float, p3: float, p4: float) -> _Params:
+    r = float(_u16(abs(p3)))  # p1 = |radius|, loiter_ccw = param3 < 0
+    return (0.0, 0.0, -r if p3 < 0 else r, 0.0)
+
+
+def _loiter_turns(p1: float, p2: float, p3: float, p4: float) -> _Params:
+    r = float(_u16(abs(p3)) & 0xFF)  # p1 = radius << 8 | turns
+    return (float(_u16(p1) & 0xFF), 0.0, -r if p3 < 0 else r, 1.0 if p4 > 0 else 0.0)
+
+
+def _loiter_time(p1: float, p2: float, p3: float, p4: float) -> _Params:
+    # whole seconds; direction +1/-1; xtrack flag
+    return (float(_u16(p1)), 0.0, -1.0 if p3 < 0 else 1.0, 1.0 if p4 > 0 else 0.0)
+
+
+def _land(p1: float, p2: float, p3: float, p4: float) -> _Params:
+    # abort altitude; yaw direction as +1/-1
+    return (float(_u16(p1)), 0.0, 0.0, -1.0 if p4 <= -1.1920929e-07 else 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Storage:
+    """How ArduPilot stores one command, i.e. what a read-back can return for it.
+
+    ``keeps_frame``: the frame is kept (modulo the _INT suffix); ``z`` compares the sent
+    altitude with the one read back (None: altitude not stored); ``params`` maps sent
+    param1..4 to what is stored (None: only the exact value or 0 reads back).
+    """
+
+    keeps_frame: bool = True
+    z: Callable[[float, float], str | None] | None = _z_location
+    params: Callable[[float, float, float, float], _Params] | None = None
+
+
+_LOCATION = _Storage()  # any other command: an AP_Mission location, params exact or 0
+# Fence vertices and circles are stored as a horizontal position only (AC_PolyFence_loader):
+# frame and altitude are not kept and read back as GLOBAL / 0.
+_FENCE_GEOMETRY = _Storage(keeps_frame=False, z=None)
+_STORAGE: dict[int, _Storage] = {
+    CMD_NAV_WAYPOINT: _Storage(params=_p1_u16),
+    CMD_NAV_TAKEOFF: _Storage(params=_p1_u16),
+    _CMD_NAV_SPLINE_WAYPOINT: _Storage(params=_p1_u16),
+    CMD_NAV_LOITER_UNLIM: _Storage(params=_loiter_unlim),
+    CMD_NAV_LOITER_TURNS: _Storage(params=_loiter_turns),
+    CMD_NAV_LOITER_TIME: _Storage(params=_loiter_time),
+    CMD_NAV_LAND: _Storage(params=_land),
+    CMD_NAV_RALLY_POINT: _Storage(z=_z_whole_metres),
+    CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION: _FENCE_GEOMETRY,
+    CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION: _FENCE_GEOMETRY,
+    CMD_NAV_FENCE_CIRCLE_INCLUSION: _FENCE_GEOMETRY,
+    CMD_NAV_FENCE_CIRCLE_EXCLUSION: _FENCE_GEOMETRY,
+}
+
+
+def items_match(sent: MissionItem, got: MissionItem) -> str | None:
+    """None when ``got`` is what the vehicle stores for ``sent``; else what differs."""
+    if sent.command != got.command:
+        return f"command {sent.command} != {got.command}"
+    storage = _STORAGE.get(sent.command, _LOCATION)
+    if (storage.keeps_frame
+            and _FRAME_ALIAS.get(sent.frame, sent.frame) != _FRAME_ALIAS.get(got.frame, got.frame)):
+        return f"frame {sent.frame} != {got.frame}"
+    if (sent.x, sent.y) != (got.x, got.y):
+        return f"position ({sent.x}, {sent.y}) != ({got.x}, {got.y})"
+    if storage.z is not None:
+        problem = storage.z(sent.z, got.z)
+        if problem:
+            return problem
+    if sent.autocontinue != got.autocontinue:
+        return f"autocontinue {sent.autocontinue} != {got.autocontinue}"
+    sent_params = (sent.param1, sent.param2, sent.param3, sent.param4)
+    stored = (None if storage.params is None
+              else storage.params(*(0.0 if math.isnan(v) else v for v in sent_params)))
+    for i, name in enumerate(("param1", "param2", "param3", "param4")):
+        a, b = sent_params[i], getattr(got, name)
+        if _same_float(a, b) or b == 0.0:  # 0 = not stored for this command
+            continue
+        if stored is not None and _same_float(stored[i], b):
+            continue  # what ArduPilot makes of it (whole seconds, +1/-1 direction, ...)
+        return f"{name} {a} != {b}"
     return None
 
 
