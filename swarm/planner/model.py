@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from dataclasses import dataclass, field
 
 import shapely
 
 from mavlink_bridge.plan import MissionPlan
+
+from ..evacmap.commands import ID_PATTERN, SurvivorStatus
 
 __all__ = [
     "DroneInfo",
@@ -31,11 +32,12 @@ __all__ = [
     "ZoneInfo",
 ]
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+# The map's own id rule and survivor statuses: records come from the map, or stand in for it.
+_SURVIVOR_STATUSES = frozenset(status.value for status in SurvivorStatus)
 
 
 def _check_id(value: object, what: str) -> None:
-    if not isinstance(value, str) or not _ID.fullmatch(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise ValueError(f"{what} id {value!r} is not a well-formed identifier")
 
 
@@ -93,7 +95,7 @@ class SurvivorInfo:
         _check_id(self.id, "survivor")
         if not isinstance(self.position, GeoPoint):
             raise TypeError(f"survivor {self.id}: position must be a GeoPoint")
-        if self.status not in ("reported", "confirmed", "rescued"):
+        if self.status not in _SURVIVOR_STATUSES:
             raise ValueError(f"survivor {self.id}: unknown status {self.status!r}")
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ValueError(f"survivor {self.id}: head count must be an int >= 0")
