@@ -68,6 +68,7 @@ from .storage import (
     StorageError,
     UnavailableError,
     _check_contiguous,
+    _check_follows,
 )
 from .types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 
@@ -460,11 +461,7 @@ class SQLiteStorage(Storage):
                     _check_sql_int("entry term", e.term)
                 if new:
                     keep = new[0].index - offset
-                    if new[0].term < terms[keep - 1]:
-                        raise StorageError(
-                            f"entry {new[0].index} has term {new[0].term}, behind the term "
-                            f"{terms[keep - 1]} of the entry before it"
-                        )
+                    _check_follows(terms[keep - 1], new[0])
                     terms = terms[:keep] + [e.term for e in new]
             if hard_state is not None:
                 _check_sql_int("hard state term", hard_state.term)

@@ -222,7 +222,9 @@ class MemoryStorage(Storage):
                     # Entries the snapshot already covers are dropped (they are committed).
                     entries = [e for e in entries if e.index > offset]
                 if entries:
-                    ents = ents[: entries[0].index - offset] + list(entries)
+                    k = entries[0].index - offset
+                    _check_follows(ents[k - 1].term, entries[0])
+                    ents = ents[:k] + list(entries)
             self._ents = ents
             self._snapshot = snap
             if hard_state is not None:
@@ -266,3 +268,11 @@ def _check_contiguous(entries: Sequence[Entry]) -> None:
         if b.index != a.index + 1 or b.term < a.term:
             raise StorageError(f"entries not contiguous: {a.index}@{a.term} then "
                                f"{b.index}@{b.term}")
+
+
+def _check_follows(prev_term: int, first: Entry) -> None:
+    """A batch may not start below the term of the stored entry before it (§5.3: terms
+    never decrease along a log); the core would refuse such a log at restart."""
+    if first.term < prev_term:
+        raise StorageError(f"entry {first.index} has term {first.term}, behind the term "
+                           f"{prev_term} of the entry before it")

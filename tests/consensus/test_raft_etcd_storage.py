@@ -118,6 +118,15 @@ def test_storage_append_with_a_gap_is_refused(make):
     assert s.last_index() == 5
 
 
+def test_storage_append_below_the_previous_term_is_refused(make):
+    # Regression: MemoryStorage used to accept this (SQLiteStorage refused it), leaving
+    # a log whose terms decrease, which the core refuses at restart.
+    s = _filled(make)
+    with pytest.raises(StorageError, match="behind the term"):
+        s.apply_ready(None, [Entry(4, 6)], None)
+    assert [s.term(i) for i in range(3, s.last_index() + 1)] == [3, 4, 5]
+
+
 def test_storage_create_snapshot_and_apply_older_snapshot(make):
     s = _filled(make)
     snap = s.create_snapshot(4, ConfState.of([1, 2]), b"data")
