@@ -48,6 +48,7 @@ __all__ = ["ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError
 # MAV_FRAME *_INT -> the float frame ArduPilot stores and reports.
 _FRAME_ALIAS = {FRAME_GLOBAL_INT: FRAME_GLOBAL, FRAME_GLOBAL_RELATIVE_ALT_INT: FRAME_GLOBAL_RELATIVE_ALT,
                 11: 10}  # GLOBAL_TERRAIN_ALT_INT -> GLOBAL_TERRAIN_ALT
+# Positioned navigation items a mission can resume at (never NAV_TAKEOFF).
 _NAV_WITH_POSITION = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS,
                                 CMD_NAV_LOITER_TIME, CMD_NAV_LAND})
 
@@ -222,8 +223,7 @@ def resume_seq(mission: Sequence[MissionItem], lat: float, lon: float,
     next one, so it does not turn back. ``first_seq`` is the wire seq of
     ``mission[0]`` (1 for ArduPilot, whose item 0 is home). None if nothing fits.
     """
-    nav = [(i, it) for i, it in enumerate(mission)
-           if it.command in _NAV_WITH_POSITION and it.command != CMD_NAV_TAKEOFF]
+    nav = [(i, it) for i, it in enumerate(mission) if it.command in _NAV_WITH_POSITION]
     if not nav:
         return None
 
