@@ -67,6 +67,10 @@ _OTHER_COMMANDS = frozenset({
     _M.MAV_CMD_NAV_ATTITUDE_TIME, _M.MAV_CMD_DO_ENGINE_CONTROL,
 })
 MISSION_COMMANDS = LOCATION_COMMANDS | _OTHER_COMMANDS
+# The commands the mission executor flies as nav commands (AP_Mission::is_nav_cmd: ids up
+# to MAV_CMD_NAV_LAST). Do-commands stored with a location (DO_SET_HOME, DO_SET_ROI, ...)
+# are not among them; NAV_GUIDED_ENABLE, which the simulator cannot fly, completes at once.
+NAV_COMMANDS = frozenset(c for c in LOCATION_COMMANDS if c <= _M.MAV_CMD_NAV_LAST) | {_M.MAV_CMD_NAV_DELAY}
 FENCE_COMMANDS = frozenset({
     _M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, _M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
     _M.MAV_CMD_NAV_FENCE_RETURN_POINT, _M.MAV_CMD_NAV_FENCE_CIRCLE_INCLUSION,

@@ -781,9 +781,10 @@ class SimVehicle:
         self._nav = _Nav("hold", self.e, self.n, self.u)
 
     def _starts_with_takeoff(self) -> bool:
-        items = self.missions.items
-        for item in items[1:]:
-            if item.command in _mission.LOCATION_COMMANDS or item.command == M.MAV_CMD_NAV_DELAY:
+        """AP_Mission::starts_with_takeoff_cmd: the first nav command, skipping do-commands
+        and NAV_DELAY, is a takeoff."""
+        for item in self.missions.items[1:]:
+            if item.command in _mission.NAV_COMMANDS and item.command != M.MAV_CMD_NAV_DELAY:
                 return item.command == M.MAV_CMD_NAV_TAKEOFF
         return False
 
@@ -865,12 +866,7 @@ class SimVehicle:
                 continue
             # AP_Mission::start_command announces every command it starts
             self.statustext(M.MAV_SEVERITY_INFO, f"Mission: {index} {_COMMAND_NAMES.get(item.command, '?')}")
-            if item.command in _mission.LOCATION_COMMANDS or item.command == M.MAV_CMD_NAV_DELAY:
-                if item.command in (M.MAV_CMD_DO_SET_HOME, M.MAV_CMD_DO_SET_ROI, M.MAV_CMD_DO_LAND_START,
-                                    M.MAV_CMD_DO_SET_ROI_LOCATION):
-                    self._command_complete(index, advance=False)
-                    index += 1
-                    continue
+            if item.command in _mission.NAV_COMMANDS:
                 self.mission_index = index
                 self._emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
                 self._start_nav(index, item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pymavlink.dialects.v20 import ardupilotmega as M
 
 from sitl._vehicle import SimVehicle
@@ -250,6 +251,37 @@ def test_auto_on_the_ground_without_mission_start_disarms_after_disarm_delay():
     h.command(M.MAV_CMD_DO_SET_MODE, 1, 3)
     h.run(11.0)
     assert not h.vehicle.armed and h.vehicle.landed
+
+
+@pytest.mark.parametrize("first", [M.MAV_CMD_DO_SET_ROI, M.MAV_CMD_DO_SET_HOME, M.MAV_CMD_NAV_DELAY])
+def test_auto_from_the_ground_skips_do_commands_and_delays_before_the_takeoff(first):
+    # Regression: AP_Mission::starts_with_takeoff_cmd looks at the first *nav* command,
+    # skipping NAV_DELAY; do-commands stored with a location are not nav commands, yet
+    # were taken for the first one and AUTO was refused with "Missing Takeoff Cmd".
+    h = _Harness()
+    items = [_wp(0, 0, 0, 0), _wp(1, 0, 0, 0, command=first), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0),
+             _wp(3, 40, 0, 12)]
+    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
+    for seq, (cmd, x, y, z) in enumerate(items):
+        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.run(3.0)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    assert h.command(M.MAV_CMD_DO_SET_MODE, 1, 3) == M.MAV_RESULT_ACCEPTED
+    assert h.vehicle.mode == 3
+
+
+def test_auto_from_the_ground_is_refused_when_the_first_nav_command_is_not_a_takeoff():
+    h = _Harness()
+    items = [_wp(0, 0, 0, 0), _wp(1, 0, 0, 0, command=M.MAV_CMD_DO_SET_ROI), _wp(2, 40, 0, 12)]
+    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
+    for seq, (cmd, x, y, z) in enumerate(items):
+        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.run(3.0)
+    h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
+    h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
+    assert h.command(M.MAV_CMD_DO_SET_MODE, 1, 3) == M.MAV_RESULT_FAILED
+    assert "Auto: Missing Takeoff Cmd" in [m.text for _, m in h.log if m.get_type() == "STATUSTEXT"]
 
 
 def test_attitude_pitches_nose_down_while_accelerating_forward():
