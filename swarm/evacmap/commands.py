@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, get_args
 
 import numpy as np
 import shapely
@@ -523,21 +523,8 @@ Command: TypeAlias = (
     | RemoveZone | RemoveRoute | RemoveSurvivor | RemoveDrone
 )
 
-COMMAND_TYPES: Mapping[str, type[Command]] = {
-    cls.TYPE: cls
-    for cls in (
-        SetZone,
-        SetRoute,
-        ReportSurvivor,
-        UpdateSurvivor,
-        SetSearchArea,
-        SetDroneTask,
-        RemoveZone,
-        RemoveRoute,
-        RemoveSurvivor,
-        RemoveDrone,
-    )
-}
+# Read off the union above, so a new command is registered by adding it there.
+COMMAND_TYPES: Mapping[str, type[Command]] = {cls.TYPE: cls for cls in get_args(Command)}
 
 
 # ------------------------------------------------------------------ JSON in and out
