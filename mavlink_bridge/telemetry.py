@@ -216,6 +216,20 @@ TelemetryRecord = Union[Heartbeat, Position, Battery, GpsFix, EkfStatus, Mission
 # --- decoders --------------------------------------------------------------------------
 
 
+def _lat_lon(m: Any) -> tuple[float, float]:
+    """``m.lat``/``m.lon`` (degE7) in degrees, checked to be on the globe."""
+    return _in("lat", m.lat / 1e7, -90.0, 90.0), _in("lon", m.lon / 1e7, -180.0, 180.0)
+
+
+def _battery(m: Any, volts: float | None, source: str) -> Battery:
+    """SYS_STATUS and BATTERY_STATUS share current_battery (cA, -1 unknown) and
+    battery_remaining (%, -1 unknown)."""
+    amps = None if m.current_battery == -1 else m.current_battery / 100.0
+    remaining = None if m.battery_remaining == -1 else int(_in("battery_remaining",
+                                                               m.battery_remaining, 0, 100))
+    return Battery(voltage_v=volts, current_a=amps, remaining_pct=remaining, source=source)
+
+
 def _heartbeat(m: Any) -> Heartbeat:
     return Heartbeat(custom_mode=int(m.custom_mode), mode=copter_mode_name(int(m.custom_mode)),
                      armed=bool(m.base_mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED),
@@ -224,9 +238,7 @@ def _heartbeat(m: Any) -> Heartbeat:
 
 
 def _global_position_int(m: Any) -> Position:
-    lat, lon = m.lat / 1e7, m.lon / 1e7
-    _in("lat", lat, -90.0, 90.0)
-    _in("lon", lon, -180.0, 180.0)
+    lat, lon = _lat_lon(m)
     if lat == 0 and lon == 0:
         # ArduPilot sends 0,0 before it has a position: not a fix in the Gulf of Guinea.
         raise TelemetryRejected("position 0,0 (no position yet)")
@@ -240,27 +252,18 @@ def _global_position_int(m: Any) -> Position:
 
 def _sys_status(m: Any) -> Battery:
     volts = None if m.voltage_battery == 65535 else _in("voltage", m.voltage_battery / 1000.0, 0, 100)
-    amps = None if m.current_battery == -1 else m.current_battery / 100.0
-    remaining = None if m.battery_remaining == -1 else int(_in("battery_remaining",
-                                                               m.battery_remaining, 0, 100))
-    return Battery(voltage_v=volts, current_a=amps, remaining_pct=remaining, source="SYS_STATUS")
+    return _battery(m, volts, "SYS_STATUS")
 
 
 def _battery_status(m: Any) -> Battery:
     cells = [v for v in m.voltages if v not in (65535, 0)]
     volts = _in("voltage", sum(cells) / 1000.0, 0, 100) if cells else None
-    amps = None if m.current_battery == -1 else m.current_battery / 100.0
-    remaining = None if m.battery_remaining == -1 else int(_in("battery_remaining",
-                                                               m.battery_remaining, 0, 100))
-    return Battery(voltage_v=volts, current_a=amps, remaining_pct=remaining,
-                   source=f"BATTERY_STATUS[{m.id}]")
+    return _battery(m, volts, f"BATTERY_STATUS[{m.id}]")
 
 
 def _gps_raw_int(m: Any) -> GpsFix:
     _in("fix_type", m.fix_type, 0, 8)
-    lat, lon = m.lat / 1e7, m.lon / 1e7
-    _in("lat", lat, -90.0, 90.0)
-    _in("lon", lon, -180.0, 180.0)
+    lat, lon = _lat_lon(m)
     return GpsFix(fix_type=int(m.fix_type),
                   satellites=None if m.satellites_visible == 255 else int(m.satellites_visible),
                   eph_m=None if m.eph == 65535 else m.eph / 100.0, lat=lat, lon=lon)
