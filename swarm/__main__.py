@@ -143,19 +143,17 @@ def _print_summary(console: Console, result) -> None:  # result: swarm.demo.Demo
         console.print()
 
     console.rule("Each drone's plan")
-    console.print(result.planner_note)
-    if result.plans is not None:
-        plans = Table("drone", "status", "mission", "fence", "rally", "visits", "path",
-                      box=None)
-        for name, p in sorted(result.plans.items()):
-            colour = "green" if str(p.status) == "ok" else "yellow"
-            plans.add_row(name, f"[{colour}]{p.status}[/{colour}]", str(len(p.plan.mission)),
-                          str(len(p.plan.fence)), str(len(p.plan.rally)),
-                          ", ".join(p.survivors) or "-", f"{p.path_length_m / 1000:.1f} km")
-        console.print(plans)
-        for name, p in sorted(result.plans.items()):
-            for reason in p.reasons:
-                console.print(f"  [dim]{name}: {reason}[/dim]")
+    console.print("plans from swarm.planner.plan_all, computed on every node")
+    plans = Table("drone", "status", "mission", "fence", "rally", "visits", "path", box=None)
+    for name, p in sorted(result.plans.items()):
+        colour = "green" if str(p.status) == "ok" else "yellow"
+        plans.add_row(name, f"[{colour}]{p.status}[/{colour}]", str(len(p.plan.mission)),
+                      str(len(p.plan.fence)), str(len(p.plan.rally)),
+                      ", ".join(p.survivors) or "-", f"{p.path_length_m / 1000:.1f} km")
+    console.print(plans)
+    for name, p in sorted(result.plans.items()):
+        for reason in p.reasons:
+            console.print(f"  [dim]{name}: {reason}[/dim]")
     console.print()
 
     console.rule("Consensus")
@@ -182,7 +180,7 @@ def _print_summary(console: Console, result) -> None:  # result: swarm.demo.Demo
                    "plans sha256", box=None)
     for n in result.nodes:
         hashes.add_row(n.name, n.role, str(n.term), str(n.applied), str(n.map_version),
-                       n.map_sha256[:16], (n.plans_sha256 or "-")[:16])
+                       n.map_sha256[:16], n.plans_sha256[:16])
     console.print(hashes)
     if result.identical:
         console.print("[bold green]All nodes agree: identical map snapshots, session tables "

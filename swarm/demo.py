@@ -32,7 +32,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from consensus import (
     Config,
@@ -65,6 +64,7 @@ from .evacmap import (
     parse_command,
     rfc7946_problems,
 )
+from .planner import GeoPoint, PlanResult, VehicleState, plan_all, write_qgc_plan, write_wpl
 from .scenario import (
     START_TIME_MS,
     CrashLeader,
@@ -128,7 +128,7 @@ class NodeReport:
     map_version: int
     map_sha256: str  # of EvacuationMap.snapshot()
     fsm_sha256: str  # of the session-wrapped state machine's snapshot
-    plans_sha256: str | None  # of this node's plans for every drone (None: no planner)
+    plans_sha256: str  # of this node's plans for every drone
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +150,7 @@ class DemoResult:
     cached_replies: int
     applies_checked: int  # applies checked for State Machine Safety (Raft §5.4.3)
     lost_with_crash: tuple[str, ...]
-    plans: dict[str, Any] | None  # drone -> swarm.planner.PlanResult
-    planner_note: str
+    plans: dict[str, PlanResult]  # the leader's plans, by drone
     files: tuple[Path, ...]
 
     @property
@@ -580,27 +579,27 @@ class _Demo:
 # ----------------------------------------------------------------------- planning
 
 
-def _plans(view: MapView, homes: dict[str, tuple[float, float, float]]):
-    from .planner import GeoPoint, VehicleState, plan_all
+def _home(lon_lat_alt: tuple[float, float, float]) -> GeoPoint:
+    lon, lat, alt = lon_lat_alt
+    return GeoPoint(lat=lat, lon=lon, alt=alt)
 
+
+def _plans(view: MapView, homes: dict[str, tuple[float, float, float]]) -> dict[str, PlanResult]:
     states = {}
     for name in sorted(view.drones):
-        lon, lat, alt = homes.get(name, view.drones[name].home)
-        home = GeoPoint(lat=lat, lon=lon, alt=alt)
+        home = _home(homes.get(name, view.drones[name].home))
         states[name] = VehicleState(position=home, relative_alt_m=0.0, home=home,
                                     battery_pct=100.0)
     return plan_all(view, states)
 
 
-def _plans_digest(plans: dict[str, Any], homes: dict[str, tuple[float, float, float]]) -> str:
-    from .planner import GeoPoint, write_qgc_plan
-
+def _plans_digest(plans: dict[str, PlanResult],
+                  homes: dict[str, tuple[float, float, float]]) -> str:
     h = hashlib.sha256()
     for name in sorted(plans):
-        lon, lat, alt = homes[name]
         h.update(name.encode())
         h.update(str(plans[name].status).encode())
-        h.update(write_qgc_plan(plans[name].plan, GeoPoint(lat=lat, lon=lon, alt=alt)).encode())
+        h.update(write_qgc_plan(plans[name].plan, _home(homes[name])).encode())
     return h.hexdigest()
 
 
@@ -621,35 +620,23 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] | None = None) -> De
             new_leader, failover = after[0][2], after[0][0] - demo.crash_tick
 
     homes = demo.scenario.homes
-    try:
-        import swarm.planner  # noqa: F401  (B2's planner; the map alone is shown without it)
-        have_planner = True
-        planner_note = "plans from swarm.planner.plan_all, computed on every node"
-    except ImportError as exc:
-        have_planner = False
-        planner_note = f"planner unavailable ({exc}); map only"
-
     reports = []
-    plans_by_node: dict[str, dict[str, Any]] = {}
+    plans_by_node: dict[str, dict[str, PlanResult]] = {}
     for d in demo.drones.values():
         assert d.raw is not None and d.evac is not None and d.fsm is not None
         status = d.raw.status()
-        view = d.evac.view()
-        digest = None
-        if have_planner:
-            plans_by_node[d.name] = _plans(view, homes)
-            digest = _plans_digest(plans_by_node[d.name], homes)
+        plans_by_node[d.name] = _plans(d.evac.view(), homes)
         reports.append(NodeReport(
             name=d.name, node_id=d.nid, role=status.role.value, term=status.term,
             applied=d.applied, map_version=d.evac.version,
             map_sha256=hashlib.sha256(d.evac.snapshot()).hexdigest(),
             fsm_sha256=hashlib.sha256(d.fsm.snapshot()).hexdigest(),
-            plans_sha256=digest,
+            plans_sha256=_plans_digest(plans_by_node[d.name], homes),
         ))
     lead = demo.leader()
     assert lead is not None and lead.evac is not None
     view = lead.evac.view()
-    plans = plans_by_node.get(lead.name)
+    plans = plans_by_node[lead.name]
 
     files: list[Path] = []
     if config.write_files:
@@ -668,11 +655,11 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] | None = None) -> De
         retries=demo.retries, cached_replies=demo.cached_replies,
         applies_checked=demo.applies_checked,
         lost_with_crash=tuple(op.what for op in demo.ops if op.lost),
-        plans=plans, planner_note=planner_note, files=tuple(files),
+        plans=plans, files=tuple(files),
     )
 
 
-def _write_outputs(out_dir: Path, view: MapView, plans: dict[str, Any] | None,
+def _write_outputs(out_dir: Path, view: MapView, plans: dict[str, PlanResult],
                    homes: dict[str, tuple[float, float, float]]) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = geojson_bytes(view)
@@ -680,16 +667,12 @@ def _write_outputs(out_dir: Path, view: MapView, plans: dict[str, Any] | None,
     if problems:  # our own export breaking RFC 7946 is a bug, not something to ship
         raise DemoError(f"GeoJSON export breaks RFC 7946: {problems[:3]}")
     files = [_write(out_dir / "map.geojson", data)]
-    if plans is not None:
-        from .planner import GeoPoint, write_qgc_plan, write_wpl
-
-        for name in sorted(plans):
-            lon, lat, alt = homes[name]
-            home = GeoPoint(lat=lat, lon=lon, alt=alt)
-            files.append(_write(out_dir / f"{name}.plan",
-                                write_qgc_plan(plans[name].plan, home).encode()))
-            files.append(_write(out_dir / f"{name}.waypoints",
-                                write_wpl(plans[name].plan, home).encode()))
+    for name in sorted(plans):
+        home = _home(homes[name])
+        files.append(_write(out_dir / f"{name}.plan",
+                            write_qgc_plan(plans[name].plan, home).encode()))
+        files.append(_write(out_dir / f"{name}.waypoints",
+                            write_wpl(plans[name].plan, home).encode()))
     return files
 
 
