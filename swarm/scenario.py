@@ -123,7 +123,6 @@ class Phase:
 class Scenario:
     drones: tuple[str, ...]
     homes: dict[str, tuple[float, float, float]]
-    frame: LocalFrame
     phases: tuple[Phase, ...]
 
 
@@ -237,4 +236,4 @@ def wildfire_scenario(seed: int, drones: Sequence[str]) -> Scenario:
                     "farmhouse survivors rescued"),
         )),
     )
-    return Scenario(tuple(d), homes, frame, phases)
+    return Scenario(tuple(d), homes, phases)
