@@ -26,6 +26,12 @@ FRAME_GLOBAL_RELATIVE_ALT = 3  # altitude relative to home
 FRAME_GLOBAL_INT = 5
 FRAME_GLOBAL_RELATIVE_ALT_INT = 6
 FRAME_MISSION = 2  # MAV_FRAME_MISSION: item carries no position
+FRAME_GLOBAL_TERRAIN_ALT = 10  # altitude above terrain
+FRAME_GLOBAL_TERRAIN_ALT_INT = 11
+# Frames whose x/y are latitude/longitude (float and _INT variants).
+GLOBAL_FRAMES = frozenset({FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
+                           FRAME_GLOBAL_RELATIVE_ALT_INT, FRAME_GLOBAL_TERRAIN_ALT,
+                           FRAME_GLOBAL_TERRAIN_ALT_INT})
 
 # MAV_CMD values used by plans (common.xml).
 CMD_NAV_WAYPOINT = 16
@@ -74,8 +80,7 @@ class MissionItem:
             value = getattr(self, name)
             if not isinstance(value, int) or not _INT32_MIN <= value <= _INT32_MAX:
                 raise ValueError(f"{name}={value!r} must be an int32 (degrees * 1e7)")
-        if self.frame in (FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
-                          FRAME_GLOBAL_RELATIVE_ALT_INT):
+        if self.frame in GLOBAL_FRAMES:
             if abs(self.x) > 90 * 10**7 or abs(self.y) > 180 * 10**7:
                 raise ValueError(f"position ({self.x}, {self.y}) degE7 is off the globe")
         for name in ("param1", "param2", "param3", "param4", "z"):

@@ -131,3 +131,12 @@ def test_validate_fence_rejects_malformed_lists(bad):
 
 def _fields(item):
     return {name: getattr(item, name) for name in item.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("frame", [10, 11])  # MAV_FRAME_GLOBAL_TERRAIN_ALT(_INT)
+def test_terrain_frame_items_are_checked_to_be_on_the_globe(frame):
+    # Regression: the globe check knew only the GLOBAL and GLOBAL_RELATIVE_ALT frames,
+    # so a terrain-following item 95 degrees north was accepted.
+    MissionItem(command=CMD_NAV_WAYPOINT, frame=frame, x=47 * 10**7, y=8 * 10**7)
+    with pytest.raises(ValueError, match="off the globe"):
+        MissionItem(command=CMD_NAV_WAYPOINT, frame=frame, x=95 * 10**7, y=8 * 10**7)
