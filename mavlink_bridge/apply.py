@@ -37,7 +37,8 @@ from mavlink_bridge.plan import (
     CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION,
     CMD_NAV_LAND, CMD_NAV_LOITER_TIME, CMD_NAV_RALLY_POINT, CMD_NAV_LOITER_TURNS, CMD_NAV_LOITER_UNLIM,
     CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
-    FRAME_GLOBAL_RELATIVE_ALT_INT, MissionItem, MissionPlan, MissionType, validate_fence,
+    FRAME_GLOBAL_RELATIVE_ALT_INT, FRAME_GLOBAL_TERRAIN_ALT, FRAME_GLOBAL_TERRAIN_ALT_INT,
+    MissionItem, MissionPlan, MissionType, validate_fence,
 )
 from mavlink_bridge.telemetry import CopterMode, VehicleState
 from mavlink_bridge.vehicle import ParamError, Vehicle
@@ -47,7 +48,7 @@ __all__ = ["ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError
 
 # MAV_FRAME *_INT -> the float frame ArduPilot stores and reports.
 _FRAME_ALIAS = {FRAME_GLOBAL_INT: FRAME_GLOBAL, FRAME_GLOBAL_RELATIVE_ALT_INT: FRAME_GLOBAL_RELATIVE_ALT,
-                11: 10}  # GLOBAL_TERRAIN_ALT_INT -> GLOBAL_TERRAIN_ALT
+                FRAME_GLOBAL_TERRAIN_ALT_INT: FRAME_GLOBAL_TERRAIN_ALT}
 # Positioned navigation items a mission can resume at (never NAV_TAKEOFF).
 _NAV_WITH_POSITION = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS,
                                 CMD_NAV_LOITER_TIME, CMD_NAV_LAND})

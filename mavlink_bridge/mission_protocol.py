@@ -37,14 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
-from mavlink_bridge.plan import (
-    FRAME_GLOBAL,
-    FRAME_GLOBAL_INT,
-    FRAME_GLOBAL_RELATIVE_ALT,
-    FRAME_GLOBAL_RELATIVE_ALT_INT,
-    MissionItem,
-    MissionType,
-)
+from mavlink_bridge.plan import GLOBAL_FRAMES, MissionItem, MissionType
 
 __all__ = [
     "MissionResult", "TransferTimeouts", "State", "Operation",
@@ -624,11 +617,6 @@ class MissionTransfer:
         return []
 
 
-# MAV_FRAME global frames, float and _INT variants (10/11 = GLOBAL_TERRAIN_ALT(_INT)).
-_GLOBAL_FRAMES = {FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
-                  FRAME_GLOBAL_RELATIVE_ALT_INT, 10, 11}
-
-
 def legacy_item_to_item(command: int, frame: int, param1: float, param2: float, param3: float,
                         param4: float, x: float, y: float, z: float,
                         autocontinue: int) -> MissionItem:
@@ -636,7 +624,7 @@ def legacy_item_to_item(command: int, frame: int, param1: float, param2: float, 
 
     Raises ``ValueError`` for a position that is not finite or off the globe.
     """
-    if frame in _GLOBAL_FRAMES:
+    if frame in GLOBAL_FRAMES:
         if not (math.isfinite(x) and math.isfinite(y)):
             raise ValueError(f"MISSION_ITEM position ({x}, {y}) is not finite")
         xi, yi = round(x * 1e7), round(y * 1e7)
