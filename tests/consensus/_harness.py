@@ -126,6 +126,12 @@ class Cluster:
     def restart(self, i: int) -> None:
         self.views[i].node = self._make_node(i)
 
+    def restart_crashed(self) -> None:
+        """Restart every node that is down, in id order."""
+        for i in self.views:
+            if self.views[i].node is None:
+                self.restart(i)
+
     # -- network ------------------------------------------------------------------
 
     def isolate(self, i: int) -> None:

@@ -207,6 +207,24 @@ class _ContractCluster(Cluster):
             n.tick()
 
 
+def _fault_step(c: Cluster, rng: random.Random, *, crash: float, restart: float,
+                partition: float, heal: float) -> None:
+    """One random fault: the arguments are cumulative probability thresholds. A crash
+    keeps at least 4 nodes up; a partition splits 2 nodes from the rest."""
+    r = rng.random()
+    live = c.live()
+    if r < crash and len(live) > 3:
+        c.crash(rng.choice(live))
+    elif r < restart:
+        c.restart_crashed()
+    elif r < partition:
+        ids = list(c.views)
+        rng.shuffle(ids)
+        c.partition(ids[:2], ids[2:])
+    elif r < heal:
+        c.heal()
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("pre_vote,check_quorum", [(True, True), (False, False)])
 def test_ready_contract_holds_when_inputs_arrive_between_ready_and_advance(
@@ -217,20 +235,7 @@ def test_ready_contract_holds_when_inputs_arrive_between_ready_and_advance(
     c.reorder = True
     k = 0
     for step in range(120):
-        r = rng.random()
-        live = c.live()
-        if r < 0.05 and len(live) > 3:
-            c.crash(rng.choice(live))
-        elif r < 0.12:
-            for i in c.views:
-                if c.views[i].node is None:
-                    c.restart(i)
-        elif r < 0.17:
-            ids = list(c.views)
-            rng.shuffle(ids)
-            c.partition(ids[:2], ids[2:])
-        elif r < 0.25:
-            c.heal()
+        _fault_step(c, rng, crash=0.05, restart=0.12, partition=0.17, heal=0.25)
         lead = c.leader()
         if lead is not None:
             try:
@@ -243,9 +248,7 @@ def test_ready_contract_holds_when_inputs_arrive_between_ready_and_advance(
                 c.compact(lead)
         c.tick(rng.randrange(1, 4))
     c.heal()
-    for i in c.views:
-        if c.views[i].node is None:
-            c.restart(i)
+    c.restart_crashed()
     c.drop_rate = 0.0
     c.tick(60)
     c.check_state_machine_safety()
@@ -269,20 +272,7 @@ def test_tight_flow_control_limits_keep_safety_and_converge_after_heal(seed):
     c.reorder = True
     k = 0
     for step in range(150):
-        r = rng.random()
-        live = c.live()
-        if r < 0.04 and len(live) > 3:
-            c.crash(rng.choice(live))
-        elif r < 0.1:
-            for i in c.views:
-                if c.views[i].node is None:
-                    c.restart(i)
-        elif r < 0.14:
-            ids = list(c.views)
-            rng.shuffle(ids)
-            c.partition(ids[:2], ids[2:])
-        elif r < 0.22:
-            c.heal()
+        _fault_step(c, rng, crash=0.04, restart=0.1, partition=0.14, heal=0.22)
         lead = c.leader()
         if lead is not None:
             for _ in range(rng.randrange(1, 4)):
@@ -297,9 +287,7 @@ def test_tight_flow_control_limits_keep_safety_and_converge_after_heal(seed):
                     c.compact(i)
         c.tick(rng.randrange(1, 4))
     c.heal()
-    for i in c.views:
-        if c.views[i].node is None:
-            c.restart(i)
+    c.restart_crashed()
     c.drop_rate = 0.0
     def _proposed() -> bool:
         # A leader may still hold a full uncommitted tail from its time in a minority

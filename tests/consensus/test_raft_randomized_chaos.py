@@ -89,9 +89,7 @@ def _chaos(seed: int, pre_vote: bool, check_quorum: bool, steps: int = 250) -> N
     c.heal()
     c.drop_rate = c.dup_rate = c.replay_rate = 0.0
     c.reorder = False
-    for i in c.views:
-        if c.views[i].node is None:
-            c.restart(i)
+    c.restart_crashed()
     c.tick(300)
     c.check_log_matching()
     c.check_state_machine_safety()

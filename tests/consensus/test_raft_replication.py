@@ -236,9 +236,7 @@ def _figure_8_randomized(seed: int, drop_rate: float, iterations: int) -> None:
             down = [i for i in c.views if i not in c.live()]
             c.restart(rng.choice(down))
         c.check_state_machine_safety()
-    for i in c.views:
-        if i not in c.live():
-            c.restart(i)
+    c.restart_crashed()
     c.drop_rate = 0.0
     c.reorder = False
     lead = c.elect(max_ticks=2000)
@@ -292,9 +290,7 @@ def test_churn_random_crashes_restarts_and_partitions_keep_agreement():
                 if d not in acknowledged:
                     acknowledged.append(d)
     c.heal()
-    for i in c.views:
-        if c.views[i].node is None:
-            c.restart(i)
+    c.restart_crashed()
     lead = c.elect(max_ticks=2000)
     c.propose(lead, b"end")
     c.tick(30)
