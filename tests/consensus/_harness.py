@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import msgpack
 
 from consensus.config import Config
-from consensus.rawnode import RawNode
+from consensus.rawnode import RawNode, Ready
 from consensus.types import (
     ConfState,
     Entry,
@@ -179,15 +179,23 @@ class Cluster:
         n = v.node
         if n is None:
             return
-        while n.has_ready():
+        for _ in range(1000):
+            if not n.has_ready():
+                return
             rd = n.ready()
             if rd.soft_state is not None and rd.soft_state.role is StateRole.LEADER:
                 t = n.status().term
                 prev = self.leader_of_term.setdefault(t, i)
                 assert prev == i, f"two leaders in term {t}: {prev} and {i}"
+            where = self._interleave_point()
+            if where == 0:
+                self._interleave(i)
             v.storage.apply_ready(rd.hard_state, rd.entries, rd.snapshot)  # 1 persist
+            self._check_persisted(i, rd)
             for m in rd.messages:                                           # 2 send
                 self._enqueue(m)
+            if where == 1:
+                self._interleave(i)
             if rd.snapshot is not None:                                     # 3 install
                 v.fsm.restore(rd.snapshot.data)
                 v.applied_index = rd.snapshot.meta.index
@@ -197,7 +205,23 @@ class Cluster:
                     self.results[(i, e.index)] = result
                 v.applied_index = e.index
             v.read_states.extend(rd.read_states)                           # 5 reads
+            if where == 2:
+                self._interleave(i)
             n.advance(rd)                                                   # 6 ack
+        raise AssertionError("Ready never settles")
+
+    # Hooks for drivers that test the Ready contract itself (test_raft_etcd_ready.py).
+
+    def _interleave_point(self) -> int:
+        """Where, in handling one Ready, to feed inputs: 0 before persisting, 1 after
+        sending, 2 after applying, -1 nowhere (this driver)."""
+        return -1
+
+    def _interleave(self, i: int) -> None:
+        """Feed node ``i`` inputs between its ready() and advance()."""
+
+    def _check_persisted(self, i: int, rd: Ready) -> None:
+        """Called once ``rd`` is durable, before its messages leave."""
 
     def process_all(self) -> None:
         for i in sorted(self.views):

@@ -8,11 +8,10 @@ an entry its own storage does not hold; restart honours Config.applied."""
 from __future__ import annotations
 
 import random
-from collections import deque
 
 import pytest
 
-from consensus import Config, Entry, EntryKind, MemoryStorage, Message, MessageType as T, RawNode
+from consensus import Config, Entry, MemoryStorage, Message, MessageType as T, RawNode, Ready
 from consensus.log import LogError
 from consensus.types import HardState, StateRole
 
@@ -139,61 +138,35 @@ class _ContractCluster(Cluster):
 
     interleave = 0.5
 
-    def process(self, i: int) -> None:
-        v = self.views[i]
-        n = v.node
-        if n is None:
-            return
-        for _ in range(1000):
-            if not n.has_ready():
-                return
-            rd = n.ready()
-            if rd.soft_state is not None and rd.soft_state.role is StateRole.LEADER:
-                t = n.status().term
-                assert self.leader_of_term.setdefault(t, i) == i, f"two leaders in {t}"
-            # Where the inputs go: before persisting, after sending, or after applying.
-            where = self.rng.randrange(3) if self.rng.random() < self.interleave else -1
-            if where == 0:
-                self._interleave(i)
-            s = v.storage
-            s.apply_ready(rd.hard_state, rd.entries, rd.snapshot)
-            hs = s.hard_state()
-            assert hs.commit <= s.last_index()
-            for m in rd.messages:
-                if m.type is T.VOTE_RESP and not m.reject:
-                    # §5.2: the vote is durable before it is announced.
-                    assert hs.term > m.term or (hs.term == m.term and hs.vote == m.to), (m, hs)
-                if m.type is T.APPEND_RESP and not m.reject and m.term == hs.term:
-                    # Figure 2: entries acknowledged are durable when the ack leaves.
-                    assert s.last_index() >= m.index, (m, s.last_index())
-                if m.type is T.VOTE:
-                    assert hs.term >= m.term and (hs.term > m.term or hs.vote == i)
-                if m.type in (T.APPEND, T.HEARTBEAT) and m.term == hs.term:
-                    # A commit index told to others is durable here first: a leader
-                    # counts its own unpersisted entry, but announces the commit only
-                    # after its own copy is on disk (else a crash could lose an entry
-                    # a follower already applied).
-                    assert m.commit <= hs.commit <= s.last_index(), (m, hs)
-                self._enqueue(m)
-            if where == 1:
-                self._interleave(i)
-            if rd.snapshot is not None:
-                v.fsm.restore(rd.snapshot.data)
-                v.applied_index = rd.snapshot.meta.index
-            snap_idx = s.snapshot().meta.index
-            for e in rd.committed_entries:
-                # Apply only what this node's own storage holds (etcd: applied entries
-                # must be locally durable).
-                if e.index > snap_idx:
-                    assert s.term(e.index) == e.term, (i, e)
-                if e.kind is EntryKind.NORMAL and e.data:
-                    self.results[(i, e.index)] = v.fsm.apply(e.index, e.data)
-                v.applied_index = e.index
-            v.read_states.extend(rd.read_states)
-            if where == 2:
-                self._interleave(i)
-            n.advance(rd)
-        raise AssertionError("Ready never settles")
+    def _interleave_point(self) -> int:
+        # Where the inputs go: before persisting, after sending, or after applying.
+        return self.rng.randrange(3) if self.rng.random() < self.interleave else -1
+
+    def _check_persisted(self, i: int, rd: Ready) -> None:
+        s = self.views[i].storage
+        hs = s.hard_state()
+        assert hs.commit <= s.last_index()
+        for m in rd.messages:
+            if m.type is T.VOTE_RESP and not m.reject:
+                # §5.2: the vote is durable before it is announced.
+                assert hs.term > m.term or (hs.term == m.term and hs.vote == m.to), (m, hs)
+            if m.type is T.APPEND_RESP and not m.reject and m.term == hs.term:
+                # Figure 2: entries acknowledged are durable when the ack leaves.
+                assert s.last_index() >= m.index, (m, s.last_index())
+            if m.type is T.VOTE:
+                assert hs.term >= m.term and (hs.term > m.term or hs.vote == i)
+            if m.type in (T.APPEND, T.HEARTBEAT) and m.term == hs.term:
+                # A commit index told to others is durable here first: a leader
+                # counts its own unpersisted entry, but announces the commit only
+                # after its own copy is on disk (else a crash could lose an entry
+                # a follower already applied).
+                assert m.commit <= hs.commit <= s.last_index(), (m, hs)
+        snap_idx = s.snapshot().meta.index
+        for e in rd.committed_entries:
+            # Apply only what this node's own storage holds (etcd: applied entries
+            # must be locally durable).
+            if e.index > snap_idx:
+                assert s.term(e.index) == e.term, (i, e)
 
     def _interleave(self, i: int) -> None:
         n = self.views[i].node
