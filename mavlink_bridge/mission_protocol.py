@@ -363,9 +363,13 @@ class MissionTransfer:
         self.state = State.IDLE
         self.operation: Operation | None = None
         self.mission_type = MissionType.MISSION
+        self.deadline: float | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the outcome and progress of the previous operation."""
         self.error: MissionError | None = None
         self.items: tuple[MissionItem, ...] | None = None
-        self.deadline: float | None = None
         self.stats = _Stats()
         self._upload: tuple[MissionItem, ...] = ()
         self._requested: set[int] = set()
@@ -405,16 +409,7 @@ class MissionTransfer:
         self.operation = operation
         self.mission_type = MissionType(mission_type)
         self.state = state
-        self.error = None
-        self.items = None
-        self.stats = _Stats()
-        self._upload = ()
-        self._requested = set()
-        self._last_sent = None
-        self._retries = 0
-        self._resent_final = False
-        self._count = 0
-        self._received = []
+        self._reset()
         self._arm(now, self.timeouts.default_s)
 
     # -- inputs ---------------------------------------------------------------------
