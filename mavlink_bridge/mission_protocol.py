@@ -619,14 +619,9 @@ def legacy_item_to_item(command: int, frame: int, param1: float, param2: float, 
 
     Raises ``ValueError`` for a position that is not finite or off the globe.
     """
-    if frame in GLOBAL_FRAMES:
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise ValueError(f"MISSION_ITEM position ({x}, {y}) is not finite")
-        xi, yi = round(x * 1e7), round(y * 1e7)
-    else:
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise ValueError(f"MISSION_ITEM x/y ({x}, {y}) is not finite")
-        xi, yi = round(x), round(y)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"MISSION_ITEM x/y ({x}, {y}) is not finite")
+    scale = 1e7 if frame in GLOBAL_FRAMES else 1  # degrees -> degE7
     return MissionItem(command=command, frame=frame, param1=param1, param2=param2,
-                       param3=param3, param4=param4, x=xi, y=yi, z=z,
+                       param3=param3, param4=param4, x=round(x * scale), y=round(y * scale), z=z,
                        autocontinue=1 if autocontinue else 0)
