@@ -34,12 +34,18 @@ def heartbeat(mav: mavlink.MAVLink, custom_mode: int = 0, armed: bool = False) -
         mavlink.MAV_STATE_STANDBY, 3).pack(mav)
 
 
+def _listener(backlog: int) -> socket.socket:
+    """A TCP listener on a free loopback port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    return sock
+
+
 class FakePeer:
     def __init__(self, script: Callable[[socket.socket, int], None]) -> None:
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
+        self.listener = _listener(8)
         self.listener.settimeout(0.05)
         self.port = self.listener.getsockname()[1]
         self.accepts = 0
@@ -114,10 +120,7 @@ class TcpProxy:
         self._parser = mavlink.MAVLink(None)
         self._parser.robust_parsing = True
         self.dropped = 0
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
+        self.listener = _listener(4)
         self.port = self.listener.getsockname()[1]
         self.accepts = 0
         self.paused = threading.Event()
