@@ -174,10 +174,6 @@ class SafetyChecker:
                 f"where term {self._commit.terms[highest]} was committed",
             )
 
-    @property
-    def committed_index(self) -> int:
-        return len(self._commit.terms) - 1
-
     # --- State Machine Safety (§5.4.3) ------------------------------------------------
 
     def observe_apply(self, node: int, entries: Iterable[Entry]) -> None:
@@ -219,9 +215,6 @@ class SafetyChecker:
 
     def applied_entry(self, index: int) -> Entry | None:
         return self._applied.get(index)
-
-    def applied_entries(self) -> dict[int, Entry]:
-        return self._applied
 
 
 def _short(e: Entry) -> str:
