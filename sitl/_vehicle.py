@@ -67,6 +67,15 @@ _NOT_ARMABLE = {AUTO, RTL, CIRCLE, LAND, BRAKE, SMART_RTL, AUTO_RTL, _FLIP, _AUT
 # Mode::has_user_takeoff(): MAV_CMD_NAV_TAKEOFF is accepted in these.
 _USER_TAKEOFF = {GUIDED, LOITER, ALT_HOLD, POSHOLD, _SPORT, _FLOWHOLD, _ZIGZAG}
 
+# FENCE_ACTION -> the modes Copter::fence_check tries in turn (0 REPORT_ONLY does nothing;
+# 1 RTL_AND_LAND and unknown values: RTL, else LAND).
+_FENCE_ACTION_MODES: dict[int, tuple[int, ...]] = {
+    2: (LAND,),  # ALWAYS_LAND
+    3: (SMART_RTL, RTL, LAND),  # SMART_RTL, else RTL, else LAND
+    4: (BRAKE, LAND),  # BRAKE, else LAND
+    5: (SMART_RTL, LAND),  # SMART_RTL_OR_LAND
+}
+
 # REQUEST_DATA_STREAM groups -> messages, as ArduCopter's GCS_Mavlink.cpp STREAM_* lists
 # map them (only the messages this simulator produces).
 STREAM_GROUPS: dict[int, tuple[int, ...]] = {
@@ -711,21 +720,11 @@ class SimVehicle:
                 return  # REPORT_ONLY
             if self.landed:
                 self.disarm("fence")
-            elif self._fence_breach_distance(name) > 100.0:
-                self.set_mode(LAND)
-            elif action == 2:  # ALWAYS_LAND
-                self.set_mode(LAND)
-            elif action == 3:  # SMART_RTL, else RTL, else LAND
-                if not self.set_mode(SMART_RTL) and not self.set_mode(RTL):
-                    self.set_mode(LAND)
-            elif action == 4:  # BRAKE, else LAND
-                if not self.set_mode(BRAKE):
-                    self.set_mode(LAND)
-            elif action == 5:  # SMART_RTL_OR_LAND
-                if not self.set_mode(SMART_RTL):
-                    self.set_mode(LAND)
-            elif not self.set_mode(RTL):  # RTL_AND_LAND and anything else
-                self.set_mode(LAND)
+                return
+            far = self._fence_breach_distance(name) > 100.0
+            for mode in (LAND,) if far else _FENCE_ACTION_MODES.get(action, (RTL, LAND)):
+                if self.set_mode(mode):
+                    break
         elif not breach and self.fence_breached:
             self.fence_breached = 0
             if self.armed and not self.landed:
