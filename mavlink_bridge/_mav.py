@@ -50,9 +50,13 @@ def is_autopilot_heartbeat(msg: object) -> bool:
     get_type = getattr(msg, "get_type", None)
     if get_type is None or get_type() != "HEARTBEAT":
         return False
-    return (msg.autopilot != mavlink.MAV_AUTOPILOT_INVALID  # type: ignore[attr-defined]
-            and msg.type not in _NOT_A_VEHICLE  # type: ignore[attr-defined]
-            and msg.get_srcComponent() == MAV_COMP_ID_AUTOPILOT1)  # type: ignore[attr-defined]
+    return _is_autopilot(msg.autopilot, msg.type, msg.get_srcComponent())  # type: ignore[attr-defined]
+
+
+def _is_autopilot(autopilot: int, vehicle_type: int, compid: int) -> bool:
+    """The rule of :func:`is_autopilot_heartbeat`, on a HEARTBEAT's fields."""
+    return (autopilot != mavlink.MAV_AUTOPILOT_INVALID and vehicle_type not in _NOT_A_VEHICLE
+            and compid == MAV_COMP_ID_AUTOPILOT1)
 
 
 def float32(x: float) -> float:

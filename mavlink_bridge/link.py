@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from mavlink_bridge._mav import (
-    _NOT_A_VEHICLE, MAV_COMP_ID_AUTOPILOT1, MAV_COMP_ID_ONBOARD_COMPUTER, SIK_RADIO_SYSID,
+    _is_autopilot, MAV_COMP_ID_ONBOARD_COMPUTER, SIK_RADIO_SYSID,
     is_autopilot_heartbeat, mavlink, mavutil,
 )
 
@@ -513,8 +513,7 @@ class _BoundedTcp(mavutil.mavtcp):  # type: ignore[misc]
 
 
 def _is_autopilot_info(info: SystemInfo) -> bool:
-    return (info.autopilot != mavlink.MAV_AUTOPILOT_INVALID and info.compid == MAV_COMP_ID_AUTOPILOT1
-            and info.vehicle_type not in _NOT_A_VEHICLE)
+    return _is_autopilot(info.autopilot, info.vehicle_type, info.compid)
 
 
 def _accept_unsigned(mav: Any, msg_id: int) -> bool:
