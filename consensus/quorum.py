@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Callable, Collection, Mapping
 
+from .types import MAX_U64
+
 __all__ = [
     "VoteResult",
     "majority_size",
@@ -39,7 +41,7 @@ def majority_committed_index(voters: Collection[int], acked: Callable[[int], int
     that a joint configuration with an empty half behaves as the other half alone.
     """
     if not voters:
-        return 2**64 - 1
+        return MAX_U64
     indexes = sorted(((acked(v) or 0) for v in voters), reverse=True)
     # The majority_size-th largest index is held by at least a majority.
     return indexes[majority_size(len(indexes)) - 1]

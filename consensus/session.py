@@ -30,6 +30,7 @@ from typing import Any
 import msgpack
 
 from .fsm import StateMachine
+from .types import MAX_U64
 
 __all__ = [
     "SessionStatus",
@@ -43,7 +44,6 @@ __all__ = [
 ]
 
 _VERSION = 1
-_MAX_U64 = 2**64 - 1
 
 
 class SessionError(ValueError):
@@ -121,7 +121,7 @@ def _packb(obj: Any) -> bytes:
 
 
 def _check_u64(name: str, v: Any, lo: int) -> None:
-    if type(v) is not int or not lo <= v <= _MAX_U64:
+    if type(v) is not int or not lo <= v <= MAX_U64:
         raise SessionError(f"{name} must be an integer in [{lo}, 2**64), got {v!r}")
 
 
