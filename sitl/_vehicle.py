@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pymap3d
 import shapely
@@ -1161,138 +1161,157 @@ class SimVehicle:
 
     def _checked_command(self, command: int, p: tuple[float, ...], is_int: bool,
                          frame: int = M.MAV_FRAME_GLOBAL_RELATIVE_ALT) -> int:
-        """Run a command; parameters that cannot be what the command needs (NaN where an
-        integer is expected, ...) get MAV_RESULT_DENIED and change nothing."""
+        """Run a command through its _COMMANDS handler (UNSUPPORTED if none); parameters
+        that cannot be what the command needs (NaN where an integer is expected, ...) get
+        MAV_RESULT_DENIED and change nothing."""
+        if any(isinstance(v, float) and math.isinf(v) for v in p):
+            return M.MAV_RESULT_DENIED
+        handler = _COMMANDS.get(command)
+        if handler is None:
+            return M.MAV_RESULT_UNSUPPORTED
         try:
-            return self._command(command, p, is_int, frame)
+            return handler(self, p, is_int, frame)
         except (ValueError, OverflowError):
             return M.MAV_RESULT_DENIED
 
-    def _command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int) -> int:
-        if any(isinstance(v, float) and math.isinf(v) for v in p):
-            return M.MAV_RESULT_DENIED
-        if command == M.MAV_CMD_COMPONENT_ARM_DISARM:
-            force = abs(p[1] - _FORCE_MAGIC) < 0.5
-            if p[0] == 1:
-                return M.MAV_RESULT_ACCEPTED if self.try_arm(force) else M.MAV_RESULT_FAILED
-            if p[0] == 0:
-                if not self.armed:
-                    return M.MAV_RESULT_ACCEPTED
-                if not self.landed and not force:
-                    return M.MAV_RESULT_FAILED  # in-flight disarm needs the force flag
-                self.disarm("command")
-                self.landed = self.u <= 0.0 or self.landed
+    def _cmd_component_arm_disarm(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        force = abs(p[1] - _FORCE_MAGIC) < 0.5
+        if p[0] == 1:
+            return M.MAV_RESULT_ACCEPTED if self.try_arm(force) else M.MAV_RESULT_FAILED
+        if p[0] == 0:
+            if not self.armed:
                 return M.MAV_RESULT_ACCEPTED
+            if not self.landed and not force:
+                return M.MAV_RESULT_FAILED  # in-flight disarm needs the force flag
+            self.disarm("command")
+            self.landed = self.u <= 0.0 or self.landed
+            return M.MAV_RESULT_ACCEPTED
+        return M.MAV_RESULT_FAILED
+
+    def _cmd_do_set_mode(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # GCS_MAVLINK::_set_mode_common: only custom modes; anything else DENIED;
+        # custom_mode is (uint32_t)param2
+        if not (int(p[0]) & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED) or p[1] < 0:
+            return M.MAV_RESULT_DENIED
+        return M.MAV_RESULT_ACCEPTED if self.set_mode(int(p[1])) else M.MAV_RESULT_FAILED
+
+    def _cmd_nav_takeoff(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # handle_MAV_CMD_NAV_TAKEOFF: COMMAND_INT must use GLOBAL_RELATIVE_ALT
+        if is_int and frame != M.MAV_FRAME_GLOBAL_RELATIVE_ALT:
+            return M.MAV_RESULT_DENIED
+        return self._user_takeoff(p[6])
+
+    def _cmd_nav_return_to_launch(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        return M.MAV_RESULT_ACCEPTED if self.set_mode(RTL) else M.MAV_RESULT_FAILED
+
+    def _cmd_nav_land(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        return M.MAV_RESULT_ACCEPTED if self.set_mode(LAND) else M.MAV_RESULT_FAILED
+
+    def _cmd_mission_start(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # GCS_MAVLINK_Copter::handle_MAV_CMD_MISSION_START: first/last item unsupported;
+        # switch to AUTO, set auto_armed and start or resume the mission.
+        if p[0] != 0 or p[1] != 0:
+            return M.MAV_RESULT_DENIED
+        if not self.set_mode(AUTO):
             return M.MAV_RESULT_FAILED
-        if command == M.MAV_CMD_DO_SET_MODE:
-            # GCS_MAVLINK::_set_mode_common: only custom modes; anything else DENIED;
-            # custom_mode is (uint32_t)param2
-            if not (int(p[0]) & M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED) or p[1] < 0:
-                return M.MAV_RESULT_DENIED
-            return M.MAV_RESULT_ACCEPTED if self.set_mode(int(p[1])) else M.MAV_RESULT_FAILED
-        if command == M.MAV_CMD_NAV_TAKEOFF:
-            # handle_MAV_CMD_NAV_TAKEOFF: COMMAND_INT must use GLOBAL_RELATIVE_ALT
-            if is_int and frame != M.MAV_FRAME_GLOBAL_RELATIVE_ALT:
-                return M.MAV_RESULT_DENIED
-            return self._user_takeoff(p[6])
-        if command == M.MAV_CMD_NAV_RETURN_TO_LAUNCH:
-            return M.MAV_RESULT_ACCEPTED if self.set_mode(RTL) else M.MAV_RESULT_FAILED
-        if command == M.MAV_CMD_NAV_LAND:
-            return M.MAV_RESULT_ACCEPTED if self.set_mode(LAND) else M.MAV_RESULT_FAILED
-        if command == M.MAV_CMD_MISSION_START:
-            # GCS_MAVLINK_Copter::handle_MAV_CMD_MISSION_START: first/last item unsupported;
-            # switch to AUTO, set auto_armed and start or resume the mission.
-            if p[0] != 0 or p[1] != 0:
-                return M.MAV_RESULT_DENIED
-            if not self.set_mode(AUTO):
-                return M.MAV_RESULT_FAILED
-            self._auto_armed = True
-            if self.mission_state != "running":
-                self._mission_start_or_resume()
-            return M.MAV_RESULT_ACCEPTED
-        if command == M.MAV_CMD_NAV_LOITER_UNLIM:
-            return M.MAV_RESULT_ACCEPTED if self.set_mode(LOITER) else M.MAV_RESULT_FAILED
-        if command == M.MAV_CMD_DO_PAUSE_CONTINUE:
-            return self._pause_continue(p[0])
-        if command == M.MAV_CMD_DO_SET_MISSION_CURRENT:
-            if p[0] != int(p[0]):
-                return M.MAV_RESULT_DENIED
-            return M.MAV_RESULT_ACCEPTED if self.set_mission_current(int(p[0])) else M.MAV_RESULT_FAILED
-        if command == M.MAV_CMD_DO_CHANGE_SPEED:
-            # handle_MAV_CMD_DO_CHANGE_SPEED: speed must be > 0; horizontal speed types
-            # (0 airspeed, 1 ground speed) in the modes that navigate
-            if not p[1] > 0 or int(p[0]) not in (0, 1, 2, 3):
-                return M.MAV_RESULT_DENIED
-            if int(p[0]) > 1 or self.mode not in (AUTO, GUIDED, RTL, SMART_RTL):
-                return M.MAV_RESULT_FAILED
-            self._speed_override = float(p[1])
-            return M.MAV_RESULT_ACCEPTED
-        if command == M.MAV_CMD_DO_REPOSITION:
-            # handle_command_int_do_reposition: not GUIDED and no CHANGE_MODE flag -> DENIED;
-            # a bad location -> DENIED; the target is set before the mode changes.
-            lat, lon = (p[4] / 1e7, p[5] / 1e7) if is_int else (p[4], p[5])
-            change_mode = bool(int(p[1]) & M.MAV_DO_REPOSITION_FLAGS_CHANGE_MODE)
-            if self.mode != GUIDED and not change_mode:
-                return M.MAV_RESULT_DENIED
-            if not (abs(lat) <= 90 and abs(lon) <= 180 and math.isfinite(p[6])):
-                return M.MAV_RESULT_DENIED
-            if not self.armed or self.landed:
-                return M.MAV_RESULT_FAILED  # the simulator only repositions a flying copter
-            if self.mode != GUIDED and not self.set_mode(GUIDED):
-                return M.MAV_RESULT_FAILED
-            return M.MAV_RESULT_ACCEPTED if self._guided_goto(lat, lon, p[6], frame) else M.MAV_RESULT_DENIED
-        if command == M.MAV_CMD_DO_FENCE_ENABLE:
-            if p[0] not in (0, 1):
-                return M.MAV_RESULT_FAILED
-            self.params.set("FENCE_ENABLE", p[0])
-            return M.MAV_RESULT_ACCEPTED
-        if command == M.MAV_CMD_SET_MESSAGE_INTERVAL:
-            return self._message_interval_command(p[0], p[1])
-        if command == M.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN:
-            # GCS_MAVLINK::handle_preflight_reboot: param1 1 (reboot) or 3 (to the
-            # bootloader, which SITL treats as a reboot); refused while armed.
-            if p[0] not in (1.0, 3.0):
-                return M.MAV_RESULT_UNSUPPORTED
-            if self.armed:
-                return M.MAV_RESULT_FAILED
-            self._reboot_pending = True
-            return M.MAV_RESULT_ACCEPTED
-        if command == M.MAV_CMD_GET_MESSAGE_INTERVAL:
-            # GCS_MAVLINK::handle_command_get_message_interval: MESSAGE_INTERVAL goes out
-            # before the ACK; 0 = not a message it can send, -1 = not streaming.
-            msgid = int(p[0])
-            slot = self._intervals.get(msgid)
-            if msgid not in _PRODUCIBLE:
-                self._send(self._mav.message_interval_encode(msgid & 0xFFFF, 0))  # not available
-                return M.MAV_RESULT_FAILED
-            if slot is None or slot[0] <= 0:
-                interval_us = -1
-            else:
-                interval_us = round(slot[0] * 1000) * 1000  # ArduPilot keeps whole ms
-            self._send(self._mav.message_interval_encode(msgid & 0xFFFF, interval_us))
-            return M.MAV_RESULT_ACCEPTED
-        if command == M.MAV_CMD_CONDITION_YAW:
-            # GCS_MAVLINK_Copter::handle_MAV_CMD_CONDITION_YAW: angle 0..360, param4 0
-            # (absolute) or 1 (relative, direction from param3), else FAILED.
-            if not (0.0 <= p[0] <= 360.0 and p[3] in (0.0, 1.0)):
-                return M.MAV_RESULT_FAILED
-            if p[3] == 1.0:
-                self.yaw += math.radians(p[0]) * (-1.0 if p[2] < 0 else 1.0)
-            else:
-                self.yaw = math.radians(p[0])
-            self.yaw %= 2 * math.pi
-            return M.MAV_RESULT_ACCEPTED
-        if command == M.MAV_CMD_REQUEST_MESSAGE:
-            # handle_command_request_message: an id with no ap_message is FAILED
-            msgid = int(p[0])
-            if msgid not in _PRODUCIBLE:
-                return M.MAV_RESULT_FAILED
-            self._emit_deferred(msgid)
-            return M.MAV_RESULT_ACCEPTED
-        if command == M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES:
-            self._emit_deferred(M.MAVLINK_MSG_ID_AUTOPILOT_VERSION)
-            return M.MAV_RESULT_ACCEPTED
-        return M.MAV_RESULT_UNSUPPORTED
+        self._auto_armed = True
+        if self.mission_state != "running":
+            self._mission_start_or_resume()
+        return M.MAV_RESULT_ACCEPTED
+
+    def _cmd_nav_loiter_unlim(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        return M.MAV_RESULT_ACCEPTED if self.set_mode(LOITER) else M.MAV_RESULT_FAILED
+
+    def _cmd_do_pause_continue(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        return self._pause_continue(p[0])
+
+    def _cmd_do_set_mission_current(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        if p[0] != int(p[0]):
+            return M.MAV_RESULT_DENIED
+        return M.MAV_RESULT_ACCEPTED if self.set_mission_current(int(p[0])) else M.MAV_RESULT_FAILED
+
+    def _cmd_do_change_speed(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # handle_MAV_CMD_DO_CHANGE_SPEED: speed must be > 0; horizontal speed types
+        # (0 airspeed, 1 ground speed) in the modes that navigate
+        if not p[1] > 0 or int(p[0]) not in (0, 1, 2, 3):
+            return M.MAV_RESULT_DENIED
+        if int(p[0]) > 1 or self.mode not in (AUTO, GUIDED, RTL, SMART_RTL):
+            return M.MAV_RESULT_FAILED
+        self._speed_override = float(p[1])
+        return M.MAV_RESULT_ACCEPTED
+
+    def _cmd_do_reposition(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # handle_command_int_do_reposition: not GUIDED and no CHANGE_MODE flag -> DENIED;
+        # a bad location -> DENIED; the target is set before the mode changes.
+        lat, lon = (p[4] / 1e7, p[5] / 1e7) if is_int else (p[4], p[5])
+        change_mode = bool(int(p[1]) & M.MAV_DO_REPOSITION_FLAGS_CHANGE_MODE)
+        if self.mode != GUIDED and not change_mode:
+            return M.MAV_RESULT_DENIED
+        if not (abs(lat) <= 90 and abs(lon) <= 180 and math.isfinite(p[6])):
+            return M.MAV_RESULT_DENIED
+        if not self.armed or self.landed:
+            return M.MAV_RESULT_FAILED  # the simulator only repositions a flying copter
+        if self.mode != GUIDED and not self.set_mode(GUIDED):
+            return M.MAV_RESULT_FAILED
+        return M.MAV_RESULT_ACCEPTED if self._guided_goto(lat, lon, p[6], frame) else M.MAV_RESULT_DENIED
+
+    def _cmd_do_fence_enable(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        if p[0] not in (0, 1):
+            return M.MAV_RESULT_FAILED
+        self.params.set("FENCE_ENABLE", p[0])
+        return M.MAV_RESULT_ACCEPTED
+
+    def _cmd_set_message_interval(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        return self._message_interval_command(p[0], p[1])
+
+    def _cmd_preflight_reboot_shutdown(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # GCS_MAVLINK::handle_preflight_reboot: param1 1 (reboot) or 3 (to the
+        # bootloader, which SITL treats as a reboot); refused while armed.
+        if p[0] not in (1.0, 3.0):
+            return M.MAV_RESULT_UNSUPPORTED
+        if self.armed:
+            return M.MAV_RESULT_FAILED
+        self._reboot_pending = True
+        return M.MAV_RESULT_ACCEPTED
+
+    def _cmd_get_message_interval(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # GCS_MAVLINK::handle_command_get_message_interval: MESSAGE_INTERVAL goes out
+        # before the ACK; 0 = not a message it can send, -1 = not streaming.
+        msgid = int(p[0])
+        slot = self._intervals.get(msgid)
+        if msgid not in _PRODUCIBLE:
+            self._send(self._mav.message_interval_encode(msgid & 0xFFFF, 0))  # not available
+            return M.MAV_RESULT_FAILED
+        if slot is None or slot[0] <= 0:
+            interval_us = -1
+        else:
+            interval_us = round(slot[0] * 1000) * 1000  # ArduPilot keeps whole ms
+        self._send(self._mav.message_interval_encode(msgid & 0xFFFF, interval_us))
+        return M.MAV_RESULT_ACCEPTED
+
+    def _cmd_condition_yaw(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # GCS_MAVLINK_Copter::handle_MAV_CMD_CONDITION_YAW: angle 0..360, param4 0
+        # (absolute) or 1 (relative, direction from param3), else FAILED.
+        if not (0.0 <= p[0] <= 360.0 and p[3] in (0.0, 1.0)):
+            return M.MAV_RESULT_FAILED
+        if p[3] == 1.0:
+            self.yaw += math.radians(p[0]) * (-1.0 if p[2] < 0 else 1.0)
+        else:
+            self.yaw = math.radians(p[0])
+        self.yaw %= 2 * math.pi
+        return M.MAV_RESULT_ACCEPTED
+
+    def _cmd_request_message(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        # handle_command_request_message: an id with no ap_message is FAILED
+        msgid = int(p[0])
+        if msgid not in _PRODUCIBLE:
+            return M.MAV_RESULT_FAILED
+        self._emit_deferred(msgid)
+        return M.MAV_RESULT_ACCEPTED
+
+    def _cmd_request_autopilot_capabilities(self, p: tuple[float, ...], is_int: bool, frame: int) -> int:
+        self._emit_deferred(M.MAVLINK_MSG_ID_AUTOPILOT_VERSION)
+        return M.MAV_RESULT_ACCEPTED
 
     def _pause_continue(self, what: float) -> int:
         """MAV_CMD_DO_PAUSE_CONTINUE in AUTO: 0 holds position (MISSION_STATE_PAUSED), 1 resumes."""
@@ -1553,4 +1572,28 @@ _BUILDERS = {
     M.MAVLINK_MSG_ID_HOME_POSITION: _home_position,
     M.MAVLINK_MSG_ID_LOCAL_POSITION_NED: _local_position_ned,
     M.MAVLINK_MSG_ID_AUTOPILOT_VERSION: _autopilot_version,
+}
+
+
+# COMMAND_LONG / COMMAND_INT handlers, p being param1..7 (x, y, z for COMMAND_INT);
+# any other command is UNSUPPORTED.
+_COMMANDS: dict[int, Callable[[SimVehicle, tuple[float, ...], bool, int], int]] = {
+    M.MAV_CMD_COMPONENT_ARM_DISARM: SimVehicle._cmd_component_arm_disarm,
+    M.MAV_CMD_DO_SET_MODE: SimVehicle._cmd_do_set_mode,
+    M.MAV_CMD_NAV_TAKEOFF: SimVehicle._cmd_nav_takeoff,
+    M.MAV_CMD_NAV_RETURN_TO_LAUNCH: SimVehicle._cmd_nav_return_to_launch,
+    M.MAV_CMD_NAV_LAND: SimVehicle._cmd_nav_land,
+    M.MAV_CMD_MISSION_START: SimVehicle._cmd_mission_start,
+    M.MAV_CMD_NAV_LOITER_UNLIM: SimVehicle._cmd_nav_loiter_unlim,
+    M.MAV_CMD_DO_PAUSE_CONTINUE: SimVehicle._cmd_do_pause_continue,
+    M.MAV_CMD_DO_SET_MISSION_CURRENT: SimVehicle._cmd_do_set_mission_current,
+    M.MAV_CMD_DO_CHANGE_SPEED: SimVehicle._cmd_do_change_speed,
+    M.MAV_CMD_DO_REPOSITION: SimVehicle._cmd_do_reposition,
+    M.MAV_CMD_DO_FENCE_ENABLE: SimVehicle._cmd_do_fence_enable,
+    M.MAV_CMD_SET_MESSAGE_INTERVAL: SimVehicle._cmd_set_message_interval,
+    M.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN: SimVehicle._cmd_preflight_reboot_shutdown,
+    M.MAV_CMD_GET_MESSAGE_INTERVAL: SimVehicle._cmd_get_message_interval,
+    M.MAV_CMD_CONDITION_YAW: SimVehicle._cmd_condition_yaw,
+    M.MAV_CMD_REQUEST_MESSAGE: SimVehicle._cmd_request_message,
+    M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES: SimVehicle._cmd_request_autopilot_capabilities,
 }
