@@ -288,8 +288,6 @@ class Simulation:
         self._session_owner: dict[int, _Client] = {}
         self.removed: list[int] = []  # voters taken out by membership faults
         self.learners_to_promote: list[int] = []
-        self.elections = 0
-        self.crashes = 0
         #: How often each interesting thing happened (shows what a run exercised).
         self.counts: Counter[str] = Counter()
         self._leader_terms: dict[int, int] = {}
@@ -361,7 +359,6 @@ class Simulation:
         node.inbox = []
         node.reads_waiting = []
         self.net.set_down(nid, True)
-        self.crashes += 1
         self.counts["crashes"] += 1
 
     def restart(self, nid: int) -> None:
@@ -571,7 +568,6 @@ class Simulation:
             if st.role is StateRole.LEADER:
                 if self._leader_terms.get(nid) != st.term:
                     self._leader_terms[nid] = st.term
-                    self.elections += 1
                     self.counts["leaders elected"] += 1
                     self._log(f"n{nid} leads term {st.term}")
                 self.checker.observe_leader(nid, st.term)
@@ -1003,8 +999,8 @@ def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
         committed=committed,
         ops=len(sim.history) + len(sim.pending_operations()),
         acked=len(sim.history),
-        elections=sim.elections,
-        crashes=sim.crashes,
+        elections=sim.counts["leaders elected"],
+        crashes=sim.counts["crashes"],
         seconds=seconds,
         trace=sim.trace,
         trace_digest=sim._digest.hexdigest(),
