@@ -517,21 +517,14 @@ class SimVehicle:
             de_v, dn_v = de / dist * v_des, dn / dist * v_des
         else:
             de_v = dn_v = 0.0
-        dve, dvn = de_v - self.ve, dn_v - self.vn
-        dv = math.hypot(dve, dvn)
-        if dv > accel * dt:
-            dve, dvn = dve / dv * accel * dt, dvn / dv * accel * dt
-        self.ve += dve
-        self.vn += dvn
-        self.ae, self.an = dve / dt, dvn / dt  # for the attitude a multicopter needs to accelerate
+        self._accelerate_horizontally(de_v, dn_v, accel, dt)
         step_e, step_n = self.ve * dt, self.vn * dt
         if dist > 1e-6 and math.hypot(step_e, step_n) >= dist and dist < 0.5:
             self.e, self.n, self.ve, self.vn = te, tn, 0.0, 0.0  # settle on the target
         else:
             self.e += step_e
             self.n += step_n
-        if math.hypot(self.ve, self.vn) > 0.3:
-            self.yaw = math.atan2(self.ve, self.vn)
+        self._face_the_track()
         # vertical
         du = tu - self.u
         up, dn_lim = self.params["WPNAV_SPEED_UP"] / 100.0, v_limit_dn
@@ -549,7 +542,7 @@ class SimVehicle:
                 return
         else:
             self.landed = False
-        self.throttle = max(0.0, min(1.0, _HOVER_THROTTLE * (1.0 + 0.3 * self.vu / max(up, 0.1))))
+        self._set_throttle()
         self._nav_progress()
 
     def _fly_velocity(self, dt: float, ve: float, vn: float, vu: float) -> None:
@@ -561,25 +554,36 @@ class SimVehicle:
         if h > h_max > 0:
             ve, vn = ve / h * h_max, vn / h * h_max
         vu = max(-self.params["WPNAV_SPEED_DN"] / 100.0, min(self.params["WPNAV_SPEED_UP"] / 100.0, vu))
+        self._accelerate_horizontally(ve, vn, accel, dt)
+        self.vu += max(-accel * dt, min(accel * dt, vu - self.vu))
+        self.e += self.ve * dt
+        self.n += self.vn * dt
+        self.u += self.vu * dt
+        self._face_the_track()
+        self._set_throttle()
+        if self.u <= 0.0 and self.vu <= 0.0:
+            self.u = 0.0
+            self._nav = _Nav("hold", self.e, self.n, 0.0)
+            self._touchdown()
+
+    def _accelerate_horizontally(self, ve: float, vn: float, accel: float, dt: float) -> None:
+        """Move the horizontal velocity toward (ve, vn) by at most ``accel * dt``."""
         dve, dvn = ve - self.ve, vn - self.vn
         dv = math.hypot(dve, dvn)
         if dv > accel * dt:
             dve, dvn = dve / dv * accel * dt, dvn / dv * accel * dt
         self.ve += dve
         self.vn += dvn
-        self.ae, self.an = dve / dt, dvn / dt
-        self.vu += max(-accel * dt, min(accel * dt, vu - self.vu))
-        self.e += self.ve * dt
-        self.n += self.vn * dt
-        self.u += self.vu * dt
+        self.ae, self.an = dve / dt, dvn / dt  # for the attitude a multicopter needs to accelerate
+
+    def _face_the_track(self) -> None:
         if math.hypot(self.ve, self.vn) > 0.3:
             self.yaw = math.atan2(self.ve, self.vn)
+
+    def _set_throttle(self) -> None:
+        """Hover throttle, more while climbing and less while descending."""
         up = self.params["WPNAV_SPEED_UP"] / 100.0
         self.throttle = max(0.0, min(1.0, _HOVER_THROTTLE * (1.0 + 0.3 * self.vu / max(up, 0.1))))
-        if self.u <= 0.0 and self.vu <= 0.0:
-            self.u = 0.0
-            self._nav = _Nav("hold", self.e, self.n, 0.0)
-            self._touchdown()
 
     def _touchdown(self) -> None:
         self.landed = True
