@@ -25,6 +25,17 @@ READY_S = 2.0
 WAIT_S = 15.0  # generous wall-clock bound for any single expected event
 
 
+def wait_for(conn: Any, types: str | list[str], cond: Callable[[Any], bool], timeout: float) -> Any:
+    """The next message of ``types`` on a mavutil connection meeting ``cond``; fails the
+    test after ``timeout`` wall-clock seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = conn.recv_match(type=types, blocking=True, timeout=min(0.5, deadline - time.monotonic()))
+        if msg is not None and cond(msg):
+            return msg
+    pytest.fail(f"no {types} matching the condition within {timeout} s")
+
+
 class SimClient:
     """A GCS-side pymavlink connection with bounded waits."""
 
@@ -40,12 +51,7 @@ class SimClient:
     def wait(self, types: str | list[str], cond: Callable[[Any], bool] = lambda m: True,
              timeout: float = WAIT_S) -> Any:
         """The next message of ``types`` meeting ``cond``; fails the test after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = self.conn.recv_match(type=types, blocking=True, timeout=min(0.5, deadline - time.monotonic()))
-            if msg is not None and cond(msg):
-                return msg
-        pytest.fail(f"no {types} matching the condition within {timeout} s")
+        return wait_for(self.conn, types, cond, timeout)
 
     def collect(self, types: str | list[str], until: Callable[[Any], bool], timeout: float = WAIT_S) -> list[Any]:
         """Every message of ``types`` up to and including the first for which ``until`` holds."""

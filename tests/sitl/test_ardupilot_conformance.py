@@ -18,13 +18,13 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from pymavlink import mavutil, mavwp
-from sitl_client import fast_config, home_plus
+from sitl_client import fast_config, home_plus, wait_for
 
 from sitl.builtin import DEFAULT_HOME, SimulatorServer
 
 M = mavutil.mavlink
 WAIT_S = 20.0
-GUIDED, AUTO, RTL = 4, 3, 6
+GUIDED, AUTO, RTL = M.COPTER_MODE_GUIDED, M.COPTER_MODE_AUTO, M.COPTER_MODE_RTL
 
 
 class Gcs:
@@ -37,12 +37,7 @@ class Gcs:
 
     def wait(self, types: str | list[str], cond: Callable[[Any], bool] = lambda m: True,
              timeout: float = WAIT_S) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = self.conn.recv_match(type=types, blocking=True, timeout=min(0.5, deadline - time.monotonic()))
-            if msg is not None and cond(msg):
-                return msg
-        pytest.fail(f"no {types} matching the condition within {timeout} s")
+        return wait_for(self.conn, types, cond, timeout)
 
     def ack(self, command: int) -> int:
         return self.wait("COMMAND_ACK", lambda m: m.command == command).result
