@@ -42,6 +42,12 @@ class _Harness:
         self.vehicle.advance(self.now)
         return self._collect()
 
+    def upload(self, items: list[tuple[int, int, int, float]]) -> None:
+        """A mission of (command, x, y, z) items in GLOBAL_RELATIVE_ALT_INT, replies unread."""
+        self.send(self.gcs.mission_count_encode(1, 1, len(items), 0))
+        for seq, (cmd, x, y, z) in enumerate(items):
+            self.send(self.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+
     def command(self, command: int, *params: float) -> int:
         p = list(params) + [0.0] * (7 - len(params))
         replies = self.send(self.gcs.command_long_encode(1, 1, command, 0, *p))
@@ -85,9 +91,7 @@ def test_timeouts_scale_with_the_clock_not_the_speedup_setting():
 def _fly_mission(seed: int) -> list[tuple[float, float, float]]:
     h = _Harness(seed=seed)
     items = [_wp(0, 0, 0, 0), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0), _wp(2, 40, 0, 12), _wp(3, 40, 40, 15)]
-    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
-    for seq, (cmd, x, y, z) in enumerate(items):
-        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.upload(items)
     h.run(3.0)
     assert h.command(M.MAV_CMD_DO_SET_MODE, 1, 4) == M.MAV_RESULT_ACCEPTED
     assert h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
@@ -223,9 +227,7 @@ def test_radio_status_from_a_distant_ground_station_is_weaker():
 def test_auto_on_the_ground_starts_the_mission_but_waits_for_mission_start_to_take_off():
     h = _Harness()
     items = [_wp(0, 0, 0, 0), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0), _wp(2, 40, 0, 12)]
-    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
-    for seq, (cmd, x, y, z) in enumerate(items):
-        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.upload(items)
     h.run(3.0)
     h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
     h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
@@ -242,9 +244,7 @@ def test_auto_on_the_ground_starts_the_mission_but_waits_for_mission_start_to_ta
 def test_auto_on_the_ground_without_mission_start_disarms_after_disarm_delay():
     h = _Harness()
     items = [_wp(0, 0, 0, 0), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0)]
-    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
-    for seq, (cmd, x, y, z) in enumerate(items):
-        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.upload(items)
     h.run(3.0)
     h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
     h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
@@ -261,9 +261,7 @@ def test_auto_from_the_ground_skips_do_commands_and_delays_before_the_takeoff(fi
     h = _Harness()
     items = [_wp(0, 0, 0, 0), _wp(1, 0, 0, 0, command=first), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10.0),
              _wp(3, 40, 0, 12)]
-    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
-    for seq, (cmd, x, y, z) in enumerate(items):
-        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.upload(items)
     h.run(3.0)
     h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
     h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
@@ -274,9 +272,7 @@ def test_auto_from_the_ground_skips_do_commands_and_delays_before_the_takeoff(fi
 def test_auto_from_the_ground_is_refused_when_the_first_nav_command_is_not_a_takeoff():
     h = _Harness()
     items = [_wp(0, 0, 0, 0), _wp(1, 0, 0, 0, command=M.MAV_CMD_DO_SET_ROI), _wp(2, 40, 0, 12)]
-    h.send(h.gcs.mission_count_encode(1, 1, len(items), 0))
-    for seq, (cmd, x, y, z) in enumerate(items):
-        h.send(h.gcs.mission_item_int_encode(1, 1, seq, 6, cmd, 0, 1, 0, 0, 0, 0, x, y, z, 0))
+    h.upload(items)
     h.run(3.0)
     h.command(M.MAV_CMD_DO_SET_MODE, 1, 4)
     h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
