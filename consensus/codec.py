@@ -10,6 +10,7 @@ future change is detected rather than misread.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Callable, TypeVar
 
 import msgpack
@@ -50,6 +51,7 @@ __all__ = [
 FORMAT_VERSION = 1
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=enum.IntEnum)
 
 
 class DecodeError(ValueError):
@@ -103,22 +105,14 @@ def _unpack(data: object, tag: str, nfields: int) -> list[Any]:
     return obj[2:]
 
 
-def _int(name: str, v: Any) -> int:
+def _enum(name: str, cls: type[_E], v: Any, what: str) -> _E:
+    # bool is an int subclass (True would read as 1); every other field's type is
+    # checked by its dataclass.
     if type(v) is not int:
         raise DecodeError(f"{name}: expected an integer, got {type(v).__name__}")
-    return v
-
-
-def _bytes(name: str, v: Any) -> bytes:
-    if type(v) is not bytes:
-        raise DecodeError(f"{name}: expected bytes, got {type(v).__name__}")
-    return v
-
-
-def _bool(name: str, v: Any) -> bool:
-    if type(v) is not bool:
-        raise DecodeError(f"{name}: expected a boolean, got {type(v).__name__}")
-    return v
+    if v not in cls._value2member_map_:
+        raise DecodeError(f"{name}: unknown {what} {v}")
+    return cls(v)
 
 
 def _list(name: str, v: Any, n: int | None = None) -> list[Any]:
@@ -129,7 +123,8 @@ def _list(name: str, v: Any, n: int | None = None) -> list[Any]:
 
 
 def _build(name: str, ctor: Callable[[], _T]) -> _T:
-    # The dataclasses validate ranges and invariants; surface those as DecodeError.
+    # The dataclasses validate field types, ranges and invariants (types.py owns that);
+    # surface their complaints as DecodeError.
     try:
         return ctor()
     except ValueError as exc:
@@ -138,29 +133,25 @@ def _build(name: str, ctor: Callable[[], _T]) -> _T:
 
 def _entry_from(v: Any) -> Entry:
     term, index, kind, data = _list("entry", v, 4)
-    k = _int("entry.kind", kind)
-    if k not in EntryKind._value2member_map_:
-        raise DecodeError(f"entry.kind: unknown entry kind {k}")
-    return _build("entry", lambda: Entry(_int("entry.term", term), _int("entry.index", index),
-                                         EntryKind(k), _bytes("entry.data", data)))
+    k = _enum("entry.kind", EntryKind, kind, "entry kind")
+    return _build("entry", lambda: Entry(term, index, k, data))
 
 
 def _conf_state_from(v: Any) -> ConfState:
     voters, learners = _list("conf_state", v, 2)
-    vs = tuple(_int("conf_state.voters[]", x) for x in _list("conf_state.voters", voters))
-    ls = tuple(_int("conf_state.learners[]", x) for x in _list("conf_state.learners", learners))
+    vs = tuple(_list("conf_state.voters", voters))
+    ls = tuple(_list("conf_state.learners", learners))
     return _build("conf_state", lambda: ConfState(vs, ls))
 
 
 def _meta_from(v: Any) -> SnapshotMeta:
     index, term, cs = _list("snapshot_meta", v, 3)
-    return _build("snapshot_meta", lambda: SnapshotMeta(
-        _int("snapshot_meta.index", index), _int("snapshot_meta.term", term), _conf_state_from(cs)))
+    return _build("snapshot_meta", lambda: SnapshotMeta(index, term, _conf_state_from(cs)))
 
 
 def _snapshot_from(v: Any) -> Snapshot:
     meta, data = _list("snapshot", v, 2)
-    return _build("snapshot", lambda: Snapshot(_meta_from(meta), _bytes("snapshot.data", data)))
+    return _build("snapshot", lambda: Snapshot(_meta_from(meta), data))
 
 
 # -- public API -----------------------------------------------------------------------
@@ -180,9 +171,7 @@ def encode_hard_state(hs: HardState) -> bytes:
 
 def decode_hard_state(data: bytes) -> HardState:
     term, vote, commit = _unpack(data, "hard_state", 3)
-    return _build("hard_state", lambda: HardState(
-        _int("hard_state.term", term), _int("hard_state.vote", vote),
-        _int("hard_state.commit", commit)))
+    return _build("hard_state", lambda: HardState(term, vote, commit))
 
 
 def encode_conf_state(cs: ConfState) -> bytes:
@@ -199,12 +188,8 @@ def encode_conf_change(cc: ConfChange) -> bytes:
 
 def decode_conf_change(data: bytes) -> ConfChange:
     typ, node_id, context = _unpack(data, "conf_change", 3)
-    t = _int("conf_change.type", typ)
-    if t not in ConfChangeType._value2member_map_:
-        raise DecodeError(f"conf_change.type: unknown change type {t}")
-    return _build("conf_change", lambda: ConfChange(
-        ConfChangeType(t), _int("conf_change.node_id", node_id),
-        _bytes("conf_change.context", context)))
+    t = _enum("conf_change.type", ConfChangeType, typ, "change type")
+    return _build("conf_change", lambda: ConfChange(t, node_id, context))
 
 
 def encode_snapshot_meta(m: SnapshotMeta) -> bytes:
@@ -238,18 +223,11 @@ def encode_message(m: Message) -> bytes:
 def decode_message(data: bytes) -> Message:
     (typ, to, frm, term, log_term, index, entries, commit, reject, reject_hint,
      snapshot, snapshot_offset, snapshot_done, context) = _unpack(data, "message", _MESSAGE_FIELDS)
-    t = _int("message.type", typ)
-    if t not in MessageType._value2member_map_:
-        raise DecodeError(f"message.type: unknown message type {t}")
+    t = _enum("message.type", MessageType, typ, "message type")
     ents = tuple(_entry_from(e) for e in _list("message.entries", entries))
     snap = None if snapshot is None else _snapshot_from(snapshot)
     return _build("message", lambda: Message(
-        type=MessageType(t), to=_int("message.to", to), frm=_int("message.frm", frm),
-        term=_int("message.term", term), log_term=_int("message.log_term", log_term),
-        index=_int("message.index", index), entries=ents,
-        commit=_int("message.commit", commit), reject=_bool("message.reject", reject),
-        reject_hint=_int("message.reject_hint", reject_hint), snapshot=snap,
-        snapshot_offset=_int("message.snapshot_offset", snapshot_offset),
-        snapshot_done=_bool("message.snapshot_done", snapshot_done),
-        context=_bytes("message.context", context),
+        type=t, to=to, frm=frm, term=term, log_term=log_term, index=index, entries=ents,
+        commit=commit, reject=reject, reject_hint=reject_hint, snapshot=snap,
+        snapshot_offset=snapshot_offset, snapshot_done=snapshot_done, context=context,
     ))

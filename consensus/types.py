@@ -45,12 +45,12 @@ MAX_U64 = 2**64 - 1
 def _check_u64(name: str, value: object) -> None:
     # bool is an int subclass; a True term is a bug, not a term.
     if type(value) is not int or not 0 <= value <= MAX_U64:
-        raise ValueError(f"{name} must be an int in [0, 2**64), got {value!r}")
+        raise ValueError(f"{name} must be an integer in [0, 2**64), got {value!r}")
 
 
 def _check_node(name: str, value: object, *, allow_none: bool) -> None:
     if type(value) is not int:
-        raise ValueError(f"{name} must be an int node id, got {value!r}")
+        raise ValueError(f"{name} must be an integer node id, got {value!r}")
     lo = 0 if allow_none else 1
     if not lo <= value <= MAX_NODE_ID:
         raise ValueError(f"{name} must be a node id in [{lo}, {MAX_NODE_ID}], got {value!r}")
@@ -279,7 +279,7 @@ class Message:
             if not isinstance(entry, Entry):
                 raise ValueError("Message.entries must hold Entry values")
         if type(self.reject) is not bool or type(self.snapshot_done) is not bool:
-            raise ValueError("Message.reject and Message.snapshot_done must be bool")
+            raise ValueError("Message.reject and Message.snapshot_done must be booleans")
         if self.snapshot is not None and not isinstance(self.snapshot, Snapshot):
             raise ValueError("Message.snapshot must be a Snapshot or None")
         if self.type is MessageType.SNAPSHOT and self.snapshot is None:
