@@ -1153,18 +1153,18 @@ class SimVehicle:
 
     def _on_COMMAND_LONG(self, msg: Any) -> None:
         params = (msg.param1, msg.param2, msg.param3, msg.param4, msg.param5, msg.param6, msg.param7)
-        result = self._checked_command(msg.command, params, is_int=False)
-        self._send(self._mav.command_ack_encode(msg.command, result, 0, 0, msg.get_srcSystem(),
-                                                msg.get_srcComponent()))
+        self._answer_command(msg, params, is_int=False, frame=M.MAV_FRAME_GLOBAL_RELATIVE_ALT)
 
     def _on_COMMAND_INT(self, msg: Any) -> None:
         params = (msg.param1, msg.param2, msg.param3, msg.param4, msg.x, msg.y, msg.z)
-        result = self._checked_command(msg.command, params, is_int=True, frame=msg.frame)
+        self._answer_command(msg, params, is_int=True, frame=msg.frame)
+
+    def _answer_command(self, msg: Any, p: tuple[float, ...], is_int: bool, frame: int) -> None:
+        result = self._checked_command(msg.command, p, is_int, frame)
         self._send(self._mav.command_ack_encode(msg.command, result, 0, 0, msg.get_srcSystem(),
                                                 msg.get_srcComponent()))
 
-    def _checked_command(self, command: int, p: tuple[float, ...], is_int: bool,
-                         frame: int = M.MAV_FRAME_GLOBAL_RELATIVE_ALT) -> int:
+    def _checked_command(self, command: int, p: tuple[float, ...], is_int: bool, frame: int) -> int:
         """Run a command through its _COMMANDS handler (UNSUPPORTED if none); parameters
         that cannot be what the command needs (NaN where an integer is expected, ...) get
         MAV_RESULT_DENIED and change nothing."""
