@@ -22,6 +22,8 @@ from consensus import (
     UnavailableError,
 )
 
+from _storage_view import dump
+
 CS = ConfState.of([1, 2, 3])
 
 
@@ -145,12 +147,6 @@ def test_storage_apply_snapshot_keeps_a_matching_suffix_and_drops_a_conflicting_
     assert (s2.first_index(), s2.last_index(), s2.term(5)) == (6, 5, 9)
 
 
-def _view(s):
-    fi, li = s.first_index(), s.last_index()
-    ents = s.entries(fi, li + 1) if li >= fi else []
-    return (s.hard_state(), s.snapshot(), fi, li, s.term(fi - 1), ents)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_memory_and_sqlite_storage_agree_on_random_histories(tmp_path, seed):
     rng = random.Random(seed)
@@ -204,10 +200,10 @@ def test_memory_and_sqlite_storage_agree_on_random_histories(tmp_path, seed):
                             s.apply_ready(hs, [], snap)
             except AssertionError:
                 raise
-            assert _view(mem) == _view(sql), step
+            assert dump(mem) == dump(sql), step
             if rng.random() < 0.1:
                 sql.close()
                 sql = SQLiteStorage(path, create=False)
-                assert _view(mem) == _view(sql), ("reopen", step)
+                assert dump(mem) == dump(sql), ("reopen", step)
     finally:
         sql.close()

@@ -25,6 +25,8 @@ from consensus.sqlite_storage import SQLiteStorage
 from consensus.storage import MemoryStorage, Storage
 from consensus.types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 
+from _storage_view import dump
+
 CONF = ConfState.of([1, 2, 3])
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,12 +73,6 @@ def model_after(seed: int, n: int) -> MemoryStorage:
     for _ in range(n):
         apply(mem, next(gen))
     return mem
-
-
-def dump(s: Storage) -> tuple[object, ...]:
-    first, last = s.first_index(), s.last_index()
-    return (s.initial_state(), s.snapshot(), first, last,
-            [s.term(i) for i in range(first - 1, last + 1)], s.entries(first, last + 1))
 
 
 def _writer(db: str, seed: int, limit: int) -> None:

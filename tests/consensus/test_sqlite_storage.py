@@ -17,32 +17,18 @@ from consensus.storage import (
     CompactedError,
     MemoryStorage,
     SnapshotOutOfDateError,
-    Storage,
     StorageError,
     UnavailableError,
 )
 from consensus.types import ConfState, Entry, EntryKind, HardState, Snapshot, SnapshotMeta
+
+from _storage_view import dump
 
 CONF = ConfState.of([1, 2, 3])
 
 
 def ents(term: int, lo: int, hi: int, tag: bytes = b"e") -> list[Entry]:
     return [Entry(term, i, data=tag + str(i).encode()) for i in range(lo, hi + 1)]
-
-
-def dump(s: Storage) -> tuple[object, ...]:
-    """Everything a Storage exposes, for exact comparison."""
-    first, last = s.first_index(), s.last_index()
-    hs, cs = s.initial_state()
-    return (
-        hs,
-        cs,
-        s.snapshot(),
-        first,
-        last,
-        [s.term(i) for i in range(first - 1, last + 1)],
-        s.entries(first, last + 1),
-    )
 
 
 @pytest.fixture
