@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from sitl._site import BASE_PORT, DEFAULT_HEADING, DEFAULT_HOME, east_of
+
 __all__ = ["ArduPilotConfig", "ArduPilotNotFound", "ArduPilotSITL", "ReadyReport", "build_command",
            "find_arducopter", "find_copter_defaults", "wait_ready"]
 
-BASE_PORT = 5760
 _DEFAULTS_REL = Path("Tools/autotest/default_params/copter.parm")
 
 
@@ -48,7 +49,7 @@ class ArduPilotConfig:
     count: int = 1
     binary: str | None = None
     defaults: tuple[str, ...] | None = None
-    home: tuple[float, float, float, float] = (-35.363261, 149.165230, 584.0, 353.0)
+    home: tuple[float, float, float, float] = (*DEFAULT_HOME, DEFAULT_HEADING)
     spacing_m: float = 5.0
     model: str = "quad"
     speedup: float = 1.0
@@ -80,8 +81,7 @@ class ArduPilotConfig:
 
     def home_of(self, instance: int) -> tuple[float, float, float, float]:
         lat, lon, alt, hdg = self.home
-        metres_per_deg_lon = 111_319.49 * math.cos(math.radians(lat))
-        return lat, lon + instance * self.spacing_m / max(metres_per_deg_lon, 1e-6), alt, hdg
+        return lat, east_of(lat, lon, instance * self.spacing_m), alt, hdg
 
 
 def find_arducopter(configured: str | None = None, env: dict[str, str] | None = None) -> Path:

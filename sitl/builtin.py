@@ -20,13 +20,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from sitl._site import BASE_PORT, DEFAULT_HEADING, DEFAULT_HOME, east_of
 from sitl._vehicle import SimVehicle, VehicleState
 from sitl.clock import SimClock
 
 __all__ = ["VehicleConfig", "SimulatorServer", "VehicleState", "DEFAULT_HOME", "BASE_PORT"]
 
-BASE_PORT = 5760  # SITL serial0: TCP 5760 + 10 * instance
-DEFAULT_HOME = (-35.363261, 149.165230, 584.0)  # CMAC, ArduPilot's default SITL location
 _MAX_OUTBUF = 1 << 20  # a client that stops reading loses frames beyond this, like a full UART
 _MAX_WAKE_S = 0.01  # I/O thread wakes at least this often (wall seconds)
 
@@ -54,7 +53,7 @@ class VehicleConfig:
     home_lat: float = DEFAULT_HOME[0]
     home_lon: float = DEFAULT_HOME[1]
     home_alt: float = DEFAULT_HOME[2]
-    home_heading: float = 353.0  # SITL's default CMAC heading
+    home_heading: float = DEFAULT_HEADING
     tcp_port: int | None = None
     speedup: float = 1.0
     time_to_ready_s: float = 40.0
@@ -372,11 +371,10 @@ def configs_for(count: int, *, speedup: float = 1.0, time_to_ready_s: float = 40
         raise ValueError("gcs must be (lat, lon) or (lat, lon, alt)")
     gcs_lat, gcs_lon, gcs_alt = (None, None, None) if gcs is None else (
         gcs[0], gcs[1], gcs[2] if len(gcs) == 3 else alt)
-    metres_per_deg_lon = 111_319.49 * math.cos(math.radians(lat))
     configs = []
     for i in range(count):
         configs.append(VehicleConfig(
-            instance=i, home_lat=lat, home_lon=lon + i * spacing_m / max(metres_per_deg_lon, 1e-6),
+            instance=i, home_lat=lat, home_lon=east_of(lat, lon, i * spacing_m),
             home_alt=alt, tcp_port=(base_port + 10 * i) if base_port else 0, speedup=speedup,
             time_to_ready_s=time_to_ready_s, radio_status=radio_status, seed=seed + i,
             wait_for_connection=wait_for_connection, gcs_lat=gcs_lat, gcs_lon=gcs_lon, gcs_alt=gcs_alt))
