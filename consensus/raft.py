@@ -249,15 +249,20 @@ class Raft:
         for i in members:
             pr = self.prs.get(i)
             if pr is None:
-                pr = Progress(self.log.last_index() + 1, self.cfg.max_inflight_msgs,
-                              self.cfg.max_inflight_bytes)
-                # A new member gets a full election timeout before CheckQuorum counts
-                # it as silent.
-                pr.recent_active = True
-                if i == self.id:
-                    pr.match = self.log.last_index()
-                self.prs[i] = pr
+                pr = self.prs[i] = self._fresh_progress(i, False)
             pr.is_learner = i in learners
+
+    def _fresh_progress(self, node: int, is_learner: bool) -> Progress:
+        """A tracker knowing nothing of ``node`` yet: probe from after our last entry."""
+        last = self.log.last_index()
+        pr = Progress(last + 1, self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes,
+                      is_learner)
+        # A new tracker gets a full election timeout before CheckQuorum counts the node
+        # as silent.
+        pr.recent_active = True
+        if node == self.id:
+            pr.match = last
+        return pr
 
     def _pending_conf_index(self) -> int:
         return self._conf_log[-1][0] if self._conf_log else 0
@@ -275,14 +280,8 @@ class Raft:
         self._reset_randomized_election_timeout()
         self.abort_leader_transfer()
         self.votes = {}
-        last = self.log.last_index()
         for i, pr in self.prs.items():
-            fresh = Progress(last + 1, self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes,
-                             pr.is_learner)
-            fresh.recent_active = True
-            if i == self.id:
-                fresh.match = last
-            self.prs[i] = fresh
+            self.prs[i] = self._fresh_progress(i, pr.is_learner)
         self.pending_bcast = False
         self.pending_read_round = False
         self.uncommitted_size = 0
