@@ -1064,8 +1064,6 @@ class SimVehicle:
         name = _param_name(msg.param_id)
         if self.params.set(name, msg.param_value) is None:
             return  # unknown name or NaN: ArduPilot ignores it without a reply
-        if name.startswith("FENCE_"):
-            self._rebuild_fence()
         # AP_Param::save -> GCS::send_parameter_value: param_index -1 (65535)
         self._send_param(name, -1)
 
