@@ -14,7 +14,7 @@ from pymavlink.dialects.v20 import ardupilotmega as _mav
 
 _INT8, _INT16, _INT32, _REAL32 = (_mav.MAV_PARAM_TYPE_INT8, _mav.MAV_PARAM_TYPE_INT16,
                                   _mav.MAV_PARAM_TYPE_INT32, _mav.MAV_PARAM_TYPE_REAL32)
-_LIMITS = {_INT8: (-128, 127), _INT16: (-32768, 32767), _INT32: (-(2**31), 2**31 - 1)}
+_INTEGER_TYPES = frozenset({_INT8, _INT16, _INT32})  # stored rounded; each spec's range fits its type
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ class ParamTable:
         if spec is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             return None
         value = min(max(float(value), spec.low), spec.high)
-        if spec.ptype in _LIMITS:
+        if spec.ptype in _INTEGER_TYPES:
             value = float(round(value))
         self._values[name] = value
         return value
