@@ -486,7 +486,7 @@ class Raft:
         if self.role is not StateRole.LEADER:
             raise ProposalDropped(f"membership changes are proposed at the leader "
                                   f"(node {self.id} is {self.role.value}, leader {self.lead})")
-        if self.log.zero_term_on_error(self.log.committed) != self.term:
+        if not self._committed_in_term():
             # The fix to single-server changes (Ongaro, raft-dev 2015): a leader must
             # commit an entry of its own term before changing the configuration.
             raise ProposalDropped("the leader has not yet committed an entry in its term")
@@ -494,7 +494,7 @@ class Raft:
             raise ProposalDropped("another membership change is not yet committed "
                                   "(thesis §4.1: one at a time)")
         try:
-            new = apply_conf_change(self.conf, cc)
+            apply_conf_change(self.conf, cc)  # validate only: every node derives it from the entry
         except ConfChangeError as exc:
             raise ProposalDropped(str(exc)) from None
         if cc.type is ConfChangeType.ADD_VOTER and cc.node_id not in self.conf.voters:
@@ -505,7 +505,6 @@ class Raft:
             if pr.match < self.log.committed:
                 raise ProposalDropped(f"learner {cc.node_id} has not caught up (match "
                                       f"{pr.match} < commit {self.log.committed})")
-        del new  # validated; every node derives it again from the entry
         self._leader_propose([Entry(0, 0, EntryKind.CONF_CHANGE, encoded)])
 
     def read_index(self, ctx: bytes) -> None:
@@ -534,9 +533,6 @@ class Raft:
         if self.lead_transferee != NONE:
             raise ProposalDropped(f"leadership transfer to {self.lead_transferee} in "
                                   "progress (thesis §3.10)")
-        for e in ents:
-            if e.kind is EntryKind.CONF_CHANGE and self._pending_conf_index() > self.log.committed:
-                raise ProposalDropped("another membership change is not yet committed")
         self._append_entries(ents)
         self.pending_bcast = True
 
