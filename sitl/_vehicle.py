@@ -138,11 +138,9 @@ class _Outbox:
 
     def __init__(self) -> None:
         self.buffer = bytearray()
-        self.enabled = True
 
     def write(self, data: bytes) -> None:
-        if self.enabled:
-            self.buffer += data
+        self.buffer += data
 
 
 @dataclass(frozen=True, slots=True)
