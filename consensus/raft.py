@@ -599,7 +599,6 @@ class Raft:
                 self._bcast_heartbeat(ctx)
         self.pending_read_round = False
         if self.pending_bcast and self.role is StateRole.LEADER:
-            self.pending_bcast = False
             committed = self.log.committed
             for i, pr in self.prs.items():
                 if i != self.id:
