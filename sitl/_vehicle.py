@@ -96,6 +96,12 @@ _PRODUCIBLE = set(STREAM_GROUPS[M.MAV_DATA_STREAM_ALL]) | {
     M.MAVLINK_MSG_ID_LOCAL_POSITION_NED,
 }
 
+# POSITION_TARGET_TYPEMASK bits that, all set, mean "no position" / "no velocity" target
+_POS_IGNORE = (M.POSITION_TARGET_TYPEMASK_X_IGNORE | M.POSITION_TARGET_TYPEMASK_Y_IGNORE
+               | M.POSITION_TARGET_TYPEMASK_Z_IGNORE)
+_VEL_IGNORE = (M.POSITION_TARGET_TYPEMASK_VX_IGNORE | M.POSITION_TARGET_TYPEMASK_VY_IGNORE
+               | M.POSITION_TARGET_TYPEMASK_VZ_IGNORE)
+
 # EKF_STATUS_REPORT.flags (EKF_STATUS_FLAGS, ardupilotmega.xml)
 _EKF_PRE_GPS = (M.EKF_ATTITUDE | M.EKF_VELOCITY_VERT | M.EKF_POS_VERT_ABS | M.EKF_CONST_POS_MODE)
 _EKF_READY = (M.EKF_ATTITUDE | M.EKF_VELOCITY_HORIZ | M.EKF_VELOCITY_VERT | M.EKF_POS_HORIZ_REL
@@ -1089,8 +1095,7 @@ class SimVehicle:
         with the position bits masked, a velocity target (NED, m/s)."""
         if not self._guided_target_ok() or msg.coordinate_frame not in _mission.GLOBAL_FRAMES:
             return
-        pos_ignore = msg.type_mask & 0b111 == 0b111
-        vel_ignore = msg.type_mask & 0b111000 == 0b111000
+        pos_ignore, vel_ignore = _ignored(msg.type_mask)
         if not pos_ignore:
             self._guided_goto(msg.lat_int / 1e7, msg.lon_int / 1e7, msg.alt, msg.coordinate_frame)
         elif not vel_ignore:
@@ -1107,8 +1112,7 @@ class SimVehicle:
         values = (msg.x, msg.y, msg.z, msg.vx, msg.vy, msg.vz)
         if not all(math.isfinite(v) for v in values):
             return
-        pos_ignore = msg.type_mask & 0b111 == 0b111
-        vel_ignore = msg.type_mask & 0b111000 == 0b111000
+        pos_ignore, vel_ignore = _ignored(msg.type_mask)
 
         def rotate(x: float, y: float) -> tuple[float, float]:
             if frame in (M.MAV_FRAME_BODY_NED, M.MAV_FRAME_BODY_OFFSET_NED):  # forward, right -> N, E
@@ -1142,7 +1146,7 @@ class SimVehicle:
     def _guided_goto_item(self, msg: Any) -> None:
         item = _mission.item_from_message(msg)
         src = (msg.get_srcSystem(), msg.get_srcComponent())
-        ok = (not isinstance(item, int) and self.mode == GUIDED and self.armed and not self.landed
+        ok = (not isinstance(item, int) and self._guided_target_ok()
               and self._guided_goto(item.x / 1e7, item.y / 1e7, item.z, item.frame))
         self._send(self._mav.mission_ack_encode(*src, M.MAV_MISSION_ACCEPTED if ok else M.MAV_MISSION_ERROR,
                                                 M.MAV_MISSION_TYPE_MISSION))
@@ -1441,6 +1445,12 @@ class SimVehicle:
             mission_current=self.mission_index, mission_state=mission_state,
             fence_breached=bool(self.fence_breached), fence_breach_count=self.fence_breach_count,
             params=tuple((n, self.params[n]) for n in self.params.names()), connected=self.connected)
+
+
+def _ignored(type_mask: int) -> tuple[bool, bool]:
+    """POSITION_TARGET_TYPEMASK: (position ignored, velocity ignored), each when all three
+    of its X/Y/Z bits are set."""
+    return type_mask & _POS_IGNORE == _POS_IGNORE, type_mask & _VEL_IGNORE == _VEL_IGNORE
 
 
 def _param_name(raw: Any) -> str:
