@@ -15,7 +15,7 @@ __all__ = ["SimClock"]
 
 
 class SimClock:
-    """Simulated seconds since :meth:`start`, advancing ``speedup`` times faster than wall time.
+    """Simulated seconds since the clock was created, advancing ``speedup`` times faster than wall time.
 
     ``wall`` is injectable (defaults to :func:`time.monotonic`) so the clock can be
     driven by hand in tests that need logical time.
@@ -28,14 +28,6 @@ class SimClock:
         self._wall = wall
         self._origin = wall()
 
-    @property
-    def speedup(self) -> float:
-        return self._speedup
-
     def now(self) -> float:
         """Simulated seconds elapsed since the clock was created."""
         return (self._wall() - self._origin) * self._speedup
-
-    def wall_seconds(self, sim_seconds: float) -> float:
-        """How long ``sim_seconds`` of simulated time takes on the wall clock."""
-        return sim_seconds / self._speedup

@@ -15,16 +15,12 @@ import math
 import random
 from dataclasses import dataclass
 
-__all__ = ["RadioModel", "RadioSample", "dbm_to_sik", "sik_to_dbm"]
+__all__ = ["RadioModel", "RadioSample", "dbm_to_sik"]
 
 
 def dbm_to_sik(dbm: float) -> int:
     """SiK's 0..254 RSSI scale for a power in dBm."""
     return int(max(0, min(254, round((dbm + 127.0) * 1.9))))
-
-
-def sik_to_dbm(value: int) -> float:
-    return value / 1.9 - 127.0
 
 
 @dataclass(frozen=True, slots=True)
