@@ -20,8 +20,9 @@ class Config:
     period (e.g. every 10 ms), so ``election_tick=10`` is a 100-200 ms election timeout.
 
     ``rng`` is the node's only source of randomness (election timeout jitter, §5.2):
-    pass a seeded ``random.Random`` for reproducible runs. ``seed`` is used to build one
-    when ``rng`` is not given.
+    pass a seeded ``random.Random`` for reproducible runs. When ``rng`` is not given, one
+    is built from ``seed`` *and* ``id``, so nodes sharing a seed (the default 0) still draw
+    different election timeouts: identical timeouts would make every election a split vote.
     """
 
     id: int
@@ -75,4 +76,6 @@ class Config:
             raise ConfigError("applied must be non-negative")
 
     def make_rng(self) -> random.Random:
-        return self.rng if self.rng is not None else random.Random(self.seed)
+        if self.rng is not None:
+            return self.rng
+        return random.Random(self.seed * (MAX_NODE_ID + 1) + self.id)
