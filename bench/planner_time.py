@@ -49,7 +49,7 @@ def _polygon(points: np.ndarray) -> shapely.Polygon:
 def scene(rng: np.random.Generator, zones: int, vertices: int, drones: int):
     area = _polygon(np.array([(-HALF_W, -HALF_H), (HALF_W, -HALF_H), (HALF_W, HALF_H),
                               (-HALF_W, HALF_H)]))
-    zone_list = []
+    zone_list: list[ZoneInfo] = []
     while len(zone_list) < zones:
         cx, cy = rng.uniform(-HALF_W, HALF_W), rng.uniform(-HALF_H, HALF_H)
         angles = np.sort(rng.uniform(0, 2 * math.pi, vertices))
@@ -87,7 +87,11 @@ def main() -> None:
         parser.error("need scenes >= 1, zones >= 0, vertices >= 3, drones >= 1")
     rng = np.random.default_rng(args.seed)
     config = PlannerConfig()
-    cold, warm, prep, items, statuses = [], [], [], [], {}
+    cold: list[float] = []
+    warm: list[float] = []
+    prep: list[float] = []
+    items: list[int] = []
+    statuses: dict[str, int] = {}
     for _ in range(args.scenes):
         view, vehicles = scene(rng, args.zones, args.vertices, args.drones)
         for drone_id, v in vehicles.items():
