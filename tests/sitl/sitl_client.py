@@ -88,6 +88,17 @@ class SimClient:
         assert self.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1) == M.MAV_RESULT_ACCEPTED
         assert self.command(M.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, alt) == M.MAV_RESULT_ACCEPTED
 
+    def fly_to_once_up(self, dn_m: float, de_m: float, alt: float) -> tuple[int, int]:
+        """After a takeoff to 10 m: stream GLOBAL_POSITION_INT at 5 Hz, wait until above
+        9.5 m, then send a GUIDED position target ``dn_m``/``de_m`` from home at ``alt``
+        (relative). Returns the target's degE7 (lat, lon)."""
+        self.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 200_000)
+        self.wait("GLOBAL_POSITION_INT", lambda m: m.relative_alt > 9_500)
+        lat, lon = home_plus(dn_m, de_m)
+        self.mav.set_position_target_global_int_send(0, 1, 1, M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, 0b110111111000,
+                                                     lat, lon, alt, 0, 0, 0, 0, 0, 0, 0, 0)
+        return lat, lon
+
     def upload(self, items: list[tuple], mission_type: int = 0, legacy_items: bool = False) -> tuple[int, list[Any]]:
         """Upload ``items`` (command, frame, p1..p4, x, y, z); returns (ack type, requests seen)."""
         self.mav.mission_count_send(self.target, 1, len(items), mission_type)

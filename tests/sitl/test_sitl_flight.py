@@ -180,11 +180,7 @@ def test_legacy_mission_set_current_is_honoured_and_reported(sim, client):
 
 def test_rtl_flies_home_lands_and_disarms(sim, client):
     client.arm_and_takeoff(10.0)
-    client.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 200_000)
-    client.wait("GLOBAL_POSITION_INT", lambda m: m.relative_alt > 9_500)
-    lat, lon = home_plus(60, 40)
-    client.mav.set_position_target_global_int_send(0, 1, 1, M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, 0b110111111000,
-                                                   lat, lon, 20.0, 0, 0, 0, 0, 0, 0, 0, 0)
+    lat, lon = client.fly_to_once_up(60, 40, 20.0)
     client.wait("GLOBAL_POSITION_INT", lambda m: abs(m.lat - lat) < 200 and abs(m.lon - lon) < 200, timeout=40)
     assert client.set_mode(RTL) == M.MAV_RESULT_ACCEPTED
     client.wait("HEARTBEAT", lambda m: not m.base_mode & M.MAV_MODE_FLAG_SAFETY_ARMED, timeout=60)
@@ -210,11 +206,7 @@ def test_fence_breach_of_an_exclusion_polygon_triggers_rtl_and_fence_status(sim,
     client.mav.param_set_send(1, 1, b"FENCE_ENABLE", 1, M.MAV_PARAM_TYPE_INT8)
     client.wait("PARAM_VALUE", lambda m: m.param_id == "FENCE_ENABLE" and m.param_value == 1)
     client.arm_and_takeoff(10.0)
-    client.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 200_000)
-    client.wait("GLOBAL_POSITION_INT", lambda m: m.relative_alt > 9_500)
-    lat, lon = home_plus(100, 0)
-    client.mav.set_position_target_global_int_send(0, 1, 1, M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, 0b110111111000,
-                                                   lat, lon, 10.0, 0, 0, 0, 0, 0, 0, 0, 0)
+    lat, lon = client.fly_to_once_up(100, 0, 10.0)
     got = client.collect(["FENCE_STATUS", "STATUSTEXT"],
                          until=lambda m: m.get_type() == "FENCE_STATUS" and m.breach_status == 1, timeout=40)
     status = got[-1]
@@ -230,11 +222,7 @@ def test_fence_disabled_means_no_breach(sim, client):
     fence = [(M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, REL_INT, 4, 0, 0, 0, la, lo, 0.0) for la, lo in square]
     client.upload(fence, mission_type=M.MAV_MISSION_TYPE_FENCE)
     client.arm_and_takeoff(10.0)
-    client.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 200_000)
-    client.wait("GLOBAL_POSITION_INT", lambda m: m.relative_alt > 9_500)
-    lat, lon = home_plus(30, 0)
-    client.mav.set_position_target_global_int_send(0, 1, 1, M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT, 0b110111111000,
-                                                   lat, lon, 10.0, 0, 0, 0, 0, 0, 0, 0, 0)
+    lat, lon = client.fly_to_once_up(30, 0, 10.0)
     client.wait("GLOBAL_POSITION_INT", lambda m: abs(m.lat - lat) < 200, timeout=40)
     assert sim.state(0).mode == GUIDED and not sim.state(0).fence_breached
 
