@@ -135,8 +135,8 @@ _COMMAND_NAMES = {
 
 
 # nav commands whose completion ModeAuto announces with "Reached command #N"
-_REACHED_TEXT_COMMANDS = frozenset(str(c) for c in (M.MAV_CMD_NAV_WAYPOINT, M.MAV_CMD_NAV_SPLINE_WAYPOINT,
-                                                     M.MAV_CMD_NAV_LOITER_TIME))
+_REACHED_TEXT_COMMANDS = frozenset({M.MAV_CMD_NAV_WAYPOINT, M.MAV_CMD_NAV_SPLINE_WAYPOINT,
+                                    M.MAV_CMD_NAV_LOITER_TIME})
 
 
 class _Outbox:
@@ -189,7 +189,8 @@ class _Nav:
     u: float = 0.0
     hold_s: float = 0.0
     arrived_at: float | None = None
-    phase: str = ""
+    phase: str = ""  # rtl: climb | return | loiter | land; goto: land-approach or ""
+    command: int = 0  # goto: the mission nav command (MAV_CMD) being flown, 0 if none
     item_seq: int = -1
     vel: tuple[float, float, float] = (0.0, 0.0, 0.0)  # velocity target (east, north, up) m/s
 
@@ -916,7 +917,7 @@ class SimVehicle:
                 hold = max(0.0, item.param1) * 2 * math.pi * 10.0 / 5.0  # 10 m circles at 5 m/s
             elif cmd == M.MAV_CMD_NAV_LOITER_UNLIM:
                 hold = math.inf
-            self._nav = _Nav("goto", e, n, u, hold_s=hold, item_seq=seq, phase=str(cmd))
+            self._nav = _Nav("goto", e, n, u, hold_s=hold, item_seq=seq, command=cmd)
 
     def _nav_progress(self) -> None:
         """ModeAuto::verify_command for the nav command in progress."""
@@ -938,12 +939,12 @@ class SimVehicle:
                 if nav.phase == "land-approach":
                     self._nav = _Nav("land", self.e, self.n, 0.0, item_seq=nav.item_seq)
                     return
-                if nav.hold_s > 0 and nav.phase == str(M.MAV_CMD_NAV_WAYPOINT):
+                if nav.hold_s > 0 and nav.command == M.MAV_CMD_NAV_WAYPOINT:
                     self._defer(self._mav.mission_item_reached_encode(nav.item_seq))
             else:
                 return
         if self.t - nav.arrived_at >= nav.hold_s:
-            if nav.phase in _REACHED_TEXT_COMMANDS:
+            if nav.command in _REACHED_TEXT_COMMANDS:
                 # ModeAuto::verify_nav_wp / verify_loiter_time
                 self.statustext(M.MAV_SEVERITY_INFO, f"Reached command #{nav.item_seq}")
             self._command_complete(nav.item_seq)
