@@ -428,9 +428,6 @@ class MissionList(ItemProtocol):
         self._home = home
         self.items = [home()]
 
-    def item_count(self) -> int:
-        return len(self.items)
-
     def get_item(self, seq: int) -> Item | None:
         if seq == 0:  # read_cmd_from_storage(0) returns the current home
             return self._home()
