@@ -61,7 +61,7 @@ def _rate(n: int, seconds: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=50_000)
     args = ap.parse_args()
     if args.messages < 1000:

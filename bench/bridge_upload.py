@@ -39,7 +39,7 @@ def _summary(name: str, samples: list[float], n: int) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=50)
     ap.add_argument("--reps", type=int, default=20)
     args = ap.parse_args()

@@ -98,7 +98,7 @@ def _measure(n: int, seed: int, election_tick: int, pre_vote: bool) -> tuple[int
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description="leader fail-over time of the Raft core")
+    p = argparse.ArgumentParser(allow_abbrev=False, description="leader fail-over time of the Raft core")
     p.add_argument("--seeds", type=int, default=200)
     p.add_argument("--election-tick", type=int, default=10)
     p.add_argument("--tick-ms", type=float, default=10.0,

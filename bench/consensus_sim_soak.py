@@ -39,7 +39,7 @@ def _one(seed: int) -> tuple[int, bool, str | None, str, float, int, str, dict[s
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=10_000)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--nodes", type=int, default=5)

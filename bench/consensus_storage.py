@@ -76,7 +76,7 @@ def _count_syncs(path: Path, batch: int, payload: int, batches: int) -> int | No
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description="SQLiteStorage append throughput and syncs per batch")
+    p = argparse.ArgumentParser(allow_abbrev=False, description="SQLiteStorage append throughput and syncs per batch")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--payload", type=int, default=100)
     p.add_argument("--dir", type=Path, default=None, help="directory on the disk to measure")

@@ -96,7 +96,7 @@ def _run(n: int, entries: int, batch: int, payload: int, codec: bool) -> tuple[f
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description="Raft core throughput in the simulator")
+    p = argparse.ArgumentParser(allow_abbrev=False, description="Raft core throughput in the simulator")
     p.add_argument("--entries", type=int, default=3000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--payload", type=int, default=100)

@@ -76,7 +76,7 @@ def _stats(samples: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--zones", type=int, default=50)

@@ -31,7 +31,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--only", default="", help="comma-separated substrings of script names")
     args = parser.parse_args(argv)

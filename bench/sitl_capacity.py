@@ -104,7 +104,7 @@ def run(count: int, seconds: float, flying: bool) -> tuple[float, float, float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="1,10,25,50,100")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--idle", action="store_true", help="leave the copters on the ground")

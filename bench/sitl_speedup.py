@@ -21,7 +21,7 @@ from sitl.builtin import VehicleConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim-seconds", type=float, default=600.0)
     args = parser.parse_args()
     vehicle = SimVehicle(VehicleConfig(tcp_port=0, time_to_ready_s=1.0))

@@ -39,8 +39,9 @@ def _line(state: VehicleState, vehicle: Vehicle, link: MavlinkLink) -> str:
     return "  ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mavlink_bridge", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m mavlink_bridge") -> int:
+    ap = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("connection", help="tcp:HOST:PORT, udpin:/udpout:HOST:PORT or DEVICE,BAUD")
     ap.add_argument("--baud", type=int, default=None, help="serial baud if not in CONNECTION")
     ap.add_argument("--sysid", type=int, default=1, help="the vehicle's system id (default 1)")

@@ -63,9 +63,9 @@ def _home(text: str) -> tuple[float, float, float]:
     return lat, lon, alt
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m sitl") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m sitl",
+        prog=prog, allow_abbrev=False,
         description="Run N simulated ArduPilot-like copters (MAVLink 2 over TCP, SITL port scheme).")
     parser.add_argument("--count", type=_count, default=1, help="number of copters (1..254, default 1)")
     parser.add_argument("--speedup", type=_positive_float, default=1.0,
@@ -93,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_ardupilot(args: argparse.Namespace, stop: threading.Event) -> int:
+def _run_ardupilot(args: argparse.Namespace, stop: threading.Event, prog: str) -> int:
     from sitl.ardupilot import ArduPilotConfig, ArduPilotNotFound, ArduPilotSITL
 
     if args.base_port == 0 or args.radio or args.host != "127.0.0.1":
-        print("python -m sitl: error: --ardupilot needs a fixed --base-port and supports neither "
+        print(f"{prog}: error: --ardupilot needs a fixed --base-port and supports neither "
               "--radio nor --host", file=sys.stderr)
         return 2
     try:
@@ -105,15 +105,15 @@ def _run_ardupilot(args: argparse.Namespace, stop: threading.Event) -> int:
                                  speedup=args.speedup, base_port=args.base_port, workdir=args.workdir)
         fleet = ArduPilotSITL(config)
     except ValueError as exc:
-        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except (ArduPilotNotFound, FileNotFoundError) as exc:
-        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
         fleet.start()
     except (TimeoutError, ConnectionError, OSError) as exc:
-        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
         for endpoint in fleet.endpoints:
@@ -124,8 +124,8 @@ def _run_ardupilot(args: argparse.Namespace, stop: threading.Event) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sitl") -> int:
+    args = build_parser(prog).parse_args(argv)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -134,26 +134,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     if args.ardupilot:
-        return _run_ardupilot(args, stop)
+        return _run_ardupilot(args, stop, prog)
     try:
         configs = configs_for(args.count, speedup=args.speedup, time_to_ready_s=args.time_to_ready,
                               home=args.home, base_port=args.base_port, radio_status=args.radio,
                               seed=args.seed, wait_for_connection=not args.no_wait, gcs=args.gcs)
     except ValueError as exc:
-        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     server = SimulatorServer(configs, host=args.host)
     try:
         server.start()
     except OSError as exc:
-        print(f"python -m sitl: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
         for endpoint in server.endpoints:
             print(endpoint, flush=True)
         while not stop.wait(0.5):
             if server.error is not None:
-                print(f"python -m sitl: simulator stopped: {server.error!r}", file=sys.stderr)
+                print(f"{prog}: simulator stopped: {server.error!r}", file=sys.stderr)
                 return 1
     finally:
         server.stop()

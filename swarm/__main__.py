@@ -1,194 +1,119 @@
-"""Command line: ``python -m swarm <command>``.
+"""The ``swarm`` command: one entry point, one subcommand per job.
 
-    python -m swarm demo [--seed N] [--nodes N] [--out DIR] [--quiet]
-        Five simulated drones agree on a wildfire map through Raft (leader crash
-        included) and print the agreed map, each drone's plan and every node's
-        snapshot hash; writes map.geojson and per-drone .plan/.waypoints into DIR.
+    swarm <command> [options]          (also: python -m swarm <command> ...)
+    swarm --help                       lists the commands
+    swarm <command> --help             that command's options
 
-    python -m swarm check-command FILE|-
-        Validate one map command (JSON) and print its canonical form, or the reason
-        it would be rejected.
+This module is only a dispatcher. Each command lives in its own module exposing
+``main(argv: list[str]) -> int``; the table :data:`COMMANDS` names that module, and it
+is imported only when its command runs, so ``swarm --help`` stays fast on a Raspberry Pi
+and a broken optional dependency of one command cannot break the others.
+
+To add a command, add one row to :data:`COMMANDS` and write its module (by convention
+``swarm/cli/<command>.py``, whose parser uses ``prog="swarm <command>"`` and
+``allow_abbrev=False``). Commands that wrap another package's tool (``sim``, ``sitl``,
+``bridge-check``) keep their ``python -m`` entry points working as well.
 """
 
 from __future__ import annotations
 
-import argparse
+import difflib
+import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import NamedTuple, NoReturn
 
-from rich.console import Console
-from rich.table import Table
-
-__all__ = ["main"]
+__all__ = ["COMMANDS", "Command", "main"]
 
 
-def _seed(text: str) -> int:
+class Command(NamedTuple):
+    #: Module with ``main(argv: list[str]) -> int``, imported when the command runs.
+    module: str
+    #: One line for ``swarm --help``.
+    summary: str
+    #: Heading it is listed under in ``swarm --help``.
+    group: str
+
+
+_SWARM = "run a swarm"
+_CLIENT = "talk to a running swarm"
+_TOOLS = "simulation and checks"
+
+#: Every subcommand of ``swarm``, in the order ``swarm --help`` lists them.
+COMMANDS: dict[str, Command] = {
+    "demo": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a wildfire map",
+                    _TOOLS),
+    "check-command": Command("swarm.cli.check_command",
+                             "validate one map command (JSON) and print its canonical form",
+                             _TOOLS),
+    "sim": Command("swarm.cli.sim", "seeded fault simulation of the Raft core (python -m consensus.sim)",
+                   _TOOLS),
+    "sitl": Command("swarm.cli.sitl", "simulated copters: built-in, or real ArduPilot SITL "
+                    "(python -m sitl)", _TOOLS),
+    "bridge-check": Command("swarm.cli.bridge_check", "check the wiring to a flight controller "
+                            "(python -m mavlink_bridge)", _TOOLS),
+}
+
+_GROUP_ORDER = (_SWARM, _CLIENT, _TOOLS)
+
+
+def _usage() -> str:
+    lines = ["usage: swarm <command> [options]", "",
+             "The wildfire swarm: drones agree through Raft over MQTT on one evacuation map,",
+             "and fly by it.", ""]
+    width = max(len(name) for name in COMMANDS)
+    for group in _GROUP_ORDER + tuple(sorted({c.group for c in COMMANDS.values()}
+                                             - set(_GROUP_ORDER))):
+        names = [n for n, c in COMMANDS.items() if c.group == group]
+        if not names:
+            continue
+        lines.append(f"{group}:")
+        lines.extend(f"  {n:<{width}}  {COMMANDS[n].summary}" for n in names)
+        lines.append("")
+    lines.append("'swarm <command> --help' shows a command's options.")
+    return "\n".join(lines)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"seed {value} must be in [0, 2**63)")
-    return value
-
-
-def _nodes(text: str) -> int:
-    from .demo import MAX_NODES, MIN_NODES
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not MIN_NODES <= value <= MAX_NODES:
-        raise argparse.ArgumentTypeError(
-            f"{value} drones: the swarm flies {MIN_NODES} to {MAX_NODES}")
-    return value
-
-
-def _out_dir(text: str) -> Path:
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
-    return path
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m swarm",
-        description="The wildfire swarm: Raft-replicated evacuation map and mission planning.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    demo = sub.add_parser("demo", help="simulated swarm agreeing on a wildfire map")
-    demo.add_argument("--seed", type=_seed, default=1, help="seed of the whole run (default 1)")
-    demo.add_argument("--nodes", type=_nodes, default=5, help="number of drones (default 5)")
-    demo.add_argument("--out", type=_out_dir, default=Path("out"),
-                      help="folder for map.geojson and the .plan files (default ./out/)")
-    demo.add_argument("--quiet", action="store_true", help="print only the final summary")
-    check = sub.add_parser("check-command", help="validate one map command (JSON)")
-    check.add_argument("file", help="JSON file, or - for standard input")
-    return parser
+        return f"swarm {version('wildfire-swarm')}"
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "swarm (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "demo":
-        return _demo(args)
-    return _check_command(args)
+    """Run ``swarm`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Usage errors exit with status 2 through :class:`SystemExit`, as argparse does."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-"):
+        if args and args[0] in ("-h", "--help"):
+            print(_usage())
+            return 0
+        if args and args[0] == "--version":
+            print(_version())
+            return 0
+        problem = (f"unrecognized option {args[0]!r}" if args
+                   else "a command is required")
+        _usage_error(problem)
+    name, rest = args[0], args[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        close = difflib.get_close_matches(name, COMMANDS, n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        _usage_error(f"unknown command {name!r}{hint}")
+    run = importlib.import_module(command.module).main
+    status = run(rest)
+    return int(status or 0)
 
 
-def _check_command(args: argparse.Namespace) -> int:
-    from .evacmap import MAX_COMMAND_BYTES, CommandError, encode_command, parse_command
-
-    try:
-        # Read one byte past the limit: enough for parse_command to say it is too big,
-        # without reading an arbitrarily large file into memory.
-        if args.file == "-":
-            data = sys.stdin.buffer.read(MAX_COMMAND_BYTES + 1)
-        else:
-            with open(args.file, "rb") as handle:
-                data = handle.read(MAX_COMMAND_BYTES + 1)
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        command = parse_command(data)
-    except CommandError as exc:
-        print(f"rejected: {exc}", file=sys.stderr)
-        return 1
-    print(encode_command(command).decode())
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoConfig, DemoError, run_demo
-
-    console = Console(highlight=False)
-    progress = None if args.quiet else console.print
-    try:
-        result = run_demo(DemoConfig(seed=args.seed, nodes=args.nodes, out_dir=args.out),
-                          progress)
-    except DemoError as exc:
-        console.print(f"[bold red]demo failed:[/bold red] {exc}")
-        return 1
-    _print_summary(console, result)
-    return 0 if result.identical else 1
-
-
-def _print_summary(console: Console, result) -> None:  # result: swarm.demo.DemoResult
-    view = result.view
-    ms = result.tick_ms
-    console.print()
-    console.rule(f"Agreed evacuation map (version {view.version})")
-    zones = Table("zone", "status", "vertices", "source", box=None)
-    for z in view.zones.values():
-        colour = {"burning": "red", "burned": "yellow", "cleared": "green"}[z.status.value]
-        zones.add_row(z.id, f"[{colour}]{z.status.value}[/{colour}]", str(len(z.ring) - 1),
-                      z.source)
-    routes = Table("route", "priority", "safe?", "crosses", box=None)
-    for r in view.routes.values():
-        routes.add_row(r.id, str(r.priority),
-                       "[bold red]UNSAFE[/bold red]" if r.unsafe else "[green]safe[/green]",
-                       ", ".join(r.crosses) or "-")
-    survivors = Table("survivor", "people", "status", "urgent?", "reporter", box=None)
-    for s in view.survivors.values():
-        survivors.add_row(s.id, str(s.count), s.status.value,
-                          "[bold red]URGENT[/bold red] (in " + ", ".join(s.inside) + ")"
-                          if s.urgent else "-", s.reporter)
-    drones = Table("drone", "task", "alive", "busy", box=None)
-    for d in sorted(view.drones.values(), key=lambda d: d.id):
-        drones.add_row(d.id, d.task.value, "yes" if d.alive else "[red]no[/red]",
-                       "yes" if d.busy else "no")
-    for table in (zones, routes, survivors, drones):
-        console.print(table)
-        console.print()
-
-    console.rule("Each drone's plan")
-    console.print("plans from swarm.planner.plan_all, computed on every node")
-    plans = Table("drone", "status", "mission", "fence", "rally", "visits", "path", box=None)
-    for name, p in sorted(result.plans.items()):
-        colour = "green" if str(p.status) == "ok" else "yellow"
-        plans.add_row(name, f"[{colour}]{p.status}[/{colour}]", str(len(p.plan.mission)),
-                      str(len(p.plan.fence)), str(len(p.plan.rally)),
-                      ", ".join(p.survivors) or "-", f"{p.path_length_m / 1000:.1f} km")
-    console.print(plans)
-    for name, p in sorted(result.plans.items()):
-        for reason in p.reasons:
-            console.print(f"  [dim]{name}: {reason}[/dim]")
-    console.print()
-
-    console.rule("Consensus")
-    for tick, term, name in result.leaders:
-        console.print(f"  {tick * ms / 1000:7.2f}s  {name} elected leader (term {term})")
-    if result.crashed is not None:
-        console.print(f"  leader {result.crashed} crashed at {result.crash_tick * ms / 1000:.2f}s;"
-                      f" {result.new_leader} took over "
-                      f"{result.failover_ticks * ms} ms (virtual) later")
-        console.print(f"  {result.crashed} restarted and caught up by "
-                      f"{result.catch_up or 'not at all'}")
-    console.print(f"  {result.applies_checked} applies checked: no two drones applied "
-                  "different entries at the same log index (Raft §5.4.3)")
-    console.print(f"  {result.retries} client retries, {result.cached_replies} answered from the "
-                  f"session cache (exactly-once); {len(result.lost_with_crash)} commands lost "
-                  f"with the crashed drone")
-    for message in result.rejected_before_proposing:
-        console.print(f"  rejected before proposing: {message}")
-    for drone, what, outcome in result.results:
-        if outcome is not None and not outcome.ok:
-            console.print(f"  rejected by apply, identically on every drone: {drone}'s "
-                          f"{what!r}: {outcome.error}")
-    hashes = Table("node", "role", "term", "applied", "map version", "map snapshot sha256",
-                   "plans sha256", box=None)
-    for n in result.nodes:
-        hashes.add_row(n.name, n.role, str(n.term), str(n.applied), str(n.map_version),
-                       n.map_sha256[:16], n.plans_sha256[:16])
-    console.print(hashes)
-    if result.identical:
-        console.print("[bold green]All nodes agree: identical map snapshots, session tables "
-                      "and plans.[/bold green]")
-    else:
-        console.print("[bold red]NODES DISAGREE[/bold red]")
-    for path in result.files:
-        console.print(f"  wrote {path}")
+def _usage_error(problem: str) -> NoReturn:
+    print("usage: swarm <command> [options]   ('swarm --help' lists the commands)",
+          file=sys.stderr)
+    print(f"swarm: error: {problem}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line of the simulator: ``python -m consensus.sim`` (also ``swarm-sim``).
+"""Command line of the simulator: ``python -m consensus.sim`` (also ``swarm sim``).
 
 Runs a range of seeds, each a random fault schedule against an N-node cluster, and
 prints how many ran, how many broke a safety property or linearizability, the first
@@ -49,14 +49,18 @@ def _int_in(lo: int, hi: int | None, what: str):  # type: ignore[no-untyped-def]
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m consensus.sim") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m consensus.sim",
+        prog=prog, allow_abbrev=False,
         description="Deterministic fault-injection simulation of the Raft core with safety "
         "and linearizability checks.",
     )
     p.add_argument("--nodes", type=_int_in(1, 9, "--nodes"), default=5, help="cluster size (1-9, default 5)")
-    p.add_argument("--seeds", type=_int_in(1, None, "--seeds"), default=100, help="how many seeds to run")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--seed", type=_int_in(0, 2**63 - 1, "--seed"), default=None,
+                       help="run (replay) exactly this one seed")
+    which.add_argument("--seeds", type=_int_in(1, None, "--seeds"), default=100,
+                       help="how many seeds to run, from --start (default 100)")
     p.add_argument("--start", type=_int_in(0, 2**63 - 1, "--start"), default=0, help="first seed (default 0)")
     p.add_argument(
         "--faults",
@@ -103,9 +107,13 @@ def _summary(results: Sequence[SimResult], elapsed: float) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "python -m consensus.sim") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
+    if args.seed is not None:
+        if args.start != 0:
+            parser.error("--seed N runs one seed: it cannot be combined with --start")
+        args.start, args.seeds = args.seed, 1
     if args.verbose and args.seeds != 1:
         parser.error("--verbose prints one run's trace: use it with --seeds 1")
     cfg = SimConfig(nodes=args.nodes, steps=args.steps, faults=args.faults, clients=args.clients,

@@ -1,0 +1,44 @@
+"""``swarm check-command FILE|-``: validate one map command (JSON) and print its
+canonical form, or the reason it would be rejected (exit 0 valid, 1 rejected, 2 the
+file cannot be read)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swarm check-command", allow_abbrev=False,
+        description="Validate one map command (JSON, docs/map.md) and print its canonical "
+                    "form, or the reason it would be rejected.")
+    parser.add_argument("file", help="JSON file, or - for standard input")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from swarm.evacmap import MAX_COMMAND_BYTES, CommandError, encode_command, parse_command
+
+    try:
+        # Read one byte past the limit: enough for parse_command to say it is too big,
+        # without reading an arbitrarily large file into memory.
+        if args.file == "-":
+            data = sys.stdin.buffer.read(MAX_COMMAND_BYTES + 1)
+        else:
+            with open(args.file, "rb") as handle:
+                data = handle.read(MAX_COMMAND_BYTES + 1)
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        command = parse_command(data)
+    except CommandError as exc:
+        print(f"rejected: {exc}", file=sys.stderr)
+        return 1
+    print(encode_command(command).decode())
+    return 0

@@ -1,0 +1,101 @@
+"""The ``swarm`` command: one dispatcher, lazily imported subcommands, strict parsing."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swarm.__main__ import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, check=False, cwd=ROOT)
+
+
+def test_help_lists_every_command_without_importing_them() -> None:
+    # -X importtime would be flaky as a figure; instead check that no subcommand module
+    # (nor the heavy libraries behind them) was imported to print the help.
+    code = ("import sys; from swarm.__main__ import main; main(['--help']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('swarm.', 'consensus', "
+            "'sitl', 'mavlink_bridge', 'numpy', 'shapely', 'paho', 'rich'))))")
+    proc = _run("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    for name, command in COMMANDS.items():
+        assert name in proc.stdout
+        assert command.summary in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "['swarm.__main__']"
+
+
+def test_every_row_names_a_module_with_main() -> None:
+    for name, command in COMMANDS.items():
+        module = importlib.import_module(command.module)
+        assert callable(getattr(module, "main", None)), name
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_subcommand_has_help_under_its_swarm_name(name: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([name, "--help"])
+    assert info.value.code == 0
+    assert f"usage: swarm {name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_no_subcommand_accepts_abbreviated_options(name: str, capsys) -> None:
+    # "--he" would be --help with abbreviations allowed (help printed, exit 0); every
+    # parser refuses it instead (some first complain about a missing positional).
+    with pytest.raises(SystemExit) as info:
+        main([name, "--he"])
+    assert info.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert f"swarm {name}: error:" in printed.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [([], "a command is required"),
+     (["dmeo"], "unknown command 'dmeo' (did you mean demo?)"),
+     (["--bogus"], "unrecognized option '--bogus'"),
+     (["nothing-like-it"], "unknown command 'nothing-like-it'")],
+)
+def test_usage_errors_exit_2_and_say_what_is_wrong(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_points_still_work() -> None:
+    for module in ("swarm", "consensus.sim", "sitl", "mavlink_bridge"):
+        proc = _run("-m", module, "--help")
+        assert proc.returncode == 0, (module, proc.stderr)
+        assert "usage:" in proc.stdout
+
+
+def test_the_installed_swarm_script_dispatches() -> None:
+    script = Path(sys.executable).with_name("swarm")
+    if not script.exists():
+        pytest.fail(f"{script} is missing: the package is not installed with its console "
+                    "script (pip install -e .)")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("swarm "), proc.stderr
+
+
+def test_sim_replays_one_seed_with_one_flag(capsys) -> None:
+    assert main(["sim", "--seed", "3", "--nodes", "3", "--steps", "200", "--quiet"]) == 0
+    assert "runs: 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["sim", "--seed", "3", "--seeds", "4"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
