@@ -1,0 +1,133 @@
+"""The swarm key: 32 secret bytes every drone of one swarm shares, and the files that
+hold it.
+
+A key file is written by ``swarm keygen`` as 64 lowercase hex digits and a newline
+(mode 0600). :func:`load_key` also accepts a file of exactly 32 raw bytes, for keys made
+by other tools (``head -c 32 /dev/urandom > swarm.key``). A key file readable or writable
+by group or others is refused: the key is what stops a stranger on the broker from voting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["KEY_BYTES", "KeyFileError", "SwarmKey", "generate_key_file", "load_key", "main"]
+
+#: HMAC-SHA256 key length: the hash's output size (RFC 2104 §3 recommends at least that).
+KEY_BYTES = 32
+
+
+class KeyFileError(ValueError):
+    """A key file that is missing, unsafe or not a key; the message names the path and
+    the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmKey:
+    """One swarm key. ``key_id`` is a public 4-byte fingerprint that travels in each
+    envelope so a receiver holding two keys (rotation) knows which one to check against;
+    it says nothing about the secret (a domain-separated hash)."""
+
+    secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if type(self.secret) is not bytes or len(self.secret) != KEY_BYTES:
+            raise ValueError(f"a swarm key is exactly {KEY_BYTES} bytes")
+
+    @property
+    def key_id(self) -> bytes:
+        return hashlib.sha256(b"wildfire-swarm key id\x00" + self.secret).digest()[:4]
+
+    def __repr__(self) -> str:
+        return f"SwarmKey(id={self.key_id.hex()})"
+
+    @classmethod
+    def generate(cls) -> "SwarmKey":
+        return cls(secrets.token_bytes(KEY_BYTES))
+
+
+def load_key(path: str | os.PathLike[str]) -> SwarmKey:
+    """Read a key file; raise :class:`KeyFileError` naming the path and the fix."""
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {p} does not exist; create one with: "
+                           f"swarm keygen --out {p}") from None
+    except OSError as exc:
+        raise KeyFileError(f"key file {p} cannot be opened ({exc.strerror}); it must be a "
+                           "regular file (not a symlink) readable by the agent's user") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"key file {p} is not a regular file")
+        if st.st_mode & 0o077:
+            raise KeyFileError(
+                f"key file {p} is accessible by group or others (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}); fix: chmod 600 {p}")
+        data = os.read(fd, 4 * KEY_BYTES)
+    finally:
+        os.close(fd)
+    if len(data) == KEY_BYTES:
+        return SwarmKey(data)
+    text = data.strip()
+    try:
+        secret = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        secret = b""
+    if len(secret) != KEY_BYTES:
+        raise KeyFileError(
+            f"key file {p} holds no key: expected {2 * KEY_BYTES} hex digits or "
+            f"{KEY_BYTES} raw bytes, found {len(data)} bytes; make one with: "
+            f"swarm keygen --out {p} --force")
+    return SwarmKey(secret)
+
+
+def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> SwarmKey:
+    """Write a new random key to ``path`` (hex, mode 0600, fsynced). Refuses to replace an
+    existing file unless ``force``: overwriting the swarm key locks a drone out."""
+    p = Path(path)
+    key = SwarmKey.generate()
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    if p.exists() and not force:
+        raise KeyFileError(f"{p} already exists; pass --force to replace it")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)   # the umask cannot widen it, but be explicit
+        os.write(fd, key.secret.hex().encode("ascii") + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, p)
+    dfd = os.open(p.parent if str(p.parent) else ".", os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return key
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``swarm keygen``: write a new swarm key file."""
+    parser = argparse.ArgumentParser(
+        prog="swarm keygen",
+        description="Write a new random swarm key (64 hex digits, mode 0600). Copy the same "
+                    "file to every drone and ground station of the swarm.")
+    parser.add_argument("--out", default="swarm.key", help="key file to write (default swarm.key)")
+    parser.add_argument("--force", action="store_true", help="replace an existing file")
+    args = parser.parse_args(argv)
+    try:
+        key = generate_key_file(args.out, force=args.force)
+    except (KeyFileError, OSError) as exc:
+        print(f"swarm keygen: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} (key id {key.key_id.hex()}, mode 0600)")
+    return 0

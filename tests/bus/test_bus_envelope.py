@@ -1,0 +1,264 @@
+"""swarm.bus.envelope: what is sealed opens to exactly the same messages; anything
+forged, replayed, oversized or mangled is rejected with a reason, counted, and changes
+no replay state."""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consensus.codec import encode_message
+from consensus.types import Entry, EntryKind, Message, MessageType
+from swarm.bus.envelope import (
+    ENVELOPE_OVERHEAD,
+    EnvelopeOpener,
+    EnvelopeSealer,
+    EnvelopeTooLarge,
+    Keyring,
+    Opened,
+    RejectReason,
+    Rejected,
+)
+from swarm.bus.keys import SwarmKey
+
+KEY = SwarmKey(bytes(range(32)))
+OTHER = SwarmKey(bytes(range(1, 33)))
+SWARM = "fire"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def vote(frm: int = 1, to: int = 2, term: int = 5) -> Message:
+    return Message(MessageType.VOTE, to=to, frm=frm, term=term, log_term=4, index=9)
+
+
+def append(frm: int = 1, to: int = 2, n: int = 3, size: int = 10) -> Message:
+    ents = tuple(Entry(term=5, index=10 + i, kind=EntryKind.NORMAL, data=bytes([i % 256]) * size)
+                 for i in range(n))
+    return Message(MessageType.APPEND, to=to, frm=frm, term=5, log_term=5, index=9,
+                   entries=ents, commit=9)
+
+
+def make(sender=1, receiver=2, epoch=1, keyring=None, opener_keyring=None, floors=None,
+         clock=None, persisted=None, window=1024, **kw):
+    sealer = EnvelopeSealer(SWARM, sender, keyring or Keyring(KEY), epoch, **kw)
+    opener = EnvelopeOpener(
+        SWARM, receiver, opener_keyring or Keyring(KEY), floors=floors, clock=clock or Clock(),
+        on_epoch_advance=None if persisted is None else persisted.append, window=window, **kw)
+    return sealer, opener
+
+
+def opened(result) -> Opened:
+    assert isinstance(result, Opened), result
+    return result
+
+
+def reason(result) -> RejectReason:
+    assert isinstance(result, Rejected), result
+    return result.reason
+
+
+def test_sealed_messages_open_to_exactly_what_was_sealed():
+    sealer, opener = make()
+    msgs = [vote(), append(), Message(MessageType.HEARTBEAT, to=2, frm=1, term=5, context=b"r1")]
+    [env] = sealer.seal(2, msgs)
+    got = opened(opener.open(env))
+    assert got.messages == tuple(msgs)
+    assert (got.sender, got.epoch, got.counter) == (1, 1, 1)
+    assert opener.accepted == 1 and opener.rejected() == {}
+
+
+def test_large_batches_split_into_envelopes_under_the_limit_in_order():
+    sealer, opener = make(max_bytes=4096)
+    msgs = [append(n=4, size=200) for _ in range(10)]
+    envs = sealer.seal(2, msgs)
+    assert len(envs) > 1 and all(len(e) <= 4096 for e in envs)
+    out = [m for e in envs for m in opened(opener.open(e)).messages]
+    assert out == msgs
+
+
+def test_a_message_too_large_for_any_envelope_is_a_local_error():
+    sealer, _ = make(max_bytes=1024)
+    with pytest.raises(EnvelopeTooLarge, match="max_size_per_msg"):
+        sealer.seal(2, [append(n=1, size=2000)])
+
+
+def test_sealer_refuses_messages_of_another_sender_or_receiver():
+    sealer, _ = make()
+    with pytest.raises(ValueError, match="does not belong"):
+        sealer.seal(2, [vote(frm=3)])
+    with pytest.raises(ValueError, match="does not belong"):
+        sealer.seal(3, [vote(to=2)])
+
+
+def test_replays_are_rejected_and_reordering_within_the_window_is_accepted():
+    sealer, opener = make(window=8)
+    envs = [sealer.seal(2, [vote(term=t)])[0] for t in range(1, 12)]
+    opened(opener.open(envs[5]))
+    opened(opener.open(envs[3]))            # late, inside the window
+    assert reason(opener.open(envs[3])) is RejectReason.REPLAYED
+    assert reason(opener.open(envs[5])) is RejectReason.REPLAYED
+    opened(opener.open(envs[10]))
+    assert reason(opener.open(envs[1])) is RejectReason.REPLAYED   # fell below the window
+    opened(opener.open(envs[4]))            # 10 - 4 < 8: still inside
+    assert opener.rejected() == {RejectReason.REPLAYED: 3}
+
+
+def test_a_restarted_sender_claims_a_new_epoch_and_old_epochs_are_refused():
+    persisted: list = []
+    old, opener = make(epoch=1, persisted=persisted)
+    old_envs = [old.seal(2, [vote(term=t)])[0] for t in (1, 2)]
+    opened(opener.open(old_envs[0]))
+    new = EnvelopeSealer(SWARM, 1, Keyring(KEY), 2)
+    opened(opener.open(new.seal(2, [vote(term=3)])[0]))   # counter restarts at 1: fresh
+    assert reason(opener.open(old_envs[1])) is RejectReason.STALE_EPOCH
+    # Each epoch advance was handed over for durable storage before being accepted.
+    assert persisted == [{1: (1, 1)}, {1: (2, 1)}]
+
+
+def test_persisted_floors_survive_a_receiver_restart():
+    sealer, opener = make()
+    envs = [sealer.seal(2, [vote(term=t)])[0] for t in range(1, 5)]
+    for e in envs[:3]:
+        opened(opener.open(e))
+    floors = opener.floors()
+    assert floors == {1: (1, 3)}
+    _, restarted = make(floors=floors)
+    for e in envs[:3]:
+        assert reason(restarted.open(e)) is RejectReason.REPLAYED
+    opened(restarted.open(envs[3]))
+
+
+def test_a_persistence_failure_propagates_and_accepts_nothing():
+    def fail(_floors):
+        raise OSError("disk full")
+    sealer = EnvelopeSealer(SWARM, 1, Keyring(KEY), 1)
+    opener = EnvelopeOpener(SWARM, 2, Keyring(KEY), clock=Clock(), on_epoch_advance=fail)
+    env = sealer.seal(2, [vote()])[0]
+    with pytest.raises(OSError):
+        opener.open(env)
+    assert opener.floors() == {}
+
+
+def test_forged_and_foreign_envelopes_are_rejected_by_reason():
+    sealer, opener = make()
+    env = bytearray(sealer.seal(2, [vote()])[0])
+    stranger = EnvelopeSealer(SWARM, 1, Keyring(OTHER), 1).seal(2, [vote()])[0]
+    assert reason(opener.open(stranger)) is RejectReason.UNKNOWN_KEY
+    # A stranger who copies our key id still cannot make the tag.
+    forged = bytearray(stranger)
+    forged[2:6] = KEY.key_id
+    assert reason(opener.open(bytes(forged))) is RejectReason.BAD_MAC
+    # Same key, another swarm: the swarm id is inside the tag.
+    other_swarm = EnvelopeSealer("other", 1, Keyring(KEY), 1).seal(2, [vote()])[0]
+    assert reason(opener.open(other_swarm)) is RejectReason.BAD_MAC
+    # Changing the claimed sender breaks the tag.
+    moved = bytearray(env)
+    struct.pack_into(">I", moved, 6, 3)
+    assert reason(opener.open(bytes(moved))) is RejectReason.BAD_MAC
+    to_other = EnvelopeSealer(SWARM, 1, Keyring(KEY), 1).seal(3, [vote(to=3)])[0]
+    assert reason(opener.open(to_other)) is RejectReason.WRONG_RECEIVER
+    assert reason(opener.open(b"\x00" * 10)) is RejectReason.GARBLED
+    assert reason(opener.open("text")) is RejectReason.GARBLED
+    assert reason(opener.open(b"\x02" + bytes(env[1:]))) is RejectReason.BAD_VERSION
+    assert reason(opener.open(b"x" * (opener.max_bytes + 1))) is RejectReason.OVERSIZED
+    assert opener.floors() == {}            # nothing rejected touched the replay state
+    opened(opener.open(bytes(env)))         # and the genuine one still goes through
+
+
+def _seal_raw(payload: bytes, sender: int = 1, receiver: int = 2, counter: int = 1) -> bytes:
+    """An authentic envelope around an arbitrary payload (a key holder with a bug)."""
+    from swarm.bus.envelope import _HEADER, VERSION, _tag
+    signed = _HEADER.pack(VERSION, 0, KEY.key_id, sender, receiver, 1, counter) + payload
+    return signed + _tag(KEY, SWARM, signed)
+
+
+def test_authentic_but_malformed_payloads_are_rejected_without_state_change():
+    _, opener = make()
+    cases = {
+        RejectReason.BAD_PAYLOAD: [
+            b"\xc1", msgpack.packb([]), msgpack.packb({"a": 1}), msgpack.packb(["str"]),
+            msgpack.packb([b"not a message"]), msgpack.packb([encode_message(vote())]) + b"x",
+        ],
+        RejectReason.MISADDRESSED: [
+            msgpack.packb([encode_message(vote(frm=3))]),
+            msgpack.packb([encode_message(vote(to=4))]),
+        ],
+    }
+    for want, payloads in cases.items():
+        for i, p in enumerate(payloads):
+            assert reason(opener.open(_seal_raw(p, counter=i + 1))) is want
+    assert opener.floors() == {}
+    assert opener.accepted == 0
+    assert sum(opener.rejected().values()) == 8
+
+
+def test_key_rotation_accepts_the_old_key_only_during_the_overlap():
+    clock = Clock()
+    old_sender = EnvelopeSealer(SWARM, 1, Keyring(OTHER), 1)
+    ring = Keyring(OTHER)
+    ring.rotate(KEY, now=clock.now, overlap_s=30.0)
+    new_sender = EnvelopeSealer(SWARM, 3, ring, 1)
+    opener = EnvelopeOpener(SWARM, 2, ring, clock=clock)
+    opened(opener.open(old_sender.seal(2, [vote()])[0]))
+    opened(opener.open(new_sender.seal(2, [vote(frm=3)])[0]))
+    clock.now = 30.0
+    assert reason(opener.open(old_sender.seal(2, [vote()])[0])) is RejectReason.UNKNOWN_KEY
+    opened(opener.open(new_sender.seal(2, [vote(frm=3)])[0]))
+
+
+def test_keyring_from_two_key_files_needs_an_overlap_end():
+    with pytest.raises(ValueError, match="previous_until"):
+        Keyring(KEY, OTHER)
+    assert Keyring(KEY, KEY, 5.0).previous is None
+
+
+_messages = st.lists(
+    st.builds(append, n=st.integers(0, 3), size=st.integers(0, 40)) | st.builds(vote, term=st.integers(0, 2**64 - 1)),
+    min_size=1, max_size=4)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(msgs=_messages, data=st.data())
+def test_fuzz_mutated_envelopes_are_rejected_or_open_to_exactly_what_was_sealed(msgs, data):
+    sealer, opener = make()
+    [env] = sealer.seal(2, msgs)
+    mutation = data.draw(st.sampled_from(["flip", "truncate", "extend", "splice", "none"]))
+    buf = bytearray(env)
+    if mutation == "flip":
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(buf) - 1))
+            buf[i] ^= data.draw(st.integers(1, 255))
+    elif mutation == "truncate":
+        del buf[data.draw(st.integers(0, len(buf) - 1)):]
+    elif mutation == "extend":
+        buf += data.draw(st.binary(min_size=1, max_size=16))
+    elif mutation == "splice":
+        i = data.draw(st.integers(0, len(buf)))
+        buf[i:i] = data.draw(st.binary(min_size=1, max_size=16))
+    result = opener.open(bytes(buf))
+    if isinstance(result, Opened):
+        assert bytes(buf) == env and result.messages == tuple(msgs)
+    else:
+        assert bytes(buf) != env
+        assert opener.floors() == {}
+        # The unmutated envelope is still fresh: nothing was consumed.
+        assert opened(opener.open(env)).messages == tuple(msgs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=ENVELOPE_OVERHEAD + 200))
+def test_fuzz_random_bytes_never_raise_and_never_open(blob):
+    _, opener = make()
+    assert isinstance(opener.open(blob), Rejected)
+    assert opener.floors() == {}

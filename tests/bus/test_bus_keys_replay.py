@@ -1,0 +1,89 @@
+"""Key files (swarm keygen, unsafe modes refused with the fix) and the durable replay
+state (sender epochs, receiver floors) of swarm.bus."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from swarm.bus.keys import KeyFileError, SwarmKey, generate_key_file, load_key, main
+from swarm.bus.replay import EPOCH_FILE, FloorStore, ReplayStateError, claim_epoch
+
+
+def test_keygen_writes_a_private_hex_key_that_loads(tmp_path, capsys):
+    path = tmp_path / "swarm.key"
+    assert main(["--out", str(path)]) == 0
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    text = path.read_text()
+    assert len(text) == 65 and text.endswith("\n")
+    key = load_key(path)
+    assert key.secret == bytes.fromhex(text.strip())
+    assert key.key_id.hex() in capsys.readouterr().out
+    # Refuses to clobber an existing key without --force.
+    assert main(["--out", str(path)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["--out", str(path), "--force"]) == 0
+    assert load_key(path) != key
+
+
+def test_raw_32_byte_key_files_load(tmp_path):
+    path = tmp_path / "raw.key"
+    path.write_bytes(bytes(range(32)))
+    path.chmod(0o400)
+    assert load_key(path).secret == bytes(range(32))
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_group_or_world_accessible_key_files_are_refused_with_the_fix(tmp_path, mode):
+    path = tmp_path / "swarm.key"
+    generate_key_file(path)
+    path.chmod(mode)
+    with pytest.raises(KeyFileError) as err:
+        load_key(path)
+    assert str(path) in str(err.value) and f"chmod 600 {path}" in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"abc", b"zz" * 32, b"00" * 31, b"\x00" * 31])
+def test_files_that_hold_no_key_are_refused(tmp_path, content):
+    path = tmp_path / "k"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match="holds no key"):
+        load_key(path)
+
+
+def test_missing_key_file_names_keygen(tmp_path):
+    with pytest.raises(KeyFileError, match="swarm keygen --out"):
+        load_key(tmp_path / "nope")
+
+
+def test_key_repr_hides_the_secret():
+    key = SwarmKey(b"\xab" * 32)
+    assert "ab" * 4 not in repr(key) and key.key_id.hex() in repr(key)
+
+
+def test_epochs_increase_across_restarts_and_are_durable(tmp_path):
+    assert [claim_epoch(tmp_path) for _ in range(3)] == [1, 2, 3]
+    assert (tmp_path / EPOCH_FILE).read_text() == "3\n"
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+@pytest.mark.parametrize("content", ["", "abc", "-1", "0", str(2**64)])
+def test_a_corrupt_epoch_file_is_an_error_not_a_reset(tmp_path, content):
+    (tmp_path / EPOCH_FILE).write_text(content)
+    with pytest.raises(ReplayStateError, match=EPOCH_FILE):
+        claim_epoch(tmp_path)
+
+
+def test_floor_store_round_trips_and_rejects_garbage(tmp_path):
+    store = FloorStore(tmp_path)
+    assert store.load() == {}
+    store.save({2: (3, 40), 7: (1, 2**64 - 1)})
+    assert FloorStore(tmp_path).load() == {2: (3, 40), 7: (1, 2**64 - 1)}
+    for bad in [b"{", b"[]", b'{"v": 2, "floors": {}}', b'{"v": 1, "floors": {"0": [1, 1]}}',
+                b'{"v": 1, "floors": {"x": [1, 1]}}', b'{"v": 1, "floors": {"2": [1]}}',
+                b'{"v": 1, "floors": {"2": [1, -1]}}']:
+        store.path.write_bytes(bad)
+        with pytest.raises(ReplayStateError, match="bus-floors.json"):
+            store.load()
