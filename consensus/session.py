@@ -38,6 +38,12 @@ __all__ = [
     "SessionError",
     "SessionStateMachine",
     "ClientSession",
+    "SessionClient",
+    "SessionClientBusy",
+    "SessionProposal",
+    "Completed",
+    "GaveUp",
+    "SessionEvent",
     "encode_register",
     "encode_command",
     "decode_result",
@@ -295,3 +301,246 @@ class ClientSession:
 
     def completed(self, seq: int) -> None:
         self._outstanding.pop(seq, None)
+
+
+# --- the client's whole protocol, sans-I/O ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionProposal:
+    """Bytes the client wants proposed now. ``seq`` 0 is a registration; ``attempt``
+    counts the times this command (or this registration round) was proposed."""
+
+    data: bytes
+    seq: int
+    attempt: int
+
+    @property
+    def is_retry(self) -> bool:
+        return self.attempt > 1
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """Request ``request`` (the number :meth:`SessionClient.submit` returned) was
+    applied as command ``seq``; ``result.payload`` is the state machine's result and
+    ``result.cached`` says a retry was answered from the session's cache."""
+
+    request: int
+    seq: int
+    result: SessionResult
+
+
+@dataclass(frozen=True, slots=True)
+class GaveUp:
+    """The client stopped trying request ``request``. ``applied`` is False when it is
+    known not to have been applied (its session expired), None when the outcome is
+    unknown (it may still commit: the client protocol's ``timeout``)."""
+
+    request: int
+    seq: int
+    reason: str
+    applied: bool | None
+
+
+SessionEvent = Completed | GaveUp
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: int
+    payload: bytes
+    seq: int = 0
+    attempt: int = 0
+    due: int = 0  # tick at (or after) which it is (re)proposed
+
+
+class SessionClient:
+    """One client of a :class:`SessionStateMachine` (thesis §6.3), sans-I/O: ticks,
+    submitted payloads and applied session results in; proposals and outcomes out.
+
+    * registers first, with ``nonce`` (a later round, after an expiry, appends
+      ``.N``), and keeps the first REGISTERED result echoing its current nonce;
+    * numbers commands 1, 2, ... and keeps up to ``window`` of them in flight
+      (pipelining is safe: the session applies each number once even when they commit
+      out of order; it does not order them — submit one at a time when order matters);
+    * re-proposes a command (or the registration) unanswered for ``retry_ticks``
+      through the same session, so a retry is applied at most once, and after
+      ``dropped_retry_ticks`` when the node refused the proposal (:meth:`dropped`);
+    * on SESSION_EXPIRED registers again; the expired session's commands are given up
+      (:class:`GaveUp`: the one answered EXPIRED with ``applied=False``, the others
+      unknown), queued ones carry over to the new session;
+    * gives up a command after ``max_attempts`` proposals (0: never) with
+      ``applied=None``;
+    * bounds its queue: :meth:`submit` raises :class:`SessionClientBusy` over
+      ``max_queued`` requests not yet answered.
+
+    Results are matched by (client id, seq): feed it every session result the node
+    it proposes through applies (:meth:`on_result`); others are ignored.
+    """
+
+    def __init__(self, nonce: bytes, *, retry_ticks: int, window: int = 1,
+                 dropped_retry_ticks: int = 2, max_attempts: int = 0, max_queued: int = 1024) -> None:
+        if type(nonce) is not bytes or not 0 < len(nonce) <= 240:
+            raise ValueError("nonce must be 1 to 240 bytes")
+        for name, v, lo in (("retry_ticks", retry_ticks, 1), ("window", window, 1),
+                            ("dropped_retry_ticks", dropped_retry_ticks, 1),
+                            ("max_attempts", max_attempts, 0), ("max_queued", max_queued, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        self._base_nonce = nonce
+        self.retry_ticks = retry_ticks
+        self.window = window
+        self.dropped_retry_ticks = dropped_retry_ticks
+        self.max_attempts = max_attempts
+        self.max_queued = max_queued
+        self._now = 0
+        self._round = 0
+        self._session: ClientSession | None = None
+        self._register_attempt = 0
+        self._register_due = 0
+        self._queue: list[_Pending] = []  # submitted, not yet numbered
+        self._inflight: dict[int, _Pending] = {}  # seq -> request
+        self._events: list[SessionEvent] = []
+        self._next_request = 1
+
+    # -- inspection
+
+    @property
+    def nonce(self) -> bytes:
+        """The nonce of the current registration round."""
+        return self._base_nonce if self._round == 0 else self._base_nonce + b".%d" % self._round
+
+    @property
+    def client_id(self) -> int | None:
+        return self._session.client_id if self._session is not None else None
+
+    def pending(self) -> int:
+        """Requests submitted and not yet completed or given up."""
+        return len(self._queue) + len(self._inflight)
+
+    def inflight_seqs(self) -> list[int]:
+        return sorted(self._inflight)
+
+    # -- inputs
+
+    def tick(self) -> None:
+        self._now += 1
+
+    def submit(self, payload: bytes) -> int:
+        """Queue a command; returns its request number (events name it)."""
+        if type(payload) is not bytes:
+            raise TypeError("payload must be bytes")
+        if self.pending() >= self.max_queued:
+            raise SessionClientBusy(f"{self.max_queued} requests already pending")
+        request = self._next_request
+        self._next_request += 1
+        self._queue.append(_Pending(request, payload))
+        return request
+
+    def dropped(self, seq: int) -> None:
+        """The node refused the proposal of ``seq`` (0: the registration), e.g. no
+        leader known: propose it again soon (a new leader is usually found within an
+        election timeout) rather than after a whole ``retry_ticks``."""
+        soon = self._now + self.dropped_retry_ticks
+        if seq == 0:
+            self._register_due = min(self._register_due, soon)
+        elif seq in self._inflight:
+            p = self._inflight[seq]
+            p.due = min(p.due, soon)
+
+    def on_result(self, result: SessionResult) -> None:
+        """A session result applied by the node (any client's: only ours count)."""
+        if result.status is SessionStatus.REGISTERED:
+            if self._session is None and result.payload == self.nonce:
+                self._session = ClientSession(result.client_id)
+            return
+        session = self._session
+        if session is None or result.client_id != session.client_id:
+            return
+        p = self._inflight.get(result.seq)
+        if p is None:
+            return  # a late duplicate of something already answered
+        status = result.status
+        if status is SessionStatus.OK:
+            self._finish(p)
+            self._events.append(Completed(p.request, p.seq, result))
+        elif status is SessionStatus.SESSION_EXPIRED:
+            self._expired(p)
+        elif status is SessionStatus.WINDOW_FULL:
+            p.due = min(p.due, self._now + self.dropped_retry_ticks)  # not applied: again
+        else:
+            # STALE / INVALID: no correct client sees them for a command in flight.
+            self._finish(p)
+            self._events.append(GaveUp(p.request, p.seq, status.name.lower(), None))
+
+    def abandon(self) -> list[GaveUp]:
+        """Drop the session and everything pending (the client crashed or quits); the
+        next :meth:`poll` registers a new round. Returns the outcomes given up."""
+        out = [GaveUp(p.request, p.seq, "abandoned", None)
+               for p in [*self._inflight.values(), *self._queue]]
+        self._inflight.clear()
+        self._queue.clear()
+        self._new_round()
+        return out
+
+    # -- outputs
+
+    def poll(self) -> list[SessionProposal]:
+        """What to propose now, in order: the registration, new commands up to the
+        window, then retries due (oldest sequence number first)."""
+        out: list[SessionProposal] = []
+        session = self._session
+        if session is None:
+            if self._now >= self._register_due:
+                self._register_attempt += 1
+                self._register_due = self._now + self.retry_ticks
+                out.append(SessionProposal(encode_register(self.nonce), 0, self._register_attempt))
+            return out
+        while self._queue and len(self._inflight) < self.window:
+            p = self._queue.pop(0)
+            p.seq, data = session.command(p.payload)
+            p.attempt, p.due = 1, self._now + self.retry_ticks
+            self._inflight[p.seq] = p
+            out.append(SessionProposal(data, p.seq, 1))
+        for seq in sorted(self._inflight):
+            p = self._inflight[seq]
+            if self._now < p.due:
+                continue
+            if self.max_attempts and p.attempt >= self.max_attempts:
+                self._finish(p)
+                self._events.append(GaveUp(p.request, seq, "attempts", None))
+                continue
+            p.attempt += 1
+            p.due = self._now + self.retry_ticks
+            out.append(SessionProposal(session.encoded(seq), seq, p.attempt))
+        return out
+
+    def events(self) -> list[SessionEvent]:
+        """Outcomes since the last call, in the order they happened."""
+        out, self._events = self._events, []
+        return out
+
+    # -- internals
+
+    def _finish(self, p: _Pending) -> None:
+        del self._inflight[p.seq]
+        assert self._session is not None
+        self._session.completed(p.seq)
+
+    def _expired(self, answered: _Pending) -> None:
+        for p in sorted(self._inflight.values(), key=lambda q: q.seq):
+            known = p is answered
+            self._events.append(GaveUp(p.request, p.seq, "session_expired", False if known else None))
+        self._inflight.clear()
+        self._new_round()
+
+    def _new_round(self) -> None:
+        self._session = None
+        self._round += 1
+        self._register_attempt = 0
+        self._register_due = self._now
+
+
+class SessionClientBusy(Exception):
+    """The client already holds ``max_queued`` unanswered requests."""

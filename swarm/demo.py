@@ -5,17 +5,20 @@ Each drone is a consensus ``RawNode`` over a ``MemoryStorage`` with an
 in one process, in virtual time (ticks of ``tick_ms`` virtual milliseconds), driven
 by one seeded ``random.Random``: the same seed gives the same run, byte for byte.
 
-The driver keeps the Ready contract (docs/consensus.md, Raft paper Figure 2): a
-Ready's snapshot, entries and hard state are persisted *before* its messages go on
-the wire; then the snapshot is installed and committed entries applied; then
-``advance``. Messages travel as bytes (the consensus codec) through a small exchange
-with 1-3 ticks of latency (so they also arrive reordered). A crash is a power cut:
-the node object, its state machine and anything unsent are dropped; only the
-storage survives, and a restart rebuilds the node from it.
+Each node runs under the project's one Ready driver (:class:`consensus.driver.Driver`,
+the same loop the simulator and the agent use), which keeps the Ready contract
+(docs/consensus.md, Raft paper Figure 2): a Ready's snapshot, entries and hard state
+are persisted *before* its messages go on the wire; then the snapshot is installed and
+committed entries applied; then ``advance``; then log compaction. Messages travel as
+bytes (the consensus codec) through a small exchange with 1-3 ticks of latency (so
+they also arrive reordered). A crash is a power cut: the driver, its state machine and
+anything unsent are dropped; only the storage survives, and a restart rebuilds the
+node from it.
 
-Each drone proposes through its own client session (Raft thesis section 6.3): it
-registers, numbers its commands, and retries on a timeout through the same session,
-so a command caught in a leader crash is applied exactly once.
+Each drone proposes through its own client session (Raft thesis section 6.3, the
+sans-I/O :class:`consensus.session.SessionClient`): it registers, numbers its
+commands, and retries on a timeout through the same session, so a command caught in a
+leader crash is applied exactly once.
 
 The wildfire story is in :mod:`swarm.scenario`. At the end the demo prints the agreed
 map, a hash of every node's snapshot (they must be identical), each drone's plan from
@@ -29,7 +32,7 @@ import hashlib
 import heapq
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,18 +40,17 @@ from consensus import (
     Config,
     ConfState,
     Entry,
-    EntryKind,
     MemoryStorage,
+    Message,
     ProposalDropped,
-    RawNode,
-    Ready,
     SessionStateMachine,
-    SessionStatus,
+    Snapshot,
     StateRole,
     decode_message,
     encode_message,
 )
-from consensus.session import ClientSession, encode_register
+from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver, LeaderChange
+from consensus.session import Completed, GaveUp, SessionClient
 from consensus.session import decode_result as decode_session_result
 
 from .evacmap import (
@@ -195,21 +197,9 @@ class _Op:
     what: str
     payload: bytes
     seq: int = 0
-    last_sent: int = -(10**9)
     result: ApplyResult | None = None
     done: bool = False
     lost: bool = False
-
-
-@dataclass
-class _Client:
-    """A drone's client side of its session (volatile: lost in a crash)."""
-
-    nonce: bytes
-    session: ClientSession | None = None
-    register_sent: int = -(10**9)
-    queue: list[_Op] = field(default_factory=list)  # waiting for the session
-    inflight: dict[int, _Op] = field(default_factory=dict)  # seq -> op
 
 
 @dataclass
@@ -217,18 +207,58 @@ class _Drone:
     name: str
     nid: int
     storage: MemoryStorage
-    raw: RawNode | None = None
+    driver: Driver | None = None
     evac: EvacuationMap | None = None
     fsm: SessionStateMachine | None = None
-    client: _Client | None = None
-    applied: int = 0
+    #: The drone's client side of its session (volatile: lost in a crash), and the
+    #: operations it carries, by request number.
+    client: SessionClient | None = None
+    ops: dict[int, _Op] = field(default_factory=dict)
     role: StateRole = StateRole.FOLLOWER
     incarnation: int = 0
     snapshots_installed: int = 0
 
     @property
     def up(self) -> bool:
-        return self.raw is not None
+        return self.driver is not None
+
+    @property
+    def applied(self) -> int:
+        return self.driver.applied if self.driver is not None else 0
+
+
+class _DroneLink:
+    """The driver's transport: the drone's messages, encoded, into the exchange."""
+
+    def __init__(self, demo: _Demo) -> None:
+        self._demo = demo
+
+    def send(self, messages: Sequence[Message]) -> None:
+        demo = self._demo
+        for m in messages:
+            demo.net.send(m.to, encode_message(m), demo.now)
+
+
+class _DroneObserver(DriverObserver):
+    """What the demo watches on one drone's driver."""
+
+    def __init__(self, demo: _Demo, drone: _Drone) -> None:
+        self._demo, self._drone = demo, drone
+
+    def snapshot_installed(self, driver: Driver, snapshot: Snapshot, applied_before: int) -> None:
+        d = self._drone
+        d.snapshots_installed += 1
+        self._demo.log(f"{d.name} installs a snapshot at index {snapshot.meta.index} "
+                       f"(map version {d.evac.version if d.evac else '?'})")
+
+    def applied(self, driver: Driver, entry: AppliedEntry) -> None:
+        self._demo._check_state_machine_safety(
+            self._drone, Entry(entry.term, entry.index, entry.kind, entry.data))
+        if entry.result is not None:
+            self._demo._deliver(self._drone, entry.index, entry.result)
+
+    def leadership_changed(self, driver: Driver, change: LeaderChange) -> None:
+        self._demo._observe_role(self._drone, change.role)
 
 
 class _Demo:
@@ -272,32 +302,37 @@ class _Demo:
     # -- node lifecycle
 
     def _start(self, d: _Drone) -> None:
-        """Boot (or reboot) a drone from its storage, as after a power cut."""
-        snap = d.storage.snapshot()
+        """Boot (or reboot) a drone from its storage, as after a power cut: the driver
+        restores the state machine from the stored snapshot and rebuilds the node."""
         evac = EvacuationMap()
         fsm = SessionStateMachine(evac)
-        if not snap.is_empty():
-            fsm.restore(snap.data)
         d.evac, d.fsm = evac, fsm
-        d.applied = snap.meta.index
-        d.raw = RawNode(Config(
-            id=d.nid,
-            election_tick=self.cfg.election_tick,
-            heartbeat_tick=self.cfg.heartbeat_tick,
-            applied=snap.meta.index,
-            rng=random.Random(self.rng.getrandbits(64)),
-        ), d.storage)
         d.role = StateRole.FOLLOWER
         d.snapshots_installed = 0
+        d.driver = Driver(
+            Config(id=d.nid, election_tick=self.cfg.election_tick,
+                   heartbeat_tick=self.cfg.heartbeat_tick,
+                   rng=random.Random(self.rng.getrandbits(64))),
+            d.storage, fsm, _DroneLink(self),
+            DriverConfig(snapshot_every=self.cfg.snapshot_every, compact_keep=self.cfg.compact_keep),
+            _DroneObserver(self, d),
+        )
         d.incarnation += 1
-        d.client = _Client(nonce=f"{d.name}#{d.incarnation}".encode())
+        # One command in flight per drone (window 1): the session would apply
+        # pipelined commands exactly once even when they commit out of order, but it
+        # does not order them, and a drone's scenario commands build on each other.
+        d.client = SessionClient(f"{d.name}#{d.incarnation}".encode(),
+                                 retry_ticks=self.cfg.retry_ticks, window=1)
+        d.ops = {}
 
     def crash(self, d: _Drone) -> None:
-        assert d.client is not None
-        for op in [*d.client.queue, *d.client.inflight.values()]:
+        for op in d.ops.values():
             op.lost = True
             op.done = True
-        d.raw = d.evac = d.fsm = d.client = None
+        assert d.driver is not None
+        d.driver.stop()
+        d.driver = d.evac = d.fsm = d.client = None
+        d.ops = {}
         d.role = StateRole.FOLLOWER
 
     # -- one tick
@@ -306,54 +341,15 @@ class _Demo:
         self.now += 1
         for to, payload in self.net.due(self.now):
             d = self.drones[to]
-            if d.up:
-                assert d.raw is not None
-                d.raw.step(decode_message(payload))
+            if d.driver is not None:
+                d.driver.step(decode_message(payload))
         for d in self.drones.values():
-            if d.up:
-                assert d.raw is not None
-                d.raw.tick()
+            if d.driver is not None:
+                d.driver.tick()
         self._clients_act()
         for d in self.drones.values():
-            # Bounded: each Ready is persisted and advanced before the next is taken.
-            for _ in range(8):
-                if not d.up:
-                    break
-                assert d.raw is not None
-                if not d.raw.has_ready():
-                    break
-                self._handle_ready(d, d.raw.ready())
-
-    def _handle_ready(self, d: _Drone, rd: Ready) -> None:
-        raw, fsm = d.raw, d.fsm
-        assert raw is not None and fsm is not None
-        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
-        # 1. Persist (snapshot, entries, hard state) before anything leaves: the messages
-        #    may promise a vote or an append (Raft Figure 2, "Persistent state").
-        if snap is not None or rd.entries or rd.hard_state is not None:
-            d.storage.apply_ready(rd.hard_state, rd.entries, snap)
-        # 2. Send.
-        for m in rd.messages:
-            self.net.send(m.to, encode_message(m), self.now)
-        # 3. Install a snapshot, then apply committed entries in order.
-        if snap is not None:
-            fsm.restore(snap.data)
-            d.applied = snap.meta.index
-            d.snapshots_installed += 1
-            self.log(f"{d.name} installs a snapshot at index {snap.meta.index} "
-                     f"(map version {d.evac.version if d.evac else '?'})")
-        for entry in rd.committed_entries:
-            if entry.index <= d.applied:
-                continue
-            self._check_state_machine_safety(d, entry)
-            d.applied = entry.index
-            if entry.kind is not EntryKind.NORMAL or not entry.data:
-                continue  # membership change, or a new leader's no-op (Raft §8)
-            self._deliver(d, entry.index, fsm.apply(entry.index, entry.data))
-        if rd.soft_state is not None:
-            self._observe_role(d, rd.soft_state.role)
-        raw.advance(rd)
-        self._maybe_compact(d)
+            if d.driver is not None:
+                d.driver.process()
 
     def _check_state_machine_safety(self, d: _Drone, entry: Entry) -> None:
         """State Machine Safety (Raft §5.4.3): no two nodes ever apply different
@@ -368,98 +364,57 @@ class _Demo:
 
     def _observe_role(self, d: _Drone, role: StateRole) -> None:
         if role is StateRole.LEADER and d.role is not StateRole.LEADER:
-            assert d.raw is not None
-            term = d.raw.status().term
+            assert d.driver is not None
+            term = d.driver.raw.status().term
             self.leaders.append((self.now, term, d.name))
             self.log(f"[bold green]{d.name} is leader[/bold green] (term {term})")
         d.role = role
-
-    def _maybe_compact(self, d: _Drone) -> None:
-        st = d.storage
-        if d.applied - st.snapshot().meta.index < self.cfg.snapshot_every:
-            return
-        if d.applied > st.hard_state().commit:
-            return
-        assert d.raw is not None and d.fsm is not None
-        st.create_snapshot(d.applied, d.raw.conf_state_at(d.applied), d.fsm.snapshot())
-        keep_from = d.applied - self.cfg.compact_keep
-        if keep_from > st.first_index() - 1:
-            st.compact(keep_from)
 
     # -- client sessions
 
     def _deliver(self, d: _Drone, index: int, data: bytes) -> None:
         """A committed entry's result, seen by the drone whose node applied it; only
-        the client that proposed it (same session) takes notice."""
+        the client that proposed it (same session, matched by client id and sequence
+        number) takes notice."""
         client = d.client
-        result = decode_session_result(data)
         if client is None:
             return
-        if result.status is SessionStatus.REGISTERED:
-            if client.session is None and result.payload == client.nonce:
-                client.session = ClientSession(result.client_id)
-            return
-        if client.session is None or result.client_id != client.session.client_id:
-            return
-        if result.status is SessionStatus.SESSION_EXPIRED:
-            # Exactly-once can no longer be promised for this session: start a new one
-            # and re-send what is unanswered (thesis §6.3).
-            client.session = None
-            client.queue[:0] = sorted(client.inflight.values(), key=lambda op: op.seq)
-            client.inflight.clear()
-            return
-        op = client.inflight.pop(result.seq, None)
-        if op is None:
-            return
-        client.session.completed(result.seq)
-        op.done = True
-        if result.cached:
-            self.cached_replies += 1
-        if result.status is SessionStatus.OK:
-            op.result = decode_result(result.payload)
-            if op.result.ok:
-                self.log(f"  ✓ {op.drone}: {op.what} [dim](index {index})[/dim]")
+        client.on_result(decode_session_result(data))
+        for event in client.events():
+            op = d.ops.pop(event.request)
+            op.done = True
+            if isinstance(event, Completed):
+                op.seq = event.seq
+                if event.result.cached:
+                    self.cached_replies += 1
+                op.result = decode_result(event.result.payload)
+                if op.result.ok:
+                    self.log(f"  ✓ {op.drone}: {op.what} [dim](index {index})[/dim]")
+                else:
+                    self.log(f"  [red]✗ {op.drone}: {op.what}: {op.result.error}[/red]")
+            elif isinstance(event, GaveUp) and event.reason == "session_expired" \
+                    and event.applied is False:
+                # Known not applied (its session expired first): submit it again under
+                # the client's next session (thesis §6.3).
+                op.done = False
+                d.ops[client.submit(op.payload)] = op
             else:
-                self.log(f"  [red]✗ {op.drone}: {op.what}: {op.result.error}[/red]")
-        else:
-            self.log(f"  [red]? {op.drone}: {op.what}: session answered "
-                     f"{result.status.name}; not applied now[/red]")
-
-    def _propose(self, d: _Drone, data: bytes) -> bool:
-        assert d.raw is not None
-        try:
-            d.raw.propose(data)
-        except ProposalDropped:
-            return False  # no leader known yet: the retry timer tries again
-        return True
+                self.log(f"  [red]? {op.drone}: {op.what}: gave up ({event.reason}); "
+                         f"outcome unknown[/red]")
 
     def _clients_act(self) -> None:
-        retry = self.cfg.retry_ticks
         for d in self.drones.values():
-            client = d.client
-            if client is None or not d.up:
+            client, driver = d.client, d.driver
+            if client is None or driver is None:
                 continue
-            if client.session is None:
-                if self.now - client.register_sent >= retry:
-                    client.register_sent = self.now
-                    self._propose(d, encode_register(client.nonce))
-                continue
-            # One command in flight per session: the next is proposed only once the
-            # previous has its result. (Pipelining is unsafe with the current session
-            # wrapper: if seq n is lost in a leader crash and n+1 commits, the retry of
-            # n is answered STALE and never applied; see the report to consensus/.)
-            if client.queue and not client.inflight:
-                op = client.queue.pop(0)
-                op.seq, data = client.session.command(op.payload)
-                client.inflight[op.seq] = op
-                op.last_sent = self.now
-                self._propose(d, data)
-            for seq in sorted(client.inflight):
-                op = client.inflight[seq]
-                if self.now - op.last_sent >= retry:
-                    op.last_sent = self.now
+            client.tick()
+            for proposal in client.poll():
+                if proposal.is_retry and proposal.seq:
                     self.retries += 1
-                    self._propose(d, client.session.encoded(seq))
+                try:
+                    driver.propose(proposal.data)
+                except ProposalDropped:
+                    pass  # no leader known yet: the retry timer tries again
 
     def submit(self, drone: str, what: str, payload: bytes) -> None:
         d = self.by_name[drone]
@@ -470,7 +425,7 @@ class _Demo:
         assert d.client is not None
         op = _Op(d.name, what, payload)
         self.ops.append(op)
-        d.client.queue.append(op)
+        d.ops[d.client.submit(payload)] = op
 
     # -- the scenario
 
@@ -480,9 +435,8 @@ class _Demo:
         best: _Drone | None = None
         best_term = -1
         for d in self.drones.values():
-            if d.up and d.role is StateRole.LEADER:
-                assert d.raw is not None
-                term = d.raw.status().term
+            if d.driver is not None and d.role is StateRole.LEADER:
+                term = d.driver.raw.status().term
                 if term > best_term:
                     best, best_term = d, term
         return best
@@ -568,8 +522,8 @@ class _Demo:
             lead = self.leader()
             if lead is None:
                 return False
-            assert lead.raw is not None
-            status = lead.raw.status()
+            assert lead.driver is not None
+            status = lead.driver.raw.status()
             return status.commit == status.last_index and all(
                 d.applied == status.commit for d in self.drones.values() if d.up)
 
@@ -623,8 +577,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] | None = None) -> De
     reports = []
     plans_by_node: dict[str, dict[str, PlanResult]] = {}
     for d in demo.drones.values():
-        assert d.raw is not None and d.evac is not None and d.fsm is not None
-        status = d.raw.status()
+        assert d.driver is not None and d.evac is not None and d.fsm is not None
+        status = d.driver.raw.status()
         plans_by_node[d.name] = _plans(d.evac.view(), homes)
         reports.append(NodeReport(
             name=d.name, node_id=d.nid, role=status.role.value, term=status.term,
