@@ -41,6 +41,8 @@ _TOOLS = "simulation and checks"
 
 #: Every subcommand of ``swarm``, in the order ``swarm --help`` lists them.
 COMMANDS: dict[str, Command] = {
+    "launch": Command("swarm.cli.launch", "run a launch file (YAML): nodes in dependency order, "
+                      "supervised, stopped cleanly", _SWARM),
     "demo": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a wildfire map",
                     _TOOLS),
     "check-command": Command("swarm.cli.check_command",

@@ -79,9 +79,9 @@ def _print_plan(description: LaunchDescription) -> None:
             print("    on exit: shut the launch down")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "swarm launch") -> int:
     parser = argparse.ArgumentParser(
-        prog="swarm launch",
+        prog=prog, allow_abbrev=False,
         description="Run the nodes of a launch file in dependency order, supervise them, "
                     "and stop them all cleanly on Ctrl-C or SIGTERM.")
     add_arguments(parser)

@@ -1,4 +1,4 @@
-"""Harness for the launcher's process tests: run `python -m swarm.launch` for real and
+"""Harness for the launcher's process tests: run `python -m swarm launch` for real and
 find every process it left behind by an environment token (scanning /proc)."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
 
 
 class LaunchRun:
-    """One `python -m swarm.launch` process, its output in a file, its token."""
+    """One `python -m swarm launch` process, its output in a file, its token."""
 
     def __init__(self, tmp: Path, text: str, *extra: str) -> None:
         self.token = uuid.uuid4().hex
@@ -56,7 +56,7 @@ class LaunchRun:
         env.pop("NO_COLOR", None)
         self._out = open(self.output, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "swarm.launch", str(self.file), *extra], cwd=tmp,
+            [sys.executable, "-m", "swarm", "launch", str(self.file), *extra], cwd=tmp,
             env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self) -> str:
