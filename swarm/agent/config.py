@@ -1,0 +1,475 @@
+"""One drone's agent configuration: a TOML file (tomllib) read into a frozen,
+validated dataclass tree.
+
+Every key is documented in docs/agent.md, and ``swarm/agent/example.toml`` is a
+complete, commented example. Rules:
+
+* unknown sections and keys are errors (a typo must not silently fall back to a
+  default on an aircraft), and every error names the key: ``[bus] keepalive_s: must be
+  an integer in [1, 65535], got 0``;
+* relative paths (``data_dir``, key and certificate files) are relative to the config
+  file's folder, so a config and its files can move together;
+* command-line flags override the file (:func:`load_config`'s ``overrides``), and are
+  validated exactly like the file's values;
+* timings come from a profile, ``lan`` (fast failover on a healthy network) or ``radio``
+  (slow, lossy links), whose tick, election and heartbeat values can each be
+  overridden in ``[timing]``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from consensus.types import MAX_NODE_ID
+
+__all__ = [
+    "AgentConfig",
+    "BrokerAddress",
+    "BusConfig",
+    "ClientConfig",
+    "ConfigError",
+    "LogConfig",
+    "MavlinkConfig",
+    "MetricsConfig",
+    "NodeConfig",
+    "PROFILES",
+    "RaftConfig",
+    "SwarmConfig",
+    "TimingConfig",
+    "TlsConfig",
+    "load_config",
+    "parse_config",
+]
+
+_SWARM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file, section and key."""
+
+
+# ---------------------------------------------------------------- the dataclass tree
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    id: int
+    name: str
+    #: Folder of the node's SQLite store (raft.db) and its lock.
+    data_dir: Path
+    #: Voters of the cluster when this node creates a fresh store (ignored afterwards:
+    #: the configuration then lives in the log, thesis §4.1).
+    voters: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmConfig:
+    id: str
+    #: The swarm key (``swarm keygen``): must not be readable by group or others.
+    key_file: Path
+    #: Optional second key accepted during a key rotation (docs/protocol.md).
+    previous_key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    #: Brokers in order of preference; the bus fails over down the list.
+    brokers: tuple[BrokerAddress, ...]
+    #: "5" (MQTT 5, default) or "3.1.1".
+    protocol: str = "5"
+    keepalive_s: int = 10
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimingConfig:
+    profile: str
+    tick_ms: int
+    election_ticks: int
+    heartbeat_ticks: int
+
+    @property
+    def election_timeout_ms(self) -> tuple[int, int]:
+        """The randomized election timeout range (Raft §5.2: [T, 2T))."""
+        return self.tick_ms * self.election_ticks, 2 * self.tick_ms * self.election_ticks
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    #: Uncommitted tail a leader accepts before answering ``busy`` (0: the driver's
+    #: default, consensus.driver.DEFAULT_MAX_UNCOMMITTED_BYTES).
+    max_uncommitted_bytes: int = 0
+    #: Snapshot the map and compact the log every this many applied entries.
+    snapshot_every: int = 4096
+    #: Entries kept behind a snapshot for briefly lagging followers.
+    compact_keep: int = 512
+    #: Raft messages received and not yet stepped; more are dropped (and counted).
+    max_inbound: int = 4096
+    #: Bytes of entries in one AppendEntries message.
+    max_msg_bytes: int = 256 * 1024
+    #: AppendEntries in flight to one follower (the broker's queue must hold them).
+    max_inflight_msgs: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    #: Client requests this node holds unanswered; more are answered ``busy``.
+    max_pending: int = 1024
+    #: A request not answered by then gets ``timeout`` (outcome unknown).
+    request_timeout_s: float = 5.0
+    #: Sessions the map remembers (exactly-once); the least recently used expires.
+    max_sessions: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class MavlinkConfig:
+    #: ``tcp:HOST:PORT``, ``udpin:``/``udpout:HOST:PORT`` or a serial device.
+    connection: str
+    baud: int | None = None
+    sysid: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    #: ``HOST:PORT`` of the Prometheus endpoint, or None when disabled. Loopback by
+    #: default: metrics are not for the whole network.
+    listen: tuple[str, int] | None = ("127.0.0.1", 9464)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = "text"
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    node: NodeConfig
+    swarm: SwarmConfig
+    bus: BusConfig
+    timing: TimingConfig
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    mavlink: MavlinkConfig | None = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    #: The file it was read from (None when built from a mapping).
+    source: Path | None = None
+
+
+#: Timing profiles: (tick_ms, election_ticks, heartbeat_ticks).
+#: ``lan``: 10 ms ticks, election timeout 150-300 ms, heartbeat every 30 ms: a crashed
+#: leader is replaced in a few hundred ms on a healthy network (issue 9's goal: failover
+#: p50 <= 300 ms). ``radio``: 50 ms ticks, election 1-2 s, heartbeat every 200 ms: a
+#: telemetry radio's latency and loss do not trigger spurious elections.
+PROFILES: dict[str, tuple[int, int, int]] = {
+    "lan": (10, 15, 3),
+    "radio": (50, 20, 4),
+}
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _Section:
+    """One TOML table being read: typed getters that name the key in errors, and a
+    check that no key was left unread (a typo)."""
+
+    def __init__(self, name: str, data: object, base: Path) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"[{name}]: must be a table, got {type(data).__name__}")
+        self.name = name
+        self.data: dict[str, Any] = data
+        self.base = base
+        self.used: set[str] = set()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"[{self.name}] {key}: {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.data.get(key, default)
+
+    def integer(self, key: str, default: int | None, lo: int, hi: int) -> int:
+        value = self.raw(key, default)
+        if value is None:
+            raise self.error(key, "is required")
+        if type(value) is not int or not lo <= value <= hi:
+            raise self.error(key, f"must be an integer in [{lo}, {hi}], got {value!r}")
+        return value
+
+    def number(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = self.raw(key, default)
+        if type(value) not in (int, float) or not math.isfinite(value) or not lo <= value <= hi:
+            raise self.error(key, f"must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        return float(value)
+
+    def string(self, key: str, default: str | None) -> str:
+        value = self.raw(key, default)
+        if value is None:
+            raise self.error(key, "is required")
+        if type(value) is not str or not value:
+            raise self.error(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        return self.string(key, None) if self.has(key) else self.raw(key)
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(key, default)
+        if value not in choices:
+            raise self.error(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return str(value)
+
+    def path(self, key: str, required: bool = False) -> Path | None:
+        if not self.has(key):
+            if required:
+                raise self.error(key, "is required")
+            self.used.add(key)
+            return None
+        text = self.string(key, None)
+        p = Path(text).expanduser()
+        return p if p.is_absolute() else self.base / p
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.used:
+                close = difflib.get_close_matches(key, sorted(self.used), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise self.error(key, f"unknown key{hint}")
+
+
+def _broker(text: object, where: _Section, key: str) -> BrokerAddress:
+    if type(text) is not str or not text:
+        raise where.error(key, f"a broker must be a string like mqtt://HOST:PORT, got {text!r}")
+    url = text if "://" in text else f"mqtt://{text}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise where.error(key, f"{text!r}: {exc}") from None
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise where.error(key, f"{text!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
+        raise where.error(key, f"{text!r}: expected mqtt[s]://HOST[:PORT] and nothing else "
+                               "(credentials go in username / password_file)")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
+
+
+def _listen(value: object, where: _Section, key: str) -> tuple[str, int] | None:
+    if value in ("", "off", False):
+        return None
+    if type(value) is not str:
+        raise where.error(key, f"must be \"HOST:PORT\" or \"off\", got {value!r}")
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise where.error(key, f"must be \"HOST:PORT\" (port 0-65535) or \"off\", got {value!r}")
+    return host, int(port_text)
+
+
+_SECTIONS = ("node", "swarm", "bus", "timing", "raft", "client", "mavlink", "metrics", "log")
+
+
+def parse_config(data: Mapping[str, Any], base: Path = Path("."),
+                 source: Path | None = None) -> AgentConfig:
+    """Validate a parsed TOML document. Raises :class:`ConfigError` naming the key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("the configuration must be a table")
+    for name in data:
+        if name not in _SECTIONS:
+            close = difflib.get_close_matches(name, _SECTIONS, n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
+            raise ConfigError(f"[{name}]: unknown section{hint}; sections are "
+                              f"{', '.join(f'[{s}]' for s in _SECTIONS)}")
+
+    def section(name: str, required: bool = False) -> _Section | None:
+        if name not in data:
+            if required:
+                raise ConfigError(f"[{name}]: section is required")
+            return None
+        return _Section(name, data[name], base)
+
+    s = section("node", required=True)
+    assert s is not None
+    node_id = s.integer("id", None, 1, MAX_NODE_ID)
+    name = s.string("name", f"drone-{node_id}")
+    if not _NAME.fullmatch(name):
+        raise s.error("name", f"{name!r}: 1-64 letters, digits, '_', '.', '-'")
+    data_dir = s.path("data_dir", required=True)
+    assert data_dir is not None
+    voters_raw = s.raw("voters")
+    if voters_raw is None:
+        raise s.error("voters", "is required (the node ids of the initial cluster, e.g. "
+                                "[1, 2, 3])")
+    if (not isinstance(voters_raw, list) or not voters_raw
+            or any(type(v) is not int or not 1 <= v <= MAX_NODE_ID for v in voters_raw)):
+        raise s.error("voters", f"must be a non-empty list of node ids in [1, {MAX_NODE_ID}], "
+                                f"got {voters_raw!r}")
+    if len(set(voters_raw)) != len(voters_raw):
+        raise s.error("voters", f"lists a node twice: {voters_raw!r}")
+    if node_id not in voters_raw:
+        raise s.error("voters", f"must include this node's id {node_id}, got {voters_raw!r}")
+    s.finish()
+    node = NodeConfig(node_id, name, data_dir, tuple(sorted(voters_raw)))
+
+    s = section("swarm", required=True)
+    assert s is not None
+    swarm_id = s.string("id", None)
+    if not _SWARM_ID.fullmatch(swarm_id):
+        raise s.error("id", f"{swarm_id!r}: 1-32 characters of a-z, 0-9 and '-', starting "
+                            "with a letter or digit")
+    key_file = s.path("key_file", required=True)
+    assert key_file is not None
+    swarm = SwarmConfig(swarm_id, key_file, s.path("previous_key_file"))
+    s.finish()
+
+    s = section("bus", required=True)
+    assert s is not None
+    brokers_raw = s.raw("brokers")
+    if not isinstance(brokers_raw, list) or not brokers_raw:
+        raise s.error("brokers", "must be a non-empty list like [\"mqtt://127.0.0.1:1883\"], "
+                                 f"got {brokers_raw!r}")
+    brokers = tuple(_broker(b, s, "brokers") for b in brokers_raw)
+    protocol = s.choice("protocol", "5", ("5", "3.1.1"))
+    keepalive = s.integer("keepalive_s", 10, 1, 65535)
+    username = s.optional_string("username")
+    password_file = s.path("password_file")
+    if password_file is not None and username is None:
+        raise s.error("password_file", "needs username")
+    rmin = s.number("reconnect_min_s", 0.1, 0.01, 60)
+    rmax = s.number("reconnect_max_s", 5.0, 0.01, 600)
+    if rmax < rmin:
+        raise s.error("reconnect_max_s", f"must be >= reconnect_min_s ({rmin:g}), got {rmax:g}")
+    tls = TlsConfig()
+    if s.has("tls"):
+        t = _Section("bus.tls", s.raw("tls"), base)
+        tls = TlsConfig(t.path("ca_file"), t.path("cert_file"), t.path("key_file"))
+        if (tls.cert_file is None) != (tls.key_file is None):
+            raise t.error("key_file" if tls.key_file is None else "cert_file",
+                          "cert_file and key_file go together (a client certificate)")
+        t.finish()
+    else:
+        s.used.add("tls")
+    s.finish()
+    bus = BusConfig(brokers, protocol, keepalive, username, password_file, tls, rmin, rmax)
+
+    s = section("timing") or _Section("timing", {}, base)
+    profile = s.choice("profile", "lan", tuple(PROFILES))
+    tick, election, heartbeat = PROFILES[profile]
+    tick = s.integer("tick_ms", tick, 1, 1000)
+    election = s.integer("election_ticks", election, 2, 1000)
+    heartbeat = s.integer("heartbeat_ticks", heartbeat, 1, 999)
+    if heartbeat >= election:
+        raise s.error("heartbeat_ticks", f"must be less than election_ticks ({election}), "
+                                         f"got {heartbeat} (Raft §5.2)")
+    s.finish()
+    timing = TimingConfig(profile, tick, election, heartbeat)
+
+    s = section("raft") or _Section("raft", {}, base)
+    d = RaftConfig()
+    raft = RaftConfig(
+        max_uncommitted_bytes=s.integer("max_uncommitted_bytes", d.max_uncommitted_bytes,
+                                        0, 1 << 34),
+        snapshot_every=s.integer("snapshot_every", d.snapshot_every, 0, 1 << 32),
+        compact_keep=s.integer("compact_keep", d.compact_keep, 0, 1 << 32),
+        max_inbound=s.integer("max_inbound", d.max_inbound, 1, 1 << 20),
+        max_msg_bytes=s.integer("max_msg_bytes", d.max_msg_bytes, 1024, 64 << 20),
+        max_inflight_msgs=s.integer("max_inflight_msgs", d.max_inflight_msgs, 1, 4096),
+    )
+    s.finish()
+
+    s = section("client") or _Section("client", {}, base)
+    c = ClientConfig()
+    client = ClientConfig(
+        max_pending=s.integer("max_pending", c.max_pending, 1, 1 << 20),
+        request_timeout_s=s.number("request_timeout_s", c.request_timeout_s, 0.05, 3600),
+        max_sessions=s.integer("max_sessions", c.max_sessions, 1, 1 << 20),
+    )
+    s.finish()
+
+    mavlink = None
+    s = section("mavlink")
+    if s is not None:
+        connection = s.string("connection", None)
+        baud = s.integer("baud", None, 1, 10_000_000) if s.has("baud") else s.raw("baud")
+        sysid = s.integer("sysid", 1, 1, 255)
+        try:
+            from mavlink_bridge.link import parse_connection_string
+
+            parse_connection_string(connection, baud)
+        except ValueError as exc:
+            raise s.error("connection", str(exc)) from None
+        s.finish()
+        mavlink = MavlinkConfig(connection, baud, sysid)
+
+    s = section("metrics") or _Section("metrics", {}, base)
+    metrics = MetricsConfig(_listen(s.raw("listen", "127.0.0.1:9464"), s, "listen"))
+    s.finish()
+
+    s = section("log") or _Section("log", {}, base)
+    log = LogConfig(s.choice("format", "text", ("text", "json")),
+                    s.choice("level", "info", ("debug", "info", "warning", "error")))
+    s.finish()
+
+    return AgentConfig(node, swarm, bus, timing, raft, client, mavlink, metrics, log, source)
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Read and validate a config file. ``overrides`` maps ``"section.key"`` to a value
+    (command-line flags); each replaces the file's value before validation, so it is
+    checked the same way. Raises :class:`ConfigError` naming the file and the key."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not valid TOML: not UTF-8 text") from None
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{p}: [{section}]: must be a table")
+        table[key] = value
+    try:
+        return parse_config(data, p.resolve().parent, p)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

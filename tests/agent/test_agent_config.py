@@ -1,0 +1,142 @@
+"""The agent's TOML config: every key validated, errors that name the key, flags that
+override the file, timing profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swarm.agent.config import PROFILES, BrokerAddress, ConfigError, load_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "swarm" / "agent" / "example.toml"
+
+MINIMAL = """
+[node]
+id = 2
+data_dir = "d2"
+voters = [1, 2, 3]
+[swarm]
+id = "wildfire"
+key_file = "k"
+[bus]
+brokers = ["127.0.0.1:1883"]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "drone.toml"
+    p.write_text(text)
+    return p
+
+
+def test_the_shipped_example_is_valid_and_documents_every_default() -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg.node.id == 1 and cfg.node.voters == (1, 2, 3)
+    assert cfg.timing.profile == "lan" and cfg.timing.tick_ms == 10
+    assert cfg.metrics.listen == ("127.0.0.1", 9464)
+    assert cfg.bus.brokers == (BrokerAddress("127.0.0.1", 1883, False),)
+    # relative paths are relative to the file's folder
+    assert cfg.node.data_dir == EXAMPLE.parent / "data" / "drone-1"
+
+
+def test_minimal_config_takes_defaults(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, MINIMAL))
+    assert cfg.node.name == "drone-2"
+    assert cfg.node.data_dir == tmp_path / "d2"
+    assert cfg.swarm.key_file == tmp_path / "k"
+    assert cfg.bus.protocol == "5" and cfg.bus.keepalive_s == 10
+    assert cfg.mavlink is None
+    assert cfg.log.format == "text"
+    assert (cfg.timing.tick_ms, cfg.timing.election_ticks, cfg.timing.heartbeat_ticks) \
+        == PROFILES["lan"]
+
+
+def test_radio_profile_and_per_value_overrides(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, MINIMAL + '[timing]\nprofile = "radio"\n'
+                                                  'heartbeat_ticks = 5\n'))
+    assert cfg.timing.tick_ms == PROFILES["radio"][0]
+    assert cfg.timing.heartbeat_ticks == 5
+    assert cfg.timing.election_timeout_ms == (1000, 2000)
+
+
+def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL)
+    cfg = load_config(path, {"bus.brokers": ["mqtts://b.example:9999"], "log.format": "json",
+                             "node.data_dir": "/abs/dir", "metrics.listen": "off"})
+    assert cfg.bus.brokers == (BrokerAddress("b.example", 9999, True),)
+    assert cfg.log.format == "json"
+    assert cfg.node.data_dir == Path("/abs/dir")
+    assert cfg.metrics.listen is None
+    with pytest.raises(ConfigError, match=r"\[log\] format: must be one of 'text', 'json'"):
+        load_config(path, {"log.format": "xml"})
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("[bus]\nkeepalive_s = 0\n", r"\[bus\] keepalive_s: must be an integer in \[1, 65535\], got 0"),
+    ("[bus]\nkeepalive = 5\n", r"\[bus\] keepalive: unknown key \(did you mean keepalive_s\?\)"),
+    ("[buss]\n", r"\[buss\]: unknown section \(did you mean \[bus\]\?\)"),
+    ("[timing]\nprofile = \"fast\"\n", r"\[timing\] profile: must be one of 'lan', 'radio'"),
+    ("[timing]\nheartbeat_ticks = 15\n", r"\[timing\] heartbeat_ticks: must be less than"),
+    ("[metrics]\nlisten = \"localhost\"\n", r"\[metrics\] listen: must be \"HOST:PORT\""),
+    ("[mavlink]\nconnection = \"carrier-pigeon:1\"\n", r"\[mavlink\] connection:"),
+    ("[mavlink]\nconnection = \"/dev/serial0\"\nbaud = -3\n", r"\[mavlink\] baud: must be"),
+    ("[client]\nrequest_timeout_s = nan\n", r"\[client\] request_timeout_s: must be a number"),
+    ("[bus.tls]\ncert_file = \"c\"\n", r"\[bus.tls\] key_file: cert_file and key_file go together"),
+    ("[bus]\npassword_file = \"p\"\n", r"\[bus\] password_file: needs username"),
+])
+def test_bad_values_name_section_and_key(tmp_path: Path, extra: str, message: str) -> None:
+    # Merge the extra table into MINIMAL's (TOML forbids defining [bus] twice).
+    text = MINIMAL
+    if extra.startswith("[bus]\n"):
+        text = text.replace('[bus]\n', extra)
+    else:
+        text += extra
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("node, message", [
+    ("id = 0\ndata_dir = \"d\"\nvoters = [1]", r"\[node\] id: must be an integer"),
+    ("id = 1\nvoters = [1]", r"\[node\] data_dir: is required"),
+    ("id = 1\ndata_dir = \"d\"", r"\[node\] voters: is required"),
+    ("id = 4\ndata_dir = \"d\"\nvoters = [1, 2]", r"must include this node's id 4"),
+    ("id = 1\ndata_dir = \"d\"\nvoters = [1, 1]", r"lists a node twice"),
+    ("id = 1\ndata_dir = \"d\"\nvoters = [1, true]", r"must be a non-empty list of node ids"),
+    ("id = 1\nname = \"a b\"\ndata_dir = \"d\"\nvoters = [1]", r"\[node\] name:"),
+])
+def test_node_section_errors(tmp_path: Path, node: str, message: str) -> None:
+    text = MINIMAL.replace('id = 2\ndata_dir = "d2"\nvoters = [1, 2, 3]', node)
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("broker, message", [
+    ('"http://x:1"', "scheme must be mqtt:// or mqtts://"),
+    ('"mqtt://x:99999"', "Port out of range"),
+    ('"mqtt://user:pw@x:1"', "credentials go in username"),
+    ("5", "a broker must be a string"),
+])
+def test_broker_addresses_are_validated(tmp_path: Path, broker: str, message: str) -> None:
+    text = MINIMAL.replace('brokers = ["127.0.0.1:1883"]', f"brokers = [{broker}]")
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+def test_unreadable_or_broken_files_say_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[node\nid=1"))
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(b"\xff\xfe[node]")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"\[swarm\]: section is required"):
+        load_config(_write(tmp_path, "[node]\nid = 1\ndata_dir = \"d\"\nvoters = [1]\n"))
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, MINIMAL))
+    with pytest.raises(AttributeError):
+        cfg.node.id = 3  # type: ignore[misc]
