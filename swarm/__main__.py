@@ -43,6 +43,8 @@ _TOOLS = "simulation and checks"
 COMMANDS: dict[str, Command] = {
     "launch": Command("swarm.cli.launch", "run a launch file (YAML): nodes in dependency order, "
                       "supervised, stopped cleanly", _SWARM),
+    "broker-acl": Command("swarm.cli.broker_acl", "print the mosquitto ACL for a deployed swarm "
+                          "(each drone publishes only its own topics)", _SWARM),
     "demo": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a wildfire map",
                     _TOOLS),
     "check-command": Command("swarm.cli.check_command",
