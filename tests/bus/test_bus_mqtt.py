@@ -1,0 +1,309 @@
+"""swarm.bus.client against a real mosquitto: both protocol versions, MQTT 5
+request/response properties, TLS, passwords, the Last Will, reconnect after a broker
+restart, failover down the broker list and back, and the envelope's rejection counters
+under a rogue publisher."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from consensus.types import Message, MessageType
+from swarm.bus import topics
+from swarm.bus.broker import LocalBroker, MosquittoTls
+from swarm.bus.client import (
+    BrokerAddress,
+    Bus,
+    BusConfig,
+    BusConfigError,
+    DropReason,
+    MqttVersion,
+    Received,
+    TlsConfig,
+    Will,
+)
+from swarm.bus.envelope import EnvelopeOpener, EnvelopeSealer, Keyring, Opened, RejectReason
+from swarm.bus.keys import SwarmKey
+
+from bus_tls import make_pki
+
+WAIT = 20.0   # liveness bound (loaded machine); never a timing assertion
+
+
+def bus(*brokers: LocalBroker, client_id: str, **kw) -> Bus:
+    cfg = BusConfig(tuple(b.address for b in brokers), client_id, **kw)
+    return Bus(cfg)
+
+
+def wait_for(predicate, timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class Inbox:
+    """A handler that only hands messages over, as the bus requires."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[Received] = queue.Queue()
+
+    def __call__(self, msg: Received) -> None:
+        self.q.put(msg)
+
+    def get(self, timeout: float = WAIT) -> Received:
+        return self.q.get(timeout=timeout)
+
+
+def roundtrip(pub: Bus, inbox: Inbox, topic: str, payload: bytes, qos: int = 1) -> Received:
+    """Publish until it arrives (a subscription may still be in flight); earlier
+    messages still arriving (QoS 1 redelivers after a reconnect) are skipped."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        pub.publish(topic, payload, qos)
+        try:
+            got = inbox.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if got.payload == payload:
+            return got
+    raise AssertionError(f"{topic} never arrived")
+
+
+@pytest.mark.parametrize("protocol", list(MqttVersion))
+def test_publish_subscribe_on_both_protocol_versions(mosquitto, protocol):
+    inbox = Inbox()
+    with bus(mosquitto, client_id="sub", protocol=protocol) as sub, \
+            bus(mosquitto, client_id="pub", protocol=protocol) as pub:
+        sub.subscribe(topics.wildcard("fire", topics.Kind.STATUS), inbox, qos=1)
+        assert sub.wait_connected(WAIT) and pub.wait_connected(WAIT)
+        got = roundtrip(pub, inbox, topics.status("fire", 3), b"\x00\x01binary")
+        assert got.topic == "swarm/fire/status/3" and got.payload == b"\x00\x01binary"
+        assert topics.parse(got.topic).node == 3
+        assert pub.stats().publishes >= 1 and sub.stats().received >= 1
+
+
+def test_mqtt5_carries_response_topic_and_correlation_data(mosquitto):
+    inbox = Inbox()
+    with bus(mosquitto, client_id="srv") as srv, bus(mosquitto, client_id="cli") as cli:
+        srv.subscribe(topics.request("fire", 1), inbox, qos=1)
+        assert srv.wait_connected(WAIT) and cli.wait_connected(WAIT)
+        deadline = time.monotonic() + WAIT
+        got = None
+        while got is None and time.monotonic() < deadline:
+            cli.publish(topics.request("fire", 1), b"{}", 1, response_topic="reply/cli",
+                        correlation_data=b"\x07id")
+            try:
+                got = inbox.get(timeout=0.5)
+            except queue.Empty:
+                pass
+        assert got is not None
+        assert got.response_topic == "reply/cli" and got.correlation_data == b"\x07id"
+
+
+def test_mqtt311_refuses_mqtt5_properties_and_local_limits_drop(mosquitto):
+    with bus(mosquitto, client_id="old", protocol=MqttVersion.V311, max_payload_bytes=2048) as b:
+        assert b.wait_connected(WAIT)
+        with pytest.raises(BusConfigError, match="MQTT 5"):
+            b.publish("a/b", b"x", 1, response_topic="r")
+        assert b.publish("a/b", b"x" * 4096, 0) is False
+        assert b.stats().drops == {DropReason.OVERSIZED: 1}
+
+
+def test_a_failing_handler_is_counted_and_the_bus_keeps_delivering(mosquitto):
+    inbox = Inbox()
+
+    def broken(_msg: Received) -> None:
+        raise RuntimeError("handler bug")
+
+    with bus(mosquitto, client_id="s") as sub, bus(mosquitto, client_id="p") as pub:
+        sub.subscribe("t/broken", broken)
+        sub.subscribe("t/ok", inbox)
+        assert sub.wait_connected(WAIT) and pub.wait_connected(WAIT)
+        assert wait_for(lambda: (pub.publish("t/broken", b"1", 1), sub.stats().handler_errors)[1] > 0)
+        assert roundtrip(pub, inbox, "t/ok", b"2").payload == b"2"
+
+
+def test_tls_with_ca_and_client_certificates(tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    broker = LocalBroker("mosquitto", tls=MosquittoTls(pki.ca, pki.server_cert, pki.server_key,
+                                                       require_client_cert=True))
+    broker.start()
+    try:
+        tls = TlsConfig(pki.ca, pki.client_cert, pki.client_key)
+        inbox = Inbox()
+        with bus(broker, client_id="tls-sub", tls=tls) as sub, \
+                bus(broker, client_id="tls-pub", tls=tls) as pub:
+            sub.subscribe("secure/#", inbox, 1)
+            assert sub.wait_connected(WAIT) and pub.wait_connected(WAIT)
+            assert roundtrip(pub, inbox, "secure/x", b"hello").payload == b"hello"
+        # Without a client certificate, and against another CA, no connection.
+        other = make_pki(tmp_path / "other", "other")
+        for bad in (TlsConfig(pki.ca), TlsConfig(other.ca, other.client_cert, other.client_key)):
+            with bus(broker, client_id="tls-bad", tls=bad, reconnect_max_s=0.5) as b:
+                assert not b.wait_connected(3.0)
+                assert b.stats().connects == 0
+    finally:
+        broker.close()
+
+
+def test_username_and_password(tmp_path):
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "drone", "s3cret"], check=True,
+                   capture_output=True, timeout=30)
+    pwfile.chmod(0o600)
+    broker = LocalBroker("mosquitto", password_file=pwfile)
+    broker.start()
+    try:
+        with bus(broker, client_id="good", username="drone", password="s3cret") as good:
+            assert good.wait_connected(WAIT)
+        for kw in ({"username": "drone", "password": "wrong"}, {}):
+            with bus(broker, client_id="bad", reconnect_max_s=0.5, **kw) as bad:
+                assert not bad.wait_connected(3.0)
+    finally:
+        broker.close()
+
+
+def test_config_validation_names_the_field():
+    addr = (BrokerAddress("127.0.0.1", 1883),)
+    for kwargs, field in [
+        ({"brokers": ()}, "brokers"), ({"client_id": "a b"}, "client_id"),
+        ({"keepalive_s": 0}, "keepalive_s"), ({"password": "x"}, "password"),
+        ({"reconnect_min_s": 0}, "reconnect"), ({"jitter": 1.0}, "jitter"),
+        ({"brokers": addr * 2}, "listed twice"),
+    ]:
+        args = {"brokers": addr, "client_id": "c", **kwargs}
+        with pytest.raises(BusConfigError, match=field):
+            BusConfig(**args)
+    assert BrokerAddress.parse("[::1]:8883") == BrokerAddress("::1", 8883)
+    assert BrokerAddress.parse("gcs.local") == BrokerAddress("gcs.local", 1883)
+    for bad in ("a:b", "a:0", "a:70000", "", "[x]:1"):
+        with pytest.raises(BusConfigError):
+            BrokerAddress.parse(bad)
+
+
+def test_last_will_is_published_when_a_client_dies(mosquitto):
+    inbox = Inbox()
+    with bus(mosquitto, client_id="watcher") as watcher:
+        watcher.subscribe(topics.status("fire", 4), inbox, 1)
+        assert watcher.wait_connected(WAIT)
+        script = (
+            "import sys, time\n"
+            "from swarm.bus.client import *\n"
+            f"cfg = BusConfig((BrokerAddress('127.0.0.1', {mosquitto.port}),), 'dying', keepalive_s=1,\n"
+            f"  will=Will({topics.status('fire', 4)!r}, b'offline', 1, True))\n"
+            "b = Bus(cfg); b.start(); assert b.wait_connected(20)\n"
+            "print('up', flush=True); time.sleep(60)\n")
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                cwd=Path(__file__).resolve().parents[2])
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+            proc.kill()
+            got = inbox.get()
+            assert got.payload == b"offline" and got.topic == topics.status("fire", 4)
+        finally:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_reconnects_after_the_broker_is_killed_and_restarted(mosquitto):
+    inbox = Inbox()
+    events = []
+    sub = bus(mosquitto, client_id="r-sub", reconnect_max_s=0.5)
+    sub.add_state_callback(events.append)      # before start: sees the first connect too
+    sub.subscribe("x/#", inbox, 1)
+    with sub, bus(mosquitto, client_id="r-pub", reconnect_max_s=0.5) as pub:
+        assert sub.wait_connected(WAIT) and pub.wait_connected(WAIT)
+        roundtrip(pub, inbox, "x/1", b"before")
+        mosquitto.kill()
+        assert wait_for(lambda: not sub.connected and not pub.connected)
+        assert pub.publish("x/1", b"lost", 0) is False          # QoS 0 while down: dropped
+        mosquitto.start()                                     # same port
+        assert sub.wait_connected(WAIT) and pub.wait_connected(WAIT)
+        # The subscription came back by itself.
+        while not inbox.q.empty():
+            inbox.q.get()
+        assert roundtrip(pub, inbox, "x/1", b"after").payload == b"after"
+        assert sub.stats().reconnects >= 1 and sub.stats().failovers == 0
+        assert pub.stats().drops.get(DropReason.DISCONNECTED, 0) >= 1
+        assert [e.connected for e in events][:3] == [True, False, True]
+
+
+def test_fails_over_down_the_list_and_back_when_the_first_broker_returns(bridged_mosquittos):
+    first, second = bridged_mosquittos
+    inbox = Inbox()
+    kw = {"reconnect_max_s": 0.5, "failback_check_s": 0.5}
+    with bus(first, second, client_id="f-sub", **kw) as sub, \
+            bus(second, client_id="f-pub") as pub:
+        sub.subscribe("swarm/fire/raft/+", inbox, 0)
+        assert sub.wait_connected(WAIT) and pub.wait_connected(WAIT)
+        assert sub.broker == first.address
+        roundtrip(pub, inbox, topics.raft("fire", 1), b"via bridge", qos=0)
+        first.kill()
+        assert wait_for(lambda: sub.broker == second.address)
+        assert sub.stats().failovers == 1
+        assert roundtrip(pub, inbox, topics.raft("fire", 1), b"on second", qos=0).payload
+        first.start()
+        assert wait_for(lambda: sub.broker == first.address)
+        stats = sub.stats()
+        assert stats.failbacks == 1 and stats.failovers == 2
+        while not inbox.q.empty():
+            inbox.q.get()
+        # Back on the first broker, traffic from the second arrives over the bridge again.
+        assert roundtrip(pub, inbox, topics.raft("fire", 1), b"back", qos=0).payload == b"back"
+
+
+def _raw_client(broker: LocalBroker, client_id: str) -> paho.Client:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    return c
+
+
+def test_a_rogue_publisher_changes_nothing_and_every_rejection_is_counted(mosquitto):
+    key = SwarmKey(bytes(range(32)))
+    received = Inbox()
+    opener = EnvelopeOpener("fire", 2, Keyring(key), clock=time.monotonic, max_bytes=64 * 1024)
+    sealer = EnvelopeSealer("fire", 1, Keyring(key), epoch=1)
+    vote = Message(MessageType.VOTE, to=2, frm=1, term=9, log_term=3, index=7)
+    with bus(mosquitto, client_id="node-2") as node:
+        node.subscribe(topics.raft("fire", 2), received, 0)
+        probe = Inbox()
+        node.subscribe("probe/node-2", probe, 0)   # SUBACKs come in order: once this one
+        assert node.wait_connected(WAIT)           # works, so does the raft subscription
+        roundtrip(node, probe, "probe/node-2", b"up", qos=0)
+        [genuine] = sealer.seal(2, [vote])
+        rogue = _raw_client(mosquitto, "rogue")
+        try:
+            rogue.publish(topics.raft("fire", 2), genuine, 1).wait_for_publish(WAIT)
+            assert isinstance(opener.open(received.get().payload), Opened)
+            forged_key = EnvelopeSealer("fire", 1, Keyring(SwarmKey(b"\x01" * 32)), 1)
+            attack = [
+                genuine,                                            # replay
+                forged_key.seal(2, [vote])[0],                      # forged vote, wrong key
+                b"\x00" * 10,                                       # garbage
+                b"\x01" + b"\xff" * 100,                            # garbage with a version byte
+                b"x" * (70 * 1024),                                 # oversized
+                bytes(genuine[:-1]) + bytes([genuine[-1] ^ 1]),     # tampered tag
+            ]
+            for payload in attack:
+                rogue.publish(topics.raft("fire", 2), payload, 1).wait_for_publish(WAIT)
+            results = [opener.open(received.get().payload) for _ in attack]
+        finally:
+            rogue.disconnect()
+            rogue.loop_stop()
+    assert not any(isinstance(r, Opened) for r in results)
+    assert opener.rejected() == {
+        RejectReason.REPLAYED: 1, RejectReason.UNKNOWN_KEY: 1, RejectReason.GARBLED: 1,
+        RejectReason.BAD_VERSION: 1, RejectReason.OVERSIZED: 1, RejectReason.BAD_MAC: 1,
+    }
+    assert opener.accepted == 1 and opener.floors() == {1: (1, 1)}
