@@ -45,6 +45,10 @@ COMMANDS: dict[str, Command] = {
                       "supervised, stopped cleanly", _SWARM),
     "broker-acl": Command("swarm.cli.broker_acl", "print the mosquitto ACL for a deployed swarm "
                           "(each drone publishes only its own topics)", _SWARM),
+    "broker": Command("swarm.bus.broker", "run one local MQTT broker (mosquitto with the bus's "
+                      "settings, else the embedded one) on loopback", _SWARM),
+    "keygen": Command("swarm.bus.keys", "write a new swarm key file (the HMAC key every "
+                      "drone shares; mode 0600)", _SWARM),
     "demo": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a wildfire map",
                     _TOOLS),
     "check-command": Command("swarm.cli.check_command",

@@ -342,7 +342,7 @@ class LocalBroker:
 def main(argv: Sequence[str] | None = None) -> int:
     """``swarm broker``: run a local broker until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="swarm broker",
+        prog="swarm broker", allow_abbrev=False,
         description="Run one MQTT broker for local use: mosquitto with the bus's queue "
                     "settings when installed, else the embedded broker (iotcore).")
     parser.add_argument("--port", type=int, default=1883,

@@ -118,7 +118,7 @@ def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> S
 def main(argv: Sequence[str] | None = None) -> int:
     """``swarm keygen``: write a new swarm key file."""
     parser = argparse.ArgumentParser(
-        prog="swarm keygen",
+        prog="swarm keygen", allow_abbrev=False,
         description="Write a new random swarm key (64 hex digits, mode 0600). Copy the same "
                     "file to every drone and ground station of the swarm.")
     parser.add_argument("--out", default="swarm.key", help="key file to write (default swarm.key)")
