@@ -202,6 +202,10 @@ class DriverObserver:
         """The read ``ctx`` was abandoned after ``read_timeout_ticks`` (it never got a
         ReadState): answer ``timeout``; asking again with a new ctx is safe."""
 
+    def message_rejected(self, driver: Driver, msg: Message, error: InvalidMessage) -> None:
+        """``msg`` was refused by ``RawNode.step`` (no correct peer sends it) and
+        changed nothing; it is also counted as ``rejected InvalidMessage``."""
+
     def snapshot_taken(self, driver: Driver, index: int, data: bytes) -> None:
         """Log compaction: the state machine's ``data`` at applied ``index`` is now
         storage's snapshot, and the log before ``index - compact_keep`` is gone."""
@@ -399,6 +403,7 @@ class Driver:
             self._raw.step(msg)
         except InvalidMessage as exc:
             self.counts[f"rejected {type(exc).__name__}"] += 1
+            self.observer.message_rejected(self, msg, exc)
             return False
         self.counts["messages stepped"] += 1
         return True

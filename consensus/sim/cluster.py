@@ -8,11 +8,17 @@ partitions, crashes and restarts, slow disks, clock skew, membership changes (in
 removing the leader), leadership transfers, client crashes, and what the clients do. Nothing reads a clock or iterates a hash-ordered collection of
 strings, so the same seed gives a byte-identical run.
 
-The driver honours the Ready contract (docs/consensus.md): a Ready's snapshot, entries
-and hard state are made durable in one ``apply_ready`` *before* its messages are sent,
-then committed entries are applied, then ``advance``. A crash drops the node object
-with everything volatile (its state machine, a Ready not yet persisted, messages not
-yet sent) and keeps only its storage, as a power cut would.
+Every node runs under the project's one Ready driver (:class:`consensus.driver.Driver`,
+the loop the demo and the agent run too), which honours the Ready contract
+(docs/consensus.md): a Ready's snapshot, entries and hard state are made durable in one
+``apply_ready`` *before* its messages are sent, then committed entries are applied,
+then ``advance``, then compaction. The simulator's faults and checkers plug into the
+driver's observer hooks (:class:`_NodeObserver`): a slow disk holds a Ready
+(``defer_persist``) and finishes it later; a crash between persist and send stops the
+driver in ``before_send``; persists, commits, applies, restores and every snapshot are
+checked as they happen. A crash drops the driver with everything volatile (its state
+machine, a Ready not yet persisted, messages not yet sent) and keeps only its
+storage, as a power cut would.
 
 Clients propose key-value commands wrapped in client sessions (client id + sequence
 number, applied exactly once), retry on timeout or lost leader, and read through
@@ -38,7 +44,8 @@ from typing import Any
 
 from consensus.codec import decode_message, encode_message
 from consensus.config import Config
-from consensus.rawnode import RawNode, Ready
+from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver
+from consensus.rawnode import InvalidMessage, Ready
 from consensus.raft import ProposalDropped
 from consensus.session import (
     ClientSession,
@@ -61,6 +68,7 @@ from consensus.types import (
     Entry,
     EntryKind,
     Message,
+    Snapshot,
     StateRole,
 )
 
@@ -214,24 +222,117 @@ class _Client:
 class _Node:
     id: int
     storage: Storage
-    raw: RawNode | None = None
+    driver: Driver | None = None
     fsm: SessionStateMachine | None = None
     kv: KvStateMachine | None = None
-    applied: int = 0
-    #: A Ready being written to a slow disk, and when the write completes.
-    pending: Ready | None = None
+    #: What the node had applied when it last went down.
+    applied_when_down: int = 0
+    #: When the Ready held on a slow disk (``driver.held``) is written, and until when
+    #: the disk is slow.
     disk_done_at: int = 0
     disk_slow_until: int = 0
-    inbox: list[Message] = field(default_factory=list)
     #: Ticks per virtual tick (clock skew) and until when.
     tick_rate: int = 1
     skew_until: int = 0
-    #: ReadIndex reads acknowledged by Raft, waiting for apply to reach their index.
-    reads_waiting: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
     def up(self) -> bool:
-        return self.raw is not None
+        return self.driver is not None
+
+    @property
+    def applied(self) -> int:
+        return self.driver.applied if self.driver is not None else self.applied_when_down
+
+    @property
+    def holding(self) -> bool:
+        """A Ready is held on the slow disk, not yet written."""
+        return self.driver is not None and self.driver.held is not None
+
+
+class _SimLink:
+    """A node's transport: its messages into the virtual network (through the wire
+    codec when the run asks for it)."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self._sim = sim
+
+    def send(self, messages: Sequence[Message]) -> None:
+        sim = self._sim
+        codec = sim.cfg.wire_codec
+        for m in messages:
+            sim.net.send(decode_message(encode_message(m)) if codec else m, sim.now)
+
+
+class _NodeObserver(DriverObserver):
+    """The simulator's faults and checkers at the driver's hooks, for one node."""
+
+    def __init__(self, sim: Simulation, node: _Node) -> None:
+        self._sim, self._node = sim, node
+
+    def booted(self, driver: Driver, snapshot: Snapshot) -> None:
+        sim, nid = self._sim, self._node.id
+        if not snapshot.is_empty():
+            sim._check_snapshot(nid, snapshot.meta.index, snapshot.data, "restarted from")
+        sim.checker.observe_restart(nid, snapshot.meta.index)
+
+    def defer_persist(self, driver: Driver, rd: Ready) -> bool:
+        sim, node = self._sim, self._node
+        if sim.now < node.disk_slow_until and (rd.entries or rd.hard_state is not None or rd.snapshot is not None):
+            sim.counts["slow disk writes"] += 1
+            node.disk_done_at = sim.now + sim.rng.randint(2, 12)
+            sim._log(f"n{node.id} slow disk: ready held until {node.disk_done_at}")
+            return True
+        return False
+
+    def persisted(self, driver: Driver, rd: Ready, truncated: bool) -> None:
+        sim, node = self._sim, self._node
+        nid = node.id
+        if truncated:
+            sim.counts["log truncations"] += 1
+        # Entries a snapshot in the same Ready covers are not kept (they are committed
+        # and in the snapshot); Log Matching is checked on what the log holds.
+        kept = [e for e in rd.entries if e.index >= node.storage.first_index()]
+        if kept:
+            prev = kept[0].index - 1
+            sim.checker.observe_persist(nid, kept, sim._term_at(node, prev) or 0)
+            sim._log(f"n{nid} persist {kept[0].index}..{kept[-1].index}")
+        if rd.hard_state is not None:
+            hs = rd.hard_state
+            sim._log(f"n{nid} hardstate term={hs.term} vote={hs.vote} commit={hs.commit}")
+            sim.checker.observe_commit(nid, hs.term, hs.commit, lambda i: sim._term_at(node, i))
+
+    def before_send(self, driver: Driver, rd: Ready) -> None:
+        # A crash between the write and the send: durable, but nothing went out.
+        sim = self._sim
+        if "crash" in sim.cfg.faults and not sim.quiet and sim.rng.random() < sim.cfg.crash_rate / 4:
+            sim.crash(self._node.id)
+
+    def snapshot_installed(self, driver: Driver, snapshot: Snapshot, applied_before: int) -> None:
+        sim, nid = self._sim, self._node.id
+        index = snapshot.meta.index
+        sim._check_snapshot(nid, index, snapshot.data, "installed")
+        sim.checker.observe_restore(nid, index, applied_before)
+        sim.counts["snapshots installed"] += 1
+        sim._log(f"n{nid} restore snapshot @{index}")
+
+    def applying(self, driver: Driver, entries: Sequence[Entry]) -> None:
+        self._sim.checker.observe_apply(self._node.id, entries)
+
+    def applied(self, driver: Driver, entry: AppliedEntry) -> None:
+        self._sim._applied(self._node.id, entry)
+
+    def read_ready(self, driver: Driver, ctx: bytes, index: int) -> None:
+        self._sim._serve_read(self._node, ctx)
+
+    def message_rejected(self, driver: Driver, msg: Message, error: InvalidMessage) -> None:
+        # Every message here comes from a correct peer: a rejection is a core bug.
+        raise AssertionError(f"n{self._node.id} rejected {msg}: {error}")
+
+    def snapshot_taken(self, driver: Driver, index: int, data: bytes) -> None:
+        sim, node = self._sim, self._node
+        sim._check_snapshot(node.id, index, data, "took")
+        sim.counts["snapshots taken"] += 1
+        sim._log(f"n{node.id} snapshot @{index}, log from {node.storage.first_index()}")
 
 
 class Simulation:
@@ -315,34 +416,28 @@ class Simulation:
                 node.storage.close()
 
     def _start(self, node: _Node) -> None:
-        if isinstance(node.storage, SQLiteStorage) and node.raw is None and self.now > 0:
+        if isinstance(node.storage, SQLiteStorage) and node.driver is None and self.now > 0:
             # The restart reads everything back from the file: recovery must be exact.
             node.storage = SQLiteStorage(self._db_path(node.id), create=False)
-        snap = node.storage.snapshot()
         kv = KvStateMachine()
         fsm = SessionStateMachine(kv)
-        if not snap.is_empty():
-            self._check_snapshot(node.id, snap.meta.index, snap.data, "restarted from")
-            fsm.restore(snap.data)
         node.kv, node.fsm = kv, fsm
-        node.applied = snap.meta.index
         cfg = self.cfg
-        node.raw = RawNode(
+        # The driver restores the state machine from the stored snapshot and starts the
+        # RawNode at its index (the restart procedure, docs/consensus.md).
+        node.driver = Driver(
             Config(
                 id=node.id,
                 election_tick=cfg.election_tick,
                 heartbeat_tick=cfg.heartbeat_tick,
-                applied=snap.meta.index,
                 snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
                 max_size_per_msg=cfg.max_msg_bytes,
                 rng=random.Random(self.rng.getrandbits(64)),
             ),
-            node.storage,
+            node.storage, fsm, _SimLink(self),
+            DriverConfig(snapshot_every=cfg.snapshot_every, compact_keep=cfg.compact_keep),
+            _NodeObserver(self, node),
         )
-        node.pending = None
-        node.inbox = []
-        node.reads_waiting = []
-        self.checker.observe_restart(node.id, snap.meta.index)
         self.net.set_down(node.id, False)
 
     def crash(self, nid: int) -> None:
@@ -350,14 +445,14 @@ class Simulation:
         node = self.nodes[nid]
         if not node.up:
             return
-        self._log(f"crash n{nid}" + (" (unpersisted ready lost)" if node.pending else ""))
-        node.raw = None
+        self._log(f"crash n{nid}" + (" (unpersisted ready lost)" if node.holding else ""))
+        assert node.driver is not None
+        node.applied_when_down = node.driver.applied
+        node.driver.stop()
+        node.driver = None
         node.fsm = node.kv = None
         if isinstance(node.storage, SQLiteStorage):
             node.storage.close()
-        node.pending = None
-        node.inbox = []
-        node.reads_waiting = []
         self.net.set_down(nid, True)
         self.counts["crashes"] += 1
 
@@ -386,102 +481,32 @@ class Simulation:
         if not self.quiet:
             self._inject_faults()
         for m in self.net.deliver(self.now):
-            node = self.nodes[m.to]
-            if node.up:
-                node.inbox.append(m)
+            driver = self.nodes[m.to].driver
+            if driver is not None:
+                driver.step(m)  # queued by the driver while a Ready is held
         for nid in self.ids:
             node = self.nodes[nid]
-            if not node.up:
+            driver = node.driver
+            if driver is None:
                 continue
-            if node.pending is not None:
+            if driver.held is not None:
                 if self.now < node.disk_done_at:
                     continue  # stalled on the disk: inbox waits, no ticks
-                rd, node.pending = node.pending, None
-                self._finish_ready(node, rd)
+                driver.finish_held()  # then the messages queued meanwhile are stepped
                 if not node.up:
                     continue
-            raw = node.raw
-            assert raw is not None
-            inbox, node.inbox = node.inbox, []
-            for m in inbox:
-                raw.step(m)
             if node.tick_rate != 1 and self.now >= node.skew_until:
                 node.tick_rate = 1
             for _ in range(node.tick_rate):
-                raw.tick()
+                driver.tick()
         self._clients_act()
         for nid in self.ids:
-            node = self.nodes[nid]
-            if node.up and node.pending is None:
-                self._handle_ready(node)
+            driver = self.nodes[nid].driver
+            if driver is not None:
+                driver.process()  # stops at once while a Ready is held
         self._observe_roles()
 
-    # --- Ready handling (the durability contract) ---------------------------------------------
-
-    def _handle_ready(self, node: _Node) -> None:
-        raw = node.raw
-        assert raw is not None
-        # Bounded: each Ready is persisted and advanced before the next is taken.
-        for _ in range(8):
-            if not raw.has_ready():
-                return
-            rd = raw.ready()
-            if self.now < node.disk_slow_until and (rd.entries or rd.hard_state is not None or rd.snapshot is not None):
-                node.pending = rd
-                self.counts["slow disk writes"] += 1
-                node.disk_done_at = self.now + self.rng.randint(2, 12)
-                self._log(f"n{node.id} slow disk: ready held until {node.disk_done_at}")
-                return
-            self._finish_ready(node, rd)
-            if not node.up or node.pending is not None:
-                return
-
-    def _finish_ready(self, node: _Node, rd: Ready) -> None:
-        raw = node.raw
-        assert raw is not None
-        nid = node.id
-        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
-        # 1. Persist: snapshot, entries, hard state, atomically, before anything leaves.
-        if snap is not None or rd.entries or rd.hard_state is not None:
-            if rd.entries and rd.entries[0].index <= node.storage.last_index():
-                self.counts["log truncations"] += 1
-            node.storage.apply_ready(rd.hard_state, rd.entries, snap)
-            # Entries a snapshot in the same Ready covers are not kept (they are committed
-            # and in the snapshot); Log Matching is checked on what the log holds.
-            kept = [e for e in rd.entries if e.index >= node.storage.first_index()]
-            if kept:
-                prev = kept[0].index - 1
-                self.checker.observe_persist(nid, kept, self._term_at(node, prev) or 0)
-                self._log(f"n{nid} persist {kept[0].index}..{kept[-1].index}")
-            if rd.hard_state is not None:
-                hs = rd.hard_state
-                self._log(f"n{nid} hardstate term={hs.term} vote={hs.vote} commit={hs.commit}")
-                self.checker.observe_commit(nid, hs.term, hs.commit, lambda i: self._term_at(node, i))
-        # A crash between the write and the send: durable, but nothing went out.
-        if "crash" in self.cfg.faults and not self.quiet and self.rng.random() < self.cfg.crash_rate / 4:
-            self.crash(nid)
-            return
-        # 2. Send.
-        codec = self.cfg.wire_codec
-        for m in rd.messages:
-            self.net.send(decode_message(encode_message(m)) if codec else m, self.now)
-        # 3. Install a snapshot into the state machine, then apply committed entries.
-        if snap is not None:
-            assert node.fsm is not None
-            self._check_snapshot(nid, snap.meta.index, snap.data, "installed")
-            node.fsm.restore(snap.data)
-            self.checker.observe_restore(nid, snap.meta.index, node.applied)
-            node.applied = snap.meta.index
-            self.counts["snapshots installed"] += 1
-            self._log(f"n{nid} restore snapshot @{snap.meta.index}")
-        if rd.committed_entries:
-            self._apply(node, rd.committed_entries)
-        # 4. ReadIndex reads that may now be served once applied catches up (§6.4).
-        for rs in rd.read_states:
-            node.reads_waiting.append((rs.index, rs.request_ctx))
-        self._serve_reads(node)
-        raw.advance(rd)
-        self._maybe_compact(node)
+    # --- what the driver reports (see _NodeObserver) --------------------------------------------
 
     def _term_at(self, node: _Node, index: int) -> int | None:
         try:
@@ -489,33 +514,25 @@ class Simulation:
         except (CompactedError, UnavailableError):
             return None
 
-    def _apply(self, node: _Node, entries: Sequence[Entry]) -> None:
-        nid = node.id
-        self.checker.observe_apply(nid, entries)
-        fsm = node.fsm
-        assert fsm is not None
-        for e in entries:
-            if e.index <= node.applied:
-                continue
-            node.applied = e.index
-            if e.kind is EntryKind.CONF_CHANGE:
-                self._log(f"n{nid} apply {e.index} conf change")
-                continue
-            if not e.data:
-                continue  # a new leader's no-op
-            try:
-                res = decode_session_result(fsm.apply(e.index, e.data))
-            except SessionError as exc:
-                raise AssertionError(f"n{nid}: session state machine gave a malformed result: {exc}") from None
-            self._log(f"n{nid} apply {e.index} {res.status.name} session {res.client_id} #{res.seq}")
-            if res.status is SessionStatus.REGISTERED:
-                self._deliver_registration(nid, res.client_id, res.payload)
-            else:
-                if res.status is SessionStatus.OK and not res.cached:
-                    # The entry at which (session, seq) took effect: the same on every
-                    # replica (State Machine Safety is checked on the entries themselves).
-                    self.applied_ops.setdefault((res.client_id, res.seq), e.index)
-                self._deliver_write_result(nid, res.client_id, res.seq, res.status, res.payload)
+    def _applied(self, nid: int, e: AppliedEntry) -> None:
+        if e.kind is EntryKind.CONF_CHANGE:
+            self._log(f"n{nid} apply {e.index} conf change")
+            return
+        if e.result is None:
+            return  # a new leader's no-op
+        try:
+            res = decode_session_result(e.result)
+        except SessionError as exc:
+            raise AssertionError(f"n{nid}: session state machine gave a malformed result: {exc}") from None
+        self._log(f"n{nid} apply {e.index} {res.status.name} session {res.client_id} #{res.seq}")
+        if res.status is SessionStatus.REGISTERED:
+            self._deliver_registration(nid, res.client_id, res.payload)
+        else:
+            if res.status is SessionStatus.OK and not res.cached:
+                # The entry at which (session, seq) took effect: the same on every
+                # replica (State Machine Safety is checked on the entries themselves).
+                self.applied_ops.setdefault((res.client_id, res.seq), e.index)
+            self._deliver_write_result(nid, res.client_id, res.seq, res.status, res.payload)
 
     def _reference_snapshot(self, index: int) -> bytes:
         """The state machine's snapshot after applying the committed log up to
@@ -540,38 +557,20 @@ class Simulation:
                                f"node {nid} {how} a snapshot at {index} that differs from the state "
                                "of the committed log there")
 
-    def _maybe_compact(self, node: _Node) -> None:
-        st = node.storage
-        snap_index = st.snapshot().meta.index
-        if node.applied - snap_index < self.cfg.snapshot_every or node.applied > st.initial_state()[0].commit:
-            return
-        raw, fsm = node.raw, node.fsm
-        assert raw is not None and fsm is not None
-        conf = raw.conf_state_at(node.applied)
-        data = fsm.snapshot()
-        self._check_snapshot(node.id, node.applied, data, "took")
-        st.create_snapshot(node.applied, conf, data)
-        keep_from = node.applied - self.cfg.compact_keep
-        if keep_from > st.first_index() - 1:
-            st.compact(keep_from)
-        self.counts["snapshots taken"] += 1
-        self._log(f"n{node.id} snapshot @{node.applied}, log from {st.first_index()}")
-
     def _observe_roles(self) -> None:
         for nid in self.ids:
             node = self.nodes[nid]
             if not node.up:
                 continue
-            raw = node.raw
-            assert raw is not None
-            st = raw.status()
+            assert node.driver is not None
+            st = node.driver.raw.status()
             if st.role is StateRole.LEADER:
                 if self._leader_terms.get(nid) != st.term:
                     self._leader_terms[nid] = st.term
                     self.counts["leaders elected"] += 1
                     self._log(f"n{nid} leads term {st.term}")
                 self.checker.observe_leader(nid, st.term)
-                if node.pending is None:
+                if not node.holding:
                     self.checker.check_leader_completeness(
                         nid, st.term, lambda i: self._term_at(node, i), node.storage.first_index() - 1
                     )
@@ -599,12 +598,12 @@ class Simulation:
     def _register(self, c: _Client) -> None:
         c.register_server = self._pick_server(c)
         c.register_deadline = self.now + self.cfg.client_timeout
-        node = self.nodes[c.register_server]
+        driver = self.nodes[c.register_server].driver
         self._log(f"c{c.id} register -> n{c.register_server}")
-        if not node.up:
+        if driver is None:
             return
         try:
-            node.raw.propose(encode_register(c.nonce))  # type: ignore[union-attr]
+            driver.propose(encode_register(c.nonce))
         except ProposalDropped:
             c.register_deadline = self.now + 2
 
@@ -655,21 +654,19 @@ class Simulation:
     def _submit(self, c: _Client) -> None:
         call = c.call
         assert call is not None
-        node = self.nodes[call.server]
-        if not node.up:
+        driver = self.nodes[call.server].driver
+        if driver is None:
             return  # the client will time out and retry elsewhere
-        raw = node.raw
-        assert raw is not None
-        lead = raw.status().lead
+        lead = driver.raw.status().lead
         if lead:
             c.leader_hint = lead
         try:
             if call.cmd.op == "get":
                 call.read_ctx = f"r{c.id}.{call.op_id}.{call.attempt}".encode()
-                raw.read_index(call.read_ctx)
+                driver.read_index(call.read_ctx)
             else:
                 assert c.session is not None
-                raw.propose(c.session.encoded(call.seq))
+                driver.propose(c.session.encoded(call.seq))
         except ProposalDropped as exc:
             self._log(f"c{c.id} {call.cmd.op} dropped at n{call.server}: {exc}")
             # No leader known there: back off briefly, then try another server.
@@ -709,21 +706,15 @@ class Simulation:
         self.counts["writes acknowledged"] += 1
         self.acked_writes.add((session_id, seq))
 
-    def _serve_reads(self, node: _Node) -> None:
-        if not node.reads_waiting:
-            return
-        still: list[tuple[int, bytes]] = []
-        for index, ctx in node.reads_waiting:
-            if node.applied < index:
-                still.append((index, ctx))
-                continue
-            for c in self.clients:
-                call = c.call
-                if call is not None and call.read_ctx == ctx and call.server == node.id:
-                    assert node.kv is not None
-                    self.counts["reads served"] += 1
-                    self._complete(c, node.kv.read(call.cmd.key))
-        node.reads_waiting = still
+    def _serve_read(self, node: _Node, ctx: bytes) -> None:
+        """ReadIndex read ``ctx`` may be served at ``node`` (its index is applied, §6.4):
+        answer the client waiting there for it."""
+        for c in self.clients:
+            call = c.call
+            if call is not None and call.read_ctx == ctx and call.server == node.id:
+                assert node.kv is not None
+                self.counts["reads served"] += 1
+                self._complete(c, node.kv.read(call.cmd.key))
 
     @staticmethod
     def _operation(client: int, call: _Call, ret: int | None, output: Any) -> Operation:
@@ -778,15 +769,15 @@ class Simulation:
         if "transfer" in f and rng.random() < cfg.transfer_rate:
             leader = self._leader()
             if leader is not None:
-                raw = self.nodes[leader].raw
-                assert raw is not None
-                voters = [v for v in raw.status().conf_state.voters if v != leader]
+                driver = self.nodes[leader].driver
+                assert driver is not None
+                voters = [v for v in driver.raw.status().conf_state.voters if v != leader]
                 if voters:
                     target = rng.choice(voters)
                     self._log(f"transfer leadership n{leader} -> n{target}")
                     self.counts["leader transfers asked"] += 1
                     try:
-                        raw.transfer_leader(target)
+                        driver.transfer_leader(target)
                     except ProposalDropped as exc:
                         self._log(f"transfer refused: {exc}")
         if "member" in f and rng.random() < cfg.member_rate:
@@ -852,8 +843,8 @@ class Simulation:
         best = None
         for nid in self.ids:
             node = self.nodes[nid]
-            if node.up and node.pending is None:
-                st = node.raw.status()  # type: ignore[union-attr]
+            if node.driver is not None and node.driver.held is None:
+                st = node.driver.raw.status()
                 if st.role is StateRole.LEADER and (best is None or st.term > best[1]):
                     best = (nid, st.term)
         return best[0] if best else None
@@ -864,9 +855,9 @@ class Simulation:
         leader = self._leader()
         if leader is None:
             return
-        raw = self.nodes[leader].raw
-        assert raw is not None
-        conf = raw.status().conf_state
+        driver = self.nodes[leader].driver
+        assert driver is not None
+        conf = driver.raw.status().conf_state
         rng = self.rng
         if self.learners_to_promote:
             nid = self.learners_to_promote[0]
@@ -881,7 +872,7 @@ class Simulation:
         else:
             return
         try:
-            raw.propose_conf_change(cc)
+            driver.propose_conf_change(cc)
         except ProposalDropped as exc:
             self._log(f"conf change {cc.type.name} n{nid} refused: {exc}")
             return
@@ -918,10 +909,12 @@ class Simulation:
         leader = self._leader()
         if leader is None:
             return False
-        lst = self.nodes[leader].raw.status()  # type: ignore[union-attr]
+        lead_driver = self.nodes[leader].driver
+        assert lead_driver is not None
+        lst = lead_driver.raw.status()
         for i in lst.conf_state.members():
-            node = self.nodes[i]
-            if not node.up or node.applied != lst.commit or node.raw.status().commit != lst.commit:  # type: ignore[union-attr]
+            driver = self.nodes[i].driver
+            if driver is None or driver.applied != lst.commit or driver.raw.status().commit != lst.commit:
                 return False
         return True
 

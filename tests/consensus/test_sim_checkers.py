@@ -9,8 +9,9 @@ import pytest
 from consensus.sim.checkers import SafetyChecker, SafetyViolation
 from consensus.sim.cluster import SimConfig, Simulation, _Client, _Node
 from consensus.sim.linearizability import Verdict, check_kv_history
+from consensus.fsm import StateMachine
 from consensus.storage import MemoryStorage
-from consensus.types import ConfState, Entry, EntryKind
+from consensus.types import ConfState, Entry
 
 # --- forged events, one per property ---------------------------------------------------
 
@@ -123,26 +124,53 @@ class _DiskWiper(Simulation):
         super()._start(node)
 
 
+class _FaultyStateMachine:
+    """Wraps a node's state machine (the driver applies through it) with a planted bug."""
+
+    def __init__(self, inner: StateMachine, corrupt_index: int = 0, before_snapshot=None) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.corrupt_index = corrupt_index
+        self.before_snapshot = before_snapshot
+
+    def apply(self, index: int, data: bytes) -> bytes:
+        if index == self.corrupt_index:
+            data = data + b"!"
+        return self.inner.apply(index, data)
+
+    def snapshot(self) -> bytes:
+        if self.before_snapshot is not None:
+            self.before_snapshot()
+        return self.inner.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.inner.restore(data)
+
+
 class _CorruptingApplier(Simulation):
     """Node 2 applies a corrupted copy of one committed entry."""
 
-    def _apply(self, node: _Node, entries: list[Entry]) -> None:
+    def _start(self, node: _Node) -> None:
+        super()._start(node)
         if node.id == 2:
-            entries = [
-                Entry(e.term, e.index, e.kind, e.data + b"!") if e.index == 7 and e.kind is EntryKind.NORMAL else e
-                for e in entries
-            ]
-        super()._apply(node, entries)
+            assert node.driver is not None
+            node.driver.fsm = _FaultyStateMachine(node.driver.fsm, corrupt_index=7)
 
 
 class _SnapshotCorrupter(Simulation):
     """Node 3's state machine picks up a stray key just before it snapshots, so the
     snapshot it takes (and later sends in InstallSnapshot) is not the log's state."""
 
-    def _maybe_compact(self, node: _Node) -> None:
-        if node.id == 3 and node.kv is not None and self.now > 100:
-            node.kv.data["stray"] = "x"
-        super()._maybe_compact(node)
+    def _start(self, node: _Node) -> None:
+        super()._start(node)
+        if node.id == 3:
+            assert node.driver is not None
+            kv = node.kv
+
+            def stray() -> None:
+                if self.now > 100 and kv is not None:
+                    kv.data["stray"] = "x"
+
+            node.driver.fsm = _FaultyStateMachine(node.driver.fsm, before_snapshot=stray)
 
 
 class _LocalReader(Simulation):
@@ -166,7 +194,7 @@ class _EagerAcker(Simulation):
         call = c.call
         if call is not None and call.cmd.op in ("put", "append") and self.rng.random() < 0.5:
             node = self.nodes[call.server]
-            if node.up and node.raw is not None and node.raw.status().role.value == "leader":
+            if node.driver is not None and node.driver.raw.status().role.value == "leader":
                 assert c.session is not None
                 c.session.completed(call.seq)
                 self.acked_writes.add((c.session.client_id, call.seq))
