@@ -49,6 +49,8 @@ COMMANDS: dict[str, Command] = {
                       "settings, else the embedded one) on loopback", _SWARM),
     "keygen": Command("swarm.bus.keys", "write a new swarm key file (the HMAC key every "
                       "drone shares; mode 0600)", _SWARM),
+    "gcs": Command("swarm.cli.gcs", "ground station: the agreed map and the swarm's health "
+                   "live in a browser, with operator actions", _CLIENT),
     "demo": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a wildfire map",
                     _TOOLS),
     "check-command": Command("swarm.cli.check_command",

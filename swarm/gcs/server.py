@@ -1,0 +1,471 @@
+"""The ground station's web server: the page, its assets, a JSON API and a live stream.
+
+Routes (all served by this process; the page references nothing else):
+
+=================================  ==================================================
+``GET /``                          the page
+``GET /static/...``                its script, style and icons (swarm/gcs/static/)
+``GET /leaflet/...``               Leaflet, from the XStatic-Leaflet package
+``GET /tiles/{z}/{x}/{y}``         offline tiles, when configured (else 404)
+``GET /api/config``                swarm id, whether actions need a token, tiles
+``GET /api/map``                   the committed map (GeoJSON + version)
+``GET /api/status``                the health panel: leader, term, commit, nodes, alerts
+``GET /api/drones``                each drone: role, telemetry, staleness, FC map version
+``GET /api/plans``                 each drone's plan (path, fences, sector)
+``GET /api/events?after=N``        the event log (newest last)
+``GET /api/stream``                server-sent events: ``snapshot`` then ``map``,
+                                   ``drones``, ``plans``, ``health``, ``events``
+``POST /api/commands``             an operator action: one map command (docs/map.md)
+``GET /api/export/map.geojson``    the committed map as a file
+``GET /api/export/{node}.plan``    a drone's plan for QGroundControl
+``GET /api/export/{node}.waypoints``  the same for Mission Planner (QGC WPL 110)
+=================================  ==================================================
+
+Live updates: each MQTT message changes some sections of the picture
+(:meth:`SwarmState.ingest`); every open stream is woken and sends the changed
+sections. Map changes, events and health go out at once; drone positions (10 drones at
+10 Hz is 100 messages a second) are coalesced to at most one frame per 200 ms per
+browser, so a commit reaches the page well within 500 ms.
+
+Security: bound to loopback by default. Bound to any other address the configuration
+must give an operator token, and every action must carry ``Authorization: Bearer
+<token>`` (compared in constant time). Reads stay open: rescuers on the field network
+may watch. Actions also require ``Content-Type: application/json`` and, when the
+browser sends one, an ``Origin`` equal to this server's, so another web page open in
+the operator's browser cannot post to the station (a cross-site JSON post needs a CORS
+preflight this server never grants). A Content-Security-Policy of ``'self'`` stops the
+page from loading anything from elsewhere even if a bug tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+import xstatic.pkg.leaflet as xstatic_leaflet
+
+from mavlink_bridge.plan import (
+    CMD_NAV_RALLY_POINT,
+    FRAME_GLOBAL_RELATIVE_ALT_INT,
+    MissionItem,
+    MissionPlan,
+    fence_polygon,
+)
+from swarm.evacmap import MAX_COMMAND_BYTES, CommandError
+from swarm.planner import GeoPoint, write_qgc_plan, write_wpl
+
+from .config import GcsConfig
+from .link import MqttLink
+from .operator import OperatorClient, Outcome, build_command
+from .state import SwarmState
+from .tiles import TileSource, open_tiles
+
+__all__ = ["GroundStation", "serve"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+DRONE_FRAME_INTERVAL_S = 0.2
+HEALTH_INTERVAL_S = 1.0
+_SECTIONS = ("map", "drones", "plans", "health", "events")
+_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'none'")
+
+
+class _Stream:
+    """One browser's server-sent-events connection and what it has not been sent yet."""
+
+    __slots__ = ("dirty", "wake", "last_event")
+
+    def __init__(self, last_event: int) -> None:
+        self.dirty: set[str] = set()
+        self.wake = asyncio.Event()
+        self.last_event = last_event
+
+
+class GroundStation:
+    """The server: state from MQTT, the web app, operator actions. Runs on one loop."""
+
+    def __init__(self, config: GcsConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.state = SwarmState(config.swarm)
+        self.streams: set[_Stream] = set()
+        self.link: MqttLink | None = None
+        self.tiles: TileSource | None = open_tiles(config.tiles) if config.tiles else None
+        self.operator = OperatorClient(self._request, self._targets)
+        self.url: str | None = None
+        self._runner: web.AppRunner | None = None
+
+    # ---------------------------------------------------------------- MQTT side
+
+    def ingest(self, topic: str, payload: bytes) -> None:
+        changed = self.state.ingest(topic, payload, self.clock())
+        if changed:
+            self._notify(changed)
+
+    def connection_changed(self, connected: bool) -> None:
+        if connected == self.state.broker_connected:
+            return
+        self.state.broker_connected = connected
+        text = "connected to the broker" if connected else "lost the broker; reconnecting"
+        self.state.add_event({"t": int(time.time() * 1000), "node": None, "kind": "gcs",
+                              "text": f"ground station {text}"})
+        self._notify(frozenset({"health", "events"}))
+
+    def _notify(self, changed: frozenset[str]) -> None:
+        for stream in self.streams:
+            stream.dirty |= changed
+            stream.wake.set()
+
+    async def _request(self, node: int, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        if self.link is None:
+            raise ConnectionError("no MQTT link")
+        return await self.link.request(node, body, timeout_s)
+
+    def _targets(self) -> list[int]:
+        now = self.clock()
+        leader = self.state.leader(now)
+        others = [d["node"] for d in self.state.drones(now)
+                  if d["online"] and (leader is None or d["node"] != leader.node)]
+        return ([leader.node] if leader else []) + others
+
+    # ---------------------------------------------------------------- life cycle
+
+    async def start(self, *, connect: bool = True) -> str:
+        """Serve; connect to the broker unless ``connect`` is False (tests feed ingest)."""
+        if connect:
+            cfg = self.config
+            self.link = MqttLink(cfg.swarm, list(cfg.brokers), asyncio.get_running_loop(),
+                                 self.ingest, self.connection_changed,
+                                 username=cfg.mqtt_username, password=cfg.mqtt_password)
+            self.link.start()
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}/"
+        return self.url
+
+    async def stop(self) -> None:
+        if self.link is not None:
+            self.link.stop()
+        for stream in list(self.streams):
+            stream.dirty.add("close")
+            stream.wake.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.tiles is not None:
+            self.tiles.close()
+
+    # ---------------------------------------------------------------- web app
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers],
+                              client_max_size=2 * MAX_COMMAND_BYTES)
+        app.router.add_get("/", self._index)
+        app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+        app.router.add_static("/leaflet/", xstatic_leaflet.BASE_DIR, follow_symlinks=False)
+        app.router.add_get("/tiles/{z}/{x}/{y}", self._tile)
+        app.router.add_get("/api/config", self._config)
+        app.router.add_get("/api/map", self._map)
+        app.router.add_get("/api/status", self._status)
+        app.router.add_get("/api/drones", self._drones)
+        app.router.add_get("/api/plans", self._plans)
+        app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/stream", self._stream)
+        app.router.add_post("/api/commands", self._command)
+        app.router.add_get("/api/export/map.geojson", self._export_map)
+        app.router.add_get(r"/api/export/{node:\d+}.{fmt:plan|waypoints}", self._export_plan)
+        return app
+
+    @web.middleware
+    async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if request.path.startswith("/api/"):
+                response = _error(exc.status, "not_found" if exc.status == 404 else "http",
+                                  exc.reason)
+            else:
+                raise
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _tile(self, request: web.Request) -> web.Response:
+        if self.tiles is None:
+            raise web.HTTPNotFound(reason="no offline tiles configured")
+        try:
+            z, x, y = (int(request.match_info[k].split(".")[0]) for k in ("z", "x", "y"))
+        except ValueError:
+            raise web.HTTPNotFound(reason="tile coordinates are integers") from None
+        found = await asyncio.get_running_loop().run_in_executor(None, self.tiles.tile, z, x, y)
+        if found is None:
+            raise web.HTTPNotFound(reason="no such tile")
+        data, kind = found
+        return web.Response(body=data, content_type=kind,
+                            headers={"Cache-Control": "max-age=86400"})
+
+    async def _config(self, request: web.Request) -> web.Response:
+        cfg = self.config
+        return web.json_response({
+            "swarm": cfg.swarm,
+            "operator": cfg.operator,
+            "token_required": cfg.token_required,
+            "tiles": None if self.tiles is None else {
+                "url": "/tiles/{z}/{x}/{y}", "max_zoom": cfg.tiles_max_zoom,
+                "source": self.tiles.description},
+            "brokers": [str(b) for b in cfg.brokers],
+        })
+
+    async def _map(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.map_doc())
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.health(self.clock()))
+
+    async def _drones(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.drones(self.clock()))
+
+    async def _plans(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.plans())
+
+    async def _events(self, request: web.Request) -> web.Response:
+        try:
+            after = int(request.query.get("after", "0"))
+            limit = int(request.query.get("limit", "200"))
+        except ValueError:
+            return _error(400, "bad_request", "after and limit must be integers")
+        if after < 0 or not 1 <= limit <= self.state.limits.max_events:
+            return _error(400, "bad_request", f"after must be >= 0 and limit in "
+                          f"1..{self.state.limits.max_events}")
+        events = [e for e in self.state.events if e["seq"] > after][-limit:]
+        return web.json_response({"events": events, "last": self.state.event_seq})
+
+    def _section(self, name: str) -> Any:
+        now = self.clock()
+        if name == "map":
+            return self.state.map_doc()
+        if name == "drones":
+            return self.state.drones(now)
+        if name == "plans":
+            return self.state.plans()
+        if name == "health":
+            return self.state.health(now)
+        raise KeyError(name)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        stream = _Stream(self.state.event_seq)
+        self.streams.add(stream)
+        try:
+            snapshot = {name: self._section(name) for name in ("map", "drones", "plans", "health")}
+            snapshot["events"] = list(self.state.events)
+            await _send(response, "snapshot", snapshot)
+            last_drones = last_health = self.clock()
+            while True:
+                try:
+                    await asyncio.wait_for(stream.wake.wait(), HEALTH_INTERVAL_S)
+                except asyncio.TimeoutError:
+                    pass
+                stream.wake.clear()
+                if "close" in stream.dirty:
+                    break
+                now = self.clock()
+                urgent = stream.dirty & {"map", "events", "plans", "health"}
+                if not urgent and "drones" in stream.dirty \
+                        and now - last_drones < DRONE_FRAME_INTERVAL_S:
+                    await asyncio.sleep(DRONE_FRAME_INTERVAL_S - (now - last_drones))
+                    now = self.clock()
+                dirty, stream.dirty = stream.dirty, set()
+                if now - last_health >= HEALTH_INTERVAL_S:
+                    dirty |= {"health", "drones"}  # staleness moves on with time
+                for name in ("map", "plans", "drones", "health"):
+                    if name in dirty:
+                        await _send(response, name, self._section(name))
+                if "drones" in dirty:
+                    last_drones = now
+                if "health" in dirty:
+                    last_health = now
+                if "events" in dirty:
+                    fresh = [e for e in self.state.events if e["seq"] > stream.last_event]
+                    if fresh:
+                        await _send(response, "events", fresh)
+                    stream.last_event = self.state.event_seq
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.streams.discard(stream)
+        return response
+
+    # ---------------------------------------------------------------- actions
+
+    def _authorise(self, request: web.Request) -> web.Response | None:
+        if request.content_type != "application/json":
+            return _error(415, "bad_request", "actions must be sent as application/json")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            return _error(403, "unauthorized",
+                          f"origin {origin} may not act on this ground station")
+        token = self.config.token
+        if token is not None:
+            given = request.headers.get("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    value.strip().encode(), token.encode()):
+                return _error(401, "unauthorized",
+                              "missing or wrong operator token (Authorization: Bearer ...)")
+        return None
+
+    async def _command(self, request: web.Request) -> web.Response:
+        refused = self._authorise(request)
+        if refused is not None:
+            self._log_rejected(refused)
+            return refused
+        try:
+            body = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "bad_request", f"a command is at most {MAX_COMMAND_BYTES} bytes")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, "bad_request", f"body is not valid JSON: {exc}")
+        try:
+            command = build_command(body, self.config.operator, int(time.time() * 1000))
+        except CommandError as exc:
+            response = _error(400, "invalid", str(exc))
+            self._log_rejected(response)
+            return response
+        if self.link is None or not self.link.connected:
+            outcome = Outcome("error", "unavailable",
+                              "the ground station is not connected to the broker")
+        else:
+            outcome = await self.operator.propose(command)
+        event: dict[str, Any] = {"t": int(time.time() * 1000), "node": outcome.node,
+                                 "kind": "operator", "command": type(command).__name__}
+        if outcome.status == "committed":
+            event["text"] = (f"operator {type(command).__name__} committed at index "
+                             f"{outcome.index} (map v{outcome.map_version})")
+        else:
+            event["text"] = f"operator {type(command).__name__} refused: {outcome.code}: " \
+                            f"{outcome.message}"
+        self.state.add_event(event)
+        self._notify(frozenset({"events"}))
+        return web.json_response(outcome.to_json(), status=outcome.http_status)
+
+    def _log_rejected(self, response: web.Response) -> None:
+        text = response.text or ""
+        try:
+            message = json.loads(text).get("message", text)
+        except ValueError:
+            message = text
+        self.state.add_event({"t": int(time.time() * 1000), "node": None, "kind": "operator",
+                              "text": f"operator action refused by the ground station: {message}"})
+        self._notify(frozenset({"events"}))
+
+    # ---------------------------------------------------------------- exports
+
+    async def _export_map(self, request: web.Request) -> web.Response:
+        if self.state.map is None:
+            return _error(404, "not_found", "no committed map received yet")
+        doc = self.state.map_doc()
+        return web.Response(
+            text=json.dumps(doc, indent=1), content_type="application/geo+json",
+            headers={"Content-Disposition":
+                     f'attachment; filename="{self.config.swarm}-map-v{self.state.map["version"]}.geojson"'})
+
+    async def _export_plan(self, request: web.Request) -> web.Response:
+        node = int(request.match_info["node"])
+        fmt = request.match_info["fmt"]
+        record = self.state.nodes.get(node)
+        if record is None or record.plan is None:
+            return _error(404, "not_found", f"no plan received from node {node}")
+        plan = record.plan
+        if plan["home"] is None:
+            return _error(409, "no_home", f"node {node}'s plan carries no home position, "
+                          "which both file formats need")
+        try:
+            mission_plan = plan_from_payload(plan)
+            home = GeoPoint(*plan["home"])
+            text = write_qgc_plan(mission_plan, home) if fmt == "plan" else write_wpl(
+                mission_plan, home)
+        except (ValueError, TypeError) as exc:
+            return _error(422, "invalid", f"node {node}'s plan cannot be exported: {exc}")
+        name = f"{record.name}-map-v{plan['map_version']}.{fmt}"
+        return web.Response(text=text, content_type="application/json" if fmt == "plan"
+                            else "text/plain",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def plan_from_payload(plan: dict[str, Any]) -> MissionPlan:
+    """A :class:`MissionPlan` from a validated plan payload (docs/protocol.md).
+
+    Uses the full MISSION_ITEM_INT rows when the agent sent them (``items``), so the
+    file is exactly what the drone flies; otherwise rebuilds the mission from the
+    summary ``mission`` ([lat, lon, alt, command], relative altitude) and the fences as
+    exclusion polygons.
+    """
+    items = plan.get("items")
+    if items is not None:
+        def rows(kind: str) -> tuple[MissionItem, ...]:
+            return tuple(MissionItem(
+                command=int(r[0]), frame=int(r[1]),
+                param1=math.nan if r[2] is None else float(r[2]),
+                param2=math.nan if r[3] is None else float(r[3]),
+                param3=math.nan if r[4] is None else float(r[4]),
+                param4=math.nan if r[5] is None else float(r[5]),
+                x=int(r[6]), y=int(r[7]), z=float(r[8]), autocontinue=int(r[9]))
+                for r in items[kind])
+        return MissionPlan(mission=rows("mission"), fence=rows("fence"), rally=rows("rally"))
+    raw = plan.get("mission") or []
+    mission = tuple(MissionItem.at(int(cmd), lat, lon, float(alt),
+                                   frame=FRAME_GLOBAL_RELATIVE_ALT_INT)
+                    for lat, lon, alt, cmd in raw)
+    fence: tuple[MissionItem, ...] = ()
+    for ring in plan.get("fences") or []:
+        fence += fence_polygon([(lat, lon) for lat, lon in ring])
+    rally = tuple(MissionItem.at(CMD_NAV_RALLY_POINT, p[0], p[1], p[2])
+                  for p in plan.get("rally") or [])
+    return MissionPlan(mission=mission, fence=fence, rally=rally)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"status": "error", "code": code, "message": message},
+                             status=status)
+
+
+async def _send(response: web.StreamResponse, event: str, data: Any) -> None:
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    await response.write(f"event: {event}\ndata: {payload}\n\n".encode())
+
+
+async def serve(config: GcsConfig, announce: Callable[[str], None] = print) -> None:
+    """Run until cancelled (Ctrl-C)."""
+    station = GroundStation(config)
+    url = await station.start()
+    announce(f"ground station for swarm {config.swarm!r}: open {url}"
+             + ("" if config.token is None else " (operator actions need the token)"))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await station.stop()
