@@ -24,12 +24,15 @@ bench: setup
 setup: system-packages $(STAMP)
 
 # mosquitto is the real broker for integration tests; strace counts the fsyncs a storage
-# batch costs (tests/consensus/test_sqlite_crash.py). Installed only when missing (needs
-# root or sudo).
+# batch costs (tests/consensus/test_sqlite_crash.py); chromium and chromium-driver run the
+# ground station's browser tests (tests/gcs/). Installed only when missing (needs root or
+# sudo).
 system-packages:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

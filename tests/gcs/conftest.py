@@ -142,9 +142,13 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, text, rh = resp.status, resp.read().decode(), dict(resp.headers)
+            status, raw_body, rh = resp.status, resp.read(), dict(resp.headers)
     except urllib.error.HTTPError as exc:
-        status, text, rh = exc.code, exc.read().decode(), dict(exc.headers)
+        status, raw_body, rh = exc.code, exc.read(), dict(exc.headers)
+    try:
+        text = raw_body.decode()
+    except UnicodeDecodeError:
+        return status, raw_body, rh
     try:
         return status, json.loads(text), rh
     except ValueError:
