@@ -31,6 +31,7 @@ system-packages:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \

@@ -208,7 +208,7 @@ class GroundStation:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    async def _index(self, request: web.Request) -> web.Response:
+    async def _index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def _tile(self, request: web.Request) -> web.Response:
