@@ -1,33 +1,40 @@
-"""The ground station's configuration: a YAML file, command-line flags, or both.
+"""The ground station's configuration: a TOML file, command-line flags, or both.
 
-The file may be the swarm's own config (top-level ``swarm`` and ``broker``/``brokers``
-are read, other top-level keys are left to the agents) with a ``gcs:`` section for the
-ground station; keys of that section are checked strictly, so a typo is an error, not a
-silently ignored setting::
+The file uses the sections of a drone's agent config (docs/agent.md) that a ground
+station needs, ``[swarm]`` and ``[bus]``, plus its own ``[gcs]``; other sections (an
+agent's ``[node]``, ``[raft]`` ...) are ignored, so a copy of a drone's file works.
+Keys of the sections read are checked strictly: a typo is an error, not a silently
+ignored setting::
 
-    swarm: fire-1
-    brokers: ["127.0.0.1:1883", "10.0.0.2:1883"]
-    mqtt_username: gcs            # optional, with mqtt_password_file
-    gcs:
-      host: 127.0.0.1             # loopback by default
-      port: 8080
-      operator: gcs               # source/reporter stamped on operator commands
-      token_file: /etc/swarm/gcs-token   # required when host is not loopback
-      tiles: /srv/tiles           # optional: a z/x/y folder or an .mbtiles file
-      tiles_max_zoom: 19
+    [swarm]
+    id = "wildfire"
+
+    [bus]
+    brokers = ["mqtt://127.0.0.1:1883", "mqtt://10.0.0.2:1883"]   # fail over in order
+    # username = "gcs"
+    # password_file = "mqtt.password"      # mode 0600
+
+    [gcs]
+    host = "127.0.0.1"            # loopback by default
+    port = 8080
+    operator = "gcs"              # source/reporter stamped on operator commands
+    # token_file = "gcs.token"    # required when host is not loopback; mode 0600
+    # tiles = "tiles/"            # offline tiles: a z/x/y folder or an .mbtiles file
+    # tiles_max_zoom = 19
+
+Relative paths are relative to the file's folder.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import tomllib
 
 from swarm.evacmap import ID_PATTERN
 
@@ -114,6 +121,19 @@ def _expect(value: Any, kinds: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
+def _section(doc: dict[str, Any], name: str, known: frozenset[str]) -> dict[str, Any]:
+    section = _expect(doc.get(name, {}), dict, f"[{name}]")
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown setting (known: {', '.join(sorted(known))})")
+    return section
+
+
+_SWARM_KEYS = frozenset({"id", "key_file", "previous_key_file"})  # keys: the agent's
+_BUS_KEYS = frozenset({"brokers", "protocol", "keepalive_s", "username", "password_file",
+                       "tls", "reconnect_min_s", "reconnect_max_s"})
+
+
 def load_config(path: Path | None, *, swarm: str | None = None,
                 brokers: list[str] | None = None, host: str | None = None,
                 port: int | None = None, token_file: Path | None = None,
@@ -128,33 +148,31 @@ def load_config(path: Path | None, *, swarm: str | None = None,
         if len(raw) > _MAX_CONFIG_BYTES:
             raise ConfigError(f"--config: {path} is over {_MAX_CONFIG_BYTES} bytes")
         try:
-            loaded = yaml.safe_load(raw) if raw.strip() else {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
-        doc = _expect(loaded, dict, f"{path}")
+            doc = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
-    section = _expect(doc.get("gcs") or {}, dict, "gcs")
-    unknown = sorted(set(map(str, section)) - _GCS_KEYS)
-    if unknown:
-        raise ConfigError(f"gcs.{unknown[0]}: unknown setting (known: {', '.join(sorted(_GCS_KEYS))})")
-    swarm_id = swarm if swarm is not None else doc.get("swarm")
+    swarm_section = _section(doc, "swarm", _SWARM_KEYS)
+    bus = _section(doc, "bus", _BUS_KEYS)
+    section = _section(doc, "gcs", _GCS_KEYS)
+    swarm_id = swarm if swarm is not None else swarm_section.get("id")
     if swarm_id is None:
-        raise ConfigError("swarm: missing (give --swarm or 'swarm:' in the config file)")
-    _expect(swarm_id, str, "swarm")
-    broker_texts: list[str]
+        raise ConfigError("swarm.id: missing (give --swarm or [swarm] id in the config file)")
+    _expect(swarm_id, str, "swarm.id")
+    if bus.get("tls") or any(str(b).startswith("mqtts://") for b in bus.get("brokers", [])):
+        raise ConfigError("bus: TLS brokers (mqtts://, [bus.tls]) are not supported by the "
+                          "ground station yet")
     if brokers:
         broker_texts = list(brokers)
     else:
-        listed = doc.get("brokers", doc.get("broker", ["127.0.0.1:1883"]))
-        listed = [listed] if isinstance(listed, str) else listed
-        _expect(listed, list, "brokers")
-        broker_texts = [_expect(b, str, f"brokers[{k}]") for k, b in enumerate(listed)]
+        listed = _expect(bus.get("brokers", ["mqtt://127.0.0.1:1883"]), list, "bus.brokers")
+        broker_texts = [_expect(b, str, f"bus.brokers[{k}]") for k, b in enumerate(listed)]
     try:
         addresses = tuple(BrokerAddress.parse(b) for b in broker_texts)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"bus.brokers: {exc}") from None
     if not addresses:
-        raise ConfigError("brokers: empty list")
+        raise ConfigError("bus.brokers: empty list")
 
     def rel(p: Any, where: str) -> Path:
         candidate = Path(_expect(p, str, where))
@@ -162,17 +180,15 @@ def load_config(path: Path | None, *, swarm: str | None = None,
 
     token_path = token_file if token_file is not None else (
         rel(section["token_file"], "gcs.token_file") if "token_file" in section else None)
-    env_token = os.environ.get("SWARM_GCS_TOKEN")
-    token = read_secret(token_path, "gcs.token_file") if token_path is not None else (
-        env_token or None)
-    username = doc.get("mqtt_username")
+    token = read_secret(token_path, "gcs.token_file") if token_path is not None else None
+    username = bus.get("username")
     password = None
     if username is not None:
-        _expect(username, str, "mqtt_username")
-        if "mqtt_password_file" in doc:
-            password = read_secret(rel(doc["mqtt_password_file"], "mqtt_password_file"),
-                                   "mqtt_password_file")
-    cfg = GcsConfig(
+        _expect(username, str, "bus.username")
+        if "password_file" in bus:
+            password = read_secret(rel(bus["password_file"], "bus.password_file"),
+                                   "bus.password_file")
+    return GcsConfig(
         swarm=swarm_id, brokers=addresses,
         host=host if host is not None else _expect(section.get("host", "127.0.0.1"), str,
                                                    "gcs.host"),
@@ -183,4 +199,3 @@ def load_config(path: Path | None, *, swarm: str | None = None,
             rel(section["tiles"], "gcs.tiles") if "tiles" in section else None),
         tiles_max_zoom=_expect(section.get("tiles_max_zoom", 19), int, "gcs.tiles_max_zoom"),
         mqtt_username=username, mqtt_password=password)
-    return cfg

@@ -24,6 +24,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from swarm.bus import topics
+from swarm.bus.topics import Kind
+
 __all__ = ["BrokerAddress", "MqttLink"]
 
 log = logging.getLogger(__name__)
@@ -119,9 +122,12 @@ class MqttLink:
             log.warning("broker %s refused the connection: %s",
                         self.brokers[self._broker_index], reason)
             return
-        root = f"swarm/{self.swarm}/"
-        client.subscribe([(root + "status/+", 1), (root + "map", 1), (root + "plan/+", 1),
-                          (root + "telemetry/+", 0), (root + "events", 1),
+        # QoS as published (docs/protocol.md): telemetry 0, the rest 1.
+        client.subscribe([(topics.wildcard(self.swarm, Kind.STATUS), 1),
+                          (topics.wildcard(self.swarm, Kind.MAP), 1),
+                          (topics.wildcard(self.swarm, Kind.PLAN), 1),
+                          (topics.wildcard(self.swarm, Kind.TELEMETRY), 0),
+                          (topics.wildcard(self.swarm, Kind.EVENTS), 1),
                           (self.reply_topic, 1)])
         self.connected = True
         self._loop.call_soon_threadsafe(self._on_connection, True)
@@ -172,7 +178,7 @@ class MqttLink:
         props.ResponseTopic = self.reply_topic
         props.CorrelationData = request_id.encode()
         payload = json.dumps({**body, "reply_to": self.reply_topic}).encode()
-        info = self._client.publish(f"swarm/{self.swarm}/request/{node}", payload, qos=1,
+        info = self._client.publish(topics.request(self.swarm, node), payload, qos=1,
                                     properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             with self._lock:

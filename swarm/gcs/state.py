@@ -18,12 +18,13 @@ size limits.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarm.bus import topics
+from swarm.bus.topics import Kind, TopicError
 from swarm.evacmap import rfc7946_problems
 from swarm.evacmap.commands import CommandError, load_json
 
@@ -38,8 +39,6 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-_SWARM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_MAX_NODE_ID = 2**31 - 1
 ROLES = ("leader", "follower", "candidate", "pre_candidate")
 
 
@@ -76,35 +75,35 @@ class Thresholds:
     peer_contact_s: float = 3.0  # leader has not heard a peer for this long
 
 
+_READ_KINDS = {Kind.STATUS: "status", Kind.PLAN: "plan", Kind.TELEMETRY: "telemetry",
+               Kind.MAP: "map", Kind.EVENTS: "events"}
+
+
 def parse_topic(swarm: str, topic: str) -> tuple[str, int | None] | None:
     """``(kind, node)`` for a topic of swarm ``swarm`` the ground station reads, else None.
 
     Kinds: ``status``, ``plan``, ``telemetry`` (with a node id), ``map`` and ``events``
-    (node None). Raft traffic, requests and replies are not ours to read.
+    (node None). Raft traffic and requests are not ours to read.
     """
-    prefix = f"swarm/{swarm}/"
-    if not topic.startswith(prefix):
+    try:
+        parsed = topics.parse(topic)
+    except TopicError:
         return None
-    parts = topic[len(prefix):].split("/")
-    if parts in (["map"], ["events"]):
-        return parts[0], None
-    if len(parts) == 2 and parts[0] in ("status", "plan", "telemetry"):
-        node = _node_id_text(parts[1])
-        return (parts[0], node) if node is not None else None
-    return None
+    kind = _READ_KINDS.get(parsed.kind)
+    if parsed.swarm != swarm or kind is None:
+        return None
+    return kind, parsed.node
 
 
 def _node_id_text(text: str) -> int | None:
-    if not text.isdigit() or text.startswith("0") or len(text) > 10:
+    try:
+        return topics.check_node_id(int(text)) if str(int(text)) == text else None
+    except (ValueError, TopicError):
         return None
-    node = int(text)
-    return node if 1 <= node <= _MAX_NODE_ID else None
 
 
 def check_swarm_id(swarm: str) -> str:
-    if not isinstance(swarm, str) or not _SWARM_ID.fullmatch(swarm):
-        raise ValueError(f"swarm id {swarm!r} must match [a-z0-9][a-z0-9-]{{0,31}}")
-    return swarm
+    return topics.check_swarm_id(swarm)
 
 
 # ----------------------------------------------------------------- payload validation

@@ -195,21 +195,25 @@ def test_config_file(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("0123456789abcdef0123\n")
     os.chmod(token, 0o600)
-    cfg = tmp_path / "swarm.yaml"
-    cfg.write_text("swarm: fire-1\nbrokers: ['127.0.0.1:1884', 'mqtt://10.0.0.2']\n"
-                   "agent_only_setting: 1\n"
-                   "gcs:\n  host: 0.0.0.0\n  port: 9000\n  token_file: token\n")
+    cfg = tmp_path / "gcs.toml"
+    cfg.write_text('[swarm]\nid = "fire-1"\nkey_file = "swarm.key"\n'
+                   '[bus]\nbrokers = ["mqtt://127.0.0.1:1884", "mqtt://10.0.0.2"]\n'
+                   '[node]\nid = 3\n'  # an agent's section: ignored
+                   '[gcs]\nhost = "0.0.0.0"\nport = 9000\ntoken_file = "token"\n')
     loaded = load_config(cfg)
     assert loaded.brokers == (BrokerAddress("127.0.0.1", 1884), BrokerAddress("10.0.0.2", 1883))
     assert loaded.host == "0.0.0.0" and loaded.port == 9000 and loaded.token_required
     assert load_config(cfg, port=9001, swarm="other").port == 9001
-    for text, needle in [("gcs:\n  prot: 1\nswarm: a\n", "gcs.prot: unknown setting"),
-                         ("swarm: Bad_Id\n", "swarm:"), ("gcs: {host: 10.1.1.1}\nswarm: a\n", "need a token"),
-                         ("swarm: a\nbrokers: ['h:99999']\n", "port 1..65535"), ("- [\n", "not valid YAML")]:
+    for text, needle in [('[swarm]\nid = "a"\n[gcs]\nprot = 1\n', "gcs.prot: unknown setting"),
+                         ('[swarm]\nid = "Bad_Id"\n', "swarm:"),
+                         ('[swarm]\nid = "a"\n[gcs]\nhost = "10.1.1.1"\n', "need a token"),
+                         ('[swarm]\nid = "a"\n[bus]\nbrokers = ["h:99999"]\n', "port 1..65535"),
+                         ('[swarm]\nid = "a"\n[bus]\nbrokers = ["mqtts://h"]\n', "TLS"),
+                         ("[swarm\n", "not valid TOML"), ("", "swarm.id: missing")]:
         cfg.write_text(text)
         with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
             load_config(cfg)
     os.chmod(token, 0o644)
-    cfg.write_text("swarm: a\ngcs: {token_file: token}\n")
+    cfg.write_text('[swarm]\nid = "a"\n[gcs]\ntoken_file = "token"\n')
     with pytest.raises(ConfigError, match="readable by others"):
         load_config(cfg)
