@@ -40,8 +40,8 @@ from .client import (
     TlsConfig,
     Will,
 )
-from .keys import KEY_BYTES, KeyFileError, SwarmKey, generate_key_file, load_key
-from .replay import FloorStore, ReplayStateError, claim_epoch
+from .keys import KEY_BYTES, KeyFileError, SwarmKey, generate_key_file, load_key, load_keyring
+from .replay import FloorStore, ReplayStateError, claim_epoch, durable_opener, durable_sealer
 from .topics import Kind, Topic, TopicError
 
 __all__ = [
@@ -52,5 +52,6 @@ __all__ = [
     "EnvelopeOpener", "EnvelopeSealer", "EnvelopeTooLarge", "FloorStore", "KEY_BYTES",
     "KeyFileError", "Keyring", "Kind", "Opened", "RejectReason", "Rejected",
     "ReplayStateError", "SwarmKey", "Topic", "TopicError", "claim_epoch",
-    "generate_key_file", "load_key", "topics",
+    "durable_opener", "durable_sealer", "generate_key_file", "load_key", "load_keyring",
+    "topics",
 ]

@@ -352,6 +352,8 @@ class Bus:
         if not self._started:
             return
         self._supervisor.join(timeout)      # wakes at once: it waits on _stopping
+        # paho logs the end of every connection at ERROR; a deliberate close is not one.
+        self._client.disable_logger()
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()

@@ -51,7 +51,7 @@ import msgpack
 from consensus.codec import DecodeError, decode_message, encode_message
 from consensus.types import MAX_NODE_ID, Message
 
-from .keys import SwarmKey
+from .keys import Keyring, SwarmKey
 from .topics import check_node_id, check_swarm_id
 
 __all__ = [
@@ -124,44 +124,6 @@ class Rejected:
 class EnvelopeTooLarge(ValueError):
     """A single message that cannot fit in one envelope (raised by the sealer: a
     local configuration error, never input from the wire)."""
-
-
-class Keyring:
-    """The key that seals, and the keys that open.
-
-    ``current`` seals every envelope and always opens. ``previous`` (after a rotation)
-    opens until ``previous_until`` on the caller's clock, then is forgotten: during the
-    overlap, drones already given the new key and drones still on the old one understand
-    each other one way (docs/protocol.md, "Key rotation")."""
-
-    def __init__(self, current: SwarmKey, previous: SwarmKey | None = None,
-                 previous_until: float | None = None) -> None:
-        if previous is not None and previous_until is None:
-            raise ValueError("a previous key needs previous_until (end of the overlap)")
-        if previous is not None and previous.key_id == current.key_id:
-            previous = None  # same key: nothing to overlap
-        self.current = current
-        self.previous = previous
-        self.previous_until = previous_until if previous is not None else None
-
-    def rotate(self, new: SwarmKey, now: float, overlap_s: float) -> None:
-        """Seal with ``new`` from now on; keep opening with the old key for ``overlap_s``."""
-        if overlap_s < 0:
-            raise ValueError("overlap_s must be >= 0")
-        if new.key_id == self.current.key_id:
-            return
-        self.previous, self.previous_until = self.current, now + overlap_s
-        self.current = new
-
-    def opening_key(self, key_id: bytes, now: float) -> SwarmKey | None:
-        if hmac.compare_digest(key_id, self.current.key_id):
-            return self.current
-        prev = self.previous
-        if prev is not None and hmac.compare_digest(key_id, prev.key_id):
-            assert self.previous_until is not None
-            if now < self.previous_until:
-                return prev
-        return None
 
 
 def _tag(key: SwarmKey, swarm: str, signed: bytes | memoryview) -> bytes:

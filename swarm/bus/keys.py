@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -19,7 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["KEY_BYTES", "KeyFileError", "SwarmKey", "generate_key_file", "load_key", "main"]
+__all__ = [
+    "KEY_BYTES", "KeyFileError", "Keyring", "SwarmKey", "generate_key_file", "load_key",
+    "load_keyring", "main",
+]
 
 #: HMAC-SHA256 key length: the hash's output size (RFC 2104 §3 recommends at least that).
 KEY_BYTES = 32
@@ -89,6 +93,59 @@ def load_key(path: str | os.PathLike[str]) -> SwarmKey:
             f"{KEY_BYTES} raw bytes, found {len(data)} bytes; make one with: "
             f"swarm keygen --out {p} --force")
     return SwarmKey(secret)
+
+
+class Keyring:
+    """The key that seals, and the keys that open.
+
+    ``current`` seals every envelope and always opens. ``previous`` (after a rotation)
+    opens until ``previous_until`` on the caller's clock, then is forgotten: during the
+    overlap, drones already given the new key and drones still on the old one understand
+    each other one way (docs/protocol.md, "Key rotation")."""
+
+    def __init__(self, current: SwarmKey, previous: SwarmKey | None = None,
+                 previous_until: float | None = None) -> None:
+        if previous is not None and previous_until is None:
+            raise ValueError("a previous key needs previous_until (end of the overlap)")
+        if previous is not None and previous.key_id == current.key_id:
+            previous = None  # same key: nothing to overlap
+        self.current = current
+        self.previous = previous
+        self.previous_until = previous_until if previous is not None else None
+
+    def rotate(self, new: SwarmKey, now: float, overlap_s: float) -> None:
+        """Seal with ``new`` from now on; keep opening with the old key for ``overlap_s``."""
+        if overlap_s < 0:
+            raise ValueError("overlap_s must be >= 0")
+        if new.key_id == self.current.key_id:
+            return
+        self.previous, self.previous_until = self.current, now + overlap_s
+        self.current = new
+
+    def opening_key(self, key_id: bytes, now: float) -> SwarmKey | None:
+        if hmac.compare_digest(key_id, self.current.key_id):
+            return self.current
+        prev = self.previous
+        if prev is not None and hmac.compare_digest(key_id, prev.key_id):
+            assert self.previous_until is not None
+            if now < self.previous_until:
+                return prev
+        return None
+
+
+def load_keyring(key_file: str | os.PathLike[str],
+                 previous_key_file: str | os.PathLike[str] | None = None, *,
+                 overlap_s: float = 0.0, now: float) -> Keyring:
+    """The keyring of a drone's config: ``key_file`` seals and opens; the optional
+    ``previous_key_file`` (a rotation in progress) opens for ``overlap_s`` from ``now``
+    (the caller's monotonic clock)."""
+    current = load_key(key_file)
+    if previous_key_file is None:
+        return Keyring(current)
+    if overlap_s <= 0:
+        raise KeyFileError(f"previous key {previous_key_file} given with an overlap of "
+                           f"{overlap_s} s; give the overlap (seconds) it stays accepted")
+    return Keyring(current, load_key(previous_key_file), now + overlap_s)
 
 
 def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> SwarmKey:
