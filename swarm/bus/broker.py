@@ -138,7 +138,7 @@ def mosquitto_config(port: int, host: str = "127.0.0.1", *, password_file: Path 
     if queued_messages is not None:
         lines += [
             "# QoS 0 is dropped, not queued, once a subscriber has max_queued_messages packets",
-            "# waiting on its socket (mosquitto's default 1000 dropped 15-30 % of a Raft burst;",
+            "# waiting on its socket (mosquitto's default 1000 dropped up to a fifth of a burst;",
             "# docs/benchmarks.md). A Raft peer has at most max_inflight_msgs (256) appends",
             "# in flight to each follower, so 20000 covers a 10-drone swarm plus client traffic.",
             f"max_queued_messages {queued_messages}",
