@@ -141,7 +141,11 @@ def _number(value: object, where: str) -> float:
     # bool is an int subclass; True is not a coordinate.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(where, f"expected a number, got {type(value).__name__}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond a double's range (JSON allows any length)
+        raise _fail(where, f"an integer of {value.bit_length()} bits is not a finite "
+                    "double") from None
     if not math.isfinite(result):
         raise _fail(where, f"{value!r} is not a finite number")
     return result
@@ -231,11 +235,35 @@ def _extent_m(lons: Iterable[float], lats: Iterable[float]) -> tuple[float, floa
     return float(east_m[1] - east_m[0]), float(north_m[3] - north_m[2])
 
 
-def _check_extent(lons: list[float], lats: list[float], where: str) -> None:
-    # A span over 180 degrees of longitude can only be a shape that crosses the
-    # antimeridian (which we do not support) or one far larger than the limit.
+def _longitude_problem(lons: list[float], closed: bool) -> str | None:
+    """What is wrong with a shape's longitudes, said precisely, or None.
+
+    Walking the vertices with each step taken the short way round (|step| <= 180
+    degrees), a ring that goes round a pole winds 360 degrees of longitude; one that
+    crosses the antimeridian without enclosing a pole has a step whose raw value is
+    over 180 degrees (it wraps) but winds 0. Either is unsupported, and each gets its
+    own message; a shape spanning over 180 degrees without wrapping is just too large.
+    """
+    steps = list(zip(lons, lons[1:] + (lons[:1] if closed else [])))
+    if closed:
+        winding = sum((b - a + 180.0) % 360.0 - 180.0 for a, b in steps)
+        if abs(winding) > 180.0:
+            return ("goes round a pole (its ring winds 360 degrees of longitude): "
+                    "polygons enclosing a pole are not supported")
+    if any(abs(b - a) > 180.0 for a, b in steps):
+        return ("has an edge spanning over 180 degrees of longitude: it crosses the "
+                "antimeridian (longitude +/-180), which is not supported (split the shape "
+                "at 180 degrees)")
     if max(lons) - min(lons) > 180.0:
-        raise _fail(where, "crosses the antimeridian (not supported) or is far too large")
+        return (f"spans {max(lons) - min(lons):.1f} degrees of longitude, far beyond the "
+                f"{MAX_EXTENT_M:.0f} m limit")
+    return None
+
+
+def _check_extent(lons: list[float], lats: list[float], where: str, closed: bool) -> None:
+    problem = _longitude_problem(lons, closed)
+    if problem is not None:
+        raise _fail(where, problem)
     width, height = _extent_m(lons, lats)
     if width > MAX_EXTENT_M or height > MAX_EXTENT_M:
         raise _fail(
@@ -258,7 +286,7 @@ def _ring(value: object, where: str) -> tuple[LonLat, ...]:
     for i in range(len(points)):
         if points[i] == points[i - 1]:
             raise _fail(where, f"vertex {i} repeats the previous vertex {points[i]}")
-    _check_extent([p[0] for p in points], [p[1] for p in points], where)
+    _check_extent([p[0] for p in points], [p[1] for p in points], where, closed=True)
     polygon = shapely.Polygon(points)
     if not polygon.is_valid:
         raise _fail(where, f"invalid polygon: {explain_validity(polygon)}")
@@ -279,7 +307,7 @@ def _path(value: object, where: str) -> tuple[LonLatAlt, ...]:
     for i in range(1, len(points)):
         if points[i][:2] == points[i - 1][:2]:
             raise _fail(where, f"point {i} repeats the position of point {i - 1}")
-    _check_extent([p[0] for p in points], [p[1] for p in points], where)
+    _check_extent([p[0] for p in points], [p[1] for p in points], where, closed=False)
     return tuple(points)
 
 
@@ -575,6 +603,13 @@ def load_json(data: bytes | bytearray | memoryview | str, limit: int, what: str)
         return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise CommandError(f"{what}: not valid JSON ({exc.msg} at {exc.pos})") from None
+    except CommandError:
+        raise  # from _unique_keys / _reject_constant: already says what is wrong
+    except ValueError as exc:
+        # Python refuses integer literals of more than sys.get_int_max_str_digits()
+        # (4300) digits with a bare ValueError; a committed entry holding one must be
+        # rejected like any other bad JSON, not crash every replica's apply.
+        raise CommandError(f"{what}: not valid JSON ({str(exc).split(':')[0]})") from None
     except RecursionError:
         raise CommandError(f"{what}: JSON nested too deeply") from None
 
@@ -614,7 +649,8 @@ def parse_command(data: bytes | bytearray | memoryview | str | Mapping[str, Any]
         return cls(**kwargs)
     except CommandError:
         raise
-    except (TypeError, ValueError) as exc:  # defensive: any other construction problem
+    except (TypeError, ValueError, ArithmeticError) as exc:  # defensive: any other
+        # construction problem still reaches apply as a rejection, never an exception
         raise CommandError(f"{kind}: {exc}") from None
 
 

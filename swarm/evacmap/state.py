@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import shapely
+import shapely.errors
 
 from .commands import (
     SURVIVOR_TRANSITIONS,
@@ -546,9 +547,17 @@ class EvacuationMap:
         self._last_index = index
         try:
             command = parse_command(data)
-            self._state = _step(self._state, command, self._geo, index)
+            state = _step(self._state, command, self._geo, index)
         except CommandError as exc:
             return ApplyResult(ok=False, error=str(exc)).encode()
+        except (ValueError, TypeError, ArithmeticError, shapely.errors.GEOSException) as exc:
+            # Not expected (parse_command raises only CommandError, property-tested
+            # over arbitrary bytes), but an exception here would be raised again by
+            # every replica on every restart (a crash loop): reject the entry instead.
+            # The state is unchanged since the next one was being built aside.
+            return ApplyResult(ok=False, error=f"command: rejected ({type(exc).__name__}: "
+                                                f"{str(exc)[:200]})").encode()
+        self._state = state
         return ApplyResult(ok=True, version=index).encode()
 
     def apply_command(self, index: int, command: Command) -> ApplyResult:

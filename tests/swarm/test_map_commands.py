@@ -206,6 +206,26 @@ def test_antimeridian_crossing_polygon_is_rejected() -> None:
         SetSearchArea(ring)
 
 
+@pytest.mark.parametrize("lat", [89.99, -89.99])
+def test_a_polar_cap_is_rejected_as_going_round_the_pole_not_as_an_antimeridian_crossing(
+        lat) -> None:
+    cap = [[0.0, lat], [90.0, lat], [180.0, lat], [-90.0, lat]]
+    with pytest.raises(CommandError, match="goes round a pole") as info:
+        SetSearchArea(cap)
+    assert "antimeridian" not in str(info.value)
+
+
+def test_a_ring_wider_than_180_degrees_without_wrapping_says_how_wide() -> None:
+    with pytest.raises(CommandError, match=r"spans 200\.0 degrees of longitude"):
+        SetSearchArea([[-100.0, 1.0], [0.0, 1.0], [100.0, 1.0], [100.0, 1.1], [0.0, 1.1],
+                       [-100.0, 1.1]])
+
+
+def test_a_route_crossing_the_antimeridian_says_so() -> None:
+    with pytest.raises(CommandError, match="crosses the antimeridian"):
+        SetRoute("r", [[179.999, 0.0, 10.0], [-179.999, 0.0, 10.0]], 1)
+
+
 def test_too_many_vertices_are_rejected() -> None:
     import math
 
