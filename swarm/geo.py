@@ -19,7 +19,7 @@ import numpy as np
 import pymap3d
 import shapely
 
-__all__ = ["LocalFrame", "grow_polygon"]
+__all__ = ["LocalFrame", "circumscribing_buffer_distance", "grow_polygon"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +96,44 @@ class LocalFrame:
         return shapely.transform(geometry, backward)
 
 
+def circumscribing_buffer_distance(margin_m: float, quad_segs: int) -> float:
+    """The shapely/GEOS buffer distance whose round buffer contains every point within
+    ``margin_m`` of the geometry.
+
+    GEOS approximates each arc of a round buffer by chords whose vertices lie on the
+    circle (OffsetSegmentGenerator::addDirectedFillet), so each chord cuts inside the
+    true circle by r(1 - cos(a/2)) for a chord spanning angle a. The arc of angle A is
+    split into n = round(A / q0) chords, q0 = (pi/2) / quad_segs, so a chord spans
+    less than 1.5 q0 (A just under 1.5 q0 gives n = 1; an arc under q0/2 is one
+    chord). Buffering by d / cos(3 q0 / 4) therefore puts every chord at least d out.
+    (A distance of d / cos(q0 / 2), which assumes chords of exactly q0, reaches about
+    0.3 m inside a 50 m margin at quad_segs = 8.)
+    """
+    if margin_m < 0:
+        raise ValueError(f"margin_m={margin_m} must be >= 0")
+    if isinstance(quad_segs, bool) or not isinstance(quad_segs, int) or quad_segs < 1:
+        raise ValueError(f"quad_segs={quad_segs!r} must be an int >= 1")
+    return margin_m / math.cos(3.0 * math.pi / (8.0 * quad_segs))
+
+
+# Segments per quarter circle of the map's margin growth.
+_GROW_QUAD_SEGS = 8
+
+
 def grow_polygon(polygon: shapely.Polygon, margin_m: float) -> shapely.Polygon:
     """``polygon`` (lon/lat) grown outward by ``margin_m`` metres, returned in lon/lat.
 
     Buffered in a local ENU frame centred on the polygon (round joins, 8 segments per
-    quarter circle), then mapped back, so the margin is metres on the ground at any
-    latitude.
+    quarter circle, at :func:`circumscribing_buffer_distance` so the result contains
+    every point within the margin), then mapped back, so the margin is metres on the
+    ground at any latitude.
     """
     if margin_m < 0:
         raise ValueError(f"margin_m={margin_m} must be >= 0")
     if margin_m == 0:
         return polygon
     frame = LocalFrame.around(polygon)
-    grown = shapely.buffer(frame.geometry_to_enu(polygon), margin_m, quad_segs=8)
+    grown = shapely.buffer(frame.geometry_to_enu(polygon),
+                           circumscribing_buffer_distance(margin_m, _GROW_QUAD_SEGS),
+                           quad_segs=_GROW_QUAD_SEGS)
     return frame.geometry_to_geodetic(grown)

@@ -26,7 +26,6 @@ the one before):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +39,7 @@ from mavlink_bridge.plan import (
     MissionItem,
 )
 
-from ..geo import LocalFrame
+from ..geo import LocalFrame, circumscribing_buffer_distance
 from .model import PlannerConfig, PlannerMap
 
 __all__ = ["Obstacles", "build_obstacles", "bounded_fence"]
@@ -203,13 +202,13 @@ def build_obstacles(view: PlannerMap, frame: LocalFrame, config: PlannerConfig) 
                          np.zeros(0, dtype=bool))
     # One pymap3d call for every vertex of every zone.
     local = frame.geometry_to_enu(np.array([z.polygon for z in hazards], dtype=object))
-    # A round buffer's arcs are polygons inscribed in the true circle, whose chords cut
-    # up to d(1 - cos(pi/4q)) inside it (1 m for a 50 m margin at q = 8). Growing by
-    # d / cos(pi/4q) puts every chord at least d out, so the polygon contains the true
-    # zone-plus-margin (the Minkowski sum with a disc) rather than approximating it.
+    # A round buffer's arcs are chords inscribed in the true circle; growing by the
+    # circumscribing distance puts every chord at least the margin out, so the polygon
+    # contains the true zone-plus-margin (the Minkowski sum with a disc) rather than
+    # approximating it (see swarm.geo.circumscribing_buffer_distance).
     q = config.buffer_quad_segs
-    grow = config.safety_margin_m / math.cos(math.pi / (4 * q))
-    buffered = shapely.buffer(local, grow, quad_segs=q)
+    buffered = shapely.buffer(local, circumscribing_buffer_distance(config.safety_margin_m, q),
+                              quad_segs=q)
     fences = _bounded_fences(buffered, config.fence_max_vertices, config.fence_simplify_tolerance_m)
     fence_arr = np.array(fences, dtype=object)
     keepout = shapely.buffer(fence_arr, config.fence_clearance_m, join_style="mitre",

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from swarm.planner import PlannerConfig, PlannerMap, PlanStatus, map_frame, plan
+from swarm.planner.obstacles import build_obstacles
 from test_planner_support import (
     buffered_union,
     drones,
@@ -95,3 +96,48 @@ def test_same_inputs_give_the_same_plan(scene):
     second = plan(shuffled, drone_id, v, CONFIG)
     assert first == second
     assert first.plan.note == second.plan.note
+
+
+def _points_at_the_margin(polygon_enu: shapely.Polygon, margin: float) -> np.ndarray:
+    """Points exactly ``margin`` from the zone's boundary, covering the whole boundary of
+    the zone grown by a true disc: around every vertex at 1/4 degree steps (the arcs),
+    and along every edge's outward normal (the straight parts). Every one is within the
+    margin of the zone, so every one must be inside the fence."""
+    ring = np.asarray(shapely.orient_polygons(polygon_enu).exterior.coords)[:-1]
+    theta = np.linspace(0.0, 2 * math.pi, 1440, endpoint=False)
+    circle = margin * np.column_stack([np.cos(theta), np.sin(theta)])
+    around = (ring[:, None, :] + circle[None, :, :]).reshape(-1, 2)
+    a, b = ring, np.roll(ring, -1, axis=0)
+    d = b - a
+    normal = np.column_stack([d[:, 1], -d[:, 0]]) / np.hypot(d[:, 0], d[:, 1])[:, None]  # CCW: outward
+    t = np.linspace(0.0, 1.0, 11)
+    along = (a[:, None, :] + t[None, :, None] * d[:, None, :] + margin * normal[:, None, :]).reshape(-1, 2)
+    return np.vstack([around, along])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(zone_polygons(), min_size=1, max_size=3),
+       st.sampled_from([(30.0, 8), (50.0, 8), (50.0, 3), (80.0, 16)]))
+def test_every_point_within_the_margin_of_a_zone_is_inside_its_uploaded_fence(polys, margin):
+    """Issue 8: the fence reached up to ~0.3 m inside the margin (GEOS's arc chords span
+    up to 1.5 of its angle quantum, not 1). Exact: no tolerance beyond the uploaded
+    degE7 coordinates themselves."""
+    margin_m, quad_segs = margin
+    zones = tuple(zone(f"z{i}", p) for i, p in enumerate(polys) if p.is_valid)
+    assume(zones)
+    config = PlannerConfig(safety_margin_m=margin_m, buffer_quad_segs=quad_segs)
+    view = PlannerMap(1, rect(-1000, -1000, 1000, 1000), zones=zones, drones=drones("a"))
+    frame = map_frame(view)
+    result = plan(view, "a", vehicle(5000, 5000, home=(5000, 5000)), config)
+    fences = [shapely.Polygon([item_xy(i, frame) for i in p])
+              for p in fence_polygons(result.plan.fence)]
+    assert len(fences) == len(zones)
+    # The buffered zone (what no leg may enter) and the fence built around it.
+    buffered = build_obstacles(view, frame, config).buffered
+    for z, grown, fence in zip(zones, buffered, fences):
+        points = shapely.points(_points_at_the_margin(frame.geometry_to_enu(z.polygon), margin_m))
+        for name, area in (("buffered zone", grown), ("fence", fence)):
+            outside = ~shapely.covers(area, points)
+            assert not outside.any(), (name, z.polygon.wkt, float(shapely.distance(
+                area.exterior, points[outside]).max()))
