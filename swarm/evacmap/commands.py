@@ -144,7 +144,7 @@ def _number(value: object, where: str) -> float:
     try:
         result = float(value)
     except OverflowError:  # an int beyond a double's range (JSON allows any length)
-        raise _fail(where, f"an integer of {value.bit_length()} bits is not a finite "
+        raise _fail(where, f"an integer of {int(value).bit_length()} bits is not a finite "
                     "double") from None
     if not math.isfinite(result):
         raise _fail(where, f"{value!r} is not a finite number")

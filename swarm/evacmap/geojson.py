@@ -15,7 +15,10 @@ RFC 7946 rules followed (section numbers of the RFC):
 * exterior rings are counter-clockwise and holes clockwise (3.1.6), via
   ``shapely.geometry.polygon.orient``;
 * no ``crs`` member (4); ``bbox`` is [west, south, east, north] (5);
-* a Feature has ``geometry`` and ``properties`` members (3.2).
+* a Feature has ``geometry`` and ``properties`` members (3.2);
+* coordinates carry 6 decimal places (about 10 cm, as 11.2 suggests), so files written
+  by two machines from the same map compare equal byte for byte; a ring that 6
+  decimals would collapse or turn keeps the map's own 7.
 """
 
 from __future__ import annotations
@@ -33,19 +36,43 @@ from .state import EvacuationMap, MapView
 
 __all__ = ["map_to_geojson", "geojson_bytes", "write_geojson", "rfc7946_problems"]
 
-_DIGITS = 7
+# RFC 7946 section 11.2: "6 decimal places ... ~10 centimeters" is enough for GIS use;
+# the map itself keeps 1e-7 degree (MAVLink degE7). Rounding is done on the map's own
+# decimal values (round-half-even of the shortest repr), so every drone writes the
+# same text.
+_DIGITS = 6
+_MAP_DIGITS = 7
 
 
-def _position(x: float, y: float) -> list[float]:
-    return [round(x, _DIGITS) + 0.0, round(y, _DIGITS) + 0.0]
+def _position(x: float, y: float, digits: int = _DIGITS) -> list[float]:
+    return [round(x, digits) + 0.0, round(y, digits) + 0.0]
+
+
+def _ring_positions(coords: Sequence[tuple[float, float]], ccw: bool) -> list[list[float]]:
+    """A closed ring at 6 decimals, consecutive repeats dropped; at the map's 7 when
+    rounding would collapse it or turn its winding (a ring a few decimetres across)."""
+    for digits in (_DIGITS, _MAP_DIGITS):
+        out: list[list[float]] = []
+        for x, y in coords:
+            p = _position(x, y, digits)
+            if not out or p != out[-1]:
+                out.append(p)
+        if len(out) >= 4 and out[0] == out[-1] and (_shoelace(out) > 0) == ccw \
+                and _shoelace(out) != 0:
+            return out
+    return [_position(x, y, _MAP_DIGITS) for x, y in coords]
+
+
+def _shoelace(ring: Sequence[Sequence[float]]) -> float:
+    return sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:]))
 
 
 def _polygon_geometry(polygon: shapely.Polygon) -> dict[str, Any]:
     oriented = orient(polygon, sign=1.0)  # exterior CCW, holes CW (RFC 7946 3.1.6)
-    rings = [oriented.exterior, *oriented.interiors]
     return {
         "type": "Polygon",
-        "coordinates": [[_position(x, y) for x, y in ring.coords] for ring in rings],
+        "coordinates": [_ring_positions(oriented.exterior.coords, ccw=True)]
+        + [_ring_positions(hole.coords, ccw=False) for hole in oriented.interiors],
     }
 
 

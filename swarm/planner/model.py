@@ -122,8 +122,10 @@ class DroneInfo:
 
     @property
     def free(self) -> bool:
-        """Available for sectors and survivors (assignment rule 1)."""
-        return self.alive and not self.busy
+        """Available for sectors and survivors (assignment rule 1): alive, not busy, and
+        not returning (a returning drone's plan only goes home, so work given to it
+        would never be done)."""
+        return self.alive and not self.busy and self.task != "return"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,9 @@ class PlanStatus(enum.StrEnum):
     OK = "ok"
     NO_SAFE_PATH = "no_safe_path"  # something required is unreachable without crossing a zone
     NOTHING_TO_DO = "nothing_to_do"  # no sector and no survivor for this drone
+    # The whole search area lies inside buffered zones: there is nothing to survey
+    # (distinct from nothing_to_do, which is a quiet map, and from ok).
+    SEARCH_AREA_IN_ZONES = "search_area_in_zones"
 
 
 @dataclass(frozen=True, slots=True)

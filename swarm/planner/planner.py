@@ -35,6 +35,7 @@ import numpy as np
 import shapely
 
 from mavlink_bridge.plan import (
+    CMD_NAV_LAND,
     CMD_NAV_LOITER_TIME,
     CMD_NAV_LOITER_UNLIM,
     CMD_NAV_RALLY_POINT,
@@ -47,7 +48,7 @@ from mavlink_bridge.plan import (
     MissionPlan,
 )
 
-from .assignment import Assignment, assign, map_frame
+from .assignment import WHOLE_AREA_IN_ZONES, Assignment, assign, map_frame
 from ..geo import LocalFrame
 from .model import PlannerConfig, PlannerMap, PlanResult, PlanStatus, VehicleState
 from .obstacles import Obstacles, build_obstacles
@@ -83,7 +84,7 @@ def prepare(view: PlannerMap, config: PlannerConfig | None = None) -> PlanContex
     config = config or PlannerConfig()
     frame = map_frame(view)
     obstacles = build_obstacles(view, frame, config) if frame is not None else None
-    return PlanContext(view.version, config, frame, assign(view, config), obstacles)
+    return PlanContext(view.version, config, frame, assign(view, config, obstacles), obstacles)
 
 
 @dataclass
@@ -170,11 +171,21 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
                            "out crosses fire")
             trapped = True
 
+    # A home inside a buffered zone is no place to land: the mission ends by landing
+    # at the nearest safe point instead (outside every keep-out, so outside every
+    # fence), which is also the first rally point, so an autopilot RTL (battery or
+    # link failsafe) goes there rather than into the fire (docs/planner.md).
     home_target = home
     home_inside = obstacles.zones_containing(home)
     if home_inside:
         home_target = obstacles.nearest_free_point(home)
-        reasons.append(f"home is inside the buffered zone(s) {', '.join(home_inside)}")
+        reasons.append(f"home is inside the buffered zone(s) {', '.join(home_inside)}: "
+                       f"landing at the nearest safe point, {math.dist(home, home_target):.0f} m "
+                       "from home, which is also the first rally point")
+        land_lon, land_lat = frame.point_to_geodetic(*home_target)
+        rally.insert(0, MissionItem.at(CMD_NAV_RALLY_POINT, land_lat, land_lon, config.rally_alt_m,
+                                       frame=FRAME_GLOBAL_RELATIVE_ALT))
+        del rally[config.max_rally_points:]
 
     home_path = None if trapped else route(obstacles, leg.here, home_target,
                                            config.max_route_expansions)
@@ -206,7 +217,11 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         survivors = context.assignment.survivors.get(drone_id, ())
         sector = context.assignment.sectors_enu.get(drone_id)
         if not survivors and sector is None:
-            reasons.append("no sector (no search area) and no survivor to confirm")
+            why = context.assignment.unserved.get("search_area") \
+                or context.assignment.drone_reasons.get(drone_id) \
+                or "no sector (no search area) and no survivor to confirm"
+            reasons.append(why)
+    area_in_zones = context.assignment.unserved.get("search_area") == WHOLE_AREA_IN_ZONES
     budget = math.inf
     if vehicle.battery_pct is not None:
         usable = max(0.0, vehicle.battery_pct - config.battery_reserve_pct) / 100.0
@@ -296,7 +311,9 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     leg.add_path(back)
 
     if not has_tasks and not airborne and not inside:
-        return result(PlanStatus.NOTHING_TO_DO, [], (), 0.0)
+        # On the ground with nothing to fly: stay there (no takeoff just to land).
+        return result(PlanStatus.SEARCH_AREA_IN_ZONES if area_in_zones
+                      else PlanStatus.NOTHING_TO_DO, [], (), 0.0)
 
     alt = config.survey_alt_m
     # One pymap3d call for every waypoint of the mission.
@@ -315,8 +332,10 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         mission.append(MissionItem.at(command, float(lat[k]), float(lon[k]), alt,
                                       frame=FRAME_GLOBAL_RELATIVE_ALT, param1=param1))
     if home_inside:
-        mission.append(MissionItem.at(CMD_NAV_LOITER_UNLIM, float(lat[-1]), float(lon[-1]), alt,
-                                      frame=FRAME_GLOBAL_RELATIVE_ALT))
+        # MAV_CMD_NAV_LAND at the safe landing point (param4 yaw NaN: keep heading);
+        # never an indefinite loiter that a failsafe would end by flying home.
+        mission.append(MissionItem.at(CMD_NAV_LAND, float(lat[-1]), float(lon[-1]), 0.0,
+                                      frame=FRAME_GLOBAL_RELATIVE_ALT, param4=math.nan))
     else:
         mission.append(MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=FRAME_MISSION))
     if leg.length > budget:
@@ -326,6 +345,8 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
                        f"{config.max_mission_items} (the route home alone is that long)")
     if unsafe:
         status = PlanStatus.NO_SAFE_PATH
+    elif area_in_zones and not visited:
+        status = PlanStatus.SEARCH_AREA_IN_ZONES
     elif has_tasks:
         status = PlanStatus.OK
     else:

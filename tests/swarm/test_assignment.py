@@ -47,7 +47,9 @@ def test_survivor_report_gets_exactly_one_drone_the_nearest():
                       survivors=(survivor("s1", 1500, 0),))
     a = assign(view)
     owners = [d for d, ids in a.survivors.items() if "s1" in ids]
-    assert owners == ["d4"]  # the easternmost sector contains it
+    # Same home for all: the path costs tie, and d4's sector (the easternmost)
+    # contains the survivor, so d4's detour is the least.
+    assert owners == ["d4"]
     assert a.survivor_owner("s1") == "d4"
 
 
@@ -139,3 +141,52 @@ def test_sectors_partition_any_search_area_into_equal_areas(area, k):
     assert enu.difference(union).area < 1e-6 * enu.area
     assert union.difference(enu.buffer(1e-6)).area < 1e-6 * enu.area
     assert max(p.area for p in parts) - min(p.area for p in parts) < 1e-6 * enu.area
+
+
+@st.composite
+def scenes(draw):
+    """Random zones, survivors and drones (some dead, busy or returning, homes
+    anywhere, including inside zones and rings) over a 4 km x 1 km search area."""
+    from test_planner_support import zone
+    zs = []
+    for i in range(draw(st.integers(0, 6))):
+        x, y = draw(st.floats(-2200, 2200)), draw(st.floats(-700, 700))
+        w, h = draw(st.floats(20, 900)), draw(st.floats(20, 900))
+        zs.append(zone(f"z{i}", rect(x, y, x + w, y + h)))
+    ds = []
+    for i in range(draw(st.integers(1, 6))):
+        flags = draw(st.sampled_from([{}, {}, {"alive": False}, {"busy": True},
+                                      {"task": "return"}]))
+        home = (draw(st.floats(-2500, 2500)), draw(st.floats(-900, 900)))
+        ds += drones(f"d{i}", home=home, **flags)
+    ss = tuple(survivor(f"s{i}", draw(st.floats(-2500, 2500)), draw(st.floats(-800, 800)),
+                        urgent=draw(st.booleans()),
+                        status=draw(st.sampled_from(["reported", "reported", "confirmed"])))
+               for i in range(draw(st.integers(0, 6))))
+    return PlannerMap(1, AREA, zones=tuple(zs), survivors=ss, drones=tuple(ds))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(scenes())
+def test_every_survivor_and_sector_has_exactly_one_available_owner_or_a_reason(view):
+    a = assign(view)
+    available = {d.id for d in view.drones if d.alive and not d.busy and d.task != "return"}
+    assert set(a.free_drones) == available
+    assert set(a.sectors) <= available and set(a.survivors) <= available
+    for s in view.survivors:
+        owners = [d for d, ids in a.survivors.items() if s.id in ids]
+        if s.status != "reported":
+            assert owners == [] and f"survivor:{s.id}" not in a.unserved
+        else:
+            # Exactly one of: one available owner, or unserved with a reason.
+            assert (len(owners) == 1) != (f"survivor:{s.id}" in a.unserved), (owners, a.unserved)
+            assert len(owners) <= 1
+    for reason in a.unserved.values():
+        assert reason
+    # Sectors do not overlap: each point of the search area has at most one owner.
+    sectors = list(a.sectors_enu.values())
+    for i, p in enumerate(sectors):
+        for q in sectors[i + 1:]:
+            assert p.intersection(q).area < 1e-3 * max(p.area, 1.0)
+    if not available:
+        assert not a.sectors and "search_area" in a.unserved

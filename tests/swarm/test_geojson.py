@@ -165,3 +165,34 @@ def test_checker_accepts_a_polygon_with_a_clockwise_hole() -> None:
         [[-1, -1], [2, -1], [2, 2], [-1, 2], [-1, -1]],
         [[0.2, 0.2], [0.2, 0.8], [0.8, 0.8], [0.8, 0.2], [0.2, 0.2]]]})
     assert rfc7946_problems(doc) == []
+
+
+def _all_positions(doc):
+    def walk(c):
+        if isinstance(c[0], (int, float)):
+            yield c
+        else:
+            for x in c:
+                yield from walk(x)
+    for f in doc["features"]:
+        yield from walk(f["geometry"]["coordinates"])
+
+
+def test_coordinates_carry_six_decimals_while_the_map_keeps_seven(populated):
+    """Issue 8 / RFC 7946 section 11.2: ~10 cm is enough for GIS; the map keeps degE7."""
+    doc = map_to_geojson(populated)
+    assert rfc7946_problems(doc) == []
+    for lon, lat in _all_positions(doc):
+        assert round(lon, 6) == lon and round(lat, 6) == lat
+    # The map itself still holds 7 decimals.
+    assert any(round(p[0], 6) != p[0] for z in populated.zones.values() for p in z.ring)
+
+
+def test_a_ring_that_six_decimals_would_collapse_keeps_seven():
+    m = EvacuationMap()
+    tiny = [[-120.0, 38.0], [-120.0000003, 38.0], [-120.0000003, 38.0000003]]  # ~3 cm
+    m.apply_command(1, SetZone("speck", tiny, "burning", "drone-1", T))
+    doc = map_to_geojson(m)
+    assert rfc7946_problems(doc) == []
+    ring = doc["features"][0]["geometry"]["coordinates"][0]
+    assert len(ring) == 4 and ring[0] == ring[-1]

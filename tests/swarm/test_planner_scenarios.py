@@ -11,6 +11,7 @@ import shapely
 
 from mavlink_bridge.plan import (
     CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
+    CMD_NAV_LAND,
     CMD_NAV_LOITER_TIME,
     CMD_NAV_LOITER_UNLIM,
     CMD_NAV_RALLY_POINT,
@@ -157,13 +158,64 @@ def test_drone_boxed_in_by_separate_zones_holds():
     assert len(fence_polygons(result.plan.fence)) == 4  # all four fenced
 
 
-def test_unreachable_survivor_is_skipped_with_a_reason_and_the_drone_still_returns():
+def test_unreachable_survivor_is_unserved_with_a_reason_and_the_drone_flies_its_sector():
     view = PlannerMap(5, AREA, zones=walls(200, -250, 700, 250), drones=drones("d1"),
                       survivors=(survivor("inside", 450, 0),))
-    result = plan(view, "d1", vehicle(0, -600), CONFIG)
-    assert result.status is PlanStatus.NO_SAFE_PATH
-    assert "no safe path to survivor inside" in result.reasons
+    context = prepare(view, CONFIG)
+    assert context.assignment.survivor_owner("inside") is None
+    assert context.assignment.unserved["survivor:inside"] == (
+        "no available drone can reach it without crossing a zone")
+    result = plan(view, "d1", vehicle(0, -600), CONFIG, context)
+    assert result.survivors == ()
     assert result.plan.mission[-1].command == CMD_NAV_RETURN_TO_LAUNCH
+
+
+def test_a_survivor_inside_a_ring_of_fire_goes_to_the_drone_inside_the_ring():
+    """Issue 8: it went to a drone outside that could not reach it, while the drone
+    inside flew only takeoff and RTL."""
+    ring = walls(-300, -300, 300, 300)
+    view = PlannerMap(5, AREA, zones=ring,
+                      drones=drones("a-out", home=(-800, -400)) + drones("b-in", home=(0, 0)),
+                      survivors=(survivor("trapped", 100, 100),))
+    context = prepare(view, CONFIG)
+    a = context.assignment
+    assert a.survivor_owner("trapped") == "b-in"
+    # Each drone's sector is what it can reach: the inside of the ring for b-in, the
+    # rest of the search area for a-out (which includes the walls: zones inside a
+    # territory are surveyed around, like everywhere).
+    inside = shapely.box(-300, -300, 300, 300)
+    hole = shapely.box(-240, -240, 240, 240)  # the ring's unburned inside, off its margin
+    assert a.sectors_enu["b-in"].within(inside.buffer(1.0))
+    assert a.sectors_enu["a-out"].intersection(hole).area < 1.0
+    assert a.sectors_enu["a-out"].area > 5 * a.sectors_enu["b-in"].area
+    inner = plan(view, "b-in", vehicle(0, 0, home=(0, 0)), CONFIG, context)
+    assert inner.status is PlanStatus.OK and inner.survivors == ("trapped",)
+    assert CMD_NAV_LOITER_TIME in [i.command for i in inner.plan.mission]
+    outer = plan(view, "a-out", vehicle(-800, -400, home=(-800, -400)), CONFIG, context)
+    assert outer.status is PlanStatus.OK and outer.survivors == ()
+
+
+def test_a_drone_that_cannot_leave_home_gets_no_work_and_the_others_take_it():
+    # d-stuck's home is in the unburned hole of a ring far outside the search area.
+    view = PlannerMap(5, AREA, zones=walls(2900, 2900, 3100, 3100),
+                      drones=drones("a", home=(0, -600)) + drones("d-stuck", home=(3000, 3000)),
+                      survivors=(survivor("s", 500, 0),))
+    a = prepare(view, CONFIG).assignment
+    assert set(a.sectors_enu) == {"a"}
+    assert a.survivor_owner("s") == "a"
+    assert a.sectors_enu["a"].area == pytest.approx(ORIGIN.geometry_to_enu(AREA).area, rel=1e-3)
+    assert "d-stuck" in a.drone_reasons
+
+
+def test_a_returning_drone_takes_no_work():
+    """Issue 8: assignment counted returning drones as free, but their plans only go
+    home, so their sectors and survivors were never flown."""
+    view = PlannerMap(5, AREA, drones=drones("a") + drones("b-home", task="return"),
+                      survivors=tuple(survivor(f"s{i}", 100 * i, 0) for i in range(4)))
+    a = prepare(view, CONFIG).assignment
+    assert a.free_drones == ("a",)
+    assert set(a.sectors_enu) == {"a"}
+    assert all(a.survivor_owner(f"s{i}") == "a" for i in range(4))
 
 
 def test_vehicle_starting_inside_a_zone_leaves_by_the_shortest_way():
@@ -217,23 +269,62 @@ def test_fence_storage_limit_keeps_the_zones_nearest_the_path():
     assert tight.plan.mission == everything.plan.mission  # the path avoids all zones anyway
 
 
-def test_task_return_goes_straight_home_and_home_in_fire_ends_in_a_hold():
+def test_task_return_goes_straight_home():
     returning = PlannerMap(11, AREA, drones=drones("d1", task="return"),
                            survivors=(survivor("s", 0, 0),))
     result = plan(returning, "d1", vehicle(500, 300, alt=30.0), CONFIG)
     assert [i.command for i in result.plan.mission] == [CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT,
                                                        CMD_NAV_RETURN_TO_LAUNCH]
     assert result.status is PlanStatus.NOTHING_TO_DO and "task is return: going home" in result.reasons
-    burning_home = PlannerMap(12, AREA, zones=(zone("base", rect(-100, -700, 100, -500)),),
-                              drones=drones("d1"))
-    result = plan(burning_home, "d1", vehicle(0, 0, alt=30.0), CONFIG)
-    assert result.status is PlanStatus.NO_SAFE_PATH
-    assert result.plan.mission[-1].command == CMD_NAV_LOITER_UNLIM
-    hold = item_xy(result.plan.mission[-1], ORIGIN)
-    assert not buffered_union(burning_home, ORIGIN, CONFIG).contains(shapely.Point(hold))
-    assert math.dist(hold, (0, -600)) < 100 + 40 + 3 * 5 + 10  # at the zone's edge nearest home
-    assert all(i.command != CMD_NAV_RALLY_POINT or math.dist(item_xy(i, ORIGIN), (0, -600)) > 1
-               for i in result.plan.rally)  # home is no rally point while it burns
+
+
+BURNING_HOME = PlannerMap(12, AREA, zones=(zone("base", rect(-100, -700, 100, -500)),),
+                          drones=drones("d1"))
+
+
+@pytest.mark.parametrize("start, alt", [((0, -600), 0.0), ((0, 0), 30.0), ((-50, -650), 30.0)],
+                         ids=["on the ground at home", "airborne outside", "airborne in the fire"])
+def test_a_home_inside_a_zone_ends_landing_at_the_nearest_safe_point_never_fenced(start, alt):
+    """Issue 8: the plan ended in an indefinite loiter with a fence around home and no
+    rally point, so a battery failsafe RTL flew home into the fence and the fire."""
+    v = vehicle(*start, alt=alt)
+    result = plan(BURNING_HOME, "d1", v, CONFIG)
+    commands = [i.command for i in result.plan.mission]
+    assert CMD_NAV_LOITER_UNLIM not in commands
+    assert CMD_NAV_RETURN_TO_LAUNCH not in commands
+    assert commands[-1] == CMD_NAV_LAND
+    landing = item_xy(result.plan.mission[-1], ORIGIN)
+    forbidden = buffered_union(BURNING_HOME, ORIGIN, CONFIG)
+    assert not forbidden.contains(shapely.Point(landing))
+    assert math.dist(landing, (0, -600)) < 100 + 40 + 3 * 5 + 10  # the way out nearest home
+    # The landing point is the first rally point (where an autopilot RTL goes), and no
+    # uploaded fence contains it; home itself is no rally point while it burns.
+    assert math.dist(item_xy(result.plan.rally[0], ORIGIN), landing) < 0.05
+    assert all(math.dist(item_xy(i, ORIGIN), (0, -600)) > 1 for i in result.plan.rally)
+    for fence in fence_polygons(result.plan.fence):
+        assert not shapely.Polygon([item_xy(i, ORIGIN) for i in fence]).buffer(1.0).contains(
+            shapely.Point(landing))
+    assert any("landing at the nearest safe point" in r for r in result.reasons)
+    # Leaving home by the shortest way: the first leg after takeoff goes straight out.
+    legs = mission_legs(result, ORIGIN, v.position, v.home)
+    if start == (0, -600):
+        assert math.dist(legs[1][0], legs[1][1]) < 100 + 40 + 3 * 5 + 10
+    # After leaving, no leg enters the buffered zone.
+    first_out = 2 if start != (0, 0) else 1
+    assert intrusion(legs[first_out:], forbidden.buffer(-1e-6)) == 0.0
+
+
+def test_when_the_whole_search_area_burns_the_plan_says_so():
+    """Issue 8: a zone covering the whole search area gave `ok` for takeoff plus RTL."""
+    view = PlannerMap(13, AREA, zones=(zone("all", rect(-1100, -600, 1100, 600)),),
+                      drones=drones("d1", "d2", home=(0, -900)))
+    on_ground = plan(view, "d1", vehicle(0, -900, home=(0, -900)), CONFIG)
+    assert on_ground.status is PlanStatus.SEARCH_AREA_IN_ZONES
+    assert on_ground.plan.mission == ()  # no takeoff just to land
+    assert "the whole search area lies inside buffered zones" in on_ground.reasons
+    airborne = plan(view, "d2", vehicle(0, -1000, alt=30.0, home=(0, -900)), CONFIG)
+    assert airborne.status is PlanStatus.SEARCH_AREA_IN_ZONES
+    assert airborne.plan.mission[-1].command == CMD_NAV_RETURN_TO_LAUNCH
 
 
 def test_rally_points_are_home_and_safe_route_ends_outside_zones():
