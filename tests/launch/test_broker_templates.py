@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,15 +21,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
-from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES
+from swarm.bus import broker as bus_broker
 from swarm.deploy import render_acl
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "deploy" / "mosquitto"
-# Debian installs it in /usr/sbin, often not on PATH.
-MOSQUITTO = shutil.which("mosquitto") or next(
-    (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)),
-    None)
+MOSQUITTO = bus_broker.find_mosquitto()
 SWARM = "wildfire"
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is installed by "
@@ -181,12 +177,14 @@ def field_broker(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
         broker.stop()
 
 
-def test_the_template_accepts_the_largest_raft_envelope() -> None:
+def test_the_template_keeps_the_queue_and_packet_limits_the_bus_relies_on() -> None:
+    # The same values as the config `swarm broker` generates (swarm/bus/broker.py).
     settings = dict(line.split(None, 1) for line in
                     (TEMPLATES / "ground-station.conf").read_text().splitlines()
                     if line and not line.startswith("#") and " " in line)
-    # The largest envelope plus room for topic and MQTT 5 properties.
-    assert int(settings["max_packet_size"]) == DEFAULT_MAX_ENVELOPE_BYTES + 64 * 1024
+    assert int(settings["max_queued_messages"]) == bus_broker.QUEUED_MESSAGES
+    assert int(settings["max_inflight_messages"]) == bus_broker.INFLIGHT_MESSAGES
+    assert int(settings["max_packet_size"]) == bus_broker.MAX_PACKET_BYTES
 
 
 def test_the_checked_in_acl_example_is_what_the_renderer_writes() -> None:
