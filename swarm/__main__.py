@@ -43,6 +43,10 @@ _TOOLS = "simulation and checks"
 COMMANDS: dict[str, Command] = {
     "launch": Command("swarm.cli.launch", "run a launch file (YAML): nodes in dependency order, "
                       "supervised, stopped cleanly", _SWARM),
+    "init-drone": Command("swarm.cli.init_drone", "write a drone's commented config and its "
+                          "hardened systemd unit", _SWARM),
+    "doctor": Command("swarm.cli.doctor", "pre-flight checks of a companion computer (config, "
+                      "keys, disk, fsync, clock, broker, flight controller)", _SWARM),
     "broker-acl": Command("swarm.cli.broker_acl", "print the mosquitto ACL for a deployed swarm "
                           "(each drone publishes only its own topics)", _SWARM),
     "broker": Command("swarm.bus.broker", "run one local MQTT broker (mosquitto with the bus's "

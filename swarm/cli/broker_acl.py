@@ -10,20 +10,13 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 
-def _nodes(text: str) -> list[int]:
-    """``1,2,3`` or ``1-5`` or a mix (``1-3,7``)."""
-    nodes: list[int] = []
-    for part in text.split(","):
-        low, sep, high = part.strip().partition("-")
-        try:
-            first = int(low)
-            last = int(high) if sep else first
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a node id or a range N-M") from None
-        if last < first or last - first > 1000:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a range N-M with N <= M")
-        nodes.extend(range(first, last + 1))
-    return nodes
+def _nodes(text: str) -> tuple[int, ...]:
+    from swarm.deploy.node_ids import parse_node_ids
+
+    try:
+        return parse_node_ids(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

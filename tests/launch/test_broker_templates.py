@@ -8,11 +8,9 @@ listen on free loopback ports. mosquitto is installed by `make system-packages`.
 
 from __future__ import annotations
 
-import os
 import queue
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,71 +19,21 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broker_harness import Broker as _Broker
+from broker_harness import free_port as _free_port
+from broker_harness import as_test_user as _as_test_user
+from broker_harness import certificates as _certificates
+from broker_harness import passwords as _passwords
+
 from swarm.bus import broker as bus_broker
 from swarm.deploy import render_acl
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "deploy" / "mosquitto"
-MOSQUITTO = bus_broker.find_mosquitto()
 SWARM = "wildfire"
 
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is installed by "
+pytestmark = pytest.mark.skipif(bus_broker.find_mosquitto() is None, reason="mosquitto is installed by "
                                 "`make system-packages`; run it first")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run(*argv: str | Path) -> None:
-    subprocess.run([str(a) for a in argv], check=True, capture_output=True, timeout=60)
-
-
-def _certificates(folder: Path, name: str) -> None:
-    """A CA and a broker certificate for 127.0.0.1 signed by it (P-256, one day)."""
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _run("openssl", "req", "-x509", *ec, "-keyout", folder / f"{name}-ca.key",
-         "-out", folder / f"{name}-ca.crt", "-days", "1", "-subj", f"/CN={name} test CA")
-    _run("openssl", "req", *ec, "-keyout", folder / f"{name}.key",
-         "-out", folder / f"{name}.csr", "-subj", "/CN=127.0.0.1")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _run("openssl", "x509", "-req", "-in", folder / f"{name}.csr", "-CA", folder / f"{name}-ca.crt",
-         "-CAkey", folder / f"{name}-ca.key", "-CAcreateserial", "-days", "1",
-         "-extfile", folder / "san.ext", "-out", folder / f"{name}.crt")
-
-
-def _passwords(path: Path, users: dict[str, str]) -> None:
-    for i, (user, password) in enumerate(users.items()):
-        _run("mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", path, user, password)
-
-
-class _Broker:
-    def __init__(self, conf: Path, port: int) -> None:
-        self.log = conf.with_suffix(".log")
-        self._log_file = open(self.log, "wb")
-        assert MOSQUITTO is not None
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=self._log_file,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"mosquitto refused the config:\n{self.log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"mosquitto not listening on {port}:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log_file.close()
 
 
 def _installed_conf(template: str, folder: Path, replacements: dict[str, str]) -> str:
@@ -95,13 +43,6 @@ def _installed_conf(template: str, folder: Path, replacements: dict[str, str]) -
         assert old in text, old
         text = text.replace(old, new)
     return _as_test_user(text.replace("log_dest syslog", "log_dest stderr"))
-
-
-def _as_test_user(text: str) -> str:
-    # Started as root, mosquitto drops to the "mosquitto" user, which cannot read this
-    # test's private tmp folder (installed, the files are root:mosquitto 0640 in
-    # /etc/mosquitto/swarm/). Keep the test's own user instead.
-    return text + ("user root\n" if os.geteuid() == 0 else "")
 
 
 class _Client:

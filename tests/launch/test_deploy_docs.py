@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 from swarm.agent.config import parse_config
+from swarm.deploy.init_drone import DroneSetup, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = (ROOT / "docs" / "deploy-pi.md").read_text()
@@ -42,3 +43,15 @@ def test_the_example_drone_config_is_accepted_by_the_agent() -> None:
     assert config.node.id == 3
     assert config.node.data_dir == Path("/var/lib/wildfire-swarm/drone-3")
     assert config.swarm.key_file == Path("/etc/wildfire-swarm/swarm.key")
+
+
+def test_the_guide_shows_what_init_drone_writes_for_its_command() -> None:
+    example = GUIDE.split("`/etc/wildfire-swarm/drone.toml`", 1)[1]
+    shown = tomllib.loads(example.split("```toml\n", 1)[1].split("```", 1)[0])
+    assert "swarm init-drone --id 3 --swarm wildfire --voters 1-5" in GUIDE
+    written = tomllib.loads(render_config(DroneSetup(
+        node_id=3, swarm="wildfire", voters=(1, 2, 3, 4, 5),
+        brokers=("mqtts://ground.local:8883",))))
+    for section, values in shown.items():
+        for key, value in values.items():
+            assert written[section][key] == value, f"[{section}] {key}"
