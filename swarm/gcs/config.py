@@ -38,7 +38,7 @@ import tomllib
 
 from swarm.evacmap import ID_PATTERN
 
-from .link import BrokerAddress
+from .link import BrokerAddress, parse_broker
 from .state import check_swarm_id
 
 __all__ = ["ConfigError", "GcsConfig", "is_loopback", "load_config"]
@@ -168,7 +168,7 @@ def load_config(path: Path | None, *, swarm: str | None = None,
         listed = _expect(bus.get("brokers", ["mqtt://127.0.0.1:1883"]), list, "bus.brokers")
         broker_texts = [_expect(b, str, f"bus.brokers[{k}]") for k, b in enumerate(listed)]
     try:
-        addresses = tuple(BrokerAddress.parse(b) for b in broker_texts)
+        addresses = tuple(parse_broker(b) for b in broker_texts)
     except ValueError as exc:
         raise ConfigError(f"bus.brokers: {exc}") from None
     if not addresses:

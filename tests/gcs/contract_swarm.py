@@ -231,7 +231,7 @@ class ContractSwarm:
     def close(self, clear: bool = True) -> None:
         self.stop_event.set()
         self.thread.join(timeout=2)
-        if clear:
+        if clear and self.client.is_connected():
             for n in self.nodes:
                 self.client.publish(self.root + f"status/{n}", b"", 1, True)
                 self.client.publish(self.root + f"plan/{n}", b"", 1, True)

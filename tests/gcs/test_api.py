@@ -207,7 +207,7 @@ def test_config_file(tmp_path: Path) -> None:
     for text, needle in [('[swarm]\nid = "a"\n[gcs]\nprot = 1\n', "gcs.prot: unknown setting"),
                          ('[swarm]\nid = "Bad_Id"\n', "swarm:"),
                          ('[swarm]\nid = "a"\n[gcs]\nhost = "10.1.1.1"\n', "need a token"),
-                         ('[swarm]\nid = "a"\n[bus]\nbrokers = ["h:99999"]\n', "port 1..65535"),
+                         ('[swarm]\nid = "a"\n[bus]\nbrokers = ["h:99999"]\n', "not in"),
                          ('[swarm]\nid = "a"\n[bus]\nbrokers = ["mqtts://h"]\n', "TLS"),
                          ("[swarm\n", "not valid TOML"), ("", "swarm.id: missing")]:
         cfg.write_text(text)
