@@ -307,3 +307,24 @@ def test_a_rogue_publisher_changes_nothing_and_every_rejection_is_counted(mosqui
         RejectReason.BAD_VERSION: 1, RejectReason.OVERSIZED: 1, RejectReason.BAD_MAC: 1,
     }
     assert opener.accepted == 1 and opener.floors() == {1: (1, 1)}
+
+
+def test_a_dead_first_broker_moves_the_bus_down_the_list_at_start(mosquitto):
+    from swarm.bus.broker import free_port
+
+    dead = BrokerAddress("127.0.0.1", free_port())
+    cfg = BusConfig((dead, mosquitto.address), "starts-on-second", reconnect_max_s=0.5,
+                    failback_check_s=0.5)
+    with Bus(cfg) as b:
+        assert b.wait_connected(WAIT)
+        assert b.broker == mosquitto.address
+        assert b.stats().connects == 1 and b.stats().failbacks == 0
+
+
+def test_qos1_while_disconnected_waits_in_a_bounded_queue(mosquitto):
+    with bus(mosquitto, client_id="queued", max_queued=2, reconnect_max_s=0.5) as b:
+        assert b.wait_connected(WAIT)
+        mosquitto.kill()
+        assert wait_for(lambda: not b.connected)
+        assert [b.publish("q/1", b"m", 1) for _ in range(4)] == [True, True, False, False]
+        assert b.stats().drops == {DropReason.QUEUE_FULL: 2}
