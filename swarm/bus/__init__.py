@@ -9,6 +9,8 @@ broker (docs/protocol.md).
   :class:`BusConfig`): MQTT 5 or 3.1.1, TLS, passwords, Last Will, reconnect with backoff
   and jitter, failover down an ordered broker list and back; handlers run on paho's
   network thread and must only hand the bytes over;
+- :mod:`.raft_transport` is the driver's Transport over the bus: seal per receiver and
+  publish; queue received bytes on the network thread, open them on the owning thread;
 - :mod:`.broker` runs one local broker (``swarm broker``; mosquitto with a generated
   config, else the embedded iotcore) for laptops, tests, the demo and the launcher.
 """
@@ -41,13 +43,14 @@ from .client import (
     Will,
 )
 from .keys import KEY_BYTES, KeyFileError, SwarmKey, generate_key_file, load_key, load_keyring
+from .raft_transport import RaftTransport, RaftTransportStats
 from .replay import FloorStore, ReplayStateError, claim_epoch, durable_opener, durable_sealer
 from .topics import Kind, Topic, TopicError
 
 __all__ = [
     "BridgeSpec", "BrokerAddress", "BrokerError", "Bus", "BusConfig", "BusConfigError",
     "BusStats", "ConnectionEvent", "DropReason", "LocalBroker", "MosquittoTls", "MqttVersion",
-    "Received", "TlsConfig", "Will", "mosquitto_config",
+    "RaftTransport", "RaftTransportStats", "Received", "TlsConfig", "Will", "mosquitto_config",
     "DEFAULT_MAX_ENVELOPE_BYTES", "DEFAULT_REPLAY_WINDOW", "ENVELOPE_OVERHEAD",
     "EnvelopeOpener", "EnvelopeSealer", "EnvelopeTooLarge", "FloorStore", "KEY_BYTES",
     "KeyFileError", "Keyring", "Kind", "Opened", "RejectReason", "Rejected",
