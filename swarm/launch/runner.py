@@ -38,6 +38,9 @@ __all__ = ["Launcher", "run_launch"]
 
 _POLL_S = 0.05
 _MAX_LINE = 64 * 1024
+_MAX_READS = 16
+_MAX_FINAL_READS = 256     # after an exit: what is left in the pipe, up to 16 MiB
+_TCP_PROBE_S = 0.2
 _COLOURS = ("36", "33", "35", "32", "34", "91", "96", "93", "95", "92")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -59,6 +62,7 @@ class _Node:
     pgid: int | None = None
     started_at: float = 0.0
     ready_deadline: float = 0.0
+    next_probe: float = 0.0
     ever_ready: bool = False
     log_matched: bool = False
     restarts: int = 0
@@ -233,17 +237,29 @@ class Launcher:
             assert ready is not None
             if ready.exit_zero:
                 continue            # decided when it is reaped
-            if ready.tcp is not None and _accepts(*ready.tcp):
-                self._became_ready(node)
+            if ready.tcp is not None:
+                # One probe per _TCP_PROBE_S: a connect to a silent host blocks that long.
+                if now >= node.next_probe:
+                    node.next_probe = now + _TCP_PROBE_S
+                    if _accepts(*ready.tcp):
+                        self._became_ready(node)
+                        continue
+                if now >= node.ready_deadline:
+                    self._not_ready(node)
             elif ready.log is not None and node.log_matched:
                 self._became_ready(node)
             elif ready.file is not None and os.path.exists(
                     os.path.join(node.spec.cwd or os.getcwd(), ready.file)):
                 self._became_ready(node)
             elif now >= node.ready_deadline:
-                self._say(f"{node.spec.name} not ready after {ready.timeout_s:g} s "
-                          f"(waited for {ready.describe()})", error=True)
-                self._node_failed(node, "never became ready")
+                self._not_ready(node)
+
+    def _not_ready(self, node: _Node) -> None:
+        ready = node.spec.ready
+        assert ready is not None
+        self._say(f"{node.spec.name} not ready after {ready.timeout_s:g} s "
+                  f"(waited for {ready.describe()})", error=True)
+        self._node_failed(node, "never became ready")
 
     def _became_ready(self, node: _Node) -> None:
         node.state = _State.READY
@@ -289,7 +305,9 @@ class Launcher:
         proc = node.proc
         if proc is None or proc.stdout is None:
             return
-        while True:
+        # At most _MAX_READS chunks per turn: a node that never stops printing must not
+        # starve the loop (readiness, reaping, signals) or the other nodes' output.
+        for _ in range(_MAX_FINAL_READS if final else _MAX_READS):
             try:
                 chunk = os.read(proc.stdout.fileno(), 65536)
             except BlockingIOError:

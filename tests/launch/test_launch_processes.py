@@ -298,3 +298,31 @@ nodes:
 """)
     assert run.wait(60) == 1
     assert "cannot start ghost (/nonexistent/program): No such file or directory" in run.text()
+
+
+def test_a_node_that_never_stops_printing_does_not_starve_the_others(tmp_path: Path) -> None:
+    # `yes` writes faster than any launcher can print: readiness of the other node,
+    # the duration timer and the shutdown must still happen.
+    import subprocess
+    import sys
+    import time
+    flag = tmp_path / "flag"
+    launch_file = tmp_path / "spam.yaml"
+    launch_file.write_text(f"""
+nodes:
+  - name: spammer
+    cmd: yes spam
+  - name: quiet
+    cmd: [touch, {flag}]
+    ready: {{exit: 0, timeout: 60}}
+  - name: after_quiet
+    cmd: [sh, -c, "touch {flag}.2; exec sleep 600"]
+    after: quiet
+""")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "swarm", "launch", str(launch_file),
+                           "--duration", "2"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert flag.exists() and Path(f"{flag}.2").exists()
+    assert time.monotonic() - start < 60
