@@ -301,8 +301,8 @@ nodes:
 
 
 def test_a_node_that_never_stops_printing_does_not_starve_the_others(tmp_path: Path) -> None:
-    # `yes` writes faster than any launcher can print: readiness of the other node,
-    # the duration timer and the shutdown must still happen.
+    # `yes` writes faster than any launcher can print: the other node's readiness, the
+    # start of the node after it, and the shutdown that one asks for must still happen.
     import subprocess
     import sys
     import time
@@ -316,12 +316,13 @@ nodes:
     cmd: [touch, {flag}]
     ready: {{exit: 0, timeout: 60}}
   - name: after_quiet
-    cmd: [sh, -c, "touch {flag}.2; exec sleep 600"]
+    cmd: [touch, {flag}.2]
     after: quiet
+    on_exit: shutdown
 """)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "swarm", "launch", str(launch_file),
-                           "--duration", "2"], stdout=subprocess.DEVNULL,
+    proc = subprocess.run([sys.executable, "-m", "swarm", "launch", str(launch_file)],
+                          stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert flag.exists() and Path(f"{flag}.2").exists()
