@@ -28,6 +28,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("sitl_capacity.py", ["--counts", "1,10,50,100,200"], ["--counts", "1,10", "--seconds", "2"]),
     ("sitl_speedup.py", [], ["--sim-seconds", "60"]),
     ("bus_roundtrip.py", [], ["--pings", "200", "--messages", "2000"]),
+    ("bus_envelope.py", [], ["--seconds", "0.2"]),
     ("bus_flow.py", [], ["--shapes", "1x3000,3x100", "--runs", "1"]),
 )
 

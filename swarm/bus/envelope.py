@@ -44,7 +44,6 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from hashlib import sha256
 
 import msgpack
 
@@ -127,8 +126,7 @@ class EnvelopeTooLarge(ValueError):
 
 
 def _tag(key: SwarmKey, swarm: str, signed: bytes | memoryview) -> bytes:
-    mac = hmac.new(key.secret, _DOMAIN, sha256)
-    mac.update(swarm.encode("ascii") + b"\x00")
+    mac = key.mac_after(_DOMAIN + swarm.encode("ascii") + b"\x00")
     mac.update(signed)
     return mac.digest()
 

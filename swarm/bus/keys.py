@@ -41,14 +41,26 @@ class SwarmKey:
     it says nothing about the secret (a domain-separated hash)."""
 
     secret: bytes = field(repr=False)
+    #: Computed once: it is compared on every envelope.
+    key_id: bytes = field(init=False, repr=False, compare=False)
+    _prefixes: dict[bytes, "hmac.HMAC"] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.secret) is not bytes or len(self.secret) != KEY_BYTES:
             raise ValueError(f"a swarm key is exactly {KEY_BYTES} bytes")
+        key_id = hashlib.sha256(b"wildfire-swarm key id\x00" + self.secret).digest()[:4]
+        object.__setattr__(self, "key_id", key_id)
+        object.__setattr__(self, "_prefixes", {})
 
-    @property
-    def key_id(self) -> bytes:
-        return hashlib.sha256(b"wildfire-swarm key id\x00" + self.secret).digest()[:4]
+    def mac_after(self, prefix: bytes) -> "hmac.HMAC":
+        """A fresh HMAC-SHA256 under this key that has already absorbed ``prefix``. The
+        state after a constant prefix is computed once and copied per use: HMAC set-up is
+        a large part of a small envelope's cost."""
+        cached = self._prefixes.get(prefix)
+        if cached is None:
+            cached = hmac.new(self.secret, prefix, hashlib.sha256)
+            self._prefixes[prefix] = cached
+        return cached.copy()
 
     def __repr__(self) -> str:
         return f"SwarmKey(id={self.key_id.hex()})"
