@@ -474,14 +474,16 @@ class SessionClient:
             self._finish(p)
             self._events.append(GaveUp(p.request, p.seq, status.name.lower(), None))
 
-    def abandon(self) -> list[GaveUp]:
-        """Drop the session and everything pending (the client crashed or quits); the
-        next :meth:`poll` registers a new round. Returns the outcomes given up."""
+    def abandon(self, resume_after: int = 0) -> list[GaveUp]:
+        """Drop the session and everything pending (the client crashed or quits); a
+        :meth:`poll` ``resume_after`` ticks from now registers a new round. Returns the
+        outcomes given up."""
         out = [GaveUp(p.request, p.seq, "abandoned", None)
                for p in [*self._inflight.values(), *self._queue]]
         self._inflight.clear()
         self._queue.clear()
         self._new_round()
+        self._register_due = self._now + resume_after
         return out
 
     # -- outputs

@@ -21,8 +21,9 @@ machine, a Ready not yet persisted, messages not yet sent) and keeps only its
 storage, as a power cut would.
 
 Clients propose key-value commands wrapped in client sessions (client id + sequence
-number, applied exactly once), retry on timeout or lost leader, and read through
-ReadIndex. Every call and return is recorded; at the end the history must be
+number, applied exactly once) through the project's one session client
+(:class:`consensus.session.SessionClient`, as the demo's drones and the agent do),
+retry on timeout or lost leader, and read through ReadIndex. Every call and return is recorded; at the end the history must be
 linearizable and every acknowledged write must be in the committed log. The Raft safety
 properties are checked after every step (see :mod:`consensus.sim.checkers`), and every
 snapshot taken, installed or restarted from is compared with a reference replica fed
@@ -48,12 +49,14 @@ from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver
 from consensus.rawnode import InvalidMessage, Ready
 from consensus.raft import ProposalDropped
 from consensus.session import (
-    ClientSession,
+    Completed,
+    SessionClient,
     SessionError,
+    SessionProposal,
+    SessionResult,
     SessionStateMachine,
     SessionStatus,
     decode_result as decode_session_result,
-    encode_register,
 )
 from consensus.sim.checkers import SafetyChecker, SafetyViolation, Violation
 from consensus.sim.kv import KvCommand, KvStateMachine, decode_result, encode_command
@@ -191,28 +194,25 @@ class _Call:
     deadline: int
     read_ctx: bytes | None = None
     op_id: int = 0
+    #: What to propose for a write (its session envelope, as the session client gave it).
+    data: bytes = b""
 
 
 @dataclass
 class _Client:
-    """A client: first registers a session (thesis §6.3), then runs one operation at a
-    time, retrying each with the same sequence number until it gets an answer."""
+    """A client: registers a session (thesis §6.3), then runs one operation at a time.
+    Writes go through its :class:`~consensus.session.SessionClient` (the project's one
+    client-session logic: nonce per registration round, numbering, retry through the
+    same session, matching by client id and seq); reads through ReadIndex, retried by
+    the simulator itself (they carry no sequence number)."""
 
     id: int  # the simulator's name for it (history, trace)
-    session: ClientSession | None = None
+    session: SessionClient
     call: _Call | None = None
     next_at: int = 0
     leader_hint: int = 0
-    #: Registration in progress: which server was asked, and until when.
+    #: The server its current registration was sent to (it hears the result there).
     register_server: int = 0
-    register_deadline: int = 0
-    #: Counts this client's sessions; the registration nonce names the round, so a
-    #: REGISTERED result replayed by a restarting node for an old round is ignored.
-    rounds: int = 0
-
-    @property
-    def nonce(self) -> bytes:
-        return f"c{self.id}.{self.rounds}".encode()
 
 
 # --- one simulated node -----------------------------------------------------------------
@@ -378,7 +378,13 @@ class Simulation:
             node = _Node(i, storage)
             self.nodes[i] = node
             self._start(node)
-        self.clients = [_Client(100 + c) for c in range(cfg.clients)]
+        # One command at a time per client (window 1): the linearizability checker
+        # models each client as sequential. Retries after client_timeout ticks, or 2
+        # after a refusal; a REGISTERED result's nonce names the round (c<id>,
+        # c<id>.1 ...), so one replayed by a restarting node for an old round is ignored.
+        self.clients = [_Client(100 + c, SessionClient(f"c{100 + c}".encode(), retry_ticks=cfg.client_timeout,
+                                                       window=1, dropped_retry_ticks=2))
+                        for c in range(cfg.clients)]
         self.history: list[Operation] = []
         #: Operations whose client crashed before learning the outcome.
         self.abandoned: list[Operation] = []
@@ -478,6 +484,8 @@ class Simulation:
         """One virtual tick: faults, deliveries, ticks, clients, Ready handling."""
         self.now += 1
         self.checker.tick = self.now
+        for c in self.clients:
+            c.session.tick()  # the session clients' clock is the simulation's
         if not self.quiet:
             self._inject_faults()
         for m in self.net.deliver(self.now):
@@ -526,13 +534,13 @@ class Simulation:
             raise AssertionError(f"n{nid}: session state machine gave a malformed result: {exc}") from None
         self._log(f"n{nid} apply {e.index} {res.status.name} session {res.client_id} #{res.seq}")
         if res.status is SessionStatus.REGISTERED:
-            self._deliver_registration(nid, res.client_id, res.payload)
+            self._deliver_registration(nid, res)
         else:
             if res.status is SessionStatus.OK and not res.cached:
                 # The entry at which (session, seq) took effect: the same on every
                 # replica (State Machine Safety is checked on the entries themselves).
                 self.applied_ops.setdefault((res.client_id, res.seq), e.index)
-            self._deliver_write_result(nid, res.client_id, res.seq, res.status, res.payload)
+            self._deliver_write_result(nid, res)
 
     def _reference_snapshot(self, index: int) -> bytes:
         """The state machine's snapshot after applying the committed log up to
@@ -583,45 +591,51 @@ class Simulation:
 
     def _clients_act(self) -> None:
         for c in self.clients:
-            if c.session is None:
-                if self.now >= c.register_deadline and not self.quiet:
-                    self._register(c)
+            session = c.session
+            if session.client_id is None:
+                if not self.quiet:
+                    for proposal in session.poll():  # the registration, when due
+                        self._register(c, proposal)
                 continue
             call = c.call
             if call is None:
                 if self.quiet or self.now < c.next_at:
                     continue
                 self._new_call(c)
-            elif self.now >= call.deadline:
-                self._retry(c, "timeout")
+            elif call.cmd.op == "get":
+                if self.now >= call.deadline:
+                    self._retry(c, "timeout")
+            else:
+                for proposal in session.poll():  # a retry through the same session
+                    call.data = proposal.data
+                    self._retry(c, "timeout")
 
-    def _register(self, c: _Client) -> None:
+    def _register(self, c: _Client, proposal: SessionProposal) -> None:
         c.register_server = self._pick_server(c)
-        c.register_deadline = self.now + self.cfg.client_timeout
         driver = self.nodes[c.register_server].driver
         self._log(f"c{c.id} register -> n{c.register_server}")
         if driver is None:
             return
         try:
-            driver.propose(encode_register(c.nonce))
+            driver.propose(proposal.data)
         except ProposalDropped:
-            c.register_deadline = self.now + 2
+            c.session.dropped(0)
 
-    def _deliver_registration(self, nid: int, session_id: int, nonce: bytes) -> None:
+    def _deliver_registration(self, nid: int, res: SessionResult) -> None:
         """A REGISTERED result at ``nid``: the new session goes to the client whose
         nonce it echoes, if that client is still registering through ``nid`` (a retried
         registration may commit twice; the client keeps the first it hears of)."""
         for c in self.clients:
-            if c.session is None and c.register_server == nid and nonce == c.nonce:
-                c.session = ClientSession(session_id)
-                self._session_owner[session_id] = c
-                self._log(f"c{c.id} registered as session {session_id}")
+            session = c.session
+            if session.client_id is None and c.register_server == nid and res.payload == session.nonce:
+                session.on_result(res)
+                self._session_owner[res.client_id] = c
+                self._log(f"c{c.id} registered as session {res.client_id}")
                 return
 
     def _new_call(self, c: _Client) -> None:
         rng = self.rng
         key = f"k{rng.randrange(self.cfg.keys)}"
-        assert c.session is not None
         self._op_counter += 1
         roll = rng.random()
         value = f"v{self._op_counter}"
@@ -636,12 +650,14 @@ class Simulation:
             expected = None if rng.random() < 0.2 else f"v{max(1, self._op_counter - rng.randint(1, 4))}"
             cmd = KvCommand("cas", key, value, expected)
         server = self._pick_server(c)
-        if cmd.op == "get":
-            seq = 0  # reads go through ReadIndex, not the log: no sequence number
-        else:
-            seq, _ = c.session.command(encode_command(cmd))
+        seq, data = 0, b""  # reads go through ReadIndex, not the log: no sequence number
+        if cmd.op != "get":
+            c.session.submit(encode_command(cmd))
+            [proposal] = c.session.poll()
+            seq, data = proposal.seq, proposal.data
         c.call = _Call(seq, cmd, self._record_call(), server, 0, self.now + self.cfg.client_timeout)
         c.call.op_id = self._op_counter
+        c.call.data = data
         self._log(f"c{c.id} call {cmd.op} {key} #{seq} -> n{server}")
         self._submit(c)
 
@@ -651,12 +667,13 @@ class Simulation:
             return hint
         return self.rng.choice(self.ids)
 
-    def _submit(self, c: _Client) -> None:
+    def _submit(self, c: _Client) -> bool:
+        """Hand the current call to its server; False if the server refused it."""
         call = c.call
         assert call is not None
         driver = self.nodes[call.server].driver
         if driver is None:
-            return  # the client will time out and retry elsewhere
+            return True  # the client will time out and retry elsewhere
         lead = driver.raw.status().lead
         if lead:
             c.leader_hint = lead
@@ -665,12 +682,16 @@ class Simulation:
                 call.read_ctx = f"r{c.id}.{call.op_id}.{call.attempt}".encode()
                 driver.read_index(call.read_ctx)
             else:
-                assert c.session is not None
-                driver.propose(c.session.encoded(call.seq))
+                driver.propose(call.data)
         except ProposalDropped as exc:
             self._log(f"c{c.id} {call.cmd.op} dropped at n{call.server}: {exc}")
             # No leader known there: back off briefly, then try another server.
-            call.deadline = min(call.deadline, self.now + 2)
+            if call.cmd.op == "get":
+                call.deadline = min(call.deadline, self.now + 2)
+            else:
+                c.session.dropped(call.seq)
+            return False
+        return True
 
     def _retry(self, c: _Client, why: str) -> None:
         call = c.call
@@ -682,26 +703,28 @@ class Simulation:
         self._log(f"c{c.id} retry {call.cmd.op} ({why}) -> n{call.server}")
         self._submit(c)
 
-    def _deliver_write_result(self, nid: int, session_id: int, seq: int, status: SessionStatus,
-                              payload: bytes) -> None:
+    def _deliver_write_result(self, nid: int, res: SessionResult) -> None:
         """A session result at ``nid``: the answer to a client waiting there for it."""
+        session_id, seq = res.client_id, res.seq
         c = self._session_owner.get(session_id)
-        if c is None or c.session is None or c.session.client_id != session_id:
+        if c is None or c.session.client_id != session_id:
             return
         call = c.call
         if call is None or call.seq != seq or call.server != nid or call.cmd.op == "get":
             return
-        if status is not SessionStatus.OK:
+        if res.status is not SessionStatus.OK:
             # Sequential clients never see STALE, and sessions never expire here (the
             # table is far larger than the client count): either means exactly-once
             # bookkeeping broke.
-            raise AssertionError(f"client {c.id} session {session_id} #{seq}: unexpected {status.name}")
+            raise AssertionError(f"client {c.id} session {session_id} #{seq}: unexpected {res.status.name}")
         try:
-            output = decode_result(payload)
+            output = decode_result(res.payload)
         except ValueError as exc:
             raise AssertionError(f"client {c.id} #{seq}: state machine refused its command: {exc}") from None
-        assert c.session is not None
-        c.session.completed(seq)
+        c.session.on_result(res)
+        events = c.session.events()
+        if not (len(events) == 1 and isinstance(events[0], Completed) and events[0].seq == seq):
+            raise AssertionError(f"client {c.id} #{seq}: session client answered {events}")
         self._complete(c, output)
         self.counts["writes acknowledged"] += 1
         self.acked_writes.add((session_id, seq))
@@ -796,14 +819,12 @@ class Simulation:
     def _abandon(self, c: _Client) -> None:
         """The client crashes mid-operation: its outcome is never learned."""
         call = c.call
-        assert call is not None and c.session is not None
+        assert call is not None and c.session.client_id is not None
         self._log(f"c{c.id} crashes during {call.cmd.op} {call.cmd.key} #{call.seq}")
         self.abandoned.append(self._operation(c.id, call, None, None))
         del self._session_owner[c.session.client_id]
         c.call = None
-        c.session = None
-        c.rounds += 1
-        c.register_deadline = self.now + self.rng.randint(1, 10)
+        c.session.abandon(resume_after=self.rng.randint(1, 10))
         self.counts["client crashes"] += 1
 
     def _split(self) -> None:

@@ -539,3 +539,19 @@ def test_session_client_over_drivers_applies_each_command_once_across_a_leader_c
     # every value appended exactly once (in some order: the session does not order)
     value = c.kvs[via.id].read("k")
     assert value is not None and sorted(value) == sorted("".join(str(n) for n in range(12)))
+
+
+def test_session_client_abandon_gives_everything_up_and_registers_a_new_round_later() -> None:
+    client = SessionClient(b"me", retry_ticks=50)
+    a = client.submit(b"a")
+    b = client.submit(b"b")
+    _registered(client, 7)
+    client.poll()
+    assert client.abandon(resume_after=3) == [GaveUp(a, 1, "abandoned", None), GaveUp(b, 0, "abandoned", None)]
+    assert client.client_id is None and client.pending() == 0
+    client.tick()
+    client.tick()
+    assert client.poll() == []
+    client.tick()
+    [reg] = client.poll()
+    assert reg.data == encode_register(b"me.1") and reg.attempt == 1

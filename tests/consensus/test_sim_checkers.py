@@ -10,6 +10,7 @@ from consensus.sim.checkers import SafetyChecker, SafetyViolation
 from consensus.sim.cluster import SimConfig, Simulation, _Client, _Node
 from consensus.sim.linearizability import Verdict, check_kv_history
 from consensus.fsm import StateMachine
+from consensus.session import SessionResult, SessionStatus
 from consensus.storage import MemoryStorage
 from consensus.types import ConfState, Entry
 
@@ -186,19 +187,28 @@ class _LocalReader(Simulation):
         super()._submit(c)
 
 
+def _ack_locally(sim: Simulation, c: _Client) -> None:
+    """The planted bug: tell the client its write succeeded without any commit (as a
+    server answering OK too early would)."""
+    call, cid = c.call, c.session.client_id
+    assert call is not None and cid is not None
+    c.session.on_result(SessionResult(SessionStatus.OK, cid, call.seq))
+    c.session.events()
+    sim.acked_writes.add((cid, call.seq))
+    sim._complete(c, None)
+
+
 class _EagerAcker(Simulation):
     """Acknowledges a write as soon as the leader appended it, before it commits."""
 
-    def _submit(self, c: _Client) -> None:
-        super()._submit(c)
+    def _submit(self, c: _Client) -> bool:
+        accepted = super()._submit(c)
         call = c.call
         if call is not None and call.cmd.op in ("put", "append") and self.rng.random() < 0.5:
             node = self.nodes[call.server]
             if node.driver is not None and node.driver.raw.status().role.value == "leader":
-                assert c.session is not None
-                c.session.completed(call.seq)
-                self.acked_writes.add((c.session.client_id, call.seq))
-                self._complete(c, None)
+                _ack_locally(self, c)
+        return accepted
 
 
 def test_losing_durable_state_across_restarts_is_caught() -> None:
@@ -227,17 +237,12 @@ class _RefusalAcker(Simulation):
     """Reports success for writes its server refused (ProposalDropped): they never
     reach the log at all."""
 
-    def _submit(self, c: _Client) -> None:
+    def _submit(self, c: _Client) -> bool:
+        accepted = super()._submit(c)
         call = c.call
-        assert call is not None
-        node = self.nodes[call.server]
-        before = call.deadline
-        super()._submit(c)
-        dropped = node.up and call.deadline < before  # _submit backs off after a refusal
-        if dropped and call.cmd.op in ("put", "append") and c.session is not None:
-            c.session.completed(call.seq)
-            self.acked_writes.add((c.session.client_id, call.seq))
-            self._complete(c, None)
+        if not accepted and call is not None and call.cmd.op in ("put", "append"):
+            _ack_locally(self, c)
+        return accepted
 
 
 def test_acknowledging_refused_writes_is_caught_as_lost_durability() -> None:
