@@ -8,6 +8,11 @@
 Each yields a :class:`swarm.bus.broker.LocalBroker` (``.address``, ``.host``/``.port``,
 ``.kill()``, ``.start()`` again on the same port, ``.stop()``). mosquitto missing is a
 failure, not a skip: ``make system-packages`` installs it.
+
+And one option: ``--soak`` runs the tests marked ``soak`` (long, bounded soaks that add
+minutes, not seconds); without it they are reported as skipped with the reason, so a
+plain ``pytest`` or ``make test`` stays fast. ``slow`` tests run by default (deselect
+them with ``-m "not slow"``).
 """
 
 from __future__ import annotations
@@ -85,3 +90,20 @@ def bridged_mosquittos() -> Iterator[tuple[LocalBroker, LocalBroker]]:
         second.close()
         first.close()
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="also run the long soaks (tests marked 'soak'); they are skipped otherwise",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="soak: run with --soak")
+    for item in items:
+        if item.get_closest_marker("soak") is not None:
+            item.add_marker(skip)

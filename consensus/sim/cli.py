@@ -1,8 +1,13 @@
 """Command line of the simulator: ``python -m consensus.sim`` (also ``swarm sim``).
 
-Runs a range of seeds, each a random fault schedule against an N-node cluster, and
-prints how many ran, how many broke a safety property or linearizability, the first
-failing seed with the command that replays it, and the slowest seed.
+Runs a range of seeds (``--start S --seeds N``: seeds S .. S+N-1), each a random fault
+schedule against an N-node cluster, and prints how many ran, how many broke a safety
+property or linearizability, the first failing seed with the command that replays it,
+and the slowest seed. ``--seed S`` runs exactly seed S (the replay of one run; add
+``--verbose`` for its trace).
+
+Options are never abbreviated (``allow_abbrev=False``): with prefix matching,
+``--seed 40`` used to mean ``--seeds 40`` and silently ran forty seeds.
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ def build_parser(prog: str = "python -m consensus.sim") -> argparse.ArgumentPars
                        help="run (replay) exactly this one seed")
     which.add_argument("--seeds", type=_int_in(1, None, "--seeds"), default=100,
                        help="how many seeds to run, from --start (default 100)")
-    p.add_argument("--start", type=_int_in(0, 2**63 - 1, "--start"), default=0, help="first seed (default 0)")
+    p.add_argument("--start", type=_int_in(0, 2**63 - 1, "--start"), default=None,
+                   help="first seed of the range (default 0)")
     p.add_argument(
         "--faults",
         type=parse_faults,
@@ -78,7 +84,7 @@ def build_parser(prog: str = "python -m consensus.sim") -> argparse.ArgumentPars
     p.add_argument("--codec", action="store_true",
                    help="pass every message through the msgpack wire codec")
     p.add_argument("--verbose", action="store_true",
-                   help="print the full event trace (only with --seeds 1)")
+                   help="print the full event trace (only for one seed: --seed N)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     return p
 
@@ -111,11 +117,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m consensus.sim
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.seed is not None:
-        if args.start != 0:
+        if args.start is not None:
             parser.error("--seed N runs one seed: it cannot be combined with --start")
         args.start, args.seeds = args.seed, 1
+    elif args.start is None:
+        args.start = 0
     if args.verbose and args.seeds != 1:
-        parser.error("--verbose prints one run's trace: use it with --seeds 1")
+        parser.error("--verbose prints one run's trace: use it with --seed N")
     cfg = SimConfig(nodes=args.nodes, steps=args.steps, faults=args.faults, clients=args.clients,
                     storage=args.storage, wire_codec=args.codec)
     results: list[SimResult] = []

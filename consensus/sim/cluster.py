@@ -1027,5 +1027,5 @@ def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
 def replay_command(seed: int, cfg: SimConfig) -> str:
     faults = "all" if cfg.faults == ALL_FAULTS else (",".join(sorted(cfg.faults)) or "none")
     extra = (" --storage sqlite" if cfg.storage == "sqlite" else "") + (" --codec" if cfg.wire_codec else "")
-    return (f"python -m consensus.sim --nodes {cfg.nodes} --start {seed} --seeds 1 "
+    return (f"python -m consensus.sim --nodes {cfg.nodes} --seed {seed} "
             f"--faults {faults} --steps {cfg.steps} --clients {cfg.clients}{extra} --verbose")

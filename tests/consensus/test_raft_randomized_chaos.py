@@ -12,7 +12,6 @@ linearizability checker; this is the core owner's own guard, small enough for CI
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
@@ -126,10 +125,9 @@ def test_randomized_chaos_keeps_safety_and_recovers(seed, pre_vote, check_quorum
     _chaos(seed, pre_vote, check_quorum)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("CONSENSUS_SOAK"),
-                    reason="soak: set CONSENSUS_SOAK=1 (200 longer runs, 1-2 minutes)")
+@pytest.mark.soak
 def test_randomized_chaos_soak():
+    """200 longer runs (1-2 minutes): ``pytest --soak``."""
     for seed in range(100, 150):
         for pre_vote, check_quorum in CONFIGS:
             _chaos(seed, pre_vote, check_quorum, steps=400)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from consensus.sim.cli import build_parser, main, parse_faults
+from consensus.sim.cli import build_parser, main, parse_faults, seed_range
 from consensus.sim.cluster import ALL_FAULTS, SimConfig, replay_command, run_seed
 from consensus.sim.network import NetworkFaults, VirtualNetwork
 from consensus.types import Message, MessageType
@@ -37,7 +37,7 @@ def test_different_seeds_give_different_runs() -> None:
 
 
 def test_replay_does_not_depend_on_the_python_hash_seed() -> None:
-    cmd = [sys.executable, "-m", "consensus.sim", "--start", "11", "--seeds", "1", "--steps", "150", "--verbose"]
+    cmd = [sys.executable, "-m", "consensus.sim", "--seed", "11", "--steps", "150", "--verbose"]
     outputs = []
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
@@ -52,8 +52,10 @@ def test_replay_does_not_depend_on_the_python_hash_seed() -> None:
 def test_replay_command_reproduces_the_configuration() -> None:
     cfg = SimConfig(nodes=3, steps=250, faults=frozenset({"drop", "crash"}), clients=4)
     cmd = replay_command(42, cfg)
-    args = build_parser().parse_args(cmd.split()[3:])
-    assert (args.nodes, args.start, args.seeds, args.steps, args.clients) == (3, 42, 1, 250, 4)
+    parser = build_parser()
+    args = parser.parse_args(cmd.split()[3:])
+    assert seed_range(parser, args) == range(42, 43)
+    assert (args.nodes, args.steps, args.clients) == (3, 250, 4)
     assert args.faults == frozenset({"drop", "crash"})
     assert args.verbose
     assert "--faults all" in replay_command(1, SimConfig())
@@ -119,9 +121,30 @@ def test_cli_runs_on_sqlite_storage(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_verbose_prints_one_trace(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--start", "4", "--seeds", "1", "--steps", "60", "--verbose"]) == 0
+    assert main(["--seed", "4", "--steps", "60", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert "leads term" in out and "runs: 1" in out
+
+
+def test_cli_seed_runs_exactly_that_one_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 8: "--seed 3" was a prefix of "--seeds" and ran three seeds (0, 1, 2).
+    assert main(["--seed", "3", "--steps", "60", "--verbose"]) == 0
+    one = capsys.readouterr().out
+    assert "runs: 1" in one
+    assert main(["--start", "3", "--seeds", "1", "--steps", "60", "--verbose"]) == 0
+    same = capsys.readouterr().out
+    # The same run: identical traces (the summary's timing lines differ).
+    assert one.split("\nruns: ")[0] == same.split("\nruns: ")[0]
+
+
+@pytest.mark.parametrize("argv", [["--se", "3"], ["--seed=3", "--seeds", "2"], ["--node", "3"],
+                                  ["--step", "60"], ["--fault", "none"], ["--verb"]])
+def test_cli_never_guesses_an_abbreviated_or_mixed_option(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err or "not both" in err
 
 
 @pytest.mark.parametrize(
@@ -135,7 +158,11 @@ def test_cli_verbose_prints_one_trace(capsys: pytest.CaptureFixture[str]) -> Non
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--start", "-1"], "--start must be between 0"),
         (["--steps", "3"], "--steps must be between 10"),
-        (["--seeds", "2", "--verbose"], "use it with --seeds 1"),
+        (["--seeds", "2", "--verbose"], "use it with --seed N"),
+        (["--verbose"], "use it with --seed N"),
+        (["--seed", "1", "--start", "1"], "not both"),
+        (["--seed", "-1"], "--seed must be between 0"),
+        (["--seed", "x"], "--seed must be an integer"),
         (["--storage", "floppy"], "invalid choice: 'floppy'"),
     ],
 )
