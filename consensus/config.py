@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .types import MAX_NODE_ID
+from .types import MAX_INDEX, MAX_NODE_ID
 
 __all__ = ["Config", "ConfigError"]
 
@@ -72,8 +72,8 @@ class Config:
             raise ConfigError("byte limits must be non-negative (0 means no limit)")
         if self.snapshot_chunk_bytes < 1:
             raise ConfigError("snapshot_chunk_bytes must be positive")
-        if self.applied < 0:
-            raise ConfigError("applied must be non-negative")
+        if type(self.applied) is not int or not 0 <= self.applied <= MAX_INDEX:
+            raise ConfigError(f"applied must be a log index in [0, {MAX_INDEX}], got {self.applied!r}")
 
     def make_rng(self) -> random.Random:
         if self.rng is not None:

@@ -24,6 +24,8 @@ from .progress import Progress, ProgressState, ProgressStatus
 from .read_only import ReadIndexStatus, ReadOnly
 from .storage import CompactedError, Storage, StorageError
 from .types import (
+    MAX_INDEX,
+    MAX_TERM,
     NONE,
     ConfChange,
     ConfChangeType,
@@ -382,6 +384,12 @@ class Raft:
     def hup(self, transfer: bool) -> None:
         if self.role is StateRole.LEADER or not self.promotable():
             return
+        if self.term >= MAX_TERM or self.log.last_index() >= MAX_INDEX:
+            # Campaigning needs term + 1 (and a winner appends its no-op at last + 1),
+            # which no storage can hold. Only a forged or corrupt message brings a node
+            # here (RawNode.step rejects anything beyond the bounds); the node stays a
+            # follower rather than fail on every tick.
+            return
         if self.cfg.pre_vote and not transfer:
             self._campaign(pre=True, transfer=False)
         else:
@@ -541,8 +549,10 @@ class Raft:
         limit = self.cfg.max_uncommitted_bytes
         if limit and self.uncommitted_size > 0 and self.uncommitted_size + size > limit:
             raise ProposalDropped(f"uncommitted log tail would exceed {limit} bytes")
-        self.uncommitted_size += size
         li = self.log.last_index()
+        if li + len(ents) > MAX_INDEX:
+            raise ProposalDropped(f"the log is full: index {li + len(ents)} would exceed {MAX_INDEX}")
+        self.uncommitted_size += size
         stamped = [Entry(self.term, li + 1 + i, e.kind, e.data) for i, e in enumerate(ents)]
         self.log.append(stamped)
         self._track_conf_entries(stamped)

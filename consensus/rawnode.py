@@ -32,7 +32,9 @@ from .config import Config
 from .raft import ProposalDropped, Raft, RaftStatus
 from .storage import Storage
 from .types import (
+    MAX_INDEX,
     MAX_NODE_ID,
+    MAX_TERM,
     ConfChange,
     ConfState,
     Entry,
@@ -234,6 +236,7 @@ class RawNode:
             raise InvalidMessage(f"message for node {m.to} delivered to node {self._raft.id}")
         if m.frm == self._raft.id:
             raise InvalidMessage("message claims to come from this node")
+        _check_bounds(m)
         if m.type in _UNTERMED:
             if m.term != 0:
                 raise InvalidMessage(f"{m.type.name} must carry term 0")
@@ -267,3 +270,34 @@ class RawNode:
             raise InvalidMessage(f"{m.type.name} carries no snapshot")
         if m.type in (MessageType.READ_INDEX, MessageType.READ_INDEX_RESP) and not m.context:
             raise InvalidMessage(f"{m.type.name} without a request context")
+
+
+def _check_bounds(m: Message) -> None:
+    """Every term and log index a message names must be one this node can adopt, advance
+    and persist (types.MAX_TERM / MAX_INDEX, SQLite's signed 64-bit limit). The wire
+    carries u64 (as etcd's does); a term near 2**64 accepted here used to overflow the
+    next election inside tick() on every tick, and one at 2**63 made every later
+    persist fail, wedging the node for good."""
+    for name in ("term", "log_term"):
+        value = getattr(m, name)
+        if value > MAX_TERM:
+            raise InvalidMessage(f"{m.type.name} {name} {value} exceeds the largest term {MAX_TERM}")
+    if m.type is MessageType.TRANSFER_LEADER:
+        # Its index names the transfer's target node, not a log position.
+        if not 1 <= m.index <= MAX_NODE_ID:
+            raise InvalidMessage(f"TRANSFER_LEADER names node {m.index}, not a node id")
+    elif m.index > MAX_INDEX:
+        raise InvalidMessage(f"{m.type.name} index {m.index} exceeds the largest log index {MAX_INDEX}")
+    for name in ("commit", "reject_hint"):
+        value = getattr(m, name)
+        if value > MAX_INDEX:
+            raise InvalidMessage(f"{m.type.name} {name} {value} exceeds the largest log index {MAX_INDEX}")
+    for e in m.entries:
+        if e.term > MAX_TERM or e.index > MAX_INDEX:
+            raise InvalidMessage(f"{m.type.name} carries entry {e.index}@{e.term} beyond the largest "
+                                 f"index {MAX_INDEX} / term {MAX_TERM}")
+    if m.snapshot is not None:
+        meta = m.snapshot.meta
+        if meta.term > MAX_TERM or meta.index > MAX_INDEX:
+            raise InvalidMessage(f"{m.type.name} carries a snapshot at {meta.index}@{meta.term} beyond "
+                                 f"the largest index {MAX_INDEX} / term {MAX_TERM}")

@@ -67,6 +67,7 @@ from .storage import (
     Storage,
     StorageError,
     UnavailableError,
+    _check_bounds,
     _check_contiguous,
     _check_follows,
 )
@@ -76,9 +77,6 @@ __all__ = ["SCHEMA_VERSION", "StorageCorruptError", "SQLiteStorage", "SQLiteStat
 
 #: Bumped on any incompatible change to the tables below.
 SCHEMA_VERSION = 1
-
-#: SQLite integers are signed 64-bit; Raft indexes and terms are kept below this.
-_MAX_SQL_INT = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -430,6 +428,7 @@ class SQLiteStorage(Storage):
         with self._lock:
             # Work out the new state in memory first: any invalid input raises here,
             # before the database or the caches are touched.
+            _check_bounds(hard_state, entries, snapshot)
             offset, terms, snap = self._offset, self._terms, self._snapshot
             replace_snapshot = False
             drop_all_entries = False
@@ -437,8 +436,6 @@ class SQLiteStorage(Storage):
                 meta = snapshot.meta
                 if meta.index <= snap.meta.index:
                     raise SnapshotOutOfDateError(f"snapshot at {meta.index} is not newer than {snap.meta.index}")
-                _check_sql_int("snapshot index", meta.index)
-                _check_sql_int("snapshot term", meta.term)
                 i = meta.index - offset
                 if i < len(terms) and terms[i] == meta.term:
                     terms = terms[i:]  # §7: keep entries following a matching prefix
@@ -456,16 +453,11 @@ class SQLiteStorage(Storage):
                 if first > last + 1:
                     raise StorageError(f"entries start at {first}, leaving a gap after {last}")
                 new = [e for e in entries if e.index > offset]  # the snapshot covers the rest
-                for e in new:
-                    _check_sql_int("entry index", e.index)
-                    _check_sql_int("entry term", e.term)
                 if new:
                     keep = new[0].index - offset
                     _check_follows(terms[keep - 1], new[0])
                     terms = terms[:keep] + [e.term for e in new]
             if hard_state is not None:
-                _check_sql_int("hard state term", hard_state.term)
-                _check_sql_int("hard state commit", hard_state.commit)
                 new_last = offset + len(terms) - 1
                 if hard_state.commit > new_last:
                     raise StorageError(
@@ -579,9 +571,4 @@ class SQLiteStorage(Storage):
         self.stats.transactions += 1
         self.stats.synced_transactions += 1
         self.stats.bytes_written += nbytes
-
-
-def _check_sql_int(name: str, value: int) -> None:
-    if value > _MAX_SQL_INT:
-        raise StorageError(f"{name} {value} exceeds what SQLite stores (2**63 - 1)")
 

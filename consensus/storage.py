@@ -29,7 +29,7 @@ import abc
 import threading
 from typing import Sequence
 
-from .types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
+from .types import MAX_INDEX, MAX_TERM, ConfState, Entry, HardState, Snapshot, SnapshotMeta
 
 __all__ = [
     "StorageError",
@@ -198,6 +198,7 @@ class MemoryStorage(Storage):
     def apply_ready(self, hard_state: HardState | None, entries: Sequence[Entry],
                     snapshot: Snapshot | None) -> None:
         with self._lock:
+            _check_bounds(hard_state, entries, snapshot)
             ents = list(self._ents)
             snap = self._snapshot
             if snapshot is not None and not snapshot.is_empty():
@@ -257,6 +258,24 @@ class MemoryStorage(Storage):
                                    f"{self._snapshot.meta.index}")
             i = index - offset
             self._ents = [Entry(self._ents[i].term, index)] + self._ents[i + 1:]
+
+
+def _check_bounds(hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None) -> None:
+    """Both storages refuse terms and indexes beyond types.MAX_TERM / MAX_INDEX (what
+    SQLite stores), so a node behaves the same over either."""
+    values: list[tuple[str, int, int]] = []
+    if hard_state is not None:
+        values += [("hard state term", hard_state.term, MAX_TERM),
+                   ("hard state commit", hard_state.commit, MAX_INDEX)]
+    if snapshot is not None:
+        values += [("snapshot index", snapshot.meta.index, MAX_INDEX),
+                   ("snapshot term", snapshot.meta.term, MAX_TERM)]
+    for e in entries:
+        if isinstance(e, Entry):  # _check_contiguous names the other case
+            values += [("entry index", e.index, MAX_INDEX), ("entry term", e.term, MAX_TERM)]
+    for name, value, bound in values:
+        if value > bound:
+            raise StorageError(f"{name} {value} exceeds the largest storable value {bound} (2**63 - 1)")
 
 
 def _check_contiguous(entries: Sequence[Entry]) -> None:

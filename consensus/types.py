@@ -19,6 +19,8 @@ __all__ = [
     "NONE",
     "MAX_NODE_ID",
     "MAX_U64",
+    "MAX_TERM",
+    "MAX_INDEX",
     "EntryKind",
     "Entry",
     "HardState",
@@ -40,6 +42,16 @@ NONE = 0
 MAX_NODE_ID = 2**31 - 1
 #: Terms, indexes and byte offsets are unsigned 64-bit on the wire (as in etcd).
 MAX_U64 = 2**64 - 1
+#: The largest term and the largest log index a node holds. A node must be able to
+#: persist every term it adopts and every entry it accepts, and SQLite (the real
+#: storage) stores signed 64-bit integers, so both are bounded at 2**63 - 1; both
+#: storages refuse more, ``RawNode.step`` rejects any message naming more as
+#: ``InvalidMessage``, and the core never advances past them (a node at MAX_TERM does not
+#: campaign, a leader whose log ends at MAX_INDEX takes no proposals). At one election
+#: per millisecond the term space lasts 292 million years: only a forged or corrupt
+#: message gets near it.
+MAX_TERM = 2**63 - 1
+MAX_INDEX = 2**63 - 1
 
 
 def _check_u64(name: str, value: object) -> None:

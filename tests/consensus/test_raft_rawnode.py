@@ -138,7 +138,8 @@ def test_random_well_formed_messages_never_crash_a_node():
             untermed = t in (MessageType.PROPOSE, MessageType.READ_INDEX,
                              MessageType.TRANSFER_LEADER)
             term = 0 if untermed else rng.randint(1, 5)
-            idx = rng.randint(0, 10)
+            # TRANSFER_LEADER's index names the target node.
+            idx = rng.randint(1 if t is MessageType.TRANSFER_LEADER else 0, 10)
             log_term = rng.randint(0, term)
             ents: tuple = ()
             if t is MessageType.APPEND:
