@@ -7,7 +7,17 @@ from .config import Config, ConfigError
 from .fsm import StateMachine
 from .raft import ProposalDropped, RaftStatus
 from .rawnode import InvalidMessage, RawNode, Ready
-from .sqlite_storage import SQLiteStorage, StorageCorruptError
+from .sqlite_storage import (
+    SQLiteStorage,
+    StorageAccessError,
+    StorageCorruptError,
+    StorageFileError,
+    StorageFullError,
+    StorageInUseError,
+    StorageIOError,
+    StorageMissingError,
+    StorageVersionError,
+)
 from .session import ClientSession, SessionResult, SessionStateMachine, SessionStatus
 from .storage import (
     CompactedError,
@@ -39,7 +49,9 @@ __all__ = [
     "ConfigError", "DecodeError", "Entry", "EntryKind", "HardState", "InvalidMessage",
     "MemoryStorage", "Message", "MessageType", "NONE", "ProposalDropped", "RaftStatus",
     "RawNode", "ReadState", "Ready", "SessionResult", "SessionStateMachine", "SessionStatus",
-    "Snapshot", "SnapshotMeta", "SnapshotOutOfDateError", "SoftState", "SQLiteStorage", "StorageCorruptError", "StateMachine",
+    "Snapshot", "SnapshotMeta", "SnapshotOutOfDateError", "SoftState", "SQLiteStorage", "StateMachine", "StorageAccessError", "StorageCorruptError",
+    "StorageFileError", "StorageFullError", "StorageInUseError", "StorageIOError",
+    "StorageMissingError", "StorageVersionError",
     "StateRole", "Storage", "StorageError", "UnavailableError", "decode_message",
     "encode_message",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from consensus.codec import encode_hard_state, encode_snapshot
-from consensus.sqlite_storage import SCHEMA_VERSION, SQLiteStorage, StorageCorruptError
+from consensus.sqlite_storage import SCHEMA_VERSION, SQLiteStorage, StorageCorruptError, StorageVersionError
 from consensus.storage import (
     CompactedError,
     MemoryStorage,
@@ -238,6 +238,7 @@ def _filled(db: Path, n: int = 120) -> None:
 
 def _tamper(db: Path, sql: str, args: tuple[object, ...] = ()) -> None:
     con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA ignore_check_constraints=ON")  # damage does not ask permission
     con.execute(sql, args)
     con.close()
 
@@ -331,9 +332,93 @@ def test_hard_state_term_behind_the_log_is_corrupt(db: Path) -> None:
 
 def test_newer_schema_version_is_refused(db: Path) -> None:
     _filled(db)
-    _tamper(db, "UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
-    with pytest.raises(StorageError, match="schema version"):
+    newer = SCHEMA_VERSION + 1
+    _tamper(db, "UPDATE schema_version SET version = ?, crc = ?",
+            (newer, zlib.crc32(b"raft sqlite schema %d" % newer)))
+    with pytest.raises(StorageVersionError, match=f"schema version {newer}; this build reads"):
         SQLiteStorage(db)
+
+
+def test_a_damaged_schema_version_is_corrupt_not_another_version(db: Path) -> None:
+    _filled(db)
+    _tamper(db, "UPDATE schema_version SET version = version + 4")  # bit 2 flipped: 2 -> 6
+    with pytest.raises(StorageCorruptError, match="schema version 6: checksum mismatch"):
+        SQLiteStorage(db)
+
+
+def test_a_version_1_store_is_refused_with_what_to_do(db: Path) -> None:
+    con = sqlite3.connect(db, isolation_level=None)
+    con.executescript("""
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 1), body BLOB NOT NULL, crc INTEGER NOT NULL);
+        CREATE TABLE log_start (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, term INTEGER NOT NULL);
+        CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
+                               term INTEGER NOT NULL, body BLOB NOT NULL, crc INTEGER NOT NULL);
+        CREATE TABLE entries (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, body BLOB NOT NULL,
+                              crc INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (1);
+    """)
+    con.close()
+    with pytest.raises(StorageVersionError, match="schema version 1") as info:
+        SQLiteStorage(db)
+    assert "re-add" in info.value.remedy and info.value.path == str(db)
+
+
+def test_the_compacted_log_start_term_is_checksummed(db: Path) -> None:
+    # Issue 8: lowering the term of the last compacted entry by one bit opened without
+    # error, and the AppendEntries consistency check then used the wrong term.
+    with SQLiteStorage(db, CONF) as s:
+        s.apply_ready(HardState(3, 1, 8), ents(2, 1, 4) + ents(3, 5, 10), None)
+        s.create_snapshot(8, CONF, b"s")
+        s.compact(6)
+        assert s.term(6) == 3
+    _tamper(db, "UPDATE log_start SET term = term - 1")  # bit 0 flipped, 3 -> 2: still <= every later term
+    with pytest.raises(StorageCorruptError, match="log_start row says index 6 term 2 but its body says index 6 term 3"):
+        SQLiteStorage(db)
+
+
+def test_the_log_start_row_must_agree_with_its_body(db: Path) -> None:
+    with SQLiteStorage(db, CONF) as s:
+        s.apply_ready(HardState(3, 1, 8), ents(3, 1, 10), None)
+        s.create_snapshot(8, CONF, b"s")
+        s.compact(6)
+    _tamper(db, "UPDATE log_start SET idx = 5")
+    with pytest.raises(StorageCorruptError, match="log_start row says index 5"):
+        SQLiteStorage(db)
+
+
+@pytest.mark.parametrize("table", ["hard_state", "log_start", "snapshot"])
+def test_a_single_row_table_whose_row_lost_its_id_is_corrupt(db: Path, table: str) -> None:
+    # Every update names id 1; a row under another id would make them write nothing.
+    # (quick_check sees the CHECK constraint; the loader checks the id as well.)
+    _filled(db)
+    _tamper(db, f"UPDATE {table} SET id = 3")
+    with pytest.raises(StorageCorruptError, match=f"CHECK constraint failed in {table}|{table} row has id 3"):
+        SQLiteStorage(db)
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE sqlite_master SET name = NULL WHERE name = 'entries'",
+    "UPDATE sqlite_master SET name = 7 WHERE name = 'snapshot'",
+    "UPDATE sqlite_master SET name = CAST(X'fffe41' AS TEXT) WHERE name = 'log_start'",
+    "UPDATE sqlite_master SET sql = CAST(X'c328' AS TEXT) WHERE name = 'hard_state'",
+    "UPDATE sqlite_master SET sql = replace(sql, 'CHECK (id = 1)', 'CHECK (id = 2)') WHERE name = 'hard_state'",
+    "UPDATE sqlite_master SET type = 'view' WHERE name = 'entries'",
+    "UPDATE sqlite_master SET tbl_name = NULL WHERE name = 'entries'",
+    "DELETE FROM sqlite_master WHERE name = 'log_start'",
+], ids=["null-name", "integer-name", "non-utf8-name", "non-utf8-sql", "altered-check", "view",
+        "null-tbl-name", "missing-table"])
+def test_damage_to_the_table_catalogue_is_corrupt_never_a_python_error(db: Path, damage: str) -> None:
+    # Issue 8: catalogue damage raised TypeError or UnicodeDecodeError.
+    _filled(db)
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA writable_schema=ON")
+    con.execute(damage)
+    con.close()
+    with pytest.raises(StorageCorruptError) as info:
+        SQLiteStorage(db)
+    assert info.value.path == str(db)
+    assert "restore a backup" in info.value.remedy
 
 
 def test_a_foreign_database_is_refused(db: Path) -> None:
