@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from browser import Browser  # noqa: E402
-from conftest import StationThread, wait_for  # noqa: E402
+from gcs_helpers import StationThread, wait_for  # noqa: E402
 from swarm.gcs import GcsConfig  # noqa: E402
 from swarm.gcs.link import BrokerAddress  # noqa: E402
 

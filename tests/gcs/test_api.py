@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from contract_swarm import ContractSwarm
-from conftest import http, wait_for
+from gcs_helpers import http, wait_for
 from swarm.gcs import ConfigError, GcsConfig, load_config
 from swarm.gcs.link import BrokerAddress
 from swarm.planner import read_qgc_plan, read_wpl

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import browser as chromium
-from conftest import ARTIFACTS, StationThread, wait_for
+from gcs_helpers import ARTIFACTS, StationThread, wait_for
 from contract_swarm import ContractSwarm
 from swarm.gcs import GcsConfig
 from swarm.gcs.link import BrokerAddress
@@ -117,7 +117,7 @@ def test_page_live_with_the_swarm(broker, make_station, page) -> None:
 
 def test_page_reconnects_after_station_and_broker_restart(broker, page) -> None:
     swarm = ContractSwarm("t2", "127.0.0.1", broker.port, n=3, telemetry_hz=5)
-    from conftest import free_port
+    from gcs_helpers import free_port
     port = free_port()
     config = GcsConfig(swarm="t2", brokers=(BrokerAddress("127.0.0.1", broker.port),), port=port)
     st = StationThread(config)

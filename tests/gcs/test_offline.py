@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import browser
-from conftest import http
+from gcs_helpers import http
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
