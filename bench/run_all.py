@@ -30,6 +30,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("bus_roundtrip.py", [], ["--pings", "200", "--messages", "2000"]),
     ("bus_envelope.py", [], ["--seconds", "0.2"]),
     ("bus_flow.py", [], ["--shapes", "1x3000,3x100", "--runs", "1"]),
+    ("gcs_load.py", [], ["--seconds", "3"]),
 )
 
 

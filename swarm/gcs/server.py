@@ -124,8 +124,12 @@ class GroundStation:
 
     def _notify(self, changed: frozenset[str]) -> None:
         for stream in self.streams:
+            # Telemetry arrives at up to 100 messages a second: a stream already owing a
+            # drone frame is not woken again for more drone changes (it sends one frame
+            # when the frame interval is up), only for map, plans, health or events.
+            if changed - {"drones"} or "drones" not in stream.dirty:
+                stream.wake.set()
             stream.dirty |= changed
-            stream.wake.set()
 
     async def _request(self, node: int, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         if self.link is None:
@@ -286,30 +290,36 @@ class GroundStation:
             await _send(response, "snapshot", snapshot)
             last_drones = last_health = self.clock()
             while True:
-                try:
-                    await asyncio.wait_for(stream.wake.wait(), HEALTH_INTERVAL_S)
-                except asyncio.TimeoutError:
-                    pass
+                now = self.clock()
+                # Sleep until something changes, or until the next drone frame may go
+                # (drones are dirty but were sent less than a frame ago), or health is due.
+                timeout = last_health + HEALTH_INTERVAL_S - now
+                if "drones" in stream.dirty:
+                    timeout = min(timeout, last_drones + DRONE_FRAME_INTERVAL_S - now)
+                if timeout > 0 and not (stream.dirty - {"drones"}):
+                    try:
+                        await asyncio.wait_for(stream.wake.wait(), timeout)
+                    except asyncio.TimeoutError:
+                        pass
                 stream.wake.clear()
                 if "close" in stream.dirty:
                     break
                 now = self.clock()
-                urgent = stream.dirty & {"map", "events", "plans", "health"}
-                if not urgent and "drones" in stream.dirty \
-                        and now - last_drones < DRONE_FRAME_INTERVAL_S:
-                    await asyncio.sleep(DRONE_FRAME_INTERVAL_S - (now - last_drones))
-                    now = self.clock()
-                dirty, stream.dirty = stream.dirty, set()
+                due = stream.dirty - {"drones"}
+                if "drones" in stream.dirty and now - last_drones >= DRONE_FRAME_INTERVAL_S:
+                    due.add("drones")
                 if now - last_health >= HEALTH_INTERVAL_S:
-                    dirty |= {"health", "drones"}  # staleness moves on with time
-                for name in ("map", "plans", "drones", "health"):
-                    if name in dirty:
+                    due |= {"health", "drones"}  # staleness moves on with time
+                stream.dirty -= due
+                # Map, plans and events first: a commit never waits behind a drone frame.
+                for name in ("map", "plans", "health", "drones"):
+                    if name in due:
                         await _send(response, name, self._section(name))
-                if "drones" in dirty:
+                if "drones" in due:
                     last_drones = now
-                if "health" in dirty:
+                if "health" in due:
                     last_health = now
-                if "events" in dirty:
+                if "events" in due:
                     fresh = [e for e in self.state.events if e["seq"] > stream.last_event]
                     if fresh:
                         await _send(response, "events", fresh)
