@@ -13,7 +13,7 @@ from launch_harness import LaunchRun
 def launch(tmp_path: Path) -> Iterator[Callable[..., LaunchRun]]:
     runs: list[LaunchRun] = []
 
-    def start(text: str, *extra: str) -> LaunchRun:
+    def start(text: str | Path, *extra: str) -> LaunchRun:
         run = LaunchRun(tmp_path, text, *extra)
         runs.append(run)
         return run

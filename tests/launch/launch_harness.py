@@ -47,10 +47,15 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
 class LaunchRun:
     """One `python -m swarm launch` process, its output in a file, its token."""
 
-    def __init__(self, tmp: Path, text: str, *extra: str) -> None:
+    def __init__(self, tmp: Path, text: str | Path, *extra: str) -> None:
+        """``text``: a launch file's text (NODE stands for the stand-in node), or the
+        path of an existing launch file."""
         self.token = uuid.uuid4().hex
-        self.file = tmp / "test.yaml"
-        self.file.write_text(text.replace("NODE", f"{sys.executable} {NODE}"))
+        if isinstance(text, Path):
+            self.file = text
+        else:
+            self.file = tmp / "test.yaml"
+            self.file.write_text(text.replace("NODE", f"{sys.executable} {NODE}"))
         self.output = tmp / "launch.out"
         env = dict(os.environ, LAUNCH_TEST_TOKEN=self.token)
         env.pop("NO_COLOR", None)
