@@ -26,14 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from consensus.types import MAX_NODE_ID
+from swarm.bus.client import BrokerAddress, BusConfigError
 
 __all__ = [
     "AgentConfig",
-    "BrokerAddress",
-    "BusConfig",
+    "BusSettings",
     "ClientConfig",
     "ConfigError",
     "LogConfig",
@@ -44,7 +43,7 @@ __all__ = [
     "RaftConfig",
     "SwarmConfig",
     "TimingConfig",
-    "TlsConfig",
+    "TlsSettings",
     "load_config",
     "parse_config",
 ]
@@ -78,27 +77,23 @@ class SwarmConfig:
     key_file: Path
     #: Optional second key accepted during a key rotation (docs/protocol.md).
     previous_key_file: Path | None = None
+    #: How long after start the previous key is still accepted.
+    previous_key_overlap_s: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
+class TlsSettings:
+    """Paths only: the files are opened (and checked) when the agent connects, so a
+    config can be validated on a machine without the certificates."""
 
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    ca_file: Path | None = None
+    #: The CA that signed the broker's certificate (the broker's host name is checked).
+    ca_file: Path
     cert_file: Path | None = None
     key_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class BusConfig:
+class BusSettings:
     #: Brokers in order of preference; the bus fails over down the list.
     brokers: tuple[BrokerAddress, ...]
     #: "5" (MQTT 5, default) or "3.1.1".
@@ -106,7 +101,8 @@ class BusConfig:
     keepalive_s: int = 10
     username: str | None = None
     password_file: Path | None = None
-    tls: TlsConfig = field(default_factory=TlsConfig)
+    #: TLS to every broker when set.
+    tls: TlsSettings | None = None
     reconnect_min_s: float = 0.1
     reconnect_max_s: float = 5.0
 
@@ -176,7 +172,7 @@ class LogConfig:
 class AgentConfig:
     node: NodeConfig
     swarm: SwarmConfig
-    bus: BusConfig
+    bus: BusSettings
     timing: TimingConfig
     raft: RaftConfig = field(default_factory=RaftConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
@@ -272,22 +268,14 @@ class _Section:
                 raise self.error(key, f"unknown key{hint}")
 
 
-def _broker(text: object, where: _Section, key: str) -> BrokerAddress:
+def _broker(text: object, where: _Section, key: str, default_port: int) -> BrokerAddress:
     if type(text) is not str or not text:
-        raise where.error(key, f"a broker must be a string like mqtt://HOST:PORT, got {text!r}")
-    url = text if "://" in text else f"mqtt://{text}"
+        raise where.error(key, f"a broker must be a string \"HOST[:PORT]\", got {text!r}")
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise where.error(key, f"{text!r}: {exc}") from None
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise where.error(key, f"{text!r}: scheme must be mqtt:// or mqtts://")
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
-        raise where.error(key, f"{text!r}: expected mqtt[s]://HOST[:PORT] and nothing else "
-                               "(credentials go in username / password_file)")
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
+        return BrokerAddress.parse(text, default_port)
+    except BusConfigError as exc:
+        raise where.error(key, f"{exc} (TLS is [bus.tls]; credentials are username / "
+                               "password_file)") from None
 
 
 def _listen(value: object, where: _Section, key: str) -> tuple[str, int] | None:
@@ -355,16 +343,32 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
                             "with a letter or digit")
     key_file = s.path("key_file", required=True)
     assert key_file is not None
-    swarm = SwarmConfig(swarm_id, key_file, s.path("previous_key_file"))
+    swarm = SwarmConfig(swarm_id, key_file, s.path("previous_key_file"),
+                        s.number("previous_key_overlap_s", 3600.0, 0, 365 * 86400))
     s.finish()
 
     s = section("bus", required=True)
     assert s is not None
+    tls = None
+    if s.has("tls"):
+        t = _Section("bus.tls", s.raw("tls"), base)
+        ca_file = t.path("ca_file", required=True)
+        assert ca_file is not None
+        cert_file, key_file = t.path("cert_file"), t.path("key_file")
+        if (cert_file is None) != (key_file is None):
+            raise t.error("key_file" if key_file is None else "cert_file",
+                          "cert_file and key_file go together (a client certificate)")
+        tls = TlsSettings(ca_file, cert_file, key_file)
+        t.finish()
+    else:
+        s.used.add("tls")
     brokers_raw = s.raw("brokers")
     if not isinstance(brokers_raw, list) or not brokers_raw:
-        raise s.error("brokers", "must be a non-empty list like [\"mqtt://127.0.0.1:1883\"], "
+        raise s.error("brokers", "must be a non-empty list like [\"127.0.0.1:1883\"], "
                                  f"got {brokers_raw!r}")
-    brokers = tuple(_broker(b, s, "brokers") for b in brokers_raw)
+    brokers = tuple(_broker(b, s, "brokers", 8883 if tls else 1883) for b in brokers_raw)
+    if len(set(brokers)) != len(brokers):
+        raise s.error("brokers", f"lists a broker twice: {brokers_raw!r}")
     protocol = s.choice("protocol", "5", ("5", "3.1.1"))
     keepalive = s.integer("keepalive_s", 10, 1, 65535)
     username = s.optional_string("username")
@@ -375,18 +379,8 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
     rmax = s.number("reconnect_max_s", 5.0, 0.01, 600)
     if rmax < rmin:
         raise s.error("reconnect_max_s", f"must be >= reconnect_min_s ({rmin:g}), got {rmax:g}")
-    tls = TlsConfig()
-    if s.has("tls"):
-        t = _Section("bus.tls", s.raw("tls"), base)
-        tls = TlsConfig(t.path("ca_file"), t.path("cert_file"), t.path("key_file"))
-        if (tls.cert_file is None) != (tls.key_file is None):
-            raise t.error("key_file" if tls.key_file is None else "cert_file",
-                          "cert_file and key_file go together (a client certificate)")
-        t.finish()
-    else:
-        s.used.add("tls")
     s.finish()
-    bus = BusConfig(brokers, protocol, keepalive, username, password_file, tls, rmin, rmax)
+    bus = BusSettings(brokers, protocol, keepalive, username, password_file, tls, rmin, rmax)
 
     s = section("timing") or _Section("timing", {}, base)
     profile = s.choice("profile", "lan", tuple(PROFILES))

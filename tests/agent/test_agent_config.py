@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm.agent.config import PROFILES, BrokerAddress, ConfigError, load_config
+from swarm.agent.config import PROFILES, ConfigError, load_config
+from swarm.bus.client import BrokerAddress
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "swarm" / "agent" / "example.toml"
 
@@ -35,7 +36,7 @@ def test_the_shipped_example_is_valid_and_documents_every_default() -> None:
     assert cfg.node.id == 1 and cfg.node.voters == (1, 2, 3)
     assert cfg.timing.profile == "lan" and cfg.timing.tick_ms == 10
     assert cfg.metrics.listen == ("127.0.0.1", 9464)
-    assert cfg.bus.brokers == (BrokerAddress("127.0.0.1", 1883, False),)
+    assert cfg.bus.brokers == (BrokerAddress("127.0.0.1", 1883),)
     # relative paths are relative to the file's folder
     assert cfg.node.data_dir == EXAMPLE.parent / "data" / "drone-1"
 
@@ -62,9 +63,10 @@ def test_radio_profile_and_per_value_overrides(tmp_path: Path) -> None:
 
 def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) -> None:
     path = _write(tmp_path, MINIMAL)
-    cfg = load_config(path, {"bus.brokers": ["mqtts://b.example:9999"], "log.format": "json",
+    cfg = load_config(path, {"bus.brokers": ["b.example:9999", "[::1]", "c"], "log.format": "json",
                              "node.data_dir": "/abs/dir", "metrics.listen": "off"})
-    assert cfg.bus.brokers == (BrokerAddress("b.example", 9999, True),)
+    assert cfg.bus.brokers == (BrokerAddress("b.example", 9999), BrokerAddress("::1", 1883),
+                               BrokerAddress("c", 1883))
     assert cfg.log.format == "json"
     assert cfg.node.data_dir == Path("/abs/dir")
     assert cfg.metrics.listen is None
@@ -82,7 +84,9 @@ def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) 
     ("[mavlink]\nconnection = \"carrier-pigeon:1\"\n", r"\[mavlink\] connection:"),
     ("[mavlink]\nconnection = \"/dev/serial0\"\nbaud = -3\n", r"\[mavlink\] baud: must be"),
     ("[client]\nrequest_timeout_s = nan\n", r"\[client\] request_timeout_s: must be a number"),
-    ("[bus.tls]\ncert_file = \"c\"\n", r"\[bus.tls\] key_file: cert_file and key_file go together"),
+    ("[bus.tls]\nca_file = \"ca\"\ncert_file = \"c\"\n",
+     r"\[bus.tls\] key_file: cert_file and key_file go together"),
+    ("[bus.tls]\ncert_file = \"c\"\n", r"\[bus.tls\] ca_file: is required"),
     ("[bus]\npassword_file = \"p\"\n", r"\[bus\] password_file: needs username"),
 ])
 def test_bad_values_name_section_and_key(tmp_path: Path, extra: str, message: str) -> None:
@@ -112,9 +116,10 @@ def test_node_section_errors(tmp_path: Path, node: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("broker, message", [
-    ('"http://x:1"', "scheme must be mqtt:// or mqtts://"),
-    ('"mqtt://x:99999"', "Port out of range"),
-    ('"mqtt://user:pw@x:1"', "credentials go in username"),
+    ('"mqtt://x:1"', r"is not host\[:port\]"),
+    ('"x:99999"', r"is not in \[1, 65535\]"),
+    ('"user:pw@x:1"', "credentials are username"),
+    ('"a:1", "a:1"', "lists a broker twice"),
     ("5", "a broker must be a string"),
 ])
 def test_broker_addresses_are_validated(tmp_path: Path, broker: str, message: str) -> None:
@@ -140,3 +145,12 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, MINIMAL))
     with pytest.raises(AttributeError):
         cfg.node.id = 3  # type: ignore[misc]
+
+
+def test_tls_moves_the_default_port_to_8883(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, MINIMAL + '[bus.tls]\nca_file = "ca.crt"\n'))
+    assert cfg.bus.brokers == (BrokerAddress("127.0.0.1", 1883),)  # an explicit port stays
+    cfg = load_config(_write(tmp_path, MINIMAL.replace('"127.0.0.1:1883"', '"broker.local"')
+                             + '[bus.tls]\nca_file = "ca.crt"\n'))
+    assert cfg.bus.brokers == (BrokerAddress("broker.local", 8883),)
+    assert cfg.bus.tls is not None and cfg.bus.tls.ca_file == tmp_path / "ca.crt"

@@ -1,0 +1,610 @@
+"""The agent process: one drone's Raft node on the MQTT bus.
+
+Threads (docs/agent.md, "Why the loop is shaped as it is"):
+
+* the **node thread** (the caller of :meth:`Agent.run`, the process's main thread)
+  owns the :class:`consensus.driver.Driver` and everything it touches: storage, the
+  map, the client service, the envelope sealer and opener. It waits on one bounded
+  queue with a timeout equal to the time left before the next tick (a monotonic
+  timer), drains the queue (so every proposal and message taken lands in the same
+  Ready: one transaction, one AppendEntries per follower), ticks, and lets the driver
+  handle the Ready;
+* paho's **network thread** only puts received payloads on that queue (full: dropped
+  and counted; Raft retransmits, clients retry);
+* the Prometheus endpoint's HTTP thread reads an immutable metrics snapshot.
+
+Raft messages of one Ready are batched per receiver into as few authenticated
+envelopes as fit (swarm.bus.envelope), published QoS 0 on ``raft/<receiver>``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from consensus.config import Config
+from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver, LeaderChange
+from consensus.session import SessionError, SessionStateMachine, SessionStatus, decode_result
+from consensus.sqlite_storage import SQLiteStorage
+from consensus.storage import StorageError
+from consensus.types import ConfState, Entry, HardState, Message, Snapshot, StateRole
+from swarm.bus import topics
+from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, MqttVersion, \
+    Received, TlsConfig, Will
+from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, EnvelopeSealer, \
+    Keyring, Rejected
+from swarm.bus.keys import KeyFileError, load_key
+from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
+from swarm.evacmap import EvacuationMap, map_to_geojson
+
+from .config import AgentConfig
+from .metrics import AgentMetrics, MetricsSnapshot
+from .protocol import ErrorCode
+from .service import ClientService
+
+__all__ = ["Agent", "AgentError", "DataDirLock"]
+
+log = logging.getLogger("swarm.agent")
+
+#: Status is published on every change of role, term, leader or commit, at most this
+#: often, and at least every STATUS_PERIOD_S (docs/protocol.md).
+STATUS_MIN_INTERVAL_S = 0.1
+STATUS_PERIOD_S = 2.0
+#: The leader publishes the retained map at most this often (a burst of commits is one
+#: publish; a ground station sees a commit within this plus a broker hop).
+MAP_MIN_INTERVAL_S = 0.1
+#: Commit events at most this many per second (a benchmark commits thousands).
+MAX_COMMIT_EVENTS_PER_S = 20
+#: "Elections too often": this many leader changes within the window raise an alert.
+ELECTION_ALERT_COUNT = 3
+ELECTION_ALERT_WINDOW_S = 60.0
+#: Replay floors checkpoint period (swarm.bus.replay).
+FLOORS_CHECKPOINT_S = 30.0
+#: Items handled from the queue before the driver runs (bounds one loop iteration).
+MAX_DRAIN = 4096
+
+
+class AgentError(RuntimeError):
+    """The agent cannot start or run; the message says what and how to fix it."""
+
+
+class DataDirLock:
+    """An exclusive lock on a data folder (``agent.lock``, flock): one agent per
+    folder. The lock dies with the process, so a SIGKILLed agent leaves nothing stale."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "agent.lock"
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise AgentError(f"data folder {data_dir}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(self._fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise AgentError(f"data folder {data_dir} is in use by another agent"
+                                 f"{f' (pid {holder})' if holder else ''}; one agent per "
+                                 "folder") from None
+            raise AgentError(f"cannot lock {self.path}: {exc.strerror}") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _TimedStorage(SQLiteStorage):
+    """SQLiteStorage that reports how long each Ready's write took (the fsync)."""
+
+    observe: Callable[[float], None] = staticmethod(lambda s: None)
+
+    def apply_ready(self, hard_state: HardState | None, entries: Sequence[Entry],
+                    snapshot: Snapshot | None = None) -> None:
+        t0 = time.perf_counter()
+        super().apply_ready(hard_state, entries, snapshot)
+        self.observe(time.perf_counter() - t0)
+
+
+class _BusTransport:
+    """The driver's transport: messages of one Ready, grouped per receiver, sealed into
+    authenticated envelopes and published QoS 0 (Raft retransmits, docs/protocol.md)."""
+
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+        self.sent = 0
+        self.dropped: Counter[str] = Counter()
+
+    def send(self, messages: Sequence[Message]) -> None:
+        a = self.agent
+        by_receiver: dict[int, list[Message]] = {}
+        for m in messages:
+            by_receiver.setdefault(m.to, []).append(m)
+        for to, batch in by_receiver.items():
+            try:
+                envelopes = a.sealer.seal(to, batch)
+            except ValueError as exc:  # EnvelopeTooLarge: a configuration error
+                self.dropped["too_large"] += len(batch)
+                log.error("cannot send %d messages to node %d: %s", len(batch), to, exc)
+                continue
+            topic = topics.raft(a.swarm, to)
+            for env in envelopes:
+                if not a.bus.publish(topic, env, qos=0):
+                    self.dropped["publish"] += 1
+            self.sent += len(batch)
+
+
+class _Observer(DriverObserver):
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+
+    def applied(self, driver: Driver, entry: AppliedEntry) -> None:
+        self.agent._applied(entry)
+
+    def leadership_changed(self, driver: Driver, change: LeaderChange) -> None:
+        self.agent._leadership(change)
+
+    def read_ready(self, driver: Driver, ctx: bytes, index: int) -> None:
+        self.agent.service.on_read_ready(ctx, index)
+
+    def read_expired(self, driver: Driver, ctx: bytes) -> None:
+        self.agent.service.on_read_expired(ctx)
+
+    def snapshot_installed(self, driver: Driver, snapshot: Snapshot, applied_before: int) -> None:
+        self.agent._map_changed()
+        log.info("installed a snapshot at index %d from the leader (had applied %d)",
+                 snapshot.meta.index, applied_before)
+
+    def snapshot_taken(self, driver: Driver, index: int, data: bytes) -> None:
+        log.info("snapshot at index %d (%d bytes); log compacted", index, len(data))
+
+
+def _role_name(role: StateRole) -> str:
+    return role.value.replace("-", "_")
+
+
+class Agent:
+    """One drone's node. ``start()`` acquires everything (and raises
+    :class:`AgentError` with a clear message when it cannot); ``run(stop)`` is the node
+    thread's loop until ``stop`` is set, then shuts down cleanly."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.swarm = config.swarm.id
+        self.node_id = config.node.id
+        self.metrics = AgentMetrics()
+        self.inbox: queue.Queue[tuple[str, Received]] = queue.Queue(
+            maxsize=config.raft.max_inbound + config.client.max_pending)
+        self.inbox_dropped: Counter[str] = Counter()
+        self.last_contact: dict[int, float] = {}
+        self.metrics_port: int | None = None
+        self._lock: DataDirLock | None = None
+        self._started = False
+        self._stats = Counter[str]()
+        self._leader_changes: deque[float] = deque()
+        self._last_alert = -1e9
+        self._last = LeaderChange(StateRole.FOLLOWER, 0, 0)
+        self._status_due = 0.0
+        self._status_dirty = True
+        self._status_last = -1e9
+        self._map_dirty = False
+        self._map_last = -1e9
+        self._map_hash: tuple[int, str] = (-1, "")
+        self._commit_events: deque[float] = deque()
+        self._floors_due = 0.0
+
+    # -- start -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        data_dir = cfg.node.data_dir
+        self._lock = DataDirLock(data_dir)
+        try:
+            self._start(data_dir)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(self, data_dir: Path) -> None:
+        cfg = self.config
+        now = time.monotonic()
+        try:
+            current = load_key(cfg.swarm.key_file)
+            previous = (load_key(cfg.swarm.previous_key_file)
+                        if cfg.swarm.previous_key_file is not None else None)
+        except KeyFileError as exc:
+            raise AgentError(str(exc)) from None
+        keyring = Keyring(current, previous,
+                          now + cfg.swarm.previous_key_overlap_s if previous else None)
+        try:
+            epoch = claim_epoch(data_dir)
+            self.floor_store = FloorStore(data_dir)
+            floors = self.floor_store.load()
+        except (ReplayStateError, OSError) as exc:
+            raise AgentError(str(exc)) from None
+        self.sealer = EnvelopeSealer(self.swarm, self.node_id, keyring, epoch)
+        self.opener = EnvelopeOpener(self.swarm, self.node_id, keyring, floors=floors,
+                                     on_epoch_advance=self.floor_store.save,
+                                     clock=time.monotonic)
+        try:
+            storage = _TimedStorage(data_dir / "raft.db", ConfState.of(cfg.node.voters))
+        except StorageError as exc:
+            raise AgentError(str(exc)) from None
+        storage.observe = self.metrics.fsync_latency.observe
+        self.storage = storage
+        self.map = EvacuationMap()
+        self.fsm = SessionStateMachine(self.map, max_sessions=cfg.client.max_sessions)
+        self.transport = _BusTransport(self)
+        t = cfg.timing
+        seed = int.from_bytes(os.urandom(8), "big")
+        raft_config = Config(
+            id=self.node_id, election_tick=t.election_ticks, heartbeat_tick=t.heartbeat_ticks,
+            pre_vote=True, check_quorum=True, max_size_per_msg=cfg.raft.max_msg_bytes,
+            max_inflight_msgs=cfg.raft.max_inflight_msgs,
+            max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes, rng=random.Random(seed))
+        try:
+            self.driver = Driver(raft_config, storage, self.fsm, self.transport,
+                                 DriverConfig(snapshot_every=cfg.raft.snapshot_every,
+                                              compact_keep=cfg.raft.compact_keep,
+                                              max_inbox=cfg.raft.max_inbound),
+                                 _Observer(self))
+        except (ValueError, StorageError) as exc:
+            storage.close()
+            raise AgentError(f"cannot start the node over {storage.path}: {exc}") from None
+        st = self.driver.raw.status()
+        self._last = LeaderChange(st.role, st.lead, st.term)
+        log.info("node %d (%s) of swarm %r: term %d, log %d..%d, map version %d, applied %d; "
+                 "epoch %d", self.node_id, cfg.node.name, self.swarm, st.term,
+                 storage.first_index(), storage.last_index(), self.map.version,
+                 self.driver.applied, epoch,
+                 extra={"fields": {"term": st.term, "epoch": epoch}})
+        self.service = ClientService(
+            self.driver, self.node_id, self.swarm, read_map=self._read_map,
+            map_version=lambda: self.map.version, status=self.status,
+            max_pending=cfg.client.max_pending, timeout_s=cfg.client.request_timeout_s,
+            clock=time.monotonic, on_commit_latency=self.metrics.commit_latency.observe)
+        if cfg.metrics.listen is not None:
+            host, port = cfg.metrics.listen
+            try:
+                self.metrics_port = self.metrics.serve(host, port)
+            except OSError as exc:
+                storage.close()
+                raise AgentError(f"[metrics] listen {host}:{port}: {exc.strerror}") from None
+        self.bus = Bus(self._bus_config())
+        self.bus.subscribe(topics.raft(self.swarm, self.node_id), self._enqueue("raft"), qos=0)
+        self.bus.subscribe(topics.request(self.swarm, self.node_id), self._enqueue("request"),
+                           qos=1)
+        self.bus.add_state_callback(self._bus_state)
+        self.bus.start()
+        self._started = True
+
+    def _bus_config(self) -> BusConfig:
+        b = self.config.bus
+        password = None
+        if b.password_file is not None:
+            try:
+                password = b.password_file.read_text().strip()
+            except OSError as exc:
+                raise AgentError(f"[bus] password_file {b.password_file}: {exc.strerror}") from None
+        try:
+            tls = (TlsConfig(b.tls.ca_file, b.tls.cert_file, b.tls.key_file)
+                   if b.tls is not None else None)
+        except BusConfigError as exc:
+            raise AgentError(f"[bus.tls] {exc}") from None
+        will = Will(topics.status(self.swarm, self.node_id), self._offline_payload())
+        return BusConfig(
+            brokers=b.brokers,
+            client_id=f"{self.swarm}-node-{self.node_id}",
+            protocol=MqttVersion(b.protocol), keepalive_s=b.keepalive_s,
+            username=b.username, password=password, tls=tls, will=will,
+            reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
+            max_payload_bytes=DEFAULT_MAX_ENVELOPE_BYTES)
+
+    def _offline_payload(self) -> bytes:
+        return json.dumps({"v": 1, "node": self.node_id, "name": self.config.node.name,
+                           "online": False}).encode()
+
+    # -- network thread ----------------------------------------------------------------
+
+    def _enqueue(self, kind: str) -> Callable[[Received], None]:
+        inbox = self.inbox
+        dropped = self.inbox_dropped
+
+        def handler(msg: Received) -> None:
+            try:
+                inbox.put_nowait((kind, msg))
+            except queue.Full:
+                dropped[f"{kind}_queue_full"] += 1
+
+        return handler
+
+    def _bus_state(self, event: ConnectionEvent) -> None:
+        if event.connected:
+            # Re-announce ourselves (the Last Will may have marked us offline).
+            self._status_dirty = True
+            self._map_dirty = True
+
+    # -- node thread -------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """The node thread's loop (see the module docstring), until ``stop`` is set."""
+        if not self._started:
+            raise RuntimeError("Agent.start() first")
+        tick_s = self.config.timing.tick_ms / 1000.0
+        next_tick = time.monotonic() + tick_s
+        driver = self.driver
+        inbox = self.inbox
+        busy = False
+        try:
+            while not stop.is_set():
+                timeout = 0.0 if busy else max(0.0, next_tick - time.monotonic())
+                try:
+                    self._handle(inbox.get(timeout=timeout))
+                    for _ in range(MAX_DRAIN):
+                        self._handle(inbox.get_nowait())
+                except queue.Empty:
+                    pass
+                now = time.monotonic()
+                if now >= next_tick:
+                    driver.tick()
+                    next_tick += tick_s
+                    if now - next_tick > 5 * tick_s:
+                        # Stalled (a long fsync, SIGSTOP): do not fire the lost ticks in
+                        # a burst; time simply resumes (Raft only needs ticks to be
+                        # monotonic, not complete).
+                        self._stats["ticks_skipped"] += int((now - next_tick) / tick_s)
+                        next_tick = now + tick_s
+                    self.service.expire()
+                driver.process()
+                busy = driver.raw.has_ready()
+                self._flush_replies()
+                self._periodic(now)
+        finally:
+            self._shutdown()
+
+    def _handle(self, item: tuple[str, Received]) -> None:
+        kind, msg = item
+        if kind == "raft":
+            verdict = self.opener.open(msg.payload)
+            if isinstance(verdict, Rejected):
+                log.debug("dropped a Raft envelope on %s: %s (%s)", msg.topic,
+                          verdict.reason.value, verdict.detail)
+                return
+            self.last_contact[verdict.sender] = time.monotonic()
+            for m in verdict.messages:
+                if self.driver.step(m):
+                    self._stats["raft_received"] += 1
+        else:
+            self.service.on_request(msg.payload, msg.response_topic, msg.correlation_data)
+
+    def _flush_replies(self) -> None:
+        out = self.service.outbox
+        if not out:
+            return
+        self.service.outbox = []
+        v5 = self.config.bus.protocol == "5"
+        for r in out:
+            if v5 and r.correlation is not None:
+                self.bus.publish(r.topic, r.payload, qos=1, correlation_data=r.correlation)
+            else:
+                self.bus.publish(r.topic, r.payload, qos=1)
+
+    # -- driver events (node thread) ---------------------------------------------------
+
+    def _applied(self, entry: AppliedEntry) -> None:
+        self.service.on_applied(entry)
+        self._status_dirty = True
+        if entry.result is None:
+            return
+        self._map_changed()
+        if self._last.role is not StateRole.LEADER:
+            return
+        # The leader narrates committed changes and refusals for ground stations.
+        try:
+            result = decode_result(entry.result)
+        except SessionError:
+            return
+        if result.status is not SessionStatus.OK or result.cached:
+            return
+        now = time.monotonic()
+        while self._commit_events and now - self._commit_events[0] > 1.0:
+            self._commit_events.popleft()
+        if len(self._commit_events) >= MAX_COMMIT_EVENTS_PER_S:
+            self._stats["events_suppressed"] += 1
+            return
+        self._commit_events.append(now)
+        try:
+            outcome = json.loads(result.payload)
+        except ValueError:
+            return
+        if outcome.get("ok"):
+            self._event("commit", f"map version {entry.index} committed", index=entry.index)
+        else:
+            self._event("rejected", f"command at index {entry.index} refused by the map: "
+                                    f"{outcome.get('error')}", index=entry.index,
+                        code=ErrorCode.INVALID.value, message=outcome.get("error"))
+
+    def _map_changed(self) -> None:
+        self._map_dirty = True
+        self._status_dirty = True
+
+    def _leadership(self, change: LeaderChange) -> None:
+        before = self._last
+        self._last = change
+        self._status_dirty = True
+        now = time.monotonic()
+        fields = {"term": change.term, "role": _role_name(change.role), "leader": change.leader}
+        if change.role is StateRole.CANDIDATE and before.role is not StateRole.CANDIDATE:
+            self._stats["elections_started"] += 1
+            log.info("election started for term %d", change.term, extra={"fields": fields})
+            self._event("election", f"node {self.node_id} started an election for term "
+                                    f"{change.term}", term=change.term)
+        if change.role is StateRole.LEADER and before.role is not StateRole.LEADER:
+            self._stats["elections_won"] += 1
+            self._map_dirty = True
+            log.info("became leader in term %d", change.term, extra={"fields": fields})
+            self._event("leader", f"node {self.node_id} is leader in term {change.term}",
+                        term=change.term)
+        if change.leader != before.leader and change.leader != 0:
+            self._stats["leader_changes"] += 1
+            log.info("leader is now node %d (term %d)", change.leader, change.term,
+                     extra={"fields": fields})
+            self._leader_changes.append(now)
+            while self._leader_changes and now - self._leader_changes[0] > ELECTION_ALERT_WINDOW_S:
+                self._leader_changes.popleft()
+            if (len(self._leader_changes) >= ELECTION_ALERT_COUNT
+                    and now - self._last_alert > ELECTION_ALERT_WINDOW_S):
+                self._last_alert = now
+                text = (f"{len(self._leader_changes)} leader changes in the last "
+                        f"{ELECTION_ALERT_WINDOW_S:g} s: elections too often (links lossy, "
+                        f"election timeout {self.config.timing.election_timeout_ms} ms too "
+                        "short for them, or a node overloaded?)")
+                log.warning(text, extra={"fields": fields})
+                self._event("alert", text, term=change.term)
+
+    def _event(self, kind: str, text: str, **fields: Any) -> None:
+        body = {"v": 1, "t": int(time.time() * 1000), "node": self.node_id, "kind": kind,
+                "text": text, **fields}
+        self.bus.publish(topics.events(self.swarm), json.dumps(body).encode(), qos=1)
+
+    # -- reads and status --------------------------------------------------------------
+
+    def _read_map(self, item: str | None) -> tuple[int, Any]:
+        doc = map_to_geojson(self.map)
+        if item is None:
+            return self.map.version, doc
+        for feature in doc["features"]:
+            if feature["id"] == item:
+                return self.map.version, feature
+        raise KeyError(item)
+
+    def map_sha256(self) -> str:
+        version = self.map.version
+        if self._map_hash[0] != version:
+            self._map_hash = (version, hashlib.sha256(self.fsm.snapshot()).hexdigest())
+        return self._map_hash[1]
+
+    def status(self) -> dict[str, Any]:
+        """This node's status (docs/protocol.md, "Node status")."""
+        st = self.driver.raw.status()
+        now = time.monotonic()
+        body: dict[str, Any] = {
+            "v": 1, "node": self.node_id, "name": self.config.node.name, "online": True,
+            "t": int(time.time() * 1000), "role": _role_name(st.role), "term": st.term,
+            "leader": st.lead, "commit": st.commit, "applied": self.driver.applied,
+            "last_index": st.last_index, "map_version": self.map.version,
+            "map_sha256": self.map_sha256(),
+            "voters": list(st.conf_state.voters),
+            "elections_started": self._stats["elections_started"],
+            "leader_changes": self._stats["leader_changes"],
+            "profile": self.config.timing.profile,
+            "contact_ms": {str(n): int((now - t) * 1000)
+                           for n, t in sorted(self.last_contact.items())},
+        }
+        if st.progress is not None:
+            body["peers"] = {
+                str(n): {"match": p.match, "lag": max(0, st.last_index - p.match),
+                         "state": p.state.value,
+                         "last_contact_ms": (int((now - self.last_contact[n]) * 1000)
+                                             if n in self.last_contact else None)}
+                for n, p in sorted(st.progress.items()) if n != self.node_id}
+        return body
+
+    def _periodic(self, now: float) -> None:
+        if (self._status_dirty and now - self._status_last >= STATUS_MIN_INTERVAL_S) \
+                or now - self._status_last >= STATUS_PERIOD_S:
+            self._status_dirty = False
+            self._status_last = now
+            self.bus.publish(topics.status(self.swarm, self.node_id),
+                             json.dumps(self.status()).encode(), qos=1, retain=True)
+            self._update_metrics()
+        if (self._map_dirty and self._last.role is StateRole.LEADER
+                and now - self._map_last >= MAP_MIN_INTERVAL_S):
+            self._map_dirty = False
+            self._map_last = now
+            doc = map_to_geojson(self.map)
+            doc.update(version=self.map.version, term=self._last.term, node=self.node_id)
+            self.bus.publish(topics.map_topic(self.swarm),
+                             json.dumps(doc, separators=(",", ":")).encode(), qos=1, retain=True)
+        if now >= self._floors_due:
+            self._floors_due = now + FLOORS_CHECKPOINT_S
+            try:
+                self.floor_store.save(self.opener.floors())
+            except OSError as exc:
+                log.warning("cannot checkpoint replay floors: %s", exc)
+
+    def _update_metrics(self) -> None:
+        st = self.driver.raw.status()
+        counts = self.driver.counts
+        bus = self.bus.stats()
+        dropped = {f"publish_{r.value}": n for r, n in bus.drops.items()}
+        dropped.update(self.inbox_dropped)
+        if counts["inbox full"]:
+            dropped["driver_inbox_full"] = counts["inbox full"]
+        for reason, n in self.transport.dropped.items():
+            dropped[f"send_{reason}"] = n
+        rejected = {r.value: n for r, n in self.opener.rejected().items()}
+        invalid = sum(n for k, n in counts.items() if k.startswith("rejected "))
+        if invalid:
+            rejected["invalid_message"] = invalid
+        if bus.oversized_received:
+            rejected["oversized_received"] = bus.oversized_received
+        svc = self.service.stats
+        self.metrics.snapshot = MetricsSnapshot(
+            term=st.term, role=_role_name(st.role), leader=st.lead, commit=st.commit,
+            applied=self.driver.applied, last_index=st.last_index, map_version=self.map.version,
+            elections_started=self._stats["elections_started"],
+            elections_won=self._stats["elections_won"],
+            leader_changes=self._stats["leader_changes"],
+            raft_messages_sent=self.transport.sent,
+            raft_messages_received=self._stats["raft_received"],
+            raft_dropped=dropped, raft_rejected=rejected,
+            broker_connected=self.bus.connected, broker_reconnects=bus.reconnects,
+            broker_failovers=bus.failovers, client_requests=dict(svc.requests),
+            client_replies=dict(svc.replies), client_pending=self.service.pending(),
+            snapshots_taken=counts["snapshots taken"],
+            snapshots_installed=counts["snapshots installed"])
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        """Answer what is pending, say we are offline, make state durable, close."""
+        log.info("shutting down")
+        try:
+            self.service.fail_all(ErrorCode.TIMEOUT, f"node {self.node_id} is shutting down: "
+                                  "outcome unknown; retry (another node will answer)")
+            self._flush_replies()
+            self.bus.publish(topics.status(self.swarm, self.node_id), self._offline_payload(),
+                             qos=1, retain=True)
+            try:
+                self.floor_store.save(self.opener.floors())
+            except OSError as exc:
+                log.warning("cannot checkpoint replay floors: %s", exc)
+            self.driver.stop()
+            self.storage.close()
+            # Give paho's network thread a moment to send the offline status and the
+            # replies before the DISCONNECT (which makes the broker discard the Will).
+            if self.bus.connected:
+                time.sleep(0.2)
+            self.bus.close()
+        finally:
+            self.metrics.close()
+            if self._lock is not None:
+                self._lock.release()
+            log.info("stopped")
