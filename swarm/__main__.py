@@ -41,6 +41,8 @@ _TOOLS = "simulation and checks"
 
 #: Every subcommand of ``swarm``, in the order ``swarm --help`` lists them.
 COMMANDS: dict[str, Command] = {
+    "agent": Command("swarm.cli.agent", "run one drone's Raft node on the MQTT bus "
+                     "(--config drone.toml)", _SWARM),
     "launch": Command("swarm.cli.launch", "run a launch file (YAML): nodes in dependency order, "
                       "supervised, stopped cleanly", _SWARM),
     "init-drone": Command("swarm.cli.init_drone", "write a drone's commented config and its "
@@ -55,6 +57,11 @@ COMMANDS: dict[str, Command] = {
                       "drone shares; mode 0600)", _SWARM),
     "gcs": Command("swarm.cli.gcs", "ground station: the agreed map and the swarm's health "
                    "live in a browser, with operator actions", _CLIENT),
+    "propose": Command("swarm.cli.propose", "propose one map command (JSON) and print the reply",
+                       _CLIENT),
+    "read": Command("swarm.cli.read", "read the agreed map, or one item (linearizable)", _CLIENT),
+    "status": Command("swarm.cli.status", "every node's role, term, leader, commit, lag",
+                      _CLIENT),
     "demo": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a wildfire map",
                     _TOOLS),
     "check-command": Command("swarm.cli.check_command",

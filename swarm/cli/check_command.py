@@ -8,6 +8,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._input import read_bounded
+
 __all__ = ["main"]
 
 
@@ -25,13 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from swarm.evacmap import MAX_COMMAND_BYTES, CommandError, encode_command, parse_command
 
     try:
-        # Read one byte past the limit: enough for parse_command to say it is too big,
-        # without reading an arbitrarily large file into memory.
-        if args.file == "-":
-            data = sys.stdin.buffer.read(MAX_COMMAND_BYTES + 1)
-        else:
-            with open(args.file, "rb") as handle:
-                data = handle.read(MAX_COMMAND_BYTES + 1)
+        data = read_bounded(args.file, MAX_COMMAND_BYTES)
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -1,0 +1,57 @@
+"""Options shared by the client commands (``swarm propose``, ``read``, ``status``):
+where the swarm is, and how long to wait."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from swarm.client import SwarmClient
+
+__all__ = ["add_client_args", "open_client"]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} must be in (0, 3600] seconds")
+    return value
+
+
+def add_client_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("where the swarm is")
+    g.add_argument("--config", metavar="FILE",
+                   help="an agent config (drone.toml) to take brokers, swarm id, TLS and "
+                        "credentials from")
+    g.add_argument("--broker", action="append", metavar="HOST:PORT",
+                   help="broker to connect to (repeat for fail-over; default 127.0.0.1:1883)")
+    g.add_argument("--swarm", metavar="ID", help="swarm id (default wildfire)")
+    g.add_argument("--mqtt", choices=("5", "3.1.1"), default=None, help="MQTT version (default 5)")
+    g.add_argument("--timeout", type=_positive, default=30.0, metavar="SECONDS",
+                   help="give up after this long (default 30)")
+
+
+def open_client(args: argparse.Namespace) -> "SwarmClient | None":
+    """A connected client, or None after printing why not (exit status 3)."""
+    from swarm.agent.config import ConfigError
+    from swarm.bus.client import BusConfigError
+    from swarm.bus.topics import TopicError
+    from swarm.client import ClientError, SwarmClient, client_from_agent_config
+
+    try:
+        if args.config is not None:
+            if args.broker or args.swarm or args.mqtt:
+                raise ClientError("give either --config or --broker/--swarm/--mqtt, not both")
+            client = client_from_agent_config(args.config, timeout_s=args.timeout)
+        else:
+            client = SwarmClient(args.broker or ["127.0.0.1:1883"], args.swarm or "wildfire",
+                                 protocol=args.mqtt or "5", timeout_s=args.timeout)
+        return client.connect()
+    except (ClientError, ConfigError, BusConfigError, TopicError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None

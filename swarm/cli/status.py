@@ -1,0 +1,92 @@
+"""``swarm status [--json]``: every node's status from the swarm's retained status
+topics: a table of node, role, term, leader, commit, applied, last contact and lag.
+Exit status 0 when a leader is known, 3 otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ._client_args import add_client_args, open_client
+
+__all__ = ["main"]
+
+
+def rows(statuses: dict[int, dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+    """One row per node. Lag and last contact come from the leader's view (the leader
+    tracks each follower's match index and when it last heard from it)."""
+    leader_status = None
+    online = [s for s in statuses.values() if s.get("online")]
+    if online:
+        top = max(online, key=lambda s: (s.get("term", 0), s.get("t", 0)))
+        leader_status = statuses.get(top.get("leader", 0))
+    peers = (leader_status or {}).get("peers", {})
+    out = []
+    for node, s in sorted(statuses.items()):
+        peer = peers.get(str(node), {})
+        is_leader = leader_status is not None and leader_status.get("node") == node
+        out.append({
+            "node": node, "name": s.get("name", ""), "online": bool(s.get("online")),
+            "role": s.get("role", "offline") if s.get("online") else "offline",
+            "term": s.get("term"), "leader": s.get("leader"), "commit": s.get("commit"),
+            "applied": s.get("applied"), "map_version": s.get("map_version"),
+            "lag": 0 if is_leader else peer.get("lag"),
+            "last_contact_ms": 0 if is_leader else peer.get("last_contact_ms"),
+            "status_age_ms": now_ms - s["t"] if isinstance(s.get("t"), int) else None,
+        })
+    return out
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="swarm status", allow_abbrev=False,
+        description="Show every node of the swarm: role, term, leader, commit and applied "
+                    "index, last contact and replication lag (as the leader sees them).")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--wait", type=float, default=2.0, metavar="SECONDS",
+                        help="how long to collect statuses (default 2)")
+    add_client_args(parser)
+    args = parser.parse_args(argv)
+    if not 0 < args.wait <= 60:
+        parser.error("--wait must be in (0, 60] seconds")
+    client = open_client(args)
+    if client is None:
+        return 3
+    try:
+        statuses = client.statuses(wait_s=args.wait)
+    finally:
+        client.close()
+    table = rows(statuses, int(time.time() * 1000))
+    has_leader = any(r["role"] == "leader" for r in table)
+    if args.json:
+        print(json.dumps({"nodes": table, "raw": {str(n): s for n, s in statuses.items()}},
+                         indent=2, sort_keys=True))
+        return 0 if has_leader else 3
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("node", "name", "role", "term", "leader", "commit", "applied", "map",
+              "last contact", "lag", box=None)
+    for r in table:
+        role = r["role"]
+        colour = {"leader": "bold green", "offline": "red"}.get(role, "")
+        t.add_row(str(r["node"]), r["name"], f"[{colour}]{role}[/{colour}]" if colour else role,
+                  _cell(r["term"]), _cell(r["leader"]), _cell(r["commit"]), _cell(r["applied"]),
+                  _cell(r["map_version"]),
+                  "-" if r["last_contact_ms"] is None else f"{r['last_contact_ms']} ms",
+                  _cell(r["lag"]))
+    console = Console(highlight=False)
+    if not table:
+        console.print("no node has published a status")
+    else:
+        console.print(t)
+    if not has_leader:
+        console.print("[yellow]no leader[/yellow]")
+    return 0 if has_leader else 3

@@ -1,0 +1,347 @@
+"""A small synchronous client of the swarm's client protocol (docs/protocol.md),
+used by the CLI (``swarm propose / read / status``), the tests, the benchmarks and the
+ground station.
+
+    with SwarmClient(["127.0.0.1:1883"], "wildfire") as client:
+        reply = client.propose({"type": "remove_zone", "id": "fire-1"})
+        if reply.committed: print(reply.body["index"])
+        version, geojson = client.read_map()
+        statuses = client.statuses()
+
+Exactly once: the client registers a session once, numbers its commands, and retries a
+command after ``no_leader``, ``busy`` or ``timeout`` (and when no reply comes at all)
+with the **same session and sequence number**, on any node; the swarm's session table
+applies it once and answers a retry from its cache (thesis §6.3). A command answered
+``session_expired`` was not applied: the client registers again and proposes it anew.
+
+Which node: any node accepts any request (followers forward to the leader). The client
+learns the nodes and the leader from their retained status topics and sends to the
+leader when it knows one (one hop less), otherwise round-robin over online nodes.
+
+Thread-safety: one thread at a time per client (calls are synchronous); replies arrive
+on paho's network thread and are handed over through per-request events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swarm.bus import topics
+from swarm.bus.client import BrokerAddress, Bus, BusConfig, MqttVersion, Received, TlsConfig
+
+__all__ = ["ClientError", "Reply", "SwarmClient", "RETRYABLE"]
+
+#: Error codes after which the same request may be sent again (docs/protocol.md).
+RETRYABLE = frozenset({"no_leader", "busy", "timeout"})
+
+
+class ClientError(RuntimeError):
+    """The client could not do what was asked (no broker, no node answered ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply as sent by a node: ``status`` is ``committed``, ``registered``, ``ok``
+    or ``error`` (then ``code`` and ``message``). ``body`` is the whole JSON object."""
+
+    body: Mapping[str, Any]
+    node: int | None = None
+    attempts: int = 1
+
+    @property
+    def status(self) -> str:
+        return str(self.body.get("status"))
+
+    @property
+    def committed(self) -> bool:
+        return self.status == "committed"
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("committed", "registered", "ok")
+
+    @property
+    def code(self) -> str | None:
+        code = self.body.get("code")
+        return str(code) if code is not None else None
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message", ""))
+
+
+class _Waiter:
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reply: dict[str, Any] | None = None
+
+
+class SwarmClient:
+    """See the module docstring. ``brokers``: ``"HOST[:PORT]"`` strings (or a ready
+    :class:`swarm.bus.client.BusConfig` via ``bus_config``). ``attempt_timeout_s`` is
+    how long one attempt waits for its reply; ``timeout_s`` bounds a whole call."""
+
+    def __init__(self, brokers: Sequence[str] = (), swarm: str = "wildfire", *,
+                 protocol: str = "5", client_id: str | None = None,
+                 username: str | None = None, password: str | None = None,
+                 tls: TlsConfig | None = None, bus_config: BusConfig | None = None,
+                 timeout_s: float = 30.0, attempt_timeout_s: float = 6.0,
+                 connect_timeout_s: float = 10.0) -> None:
+        self.swarm = topics.check_swarm_id(swarm)
+        self.client_id = client_id or f"client-{uuid.uuid4().hex[:16]}"
+        if bus_config is None:
+            if not brokers:
+                raise ValueError("give at least one broker (HOST[:PORT])")
+            bus_config = BusConfig(
+                brokers=tuple(BrokerAddress.parse(b, 8883 if tls else 1883) for b in brokers),
+                client_id=self.client_id, protocol=MqttVersion(protocol), username=username,
+                password=password, tls=tls)
+        self.bus_config = bus_config
+        self.v5 = bus_config.protocol is MqttVersion.V5
+        self.timeout_s = timeout_s
+        self.attempt_timeout_s = attempt_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reply_topic = f"swarm-client/{self.client_id}/reply"
+        self._bus = Bus(bus_config)
+        self._lock = threading.Lock()
+        self._waiters: dict[str, _Waiter] = {}
+        self._statuses: dict[int, dict[str, Any]] = {}
+        self._status_event = threading.Event()
+        self._ids = itertools.count(1)
+        self._rr = itertools.count()
+        self.session: int | None = None
+        self._next_seq = 1
+        self._started = False
+
+    # -- connection --------------------------------------------------------------------
+
+    def connect(self) -> "SwarmClient":
+        if self._started:
+            return self
+        self._started = True
+        self._bus.subscribe(self.reply_topic, self._on_reply, qos=1)
+        self._bus.subscribe(topics.wildcard(self.swarm, topics.Kind.STATUS), self._on_status,
+                            qos=1)
+        self._bus.start()
+        if not self._bus.wait_connected(self.connect_timeout_s):
+            self._bus.close()
+            raise ClientError(f"no broker answered within {self.connect_timeout_s:g} s "
+                              f"({', '.join(map(str, self.bus_config.brokers))})")
+        return self
+
+    def close(self) -> None:
+        self._bus.close()
+
+    def __enter__(self) -> "SwarmClient":
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_reply(self, msg: Received) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        key = body.get("id")
+        if msg.correlation_data is not None:
+            try:
+                key = msg.correlation_data.decode()
+            except UnicodeDecodeError:
+                return
+        with self._lock:
+            waiter = self._waiters.get(key) if isinstance(key, str) else None
+        if waiter is not None and waiter.reply is None:
+            waiter.reply = body
+            waiter.event.set()
+
+    def _on_status(self, msg: Received) -> None:
+        try:
+            topic = topics.parse(msg.topic)
+            body = json.loads(msg.payload)
+        except (topics.TopicError, ValueError):
+            return
+        if not isinstance(body, dict) or topic.node is None:
+            return
+        with self._lock:
+            self._statuses[topic.node] = body
+        self._status_event.set()
+
+    # -- status ------------------------------------------------------------------------
+
+    def statuses(self, wait_s: float = 1.0) -> dict[int, dict[str, Any]]:
+        """Every node's latest retained status (``online: false`` for a node whose
+        agent stopped or vanished). Waits up to ``wait_s`` for the first one."""
+        self.connect()
+        if not self._statuses:
+            self._status_event.wait(wait_s)
+        # Retained statuses arrive in a burst just after subscribing; give it a moment.
+        time.sleep(min(0.2, wait_s))
+        with self._lock:
+            return {n: dict(s) for n, s in sorted(self._statuses.items())}
+
+    def leader(self) -> int | None:
+        """The leader named by the freshest online status of the highest term."""
+        with self._lock:
+            online = [s for s in self._statuses.values() if s.get("online")]
+        best = max(online, key=lambda s: (s.get("term", 0), s.get("t", 0)), default=None)
+        leader = best.get("leader") if best else None
+        return leader if isinstance(leader, int) and leader > 0 else None
+
+    def _targets(self) -> list[int]:
+        with self._lock:
+            online = sorted(n for n, s in self._statuses.items() if s.get("online"))
+        if not online:
+            if not self._status_event.wait(min(5.0, self.timeout_s)):
+                raise ClientError(f"no node of swarm {self.swarm!r} has published a status")
+            return self._targets()
+        leader = self.leader()
+        start = next(self._rr) % len(online)
+        order = online[start:] + online[:start]
+        if leader in order:
+            order.remove(leader)
+            order.insert(0, leader)
+        return order
+
+    # -- requests ----------------------------------------------------------------------
+
+    def request(self, node: int, body: dict[str, Any], timeout_s: float | None = None) -> Reply:
+        """One attempt: send ``body`` (``v`` and ``id`` are filled in) to ``node`` and
+        wait for its reply; a missing reply is reported as a ``timeout`` error reply."""
+        self.connect()
+        rid = f"{self.client_id}-{next(self._ids)}"
+        payload = {"v": 1, **body, "id": rid}
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters[rid] = waiter
+        try:
+            if self.v5:
+                sent = self._bus.publish(topics.request(self.swarm, node),
+                                         json.dumps(payload).encode(), qos=1,
+                                         response_topic=self.reply_topic,
+                                         correlation_data=rid.encode())
+            else:
+                payload["reply_to"] = self.reply_topic
+                sent = self._bus.publish(topics.request(self.swarm, node),
+                                         json.dumps(payload).encode(), qos=1)
+            if not sent:
+                return Reply({"v": 1, "id": rid, "status": "error", "code": "busy",
+                              "message": "the request could not be queued to the broker"}, node)
+            waiter.event.wait(self.attempt_timeout_s if timeout_s is None else timeout_s)
+        finally:
+            with self._lock:
+                self._waiters.pop(rid, None)
+        if waiter.reply is None:
+            return Reply({"v": 1, "id": rid, "status": "error", "code": "timeout",
+                          "message": f"node {node} did not answer in time"}, node)
+        return Reply(waiter.reply, node)
+
+    def _with_retries(self, body: dict[str, Any], deadline: float) -> Reply:
+        attempts = 0
+        backoff = 0.05
+        last: Reply | None = None
+        while True:
+            for node in self._targets():
+                attempts += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                reply = self.request(node, body, min(self.attempt_timeout_s, left))
+                last = Reply(reply.body, node, attempts)
+                if reply.code not in RETRYABLE:
+                    return last
+                if reply.code == "timeout":
+                    continue       # try the next node at once
+                time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, 1.0)
+            if time.monotonic() >= deadline:
+                assert last is not None or attempts == 0
+                return last or Reply({"v": 1, "status": "error", "code": "timeout",
+                                      "message": "no attempt could be made in time"})
+
+    def register(self) -> int:
+        """Open a session (exactly-once) and return its id."""
+        deadline = time.monotonic() + self.timeout_s
+        nonce = f"{self.client_id}-{os.urandom(6).hex()}"
+        reply = self._with_retries({"op": "register", "nonce": nonce}, deadline)
+        if reply.status != "registered":
+            raise ClientError(f"registration failed: {reply.code}: {reply.message}")
+        self.session = int(reply.body["session"])
+        self._next_seq = 1
+        return self.session
+
+    def propose(self, command: Mapping[str, Any] | bytes | str,
+                timeout_s: float | None = None) -> Reply:
+        """Propose one map command; retries keep the session and sequence number, so
+        it is applied at most once. Returns the final reply: ``committed``, or an error
+        (``invalid`` and ``bad_request`` are final; ``timeout`` etc. after the deadline
+        mean the outcome is unknown)."""
+        if isinstance(command, (bytes, str)):
+            try:
+                command = json.loads(command)
+            except ValueError as exc:
+                return Reply({"v": 1, "status": "error", "code": "bad_request",
+                              "message": f"the command is not JSON: {exc}"})
+        if not isinstance(command, Mapping):
+            return Reply({"v": 1, "status": "error", "code": "bad_request",
+                          "message": "a map command is a JSON object"})
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        for _ in range(3):   # re-registrations after session_expired
+            if self.session is None:
+                self.register()
+            assert self.session is not None
+            seq = self._next_seq
+            self._next_seq += 1
+            reply = self._with_retries({"op": "propose", "session": self.session, "seq": seq,
+                                        "ack": seq, "command": dict(command)}, deadline)
+            if reply.code == "session_expired":
+                self.session = None
+                continue
+            return reply
+        return reply
+
+    def read(self, item: str | None = None, timeout_s: float | None = None) -> Reply:
+        """A linearizable read of the whole map (``map``) or one feature (``item``)."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        body: dict[str, Any] = {"op": "read"}
+        if item is not None:
+            body["item"] = item
+        return self._with_retries(body, deadline)
+
+    def read_map(self) -> tuple[int, dict[str, Any]]:
+        """(map version, GeoJSON FeatureCollection); raises ClientError on failure."""
+        reply = self.read()
+        if reply.status != "ok":
+            raise ClientError(f"read failed: {reply.code}: {reply.message}")
+        return int(reply.body["map_version"]), dict(reply.body["map"])
+
+    def node_status(self, node: int) -> Reply:
+        """Ask one node for its status directly (the ``status`` op)."""
+        return self.request(node, {"op": "status"})
+
+
+def client_from_agent_config(path: str | Path, **kwargs: Any) -> SwarmClient:
+    """A client for the swarm an agent config describes (brokers, swarm id, TLS,
+    credentials); the CLI's ``--config``."""
+    from swarm.agent.config import load_config
+
+    cfg = load_config(path)
+    b = cfg.bus
+    password = b.password_file.read_text().strip() if b.password_file else None
+    tls = TlsConfig(b.tls.ca_file, b.tls.cert_file, b.tls.key_file) if b.tls else None
+    return SwarmClient([str(a) for a in b.brokers], cfg.swarm.id,
+                       protocol=b.protocol, username=b.username, password=password, tls=tls,
+                       **kwargs)
