@@ -1,0 +1,199 @@
+"""Real agent processes (``python -m swarm agent``) on a real broker, for process-level
+tests: configs in a temporary folder, start / SIGKILL / SIGTERM / SIGSTOP / SIGCONT
+one node, wait for a leader, read each node's metrics.
+
+Liveness waits are generous and bounded (the test machine is loaded); the tests'
+safety assertions are strict.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from swarm.bus.broker import LocalBroker, free_port
+from swarm.bus.keys import generate_key_file
+from swarm.client import SwarmClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Timing for tests: the lan profile's 10 ms tick with a longer election timeout
+#: (300-600 ms), so a loaded 2-core machine does not start elections by itself.
+TEST_ELECTION_TICKS = 30
+
+
+def zone(zid: str, lon: float = -122.1, lat: float = 37.4, status: str = "burning") -> dict[str, Any]:
+    d = 0.005
+    return {"type": "set_zone", "id": zid, "status": status, "source": "test", "time_ms": 1,
+            "polygon": [[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat]]}
+
+
+class AgentCluster:
+    def __init__(self, tmp: Path, broker: LocalBroker | Iterable[LocalBroker], n: int, *,
+                 swarm: str = "test", mqtt: str = "5", extra: str = "") -> None:
+        self.tmp = tmp
+        self.brokers = [broker] if isinstance(broker, LocalBroker) else list(broker)
+        self.n = n
+        self.swarm = swarm
+        self.mqtt = mqtt
+        self.key_file = tmp / "swarm.key"
+        if not self.key_file.exists():
+            generate_key_file(self.key_file)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.metrics_ports = {i: free_port() for i in self.ids}
+        for i in self.ids:
+            self.config_path(i).write_text(self._config(i, extra))
+        self._clients: list[SwarmClient] = []
+
+    @property
+    def ids(self) -> list[int]:
+        return list(range(1, self.n + 1))
+
+    def broker_list(self) -> list[str]:
+        return [f"{b.host}:{b.port}" for b in self.brokers]
+
+    def config_path(self, i: int) -> Path:
+        return self.tmp / f"drone-{i}.toml"
+
+    def data_dir(self, i: int) -> Path:
+        return self.tmp / f"data-{i}"
+
+    def log_path(self, i: int) -> Path:
+        return self.tmp / f"drone-{i}.log"
+
+    def _config(self, i: int, extra: str) -> str:
+        brokers = ", ".join(f'"{b}"' for b in self.broker_list())
+        return f"""
+[node]
+id = {i}
+data_dir = "data-{i}"
+voters = {self.ids}
+[swarm]
+id = "{self.swarm}"
+key_file = "swarm.key"
+[bus]
+brokers = [{brokers}]
+protocol = "{self.mqtt}"
+keepalive_s = 5
+reconnect_min_s = 0.05
+reconnect_max_s = 1.0
+[timing]
+profile = "lan"
+election_ticks = {TEST_ELECTION_TICKS}
+[metrics]
+listen = "127.0.0.1:{self.metrics_ports[i]}"
+[log]
+level = "info"
+{extra}
+"""
+
+    # -- processes -----------------------------------------------------------------------
+
+    def start(self, i: int) -> None:
+        assert i not in self.procs or self.procs[i].poll() is not None, f"node {i} runs"
+        log = open(self.log_path(i), "ab")
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "swarm", "agent", "--config", str(self.config_path(i))],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+    def start_all(self) -> None:
+        for i in self.ids:
+            self.start(i)
+
+    def signal(self, i: int, sig: signal.Signals) -> None:
+        self.procs[i].send_signal(sig)
+
+    def kill(self, i: int) -> None:
+        p = self.procs[i]
+        p.kill()
+        p.wait(10)
+
+    def stop(self, i: int, timeout: float = 20.0) -> int:
+        """SIGTERM and wait: the exit status of a clean shutdown."""
+        p = self.procs[i]
+        p.send_signal(signal.SIGTERM)
+        return p.wait(timeout)
+
+    def alive(self, i: int) -> bool:
+        return i in self.procs and self.procs[i].poll() is None
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.close()
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- drone-{i}\n{self.log_path(i).read_text(errors='replace')[-3000:]}"
+                         for i in self.ids if self.log_path(i).exists())
+
+    # -- observation -------------------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> SwarmClient:
+        c = SwarmClient(self.broker_list(), self.swarm, protocol=self.mqtt, **kwargs)
+        c.connect()
+        self._clients.append(c)
+        return c
+
+    def metrics(self, i: int) -> dict[str, float]:
+        text = urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_ports[i]}/metrics", timeout=5).read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            m = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)", line)
+            if m and not line.startswith("#"):
+                out[m.group(1)] = float(m.group(2))
+        return out
+
+    def wait_leader(self, client: SwarmClient, among: Iterable[int] | None = None,
+                    timeout: float = 60.0, not_in: Iterable[int] = ()) -> int:
+        """Wait until the online nodes of ``among`` (default all) report one leader in
+        one term, the leader among them and not in ``not_in``; return it."""
+        among = set(self.ids if among is None else among)
+        excluded = set(not_in)
+        deadline = time.monotonic() + timeout
+        last: dict[int, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            last = client.statuses(wait_s=0.5)
+            live = [s for n, s in last.items() if n in among and s.get("online")]
+            if len(live) == len(among):
+                leaders = {(s.get("leader"), s.get("term")) for s in live}
+                if len(leaders) == 1:
+                    leader, _ = leaders.pop()
+                    if leader in among and leader not in excluded:
+                        return int(leader)
+            time.sleep(0.2)
+        raise AssertionError(f"no agreed leader among {sorted(among)} within {timeout} s: "
+                             f"{ {n: (s.get('role'), s.get('term'), s.get('leader')) for n, s in last.items()} }"
+                             f"\n{self.logs()}")
+
+    def wait_converged(self, client: SwarmClient, among: Iterable[int] | None = None,
+                       timeout: float = 60.0) -> dict[int, dict[str, Any]]:
+        """Wait until the nodes of ``among`` have applied the same index and hold the
+        same map (snapshot hash); return their statuses."""
+        among = set(self.ids if among is None else among)
+        deadline = time.monotonic() + timeout
+        last: dict[int, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            last = {n: s for n, s in client.statuses(wait_s=0.5).items() if n in among}
+            if len(last) == len(among) and all(s.get("online") for s in last.values()):
+                if len({(s["applied"], s["map_sha256"]) for s in last.values()}) == 1 \
+                        and len({s["commit"] for s in last.values()}) == 1:
+                    return last
+            time.sleep(0.2)
+        raise AssertionError(f"nodes {sorted(among)} did not converge within {timeout} s: "
+                             f"{ {n: (s.get('applied'), s.get('map_sha256', '')[:8]) for n, s in last.items()} }"
+                             f"\n{self.logs()}")

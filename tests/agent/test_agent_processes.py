@@ -1,0 +1,243 @@
+"""Process-level tests: real agent processes on a real mosquitto, driven from a client
+in this (separate) process and through the ``swarm`` CLI. The guarantees the core
+proves in simulation, shown with kill -9, SIGSTOP, broker restarts and a hostile
+client on the broker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from swarm.bus import topics
+from swarm.bus.broker import LocalBroker
+from swarm.client import SwarmClient
+
+from agent_cluster import ROOT, AgentCluster, zone
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path, mosquitto: LocalBroker):
+    made: list[AgentCluster] = []
+
+    def make(n: int, **kwargs) -> AgentCluster:
+        c = AgentCluster(tmp_path, mosquitto, n, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def _propose_ok(client: SwarmClient, command: dict) -> dict:
+    reply = client.propose(command, timeout_s=60)
+    assert reply.committed, reply.body
+    return dict(reply.body)
+
+
+def _zone_ids(client: SwarmClient) -> set[str]:
+    _, doc = client.read_map()
+    return {f["properties"]["id"] for f in doc["features"] if f["properties"]["kind"] == "zone"}
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_agents_elect_and_commit_from_a_separate_client_process(cluster_factory, n) -> None:
+    cluster = cluster_factory(n)
+    cluster.start_all()
+    client = cluster.client()
+    leader = cluster.wait_leader(client)
+    assert leader in cluster.ids
+    # A separate client process: the CLI, through any node (here a follower's topic
+    # may be chosen: followers forward).
+    for k in range(3):
+        proc = subprocess.run(
+            [sys.executable, "-m", "swarm", "propose", "-", "--broker", cluster.broker_list()[0],
+             "--swarm", cluster.swarm, "--timeout", "60"],
+            input=json.dumps(zone(f"cli-{k}")).encode(), capture_output=True, timeout=90,
+            cwd=ROOT)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout)["status"] == "committed"
+    # ... and this process's client, sent to every node in turn, followers included.
+    for node in cluster.ids:
+        reply = client.request(node, {"op": "register", "nonce": f"direct-{node}"}, 30)
+        assert reply.status == "registered", reply.body
+    for k in range(10):
+        _propose_ok(client, zone(f"z-{k}"))
+    bad = client.propose({"type": "remove_zone", "id": "no-such-zone"})
+    assert bad.code == "invalid" and "no-such-zone" in bad.message
+    statuses = cluster.wait_converged(client)
+    assert len({s["map_sha256"] for s in statuses.values()}) == 1
+    assert _zone_ids(client) == {f"cli-{k}" for k in range(3)} | {f"z-{k}" for k in range(10)}
+    # The CLI's read and status agree.
+    out = subprocess.run([sys.executable, "-m", "swarm", "status", "--json", "--broker",
+                          cluster.broker_list()[0], "--swarm", cluster.swarm],
+                         capture_output=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["nodes"]
+    assert [r["node"] for r in rows] == cluster.ids
+    assert sum(r["role"] == "leader" for r in rows) == 1
+    for i in cluster.ids:
+        m = cluster.metrics(i)
+        assert m["swarm_raft_applied_index"] == statuses[i]["applied"]
+        assert m["swarm_storage_write_seconds_count"] > 0
+    assert cluster.metrics(leader)["swarm_commit_latency_seconds_count"] >= 1
+    for i in cluster.ids:
+        assert cluster.stop(i) == 0, cluster.logs()
+
+
+def test_sigkill_of_the_leader_loses_nothing_acknowledged(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client()
+    old = cluster.wait_leader(client)
+    acked = set()
+    for k in range(8):
+        _propose_ok(client, zone(f"before-{k}"))
+        acked.add(f"before-{k}")
+    term_before = client.statuses()[old]["term"]
+    cluster.kill(old)
+    survivors = [i for i in cluster.ids if i != old]
+    new = cluster.wait_leader(client, among=survivors)
+    assert new != old
+    assert client.statuses()[new]["term"] > term_before
+    for k in range(5):
+        _propose_ok(client, zone(f"after-{k}"))
+        acked.add(f"after-{k}")
+    assert acked <= _zone_ids(client)
+    cluster.start(old)   # it recovers from its SQLite store and catches up
+    statuses = cluster.wait_converged(client)
+    assert len({s["map_sha256"] for s in statuses.values()}) == 1
+    assert acked <= _zone_ids(client)
+
+
+def test_followers_and_then_every_node_killed_recover_from_sqlite(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client()
+    leader = cluster.wait_leader(client)
+    for k in range(5):
+        _propose_ok(client, zone(f"a-{k}"))
+    for f in [i for i in cluster.ids if i != leader]:
+        cluster.kill(f)
+        cluster.start(f)
+    cluster.wait_leader(client)
+    for k in range(5):
+        _propose_ok(client, zone(f"b-{k}"))
+    before = cluster.wait_converged(client)
+    for i in cluster.ids:
+        cluster.kill(i)
+    for i in cluster.ids:
+        cluster.start(i)
+    cluster.wait_leader(client, timeout=90)
+    after = cluster.wait_converged(client, timeout=90)
+    hashes = {s["map_sha256"] for s in after.values()}
+    assert hashes == {s["map_sha256"] for s in before.values()}, "recovered a different map"
+    assert {f"a-{k}" for k in range(5)} | {f"b-{k}" for k in range(5)} <= _zone_ids(client)
+    # Writes resume, and exactly once: a retried command is applied once.
+    _propose_ok(client, zone("c-0"))
+
+
+def test_a_paused_leader_never_serves_a_stale_read_nor_commits_alone(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client(attempt_timeout_s=20)
+    old = cluster.wait_leader(client)
+    _propose_ok(client, zone("before"))
+    cluster.signal(old, signal.SIGSTOP)
+    try:
+        survivors = [i for i in cluster.ids if i != old]
+        # Past an election timeout, the others elect a new leader (its status is fresh;
+        # the paused node's retained status is stale but still "online").
+        deadline = time.monotonic() + 60
+        new = None
+        while time.monotonic() < deadline:
+            st = client.statuses(wait_s=0.5)
+            leaders = {st[i].get("leader") for i in survivors}
+            if len(leaders) == 1 and (leader := leaders.pop()) in survivors:
+                new = leader
+                break
+            time.sleep(0.2)
+        assert new is not None, cluster.logs()
+        # Written and acknowledged through the new leader while the old one sleeps.
+        reply = client.request(new, {"op": "register", "nonce": "pause-test"}, 30)
+        assert reply.status == "registered", reply.body
+        session = reply.body["session"]
+        r = client.request(new, {"op": "propose", "session": session, "seq": 1, "ack": 1,
+                                 "command": zone("during")}, 30)
+        assert r.status == "committed", r.body
+        # Now, after that acknowledgement, a read and a write go to the paused node.
+        # They wait in its socket until it resumes.
+        import threading
+
+        results: dict[str, object] = {}
+
+        def ask_read() -> None:
+            results["read"] = client.request(old, {"op": "read"}, 30)
+
+        def ask_write() -> None:
+            results["write"] = client.request(old, {"op": "propose", "session": session,
+                                                    "seq": 2, "ack": 2,
+                                                    "command": zone("via-old")}, 30)
+
+        threads = [threading.Thread(target=ask_read), threading.Thread(target=ask_write)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+    finally:
+        cluster.signal(old, signal.SIGCONT)
+    for t in threads:
+        t.join(60)
+    read = results["read"]
+    if read.status == "ok":  # type: ignore[attr-defined]
+        ids = {f["properties"]["id"] for f in read.body["map"]["features"]}  # type: ignore[attr-defined]
+        assert "during" in ids, "the resumed old leader served a stale read"
+    else:
+        assert read.code in ("timeout", "no_leader"), read.body  # type: ignore[attr-defined]
+    write = results["write"]
+    statuses = cluster.wait_converged(client)
+    zone_ids = _zone_ids(client)
+    if write.status == "committed":  # type: ignore[attr-defined]
+        # Committed means committed by a quorum under the new term: it is in the log of
+        # the cluster, not only in the old leader's.
+        assert "via-old" in zone_ids
+    assert {"before", "during"} <= zone_ids
+    assert len({s["map_sha256"] for s in statuses.values()}) == 1
+
+
+def test_broker_restart_is_survived_and_loses_nothing(cluster_factory, mosquitto) -> None:
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client()
+    cluster.wait_leader(client)
+    for k in range(5):
+        _propose_ok(client, zone(f"pre-{k}"))
+    mosquitto.kill()
+    time.sleep(1.0)
+    mosquitto.start()
+    assert client._bus.wait_connected(30)
+    cluster.wait_leader(client, timeout=90)
+    for k in range(5):
+        _propose_ok(client, zone(f"post-{k}"))
+    cluster.wait_converged(client)
+    assert {f"pre-{k}" for k in range(5)} | {f"post-{k}" for k in range(5)} <= _zone_ids(client)
+    assert max(cluster.metrics(i)["swarm_broker_reconnects_total"] for i in cluster.ids) >= 1
+
+
+def test_mqtt_311_agents_and_clients_work_with_reply_to(cluster_factory) -> None:
+    cluster = cluster_factory(3, mqtt="3.1.1")
+    cluster.start_all()
+    client = cluster.client()
+    cluster.wait_leader(client)
+    _propose_ok(client, zone("v311"))
+    assert "v311" in _zone_ids(client)
+    reply = client.read("zone:v311")
+    assert reply.status == "ok" and reply.body["item"]["id"] == "zone:v311"
+    assert client.read("zone:nothing").code == "not_found"
