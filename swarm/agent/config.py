@@ -268,14 +268,24 @@ class _Section:
                 raise self.error(key, f"unknown key{hint}")
 
 
-def _broker(text: object, where: _Section, key: str, default_port: int) -> BrokerAddress:
+def _broker(text: object, where: _Section, key: str, tls: bool) -> BrokerAddress:
+    """``HOST[:PORT]``, ``[IPv6]:PORT``, optionally led by ``mqtt://`` or ``mqtts://``.
+    The bus speaks TLS to every broker or to none ([bus.tls]), so the scheme must agree
+    with it; it only makes the intent visible (and picks the default port)."""
     if type(text) is not str or not text:
         raise where.error(key, f"a broker must be a string \"HOST[:PORT]\", got {text!r}")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = ("mqtts" if tls else "mqtt"), text
+    if scheme not in ("mqtt", "mqtts"):
+        raise where.error(key, f"{text!r}: the scheme must be mqtt:// or mqtts://")
+    if (scheme == "mqtts") != tls:
+        raise where.error(key, f"{text!r}: mqtts:// needs [bus.tls] (ca_file), and with "
+                               "[bus.tls] every broker is TLS (mqtts:// or no scheme)")
     try:
-        return BrokerAddress.parse(text, default_port)
+        return BrokerAddress.parse(rest.rstrip("/"), 8883 if tls else 1883)
     except BusConfigError as exc:
-        raise where.error(key, f"{exc} (TLS is [bus.tls]; credentials are username / "
-                               "password_file)") from None
+        raise where.error(key, f"{exc} (credentials are username / password_file)") from None
 
 
 def _listen(value: object, where: _Section, key: str) -> tuple[str, int] | None:
@@ -366,7 +376,7 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
     if not isinstance(brokers_raw, list) or not brokers_raw:
         raise s.error("brokers", "must be a non-empty list like [\"127.0.0.1:1883\"], "
                                  f"got {brokers_raw!r}")
-    brokers = tuple(_broker(b, s, "brokers", 8883 if tls else 1883) for b in brokers_raw)
+    brokers = tuple(_broker(b, s, "brokers", tls is not None) for b in brokers_raw)
     if len(set(brokers)) != len(brokers):
         raise s.error("brokers", f"lists a broker twice: {brokers_raw!r}")
     protocol = s.choice("protocol", "5", ("5", "3.1.1"))

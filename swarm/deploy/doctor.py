@@ -104,15 +104,16 @@ def check_keys(config: AgentConfig, timeout: float) -> Iterable[CheckResult]:
             yield _result("keys", False, f"{label}: {exc}")
         else:
             yield _result("keys", True, f"{label}: {path}: a valid key, mode 0600")
+    tls = config.bus.tls
     for label, secret in (("bus.password_file", config.bus.password_file),
-                          ("bus.tls.key_file", config.bus.tls.key_file)):
+                          ("bus.tls.key_file", tls.key_file if tls else None)):
         if secret is None:
             continue
         problem = _private_file(secret)
         yield _result("keys", problem is None, f"{label}: {secret}" +
                       (f" {problem}" if problem else ": present, mode 0600"))
-    for label, public in (("bus.tls.ca_file", config.bus.tls.ca_file),
-                          ("bus.tls.cert_file", config.bus.tls.cert_file)):
+    for label, public in (("bus.tls.ca_file", tls.ca_file if tls else None),
+                          ("bus.tls.cert_file", tls.cert_file if tls else None)):
         if public is not None and not Path(public).is_file():
             yield _result("keys", False, f"{label}: {public} does not exist")
 
@@ -231,8 +232,8 @@ def check_clock(config: AgentConfig, timeout: float) -> Iterable[CheckResult]:
 
 def _tls_context(config: AgentConfig) -> ssl.SSLContext:
     tls = config.bus.tls
-    context = ssl.create_default_context(
-        cafile=None if tls.ca_file is None else str(tls.ca_file))
+    assert tls is not None
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
     if tls.cert_file is not None and tls.key_file is not None:
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     return context
@@ -286,8 +287,9 @@ def check_broker(config: AgentConfig, timeout: float) -> Iterable[CheckResult]:
             yield _result("broker", False, f"{label}: unreachable ({exc.strerror or exc})")
             continue
         detail = "reachable"
+        use_tls = config.bus.tls is not None   # [bus.tls]: TLS to every broker
         try:
-            if broker.tls:
+            if use_tls:
                 try:
                     with _tls_context(config).wrap_socket(raw, server_hostname=broker.host) as tls:
                         cert = tls.getpeercert() or {}
@@ -298,7 +300,7 @@ def check_broker(config: AgentConfig, timeout: float) -> Iterable[CheckResult]:
                     continue
         finally:
             raw.close()
-        problem = _mqtt_login(config, broker.host, broker.port, broker.tls, timeout)
+        problem = _mqtt_login(config, broker.host, broker.port, use_tls, timeout)
         user = config.bus.username or "anonymous"
         yield _result("broker", problem is None, f"{label}: {detail}; MQTT login as {user} "
                       + ("accepted" if problem is None else problem))

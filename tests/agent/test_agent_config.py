@@ -63,7 +63,8 @@ def test_radio_profile_and_per_value_overrides(tmp_path: Path) -> None:
 
 def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) -> None:
     path = _write(tmp_path, MINIMAL)
-    cfg = load_config(path, {"bus.brokers": ["b.example:9999", "[::1]", "c"], "log.format": "json",
+    cfg = load_config(path, {"bus.brokers": ["b.example:9999", "[::1]", "mqtt://c"],
+                             "log.format": "json",
                              "node.data_dir": "/abs/dir", "metrics.listen": "off"})
     assert cfg.bus.brokers == (BrokerAddress("b.example", 9999), BrokerAddress("::1", 1883),
                                BrokerAddress("c", 1883))
@@ -116,7 +117,8 @@ def test_node_section_errors(tmp_path: Path, node: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("broker, message", [
-    ('"mqtt://x:1"', r"is not host\[:port\]"),
+    ('"http://x:1"', "the scheme must be mqtt:// or mqtts://"),
+    ('"mqtts://x:1"', r"mqtts:// needs \[bus.tls\]"),
     ('"x:99999"', r"is not in \[1, 65535\]"),
     ('"user:pw@x:1"', "credentials are username"),
     ('"a:1", "a:1"', "lists a broker twice"),
@@ -153,4 +155,10 @@ def test_tls_moves_the_default_port_to_8883(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, MINIMAL.replace('"127.0.0.1:1883"', '"broker.local"')
                              + '[bus.tls]\nca_file = "ca.crt"\n'))
     assert cfg.bus.brokers == (BrokerAddress("broker.local", 8883),)
+    cfg = load_config(_write(tmp_path, MINIMAL.replace('"127.0.0.1:1883"', '"mqtts://b.local"')
+                             + '[bus.tls]\nca_file = "ca.crt"\n'))
+    assert cfg.bus.brokers == (BrokerAddress("b.local", 8883),)
+    with pytest.raises(ConfigError, match=r"with \[bus.tls\] every broker is TLS"):
+        load_config(_write(tmp_path, MINIMAL.replace('"127.0.0.1:1883"', '"mqtt://b.local"')
+                           + '[bus.tls]\nca_file = "ca.crt"\n'))
     assert cfg.bus.tls is not None and cfg.bus.tls.ca_file == tmp_path / "ca.crt"
