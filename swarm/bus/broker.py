@@ -14,6 +14,7 @@ fallback). Both listen on loopback only, on a free port unless one is given.
 from __future__ import annotations
 
 import argparse
+import atexit
 import getpass
 import os
 import shutil
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +214,17 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes] | None,
     return False
 
 
+_RUNNING: "weakref.WeakSet[LocalBroker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # A broker runs in its own session (Ctrl+C in a terminal does not reach it), so an
+    # interpreter that exits without stop() would leave it running: stop it here.
+    for broker in list(_RUNNING):
+        broker.stop()
+
+
 class LocalBroker:
     """One broker process on loopback. ``kind``: "auto" (mosquitto when installed, else
     the embedded one), "mosquitto" or "embedded". Extra keyword arguments go to
@@ -261,6 +274,7 @@ class LocalBroker:
             chosen = want or free_port(self.host)
             if self._start_once(chosen, timeout):
                 self.port = chosen
+                _RUNNING.add(self)
                 return self.host, chosen
         raise BrokerError(f"{self.kind} broker did not start on {self.host}:{want or 'a free port'}: "
                           f"{self._last_log()}")

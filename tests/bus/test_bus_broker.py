@@ -4,6 +4,7 @@ and the command that runs either until SIGTERM."""
 from __future__ import annotations
 
 import queue
+import time
 import signal
 import subprocess
 import sys
@@ -98,3 +99,61 @@ def test_swarm_broker_reports_a_busy_port(mosquitto, capsys):
 def test_print_config(capsys):
     assert main(["--print-config", "--port", "1884"]) == 0
     assert "listener 1884 127.0.0.1" in capsys.readouterr().out
+
+
+def test_packets_above_the_limits_never_reach_a_subscriber(mosquitto):
+    """The broker refuses packets above max_packet_size; and an MQTT 5 subscriber's
+    Maximum Packet Size (its max_payload_bytes) keeps the broker from forwarding more."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from swarm.bus.broker import MAX_PACKET_BYTES
+
+    got: queue.Queue[Received] = queue.Queue()
+    cfg = BusConfig((mosquitto.address,), "small-sub", max_payload_bytes=4096)
+    with Bus(cfg) as sub:
+        sub.subscribe("swarm/t/raft/+", got.put, 0)
+        assert sub.wait_connected(WAIT)
+        raw = paho.Client(CallbackAPIVersion.VERSION2, client_id="big-pub", protocol=paho.MQTTv5)
+        raw.connect(mosquitto.host, mosquitto.port)
+        raw.loop_start()
+        try:
+            for _ in range(40):                    # until the subscription is active
+                raw.publish("swarm/t/raft/9", b"probe", 1).wait_for_publish(WAIT)
+                try:
+                    got.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            raw.publish("swarm/t/raft/1", b"m" * 8192, 1).wait_for_publish(WAIT)
+            raw.publish("swarm/t/raft/2", b"ok", 1).wait_for_publish(WAIT)
+            first = got.get(timeout=WAIT)
+            while first.payload == b"probe":
+                first = got.get(timeout=WAIT)
+            assert first.payload == b"ok"          # the 8 KiB one was never forwarded
+        finally:
+            raw.disconnect()
+            raw.loop_stop()
+        # Above the broker's own limit: an MQTT 3.1.1 publisher (no Maximum Packet Size in
+        # its CONNACK to stop it locally) is cut off, and nothing is delivered.
+        raw = paho.Client(CallbackAPIVersion.VERSION2, client_id="huge-pub", protocol=paho.MQTTv311)
+        raw.connect(mosquitto.host, mosquitto.port)
+        raw.loop_start()
+        try:
+            assert wait_connected_raw(raw)
+            raw.publish("swarm/t/raft/3", b"h" * (MAX_PACKET_BYTES + 1), 0)
+            deadline = time.monotonic() + WAIT
+            while raw.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not raw.is_connected()
+        finally:
+            raw.disconnect()
+            raw.loop_stop()
+        assert sub.connected and got.empty()
+
+
+def wait_connected_raw(client) -> bool:
+    deadline = time.monotonic() + WAIT
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return client.is_connected()
