@@ -9,13 +9,15 @@ cannot drift from what the agents publish. Per docs/protocol.md, drone ``N`` (MQ
   ``raft/N`` (envelopes are HMAC-authenticated anyway: the ACL is the outer wall);
 - publish client requests to any node, and read the requests addressed to it;
 - publish the ``map`` (whoever leads publishes it) and ``events``;
-- publish replies under ``swarm-client/`` (where clients receive them: a reply topic is
-  never one of the swarm's own topics, so a client cannot make an agent write there);
+- publish replies under ``swarm-client/`` (where clients receive them, as
+  ``swarm.client`` does at ``swarm-client/<client id>/reply``: a reply topic is never one
+  of the swarm's own topics, so a client cannot make an agent write there);
 - read every node's status, plan and telemetry, the map and the events.
 
-A ground-station user may read everything of the swarm, publish requests, and read the
-replies under ``swarm-client/<its user name>/``. Nothing else is granted: mosquitto
-denies by default once an ACL file is in use.
+A ground-station user may read everything of the swarm and publish requests. Every
+client, drone or ground station, reads the replies under ``swarm-client/<its own MQTT
+client id>/`` and no one else's (a ``pattern`` line, mosquitto's ``%c``). Nothing else
+is granted: mosquitto denies by default once an ACL file is in use.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from swarm.bus import topics
 
 __all__ = ["AclError", "REPLY_ROOT", "drone_username", "render_acl"]
 
-#: Replies to client requests go under ``swarm-client/<user>/...`` (outside swarm/).
+#: Replies to client requests go under ``swarm-client/<client id>/...`` (outside swarm/).
 REPLY_ROOT = "swarm-client"
 
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -66,6 +68,9 @@ def render_acl(swarm: str, nodes: Sequence[int], ground_users: Sequence[str] = (
         "# Rendered by `swarm broker-acl` from swarm/bus/topics.py; see docs/deploy-pi.md.",
         "# Everything not granted here is denied.",
         "",
+        "# Every client reads the replies addressed to its own client id (swarm.client).",
+        f"pattern read {REPLY_ROOT}/%c/#",
+        "",
     ]
     for node in nodes:
         lines += [
@@ -90,7 +95,6 @@ def render_acl(swarm: str, nodes: Sequence[int], ground_users: Sequence[str] = (
             f"user {user}",
             f"topic read {topics.swarm_filter(swarm)}",
             f"topic write {topics.wildcard(swarm, K.REQUEST)}",
-            f"topic read {REPLY_ROOT}/{user}/#",
             "",
         ]
     return "\n".join(lines)

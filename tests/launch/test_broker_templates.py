@@ -140,12 +140,12 @@ def test_a_drone_publishes_only_its_own_topics(field_broker) -> None:
     try:
         for client in (gcs, drone2, drone3):
             assert client.connected() == 0
-        gcs.subscribe(f"swarm/{SWARM}/#", "swarm-client/gcs/#")
-        drone3.subscribe(f"swarm/{SWARM}/raft/+", f"swarm/{SWARM}/request/+")
+        gcs.subscribe(f"swarm/{SWARM}/#", "swarm-client/test-gcs/#")
+        drone3.subscribe(f"swarm/{SWARM}/raft/+", f"swarm/{SWARM}/request/+", "swarm-client/#")
         allowed = [f"swarm/{SWARM}/status/2", f"swarm/{SWARM}/plan/2",
                    f"swarm/{SWARM}/telemetry/2", f"swarm/{SWARM}/raft/1",
                    f"swarm/{SWARM}/raft/3", f"swarm/{SWARM}/request/3", f"swarm/{SWARM}/map",
-                   f"swarm/{SWARM}/events", "swarm-client/gcs/reply"]
+                   f"swarm/{SWARM}/events", "swarm-client/test-gcs/reply"]
         denied = [f"swarm/{SWARM}/status/3", f"swarm/{SWARM}/plan/3",
                   f"swarm/{SWARM}/telemetry/1", f"swarm/{SWARM}/raft/2",
                   f"swarm/other/status/2", "elsewhere"]
@@ -156,7 +156,8 @@ def test_a_drone_publishes_only_its_own_topics(field_broker) -> None:
             assert drone2.publish(topic) == 135, topic
         seen_by_gcs = gcs.topics_received(wait_s=1.0)
         assert sorted(seen_by_gcs) == sorted(allowed)
-        # drone-3 subscribed to every raft/ and request/ topic, but reads only its own.
+        # drone-3 subscribed to every raft/, request/ and reply topic, but reads only its
+        # own raft and requests, and no one else's replies.
         assert sorted(drone3.topics_received(wait_s=0.5)) == [
             f"swarm/{SWARM}/raft/3", f"swarm/{SWARM}/request/3"]
         # The ground station may ask (requests) but not speak for a drone.
