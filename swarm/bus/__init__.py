@@ -9,8 +9,6 @@ broker (docs/protocol.md).
   :class:`BusConfig`): MQTT 5 or 3.1.1, TLS, passwords, Last Will, reconnect with backoff
   and jitter, failover down an ordered broker list and back; handlers run on paho's
   network thread and must only hand the bytes over;
-- :mod:`.raft_transport` is the driver's Transport over the bus: seal per receiver and
-  publish; queue received bytes on the network thread, open them on the owning thread;
 - :mod:`.broker` runs one local broker (``swarm broker``; mosquitto with a generated
   config, else the embedded iotcore) for laptops, tests, the demo and the launcher.
 """
@@ -42,19 +40,17 @@ from .client import (
     TlsConfig,
     Will,
 )
-from .keys import KEY_BYTES, KeyFileError, SwarmKey, generate_key_file, load_key, load_keyring
-from .raft_transport import RaftTransport, RaftTransportStats
-from .replay import FloorStore, ReplayStateError, claim_epoch, durable_opener, durable_sealer
+from .keys import KEY_BYTES, KeyFileError, SwarmKey, generate_key_file, load_key
+from .replay import FloorStore, ReplayStateError, claim_epoch
 from .topics import Kind, Topic, TopicError
 
 __all__ = [
     "BridgeSpec", "BrokerAddress", "BrokerError", "Bus", "BusConfig", "BusConfigError",
     "BusStats", "ConnectionEvent", "DropReason", "LocalBroker", "MosquittoTls", "MqttVersion",
-    "RaftTransport", "RaftTransportStats", "Received", "TlsConfig", "Will", "mosquitto_config",
+    "Received", "TlsConfig", "Will", "mosquitto_config",
     "DEFAULT_MAX_ENVELOPE_BYTES", "DEFAULT_REPLAY_WINDOW", "ENVELOPE_OVERHEAD",
     "EnvelopeOpener", "EnvelopeSealer", "EnvelopeTooLarge", "FloorStore", "KEY_BYTES",
     "KeyFileError", "Keyring", "Kind", "Opened", "RejectReason", "Rejected",
     "ReplayStateError", "SwarmKey", "Topic", "TopicError", "claim_epoch",
-    "durable_opener", "durable_sealer", "generate_key_file", "load_key", "load_keyring",
-    "topics",
+    "generate_key_file", "load_key", "topics",
 ]

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "KEY_BYTES", "KeyFileError", "Keyring", "SwarmKey", "generate_key_file", "load_key",
-    "load_keyring", "main",
+    "KEY_BYTES", "KeyFileError", "Keyring", "SwarmKey", "generate_key_file", "load_key", "main",
 ]
 
 #: HMAC-SHA256 key length: the hash's output size (RFC 2104 §3 recommends at least that).
@@ -143,21 +142,6 @@ class Keyring:
             if now < self.previous_until:
                 return prev
         return None
-
-
-def load_keyring(key_file: str | os.PathLike[str],
-                 previous_key_file: str | os.PathLike[str] | None = None, *,
-                 overlap_s: float = 0.0, now: float) -> Keyring:
-    """The keyring of a drone's config: ``key_file`` seals and opens; the optional
-    ``previous_key_file`` (a rotation in progress) opens for ``overlap_s`` from ``now``
-    (the caller's monotonic clock)."""
-    current = load_key(key_file)
-    if previous_key_file is None:
-        return Keyring(current)
-    if overlap_s <= 0:
-        raise KeyFileError(f"previous key {previous_key_file} given with an overlap of "
-                           f"{overlap_s} s; give the overlap (seconds) it stays accepted")
-    return Keyring(current, load_key(previous_key_file), now + overlap_s)
 
 
 def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> SwarmKey:

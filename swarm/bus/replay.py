@@ -22,17 +22,9 @@ import json
 import os
 from pathlib import Path
 
-from collections.abc import Callable
-from typing import Any
-
-from .envelope import EnvelopeOpener, EnvelopeSealer
-from .keys import Keyring
 from .topics import TopicError, check_node_id
 
-__all__ = [
-    "EPOCH_FILE", "FLOORS_FILE", "FloorStore", "ReplayStateError", "claim_epoch",
-    "durable_opener", "durable_sealer",
-]
+__all__ = ["EPOCH_FILE", "FLOORS_FILE", "FloorStore", "ReplayStateError", "claim_epoch"]
 
 EPOCH_FILE = "bus-epoch"
 FLOORS_FILE = "bus-floors.json"
@@ -115,21 +107,3 @@ class FloorStore:
         doc = {"v": 1, "floors": {str(s): [e, c] for s, (e, c) in sorted(floors.items())}}
         _atomic_write(self.path, json.dumps(doc, separators=(",", ":")).encode("ascii") + b"\n")
 
-
-def durable_sealer(swarm: str, sender: int, keyring: Keyring,
-                   data_dir: str | os.PathLike[str], **kwargs: Any) -> EnvelopeSealer:
-    """A sealer for this run of ``sender``: claims the next epoch in ``data_dir`` first."""
-    return EnvelopeSealer(swarm, sender, keyring, claim_epoch(data_dir), **kwargs)
-
-
-def durable_opener(swarm: str, receiver: int, keyring: Keyring,
-                   data_dir: str | os.PathLike[str], *, clock: Callable[[], float],
-                   **kwargs: Any) -> tuple[EnvelopeOpener, FloorStore]:
-    """An opener for ``receiver`` that starts from the floors persisted in ``data_dir``
-    and persists them (fsynced) whenever a sender's epoch advances. Checkpoint the rest
-    now and then (every few seconds, and at shutdown) with
-    ``store.save(opener.floors())``."""
-    store = FloorStore(data_dir)
-    opener = EnvelopeOpener(swarm, receiver, keyring, floors=store.load(),
-                            on_epoch_advance=store.save, clock=clock, **kwargs)
-    return opener, store

@@ -89,39 +89,35 @@ def test_floor_store_round_trips_and_rejects_garbage(tmp_path):
             store.load()
 
 
-def test_durable_sealer_and_opener_survive_restarts_of_both_ends(tmp_path):
+def test_epoch_and_floor_files_make_replay_protection_survive_restarts_of_both_ends(tmp_path):
+    """The composition the agent makes (swarm/agent/node.py): claim_epoch for the sealer,
+    FloorStore.load / save for the opener."""
     from consensus.types import Message, MessageType
-    from swarm.bus import RejectReason, durable_opener, durable_sealer, load_keyring
+    from swarm.bus import (EnvelopeOpener, EnvelopeSealer, Keyring, RejectReason,
+                           claim_epoch)
 
-    key_file = tmp_path / "swarm.key"
-    generate_key_file(key_file)
-    ring = load_keyring(key_file, now=0.0)
+    ring = Keyring(SwarmKey.generate())
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
+
+    def sealer():
+        return EnvelopeSealer("fire", 1, ring, claim_epoch(a))
+
+    def opener():
+        store = FloorStore(b)
+        return EnvelopeOpener("fire", 2, ring, floors=store.load(),
+                              on_epoch_advance=store.save, clock=lambda: 0.0)
+
     vote = Message(MessageType.VOTE, to=2, frm=1, term=3)
-    sealer = durable_sealer("fire", 1, ring, a)
-    old = sealer.seal(2, [vote])[0]
-    opener, store = durable_opener("fire", 2, ring, b, clock=lambda: 0.0)
-    assert opener.open(old).messages == (vote,)
+    old = sealer().seal(2, [vote])[0]
+    assert opener().open(old).messages == (vote,)
     # Receiver restart: the epoch it accepted was persisted when it advanced.
-    opener, store = durable_opener("fire", 2, ring, b, clock=lambda: 0.0)
-    assert opener.open(old).reason is RejectReason.REPLAYED
-    # Sender restart: a new epoch, fresh again; the old epoch is now stale.
-    sealer = durable_sealer("fire", 1, ring, a)
-    assert sealer.epoch == 2
-    assert opener.open(sealer.seal(2, [vote])[0]).messages == (vote,)
-    opener, store = durable_opener("fire", 2, ring, b, clock=lambda: 0.0)
-    assert opener.open(old).reason is RejectReason.STALE_EPOCH
-
-
-def test_load_keyring_with_a_previous_key_needs_an_overlap(tmp_path):
-    from swarm.bus import load_keyring
-
-    new, old = tmp_path / "new.key", tmp_path / "old.key"
-    generate_key_file(new)
-    generate_key_file(old)
-    with pytest.raises(KeyFileError, match="overlap"):
-        load_keyring(new, old, now=10.0)
-    ring = load_keyring(new, old, overlap_s=60, now=10.0)
-    assert ring.previous == load_key(old) and ring.previous_until == 70.0
+    rx = opener()
+    assert rx.open(old).reason is RejectReason.REPLAYED
+    # Sender restart: a new epoch, fresh again; the old epoch is now stale, also after
+    # another receiver restart.
+    tx = sealer()
+    assert tx.epoch == 2
+    assert rx.open(tx.seal(2, [vote])[0]).messages == (vote,)
+    assert opener().open(old).reason is RejectReason.STALE_EPOCH
