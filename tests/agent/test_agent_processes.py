@@ -241,3 +241,94 @@ def test_mqtt_311_agents_and_clients_work_with_reply_to(cluster_factory) -> None
     reply = client.read("zone:v311")
     assert reply.status == "ok" and reply.body["item"]["id"] == "zone:v311"
     assert client.read("zone:nothing").code == "not_found"
+
+
+def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto) -> None:
+    """Forged votes (a key the swarm does not hold, or a tampered tag), envelopes
+    captured off the wire and replayed, oversized and garbage payloads: every node's
+    term, log and map stay as they were, and each rejection is counted by reason."""
+    import os
+    import random
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from consensus.types import Message, MessageType
+    from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeSealer, Keyring
+    from swarm.bus.keys import SwarmKey
+
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client()
+    leader = cluster.wait_leader(client)
+    _propose_ok(client, zone("guarded"))
+    before = cluster.wait_converged(client)
+
+    captured: list[tuple[str, bytes]] = []
+    rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue",
+                        protocol=paho.MQTTv5)
+    rogue.on_message = lambda c, u, m: captured.append((m.topic, bytes(m.payload)))
+    rogue.connect(mosquitto.host, mosquitto.port)
+    rogue.subscribe(f"swarm/{cluster.swarm}/raft/+", 0)
+    rogue.loop_start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(captured) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)   # heartbeats and their replies, recorded off the wire
+        assert len(captured) >= 20
+        rogue.unsubscribe(f"swarm/{cluster.swarm}/raft/+")
+        time.sleep(0.2)
+        stranger = Keyring(SwarmKey(os.urandom(32)))
+        rng = random.Random(7)
+        for target in cluster.ids:
+            topic = topics.raft(cluster.swarm, target)
+            claimed = next(i for i in cluster.ids if i != target)
+            # A vote request for a huge term, from a node id it claims, under a key the
+            # swarm does not hold.
+            forged = EnvelopeSealer(cluster.swarm, claimed, stranger, epoch=1 << 40)
+            vote = Message(MessageType.VOTE, to=target, frm=claimed, term=2**40,
+                           index=10**6, log_term=2**40 - 1)
+            for env in forged.seal(target, [vote]):
+                rogue.publish(topic, env, 1)
+            # A real envelope with one payload bit flipped: the tag no longer verifies.
+            real = next(p for t, p in captured if t == topic)
+            tampered = bytearray(real)
+            tampered[40] ^= 0x01
+            rogue.publish(topic, bytes(tampered), 1)
+            # Oversized (over the envelope limit, under the broker's packet limit) and
+            # garbage of every length class.
+            rogue.publish(topic, b"\x01" * (DEFAULT_MAX_ENVELOPE_BYTES + 1024), 1)
+            for size in (0, 3, 61, 500):
+                rogue.publish(topic, bytes(rng.getrandbits(8) for _ in range(size)), 1)
+        # Replays of everything captured, in order and shuffled.
+        replays = captured[:]
+        rng.shuffle(replays)
+        for t, p in captured + replays:
+            rogue.publish(t, p, 1)
+        time.sleep(2.0)
+    finally:
+        rogue.disconnect()
+        rogue.loop_stop()
+
+    after = cluster.wait_converged(client)
+    assert cluster.wait_leader(client) == leader
+    for i in cluster.ids:
+        for key in ("term", "last_index", "commit", "map_sha256"):
+            assert after[i][key] == before[i][key], (i, key, before[i][key], after[i][key])
+
+    def rejected(reason: str) -> float:
+        return sum(cluster.metrics(i).get(f'swarm_raft_messages_rejected_total{{reason="{reason}"}}',
+                                          0.0) for i in cluster.ids)
+
+    deadline = time.monotonic() + 30   # metrics follow the status period (2 s)
+    while time.monotonic() < deadline:
+        counts = {r: rejected(r) for r in ("unknown_key", "bad_mac", "replayed", "garbled",
+                                           "oversized_received")}
+        if all(counts.values()):
+            break
+        time.sleep(0.5)
+    assert counts["unknown_key"] >= 3 and counts["bad_mac"] >= 3, counts
+    assert counts["replayed"] >= len(captured), counts
+    assert counts["garbled"] >= 3 and counts["oversized_received"] >= 3, counts
+    # ... and the swarm still works.
+    _propose_ok(client, zone("after-rogue"))
