@@ -14,6 +14,16 @@ STAMP  := $(VENV)/.installed
 demo: setup
 	$(PY) -m swarm demo
 
+# Real ArduCopter SITL for the tests that run on both vehicles: the build in ../shared/ardupilot
+# when present (as CI has it), unless ARDUPILOT_SITL_BIN is already set. Set, a missing or
+# broken binary fails those tests; unset, their real-SITL half is skipped.
+ARDUPILOT_SITL_DEFAULT := $(abspath ../shared/ardupilot/build/sitl/bin/arducopter)
+ifeq ($(origin ARDUPILOT_SITL_BIN),undefined)
+  ifneq ($(wildcard $(ARDUPILOT_SITL_DEFAULT)),)
+    export ARDUPILOT_SITL_BIN := $(ARDUPILOT_SITL_DEFAULT)
+  endif
+endif
+
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
 

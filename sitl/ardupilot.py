@@ -131,7 +131,10 @@ def build_command(config: ArduPilotConfig, instance: int, binary: Path, defaults
     lat, lon, alt, hdg = config.home_of(instance)
     argv = [str(binary), "--model", config.model, "--speedup", f"{config.speedup:g}"]
     if config.base_port != BASE_PORT:
-        argv += ["--base-port", str(config.base_port)]  # must precede -I
+        # An explicit --base-port is not shifted by -I (observed on Copter 4.6 SITL: a
+        # second instance given the same --base-port fails to bind it): give each
+        # instance its own. It must precede -I.
+        argv += ["--base-port", str(config.port(instance))]
     argv += ["-I", str(instance), "--home", f"{lat:.7f},{lon:.7f},{alt:g},{hdg:g}",
              "--defaults", ",".join([str(p) for p in defaults] + [str(identity_parm)])]
     if config.wipe:

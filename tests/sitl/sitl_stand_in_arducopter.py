@@ -3,7 +3,8 @@
 Used only where the real binary is absent, to exercise the launcher end to end: it
 parses the same options the launcher passes (SITL_cmdline.cpp's --model, --speedup,
 --base-port, -I, --home, --defaults, -w), reads SYSID_THISMAV from the defaults files,
-records its argv and working folder, and serves serial0 on base + 10*I until SIGTERM.
+records its argv and working folder, and serves serial0 until SIGTERM on the --base-port
+given (Copter 4.6 SITL does not shift an explicit one by -I), else on 5760 + 10*I.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> int:
         i = argv.index("--home")
         argv[i:i + 2] = [f"--home={argv[i + 1]}"]
     args = p.parse_args(argv)
+    explicit_base = "--base-port" in argv
     lat, lon, alt, hdg = (float(v) for v in args.home.split(","))
     sysid = args.I + 1
     for path in filter(None, args.defaults.split(",")):
@@ -42,7 +44,7 @@ def main() -> int:
                 sysid = int(float(fields[1]))
     Path("argv.json").write_text(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd()}))
     config = VehicleConfig(instance=args.I, sysid=sysid, home_lat=lat, home_lon=lon, home_alt=alt,
-                           home_heading=hdg, tcp_port=args.base_port + 10 * args.I, speedup=args.speedup,
+                           home_heading=hdg, tcp_port=args.base_port if explicit_base else args.base_port + 10 * args.I, speedup=args.speedup,
                            time_to_ready_s=float(os.environ.get("STAND_IN_READY_S", "40")))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

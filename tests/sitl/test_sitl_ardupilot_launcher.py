@@ -17,6 +17,7 @@ from sitl_client import fast_config
 from sitl.ardupilot import (ArduPilotConfig, ArduPilotNotFound, ArduPilotSITL, build_command, find_arducopter,
                             find_copter_defaults, wait_ready)
 from sitl.builtin import SimulatorServer
+from sitl.vehicles import ardupilot_binary_from_env, free_port_block
 
 _STAND_IN = Path(__file__).with_name("sitl_stand_in_arducopter.py")
 
@@ -76,7 +77,7 @@ def test_a_custom_base_port_is_passed_before_the_instance(tmp_path):
     binary, parm = _checkout(tmp_path)
     argv = build_command(ArduPilotConfig(count=2, base_port=7000), 1, binary, [parm], tmp_path / "id.parm")
     assert argv.index("--base-port") < argv.index("-I")
-    assert argv[argv.index("--base-port") + 1] == "7000"
+    assert argv[argv.index("--base-port") + 1] == "7010"  # SITL does not add 10*I to an explicit one
 
 
 @pytest.mark.parametrize("bad", [dict(count=0), dict(home=(95.0, 0.0, 0.0, 0.0)), dict(speedup=0),
@@ -145,14 +146,26 @@ def test_launcher_runs_instances_in_their_own_folders_waits_until_ready_and_stop
     assert all(p.poll() is not None for p in procs)
 
 
-@pytest.mark.skipif(not any(os.environ.get(k) for k in ("ARDUPILOT_SITL_BIN", "ARDUPILOT_HOME")) and
-                    __import__("shutil").which("arducopter") is None,
-                    reason="no ArduPilot SITL build: set ARDUPILOT_SITL_BIN to build/sitl/bin/arducopter")
 def test_real_arducopter_boots_and_becomes_ready(tmp_path):
-    config = ArduPilotConfig(count=1, speedup=5, workdir=str(tmp_path / "run"), base_port=_free_base_port(1),
-                             ready_timeout_s=180)
+    """Runs whenever ARDUPILOT_SITL_BIN is set (CI sets it), and then a missing or
+    broken binary fails it (ardupilot_binary_from_env raises); skipped only without."""
+    binary = ardupilot_binary_from_env()
+    if binary is None:
+        pytest.skip("no ArduPilot SITL build: set ARDUPILOT_SITL_BIN to build/sitl/bin/arducopter")
+    config = ArduPilotConfig(count=2, speedup=10, binary=str(binary), workdir=str(tmp_path / "run"),
+                             base_port=free_port_block(20), ready_timeout_s=180)
     with ArduPilotSITL(config) as sitl:
-        assert sitl.reports[0].sysid == 1 and sitl.reports[0].fix_type >= 3
+        assert [r.sysid for r in sitl.reports] == [1, 2]
+        assert all(r.fix_type >= 3 for r in sitl.reports)
+        procs = list(sitl._procs)
+    assert all(p.poll() is not None for p in procs)  # stopped: no orphans
+
+
+def test_a_set_but_broken_sitl_binary_is_an_error_not_a_skip(tmp_path):
+    from sitl.ardupilot import ArduPilotNotFound
+    with pytest.raises(ArduPilotNotFound, match="ARDUPILOT_SITL_BIN"):
+        ardupilot_binary_from_env({"ARDUPILOT_SITL_BIN": str(tmp_path / "missing")})
+    assert ardupilot_binary_from_env({}) is None
 
 
 def test_cli_ardupilot_mode_without_a_binary_explains_where_it_looked(tmp_path):

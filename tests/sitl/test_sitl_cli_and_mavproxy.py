@@ -113,11 +113,22 @@ _WPL = """QGC WPL 110
 """
 
 
-@pytest.mark.skipif(shutil.which("mavproxy.py") is None, reason="MAVProxy (mavproxy.py) is not installed")
+def _mavproxy() -> str:
+    """MAVProxy's script in the environment running the tests (a declared test
+    dependency, installed with the project): the bin/ next to sys.executable, which
+    need not be on PATH. Missing means a broken install, so the test fails."""
+    script = Path(sys.executable).parent / "mavproxy.py"
+    if not script.is_file():
+        found = shutil.which("mavproxy.py")
+        assert found, f"MAVProxy is a test dependency but {script} does not exist (pip install -e '.[test]')"
+        return found
+    return str(script)
+
+
 def test_mavproxy_connects_loads_a_wpl_mission_lists_it_back_and_switches_mode(tmp_path: Path):
     (tmp_path / "mission.txt").write_text(_WPL)
     with SimulatorServer([fast_config(speedup=10.0, time_to_ready_s=1.0)]) as sim:
-        proc = subprocess.Popen(["mavproxy.py", "--master", sim.endpoints[0], "--default-modules",
+        proc = subprocess.Popen([sys.executable, _mavproxy(), "--master", sim.endpoints[0], "--default-modules",
                                  "wp,mode,cmdlong,param"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, cwd=tmp_path, env=_ENV)
