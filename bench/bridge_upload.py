@@ -54,6 +54,8 @@ def main() -> None:
             if not link.wait_for_heartbeat(10):
                 raise SystemExit("no heartbeat from the simulator")
             vehicle = Vehicle(link, 1)
+            # Out of MAV_STATE_BOOT: AP_Mission takes uploads (NO_SPACE before).
+            vehicle.wait_until(lambda s: s.heartbeat is not None and s.heartbeat.system_status != 1, 10)
             home = home_item(*HOME)
             ups, downs, applies = [], [], []
             for rep in range(args.reps):

@@ -7,13 +7,14 @@ Typical use on a companion computer::
     vehicle = Vehicle(link, sysid=1)
     vehicle.request_streams()
     applier = PlanApplier(vehicle)
-    applier.apply(plan)                    # upload what changed, verify by reading back
+    applier.apply(plan)                    # upload what changed, verify by reading back;
+                                           # VehicleNotReady: just booted, call again shortly
     vehicle.state(); vehicle.link_quality()
 """
 
 from mavlink_bridge.apply import (
-    ApplierConfig, ApplyReport, PlanApplier, PlanVerificationError, home_item, items_match,
-    resume_seq,
+    ApplierConfig, ApplyReport, PlanApplier, PlanVerificationError, VehicleNotReady, home_item,
+    items_match, resume_seq,
 )
 from mavlink_bridge.link import (
     ConnectionSpec, ConnectionStringError, LinkConfig, LinkStats, MavlinkLink, SystemInfo,
@@ -36,7 +37,7 @@ from mavlink_bridge.vehicle import (
 )
 
 __all__ = [
-    "ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError", "home_item",
+    "ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError", "VehicleNotReady", "home_item",
     "items_match", "resume_seq",
     "ConnectionSpec", "ConnectionStringError", "LinkConfig", "LinkStats", "MavlinkLink",
     "SystemInfo", "parse_connection_string",

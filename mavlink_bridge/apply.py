@@ -25,13 +25,14 @@ mission it should fly next (:func:`resume_seq`) with MAV_CMD_DO_SET_MISSION_CURR
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-import pymap3d
-
 from mavlink_bridge._mav import float32
-from mavlink_bridge.mission_protocol import MissionError, MissionTimeoutError, Operation
+from mavlink_bridge.mission_protocol import (
+    MissionError, MissionResult, MissionResultError, MissionTimeoutError, Operation,
+)
 from mavlink_bridge.plan import (
     CMD_NAV_FENCE_CIRCLE_EXCLUSION, CMD_NAV_FENCE_CIRCLE_INCLUSION,
     CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION,
@@ -43,15 +44,14 @@ from mavlink_bridge.plan import (
 from mavlink_bridge.telemetry import CopterMode, VehicleState
 from mavlink_bridge.vehicle import ParamError, Vehicle
 
-__all__ = ["ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError",
+__all__ = ["ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError", "VehicleNotReady",
            "items_match", "resume_seq", "home_item"]
 
 # MAV_FRAME *_INT -> the float frame ArduPilot stores and reports.
 _FRAME_ALIAS = {FRAME_GLOBAL_INT: FRAME_GLOBAL, FRAME_GLOBAL_RELATIVE_ALT_INT: FRAME_GLOBAL_RELATIVE_ALT,
                 FRAME_GLOBAL_TERRAIN_ALT_INT: FRAME_GLOBAL_TERRAIN_ALT}
-# Positioned navigation items a mission can resume at (never NAV_TAKEOFF).
-_NAV_WITH_POSITION = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS,
-                                CMD_NAV_LOITER_TIME, CMD_NAV_LAND})
+# AP_Mission::is_nav_cmd: navigation commands are those up to MAV_CMD_NAV_LAST.
+_MAV_CMD_NAV_LAST = 95
 
 _CMD_NAV_SPLINE_WAYPOINT = 82
 
@@ -62,15 +62,30 @@ class PlanVerificationError(MissionError):
     """What the vehicle holds after an upload is not what was sent."""
 
 
+class VehicleNotReady(Exception):
+    """The vehicle cannot take a plan yet (just booted, no position, no heartbeat).
+    Nothing was changed that matters: retry the same plan shortly."""
+
+
 @dataclass(frozen=True, slots=True)
 class ApplierConfig:
+    """``not_ready_window_s``: seconds after the vehicle (re)appeared on the link (its
+    first HEARTBEAT after a connect or a reboot) during which MISSION_ACK NO_SPACE means
+    "mission store not initialised yet", retried every ``not_ready_retry_s``."""
+
     verify: bool = True
     fence_type: int = FENCE_TYPE_POLYGON
     resume_in_flight: bool = True
+    not_ready_window_s: float = 5.0
+    not_ready_retry_s: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0 <= self.fence_type <= 15:
             raise ValueError(f"fence_type {self.fence_type} is not a FENCE_TYPE bitmask")
+        for name in ("not_ready_window_s", "not_ready_retry_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,22 +163,51 @@ def _land(p1: float, p2: float, p3: float, p4: float) -> _Params:
 
 @dataclass(frozen=True, slots=True)
 class _Storage:
-    """How ArduPilot stores one command, i.e. what a read-back can return for it.
+    """How ArduPilot stores one command, i.e. what a read-back returns for it.
 
-    ``keeps_frame``: the frame is kept (modulo the _INT suffix); ``z`` compares the sent
-    altitude with the one read back (None: altitude not stored); ``params`` maps sent
-    param1..4 to what is stored (None: only the exact value or 0 reads back).
+    ``location``: the item's position is stored (AP_Mission::stored_in_location, or a
+    fence/rally point) and read back; otherwise x, y and z read back as 0.
+    ``keeps_frame``: the frame is kept (modulo the _INT suffix); else it reads back as
+    ``frame``. ``z`` compares the sent altitude with the one read back (None: altitude
+    not stored). ``params`` maps sent param1..4 to what is stored (None: only the exact
+    value or 0 reads back). ``autocontinue``: the value every read-back carries, since
+    ArduPilot stores no autocontinue flag at all.
     """
 
+    location: bool = True
     keeps_frame: bool = True
+    frame: int = FRAME_GLOBAL
     z: Callable[[float, float], str | None] | None = _z_location
     params: Callable[[float, float, float, float], _Params] | None = None
+    autocontinue: int = 1
 
 
-_LOCATION = _Storage()  # any other command: an AP_Mission location, params exact or 0
-# Fence vertices and circles are stored as a horizontal position only (AC_PolyFence_loader):
-# frame and altitude are not kept and read back as GLOBAL / 0.
-_FENCE_GEOMETRY = _Storage(keeps_frame=False, z=None)
+# AP_Mission::stored_in_location: the commands whose Mission_Command content is a
+# Location. mission_cmd_to_mavlink_int starts every item at frame 0, x = y = z = 0 and
+# autocontinue 1, then copies the location (frame GLOBAL_RELATIVE_ALT / GLOBAL /
+# GLOBAL_TERRAIN_ALT from its flags, z from centimetres) only for these.
+_STORED_IN_LOCATION = frozenset({
+    CMD_NAV_WAYPOINT, CMD_NAV_LOITER_UNLIM, CMD_NAV_LOITER_TURNS, CMD_NAV_LOITER_TIME,
+    CMD_NAV_LAND, CMD_NAV_TAKEOFF,
+    30,   # NAV_CONTINUE_AND_CHANGE_ALT
+    31,   # NAV_LOITER_TO_ALT
+    82,   # NAV_SPLINE_WAYPOINT
+    92,   # NAV_GUIDED_ENABLE
+    179,  # DO_SET_HOME
+    189,  # DO_LAND_START
+    191,  # DO_GO_AROUND
+    201,  # DO_SET_ROI
+    84,   # NAV_VTOL_TAKEOFF
+    85,   # NAV_VTOL_LAND
+    94,   # NAV_PAYLOAD_PLACE
+})
+_LOCATION = _Storage()  # a stored_in_location command without a param rule: params exact or 0
+# Any other mission command (NAV_RETURN_TO_LAUNCH, DO_CHANGE_SPEED, DO_JUMP, ...):
+# parameters only; read back in frame 0 with no position.
+_NO_LOCATION = _Storage(location=False, keeps_frame=False, z=None)
+# MissionItemProtocol_Fence: vertices and circles keep only their horizontal position
+# (AC_PolyFence_loader), read back in frame GLOBAL at altitude 0, autocontinue 0.
+_FENCE_GEOMETRY = _Storage(keeps_frame=False, z=None, autocontinue=0)
 _STORAGE: dict[int, _Storage] = {
     CMD_NAV_WAYPOINT: _Storage(params=_p1_u16),
     CMD_NAV_TAKEOFF: _Storage(params=_p1_u16),
@@ -172,7 +216,9 @@ _STORAGE: dict[int, _Storage] = {
     CMD_NAV_LOITER_TURNS: _Storage(params=_loiter_turns),
     CMD_NAV_LOITER_TIME: _Storage(params=_loiter_time),
     CMD_NAV_LAND: _Storage(params=_land),
-    CMD_NAV_RALLY_POINT: _Storage(z=_z_whole_metres),
+    # MissionItemProtocol_Rally: RallyLocation keeps lat/lng, an int16 altitude in
+    # metres and whether it is relative (GLOBAL_RELATIVE_ALT) or not (GLOBAL).
+    CMD_NAV_RALLY_POINT: _Storage(z=_z_whole_metres, autocontinue=0),
     CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION: _FENCE_GEOMETRY,
     CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION: _FENCE_GEOMETRY,
     CMD_NAV_FENCE_CIRCLE_INCLUSION: _FENCE_GEOMETRY,
@@ -180,22 +226,32 @@ _STORAGE: dict[int, _Storage] = {
 }
 
 
+def storage_of(command: int) -> _Storage:
+    """The read-back rule for ``command`` (see :class:`_Storage`)."""
+    if command in _STORAGE:
+        return _STORAGE[command]
+    return _LOCATION if command in _STORED_IN_LOCATION else _NO_LOCATION
+
+
 def items_match(sent: MissionItem, got: MissionItem) -> str | None:
     """None when ``got`` is what the vehicle stores for ``sent``; else what differs."""
     if sent.command != got.command:
         return f"command {sent.command} != {got.command}"
-    storage = _STORAGE.get(sent.command, _LOCATION)
-    if (storage.keeps_frame
-            and _FRAME_ALIAS.get(sent.frame, sent.frame) != _FRAME_ALIAS.get(got.frame, got.frame)):
-        return f"frame {sent.frame} != {got.frame}"
-    if (sent.x, sent.y) != (got.x, got.y):
-        return f"position ({sent.x}, {sent.y}) != ({got.x}, {got.y})"
-    if storage.z is not None:
-        problem = storage.z(sent.z, got.z)
-        if problem:
-            return problem
-    if sent.autocontinue != got.autocontinue:
-        return f"autocontinue {sent.autocontinue} != {got.autocontinue}"
+    storage = storage_of(sent.command)
+    sent_frame = _FRAME_ALIAS.get(sent.frame, sent.frame) if storage.keeps_frame else storage.frame
+    if sent_frame != _FRAME_ALIAS.get(got.frame, got.frame):
+        return f"frame {sent_frame} (as stored) != {got.frame}"
+    if storage.location:
+        if (sent.x, sent.y) != (got.x, got.y):
+            return f"position ({sent.x}, {sent.y}) != ({got.x}, {got.y})"
+        if storage.z is not None:
+            problem = storage.z(sent.z, got.z)
+            if problem:
+                return problem
+    elif (got.x, got.y, got.z) != (0, 0, 0.0):
+        return f"position ({got.x}, {got.y}, {got.z}) read back for a command stored without one"
+    if got.autocontinue != storage.autocontinue:
+        return f"autocontinue {got.autocontinue} != {storage.autocontinue} (what ArduPilot reads back)"
     sent_params = (sent.param1, sent.param2, sent.param3, sent.param4)
     stored = (None if storage.params is None
               else storage.params(*(0.0 if math.isnan(v) else v for v in sent_params)))
@@ -214,30 +270,33 @@ def home_item(lat: float, lon: float, alt_msl: float) -> MissionItem:
     return MissionItem.at(CMD_NAV_WAYPOINT, lat, lon, alt_msl, frame=FRAME_GLOBAL)
 
 
-def resume_seq(mission: Sequence[MissionItem], lat: float, lon: float,
-               first_seq: int = 1) -> int | None:
-    """The wire seq to continue from when ``mission`` replaces the one being flown.
+def resume_seq(new_mission: Sequence[MissionItem], old_mission: Sequence[MissionItem] | None = None,
+               current_seq: int | None = None, first_seq: int = 1) -> int | None:
+    """The conservative wire seq to continue from when ``new_mission`` replaces a mission
+    being flown and the plan names no ``resume_index``. No geometry: a nearest-point guess
+    skips the rest of a survey line or turns back along it.
 
-    The nearest positioned navigation item (never the takeoff, which would make an
-    airborne copter climb in place); if the vehicle is already between it and the
-    next positioned item (closer to the next than the two are to each other), the
-    next one, so it does not turn back. ``first_seq`` is the wire seq of
-    ``mission[0]`` (1 for ArduPilot, whose item 0 is home). None if nothing fits.
+    1. If the item the vehicle is flying to (``old_mission`` at wire ``current_seq``)
+       is in the new mission unchanged, continue at it (the re-plan kept that leg).
+    2. Otherwise fly the new mission from its first navigation item after the takeoff
+       (an airborne copter does not climb in place; nothing of the new route is skipped).
+
+    ``first_seq`` is the wire seq of ``mission[0]`` (1 for ArduPilot, whose item 0 is
+    home). None if the new mission has no item to resume at.
     """
-    nav = [(i, it) for i, it in enumerate(mission) if it.command in _NAV_WITH_POSITION]
-    if not nav:
-        return None
-
-    def dist(a: tuple[float, float], b: tuple[float, float]) -> float:
-        e, n, _u = pymap3d.geodetic2enu(b[0], b[1], 0.0, a[0], a[1], 0.0)
-        return math.hypot(e, n)
-
-    here = (lat, lon)
-    pts = [(it.lat, it.lon) for _, it in nav]
-    k = min(range(len(nav)), key=lambda j: dist(here, pts[j]))
-    if k + 1 < len(nav) and dist(here, pts[k + 1]) < dist(pts[k], pts[k + 1]):
-        k += 1
-    return first_seq + nav[k][0]
+    if old_mission is not None and current_seq is not None:
+        index = current_seq - first_seq
+        if 0 <= index < len(old_mission):
+            target = old_mission[index]
+            if index < len(new_mission) and new_mission[index] == target:
+                return current_seq
+            for i, item in enumerate(new_mission):
+                if item == target:
+                    return first_seq + i
+    for i, item in enumerate(new_mission):
+        if item.command <= _MAV_CMD_NAV_LAST and item.command != CMD_NAV_TAKEOFF:
+            return first_seq + i
+    return None
 
 
 class PlanApplier:
@@ -260,9 +319,12 @@ class PlanApplier:
         return self._verified.get(mission_type)
 
     def apply(self, plan: MissionPlan, home: MissionItem | None = None) -> ApplyReport:
-        """Make the vehicle hold ``plan``; raises MissionError (including
-        PlanVerificationError), CommandError/CommandTimeoutError or ParamError on failure,
-        in which case the failing list is marked unknown and retried on the next call."""
+        """Make the vehicle hold ``plan``. Raises :class:`VehicleNotReady` when the
+        vehicle cannot take a plan yet (no heartbeat or position, or its mission store
+        still initialising after boot): nothing is wrong, call again shortly. Other
+        failures raise MissionError (including PlanVerificationError),
+        CommandError/CommandTimeoutError or ParamError; the failing list is then marked
+        unknown and retried on the next call."""
         validate_fence(plan.fence)  # bad input changes nothing: checked before any upload
         connects = self.vehicle.link.stats.connects
         reboots = self.vehicle.telemetry.reboots
@@ -274,6 +336,8 @@ class PlanApplier:
             self.forget()
             self._connects = connects
             self._reboots = reboots
+        if self.vehicle.state().heartbeat is None:
+            raise VehicleNotReady("no HEARTBEAT from the vehicle yet")
         uploaded: list[MissionType] = []
         unchanged: list[MissionType] = []
         resumed: int | None = None
@@ -288,37 +352,73 @@ class PlanApplier:
             wire = desired
             if mtype is MissionType.MISSION and desired:
                 wire = (home if home is not None else self._home(state),) + desired
-            self._verified.pop(mtype, None)
-            try:
-                self.vehicle.upload(mtype, wire)
-            except MissionTimeoutError as exc:
-                # Only the final ACK went missing: the read-back decides (the spec's
-                # ground truth), instead of re-uploading a list the vehicle may hold.
-                if not (exc.awaiting_final_ack and self.config.verify):
-                    raise
-                try:
-                    self._verify(mtype, wire)
-                except (PlanVerificationError, MissionError):
-                    raise exc from None
-            else:
-                if self.config.verify:
-                    self._verify(mtype, wire)
+            previous = self._verified.pop(mtype, None)
+            self._upload_when_ready(mtype, wire)
             self._verified[mtype] = desired
             uploaded.append(mtype)
             if flying_mission and desired:
-                pos = self.vehicle.state().position or state.position
-                if pos is not None:
-                    resumed = resume_seq(desired, pos.lat, pos.lon)
-                    if resumed is not None:
-                        self.vehicle.set_mission_current(resumed).raise_for_result()
+                if plan.resume_index is not None:
+                    resumed = 1 + plan.resume_index  # wire seq: item 0 is home
+                else:
+                    current = state.mission.seq if state.mission is not None else None
+                    resumed = resume_seq(desired, previous, current)
+                if resumed is not None:
+                    self.vehicle.set_mission_current(resumed).raise_for_result()
         params = self._apply_fence_params(plan)
         return ApplyReport(tuple(uploaded), tuple(unchanged), params, resumed)
+
+    def _upload_when_ready(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
+        """Upload and verify one list, waiting out a mission store that is not ready.
+
+        ArduPilot answers MISSION_COUNT with MISSION_ACK NO_SPACE until AP_Mission is
+        initialised, about 0.5 s after boot (observed on Copter SITL). Within
+        ``not_ready_window_s`` of the vehicle (re)appearing on the link that answer is
+        retried every ``not_ready_retry_s`` until the window ends, then reported as
+        :class:`VehicleNotReady`; later it is the real thing (the list does not fit).
+        """
+        while True:
+            try:
+                self._upload_and_verify(mtype, wire)
+                return
+            except MissionResultError as exc:
+                if exc.result is not MissionResult.NO_SPACE or exc.operation is not Operation.UPLOAD:
+                    raise
+                uptime = self._uptime_s()
+                if uptime is None or uptime >= self.config.not_ready_window_s:
+                    raise
+                if uptime + self.config.not_ready_retry_s >= self.config.not_ready_window_s:
+                    raise VehicleNotReady(
+                        f"{mtype.name.lower()} store not ready {uptime:.1f} s after boot "
+                        f"(MISSION_ACK NO_SPACE)") from exc
+                time.sleep(self.config.not_ready_retry_s)
+
+    def _uptime_s(self) -> float | None:
+        """Wall seconds since the vehicle (re)appeared: its first HEARTBEAT after the
+        latest connect or detected reboot. None before any."""
+        since = self.vehicle.heard_since()
+        return None if since is None else max(0.0, time.monotonic() - since)
+
+    def _upload_and_verify(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
+        try:
+            self.vehicle.upload(mtype, wire)
+        except MissionTimeoutError as exc:
+            # Only the final ACK went missing: the read-back decides (the spec's
+            # ground truth), instead of re-uploading a list the vehicle may hold.
+            if not (exc.awaiting_final_ack and self.config.verify):
+                raise
+            try:
+                self._verify(mtype, wire)
+            except (PlanVerificationError, MissionError):
+                raise exc from None
+        else:
+            if self.config.verify:
+                self._verify(mtype, wire)
 
     def _home(self, state: VehicleState) -> MissionItem:
         pos = state.position
         if pos is None:
-            raise MissionError("no position yet: cannot build the home item (mission item 0)",
-                               operation=Operation.UPLOAD, mission_type=MissionType.MISSION)
+            raise VehicleNotReady("no position yet: cannot build the home item (mission item 0); "
+                                  "request streams and wait for GLOBAL_POSITION_INT")
         # ArduPilot replaces item 0 with its own home anyway; send our best estimate:
         # here, at the altitude of home (AMSL altitude minus height above home).
         return home_item(pos.lat, pos.lon, pos.alt_msl - pos.alt_rel)

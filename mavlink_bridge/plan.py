@@ -114,6 +114,10 @@ class MissionPlan:
 
     ``mission`` excludes ArduPilot's item 0 (home); the uploader prepends it.
     ``fence_enable`` asks the bridge to set FENCE_ENABLE/FENCE_TYPE when not None.
+    ``resume_index``: when this plan replaces a mission the vehicle is flying (armed,
+    AUTO), continue at ``mission[resume_index]`` (the planner knows which point is
+    next; the bridge does not guess from geometry). None: the bridge's conservative
+    rule (:func:`mavlink_bridge.apply.resume_seq`). Ignored on the ground.
     """
 
     mission: tuple[MissionItem, ...] = ()
@@ -121,6 +125,14 @@ class MissionPlan:
     rally: tuple[MissionItem, ...] = ()
     fence_enable: bool | None = None
     note: str = field(default="", compare=False)
+    resume_index: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.resume_index is not None:
+            if isinstance(self.resume_index, bool) or not isinstance(self.resume_index, int) \
+                    or not 0 <= self.resume_index < len(self.mission):
+                raise ValueError(f"resume_index {self.resume_index!r} is not an index into the "
+                                 f"mission's {len(self.mission)} items")
 
     def items(self, mission_type: MissionType) -> tuple[MissionItem, ...]:
         return {MissionType.MISSION: self.mission, MissionType.FENCE: self.fence,

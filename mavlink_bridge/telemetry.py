@@ -456,6 +456,8 @@ class TelemetryTracker:
         self._texts: list[StatusText] = []
         self._assembler = StatusTextAssembler()
         self.reboots = 0  # autopilot restarts seen on this link (see _rebooted)
+        self._last_boot_ms: int | None = None  # time_boot_ms of the latest position
+        self._left_boot = False  # a HEARTBEAT out of MAV_STATE_BOOT since the last restart
         self._listeners: list[Callable[[TelemetryRecord, float], None]] = []
 
     def add_listener(self, listener: Callable[[TelemetryRecord, float], None]) -> None:
@@ -484,8 +486,7 @@ class TelemetryTracker:
             return texts[-1]
         with self._lock:
             slot = _SLOT[type(record)]
-            previous = self._latest.get(slot)
-            if self._rebooted(previous, record):
+            if self._rebooted(record):
                 self.reboots += 1
             self._latest[slot] = record
             self._received_at[slot] = now
@@ -495,17 +496,30 @@ class TelemetryTracker:
 
     REBOOT_BACKSTEP_MS = 5000
 
-    @classmethod
-    def _rebooted(cls, previous: Any, record: TelemetryRecord) -> bool:
+    def _rebooted(self, record: TelemetryRecord) -> bool:
         """A restart of the autopilot on a link that stayed up (a serial line, or a
         SITL restarted behind a UDP port): its boot clock (time_boot_ms) jumps back by
         more than reordering could explain, or its HEARTBEAT says MAV_STATE_BOOT again
-        after having left it. Whatever we verified on it may be gone."""
-        if isinstance(record, Position) and isinstance(previous, Position):
-            return record.time_boot_ms + cls.REBOOT_BACKSTEP_MS < previous.time_boot_ms
-        if isinstance(record, Heartbeat) and isinstance(previous, Heartbeat):
-            return (record.system_status == mavlink.MAV_STATE_BOOT
-                    and previous.system_status != mavlink.MAV_STATE_BOOT)
+        after having left it. Whatever we verified on it may be gone.
+
+        One restart shows both signs (BOOT heartbeats, and positions from a clock
+        started again): whichever comes first counts it, and resets the other's
+        baseline so the same restart is not counted twice."""
+        if isinstance(record, Position):
+            last, self._last_boot_ms = self._last_boot_ms, record.time_boot_ms
+            if last is not None and record.time_boot_ms + self.REBOOT_BACKSTEP_MS < last:
+                self._left_boot = False  # this restart's BOOT heartbeats are not a second one
+                return True
+            return False
+        if isinstance(record, Heartbeat):
+            if record.system_status != mavlink.MAV_STATE_BOOT:
+                self._left_boot = True
+                return False
+            if not self._left_boot:
+                return False  # still booting (or the first heartbeat ever)
+            self._left_boot = False
+            self._last_boot_ms = None  # its positions come from a clock started again
+            return True
         return False
 
     def snapshot(self) -> VehicleState:

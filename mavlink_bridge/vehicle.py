@@ -28,7 +28,7 @@ from mavlink_bridge.mission_protocol import (
 from mavlink_bridge.plan import MissionItem, MissionType
 from mavlink_bridge.signal import LinkQuality, LinkQualitySource, RadioStatusSource
 from mavlink_bridge.telemetry import (
-    CopterMode, RadioStatus, TelemetryTracker, VehicleState, stream_requests,
+    CopterMode, Heartbeat, RadioStatus, TelemetryTracker, VehicleState, stream_requests,
 )
 
 __all__ = ["CommandResult", "CommandAck", "CommandError", "CommandTimeoutError",
@@ -181,12 +181,28 @@ class Vehicle:
         self._reached: queue.Queue[int] = queue.Queue(maxsize=_QUEUE_MAX)
         self._current_q: queue.Queue[int] = queue.Queue(maxsize=_QUEUE_MAX)
         self.bad_mission_messages = 0
+        # Stream keeping (see request_streams): ArduPilot forgets SET_MESSAGE_INTERVAL
+        # when it restarts, and a new connection may be a new autopilot process.
+        self._epoch: tuple[int, int] | None = None  # (link connects, reboots) last heard in
+        self._heard_since: float | None = None
+        self._streams_wanted = False
+        self._resync = threading.Event()
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+        self._keeper_lock = threading.Lock()
+        self.stream_requests = 0  # times the stream set was (re)requested
         self._unsubscribe = [link.subscribe(self._on_target_message, sysid=sysid),
                              link.subscribe(self._on_any_message)]
 
     def detach(self) -> None:
+        """Stop listening to the link (and stop keeping the streams requested)."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
+        self._stop.set()
+        self._resync.set()
+        keeper = self._keeper
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join(timeout=20)
 
     # -- inbound (reader thread) ----------------------------------------------------
 
@@ -203,6 +219,13 @@ class Vehicle:
             if name not in ("MISSION_CURRENT", "MISSION_ITEM_REACHED") and not self._addressed_to_us(msg):
                 return
         record = self.telemetry.feed(msg, now)
+        if isinstance(record, Heartbeat):
+            epoch = (self.link.stats.connects, self.telemetry.reboots)
+            if epoch != self._epoch:
+                # First word from the autopilot since a (re)connect or a restart.
+                self._epoch, self._heard_since = epoch, now
+                if self._streams_wanted:
+                    self._resync.set()
         if name == "GLOBAL_POSITION_INT" and record is not None:
             sample = getattr(self.signal, "sample", None)
             if sample is not None:
@@ -234,6 +257,11 @@ class Vehicle:
 
     def state(self) -> VehicleState:
         return self.telemetry.snapshot()
+
+    def heard_since(self) -> float | None:
+        """When (this vehicle's clock) the autopilot was first heard after the latest
+        (re)connect or detected restart; None before its first HEARTBEAT."""
+        return self._heard_since
 
     def link_quality(self) -> LinkQuality | None:
         return self.signal.quality(self._clock())
@@ -430,14 +458,27 @@ class Vehicle:
             return CommandAck(mavlink.MAV_CMD_DO_SET_MISSION_CURRENT, CommandResult.FAILED,
                               ack.attempts + retries + 1)
 
-    def request_streams(self, timeout_s: float = 1.0) -> bool:
+    STREAM_STALE_S = 5.0  # position silent this long while heartbeats flow: ask again
+
+    def request_streams(self, timeout_s: float = 1.0, keep: bool = True) -> bool:
         """Ask for the telemetry the bridge decodes; True if SET_MESSAGE_INTERVAL worked.
 
-        ArduPilot streams only HEARTBEAT until asked. MAV_CMD_SET_MESSAGE_INTERVAL
-        (param1 message id, param2 interval in µs) is the modern way; if the autopilot
-        refuses or ignores it, fall back to REQUEST_DATA_STREAM (deprecated, but what
-        older ArduPilot and many radios' telemetry setups still honour).
+        ArduPilot streams only HEARTBEAT until asked, and forgets what it was asked
+        when it restarts. With ``keep`` (the default) the vehicle asks again by itself
+        after every reconnect and every detected reboot, and when positions stop while
+        heartbeats still arrive (a restart we could not see), from a background thread.
+        MAV_CMD_SET_MESSAGE_INTERVAL (param1 message id, param2 interval in µs) is the
+        modern way; if the autopilot refuses or ignores it, fall back to
+        REQUEST_DATA_STREAM (deprecated, but what older ArduPilot and many radios'
+        telemetry setups still honour).
         """
+        if keep:
+            self._streams_wanted = True
+            self._start_keeper()
+        return self._request_streams_now(timeout_s)
+
+    def _request_streams_now(self, timeout_s: float = 1.0) -> bool:
+        self.stream_requests += 1
         ok = True
         for msg_id, rate_hz in stream_requests():
             try:
@@ -454,6 +495,37 @@ class Vehicle:
                 self.link.send(mavlink.MAVLink_request_data_stream_message(
                     self.sysid, self.target_component, stream, rate, 1))
         return ok
+
+    def _start_keeper(self) -> None:
+        with self._keeper_lock:
+            if self._keeper is None and not self._stop.is_set():
+                self._keeper = threading.Thread(target=self._keep_streams, daemon=True,
+                                                name=f"streams-{self.sysid}")
+                self._keeper.start()
+
+    def _keep_streams(self) -> None:
+        last_request = self._clock()
+        while not self._stop.is_set():
+            due = self._resync.wait(timeout=1.0)
+            if self._stop.is_set():
+                return
+            now = self._clock()
+            if not due:
+                state = self.state()
+                hb_age = state.age("heartbeat", now)
+                pos_age = state.age("position", now)
+                silent = pos_age is None or pos_age > self.STREAM_STALE_S
+                due = (hb_age is not None and hb_age < 3.0 and silent
+                       and now - last_request > self.STREAM_STALE_S)
+            if not due:
+                continue
+            self._resync.clear()
+            last_request = now
+            try:
+                self._request_streams_now()
+            except Exception:  # noqa: BLE001 - a lost link: the next epoch asks again
+                self._resync.set()
+                self._stop.wait(1.0)
 
     # -- parameters ---------------------------------------------------------------------
 

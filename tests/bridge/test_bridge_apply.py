@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from mavlink_bridge.apply import ApplierConfig, home_item, items_match, resume_seq
 from mavlink_bridge.plan import (
-    CMD_DO_CHANGE_SPEED, CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_LAND, CMD_NAV_TAKEOFF,
+    CMD_DO_CHANGE_SPEED, CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, CMD_NAV_LAND,
+    CMD_NAV_RETURN_TO_LAUNCH, CMD_NAV_TAKEOFF,
     CMD_NAV_WAYPOINT, FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
-    FRAME_GLOBAL_RELATIVE_ALT_INT, FRAME_MISSION, MissionItem,
+    FRAME_GLOBAL_RELATIVE_ALT_INT, FRAME_MISSION, MissionItem, MissionPlan,
 )
 
 WP = MissionItem.at(CMD_NAV_WAYPOINT, 47.1, 8.2, 30.0, param1=2.0)
@@ -53,17 +55,43 @@ def test_parameters_not_stored_read_back_as_zero_are_accepted():
 def test_nan_parameters_compare_equal_only_to_nan():
     sent = MissionItem(command=CMD_DO_CHANGE_SPEED, frame=FRAME_MISSION, param1=1.0,
                        param2=5.0, param3=math.nan)
-    assert items_match(sent, sent) is None
-    assert items_match(sent, MissionItem(command=CMD_DO_CHANGE_SPEED, frame=FRAME_MISSION,
+    back = dataclasses.replace(sent, frame=FRAME_GLOBAL)  # no location: read back in frame 0
+    assert items_match(sent, back) is None
+    assert items_match(sent, MissionItem(command=CMD_DO_CHANGE_SPEED, frame=FRAME_GLOBAL,
                                          param1=1.0, param2=5.0, param3=7.0)) is not None
+
+
+@pytest.mark.parametrize("frame", [FRAME_MISSION, FRAME_GLOBAL_RELATIVE_ALT_INT])
+def test_commands_stored_without_a_location_read_back_in_frame_zero(frame):
+    """AP_Mission::mission_cmd_to_mavlink_int starts at frame 0, x = y = z = 0 and copies
+    a location only for stored_in_location commands: the planner's RTL in
+    MAV_FRAME_MISSION reads back as frame 0 (regression: every planner plan failed)."""
+    rtl = MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=frame, z=15.0)
+    assert items_match(rtl, MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=FRAME_GLOBAL)) is None
+    assert "position" in items_match(rtl, MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=FRAME_GLOBAL,
+                                                      x=5, y=5))
+    jump = MissionItem(command=177, frame=frame, param1=2.0, param2=3.0)  # DO_JUMP
+    assert items_match(jump, MissionItem(command=177, frame=FRAME_GLOBAL, param1=2.0, param2=3.0)) is None
+
+
+def test_autocontinue_is_what_arducopter_reads_back_not_what_was_sent():
+    """ArduPilot stores no autocontinue: mission items read back 1 (whatever was sent),
+    fence and rally items 0 (regression: every plan with a fence failed)."""
+    wp = MissionItem.at(CMD_NAV_WAYPOINT, 47.1, 8.2, 30.0)
+    assert items_match(dataclasses.replace(wp, autocontinue=0), dataclasses.replace(wp, frame=3)) is None
+    assert "autocontinue" in items_match(wp, dataclasses.replace(wp, frame=3, autocontinue=0))
+    vertex = MissionItem.at(CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, 47.1, 8.2, 0.0, param1=4.0)
+    assert items_match(vertex, dataclasses.replace(vertex, frame=FRAME_GLOBAL, autocontinue=0)) is None
+    assert "autocontinue" in items_match(vertex, dataclasses.replace(vertex, frame=FRAME_GLOBAL))
 
 
 def test_fence_vertices_compare_position_not_frame_or_altitude():
     sent = MissionItem.at(CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, 47.1, 8.2, 0.0, param1=4.0)
-    back = MissionItem(command=sent.command, frame=FRAME_GLOBAL, param1=4.0, x=sent.x, y=sent.y)
+    back = MissionItem(command=sent.command, frame=FRAME_GLOBAL, param1=4.0, x=sent.x, y=sent.y,
+                       autocontinue=0)  # AC_PolyFence stores no autocontinue: reads back 0
     assert items_match(sent, back) is None
     assert items_match(sent, MissionItem(command=sent.command, frame=FRAME_GLOBAL, param1=5.0,
-                                         x=sent.x, y=sent.y)) is not None
+                                         x=sent.x, y=sent.y, autocontinue=0)) is not None
 
 
 def test_home_item_is_global_frame_waypoint():
@@ -77,28 +105,38 @@ def _line(n: int) -> list[MissionItem]:
         MissionItem.at(CMD_NAV_WAYPOINT, 47.0 + i * 0.0009, 8.0, 20.0) for i in range(1, n + 1)]
 
 
-def test_resume_picks_nearest_waypoint_never_the_takeoff():
-    mission = _line(5)
-    # standing on the takeoff point: the first waypoint, not the takeoff (wire seq 2)
-    assert resume_seq(mission, 47.0, 8.0) == 2
-    # on waypoint 3 (mission index 3): wire seq 4, since home is wire item 0
-    assert resume_seq(mission, 47.0 + 3 * 0.0009, 8.0) == 4
-    assert resume_seq(mission, 47.0 + 3 * 0.0009, 8.0, first_seq=0) == 3
+def test_resume_continues_at_the_leg_the_replan_kept():
+    """No resume_index: if the item being flown to is still in the new mission, unchanged,
+    the copter keeps flying to it (wire seq = mission index + 1, item 0 is home)."""
+    old = _line(5)
+    new = old[:3] + [MissionItem.at(CMD_NAV_WAYPOINT, 47.0, 8.001, 20.0)] + old[3:]
+    assert resume_seq(new, old, current_seq=3) == 3  # flying to old[2], still at index 2
+    assert resume_seq(new, old, current_seq=5) == 6  # old[4] moved one down in the new mission
+    assert resume_seq(new, old, current_seq=4, first_seq=0) == 5
 
 
-def test_resume_goes_forward_when_already_past_the_nearest():
-    mission = _line(5)
-    # between waypoint 2 and 3, slightly past 2: continue to 3 rather than turn back
-    lat = 47.0 + 2 * 0.0009 + 0.0002
-    assert resume_seq(mission, lat, 8.0) == 1 + 3
-    # before waypoint 2 (between 1 and 2, nearer 2): go to 2
-    lat = 47.0 + 2 * 0.0009 - 0.0002
-    assert resume_seq(mission, lat, 8.0) == 1 + 2
+def test_resume_never_guesses_from_geometry():
+    """Regression: the nearest waypoint of the new mission could be behind the copter
+    (mid survey line), skipping the rest of the sweep. Without a kept leg or a
+    resume_index the new mission is flown from its first leg, never skipping any."""
+    old = _line(5)
+    new = [MissionItem.at(CMD_NAV_TAKEOFF, 47.0, 8.0, 20.0)] + [
+        MissionItem.at(CMD_NAV_WAYPOINT, 47.0 + i * 0.0009, 8.002, 20.0) for i in range(1, 6)]
+    assert resume_seq(new, old, current_seq=5) == 2  # first item after the takeoff
+    assert resume_seq(new) == 2
+    assert resume_seq([MissionItem(command=CMD_NAV_RETURN_TO_LAUNCH, frame=FRAME_MISSION)]) == 1
 
 
-def test_resume_with_no_positioned_item_is_none():
-    assert resume_seq([MissionItem(command=CMD_DO_CHANGE_SPEED, frame=FRAME_MISSION)], 47, 8) is None
-    assert resume_seq([], 47, 8) is None
+def test_resume_with_nothing_to_fly_is_none():
+    assert resume_seq([MissionItem(command=CMD_DO_CHANGE_SPEED, frame=FRAME_MISSION)]) is None
+    assert resume_seq([]) is None
+
+
+@pytest.mark.parametrize("bad", [-1, 6, True, 1.0])
+def test_plan_resume_index_must_index_the_mission(bad):
+    with pytest.raises(ValueError, match="resume_index"):
+        MissionPlan(mission=tuple(_line(5)), resume_index=bad)
+    assert MissionPlan(mission=tuple(_line(5)), resume_index=5).resume_index == 5
 
 
 def test_applier_config_validates_fence_type():

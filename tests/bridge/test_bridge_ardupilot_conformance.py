@@ -17,7 +17,11 @@ from mavlink_bridge.plan import (
     MissionPlan, MissionType,
 )
 from mavlink_bridge.telemetry import StatusText, StatusTextAssembler, TelemetryTracker
-from test_bridge_e2e_sim import HOME, _exclusion_square, _ready, _route, _take_off, flying_setup
+from bridge_vehicle import HOME, TestVehicle, flying_setup
+from bridge_vehicle import exclusion_square as _exclusion_square
+from bridge_vehicle import ready as _ready
+from bridge_vehicle import route as _route
+from bridge_vehicle import take_off
 
 M = mavlink
 
@@ -54,11 +58,11 @@ def test_tracker_keeps_the_autopilots_mode_when_an_adsb_receiver_beats_on_its_sy
     assert hb.mode == "AUTO" and hb.armed
 
 
-def test_gimbal_and_adsb_heartbeats_do_not_redirect_commands_or_fake_the_vehicle_state():
+def test_gimbal_and_adsb_heartbeats_do_not_redirect_commands_or_fake_the_vehicle_state(vehicle: TestVehicle):
     """ArduPilot's MAVLink routing (MAVLink_routing::check_and_forward) only handles a
     command addressed to its own component (1) or to 0: if the bridge took a gimbal's
     HEARTBEAT as the vehicle, commands would go to compid 154 and be ignored."""
-    with flying_setup(proxy=True) as (_sim, link, v, proxy):
+    with flying_setup(vehicle, proxy=True) as (_sim, link, v, proxy):
         _ready(v)
         assert v.set_mode("GUIDED").accepted
         wait_for(lambda: v.state().heartbeat is not None and v.state().heartbeat.mode == "GUIDED",
@@ -111,54 +115,56 @@ def test_rally_altitude_reads_back_in_whole_metres():
     """MissionItemProtocol_Rally: RallyLocation.alt = cmd.z (int16 metres), read back in
     MAV_FRAME_GLOBAL_RELATIVE_ALT; 30.7 m comes back as 30."""
     sent = MissionItem.at(CMD_NAV_RALLY_POINT, -35.36, 149.16, 30.7, frame=FRAME_GLOBAL_RELATIVE_ALT_INT)
-    back = MissionItem(command=CMD_NAV_RALLY_POINT, frame=FRAME_GLOBAL_RELATIVE_ALT, x=sent.x, y=sent.y, z=30.0)
+    back = MissionItem(command=CMD_NAV_RALLY_POINT, frame=FRAME_GLOBAL_RELATIVE_ALT, x=sent.x, y=sent.y, z=30.0,
+                       autocontinue=0)  # RallyLocation stores no autocontinue
     assert items_match(sent, back) is None
     assert "z" in items_match(sent, MissionItem(command=CMD_NAV_RALLY_POINT, frame=FRAME_GLOBAL_RELATIVE_ALT,
-                                                x=sent.x, y=sent.y, z=31.0))
+                                                x=sent.x, y=sent.y, z=31.0, autocontinue=0))
 
 
-def test_rally_plan_with_fractional_altitude_applies_against_the_simulator():
-    with flying_setup() as (_sim, _link, v, _):
+def test_rally_plan_with_fractional_altitude_applies_against_the_simulator(vehicle: TestVehicle):
+    with flying_setup(vehicle) as (_sim, _link, v, _):
         _ready(v)
         rally = (MissionItem.at(CMD_NAV_RALLY_POINT, HOME[0] + 0.001, HOME[1], 25.5),)
         report = PlanApplier(v).apply(MissionPlan(rally=rally))
         assert MissionType.RALLY in report.uploaded  # verified by read-back, as stored
 
 
-def test_fence_enable_adds_the_polygon_bit_to_fence_type_instead_of_overwriting_it():
+def test_fence_enable_adds_the_polygon_bit_to_fence_type_instead_of_overwriting_it(vehicle: TestVehicle):
     """AC_Fence FENCE_TYPE is a bitmask (1 max alt, 2 circle, 4 polygon, 8 min alt);
     an operator's altitude and circle fences must survive our polygon."""
-    with flying_setup() as (sim, _link, v, _):
+    with flying_setup(vehicle) as (sim, _link, v, _):
         _ready(v)
+        vehicle.needs_reboot()
         v.set_param("FENCE_TYPE", 3)  # altitude + circle, no polygon
         plan = MissionPlan(fence=_exclusion_square(HOME[0] - 0.003, HOME[1] - 0.003), fence_enable=True)
         report = PlanApplier(v).apply(plan)
         assert ("FENCE_TYPE", 7.0) in report.params_set
-        assert dict(sim.state(0).params)["FENCE_TYPE"] == 7
         assert v.get_param("FENCE_TYPE") == 7
 
 
-def test_fence_type_already_including_polygons_is_left_alone():
-    with flying_setup() as (sim, _link, v, _):
+def test_fence_type_already_including_polygons_is_left_alone(vehicle: TestVehicle):
+    with flying_setup(vehicle) as (sim, _link, v, _):
         _ready(v)
+        vehicle.needs_reboot()
         v.set_param("FENCE_TYPE", 12)  # polygon + min altitude
         plan = MissionPlan(fence=_exclusion_square(HOME[0] - 0.003, HOME[1] - 0.003), fence_enable=True)
         report = PlanApplier(v).apply(plan)
         assert [name for name, _ in report.params_set] == ["FENCE_ENABLE"]
-        assert dict(sim.state(0).params)["FENCE_TYPE"] == 12
+        assert v.get_param("FENCE_TYPE") == 12
 
 
-def test_param_reads_get_arducopter_param_index_conventions():
+def test_param_reads_get_arducopter_param_index_conventions(vehicle: TestVehicle):
     """GCS_Param.cpp: a read by name is answered with param_index -1 (65535)."""
-    with flying_setup() as (_sim, _link, v, _):
+    with flying_setup(vehicle) as (_sim, _link, v, _):
         assert v.get_param("RTL_ALT") == 1500
 
 
-def test_reboot_behind_a_link_that_stays_up_makes_the_applier_reupload():
+def test_reboot_behind_a_link_that_stays_up_makes_the_applier_reupload(vehicle: TestVehicle):
     """After an autopilot restart its boot clock starts again; SITL run with -w (or a
     board whose storage was reset) holds no mission. The link (a serial line) never
     dropped, so only the jump back of time_boot_ms tells the bridge."""
-    with flying_setup(proxy=True) as (_sim, link, v, proxy):
+    with flying_setup(vehicle, proxy=True) as (_sim, link, v, proxy):
         _ready(v)
         wait_for(lambda: v.state().position is not None and v.state().position.time_boot_ms > 6000,
                  what="boot clock past 6 s")
@@ -174,6 +180,35 @@ def test_reboot_behind_a_link_that_stays_up_makes_the_applier_reupload():
         wait_for(lambda: v.telemetry.reboots == 1, what="reboot noticed")
         assert link.stats.connects == 1
         assert MissionType.MISSION in applier.apply(plan).uploaded
+
+
+def test_one_restart_showing_both_signs_counts_as_one_reboot():
+    """Regression: a restart sends BOOT heartbeats *and* positions from a clock started
+    again; each sign used to count, so one restart was two reboots. Either order."""
+    mav = encoder(1, 1)
+    lat, lon = round(HOME[0] * 1e7), round(HOME[1] * 1e7)
+
+    def hb(status: int) -> object:
+        raw = M.MAVLink_heartbeat_message(M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA,
+                                          81, 0, status, 3).pack(mav)
+        return mav.decode(bytearray(raw))
+
+    def pos(boot_ms: int) -> object:
+        raw = M.MAVLink_global_position_int_message(boot_ms, lat, lon, 584_000, 0, 0, 0, 0, 0).pack(mav)
+        return mav.decode(bytearray(raw))
+
+    for heartbeat_first in (True, False):
+        tracker = TelemetryTracker(1)
+        tracker.feed(hb(M.MAV_STATE_STANDBY), 0.0)
+        tracker.feed(pos(60_000), 0.1)
+        restart = [hb(M.MAV_STATE_BOOT), pos(1_200)] if heartbeat_first else [pos(1_200), hb(M.MAV_STATE_BOOT)]
+        for i, msg in enumerate(restart + [hb(M.MAV_STATE_STANDBY), pos(2_200)]):
+            tracker.feed(msg, 1.0 + i)
+        assert tracker.reboots == 1, heartbeat_first
+        # and the next restart is counted again
+        tracker.feed(hb(M.MAV_STATE_BOOT), 9.0)
+        tracker.feed(pos(100), 9.1)
+        assert tracker.reboots == 2
 
 
 def test_heartbeat_back_in_boot_state_counts_as_a_reboot():
@@ -192,10 +227,10 @@ def test_heartbeat_back_in_boot_state_counts_as_a_reboot():
     assert tracker.reboots == 1
 
 
-def test_takeoff_and_flight_unaffected_by_injected_foreign_heartbeats():
-    with flying_setup(proxy=True) as (_sim, _link, v, proxy):
+def test_takeoff_and_flight_unaffected_by_injected_foreign_heartbeats(vehicle: TestVehicle):
+    with flying_setup(vehicle, proxy=True) as (_sim, _link, v, proxy):
         proxy.inject(bytes(_hb(*ADSB).get_msgbuf()))
-        _take_off(v, alt=10.0)
+        take_off(vehicle, v, alt=10.0)
         assert v.state().heartbeat.armed
 
 
@@ -211,8 +246,8 @@ def test_waypoint_hold_time_reads_back_truncated_to_whole_seconds():
                                                      param1=3.0, x=sent.x, y=sent.y, z=20.0))
 
 
-def test_mission_with_fractional_hold_time_applies_against_the_simulator():
-    with flying_setup() as (_sim, _link, v, _):
+def test_mission_with_fractional_hold_time_applies_against_the_simulator(vehicle: TestVehicle):
+    with flying_setup(vehicle) as (_sim, _link, v, _):
         _ready(v)
         route = _route(HOME[0], HOME[1], 0.0, n=2)
         route = route[:1] + tuple(MissionItem(command=it.command, frame=it.frame, param1=1.5,
@@ -236,16 +271,17 @@ def test_readback_normalisation_of_land_and_loiter_time_matches_ap_mission():
     assert items_match(loiter, back) is None
 
 
-def test_plan_with_land_and_loiter_applies_and_verifies_against_the_simulator():
+def test_plan_with_land_and_loiter_applies_and_verifies_against_the_simulator(vehicle: TestVehicle):
     from mavlink_bridge.plan import CMD_NAV_LAND, CMD_NAV_LOITER_TIME
-    with flying_setup() as (sim, _link, v, _):
+    with flying_setup(vehicle) as (sim, _link, v, _):
         _ready(v)
         route = _route(HOME[0], HOME[1], 0.0, n=1) + (
             MissionItem.at(CMD_NAV_LOITER_TIME, HOME[0] + 0.0004, HOME[1], 20.456, param1=3.5),
             MissionItem.at(CMD_NAV_LAND, HOME[0], HOME[1], 0.0))
         assert MissionType.MISSION in PlanApplier(v).apply(MissionPlan(mission=route)).uploaded
-        stored = sim.state(0).mission
-        assert (stored[-1].param4, stored[-2].param3, stored[-2].param1, stored[-2].z) == (1.0, 1.0, 3.0, 20.45)
+        stored = v.download(MissionType.MISSION)
+        assert (stored[-1].param4, stored[-2].param3, stored[-2].param1) == (1.0, 1.0, 3.0)
+        assert stored[-2].z == pytest.approx(20.45, abs=1e-5)  # whole centimetres, as float32
 
 
 def test_mavlink1_heartbeats_before_the_switch_to_mavlink2_are_understood():
