@@ -42,18 +42,21 @@ UPLOAD_REREQUEST_S = 1.0  # MissionItemProtocol::update(): wp_recv_timeout_ms = 
 UPLOAD_TIMEOUT_S = 8.0  # MissionItemProtocol::upload_timeout_ms = 8000
 
 # Commands AP_Mission::mavlink_int_to_mission_cmd accepts on Copter, split by whether
-# they are stored with a location (AP_Mission::stored_in_location).
+# they are stored with a location (AP_Mission::stored_in_location, copied here
+# command for command). The others keep no frame and no position: they are read back in
+# frame 0 with x = y = z = 0 (mission_cmd_to_mavlink_int's defaults), whatever frame
+# they were sent in, so NAV_RETURN_TO_LAUNCH in MAV_FRAME_MISSION is accepted.
 _M = _mav
 LOCATION_COMMANDS = frozenset({
     _M.MAV_CMD_NAV_WAYPOINT, _M.MAV_CMD_NAV_LOITER_UNLIM, _M.MAV_CMD_NAV_LOITER_TURNS,
-    _M.MAV_CMD_NAV_LOITER_TIME, _M.MAV_CMD_NAV_RETURN_TO_LAUNCH, _M.MAV_CMD_NAV_LAND,
-    _M.MAV_CMD_NAV_TAKEOFF, _M.MAV_CMD_NAV_CONTINUE_AND_CHANGE_ALT, _M.MAV_CMD_NAV_LOITER_TO_ALT,
-    _M.MAV_CMD_NAV_SPLINE_WAYPOINT, _M.MAV_CMD_NAV_PAYLOAD_PLACE, _M.MAV_CMD_DO_SET_HOME,
-    _M.MAV_CMD_DO_SET_ROI, _M.MAV_CMD_DO_LAND_START, _M.MAV_CMD_NAV_VTOL_TAKEOFF,
-    _M.MAV_CMD_NAV_VTOL_LAND, _M.MAV_CMD_DO_SET_ROI_LOCATION,
+    _M.MAV_CMD_NAV_LOITER_TIME, _M.MAV_CMD_NAV_LAND, _M.MAV_CMD_NAV_TAKEOFF,
+    _M.MAV_CMD_NAV_CONTINUE_AND_CHANGE_ALT, _M.MAV_CMD_NAV_LOITER_TO_ALT,
+    _M.MAV_CMD_NAV_SPLINE_WAYPOINT, _M.MAV_CMD_NAV_GUIDED_ENABLE, _M.MAV_CMD_DO_SET_HOME,
+    _M.MAV_CMD_DO_LAND_START, _M.MAV_CMD_DO_GO_AROUND, _M.MAV_CMD_DO_SET_ROI,
+    _M.MAV_CMD_NAV_VTOL_TAKEOFF, _M.MAV_CMD_NAV_VTOL_LAND, _M.MAV_CMD_NAV_PAYLOAD_PLACE,
 })
 _OTHER_COMMANDS = frozenset({
-    _M.MAV_CMD_NAV_GUIDED_ENABLE, _M.MAV_CMD_NAV_DELAY, _M.MAV_CMD_CONDITION_DELAY,
+    _M.MAV_CMD_NAV_RETURN_TO_LAUNCH, _M.MAV_CMD_DO_SET_ROI_LOCATION, _M.MAV_CMD_NAV_DELAY, _M.MAV_CMD_CONDITION_DELAY,
     _M.MAV_CMD_CONDITION_DISTANCE, _M.MAV_CMD_CONDITION_YAW, _M.MAV_CMD_DO_JUMP,
     _M.MAV_CMD_DO_CHANGE_SPEED, _M.MAV_CMD_DO_SET_RELAY, _M.MAV_CMD_DO_REPEAT_RELAY,
     _M.MAV_CMD_DO_SET_SERVO, _M.MAV_CMD_DO_REPEAT_SERVO, _M.MAV_CMD_DO_DIGICAM_CONFIGURE,
@@ -70,7 +73,7 @@ MISSION_COMMANDS = LOCATION_COMMANDS | _OTHER_COMMANDS
 # The commands the mission executor flies as nav commands (AP_Mission::is_nav_cmd: ids up
 # to MAV_CMD_NAV_LAST). Do-commands stored with a location (DO_SET_HOME, DO_SET_ROI, ...)
 # are not among them; NAV_GUIDED_ENABLE, which the simulator cannot fly, completes at once.
-NAV_COMMANDS = frozenset(c for c in LOCATION_COMMANDS if c <= _M.MAV_CMD_NAV_LAST) | {_M.MAV_CMD_NAV_DELAY}
+NAV_COMMANDS = frozenset(c for c in MISSION_COMMANDS if c <= _M.MAV_CMD_NAV_LAST)
 FENCE_COMMANDS = frozenset({
     _M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_INCLUSION, _M.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
     _M.MAV_CMD_NAV_FENCE_RETURN_POINT, _M.MAV_CMD_NAV_FENCE_CIRCLE_INCLUSION,
@@ -264,6 +267,10 @@ class ItemProtocol:
         self._legacy_warned = False
 
     # --- hooks a list type overrides -------------------------------------------------
+    def store_ready(self) -> bool:
+        """Whether the list's storage is initialised (it is at once, but for missions)."""
+        return True
+
     def item_count(self) -> int:
         return len(self.items)
 
@@ -311,6 +318,11 @@ class ItemProtocol:
             return
         if self.receiving:
             self.abort_upload()
+        if not self.store_ready():
+            # AP_Mission before init(): no storage yet, every count is too many (real
+            # Copter SITL answers NO_SPACE for about 0.5 s after boot).
+            self._ack(msg.get_srcSystem(), msg.get_srcComponent(), _M.MAV_MISSION_NO_SPACE)
+            return
         if count > self.max_items:
             self._ack(msg.get_srcSystem(), msg.get_srcComponent(), _M.MAV_MISSION_NO_SPACE)
             self._statustext(_M.MAV_SEVERITY_WARNING, f"Only {self.max_items} items are supported")
@@ -423,10 +435,14 @@ class MissionList(ItemProtocol):
     """Waypoints: item 0 is home, written in place as each item arrives."""
 
     def __init__(self, mav: Any, send: Send, statustext: Callable[[int, str], None],
-                 home: Callable[[], Item]) -> None:
+                 home: Callable[[], Item], ready: Callable[[], bool] = lambda: True) -> None:
         super().__init__(mav, send, statustext)
         self._home = home
+        self._ready = ready
         self.items = [home()]
+
+    def store_ready(self) -> bool:
+        return self._ready()
 
     def get_item(self, seq: int) -> Item | None:
         if seq == 0:  # read_cmd_from_storage(0) returns the current home
@@ -486,10 +502,11 @@ class FenceList(ItemProtocol):
         if item.command not in FENCE_COMMANDS:
             return _M.MAV_MISSION_UNSUPPORTED
         # AC_PolyFenceItem keeps type, lat/lon and vertex count or radius; read back
-        # with frame 0 (GLOBAL) and z 0 (MissionItemProtocol_Fence::get_item_as_mission_item).
+        # with frame 0 (GLOBAL), z 0 and autocontinue 0: nothing else is stored
+        # (MissionItemProtocol_Fence::get_item_as_mission_item fills no more).
         keep_p1 = item.command != _M.MAV_CMD_NAV_FENCE_RETURN_POINT
         self._staged[seq] = Item(item.command, _F_GLOBAL, item.param1 if keep_p1 else 0.0,
-                                 x=item.x, y=item.y, z=0.0)
+                                 x=item.x, y=item.y, z=0.0, autocontinue=0)
         return _M.MAV_MISSION_ACCEPTED
 
     def complete(self) -> int:
@@ -512,8 +529,10 @@ class FenceList(ItemProtocol):
 
 
 class RallyList(ItemProtocol):
-    """Rally points (MissionItemProtocol_Rally): NAV_RALLY_POINT in a relative-altitude
-    frame only, altitude kept in whole metres (RallyLocation.alt is int16)."""
+    """Rally points (MissionItemProtocol_Rally): NAV_RALLY_POINT in a global frame,
+    absolute or relative to home, altitude kept in whole metres (RallyLocation.alt is
+    int16); read back in GLOBAL or GLOBAL_RELATIVE_ALT with autocontinue 0 (RallyLocation
+    has no such flag)."""
 
     mission_type = _M.MAV_MISSION_TYPE_RALLY
     max_items = MAX_RALLY_ITEMS
@@ -529,10 +548,12 @@ class RallyList(ItemProtocol):
     def put_item(self, seq: int, item: Item) -> int:
         if item.command != _M.MAV_CMD_NAV_RALLY_POINT:
             return _M.MAV_MISSION_UNSUPPORTED
-        if item.frame not in _REL_FRAMES:
+        if item.frame not in _REL_FRAMES | AMSL_FRAMES:
             return _M.MAV_MISSION_UNSUPPORTED_FRAME
         if (error := _position_error(item)) != _M.MAV_MISSION_ACCEPTED:
             return error
         if not math.isfinite(item.z) or not -32768 <= item.z <= 32767:
             return _M.MAV_MISSION_INVALID_PARAM7
-        return self._write(seq, Item(item.command, _F_REL, x=item.x, y=item.y, z=float(int(item.z))))
+        frame = _F_REL if item.frame in _REL_FRAMES else _F_GLOBAL
+        return self._write(seq, Item(item.command, frame, x=item.x, y=item.y, z=float(int(item.z)),
+                                     autocontinue=0))

@@ -37,7 +37,7 @@ def copter_param_specs(sysid: int, wp_speed_cms: float, wp_radius_cm: float,
         ParamSpec("FENCE_ALT_MAX", _REAL32, 100, 10, 1000),
         ParamSpec("FENCE_ENABLE", _INT8, 0, 0, 1),
         ParamSpec("FENCE_MARGIN", _REAL32, 2, 1, 10),
-        ParamSpec("FENCE_RADIUS", _REAL32, 300, 30, 10000),
+        ParamSpec("FENCE_RADIUS", _REAL32, 150, 30, 10000),  # SITL copter.parm (ArduCopter: 300)
         ParamSpec("FENCE_TYPE", _INT8, 7, 0, 15),
         ParamSpec("LAND_SPEED", _INT16, 50, 30, 200),
         ParamSpec("LAND_SPEED_HIGH", _INT16, 0, 0, 2500),

@@ -34,6 +34,7 @@ RADIO_SYSID, RADIO_COMPID = 51, M.MAV_COMP_ID_TELEMETRY_RADIO
 _BOOT_STATUS_S = 1.0  # HEARTBEAT.system_status stays MAV_STATE_BOOT until init finishes
 _GPS_FIX_FRACTION = 0.25  # the GPS gets its 3D fix well before the EKF uses it
 _HOVER_THROTTLE = 0.35  # MOT_THST_HOVER
+_MISSION_INIT_S = 0.5  # AP_Mission answers NO_SPACE until initialised, ~0.5 s after boot (Copter SITL)
 _LAND_ALT_LOW_M = 10.0  # LAND_ALT_LOW: below it descend at LAND_SPEED
 _GUIDED_TIMEOUT_S = 3.0  # GUID_TIMEOUT: a velocity target lapses after this long
 _FORCE_MAGIC = 21196  # MAV_CMD_COMPONENT_ARM_DISARM param2 that forces arm/disarm
@@ -236,7 +237,8 @@ class SimVehicle:
         self._mah_used = config.battery_capacity_mah * (1.0 - config.battery_initial_pct / 100.0)
         self._current_a = config.battery_idle_current_a
         # mission, fence, rally
-        self.missions = _mission.MissionList(self._mav, self._send, self.statustext, self._home_item)
+        self.missions = _mission.MissionList(self._mav, self._send, self.statustext, self._home_item,
+                                             ready=lambda: self.boot_time is not None and self.t >= _MISSION_INIT_S)
         self.fences = _mission.FenceList(self._mav, self._send, self.statustext)
         self.rallies = _mission.RallyList(self._mav, self._send, self.statustext)
         self.fences.on_changed = self._rebuild_fence

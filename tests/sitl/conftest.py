@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-from sitl_client import SimClient, fast_config
+from sitl_client import M, SimClient, fast_config
 
 from sitl.builtin import SimulatorServer
 
@@ -25,7 +25,8 @@ def sim() -> Iterator[SimulatorServer]:
 def client(sim: SimulatorServer) -> Iterator[SimClient]:
     c = SimClient(sim.endpoints[0])
     try:
-        c.wait("HEARTBEAT")
+        # out of MAV_STATE_BOOT: init done, the mission store takes uploads
+        c.wait("HEARTBEAT", lambda m: m.system_status != M.MAV_STATE_BOOT)
         yield c
     finally:
         c.close()

@@ -47,6 +47,11 @@ class Gcs:
         self.mav.command_long_send(self.conn.target_system, self.conn.target_component, command, 0, *p)
         return self.ack(command)
 
+    def wait_booted(self) -> None:
+        """The first HEARTBEAT out of MAV_STATE_BOOT: ArduPilot's init is done (before
+        it, AP_Mission answers an upload with NO_SPACE)."""
+        self.wait("HEARTBEAT", lambda m: m.system_status != M.MAV_STATE_BOOT)
+
     def wait_ready(self) -> None:
         assert self.command(M.MAV_CMD_SET_MESSAGE_INTERVAL, M.MAVLINK_MSG_ID_EKF_STATUS_REPORT,
                             100_000) == M.MAV_RESULT_ACCEPTED
@@ -68,6 +73,7 @@ def gcs() -> Iterator[Gcs]:
         g = Gcs(sim.endpoints[0])
         try:
             g.conn.wait_heartbeat(timeout=WAIT_S)
+            g.wait_booted()
             yield g
         finally:
             g.conn.close()
@@ -197,7 +203,8 @@ def test_mavwploader_upload_read_back_and_auto_flight_to_rtl_disarm(gcs):
         back.append(gcs.wait("MISSION_ITEM_INT", lambda m, s=seq: m.seq == s))
     gcs.mav.mission_ack_send(1, 1, M.MAV_MISSION_ACCEPTED)
     assert back[0].frame == M.MAV_FRAME_GLOBAL and back[0].command == M.MAV_CMD_NAV_WAYPOINT
-    assert [m.frame for m in back[1:]] == [M.MAV_FRAME_GLOBAL_RELATIVE_ALT] * 4
+    # NAV_RETURN_TO_LAUNCH stores no location (AP_Mission::stored_in_location): frame 0
+    assert [m.frame for m in back[1:]] == [M.MAV_FRAME_GLOBAL_RELATIVE_ALT] * 3 + [M.MAV_FRAME_GLOBAL]
     # MAVWPLoader holds legacy MISSION_ITEMs: lat/lon travel as float32 (~1e-6 degrees)
     assert abs(back[2].x - wp1[0]) < 100 and abs(back[2].y - wp1[1]) < 100
 
@@ -298,7 +305,7 @@ def test_param_list_read_and_set_indices(gcs):
 def test_param_request_list_sends_the_banner(gcs):
     """GCS_MAVLINK::handle_param_request_list calls send_banner() first (firmware
     version and frame STATUSTEXTs), which GCSs use to learn the firmware."""
-    gcs.wait("STATUSTEXT", lambda m: m.text.startswith("Frame: "))  # the boot banner
+    # (the boot banner went by while the fixture waited for the end of MAV_STATE_BOOT)
     gcs.mav.param_request_list_send(1, 1)
     gcs.wait("STATUSTEXT", lambda m: m.text.startswith("ArduCopter V"))
     gcs.wait("STATUSTEXT", lambda m: m.text.startswith("Frame: "))
@@ -465,6 +472,7 @@ def test_reboot_command_restarts_like_sitl_and_keeps_storage():
         g = Gcs(sim.endpoints[0])
         try:
             g.conn.wait_heartbeat(timeout=WAIT_S)
+            g.wait_booted()
             g.mav.param_set_send(1, 1, b"RTL_ALT", 3000, M.MAV_PARAM_TYPE_INT32)
             g.wait("PARAM_VALUE", lambda m: m.param_id == "RTL_ALT")
             lat, lon = home_plus(20, 0)

@@ -186,12 +186,18 @@ def test_download_during_an_upload_is_denied(client):
             break
 
 
-def test_rally_upload_ends_with_rally_points_received_and_rejects_absolute_frames(client):
-    good = [(M.MAV_CMD_NAV_RALLY_POINT, REL_INT, 0, 0, 0, 0, *home_plus(30, 30), 20.0)]
+def test_rally_upload_takes_relative_and_absolute_frames_and_rejects_local_ones(client):
+    """MissionItemProtocol_Rally (observed on Copter SITL): a rally point in GLOBAL(_INT)
+    is kept absolute, one in GLOBAL_RELATIVE_ALT(_INT) relative; whole metres; no
+    autocontinue stored (reads back 0)."""
+    good = [(M.MAV_CMD_NAV_RALLY_POINT, REL_INT, 0, 0, 0, 0, *home_plus(30, 30), 20.0),
+            (M.MAV_CMD_NAV_RALLY_POINT, M.MAV_FRAME_GLOBAL_INT, 0, 0, 0, 0, *home_plus(30, 30), 600.7)]
     assert client.upload(good, mission_type=M.MAV_MISSION_TYPE_RALLY)[0] == M.MAV_MISSION_ACCEPTED
     client.wait("STATUSTEXT", lambda m: m.text == "Rally points received")
-    absolute = [(M.MAV_CMD_NAV_RALLY_POINT, M.MAV_FRAME_GLOBAL_INT, 0, 0, 0, 0, *home_plus(30, 30), 600.0)]
-    assert client.upload(absolute, mission_type=M.MAV_MISSION_TYPE_RALLY)[0] == M.MAV_MISSION_UNSUPPORTED_FRAME
+    back = client.download(mission_type=M.MAV_MISSION_TYPE_RALLY)
+    assert [(m.frame, m.z, m.autocontinue) for m in back] == [(REL, 20.0, 0), (GLOBAL, 600.0, 0)]
+    local = [(M.MAV_CMD_NAV_RALLY_POINT, M.MAV_FRAME_LOCAL_NED, 0, 0, 0, 0, 10, 10, 20.0)]
+    assert client.upload(local, mission_type=M.MAV_MISSION_TYPE_RALLY)[0] == M.MAV_MISSION_UNSUPPORTED_FRAME
 
 
 def test_fence_and_rally_requests_past_the_end_are_invalid_sequence(client):
