@@ -98,10 +98,13 @@ class ContractSwarm:
     def _plan(self, n: FakeNode) -> None:
         lat, lon = n.lat, n.lon
         mission = [[lat + 0.001 * k, lon + 0.0005 * k, 30.0, 16] for k in range(4)]
+        # Exclusion fences around the hazards, as the planner makes them.
+        fences = [[[lat_, lon_] for lon_, lat_ in z.ring[:-1]]
+                  for z in self.map.zones.values() if z.is_hazard]
         items = {"mission": [[16, 6, 0, 0, 0, None, round(m[0] * 1e7), round(m[1] * 1e7), 30.0, 1]
                              for m in mission], "fence": [], "rally": []}
         doc = {"v": 1, "node": n.node, "name": n.name, "map_version": self.map.version,
-               "status": "ok", "reasons": [], "mission": mission, "fences": [], "rally": [],
+               "status": "ok", "reasons": [], "mission": mission, "fences": fences, "rally": [],
                "fc_map_version": self.map.version, "home": [BASE_LAT, BASE_LON, 100.0],
                "items": items,
                "sector": [[lat, lon], [lat + 0.002, lon], [lat + 0.002, lon + 0.001],

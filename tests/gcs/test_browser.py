@@ -42,6 +42,25 @@ def _zone_ids(page) -> list[str]:
         .filter(f => f.properties.kind === 'zone').map(f => f.properties.id)""")
 
 
+def _popup_button(page, title: str, label: str) -> None:
+    # Found and clicked in one script: Leaflet may rebuild a popup's content right after
+    # opening it (its first layout), which would leave a found element stale.
+    wait_for(lambda: page.js(
+        "const pop = [...document.querySelectorAll('.leaflet-popup .popup')]"
+        ".find(p => p.querySelector('b').textContent === arguments[0]);"
+        "const b = pop && [...pop.querySelectorAll('.acts button')]"
+        ".find(b => b.textContent === arguments[1]); if (b) b.click(); return !!b;",
+        title, label), 10, f"{title}: the {label!r} button")
+
+
+def _wait_outcome(page, label: str) -> None:
+    text = wait_for(lambda: page.js(
+        "const li = [...document.querySelectorAll('#pending li')].find(l => "
+        "l.textContent.startsWith(arguments[0] + ':'));"
+        "return li && li.className !== 'wait' && li.textContent", label), 30, f"{label} outcome")
+    assert "committed at index" in text, text
+
+
 def test_page_live_with_the_swarm(broker, make_station, page) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -85,6 +104,32 @@ def test_page_live_with_the_swarm(broker, make_station, page) -> None:
         assert "op-drawn" in swarm.map.zones  # committed in the swarm, not only on the page
         wait_for(lambda: "op-drawn" in _zone_ids(page), 20, "op-drawn drawn from the map")
         assert len(swarm.map.zones["op-drawn"].ring) == 5  # 4 corners, closed
+
+        # Drop a survivor, mark it rescued from its popup, remove the drawn zone.
+        page.driver.find_element(By.ID, "btn-survivor").click()
+        ActionChains(page.driver).move_to_element_with_offset(map_el, 60, -40).click().perform()
+        form = page.driver.find_element(By.ID, "survivorform")
+        assert form.is_displayed()
+        form.find_element(By.NAME, "id").clear()
+        form.find_element(By.NAME, "id").send_keys("op-s1")
+        form.find_element(By.NAME, "count").clear()
+        form.find_element(By.NAME, "count").send_keys("4")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait_outcome(page, "survivor op-s1")
+        assert swarm.map.survivors["op-s1"].count == 4
+        wait_for(lambda: page.js("return [...document.querySelectorAll('#survivors td')]"
+                                 ".some(td => td.textContent === 'op-s1')"), 20, "op-s1 listed")
+        page.js("[...document.querySelectorAll('#survivors tr')].find(tr => "
+                "tr.firstChild.textContent === 'op-s1').click()")
+        _popup_button(page, "Survivor op-s1", "Mark rescued")
+        _wait_outcome(page, "survivor op-s1 rescued")
+        assert swarm.map.survivors["op-s1"].status.value == "rescued"
+        page.js("gcs.layers.zones.eachLayer(l => { if (l.feature.properties.id === 'op-drawn') "
+                "l.openPopup(l.getBounds().getCenter()); })")
+        _popup_button(page, "Zone op-drawn", "Remove")
+        _wait_outcome(page, "remove zone op-drawn")
+        assert "op-drawn" not in swarm.map.zones
+        wait_for(lambda: "op-drawn" not in _zone_ids(page), 20, "op-drawn gone from the page")
 
         # An action the map refuses is shown as an error, never as done.
         reply = page.driver.execute_async_script(

@@ -41,7 +41,7 @@
   map.setView([0, 0], 2);
 
   const panes = [["areas", 390], ["zones", 400], ["routes", 410], ["plans", 420],
-                 ["items", 610], ["dronesPane", 640], ["pendingPane", 650]];
+                 ["dronesPane", 610], ["items", 640], ["pendingPane", 650]];
   for (const [name, z] of panes) { map.createPane(name); map.getPane(name).style.zIndex = z; }
 
   const layers = {
@@ -54,6 +54,7 @@
     survivors: L.layerGroup().addTo(map),
     paths: L.layerGroup().addTo(map),
     fences: L.layerGroup().addTo(map),
+    tracks: L.layerGroup().addTo(map),
     drones: L.layerGroup().addTo(map),
     pending: L.layerGroup().addTo(map),
   };
@@ -61,7 +62,7 @@
     "Grid": layers.grid, "Search area": layers.searchArea, "Sectors": layers.sectors,
     "Zones": layers.zones, "Routes": layers.routes, "Drone homes": layers.homes,
     "Survivors": layers.survivors, "Planned paths": layers.paths, "Fences": layers.fences,
-    "Drones": layers.drones,
+    "Drone tracks": layers.tracks, "Drones": layers.drones,
   }, { collapsed: true, position: "topright" }).addTo(map);
 
   // A plain grid (graticule) when there are no tiles: lines at a round step, ~6-12 across.
@@ -113,15 +114,36 @@
     return box;
   }
 
-  function renderMap() {
-    const doc = state.map;
-    for (const k of ["searchArea", "zones", "routes", "homes", "survivors"]) layers[k].clearLayers();
-    if (!doc) return;
-    for (const f of doc.features || []) {
+  const survivorMarkers = new Map();
+  function renderSurvivorTable(doc) {
+    const rank = (p) => (p.urgent ? 0 : { reported: 1, confirmed: 2, rescued: 3 }[p.status] ?? 4);
+    const list = ((doc && doc.features) || []).filter((f) => f.properties.kind === "survivor")
+      .map((f) => f.properties).sort((a, b) => rank(a) - rank(b) || a.id.localeCompare(b.id));
+    const tbody = $("survivors").tBodies[0];
+    tbody.replaceChildren();
+    let waiting = 0;
+    for (const p of list) {
+      if (p.status !== "rescued") waiting += p.count;
+      const tr = el("tr", { class: p.urgent ? "urgent" : p.status });
+      tr.append(el("td", { text: p.id }), el("td", { text: p.count }), el("td", { text: p.status }),
+                el("td", { text: fmt(p.confidence, 2) }), el("td", { text: p.urgent ? "URGENT" : "" }));
+      tr.addEventListener("click", () => {
+        const m = survivorMarkers.get(p.id);
+        if (m) { map.panTo(m.getLatLng()); m.openPopup(); }
+      });
+      tbody.append(tr);
+    }
+    if (!list.length) tbody.append(el("tr", {}, el("td", { text: "none reported" })));
+    $("surv-total").textContent = list.length ? `(${waiting} people not yet rescued)` : "";
+  }
+
+  // One Leaflet layer for one map feature, and the layer group it belongs in.
+  function drawFeature(f) {
       const p = f.properties || {}, g = f.geometry;
       if (p.kind === "search_area" && g.type === "Polygon") {
-        L.polygon(g.coordinates[0].map(ll), { pane: "areas", color: "#2e86c1", weight: 2,
-          dashArray: "8 6", fill: false }).bindTooltip("search area").addTo(layers.searchArea);
+        return { group: "searchArea", layer: L.polygon(g.coordinates[0].map(ll), {
+          pane: "areas", color: "#2e86c1", weight: 2, dashArray: "8 6", fill: false,
+        }).bindTooltip("search area") };
       } else if (p.kind === "zone" && g.type === "Polygon") {
         const z = L.polygon(g.coordinates[0].map(ll), { pane: "zones",
           ...(ZONE_STYLE[p.status] || ZONE_STYLE.burning) });
@@ -133,7 +155,7 @@
             [`Mark ${s}`, () => propose({ type: "set_zone", id: p.id, status: s,
               polygon: g.coordinates[0] }, `zone ${p.id} → ${s}`)]),
            ["Remove", () => propose({ type: "remove_zone", id: p.id }, `remove zone ${p.id}`)]]));
-        z.addTo(layers.zones);
+        return { group: "zones", layer: z };
       } else if (p.kind === "route" && g.type === "LineString") {
         const r = L.polyline(g.coordinates.map(ll), { pane: "routes",
           color: p.unsafe ? "#c0392b" : "#1e8449", weight: p.unsafe ? 4 : 5,
@@ -143,7 +165,7 @@
         r.bindPopup(() => popup(`<b>Route ${esc(p.id)}</b><br>priority ${p.priority} · ` +
           (p.unsafe ? `<b style="color:#c0392b">UNSAFE</b> (${esc((p.crosses || []).join(", "))})` : "safe"),
           [["Remove", () => propose({ type: "remove_route", id: p.id }, `remove route ${p.id}`)]]));
-        r.addTo(layers.routes);
+        return { group: "routes", layer: r };
       } else if (p.kind === "survivor" && g.type === "Point") {
         const cls = p.urgent ? "urgent" : p.status;
         const m = L.marker(ll(g.coordinates), { pane: "items", icon: L.divIcon({
@@ -167,14 +189,43 @@
           `<br>${p.count} people · ${esc(p.status)} · confidence ${fmt(p.confidence, 2)}` +
           `<br>by ${esc(p.reporter)} ${clock(p.time_ms)}` +
           (p.inside && p.inside.length ? `<br>inside ${esc(p.inside.join(", "))}` : ""), acts));
-        m.addTo(layers.survivors);
+        return { group: "survivors", layer: m };
       } else if (p.kind === "drone_home" && g.type === "Point") {
-        L.circleMarker(ll(g.coordinates), { pane: "items", radius: 5, color: "#333",
-          fillColor: "#fff", fillOpacity: 1, weight: 2 })
-          .bindTooltip(`home of ${esc(p.id)} (${esc(p.task)}${p.alive ? "" : ", not alive"})`)
-          .addTo(layers.homes);
+        return { group: "homes", layer: L.circleMarker(ll(g.coordinates), { pane: "items",
+          radius: 5, color: "#333", fillColor: "#fff", fillOpacity: 1, weight: 2 })
+          .bindTooltip(`home of ${esc(p.id)} (${esc(p.task)}${p.alive ? "" : ", not alive"})`) };
       }
+      return null;
+  }
+
+  // Only features that changed are redrawn, so a popup the operator has open stays open
+  // while other commits arrive.
+  const featureLayers = new Map(); // "kind:id" -> {json, group, layer}
+  function renderMap() {
+    const doc = state.map;
+    renderSurvivorTable(doc);
+    const keep = new Set();
+    for (const f of (doc && doc.features) || []) {
+      const p = f.properties || {};
+      const key = `${p.kind}:${p.id}`, json = JSON.stringify(f);
+      keep.add(key);
+      const old = featureLayers.get(key);
+      if (old && old.json === json) continue;
+      if (old) layers[old.group].removeLayer(old.layer);
+      const made = drawFeature(f);
+      if (made) {
+        layers[made.group].addLayer(made.layer);
+        featureLayers.set(key, { json, ...made });
+      } else featureLayers.delete(key);
     }
+    for (const [key, old] of featureLayers) {
+      if (!keep.has(key)) { layers[old.group].removeLayer(old.layer); featureLayers.delete(key); }
+    }
+    survivorMarkers.clear();
+    for (const [key, v] of featureLayers) {
+      if (key.startsWith("survivor:")) survivorMarkers.set(key.slice(9), v.layer);
+    }
+    if (!doc) return;
     $("s-map").textContent = doc.version === null || doc.version === undefined ? "–" : "v" + doc.version;
     if (!state.fitted && doc.bbox) {
       map.fitBounds([[doc.bbox[1], doc.bbox[0]], [doc.bbox[3], doc.bbox[2]]], { padding: [30, 30] });
@@ -206,6 +257,15 @@
   }
 
   const droneMarkers = new Map();
+  function renderTracks() {
+    layers.tracks.clearLayers();
+    for (const d of state.drones) {
+      if (d.track && d.track.length > 1) {
+        L.polyline(d.track, { pane: "plans", color: colour(d.node), weight: 2, opacity: 0.45,
+          interactive: false }).addTo(layers.tracks);
+      }
+    }
+  }
   function droneIcon(d) {
     const c = colour(d.node);
     const heading = d.telemetry && d.telemetry.heading_deg !== null ? d.telemetry.heading_deg : 0;
@@ -228,6 +288,7 @@
       (d.fc_connected === false ? ` <b style="color:#c0392b">FC LINK LOST</b>` : "");
   }
   function renderDrones() {
+    renderTracks();
     const seen = new Set();
     for (const d of state.drones) {
       const t = d.telemetry;
