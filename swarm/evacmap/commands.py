@@ -52,6 +52,7 @@ __all__ = [
     "RemoveSurvivor",
     "RemoveZone",
     "ReportSurvivor",
+    "SetAssignment",
     "SetDroneTask",
     "SetRoute",
     "SetSearchArea",
@@ -81,6 +82,7 @@ MAX_HEAD_COUNT = 10_000
 MIN_ALT_M, MAX_ALT_M = -500.0, 10_000.0
 MAX_TIME_MS = 2**53 - 1  # exact in a JSON number (IEEE 754 double)
 MAX_PRIORITY = 9
+MAX_SURVIVOR_IDS = 10_000  # survivors one drone may be given
 
 _COORD_DIGITS = 7
 _ALT_DIGITS = 2
@@ -546,9 +548,126 @@ class RemoveDrone(_Command):
         self._set("id", _identifier(self.id, "remove_drone.id"))
 
 
+MAX_SECTOR_POLYGONS = 64  # polygons of one drone's sector
+MAX_REASON_CHARS = 300
+_ITEM_PATTERN = re.compile(r"(survivor|search_area)(:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})?")
+
+Polygon: TypeAlias = tuple[tuple[LonLat, ...], ...]  # exterior ring, then holes
+
+
+def _sector_polygon(value: object, where: str) -> Polygon:
+    """One polygon of a sector: [exterior, hole, ...], each ring as in _ring (closed,
+    counter-clockwise, canonical); the whole polygon valid."""
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_POLYGON_VERTICES:
+        raise _fail(where, "expected a polygon: a list of rings, exterior first")
+    rings = tuple(_ring(ring, f"{where}[{i}]") for i, ring in enumerate(value))
+    polygon = shapely.Polygon(rings[0], rings[1:])
+    if not polygon.is_valid:
+        raise _fail(where, f"invalid polygon: {explain_validity(polygon)}")
+    return rings
+
+
+def _reason(value: object, where: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_REASON_CHARS \
+            or not value.isprintable():
+        raise _fail(where, f"expected a printable reason of 1 to {MAX_REASON_CHARS} characters")
+    return value
+
+
+def _pairs(value: object, where: str) -> list[tuple[object, object]]:
+    """A JSON object (or, from code, pairs) as sorted (key, value) pairs."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        items = [(p[0], p[1]) for p in value]
+    else:
+        raise _fail(where, "expected an object")
+    keys = [k for k, _ in items]
+    if len(set(map(str, keys))) != len(keys):
+        raise _fail(where, "duplicate keys")
+    return sorted(items, key=lambda kv: str(kv[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class SetAssignment(_Command):
+    """Who does what, computed once by the leader and committed (issue 13), so drones
+    never have to agree on floating point: each drone flies its committed share.
+
+    ``epoch`` is the map's ``assignment_epoch`` the assignment was computed at; apply
+    rejects it unless the map is still at that epoch (no change since altered who
+    does what), so a stale or superseded assignment is never applied, half or whole.
+    ``sectors``: drone id -> its sector, a list of polygons (each [exterior, holes...]
+    of [lon, lat]). ``survivors``: drone id -> survivor ids to confirm, in visiting
+    order. ``unserved``: item (``survivor:<id>``, ``search_area`` or
+    ``search_area:<n>``) -> why no drone has it.
+
+    JSON: ``{"type": "set_assignment", "epoch": 7, "sectors": {"drone-1": [[[[lon,
+    lat], ...]]]}, "survivors": {"drone-2": ["s1"]}, "unserved": {"survivor:s3":
+    "no available drone can reach it without crossing a zone"}}``
+    """
+
+    TYPE: ClassVar[str] = "set_assignment"
+    epoch: int
+    sectors: tuple[tuple[str, tuple[Polygon, ...]], ...]
+    survivors: tuple[tuple[str, tuple[str, ...]], ...]
+    unserved: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        self._set("epoch", _integer(self.epoch, "set_assignment.epoch", 0, MAX_TIME_MS))
+        sectors = []
+        for drone, polygons in _pairs(self.sectors, "set_assignment.sectors"):
+            where = f"set_assignment.sectors.{str(drone)[:64]}"
+            drone_id = _identifier(drone, where)
+            if not isinstance(polygons, (list, tuple)) \
+                    or not 1 <= len(polygons) <= MAX_SECTOR_POLYGONS:
+                raise _fail(where, f"expected 1 to {MAX_SECTOR_POLYGONS} polygons")
+            sectors.append((drone_id, tuple(_sector_polygon(p, f"{where}[{i}]")
+                                            for i, p in enumerate(polygons))))
+        self._set("sectors", tuple(sectors))
+        survivors, seen = [], set()
+        for drone, ids in _pairs(self.survivors, "set_assignment.survivors"):
+            where = f"set_assignment.survivors.{str(drone)[:64]}"
+            drone_id = _identifier(drone, where)
+            if not isinstance(ids, (list, tuple)) or not 1 <= len(ids) <= MAX_SURVIVOR_IDS:
+                raise _fail(where, f"expected 1 to {MAX_SURVIVOR_IDS} survivor ids")
+            checked = tuple(_identifier(x, f"{where}[{i}]") for i, x in enumerate(ids))
+            for x in checked:
+                if x in seen:
+                    raise _fail(where, f"survivor {x!r} is given to more than one drone")
+                seen.add(x)
+            survivors.append((drone_id, checked))
+        self._set("survivors", tuple(survivors))
+        unserved = []
+        for item, reason in _pairs(self.unserved, "set_assignment.unserved"):
+            where = f"set_assignment.unserved.{str(item)[:80]}"
+            if not isinstance(item, str) or not _ITEM_PATTERN.fullmatch(item):
+                raise _fail(where, "expected 'survivor:<id>', 'search_area' or 'search_area:<n>'")
+            if item in {f"survivor:{x}" for x in seen}:
+                raise _fail(where, "the survivor is both assigned and unserved")
+            unserved.append((item, _reason(reason, where)))
+        self._set("unserved", tuple(unserved))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "epoch": self.epoch,
+            "sectors": {d: [[[list(p) for p in ring] for ring in poly] for poly in polys]
+                        for d, polys in self.sectors},
+            "survivors": {d: list(ids) for d, ids in self.survivors},
+            "unserved": dict(self.unserved),
+        }
+
+    def sector_of(self, drone_id: str) -> tuple[Polygon, ...]:
+        return dict(self.sectors).get(drone_id, ())
+
+    def survivors_of(self, drone_id: str) -> tuple[str, ...]:
+        return dict(self.survivors).get(drone_id, ())
+
+
 Command: TypeAlias = (
     SetZone | SetRoute | ReportSurvivor | UpdateSurvivor | SetSearchArea | SetDroneTask
-    | RemoveZone | RemoveRoute | RemoveSurvivor | RemoveDrone
+    | RemoveZone | RemoveRoute | RemoveSurvivor | RemoveDrone | SetAssignment
 )
 
 # Read off the union above, so a new command is registered by adding it there.

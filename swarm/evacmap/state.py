@@ -40,6 +40,7 @@ from .commands import (
     RemoveSurvivor,
     RemoveZone,
     ReportSurvivor,
+    SetAssignment,
     SetDroneTask,
     SetRoute,
     SetSearchArea,
@@ -80,7 +81,7 @@ MAX_ZONES = 2_000
 MAX_ROUTES = 500
 MAX_SURVIVORS = 10_000
 MAX_DRONES = 64
-SNAPSHOT_FORMAT = "evacmap/1"
+SNAPSHOT_FORMAT = "evacmap/2"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 
 HAZARD_STATUSES = frozenset({ZoneStatus.BURNING, ZoneStatus.BURNED})
@@ -184,7 +185,12 @@ class Drone:
 
 @dataclass(frozen=True, slots=True)
 class MapView:
-    """An immutable picture of the map at one version: what the planner reads."""
+    """An immutable picture of the map at one version: what the planner reads.
+
+    ``assignment_epoch`` counts the changes that alter who does what;
+    ``assignment`` is the last committed :class:`SetAssignment` (None before the
+    first), current when its ``epoch`` equals ``assignment_epoch``, stale otherwise.
+    """
 
     version: int
     zones: Mapping[str, Zone]
@@ -193,6 +199,12 @@ class MapView:
     search_area: SearchArea | None
     drones: Mapping[str, Drone]
     route_margin_m: float
+    assignment_epoch: int = 0
+    assignment: SetAssignment | None = None
+
+    @property
+    def assignment_is_current(self) -> bool:
+        return self.assignment is not None and self.assignment.epoch == self.assignment_epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +245,8 @@ class _State:
     survivors: Mapping[str, Survivor]
     search_area: SearchArea | None
     drones: Mapping[str, Drone]
+    assignment_epoch: int = 0
+    assignment: SetAssignment | None = None
 
 
 _EMPTY = _State(
@@ -243,6 +257,42 @@ _EMPTY = _State(
     search_area=None,
     drones=types.MappingProxyType({}),
 )
+
+
+def _available(drone: Drone) -> bool:
+    """May be given work (the planner's rule: alive, not busy, not returning)."""
+    return drone.alive and not drone.busy and drone.task is not DroneTask.RETURN
+
+
+def _check_assignment(state: _State, command: SetAssignment) -> None:
+    """Reject an assignment that is stale, superseded, or does not fit the map: it is
+    applied whole or not at all."""
+    if command.epoch != state.assignment_epoch:
+        raise CommandError(
+            f"set_assignment.epoch: computed at assignment epoch {command.epoch}, but the "
+            f"map is at epoch {state.assignment_epoch}"
+            + (" (superseded by later changes)" if command.epoch < state.assignment_epoch
+               else " (not reached yet)"))
+    for where, drone_ids in (("sectors", [d for d, _ in command.sectors]),
+                             ("survivors", [d for d, _ in command.survivors])):
+        for drone_id in drone_ids:
+            drone = state.drones.get(drone_id)
+            if drone is None or not _available(drone):
+                raise CommandError(f"set_assignment.{where}.{drone_id}: not an available drone "
+                                   "(alive, not busy, not returning) on the map")
+    pending = {k for k, v in state.survivors.items() if v.status is SurvivorStatus.REPORTED}
+    given = {x for _, ids in command.survivors for x in ids}
+    unserved = {item.split(":", 1)[1] for item, _ in command.unserved
+                if item.startswith("survivor:")}
+    if given - pending:
+        raise CommandError(f"set_assignment.survivors: {sorted(given - pending)[:5]} are not "
+                           "survivors waiting for confirmation")
+    if unserved - pending:
+        raise CommandError(f"set_assignment.unserved: {sorted(unserved - pending)[:5]} are not "
+                           "survivors waiting for confirmation")
+    if pending - given - unserved:
+        raise CommandError(f"set_assignment: survivors {sorted(pending - given - unserved)[:5]} "
+                           "are neither assigned nor unserved")
 
 
 def _frozen(d: dict[str, Any]) -> Mapping[str, Any]:
@@ -371,11 +421,37 @@ def _require_room(mapping: Mapping[str, Any], key: str, limit: int, where: str, 
         raise CommandError(f"{where}: the map already holds the maximum of {limit} {noun}")
 
 
+# Commands that never change who does what (routes only shape rally points).
+_WORK_NEUTRAL = (SetRoute, RemoveRoute, SetAssignment)
+
+
 def _step(state: _State, command: Command, geo: _Geometry, version: int) -> _State:
     """The next state after ``command``, or CommandError if the map rejects it.
 
-    Pure: ``state`` is not modified.
+    Pure: ``state`` is not modified. The assignment epoch advances on every accepted
+    command that may change who does what (drones, search area, zones, survivors),
+    unless it restates what the map already holds (a drone's unchanged entry, say), so
+    re-committed telemetry does not churn the assignment.
     """
+    after = _apply_step(state, command, geo, version)
+    if not isinstance(command, _WORK_NEUTRAL) and _work_changed(state, after, command):
+        after = replace(after, assignment_epoch=state.assignment_epoch + 1)
+    return after
+
+
+def _work_changed(before: _State, after: _State, command: Command) -> bool:
+    match command:
+        case SetDroneTask():
+            return before.drones.get(command.id) != after.drones.get(command.id)
+        case SetZone():
+            old = before.zones.get(command.id)
+            return old is None or old.command() != command
+        case SetSearchArea():
+            return before.search_area is None or before.search_area.ring != command.polygon
+    return True
+
+
+def _apply_step(state: _State, command: Command, geo: _Geometry, version: int) -> _State:
     match command:
         case SetZone():
             _require_room(state.zones, command.id, MAX_ZONES, "set_zone", "zones")
@@ -450,6 +526,9 @@ def _step(state: _State, command: Command, geo: _Geometry, version: int) -> _Sta
         case RemoveDrone():
             _require_known(state.drones, command.id, "remove_drone", "drone")
             return replace(state, version=version, drones=_without(state.drones, command.id))
+        case SetAssignment():
+            _check_assignment(state, command)
+            return replace(state, version=version, assignment=command)
     raise CommandError(f"command: {type(command).__name__} is not a map command")
 
 
@@ -462,6 +541,8 @@ def _snapshot_bytes(s: _State) -> bytes:
         "routes": [s.routes[k].command().to_json() for k in sorted(s.routes)],
         "survivors": [s.survivors[k].command().to_json() for k in sorted(s.survivors)],
         "drones": [s.drones[k].command().to_json() for k in sorted(s.drones)],
+        "assignment_epoch": s.assignment_epoch,
+        "assignment": None if s.assignment is None else s.assignment.to_json(),
     })
 
 
@@ -514,12 +595,22 @@ class EvacuationMap:
     def route_margin_m(self) -> float:
         return self._geo.margin_m
 
+    @property
+    def assignment_epoch(self) -> int:
+        """Counts the accepted changes that may alter who does what (see _step)."""
+        return self._state.assignment_epoch
+
+    @property
+    def assignment(self) -> SetAssignment | None:
+        """The last committed assignment (stale when its epoch is behind)."""
+        return self._state.assignment
+
     def view(self) -> MapView:
         """An immutable picture of the current map, safe to hand to another thread."""
         s = self._state
         return MapView(
             s.version, s.zones, s.routes, s.survivors, s.search_area, s.drones,
-            self._geo.margin_m,
+            self._geo.margin_m, s.assignment_epoch, s.assignment,
         )
 
     # ---- write side
@@ -577,7 +668,8 @@ class EvacuationMap:
         obj = load_json(data, MAX_SNAPSHOT_BYTES, "snapshot")
         if not isinstance(obj, dict):
             raise CommandError("snapshot: expected a JSON object")
-        expected = {"format", "version", "search_area", "zones", "routes", "survivors", "drones"}
+        expected = {"format", "version", "search_area", "zones", "routes", "survivors", "drones",
+                    "assignment_epoch", "assignment"}
         if set(obj) != expected:
             extra, missing = set(obj) - expected, expected - set(obj)
             raise CommandError(
@@ -623,6 +715,20 @@ class EvacuationMap:
                 raise CommandError(f"snapshot.search_area: {exc}") from None
             area = SearchArea(area_cmd.polygon, shapely.Polygon(area_cmd.polygon))
 
+        epoch = obj["assignment_epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise CommandError("snapshot.assignment_epoch: expected a non-negative integer")
+        assignment = None
+        if obj["assignment"] is not None:
+            try:
+                assignment = parse_command(obj["assignment"]) \
+                    if isinstance(obj["assignment"], dict) else None
+            except CommandError as exc:
+                raise CommandError(f"snapshot.assignment: {exc}") from None
+            if not isinstance(assignment, SetAssignment) or assignment.epoch > epoch:
+                raise CommandError("snapshot.assignment: expected a set_assignment object "
+                                   "of an epoch not beyond assignment_epoch")
+
         geo = self._geo
         zones = {c.id: geo.zone(c) for c in zones_in}
         state = _State(
@@ -634,6 +740,8 @@ class EvacuationMap:
             drones=_frozen({
                 c.id: Drone(c.id, c.task, c.alive, c.busy, c.home) for c in drones_in
             }),
+            assignment_epoch=epoch,
+            assignment=assignment,
         )
         canonical = _snapshot_bytes(state)
         if canonical != bytes(data):

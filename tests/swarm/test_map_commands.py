@@ -15,6 +15,7 @@ from swarm.evacmap import (
     RemoveSurvivor,
     RemoveZone,
     ReportSurvivor,
+    SetAssignment,
     SetDroneTask,
     SetRoute,
     SetSearchArea,
@@ -40,6 +41,8 @@ EXAMPLES = [
     RemoveRoute("r1"),
     RemoveSurvivor("s1"),
     RemoveDrone("drone-1"),
+    SetAssignment(3, {"drone-1": [[SQUARE]]}, {"drone-2": ["s1"]},
+                  {"survivor:s2": "no available drone can reach it without crossing a zone"}),
 ]
 
 
