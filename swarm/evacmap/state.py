@@ -718,16 +718,17 @@ class EvacuationMap:
         epoch = obj["assignment_epoch"]
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise CommandError("snapshot.assignment_epoch: expected a non-negative integer")
-        assignment = None
+        assignment: SetAssignment | None = None
         if obj["assignment"] is not None:
             try:
-                assignment = parse_command(obj["assignment"]) \
+                parsed = parse_command(obj["assignment"]) \
                     if isinstance(obj["assignment"], dict) else None
             except CommandError as exc:
                 raise CommandError(f"snapshot.assignment: {exc}") from None
-            if not isinstance(assignment, SetAssignment) or assignment.epoch > epoch:
+            if not isinstance(parsed, SetAssignment) or parsed.epoch > epoch:
                 raise CommandError("snapshot.assignment: expected a set_assignment object "
                                    "of an epoch not beyond assignment_epoch")
+            assignment = parsed
 
         geo = self._geo
         zones = {c.id: geo.zone(c) for c in zones_in}
