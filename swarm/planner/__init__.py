@@ -9,6 +9,7 @@ and ``QGC WPL 110`` files. The algorithm and rules are in docs/planner.md.
 """
 
 from .assignment import Assignment, assign, map_frame
+from .committed import assignment_hash, needs_assignment, propose_assignment, share_of
 from .export import PlanFile, PlanFileError, read_qgc_plan, read_wpl, write_qgc_plan, write_wpl
 from .from_map import assign_tasks, plan_all, plan_for_drone, planner_map
 from ..geo import LocalFrame
@@ -44,14 +45,18 @@ __all__ = [
     "ZoneInfo",
     "assign",
     "assign_tasks",
+    "assignment_hash",
     "map_frame",
+    "needs_assignment",
     "plan",
     "plan_all",
     "plan_for_drone",
     "planner_map",
     "prepare",
+    "propose_assignment",
     "read_qgc_plan",
     "read_wpl",
+    "share_of",
     "write_qgc_plan",
     "write_wpl",
 ]

@@ -9,6 +9,7 @@ planner's own :class:`PlannerMap`, and run the pure assignment and planner on it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from .assignment import Assignment, assign
@@ -64,12 +65,16 @@ def planner_map(evac_map: _MapLike) -> PlannerMap:
         for r in view.routes.values())
     area = view.search_area.polygon if view.search_area is not None else None
     return PlannerMap(version=view.version, search_area=area, zones=zones,
-                      survivors=survivors, drones=drones, routes=routes)
+                      survivors=survivors, drones=drones, routes=routes, committed=True,
+                      assignment=getattr(view, "assignment", None),
+                      assignment_epoch=getattr(view, "assignment_epoch", 0))
 
 
 def assign_tasks(evac_map: _MapLike, config: PlannerConfig | None = None) -> Assignment:
-    """Sectors and survivors per free drone (rules in swarm.planner.assignment)."""
-    return assign(planner_map(evac_map), config)
+    """Sectors and survivors per free drone, computed here from the map (rules in
+    swarm.planner.assignment): what the leader proposes (see
+    :func:`swarm.planner.committed.propose_assignment`). Drones fly the committed one."""
+    return assign(replace(planner_map(evac_map), committed=False), config)
 
 
 def plan_for_drone(evac_map: _MapLike, drone_id: str, vehicle_state: VehicleState,

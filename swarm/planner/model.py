@@ -17,7 +17,7 @@ import shapely
 
 from mavlink_bridge.plan import MissionPlan
 
-from ..evacmap.commands import ID_PATTERN, SurvivorStatus
+from ..evacmap.commands import ID_PATTERN, SetAssignment, SurvivorStatus
 
 __all__ = [
     "DroneInfo",
@@ -146,7 +146,14 @@ class RouteInfo:
 
 @dataclass(frozen=True, slots=True)
 class PlannerMap:
-    """The map as the planner reads it, at one applied log index (``version``)."""
+    """The map as the planner reads it, at one applied log index (``version``).
+
+    ``committed``: plan from the map's committed ``assignment`` (the leader's
+    ``set_assignment``, None before the first) rather than computing one here. Every
+    picture of the replicated map (:func:`~swarm.planner.from_map.planner_map`) is
+    committed, so drones never depend on agreeing floating point; a map built by hand
+    (tests, offline tools) leaves it False and the planner assigns locally.
+    """
 
     version: int
     search_area: shapely.Polygon | None = field(default=None, compare=False)
@@ -154,6 +161,9 @@ class PlannerMap:
     survivors: tuple[SurvivorInfo, ...] = ()
     drones: tuple[DroneInfo, ...] = ()
     routes: tuple[RouteInfo, ...] = ()
+    committed: bool = False
+    assignment: SetAssignment | None = None
+    assignment_epoch: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
@@ -261,6 +271,11 @@ class PlanStatus(enum.StrEnum):
     # The whole search area lies inside buffered zones: there is nothing to survey
     # (distinct from nothing_to_do, which is a quiet map, and from ok).
     SEARCH_AREA_IN_ZONES = "search_area_in_zones"
+    # No assignment committed yet: the drone invents no work of its own.
+    AWAITING_ASSIGNMENT = "awaiting_assignment"
+    # The drone is busy (another task owns it): no mission to upload, fences and
+    # rally points only.
+    BUSY = "busy"
 
 
 @dataclass(frozen=True, slots=True)

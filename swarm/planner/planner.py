@@ -49,6 +49,7 @@ from mavlink_bridge.plan import (
 )
 
 from .assignment import WHOLE_AREA_IN_ZONES, Assignment, assign, map_frame
+from .committed import AWAITING, share_of
 from ..geo import LocalFrame
 from .model import PlannerConfig, PlannerMap, PlanResult, PlanStatus, VehicleState
 from .obstacles import Obstacles, build_obstacles
@@ -84,7 +85,10 @@ def prepare(view: PlannerMap, config: PlannerConfig | None = None) -> PlanContex
     config = config or PlannerConfig()
     frame = map_frame(view)
     obstacles = build_obstacles(view, frame, config) if frame is not None else None
-    return PlanContext(view.version, config, frame, assign(view, config, obstacles), obstacles)
+    # A picture of the replicated map plans from the committed assignment only (the
+    # leader's set_assignment), never from a split computed here (issue 13).
+    assignment = share_of(view, frame) if view.committed else assign(view, config, obstacles)
+    return PlanContext(view.version, config, frame, assignment, obstacles)
 
 
 @dataclass
@@ -142,18 +146,32 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
                        + " left out: the vehicle is inside them")
     rally = _rally_items(view, vehicle, obstacles, frame, config)
 
+    airborne = vehicle.relative_alt_m > config.airborne_alt_m
+
     def result(status: PlanStatus, mission: list[MissionItem], survivors=(), length=0.0):
         fence, fence_enable = _fence_items(obstacles, around, [p for p, _, _ in leg.points],
                                            config, reasons)
         note = f"{drone_id}@{view.version}: {status.value}" + (
             f" ({'; '.join(reasons)})" if reasons else "")
+        # In flight the re-plan continues after its first item (the takeoff item placed
+        # where the vehicle is now, which a flying copter must not climb in place for):
+        # wire seq 2, mission[0] being seq 1 (item 0 is home). A lone item (a hold) is
+        # flown itself.
+        resume = (2 if len(mission) > 1 else 1) if airborne and mission else None
         return PlanResult(drone_id, view.version, status,
-                          MissionPlan(tuple(mission), fence, tuple(rally), fence_enable, note),
+                          MissionPlan(tuple(mission), fence, tuple(rally), fence_enable, note,
+                                      resume),
                           tuple(reasons), tuple(survivors), length)
 
-    airborne = vehicle.relative_alt_m > config.airborne_alt_m
     drone = view.drone(drone_id)
     leg = _Leg([(start, "start", "")])
+    if drone is not None and drone.alive and drone.busy:
+        # Another task owns the vehicle (an operator, a confirmation flight): no
+        # mission to upload over it, and no return either; the fences and rally
+        # points are current and go up as always.
+        reasons.append(f"drone {drone_id} is busy (task {drone.task}): its mission is left "
+                       "as it is")
+        return result(PlanStatus.BUSY, [])
 
     inside = obstacles.zones_containing(start)
     trapped = False
@@ -209,8 +227,6 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         reasons.append(f"drone {drone_id} is not in the map")
     elif not drone.alive:
         reasons.append(f"drone {drone_id} is marked dead in the map")
-    elif drone.busy:
-        reasons.append(f"drone {drone_id} is busy (task {drone.task}): nothing assigned")
     elif drone.task == "return":
         reasons.append("task is return: going home")
     else:
@@ -221,6 +237,8 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
                 or context.assignment.drone_reasons.get(drone_id) \
                 or "no sector (no search area) and no survivor to confirm"
             reasons.append(why)
+        elif drone_id in context.assignment.drone_reasons:
+            reasons.append(context.assignment.drone_reasons[drone_id])  # e.g. stale share
     area_in_zones = context.assignment.unserved.get("search_area") == WHOLE_AREA_IN_ZONES
     budget = math.inf
     if vehicle.battery_pct is not None:
@@ -310,10 +328,12 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         back = [p for p, _, _ in reversed(leg.points[anchor:])] + home_path[1:]
     leg.add_path(back)
 
+    awaiting = context.assignment.drone_reasons.get(drone_id) == AWAITING and not has_tasks
+    idle_status = (PlanStatus.SEARCH_AREA_IN_ZONES if area_in_zones
+                   else PlanStatus.AWAITING_ASSIGNMENT if awaiting else PlanStatus.NOTHING_TO_DO)
     if not has_tasks and not airborne and not inside:
         # On the ground with nothing to fly: stay there (no takeoff just to land).
-        return result(PlanStatus.SEARCH_AREA_IN_ZONES if area_in_zones
-                      else PlanStatus.NOTHING_TO_DO, [], (), 0.0)
+        return result(idle_status, [], (), 0.0)
 
     alt = config.survey_alt_m
     # One pymap3d call for every waypoint of the mission.
@@ -323,8 +343,13 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     for k, (_, kind, _label) in enumerate(leg.points):
         param1 = 0.0
         if k == 0:
-            command = CMD_NAV_TAKEOFF
-        elif kind == "loiter":
+            # Where the vehicle is now: its own degE7 position (no round trip through
+            # the frame) and, in flight, its own altitude (never from home).
+            mission.append(MissionItem.at(
+                CMD_NAV_TAKEOFF, vehicle.position.lat, vehicle.position.lon,
+                vehicle.relative_alt_m if airborne else alt, frame=FRAME_GLOBAL_RELATIVE_ALT))
+            continue
+        if kind == "loiter":
             # MAV_CMD_NAV_LOITER_TIME: param1 is the loiter time in seconds.
             command, param1 = CMD_NAV_LOITER_TIME, config.loiter_time_s
         else:
@@ -350,7 +375,7 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     elif has_tasks:
         status = PlanStatus.OK
     else:
-        status = PlanStatus.NOTHING_TO_DO
+        status = idle_status
     return result(status, mission, visited, leg.length)
 
 

@@ -20,9 +20,11 @@ from swarm.planner import (
     PlanStatus,
     assign_tasks,
     map_frame,
+    needs_assignment,
     plan_all,
     plan_for_drone,
     planner_map,
+    propose_assignment,
 )
 from test_planner_support import ORIGIN, buffered_union, intrusion, mission_legs, rect, vehicle
 
@@ -39,16 +41,24 @@ def point(east: float, north: float) -> tuple[float, float]:
 
 
 class Log:
-    """Applies commands to a fresh map the way Raft would, one log index each."""
+    """Applies commands to a fresh map the way Raft would, one log index each. With a
+    ``leader``, after each command that makes the committed assignment stale, the
+    leader's proposal (swarm.planner.propose_assignment) is committed next, as the
+    agent's leader does."""
 
-    def __init__(self) -> None:
+    def __init__(self, leader: bool = True) -> None:
         self.map = EvacuationMap()
         self.index = 0
+        self.leader = leader
 
     def __call__(self, *commands) -> EvacuationMap:
         for c in commands:
             self.index += 1
             assert self.map.apply_command(self.index, c).ok
+            if self.leader and needs_assignment(self.map):
+                self.index += 1
+                result = self.map.apply_command(self.index, propose_assignment(self.map, CONFIG))
+                assert result.ok, result.error
         return self.map
 
 
@@ -66,7 +76,8 @@ def test_zone_appearing_across_a_drones_sector_reroutes_its_plan():
     before = plan_for_drone(log.map, "d2", v, CONFIG)
     log(SetZone("fire-1", lonlat(rect(-60, -350, 60, 350)), "burning", "d1", T0))
     after = plan_for_drone(log.map, "d2", v, CONFIG)
-    assert (before.map_version, after.map_version) == (4, 5)
+    # Each change is followed by the leader's assignment (one more log index each).
+    assert (before.map_version, after.map_version) == (8, 10)
     view = planner_map(log.map)
     frame = map_frame(view)
     forbidden = buffered_union(view, frame, CONFIG)
@@ -118,3 +129,29 @@ def test_cleared_zone_is_no_obstacle():
     log(SetZone("fire-1", lonlat(rect(-60, -350, 60, 350)), "cleared", "d1", T0))
     result = plan_for_drone(log.map, "d2", vehicle(0, -700), CONFIG)
     assert result.plan.fence == () and result.status is PlanStatus.OK
+
+
+def test_without_a_committed_assignment_a_drone_invents_no_work():
+    log = Log(leader=False)
+    home = (*point(0, -700), 584.0)
+    log(SetSearchArea(lonlat(rect(-1500, -500, 1500, 500))),
+        SetDroneTask("d1", "search", True, False, home))
+    grounded = plan_for_drone(log.map, "d1", vehicle(0, -700), CONFIG)
+    assert grounded.status is PlanStatus.AWAITING_ASSIGNMENT and grounded.plan.mission == ()
+    # Committed: the drone flies its share.
+    log.index += 1
+    assert log.map.apply_command(log.index, propose_assignment(log.map, CONFIG)).ok
+    assert plan_for_drone(log.map, "d1", vehicle(0, -700), CONFIG).status is PlanStatus.OK
+
+
+def test_a_stale_assignment_keeps_each_drone_on_its_last_committed_share():
+    log = swarm()
+    before = plan_for_drone(log.map, "d1", vehicle(0, -700), CONFIG)
+    log.leader = False
+    log(SetDroneTask("d4", "search", True, False, (*point(0, -700), 584.0)))  # joins
+    assert needs_assignment(log.map)
+    stale = plan_for_drone(log.map, "d1", vehicle(0, -700), CONFIG)
+    assert stale.plan.mission == before.plan.mission  # no new split invented
+    assert any("stale" in r for r in stale.reasons)
+    newcomer = plan_for_drone(log.map, "d4", vehicle(0, -700), CONFIG)
+    assert newcomer.plan.mission == ()  # nothing until the leader assigns it

@@ -243,14 +243,41 @@ def test_low_battery_goes_home_and_a_short_battery_truncates_the_survey():
     assert any("survey truncated" in r for r in low.reasons)
 
 
-def test_dead_busy_or_unknown_drone_has_nothing_to_do():
-    view = PlannerMap(8, AREA, drones=drones("dead", alive=False) + drones("busy", busy=True))
-    for drone_id in ("dead", "busy", "ghost"):
+def test_dead_or_unknown_drone_has_nothing_to_do():
+    view = PlannerMap(8, AREA, drones=drones("dead", alive=False))
+    for drone_id in ("dead", "ghost"):
         grounded = plan(view, drone_id, vehicle(0, -600), CONFIG)
         assert grounded.status is PlanStatus.NOTHING_TO_DO and grounded.plan.mission == ()
-    flying = plan(view, "busy", vehicle(0, 0, alt=25.0), CONFIG)
+    flying = plan(view, "dead", vehicle(0, 0, alt=25.0), CONFIG)
     assert flying.status is PlanStatus.NOTHING_TO_DO
     assert flying.plan.mission[-1].command == CMD_NAV_RETURN_TO_LAUNCH
+
+
+@pytest.mark.parametrize("alt", [0.0, 25.0], ids=["on the ground", "airborne"])
+def test_a_busy_drone_keeps_its_mission_and_gets_current_fences(alt):
+    """Issue 10: an airborne busy drone got a nothing_to_do plan flying it home."""
+    view = PlannerMap(8, AREA, zones=(zone("z", rect(300, 300, 400, 400)),),
+                      drones=drones("busy", busy=True))
+    result = plan(view, "busy", vehicle(0, 0, alt=alt), CONFIG)
+    assert result.status is PlanStatus.BUSY
+    assert result.plan.mission == () and result.plan.resume_seq is None
+    assert len(fence_polygons(result.plan.fence)) == 1 and result.plan.rally
+
+
+def test_an_airborne_replan_starts_where_the_vehicle_is_and_resumes_after_it():
+    """Issue 10: plan from the aircraft's current position and altitude, never from
+    home, and say which item to continue with (MissionPlan.resume_seq)."""
+    view = PlannerMap(8, AREA, drones=drones("d1"))
+    v = vehicle(300, 200, alt=33.0)
+    result = plan(view, "d1", v, CONFIG)
+    first = result.plan.mission[0]
+    assert (first.x, first.y) == (round(v.position.lat * 1e7), round(v.position.lon * 1e7))
+    assert first.z == 33.0
+    assert result.plan.resume_seq == 2  # the item after "here" (seq 1; item 0 is home)
+    legs = mission_legs(result, ORIGIN, v.position, v.home)
+    assert math.dist(legs[1][0], (300, 200)) < 0.05  # the first leg leaves from here
+    on_ground = plan(view, "d1", vehicle(0, -600), CONFIG)
+    assert on_ground.plan.resume_seq is None
 
 
 def test_fence_storage_limit_keeps_the_zones_nearest_the_path():
