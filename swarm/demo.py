@@ -20,10 +20,16 @@ sans-I/O :class:`consensus.session.SessionClient`): it registers, numbers its
 commands, and retries on a timeout through the same session, so a command caught in a
 leader crash is applied exactly once.
 
+Who does what is decided once and committed (issue 13): whenever the leader's map
+says the committed assignment is stale (:func:`swarm.planner.needs_assignment`), the
+leader proposes :func:`swarm.planner.propose_assignment` through its own session, and
+every drone plans its own path from its committed share.
+
 The wildfire story is in :mod:`swarm.scenario`. At the end the demo prints the agreed
-map, a hash of every node's snapshot (they must be identical), each drone's plan from
-the planner (computed on every node: also identical), and writes the GeoJSON map and
-the per-drone QGroundControl ``.plan`` / ``QGC WPL 110`` files into the output folder.
+map, a hash of every node's snapshot and of its committed assignment (they must be
+identical), each drone's plan from the planner (computed on every node from the
+committed assignment: also identical), and writes the GeoJSON map and the per-drone
+QGroundControl ``.plan`` / ``QGC WPL 110`` files into the output folder.
 """
 
 from __future__ import annotations
@@ -66,7 +72,17 @@ from .evacmap import (
     parse_command,
     rfc7946_problems,
 )
-from .planner import GeoPoint, PlanResult, VehicleState, plan_all, write_qgc_plan, write_wpl
+from .planner import (
+    GeoPoint,
+    PlanResult,
+    VehicleState,
+    assignment_hash,
+    needs_assignment,
+    plan_all,
+    propose_assignment,
+    write_qgc_plan,
+    write_wpl,
+)
 from .scenario import (
     START_TIME_MS,
     CrashLeader,
@@ -131,6 +147,7 @@ class NodeReport:
     map_sha256: str  # of EvacuationMap.snapshot()
     fsm_sha256: str  # of the session-wrapped state machine's snapshot
     plans_sha256: str  # of this node's plans for every drone
+    assignment_sha256: str | None  # of the committed set_assignment this node holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,14 +169,19 @@ class DemoResult:
     cached_replies: int
     applies_checked: int  # applies checked for State Machine Safety (Raft §5.4.3)
     lost_with_crash: tuple[str, ...]
+    # The leader's set_assignment proposals: committed, and rejected by apply as
+    # superseded (the map changed before they committed; the next one followed).
+    assignments_committed: int
+    assignments_superseded: int
     plans: dict[str, PlanResult]  # the leader's plans, by drone
     files: tuple[Path, ...]
 
     @property
     def identical(self) -> bool:
-        """Every node holds the same map, session table and plans."""
+        """Every node holds the same map, session table, committed assignment and plans."""
         return (len({n.map_sha256 for n in self.nodes}) == 1
                 and len({n.fsm_sha256 for n in self.nodes}) == 1
+                and len({n.assignment_sha256 for n in self.nodes}) == 1
                 and len({n.plans_sha256 for n in self.nodes}) == 1)
 
 
@@ -283,6 +305,8 @@ class _Demo:
         self.crash_tick: int | None = None
         self.restarted = False
         self._rotation = 0
+        self._assigning: _Op | None = None  # the leader's assignment proposal in flight
+        self.assignment_ops: list[_Op] = []
         self.applied_at: dict[int, tuple[int, bytes, str]] = {}  # index -> term, digest, by
         self.applies_checked = 0
         for d in self.drones.values():
@@ -346,10 +370,28 @@ class _Demo:
         for d in self.drones.values():
             if d.driver is not None:
                 d.driver.tick()
+        self._leader_assigns()
         self._clients_act()
         for d in self.drones.values():
             if d.driver is not None:
                 d.driver.process()
+
+    def _leader_assigns(self) -> None:
+        """The leader commits who does what whenever its map says the committed
+        assignment is stale (one proposal in flight; a proposal overtaken by another
+        change is rejected by apply as superseded, and the next one follows)."""
+        if self._assigning is not None and not self._assigning.done:
+            return
+        lead = self.leader()
+        if lead is None or lead.evac is None or lead.client is None \
+                or not needs_assignment(lead.evac):
+            return
+        command = propose_assignment(lead.evac)
+        self.log(f"{lead.name} (leader) proposes the assignment for epoch {command.epoch}")
+        op = _Op(lead.name, f"assignment (epoch {command.epoch})", encode_command(command))
+        self.assignment_ops.append(op)  # not a scenario command: reported on its own
+        lead.ops[lead.client.submit(op.payload)] = op
+        self._assigning = op
 
     def _check_state_machine_safety(self, d: _Drone, entry: Entry) -> None:
         """State Machine Safety (Raft §5.4.3): no two nodes ever apply different
@@ -524,8 +566,9 @@ class _Demo:
                 return False
             assert lead.driver is not None
             status = lead.driver.raw.status()
-            return status.commit == status.last_index and all(
-                d.applied == status.commit for d in self.drones.values() if d.up)
+            return lead.evac is not None and not needs_assignment(lead.evac) \
+                and status.commit == status.last_index and all(
+                    d.applied == status.commit for d in self.drones.values() if d.up)
 
         self.run_until(settled, "every node to apply the last entry")
 
@@ -586,6 +629,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] | None = None) -> De
             map_sha256=hashlib.sha256(d.evac.snapshot()).hexdigest(),
             fsm_sha256=hashlib.sha256(d.fsm.snapshot()).hexdigest(),
             plans_sha256=_plans_digest(plans_by_node[d.name], homes),
+            assignment_sha256=assignment_hash(d.evac),
         ))
     lead = demo.leader()
     assert lead is not None and lead.evac is not None
@@ -609,6 +653,10 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] | None = None) -> De
         retries=demo.retries, cached_replies=demo.cached_replies,
         applies_checked=demo.applies_checked,
         lost_with_crash=tuple(op.what for op in demo.ops if op.lost),
+        assignments_committed=sum(1 for op in demo.assignment_ops
+                                  if op.result is not None and op.result.ok),
+        assignments_superseded=sum(1 for op in demo.assignment_ops
+                                   if op.result is not None and not op.result.ok),
         plans=plans, files=tuple(files),
     )
 

@@ -139,15 +139,19 @@ def _print_summary(console: Console, result) -> None:  # result: swarm.demo.Demo
         if outcome is not None and not outcome.ok:
             console.print(f"  rejected by apply, identically on every drone: {drone}'s "
                           f"{what!r}: {outcome.error}")
+    console.print(f"  assignments committed by the leader: {result.assignments_committed} "
+                  f"({result.assignments_superseded} superseded before they committed, "
+                  "rejected by apply and proposed again)")
     hashes = Table("node", "role", "term", "applied", "map version", "map snapshot sha256",
-                   "plans sha256", box=None)
+                   "assignment sha256", "plans sha256", box=None)
     for n in result.nodes:
         hashes.add_row(n.name, n.role, str(n.term), str(n.applied), str(n.map_version),
-                       n.map_sha256[:16], n.plans_sha256[:16])
+                       n.map_sha256[:16], (n.assignment_sha256 or "none")[:16],
+                       n.plans_sha256[:16])
     console.print(hashes)
     if result.identical:
-        console.print("[bold green]All nodes agree: identical map snapshots, session tables "
-                      "and plans.[/bold green]")
+        console.print("[bold green]All nodes agree: identical map snapshots, session tables, "
+                      "committed assignments and plans.[/bold green]")
     else:
         console.print("[bold red]NODES DISAGREE[/bold red]")
     for path in result.files:
