@@ -155,12 +155,11 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
             f" ({'; '.join(reasons)})" if reasons else "")
         # In flight the re-plan continues after its first item (the takeoff item placed
         # where the vehicle is now, which a flying copter must not climb in place for):
-        # wire seq 2, mission[0] being seq 1 (item 0 is home). A lone item (a hold) is
-        # flown itself.
-        resume = (2 if len(mission) > 1 else 1) if airborne and mission else None
+        # mission[1] (MissionPlan.resume_index). A lone item (a hold) is flown itself.
+        resume = (1 if len(mission) > 1 else 0) if airborne and mission else None
         return PlanResult(drone_id, view.version, status,
                           MissionPlan(tuple(mission), fence, tuple(rally), fence_enable, note,
-                                      resume),
+                                      resume_index=resume),
                           tuple(reasons), tuple(survivors), length)
 
     drone = view.drone(drone_id)

@@ -260,24 +260,24 @@ def test_a_busy_drone_keeps_its_mission_and_gets_current_fences(alt):
                       drones=drones("busy", busy=True))
     result = plan(view, "busy", vehicle(0, 0, alt=alt), CONFIG)
     assert result.status is PlanStatus.BUSY
-    assert result.plan.mission == () and result.plan.resume_seq is None
+    assert result.plan.mission == () and result.plan.resume_index is None
     assert len(fence_polygons(result.plan.fence)) == 1 and result.plan.rally
 
 
 def test_an_airborne_replan_starts_where_the_vehicle_is_and_resumes_after_it():
     """Issue 10: plan from the aircraft's current position and altitude, never from
-    home, and say which item to continue with (MissionPlan.resume_seq)."""
+    home, and say which item to continue with (MissionPlan.resume_index)."""
     view = PlannerMap(8, AREA, drones=drones("d1"))
     v = vehicle(300, 200, alt=33.0)
     result = plan(view, "d1", v, CONFIG)
     first = result.plan.mission[0]
     assert (first.x, first.y) == (round(v.position.lat * 1e7), round(v.position.lon * 1e7))
     assert first.z == 33.0
-    assert result.plan.resume_seq == 2  # the item after "here" (seq 1; item 0 is home)
+    assert result.plan.resume_index == 1  # the item after "here"
     legs = mission_legs(result, ORIGIN, v.position, v.home)
     assert math.dist(legs[1][0], (300, 200)) < 0.05  # the first leg leaves from here
     on_ground = plan(view, "d1", vehicle(0, -600), CONFIG)
-    assert on_ground.plan.resume_seq is None
+    assert on_ground.plan.resume_index is None
 
 
 def test_fence_storage_limit_keeps_the_zones_nearest_the_path():
