@@ -9,6 +9,7 @@ are an error here: in a launch file they are always a mistake.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +108,13 @@ def _convert(node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
 
 
 def retype_plain_scalar(text: str) -> Any:
-    """Type ``text`` the way YAML types an unquoted scalar (int, float, bool, null, str)."""
-    tag = _SCALAR_CONSTRUCTOR.resolve(yaml.ScalarNode, text, (True, False))
-    if tag == "tag:yaml.org,2002:str":
+    """Type ``text`` the way YAML types an unquoted value: ``1883`` an int, ``true`` a
+    bool, ``[1, 2, 3]`` a list, an empty text null; anything YAML would not read as one
+    plain value (or would read as a date) stays the string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
         return text
-    return _SCALAR_CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text), deep=True)
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return text
+    return value

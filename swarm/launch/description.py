@@ -415,9 +415,12 @@ class _Loader:
             raise f.error((*where, "args"), "must be a mapping of argument name to value")
         given: dict[str, str] = {}
         for name, value in args.items():
-            if isinstance(value, (dict, list)) or value is None:
-                raise f.error((*where, "args", name), "must be a single value")
-            given[name] = _scalar_text(value)
+            if isinstance(value, dict):
+                raise f.error((*where, "args", name), "must be a single value or a list")
+            # Arguments are text: null (an empty unquoted substitution) is the empty
+            # text, a list its YAML flow form (what $(arg NAME) then reads back).
+            given[name] = ("" if value is None else _flow(value) if isinstance(value, list)
+                           else _scalar_text(value))
         try:
             self.load_file(target, given, stack, (f, (*where, "file")))
         except LaunchError as exc:
@@ -458,6 +461,11 @@ def _only_keys(f: _File, where: Path, mapping: dict[str, Any], allowed: set[str]
         if key not in allowed:
             raise f.error((*where, key), f"unknown key {key!r} (allowed: "
                                          f"{', '.join(sorted(allowed))})")
+
+
+def _flow(values: list[Any]) -> str:
+    return "[" + ", ".join(_flow(v) if isinstance(v, list) else _scalar_text(v)
+                           for v in values) + "]"
 
 
 def _scalar_text(value: Any) -> str:

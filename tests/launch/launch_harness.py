@@ -56,7 +56,7 @@ class LaunchRun:
         else:
             self.file = tmp / "test.yaml"
             self.file.write_text(text.replace("NODE", f"{sys.executable} {NODE}"))
-        self.output = tmp / "launch.out"
+        self.output = tmp / f"launch-{self.token[:8]}.out"
         env = dict(os.environ, LAUNCH_TEST_TOKEN=self.token)
         env.pop("NO_COLOR", None)
         self._out = open(self.output, "wb")

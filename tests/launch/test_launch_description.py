@@ -84,12 +84,13 @@ args:
 nodes:
   - name: n
     cmd: [prog, $(env SWARM_TEST_X), "$(env SWARM_TEST_UNSET fallback value)", $(dirname),
-          $(arg port), $(arg port), $(find-free-port)]
+          $(arg port), $(arg port), $(find-free-port), $(python)]
 """)
     command = load_launch(path, environ={"SWARM_TEST_X": "x"}).nodes[0].command
+    assert command[7] == sys.executable
     assert command[1:4] == ("x", "fallback value", str(tmp_path))
     assert command[4] == command[5] != command[6]      # one port per $(find-free-port)
-    assert all(1024 <= int(p) <= 65535 for p in command[4:])
+    assert all(1024 <= int(p) <= 65535 for p in command[4:7])
 
 
 def test_includes_pass_arguments_and_resolve_paths_relative_to_the_including_file(
@@ -250,3 +251,33 @@ def test_an_unreadable_or_binary_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bin.yaml"
     path.write_bytes(b"\xff\xfe\x00")
     assert "not UTF-8" in _error(path).message
+
+
+def test_eval_and_nested_substitutions(tmp_path: Path) -> None:
+    path = _write(tmp_path, "a.yaml", """
+args:
+  base: 5760
+  voters: "[1, 2, 3]"
+nodes:
+  - name: n
+    cmd: [prog, "$(eval $(arg base) + 10 * 2)", "$(eval 7 // 2 - 5 % 3)"]
+    parameters_as: toml
+    parameters: {voters: $(arg voters), empty: $(env SWARM_TEST_NOPE)}
+""")
+    with pytest.raises(LaunchError, match="SWARM_TEST_NOPE is not set"):
+        load_launch(path, environ={})
+    node = load_launch(path, environ={"SWARM_TEST_NOPE": "$(arg base)"}).nodes[0]
+    assert node.command[1:] == ("5780", "1")
+    # A list argument is a list; a value brought in from the environment is never
+    # expanded again.
+    assert node.parameters == {"voters": [1, 2, 3], "empty": "$(arg base)"}
+
+
+@pytest.mark.parametrize(("expression", "message"), [
+    ("$(eval 1 +)", "a number is missing"), ("$(eval 1 / 2)", "only integers"),
+    ("$(eval (1))", "'(' inside a substitution"), ("$(eval 1 // 0)", "division by zero"),
+    ("$(arg base", "unclosed $("),
+])
+def test_bad_eval_is_an_error(tmp_path: Path, expression: str, message: str) -> None:
+    path = _write(tmp_path, "a.yaml", f"args:\n  base: 1\nnodes:\n  - name: n\n    cmd: ['{expression}']\n")
+    assert message in _error(path).message
