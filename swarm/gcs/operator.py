@@ -1,11 +1,11 @@
 """Operator actions: a map command from the page, validated, proposed through the client
 protocol (docs/protocol.md), and answered only with what the swarm said.
 
-The ground station is a client of the swarm, not a Raft member. It registers one
-session and proposes each command with the next sequence number; a retry after a
-timeout or a lost leader reuses the same (session, seq), so the swarm applies it at
-most once (consensus/session.py). Proposals are serialised: one in flight at a time,
-which keeps ``ack`` (every seq below it has its answer) exact and is ample for a human.
+The ground station is a client of the swarm, not a Raft member: it proposes through
+:class:`swarm.client.SwarmClient`, which registers one session and retries a command
+after a timeout or a lost leader with the same (session, seq), so the swarm applies it
+at most once (consensus/session.py). Proposals are serialised, one in flight at a time,
+which is ample for a human.
 
 The page is told ``committed`` (with the log index and map version) only when a node
 replied so; anything else is an error with the protocol's stable code, so the page
@@ -15,13 +15,13 @@ never shows an uncommitted change as done.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.evacmap import Command, CommandError, decode_result, encode_command, parse_command
+from swarm.client import ClientError, SwarmClient
+from swarm.evacmap import Command, CommandError, decode_result, parse_command
 
 __all__ = ["OperatorClient", "Outcome", "build_command"]
 
@@ -31,7 +31,6 @@ OPERATOR_COMMANDS = frozenset({
     "remove_zone", "remove_route", "remove_survivor",
 })
 _STAMPED = {"set_zone": "source", "report_survivor": "reporter", "update_survivor": "reporter"}
-_RETRYABLE = frozenset({"no_leader", "busy", "timeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,85 +82,44 @@ def build_command(body: object, operator: str, now_ms: int) -> Command:
     return parse_command(fields)
 
 
-Request = Callable[[int, dict[str, Any], float], Awaitable[dict[str, Any]]]
-
-
 class OperatorClient:
-    """One client session of the swarm, used by every operator action of this server.
-
-    ``request(node, body, timeout)`` sends one request and returns the reply (the MQTT
-    link's); ``targets()`` lists the nodes to try, best first (the leader, then any
-    other reachable node: any node accepts any request, a follower forwards).
+    """The station's one client session of the swarm: :class:`swarm.client.SwarmClient`
+    (registration, numbering, retries with the same session and seq, leader choice),
+    run on its own thread so the event loop never blocks on it, one proposal at a time.
     """
 
-    def __init__(self, request: Request, targets: Callable[[], list[int]], *,
-                 attempt_timeout_s: float = 3.0, deadline_s: float = 10.0) -> None:
-        self._request = request
-        self._targets = targets
-        self.attempt_timeout_s = attempt_timeout_s
-        self.deadline_s = deadline_s
-        self.session: int | None = None
-        self._seq = 0
+    def __init__(self, client: SwarmClient, *, timeout_s: float = 10.0) -> None:
+        self._client = client
+        self.timeout_s = timeout_s
         self._lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcs-operator")
 
     async def propose(self, command: Command) -> Outcome:
         async with self._lock:
-            deadline = time.monotonic() + self.deadline_s
-            data = encode_command(command)
-            last = Outcome("error", "no_leader", "no reachable node to propose to")
-            seq: int | None = None
-            attempt = 0
-            while time.monotonic() < deadline:
-                targets = self._targets()
-                if not targets:
-                    await asyncio.sleep(0.25)
-                    continue
-                node = targets[attempt % len(targets)]
-                attempt += 1
-                if self.session is None:
-                    registered = await self._register(node)
-                    if registered.status == "error":
-                        last = registered
-                        if registered.code not in _RETRYABLE:
-                            return registered
-                        await asyncio.sleep(0.2)
-                        continue
-                if seq is None:
-                    self._seq += 1
-                    seq = self._seq
-                body = {"v": 1, "op": "propose", "id": _request_id(), "session": self.session,
-                        "seq": seq, "ack": seq - 1, "command": _json(data)}
-                reply = await self._send(node, body)
-                outcome = _outcome(reply, node)
-                if outcome.status == "committed" or outcome.code not in _RETRYABLE | {
-                        "session_expired"}:
-                    return outcome
-                if outcome.code == "session_expired":
-                    self.session, seq = None, None
-                last = outcome
-                await asyncio.sleep(0.2)
-            return last
+            loop = asyncio.get_running_loop()
+            try:
+                reply = await loop.run_in_executor(self._executor, self._propose,
+                                                   command.to_json())
+            except ClientError as exc:
+                message = str(exc)
+                code = "no_leader" if "no_leader" in message else "unavailable"
+                return Outcome("error", code, message)
+            return _outcome(reply.body, reply.node)
 
-    async def _register(self, node: int) -> Outcome:
-        reply = await self._send(node, {"v": 1, "op": "register", "id": _request_id(),
-                                        "nonce": secrets.token_hex(12)})
-        if reply.get("status") == "registered" and isinstance(reply.get("session"), int):
-            self.session = reply["session"]
-            self._seq = 0
-            return Outcome("committed", node=node)
-        return _outcome(reply, node)
+    def _propose(self, command: dict[str, Any]) -> Any:
+        # connect() first: SwarmClient.propose picks its target node from the statuses
+        # it has seen, and only connect() subscribes to them (it waits for the first).
+        self._client.timeout_s = self.timeout_s  # bounds registration too
+        self._client.connect()
+        self._client.statuses(wait_s=2.0)
+        return self._client.propose(command, timeout_s=self.timeout_s)
 
-    async def _send(self, node: int, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await self._request(node, body, self.attempt_timeout_s)
-        except (TimeoutError, asyncio.TimeoutError):
-            return {"status": "error", "code": "timeout",
-                    "message": f"no reply from node {node} in {self.attempt_timeout_s:.0f} s"}
-        except ConnectionError as exc:
-            return {"status": "error", "code": "unavailable", "message": str(exc)}
+    def close(self) -> None:
+        self._executor.submit(self._client.close).result(timeout=10)
+        self._executor.shutdown(wait=False)
 
 
-def _outcome(reply: Mapping[str, Any], node: int) -> Outcome:
+def _outcome(reply: Mapping[str, Any], node: int | None) -> Outcome:
     status = reply.get("status")
     if status == "committed":
         result = reply.get("result")
@@ -188,12 +146,3 @@ def _outcome(reply: Mapping[str, Any], node: int) -> Outcome:
                        str(reply.get("message") or "the swarm refused the request"), node=node)
     return Outcome("error", "bad_reply", f"node {node} sent an unexpected reply status "
                    f"{status!r}", node=node)
-
-
-def _request_id() -> str:
-    return secrets.token_hex(8)
-
-
-def _json(data: bytes) -> Any:
-    import json
-    return json.loads(data)

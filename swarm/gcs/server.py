@@ -59,6 +59,7 @@ from mavlink_bridge.plan import (
     MissionPlan,
     fence_polygon,
 )
+from swarm.client import SwarmClient
 from swarm.evacmap import MAX_COMMAND_BYTES, CommandError
 from swarm.planner import GeoPoint, write_qgc_plan, write_wpl
 
@@ -102,7 +103,7 @@ class GroundStation:
         self.streams: set[_Stream] = set()
         self.link: MqttLink | None = None
         self.tiles: TileSource | None = open_tiles(config.tiles) if config.tiles else None
-        self.operator = OperatorClient(self._request, self._targets)
+        self.operator: OperatorClient | None = None
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -131,18 +132,6 @@ class GroundStation:
                 stream.wake.set()
             stream.dirty |= changed
 
-    async def _request(self, node: int, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        if self.link is None:
-            raise ConnectionError("no MQTT link")
-        return await self.link.request(node, body, timeout_s)
-
-    def _targets(self) -> list[int]:
-        now = self.clock()
-        leader = self.state.leader(now)
-        others = [d["node"] for d in self.state.drones(now)
-                  if d["online"] and (leader is None or d["node"] != leader.node)]
-        return ([leader.node] if leader else []) + others
-
     # ---------------------------------------------------------------- life cycle
 
     async def start(self, *, connect: bool = True) -> str:
@@ -153,6 +142,9 @@ class GroundStation:
                                  self.ingest, self.connection_changed,
                                  username=cfg.mqtt_username, password=cfg.mqtt_password)
             self.link.start()
+            self.operator = OperatorClient(SwarmClient(
+                [str(b) for b in cfg.brokers], cfg.swarm, username=cfg.mqtt_username,
+                password=cfg.mqtt_password, client_id=f"{self.link.client_id}-operator"))
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -165,6 +157,8 @@ class GroundStation:
     async def stop(self) -> None:
         if self.link is not None:
             self.link.stop()
+        if self.operator is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.operator.close)
         for stream in list(self.streams):
             stream.dirty.add("close")
             stream.wake.set()
@@ -366,7 +360,7 @@ class GroundStation:
             response = _error(400, "invalid", str(exc))
             self._log_rejected(response)
             return response
-        if self.link is None or not self.link.connected:
+        if self.operator is None or self.link is None or not self.link.connected:
             outcome = Outcome("error", "unavailable",
                               "the ground station is not connected to the broker")
         else:

@@ -85,7 +85,7 @@ def test_operator_action_commits_and_reaches_the_stream(broker, swarm, make_stat
     stream.sendall(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
     _read_until(stream, b"event: snapshot")
     code, reply, _ = http("POST", st.url + "/api/commands", ZONE)
-    assert code == 200 and reply["status"] == "committed" and reply["index"] >= 1
+    assert code == 200 and reply["status"] == "committed" and reply["index"] >= 1, reply
     seen = _read_until(stream, b'"op-1"')
     assert b"event: map" in seen
     stream.close()
@@ -175,7 +175,7 @@ def test_token_required_off_loopback_and_checked(broker, swarm, make_station, tm
 def test_no_leader_is_an_error_not_a_success(broker, swarm, make_station) -> None:
     st = make_station(broker=broker)
     _live(st)
-    st.station.operator.deadline_s = 2.0
+    st.station.operator.timeout_s = 3.0
     for n in swarm.nodes.values():
         n.alive = False
     code, body, _ = http("POST", st.url + "/api/commands", ZONE)
