@@ -60,6 +60,14 @@ class AgentCluster:
     def broker_list(self) -> list[str]:
         return [f"{b.host}:{b.port}" for b in self.brokers]
 
+    def prefer(self, i: int, brokers: list[LocalBroker]) -> None:
+        """Give node ``i`` its own broker list (order of preference)."""
+        listed = ", ".join(f'"{b.host}:{b.port}"' for b in brokers)
+        text = self.config_path(i).read_text()
+        start = text.index("brokers = [")
+        end = text.index("]", start)
+        self.config_path(i).write_text(text[:start] + f"brokers = [{listed}" + text[end:])
+
     def config_path(self, i: int) -> Path:
         return self.tmp / f"drone-{i}.toml"
 
