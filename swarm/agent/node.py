@@ -495,9 +495,12 @@ class Agent:
         raise KeyError(item)
 
     def map_sha256(self) -> str:
-        version = self.map.version
-        if self._map_hash[0] != version:
-            self._map_hash = (version, hashlib.sha256(self.fsm.snapshot()).hexdigest())
+        """SHA-256 of the state machine's snapshot (map and session table), cached per
+        applied index: registrations, refused commands and cached retries change the
+        session table without changing the map version."""
+        applied = self.driver.applied
+        if self._map_hash[0] != applied:
+            self._map_hash = (applied, hashlib.sha256(self.fsm.snapshot()).hexdigest())
         return self._map_hash[1]
 
     def status(self) -> dict[str, Any]:
