@@ -372,7 +372,9 @@ class Driver:
     def process(self) -> int:
         """Handle the pending Readies (up to ``max_readies_per_process``), each in the
         contract's order. Returns how many were finished. Stops early when a Ready is
-        held or the driver stopped."""
+        held or the driver stopped. An exception while handling a Ready (a
+        ``StorageError``, a state machine or observer raising) stops the driver and
+        propagates: build a new one over the same storage to recover."""
         done = 0
         for _ in range(self.options.max_readies_per_process):
             if self._stopped or self._held is not None or not self._raw.has_ready():
@@ -409,6 +411,17 @@ class Driver:
         return True
 
     def _handle(self, rd: Ready) -> None:
+        try:
+            self._handle_steps(rd)
+        except BaseException:
+            # A Ready half done (a storage error, a state machine or hook raising)
+            # cannot be resumed or retaken: stop, and restart from storage (etcd
+            # panics here). What apply_ready committed is exactly what a restart finds.
+            self._stopped = True
+            self.counts["failed readies"] += 1
+            raise
+
+    def _handle_steps(self, rd: Ready) -> None:
         obs = self.observer
         storage = self.storage
         snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None

@@ -555,3 +555,29 @@ def test_session_client_abandon_gives_everything_up_and_registers_a_new_round_la
     client.tick()
     [reg] = client.poll()
     assert reg.data == encode_register(b"me.1") and reg.attempt == 1
+
+
+def test_a_storage_failure_mid_ready_stops_the_driver_and_a_restart_recovers() -> None:
+    from consensus.storage import StorageError
+
+    c = _Cluster(3)
+    lead = c.leader()
+    c.run(3)
+    follower = next(i for i in c.ids if i != lead.id)
+    st = c.storages[follower]
+
+    def broken(*_args: object) -> None:
+        raise StorageError("disk gone")
+
+    st.apply_ready = broken  # type: ignore[method-assign]
+    lead.propose(b"cmd")
+    with pytest.raises(StorageError, match="disk gone"):
+        c.run(5)
+    d = c.drivers[follower]
+    assert d.stopped and d.status().counts["failed readies"] == 1
+    with pytest.raises(RuntimeError, match="stopped"):
+        d.step(Message(MessageType.HEARTBEAT, to=follower, frm=lead.id, term=1))
+    del st.apply_ready  # the disk is back: restart from what it holds
+    del c.drivers[follower]
+    d = c.boot(follower)
+    c.run_until(lambda: d.applied == lead.applied)
