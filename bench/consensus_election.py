@@ -4,7 +4,8 @@ election costs in messages.
 For each seed: elect a leader, let it run, crash it, then count ticks until a new
 leader has committed its no-op (the cluster accepts writes again). Ticks convert to
 time by the driver's tick period (the swarm agent's default is printed alongside).
-The network delivers instantly, so the figure is the protocol's own floor: one
+Every node runs under the project's Ready driver (consensus.driver) over MemoryStorage;
+the network delivers instantly, so the figure is the protocol's own floor: one
 election timeout (randomized in [election_tick, 2*election_tick), §5.2) plus rounds.
 "msgs" is every message sent from the crash until the new leader serves (the
 survivors' election plus the new leader's first AppendEntries round).
@@ -20,78 +21,45 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
+from bench.support.instant_net import InstantNet  # noqa: E402
 from consensus.config import Config  # noqa: E402
-from consensus.rawnode import RawNode  # noqa: E402
-from consensus.storage import MemoryStorage  # noqa: E402
-from consensus.types import ConfState, Message, StateRole  # noqa: E402
+from consensus.types import StateRole  # noqa: E402
 
 
-class _Net:
-    def __init__(self, n: int, seed: int, election_tick: int, pre_vote: bool) -> None:
-        ids = list(range(1, n + 1))
-        conf = ConfState.of(ids)
-        rng = random.Random(seed)
-        self.storages = {i: MemoryStorage(conf) for i in ids}
-        self.nodes: dict[int, RawNode | None] = {
-            i: RawNode(Config(id=i, election_tick=election_tick, heartbeat_tick=1,
-                              pre_vote=pre_vote, rng=random.Random(rng.random())),
-                       self.storages[i])
-            for i in ids
-        }
-        self.messages = 0
+def _net(n: int, seed: int, election_tick: int, pre_vote: bool) -> InstantNet:
+    rng = random.Random(seed)
+    return InstantNet([Config(id=i, election_tick=election_tick, heartbeat_tick=1, pre_vote=pre_vote,
+                              rng=random.Random(rng.random())) for i in range(1, n + 1)])
 
-    def pump(self) -> None:
-        for _ in range(10_000):
-            outbox: list[Message] = []
-            for i, node in self.nodes.items():
-                while node is not None and node.has_ready():
-                    rd = node.ready()
-                    self.storages[i].apply_ready(rd.hard_state, rd.entries, rd.snapshot)
-                    outbox.extend(rd.messages)
-                    node.advance(rd)
-            if not outbox:
-                return
-            self.messages += len(outbox)
-            for m in outbox:
-                target = self.nodes.get(m.to)
-                if target is not None:
-                    target.step(m)
-        raise RuntimeError("network did not quiesce")
 
-    def tick(self) -> None:
-        for node in self.nodes.values():
-            if node is not None:
-                node.tick()
-        self.pump()
-
-    def serving_leader(self) -> int | None:
-        for i, node in self.nodes.items():
-            if node is None:
-                continue
-            st = node.status()
-            if st.role is StateRole.LEADER and st.commit == st.last_index and \
-                    node._raft.log.zero_term_on_error(st.commit) == st.term:  # noqa: SLF001
-                return i
-        return None
+def _serving_leader(net: InstantNet) -> int | None:
+    for i, d in net.drivers.items():
+        if d is None:
+            continue
+        st = d.raw.status()
+        if st.role is StateRole.LEADER and st.commit == st.last_index and \
+                d.raw._raft.log.zero_term_on_error(st.commit) == st.term:  # noqa: SLF001
+            return i
+    return None
 
 
 def _measure(n: int, seed: int, election_tick: int, pre_vote: bool) -> tuple[int, int]:
-    net = _Net(n, seed, election_tick, pre_vote)
+    net = _net(n, seed, election_tick, pre_vote)
     for _ in range(50 * election_tick):
         net.tick()
-        if net.serving_leader() is not None:
+        if _serving_leader(net) is not None:
             break
-    lead = net.serving_leader()
+    lead = _serving_leader(net)
     assert lead is not None
     for _ in range(5):
         net.tick()
-    net.nodes[lead] = None  # crash
+    net.drivers[lead] = None  # crash
     net.messages = 0
     for ticks in range(1, 50 * election_tick):
         net.tick()
-        new = net.serving_leader()
+        new = _serving_leader(net)
         if new is not None:
             return ticks, net.messages
     raise RuntimeError(f"no new leader (n={n}, seed={seed})")

@@ -1,7 +1,7 @@
 """Throughput of the Raft core itself: entries committed (and applied on every node)
 per second of wall-clock time, with the network and disk taken out of the way (an
-in-memory storage, messages handed over directly), so the figure is the core's own
-ceiling: if it is far above what the MQTT bus and the SD card allow, the core is not the
+in-memory storage, messages handed over directly), so the figure is the ceiling of the
+core under its Ready driver (consensus.driver, what every user runs): if it is far above what the MQTT bus and the SD card allow, the core is not the
 bottleneck.
 
 * unbatched: one proposal at a time, each waiting for its commit before the next;
@@ -22,68 +22,46 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consensus.codec import decode_message, encode_message  # noqa: E402
+from bench.support.instant_net import InstantNet  # noqa: E402
 from consensus.config import Config  # noqa: E402
-from consensus.rawnode import RawNode  # noqa: E402
-from consensus.storage import MemoryStorage  # noqa: E402
-from consensus.types import ConfState, Message, StateRole  # noqa: E402
+from consensus.types import StateRole  # noqa: E402
 
 
 class _Cluster:
     def __init__(self, n: int, codec: bool) -> None:
-        ids = list(range(1, n + 1))
-        conf = ConfState.of(ids)
-        self.codec = codec
-        self.storages = {i: MemoryStorage(conf) for i in ids}
-        self.nodes = {
-            i: RawNode(Config(id=i, election_tick=10, heartbeat_tick=1, max_inflight_msgs=4096,
-                              rng=random.Random(i)), self.storages[i])
-            for i in ids
-        }
-        self.applied = {i: 0 for i in ids}
-        self.messages = 0
-        self.nodes[1].campaign()
+        self.net = InstantNet([Config(id=i, election_tick=10, heartbeat_tick=1, max_inflight_msgs=4096,
+                                      rng=random.Random(i)) for i in range(1, n + 1)], codec=codec)
+        self.leader = self.net.drivers[1]
+        assert self.leader is not None
+        self.leader.raw.campaign()
         for _ in range(20):
-            self.pump()
-            if self.nodes[1].status().role is StateRole.LEADER:
+            self.net.pump()
+            if self.leader.raw.status().role is StateRole.LEADER:
                 break
-        assert self.nodes[1].status().role is StateRole.LEADER, "node 1 did not win the election"
-        self.pump()
+        assert self.leader.raw.status().role is StateRole.LEADER, "node 1 did not win the election"
+        self.net.pump()
+
+    @property
+    def messages(self) -> int:
+        return self.net.messages
 
     def pump(self) -> None:
-        """Handle every Ready and deliver every message until the cluster is idle."""
-        while True:
-            outbox: list[Message] = []
-            for i, node in self.nodes.items():
-                while node.has_ready():
-                    rd = node.ready()
-                    self.storages[i].apply_ready(rd.hard_state, rd.entries, rd.snapshot)
-                    outbox.extend(rd.messages)
-                    if rd.committed_entries:
-                        self.applied[i] = rd.committed_entries[-1].index
-                    node.advance(rd)
-            if not outbox:
-                return
-            self.messages += len(outbox)
-            for m in outbox:
-                if self.codec:
-                    m = decode_message(encode_message(m))
-                self.nodes[m.to].step(m)
+        self.net.pump()
 
     def min_applied(self) -> int:
-        return min(self.applied.values())
+        return min(d.applied for d in self.net.live())
 
 
-def _run(n: int, entries: int, batch: int, payload: int, codec: bool) -> tuple[float, float]:
+def _run(n: int, entries: int, batch: int, payload: int, codec: bool) -> tuple[float, float, float]:
     c = _Cluster(n, codec)
     data = b"x" * payload
-    leader = c.nodes[1]
+    leader = c.leader
     start_index = c.min_applied()
     target = start_index + entries
     msgs0 = c.messages
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while c.min_applied() < target:
-        k = min(batch, target - c.nodes[1].status().last_index)
+        k = min(batch, target - leader.raw.status().last_index)
         if k > 0:
             leader.propose_many([data] * k)
         before = c.min_applied()
@@ -91,8 +69,8 @@ def _run(n: int, entries: int, batch: int, payload: int, codec: bool) -> tuple[f
         if c.min_applied() == before:
             leader.tick()  # only if stuck: a heartbeat carries the commit index on
             c.pump()
-    dt = time.perf_counter() - t0
-    return entries / dt, (c.messages - msgs0) / entries
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return entries / dt, entries / max(cpu, 1e-9), (c.messages - msgs0) / entries
 
 
 def main() -> int:
@@ -105,7 +83,9 @@ def main() -> int:
         p.error("--entries and --batch must be positive, --payload non-negative")
     print(f"entries committed and applied on every node per second ({args.entries} entries of "
           f"{args.payload} B; in-memory storage, direct delivery)")
-    print(f"{'nodes':>5} {'mode':<22} {'entries/s':>10} {'msgs/entry':>11}")
+    print("(entries/s: per wall-clock second; per CPU s: per second of this process's CPU time,\n"
+          " the figure to compare on a shared, loaded machine)")
+    print(f"{'nodes':>5} {'mode':<22} {'entries/s':>10} {'per CPU s':>10} {'msgs/entry':>11}")
     for n in (3, 5):
         for label, batch, codec in (
             ("unbatched", 1, False),
@@ -114,8 +94,8 @@ def main() -> int:
             (f"batched x{args.batch} +codec", args.batch, True),
         ):
             count = args.entries if batch > 1 else max(200, args.entries // 5)
-            rate, mpe = _run(n, count, batch, args.payload, codec)
-            print(f"{n:>5} {label:<22} {rate:>10.0f} {mpe:>11.2f}")
+            rate, per_cpu, mpe = _run(n, count, batch, args.payload, codec)
+            print(f"{n:>5} {label:<22} {rate:>10.0f} {per_cpu:>10.0f} {mpe:>11.2f}")
     return 0
 
 

@@ -44,7 +44,7 @@ import dataclasses
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .config import Config
 from .fsm import StateMachine
@@ -123,12 +123,14 @@ class DriverConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class AppliedEntry:
+class AppliedEntry(NamedTuple):
     """A committed entry the state machine applied (or, for membership changes and a
-    new leader's empty no-op (§8), passed over: then ``result`` is None)."""
+    new leader's empty no-op (§8), passed over: then ``result`` is None). A NamedTuple
+    rather than a frozen dataclass: one is built per entry per node, on the hot path
+    (a third of the driver's cost per entry at 64-entry batches)."""
 
-    index: int
+    #: The log index (it shadows ``tuple.index``, which nobody calls on an entry).
+    index: int  # type: ignore[assignment]
     term: int
     kind: EntryKind
     data: bytes
@@ -319,9 +321,15 @@ class Driver:
         """Propose a command. Raises :class:`Busy` when the uncommitted tail is full,
         :class:`ProposalDropped` when no leader is known (or a transfer is in
         progress). Accepted is not committed: watch ``DriverObserver.applied``."""
+        self.propose_many([data])
+
+    def propose_many(self, datas: list[bytes]) -> None:
+        """Propose several commands, appended together or not at all. (Proposals
+        made between two :meth:`process` calls share one Ready and one AppendEntries
+        per follower anyway; this also makes them one append.)"""
         self._check_running()
         try:
-            self._raw.propose(data)
+            self._raw.propose_many(datas)
         except ProposalDropped as exc:
             st = self._raw.status()
             if st.role is StateRole.LEADER and st.lead_transferee == 0 and st.id in st.conf_state.voters:
@@ -447,15 +455,19 @@ class Driver:
             obs.snapshot_installed(self, snap, before)
         if rd.committed_entries:
             obs.applying(self, rd.committed_entries)
+            # The hot loop: one pass per committed entry on every node.
+            fsm_apply, on_applied, normal = self.fsm.apply, obs.applied, EntryKind.NORMAL
+            n = 0
             for e in rd.committed_entries:
-                if e.index <= self._applied:
+                index = e.index
+                if index <= self._applied:
                     continue  # covered by the snapshot just installed
-                self._applied = e.index
-                result = None
-                if e.kind is EntryKind.NORMAL and e.data:
-                    result = self.fsm.apply(e.index, e.data)
-                self.counts["entries applied"] += 1
-                obs.applied(self, AppliedEntry(e.index, e.term, e.kind, e.data, result))
+                self._applied = index
+                data = e.data
+                result = fsm_apply(index, data) if e.kind is normal and data else None
+                n += 1
+                on_applied(self, AppliedEntry(index, e.term, e.kind, data, result))
+            self.counts["entries applied"] += n
             if self._stopped:
                 return
         self._report_leadership(rd)
