@@ -170,7 +170,7 @@ def validate_status(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
     if not online:  # the Last Will carries only v, node, online
         return {"node": node, "online": False}
     out: dict[str, Any] = {"node": node, "online": True}
-    out["name"] = _field(doc, "name", str, what, required=False) or f"node-{node}"
+    out["name"] = _field(doc, "name", str, what, required=False)
     role = _field(doc, "role", str, what)
     if role not in ROLES:
         raise PayloadError(f"{what}.role: {role!r} is not one of {', '.join(ROLES)}")
@@ -361,13 +361,14 @@ class NodeRecord:
     track_at: float = -math.inf
     behind_since: float | None = None  # when its applied map fell behind the map
     fc_behind_since: float | None = None
+    known_name: str | None = None  # the last name it published (its Last Will has none)
 
     @property
     def name(self) -> str:
         for part in (self.status, self.telemetry, self.plan):
             if part and part.get("name"):
                 return str(part["name"])
-        return f"node-{self.node}"
+        return self.known_name or f"node-{self.node}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +447,8 @@ class SwarmState:
             record = self._record(node)
             assert record is not None
             record.status, record.status_at = status, now
+            if status.get("name"):
+                record.known_name = status["name"]
             term = status.get("term")
             if isinstance(term, int) and term > self._max_term:
                 if self._max_term:
@@ -507,7 +510,9 @@ class SwarmState:
         else:
             record.behind_since = None
         held = self.fc_map_version(record)
-        if held is None or held < version:
+        if status.get("fc") is None and record.plan is None:
+            record.fc_behind_since = None  # no flight controller reported: nothing to judge
+        elif held is None or held < version:
             record.fc_behind_since = (record.fc_behind_since
                                       if record.fc_behind_since is not None else now)
         else:

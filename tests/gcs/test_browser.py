@@ -6,8 +6,9 @@ console stays free of errors. A screenshot is saved to
 out/test-artifacts/gcs/browser.png.
 
 The swarm here is tests/gcs/contract_swarm.py, a stand-in that speaks the MQTT contract
-(docs/protocol.md): ``swarm agent`` does not exist on main yet. When it lands, this
-test must run against 3 real agents and the built-in simulated copters instead.
+(docs/protocol.md), because it also publishes what real agents do not yet (telemetry
+and plans: the agents do not drive flight controllers yet). The same story against 3
+real agents is test_browser_agents.py.
 """
 
 from __future__ import annotations

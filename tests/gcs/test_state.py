@@ -146,6 +146,17 @@ def test_alerts() -> None:
     assert ("not_converged", 2) in kinds and ("unreachable", 1) not in kinds
     state.ingest(ROOT + "status/2", status(2, map_version=8), 12.0)
     assert ("not_converged", 2) not in {(a.kind, a.node) for a in state.alerts(12.0)}
+    # A flight controller still holding an older map's plan.
+    state.ingest(ROOT + "status/2", status(2, map_version=8, fc={"connected": True,
+                                                                  "map_version_held": 6}), 13.0)
+    state.ingest(ROOT + "status/2", status(2, map_version=8, fc={"connected": True,
+                                                                  "map_version_held": 6}), 24.0)
+    assert any(a.kind == "not_converged" and a.node == 2 and "flight controller" in a.text
+               for a in state.alerts(24.0))
+    # A node that reports no flight controller at all is not judged on one.
+    state.ingest(ROOT + "status/2", status(2, map_version=8, fc=None), 25.0)
+    state.ingest(ROOT + "status/2", status(2, map_version=8, fc=None), 40.0)
+    assert ("not_converged", 2) not in {(a.kind, a.node) for a in state.alerts(40.0)}
     # Elections too often: three new terms within a minute.
     for k, term in enumerate((4, 5, 6)):
         state.ingest(ROOT + "status/1", status(1, role="leader", term=term, map_version=8), 20.0 + k)
@@ -154,7 +165,7 @@ def test_alerts() -> None:
     # The Last Will: offline at once.
     state.ingest(ROOT + "status/2", json.dumps({"v": 1, "node": 2, "online": False}).encode(), 24.0)
     assert any(a.kind == "unreachable" and a.node == 2 and "last will" in a.text
-               for a in state.alerts(24.0))
+               and a.text.startswith("drone-2 ") for a in state.alerts(24.0))
 
 
 def test_plan_validation_keeps_items_and_rejects_garbage() -> None:
