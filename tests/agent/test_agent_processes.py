@@ -435,3 +435,46 @@ def test_fail_over_between_two_bridged_brokers(tmp_path: Path, bridged_mosquitto
         assert acked <= _zone_ids(client)
     finally:
         cluster.close()
+
+
+def test_a_faulty_link_between_one_drone_and_the_broker(cluster_factory, mosquitto) -> None:
+    """Each drone reaches the broker through its own fault-injecting TCP proxy. The
+    leader's link is delayed, then cut (a new leader takes over, writes resume), then
+    healed (the old leader rejoins and catches up): nothing acknowledged is lost."""
+    from fault_proxy import FaultProxy
+
+    cluster = cluster_factory(3)
+    proxies = {i: FaultProxy(mosquitto.host, mosquitto.port) for i in cluster.ids}
+    try:
+        for i, p in proxies.items():
+            text = cluster.config_path(i).read_text()
+            cluster.config_path(i).write_text(
+                text.replace(f'"{mosquitto.host}:{mosquitto.port}"', f'"{p.host}:{p.port}"'))
+        cluster.start_all()
+        client = cluster.client()
+        leader = cluster.wait_leader(client)
+        acked = set()
+
+        def write(tag: str) -> None:
+            _propose_ok(client, zone(tag))
+            acked.add(tag)
+
+        write("clean")
+        proxies[leader].delay(0.05)     # a slow link: still leads, writes still commit
+        for k in range(3):
+            write(f"slow-{k}")
+        proxies[leader].cut()
+        survivors = [i for i in cluster.ids if i != leader]
+        new = cluster.wait_leader(client, among=survivors)
+        assert new != leader
+        for k in range(3):
+            write(f"cut-{k}")
+        proxies[leader].heal()
+        statuses = cluster.wait_converged(client, timeout=90)
+        assert len({s["map_sha256"] for s in statuses.values()}) == 1
+        assert acked <= _zone_ids(client)
+        write("healed")
+    finally:
+        cluster.close()
+        for p in proxies.values():
+            p.close()
