@@ -60,3 +60,27 @@ class Browser:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def draw_zone(page: Browser, zone_id: str, offsets: list[tuple[int, int]]) -> None:
+    """Draw a zone on the page as an operator does: *Draw zone*, click each corner (pixel
+    offsets from the map's centre), *Finish*, give its id, *Propose*."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    page.driver.find_element(By.ID, "btn-zone").click()
+    map_el = page.driver.find_element(By.ID, "map")
+    for dx, dy in offsets:
+        ActionChains(page.driver).move_to_element_with_offset(map_el, dx, dy).click().perform()
+    page.driver.find_element(By.ID, "btn-finish").click()
+    form = page.driver.find_element(By.ID, "zoneform")
+    assert form.is_displayed()
+    form.find_element(By.NAME, "id").clear()
+    form.find_element(By.NAME, "id").send_keys(zone_id)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def zone_ids(page: Browser) -> list[str]:
+    """Ids of the zones of the committed map the page holds."""
+    return page.js("""return ((gcs.state.map && gcs.state.map.features) || [])
+        .filter(f => f.properties.kind === 'zone').map(f => f.properties.id)""")

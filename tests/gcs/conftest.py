@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import browser as chromium
 from gcs_helpers import StationThread
 from swarm.bus.broker import LocalBroker
 from swarm.gcs import GcsConfig
@@ -37,3 +38,14 @@ def make_station() -> Iterator[Callable[..., StationThread]]:
     for st in made:
         st.close()
 
+
+
+@pytest.fixture
+def page() -> Iterator[chromium.Browser]:
+    """A fresh headless Chromium (Debian's chromium + chromium-driver)."""
+    problem = chromium.missing()
+    if problem:
+        pytest.fail(problem)
+    b = chromium.Browser()
+    yield b
+    b.close()

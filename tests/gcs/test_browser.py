@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 import browser as chromium
 from gcs_helpers import ARTIFACTS, StationThread, wait_for
@@ -24,23 +23,8 @@ from swarm.gcs import GcsConfig
 from swarm.gcs.link import BrokerAddress
 
 
-@pytest.fixture
-def page():
-    problem = chromium.missing()
-    if problem:
-        pytest.fail(problem)
-    b = chromium.Browser()
-    yield b
-    b.close()
-
-
 def _leader_text(page) -> str:
     return page.js("return document.getElementById('s-leader').textContent")
-
-
-def _zone_ids(page) -> list[str]:
-    return page.js("""return ((gcs.state.map && gcs.state.map.features) || [])
-        .filter(f => f.properties.kind === 'zone').map(f => f.properties.id)""")
 
 
 def _popup_button(page, title: str, label: str) -> None:
@@ -84,29 +68,21 @@ def test_page_live_with_the_swarm(broker, make_station, page) -> None:
                        "source": "drone-2", "time_ms": 1,
                        "polygon": [[-121.6219, 39.7596], [-121.619, 39.7596],
                                    [-121.619, 39.7618]]})
-        wait_for(lambda: "z-other" in _zone_ids(page), 20, "z-other on the page")
+        wait_for(lambda: "z-other" in chromium.zone_ids(page), 20, "z-other on the page")
         page.js("gcs.map.fitBounds([[39.755, -121.63], [39.768, -121.61]])")
 
         # The operator draws a zone and it is committed.
-        page.driver.find_element(By.ID, "btn-zone").click()
-        map_el = page.driver.find_element(By.ID, "map")
-        for dx, dy in ((-120, 120), (-20, 140), (-40, 220), (-140, 210)):
-            ActionChains(page.driver).move_to_element_with_offset(map_el, dx, dy).click().perform()
-        page.driver.find_element(By.ID, "btn-finish").click()
-        form = page.driver.find_element(By.ID, "zoneform")
-        assert form.is_displayed()
-        form.find_element(By.NAME, "id").clear()
-        form.find_element(By.NAME, "id").send_keys("op-drawn")
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        chromium.draw_zone(page, "op-drawn", [(-120, 120), (-20, 140), (-40, 220), (-140, 210)])
         wait_for(lambda: page.js("""const li = document.querySelector('#pending li');
             return li && li.className !== 'wait' && li.textContent"""), 30, "the action's outcome")
         outcome = page.js("return document.querySelector('#pending li').textContent")
         assert "committed at index" in outcome, outcome
         assert "op-drawn" in swarm.map.zones  # committed in the swarm, not only on the page
-        wait_for(lambda: "op-drawn" in _zone_ids(page), 20, "op-drawn drawn from the map")
+        wait_for(lambda: "op-drawn" in chromium.zone_ids(page), 20, "op-drawn drawn from the map")
         assert len(swarm.map.zones["op-drawn"].ring) == 5  # 4 corners, closed
 
         # Drop a survivor, mark it rescued from its popup, remove the drawn zone.
+        map_el = page.driver.find_element(By.ID, "map")
         page.driver.find_element(By.ID, "btn-survivor").click()
         ActionChains(page.driver).move_to_element_with_offset(map_el, 60, -40).click().perform()
         form = page.driver.find_element(By.ID, "survivorform")
@@ -130,7 +106,7 @@ def test_page_live_with_the_swarm(broker, make_station, page) -> None:
         _popup_button(page, "Zone op-drawn", "Remove")
         _wait_outcome(page, "remove zone op-drawn")
         assert "op-drawn" not in swarm.map.zones
-        wait_for(lambda: "op-drawn" not in _zone_ids(page), 20, "op-drawn gone from the page")
+        wait_for(lambda: "op-drawn" not in chromium.zone_ids(page), 20, "op-drawn gone from the page")
 
         # An action the map refuses is shown as an error, never as done.
         reply = page.driver.execute_async_script(

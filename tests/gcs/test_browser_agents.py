@@ -14,8 +14,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 import browser as chromium
 from gcs_helpers import ARTIFACTS, wait_for
 
@@ -25,29 +23,11 @@ from agent_cluster import AgentCluster, zone  # noqa: E402
 LON, LAT = -121.62, 39.76
 
 
-@pytest.fixture
-def page():
-    problem = chromium.missing()
-    if problem:
-        pytest.fail(problem)
-    b = chromium.Browser()
-    yield b
-    b.close()
-
-
 def _text(page, element_id: str) -> str:
     return page.js("return document.getElementById(arguments[0]).textContent", element_id)
 
 
-def _zone_ids(page) -> list[str]:
-    return page.js("""return ((gcs.state.map && gcs.state.map.features) || [])
-        .filter(f => f.properties.kind === 'zone').map(f => f.properties.id)""")
-
-
 def test_page_with_three_real_agents(tmp_path, broker, make_station, page) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-
     cluster = AgentCluster(tmp_path, broker, 3, swarm="gcs-live")
     try:
         cluster.start_all()
@@ -66,25 +46,17 @@ def test_page_with_three_real_agents(tmp_path, broker, make_station, page) -> No
         # Another client's zone appears.
         reply = client.propose(zone("z-other", lon=LON, lat=LAT))
         assert reply.committed, reply.body
-        wait_for(lambda: "z-other" in _zone_ids(page), 30, "z-other on the page")
+        wait_for(lambda: "z-other" in chromium.zone_ids(page), 30, "z-other on the page")
         page.js("gcs.map.fitBounds([[39.755, -121.63], [39.770, -121.605]])")
 
         # The operator draws a zone; it is committed by the swarm.
-        page.driver.find_element(By.ID, "btn-zone").click()
-        map_el = page.driver.find_element(By.ID, "map")
-        for dx, dy in ((-150, 100), (-60, 110), (-70, 190), (-160, 180)):
-            ActionChains(page.driver).move_to_element_with_offset(map_el, dx, dy).click().perform()
-        page.driver.find_element(By.ID, "btn-finish").click()
-        form = page.driver.find_element(By.ID, "zoneform")
-        form.find_element(By.NAME, "id").clear()
-        form.find_element(By.NAME, "id").send_keys("op-drawn")
-        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        chromium.draw_zone(page, "op-drawn", [(-150, 100), (-60, 110), (-70, 190), (-160, 180)])
         outcome = wait_for(lambda: page.js("""const li = document.querySelector('#pending li');
             return li && li.className !== 'wait' && li.textContent"""), 60, "the action's outcome")
         assert "committed at index" in outcome, outcome
         version, doc = client.read_map()  # linearizable read from the swarm itself
         assert any(f["properties"]["id"] == "op-drawn" for f in doc["features"])
-        wait_for(lambda: "op-drawn" in _zone_ids(page), 30, "op-drawn drawn from the map")
+        wait_for(lambda: "op-drawn" in chromium.zone_ids(page), 30, "op-drawn drawn from the map")
 
         # Kill the leader: the page shows the new one.
         cluster.kill(leader)
