@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 
-
 import browser as chromium
 from gcs_helpers import ARTIFACTS, StationThread, wait_for
 from contract_swarm import ContractSwarm
