@@ -116,7 +116,7 @@ def write_qgc_plan(plan: MissionPlan, home: GeoPoint, *, cruise_speed: float = 1
             "globalPlanAltitudeMode": _ALT_MODE_RELATIVE,
             "hoverSpeed": float(hover_speed),
             "items": items,
-            "plannedHomePosition": [home.lat, home.lon, home.alt],
+            "plannedHomePosition": _home_position(home),
             "vehicleType": vehicle_type,
             "version": 2,
         },
@@ -311,7 +311,8 @@ def write_wpl(plan: MissionPlan, home: GeoPoint) -> str:
     """The mission (not fence or rally: the format has no place for them) as WPL text."""
     lines = [_WPL_HEADER,
              "\t".join(["0", "1", str(FRAME_GLOBAL), "16", "0", "0", "0", "0",
-                        _wpl_num(home.lat), _wpl_num(home.lon), _wpl_num(home.alt), "1"])]
+                        *(f"{v / 1e7:.7f}" for v in _degE7(home)), _wpl_num(_cm(home.alt)),
+                        "1"])]
     for seq, item in enumerate(plan.mission, start=1):
         if item.frame in _GLOBAL_FRAMES:
             x, y = f"{item.x / 1e7:.7f}", f"{item.y / 1e7:.7f}"
@@ -439,6 +440,22 @@ def _geo(lat: float, lon: float, alt: float, where: str) -> GeoPoint:
         return GeoPoint(lat, lon, alt)
     except ValueError as exc:
         raise PlanFileError(f"{where}: {exc}") from None
+
+
+def _degE7(point: GeoPoint) -> tuple[int, int]:
+    """(lat, lon) as MAVLink degE7 integers: what the formats and the vehicle carry, so
+    files written on two machines from the same plan compare equal (a last-bit
+    difference in a home computed through a local frame disappears)."""
+    return round(point.lat * 1e7), round(point.lon * 1e7)
+
+
+def _cm(alt: float) -> float:
+    return round(alt, 2) + 0.0
+
+
+def _home_position(home: GeoPoint) -> list[float]:
+    lat, lon = _degE7(home)
+    return [lat / 1e7, lon / 1e7, _cm(home.alt)]
 
 
 def _wpl_num(v: float) -> str:

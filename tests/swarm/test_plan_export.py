@@ -32,6 +32,12 @@ from swarm.planner import (
 )
 from test_planner_support import drones, gp, rect, survivor, vehicle, zone
 
+
+def carried(home: GeoPoint) -> GeoPoint:
+    """The home as the formats carry it: degE7 latitude/longitude, centimetre altitude."""
+    return GeoPoint(round(home.lat * 1e7) / 1e7, round(home.lon * 1e7) / 1e7,
+                    round(home.alt, 2) + 0.0)
+
 CONFIG = PlannerConfig(safety_margin_m=40.0, line_spacing_m=100.0)
 
 
@@ -53,7 +59,7 @@ def test_qgc_plan_round_trips(planned):
     text = write_qgc_plan(mission_plan, home)
     back = read_qgc_plan(text)
     assert back.plan == mission_plan
-    assert back.home == home
+    assert back.home == carried(home)
     assert write_qgc_plan(back.plan, back.home) == text  # byte-stable
 
 
@@ -66,7 +72,8 @@ def test_qgc_plan_has_the_documented_keys(planned):
     assert {"version", "firmwareType", "vehicleType", "cruiseSpeed", "hoverSpeed",
             "plannedHomePosition", "items", "globalPlanAltitudeMode"} <= set(m)
     assert (m["version"], m["firmwareType"], m["vehicleType"]) == (2, 3, 2)
-    assert m["plannedHomePosition"] == [home.lat, home.lon, home.alt]
+    h = carried(home)
+    assert m["plannedHomePosition"] == [h.lat, h.lon, h.alt]
     for n, item in enumerate(m["items"], start=1):
         assert {"type", "command", "frame", "params", "autoContinue", "doJumpId"} <= set(item)
         assert item["type"] == "SimpleItem" and item["doJumpId"] == n and len(item["params"]) == 7
@@ -107,7 +114,7 @@ def test_wpl_round_trips(planned):
     assert all(len(ln.split("\t")) == 12 for ln in lines[1:])
     back = read_wpl(text)
     assert back.plan.mission == mission_plan.mission
-    assert back.home == home
+    assert back.home == carried(home)
     assert read_wpl(text.replace("\n", "\r\n")).plan.mission == mission_plan.mission
 
 
@@ -199,5 +206,15 @@ def test_any_mission_round_trips_through_both_formats(items, lat, lon, alt):
     home = GeoPoint(lat, lon, alt)
     via_plan = read_qgc_plan(write_qgc_plan(mission_plan, home))
     via_wpl = read_wpl(write_wpl(mission_plan, home))
-    assert via_plan.plan.mission == mission_plan.mission and via_plan.home == home
-    assert via_wpl.plan.mission == mission_plan.mission and via_wpl.home == home
+    assert via_plan.plan.mission == mission_plan.mission and via_plan.home == carried(home)
+    assert via_wpl.plan.mission == mission_plan.mission and via_wpl.home == carried(home)
+
+
+def test_files_from_two_machines_compare_equal_when_floats_differ_in_the_last_bit(planned):
+    """Issue 13: a home longitude came out -121.6248173111136 on aarch64 and
+    -121.62481731111357 on x86-64; the files must not differ."""
+    mission_plan, _ = planned
+    x86 = GeoPoint(39.7573, -121.62481731111357, 540.0)
+    arm = GeoPoint(39.7573, -121.6248173111136, 540.0)
+    assert write_qgc_plan(mission_plan, x86) == write_qgc_plan(mission_plan, arm)
+    assert write_wpl(mission_plan, x86) == write_wpl(mission_plan, arm)
