@@ -54,6 +54,7 @@ from .commands import (
     parse_command,
 )
 from ..geo import grow_polygon
+from .exact import ExactRing, point_covered, points_covered, route_within
 
 __all__ = [
     "DEFAULT_ROUTE_MARGIN_M",
@@ -97,8 +98,9 @@ _Keyed = TypeVar("_Keyed", SetZone, SetRoute, ReportSurvivor, SetDroneTask)
 @dataclass(frozen=True, slots=True)
 class Zone:
     """A fire zone. ``polygon`` is the lon/lat shapely polygon of ``ring``; ``grown`` is
-    it grown by the map's route margin (metres, local ENU frame), the area a route must
-    avoid while the zone is a hazard."""
+    it grown by the map's route margin (metres, local ENU frame), for display: whether
+    a route comes within the margin is decided exactly (``exact``, see
+    :mod:`swarm.evacmap.exact`)."""
 
     id: str
     ring: tuple[LonLat, ...]
@@ -107,6 +109,7 @@ class Zone:
     time_ms: int
     polygon: shapely.Polygon = field(compare=False, repr=False)
     grown: shapely.Polygon = field(compare=False, repr=False)
+    exact: ExactRing = field(compare=False, repr=False)
 
     @property
     def is_hazard(self) -> bool:
@@ -311,37 +314,33 @@ class _Geometry:
         shapely.prepare(grown)
         return Zone(
             command.id, command.polygon, command.status, command.source, command.time_ms,
-            polygon, grown,
+            polygon, grown, ExactRing(command.polygon),
         )
 
-    @staticmethod
-    def route_crosses(line: shapely.LineString, zones: Mapping[str, Zone]) -> tuple[str, ...]:
-        hazards = [z for z in zones.values() if z.is_hazard]
-        if not hazards:
-            return ()
-        hits = shapely.intersects(np.array([z.grown for z in hazards], dtype=object), line)
-        return tuple(sorted(z.id for z, hit in zip(hazards, hits) if hit))
+    def route_crosses(self, path: tuple[LonLatAlt, ...], zones: Mapping[str, Zone]
+                      ) -> tuple[str, ...]:
+        flat = [p[:2] for p in path]
+        return tuple(sorted(z.id for z in zones.values()
+                            if z.is_hazard and route_within(z.exact, flat, self.margin_m)))
 
     @staticmethod
-    def survivor_inside(point: shapely.Point, zones: Mapping[str, Zone]) -> tuple[str, ...]:
-        burning = [z for z in zones.values() if z.status is ZoneStatus.BURNING]
-        if not burning:
-            return ()
+    def survivor_inside(position: LonLat, zones: Mapping[str, Zone]) -> tuple[str, ...]:
         # covers: a survivor on the fire's mapped edge counts as inside.
-        hits = shapely.covers(np.array([z.polygon for z in burning], dtype=object), point)
-        return tuple(sorted(z.id for z, hit in zip(burning, hits) if hit))
+        return tuple(sorted(z.id for z in zones.values() if z.status is ZoneStatus.BURNING
+                            and point_covered(z.exact, *position)))
 
     def route(self, command: SetRoute, zones: Mapping[str, Zone]) -> Route:
         line = shapely.LineString([p[:2] for p in command.path])
         return Route(
-            command.id, command.path, command.priority, self.route_crosses(line, zones), line
+            command.id, command.path, command.priority, self.route_crosses(command.path, zones),
+            line,
         )
 
     def survivor(self, record: ReportSurvivor, zones: Mapping[str, Zone]) -> Survivor:
         point = shapely.Point(record.position)
         return Survivor(
             record.id, record.position, record.count, record.confidence, record.reporter,
-            record.time_ms, record.status, self.survivor_inside(point, zones), point,
+            record.time_ms, record.status, self.survivor_inside(record.position, zones), point,
         )
 
     def rederive_after_zone_change(
@@ -350,30 +349,25 @@ class _Geometry:
         """Routes and survivors with derived facts updated for one zone set/removed.
 
         Incremental: only the changed zone is tested, against all routes and survivors
-        at once (vectorised shapely predicates), and only entries whose facts change
-        are replaced. The result equals a full recomputation (property-tested).
+        (survivors at once, vectorised; both with exact predicates, swarm.evacmap.exact),
+        and only entries whose facts change are replaced. The result equals a full
+        recomputation (property-tested).
         """
-        route_hits = self._hits(
-            state.routes, lambda r: r.line,
-            zone.grown if zone is not None and zone.is_hazard else None, shapely.intersects,
-        )
+        if zone is not None and zone.is_hazard:
+            route_hits = {k: route_within(zone.exact, [p[:2] for p in r.path], self.margin_m)
+                          for k, r in state.routes.items()}
+        else:
+            route_hits = dict.fromkeys(state.routes, False)
         routes = _updated(state.routes, zone_id, route_hits, "crosses")
-        survivor_hits = self._hits(
-            state.survivors, lambda s: s.point,
-            zone.polygon if zone is not None and zone.status is ZoneStatus.BURNING else None,
-            shapely.covers,
-        )
+        if zone is not None and zone.status is ZoneStatus.BURNING and state.survivors:
+            keys = list(state.survivors)
+            covered = points_covered(zone.exact, np.array(
+                [state.survivors[k].position for k in keys], dtype=float))
+            survivor_hits = {k: bool(c) for k, c in zip(keys, covered)}
+        else:
+            survivor_hits = dict.fromkeys(state.survivors, False)
         survivors = _updated(state.survivors, zone_id, survivor_hits, "inside")
         return routes, survivors
-
-    @staticmethod
-    def _hits(items: Mapping[str, Any], geometry_of: Any, area: shapely.Geometry | None,
-              predicate: Any) -> dict[str, bool]:
-        if area is None or not items:
-            return dict.fromkeys(items, False)
-        keys = list(items)
-        hits = predicate(area, np.array([geometry_of(items[k]) for k in keys], dtype=object))
-        return {k: bool(h) for k, h in zip(keys, hits)}
 
 
 def _updated(items: Mapping[str, Any], zone_id: str, hits: dict[str, bool],
