@@ -25,6 +25,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("planner_time.py", ["--scenes", "20"], ["--scenes", "2"]),
     ("bridge_upload.py", ["--items", "50", "--reps", "20"], ["--items", "50", "--reps", "3"]),
     ("bridge_decode.py", ["--messages", "50000"], ["--messages", "5000"]),
+    ("bridge_vehicles.py", ["--reps", "3"], ["--reps", "1"]),
     ("sitl_capacity.py", ["--counts", "1,10,50,100,200"], ["--counts", "1,10", "--seconds", "2"]),
     ("sitl_speedup.py", [], ["--sim-seconds", "60"]),
     ("bus_roundtrip.py", [], ["--pings", "200", "--messages", "2000"]),
