@@ -26,7 +26,7 @@ from mavlink_bridge.mission_protocol import (
 )
 from mavlink_bridge.plan import MissionItem, MissionPlan, MissionType
 from mavlink_bridge.signal import (
-    LinkQuality, LinkQualitySource, RadioStatusSource, SignalModel, SimulatedSignalSource,
+    LinkQuality, LinkQualitySource, RadioStatusSource,
 )
 from mavlink_bridge.telemetry import (
     Battery, CopterMode, EkfStatus, FenceStatus, GpsFix, Heartbeat, ItemReached, MissionProgress,
@@ -44,8 +44,7 @@ __all__ = [
     "MissionError", "MissionProtocolError", "MissionResult", "MissionResultError",
     "MissionTimeoutError", "MissionTransfer", "TransferTimeouts",
     "MissionItem", "MissionPlan", "MissionType",
-    "LinkQuality", "LinkQualitySource", "RadioStatusSource", "SignalModel",
-    "SimulatedSignalSource",
+    "LinkQuality", "LinkQualitySource", "RadioStatusSource",
     "Battery", "CopterMode", "EkfStatus", "FenceStatus", "GpsFix", "Heartbeat", "ItemReached",
     "MissionProgress", "Position", "RadioStatus", "StatusText", "TelemetryDecoder",
     "TelemetryTracker", "VehicleState",

@@ -154,9 +154,9 @@ def _check_param_name(name: str) -> None:
 class Vehicle:
     """The flight controller with system id ``sysid`` on ``link``.
 
-    ``signal`` is where link quality comes from: by default RADIO_STATUS (SiK radios);
-    in simulation pass a :class:`~mavlink_bridge.signal.SimulatedSignalSource`, which
-    is then sampled at every position update.
+    ``signal`` is where link quality comes from: by default RADIO_STATUS of SiK radios
+    (system 51), on hardware and in simulation alike (``sitl.radio`` simulates the radio
+    in the MAVLink path).
     """
 
     def __init__(self, link: MavlinkLink, sysid: int,
@@ -226,11 +226,7 @@ class Vehicle:
                 self._epoch, self._heard_since = epoch, now
                 if self._streams_wanted:
                     self._resync.set()
-        if name == "GLOBAL_POSITION_INT" and record is not None:
-            sample = getattr(self.signal, "sample", None)
-            if sample is not None:
-                sample(record.lat, record.lon, record.alt_msl, now)  # type: ignore[union-attr]
-        elif name == "MISSION_ITEM_REACHED":
+        if name == "MISSION_ITEM_REACHED":
             _put_dropping_oldest(self._reached, int(msg.seq))
         elif name == "MISSION_CURRENT":
             _put_dropping_oldest(self._current_q, int(msg.seq))

@@ -1,12 +1,15 @@
 """Simulated vehicles: launch real ArduPilot SITL copters (``sitl.ardupilot``), or run the
 built-in simulator (``sitl.builtin``) whose copters speak the same MAVLink subset the way
-ArduPilot does, on SITL's port scheme (TCP 5760 + 10 * instance). Knows no swarm."""
+ArduPilot does, on SITL's port scheme (TCP 5760 + 10 * instance); ``sitl.vehicles`` runs one
+of either kind behind one handle, and ``sitl.radio`` is the simulated SiK radio (the one
+radio model) that can sit in front of either. Knows no swarm."""
 
 from sitl.builtin import BASE_PORT, DEFAULT_HOME, SimulatorServer, VehicleConfig, VehicleState, configs_for
 from sitl.clock import SimClock
-from sitl.radio import RadioModel, RadioSample
+from sitl.radio import RadioModel, RadioSample, SikRadio, SikRadioRelay
+from sitl.vehicles import SimulatedVehicle, launch
 
 __all__ = [
-    "BASE_PORT", "DEFAULT_HOME", "RadioModel", "RadioSample", "SimClock", "SimulatorServer",
-    "VehicleConfig", "VehicleState", "configs_for",
+    "BASE_PORT", "DEFAULT_HOME", "RadioModel", "RadioSample", "SikRadio", "SikRadioRelay", "SimClock",
+    "SimulatedVehicle", "SimulatorServer", "VehicleConfig", "VehicleState", "configs_for", "launch",
 ]

@@ -20,7 +20,7 @@ from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from sitl import _mission
 from sitl._params import ParamTable, copter_param_specs
-from sitl.radio import RadioModel
+from sitl.radio import RADIO_COMPID, RADIO_SYSID, RadioModel, SikRadio
 
 if TYPE_CHECKING:
     from sitl.builtin import VehicleConfig
@@ -30,7 +30,6 @@ M = mavlink
 STEP_S = 0.02  # fixed physics step (simulated seconds): 50 Hz, the finest stream rate
 FIRMWARE = "ArduCopter V4.5.7 (sim)"
 BANNER = b"\n\nInit " + FIRMWARE.encode() + b"\n\nFree RAM: 262144\n"
-RADIO_SYSID, RADIO_COMPID = 51, M.MAV_COMP_ID_TELEMETRY_RADIO
 _BOOT_STATUS_S = 1.0  # HEARTBEAT.system_status stays MAV_STATE_BOOT until init finishes
 _GPS_FIX_FRACTION = 0.25  # the GPS gets its 3D fix well before the EKF uses it
 _HOVER_THROTTLE = 0.35  # MOT_THST_HOVER
@@ -209,10 +208,11 @@ class SimVehicle:
         self._parser = self._new_parser()
         self.params = ParamTable(copter_param_specs(
             self.sysid, config.wp_speed_ms * 100, config.wp_radius_m * 100, config.battery_capacity_mah))
-        self._radio = RadioModel(seed=config.seed) if config.radio_status else None
         self._gcs = (config.gcs_lat if config.gcs_lat is not None else config.home_lat,
                      config.gcs_lon if config.gcs_lon is not None else config.home_lon,
                      config.gcs_alt if config.gcs_alt is not None else config.home_alt)
+        # The SiK radio on serial0, reporting in simulated time (sitl.radio: the one model).
+        self._radio = SikRadio(self._gcs, RadioModel(seed=config.seed)) if config.radio_status else None
         self.connected = False
         self._banner_sent = False
         self.boot_time: float | None = None  # sim clock reading at boot
@@ -1386,9 +1386,8 @@ class SimVehicle:
     def _send_radio_status(self, t: float) -> None:
         assert self._radio is not None
         lat, lon = self.latlon()
-        g = self._gcs
-        e, n, u = pymap3d.geodetic2enu(lat, lon, self.config.home_alt + self.u, g[0], g[1], g[2])
-        sample = self._radio.sample(math.sqrt(e * e + n * n + u * u), t)
+        self._radio.observe_position(lat, lon, self.config.home_alt + self.u)
+        sample = self._radio.report(t)
         self._radio_up = sample.link_up
         if sample.link_up and self.connected:
             self._radio_mav.send(self._radio_mav.radio_status_encode(

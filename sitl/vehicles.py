@@ -6,7 +6,9 @@ and returns a :class:`SimulatedVehicle`: its ``endpoint``, ``sysid`` and ``home`
 the life-cycle a test or a benchmark needs: :meth:`~SimulatedVehicle.kill` (SIGKILL for
 SITL: no clean shutdown, as a crash or a pulled battery), :meth:`~SimulatedVehicle.boot`
 (a fresh start on the same endpoint, with a wiped EEPROM like ``arducopter -w``), and
-:meth:`~SimulatedVehicle.close`. Code written against the handle runs unchanged on
+:meth:`~SimulatedVehicle.close`. With ``radio=True`` a simulated SiK radio
+(:class:`sitl.radio.SikRadioRelay`) sits in front of the copter and ``endpoint`` is the
+radio's: the companion gets RADIO_STATUS from system 51 from either kind. Code written against the handle runs unchanged on
 both kinds: that is how the bridge's tests and bench/ compare the two side by side.
 
 :func:`ardupilot_binary_from_env` is the policy for "is real SITL expected here":
@@ -25,13 +27,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sitl._site import DEFAULT_HEADING, DEFAULT_HOME
 from sitl.ardupilot import (
     ArduPilotConfig, ArduPilotNotFound, build_command, find_arducopter, find_copter_defaults, wait_ready,
 )
 from sitl.builtin import SimulatorServer, VehicleConfig
+from sitl.radio import RadioModel, SikRadioRelay
 
 __all__ = ["KINDS", "SimulatedVehicle", "VehicleKind", "ardupilot_binary_from_env", "free_port_block", "launch"]
 
@@ -97,7 +100,7 @@ class SimulatedVehicle:
     def __init__(self, kind: VehicleKind, *, speedup: float, home: tuple[float, float, float],
                  binary: Path | None = None, workdir: Path | None = None,
                  builtin_time_to_ready_s: float = BUILTIN_TIME_TO_READY_S,
-                 ready_timeout_s: float = 120.0) -> None:
+                 ready_timeout_s: float = 120.0, radio: bool = False, radio_seed: int = 0) -> None:
         if kind not in KINDS:
             raise ValueError(f"vehicle kind must be one of {KINDS}, not {kind!r}")
         self.kind: VehicleKind = kind
@@ -111,6 +114,8 @@ class SimulatedVehicle:
         self._proc: subprocess.Popen[bytes] | None = None
         self._server: SimulatorServer | None = None
         self.boots = 0
+        self.radio: SikRadioRelay | None = None
+        self._radio_seed = radio_seed if radio else None
         if kind == "ardupilot":
             self.binary = find_arducopter(str(binary) if binary else None)
             defaults = find_copter_defaults(self.binary)
@@ -123,6 +128,15 @@ class SimulatedVehicle:
 
     @property
     def endpoint(self) -> str:
+        """Where a companion connects: through the simulated SiK radio when there is one
+        (it outlives the vehicle's restarts, as a radio stays powered)."""
+        if self.radio is not None:
+            return self.radio.endpoint
+        return f"tcp:127.0.0.1:{self.port}"
+
+    @property
+    def vehicle_endpoint(self) -> str:
+        """The vehicle's own serial0, bypassing any radio."""
         return f"tcp:127.0.0.1:{self.port}"
 
     @property
@@ -156,6 +170,9 @@ class SimulatedVehicle:
             self._server = SimulatorServer([cfg])
             self._server.start()
         self.boots += 1
+        if self._radio_seed is not None and self.radio is None:
+            # The ground station's radio is at home; the vehicle's one is on serial0.
+            self.radio = SikRadioRelay(self.port, self.home, RadioModel(seed=self._radio_seed))
         if wait_ready:
             try:
                 self.wait_ready()
@@ -166,7 +183,7 @@ class SimulatedVehicle:
 
     def wait_ready(self) -> None:
         try:
-            wait_ready(self.endpoint, self.ready_timeout_s)
+            wait_ready(self.vehicle_endpoint, self.ready_timeout_s)
         except (TimeoutError, ConnectionError) as exc:
             raise type(exc)(f"{exc}{self._log_tail()}") from None
 
@@ -223,6 +240,9 @@ class SimulatedVehicle:
 
     def close(self) -> None:
         self.kill()
+        if self.radio is not None:
+            self.radio.close()
+            self.radio = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -238,7 +258,7 @@ class SimulatedVehicle:
 
 def launch(kind: VehicleKind, *, speedup: float = 10.0,
            home: tuple[float, float, float] = DEFAULT_HOME, binary: Path | None = None,
-           wait_ready: bool = True, **options: float) -> SimulatedVehicle:
+           wait_ready: bool = True, **options: Any) -> SimulatedVehicle:
     """Start one copter of ``kind`` and return its handle (close it when done).
 
     For ``"ardupilot"`` the binary is ``binary``, else found as :func:`find_arducopter`

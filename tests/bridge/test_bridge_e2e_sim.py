@@ -16,6 +16,7 @@ from bridge_vehicle import (
     FLIGHT_S, HOME, TestVehicle, exclusion_square, flying_setup, ready, route, take_off,
 )
 from mavlink_bridge.apply import PlanApplier, VehicleNotReady, items_match
+from mavlink_bridge.link import LinkConfig, MavlinkLink
 from mavlink_bridge.mission_protocol import (
     MissionResult, MissionResultError, MissionTimeoutError, TransferTimeouts,
 )
@@ -256,3 +257,24 @@ def test_wiring_check_cli_prints_status_and_rejects_bad_strings(vehicle: TestVeh
     with pytest.raises(SystemExit):
         main(["tcp:127.0.0.1:99999"])
     assert "port 99999" in capsys.readouterr().err
+
+
+def test_link_quality_from_the_simulated_sik_radio_on_either_vehicle(vehicle: TestVehicle):
+    """Real SITL sends no RADIO_STATUS; the simulated SiK radio in its MAVLink path does
+    (sysid 51), so the bridge gets a link quality from both vehicles the same way."""
+    from sitl.vehicles import SimulatedVehicle
+    sim = SimulatedVehicle(vehicle.kind, speedup=vehicle.sim.speedup, home=HOME,  # type: ignore[arg-type]
+                           binary=getattr(vehicle.sim, "binary", None), radio=True, radio_seed=3)
+    try:
+        sim.boot()
+        link = MavlinkLink(LinkConfig(sim.endpoint, target_system=1))
+        v = Vehicle(link, 1)  # default source: RADIO_STATUS from sysid 51
+        with link:
+            assert link.wait_for_heartbeat(30)
+            wait_for(lambda: v.link_quality() is not None, what="RADIO_STATUS", timeout=30)
+            q = v.link_quality()
+            assert q.source == "radio_status" and 0.9 <= q.score <= 1.0  # on the ground station
+            assert q.fade_margin_db is not None and q.rssi_dbm is not None
+            assert v.state().radio is None  # the radio's status is not the vehicle's telemetry
+    finally:
+        sim.close()

@@ -8,7 +8,7 @@ import pytest
 
 from bridge_fake_peer import encoder, mavlink
 from mavlink_bridge.signal import (
-    LinkQuality, RadioStatusSource, SignalModel, SimulatedSignalSource, score_from_margin_db,
+    LinkQuality, RadioStatusSource, score_from_margin_db,
 )
 from mavlink_bridge.telemetry import (
     Battery, CopterMode, EkfStatus, FenceStatus, Heartbeat, MissionProgress, Position,
@@ -163,41 +163,3 @@ def test_link_quality_goes_to_zero_when_stale():
     assert q.score_at(16.0, max_age_s=5.0) == 0.0
     with pytest.raises(ValueError):
         LinkQuality(score=1.5, measured_at=0.0, source="x")
-
-
-def test_simulated_signal_falls_with_distance():
-    gs = (47.0, 8.0, 400.0)
-    model = SignalModel(shadowing_sigma_db=0.0, dropout_probability=0.0, smoothing_alpha=1.0)
-    near, far, very_far = (SimulatedSignalSource(gs, seed=1, model=model) for _ in range(3))
-    q_near = near.sample(47.001, 8.0, 450.0, 0.0)   # ~110 m
-    q_far = far.sample(47.05, 8.0, 450.0, 0.0)      # ~5.6 km
-    q_vfar = very_far.sample(47.15, 8.0, 450.0, 0.0)  # ~17 km
-    assert q_near.score == 1.0
-    assert 0.0 < q_vfar.score < q_far.score < 1.0
-
-
-def test_simulated_signal_is_deterministic_for_a_seed_and_has_dropouts():
-    gs = (47.0, 8.0, 400.0)
-    model = SignalModel(dropout_probability=0.1)
-    path = [(47.0 + i * 1e-3, 8.0, 450.0) for i in range(200)]
-
-    def run(seed):
-        src = SimulatedSignalSource(gs, seed=seed, model=model)
-        return [src.sample(*p, now=float(i)) for i, p in enumerate(path)]
-
-    a, b, c = run(7), run(7), run(8)
-    assert a == b
-    assert a != c
-    dropouts = sum(q.dropout for q in a)
-    assert 5 <= dropouts <= 40  # ~10% of 200, seeded
-    assert all(q.score == 0.0 for q in a if q.dropout)
-
-
-def test_simulated_signal_rejects_bad_inputs():
-    with pytest.raises(ValueError):
-        SimulatedSignalSource((95.0, 8.0, 0.0), seed=1)
-    with pytest.raises(ValueError):
-        SignalModel(dropout_probability=1.0)
-    src = SimulatedSignalSource((47.0, 8.0, 0.0), seed=1)
-    with pytest.raises(ValueError):
-        src.sample(math.nan, 8.0, 0.0, 0.0)
