@@ -1,5 +1,6 @@
 # Two entry points that do all set-up on a fresh machine (Debian/Ubuntu, Python 3.11+):
-#   make demo   - the simulated swarm demo on embedded defaults
+#   make demo   - the wildfire demo on real processes (swarm demo: broker, 5 simulated
+#                 copters, 5 agents, ground station; about two minutes)
 #   make test   - the whole test suite
 # Set-up is idempotent: system packages via apt when missing, the project and its test
 # extras into .venv/ (re-installed when pyproject.toml changes).

@@ -62,8 +62,10 @@ COMMANDS: dict[str, Command] = {
     "read": Command("swarm.cli.read", "read the agreed map, or one item (linearizable)", _CLIENT),
     "status": Command("swarm.cli.status", "every node's role, term, leader, commit, lag",
                       _CLIENT),
-    "demo": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a wildfire map",
-                    _TOOLS),
+    "demo": Command("swarm.cli.demo_live", "the wildfire demo on real processes: broker, 5 "
+                    "copters, 5 agents, ground station; the leader killed mid-run", _SWARM),
+    "demo-virtual": Command("swarm.cli.demo", "virtual-time demo: simulated drones agree on a "
+                            "wildfire map in one process", _TOOLS),
     "check-command": Command("swarm.cli.check_command",
                              "validate one map command (JSON) and print its canonical form",
                              _TOOLS),

@@ -1,4 +1,4 @@
-"""``swarm demo``: the virtual-time demo. Five (3 to 10) simulated drones agree on a
+"""``swarm demo-virtual``: the virtual-time demo. Five (3 to 10) simulated drones agree on a
 wildfire map through Raft in one process, a leader crash included, and print the agreed
 map, each drone's plan and every node's snapshot hash; writes map.geojson and per-drone
 .plan/.waypoints files (see swarm/demo.py)."""
@@ -47,7 +47,7 @@ def _out_dir(text: str) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="swarm demo", allow_abbrev=False,
+        prog="swarm demo-virtual", allow_abbrev=False,
         description="Simulated drones agree on a wildfire map through Raft, in virtual time "
                     "inside one process (a leader crash included).")
     parser.add_argument("--seed", type=_seed, default=1, help="seed of the whole run (default 1)")

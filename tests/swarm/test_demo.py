@@ -106,7 +106,7 @@ def test_same_seed_gives_the_same_run() -> None:
 
 
 def test_command_line_demo_runs_quietly_and_writes_outputs(tmp_path, capsys) -> None:
-    assert main(["demo", "--seed", "3", "--nodes", "4", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["demo-virtual", "--seed", "3", "--nodes", "4", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "All nodes agree" in printed
     assert "Phase 1" not in printed  # --quiet: summary only
@@ -118,11 +118,11 @@ def test_command_line_demo_runs_quietly_and_writes_outputs(tmp_path, capsys) -> 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["demo", "--nodes", "2"], "the swarm flies 3 to 10"),
-        (["demo", "--nodes", "11"], "the swarm flies 3 to 10"),
-        (["demo", "--nodes", "five"], "is not an integer"),
-        (["demo", "--seed", "-1"], "must be in"),
-        (["demo", "--bogus"], "unrecognized arguments"),
+        (["demo-virtual", "--nodes", "2"], "the swarm flies 3 to 10"),
+        (["demo-virtual", "--nodes", "11"], "the swarm flies 3 to 10"),
+        (["demo-virtual", "--nodes", "five"], "is not an integer"),
+        (["demo-virtual", "--seed", "-1"], "must be in"),
+        (["demo-virtual", "--bogus"], "unrecognized arguments"),
         ([], "required"),
     ],
 )
@@ -137,7 +137,7 @@ def test_command_line_rejects_an_output_path_that_is_a_file(tmp_path, capsys) ->
     file = tmp_path / "not-a-dir"
     file.write_text("x")
     with pytest.raises(SystemExit):
-        main(["demo", "--out", str(file)])
+        main(["demo-virtual", "--out", str(file)])
     assert "is not a directory" in capsys.readouterr().err
 
 
@@ -172,7 +172,7 @@ def test_demo_is_identical_across_processes_and_hash_seeds(tmp_path) -> None:
         out = tmp_path / hash_seed
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "COLUMNS": "200"}
         proc = subprocess.run(
-            [sys.executable, "-m", "swarm", "demo", "--seed", "4", "--quiet", "--out", str(out)],
+            [sys.executable, "-m", "swarm", "demo-virtual", "--seed", "4", "--quiet", "--out", str(out)],
             capture_output=True, text=True, env=env, timeout=120, check=False,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr

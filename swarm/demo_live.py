@@ -1,0 +1,615 @@
+"""The wildfire demo on real processes: ``swarm demo``.
+
+What runs: ``launch/demo.yaml`` through the launcher (:class:`swarm.launch.Launcher`,
+the one process supervisor): an MQTT broker (mosquitto when installed, the embedded one
+otherwise), five built-in simulated copters, five ``swarm agent`` processes agreeing on
+the map through Raft over that broker, and the ground-station web page. Ports are
+picked free on loopback, state lives in a fresh temporary folder, so a run never
+collides with another swarm on the machine and always starts afresh.
+
+What happens: the wildfire story of :mod:`swarm.scenario` (the same one the
+virtual-time demo plays, ``swarm demo-virtual``) is played through
+:class:`swarm.client.SwarmClient`: each reporting drone has its own client session
+(exactly-once through retries), fires appear and grow, survivors are reported, garbled
+commands are refused by the agents' validation, and mid-run the **leader's agent is
+SIGKILLed** with commands in flight; the launcher respawns it (its respawn policy) and
+it catches up from its SQLite store and the new leader.
+
+What is measured, from the agents' own retained ``status/<node>`` topics (docs/protocol.md)
+stamped on arrival: leaders elected (distinct terms), failover time (SIGKILL to the first
+status of a new leader in a higher term), the restarted node's catch-up time, commits,
+and at the end, once every node has applied the same index, the **disagreements**: nodes
+whose ``map_sha256`` (snapshot of map and session table) differs from the others', or
+that could not be checked. A non-zero count fails the run.
+
+Threads: the launcher's loop runs on the main thread (it owns the signal handlers: Ctrl-C
+and SIGTERM stop every child, escalating to SIGKILL); the scenario runs on a worker
+thread and, when it is done, asks the launcher to stop the way a user would, with
+SIGTERM to this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarm.bus import topics
+from swarm.bus.client import BrokerAddress, Bus, BusConfig, Received
+from swarm.client import ClientError, Reply, SwarmClient
+from swarm.evacmap import DroneTask, SetDroneTask, encode_command
+from swarm.launch import Launcher, LaunchError, load_launch
+from swarm.scenario import (
+    CrashLeader,
+    MarkCrashedDrone,
+    Propose,
+    ProposeRaw,
+    RestartCrashed,
+    Scenario,
+    Wait,
+    wildfire_scenario,
+)
+
+__all__ = ["DEMO_LAUNCH_FILE", "LiveDemoConfig", "LiveDemoError", "LiveDemoResult",
+           "NodeView", "run_live_demo"]
+
+#: The launch file the demo runs (shipped with the repository, next to the package).
+DEMO_LAUNCH_FILE = Path(__file__).resolve().parent.parent / "launch" / "demo.yaml"
+NODES = 5                    # demo.yaml runs five agents
+SWARM_ID = "wildfire"
+_PREFERRED_GCS_PORT = 8080
+_WAIT_TICK_S = 0.05          # one scenario Wait tick, in wall-clock seconds
+_COMMAND_TIMEOUT_S = 45.0    # one proposal, retries included (a failover in between)
+
+
+class LiveDemoError(RuntimeError):
+    """The demo could not be run (the swarm did not come up, a step timed out ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDemoConfig:
+    seed: int = 1
+    #: Scenario play time in seconds: the phases are spread over it (0: back to back).
+    duration_s: float = 90.0
+    #: Ground-station port; None: 8080 when free, else any free port.
+    gcs_port: int | None = None
+    #: Where the launcher's log (every node's output) is written.
+    out_dir: Path = Path("out")
+    #: Bound on bringing the swarm up (all agents online and a leader).
+    startup_timeout_s: float = 120.0
+    #: Bound on every liveness wait inside the run (failover, catch-up, convergence).
+    settle_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node's latest status as the demo saw it at the end."""
+
+    node: int
+    online: bool
+    role: str
+    term: int
+    applied: int
+    map_version: int
+    map_sha256: str | None
+    fc_map_version: int | None
+
+
+@dataclass
+class LiveDemoResult:
+    gcs_url: str
+    broker: str
+    log_file: Path
+    commits: int = 0                  # scenario commands committed
+    rejected: list[str] = field(default_factory=list)   # refused commands and why
+    unknown: list[str] = field(default_factory=list)    # outcome unknown (timeout)
+    leaders: list[tuple[float, int, int]] = field(default_factory=list)  # (s, term, node)
+    crashed: int | None = None
+    failover_s: float | None = None
+    catch_up_s: float | None = None
+    missions_converged_s: float | None = None   # None: no plan/<node> carries fc_map_version
+    final_index: int = 0
+    nodes: list[NodeView] = field(default_factory=list)
+    disagreements: int = 0
+    missing_features: list[str] = field(default_factory=list)
+    launcher_status: int = 0
+    completed: bool = False
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as JSON (written to <out>/demo-summary.json for scripts)."""
+        body = asdict(self)
+        body["log_file"] = str(self.log_file)
+        body["elections"] = self.elections
+        body["ok"] = self.ok
+        return body
+
+    @property
+    def elections(self) -> int:
+        return len(self.leaders)
+
+    @property
+    def ok(self) -> bool:
+        return (self.completed and self.error is None and self.disagreements == 0
+                and not self.missing_features and not self.unknown)
+
+
+# -- the swarm as its status topics show it ---------------------------------------------
+
+
+@dataclass
+class _Seen:
+    body: dict[str, Any]
+    at: float                           # time.monotonic() on arrival
+
+
+class SwarmMonitor:
+    """Every node's latest retained status and plan, stamped on arrival, and each
+    (term, leader) the swarm announced, in order. Payloads from the bus are validated
+    (JSON objects from a parsable topic); anything else is ignored."""
+
+    def __init__(self, broker: str, swarm: str, on_change: Callable[[], None]) -> None:
+        self.swarm = swarm
+        self._lock = threading.Lock()
+        self.status: dict[int, _Seen] = {}
+        self.plans: dict[int, _Seen] = {}
+        self.leaders: dict[int, tuple[float, int]] = {}   # term -> (arrival, leader)
+        self._on_change = on_change
+        self._bus = Bus(BusConfig(brokers=(BrokerAddress.parse(broker),),
+                                  client_id=f"demo-monitor-{os.getpid()}"))
+        self._bus.subscribe(topics.wildcard(swarm, topics.Kind.STATUS), self._on_status, qos=1)
+        self._bus.subscribe(topics.wildcard(swarm, topics.Kind.PLAN), self._on_plan, qos=1)
+
+    def start(self, timeout_s: float) -> None:
+        self._bus.start()
+        if not self._bus.wait_connected(timeout_s):
+            self._bus.close()
+            raise LiveDemoError(f"the demo's monitor could not reach the broker in {timeout_s:g} s")
+
+    def close(self) -> None:
+        self._bus.close()
+
+    @staticmethod
+    def _decode(msg: Received) -> tuple[int, dict[str, Any]] | None:
+        try:
+            topic = topics.parse(msg.topic)
+            body = json.loads(msg.payload)
+        except (topics.TopicError, ValueError):
+            return None
+        if topic.node is None or not isinstance(body, dict):
+            return None
+        return topic.node, body
+
+    def _on_status(self, msg: Received) -> None:
+        decoded = self._decode(msg)
+        if decoded is None:
+            return
+        node, body = decoded
+        now = time.monotonic()
+        with self._lock:
+            self.status[node] = _Seen(body, now)
+            term, leader = body.get("term"), body.get("leader")
+            if (body.get("online") and body.get("role") == "leader" and leader == node
+                    and type(term) is int and term not in self.leaders):
+                self.leaders[term] = (now, node)
+        self._on_change()
+
+    def _on_plan(self, msg: Received) -> None:
+        decoded = self._decode(msg)
+        if decoded is not None:
+            with self._lock:
+                self.plans[decoded[0]] = _Seen(decoded[1], time.monotonic())
+            self._on_change()
+
+    # -- queries (thread-safe snapshots) ----------------------------------------------
+
+    def snapshot(self) -> tuple[dict[int, _Seen], dict[int, _Seen], dict[int, tuple[float, int]]]:
+        with self._lock:
+            return dict(self.status), dict(self.plans), dict(self.leaders)
+
+    def online(self) -> list[int]:
+        status, _, _ = self.snapshot()
+        return sorted(n for n, s in status.items() if s.body.get("online"))
+
+    def leader(self) -> tuple[int, int] | None:
+        """(leader node, term) of the highest term whose leader is online and says so."""
+        status, _, _ = self.snapshot()
+        best = None
+        for n, s in status.items():
+            b = s.body
+            if b.get("online") and b.get("role") == "leader" and type(b.get("term")) is int:
+                if best is None or b["term"] > best[1]:
+                    best = (n, b["term"])
+        return best
+
+    def fc_map_version(self, node: int) -> int | None:
+        _, plans, _ = self.snapshot()
+        seen = plans.get(node)
+        value = seen.body.get("fc_map_version") if seen else None
+        return value if type(value) is int else None
+
+    def views(self) -> list[NodeView]:
+        status, _, _ = self.snapshot()
+        out = []
+        for n in range(1, NODES + 1):
+            b = status[n].body if n in status else {}
+            sha = b.get("map_sha256")
+            out.append(NodeView(n, bool(b.get("online")), str(b.get("role", "-")),
+                                _int(b.get("term")), _int(b.get("applied")),
+                                _int(b.get("map_version")), sha if isinstance(sha, str) else None,
+                                self.fc_map_version(n)))
+        return out
+
+
+def _int(value: object) -> int:
+    return value if type(value) is int else 0
+
+
+def count_disagreements(views: list[NodeView]) -> int:
+    """Nodes whose map snapshot hash is not the majority's, plus nodes that could not be
+    checked (offline, or no hash): an unchecked node is not counted as agreeing."""
+    hashes = [v.map_sha256 for v in views if v.online and v.map_sha256]
+    if not hashes:
+        return len(views)
+    majority = max(set(hashes), key=hashes.count)
+    return sum(1 for v in views if not (v.online and v.map_sha256 == majority))
+
+
+# -- ports and launch -------------------------------------------------------------------
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _free_copter_base(exclude: set[int]) -> int:
+    """A base port B with B, B+10, ... B+40 free (ArduPilot SITL's scheme, demo.yaml)."""
+    for _ in range(200):
+        base = _free_port()
+        ports = [base + 10 * i for i in range(NODES)]
+        if ports[-1] < 65536 and not exclude & set(ports) and all(map(_port_free, ports)):
+            return base
+    raise LiveDemoError("found no block of free loopback ports for the five copters")
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+class _Player:
+    """Plays the scenario on the running swarm (the worker thread)."""
+
+    def __init__(self, config: LiveDemoConfig, launcher: Launcher, monitor: SwarmMonitor,
+                 result: LiveDemoResult, broker: str, log: Callable[[str], None],
+                 stop: threading.Event) -> None:
+        self.config = config
+        self.launcher = launcher
+        self.monitor = monitor
+        self.result = result
+        self.broker = broker
+        self.log = log
+        self.stop = stop
+        self.t0 = time.monotonic()
+        self.scenario: Scenario = wildfire_scenario(
+            config.seed, [f"drone-{i}" for i in range(1, NODES + 1)])
+        self.clients: dict[str, SwarmClient] = {}
+        self.workers: dict[str, ThreadPoolExecutor] = {}
+        self.pending: list[tuple[str, Future[Reply]]] = []
+        self.crashed_at: float | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    # -- waits --------------------------------------------------------------------------
+
+    def _wait(self, what: str, done: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if self.stop.is_set():
+                raise LiveDemoError(f"stopped while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise LiveDemoError(f"timed out after {timeout_s:g} s waiting for {what}")
+            time.sleep(0.05)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(max(0.0, seconds)):
+            raise LiveDemoError("stopped")
+
+    # -- proposing ----------------------------------------------------------------------
+
+    def _client(self, who: str) -> tuple[SwarmClient, ThreadPoolExecutor]:
+        if who not in self.clients:
+            client = SwarmClient([self.broker], SWARM_ID, client_id=f"demo-{who}-{os.getpid()}",
+                                 timeout_s=_COMMAND_TIMEOUT_S)
+            client.connect()
+            self.clients[who] = client
+            self.workers[who] = ThreadPoolExecutor(1, thread_name_prefix=f"demo-{who}")
+        return self.clients[who], self.workers[who]
+
+    def _submit(self, who: str, note: str, command: bytes | dict[str, Any]) -> None:
+        client, worker = self._client(who)
+        self.pending.append((f"{who}: {note}", worker.submit(client.propose, command)))
+
+    def _collect(self) -> None:
+        for what, future in self.pending:
+            try:
+                reply = future.result(timeout=_COMMAND_TIMEOUT_S + 15)
+            except (ClientError, TimeoutError) as exc:
+                self.result.unknown.append(f"{what}: {exc}")
+                self.log(f"[red]{what}: no outcome ({exc})[/red]")
+                continue
+            if reply.committed:
+                self.result.commits += 1
+                self.log(f"  committed at index {reply.body.get('index')}: {what}"
+                         + (f" [dim](after {reply.attempts} attempts)[/dim]"
+                            if reply.attempts > 1 else ""))
+            elif reply.code in ("invalid", "bad_request"):
+                self.result.rejected.append(f"{what}: {reply.message}")
+                self.log(f"  [yellow]refused[/yellow] ({reply.code}): {what}: {reply.message}")
+            else:
+                self.result.unknown.append(f"{what}: {reply.code}: {reply.message}")
+                self.log(f"  [red]outcome unknown[/red]: {what}: {reply.code}: {reply.message}")
+        self.pending.clear()
+
+    # -- the story ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        cfg = self.config
+        self.log(f"waiting for {NODES} agents and a leader")
+        self._wait(f"{NODES} agents online and a leader",
+                   lambda: len(self.monitor.online()) == NODES and self.monitor.leader() is not None,
+                   cfg.startup_timeout_s)
+        lead = self.monitor.leader()
+        self.log(f"swarm up after {self.elapsed():.1f} s: leader drone-{lead[0] if lead else '?'}")
+        play_start = time.monotonic()
+        phases = self.scenario.phases
+        for i, phase in enumerate(phases):
+            # Spread the phases over the duration: the gaps are when the copters fly.
+            self._sleep(play_start + cfg.duration_s * i / len(phases) - time.monotonic())
+            self.log(f"[bold]== {phase.title}[/bold]")
+            for action in phase.actions:
+                self._act(action)
+            self._collect()
+        self._sleep(play_start + cfg.duration_s - time.monotonic())
+        self._converge()
+
+    def _act(self, action: object) -> None:
+        if isinstance(action, Propose):
+            self._submit(action.by or "reporter", action.note, encode_command(action.command))
+        elif isinstance(action, ProposeRaw):
+            self._submit(action.by, action.note, dict(action.obj))
+        elif isinstance(action, Wait):
+            self._sleep(action.ticks * _WAIT_TICK_S)
+        elif isinstance(action, CrashLeader):
+            self._crash_leader(action.note)
+        elif isinstance(action, MarkCrashedDrone):
+            assert self.result.crashed is not None
+            name = f"drone-{self.result.crashed}"
+            command = SetDroneTask(name, DroneTask.SEARCH if action.alive else DroneTask.IDLE,
+                                   action.alive, False, self.scenario.homes[name])
+            self._submit("reporter", f"{name} marked {'alive' if action.alive else 'down'}",
+                         encode_command(command))
+        elif isinstance(action, RestartCrashed):
+            self._catch_up(action.note)
+        else:  # pragma: no cover - the Action union is closed
+            raise TypeError(f"unknown scenario action {action!r}")
+
+    def _crash_leader(self, note: str) -> None:
+        self._wait("a leader to kill", lambda: self.monitor.leader() is not None,
+                   self.config.settle_timeout_s)
+        lead = self.monitor.leader()
+        assert lead is not None
+        victim, term = lead
+        node = self.launcher.by_name.get(f"drone-{victim}")
+        proc = node.proc if node is not None else None
+        if proc is None:
+            raise LiveDemoError(f"the launcher runs no process for drone-{victim}")
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        self.crashed_at = killed_at
+        self.result.crashed = victim
+        self.log(f"[bold red]SIGKILL drone-{victim}[/bold red] (leader, term {term}, "
+                 f"pid {proc.pid}): {note}")
+
+        def new_leader() -> bool:
+            _, _, leaders = self.monitor.snapshot()
+            return any(t > term and n != victim and at > killed_at
+                       for t, (at, n) in leaders.items())
+        self._wait("a new leader", new_leader, self.config.settle_timeout_s)
+        _, _, leaders = self.monitor.snapshot()
+        at, n = min((at, n) for t, (at, n) in leaders.items() if t > term and n != victim)
+        self.result.failover_s = at - killed_at
+        self.log(f"[green]drone-{n} leads[/green] {1000 * (at - killed_at):.0f} ms after the kill")
+
+    def _catch_up(self, note: str) -> None:
+        victim, killed_at = self.result.crashed, self.crashed_at
+        assert victim is not None and killed_at is not None
+        self.log(f"drone-{victim} is respawned by the launcher: {note}")
+
+        def caught_up() -> bool:
+            status, _, _ = self.monitor.snapshot()
+            mine = status.get(victim)
+            lead = self.monitor.leader()
+            if mine is None or lead is None or mine.at <= killed_at or not mine.body.get("online"):
+                return False
+            commit = _int(status[lead[0]].body.get("commit"))
+            return _int(mine.body.get("applied")) >= commit > 0
+        self._wait(f"drone-{victim} to come back and catch up", caught_up,
+                   self.config.settle_timeout_s)
+        self.result.catch_up_s = time.monotonic() - killed_at
+        self.log(f"[green]drone-{victim} back and caught up[/green] "
+                 f"{self.result.catch_up_s:.1f} s after the kill")
+
+    def _converge(self) -> None:
+        """Wait until every node applied the leader's commit, then compare hashes."""
+        last_change = time.monotonic()
+
+        def converged() -> bool:
+            views = self.monitor.views()
+            lead = self.monitor.leader()
+            if lead is None or not all(v.online for v in views):
+                return False
+            status, _, _ = self.monitor.snapshot()
+            commit = _int(status[lead[0]].body.get("commit"))
+            return all(v.applied == commit for v in views) and \
+                len({v.map_sha256 for v in views}) == 1
+        try:
+            self._wait("every node to apply the same index", converged,
+                       self.config.settle_timeout_s)
+        except LiveDemoError as exc:
+            self.log(f"[red]{exc}[/red]")
+        views = self.monitor.views()
+        self.result.nodes = views
+        self.result.final_index = max((v.applied for v in views), default=0)
+        self.result.disagreements = count_disagreements(views)
+        self._check_map()
+        self._missions(last_change, self.result.final_index)
+
+    def _check_map(self) -> None:
+        """Every feature the scenario created is in the agreed map (a linearizable read)."""
+        expected = set()
+        for phase in self.scenario.phases:
+            for action in phase.actions:
+                if isinstance(action, Propose):
+                    body = action.command.to_json()
+                    kind = {"set_zone": "zone", "set_route": "route",
+                            "report_survivor": "survivor"}.get(str(body.get("type")))
+                    if kind:
+                        expected.add(f"{kind}:{body['id']}")
+        client, _ = self._client("reporter")
+        try:
+            _, geojson = client.read_map()
+        except ClientError as exc:
+            self.result.missing_features = sorted(expected)
+            self.log(f"[red]could not read the agreed map: {exc}[/red]")
+            return
+        have = {f.get("id") for f in geojson.get("features", []) if isinstance(f, dict)}
+        self.result.missing_features = sorted(expected - have)
+
+    def _missions(self, since: float, version: int) -> None:
+        """Time until every flight controller holds the final map's plan, when the agents
+        publish ``fc_map_version`` on plan/<node>; otherwise left None."""
+        if not any(self.monitor.fc_map_version(n) is not None for n in range(1, NODES + 1)):
+            return
+        try:
+            self._wait("every flight controller to hold the final plan",
+                       lambda: all((self.monitor.fc_map_version(n) or 0) >= version
+                                   for n in range(1, NODES + 1)), self.config.settle_timeout_s)
+            self.result.missions_converged_s = time.monotonic() - since
+        except LiveDemoError as exc:
+            self.log(f"[yellow]{exc}[/yellow]")
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.shutdown(wait=False, cancel_futures=True)
+        for client in self.clients.values():
+            client.close()
+
+
+def run_live_demo(config: LiveDemoConfig, log: Callable[[str], None],
+                  on_change: Callable[[], None] = lambda: None,
+                  on_ready: Callable[[LiveDemoResult, SwarmMonitor], None] = lambda r, m: None,
+                  ) -> LiveDemoResult:
+    """Run the demo (blocks; call from the main thread: the launcher owns SIGINT/SIGTERM).
+
+    ``log`` receives progress lines (rich markup); ``on_change`` is called on every
+    status or plan received; ``on_ready`` once the monitor is connected."""
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    broker_port = _free_port()
+    gcs_port = config.gcs_port
+    if gcs_port is None:
+        gcs_port = _PREFERRED_GCS_PORT if _port_free(_PREFERRED_GCS_PORT) else _free_port()
+    elif not _port_free(gcs_port):
+        raise LiveDemoError(f"ground-station port {gcs_port} is in use")
+    fc_base = _free_copter_base({broker_port, gcs_port})
+    data = Path(tempfile.mkdtemp(prefix="swarm-demo-"))
+    try:
+        description = load_launch(DEMO_LAUNCH_FILE, {
+            "broker_port": str(broker_port), "gcs_port": str(gcs_port),
+            "fc_base_port": str(fc_base), "data": str(data), "swarm": SWARM_ID})
+    except LaunchError as exc:
+        raise LiveDemoError(f"{DEMO_LAUNCH_FILE}: {exc}") from exc
+    broker = f"127.0.0.1:{broker_port}"
+    log_file = config.out_dir / "demo-launch.log"
+    result = LiveDemoResult(gcs_url=f"http://127.0.0.1:{gcs_port}/", broker=broker,
+                            log_file=log_file)
+    started = time.monotonic()
+    stop = threading.Event()
+    with open(log_file, "w", encoding="utf-8") as out:
+        launcher = Launcher(description, out=out, colour=False)
+
+        def play() -> None:
+            monitor: SwarmMonitor | None = None
+            player: _Player | None = None
+            try:
+                # The launcher installs its signal handlers when its loop starts (it sets
+                # run_dir then); only then may this thread stop it with SIGTERM.
+                while launcher.run_dir is None and not stop.is_set():
+                    time.sleep(0.02)
+                monitor = SwarmMonitor(broker, SWARM_ID, on_change)
+                deadline = time.monotonic() + config.startup_timeout_s
+                while True:   # the broker is itself a node the launcher is starting
+                    try:
+                        monitor.start(2.0)
+                        break
+                    except LiveDemoError:
+                        if stop.is_set() or time.monotonic() > deadline:
+                            raise
+                        monitor = SwarmMonitor(broker, SWARM_ID, on_change)
+                on_ready(result, monitor)
+                player = _Player(config, launcher, monitor, result, broker, log, stop)
+                player.run()
+                result.completed = True
+            except LiveDemoError as exc:
+                result.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - reported, and the swarm still stops
+                result.error = f"{type(exc).__name__}: {exc}"
+            finally:
+                if player is not None:
+                    player.close()
+                if monitor is not None:
+                    if not result.nodes:
+                        result.nodes = monitor.views()
+                    _, _, leaders = monitor.snapshot()
+                    result.leaders = sorted((at - started, t, n) for t, (at, n) in leaders.items())
+                    monitor.close()
+                if not stop.is_set():
+                    log("scenario over: stopping the swarm")
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        worker = threading.Thread(target=play, name="demo-scenario", daemon=True)
+        worker.start()
+        try:
+            result.launcher_status = launcher.run()
+        finally:
+            stop.set()
+            worker.join(timeout=_COMMAND_TIMEOUT_S + 30)
+    shutil.rmtree(data, ignore_errors=True)
+    if result.error is None and not result.completed:
+        result.error = "the swarm stopped before the scenario ended"
+    result.elapsed_s = time.monotonic() - started
+    summary = config.out_dir / "demo-summary.json"
+    summary.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return result
