@@ -12,10 +12,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["main"]
+__all__ = ["main", "out_dir_arg", "seed_arg"]
 
 
-def _seed(text: str) -> int:
+def seed_arg(text: str) -> int:
+    """argparse type of a run's seed (both demos)."""
     try:
         value = int(text)
     except ValueError:
@@ -38,7 +39,8 @@ def _nodes(text: str) -> int:
     return value
 
 
-def _out_dir(text: str) -> Path:
+def out_dir_arg(text: str) -> Path:
+    """argparse type of an output folder (both demos)."""
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
@@ -50,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="swarm demo-virtual", allow_abbrev=False,
         description="Simulated drones agree on a wildfire map through Raft, in virtual time "
                     "inside one process (a leader crash included).")
-    parser.add_argument("--seed", type=_seed, default=1, help="seed of the whole run (default 1)")
+    parser.add_argument("--seed", type=seed_arg, default=1, help="seed of the whole run (default 1)")
     parser.add_argument("--nodes", type=_nodes, default=5, help="number of drones (default 5)")
-    parser.add_argument("--out", type=_out_dir, default=Path("out"),
+    parser.add_argument("--out", type=out_dir_arg, default=Path("out"),
                         help="folder for map.geojson and the .plan files (default ./out/)")
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
     return parser

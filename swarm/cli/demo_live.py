@@ -17,6 +17,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from swarm.cli.demo import out_dir_arg, seed_arg
+
 __all__ = ["main"]
 
 _MAX_DURATION_S = 3600.0
@@ -32,16 +34,6 @@ def _duration(text: str) -> float:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"seed {value} must be in [0, 2**63)")
-    return value
-
-
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -50,13 +42,6 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} must be in [1, 65535]")
     return value
-
-
-def _out_dir(text: str) -> Path:
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
-    return path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,10 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                              "as the swarm commits)")
     parser.add_argument("--headless", action="store_true",
                         help="no live table: plain progress lines, for scripts and CI")
-    parser.add_argument("--seed", type=_seed, default=1, help="seed of the scenario (default 1)")
+    parser.add_argument("--seed", type=seed_arg, default=1, help="seed of the scenario (default 1)")
     parser.add_argument("--gcs-port", type=_port, default=None,
                         help="ground-station port (default 8080 when free, else a free port)")
-    parser.add_argument("--out", type=_out_dir, default=Path("out"),
+    parser.add_argument("--out", type=out_dir_arg, default=Path("out"),
                         help="folder for demo-launch.log (every node's output) and demo-summary.json "
                              "(the measured figures) (default ./out/)")
     return parser
