@@ -32,6 +32,8 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("bus_envelope.py", [], ["--seconds", "0.2"]),
     ("bus_flow.py", [], ["--shapes", "1x3000,3x100", "--runs", "1"]),
     ("gcs_load.py", [], ["--seconds", "3"]),
+    ("agent_cluster.py", [], ["--idle-seconds", "1", "--latency-ops", "5", "--outstanding", "1",
+                              "--seconds", "1", "--kills", "1"]),
 )
 
 

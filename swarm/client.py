@@ -80,23 +80,32 @@ class Reply:
 
 
 class _Waiter:
-    __slots__ = ("event", "reply")
+    """Where the replies of one call's attempts go: the first one wins."""
+
+    __slots__ = ("event", "reply", "rid")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reply: dict[str, Any] | None = None
+        self.rid: str | None = None
+
+    def reset(self) -> None:
+        self.reply = None
+        self.rid = None
+        self.event.clear()
 
 
 class SwarmClient:
     """See the module docstring. ``brokers``: ``"HOST[:PORT]"`` strings (or a ready
     :class:`swarm.bus.client.BusConfig` via ``bus_config``). ``attempt_timeout_s`` is
-    how long one attempt waits for its reply; ``timeout_s`` bounds a whole call."""
+    how long one attempt waits before the call also tries the next node (and how long
+    :meth:`request` waits); ``timeout_s`` bounds a whole call."""
 
     def __init__(self, brokers: Sequence[str] = (), swarm: str = "wildfire", *,
                  protocol: str = "5", client_id: str | None = None,
                  username: str | None = None, password: str | None = None,
                  tls: TlsConfig | None = None, bus_config: BusConfig | None = None,
-                 timeout_s: float = 30.0, attempt_timeout_s: float = 6.0,
+                 timeout_s: float = 30.0, attempt_timeout_s: float = 1.0,
                  connect_timeout_s: float = 10.0) -> None:
         self.swarm = topics.check_swarm_id(swarm)
         self.client_id = client_id or f"client-{uuid.uuid4().hex[:16]}"
@@ -116,6 +125,7 @@ class SwarmClient:
         self._bus = Bus(bus_config)
         self._lock = threading.Lock()
         self._waiters: dict[str, _Waiter] = {}
+        self._nodes: dict[str, int] = {}   # request id -> node it was sent to
         self._statuses: dict[int, dict[str, Any]] = {}
         self._status_event = threading.Event()
         self._ids = itertools.count(1)
@@ -164,9 +174,10 @@ class SwarmClient:
                 return
         with self._lock:
             waiter = self._waiters.get(key) if isinstance(key, str) else None
-        if waiter is not None and waiter.reply is None:
-            waiter.reply = body
-            waiter.event.set()
+            if waiter is not None and waiter.reply is None:
+                waiter.reply = body
+                waiter.rid = key
+                waiter.event.set()
 
     def _on_status(self, msg: Received) -> None:
         try:
@@ -218,59 +229,92 @@ class SwarmClient:
 
     # -- requests ----------------------------------------------------------------------
 
-    def request(self, node: int, body: dict[str, Any], timeout_s: float | None = None) -> Reply:
-        """One attempt: send ``body`` (``v`` and ``id`` are filled in) to ``node`` and
-        wait for its reply; a missing reply is reported as a ``timeout`` error reply."""
+    def _send(self, node: int, body: dict[str, Any], waiter: _Waiter) -> str | None:
+        """Publish one attempt of ``body`` to ``node``; its reply will go to ``waiter``.
+        Returns the request id, or None when it could not even be queued."""
         self.connect()
         rid = f"{self.client_id}-{next(self._ids)}"
         payload = {"v": 1, **body, "id": rid}
-        waiter = _Waiter()
         with self._lock:
             self._waiters[rid] = waiter
+            self._nodes[rid] = node
+        if self.v5:
+            sent = self._bus.publish(topics.request(self.swarm, node),
+                                     json.dumps(payload).encode(), qos=1,
+                                     response_topic=self.reply_topic,
+                                     correlation_data=rid.encode())
+        else:
+            payload["reply_to"] = self.reply_topic
+            sent = self._bus.publish(topics.request(self.swarm, node),
+                                     json.dumps(payload).encode(), qos=1)
+        if not sent:
+            self._forget([rid])
+            return None
+        return rid
+
+    def _forget(self, rids: list[str]) -> None:
+        with self._lock:
+            for rid in rids:
+                self._waiters.pop(rid, None)
+                self._nodes.pop(rid, None)
+
+    def request(self, node: int, body: dict[str, Any], timeout_s: float | None = None) -> Reply:
+        """One attempt: send ``body`` (``v`` and ``id`` are filled in) to ``node`` and
+        wait for its reply; a missing reply is reported as a ``timeout`` error reply."""
+        waiter = _Waiter()
+        rid = self._send(node, body, waiter)
+        if rid is None:
+            return Reply({"v": 1, "status": "error", "code": "busy",
+                          "message": "the request could not be queued to the broker"}, node)
         try:
-            if self.v5:
-                sent = self._bus.publish(topics.request(self.swarm, node),
-                                         json.dumps(payload).encode(), qos=1,
-                                         response_topic=self.reply_topic,
-                                         correlation_data=rid.encode())
-            else:
-                payload["reply_to"] = self.reply_topic
-                sent = self._bus.publish(topics.request(self.swarm, node),
-                                         json.dumps(payload).encode(), qos=1)
-            if not sent:
-                return Reply({"v": 1, "id": rid, "status": "error", "code": "busy",
-                              "message": "the request could not be queued to the broker"}, node)
             waiter.event.wait(self.attempt_timeout_s if timeout_s is None else timeout_s)
         finally:
-            with self._lock:
-                self._waiters.pop(rid, None)
+            self._forget([rid])
         if waiter.reply is None:
             return Reply({"v": 1, "id": rid, "status": "error", "code": "timeout",
                           "message": f"node {node} did not answer in time"}, node)
         return Reply(waiter.reply, node)
 
     def _with_retries(self, body: dict[str, Any], deadline: float) -> Reply:
+        """Send ``body`` until a final reply or the deadline. An attempt not answered
+        within ``attempt_timeout_s`` is *hedged*: the same request (same session and
+        sequence number, so applied at most once) goes to the next node too, and a late
+        reply to any earlier attempt still counts. So a crashed leader, whose retained
+        status still says online until its Last Will fires, costs one hedge delay, not
+        a whole request timeout."""
+        waiter = _Waiter()
+        rids: list[str] = []
         attempts = 0
         backoff = 0.05
         last: Reply | None = None
-        while True:
-            for node in self._targets():
-                attempts += 1
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                reply = self.request(node, body, min(self.attempt_timeout_s, left))
-                last = Reply(reply.body, node, attempts)
-                if reply.code not in RETRYABLE:
-                    return last
-                if reply.code == "timeout":
-                    continue       # try the next node at once
-                time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-                backoff = min(backoff * 2, 1.0)
-            if time.monotonic() >= deadline:
-                assert last is not None or attempts == 0
-                return last or Reply({"v": 1, "status": "error", "code": "timeout",
-                                      "message": "no attempt could be made in time"})
+        try:
+            while time.monotonic() < deadline:
+                for node in self._targets():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    attempts += 1
+                    rid = self._send(node, body, waiter)
+                    if rid is not None:
+                        rids.append(rid)
+                    waiter.event.wait(min(self.attempt_timeout_s, left))
+                    if waiter.reply is None:
+                        continue      # no answer yet: hedge on the next node
+                    with self._lock:
+                        answered_by = self._nodes.get(waiter.rid or "")
+                        last = Reply(dict(waiter.reply), answered_by, attempts)
+                        if last.code in RETRYABLE:
+                            waiter.reset()   # a retryable answer: keep listening
+                    if last.code not in RETRYABLE:
+                        return last
+                    if last.code != "timeout":
+                        time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                        backoff = min(backoff * 2, 1.0)
+            return last or Reply({"v": 1, "status": "error", "code": "timeout",
+                                  "message": f"no node answered within the deadline "
+                                             f"({attempts} attempts)"}, None, attempts)
+        finally:
+            self._forget(rids)
 
     def register(self) -> int:
         """Open a session (exactly-once) and return its id."""

@@ -38,12 +38,15 @@ def zone(zid: str, lon: float = -122.1, lat: float = 37.4, status: str = "burnin
 
 class AgentCluster:
     def __init__(self, tmp: Path, broker: LocalBroker | Iterable[LocalBroker], n: int, *,
-                 swarm: str = "test", mqtt: str = "5", extra: str = "") -> None:
+                 swarm: str = "test", mqtt: str = "5", extra: str = "",
+                 profile: str = "lan", election_ticks: int | None = TEST_ELECTION_TICKS) -> None:
         self.tmp = tmp
         self.brokers = [broker] if isinstance(broker, LocalBroker) else list(broker)
         self.n = n
         self.swarm = swarm
         self.mqtt = mqtt
+        self.profile = profile
+        self.election_ticks = election_ticks
         self.key_file = tmp / "swarm.key"
         if not self.key_file.exists():
             generate_key_file(self.key_file)
@@ -94,8 +97,8 @@ keepalive_s = 5
 reconnect_min_s = 0.05
 reconnect_max_s = 1.0
 [timing]
-profile = "lan"
-election_ticks = {TEST_ELECTION_TICKS}
+profile = "{self.profile}"
+{"" if self.election_ticks is None else f"election_ticks = {self.election_ticks}"}
 [metrics]
 listen = "127.0.0.1:{self.metrics_ports[i]}"
 [log]
