@@ -43,14 +43,22 @@ def open_client(args: argparse.Namespace) -> "SwarmClient | None":
     from swarm.bus.topics import TopicError
     from swarm.client import ClientError, SwarmClient, client_from_agent_config
 
+    import logging
+
+    # paho reports a refused or closed connection at ERROR through the bus's logger;
+    # the command says what went wrong itself.
+    logging.getLogger("swarm.bus").setLevel(logging.CRITICAL)
+    connect_s = min(args.timeout, 10.0)
     try:
         if args.config is not None:
             if args.broker or args.swarm or args.mqtt:
                 raise ClientError("give either --config or --broker/--swarm/--mqtt, not both")
-            client = client_from_agent_config(args.config, timeout_s=args.timeout)
+            client = client_from_agent_config(args.config, timeout_s=args.timeout,
+                                              connect_timeout_s=connect_s)
         else:
             client = SwarmClient(args.broker or ["127.0.0.1:1883"], args.swarm or "wildfire",
-                                 protocol=args.mqtt or "5", timeout_s=args.timeout)
+                                 protocol=args.mqtt or "5", timeout_s=args.timeout,
+                                 connect_timeout_s=connect_s)
         return client.connect()
     except (ClientError, ConfigError, BusConfigError, TopicError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
