@@ -30,7 +30,7 @@ from sitl._site import DEFAULT_HOME
 from sitl.vehicles import SimulatedVehicle, ardupilot_binary_from_env
 from swarm.evacmap import EvacuationMap, SetDroneTask, SetSearchArea, SetZone
 from swarm.geo import LocalFrame
-from swarm.planner import PlannerConfig, plan_for_drone
+from swarm.planner import PlannerConfig, needs_assignment, plan_for_drone, propose_assignment
 from swarm.planner.model import GeoPoint, VehicleState
 
 HOME = DEFAULT_HOME
@@ -40,6 +40,7 @@ def planner_plan() -> MissionPlan:
     """The planner's plan for one drone over a 120 x 90 m area north of home, with a
     burning zone to its south-west (so the plan carries an exclusion fence)."""
     frame = LocalFrame(HOME[0], HOME[1])
+    config = PlannerConfig(safety_margin_m=10.0, line_spacing_m=30.0)
 
     def rect(x0: float, y0: float, x1: float, y1: float) -> tuple[tuple[float, float], ...]:
         return tuple(frame.point_to_geodetic(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)))
@@ -48,11 +49,16 @@ def planner_plan() -> MissionPlan:
     commands = (SetSearchArea(rect(-60, 20, 60, 110)),
                 SetDroneTask("d1", "search", True, False, (*frame.point_to_geodetic(0, 0), HOME[2])),
                 SetZone("fire-1", rect(-50, -90, -10, -50), "burning", "d1", 1_790_000_000_000))
-    for index, command in enumerate(commands, start=1):
+    index = 0
+    for command in commands:
+        index += 1
         if not evac.apply_command(index, command).ok:
             raise SystemExit(f"map command {index} refused")
+        if needs_assignment(evac):  # the leader's proposal, committed next (as the agent does)
+            index += 1
+            evac.apply_command(index, propose_assignment(evac, config))
     state = VehicleState(GeoPoint(HOME[0], HOME[1]), 0.0, GeoPoint(*HOME), 95.0)
-    return plan_for_drone(evac, "d1", state, PlannerConfig(safety_margin_m=10.0, line_spacing_m=30.0)).plan
+    return plan_for_drone(evac, "d1", state, config).plan
 
 
 def one_run(kind: str, speedup: float, binary: Path | None, plan: MissionPlan) -> tuple[float, float, float]:

@@ -7,7 +7,6 @@ the plan is applied again. Also: a reboot is counted once and brings the streams
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pymap3d
@@ -19,7 +18,7 @@ from mavlink_bridge.apply import PlanApplier, items_match
 from mavlink_bridge.plan import CMD_NAV_RETURN_TO_LAUNCH, FRAME_MISSION, MissionPlan, MissionType
 from swarm.evacmap import EvacuationMap, SetDroneTask, SetSearchArea, SetZone
 from swarm.geo import LocalFrame
-from swarm.planner import PlannerConfig, PlanStatus, plan_for_drone
+from swarm.planner import PlannerConfig, PlanStatus, needs_assignment, plan_for_drone, propose_assignment
 from swarm.planner.model import GeoPoint, VehicleState
 
 FRAME = LocalFrame(HOME[0], HOME[1])
@@ -47,6 +46,9 @@ class _Map:
         for command in commands:
             self.index += 1
             assert self.map.apply_command(self.index, command).ok
+            if needs_assignment(self.map):  # what the agent's leader proposes, committed next
+                self.index += 1
+                assert self.map.apply_command(self.index, propose_assignment(self.map, CONFIG)).ok
 
     def plan(self, lat: float, lon: float, alt_rel: float) -> MissionPlan:
         state = VehicleState(GeoPoint(lat, lon), alt_rel, GeoPoint(*HOME), 95.0)
@@ -85,8 +87,8 @@ def test_planner_plan_flown_replanned_in_flight_landed_then_reapplied_after_sigk
         evac.apply(SetZone("fire-2", _rect(20, -60, 50, -30), "burning", "d1", T0 + 1))
         s = v.state()
         replanned = evac.plan(s.position.lat, s.position.lon, s.position.alt_rel)
-        intended = len(replanned.mission) - 3  # the second-to-last survey waypoint
-        replanned = dataclasses.replace(replanned, resume_index=intended)
+        intended = replanned.resume_index  # the planner's airborne re-plan names the next item
+        assert intended is not None and 0 < intended < len(replanned.mission) - 1
         report = applier.apply(replanned)
         assert MissionType.MISSION in report.uploaded and MissionType.FENCE in report.uploaded
         assert report.resumed_at == intended + 1  # wire seq: item 0 is home
