@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
-from mavlink_bridge._mav import is_autopilot_heartbeat, mavlink
+from mavlink_bridge._mav import is_autopilot_heartbeat, mavlink, mavutil
 
 __all__ = [
     "CopterMode", "Heartbeat", "Position", "Battery", "GpsFix", "EkfStatus", "MissionProgress",
@@ -29,7 +29,9 @@ __all__ = [
 
 
 class CopterMode(enum.IntEnum):
-    """ArduCopter custom_mode numbers (ArduCopter/mode.h, COPTER_MODE in ardupilotmega.xml)."""
+    """ArduCopter custom_mode numbers (ArduCopter/mode.h, COPTER_MODE in ardupilotmega.xml)
+    as typed constants; names and numbers are those of pymavlink's mode_mapping_acm
+    (checked by tests/bridge/test_bridge_telemetry_signal.py), less its retired ones."""
 
     STABILIZE = 0
     ACRO = 1
@@ -60,10 +62,10 @@ class CopterMode(enum.IntEnum):
 
 
 def copter_mode_name(custom_mode: int) -> str:
-    try:
-        return CopterMode(custom_mode).name
-    except ValueError:
-        return f"MODE_{custom_mode}"
+    """The mode's name as pymavlink's mode_mapping_acm (the one table of copter mode
+    names, which CopterMode's members match) has it; MODE_N for a number it lacks."""
+    name = mavutil.mode_mapping_acm.get(custom_mode)
+    return name if name is not None else f"MODE_{custom_mode}"
 
 
 class TelemetryRejected(ValueError):

@@ -10,13 +10,17 @@ command handlers (``GCS_Mavlink.cpp``, ``GCS_Common.cpp``), the mission executor
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import pymap3d
 import shapely
-from pymavlink.dialects.v20 import ardupilotmega as mavlink
+
+os.environ.setdefault("MAVLINK20", "1")  # before pymavlink's mavutil picks its MAVLink version
+from pymavlink import mavutil  # noqa: E402
+from pymavlink.dialects.v20 import ardupilotmega as mavlink  # noqa: E402
 
 from sitl import _mission
 from sitl._params import ParamTable, copter_param_specs
@@ -38,13 +42,14 @@ _LAND_ALT_LOW_M = 10.0  # LAND_ALT_LOW: below it descend at LAND_SPEED
 _GUIDED_TIMEOUT_S = 3.0  # GUID_TIMEOUT: a velocity target lapses after this long
 _FORCE_MAGIC = 21196  # MAV_CMD_COMPONENT_ARM_DISARM param2 that forces arm/disarm
 
-# Copter flight modes (ArduCopter/mode.h, Mode::Number).
-MODES: dict[int, str] = {
-    0: "STABILIZE", 1: "ACRO", 2: "ALT_HOLD", 3: "AUTO", 4: "GUIDED", 5: "LOITER", 6: "RTL",
-    7: "CIRCLE", 9: "LAND", 11: "DRIFT", 13: "SPORT", 14: "FLIP", 15: "AUTOTUNE", 16: "POSHOLD",
-    17: "BRAKE", 18: "THROW", 19: "AVOID_ADSB", 20: "GUIDED_NOGPS", 21: "SMART_RTL",
-    22: "FLOWHOLD", 23: "FOLLOW", 24: "ZIGZAG", 25: "SYSTEMID", 27: "AUTO_RTL", 28: "TURTLE",
-}
+# Copter flight modes (ArduCopter/mode.h, Mode::Number): pymavlink's mode_mapping_acm is
+# the one table of numbers and names (the bridge names modes from it too), less the
+# numbers a multicopter ArduCopter 4.6 has no mode for (8 POSITION and 10 OF_LOITER are
+# retired, 26 AUTOROTATE is helicopter-only, 29 RATE_ACRO is not Copter's): setting one is
+# refused "No such mode", as on the real one.
+_NO_SUCH_COPTER_MODE = frozenset({8, 10, 26, 29})
+MODES: dict[int, str] = {number: name for number, name in mavutil.mode_mapping_acm.items()
+                         if number not in _NO_SUCH_COPTER_MODE}
 STABILIZE, ALT_HOLD = M.COPTER_MODE_STABILIZE, M.COPTER_MODE_ALT_HOLD
 AUTO, GUIDED = M.COPTER_MODE_AUTO, M.COPTER_MODE_GUIDED
 LOITER, RTL, CIRCLE, LAND = M.COPTER_MODE_LOITER, M.COPTER_MODE_RTL, M.COPTER_MODE_CIRCLE, M.COPTER_MODE_LAND
@@ -1504,7 +1509,8 @@ def _battery_status(v: SimVehicle) -> Any:
 
 def _gps_raw_int(v: SimVehicle) -> Any:
     lat, lon = v.latlon()
-    fix = M.GPS_FIX_TYPE_3D_FIX if v.gps_fix else M.GPS_FIX_TYPE_NO_FIX
+    # SITL's simulated GPS reports RTK fixed (6) once it has a fix (observed on Copter 4.6)
+    fix = M.GPS_FIX_TYPE_RTK_FIXED if v.gps_fix else M.GPS_FIX_TYPE_NO_FIX
     sats = 10 if v.gps_fix else 0
     cog = int(math.degrees(math.atan2(v.ve, v.vn)) % 360 * 100)
     return v._mav.gps_raw_int_encode(

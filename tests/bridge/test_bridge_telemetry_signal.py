@@ -163,3 +163,13 @@ def test_link_quality_goes_to_zero_when_stale():
     assert q.score_at(16.0, max_age_s=5.0) == 0.0
     with pytest.raises(ValueError):
         LinkQuality(score=1.5, measured_at=0.0, source="x")
+
+
+def test_copter_modes_are_pymavlinks_table():
+    """One table of copter modes: CopterMode's members are pymavlink's mode_mapping_acm
+    entries (the built-in simulator uses that table too)."""
+    from pymavlink import mavutil
+
+    from mavlink_bridge.telemetry import CopterMode, copter_mode_name
+    assert {(m.value, m.name) for m in CopterMode} <= set(mavutil.mode_mapping_acm.items())
+    assert copter_mode_name(27) == "AUTO_RTL" and copter_mode_name(99) == "MODE_99"
