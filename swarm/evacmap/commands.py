@@ -51,8 +51,10 @@ __all__ = [
     "RemoveRoute",
     "RemoveSurvivor",
     "RemoveZone",
+    "Recall",
     "ReportSurvivor",
     "SetAssignment",
+    "Resume",
     "SetDroneTask",
     "SetRoute",
     "SetSearchArea",
@@ -663,11 +665,60 @@ class SetAssignment(_Command):
 
     def survivors_of(self, drone_id: str) -> tuple[str, ...]:
         return dict(self.survivors).get(drone_id, ())
+#: Most drones one recall or resume may name (the map's MAX_DRONES).
+MAX_NAMED_DRONES = 64
+
+
+def _drone_ids(value: object, where: str) -> tuple[str, ...]:
+    """A non-empty list of distinct drone ids, stored sorted (one canonical form)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _fail(where, "expected a non-empty list of drone ids (leave it out for all drones)")
+    if len(value) > MAX_NAMED_DRONES:
+        raise _fail(where, f"{len(value)} drones exceed {MAX_NAMED_DRONES}")
+    ids = [_identifier(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if len(set(ids)) != len(ids):
+        raise _fail(where, "names a drone twice")
+    return tuple(sorted(ids))
+
+
+@dataclass(frozen=True, slots=True)
+class Recall(_Command):
+    """Order drones home: every agent whose drone is recalled switches its flight
+    controller to RTL, so drones out of the ground station's radio reach obey too.
+    ``drones`` omitted: all drones (including ones that join later); else the named
+    drones, which must be on the map. Recalling a recalled drone is allowed (no change).
+
+    JSON: ``{"type": "recall"}`` or ``{"type": "recall", "drones": ["drone-2"]}``
+    """
+
+    TYPE: ClassVar[str] = "recall"
+    drones: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.drones is not None:
+            self._set("drones", _drone_ids(self.drones, "recall.drones"))
+
+
+@dataclass(frozen=True, slots=True)
+class Resume(_Command):
+    """Cancel a recall: the drones fly their plans again. ``drones`` omitted: ends every
+    recall; else the named drones, each of which must be recalled by name (after a
+    recall of all drones, only a resume of all ends it).
+
+    JSON: ``{"type": "resume"}`` or ``{"type": "resume", "drones": ["drone-2"]}``
+    """
+
+    TYPE: ClassVar[str] = "resume"
+    drones: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.drones is not None:
+            self._set("drones", _drone_ids(self.drones, "resume.drones"))
 
 
 Command: TypeAlias = (
     SetZone | SetRoute | ReportSurvivor | UpdateSurvivor | SetSearchArea | SetDroneTask
-    | RemoveZone | RemoveRoute | RemoveSurvivor | RemoveDrone | SetAssignment
+    | RemoveZone | RemoveRoute | RemoveSurvivor | RemoveDrone | SetAssignment | Recall | Resume
 )
 
 # Read off the union above, so a new command is registered by adding it there.

@@ -35,12 +35,14 @@ from .commands import (
     DroneTask,
     LonLat,
     LonLatAlt,
+    Recall,
     RemoveDrone,
     RemoveRoute,
     RemoveSurvivor,
     RemoveZone,
     ReportSurvivor,
     SetAssignment,
+    Resume,
     SetDroneTask,
     SetRoute,
     SetSearchArea,
@@ -67,6 +69,8 @@ __all__ = [
     "Drone",
     "EvacuationMap",
     "MapView",
+    "NO_RECALL",
+    "RecallState",
     "Route",
     "SearchArea",
     "Survivor",
@@ -82,7 +86,7 @@ MAX_ZONES = 2_000
 MAX_ROUTES = 500
 MAX_SURVIVORS = 10_000
 MAX_DRONES = 64
-SNAPSHOT_FORMAT = "evacmap/2"
+SNAPSHOT_FORMAT = "evacmap/3"  # 2: adds the assignment; 3: adds "recall"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 
 HAZARD_STATUSES = frozenset({ZoneStatus.BURNING, ZoneStatus.BURNED})
@@ -187,6 +191,25 @@ class Drone:
 
 
 @dataclass(frozen=True, slots=True)
+class RecallState:
+    """Which drones are recalled (``recall``/``resume`` commands): all of them, and/or
+    the named ones."""
+
+    all: bool = False
+    drones: frozenset[str] = frozenset()
+
+    def covers(self, drone_id: str) -> bool:
+        """True when ``drone_id`` must return home (RTL)."""
+        return self.all or drone_id in self.drones
+
+    def to_json(self) -> dict[str, Any]:
+        return {"all": self.all, "drones": sorted(self.drones)}
+
+
+NO_RECALL = RecallState()
+
+
+@dataclass(frozen=True, slots=True)
 class MapView:
     """An immutable picture of the map at one version: what the planner reads.
 
@@ -204,6 +227,7 @@ class MapView:
     route_margin_m: float
     assignment_epoch: int = 0
     assignment: SetAssignment | None = None
+    recall: RecallState = NO_RECALL
 
     @property
     def assignment_is_current(self) -> bool:
@@ -250,6 +274,7 @@ class _State:
     drones: Mapping[str, Drone]
     assignment_epoch: int = 0
     assignment: SetAssignment | None = None
+    recall: RecallState = NO_RECALL
 
 
 _EMPTY = _State(
@@ -519,10 +544,30 @@ def _apply_step(state: _State, command: Command, geo: _Geometry, version: int) -
             return replace(state, version=version, drones=_with(state.drones, command.id, drone))
         case RemoveDrone():
             _require_known(state.drones, command.id, "remove_drone", "drone")
-            return replace(state, version=version, drones=_without(state.drones, command.id))
+            recall = replace(state.recall, drones=state.recall.drones - {command.id})
+            return replace(state, version=version, drones=_without(state.drones, command.id),
+                           recall=recall)
         case SetAssignment():
             _check_assignment(state, command)
             return replace(state, version=version, assignment=command)
+        case Recall():
+            if command.drones is None:
+                return replace(state, version=version, recall=replace(state.recall, all=True))
+            for drone_id in command.drones:
+                _require_known(state.drones, drone_id, "recall.drones", "drone")
+            recall = replace(state.recall, drones=state.recall.drones | set(command.drones))
+            return replace(state, version=version, recall=recall)
+        case Resume():
+            if command.drones is None:
+                return replace(state, version=version, recall=NO_RECALL)
+            if state.recall.all:
+                raise CommandError("resume.drones: all drones are recalled; a resume without "
+                                   "'drones' ends that recall")
+            for drone_id in command.drones:
+                if drone_id not in state.recall.drones:
+                    raise CommandError(f"resume.drones: drone {drone_id!r} is not recalled")
+            recall = replace(state.recall, drones=state.recall.drones - set(command.drones))
+            return replace(state, version=version, recall=recall)
     raise CommandError(f"command: {type(command).__name__} is not a map command")
 
 
@@ -537,6 +582,7 @@ def _snapshot_bytes(s: _State) -> bytes:
         "drones": [s.drones[k].command().to_json() for k in sorted(s.drones)],
         "assignment_epoch": s.assignment_epoch,
         "assignment": None if s.assignment is None else s.assignment.to_json(),
+        "recall": s.recall.to_json(),
     })
 
 
@@ -586,6 +632,10 @@ class EvacuationMap:
         return self._state.drones
 
     @property
+    def recall(self) -> RecallState:
+        return self._state.recall
+
+    @property
     def route_margin_m(self) -> float:
         return self._geo.margin_m
 
@@ -604,7 +654,7 @@ class EvacuationMap:
         s = self._state
         return MapView(
             s.version, s.zones, s.routes, s.survivors, s.search_area, s.drones,
-            self._geo.margin_m, s.assignment_epoch, s.assignment,
+            self._geo.margin_m, s.assignment_epoch, s.assignment, s.recall,
         )
 
     # ---- write side
@@ -663,7 +713,7 @@ class EvacuationMap:
         if not isinstance(obj, dict):
             raise CommandError("snapshot: expected a JSON object")
         expected = {"format", "version", "search_area", "zones", "routes", "survivors", "drones",
-                    "assignment_epoch", "assignment"}
+                    "assignment_epoch", "assignment", "recall"}
         if set(obj) != expected:
             extra, missing = set(obj) - expected, expected - set(obj)
             raise CommandError(
@@ -724,6 +774,7 @@ class EvacuationMap:
                                    "of an epoch not beyond assignment_epoch")
             assignment = parsed
 
+        recall = _recall_from_snapshot(obj["recall"], {c.id for c in drones_in})
         geo = self._geo
         zones = {c.id: geo.zone(c) for c in zones_in}
         state = _State(
@@ -737,6 +788,7 @@ class EvacuationMap:
             }),
             assignment_epoch=epoch,
             assignment=assignment,
+            recall=recall,
         )
         canonical = _snapshot_bytes(state)
         if canonical != bytes(data):
@@ -745,3 +797,19 @@ class EvacuationMap:
             raise CommandError("snapshot: not in canonical form (sorted keys, rounded values)")
         self._state = state
         self._last_index = version
+
+
+def _recall_from_snapshot(obj: object, drone_ids: set[str]) -> RecallState:
+    if not isinstance(obj, dict) or set(obj) != {"all", "drones"} \
+            or not isinstance(obj["all"], bool) or not isinstance(obj["drones"], list):
+        raise CommandError('snapshot.recall: expected {"all": bool, "drones": [ids]}')
+    if not obj["drones"]:
+        return RecallState(obj["all"])
+    try:
+        named = Recall(obj["drones"]).drones or ()
+    except CommandError as exc:
+        raise CommandError(f"snapshot.recall: {exc}") from None
+    unknown = set(named) - drone_ids
+    if unknown:
+        raise CommandError(f"snapshot.recall: recalls drones not on the map: {sorted(unknown)}")
+    return RecallState(obj["all"], frozenset(named))

@@ -10,12 +10,14 @@ from swarm.evacmap import (
     COMMAND_TYPES,
     CommandError,
     DroneTask,
+    Recall,
     RemoveDrone,
     RemoveRoute,
     RemoveSurvivor,
     RemoveZone,
     ReportSurvivor,
     SetAssignment,
+    Resume,
     SetDroneTask,
     SetRoute,
     SetSearchArea,
@@ -43,6 +45,8 @@ EXAMPLES = [
     RemoveDrone("drone-1"),
     SetAssignment(3, {"drone-1": [[SQUARE]]}, {"drone-2": ["s1"]},
                   {"survivor:s2": "no available drone can reach it without crossing a zone"}),
+    Recall(["drone-2", "drone-1"]),
+    Resume(),
 ]
 
 

@@ -336,9 +336,10 @@ def test_restore_of_a_snapshot_is_the_identity() -> None:
 
 def test_snapshot_format_is_documented_json() -> None:
     obj = json.loads(_populated().snapshot())
-    assert obj["format"] == "evacmap/2"
+    assert obj["format"] == "evacmap/3"
     assert set(obj) == {"format", "version", "search_area", "zones", "routes", "survivors",
-                        "drones", "assignment_epoch", "assignment"}
+                        "drones", "assignment_epoch", "assignment", "recall"}
+    assert obj["recall"] == {"all": False, "drones": []}
     assert [z["id"] for z in obj["zones"]] == ["z1", "z2"]
     assert all(z["type"] == "set_zone" for z in obj["zones"])
     assert obj["survivors"][0]["status"] == "reported"
