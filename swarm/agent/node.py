@@ -48,6 +48,7 @@ from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, Envel
 from swarm.bus.keys import KeyFileError, load_key
 from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
 from swarm.evacmap import EvacuationMap, map_to_geojson
+from swarm.flight import Flight, FlightConfig, OwnCommits
 
 from .config import AgentConfig
 from .metrics import AgentMetrics, MetricsSnapshot
@@ -208,6 +209,11 @@ class Agent:
         self._map_hash: tuple[int, str] = (-1, "")
         self._commit_events: deque[float] = deque()
         self._floors_due = 0.0
+        # With a [mavlink] section: this drone's flight side (swarm.flight) and the
+        # session through which it commits its own map changes.
+        self.flight: Flight | None = None
+        self.own_commits: OwnCommits | None = None
+        self._flight_version = -1
 
     # -- start -------------------------------------------------------------------------
 
@@ -292,7 +298,24 @@ class Agent:
                            qos=1)
         self.bus.add_state_callback(self._bus_state)
         self.bus.start()
+        if cfg.mavlink is not None:
+            self._start_flight()
         self._started = True
+
+    def _start_flight(self) -> None:
+        cfg = self.config
+        assert cfg.mavlink is not None
+        # Own map changes are retried about every 2 s through the same session.
+        self.own_commits = OwnCommits(cfg.node.name,
+                                      retry_ticks=max(1, 2000 // cfg.timing.tick_ms))
+        self.flight = Flight(
+            FlightConfig(cfg.mavlink.connection, cfg.mavlink.baud, cfg.mavlink.sysid),
+            swarm=self.swarm, node_id=self.node_id, name=cfg.node.name,
+            publish=lambda topic, payload, qos, retain: self.bus.publish(
+                topic, payload, qos=qos, retain=retain),
+            event=lambda kind, text: self._event(kind, text), commits=self.own_commits)
+        self.flight.start()
+        self._flight_map_changed()
 
     def _bus_config(self) -> BusConfig:
         b = self.config.bus
@@ -363,6 +386,8 @@ class Agent:
                 now = time.monotonic()
                 if now >= next_tick:
                     driver.tick()
+                    if self.own_commits is not None:
+                        self.own_commits.tick()
                     next_tick += tick_s
                     if now - next_tick > 5 * tick_s:
                         # Stalled (a long fsync, SIGSTOP): do not fire the lost ticks in
@@ -371,6 +396,8 @@ class Agent:
                         self._stats["ticks_skipped"] += int((now - next_tick) / tick_s)
                         next_tick = now + tick_s
                     self.service.expire()
+                if self.own_commits is not None:
+                    self.own_commits.pump(driver)
                 driver.process()
                 busy = driver.raw.has_ready()
                 self._flush_replies()
@@ -409,6 +436,8 @@ class Agent:
 
     def _applied(self, entry: AppliedEntry) -> None:
         self.service.on_applied(entry)
+        if self.own_commits is not None:
+            self.own_commits.on_applied(entry)
         self._status_dirty = True
         if entry.result is None:
             return
@@ -443,6 +472,14 @@ class Agent:
     def _map_changed(self) -> None:
         self._map_dirty = True
         self._status_dirty = True
+        self._flight_map_changed()
+
+    def _flight_map_changed(self) -> None:
+        """Hand each new applied map version to the flight side (a non-blocking submit:
+        planning and uploading run on its own worker, never on this thread)."""
+        if self.flight is not None and self.map.version != self._flight_version:
+            self._flight_version = self.map.version
+            self.flight.map_applied(self.map.view())
 
     def _leadership(self, change: LeaderChange) -> None:
         before = self._last
@@ -520,6 +557,8 @@ class Agent:
             "contact_ms": {str(n): int((now - t) * 1000)
                            for n, t in sorted(self.last_contact.items())},
         }
+        if self.flight is not None:
+            body["fc"] = self.flight.status()
         if st.progress is not None:
             body["peers"] = {
                 str(n): {"match": p.match, "lag": max(0, st.last_index - p.match),
@@ -599,6 +638,8 @@ class Agent:
                 self.floor_store.save(self.opener.floors())
             except OSError as exc:
                 log.warning("cannot checkpoint replay floors: %s", exc)
+            if self.flight is not None:
+                self.flight.close()
             self.driver.stop()
             self.storage.close()
             # Give paho's network thread a moment to send the offline status and the

@@ -1,5 +1,7 @@
 """``swarm status [--json]``: every node's status from the swarm's retained status
-topics: a table of node, role, term, leader, commit, applied, last contact and lag.
+topics: a table of node, role, term, leader, commit, applied, last contact, lag, and
+the map version each drone's flight controller holds (with its mode, or "lost" when the
+agent cannot reach it).
 Exit status 0 when a leader is known, 3 otherwise."""
 
 from __future__ import annotations
@@ -36,8 +38,29 @@ def rows(statuses: dict[int, dict[str, Any]], now_ms: int) -> list[dict[str, Any
             "lag": 0 if is_leader else peer.get("lag"),
             "last_contact_ms": 0 if is_leader else peer.get("last_contact_ms"),
             "status_age_ms": now_ms - s["t"] if isinstance(s.get("t"), int) else None,
+            "fc": _fc(s.get("fc")),
         })
     return out
+
+
+def _fc(fc: Any) -> dict[str, Any] | None:
+    """The ``fc`` member of a status (docs/protocol.md), kept only when well-formed."""
+    if not isinstance(fc, dict):
+        return None
+    held = fc.get("map_version_held")
+    mode = fc.get("mode")
+    return {"connected": fc.get("connected") is True,
+            "map_version_held": held if isinstance(held, int) and not isinstance(held, bool) else None,
+            "mode": mode if isinstance(mode, str) else None, "armed": fc.get("armed") is True}
+
+
+def _fc_cell(fc: dict[str, Any] | None) -> str:
+    if fc is None:
+        return "-"
+    held = _cell(fc["map_version_held"])
+    if not fc["connected"]:
+        return f"{held} (lost)"
+    return f"{held} ({fc['mode'] or '?'}{', armed' if fc['armed'] else ''})"
 
 
 def _cell(value: Any) -> str:
@@ -73,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.table import Table
 
     t = Table("node", "name", "role", "term", "leader", "commit", "applied", "map",
-              "last contact", "lag", box=None)
+              "last contact", "lag", "fc holds", box=None)
     for r in table:
         role = r["role"]
         colour = {"leader": "bold green", "offline": "red"}.get(role, "")
@@ -81,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   _cell(r["term"]), _cell(r["leader"]), _cell(r["commit"]), _cell(r["applied"]),
                   _cell(r["map_version"]),
                   "-" if r["last_contact_ms"] is None else f"{r['last_contact_ms']} ms",
-                  _cell(r["lag"]))
+                  _cell(r["lag"]), _fc_cell(r["fc"]))
     console = Console(highlight=False)
     if not table:
         console.print("no node has published a status")

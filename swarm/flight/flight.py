@@ -1,0 +1,370 @@
+"""One drone's flight side: its applied map, turned into what its flight controller holds.
+
+Runs inside the agent when the config has a ``[mavlink]`` section (docs/flight.md):
+
+* the **monitor thread** (every ``loop_s``) reads the bridge's vehicle state, publishes
+  ``telemetry/<node>`` at most ``telemetry_hz`` times a second, notices the flight
+  controller link going and coming back (event ``fc_link``; a returning link re-applies
+  the last agreed plan), and feeds :class:`~swarm.flight.health.HealthMonitor`, whose rare
+  transitions (unavailable, battery critical, back in service) are committed to the
+  map through the agent's own session (:class:`~swarm.flight.commits.OwnCommits`);
+* the **plan worker** (:class:`~swarm.flight.worker.LatestWins`) takes the newest applied
+  map view from the node thread, enforces ``recall``/``resume`` (RTL / back to AUTO),
+  re-plans this drone from where the aircraft is now, refuses a plan that crosses a
+  burning or burned zone, hands it to :class:`mavlink_bridge.PlanApplier` (uploads what
+  changed, read back; continues in flight from the intended waypoint) and publishes
+  ``plan/<node>`` (retained) with ``fc_map_version``. A flight controller that is not
+  ready (just booted: MISSION_ACK NO_SPACE) is retried with backoff.
+
+Nothing here runs on the node thread except :meth:`Flight.map_applied` (a non-blocking
+hand-off) and :meth:`Flight.status` (reads a few fields), so no plan, upload or MAVLink
+wait ever delays a Raft heartbeat. Without a quorum no map version is applied, so no new
+plan is made: the aircraft keeps flying the last agreed one and nothing is invented.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mavlink_bridge import CopterMode, LinkConfig, MavlinkLink, MissionType, PlanApplier, \
+    Vehicle, VehicleNotReady
+from mavlink_bridge.mission_protocol import MissionError
+from mavlink_bridge.telemetry import VehicleState as FcState
+from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
+from swarm.bus import topics
+from swarm.evacmap import DroneTask, MapView, SetDroneTask
+from swarm.planner import GeoPoint, PlannerConfig, VehicleState, plan_for_drone
+
+from .commits import OwnCommits
+from .health import Availability, HealthMonitor, HealthPolicy
+from .plan_doc import plan_document
+from .safety import hazards_crossed
+from .worker import LatestWins
+
+__all__ = ["Flight", "FlightConfig"]
+
+log = logging.getLogger("swarm.flight")
+
+
+@dataclass(frozen=True, slots=True)
+class FlightConfig:
+    """``connection``/``baud``/``sysid`` come from the agent's ``[mavlink]`` section."""
+
+    connection: str
+    baud: int | None = None
+    sysid: int = 1
+    telemetry_hz: float = 5.0
+    loop_s: float = 0.1
+    #: The flight controller counts as connected while its HEARTBEAT is this fresh.
+    heartbeat_timeout_s: float = 3.0
+    retry_min_s: float = 0.2
+    retry_max_s: float = 5.0
+    #: An own map change still not visible in the applied map after this long is
+    #: submitted again (the session itself retries lost proposals; this covers a
+    #: change overwritten by someone else's set_drone_task).
+    resubmit_after_s: float = 10.0
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("telemetry_hz", "loop_s", "heartbeat_timeout_s", "retry_min_s",
+                     "retry_max_s", "resubmit_after_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("retry_max_s must be >= retry_min_s")
+
+
+Publish = Callable[[str, bytes, int, bool], Any]
+Event = Callable[[str, str], None]
+
+
+class Flight:
+    """See the module docstring. ``publish(topic, payload, qos, retain)`` is the agent's
+    bus; ``event(kind, text)`` its events topic; ``commits`` its own session."""
+
+    def __init__(self, config: FlightConfig, *, swarm: str, node_id: int, name: str,
+                 publish: Publish, event: Event, commits: OwnCommits) -> None:
+        self.config = config
+        self.swarm = swarm
+        self.node_id = node_id
+        self.name = name
+        self._publish = publish
+        self._event = event
+        self.commits = commits
+        self.link = MavlinkLink(LinkConfig(config.connection, config.baud,
+                                           target_system=config.sysid))
+        self.vehicle = Vehicle(self.link, config.sysid)
+        self.applier = PlanApplier(self.vehicle)
+        self.health = HealthMonitor(config.health)
+        self._lock = threading.Lock()
+        self._view: MapView | None = None
+        self._held_version: int | None = None  # map version whose plan the FC holds
+        self._last_doc: dict[str, Any] | None = None
+        self._recall_enforced = False
+        self._retry_s = config.retry_min_s
+        self._fc_connected = False
+        self._home: GeoPoint | None = None
+        self._home_due = 0.0
+        self._own_sent: tuple[Any, float] | None = None  # (desired entry, when)
+        self.stats: dict[str, int] = {"plans": 0, "uploads": 0, "unsafe_refused": 0,
+                                      "not_ready": 0, "upload_failures": 0, "recalls": 0,
+                                      "resumes": 0}
+        self._stop = threading.Event()
+        self._worker: LatestWins[MapView] = LatestWins(self._plan_job, name=f"flight-plan-{node_id}")
+        self._monitor = threading.Thread(target=self._monitor_loop, name=f"flight-monitor-{node_id}",
+                                         daemon=True)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.link.start()
+        self._monitor.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._worker.close()
+        if self._monitor.is_alive():
+            self._monitor.join(10)
+        self.vehicle.detach()
+        self.link.close()
+
+    # -- node thread -------------------------------------------------------------------
+
+    def map_applied(self, view: MapView) -> None:
+        """A new map version was applied (node thread): plan it on the worker."""
+        with self._lock:
+            self._view = view
+        self._worker.submit(view)
+
+    def status(self) -> dict[str, Any]:
+        """The ``fc`` member of ``status/<node>`` (docs/protocol.md)."""
+        state = self.vehicle.state()
+        return {"connected": self._fc_connected, "map_version_held": self._held_version,
+                "mode": state.mode, "armed": state.armed, "recalled": self._recall_enforced,
+                "availability": self.health.state.value}
+
+    # -- monitor thread ------------------------------------------------------------------
+
+    def _is_connected(self, state: FcState, now: float) -> bool:
+        age = state.age("heartbeat", now)
+        return self.link.connected and age is not None and age <= self.config.heartbeat_timeout_s
+
+    def _monitor_loop(self) -> None:
+        streams_requested_for = -1
+        next_telemetry = 0.0
+        period = 1.0 / self.config.telemetry_hz
+        while not self._stop.wait(self.config.loop_s):
+            try:
+                now = time.monotonic()
+                state = self.vehicle.state()
+                connected = self._is_connected(state, now)
+                if connected and streams_requested_for != self.link.stats.connects:
+                    # Ask for the telemetry streams once per connection (the Vehicle
+                    # keeps them requested across autopilot reboots itself).
+                    streams_requested_for = self.link.stats.connects
+                    self.vehicle.request_streams(timeout_s=1.0, keep=True)
+                if connected != self._fc_connected:
+                    self._fc_link_changed(connected)
+                if connected and self._home is None and now >= self._home_due:
+                    self._learn_home(state, now)
+                if now >= next_telemetry:
+                    next_telemetry = now + period
+                    self._publish_telemetry(state, connected, now)
+                battery = state.battery.remaining_pct if state.battery is not None else None
+                self.health.update(now, connected, None if battery is None else float(battery))
+                self._keep_own_entry(now)
+            except Exception:  # the monitor must outlive any one bad sample
+                log.exception("flight monitor iteration failed")
+
+    def _learn_home(self, state: FcState, now: float) -> None:
+        """This drone's home (AMSL), needed to join the map. On the ground it is where
+        the aircraft stands; already airborne (the agent started in flight) it is
+        ArduPilot's mission item 0, which always holds home (AP_Mission)."""
+        pos = state.position
+        if pos is None:
+            return
+        if not state.armed:
+            self._home = GeoPoint(pos.lat, pos.lon, pos.alt_msl - pos.alt_rel)
+            return
+        self._home_due = now + 5.0
+        try:
+            mission = self.vehicle.download(MissionType.MISSION)
+        except (MissionError, TimeoutError) as exc:
+            log.info("home not read yet (mission item 0): %s", exc)
+            return
+        if mission and (mission[0].x, mission[0].y) != (0, 0):
+            self._home = GeoPoint(mission[0].lat, mission[0].lon, mission[0].z)
+            log.info("home from mission item 0: %.7f, %.7f, %.1f m AMSL", self._home.lat,
+                     self._home.lon, self._home.alt)
+
+    def _fc_link_changed(self, connected: bool) -> None:
+        self._fc_connected = connected
+        if connected:
+            log.info("flight controller link up (sysid %d)", self.config.sysid)
+            self._event("fc_link", f"node {self.node_id}: flight controller link restored")
+            with self._lock:
+                view = self._view
+            if view is not None:
+                self._worker.submit(view)  # re-apply the last agreed plan (it may have rebooted)
+        else:
+            log.warning("flight controller link lost (sysid %d)", self.config.sysid)
+            self._event("fc_link", f"node {self.node_id}: flight controller link lost")
+
+    def _publish_telemetry(self, state: FcState, connected: bool, now: float) -> None:
+        doc: dict[str, Any] = {"v": 1, "node": self.node_id, "name": self.name,
+                               "t": int(time.time() * 1000), "mode": state.mode,
+                               "armed": state.armed, "fc_connected": connected}
+        pos = state.position
+        if pos is None:
+            return  # the telemetry document needs a position (docs/protocol.md)
+        doc.update(lat=pos.lat, lon=pos.lon, alt_rel_m=pos.alt_rel, alt_msl_m=pos.alt_msl,
+                   heading_deg=pos.heading_deg, groundspeed_ms=math.hypot(pos.vn, pos.ve))
+        if state.battery is not None and state.battery.remaining_pct is not None:
+            doc["battery_pct"] = float(state.battery.remaining_pct)
+        quality = self.vehicle.link_quality()
+        if quality is not None:
+            doc["link_score"] = quality.score_at(now)
+        if state.mission is not None:
+            doc["mission_seq"] = state.mission.seq
+        self._publish(topics.telemetry(self.swarm, self.node_id),
+                      json.dumps(doc, allow_nan=False).encode(), 0, False)
+
+    def _desired_entry(self, view: MapView) -> SetDroneTask | None:
+        """The map entry this drone should have now, or None when the map already
+        says it (or there is nothing to say yet)."""
+        availability = self.health.state
+        current = view.drones.get(self.name)
+        if current is None:
+            if availability is Availability.UNAVAILABLE or self._home is None:
+                return None  # join the map only once up, with a home
+            home = self._home
+            return SetDroneTask(self.name, DroneTask.SEARCH, True, False, [home.lon, home.lat, home.alt])
+        task, alive = current.task, current.alive
+        if availability is Availability.UNAVAILABLE:
+            alive = False
+        elif availability is Availability.BATTERY_CRITICAL:
+            alive, task = True, DroneTask.RETURN
+        else:
+            alive = True
+            if task is DroneTask.RETURN and not self._recall_enforced:
+                task = DroneTask.SEARCH  # back in service after a battery return
+        if (alive, task) == (current.alive, current.task):
+            return None
+        return SetDroneTask(self.name, task, alive, current.busy, current.home)
+
+    def _keep_own_entry(self, now: float) -> None:
+        with self._lock:
+            view = self._view
+        if view is None:
+            return
+        desired = self._desired_entry(view)
+        if desired is None:
+            self._own_sent = None
+            return
+        if self._own_sent is not None and self._own_sent[0] == desired \
+                and now - self._own_sent[1] < self.config.resubmit_after_s:
+            return  # on its way
+        if self.commits.submit(desired):
+            self._own_sent = (desired, now)
+            log.info("proposing own map entry: alive=%s task=%s (%s)", desired.alive,
+                     desired.task.value, self.health.state.value)
+
+    # -- plan worker ---------------------------------------------------------------------
+
+    def _backoff(self) -> float:
+        delay = self._retry_s
+        self._retry_s = min(self.config.retry_max_s, self._retry_s * 2)
+        return delay
+
+    def _plan_job(self, view: MapView) -> float | None:
+        now = time.monotonic()
+        state = self.vehicle.state()
+        if not self._is_connected(state, now):
+            return self._backoff()  # the link's return re-submits too
+        try:
+            self._enforce_recall(view, state)
+        except (CommandError, CommandTimeoutError) as exc:
+            log.warning("recall/resume not accepted by the flight controller: %s; retrying", exc)
+            return self._backoff()
+        if self.name not in view.drones or state.position is None:
+            self._retry_s = self.config.retry_min_s
+            return None if self.name not in view.drones else self._backoff()
+        vehicle = self._vehicle_state(view, state)
+        result = plan_for_drone(view, self.name, vehicle, self.config.planner)
+        self.stats["plans"] += 1
+        start = (vehicle.position.lon, vehicle.position.lat)
+        crossed = hazards_crossed(start, result.plan.mission, view.zones)
+        if crossed:
+            self.stats["unsafe_refused"] += 1
+            text = (f"node {self.node_id}: plan for map version {view.version} crosses "
+                    f"hazard zone(s) {', '.join(crossed)}: not uploaded; the flight "
+                    f"controller keeps map version {self._held_version}'s plan")
+            log.error(text)
+            self._event("alert", text)
+            return None
+        try:
+            report = self.applier.apply(result.plan)
+        except VehicleNotReady as exc:
+            self.stats["not_ready"] += 1
+            log.info("flight controller not ready for map version %d: %s", view.version, exc)
+            return self._backoff()
+        except (MissionError, CommandError, CommandTimeoutError, ParamError, TimeoutError) as exc:
+            self.stats["upload_failures"] += 1
+            log.warning("upload of map version %d's plan failed: %s; retrying", view.version, exc)
+            return self._backoff()
+        self._retry_s = self.config.retry_min_s
+        if report.uploaded:
+            self.stats["uploads"] += 1
+            log.info("flight controller holds map version %d's plan (uploaded %s%s)", view.version,
+                     ", ".join(t.name.lower() for t in report.uploaded),
+                     f", resumed at {report.resumed_at}" if report.resumed_at is not None else "")
+        self._held_version = view.version
+        doc = plan_document(self.node_id, self.name, result, vehicle, view.version)
+        self._last_doc = doc
+        self._publish(topics.plan(self.swarm, self.node_id),
+                      json.dumps(doc, allow_nan=False).encode(), 1, True)
+        return None
+
+    def _vehicle_state(self, view: MapView, state: FcState) -> VehicleState:
+        """Where the aircraft is now (position, height above home) and its home:
+        the map's home for this drone, else the one seen on the ground."""
+        pos = state.position
+        assert pos is not None
+        entry = view.drones.get(self.name)
+        if entry is not None:
+            home = GeoPoint(lat=entry.home[1], lon=entry.home[0], alt=entry.home[2])
+        else:
+            home = self._home or GeoPoint(pos.lat, pos.lon, pos.alt_msl - pos.alt_rel)
+        battery = state.battery.remaining_pct if state.battery is not None else None
+        if battery is not None and not 0 <= battery <= 100:
+            battery = None
+        return VehicleState(GeoPoint(pos.lat, pos.lon, pos.alt_msl), pos.alt_rel, home,
+                            None if battery is None else float(battery))
+
+    def _enforce_recall(self, view: MapView, state: FcState) -> None:
+        """Act on a change of this drone's recall: RTL when recalled, AUTO (its plan)
+        when resumed. Only on the change: a pilot who takes over afterwards is not
+        fought; a recall applied while the link was down is enforced when it returns."""
+        recalled = view.recall.covers(self.name)
+        if recalled == self._recall_enforced:
+            return
+        if recalled:
+            if state.armed and state.mode != CopterMode.RTL.name:
+                self.vehicle.set_mode(CopterMode.RTL).raise_for_result()
+            self.stats["recalls"] += 1
+            log.warning("recalled (map version %d): RTL", view.version)
+        else:
+            if state.armed and state.mode == CopterMode.RTL.name:
+                self.vehicle.set_mode(CopterMode.AUTO).raise_for_result()
+            self.stats["resumes"] += 1
+            log.info("resumed (map version %d): back to the plan", view.version)
+        self._recall_enforced = recalled

@@ -1,0 +1,189 @@
+"""Unit tests: the health hysteresis, the latest-wins worker, the pre-upload fire check."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import shapely
+
+from mavlink_bridge.plan import CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, MissionItem
+from swarm.flight import Availability, HealthMonitor, HealthPolicy, LatestWins, fence_polygons, \
+    hazards_crossed
+from mavlink_bridge.plan import fence_polygon
+
+POLICY = HealthPolicy(battery_critical_pct=20, battery_recovered_pct=30, lost_after_s=5,
+                      critical_after_s=3, recovered_after_s=2)
+
+
+def _feed(m: HealthMonitor, samples: list[tuple[float, bool, float | None]]) -> list[tuple[float, Availability]]:
+    out = []
+    for t, connected, battery in samples:
+        change = m.update(t, connected, battery)
+        if change is not None:
+            out.append((t, change))
+    return out
+
+
+def test_in_service_only_after_the_link_held_for_the_dwell() -> None:
+    m = HealthMonitor(POLICY)
+    assert m.state is Availability.UNAVAILABLE
+    assert _feed(m, [(0, True, 90), (1, True, 90), (1.9, True, 90), (2.0, True, 90)]) == \
+        [(2.0, Availability.IN_SERVICE)]
+
+
+def test_a_short_link_dropout_changes_nothing_a_long_one_does() -> None:
+    m = HealthMonitor(POLICY)
+    _feed(m, [(0, True, 90), (2, True, 90)])
+    assert _feed(m, [(3, False, None), (7.9, False, None), (8, True, 90)]) == []
+    assert _feed(m, [(10, False, None), (14.9, False, None), (15, False, None)]) == \
+        [(15, Availability.UNAVAILABLE)]
+    assert _feed(m, [(16, True, 90), (18, True, 90)]) == [(18, Availability.IN_SERVICE)]
+
+
+def test_battery_noise_around_the_threshold_gives_one_transition_each_way() -> None:
+    m = HealthMonitor(POLICY)
+    _feed(m, [(0, True, 90), (2, True, 90)])
+    # A sagging battery under load: noise of +-4 % around 20 %, for a minute at 10 Hz.
+    samples = [(2 + k / 10, True, 20 + (4 if k % 2 else -4)) for k in range(600)]
+    changes = _feed(m, samples)
+    assert [c for _, c in changes] == [Availability.BATTERY_CRITICAL]
+    # Inside the hysteresis band (20..30) it stays critical; only >= 30 for the dwell ends it.
+    assert _feed(m, [(70 + k / 10, True, 27) for k in range(100)]) == []
+    changes = _feed(m, [(90 + k / 10, True, 31) for k in range(30)])
+    assert [c for _, c in changes] == [Availability.IN_SERVICE]
+    assert m.transitions == 3
+
+
+def test_unknown_battery_keeps_the_battery_verdict() -> None:
+    m = HealthMonitor(POLICY)
+    _feed(m, [(0, True, 10), (3, True, 10)])
+    assert m.state is Availability.BATTERY_CRITICAL
+    assert _feed(m, [(4 + k, True, None) for k in range(10)]) == []
+
+
+@pytest.mark.parametrize("kwargs", [dict(battery_critical_pct=30, battery_recovered_pct=30),
+                                    dict(lost_after_s=-1), dict(critical_after_s=float("nan"))])
+def test_bad_policies_are_refused(kwargs) -> None:
+    with pytest.raises(ValueError):
+        HealthPolicy(**kwargs)
+
+
+def test_latest_wins_runs_the_newest_item_and_coalesces_the_rest() -> None:
+    started, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def job(item: int) -> None:
+        seen.append(item)
+        if item == 0:
+            started.set()
+            release.wait(10)
+
+    w: LatestWins[int] = LatestWins(job)
+    try:
+        w.submit(0)
+        assert started.wait(10)
+        for i in range(1, 51):  # arrive while job 0 is slow
+            w.submit(i)
+        release.set()
+        deadline = time.monotonic() + 10
+        while not w.idle() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == [0, 50]
+        assert w.coalesced == 49 and w.runs == 2
+    finally:
+        w.close()
+
+
+def test_latest_wins_submit_never_waits_for_a_slow_job() -> None:
+    release = threading.Event()
+    w: LatestWins[int] = LatestWins(lambda item: release.wait(10) and None)
+    try:
+        w.submit(1)
+        t0 = time.perf_counter()
+        for i in range(1000):
+            w.submit(i)
+        assert time.perf_counter() - t0 < 5.0  # generous: the point is "does not block on the job"
+        assert not w.idle()
+    finally:
+        release.set()
+        w.close()
+
+
+def test_latest_wins_retries_until_a_newer_item_arrives() -> None:
+    calls: list[int] = []
+    done = threading.Event()
+
+    def job(item: int) -> float | None:
+        calls.append(item)
+        if item == 1 and len(calls) < 4:
+            return 0.01  # not ready yet: again soon
+        done.set()
+        return None
+
+    w: LatestWins[int] = LatestWins(job)
+    try:
+        w.submit(1)
+        assert done.wait(10)
+        assert calls == [1, 1, 1, 1]
+    finally:
+        w.close()
+
+
+def test_latest_wins_survives_a_failing_job() -> None:
+    ok = threading.Event()
+
+    def job(item: int) -> None:
+        if item == 1:
+            raise RuntimeError("boom")
+        ok.set()
+
+    w: LatestWins[int] = LatestWins(job)
+    try:
+        w.submit(1)
+        deadline = time.monotonic() + 10
+        while w.failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        w.submit(2)
+        assert ok.wait(10) and w.failures == 1
+    finally:
+        w.close()
+
+
+class _Zone:
+    def __init__(self, ring: list[tuple[float, float]], hazard: bool = True) -> None:
+        self.polygon = shapely.Polygon(ring)
+        self.is_hazard = hazard
+
+
+SQUARE = [(-121.61, 39.75), (-121.60, 39.75), (-121.60, 39.76), (-121.61, 39.76)]
+
+
+def _wp(lon: float, lat: float) -> MissionItem:
+    return MissionItem.at(CMD_NAV_WAYPOINT, lat, lon, 30.0)
+
+
+def test_a_path_through_a_hazard_is_caught_one_around_it_is_not() -> None:
+    zones = {"z1": _Zone(SQUARE), "cleared": _Zone(SQUARE, hazard=False)}
+    start = (-121.62, 39.755)
+    through = [MissionItem(CMD_NAV_TAKEOFF, z=30.0), _wp(-121.59, 39.755)]
+    around = [_wp(-121.62, 39.77), _wp(-121.59, 39.77), _wp(-121.59, 39.755)]
+    assert hazards_crossed(start, through, zones) == ["z1"]
+    assert hazards_crossed(start, around, zones) == []
+
+
+def test_leaving_a_zone_one_is_inside_is_allowed_going_back_is_not() -> None:
+    zones = {"z1": _Zone(SQUARE)}
+    inside = (-121.605, 39.755)
+    assert hazards_crossed(inside, [_wp(-121.62, 39.755), _wp(-121.62, 39.77)], zones) == []
+    assert hazards_crossed(inside, [_wp(-121.62, 39.755), _wp(-121.59, 39.755)], zones) == ["z1"]
+
+
+def test_fence_polygons_reads_back_what_fence_polygon_wrote() -> None:
+    ring = [(39.75, -121.61), (39.75, -121.60), (39.76, -121.60)]
+    items = fence_polygon(ring) + fence_polygon(ring[::-1])
+    polys = fence_polygons(items)
+    assert len(polys) == 2 and [(round(a, 6), round(b, 6)) for a, b in polys[0]] == ring
+    with pytest.raises(ValueError):
+        fence_polygons(items[:4])
