@@ -806,7 +806,7 @@ def _recall_from_snapshot(obj: object, drone_ids: set[str]) -> RecallState:
     if not obj["drones"]:
         return RecallState(obj["all"])
     try:
-        named = Recall(obj["drones"]).drones or ()
+        named = Recall(tuple(obj["drones"])).drones or ()
     except CommandError as exc:
         raise CommandError(f"snapshot.recall: {exc}") from None
     unknown = set(named) - drone_ids

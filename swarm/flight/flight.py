@@ -247,7 +247,7 @@ class Flight:
             if availability is Availability.UNAVAILABLE or self._home is None:
                 return None  # join the map only once up, with a home
             home = self._home
-            return SetDroneTask(self.name, DroneTask.SEARCH, True, False, [home.lon, home.lat, home.alt])
+            return SetDroneTask(self.name, DroneTask.SEARCH, True, False, (home.lon, home.lat, home.alt))
         task, alive = current.task, current.alive
         if availability is Availability.UNAVAILABLE:
             alive = False
