@@ -313,7 +313,8 @@ class Agent:
             swarm=self.swarm, node_id=self.node_id, name=cfg.node.name,
             publish=lambda topic, payload, qos, retain: self.bus.publish(
                 topic, payload, qos=qos, retain=retain),
-            event=lambda kind, text: self._event(kind, text), commits=self.own_commits)
+            event=lambda kind, text: self._event(kind, text), commits=self.own_commits,
+            is_leader=lambda: self._last.role is StateRole.LEADER)
         self.flight.start()
         self._flight_map_changed()
 
@@ -495,6 +496,9 @@ class Agent:
         if change.role is StateRole.LEADER and before.role is not StateRole.LEADER:
             self._stats["elections_won"] += 1
             self._map_dirty = True
+            # A new leader owes the swarm a current assignment (swarm.flight proposes it).
+            self._flight_version = -1
+            self._flight_map_changed()
             log.info("became leader in term %d", change.term, extra={"fields": fields})
             self._event("leader", f"node {self.node_id} is leader in term {change.term}",
                         term=change.term)
