@@ -21,6 +21,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("consensus_election.py", ["--seeds", "200"], ["--seeds", "20"]),
     ("consensus_storage.py", [], ["--seconds", "0.5"]),
     ("consensus_sim_soak.py", ["--seeds", "10000"], ["--seeds", "50"]),
+    ("leadership_noise.py", [], ["--minutes", "0.2", "--seeds", "1"]),
     ("map_apply.py", [], ["--commands", "500"]),
     ("planner_time.py", ["--scenes", "20"], ["--scenes", "2"]),
     ("bridge_upload.py", ["--items", "50", "--reps", "20"], ["--items", "50", "--reps", "3"]),

@@ -31,6 +31,7 @@ from .types import (
 __all__ = [
     "DecodeError",
     "FORMAT_VERSION",
+    "MESSAGE_SCORE_VERSION",
     "encode_entry",
     "decode_entry",
     "encode_hard_state",
@@ -49,6 +50,10 @@ __all__ = [
 
 #: Bumped on any incompatible change to an encoding below.
 FORMAT_VERSION = 1
+#: Messages carrying a link-quality score are version 2 (a 15th field). A message
+#: without one is still written as version 1, so nodes that predate scores read it; both
+#: versions are read.
+MESSAGE_SCORE_VERSION = 2
 
 _T = TypeVar("_T")
 _E = TypeVar("_E", bound=enum.IntEnum)
@@ -85,7 +90,10 @@ def _pack(tag: str, body: list[Any]) -> bytes:
 # -- strict readers -------------------------------------------------------------------
 
 
-def _unpack(data: object, tag: str, nfields: int) -> list[Any]:
+def _unpack(data: object, tag: str, nfields: int, versions: dict[int, int] | None = None) -> list[Any]:
+    """The fields of one ``tag`` record; ``versions`` maps each accepted format version to
+    its field count (default: FORMAT_VERSION with ``nfields``)."""
+    versions = versions or {FORMAT_VERSION: nfields}
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"{tag}: expected bytes, got {type(data).__name__}")
     try:
@@ -96,10 +104,13 @@ def _unpack(data: object, tag: str, nfields: int) -> list[Any]:
         raise DecodeError(f"{tag}: not a single msgpack value ({exc})") from None
     except Exception as exc:  # msgpack raises assorted errors on truncated input
         raise DecodeError(f"{tag}: malformed msgpack ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, list) or len(obj) != nfields + 2:
-        raise DecodeError(f"{tag}: expected an array of {nfields + 2} items")
-    if obj[0] != FORMAT_VERSION or type(obj[0]) is not int:
+    if not isinstance(obj, list) or not obj:
+        raise DecodeError(f"{tag}: expected an array")
+    if type(obj[0]) is not int or obj[0] not in versions:
         raise DecodeError(f"{tag}: unsupported format version {obj[0]!r}")
+    expected = versions[obj[0]] + 2
+    if len(obj) != expected:
+        raise DecodeError(f"{tag}: expected an array of {expected} items")
     if obj[1] != tag:
         raise DecodeError(f"expected a {tag!r} record, got {obj[1]!r}")
     return obj[2:]
@@ -209,20 +220,27 @@ def decode_snapshot(data: bytes) -> Snapshot:
 
 
 _MESSAGE_FIELDS = 14
+_MESSAGE_VERSIONS = {FORMAT_VERSION: _MESSAGE_FIELDS, MESSAGE_SCORE_VERSION: _MESSAGE_FIELDS + 1}
 
 
 def encode_message(m: Message) -> bytes:
-    return _pack("message", [
+    body = [
         int(m.type), m.to, m.frm, m.term, m.log_term, m.index,
         [_entry_obj(e) for e in m.entries], m.commit, m.reject, m.reject_hint,
         None if m.snapshot is None else _snapshot_obj(m.snapshot),
         m.snapshot_offset, m.snapshot_done, m.context,
-    ])
+    ]
+    if m.link_score is None:
+        return _pack("message", body)
+    out: bytes = msgpack.packb([MESSAGE_SCORE_VERSION, "message", *body, m.link_score], use_bin_type=True)
+    return out
 
 
 def decode_message(data: bytes) -> Message:
+    fields = _unpack(data, "message", _MESSAGE_FIELDS, _MESSAGE_VERSIONS)
+    link_score = fields.pop() if len(fields) > _MESSAGE_FIELDS else None
     (typ, to, frm, term, log_term, index, entries, commit, reject, reject_hint,
-     snapshot, snapshot_offset, snapshot_done, context) = _unpack(data, "message", _MESSAGE_FIELDS)
+     snapshot, snapshot_offset, snapshot_done, context) = fields
     t = _enum("message.type", MessageType, typ, "message type")
     ents = tuple(_entry_from(e) for e in _list("message.entries", entries))
     snap = None if snapshot is None else _snapshot_from(snapshot)
@@ -230,4 +248,5 @@ def decode_message(data: bytes) -> Message:
         type=t, to=to, frm=frm, term=term, log_term=log_term, index=index, entries=ents,
         commit=commit, reject=reject, reject_hint=reject_hint, snapshot=snap,
         snapshot_offset=snapshot_offset, snapshot_done=snapshot_done, context=context,
+        link_score=link_score,
     ))

@@ -55,6 +55,21 @@ class Config:
     applied: int = 0
     seed: int = 0
     rng: random.Random | None = field(default=None, compare=False)
+    #: Signal-aware leadership (consensus/leadership.py, docs/consensus.md): the leader
+    #: hands over to a caught-up voter whose link score (RawNode.set_link_score) beats its
+    #: own by ``link_score_margin`` for ``link_score_dwell_ticks`` leader ticks, at most
+    #: once per ``leader_transfer_interval_ticks``; and a node with a poor score waits up
+    #: to ``poor_link_election_delay_ticks`` longer before campaigning. Off by default.
+    leadership_by_link_score: bool = False
+    #: How much better (in score units, [0, 1]) a follower's link must be.
+    link_score_margin: float = 0.1
+    #: How long it must stay better, in leader ticks.
+    link_score_dwell_ticks: int = 50
+    #: At most one score-driven transfer per this many ticks of one leader (a new leader
+    #: waits this long before its first): bounds transfers per hour whatever the noise.
+    leader_transfer_interval_ticks: int = 500
+    #: Extra election delay for a score of 0, scaled down linearly to none for 1.
+    poor_link_election_delay_ticks: int = 10
 
     def __post_init__(self) -> None:
         if type(self.id) is not int or not 1 <= self.id <= MAX_NODE_ID:
@@ -72,6 +87,18 @@ class Config:
             raise ConfigError("byte limits must be non-negative (0 means no limit)")
         if self.snapshot_chunk_bytes < 1:
             raise ConfigError("snapshot_chunk_bytes must be positive")
+        if not (isinstance(self.link_score_margin, (int, float)) and 0 < self.link_score_margin <= 1):
+            raise ConfigError(f"link_score_margin must be in (0, 1], got {self.link_score_margin!r}")
+        if self.link_score_dwell_ticks < 1:
+            raise ConfigError("link_score_dwell_ticks must be at least 1")
+        if self.leadership_by_link_score and self.leader_transfer_interval_ticks < 2 * self.election_tick:
+            # A transfer is abandoned after an election timeout (thesis §3.10); the next
+            # one may start only after that, with room for the new leader to settle.
+            raise ConfigError("leader_transfer_interval_ticks must be at least 2 * election_tick")
+        if self.poor_link_election_delay_ticks < 0 or (
+                self.leadership_by_link_score
+                and self.poor_link_election_delay_ticks > 10 * self.election_tick):
+            raise ConfigError("poor_link_election_delay_ticks must be in [0, 10 * election_tick]")
         if type(self.applied) is not int or not 0 <= self.applied <= MAX_INDEX:
             raise ConfigError(f"applied must be a log index in [0, {MAX_INDEX}], got {self.applied!r}")
 

@@ -19,12 +19,14 @@ from . import quorum
 from .codec import DecodeError, decode_conf_change
 from .confchange import ConfChangeError, apply_conf_change
 from .config import Config
+from .leadership import LeadershipPolicy
 from .log import RaftLog
 from .progress import Progress, ProgressState, ProgressStatus
 from .read_only import ReadIndexStatus, ReadOnly
 from .storage import CompactedError, Storage, StorageError
 from .types import (
     MAX_INDEX,
+    MAX_LINK_SCORE,
     MAX_TERM,
     NONE,
     ConfChange,
@@ -52,6 +54,9 @@ _MAX_PENDING_READS = 4096
 
 _UNTERMED = (MessageType.PROPOSE, MessageType.READ_INDEX, MessageType.TRANSFER_LEADER)
 
+#: The responses that carry the sender's link score to the leader.
+_SCORED = (MessageType.APPEND_RESP, MessageType.HEARTBEAT_RESP)
+
 _RESPONSE_TYPES = {
     MessageType.VOTE: MessageType.VOTE_RESP,
     MessageType.PRE_VOTE: MessageType.PRE_VOTE_RESP,
@@ -78,6 +83,12 @@ class RaftStatus:
     lead_transferee: int
     #: Per-follower progress (leader only; None elsewhere).
     progress: dict[int, ProgressStatus] | None
+    #: This node's link score (None if the driver set none) and, at a leader with
+    #: signal-aware leadership on, the fresh scores its followers reported.
+    link_score: int | None = None
+    link_scores: dict[int, int] | None = None
+    #: Score-driven transfers this node has started as leader.
+    score_transfers: int = 0
 
 
 class _SnapshotReceive:
@@ -138,6 +149,18 @@ class Raft:
         self.pending_bcast = False
         self.pending_read_round = False
         self._snap_recv: _SnapshotReceive | None = None
+        #: This node's link quality, set by the driver (RawNode.set_link_score); sent with
+        #: our responses so the leader can hand over to the best-connected voter.
+        self.link_score: int | None = None
+        self.leadership: LeadershipPolicy | None = None
+        if config.leadership_by_link_score:
+            self.leadership = LeadershipPolicy(
+                margin=round(config.link_score_margin * MAX_LINK_SCORE),
+                dwell=config.link_score_dwell_ticks,
+                interval=config.leader_transfer_interval_ticks,
+                max_delay=config.poor_link_election_delay_ticks,
+                freshness=config.election_tick,
+            )
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
 
@@ -181,7 +204,10 @@ class Raft:
             id=self.id, term=self.term, vote=self.vote, commit=self.log.committed,
             applied=self.log.applied, last_index=self.log.last_index(), lead=self.lead,
             role=self.role, conf_state=self.conf, lead_transferee=self.lead_transferee,
-            progress=progress,
+            progress=progress, link_score=self.link_score,
+            link_scores=(self.leadership.scores() if self.leadership is not None
+                         and self.role is StateRole.LEADER else None),
+            score_transfers=self.leadership.transfers if self.leadership is not None else 0,
         )
 
     def promotable(self) -> bool:
@@ -294,6 +320,10 @@ class Raft:
         # §5.2: randomized in [election_tick, 2*election_tick) so split votes are rare.
         self.randomized_election_timeout = (
             self.cfg.election_tick + self.rng.randrange(self.cfg.election_tick))
+        if self.leadership is not None:
+            # A poorly connected node waits longer, so the better-placed ones tend to
+            # campaign and win first (bounded: liveness only, §5.2 still randomizes).
+            self.randomized_election_timeout += self.leadership.election_delay(self.link_score)
 
     def become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower
@@ -330,6 +360,8 @@ class Raft:
         self.lead = self.id
         self.role = StateRole.LEADER
         self.prs[self.id].become_replicate()
+        if self.leadership is not None:
+            self.leadership.became_leader()
         # §5.4.2 / §8: a new leader commits an empty entry of its own term, which also
         # commits everything before it and lets ReadIndex and membership changes start.
         self._append_entries([Entry(0, 0)])
@@ -367,9 +399,25 @@ class Raft:
                 self.abort_leader_transfer()
         if self.role is not StateRole.LEADER:
             return
+        if self.leadership is not None:
+            self._tick_leadership(self.leadership)
         if self.heartbeat_elapsed >= self.cfg.heartbeat_tick:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat(self.read_only.last_pending_ctx() or b"")
+
+    def _tick_leadership(self, policy: LeadershipPolicy) -> None:
+        """Signal-aware leadership (consensus/leadership.py): maybe hand over to a
+        caught-up voter with a clearly better link. Only ever a transfer request, so
+        safety is exactly that of thesis §3.10."""
+        eligible: list[int] = []
+        if self.lead_transferee == NONE and self.id in self.conf.voters:
+            # Caught up: holds everything committed (the transfer itself then brings it to
+            # the last index before TimeoutNow).
+            eligible = [v for v in self.conf.voters if v != self.id
+                        and (pr := self.prs.get(v)) is not None and pr.match >= self.log.committed]
+        target = policy.tick(self.link_score, eligible)
+        if target != NONE:
+            self._leader_transfer(target)
 
     def _quorum_active(self) -> bool:
         active = {i: True for i, pr in self.prs.items()
@@ -744,6 +792,8 @@ class Raft:
         pr = self.prs.get(m.frm)
         if pr is None:
             return  # not a member (any more)
+        if self.leadership is not None and m.link_score is not None and t in _SCORED:
+            self.leadership.observe(m.frm, m.link_score)
         if t is MessageType.APPEND_RESP:
             pr.recent_active = True
             self._handle_append_resp(m, pr)
@@ -958,4 +1008,6 @@ class Raft:
         forwarded requests carry none (they are not bound to a term)."""
         if "term" not in fields and type not in _UNTERMED:
             fields["term"] = self.term
+        if type in _SCORED and self.link_score is not None:
+            fields["link_score"] = self.link_score
         self.msgs.append(Message(type, to, self.id, **fields))  # type: ignore[arg-type]

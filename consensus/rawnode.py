@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from .codec import encode_conf_change
 from .config import Config
+from .leadership import score_from_unit
 from .raft import ProposalDropped, Raft, RaftStatus
 from .storage import Storage
 from .types import (
@@ -143,6 +144,16 @@ class RawNode:
         if type(to) is not int or not 1 <= to <= MAX_NODE_ID:
             raise ValueError(f"invalid node id {to!r}")
         self._raft.transfer_leader(to)
+
+    def set_link_score(self, score: float | None) -> None:
+        """This node's link quality in [0, 1] (1 best; None: unknown), from the radio
+        (RADIO_STATUS), the signal model and the broker's round-trip time and loss. It
+        travels with this node's APPEND_RESP / HEARTBEAT_RESP; with
+        ``Config.leadership_by_link_score`` the leader hands over to a clearly better
+        connected voter and poorly connected nodes wait longer before campaigning
+        (consensus/leadership.py). Call it whenever the score changes (every tick is
+        fine); it takes effect from the next message and election timeout."""
+        self._raft.link_score = None if score is None else score_from_unit(score)
 
     def campaign(self) -> None:
         """Start an election now (with PreVote if configured)."""
@@ -268,6 +279,8 @@ class RawNode:
                 raise InvalidMessage("SNAPSHOT with a configuration without voters")
         elif m.snapshot is not None:
             raise InvalidMessage(f"{m.type.name} carries no snapshot")
+        if m.link_score is not None and m.type not in (MessageType.APPEND_RESP, MessageType.HEARTBEAT_RESP):
+            raise InvalidMessage(f"{m.type.name} carries no link score")
         if m.type in (MessageType.READ_INDEX, MessageType.READ_INDEX_RESP) and not m.context:
             raise InvalidMessage(f"{m.type.name} without a request context")
 

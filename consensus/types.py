@@ -21,6 +21,7 @@ __all__ = [
     "MAX_U64",
     "MAX_TERM",
     "MAX_INDEX",
+    "MAX_LINK_SCORE",
     "EntryKind",
     "Entry",
     "HardState",
@@ -52,6 +53,10 @@ MAX_U64 = 2**64 - 1
 #: message gets near it.
 MAX_TERM = 2**63 - 1
 MAX_INDEX = 2**63 - 1
+#: Link-quality scores travel as integers in [0, MAX_LINK_SCORE] (thousandths of the
+#: driver's [0, 1] score): exact on every node, so the leadership policy decides the same
+#: way on every replay.
+MAX_LINK_SCORE = 1000
 
 
 def _check_u64(name: str, value: object) -> None:
@@ -277,6 +282,10 @@ class Message:
     snapshot_offset: int = 0
     snapshot_done: bool = False
     context: bytes = b""
+    #: The sender's link-quality score in [0, MAX_LINK_SCORE], or None if its driver has
+    #: set none. Carried by APPEND_RESP and HEARTBEAT_RESP so the leader knows every
+    #: follower's score (consensus/leadership.py); wire format version 2.
+    link_score: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, MessageType):
@@ -297,6 +306,10 @@ class Message:
         if self.type is MessageType.SNAPSHOT and self.snapshot is None:
             raise ValueError("a SNAPSHOT message must carry a snapshot")
         _check_bytes("Message.context", self.context)
+        if self.link_score is not None and (
+                type(self.link_score) is not int or not 0 <= self.link_score <= MAX_LINK_SCORE):
+            raise ValueError(f"Message.link_score must be None or an integer in [0, {MAX_LINK_SCORE}], "
+                             f"got {self.link_score!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,19 @@ def _int_in(lo: int, hi: int | None, what: str):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _unit(what: str):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not 0.0 <= v <= 1.0:
+            raise argparse.ArgumentTypeError(f"{what} must be between 0 and 1, got {v}")
+        return v
+
+    return parse
+
+
 def build_parser(prog: str = "python -m consensus.sim") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, allow_abbrev=False,
@@ -83,6 +96,13 @@ def build_parser(prog: str = "python -m consensus.sim") -> argparse.ArgumentPars
                    "(a crash closes the file, a restart recovers from it)")
     p.add_argument("--codec", action="store_true",
                    help="pass every message through the msgpack wire codec")
+    p.add_argument("--link-scores", action="store_true",
+                   help="every node reports a seeded link score and runs the signal-aware "
+                   "leadership policy (consensus/leadership.py)")
+    p.add_argument("--score-noise", type=_unit("--score-noise"), default=SimConfig().score_noise,
+                   help=f"with --link-scores: noise added to each score every tick (default {SimConfig().score_noise})")
+    p.add_argument("--score-change-rate", type=_unit("--score-change-rate"), default=SimConfig().score_change_rate,
+                   help="with --link-scores: per-tick chance that one node's base score jumps (default 0)")
     p.add_argument("--verbose", action="store_true",
                    help="print the full event trace (only for one seed: --seed N)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -125,7 +145,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m consensus.sim
     if args.verbose and args.seeds != 1:
         parser.error("--verbose prints one run's trace: use it with --seed N")
     cfg = SimConfig(nodes=args.nodes, steps=args.steps, faults=args.faults, clients=args.clients,
-                    storage=args.storage, wire_codec=args.codec)
+                    storage=args.storage, wire_codec=args.codec, link_scores=args.link_scores,
+                    score_noise=args.score_noise, score_change_rate=args.score_change_rate)
     results: list[SimResult] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="raft-sim-") as tmp:

@@ -62,6 +62,7 @@ from consensus.sim.checkers import SafetyChecker, SafetyViolation, Violation
 from consensus.sim.kv import KvCommand, KvStateMachine, decode_result, encode_command
 from consensus.sim.linearizability import Operation, OpKind, Verdict, check_kv_history
 from consensus.sim.network import NetworkFaults, VirtualNetwork
+from consensus.sim.scores import ScoreSchedule
 from consensus.sqlite_storage import SQLiteStorage
 from consensus.storage import CompactedError, MemoryStorage, Storage, UnavailableError
 from consensus.types import (
@@ -132,6 +133,17 @@ class SimConfig:
     #: "memory" (MemoryStorage) or "sqlite" (SQLiteStorage files; needs a storage_dir):
     #: with SQLite a crash closes the database and a restart reopens it from the file.
     storage: str = "memory"
+    #: Signal-aware leadership (consensus/leadership.py): every node reports a seeded link
+    #: score (consensus/sim/scores.py: a base per node, ``score_noise`` each tick, a base
+    #: jumping at ``score_change_rate`` per tick) and runs the policy with these
+    #: parameters. Off by default, so the default schedules are unchanged.
+    link_scores: bool = False
+    score_noise: float = 0.05
+    score_change_rate: float = 0.0
+    score_margin: float = 0.1
+    score_dwell_ticks: int = 20
+    score_transfer_interval: int = 100
+    score_election_delay: int = 10
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= 9:
@@ -234,6 +246,8 @@ class _Node:
     #: Ticks per virtual tick (clock skew) and until when.
     tick_rate: int = 1
     skew_until: int = 0
+    #: Score-driven transfers its current driver had started when last looked at.
+    score_transfers: int = 0
 
     @property
     def up(self) -> bool:
@@ -366,6 +380,8 @@ class Simulation:
         self._reference = SessionStateMachine(KvStateMachine())
         self._ref_snapshots: list[bytes] = [self._reference.snapshot()]  # index -> state
         self.ids = list(range(1, cfg.nodes + 1))
+        self.scores = (ScoreSchedule(seed, self.ids, noise=cfg.score_noise, change_rate=cfg.score_change_rate)
+                       if cfg.link_scores else None)
         conf = ConfState.of(self.ids)
         self.nodes: dict[int, _Node] = {}
         for i in self.ids:
@@ -439,6 +455,11 @@ class Simulation:
                 snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
                 max_size_per_msg=cfg.max_msg_bytes,
                 rng=random.Random(self.rng.getrandbits(64)),
+                leadership_by_link_score=cfg.link_scores,
+                link_score_margin=cfg.score_margin,
+                link_score_dwell_ticks=cfg.score_dwell_ticks,
+                leader_transfer_interval_ticks=cfg.score_transfer_interval,
+                poor_link_election_delay_ticks=cfg.score_election_delay,
             ),
             node.storage, fsm, _SimLink(self),
             DriverConfig(snapshot_every=cfg.snapshot_every, compact_keep=cfg.compact_keep),
@@ -488,6 +509,8 @@ class Simulation:
             c.session.tick()  # the session clients' clock is the simulation's
         if not self.quiet:
             self._inject_faults()
+        if self.scores is not None:
+            self._report_scores(self.scores)
         for m in self.net.deliver(self.now):
             driver = self.nodes[m.to].driver
             if driver is not None:
@@ -565,6 +588,16 @@ class Simulation:
                                f"node {nid} {how} a snapshot at {index} that differs from the state "
                                "of the committed log there")
 
+    def _report_scores(self, schedule: ScoreSchedule) -> None:
+        scores, moved = schedule.step()
+        if moved is not None:
+            self._log(f"n{moved} link score base now {schedule.base[moved]:.3f}")
+            self.counts["link score changes"] += 1
+        for nid, score in scores.items():
+            driver = self.nodes[nid].driver
+            if driver is not None:
+                driver.raw.set_link_score(score)
+
     def _observe_roles(self) -> None:
         for nid in self.ids:
             node = self.nodes[nid]
@@ -572,6 +605,11 @@ class Simulation:
                 continue
             assert node.driver is not None
             st = node.driver.raw.status()
+            if st.score_transfers != node.score_transfers:
+                if st.score_transfers > node.score_transfers:  # else a restarted node's new count
+                    self.counts["score transfers"] += st.score_transfers - node.score_transfers
+                    self._log(f"n{nid} hands leadership to n{st.lead_transferee} (link score)")
+                node.score_transfers = st.score_transfers
             if st.role is StateRole.LEADER:
                 if self._leader_terms.get(nid) != st.term:
                     self._leader_terms[nid] = st.term
@@ -1027,5 +1065,7 @@ def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
 def replay_command(seed: int, cfg: SimConfig) -> str:
     faults = "all" if cfg.faults == ALL_FAULTS else (",".join(sorted(cfg.faults)) or "none")
     extra = (" --storage sqlite" if cfg.storage == "sqlite" else "") + (" --codec" if cfg.wire_codec else "")
+    if cfg.link_scores:
+        extra += (f" --link-scores --score-noise {cfg.score_noise} --score-change-rate {cfg.score_change_rate}")
     return (f"python -m consensus.sim --nodes {cfg.nodes} --seed {seed} "
             f"--faults {faults} --steps {cfg.steps} --clients {cfg.clients}{extra} --verbose")

@@ -186,3 +186,9 @@ def test_sim_config_validates() -> None:
         SimConfig(nodes=0)
     with pytest.raises(ValueError):
         SimConfig(election_tick=2, heartbeat_tick=2)
+
+
+def test_replay_command_keeps_the_link_score_schedule() -> None:
+    cfg = SimConfig(link_scores=True, score_noise=0.08, score_change_rate=0.02)
+    args = build_parser().parse_args(replay_command(5, cfg).split()[3:])
+    assert args.link_scores and (args.score_noise, args.score_change_rate) == (0.08, 0.02)
