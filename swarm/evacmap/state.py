@@ -112,8 +112,13 @@ class Zone:
     source: str
     time_ms: int
     polygon: shapely.Polygon = field(compare=False, repr=False)
-    grown: shapely.Polygon = field(compare=False, repr=False)
+    margin_m: float = field(compare=False, repr=False)
     exact: ExactRing = field(compare=False, repr=False)
+
+    @property
+    def grown(self) -> shapely.Polygon:
+        """The zone grown by the margin (computed on demand: display only)."""
+        return grow_polygon(self.polygon, self.margin_m)
 
     @property
     def is_hazard(self) -> bool:
@@ -335,11 +340,9 @@ class _Geometry:
 
     def zone(self, command: SetZone) -> Zone:
         polygon = shapely.Polygon(command.polygon)
-        grown = grow_polygon(polygon, self.margin_m)
-        shapely.prepare(grown)
         return Zone(
             command.id, command.polygon, command.status, command.source, command.time_ms,
-            polygon, grown, ExactRing(command.polygon),
+            polygon, self.margin_m, ExactRing(command.polygon),
         )
 
     def route_crosses(self, path: tuple[LonLatAlt, ...], zones: Mapping[str, Zone]
@@ -464,7 +467,7 @@ def _work_changed(before: _State, after: _State, command: Command) -> bool:
             return before.drones.get(command.id) != after.drones.get(command.id)
         case SetZone():
             old = before.zones.get(command.id)
-            return old is None or old.command() != command
+            return old is None or (old.ring, old.status) != (command.polygon, command.status)
         case SetSearchArea():
             return before.search_area is None or before.search_area.ring != command.polygon
     return True
