@@ -35,6 +35,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("gcs_load.py", [], ["--seconds", "3"]),
     ("agent_cluster.py", [], ["--idle-seconds", "1", "--latency-ops", "5", "--outstanding", "1",
                               "--seconds", "1", "--kills", "1"]),
+    ("flight_latency.py", ["--agents", "3", "--updates", "30"], ["--agents", "3", "--updates", "2"]),
 )
 
 

@@ -1,0 +1,135 @@
+"""Latency from a committed map update to "every flight controller holds the new mission".
+
+Real processes: N agent processes (``python -m swarm agent`` with ``[mavlink]``) on a
+real mosquitto, each connected to one built-in simulated copter (on the ground, real
+time). Each update moves a burned zone across the search area (so every drone's fence
+and mission change); the clock stops when every ``plan/<node>`` (retained, published
+after MISSION_ACK and read-back) says ``fc_map_version`` >= the update's index.
+Measured from the commit reply (the client's node applied the entry) and from the
+moment the proposal was sent.
+
+    python bench/flight_latency.py [--agents 3] [--updates 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "agent"))
+
+from agent_cluster import AgentCluster  # noqa: E402
+from sitl.builtin import SimulatorServer, configs_for  # noqa: E402
+from swarm.bus.broker import LocalBroker  # noqa: E402
+from swarm.geo import LocalFrame  # noqa: E402
+
+HOME = (-35.363261, 149.165230, 584.0)
+
+
+def _square(frame: LocalFrame, x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[round(v, 7) for v in frame.point_to_geodetic(x, y)]
+            for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run(agents: int, updates: int) -> None:
+    held: dict[int, int] = {}
+    changed = threading.Condition()
+    with tempfile.TemporaryDirectory() as tmp, LocalBroker("mosquitto") as broker, \
+            SimulatorServer(configs_for(agents, time_to_ready_s=2.0, home=HOME, base_port=0,
+                                        spacing_m=30.0)) as sim:
+        cluster = AgentCluster(Path(tmp), broker, agents, swarm="bench")
+        for i in cluster.ids:
+            with open(cluster.config_path(i), "a") as f:
+                f.write(f'\n[mavlink]\nconnection = "{sim.endpoints[i - 1]}"\nsysid = {i}\n')
+
+        def on_message(c, u, m) -> None:
+            try:
+                doc = json.loads(m.payload)
+                node, version = int(doc["node"]), doc.get("fc_map_version")
+            except (ValueError, KeyError, TypeError):
+                return
+            if isinstance(version, int):
+                with changed:
+                    held[node] = max(held.get(node, 0), version)
+                    changed.notify_all()
+
+        sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-flight-plans")
+        sub.on_message = on_message
+        sub.connect(broker.host, broker.port)
+        sub.subscribe("swarm/bench/plan/+", 1)
+        sub.loop_start()
+
+        def wait_all(index: int, timeout: float) -> float | None:
+            deadline = time.monotonic() + timeout
+            with changed:
+                while not (len(held) == agents and min(held.values()) >= index):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    changed.wait(left)
+            return time.perf_counter()
+
+        try:
+            cluster.start_all()
+            client = cluster.client(timeout_s=20.0)
+            cluster.wait_leader(client, timeout=90)
+            frame = LocalFrame(HOME[0], HOME[1])
+            reply = client.propose({"type": "set_search_area",
+                                    "polygon": _square(frame, -300, 100, 300, 700)})
+            assert reply.committed, reply.message
+            if wait_all(reply.body["index"], 120) is None:
+                raise SystemExit(f"first plans did not reach every FC: {held}\n{cluster.logs()}")
+            from_commit: list[float] = []
+            from_send: list[float] = []
+            for k in range(updates):
+                y = 200 + (k % 5) * 80
+                t_send = time.perf_counter()
+                reply = client.propose({"type": "set_zone", "id": "moving-burn", "status": "burned",
+                                        "polygon": _square(frame, -150, y, 150, y + 60),
+                                        "source": "bench", "time_ms": k + 1})
+                t_commit = time.perf_counter()
+                assert reply.committed, reply.message
+                done = wait_all(reply.body["index"], 60)
+                if done is None:
+                    raise SystemExit(f"update {k}: not every FC holds it within 60 s: {held}")
+                from_commit.append((done - t_commit) * 1000)
+                from_send.append((done - t_send) * 1000)
+        finally:
+            cluster.close()
+            sub.loop_stop()
+            sub.disconnect()
+    print(f"flight latency: {agents} agents + {agents} built-in copters (ground, real time), "
+          f"{updates} zone updates")
+    for name, values in (("commit reply -> all FCs hold", from_commit),
+                         ("proposal sent -> all FCs hold", from_send)):
+        print(f"  {name:30s} p50 {statistics.median(values):7.1f} ms  p99 {_pct(values, 0.99):7.1f} ms  "
+              f"max {max(values):7.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=3, choices=range(1, 8), metavar="N")
+    parser.add_argument("--updates", type=int, default=30)
+    args = parser.parse_args()
+    if not 1 <= args.updates <= 1000:
+        parser.error("--updates must be in 1..1000")
+    run(args.agents, args.updates)
+
+
+if __name__ == "__main__":
+    main()
