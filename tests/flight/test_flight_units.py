@@ -187,3 +187,19 @@ def test_fence_polygons_reads_back_what_fence_polygon_wrote() -> None:
     assert len(polys) == 2 and [(round(a, 6), round(b, 6)) for a, b in polys[0]] == ring
     with pytest.raises(ValueError):
         fence_polygons(items[:4])
+
+
+def test_swarm_status_rows_show_what_each_fc_holds_and_ignore_malformed_fc() -> None:
+    from swarm.cli.status import _fc_cell, rows
+
+    statuses = {
+        1: {"node": 1, "online": True, "role": "leader", "leader": 1, "term": 2, "t": 0,
+            "fc": {"connected": True, "map_version_held": 12, "mode": "AUTO", "armed": True}},
+        2: {"node": 2, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0,
+            "fc": {"connected": False, "map_version_held": 9, "mode": "RTL", "armed": True}},
+        3: {"node": 3, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0,
+            "fc": {"connected": "yes", "map_version_held": True, "mode": 7}},
+        4: {"node": 4, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0},
+    }
+    cells = {r["node"]: _fc_cell(r["fc"]) for r in rows(statuses, 0)}
+    assert cells == {1: "12 (AUTO, armed)", 2: "9 (lost)", 3: "- (lost)", 4: "-"}
