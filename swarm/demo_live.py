@@ -354,8 +354,14 @@ class _Player:
 
     def _collect(self) -> None:
         for what, future in self.pending:
+            # Poll, so a stop (Ctrl-C: the launcher is already stopping the swarm) is
+            # not held up by a proposal retrying against nodes that are gone.
+            deadline = time.monotonic() + _COMMAND_TIMEOUT_S + 15
+            while not future.done() and time.monotonic() < deadline:
+                if self.stop.wait(0.1):
+                    raise LiveDemoError("stopped with proposals in flight")
             try:
-                reply = future.result(timeout=_COMMAND_TIMEOUT_S + 15)
+                reply = future.result(timeout=0)
             except (ClientError, TimeoutError) as exc:
                 self.result.unknown.append(f"{what}: {exc}")
                 self.log(f"[red]{what}: no outcome ({exc})[/red]")
@@ -600,12 +606,17 @@ def run_live_demo(config: LiveDemoConfig, log: Callable[[str], None],
                     os.kill(os.getpid(), signal.SIGTERM)
 
         worker = threading.Thread(target=play, name="demo-scenario", daemon=True)
+        # The launcher restores the handlers it found when its loop ends; the worker's
+        # SIGTERM may land just then, so what it finds must not be the default (which
+        # would end this process before the summary).
+        original = signal.signal(signal.SIGTERM, lambda signum, frame: None)
         worker.start()
         try:
             result.launcher_status = launcher.run()
         finally:
             stop.set()
             worker.join(timeout=_COMMAND_TIMEOUT_S + 30)
+            signal.signal(signal.SIGTERM, original)
     shutil.rmtree(data, ignore_errors=True)
     if result.error is None and not result.completed:
         result.error = "the swarm stopped before the scenario ended"

@@ -104,3 +104,40 @@ def test_headless_demo_on_real_processes(tmp_path: Path) -> None:
     assert len(terms) >= 2 and terms == sorted(terms)
     assert summary["leaders"][-1][2] != summary["crashed"] or len(terms) >= 3
     assert "SIGKILL" in run.stdout and "ground station" in run.stdout
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_mid_run_stops_everything(tmp_path: Path) -> None:
+    """Ctrl-C during the scenario: the launcher stops every node, the demo reports the
+    run as not completed (exit 1), and nothing is left running."""
+    import signal
+    import time
+
+    token = uuid.uuid4().hex
+    env = dict(os.environ, LAUNCH_TEST_TOKEN=token, NO_COLOR="1")
+    out = tmp_path / "out"
+    output = tmp_path / "stdout.txt"
+    with open(output, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "swarm", "demo", "--headless", "--duration", "120",
+             "--out", str(out)], env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "== The fire grows" not in output.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left = processes_with_token(token)
+        for pid in left:
+            os.kill(pid, 9)
+    text = output.read_text()
+    assert left == [], f"processes left behind: {left}"
+    assert code == 1, text[-3000:]
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert summary["completed"] is False and summary["ok"] is False
+    assert "DEMO FAILED" in text
