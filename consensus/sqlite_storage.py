@@ -298,6 +298,8 @@ class SQLiteStorage(Storage):
             self._create(conf_state or ConfState())
         elif self.path.stat().st_size == 0:
             raise StorageCorruptError(self.path, "database file is empty (truncated to zero bytes)")
+        else:
+            self._check_file_header()
         self._db = sqlite3.connect(os.fspath(self.path), isolation_level=None, check_same_thread=False)
         try:
             self._configure()
@@ -356,6 +358,20 @@ class SQLiteStorage(Storage):
             os.fsync(dfd)  # make the rename itself durable
         finally:
             os.close(dfd)
+
+    def _check_file_header(self) -> None:
+        """The SQLite file header's magic and format versions (fileformat.html §1.3):
+        bytes 18 and 19 are 1 (rollback journal, a store just created) or 2 (WAL), and
+        equal. A damaged one would otherwise open read-only, and every later write fail
+        as if the filesystem refused it."""
+        with open(self.path, "rb") as f:
+            header = f.read(100)
+        if len(header) < 100 or header[:16] != b"SQLite format 3\x00":
+            raise StorageCorruptError(self.path, "not an SQLite database (file header damaged)")
+        write_version, read_version = header[18], header[19]
+        if write_version not in (1, 2) or read_version != write_version:
+            raise StorageCorruptError(
+                self.path, f"file header says format versions {write_version}/{read_version} (expected 2/2)")
 
     def _configure(self) -> None:
         db = self._db

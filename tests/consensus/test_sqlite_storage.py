@@ -437,3 +437,16 @@ def test_database_missing_while_its_wal_remains_is_refused(db: Path) -> None:
     Path(f"{db}-wal").write_bytes(b"\x37\x7f\x06\x82" + b"\x00" * 100)
     with pytest.raises(StorageCorruptError, match="write-ahead log exists"):
         SQLiteStorage(db, CONF)
+
+
+@pytest.mark.parametrize("offset, bit", [(18, 0), (18, 1), (19, 0), (19, 2)])
+def test_a_damaged_format_version_in_the_file_header_is_corrupt_not_read_only(db: Path, offset: int, bit: int) -> None:
+    # Found by the whole-file bit-flip run (pytest --soak): write version 2 -> 3 made
+    # SQLite open the store read-only, and the first write then looked like a permission
+    # problem (StorageAccessError) instead of damage.
+    _filled(db)
+    raw = bytearray(db.read_bytes())
+    raw[offset] ^= 1 << bit
+    db.write_bytes(bytes(raw))
+    with pytest.raises(StorageCorruptError, match="file header says format versions"):
+        SQLiteStorage(db)
