@@ -122,6 +122,7 @@ class LiveDemoResult:
     nodes: list[NodeView] = field(default_factory=list)
     disagreements: int = 0
     missing_features: list[str] = field(default_factory=list)
+    recalled: bool = False            # the final recall committed
     launcher_status: int = 0
     completed: bool = False
     error: str | None = None
@@ -142,6 +143,7 @@ class LiveDemoResult:
     @property
     def ok(self) -> bool:
         return (self.completed and self.error is None and self.disagreements == 0
+                and self.recalled
                 and not self.missing_features and not self.unknown)
 
 
@@ -165,6 +167,8 @@ class SwarmMonitor:
         self.status: dict[int, _Seen] = {}
         self.plans: dict[int, _Seen] = {}
         self.leaders: dict[int, tuple[float, int]] = {}   # term -> (arrival, leader)
+        # node -> [(arrival, fc_map_version)], appended when the version changes
+        self.fc_history: dict[int, list[tuple[float, int]]] = {}
         self._on_change = on_change
         self._bus = Bus(BusConfig(brokers=(BrokerAddress.parse(broker),),
                                   client_id=f"demo-monitor-{os.getpid()}"))
@@ -208,9 +212,21 @@ class SwarmMonitor:
     def _on_plan(self, msg: Received) -> None:
         decoded = self._decode(msg)
         if decoded is not None:
+            node, body = decoded
+            now = time.monotonic()
+            fc = body.get("fc_map_version")
             with self._lock:
-                self.plans[decoded[0]] = _Seen(decoded[1], time.monotonic())
+                self.plans[node] = _Seen(body, now)
+                history = self.fc_history.setdefault(node, [])
+                if type(fc) is int and (not history or history[-1][1] != fc):
+                    history.append((now, fc))
             self._on_change()
+
+    def fc_holds_since(self, node: int, version: int) -> float | None:
+        """When ``node``'s flight controller first held a plan of ``version`` or later."""
+        with self._lock:
+            history = list(self.fc_history.get(node, ()))
+        return next((at for at, v in history if v >= version), None)
 
     # -- queries (thread-safe snapshots) ----------------------------------------------
 
@@ -318,6 +334,7 @@ class _Player:
         self.workers: dict[str, ThreadPoolExecutor] = {}
         self.pending: list[tuple[str, Future[Reply]]] = []
         self.crashed_at: float | None = None
+        self.last_commit_at: float | None = None   # the scenario's last command's outcome
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -378,6 +395,7 @@ class _Player:
                 self.result.unknown.append(f"{what}: {reply.code}: {reply.message}")
                 self.log(f"  [red]outcome unknown[/red]: {what}: {reply.code}: {reply.message}")
         self.pending.clear()
+        self.last_commit_at = time.monotonic()
 
     # -- the story ----------------------------------------------------------------------
 
@@ -398,8 +416,17 @@ class _Player:
             for action in phase.actions:
                 self._act(action)
             self._collect()
+        self._recall()
         self._sleep(play_start + cfg.duration_s - time.monotonic())
         self._converge()
+
+    def _recall(self) -> None:
+        """The end of the story: every drone ordered home (``recall``: RTL on each FC)."""
+        self.log("[bold]== Recall[/bold]")
+        self._submit("reporter", "every drone recalled home", {"type": "recall"})
+        committed = self.result.commits
+        self._collect()
+        self.result.recalled = self.result.commits == committed + 1
 
     def _act(self, action: object) -> None:
         if isinstance(action, Propose):
@@ -491,7 +518,7 @@ class _Player:
         self.result.final_index = max((v.applied for v in views), default=0)
         self.result.disagreements = count_disagreements(views)
         self._check_map()
-        self._missions(last_change, self.result.final_index)
+        self._missions(self.last_commit_at or last_change, self.result.final_index)
 
     def _check_map(self) -> None:
         """Every feature the scenario created is in the agreed map (a linearizable read)."""
@@ -521,9 +548,10 @@ class _Player:
             return
         try:
             self._wait("every flight controller to hold the final plan",
-                       lambda: all((self.monitor.fc_map_version(n) or 0) >= version
+                       lambda: all(self.monitor.fc_holds_since(n, version) is not None
                                    for n in range(1, NODES + 1)), self.config.settle_timeout_s)
-            self.result.missions_converged_s = time.monotonic() - since
+            held = [self.monitor.fc_holds_since(n, version) for n in range(1, NODES + 1)]
+            self.result.missions_converged_s = max(0.0, max(h for h in held if h) - since)
         except LiveDemoError as exc:
             self.log(f"[yellow]{exc}[/yellow]")
 

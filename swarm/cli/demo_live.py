@@ -172,9 +172,10 @@ def _summary(console: Console, result) -> None:  # result: swarm.demo_live.LiveD
          "-" if result.failover_s is None else f"{result.failover_s * 1000:.0f} ms"),
         ("killed leader back and caught up",
          "-" if result.catch_up_s is None else f"{result.catch_up_s:.1f} s after the kill"),
-        ("missions converged",
+        ("missions converged (last scenario command to every FC holding the final map)",
          "n/a (no plan/<node> carries fc_map_version)" if result.missions_converged_s is None
          else f"{result.missions_converged_s:.1f} s"),
+        ("recall committed", "yes" if result.recalled else "[red]no[/red]"),
         ("disagreements", str(result.disagreements)),
         ("wall time", f"{result.elapsed_s:.1f} s"),
     ]

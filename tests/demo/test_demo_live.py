@@ -92,7 +92,8 @@ def test_headless_demo_on_real_processes(tmp_path: Path) -> None:
     actions = [a for p in scenario.phases for a in p.actions]
     proposals = sum(isinstance(a, (Propose, ProposeRaw, MarkCrashedDrone)) for a in actions)
     assert summary["unknown"] == []
-    assert summary["commits"] + len(summary["rejected"]) == proposals
+    assert summary["commits"] + len(summary["rejected"]) == proposals + 1   # + the recall
+    assert summary["recalled"] is True
     assert len(summary["rejected"]) == 3, summary["rejected"]
     assert summary["missing_features"] == []
 
