@@ -89,14 +89,24 @@ def test_planner_plan_flown_replanned_in_flight_landed_then_reapplied_after_sigk
         replanned = evac.plan(s.position.lat, s.position.lon, s.position.alt_rel)
         intended = replanned.resume_index  # the planner's airborne re-plan names the next item
         assert intended is not None and 0 < intended < len(replanned.mission) - 1
+        # Every MISSION_CURRENT / MISSION_ITEM_REACHED from here on, in order (polling the
+        # state could miss a short leg at 10x).
+        events: list[tuple[str, int]] = []
+        unsubscribe = link.subscribe(lambda m, now: events.append((m.get_type(), m.seq)) if m.get_type() in (
+            "MISSION_CURRENT", "MISSION_ITEM_REACHED") else None, sysid=1)
         report = applier.apply(replanned)
         assert MissionType.MISSION in report.uploaded and MissionType.FENCE in report.uploaded
         assert report.resumed_at == intended + 1  # wire seq: item 0 is home
-        v.wait_until(lambda s: s.mission is not None and s.mission.seq == intended + 1, 30)
-        assert v.wait_item_reached(intended + 1, FLIGHT_S) >= intended + 1
         target = replanned.mission[intended]
         # ... and then the rest of the new mission, ending with its RTL: home, landed, disarmed.
         v.wait_until(lambda s: not s.armed, 4 * FLIGHT_S)
+        unsubscribe()
+        # From the switch to the intended item on, it reached that item and nothing before
+        # it (ArduPilot reports MISSION_CURRENT 0 again once the RTL has landed it).
+        assert ("MISSION_CURRENT", intended + 1) in events, events
+        after = events[events.index(("MISSION_CURRENT", intended + 1)):]
+        reached = [seq for kind, seq in after if kind == "MISSION_ITEM_REACHED"]
+        assert intended + 1 in reached and min(reached) >= intended + 1, events
         s = v.state()
         assert s.position.alt_rel < 1.0
         assert _distance_m(s.position.lat, s.position.lon, HOME[0], HOME[1]) < 5.0
