@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
-from mavlink_bridge._mav import is_autopilot_heartbeat, mavlink, mavutil
+from mavlink_bridge._mav import is_autopilot_heartbeat, mavlink
 
 __all__ = [
     "CopterMode", "Heartbeat", "Position", "Battery", "GpsFix", "EkfStatus", "MissionProgress",
@@ -62,10 +62,12 @@ class CopterMode(enum.IntEnum):
 
 
 def copter_mode_name(custom_mode: int) -> str:
-    """The mode's name as pymavlink's mode_mapping_acm (the one table of copter mode
-    names, which CopterMode's members match) has it; MODE_N for a number it lacks."""
-    name = mavutil.mode_mapping_acm.get(custom_mode)
-    return name if name is not None else f"MODE_{custom_mode}"
+    """The mode's name (CopterMode's, which are pymavlink's mode_mapping_acm names);
+    MODE_N for a number ArduCopter has no mode for."""
+    try:
+        return CopterMode(custom_mode).name
+    except ValueError:
+        return f"MODE_{custom_mode}"
 
 
 class TelemetryRejected(ValueError):

@@ -135,6 +135,8 @@ def test_mavproxy_connects_loads_a_wpl_mission_lists_it_back_and_switches_mode(t
         try:
             out = _Lines(proc)
             out.wait_for("online system 1")
+            # past boot: AP_Mission answers NO_SPACE until initialised (as on real SITL)
+            out.wait_for("EKF3 IMU0 is using GPS")
             assert proc.stdin is not None
             proc.stdin.write("wp load mission.txt\n")
             proc.stdin.flush()
