@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from mavlink_bridge._mav import float32
 from mavlink_bridge.mission_protocol import (
@@ -318,8 +318,11 @@ class PlanApplier:
     def verified(self, mission_type: MissionType) -> tuple[MissionItem, ...] | None:
         return self._verified.get(mission_type)
 
-    def apply(self, plan: MissionPlan, home: MissionItem | None = None) -> ApplyReport:
-        """Make the vehicle hold ``plan``. Raises :class:`VehicleNotReady` when the
+    def apply(self, plan: MissionPlan, home: MissionItem | None = None,
+              keep: Collection[MissionType] = ()) -> ApplyReport:
+        """Make the vehicle hold ``plan``. Lists named in ``keep`` are left as the vehicle
+        holds them, neither uploaded nor cleared (a busy drone's mission belongs to
+        whoever tasked it; only its fences and rally points follow the map). Raises :class:`VehicleNotReady` when the
         vehicle cannot take a plan yet (no heartbeat or position, or its mission store
         still initialising after boot): nothing is wrong, call again shortly. Other
         failures raise MissionError (including PlanVerificationError),
@@ -342,6 +345,8 @@ class PlanApplier:
         unchanged: list[MissionType] = []
         resumed: int | None = None
         for mtype in (MissionType.FENCE, MissionType.RALLY, MissionType.MISSION):
+            if mtype in keep:
+                continue
             desired = plan.items(mtype)
             if self._verified.get(mtype) == desired:
                 unchanged.append(mtype)

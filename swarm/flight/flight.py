@@ -40,7 +40,7 @@ from mavlink_bridge.telemetry import VehicleState as FcState
 from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
 from swarm.bus import topics
 from swarm.evacmap import DroneTask, MapView, SetDroneTask
-from swarm.planner import GeoPoint, PlannerConfig, VehicleState, needs_assignment, \
+from swarm.planner import GeoPoint, PlannerConfig, PlanStatus, VehicleState, needs_assignment, \
     plan_for_drone, propose_assignment
 
 from .commits import OwnCommits
@@ -334,7 +334,10 @@ class Flight:
             self._event("alert", text)
             return None
         try:
-            report = self.applier.apply(result.plan)
+            # A busy drone (task set by whoever took it over) keeps the mission it was
+            # given; only the fences and rally points follow the map (docs/planner.md).
+            keep = (MissionType.MISSION,) if result.status is PlanStatus.BUSY else ()
+            report = self.applier.apply(result.plan, keep=keep)
         except VehicleNotReady as exc:
             self.stats["not_ready"] += 1
             log.info("flight controller not ready for map version %d: %s", view.version, exc)

@@ -81,6 +81,29 @@ def test_no_position_yet_is_reported_as_not_ready(vehicle: TestVehicle):
             PlanApplier(v).apply(MissionPlan(mission=route(HOME[0], HOME[1], 0.0, n=2)))
 
 
+def test_kept_mission_is_neither_uploaded_nor_cleared_while_the_fence_follows(vehicle: TestVehicle):
+    """A busy drone's plan has no mission (whoever tasked it owns the mission): applying
+    it with keep=(MISSION,) leaves the vehicle's mission as it was and updates only the
+    fence (regression: the empty mission cleared the busy drone's mission)."""
+    lat, lon = HOME[0], HOME[1]
+    with flying_setup(vehicle) as (_sv, _link, v, _):
+        ready(v)
+        applier = PlanApplier(v)
+        tasked = MissionPlan(mission=route(lat, lon, 30.0, n=3),
+                             fence=exclusion_square(lat + 0.001, lon + 0.001))
+        applier.apply(tasked)
+        busy = MissionPlan(fence=exclusion_square(lat - 0.001, lon - 0.001))
+        report = applier.apply(busy, keep=(MissionType.MISSION,))
+        assert report.uploaded == (MissionType.FENCE,)
+        mission = v.download(MissionType.MISSION)
+        assert len(mission) == 1 + len(tasked.mission)  # home + the tasked mission, untouched
+        for sent, got in zip(tasked.mission, mission[1:]):
+            assert items_match(sent, got) is None
+        fence = v.download(MissionType.FENCE)
+        assert len(fence) == len(busy.fence)
+        assert all(items_match(a, b) is None for a, b in zip(busy.fence, fence))
+
+
 def test_unknown_mode_is_refused_with_failed(vehicle: TestVehicle):
     with flying_setup(vehicle) as (_sv, _link, v, _):
         ack = v.command(176, 1, 12345)  # MAV_CMD_DO_SET_MODE, custom mode that does not exist
