@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import select
 import socket
@@ -328,8 +329,13 @@ class MavlinkLink:
                     self._open()
                 except Exception as exc:  # noqa: BLE001 - any failure to open is retried
                     self._stats["connect_failures"] += 1
-                    self.last_error = f"connect to {self.config.spec} failed: {exc}"
-                    log.debug(self.last_error)
+                    error = f"connect to {self.config.spec} failed: {exc}"
+                    # Visible once per distinct problem (a missing serial device or
+                    # pyserial must not hide at DEBUG while the link retries forever);
+                    # the same failure again is only DEBUG.
+                    level = logging.DEBUG if error == self.last_error else logging.WARNING
+                    self.last_error = error
+                    log.log(level, "%s; retrying", error)
                     delay = self._back_off(delay)
                     continue
             try:
@@ -353,6 +359,8 @@ class MavlinkLink:
                                       source_component=cfg.source_component,
                                       autoreconnect=False, retries=0)
         if spec.kind == "serial":
+            assert spec.device is not None  # parse_connection_string sets it for serial
+            _check_serial_device(spec.device)
             kwargs["baud"] = spec.baud
         if spec.kind == "tcp":
             # mavtcp's own connect() has no timeout: an unreachable host would block the
@@ -510,6 +518,31 @@ class _BoundedTcp(mavutil.mavtcp):  # type: ignore[misc]
         self.port.setblocking(False)
         mavutil.set_close_on_exec(self.port.fileno())
         self.port.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class SerialDeviceError(OSError):
+    """A serial link that cannot work as configured: pyserial missing, or the device
+    absent or not accessible. The message says what to do."""
+
+
+def _check_serial_device(device: str) -> None:
+    """Name the problem before pymavlink does (it reports a missing pyserial as a bare
+    ImportError and a missing device as a SerialException buried in a retry loop)."""
+    try:
+        import serial  # noqa: F401 - pymavlink's serial links need pyserial
+    except ImportError:
+        raise SerialDeviceError(f"serial link {device} needs pyserial, which is not "
+                                "installed (pip install pyserial)") from None
+    if device.startswith("/dev/"):
+        if not os.path.exists(device):
+            raise SerialDeviceError(
+                f"serial device {device} does not exist (is the flight controller wired and "
+                "powered? on a Raspberry Pi: enable_uart=1 and the serial console off, "
+                "docs/deploy-pi.md)")
+        if not os.access(device, os.R_OK | os.W_OK):
+            raise SerialDeviceError(
+                f"no permission to open serial device {device} (add this user to the "
+                "group that owns it, usually dialout)")
 
 
 def _is_autopilot_info(info: SystemInfo) -> bool:

@@ -347,3 +347,24 @@ def test_mission_replies_addressed_to_another_gcs_are_not_taken_as_ours():
     finally:
         link.close()
         peer.close()
+
+
+def test_missing_serial_device_is_a_named_visible_error_logged_once(tmp_path, caplog):
+    """Regression (issue 8): a missing /dev/serial0 was logged at DEBUG while the link
+    retried forever. The error names the device and what to check, at WARNING, once
+    per distinct problem (retries of the same failure stay quiet)."""
+    import logging
+    device = f"/dev/wildfire-test-absent-{os.getpid()}"
+    link = MavlinkLink(LinkConfig(f"{device},921600", reconnect_initial_s=0.05,
+                                  reconnect_max_s=0.1))
+    with caplog.at_level(logging.DEBUG, logger="mavlink_bridge.link"):
+        try:
+            link.start()
+            wait_for(lambda: link.stats.connect_failures >= 3, what="failed attempts")
+        finally:
+            link.close()
+    assert not link.connected
+    assert f"serial device {device} does not exist" in (link.last_error or "")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and device in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert "enable_uart" in warnings[0].getMessage()
