@@ -18,6 +18,11 @@ Which node: any node accepts any request (followers forward to the leader). The 
 learns the nodes and the leader from their retained status topics and sends to the
 leader when it knows one (one hop less), otherwise round-robin over online nodes.
 
+Connecting: every call connects on first use (``connect()`` is optional, as with a
+``with`` block); a broker that does not answer within ``connect_timeout_s`` is a
+:class:`ClientError`, and a later call tries again. With no node online after that, a
+call waits up to 5 s for one to publish its status, then raises :class:`ClientError`.
+
 Thread-safety: one thread at a time per client (calls are synchronous); replies arrive
 on paho's network thread and are handed over through per-request events.
 """
@@ -133,22 +138,28 @@ class SwarmClient:
         self.session: int | None = None
         self._next_seq = 1
         self._started = False
+        self._connect_lock = threading.Lock()
 
     # -- connection --------------------------------------------------------------------
 
     def connect(self) -> "SwarmClient":
-        if self._started:
+        """Connect to the first broker that answers and subscribe to the replies and
+        the nodes' statuses. Called by every request, so calling it is optional; raises
+        :class:`ClientError` when no broker answers (a later call tries again)."""
+        with self._connect_lock:
+            if self._started:
+                return self
+            self._bus.subscribe(self.reply_topic, self._on_reply, qos=1)
+            self._bus.subscribe(topics.wildcard(self.swarm, topics.Kind.STATUS),
+                                self._on_status, qos=1)
+            self._bus.start()
+            if not self._bus.wait_connected(self.connect_timeout_s):
+                self._bus.close()
+                self._bus = Bus(self.bus_config)  # a Bus starts once: a fresh one to retry
+                raise ClientError(f"no broker answered within {self.connect_timeout_s:g} s "
+                                  f"({', '.join(map(str, self.bus_config.brokers))})")
+            self._started = True
             return self
-        self._started = True
-        self._bus.subscribe(self.reply_topic, self._on_reply, qos=1)
-        self._bus.subscribe(topics.wildcard(self.swarm, topics.Kind.STATUS), self._on_status,
-                            qos=1)
-        self._bus.start()
-        if not self._bus.wait_connected(self.connect_timeout_s):
-            self._bus.close()
-            raise ClientError(f"no broker answered within {self.connect_timeout_s:g} s "
-                              f"({', '.join(map(str, self.bus_config.brokers))})")
-        return self
 
     def close(self) -> None:
         self._bus.close()
@@ -213,12 +224,23 @@ class SwarmClient:
         return leader if isinstance(leader, int) and leader > 0 else None
 
     def _targets(self) -> list[int]:
-        with self._lock:
-            online = sorted(n for n, s in self._statuses.items() if s.get("online"))
-        if not online:
-            if not self._status_event.wait(min(5.0, self.timeout_s)):
-                raise ClientError(f"no node of swarm {self.swarm!r} has published a status")
-            return self._targets()
+        """Online nodes, the leader first; waits (bounded) for a first online status."""
+        self.connect()
+        deadline = time.monotonic() + min(5.0, self.timeout_s)
+        while True:
+            with self._lock:
+                online = sorted(n for n, s in self._statuses.items() if s.get("online"))
+                if not online:
+                    self._status_event.clear()  # set again by the next status (under lock)
+            if online:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._status_event.wait(left):
+                with self._lock:
+                    known = len(self._statuses)
+                raise ClientError(f"no node of swarm {self.swarm!r} is online" + (
+                    f" ({known} known, all offline)" if known else " (none has published "
+                    "a status)"))
         leader = self.leader()
         start = next(self._rr) % len(online)
         order = online[start:] + online[:start]

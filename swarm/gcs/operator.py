@@ -107,11 +107,7 @@ class OperatorClient:
             return _outcome(reply.body, reply.node)
 
     def _propose(self, command: dict[str, Any]) -> Any:
-        # connect() first: SwarmClient.propose picks its target node from the statuses
-        # it has seen, and only connect() subscribes to them (it waits for the first).
         self._client.timeout_s = self.timeout_s  # bounds registration too
-        self._client.connect()
-        self._client.statuses(wait_s=2.0)
         return self._client.propose(command, timeout_s=self.timeout_s)
 
     def close(self) -> None:

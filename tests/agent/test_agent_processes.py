@@ -71,11 +71,18 @@ def test_agents_elect_and_commit_from_a_separate_client_process(cluster_factory,
         assert reply.status == "registered", reply.body
     for k in range(10):
         _propose_ok(client, zone(f"z-{k}"))
+    # A client that was never connect()ed: it connects on first use.
+    lazy = SwarmClient(cluster.broker_list(), cluster.swarm)
+    try:
+        _propose_ok(lazy, zone("lazy"))
+    finally:
+        lazy.close()
     bad = client.propose({"type": "remove_zone", "id": "no-such-zone"})
     assert bad.code == "invalid" and "no-such-zone" in bad.message
     statuses = cluster.wait_converged(client)
     assert len({s["map_sha256"] for s in statuses.values()}) == 1
-    assert _zone_ids(client) == {f"cli-{k}" for k in range(3)} | {f"z-{k}" for k in range(10)}
+    assert _zone_ids(client) == {f"cli-{k}" for k in range(3)} | {f"z-{k}" for k in range(10)} \
+        | {"lazy"}
     # The CLI's read and status agree.
     out = subprocess.run([sys.executable, "-m", "swarm", "status", "--json", "--broker",
                           cluster.broker_list()[0], "--swarm", cluster.swarm],
