@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +112,12 @@ class OperatorClient:
         return self._client.propose(command, timeout_s=self.timeout_s)
 
     def close(self) -> None:
-        self._executor.submit(self._client.close).result(timeout=10)
+        """Disconnect the session's client (after the proposal in flight, if any, for
+        at most 10 s; then regardless: its reply can no longer reach a page)."""
+        try:
+            self._executor.submit(self._client.close).result(timeout=10)
+        except FutureTimeout:
+            self._client.close()
         self._executor.shutdown(wait=False)
 
 

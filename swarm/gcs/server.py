@@ -44,6 +44,7 @@ import hmac
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -155,15 +156,20 @@ class GroundStation:
         return self.url
 
     async def stop(self) -> None:
-        if self.link is not None:
-            self.link.stop()
-        if self.operator is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.operator.close)
+        """Shut down in order: end every live stream (each browser sees its stream end
+        and starts reconnecting), stop serving, then leave the broker with a clean
+        DISCONNECT. Blocking MQTT calls run off the event loop."""
+        loop = asyncio.get_running_loop()
         for stream in list(self.streams):
             stream.dirty.add("close")
             stream.wake.set()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # waits (bounded) for the streams to end
+        if self.operator is not None:
+            await loop.run_in_executor(None, self.operator.close)
+        if self.link is not None:
+            await loop.run_in_executor(None, self.link.stop)
+            log.info("disconnected from the broker")
         if self.tiles is not None:
             self.tiles.close()
 
@@ -464,12 +470,26 @@ async def _send(response: web.StreamResponse, event: str, data: Any) -> None:
 
 
 async def serve(config: GcsConfig, announce: Callable[[str], None] = print) -> None:
-    """Run until cancelled (Ctrl-C)."""
+    """Run until SIGTERM or SIGINT (Ctrl-C), or until cancelled; then shut down
+    gracefully (:meth:`GroundStation.stop`) and return."""
     station = GroundStation(config)
     url = await station.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests run the station in a thread): cancel instead
     announce(f"ground station for swarm {config.swarm!r}: open {url}"
              + ("" if config.token is None else " (operator actions need the token)"))
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("signal received: shutting down")
     finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
         await station.stop()
+    announce("ground station stopped")
