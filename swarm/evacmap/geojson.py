@@ -2,8 +2,10 @@
 
 One FeatureCollection: the search area, every zone (Polygon), route (LineString),
 survivor (Point) and drone home (Point), with the map's derived facts (``unsafe``,
-``urgent``) in each feature's properties, so any GIS tool or the ground station can
-draw the agreed map.
+``urgent``, a drone's ``recalled``) in each feature's properties, so any GIS tool or
+the ground station can draw the agreed map. Foreign members (RFC 7946 section 6.1):
+``map_version``, ``route_margin_m`` and ``recall`` (``{"all": bool, "drones": [ids]}``,
+who is ordered home).
 
 RFC 7946 rules followed (section numbers of the RFC):
 
@@ -136,12 +138,15 @@ def map_to_geojson(source: EvacuationMap | MapView) -> dict[str, Any]:
             "task": d.task.value,
             "alive": d.alive,
             "busy": d.busy,
+            "recalled": view.recall.covers(did),
             "home_alt_m_amsl": d.home[2],
         }))
     collection: dict[str, Any] = {
         "type": "FeatureCollection",
         "map_version": view.version,
         "route_margin_m": view.route_margin_m,
+        # Who is ordered home (recall/resume): all drones, and/or the named ones.
+        "recall": view.recall.to_json(),
         "features": features,
     }
     if features:

@@ -9,7 +9,9 @@ import pytest
 from swarm.evacmap import (
     EvacuationMap,
     LocalFrame,
+    Recall,
     ReportSurvivor,
+    Resume,
     SetDroneTask,
     SetRoute,
     SetSearchArea,
@@ -196,3 +198,19 @@ def test_a_ring_that_six_decimals_would_collapse_keeps_seven():
     assert rfc7946_problems(doc) == []
     ring = doc["features"][0]["geometry"]["coordinates"][0]
     assert len(ring) == 4 and ring[0] == ring[-1]
+
+
+def test_recall_state_is_exported(populated: EvacuationMap) -> None:
+    doc = map_to_geojson(populated)
+    assert doc["recall"] == {"all": False, "drones": []}
+    assert by_id(doc)["drone_home:drone-1"]["properties"]["recalled"] is False
+    assert populated.apply_command(20, Recall(("drone-1",))).ok
+    doc = map_to_geojson(populated)
+    assert doc["recall"] == {"all": False, "drones": ["drone-1"]}
+    assert by_id(doc)["drone_home:drone-1"]["properties"]["recalled"] is True
+    assert populated.apply_command(21, Resume()).ok
+    assert populated.apply_command(22, Recall()).ok  # all, including drones not yet on the map
+    doc = map_to_geojson(populated)
+    assert doc["recall"] == {"all": True, "drones": []}
+    assert by_id(doc)["drone_home:drone-1"]["properties"]["recalled"] is True
+    assert rfc7946_problems(doc) == []
