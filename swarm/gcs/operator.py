@@ -29,7 +29,7 @@ __all__ = ["OperatorClient", "Outcome", "build_command"]
 # Commands an operator may send from the page, and the fields the server fills in.
 OPERATOR_COMMANDS = frozenset({
     "set_zone", "set_route", "report_survivor", "update_survivor", "set_search_area",
-    "remove_zone", "remove_route", "remove_survivor",
+    "remove_zone", "remove_route", "remove_survivor", "recall", "resume",
 })
 _STAMPED = {"set_zone": "source", "report_survivor": "reporter", "update_survivor": "reporter"}
 

@@ -320,7 +320,22 @@ def validate_map(doc: Mapping[str, Any]) -> dict[str, Any]:
     term = doc.get("term")
     return {"version": version, "term": term if isinstance(term, int) else None,
             "node": doc.get("node") if isinstance(doc.get("node"), int) else None,
-            "doc": dict(doc)}
+            "recall": _recall(doc.get("recall")), "doc": dict(doc)}
+
+
+def _recall(value: Any) -> dict[str, Any] | None:
+    """The map's ``recall`` member (who is ordered home), None from a swarm whose
+    agents predate it."""
+    if value is None:
+        return None
+    what = "map.recall"
+    if not isinstance(value, dict):
+        raise PayloadError(f"{what}: expected {{\"all\": bool, \"drones\": [ids]}}")
+    every = _field(value, "all", bool, what)
+    drones = _field(value, "drones", list, what)
+    if len(drones) > 64 or not all(isinstance(d, str) and len(d) <= 64 for d in drones):
+        raise PayloadError(f"{what}.drones: expected at most 64 drone ids")
+    return {"all": every, "drones": sorted(set(drones))}
 
 
 EVENT_KINDS = ("election", "leader", "transfer", "commit", "rejected", "fc_link", "alert")
@@ -547,8 +562,17 @@ class SwarmState:
                 and record.status_at is not None
                 and now - record.status_at <= self.thresholds.status_stale_s)
 
+    def recalled(self, name: str) -> bool | None:
+        """Whether the committed map orders drone ``name`` home (None: not known, no
+        map yet or one without recall state)."""
+        recall = self.map["recall"] if self.map else None
+        if recall is None:
+            return None
+        return recall["all"] or name in recall["drones"]
+
     def drones(self, now: float) -> list[dict[str, Any]]:
-        """One entry per node: name, role, telemetry, staleness, FC map version."""
+        """One entry per node: name, role, telemetry, staleness, FC map version,
+        whether it is recalled."""
         leader = self.leader(now)
         out = []
         for node in sorted(self.nodes):
@@ -573,6 +597,7 @@ class SwarmState:
                 "fc_map_version": self.fc_map_version(record),
                 "fc_connected": self._fc_connected(record),
                 "plan_status": (record.plan or {}).get("status"),
+                "recalled": self.recalled(record.name),
                 "track": [list(p) for p in record.track],
             })
         return out
@@ -624,6 +649,7 @@ class SwarmState:
             "term": (leader_status or {}).get("term", self._max_term or None),
             "commit": (leader_status or {}).get("commit"),
             "map_version": version,
+            "recall": self.map["recall"] if self.map else None,
             "nodes": rows,
             "alerts": [a.to_json() for a in self.alerts(now)],
             "received": self.received,

@@ -112,6 +112,27 @@ def _read_until(sock: socket.socket, marker: bytes, timeout: float = 20.0) -> by
     return data
 
 
+def test_recall_all_and_resume_are_committed_and_shown(broker, swarm, make_station) -> None:
+    st = make_station(broker=broker)
+    _live(st)
+    assert http("GET", st.url + "/api/map")[1]["recall"] == {"all": False, "drones": []}
+    code, reply, _ = http("POST", st.url + "/api/commands", {"type": "recall"})
+    assert code == 200 and reply["status"] == "committed", reply
+    assert swarm.map.recall.all  # in the swarm's map, not only on the page
+    wait_for(lambda: http("GET", st.url + "/api/map")[1]["recall"]["all"], 20, "recall in the map")
+    wait_for(lambda: all(d["recalled"] for d in http("GET", st.url + "/api/drones")[1]), 20,
+             "every drone shown recalled")
+    # After a recall of all, a drone cannot be resumed alone: the map refuses, nothing changes.
+    code, body, _ = http("POST", st.url + "/api/commands", {"type": "resume", "drones": ["drone-2"]})
+    assert code == 422 and "all drones are recalled" in body["message"], body
+    assert swarm.map.recall.all
+    code, reply, _ = http("POST", st.url + "/api/commands", {"type": "resume"})
+    assert code == 200 and reply["status"] == "committed", reply
+    wait_for(lambda: not http("GET", st.url + "/api/map")[1]["recall"]["all"], 20, "resumed")
+    code, body, _ = http("POST", st.url + "/api/commands", {"type": "recall", "drones": []})
+    assert code == 400 and body["code"] == "invalid" and "recall.drones" in body["message"]
+
+
 @pytest.mark.parametrize("raw, ctype, code, error, needle", [
     (b"{nope", "application/json", 400, "bad_request", "not valid JSON"),
     (b"[]", "application/json", 400, "invalid", "expected a JSON object"),

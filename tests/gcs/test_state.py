@@ -179,3 +179,22 @@ def test_plan_validation_keeps_items_and_rejects_garbage() -> None:
     plan["items"] = {"mission": [[16, 6, 0, 0, 0, 0, "x", 0, 0, 1]]}
     assert state.ingest(ROOT + "plan/1", json.dumps(plan).encode(), 1.0) == frozenset()
     assert "items.mission[0][6]" in state.last_drop
+
+
+def test_recall_state_comes_from_the_committed_map_and_is_validated() -> None:
+    state = SwarmState("s1")
+    state.ingest(ROOT + "status/2", status(2), 0.0)
+    assert state.drones(0.1)[0]["recalled"] is None  # no map yet: unknown, not "no"
+    doc = json.loads(map_payload(7))
+    assert doc["recall"] == {"all": False, "drones": []}
+    state.ingest(ROOT + "map", json.dumps(doc).encode(), 0.2)
+    assert state.drones(0.3)[0]["recalled"] is False
+    doc.update(version=8, recall={"all": False, "drones": ["drone-2"]})
+    state.ingest(ROOT + "map", json.dumps(doc).encode(), 0.4)
+    assert state.drones(0.5)[0]["recalled"] is True
+    assert state.health(0.5)["recall"] == {"all": False, "drones": ["drone-2"]}
+    for bad in ({"all": "yes", "drones": []}, {"all": True}, [1], {"all": True, "drones": [3]}):
+        doc.update(version=9, recall=bad)
+        assert state.ingest(ROOT + "map", json.dumps(doc).encode(), 0.6) == frozenset()
+        assert state.last_drop.startswith("map: map.recall"), state.last_drop
+    assert state.map_doc()["version"] == 8 and state.recalled("drone-2") is True

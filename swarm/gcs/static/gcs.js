@@ -32,6 +32,17 @@
   function clock(ms) {
     return ms ? new Date(ms).toLocaleTimeString([], { hour12: false }) : "";
   }
+  // Recall state, only ever from the committed map (never from an action in flight):
+  // null when unknown (no map yet, or agents that predate it).
+  function recall() { return (state.map && state.map.recall) || null; }
+  function isRecalled(name) {
+    const r = recall();
+    return r ? (r.all || r.drones.includes(name)) : null;
+  }
+  function onMap(name) {
+    return ((state.map && state.map.features) || []).some((f) =>
+      f.properties.kind === "drone_home" && f.properties.id === name);
+  }
 
   // ------------------------------------------------------------------ the map
   const map = L.map("map", { zoomControl: true, attributionControl: true, preferCanvas: false,
@@ -192,8 +203,10 @@
         return { group: "survivors", layer: m };
       } else if (p.kind === "drone_home" && g.type === "Point") {
         return { group: "homes", layer: L.circleMarker(ll(g.coordinates), { pane: "items",
-          radius: 5, color: "#333", fillColor: "#fff", fillOpacity: 1, weight: 2 })
-          .bindTooltip(`home of ${esc(p.id)} (${esc(p.task)}${p.alive ? "" : ", not alive"})`) };
+          radius: p.recalled ? 7 : 5, color: p.recalled ? "#c0392b" : "#333",
+          fillColor: p.recalled ? "#f5b7b1" : "#fff", fillOpacity: 1, weight: 2 })
+          .bindTooltip(`home of ${esc(p.id)} (${esc(p.task)}${p.alive ? "" : ", not alive"}` +
+            `${p.recalled ? ", RECALLED: flying home" : ""})`) };
       }
       return null;
   }
@@ -225,12 +238,20 @@
     for (const [key, v] of featureLayers) {
       if (key.startsWith("survivor:")) survivorMarkers.set(key.slice(9), v.layer);
     }
+    renderRecall();
     if (!doc) return;
     $("s-map").textContent = doc.version === null || doc.version === undefined ? "–" : "v" + doc.version;
     if (!state.fitted && doc.bbox) {
       map.fitBounds([[doc.bbox[1], doc.bbox[0]], [doc.bbox[3], doc.bbox[2]]], { padding: [30, 30] });
       state.fitted = true;
     }
+  }
+
+  function renderRecall() {
+    const r = recall(), b = $("s-recall");
+    b.textContent = !r ? "–" : r.all ? "ALL drones ordered home"
+      : r.drones.length ? `${r.drones.join(", ")} ordered home` : "none";
+    b.className = r && (r.all || r.drones.length) ? "bad" : "";
   }
 
   function renderPlans() {
@@ -270,12 +291,14 @@
     const c = colour(d.node);
     const heading = d.telemetry && d.telemetry.heading_deg !== null ? d.telemetry.heading_deg : 0;
     const ring = d.leader ? `<circle cx="16" cy="16" r="15" fill="none" stroke="#d4a000" stroke-width="3"/>` : "";
-    const cls = ["drone-icon", d.leader ? "leader" : "", d.stale || !d.online ? "stale" : ""].join(" ");
+    const recalled = isRecalled(d.name);
+    const cls = ["drone-icon", d.leader ? "leader" : "", d.stale || !d.online ? "stale" : "",
+                 recalled ? "recalled" : ""].join(" ");
     return L.divIcon({ className: cls, iconSize: [32, 32], iconAnchor: [16, 16],
       html: `<svg width="32" height="32" viewBox="0 0 32 32">${ring}` +
         `<g transform="rotate(${Number(heading)} 16 16)"><path d="M16 3 L25 27 L16 21 L7 27 Z" ` +
         `fill="${c}" stroke="#111" stroke-width="1.5"/></g></svg>` +
-        `<span class="lbl">${esc(d.name)}</span>` });
+        `<span class="lbl">${esc(d.name)}</span>` + (recalled ? `<span class="rtl">RTL</span>` : "") });
   }
   function droneText(d) {
     const t = d.telemetry || {};
@@ -284,6 +307,7 @@
       `<br>alt ${fmt(t.alt_rel_m, 1, " m")} · ${fmt(t.groundspeed_ms, 1, " m/s")} · heading ${fmt(t.heading_deg, 0, "°")}` +
       `<br>link ${fmt(d.link_score, 2)} · seen ${fmt(d.telemetry_age_s, 1, " s")} ago` +
       (d.stale ? ` <b style="color:#c0392b">STALE</b>` : "") +
+      (isRecalled(d.name) ? `<br><b style="color:#c0392b">RECALLED: flying home</b>` : "") +
       `<br>map v${d.map_version ?? "–"} · FC holds v${d.fc_map_version ?? "–"}` +
       (d.fc_connected === false ? ` <b style="color:#c0392b">FC LINK LOST</b>` : "");
   }
@@ -295,7 +319,8 @@
       if (!t) continue;
       seen.add(d.node);
       let m = droneMarkers.get(d.node);
-      const key = [d.leader, d.stale, d.online, Math.round(t.heading_deg || 0), d.name].join();
+      const key = [d.leader, d.stale, d.online, Math.round(t.heading_deg || 0), d.name,
+                   isRecalled(d.name)].join();
       if (!m) {
         m = L.marker([t.lat, t.lon], { pane: "dronesPane", icon: droneIcon(d), keyboard: false });
         m.iconKey = key;
@@ -331,6 +356,17 @@
                      el("a", { href: `/api/export/${d.node}.waypoints`, download: "", text: ".waypoints" }));
       } else files.textContent = "–";
       tr.append(files);
+      // Recall one drone, or resume one recalled by name (after "Recall all", only
+      // "Resume" ends it: the map says so).
+      const home = el("td"), r = recall(), recalled = isRecalled(d.name);
+      if (recalled) home.className = "recalled";
+      if (r && r.all) home.textContent = "recalled (all)";
+      else if (recalled) {
+        home.append("recalled ", el("button", { type: "button", "data-resume": d.name, text: "resume" }));
+      } else if (r && onMap(d.name)) {
+        home.append(el("button", { type: "button", "data-recall": d.name, text: "recall" }));
+      } else home.textContent = "–";
+      tr.append(home);
       tbody.append(tr);
     }
   }
@@ -410,7 +446,7 @@
       state.events = []; $("events").replaceChildren();
       renderMap(); renderPlans(); renderDrones(); renderHealth(); addEvents(s.events);
     });
-    on("map", (m) => { state.map = m; renderMap(); });
+    on("map", (m) => { state.map = m; renderMap(); renderDrones(); });
     on("plans", (p) => { state.plans = p; renderPlans(); renderDrones(); });
     on("drones", (d) => { state.drones = d; renderDrones(); });
     on("health", (h) => { state.health = h; renderHealth(); });
@@ -502,6 +538,22 @@
       form.elements.id.value = nextId("op-survivor", "survivor");
       form.hidden = false;
     }
+  });
+  // Recall all / Resume: a recall is confirmed first; both go through the swarm like
+  // any action, and the recall state shown is only ever the committed map's.
+  $("btn-recall").addEventListener("click", () => { setMode(null); $("recallconfirm").hidden = false; });
+  $("recallconfirm").querySelector(".cancel").addEventListener("click", () => { $("recallconfirm").hidden = true; });
+  $("btn-recall-confirm").addEventListener("click", () => {
+    $("recallconfirm").hidden = true;
+    propose({ type: "recall" }, "recall all");
+  });
+  $("btn-resume").addEventListener("click", () => propose({ type: "resume" }, "resume all"));
+  // The drones table is rebuilt with every frame: one listener on its body.
+  $("drones").tBodies[0].addEventListener("click", (ev) => {
+    const b = ev.target.closest("button");
+    if (!b) return;
+    if (b.dataset.recall) propose({ type: "recall", drones: [b.dataset.recall] }, `recall ${b.dataset.recall}`);
+    if (b.dataset.resume) propose({ type: "resume", drones: [b.dataset.resume] }, `resume ${b.dataset.resume}`);
   });
   $("btn-zone").addEventListener("click", () => setMode(mode === "zone" ? null : "zone"));
   $("btn-survivor").addEventListener("click", () => setMode(mode === "survivor" ? null : "survivor"));
