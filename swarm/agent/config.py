@@ -13,7 +13,8 @@ complete, commented example. Rules:
   validated exactly like the file's values;
 * timings come from a profile, ``lan`` (fast failover on a healthy network) or ``radio``
   (slow, lossy links), whose tick, election and heartbeat values can each be
-  overridden in ``[timing]``.
+  overridden in ``[timing]``, and whose best-signal leadership times in
+  ``[leadership]`` (on by default: the best-connected drone leads).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "BusSettings",
     "ClientConfig",
     "ConfigError",
+    "LEADERSHIP_PROFILES",
+    "LeadershipConfig",
     "LogConfig",
     "MavlinkConfig",
     "MetricsConfig",
@@ -169,6 +172,36 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LeadershipConfig:
+    """Best-signal leadership (docs/agent.md, "Best-signal leadership"): the leader hands
+    over to a caught-up voter whose link score (swarm/agent/link.py) beats its own by
+    ``margin`` for ``dwell_s``, at most once per ``interval_s``; a node with a poor score
+    waits up to ``election_delay_s`` longer before campaigning. Times are in seconds;
+    :meth:`ticks` turns them into the core's ticks (consensus.Config)."""
+
+    by_link_score: bool = True
+    margin: float = 0.1
+    dwell_s: float = 1.0
+    interval_s: float = 30.0
+    election_delay_s: float = 0.15
+    #: The broker self-ping (round trip and loss): one probe per this period.
+    probe_period_s: float = 0.5
+    rtt_good_ms: float = 50.0
+    rtt_bad_ms: float = 500.0
+
+    def ticks(self, tick_ms: int) -> tuple[int, int, int]:
+        """(dwell, interval, election delay) in ticks of ``tick_ms``."""
+        def t(seconds: float) -> int:
+            return math.ceil(round(seconds * 1000.0 / tick_ms, 6))
+        return max(1, t(self.dwell_s)), t(self.interval_s), t(self.election_delay_s)
+
+    @property
+    def probe_timeout_s(self) -> float:
+        """A probe not back by then is lost: twice "useless", and at least two periods."""
+        return max(2.0 * self.rtt_bad_ms / 1000.0, 2.0 * self.probe_period_s)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     node: NodeConfig
     swarm: SwarmConfig
@@ -179,6 +212,7 @@ class AgentConfig:
     mavlink: MavlinkConfig | None = None
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    leadership: LeadershipConfig = field(default_factory=LeadershipConfig)
     #: The file it was read from (None when built from a mapping).
     source: Path | None = None
 
@@ -191,6 +225,18 @@ class AgentConfig:
 PROFILES: dict[str, tuple[int, int, int]] = {
     "lan": (10, 15, 3),
     "radio": (50, 20, 4),
+}
+
+#: Best-signal leadership defaults per timing profile: (dwell_s, interval_s,
+#: election_delay_s, probe_period_s, rtt_good_ms, rtt_bad_ms). ``lan``: a clearly
+#: better link leads after 1 s, at most one hand-over per 30 s (<= 120 per hour whatever
+#: the noise), a node with no link waits one election timeout (150 ms) longer; loopback
+#: and LAN round trips are well under 50 ms. ``radio``: slower and calmer (5 s dwell, one
+#: hand-over per minute, up to 1 s extra election wait), for brokers reached over
+#: telemetry radio or cellular, where 300 ms round trips are normal.
+LEADERSHIP_PROFILES: dict[str, tuple[float, float, float, float, float, float]] = {
+    "lan": (1.0, 30.0, 0.15, 0.5, 50.0, 500.0),
+    "radio": (5.0, 60.0, 1.0, 1.0, 300.0, 3000.0),
 }
 
 
@@ -300,7 +346,8 @@ def _listen(value: object, where: _Section, key: str) -> tuple[str, int] | None:
     return host, int(port_text)
 
 
-_SECTIONS = ("node", "swarm", "bus", "timing", "raft", "client", "mavlink", "metrics", "log")
+_SECTIONS = ("node", "swarm", "bus", "timing", "leadership", "raft", "client", "mavlink", "metrics",
+             "log")
 
 
 def parse_config(data: Mapping[str, Any], base: Path = Path("."),
@@ -404,6 +451,10 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
     s.finish()
     timing = TimingConfig(profile, tick, election, heartbeat)
 
+    s = section("leadership") or _Section("leadership", {}, base)
+    leadership = _leadership(s, timing)
+    s.finish()
+
     s = section("raft") or _Section("raft", {}, base)
     d = RaftConfig()
     raft = RaftConfig(
@@ -450,7 +501,41 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
                     s.choice("level", "info", ("debug", "info", "warning", "error")))
     s.finish()
 
-    return AgentConfig(node, swarm, bus, timing, raft, client, mavlink, metrics, log, source)
+    return AgentConfig(node, swarm, bus, timing, raft, client, mavlink, metrics, log, leadership,
+                       source)
+
+
+def _leadership(s: _Section, timing: TimingConfig) -> LeadershipConfig:
+    """``[leadership]``, defaults from the timing profile; the bounds the Raft core needs
+    (consensus.Config) are checked here so the error names the key."""
+    dwell, interval, delay, probe, good, bad = LEADERSHIP_PROFILES[timing.profile]
+    on = s.raw("by_link_score", True)
+    if type(on) is not bool:
+        raise s.error("by_link_score", f"must be true or false, got {on!r}")
+    election_s = timing.election_ticks * timing.tick_ms / 1000.0
+    cfg = LeadershipConfig(
+        by_link_score=on,
+        margin=s.number("margin", 0.1, 0.01, 1.0),
+        dwell_s=s.number("dwell_s", dwell, timing.tick_ms / 1000.0, 3600),
+        interval_s=s.number("interval_s", max(interval, 2 * election_s), 0, 86400),
+        election_delay_s=s.number("election_delay_s", min(delay, 10 * election_s), 0, 3600),
+        probe_period_s=s.number("probe_period_s", probe, 0.05, 60),
+        rtt_good_ms=s.number("rtt_good_ms", good, 0, 60_000),
+        rtt_bad_ms=s.number("rtt_bad_ms", bad, 1, 600_000),
+    )
+    if cfg.interval_s < 2 * election_s:
+        # A transfer is abandoned after an election timeout (thesis §3.10); the next may
+        # start only after that, with room for the new leader to settle.
+        raise s.error("interval_s", f"must be at least twice the election timeout "
+                                    f"({2 * election_s:g} s with [timing]), got {cfg.interval_s:g}")
+    if cfg.election_delay_s > 10 * election_s:
+        raise s.error("election_delay_s", f"must be at most ten election timeouts "
+                                          f"({10 * election_s:g} s with [timing]), got "
+                                          f"{cfg.election_delay_s:g}")
+    if cfg.rtt_bad_ms <= cfg.rtt_good_ms:
+        raise s.error("rtt_bad_ms", f"must be above rtt_good_ms ({cfg.rtt_good_ms:g}), got "
+                                    f"{cfg.rtt_bad_ms:g}")
+    return cfg
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AgentConfig:

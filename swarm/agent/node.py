@@ -39,7 +39,8 @@ from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver,
 from consensus.session import SessionError, SessionStateMachine, SessionStatus, decode_result
 from consensus.sqlite_storage import SQLiteStorage
 from consensus.storage import StorageError
-from consensus.types import ConfState, Entry, HardState, Message, Snapshot, StateRole
+from consensus.types import MAX_LINK_SCORE, ConfState, Entry, HardState, Message, Snapshot, \
+    StateRole
 from swarm.bus import topics
 from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, MqttVersion, \
     Received, TlsConfig, Will
@@ -51,6 +52,7 @@ from swarm.evacmap import EvacuationMap, map_to_geojson
 from swarm.flight import Flight, FlightConfig, OwnCommits
 
 from .config import AgentConfig
+from .link import BrokerProbe, LinkFigures, LinkScorePolicy, link_score
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
 from .service import ClientService
@@ -75,6 +77,8 @@ ELECTION_ALERT_WINDOW_S = 60.0
 FLOORS_CHECKPOINT_S = 30.0
 #: Items handled from the queue before the driver runs (bounds one loop iteration).
 MAX_DRAIN = 4096
+#: The link score (swarm/agent/link.py) is recomputed and handed to the core this often.
+LINK_SCORE_PERIOD_S = 0.1
 
 
 class AgentError(RuntimeError):
@@ -214,6 +218,14 @@ class Agent:
         self.flight: Flight | None = None
         self.own_commits: OwnCommits | None = None
         self._flight_version = -1
+        # Best-signal leadership: this node's link score, from its radio and its broker
+        # probe (swarm/agent/link.py), handed to the core on this thread.
+        ld = config.leadership
+        self.probe = BrokerProbe(ld.probe_period_s, ld.probe_timeout_s)
+        self._link_policy = LinkScorePolicy(ld.rtt_good_ms, ld.rtt_bad_ms)
+        self.link = LinkFigures(None, None, None, 0.0)
+        self._link_due = 0.0
+        self._score_transfers = 0
 
     # -- start -------------------------------------------------------------------------
 
@@ -263,7 +275,8 @@ class Agent:
             id=self.node_id, election_tick=t.election_ticks, heartbeat_tick=t.heartbeat_ticks,
             pre_vote=True, check_quorum=True, max_size_per_msg=cfg.raft.max_msg_bytes,
             max_inflight_msgs=cfg.raft.max_inflight_msgs,
-            max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes, rng=random.Random(seed))
+            max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes, rng=random.Random(seed),
+            **self._leadership_config())
         try:
             self.driver = Driver(raft_config, storage, self.fsm, self.transport,
                                  DriverConfig(snapshot_every=cfg.raft.snapshot_every,
@@ -296,11 +309,21 @@ class Agent:
         self.bus.subscribe(topics.raft(self.swarm, self.node_id), self._enqueue("raft"), qos=0)
         self.bus.subscribe(topics.request(self.swarm, self.node_id), self._enqueue("request"),
                            qos=1)
+        self.bus.subscribe(topics.ping(self.swarm, self.node_id),
+                           self._probe_returned, qos=0)
         self.bus.add_state_callback(self._bus_state)
         self.bus.start()
         if cfg.mavlink is not None:
             self._start_flight()
         self._started = True
+
+    def _leadership_config(self) -> dict[str, Any]:
+        """The consensus.Config fields of ``[leadership]`` (docs/agent.md)."""
+        ld = self.config.leadership
+        dwell, interval, delay = ld.ticks(self.config.timing.tick_ms)
+        return {"leadership_by_link_score": ld.by_link_score, "link_score_margin": ld.margin,
+                "link_score_dwell_ticks": dwell, "leader_transfer_interval_ticks": interval,
+                "poor_link_election_delay_ticks": delay}
 
     def _start_flight(self) -> None:
         cfg = self.config
@@ -357,6 +380,10 @@ class Agent:
                 dropped[f"{kind}_queue_full"] += 1
 
         return handler
+
+    def _probe_returned(self, msg: Received) -> None:
+        # paho's thread: timestamped here, so the node thread's own work is not counted.
+        self.probe.received(msg.payload)
 
     def _bus_state(self, event: ConnectionEvent) -> None:
         if event.connected:
@@ -558,6 +585,8 @@ class Agent:
             "elections_started": self._stats["elections_started"],
             "leader_changes": self._stats["leader_changes"],
             "profile": self.config.timing.profile,
+            "link_score": self.link.score, "link": self.link.as_status(),
+            "score_transfers": st.score_transfers,
             "contact_ms": {str(n): int((now - t) * 1000)
                            for n, t in sorted(self.last_contact.items())},
         }
@@ -570,9 +599,47 @@ class Agent:
                          "last_contact_ms": (int((now - self.last_contact[n]) * 1000)
                                              if n in self.last_contact else None)}
                 for n, p in sorted(st.progress.items()) if n != self.node_id}
+        if st.link_scores is not None:
+            # What the followers last reported (consensus/leadership.py decides on these).
+            body["link_scores"] = {str(n): v / MAX_LINK_SCORE for n, v in st.link_scores.items()}
         return body
 
+    def _update_link(self, now: float) -> None:
+        """Probe the broker, recompute this node's link score and hand it to the core
+        (node thread: it owns the RawNode); narrate a score-driven hand-over."""
+        payload = self.probe.due(now)
+        if payload is not None and not self.bus.publish(topics.ping(self.swarm, self.node_id),
+                                                        payload, qos=0):
+            self.probe.send_failed()
+        if now < self._link_due:
+            return
+        self._link_due = now + LINK_SCORE_PERIOD_S
+        radio = None
+        if self.flight is not None:
+            quality = self.flight.vehicle.link_quality()
+            radio = (0.0 if quality is None
+                     else quality.score_at(now, self._link_policy.radio_max_age_s))
+        rtt, loss = self.probe.figures(now)
+        score = link_score(radio, rtt, loss, self._link_policy)
+        if score != self.link.score:
+            self._status_dirty = True
+            self.driver.raw.set_link_score(score)
+        self.link = LinkFigures(score, radio, rtt, loss)
+        st = self.driver.raw.status()
+        if st.score_transfers != self._score_transfers:
+            self._score_transfers = st.score_transfers
+            # The transfer may already be over (TimeoutNow takes a round trip): then the
+            # target is the new leader.
+            to = st.lead_transferee or st.lead
+            theirs = (st.link_scores or {}).get(to)
+            text = (f"node {self.node_id} hands leadership to node {to}: a better link "
+                    f"(score {score} here"
+                    f"{'' if theirs is None else f', {theirs / MAX_LINK_SCORE:g} there'})")
+            log.info(text)
+            self._event("transfer", text, to=to, term=st.term)
+
     def _periodic(self, now: float) -> None:
+        self._update_link(now)
         if (self._status_dirty and now - self._status_last >= STATUS_MIN_INTERVAL_S) \
                 or now - self._status_last >= STATUS_PERIOD_S:
             self._status_dirty = False

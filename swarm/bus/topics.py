@@ -28,6 +28,7 @@ __all__ = [
     "events",
     "map_topic",
     "parse",
+    "ping",
     "plan",
     "raft",
     "request",
@@ -56,6 +57,7 @@ class Kind(enum.Enum):
     STATUS = "status"        # per node: node status, retained; Last Will
     PLAN = "plan"            # per node: that drone's plan, retained
     TELEMETRY = "telemetry"  # per node: that drone's telemetry (QoS 0)
+    PING = "ping"            # per node: its own broker probes, back to itself (QoS 0)
     MAP = "map"              # swarm-wide: the committed map, retained
     EVENTS = "events"        # swarm-wide: elections, commits, alerts
 
@@ -131,6 +133,11 @@ def plan(swarm: str, node: int) -> str:
 def telemetry(swarm: str, node: int) -> str:
     """``node``'s telemetry."""
     return _per_node(Kind.TELEMETRY, swarm, node)
+
+
+def ping(swarm: str, node: int) -> str:
+    """``node``'s broker probes to itself (round trip and loss, swarm/agent/link.py)."""
+    return _per_node(Kind.PING, swarm, node)
 
 
 def map_topic(swarm: str) -> str:

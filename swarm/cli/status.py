@@ -1,7 +1,8 @@
 """``swarm status [--json]``: every node's status from the swarm's retained status
-topics: a table of node, role, term, leader, commit, applied, last contact, lag, and
-the map version each drone's flight controller holds (with its mode, or "lost" when the
-agent cannot reach it).
+topics: a table of node, role, term, leader, commit, applied, last contact, lag, each
+node's link score (best-signal leadership: the best-connected drone leads), and the map
+version each drone's flight controller holds (with its mode, or "lost" when the agent
+cannot reach it).
 Exit status 0 when a leader is known, 3 otherwise."""
 
 from __future__ import annotations
@@ -38,9 +39,17 @@ def rows(statuses: dict[int, dict[str, Any]], now_ms: int) -> list[dict[str, Any
             "lag": 0 if is_leader else peer.get("lag"),
             "last_contact_ms": 0 if is_leader else peer.get("last_contact_ms"),
             "status_age_ms": now_ms - s["t"] if isinstance(s.get("t"), int) else None,
+            "link_score": _score(s.get("link_score")),
             "fc": _fc(s.get("fc")),
         })
     return out
+
+
+def _score(value: Any) -> float | None:
+    """A status's ``link_score`` (docs/protocol.md), kept only when a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        return None
+    return float(value)
 
 
 def _fc(fc: Any) -> dict[str, Any] | None:
@@ -96,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.table import Table
 
     t = Table("node", "name", "role", "term", "leader", "commit", "applied", "map",
-              "last contact", "lag", "fc holds", box=None)
+              "last contact", "lag", "link", "fc holds", box=None)
     for r in table:
         role = r["role"]
         colour = {"leader": "bold green", "offline": "red"}.get(role, "")
@@ -104,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   _cell(r["term"]), _cell(r["leader"]), _cell(r["commit"]), _cell(r["applied"]),
                   _cell(r["map_version"]),
                   "-" if r["last_contact_ms"] is None else f"{r['last_contact_ms']} ms",
-                  _cell(r["lag"]), _fc_cell(r["fc"]))
+                  _cell(r["lag"]),
+                  "-" if r["link_score"] is None else f"{r['link_score']:.2f}", _fc_cell(r["fc"]))
     console = Console(highlight=False)
     if not table:
         console.print("no node has published a status")

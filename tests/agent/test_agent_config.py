@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm.agent.config import PROFILES, ConfigError, load_config
+from swarm.agent.config import LEADERSHIP_PROFILES, PROFILES, ConfigError, load_config
 from swarm.bus.client import BrokerAddress
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "swarm" / "agent" / "example.toml"
@@ -61,6 +61,28 @@ def test_radio_profile_and_per_value_overrides(tmp_path: Path) -> None:
     assert cfg.timing.election_timeout_ms == (1000, 2000)
 
 
+def test_best_signal_leadership_is_on_by_default_with_profile_times(tmp_path: Path) -> None:
+    lan = load_config(_write(tmp_path, MINIMAL)).leadership
+    assert lan.by_link_score and lan.margin == 0.1
+    assert (lan.dwell_s, lan.interval_s, lan.election_delay_s, lan.probe_period_s,
+            lan.rtt_good_ms, lan.rtt_bad_ms) == LEADERSHIP_PROFILES["lan"]
+    assert lan.ticks(10) == (100, 3000, 15)  # 1 s dwell, 30 s interval, 150 ms delay
+    radio = load_config(_write(tmp_path, MINIMAL + '[timing]\nprofile = "radio"\n'
+                                                   '[leadership]\nmargin = 0.2\n')).leadership
+    assert radio.margin == 0.2
+    assert (radio.dwell_s, radio.interval_s) == LEADERSHIP_PROFILES["radio"][:2]
+    assert radio.ticks(50) == (100, 1200, 20)
+    off = load_config(_write(tmp_path, MINIMAL + "[leadership]\nby_link_score = false\n"))
+    assert not off.leadership.by_link_score
+    # A longer election timeout raises the interval's floor with it.
+    slow = load_config(_write(tmp_path, MINIMAL + "[timing]\ntick_ms = 20\nelection_ticks = 1000\n"))
+    assert slow.leadership.interval_s == 40.0  # two 20 s election timeouts (20 ms ticks)
+    with pytest.raises(ConfigError, match=r"interval_s: must be at least twice the election "
+                                          r"timeout \(20 s"):
+        load_config(_write(tmp_path, MINIMAL + "[timing]\nelection_ticks = 1000\n"
+                                               "[leadership]\ninterval_s = 19\n"))
+
+
 def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) -> None:
     path = _write(tmp_path, MINIMAL)
     cfg = load_config(path, {"bus.brokers": ["b.example:9999", "[::1]", "mqtt://c"],
@@ -89,6 +111,15 @@ def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) 
      r"\[bus.tls\] key_file: cert_file and key_file go together"),
     ("[bus.tls]\ncert_file = \"c\"\n", r"\[bus.tls\] ca_file: is required"),
     ("[bus]\npassword_file = \"p\"\n", r"\[bus\] password_file: needs username"),
+    ("[leadership]\nby_link_score = 1\n", r"\[leadership\] by_link_score: must be true or false"),
+    ("[leadership]\nmargin = 0\n", r"\[leadership\] margin: must be a number in \[0.01, 1\]"),
+    ("[leadership]\ninterval_s = 0.2\n",
+     r"\[leadership\] interval_s: must be at least twice the election timeout \(0.3 s"),
+    ("[leadership]\nelection_delay_s = 2\n",
+     r"\[leadership\] election_delay_s: must be at most ten election timeouts \(1.5 s"),
+    ("[leadership]\nrtt_good_ms = 600\n", r"\[leadership\] rtt_bad_ms: must be above rtt_good_ms"),
+    ("[leadership]\ndwell = 1\n", r"\[leadership\] dwell: unknown key \(did you mean dwell_s\?\)"),
+    ("[leadership]\ndwell_s = inf\n", r"\[leadership\] dwell_s: must be a number"),
 ])
 def test_bad_values_name_section_and_key(tmp_path: Path, extra: str, message: str) -> None:
     # Merge the extra table into MINIMAL's (TOML forbids defining [bus] twice).
