@@ -50,7 +50,9 @@ from swarm.bus.keys import KeyFileError, load_key
 from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
 from swarm.evacmap import EvacuationMap, map_to_geojson
 from swarm.flight import Flight, FlightConfig, OwnCommits
+from swarm.planner import assignment_hash
 
+from .assigner import LeaderAssignment
 from .config import AgentConfig
 from .link import BrokerProbe, LinkFigures, LinkScorePolicy, link_score
 from .metrics import AgentMetrics, MetricsSnapshot
@@ -211,12 +213,15 @@ class Agent:
         self._map_dirty = False
         self._map_last = -1e9
         self._map_hash: tuple[int, str] = (-1, "")
+        self._assignment_doc: tuple[int, dict[str, Any]] = (-1, {})
         self._commit_events: deque[float] = deque()
         self._floors_due = 0.0
-        # With a [mavlink] section: this drone's flight side (swarm.flight) and the
-        # session through which it commits its own map changes.
-        self.flight: Flight | None = None
+        # The session through which this node commits its own map changes (the
+        # leader's assignment; with [mavlink], its drone's entry), the leader's
+        # assignment proposer, and with a [mavlink] section this drone's flight side.
         self.own_commits: OwnCommits | None = None
+        self.assigner: LeaderAssignment | None = None
+        self.flight: Flight | None = None
         self._flight_version = -1
         # Best-signal leadership: this node's link score, from its radio and its broker
         # probe (swarm/agent/link.py), handed to the core on this thread.
@@ -313,6 +318,11 @@ class Agent:
                            self._probe_returned, qos=0)
         self.bus.add_state_callback(self._bus_state)
         self.bus.start()
+        # Own map changes are retried about every 2 s through the same session.
+        self.own_commits = OwnCommits(cfg.node.name,
+                                      retry_ticks=max(1, 2000 // cfg.timing.tick_ms))
+        self.assigner = LeaderAssignment(self.own_commits, self._leader_term,
+                                         name=str(self.node_id))
         if cfg.mavlink is not None:
             self._start_flight()
         self._started = True
@@ -325,19 +335,19 @@ class Agent:
                 "link_score_dwell_ticks": dwell, "leader_transfer_interval_ticks": interval,
                 "poor_link_election_delay_ticks": delay}
 
+    def _leader_term(self) -> int | None:
+        last = self._last  # one read: the node thread replaces it whole
+        return last.term if last.role is StateRole.LEADER else None
+
     def _start_flight(self) -> None:
         cfg = self.config
-        assert cfg.mavlink is not None
-        # Own map changes are retried about every 2 s through the same session.
-        self.own_commits = OwnCommits(cfg.node.name,
-                                      retry_ticks=max(1, 2000 // cfg.timing.tick_ms))
+        assert cfg.mavlink is not None and self.own_commits is not None
         self.flight = Flight(
             FlightConfig(cfg.mavlink.connection, cfg.mavlink.baud, cfg.mavlink.sysid),
             swarm=self.swarm, node_id=self.node_id, name=cfg.node.name,
             publish=lambda topic, payload, qos, retain: self.bus.publish(
                 topic, payload, qos=qos, retain=retain),
-            event=lambda kind, text: self._event(kind, text), commits=self.own_commits,
-            is_leader=lambda: self._last.role is StateRole.LEADER)
+            event=lambda kind, text: self._event(kind, text), commits=self.own_commits)
         self.flight.start()
         self._flight_map_changed()
 
@@ -503,11 +513,17 @@ class Agent:
         self._flight_map_changed()
 
     def _flight_map_changed(self) -> None:
-        """Hand each new applied map version to the flight side (a non-blocking submit:
-        planning and uploading run on its own worker, never on this thread)."""
-        if self.flight is not None and self.map.version != self._flight_version:
-            self._flight_version = self.map.version
-            self.flight.map_applied(self.map.view())
+        """Hand each new applied map version to the leader's assignment proposer and the
+        flight side (non-blocking submits: computing, planning and uploading run on
+        their own workers, never on this thread)."""
+        if self.map.version == self._flight_version:
+            return
+        self._flight_version = self.map.version
+        view = self.map.view()
+        if self.assigner is not None:
+            self.assigner.map_applied(view)
+        if self.flight is not None:
+            self.flight.map_applied(view)
 
     def _leadership(self, change: LeaderChange) -> None:
         before = self._last
@@ -523,7 +539,7 @@ class Agent:
         if change.role is StateRole.LEADER and before.role is not StateRole.LEADER:
             self._stats["elections_won"] += 1
             self._map_dirty = True
-            # A new leader owes the swarm a current assignment (swarm.flight proposes it).
+            # A new leader owes the swarm a current assignment (LeaderAssignment).
             self._flight_version = -1
             self._flight_map_changed()
             log.info("became leader in term %d", change.term, extra={"fields": fields})
@@ -571,6 +587,21 @@ class Agent:
             self._map_hash = (applied, hashlib.sha256(self.fsm.snapshot()).hexdigest())
         return self._map_hash[1]
 
+    def assignment_status(self) -> dict[str, Any]:
+        """The committed assignment as this node holds it (cached per map version):
+        its epoch, whether it is current, and its hash (equal on every node whatever
+        its floating point: issue 13)."""
+        version = self.map.version
+        if self._assignment_doc[0] != version:
+            view = self.map.view()
+            committed = view.assignment
+            self._assignment_doc = (version, {
+                "epoch": None if committed is None else committed.epoch,
+                "map_epoch": view.assignment_epoch,
+                "current": view.assignment_is_current,
+                "sha256": assignment_hash(view)})
+        return self._assignment_doc[1]
+
     def status(self) -> dict[str, Any]:
         """This node's status (docs/protocol.md, "Node status")."""
         st = self.driver.raw.status()
@@ -580,7 +611,7 @@ class Agent:
             "t": int(time.time() * 1000), "role": _role_name(st.role), "term": st.term,
             "leader": st.lead, "commit": st.commit, "applied": self.driver.applied,
             "last_index": st.last_index, "map_version": self.map.version,
-            "map_sha256": self.map_sha256(),
+            "map_sha256": self.map_sha256(), "assignment": self.assignment_status(),
             "voters": list(st.conf_state.voters),
             "elections_started": self._stats["elections_started"],
             "leader_changes": self._stats["leader_changes"],
@@ -709,6 +740,8 @@ class Agent:
                 self.floor_store.save(self.opener.floors())
             except OSError as exc:
                 log.warning("cannot checkpoint replay floors: %s", exc)
+            if self.assigner is not None:
+                self.assigner.close()
             if self.flight is not None:
                 self.flight.close()
             self.driver.stop()

@@ -45,6 +45,7 @@ class OwnCommits:
                                     max_queued=max_queued)
         self._incoming: queue.Queue[Command] = queue.Queue(maxsize=max_queued)
         self._what: dict[int, str] = {}
+        self._used = False  # the session registers on first use, not at start
         self.committed = 0
         self.refused = 0
         self.dropped = 0
@@ -65,7 +66,13 @@ class OwnCommits:
         self.client.tick()
 
     def pump(self, node: _Proposer) -> None:
-        """Move new commands into the session and propose what is due (node thread)."""
+        """Move new commands into the session and propose what is due (node thread).
+        Nothing until the first command: an agent that never commits anything of its
+        own (a follower without a flight controller) registers no session."""
+        if not self._used:
+            if self._incoming.empty():
+                return
+            self._used = True
         while True:
             try:
                 command = self._incoming.get_nowait()

@@ -40,8 +40,7 @@ from mavlink_bridge.telemetry import VehicleState as FcState
 from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
 from swarm.bus import topics
 from swarm.evacmap import DroneTask, MapView, SetDroneTask
-from swarm.planner import GeoPoint, PlannerConfig, PlanStatus, VehicleState, needs_assignment, \
-    plan_for_drone, propose_assignment
+from swarm.planner import GeoPoint, PlannerConfig, PlanStatus, VehicleState, plan_for_drone
 
 from .commits import OwnCommits
 from .health import Availability, HealthMonitor, HealthPolicy
@@ -93,8 +92,7 @@ class Flight:
     bus; ``event(kind, text)`` its events topic; ``commits`` its own session."""
 
     def __init__(self, config: FlightConfig, *, swarm: str, node_id: int, name: str,
-                 publish: Publish, event: Event, commits: OwnCommits,
-                 is_leader: Callable[[], bool] = lambda: False) -> None:
+                 publish: Publish, event: Event, commits: OwnCommits) -> None:
         self.config = config
         self.swarm = swarm
         self.node_id = node_id
@@ -102,8 +100,6 @@ class Flight:
         self._publish = publish
         self._event = event
         self.commits = commits
-        self._is_leader = is_leader
-        self._assignment_proposed_at_epoch = -1
         self.link = MavlinkLink(LinkConfig(config.connection, config.baud,
                                            target_system=config.sysid))
         self.vehicle = Vehicle(self.link, config.sysid)
@@ -289,25 +285,7 @@ class Flight:
         self._retry_s = min(self.config.retry_max_s, self._retry_s * 2)
         return delay
 
-    def _propose_assignment_if_leader(self, view: MapView) -> None:
-        """The leader commits who does what (issue 13, swarm.planner.committed) when the
-        committed assignment is missing or stale; once per assignment epoch (a refused
-        one is proposed again from the next map version). Here, off the node thread,
-        because computing it is as slow as planning."""
-        if not self._is_leader() or not needs_assignment(view):
-            return
-        if self._assignment_proposed_at_epoch == view.assignment_epoch:
-            return
-        command = propose_assignment(view, self.config.planner)
-        if self.commits.submit(command):
-            self._assignment_proposed_at_epoch = view.assignment_epoch
-            log.info("leader: proposing the assignment for epoch %d", view.assignment_epoch)
-
     def _plan_job(self, view: MapView) -> float | None:
-        try:
-            self._propose_assignment_if_leader(view)
-        except Exception:
-            log.exception("could not compute the assignment for map version %d", view.version)
         now = time.monotonic()
         state = self.vehicle.state()
         if not self._is_connected(state, now):

@@ -485,3 +485,42 @@ def test_a_faulty_link_between_one_drone_and_the_broker(cluster_factory, mosquit
         cluster.close()
         for p in proxies.values():
             p.close()
+
+
+def test_a_leader_without_a_flight_controller_commits_the_assignment(cluster_factory) -> None:
+    """Issue 13's assignment is the agent's job, not the flight side's: agents with no
+    ``[mavlink]`` (ground-side nodes) propose it when leader, and a new leader after a
+    SIGKILL proposes the next one."""
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client()
+    leader = cluster.wait_leader(client)
+    lon, lat = -122.1, 37.4
+    for k in (1, 2):
+        _propose_ok(client, {"type": "set_drone_task", "id": f"drone-{k}", "task": "search",
+                             "alive": True, "busy": False, "home": [lon, lat + k * 1e-3, 10.0]})
+    d = 0.004
+    _propose_ok(client, {"type": "set_search_area",
+                         "polygon": [[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat + d]]})
+
+    def current_everywhere(among: list[int], epoch_above: int = 0) -> dict[int, dict]:
+        deadline = time.monotonic() + 60
+        last: dict[int, dict] = {}
+        while time.monotonic() < deadline:
+            last = {n: s.get("assignment") or {} for n, s in client.statuses(wait_s=0.3).items()
+                    if n in among and s.get("online")}
+            if len(last) == len(among) and all(a.get("current") and a["epoch"] > epoch_above
+                                               for a in last.values()) \
+                    and len({a["sha256"] for a in last.values()}) == 1:
+                return last
+            time.sleep(0.2)
+        raise AssertionError(f"no current committed assignment on {among}: {last}\n{cluster.logs()}")
+
+    first = current_everywhere(cluster.ids)
+    epoch = next(iter(first.values()))["epoch"]
+    cluster.kill(leader)
+    rest = [i for i in cluster.ids if i != leader]
+    cluster.wait_leader(client, among=rest, timeout=60)
+    _propose_ok(client, zone("burn-a", lon + 0.001, lat + 0.001, "burned"))
+    after = current_everywhere(rest, epoch_above=epoch)
+    assert next(iter(after.values()))["sha256"] != next(iter(first.values()))["sha256"]
