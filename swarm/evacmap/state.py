@@ -292,9 +292,11 @@ _EMPTY = _State(
 )
 
 
-def _available(drone: Drone) -> bool:
-    """May be given work (the planner's rule: alive, not busy, not returning)."""
-    return drone.alive and not drone.busy and drone.task is not DroneTask.RETURN
+def _available(state: _State, drone: Drone) -> bool:
+    """May be given work (the planner's rule: alive, not busy, not returning, not
+    recalled)."""
+    return (drone.alive and not drone.busy and drone.task is not DroneTask.RETURN
+            and not state.recall.covers(drone.id))
 
 
 def _check_assignment(state: _State, command: SetAssignment) -> None:
@@ -310,9 +312,9 @@ def _check_assignment(state: _State, command: SetAssignment) -> None:
                              ("survivors", [d for d, _ in command.survivors])):
         for drone_id in drone_ids:
             drone = state.drones.get(drone_id)
-            if drone is None or not _available(drone):
+            if drone is None or not _available(state, drone):
                 raise CommandError(f"set_assignment.{where}.{drone_id}: not an available drone "
-                                   "(alive, not busy, not returning) on the map")
+                                   "(alive, not busy, not returning, not recalled) on the map")
     pending = {k for k, v in state.survivors.items() if v.status is SurvivorStatus.REPORTED}
     given = {x for _, ids in command.survivors for x in ids}
     unserved = {item.split(":", 1)[1] for item, _ in command.unserved
@@ -470,6 +472,10 @@ def _work_changed(before: _State, after: _State, command: Command) -> bool:
             return old is None or (old.ring, old.status) != (command.polygon, command.status)
         case SetSearchArea():
             return before.search_area is None or before.search_area.ring != command.polygon
+        case Recall() | Resume():
+            # A recalled drone is not available for work: who does what changes when
+            # the set of drones it covers does (a repeated recall changes nothing).
+            return any(before.recall.covers(d) != after.recall.covers(d) for d in after.drones)
     return True
 
 

@@ -129,7 +129,7 @@ def assign(view: PlannerMap, config: PlannerConfig | None = None,
     if view.search_area is not None:
         area = frame.geometry_to_enu(view.search_area)
         if not free:
-            unserved["search_area"] = "no available drone (alive, not busy, not returning)"
+            unserved["search_area"] = "no available drone (alive, not busy, not returning, not recalled)"
         elif not groups:
             unserved["search_area"] = "no available drone can leave its home safely"
         else:
@@ -299,7 +299,7 @@ def _assign_survivors(view: PlannerMap, frame: LocalFrame, obstacles: Obstacles,
     able = sorted(starts)
     for s in pending:
         if not free:
-            unserved[f"survivor:{s.id}"] = "no available drone (alive, not busy, not returning)"
+            unserved[f"survivor:{s.id}"] = "no available drone (alive, not busy, not returning, not recalled)"
             continue
         target = frame.point_to_enu(s.position.lon, s.position.lat)
         if obstacles.zones_containing(target):

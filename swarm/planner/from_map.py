@@ -50,6 +50,7 @@ class _MapLike(Protocol):
 def planner_map(evac_map: _MapLike) -> PlannerMap:
     """The planner's picture of an ``EvacuationMap`` or ``MapView``."""
     view = evac_map.view() if hasattr(evac_map, "view") else evac_map
+    recall = getattr(view, "recall", None)
     zones = tuple(ZoneInfo(z.id, z.polygon, bool(z.is_hazard)) for z in view.zones.values())
     survivors = tuple(
         SurvivorInfo(s.id, GeoPoint(lat=s.position[1], lon=s.position[0]), count=s.count,
@@ -57,7 +58,7 @@ def planner_map(evac_map: _MapLike) -> PlannerMap:
         for s in view.survivors.values())
     drones = tuple(
         DroneInfo(d.id, GeoPoint(lat=d.home[1], lon=d.home[0], alt=d.home[2]), alive=d.alive,
-                  busy=d.busy, task=str(d.task))
+                  busy=d.busy, task=str(d.task), recalled=recall is not None and recall.covers(d.id))
         for d in view.drones.values())
     routes = tuple(
         RouteInfo(r.id, tuple(GeoPoint(lat=p[1], lon=p[0], alt=p[2]) for p in r.path),

@@ -114,6 +114,8 @@ class DroneInfo:
     alive: bool = True
     busy: bool = False
     task: str = "search"
+    #: Under a committed ``recall`` (the map's recall state): flying home, given no work.
+    recalled: bool = False
 
     def __post_init__(self) -> None:
         _check_id(self.id, "drone")
@@ -122,10 +124,10 @@ class DroneInfo:
 
     @property
     def free(self) -> bool:
-        """Available for sectors and survivors (assignment rule 1): alive, not busy, and
-        not returning (a returning drone's plan only goes home, so work given to it
-        would never be done)."""
-        return self.alive and not self.busy and self.task != "return"
+        """Available for sectors and survivors (assignment rule 1): alive, not busy, not
+        returning and not recalled (a returning or recalled drone only goes home, so
+        work given to it would never be done: it goes to the others)."""
+        return self.alive and not self.busy and self.task != "return" and not self.recalled
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,6 +226,8 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         reasons.append(f"drone {drone_id} is not in the map")
     elif not drone.alive:
         reasons.append(f"drone {drone_id} is marked dead in the map")
+    elif drone.recalled:
+        reasons.append("recalled: going home (its work goes to the others until resumed)")
     elif drone.task == "return":
         reasons.append("task is return: going home")
     else:

@@ -156,9 +156,11 @@ def test_burned_zone_reaches_every_flight_controller_and_recall_lands_them(
         zone = shapely.Polygon([(lon, lat) for lon, lat in zone_ring])
         for i, endpoint in enumerate(endpoints):
             mission, fence = _download(endpoint, i + 1)
-            assert len(mission) > 2, f"vehicle {i + 1} holds no mission"
+            # After the recall every drone holds its way home (a recalled drone has no
+            # work: issue 10), which must still keep clear of the burned zone.
+            assert len(mission) >= 2, f"vehicle {i + 1} holds no mission"
             path = flown_path((mission[0].lon, mission[0].lat), mission[1:])
-            assert len(path) >= 3
+            assert len(path) >= 2
             assert not shapely.LineString(path).intersects(zone), \
                 f"vehicle {i + 1}'s mission crosses the burned zone"
             exclusions = [shapely.Polygon([(lon, lat) for lat, lon in ring]) for ring in fence_polygons(fence)]

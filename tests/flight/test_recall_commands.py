@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from swarm.evacmap import CommandError, DroneTask, EvacuationMap, Recall, RemoveDrone, Resume, \
     SetDroneTask, parse_command
+from swarm.planner import GeoPoint, VehicleState, needs_assignment, plan_for_drone, \
+    propose_assignment, share_of
+from swarm.planner.assignment import map_frame
+from swarm.planner.from_map import planner_map
 
 
 def _map(*drones: str) -> EvacuationMap:
@@ -89,3 +94,83 @@ def test_snapshot_recalling_an_unknown_drone_is_refused() -> None:
     with pytest.raises(CommandError, match="not on the map"):
         other.restore(data)
     assert other.version == 0
+
+
+# -- a recalled drone is not available for work (issue 10): its share goes to the others
+
+def _apply(m: EvacuationMap, command):
+    """Apply at the next log index (a refused command uses an index, not a version)."""
+    m._test_index = getattr(m, "_test_index", m.version) + 1  # type: ignore[attr-defined]
+    return m.apply_command(m._test_index, command)  # type: ignore[attr-defined]
+
+
+def _area_map(*drones: str) -> EvacuationMap:
+    m = EvacuationMap()
+    lon, lat = -121.6, 39.7
+    for k, d in enumerate(drones):
+        assert _apply(m, SetDroneTask(
+            d, DroneTask.SEARCH, True, False, [lon + 0.001 * k, lat, 500.0])).ok
+    dd = 0.006
+    assert _apply(m, parse_command(
+        {"type": "set_search_area",
+         "polygon": [[lon, lat + 0.001], [lon + dd, lat + 0.001], [lon + dd, lat + dd],
+                     [lon, lat + dd]]})).ok
+    assert _apply(m, parse_command(
+        {"type": "report_survivor", "id": "s1", "position": [lon + 0.0005, lat + 0.002],
+         "count": 2, "confidence": 0.9, "reporter": "test", "time_ms": 1})).ok
+    return m
+
+
+def _commit_assignment(m: EvacuationMap):
+    command = propose_assignment(m.view())
+    assert _apply(m, command).ok
+    return m.view().assignment
+
+
+def _workers(assignment) -> set[str]:
+    return {d for d, _ in assignment.sectors} | {d for d, ids in assignment.survivors if ids}
+
+
+def test_a_recalled_drone_gets_no_work_and_resume_gives_it_back() -> None:
+    m = _area_map("drone-1", "drone-2", "drone-3")
+    first = _commit_assignment(m)
+    assert _workers(first) == {"drone-1", "drone-2", "drone-3"}
+    owner = next(d for d, ids in first.survivors if "s1" in ids)
+    epoch = m.assignment_epoch
+    assert _apply(m, Recall([owner])).ok
+    assert m.assignment_epoch == epoch + 1 and needs_assignment(m.view())
+    # Before the new one commits, the recalled drone's stale share is dropped at once
+    # (its plan only goes home), the others keep theirs.
+    share = share_of(planner_map(m.view()), map_frame(planner_map(m.view())))
+    assert owner not in share.free_drones and owner not in share.sectors
+    assert owner not in share.survivors and len(share.sectors) == 2
+    # The leader's next assignment gives its sector and survivor to the others.
+    second = _commit_assignment(m)
+    assert owner not in _workers(second) and len(_workers(second)) == 2
+    assert any("s1" in ids for _, ids in second.survivors)
+    # An assignment that still gives it work is refused whole.
+    bad = _apply(m, replace(second, sectors=first.sectors))
+    assert not bad.ok and "not recalled" in (bad.error or "") and owner in (bad.error or "")
+    # Its plan goes home.
+    home = m.drones[owner].home
+    state = VehicleState(GeoPoint(home[1], home[0] + 0.002, home[2] + 40), 40.0,
+                         GeoPoint(home[1], home[0], home[2]), 90.0)
+    result = plan_for_drone(m.view(), owner, state)
+    assert any("recalled" in r for r in result.reasons) and not result.survivors
+    # A second recall of the same drone changes nothing; resume makes it available.
+    epoch = m.assignment_epoch
+    assert _apply(m, Recall([owner])).ok
+    assert m.assignment_epoch == epoch
+    assert _apply(m, Resume([owner])).ok
+    assert m.assignment_epoch == epoch + 1
+    assert _workers(_commit_assignment(m)) == {"drone-1", "drone-2", "drone-3"}
+
+
+def test_recall_of_all_leaves_the_work_unserved_with_a_reason() -> None:
+    m = _area_map("drone-1", "drone-2")
+    _commit_assignment(m)
+    assert _apply(m, Recall()).ok
+    assignment = _commit_assignment(m)
+    assert _workers(assignment) == set()
+    reasons = dict(assignment.unserved)
+    assert "recalled" in reasons["search_area"] and "recalled" in reasons["survivor:s1"]
