@@ -16,7 +16,7 @@ import time
 
 from pymavlink.dialects.v20 import ardupilotmega as M
 
-from sitl._vehicle import STEP_S, SimVehicle
+from sitl.copter import STEP_S, Copter
 from sitl.builtin import VehicleConfig
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim-seconds", type=float, default=600.0)
     args = parser.parse_args()
-    vehicle = SimVehicle(VehicleConfig(tcp_port=0, time_to_ready_s=1.0))
+    vehicle = Copter(VehicleConfig(tcp_port=0, time_to_ready_s=1.0))
     gcs = M.MAVLink(None, srcSystem=255, srcComponent=190)
     vehicle.on_connect(0.0)
     vehicle.advance(2.0)

@@ -3,7 +3,7 @@
 Each vehicle behaves like ArduPilot Copter SITL's serial0 (``tcp:5760+10*I``): it waits
 for a client, prints the plain-text boot banner, then speaks MAVLink 2 (pymavlink,
 ardupilotmega dialect) as sysid ``instance+1``, compid 1. One I/O thread serves every
-vehicle with a selector; the vehicles themselves are sans-I/O (``sitl._vehicle``).
+vehicle with a selector; the vehicles themselves are sans-I/O (``sitl.copter``).
 
     with SimulatorServer([VehicleConfig(instance=i, tcp_port=0, speedup=10) for i in range(3)]) as sim:
         print(sim.endpoints)          # ['tcp:127.0.0.1:40123', ...]
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from sitl._site import BASE_PORT, DEFAULT_HEADING, DEFAULT_HOME, east_of
-from sitl._vehicle import SimVehicle, VehicleState
+from sitl.copter import Copter, VehicleState
 from sitl.clock import SimClock
 
 __all__ = ["VehicleConfig", "SimulatorServer", "VehicleState", "DEFAULT_HOME", "BASE_PORT"]
@@ -121,7 +121,7 @@ class VehicleConfig:
 class _Slot:
     """A vehicle with its clock, listening socket and (at most one) client, like a SITL UART."""
 
-    vehicle: SimVehicle
+    vehicle: Copter
     clock: SimClock
     listener: socket.socket
     port: int
@@ -186,7 +186,7 @@ class SimulatorServer:
                                              f"for instance {config.instance}: {exc.strerror}") from exc
                 listener.listen(1)
                 listener.setblocking(False)
-                slot = _Slot(SimVehicle(config), SimClock(config.speedup), listener, listener.getsockname()[1])
+                slot = _Slot(Copter(config), SimClock(config.speedup), listener, listener.getsockname()[1])
                 slots.append(slot)
                 selector.register(listener, selectors.EVENT_READ, (slot, "listen"))
         except BaseException:

@@ -346,15 +346,15 @@ def test_long_statustext_goes_out_in_chunks():
     """GCS::send_textv: over 50 bytes, 50-byte chunks with one non-zero id and
     chunk_seq 0, 1, ...; a text of exactly 100 bytes ends with an empty chunk; a text
     of at most 50 bytes is one message with id 0."""
-    from sitl._vehicle import SimVehicle
+    from sitl.copter import Copter
 
-    vehicle = SimVehicle(fast_config())
+    vehicle = Copter(fast_config())
     vehicle.on_connect(0.0)
     vehicle.take_output()
     parser = M.MAVLink(None)
     for text in ("x" * 50, "y" * 70, "z" * 100):
         vehicle.statustext(M.MAV_SEVERITY_INFO, text)
-    vehicle._flush_texts()
+    vehicle.link.flush()
     msgs = [m for m in parser.parse_buffer(vehicle.take_output()) or [] if m.get_type() == "STATUSTEXT"]
     got = [(m.id, m.chunk_seq, m.text) for m in msgs]
     assert got[0] == (0, 0, "x" * 50)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pymavlink.dialects.v20 import ardupilotmega as M
 
-from sitl._vehicle import SimVehicle
+from sitl.copter import Copter
 from sitl.builtin import DEFAULT_HOME, VehicleConfig
 from sitl.radio import RadioModel
 
@@ -18,7 +18,7 @@ class _Harness:
     def __init__(self, **config: Any) -> None:
         values: dict[str, Any] = dict(tcp_port=0, time_to_ready_s=2.0, seed=3)
         values.update(config)
-        self.vehicle = SimVehicle(VehicleConfig(**values))
+        self.vehicle = Copter(VehicleConfig(**values))
         self.gcs = M.MAVLink(None, srcSystem=255, srcComponent=190)
         self.parser = M.MAVLink(None)
         self.parser.robust_parsing = True
@@ -206,11 +206,11 @@ def test_reposition_off_the_globe_is_denied():
     h.command(M.MAV_CMD_COMPONENT_ARM_DISARM, 1)
     h.command(M.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, 10)
     h.run(10.0)
-    before = (h.vehicle._nav.e, h.vehicle._nav.n)
+    before = (h.vehicle.nav.e, h.vehicle.nav.n)
     replies = h.send(h.gcs.command_int_encode(1, 1, 6, M.MAV_CMD_DO_REPOSITION, 0, 0, -1, 0, 0, 0,
                                               1_000_000_000, 0, 20))
     assert [m.result for m in replies if m.get_type() == "COMMAND_ACK"] == [M.MAV_RESULT_DENIED]
-    assert (h.vehicle._nav.e, h.vehicle._nav.n) == before
+    assert (h.vehicle.nav.e, h.vehicle.nav.n) == before
 
 
 def test_radio_link_never_drops_within_its_solid_range():
