@@ -243,6 +243,18 @@ class SimulatorServer:
             self._drop_client(slot)
             return had_client
 
+    def inject(self, index: int, data: bytes) -> None:
+        """Hand MAVLink bytes to vehicle ``index`` as if they came in on another of its
+        ports (on a real autopilot: a ground station on the telemetry radio's serial
+        port, while the companion holds serial0). Its replies, if any, go to the
+        connected client: this simulator has one port. For tests that command a copter
+        (a GUIDED goto) while an agent holds its link."""
+        if type(data) is not bytes:
+            raise TypeError("data must be bytes")
+        with self._lock:
+            slot = self._slots[index]
+            slot.vehicle.on_bytes(data, slot.clock.now())
+
     @property
     def error(self) -> BaseException | None:
         """The exception that stopped the I/O thread, if any."""

@@ -638,7 +638,10 @@ class Agent:
     def _update_link(self, now: float) -> None:
         """Probe the broker, recompute this node's link score and hand it to the core
         (node thread: it owns the RawNode); narrate a score-driven hand-over."""
-        payload = self.probe.due(now)
+        # No probes while disconnected: nobody hears this node's score then anyway, and a
+        # start before the first connection is no evidence of a lossy link. Probes lost
+        # in flight when the connection drops time out and count.
+        payload = self.probe.due(now) if self.bus.connected else None
         if payload is not None and not self.bus.publish(topics.ping(self.swarm, self.node_id),
                                                         payload, qos=0):
             self.probe.send_failed()
