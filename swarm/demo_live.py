@@ -47,6 +47,7 @@ from typing import Any
 from swarm.bus import topics
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, Received
 from swarm.client import ClientError, Reply, SwarmClient
+from swarm.demo_tracks import TrackChecker
 from swarm.evacmap import DroneTask, SetDroneTask, encode_command
 from swarm.launch import Launcher, LaunchError, load_launch
 from swarm.scenario import (
@@ -103,6 +104,8 @@ class NodeView:
     map_version: int
     map_sha256: str | None
     fc_map_version: int | None
+    #: SHA-256 of the committed assignment this node holds (None before the first).
+    assignment_sha256: str | None = None
 
 
 @dataclass
@@ -121,6 +124,15 @@ class LiveDemoResult:
     final_index: int = 0
     nodes: list[NodeView] = field(default_factory=list)
     disagreements: int = 0
+    #: Nodes whose committed-assignment hash is not the majority's, or missing.
+    assignment_disagreements: int = 0
+    #: Drones that flew into a committed burning/burned zone (swarm/demo_tracks.py).
+    zone_violations: list[dict[str, Any]] = field(default_factory=list)
+    #: Drones inside a zone when it came in force (the fire reached them; informational).
+    zone_caught: list[dict[str, Any]] = field(default_factory=list)
+    #: Telemetry positions checked per drone; a drone with none could not be checked.
+    positions_checked: dict[int, int] = field(default_factory=dict)
+    unchecked_tracks: list[int] = field(default_factory=list)
     missing_features: list[str] = field(default_factory=list)
     recalled: bool = False            # the final recall committed
     launcher_status: int = 0
@@ -143,6 +155,8 @@ class LiveDemoResult:
     @property
     def ok(self) -> bool:
         return (self.completed and self.error is None and self.disagreements == 0
+                and self.assignment_disagreements == 0
+                and not self.zone_violations and not self.unchecked_tracks
                 and self.recalled
                 and not self.missing_features and not self.unknown)
 
@@ -158,8 +172,9 @@ class _Seen:
 
 class SwarmMonitor:
     """Every node's latest retained status and plan, stamped on arrival, and each
-    (term, leader) the swarm announced, in order. Payloads from the bus are validated
-    (JSON objects from a parsable topic); anything else is ignored."""
+    (term, leader) the swarm announced, in order; every drone's telemetry track checked
+    against the committed map's hazard zones (:class:`TrackChecker`). Payloads from the
+    bus are validated (JSON objects from a parsable topic); anything else is ignored."""
 
     def __init__(self, broker: str, swarm: str, on_change: Callable[[], None]) -> None:
         self.swarm = swarm
@@ -169,11 +184,15 @@ class SwarmMonitor:
         self.leaders: dict[int, tuple[float, int]] = {}   # term -> (arrival, leader)
         # node -> [(arrival, fc_map_version)], appended when the version changes
         self.fc_history: dict[int, list[tuple[float, int]]] = {}
+        self.tracks = TrackChecker()
         self._on_change = on_change
         self._bus = Bus(BusConfig(brokers=(BrokerAddress.parse(broker),),
                                   client_id=f"demo-monitor-{os.getpid()}"))
         self._bus.subscribe(topics.wildcard(swarm, topics.Kind.STATUS), self._on_status, qos=1)
         self._bus.subscribe(topics.wildcard(swarm, topics.Kind.PLAN), self._on_plan, qos=1)
+        self._bus.subscribe(topics.wildcard(swarm, topics.Kind.TELEMETRY), self._on_telemetry,
+                            qos=0)
+        self._bus.subscribe(topics.map_topic(swarm), self._on_map, qos=1)
 
     def start(self, timeout_s: float) -> None:
         self._bus.start()
@@ -222,6 +241,28 @@ class SwarmMonitor:
                     history.append((now, fc))
             self._on_change()
 
+    def _on_telemetry(self, msg: Received) -> None:
+        decoded = self._decode(msg)
+        if decoded is not None:
+            node, body = decoded
+            now = time.monotonic()
+            with self._lock:
+                self.tracks.position(node, now, body.get("lon"), body.get("lat"))
+
+    def _on_map(self, msg: Received) -> None:
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            doc = None
+        now = time.monotonic()
+        with self._lock:
+            self.tracks.map_update(now, doc)
+
+    def unpositioned(self) -> list[int]:
+        """Drones of which no telemetry position has arrived yet."""
+        with self._lock:
+            return self.tracks.unchecked(range(1, NODES + 1))
+
     def fc_holds_since(self, node: int, version: int) -> float | None:
         """When ``node``'s flight controller first held a plan of ``version`` or later."""
         with self._lock:
@@ -260,11 +301,10 @@ class SwarmMonitor:
         out = []
         for n in range(1, NODES + 1):
             b = status[n].body if n in status else {}
-            sha = b.get("map_sha256")
             out.append(NodeView(n, bool(b.get("online")), str(b.get("role", "-")),
                                 _int(b.get("term")), _int(b.get("applied")),
-                                _int(b.get("map_version")), sha if isinstance(sha, str) else None,
-                                self.fc_map_version(n)))
+                                _int(b.get("map_version")), _str(b.get("map_sha256")),
+                                self.fc_map_version(n), _assignment_sha(b)))
         return out
 
 
@@ -272,14 +312,26 @@ def _int(value: object) -> int:
     return value if type(value) is int else 0
 
 
-def count_disagreements(views: list[NodeView]) -> int:
-    """Nodes whose map snapshot hash is not the majority's, plus nodes that could not be
-    checked (offline, or no hash): an unchecked node is not counted as agreeing."""
-    hashes = [v.map_sha256 for v in views if v.online and v.map_sha256]
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _assignment_sha(status: dict[str, Any]) -> str | None:
+    """The status's committed-assignment hash (``assignment.sha256``, docs/protocol.md)."""
+    assignment = status.get("assignment")
+    return _str(assignment.get("sha256")) if isinstance(assignment, dict) else None
+
+
+def count_disagreements(views: list[NodeView],
+                        key: Callable[[NodeView], str | None] = lambda v: v.map_sha256) -> int:
+    """Nodes whose hash (``key``: the map snapshot's by default, or the committed
+    assignment's) is not the majority's, plus nodes that could not be checked (offline,
+    or no hash): an unchecked node is not counted as agreeing."""
+    hashes = [key(v) for v in views if v.online and key(v)]
     if not hashes:
         return len(views)
     majority = max(set(hashes), key=hashes.count)
-    return sum(1 for v in views if not (v.online and v.map_sha256 == majority))
+    return sum(1 for v in views if not (v.online and key(v) == majority))
 
 
 # -- ports and launch -------------------------------------------------------------------
@@ -401,9 +453,13 @@ class _Player:
 
     def run(self) -> None:
         cfg = self.config
-        self.log(f"waiting for {NODES} agents and a leader")
-        self._wait(f"{NODES} agents online and a leader",
-                   lambda: len(self.monitor.online()) == NODES and self.monitor.leader() is not None,
+        # Up means flying-ready too: a position from every drone (its flight controller
+        # has a GPS fix), so every track is checked from the start of the story.
+        self.log(f"waiting for {NODES} agents, a leader and a position from every drone")
+        self._wait(f"{NODES} agents online, a leader and a position from every drone",
+                   lambda: (len(self.monitor.online()) == NODES
+                            and self.monitor.leader() is not None
+                            and not self.monitor.unpositioned()),
                    cfg.startup_timeout_s)
         lead = self.monitor.leader()
         self.log(f"swarm up after {self.elapsed():.1f} s: leader drone-{lead[0] if lead else '?'}")
@@ -517,6 +573,8 @@ class _Player:
         self.result.nodes = views
         self.result.final_index = max((v.applied for v in views), default=0)
         self.result.disagreements = count_disagreements(views)
+        self.result.assignment_disagreements = count_disagreements(
+            views, key=lambda v: v.assignment_sha256)
         self._check_map()
         self._missions(self.last_commit_at or last_change, self.result.final_index)
 
@@ -560,6 +618,15 @@ class _Player:
             worker.shutdown(wait=False, cancel_futures=True)
         for client in self.clients.values():
             client.close()
+
+
+def _track_figures(result: LiveDemoResult, tracks: TrackChecker, t0: float) -> None:
+    """The no-drone-in-a-burned-zone check's outcome, into the summary (the monitor is
+    closed: nothing changes the checker any more)."""
+    result.zone_violations = [e.to_json(t0) for e in tracks.violations]
+    result.zone_caught = [e.to_json(t0) for e in tracks.caught]
+    result.positions_checked = {n: tracks.positions.get(n, 0) for n in range(1, NODES + 1)}
+    result.unchecked_tracks = tracks.unchecked(range(1, NODES + 1))
 
 
 def run_live_demo(config: LiveDemoConfig, log: Callable[[str], None],
@@ -629,6 +696,7 @@ def run_live_demo(config: LiveDemoConfig, log: Callable[[str], None],
                     _, _, leaders = monitor.snapshot()
                     result.leaders = sorted((at - started, t, n) for t, (at, n) in leaders.items())
                     monitor.close()
+                    _track_figures(result, monitor.tracks, started)
                 if not stop.is_set():
                     log("scenario over: stopping the swarm")
                     os.kill(os.getpid(), signal.SIGTERM)

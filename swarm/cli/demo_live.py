@@ -154,12 +154,13 @@ def _summary(console: Console, result) -> None:  # result: swarm.demo_live.LiveD
     console.print()
     console.rule("swarm demo: measured")
     table = Table("node", "online", "role", "term", "applied", "fc map version", "map sha256",
-                  box=None)
+                  "assignment sha256", "positions", box=None)
     for v in result.nodes:
         table.add_row(f"drone-{v.node}", "yes" if v.online else "[red]no[/red]", v.role,
                       str(v.term), str(v.applied),
                       "-" if v.fc_map_version is None else str(v.fc_map_version),
-                      (v.map_sha256 or "-")[:16])
+                      (v.map_sha256 or "-")[:16], (v.assignment_sha256 or "-")[:16],
+                      str(result.positions_checked.get(v.node, 0)))
     console.print(table)
     rows = [
         ("ground station", result.gcs_url),
@@ -176,7 +177,13 @@ def _summary(console: Console, result) -> None:  # result: swarm.demo_live.LiveD
          "n/a (no plan/<node> carries fc_map_version)" if result.missions_converged_s is None
          else f"{result.missions_converged_s:.1f} s"),
         ("recall committed", "yes" if result.recalled else "[red]no[/red]"),
-        ("disagreements", str(result.disagreements)),
+        ("disagreements (map snapshot)", str(result.disagreements)),
+        ("disagreements (committed assignment)", str(result.assignment_disagreements)),
+        ("drones that flew into a burning/burned zone",
+         f"{len({e['node'] for e in result.zone_violations})} "
+         f"({len(result.zone_violations)} entries; "
+         f"{sum(result.positions_checked.values())} positions checked)"),
+        ("drones inside a zone when it was declared", str(len(result.zone_caught))),
         ("wall time", f"{result.elapsed_s:.1f} s"),
     ]
     figures = Table(box=None, show_header=False)
@@ -189,13 +196,24 @@ def _summary(console: Console, result) -> None:  # result: swarm.demo_live.LiveD
         console.print(f"  [yellow]refused[/yellow] {what}")
     for what in result.unknown:
         console.print(f"  [red]unknown outcome[/red] {what}")
+    for e in result.zone_violations:
+        console.print(f"  [bold red]drone-{e['node']} flew into {e['zone']}[/bold red] at "
+                      f"{e['at_s']:.1f} s ({e['lat']:.7f}, {e['lon']:.7f})")
+    for e in result.zone_caught:
+        console.print(f"  drone-{e['node']} was inside {e['zone']} when it came in force "
+                      f"({e['at_s']:.1f} s)")
+    if result.unchecked_tracks:
+        console.print("[bold red]no telemetry position from[/bold red] "
+                      + ", ".join(f"drone-{n}" for n in result.unchecked_tracks)
+                      + ": their tracks could not be checked")
     if result.missing_features:
         console.print(f"[bold red]missing from the agreed map:[/bold red] "
                       f"{', '.join(result.missing_features)}")
     if result.error:
         console.print(f"[bold red]demo failed:[/bold red] {result.error}")
     if result.ok:
-        console.print("[bold green]All nodes agree: identical map snapshots.[/bold green]")
+        console.print("[bold green]All nodes agree (identical map snapshots and committed "
+                      "assignments); no drone flew into a burning or burned zone.[/bold green]")
     else:
         console.print("[bold red]DEMO FAILED[/bold red] (see above; every node's output: "
                       f"{result.log_file})")

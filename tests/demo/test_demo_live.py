@@ -25,6 +25,16 @@ def _view(node: int, sha: str | None, online: bool = True) -> NodeView:
     return NodeView(node, online, "follower", 3, 10, 10, sha, None)
 
 
+def test_assignment_disagreements_count_the_same_way() -> None:
+    views = [NodeView(n, True, "follower", 3, 10, 10, "m", None, "a") for n in range(1, 6)]
+    key = lambda v: v.assignment_sha256  # noqa: E731
+    assert count_disagreements(views, key=key) == 0
+    views[2] = NodeView(3, True, "follower", 3, 10, 10, "m", None, "b")
+    views[4] = NodeView(5, True, "follower", 3, 10, 10, "m", None, None)   # none committed
+    assert count_disagreements(views, key=key) == 2
+    assert count_disagreements(views) == 0                                 # maps agree
+
+
 def test_disagreements_count_minority_and_unchecked_nodes() -> None:
     assert count_disagreements([_view(n, "a") for n in range(1, 6)]) == 0
     assert count_disagreements([_view(1, "b")] + [_view(n, "a") for n in range(2, 6)]) == 1
@@ -84,6 +94,12 @@ def test_headless_demo_on_real_processes(tmp_path: Path) -> None:
     assert len({n["map_sha256"] for n in nodes}) == 1 and nodes[0]["map_sha256"]
     assert all(n["applied"] == summary["final_index"] for n in nodes)
     assert summary["disagreements"] == 0 and summary["ok"] is True
+    # The committed assignment: one hash, held by every node (issue 13).
+    assert len({n["assignment_sha256"] for n in nodes}) == 1 and nodes[0]["assignment_sha256"]
+    assert summary["assignment_disagreements"] == 0
+    # Every drone's track was followed against the zones in force; none flew into fire.
+    assert summary["zone_violations"] == [] and summary["unchecked_tracks"] == []
+    assert all(summary["positions_checked"][str(n)] > 0 for n in range(1, NODES + 1))
     assert [n["role"] for n in nodes].count("leader") == 1
 
     # Every scenario command has an outcome: committed, or refused with a reason (the
