@@ -13,6 +13,14 @@ spot. :func:`wait_ready` connects, asks for EKF_STATUS_REPORT and GPS_RAW_INT, a
 returns when the GPS has a 3D fix and the EKF reports an absolute horizontal position
 (or says "EKF3 IMU0 is using GPS"), then disconnects so the user's link can take serial0.
 
+:meth:`ArduPilotSITL.start` waits for every instance at once: an instance does not boot
+until its serial0 is connected, so waiting one after the other made five copters boot
+one after the other (about 45 s each at load 4: 208 s for five, over a 300 s launch
+deadline on a loaded machine). An instance that exits while being waited for (for
+example ``bind failed on port 5772 - Address already in use``: serial1/2 are on the base
+port + 2 and + 3) is reported at once with the end of its ``sitl.log``, not as "nothing
+listening" 30 s later.
+
 The binary is found from the config, then ``$ARDUPILOT_SITL_BIN``, then
 ``$ARDUPILOT_HOME/build/sitl/bin/arducopter``, then ``arducopter`` on ``PATH``.
 """
@@ -26,16 +34,23 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from sitl._site import BASE_PORT, DEFAULT_HEADING, DEFAULT_HOME, east_of
 
-__all__ = ["ArduPilotConfig", "ArduPilotNotFound", "ArduPilotSITL", "ReadyReport", "build_command",
+__all__ = ["ArduPilotConfig", "ArduPilotNotFound", "ArduPilotSITL", "InstanceExited", "ReadyReport",
+           "build_command",
            "find_arducopter", "find_copter_defaults", "wait_ready"]
 
 _DEFAULTS_REL = Path("Tools/autotest/default_params/copter.parm")
+
+
+class InstanceExited(ConnectionError):
+    """The SITL process being waited for exited (the message says how, and what it logged)."""
 
 
 class ArduPilotNotFound(FileNotFoundError):
@@ -155,11 +170,13 @@ class ReadyReport:
     statustexts: tuple[str, ...] = field(default=())
 
 
-def wait_ready(endpoint: str, timeout_s: float = 120.0, connect_timeout_s: float = 30.0) -> ReadyReport:
+def wait_ready(endpoint: str, timeout_s: float = 120.0, connect_timeout_s: float = 30.0,
+               exited: Callable[[], str | None] = lambda: None) -> ReadyReport:
     """Connect to ``endpoint``, wait for heartbeat, 3D GPS fix and EKF position, then disconnect.
 
     Raises ``TimeoutError`` (saying which condition was still missing) when ``timeout_s``
-    passes, and ``ConnectionError`` when nothing listens within ``connect_timeout_s``.
+    passes, and ``ConnectionError`` when nothing listens within ``connect_timeout_s`` or
+    when ``exited()`` (polled while waiting) says why the process serving it is gone.
     """
     os.environ.setdefault("MAVLINK20", "1")
     from pymavlink import mavutil
@@ -172,46 +189,64 @@ def wait_ready(endpoint: str, timeout_s: float = 120.0, connect_timeout_s: float
             socket.create_connection((host, port), timeout=1.0).close()
             break
         except OSError:
+            gone = exited()
+            if gone is not None:
+                raise InstanceExited(f"{endpoint}: {gone}") from None
             if time.monotonic() > deadline:
                 raise ConnectionError(f"nothing is listening on {endpoint} after {connect_timeout_s} s") from None
             time.sleep(0.2)
-    start = time.monotonic()
-    conn = mavutil.mavlink_connection(endpoint, source_system=255, source_component=190,
-                                      dialect="ardupilotmega", autoreconnect=False)
     try:
-        texts: list[str] = []
-        sysid, fix, flags, using_gps = 0, 0, 0, False
-        requested_at = -math.inf
-        deadline = start + timeout_s
-        while time.monotonic() < deadline:
-            msg = conn.recv_match(blocking=True, timeout=0.5)
-            now = time.monotonic()
-            if sysid and now - requested_at > 2.0:
-                # ArduPilot streams nothing unless asked; ask again in case a request was lost.
-                requested_at = now
-                for msgid in (mav.MAVLINK_MSG_ID_EKF_STATUS_REPORT, mav.MAVLINK_MSG_ID_GPS_RAW_INT):
-                    conn.mav.command_long_send(sysid, 1, mav.MAV_CMD_SET_MESSAGE_INTERVAL, 0,
-                                               msgid, 500_000, 0, 0, 0, 0, 0)
-            if msg is None:
-                continue
-            kind = msg.get_type()
-            if kind == "HEARTBEAT" and msg.get_srcComponent() == 1 and msg.type != mav.MAV_TYPE_GCS:
-                sysid = msg.get_srcSystem()
-            elif kind == "GPS_RAW_INT":
-                fix = msg.fix_type
-            elif kind == "EKF_STATUS_REPORT":
-                flags = msg.flags
-            elif kind == "STATUSTEXT":
-                texts.append(msg.text)
-                using_gps = using_gps or ("is using GPS" in msg.text)
-            ekf_ok = (bool(flags & mav.EKF_POS_HORIZ_ABS) and not flags & mav.EKF_CONST_POS_MODE) or using_gps
-            if sysid and fix >= 3 and ekf_ok:
-                return ReadyReport(endpoint, sysid, fix, flags, now - start, tuple(texts))
-        missing = [name for name, ok in (("heartbeat", sysid), ("3D GPS fix", fix >= 3),
-                                         ("EKF position", (flags & mav.EKF_POS_HORIZ_ABS) or using_gps)) if not ok]
-        raise TimeoutError(f"{endpoint} not ready after {timeout_s} s: no {', '.join(missing)}")
-    finally:
-        conn.close()
+        start = time.monotonic()
+        conn = mavutil.mavlink_connection(endpoint, source_system=255, source_component=190,
+                                          dialect="ardupilotmega", autoreconnect=False)
+        try:
+            texts: list[str] = []
+            sysid, fix, flags, using_gps = 0, 0, 0, False
+            requested_at = -math.inf
+            deadline = start + timeout_s
+            while time.monotonic() < deadline:
+                msg = conn.recv_match(blocking=True, timeout=0.5)
+                now = time.monotonic()
+                gone = exited()
+                if gone is not None:
+                    raise InstanceExited(f"{endpoint}: {gone}")
+                if sysid and now - requested_at > 2.0:
+                    # ArduPilot streams nothing unless asked; ask again in case a request was lost.
+                    requested_at = now
+                    for msgid in (mav.MAVLINK_MSG_ID_EKF_STATUS_REPORT, mav.MAVLINK_MSG_ID_GPS_RAW_INT):
+                        conn.mav.command_long_send(sysid, 1, mav.MAV_CMD_SET_MESSAGE_INTERVAL, 0,
+                                                   msgid, 500_000, 0, 0, 0, 0, 0)
+                if msg is None:
+                    continue
+                kind = msg.get_type()
+                if kind == "HEARTBEAT" and msg.get_srcComponent() == 1 and msg.type != mav.MAV_TYPE_GCS:
+                    sysid = msg.get_srcSystem()
+                elif kind == "GPS_RAW_INT":
+                    fix = msg.fix_type
+                elif kind == "EKF_STATUS_REPORT":
+                    flags = msg.flags
+                elif kind == "STATUSTEXT":
+                    texts.append(msg.text)
+                    using_gps = using_gps or ("is using GPS" in msg.text)
+                ekf_ok = (bool(flags & mav.EKF_POS_HORIZ_ABS) and not flags & mav.EKF_CONST_POS_MODE) or using_gps
+                if sysid and fix >= 3 and ekf_ok:
+                    return ReadyReport(endpoint, sysid, fix, flags, now - start, tuple(texts))
+            missing = [name for name, ok in (("heartbeat", sysid), ("3D GPS fix", fix >= 3),
+                                             ("EKF position", (flags & mav.EKF_POS_HORIZ_ABS) or using_gps)) if not ok]
+            raise TimeoutError(f"{endpoint} not ready after {timeout_s} s: no {', '.join(missing)}")
+        finally:
+            conn.close()
+    except (InstanceExited, TimeoutError):
+        raise
+    except OSError as exc:
+        # The instance went away under us (e.g. it bound serial0, then failed to bind
+        # serial1 and exited: the connection is reset): say why, if it did.
+        for _ in range(20):
+            gone = exited()
+            if gone is not None:
+                raise InstanceExited(f"{endpoint}: {gone}") from exc
+            time.sleep(0.1)
+        raise
 
 
 def _tcp_host_port(endpoint: str) -> tuple[str, int]:
@@ -262,11 +297,39 @@ class ArduPilotSITL:
                 self._procs.append(subprocess.Popen(argv, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.DEVNULL, start_new_session=True))
             if wait:
-                self.reports = [wait_ready(ep, self.config.ready_timeout_s) for ep in self.endpoints]
+                # All at once: each instance boots only once its serial0 is connected.
+                with ThreadPoolExecutor(self.config.count, thread_name_prefix="sitl-ready") as pool:
+                    waits = [pool.submit(wait_ready, ep, self.config.ready_timeout_s, 30.0,
+                                         self._exited_reason(i))
+                             for i, ep in enumerate(self.endpoints)]
+                    try:
+                        for done in as_completed(waits):
+                            done.result()   # the first failure, as soon as it happens
+                    except BaseException:
+                        self.stop()         # the other waits then end at once (exited)
+                        raise
+                    self.reports = [w.result() for w in waits]
         except BaseException:
             self.stop()
             raise
         return self.reports
+
+    def _exited_reason(self, instance: int) -> Callable[[], str | None]:
+        """For :func:`wait_ready`: None while instance ``instance`` runs, else its exit
+        status and the last lines of its sitl.log (what arducopter said before exiting)."""
+        proc, path = self._procs[instance], self.folder(instance) / "sitl.log"
+
+        def reason() -> str | None:
+            status = proc.poll()
+            if status is None:
+                return None
+            try:
+                tail = path.read_text(errors="replace").strip().splitlines()[-3:]
+            except OSError:
+                tail = []
+            return (f"arducopter instance {instance} exited with status {status}"
+                    + (f" ({path}: {' / '.join(tail)})" if tail else ""))
+        return reason
 
     def stop(self) -> None:
         for proc in self._procs:

@@ -161,6 +161,26 @@ def test_real_arducopter_boots_and_becomes_ready(tmp_path):
     assert all(p.poll() is not None for p in procs)  # stopped: no orphans
 
 
+def test_an_instance_that_cannot_bind_its_ports_is_reported_at_once(tmp_path):
+    """Real arducopter exits with "bind failed" when a port of its block is taken (here
+    instance 1's serial1, base + 10 + 2): the launcher says so, with the end of the
+    instance's log, instead of "nothing is listening" 30 s later; the instance that
+    was booting meanwhile is stopped."""
+    binary = ardupilot_binary_from_env()
+    if binary is None:
+        pytest.skip("no ArduPilot SITL build: set ARDUPILOT_SITL_BIN to build/sitl/bin/arducopter")
+    base = free_port_block(20)
+    config = ArduPilotConfig(count=2, speedup=10, binary=str(binary), workdir=str(tmp_path / "run"),
+                             base_port=base, ready_timeout_s=180)
+    sitl = ArduPilotSITL(config)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 12))
+        taken.listen()
+        with pytest.raises(ConnectionError, match=r"instance 1 exited with status 1 .*bind failed"):
+            sitl.start()
+    assert sitl._procs == []
+
+
 def test_a_set_but_broken_sitl_binary_is_an_error_not_a_skip(tmp_path):
     from sitl.ardupilot import ArduPilotNotFound
     with pytest.raises(ArduPilotNotFound, match="ARDUPILOT_SITL_BIN"):
