@@ -1,7 +1,9 @@
 """GeoJSON (RFC 7946) export of the whole evacuation map, and a checker for its rules.
 
 One FeatureCollection: the search area, every zone (Polygon), route (LineString),
-survivor (Point) and drone home (Point), with the map's derived facts (``unsafe``,
+survivor (Point), drone home (Point) and, once one is committed, each drone's sector
+of the assignment (MultiPolygon; its epoch, whether it is current, the survivors it
+visits), with the map's derived facts (``unsafe``,
 ``urgent``, a drone's ``recalled``) in each feature's properties, so any GIS tool or
 the ground station can draw the agreed map. Foreign members (RFC 7946 section 6.1):
 ``map_version``, ``route_margin_m`` and ``recall`` (``{"all": bool, "drones": [ids]}``,
@@ -141,6 +143,19 @@ def map_to_geojson(source: EvacuationMap | MapView) -> dict[str, Any]:
             "recalled": view.recall.covers(did),
             "home_alt_m_amsl": d.home[2],
         }))
+    assignment = view.assignment
+    if assignment is not None:  # the committed share of the search area, per drone
+        visits = dict(assignment.survivors)
+        for did, polygons in sorted(assignment.sectors):
+            features.append(_feature("sector", did, {
+                "type": "MultiPolygon",
+                "coordinates": [_polygon_geometry(shapely.Polygon(p[0], p[1:]))["coordinates"]
+                                for p in polygons],
+            }, {
+                "epoch": assignment.epoch,
+                "current": view.assignment_is_current,
+                "survivors": list(visits.get(did, ())),
+            }))
     collection: dict[str, Any] = {
         "type": "FeatureCollection",
         "map_version": view.version,
@@ -171,6 +186,8 @@ def _positions(geometry: dict[str, Any]) -> list[tuple[float, float]]:
         return [(coords[0], coords[1])]
     if kind == "LineString":
         return [(p[0], p[1]) for p in coords]
+    if kind == "MultiPolygon":
+        return [(p[0], p[1]) for polygon in coords for ring in polygon for p in ring]
     return [(p[0], p[1]) for ring in coords for p in ring]
 
 

@@ -214,3 +214,30 @@ def test_recall_state_is_exported(populated: EvacuationMap) -> None:
     assert doc["recall"] == {"all": True, "drones": []}
     assert by_id(doc)["drone_home:drone-1"]["properties"]["recalled"] is True
     assert rfc7946_problems(doc) == []
+
+
+def test_each_drones_committed_sector_is_exported(populated: EvacuationMap) -> None:
+    from swarm.planner import PlannerConfig, propose_assignment
+
+    assert populated.apply_command(30, SetDroneTask("drone-2", "search", True, False,
+                                                    ll(3000, 0) + [300.0])).ok
+    assignment = propose_assignment(populated.view(), PlannerConfig())
+    assert populated.apply_command(31, assignment).ok
+    doc = map_to_geojson(populated)
+    assert rfc7946_problems(doc) == []
+    sectors = {f["properties"]["id"]: f for f in doc["features"]
+               if f["properties"]["kind"] == "sector"}
+    assert sorted(sectors) == ["drone-1", "drone-2"]
+    for drone, feature in sectors.items():
+        assert feature["id"] == f"sector:{drone}" and feature["geometry"]["type"] == "MultiPolygon"
+        assert len(feature["geometry"]["coordinates"]) == len(assignment.sector_of(drone))
+        assert feature["properties"]["current"] is True
+        assert feature["properties"]["epoch"] == assignment.epoch
+        west, south, east, north = doc["bbox"]
+        for polygon in feature["geometry"]["coordinates"]:
+            for lon, lat in polygon[0]:
+                assert west <= lon <= east and south <= lat <= north
+    assert populated.apply_command(32, SetZone("z9", rect(100, 100, 200, 200), "burned", "d", T)).ok
+    stale = {f["properties"]["id"]: f["properties"]["current"] for f in
+             map_to_geojson(populated)["features"] if f["properties"]["kind"] == "sector"}
+    assert stale == {"drone-1": False, "drone-2": False}  # a zone changed who does what

@@ -26,6 +26,10 @@
       '"': "&quot;", "'": "&#39;" }[c]));
   }
   function colour(node) { return DRONE_COLOURS[(node - 1) % DRONE_COLOURS.length]; }
+  function droneColour(name) { // the map names drones, the topics number them
+    const d = state.drones.find((x) => x.name === name);
+    return d ? colour(d.node) : "#555";
+  }
   function fmt(v, digits, unit) {
     return v === null || v === undefined ? "–" : Number(v).toFixed(digits) + (unit || "");
   }
@@ -58,7 +62,8 @@
   const layers = {
     grid: L.layerGroup(),
     searchArea: L.layerGroup().addTo(map),
-    sectors: L.layerGroup().addTo(map),
+    sectors: L.layerGroup().addTo(map),   // committed sectors (the map's assignment)
+    planSectors: null,                     // sectors a plan carries, when the map has none
     zones: L.layerGroup().addTo(map),
     routes: L.layerGroup().addTo(map),
     homes: L.layerGroup().addTo(map),
@@ -69,6 +74,7 @@
     drones: L.layerGroup().addTo(map),
     pending: L.layerGroup().addTo(map),
   };
+  layers.planSectors = L.layerGroup().addTo(layers.sectors);
   L.control.layers(null, {
     "Grid": layers.grid, "Search area": layers.searchArea, "Sectors": layers.sectors,
     "Zones": layers.zones, "Routes": layers.routes, "Drone homes": layers.homes,
@@ -201,6 +207,16 @@
           `<br>by ${esc(p.reporter)} ${clock(p.time_ms)}` +
           (p.inside && p.inside.length ? `<br>inside ${esc(p.inside.join(", "))}` : ""), acts));
         return { group: "survivors", layer: m };
+      } else if (p.kind === "sector" && g.type === "MultiPolygon") {
+        const c = droneColour(p.id);
+        const sec = L.polygon(g.coordinates.map((poly) => poly.map((ring) => ring.map(ll))), {
+          pane: "areas", color: c, weight: 1, fillColor: c, fillOpacity: 0.06,
+          dashArray: p.current ? null : "3 6" });
+        sec.feature = f;
+        sec.bindTooltip(`${esc(p.id)}: search sector (assignment epoch ${p.epoch}` +
+          `${p.current ? "" : ", being re-assigned"})` +
+          (p.survivors && p.survivors.length ? ` · visits ${esc(p.survivors.join(", "))}` : ""));
+        return { group: "sectors", layer: sec };
       } else if (p.kind === "drone_home" && g.type === "Point") {
         return { group: "homes", layer: L.circleMarker(ll(g.coordinates), { pane: "items",
           radius: p.recalled ? 7 : 5, color: p.recalled ? "#c0392b" : "#333",
@@ -220,7 +236,8 @@
     const keep = new Set();
     for (const f of (doc && doc.features) || []) {
       const p = f.properties || {};
-      const key = `${p.kind}:${p.id}`, json = JSON.stringify(f);
+      const key = `${p.kind}:${p.id}`;
+      const json = JSON.stringify(f) + (p.kind === "sector" ? droneColour(p.id) : "");
       keep.add(key);
       const old = featureLayers.get(key);
       if (old && old.json === json) continue;
@@ -255,7 +272,9 @@
   }
 
   function renderPlans() {
-    layers.paths.clearLayers(); layers.fences.clearLayers(); layers.sectors.clearLayers();
+    layers.paths.clearLayers(); layers.fences.clearLayers(); layers.planSectors.clearLayers();
+    const mapSectors = new Set(((state.map && state.map.features) || []).filter((f) =>
+      f.properties.kind === "sector").map((f) => f.properties.id));
     for (const p of state.plans) {
       const c = colour(p.node);
       if (p.mission && p.mission.length > 1) {
@@ -269,10 +288,10 @@
           dashArray: "2 5", fill: false }).bindTooltip(`${esc(p.name)}: exclusion fence`)
           .addTo(layers.fences);
       }
-      if (p.sector && p.sector.length > 2) {
+      if (p.sector && p.sector.length > 2 && !mapSectors.has(p.name)) {
         L.polygon(p.sector.map((v) => [v[0], v[1]]), { pane: "areas", color: c, weight: 1,
           fillColor: c, fillOpacity: 0.06 }).bindTooltip(`${esc(p.name)}: search sector`)
-          .addTo(layers.sectors);
+          .addTo(layers.planSectors);
       }
     }
   }
@@ -446,9 +465,14 @@
       state.events = []; $("events").replaceChildren();
       renderMap(); renderPlans(); renderDrones(); renderHealth(); addEvents(s.events);
     });
-    on("map", (m) => { state.map = m; renderMap(); renderDrones(); });
+    on("map", (m) => { state.map = m; renderMap(); renderPlans(); renderDrones(); });
     on("plans", (p) => { state.plans = p; renderPlans(); renderDrones(); });
-    on("drones", (d) => { state.drones = d; renderDrones(); });
+    on("drones", (d) => {
+      const names = (list) => list.map((x) => x.node + x.name).join();
+      const changed = names(d) !== names(state.drones);
+      state.drones = d; renderDrones();
+      if (changed) renderMap(); // sectors take their drone's colour
+    });
     on("health", (h) => { state.health = h; renderHealth(); });
     on("events", addEvents);
     source.onerror = () => { setConnection(false); };
