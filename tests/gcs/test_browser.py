@@ -6,9 +6,9 @@ console stays free of errors. A screenshot is saved to
 out/test-artifacts/gcs/browser.png.
 
 The swarm here is tests/gcs/contract_swarm.py, a stand-in that speaks the MQTT contract
-(docs/protocol.md), because it also publishes what real agents do not yet (telemetry
-and plans: the agents do not drive flight controllers yet). The same story against 3
-real agents is test_browser_agents.py.
+(docs/protocol.md), so the page's every action (survivors, popups, a refused action)
+and its recovery from station and broker restarts are covered cheaply. The same story
+against 3 real agents flying built-in copters is test_browser_agents.py.
 """
 
 from __future__ import annotations
