@@ -90,6 +90,21 @@ class MissionItem:
         if self.autocontinue not in (0, 1):
             raise ValueError("autocontinue must be 0 or 1")
 
+    @classmethod
+    def unchecked(cls, command: int, frame: int, param1: float = 0.0, param2: float = 0.0,
+                  param3: float = 0.0, param4: float = 0.0, x: int = 0, y: int = 0, z: float = 0.0,
+                  autocontinue: int = 1) -> "MissionItem":
+        """An item exactly as it arrived over the wire, not validated: for the receiving
+        side of the mission protocol (a vehicle, the simulator's), which must hold an item
+        before it can judge it and answer with the matching MAV_MISSION_RESULT (an item
+        off the globe is INVALID_PARAM5_X there, not an exception here)."""
+        item = object.__new__(cls)
+        for name, value in (("command", command), ("frame", frame), ("param1", param1), ("param2", param2),
+                            ("param3", param3), ("param4", param4), ("x", x), ("y", y), ("z", z),
+                            ("autocontinue", autocontinue)):
+            object.__setattr__(item, name, value)
+        return item
+
     @property
     def lat(self) -> float:
         return self.x / 1e7

@@ -38,4 +38,5 @@ class Battery:
     def voltage(self) -> float:
         c = self._config
         frac = self.remaining_pct / 100.0
-        return c.battery_voltage_empty + (c.battery_voltage_full - c.battery_voltage_empty) * frac - 0.01 * self.current_a
+        sag = 0.01 * self.current_a
+        return c.battery_voltage_empty + (c.battery_voltage_full - c.battery_voltage_empty) * frac - sag

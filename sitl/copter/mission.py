@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING
 
 from pymavlink.dialects.v20 import ardupilotmega as M
 
-from sitl.copter.mission_protocol import AMSL_FRAMES, NAV_COMMANDS, Item
+from mavlink_bridge.plan import MissionItem
+from mavlink_bridge.telemetry import CopterMode
+
+from sitl.copter.mission_protocol import AMSL_FRAMES, NAV_COMMANDS
 from sitl.copter.nav import Nav
 
 if TYPE_CHECKING:
     from sitl.copter.vehicle import Copter
 
-_AUTO = M.COPTER_MODE_AUTO  # (modes.AUTO; modes imports this module)
+_AUTO = int(CopterMode.AUTO)  # (modes.AUTO; modes imports this module)
 
 # AP_Mission::Mission_Command::type(): the names in "Mission: N <type>" STATUSTEXTs.
 _COMMAND_NAMES = {
@@ -46,7 +49,7 @@ _REACHED_TEXT_COMMANDS = frozenset({M.MAV_CMD_NAV_WAYPOINT, M.MAV_CMD_NAV_SPLINE
                                     M.MAV_CMD_NAV_LOITER_TIME})
 
 
-def item_target(v: Copter, item: Item) -> tuple[float, float, float]:
+def item_target(v: Copter, item: MissionItem) -> tuple[float, float, float]:
     """A mission item's location in the local frame; 0 lat/lon or 0 alt mean 'here'
     (ModeAuto::loc_from_cmd)."""
     if item.x == 0 and item.y == 0:
@@ -128,7 +131,7 @@ def start_commands_from(v: Copter, index: int) -> None:
     _mission_complete(v)
 
 
-def _start_nav(v: Copter, seq: int, item: Item) -> None:
+def _start_nav(v: Copter, seq: int, item: MissionItem) -> None:
     e, n, u = item_target(v, item)
     cmd = item.command
     if cmd == M.MAV_CMD_NAV_TAKEOFF:

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as _mav
+
+from mavlink_bridge.plan import GLOBAL_FRAMES, MissionItem
 
 # MAV_FRAME (common.xml): the global frames a location may be given in, and the
 # float-coordinate twins ArduPilot stores the ``_INT`` ones as.
 _F_GLOBAL, _F_REL = _mav.MAV_FRAME_GLOBAL, _mav.MAV_FRAME_GLOBAL_RELATIVE_ALT
 _TO_FLOAT_FRAME = {_mav.MAV_FRAME_GLOBAL_INT: _F_GLOBAL, _mav.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT: _F_REL,
                    _mav.MAV_FRAME_GLOBAL_TERRAIN_ALT_INT: _mav.MAV_FRAME_GLOBAL_TERRAIN_ALT}
-GLOBAL_FRAMES = frozenset(_TO_FLOAT_FRAME) | frozenset(_TO_FLOAT_FRAME.values())
 AMSL_FRAMES = frozenset({_F_GLOBAL, _mav.MAV_FRAME_GLOBAL_INT})  # altitude above mean sea level
 _REL_FRAMES = frozenset({_F_REL, _mav.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT})
 
@@ -84,27 +84,16 @@ MAX_FENCE_ITEMS = 100
 MAX_RALLY_ITEMS = 20  # RALLY_TOTAL max
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One stored item in MISSION_ITEM_INT terms (x/y degE7 for global frames)."""
-
-    command: int
-    frame: int = _F_GLOBAL
-    param1: float = 0.0
-    param2: float = 0.0
-    param3: float = 0.0
-    param4: float = 0.0
-    x: int = 0
-    y: int = 0
-    z: float = 0.0
-    autocontinue: int = 1
+# A stored item is mavlink_bridge.plan.MissionItem, the project's one MISSION_ITEM_INT
+# record, built with MissionItem.unchecked: the vehicle holds what it received and judges
+# it itself, answering with ArduPilot's MAV_MISSION_RESULT.
 
 
 Send = Callable[[Any], None]
 
 
-def item_from_message(msg: Any) -> Item | int:
-    """MISSION_ITEM_INT or legacy MISSION_ITEM -> Item, or a MAV_MISSION_RESULT error.
+def item_from_message(msg: Any) -> MissionItem | int:
+    """MISSION_ITEM_INT or legacy MISSION_ITEM -> MissionItem, or a MAV_MISSION_RESULT error.
 
     Legacy MISSION_ITEM carries degrees as floats; ArduPilot converts them with
     ``convert_MISSION_ITEM_to_MISSION_ITEM_INT`` and checks their range.
@@ -125,12 +114,12 @@ def item_from_message(msg: Any) -> Item | int:
         x, y = int(msg.x), int(msg.y)
     if any(math.isinf(v) for v in values):
         return _M.MAV_MISSION_INVALID
-    return Item(command=msg.command, frame=msg.frame, param1=msg.param1, param2=msg.param2,
-                param3=msg.param3, param4=msg.param4, x=x, y=y, z=msg.z,
-                autocontinue=msg.autocontinue)
+    return MissionItem.unchecked(command=msg.command, frame=msg.frame, param1=msg.param1, param2=msg.param2,
+                                 param3=msg.param3, param4=msg.param4, x=x, y=y, z=msg.z,
+                                 autocontinue=msg.autocontinue)
 
 
-def _position_error(item: Item) -> int:
+def _position_error(item: MissionItem) -> int:
     """The MAV_MISSION_RESULT for an item's latitude/longitude (degE7): ACCEPTED on the globe."""
     if abs(item.x) > 90 * 10**7:
         return _M.MAV_MISSION_INVALID_PARAM5_X
@@ -139,7 +128,7 @@ def _position_error(item: Item) -> int:
     return _M.MAV_MISSION_ACCEPTED
 
 
-def check_mission_item(item: Item) -> int:
+def check_mission_item(item: MissionItem) -> int:
     """AP_Mission::mavlink_int_to_mission_cmd's verdict on one mission item."""
     if item.command not in MISSION_COMMANDS:
         return _M.MAV_MISSION_UNSUPPORTED
@@ -207,7 +196,7 @@ def stored_params(command: int, p: tuple[float, float, float, float]) -> tuple[f
     return tuple(_f32(v) for v in p)  # type: ignore[return-value]
 
 
-def stored_mission_item(item: Item) -> Item:
+def stored_mission_item(item: MissionItem) -> MissionItem:
     """The item as ArduPilot stores it and reads it back: frames without ``_INT``,
     parameters as :func:`stored_params`, altitude in whole centimetres
     (``Location.alt = packet.z * 100.0f``, a C truncation toward zero)."""
@@ -216,11 +205,12 @@ def stored_mission_item(item: Item) -> Item:
     if item.command in LOCATION_COMMANDS:
         frame = _TO_FLOAT_FRAME.get(item.frame, item.frame)
         alt_cm = int(_f32(_f32(item.z) * 100.0))
-        return Item(item.command, frame, *params, x=item.x, y=item.y, z=alt_cm / 100.0, autocontinue=1)
-    return Item(item.command, _F_GLOBAL, *params, x=0, y=0, z=0.0, autocontinue=1)
+        return MissionItem.unchecked(item.command, frame, *params, x=item.x, y=item.y, z=alt_cm / 100.0,
+                                     autocontinue=1)
+    return MissionItem.unchecked(item.command, _F_GLOBAL, *params, x=0, y=0, z=0.0, autocontinue=1)
 
 
-def validate_fence(items: list[Item]) -> bool:
+def validate_fence(items: list[MissionItem]) -> bool:
     """AC_PolyFence_loader::validate_fence: polygons are runs of >= 3 vertices whose
     param1 equals the run length; circles have a positive radius."""
     if any(_position_error(item) != _M.MAV_MISSION_ACCEPTED for item in items):
@@ -256,7 +246,7 @@ class ItemProtocol:
         self._mav = mav
         self._send = send
         self._statustext = statustext
-        self.items: list[Item] = []
+        self.items: list[MissionItem] = []
         self.receiving = False
         self._request_i = 0
         self._request_last = 0
@@ -274,16 +264,16 @@ class ItemProtocol:
     def item_count(self) -> int:
         return len(self.items)
 
-    def get_item(self, seq: int) -> Item | None:
+    def get_item(self, seq: int) -> MissionItem | None:
         return self.items[seq] if 0 <= seq < len(self.items) else None
 
     def begin_upload(self, count: int) -> None:
         del self.items[count:]  # truncate(): items beyond the new count are gone at once
 
-    def put_item(self, seq: int, item: Item) -> int:
+    def put_item(self, seq: int, item: MissionItem) -> int:
         raise NotImplementedError
 
-    def _write(self, seq: int, item: Item) -> int:
+    def _write(self, seq: int, item: MissionItem) -> int:
         """Store ``item`` at ``seq``: overwrite, or append just past the end."""
         if seq < len(self.items):
             self.items[seq] = item
@@ -435,7 +425,7 @@ class MissionList(ItemProtocol):
     """Waypoints: item 0 is home, written in place as each item arrives."""
 
     def __init__(self, mav: Any, send: Send, statustext: Callable[[int, str], None],
-                 home: Callable[[], Item], ready: Callable[[], bool] = lambda: True) -> None:
+                 home: Callable[[], MissionItem], ready: Callable[[], bool] = lambda: True) -> None:
         super().__init__(mav, send, statustext)
         self._home = home
         self._ready = ready
@@ -444,7 +434,7 @@ class MissionList(ItemProtocol):
     def store_ready(self) -> bool:
         return self._ready()
 
-    def get_item(self, seq: int) -> Item | None:
+    def get_item(self, seq: int) -> MissionItem | None:
         if seq == 0:  # read_cmd_from_storage(0) returns the current home
             return self._home()
         return super().get_item(seq)
@@ -452,7 +442,7 @@ class MissionList(ItemProtocol):
     def begin_upload(self, count: int) -> None:
         del self.items[max(count, 1):]
 
-    def put_item(self, seq: int, item: Item) -> int:
+    def put_item(self, seq: int, item: MissionItem) -> int:
         result = check_mission_item(item)
         if result != _M.MAV_MISSION_ACCEPTED:
             return result
@@ -486,7 +476,7 @@ class FenceList(ItemProtocol):
 
     def __init__(self, mav: Any, send: Send, statustext: Callable[[int, str], None]) -> None:
         super().__init__(mav, send, statustext)
-        self._staged: list[Item | None] = []
+        self._staged: list[MissionItem | None] = []
 
     def item_count(self) -> int:
         return len(self._staged) if self.receiving else len(self.items)
@@ -494,7 +484,7 @@ class FenceList(ItemProtocol):
     def begin_upload(self, count: int) -> None:
         self._staged = [None] * count
 
-    def put_item(self, seq: int, item: Item) -> int:
+    def put_item(self, seq: int, item: MissionItem) -> int:
         if seq >= len(self._staged):
             return _M.MAV_MISSION_INVALID_SEQUENCE
         if item.frame not in GLOBAL_FRAMES:
@@ -505,8 +495,8 @@ class FenceList(ItemProtocol):
         # with frame 0 (GLOBAL), z 0 and autocontinue 0: nothing else is stored
         # (MissionItemProtocol_Fence::get_item_as_mission_item fills no more).
         keep_p1 = item.command != _M.MAV_CMD_NAV_FENCE_RETURN_POINT
-        self._staged[seq] = Item(item.command, _F_GLOBAL, item.param1 if keep_p1 else 0.0,
-                                 x=item.x, y=item.y, z=0.0, autocontinue=0)
+        self._staged[seq] = MissionItem.unchecked(item.command, _F_GLOBAL, item.param1 if keep_p1 else 0.0,
+                                                  x=item.x, y=item.y, z=0.0, autocontinue=0)
         return _M.MAV_MISSION_ACCEPTED
 
     def complete(self) -> int:
@@ -545,7 +535,7 @@ class RallyList(ItemProtocol):
     def _on_missing_item(self, src: tuple[int, int], seq: int) -> None:
         self._ack(*src, _M.MAV_MISSION_INVALID_SEQUENCE)
 
-    def put_item(self, seq: int, item: Item) -> int:
+    def put_item(self, seq: int, item: MissionItem) -> int:
         if item.command != _M.MAV_CMD_NAV_RALLY_POINT:
             return _M.MAV_MISSION_UNSUPPORTED
         if item.frame not in _REL_FRAMES | AMSL_FRAMES:
@@ -555,5 +545,5 @@ class RallyList(ItemProtocol):
         if not math.isfinite(item.z) or not -32768 <= item.z <= 32767:
             return _M.MAV_MISSION_INVALID_PARAM7
         frame = _F_REL if item.frame in _REL_FRAMES else _F_GLOBAL
-        return self._write(seq, Item(item.command, frame, x=item.x, y=item.y, z=float(int(item.z)),
-                                     autocontinue=0))
+        return self._write(seq, MissionItem.unchecked(item.command, frame, x=item.x, y=item.y,
+                                                      z=float(int(item.z)), autocontinue=0))

@@ -5,31 +5,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pymavlink import mavutil
 from pymavlink.dialects.v20 import ardupilotmega as M
 
+from mavlink_bridge.telemetry import CopterMode
 from sitl.copter import mission
 from sitl.copter.nav import Nav
 
 if TYPE_CHECKING:
     from sitl.copter.vehicle import Copter
 
-# Copter flight modes (ArduCopter/mode.h, Mode::Number): pymavlink's mode_mapping_acm is
-# the one table of numbers and names (the bridge names modes from it too), less the
-# numbers a multicopter ArduCopter 4.6 has no mode for (8 POSITION and 10 OF_LOITER are
-# retired, 26 AUTOROTATE is helicopter-only, 29 RATE_ACRO is not Copter's): setting one is
-# refused "No such mode", as on the real one.
-_NO_SUCH_COPTER_MODE = frozenset({8, 10, 26, 29})
-MODES: dict[int, str] = {number: name for number, name in mavutil.mode_mapping_acm.items()
-                         if number not in _NO_SUCH_COPTER_MODE}
-STABILIZE, ALT_HOLD = M.COPTER_MODE_STABILIZE, M.COPTER_MODE_ALT_HOLD
-AUTO, GUIDED = M.COPTER_MODE_AUTO, M.COPTER_MODE_GUIDED
-LOITER, RTL, CIRCLE, LAND = M.COPTER_MODE_LOITER, M.COPTER_MODE_RTL, M.COPTER_MODE_CIRCLE, M.COPTER_MODE_LAND
-POSHOLD, BRAKE, SMART_RTL, AUTO_RTL = (M.COPTER_MODE_POSHOLD, M.COPTER_MODE_BRAKE, M.COPTER_MODE_SMART_RTL,
-                                       M.COPTER_MODE_AUTO_RTL)
-_DRIFT, _SPORT, _FLIP, _AUTOTUNE = M.COPTER_MODE_DRIFT, M.COPTER_MODE_SPORT, M.COPTER_MODE_FLIP, M.COPTER_MODE_AUTOTUNE
-_THROW, _AVOID_ADSB, _FLOWHOLD = M.COPTER_MODE_THROW, M.COPTER_MODE_AVOID_ADSB, M.COPTER_MODE_FLOWHOLD
-_FOLLOW, _ZIGZAG = M.COPTER_MODE_FOLLOW, M.COPTER_MODE_ZIGZAG
+# Copter flight modes (ArduCopter/mode.h, Mode::Number): the project's one table of
+# numbers and names is the bridge's CopterMode (checked against pymavlink's
+# mode_mapping_acm), less AUTOROTATE, which is helicopter-only: on a multicopter setting
+# it, or any number CopterMode lacks, is refused "No such mode", as on the real one.
+_NO_SUCH_COPTER_MODE = frozenset({CopterMode.AUTOROTATE})
+MODES: dict[int, str] = {int(mode): mode.name for mode in CopterMode if mode not in _NO_SUCH_COPTER_MODE}
+_C = CopterMode
+STABILIZE, ALT_HOLD, AUTO, GUIDED = int(_C.STABILIZE), int(_C.ALT_HOLD), int(_C.AUTO), int(_C.GUIDED)
+LOITER, RTL, CIRCLE, LAND = int(_C.LOITER), int(_C.RTL), int(_C.CIRCLE), int(_C.LAND)
+POSHOLD, BRAKE, SMART_RTL, AUTO_RTL = int(_C.POSHOLD), int(_C.BRAKE), int(_C.SMART_RTL), int(_C.AUTO_RTL)
+_DRIFT, _SPORT, _FLIP, _AUTOTUNE = int(_C.DRIFT), int(_C.SPORT), int(_C.FLIP), int(_C.AUTOTUNE)
+_THROW, _AVOID_ADSB, _FLOWHOLD = int(_C.THROW), int(_C.AVOID_ADSB), int(_C.FLOWHOLD)
+_FOLLOW, _ZIGZAG = int(_C.FOLLOW), int(_C.ZIGZAG)
 # Mode::name() where it differs from the HEARTBEAT mode name (used in "Mode change to
 # %s failed" texts).
 _MODE_TEXT_NAMES = {SMART_RTL: "SMARTRTL", AUTO_RTL: "AUTO RTL"}

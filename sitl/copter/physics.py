@@ -7,8 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from pymavlink.dialects.v20 import ardupilotmega as M
-
+from mavlink_bridge.telemetry import CopterMode
 from sitl.copter import mission
 from sitl.copter.battery import HOVER_THROTTLE
 from sitl.copter.nav import Nav
@@ -16,7 +15,7 @@ from sitl.copter.nav import Nav
 if TYPE_CHECKING:
     from sitl.copter.vehicle import Copter
 
-_AUTO = M.COPTER_MODE_AUTO
+_AUTO = int(CopterMode.AUTO)  # (modes.AUTO; modes imports mission, which imports this module)
 _LAND_ALT_LOW_M = 10.0  # LAND_ALT_LOW: below it descend at LAND_SPEED
 _GUIDED_TIMEOUT_S = 3.0  # GUID_TIMEOUT: a velocity target lapses after this long
 

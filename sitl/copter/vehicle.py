@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 import pymap3d
 from pymavlink.dialects.v20 import ardupilotmega as M
 
+from mavlink_bridge.plan import MissionItem
 from sitl.copter import arming, fence, messages, mission, modes, physics, telemetry
 from sitl.copter.battery import Battery
 from sitl.copter.fence import Geofence
 from sitl.copter.link import Link
-from sitl.copter.mission_protocol import FenceList, Item, MissionList, RallyList
+from sitl.copter.mission_protocol import FenceList, MissionList, RallyList
 from sitl.copter.modes import MODES, STABILIZE
 from sitl.copter.nav import Nav
 from sitl.copter.params import ParamTable, copter_param_specs
@@ -53,9 +54,9 @@ class VehicleState:
     groundspeed: float
     battery_remaining_pct: float
     battery_voltage: float
-    mission: tuple[Item, ...]
-    fence: tuple[Item, ...]
-    rally: tuple[Item, ...]
+    mission: tuple[MissionItem, ...]
+    fence: tuple[MissionItem, ...]
+    rally: tuple[MissionItem, ...]
     mission_current: int
     mission_state: int
     fence_breached: bool
@@ -301,9 +302,9 @@ class Copter:
         arming.disarm(self, reason)
 
     # ------------------------------------------------------------------ geometry
-    def home_item(self) -> Item:
+    def home_item(self) -> MissionItem:
         c = self.config
-        return Item(M.MAV_CMD_NAV_WAYPOINT, 0, x=round(c.home_lat * 1e7),
+        return MissionItem(M.MAV_CMD_NAV_WAYPOINT, 0, x=round(c.home_lat * 1e7),
                     y=round(c.home_lon * 1e7), z=round(c.home_alt * 100) / 100.0)
 
     def to_local(self, lat: float, lon: float) -> tuple[float, float]:
