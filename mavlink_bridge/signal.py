@@ -26,9 +26,20 @@ from mavlink_bridge._mav import SIK_RADIO_SYSID
 from mavlink_bridge.telemetry import RadioStatus
 
 __all__ = ["LinkQuality", "LinkQualitySource", "RadioStatusSource", "score_from_margin_db",
-           "SIK_UNITS_PER_DB"]
+           "SIK_UNITS_PER_DB", "dbm_to_sik", "sik_to_dbm"]
 
 SIK_UNITS_PER_DB = 1.9
+_SIK_ZERO_DBM = -127.0  # the power SiK's scale starts at
+
+
+def sik_to_dbm(units: float) -> float:
+    """A SiK RSSI/noise reading (0..254) in dBm (SiK firmware radio.c: rssi / 1.9 - 127)."""
+    return units / SIK_UNITS_PER_DB + _SIK_ZERO_DBM
+
+
+def dbm_to_sik(dbm: float) -> int:
+    """SiK's 0..254 scale for a power in dBm (the inverse of :func:`sik_to_dbm`, clamped)."""
+    return int(max(0, min(254, round((dbm - _SIK_ZERO_DBM) * SIK_UNITS_PER_DB))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +129,7 @@ class RadioStatusSource:
         margin_db = self._margin.update(min(margins) / SIK_UNITS_PER_DB)
         rssi_dbm = None
         if status.rssi is not None:
-            rssi_dbm = self._rssi.update(status.rssi / SIK_UNITS_PER_DB - 127.0)
+            rssi_dbm = self._rssi.update(sik_to_dbm(status.rssi))
         self._latest = LinkQuality(score=score_from_margin_db(margin_db, self.full_scale_db),
                                    measured_at=now, source=self.name,
                                    fade_margin_db=margin_db, rssi_dbm=rssi_dbm)

@@ -34,15 +34,14 @@ import pymap3d
 os.environ.setdefault("MAVLINK20", "1")
 from pymavlink.dialects.v20 import ardupilotmega as _mav  # noqa: E402
 
+# The SiK unit conversion and ids live once, with the bridge that reads them.
+from mavlink_bridge._mav import SIK_RADIO_SYSID  # noqa: E402
+from mavlink_bridge.signal import dbm_to_sik  # noqa: E402
+
 __all__ = ["RADIO_COMPID", "RADIO_SYSID", "RadioModel", "RadioSample", "SikRadio", "SikRadioRelay",
            "dbm_to_sik"]
 
-RADIO_SYSID, RADIO_COMPID = 51, _mav.MAV_COMP_ID_TELEMETRY_RADIO  # SiK firmware's own ids
-
-
-def dbm_to_sik(dbm: float) -> int:
-    """SiK's 0..254 RSSI scale for a power in dBm."""
-    return int(max(0, min(254, round((dbm + 127.0) * 1.9))))
+RADIO_SYSID, RADIO_COMPID = SIK_RADIO_SYSID, _mav.MAV_COMP_ID_TELEMETRY_RADIO  # SiK firmware's own ids
 
 
 @dataclass(frozen=True, slots=True)
