@@ -48,6 +48,7 @@ __all__ = [
     "TimingConfig",
     "TlsSettings",
     "load_config",
+    "parse_bus_section",
     "parse_config",
 ]
 
@@ -350,6 +351,46 @@ _SECTIONS = ("node", "swarm", "bus", "timing", "leadership", "raft", "client", "
              "log")
 
 
+def parse_bus_section(data: object, base: Path = Path(".")) -> BusSettings:
+    """The ``[bus]`` table (with ``[bus.tls]``) of a config file: brokers, MQTT version,
+    credentials, TLS, reconnect backoff. Relative paths are relative to ``base``. Also
+    read by the ground station (swarm/gcs/config.py), so both speak to the broker alike.
+    Raises :class:`ConfigError` naming the key."""
+    s = _Section("bus", data, base)
+    tls = None
+    if s.has("tls"):
+        t = _Section("bus.tls", s.raw("tls"), base)
+        ca_file = t.path("ca_file", required=True)
+        assert ca_file is not None
+        cert_file, key_file = t.path("cert_file"), t.path("key_file")
+        if (cert_file is None) != (key_file is None):
+            raise t.error("key_file" if key_file is None else "cert_file",
+                          "cert_file and key_file go together (a client certificate)")
+        tls = TlsSettings(ca_file, cert_file, key_file)
+        t.finish()
+    else:
+        s.used.add("tls")
+    brokers_raw = s.raw("brokers")
+    if not isinstance(brokers_raw, list) or not brokers_raw:
+        raise s.error("brokers", "must be a non-empty list like [\"127.0.0.1:1883\"], "
+                                 f"got {brokers_raw!r}")
+    brokers = tuple(_broker(b, s, "brokers", tls is not None) for b in brokers_raw)
+    if len(set(brokers)) != len(brokers):
+        raise s.error("brokers", f"lists a broker twice: {brokers_raw!r}")
+    protocol = s.choice("protocol", "5", ("5", "3.1.1"))
+    keepalive = s.integer("keepalive_s", 10, 1, 65535)
+    username = s.optional_string("username")
+    password_file = s.path("password_file")
+    if password_file is not None and username is None:
+        raise s.error("password_file", "needs username")
+    rmin = s.number("reconnect_min_s", 0.1, 0.01, 60)
+    rmax = s.number("reconnect_max_s", 5.0, 0.01, 600)
+    if rmax < rmin:
+        raise s.error("reconnect_max_s", f"must be >= reconnect_min_s ({rmin:g}), got {rmax:g}")
+    s.finish()
+    return BusSettings(brokers, protocol, keepalive, username, password_file, tls, rmin, rmax)
+
+
 def parse_config(data: Mapping[str, Any], base: Path = Path("."),
                  source: Path | None = None) -> AgentConfig:
     """Validate a parsed TOML document. Raises :class:`ConfigError` naming the key."""
@@ -404,40 +445,9 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
                         s.number("previous_key_overlap_s", 3600.0, 0, 365 * 86400))
     s.finish()
 
-    s = section("bus", required=True)
-    assert s is not None
-    tls = None
-    if s.has("tls"):
-        t = _Section("bus.tls", s.raw("tls"), base)
-        ca_file = t.path("ca_file", required=True)
-        assert ca_file is not None
-        cert_file, key_file = t.path("cert_file"), t.path("key_file")
-        if (cert_file is None) != (key_file is None):
-            raise t.error("key_file" if key_file is None else "cert_file",
-                          "cert_file and key_file go together (a client certificate)")
-        tls = TlsSettings(ca_file, cert_file, key_file)
-        t.finish()
-    else:
-        s.used.add("tls")
-    brokers_raw = s.raw("brokers")
-    if not isinstance(brokers_raw, list) or not brokers_raw:
-        raise s.error("brokers", "must be a non-empty list like [\"127.0.0.1:1883\"], "
-                                 f"got {brokers_raw!r}")
-    brokers = tuple(_broker(b, s, "brokers", tls is not None) for b in brokers_raw)
-    if len(set(brokers)) != len(brokers):
-        raise s.error("brokers", f"lists a broker twice: {brokers_raw!r}")
-    protocol = s.choice("protocol", "5", ("5", "3.1.1"))
-    keepalive = s.integer("keepalive_s", 10, 1, 65535)
-    username = s.optional_string("username")
-    password_file = s.path("password_file")
-    if password_file is not None and username is None:
-        raise s.error("password_file", "needs username")
-    rmin = s.number("reconnect_min_s", 0.1, 0.01, 60)
-    rmax = s.number("reconnect_max_s", 5.0, 0.01, 600)
-    if rmax < rmin:
-        raise s.error("reconnect_max_s", f"must be >= reconnect_min_s ({rmin:g}), got {rmax:g}")
-    s.finish()
-    bus = BusSettings(brokers, protocol, keepalive, username, password_file, tls, rmin, rmax)
+    if "bus" not in data:
+        raise ConfigError("[bus]: section is required")
+    bus = parse_bus_section(data["bus"], base)
 
     s = section("timing") or _Section("timing", {}, base)
     profile = s.choice("profile", "lan", tuple(PROFILES))
