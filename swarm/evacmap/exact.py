@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-__all__ = ["ExactRing", "e7", "point_covered", "points_covered", "route_within"]
+__all__ = ["ExactPath", "ExactRing", "e7", "point_covered", "points_covered", "route_within"]
 
 IntPoint = tuple[int, int]
 
@@ -112,6 +112,19 @@ class ExactRing:
         """The margin in degE7 of longitude and latitude, rounded up (for bbox tests)."""
         nm = int(margin_m * 1e9) + 1
         return nm // self.kx + 2, nm // self.ky + 2
+
+
+class ExactPath:
+    """A route's path in degE7 with its bounding box. Built once per route, so testing
+    it against every zone does not re-quantise it each time."""
+
+    __slots__ = ("points", "bounds")
+
+    def __init__(self, path: Sequence[tuple[float, float]]) -> None:
+        self.points: list[IntPoint] = [(e7(lon), e7(lat)) for lon, lat in path]
+        lons = [p[0] for p in self.points]
+        lats = [p[1] for p in self.points]
+        self.bounds = (min(lons), min(lats), max(lons), max(lats))
 
 
 # ------------------------------------------------------------------ exact predicates
@@ -211,18 +224,19 @@ def points_covered(zone: ExactRing, lonlat: np.ndarray) -> np.ndarray:
     return out
 
 
-def route_within(zone: ExactRing, path: Sequence[tuple[float, float]], margin_m: float) -> bool:
+def route_within(zone: ExactRing, path: ExactPath | Sequence[tuple[float, float]],
+                 margin_m: float) -> bool:
     """Does the route come within ``margin_m`` of the zone (distance <= margin, in the
     zone's integer local frame; touching or crossing the zone counts)?"""
-    points = [(e7(lon), e7(lat)) for lon, lat in path]
+    if not isinstance(path, ExactPath):
+        path = ExactPath(path)
     mx, my = zone.margin_e7(margin_m)
     west, south, east, north = zone.bounds
-    lons = [p[0] for p in points]
-    lats = [p[1] for p in points]
-    if max(lons) < west - mx or min(lons) > east + mx or max(lats) < south - my \
-            or min(lats) > north + my:
+    p_west, p_south, p_east, p_north = path.bounds
+    if p_east < west - mx or p_west > east + mx or p_north < south - my \
+            or p_south > north + my:
         return False
-    projected = [zone.project(p) for p in points]
+    projected = [zone.project(p) for p in path.points]
     line = shapely.LineString(np.array(projected, dtype=float) / 1e9)
     distance = float(shapely.distance(zone.local, line))
     if distance > margin_m + _SLACK_M:

@@ -56,7 +56,7 @@ from .commands import (
     parse_command,
 )
 from ..geo import grow_polygon
-from .exact import ExactRing, point_covered, points_covered, route_within
+from .exact import ExactPath, ExactRing, point_covered, points_covered, route_within
 
 __all__ = [
     "DEFAULT_ROUTE_MARGIN_M",
@@ -139,6 +139,7 @@ class Route:
     priority: int
     crosses: tuple[str, ...] = ()
     line: shapely.LineString = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    exact: ExactPath = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     @property
     def unsafe(self) -> bool:
@@ -347,11 +348,9 @@ class _Geometry:
             polygon, self.margin_m, ExactRing(command.polygon),
         )
 
-    def route_crosses(self, path: tuple[LonLatAlt, ...], zones: Mapping[str, Zone]
-                      ) -> tuple[str, ...]:
-        flat = [p[:2] for p in path]
+    def route_crosses(self, path: ExactPath, zones: Mapping[str, Zone]) -> tuple[str, ...]:
         return tuple(sorted(z.id for z in zones.values()
-                            if z.is_hazard and route_within(z.exact, flat, self.margin_m)))
+                            if z.is_hazard and route_within(z.exact, path, self.margin_m)))
 
     @staticmethod
     def survivor_inside(position: LonLat, zones: Mapping[str, Zone]) -> tuple[str, ...]:
@@ -360,10 +359,11 @@ class _Geometry:
                             and point_covered(z.exact, *position)))
 
     def route(self, command: SetRoute, zones: Mapping[str, Zone]) -> Route:
-        line = shapely.LineString([p[:2] for p in command.path])
+        flat = [p[:2] for p in command.path]
+        path = ExactPath(flat)
         return Route(
-            command.id, command.path, command.priority, self.route_crosses(command.path, zones),
-            line,
+            command.id, command.path, command.priority, self.route_crosses(path, zones),
+            shapely.LineString(flat), path,
         )
 
     def survivor(self, record: ReportSurvivor, zones: Mapping[str, Zone]) -> Survivor:
@@ -384,7 +384,7 @@ class _Geometry:
         recomputation (property-tested).
         """
         if zone is not None and zone.is_hazard:
-            route_hits = {k: route_within(zone.exact, [p[:2] for p in r.path], self.margin_m)
+            route_hits = {k: route_within(zone.exact, r.exact, self.margin_m)
                           for k, r in state.routes.items()}
         else:
             route_hits = dict.fromkeys(state.routes, False)
