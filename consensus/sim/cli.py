@@ -13,11 +13,13 @@ Options are never abbreviated (``allow_abbrev=False``): with prefix matching,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from consensus.sim.app import SimApp
 from consensus.sim.cluster import ALL_FAULTS, SimConfig, SimResult, run_seed
 
 __all__ = ["main", "parse_faults"]
@@ -133,8 +135,15 @@ def _summary(results: Sequence[SimResult], elapsed: float) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m consensus.sim") -> int:
-    parser = build_parser(prog)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m consensus.sim", *,
+         app: Callable[[int], SimApp] | None = None,
+         parser: argparse.ArgumentParser | None = None, base: SimConfig | None = None) -> int:
+    """Run the seeds the arguments name. ``app(seed)`` builds an application to run
+    beside the key-value clients (consensus/sim/app.py) for each seed; ``parser`` is
+    :func:`build_parser`'s, possibly with the application's defaults; ``base`` holds
+    the settings the options do not set (the application's, e.g. its snapshot chunk
+    size; replays use the same program, so the same ``base``)."""
+    parser = parser or build_parser(prog)
     args = parser.parse_args(argv)
     if args.seed is not None:
         if args.start is not None:
@@ -144,14 +153,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m consensus.sim
         args.start = 0
     if args.verbose and args.seeds != 1:
         parser.error("--verbose prints one run's trace: use it with --seed N")
-    cfg = SimConfig(nodes=args.nodes, steps=args.steps, faults=args.faults, clients=args.clients,
+    cfg = dataclasses.replace(base or SimConfig(), nodes=args.nodes, steps=args.steps, faults=args.faults, clients=args.clients,
                     storage=args.storage, wire_codec=args.codec, link_scores=args.link_scores,
                     score_noise=args.score_noise, score_change_rate=args.score_change_rate)
     results: list[SimResult] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="raft-sim-") as tmp:
         for seed in range(args.start, args.start + args.seeds):
-            res = run_seed(seed, cfg, trace=args.verbose, storage_dir=tmp if args.storage == "sqlite" else None)
+            res = run_seed(seed, cfg, trace=args.verbose, storage_dir=tmp if args.storage == "sqlite" else None,
+                           app=app(seed) if app is not None else None, prog=prog)
             _report(res, args)
             results.append(res)
     elapsed = time.perf_counter() - t0

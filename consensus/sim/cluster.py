@@ -58,6 +58,7 @@ from consensus.session import (
     SessionStatus,
     decode_result as decode_session_result,
 )
+from consensus.sim.app import KV_TAG, CompositeStateMachine, SimApp
 from consensus.sim.checkers import SafetyChecker, SafetyViolation, Violation
 from consensus.sim.kv import KvCommand, KvStateMachine, decode_result, encode_command
 from consensus.sim.linearizability import Operation, OpKind, Verdict, check_kv_history
@@ -237,6 +238,8 @@ class _Node:
     driver: Driver | None = None
     fsm: SessionStateMachine | None = None
     kv: KvStateMachine | None = None
+    #: The application's state machine (with a :class:`SimApp`), beside ``kv``.
+    app: Any = None
     #: What the node had applied when it last went down.
     applied_when_down: int = 0
     #: When the Ready held on a slow disk (``driver.held``) is written, and until when
@@ -326,6 +329,8 @@ class _NodeObserver(DriverObserver):
         index = snapshot.meta.index
         sim._check_snapshot(nid, index, snapshot.data, "installed")
         sim.checker.observe_restore(nid, index, applied_before)
+        if sim.app is not None:
+            sim.app.restored(sim, nid)
         sim.counts["snapshots installed"] += 1
         sim._log(f"n{nid} restore snapshot @{index}")
 
@@ -353,8 +358,14 @@ class Simulation:
     """One seeded run. Use :func:`run_seed`, or drive :meth:`step` yourself."""
 
     def __init__(self, seed: int, config: SimConfig | None = None, *, trace: bool = False,
-                 checker: SafetyChecker | None = None, storage_dir: str | os.PathLike[str] | None = None) -> None:
+                 checker: SafetyChecker | None = None, storage_dir: str | os.PathLike[str] | None = None,
+                 app: SimApp | None = None) -> None:
         self.seed = seed
+        #: The application run beside the key-value clients (consensus/sim/app.py), if any.
+        self.app = app
+        #: Prefix of the key-value clients' payloads: with an application, the
+        #: composite state machine routes by it.
+        self._kv_tag = KV_TAG if app is not None else b""
         self.cfg = cfg = config or SimConfig()
         if cfg.storage == "sqlite" and storage_dir is None:
             raise ValueError("SQLite storage needs a storage_dir")
@@ -377,7 +388,7 @@ class Simulation:
             ),
         )
         self.checker = checker or SafetyChecker()
-        self._reference = SessionStateMachine(KvStateMachine())
+        self._reference = SessionStateMachine(self._machine(KvStateMachine())[0])
         self._ref_snapshots: list[bytes] = [self._reference.snapshot()]  # index -> state
         self.ids = list(range(1, cfg.nodes + 1))
         self.scores = (ScoreSchedule(seed, self.ids, noise=cfg.score_noise, change_rate=cfg.score_change_rate)
@@ -442,7 +453,8 @@ class Simulation:
             # The restart reads everything back from the file: recovery must be exact.
             node.storage = SQLiteStorage(self._db_path(node.id), create=False)
         kv = KvStateMachine()
-        fsm = SessionStateMachine(kv)
+        machine, node.app = self._machine(kv)
+        fsm = SessionStateMachine(machine)
         node.kv, node.fsm = kv, fsm
         cfg = self.cfg
         # The driver restores the state machine from the stored snapshot and starts the
@@ -467,6 +479,44 @@ class Simulation:
         )
         self.net.set_down(node.id, False)
 
+    def _machine(self, kv: KvStateMachine) -> tuple[Any, Any]:
+        """(the state machine behind the sessions, the application's part or None)."""
+        if self.app is None:
+            return kv, None
+        app_machine = self.app.state_machine()
+        return CompositeStateMachine(kv, app_machine), app_machine
+
+    # --- what an application (consensus/sim/app.py) may use ---------------------------
+
+    def leader(self) -> int | None:
+        """The up node leading the highest term (None without one)."""
+        return self._leader()
+
+    def up_nodes(self) -> list[int]:
+        return [nid for nid in self.ids if self.nodes[nid].up]
+
+    def app_machine(self, nid: int) -> Any:
+        """Node ``nid``'s application state machine (None while it is down)."""
+        return self.nodes[nid].app
+
+    def driver(self, nid: int) -> Driver | None:
+        return self.nodes[nid].driver
+
+    def propose(self, nid: int, data: bytes) -> bool:
+        """Propose ``data`` at node ``nid``; False if it is down or refused it."""
+        driver = self.nodes[nid].driver
+        if driver is None:
+            return False
+        try:
+            driver.propose(data)
+        except ProposalDropped:
+            return False
+        return True
+
+    def log(self, text: str) -> None:
+        """A line in the trace (and its digest, so replays compare it too)."""
+        self._log(text)
+
     def crash(self, nid: int) -> None:
         """Power cut: everything but the storage is lost."""
         node = self.nodes[nid]
@@ -477,7 +527,9 @@ class Simulation:
         node.applied_when_down = node.driver.applied
         node.driver.stop()
         node.driver = None
-        node.fsm = node.kv = None
+        node.fsm = node.kv = node.app = None
+        if self.app is not None:
+            self.app.node_down(self, nid)
         if isinstance(node.storage, SQLiteStorage):
             node.storage.close()
         self.net.set_down(nid, True)
@@ -531,6 +583,8 @@ class Simulation:
             for _ in range(node.tick_rate):
                 driver.tick()
         self._clients_act()
+        if self.app is not None:
+            self.app.act(self)
         for nid in self.ids:
             driver = self.nodes[nid].driver
             if driver is not None:
@@ -546,15 +600,24 @@ class Simulation:
             return None
 
     def _applied(self, nid: int, e: AppliedEntry) -> None:
+        res = None
+        if e.kind is not EntryKind.CONF_CHANGE and e.result is not None:
+            try:
+                res = decode_session_result(e.result)
+            except SessionError as exc:
+                raise AssertionError(f"n{nid}: session state machine gave a malformed result: {exc}") from None
+        self._applied_kv(nid, e, res)
+        if self.app is not None:
+            problem = self.app.applied(self, nid, e, res)
+            if problem is not None:
+                self.checker.report("application", problem)
+
+    def _applied_kv(self, nid: int, e: AppliedEntry, res: SessionResult | None) -> None:
         if e.kind is EntryKind.CONF_CHANGE:
             self._log(f"n{nid} apply {e.index} conf change")
             return
-        if e.result is None:
+        if res is None:
             return  # a new leader's no-op
-        try:
-            res = decode_session_result(e.result)
-        except SessionError as exc:
-            raise AssertionError(f"n{nid}: session state machine gave a malformed result: {exc}") from None
         self._log(f"n{nid} apply {e.index} {res.status.name} session {res.client_id} #{res.seq}")
         if res.status is SessionStatus.REGISTERED:
             self._deliver_registration(nid, res)
@@ -690,7 +753,7 @@ class Simulation:
         server = self._pick_server(c)
         seq, data = 0, b""  # reads go through ReadIndex, not the log: no sequence number
         if cmd.op != "get":
-            c.session.submit(encode_command(cmd))
+            c.session.submit(self._kv_tag + encode_command(cmd))
             [proposal] = c.session.poll()
             seq, data = proposal.seq, proposal.data
         c.call = _Call(seq, cmd, self._record_call(), server, 0, self.now + self.cfg.client_timeout)
@@ -965,6 +1028,8 @@ class Simulation:
         everything committed."""
         if any(c.call is not None for c in self.clients):
             return False
+        if self.app is not None and not self.app.settled(self):
+            return False
         leader = self._leader()
         if leader is None:
             return False
@@ -1009,17 +1074,23 @@ class Simulation:
             if lost:
                 return (f"durability: node {nid} (applied {top}) lacks acknowledged writes "
                         f"(session, seq) {lost[:5]}", "")
+        if self.app is not None:
+            problem = self.app.final_check(self)
+            if problem is not None:
+                return f"application: {problem}", ""
         return None, ""
 
 
 def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
              check_linearizability: bool = True,
-             storage_dir: str | os.PathLike[str] | None = None) -> SimResult:
+             storage_dir: str | os.PathLike[str] | None = None,
+             app: SimApp | None = None, prog: str = "python -m consensus.sim") -> SimResult:
     """Run one seeded simulation to the end and check everything. ``storage_dir`` is
-    where SQLite storage files go when ``config.storage == "sqlite"``."""
+    where SQLite storage files go when ``config.storage == "sqlite"``; ``app`` is an
+    application run beside the key-value clients (consensus/sim/app.py)."""
     cfg = config or SimConfig()
     t0 = time.perf_counter()
-    sim = Simulation(seed, cfg, trace=trace, storage_dir=storage_dir)
+    sim = Simulation(seed, cfg, trace=trace, storage_dir=storage_dir, app=app)
     violation: str | None = None
     details = ""
     lin = "skipped"
@@ -1056,16 +1127,16 @@ def run_seed(seed: int, config: SimConfig | None = None, *, trace: bool = False,
         seconds=seconds,
         trace=sim.trace,
         trace_digest=sim._digest.hexdigest(),
-        replay_command=replay_command(seed, cfg),
+        replay_command=replay_command(seed, cfg, prog),
         converged=sim._settled(),
         counts=dict(sim.counts),
     )
 
 
-def replay_command(seed: int, cfg: SimConfig) -> str:
+def replay_command(seed: int, cfg: SimConfig, prog: str = "python -m consensus.sim") -> str:
     faults = "all" if cfg.faults == ALL_FAULTS else (",".join(sorted(cfg.faults)) or "none")
     extra = (" --storage sqlite" if cfg.storage == "sqlite" else "") + (" --codec" if cfg.wire_codec else "")
     if cfg.link_scores:
         extra += (f" --link-scores --score-noise {cfg.score_noise} --score-change-rate {cfg.score_change_rate}")
-    return (f"python -m consensus.sim --nodes {cfg.nodes} --seed {seed} "
+    return (f"{prog} --nodes {cfg.nodes} --seed {seed} "
             f"--faults {faults} --steps {cfg.steps} --clients {cfg.clients}{extra} --verbose")
