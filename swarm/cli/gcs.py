@@ -27,6 +27,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", type=Path,
                         help="file holding the operator token (required off loopback)")
     parser.add_argument("--tiles", type=Path, help="offline tiles: a z/x/y folder or .mbtiles")
+    tls = parser.add_argument_group("TLS (override the config file)")
+    tls.add_argument("--tls-ca", type=Path, metavar="FILE",
+                     help="MQTT over TLS: the CA that signed the brokers' certificates")
+    tls.add_argument("--tls-cert", type=Path, metavar="FILE",
+                     help="MQTT over TLS: the station's client certificate (with --tls-key)")
+    tls.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (mode 0600)")
+    tls.add_argument("--https-cert", type=Path, metavar="FILE",
+                     help="serve the page over HTTPS with this certificate (with --https-key)")
+    tls.add_argument("--https-key", type=Path, metavar="FILE", help="its private key (mode 0600)")
     return parser
 
 
@@ -40,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, swarm=args.swarm, brokers=args.broker,
                              host=args.host, port=args.port, token_file=args.token_file,
-                             tiles=args.tiles)
+                             tiles=args.tiles, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                             tls_key=args.tls_key, https_cert=args.https_cert,
+                             https_key=args.https_key)
     except (ConfigError, ValueError) as exc:
         print(f"swarm gcs: error: {exc}", file=sys.stderr)
         return 2

@@ -13,22 +13,32 @@ ignored setting::
     brokers = ["mqtt://127.0.0.1:1883", "mqtt://10.0.0.2:1883"]   # fail over in order
     # username = "gcs"
     # password_file = "mqtt.password"      # mode 0600
+    # [bus.tls]                            # TLS to every broker (then mqtts://, port 8883)
+    # ca_file = "ca.crt"                   # the CA that signed the brokers' certificates
+    # cert_file = "gcs.crt"                # a client certificate, if the broker asks
+    # key_file = "gcs.key"
 
     [gcs]
     host = "127.0.0.1"            # loopback by default
     port = 8080
     operator = "gcs"              # source/reporter stamped on operator commands
     # token_file = "gcs.token"    # required when host is not loopback; mode 0600
+    # https_cert = "station.crt"  # serve the page over HTTPS (with https_key)
+    # https_key = "station.key"   # mode 0600
     # tiles = "tiles/"            # offline tiles: a z/x/y folder or an .mbtiles file
     # tiles_max_zoom = 19
 
-Relative paths are relative to the file's folder.
+``[bus]`` is read by the agent's own parser (:func:`swarm.agent.config.parse_bus_section`),
+so the station reaches the broker exactly as a drone does: the same brokers, MQTT
+version, keepalive, reconnect backoff, credentials and TLS. Relative paths are relative
+to the file's folder; paths given as flags, to the working directory.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +46,17 @@ from typing import Any
 
 import tomllib
 
+from swarm.agent.config import ConfigError as BusSectionError
+from swarm.agent.config import parse_bus_section
+from swarm.bus.client import BrokerAddress, BusConfig, BusConfigError, MqttVersion, TlsConfig
 from swarm.evacmap import ID_PATTERN
 
-from .link import BrokerAddress, parse_broker
 from .state import check_swarm_id
 
 __all__ = ["ConfigError", "GcsConfig", "is_loopback", "load_config"]
 
-_GCS_KEYS = frozenset({"host", "port", "operator", "token_file", "tiles", "tiles_max_zoom"})
+_GCS_KEYS = frozenset({"host", "port", "operator", "token_file", "https_cert", "https_key",
+                       "tiles", "tiles_max_zoom"})
 _MAX_CONFIG_BYTES = 1024 * 1024
 _MIN_TOKEN_CHARS = 16
 
@@ -64,6 +77,15 @@ class GcsConfig:
     tiles_max_zoom: int = 19
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
+    #: TLS to every broker ([bus.tls]); None: plain MQTT.
+    tls: TlsConfig | None = None
+    mqtt_protocol: str = "5"
+    keepalive_s: int = 10
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 5.0
+    #: Serve the page over HTTPS with this certificate (chain) and key.
+    https_cert: Path | None = None
+    https_key: Path | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -85,10 +107,44 @@ class GcsConfig:
             raise ConfigError(f"gcs.tiles: {self.tiles} does not exist")
         if not 0 <= self.tiles_max_zoom <= 24:
             raise ConfigError(f"gcs.tiles_max_zoom: {self.tiles_max_zoom} is outside 0..24")
+        if (self.https_cert is None) != (self.https_key is None):
+            raise ConfigError("gcs.https_cert: https_cert and https_key go together")
+        if self.https_cert is not None:
+            self.ssl_context()  # a certificate that cannot be loaded fails now, not later
+        try:
+            self.bus_config("gcs-config-check")
+        except (BusConfigError, ValueError) as exc:
+            raise ConfigError(f"bus: {exc}") from None
 
     @property
     def token_required(self) -> bool:
         return self.token is not None
+
+    @property
+    def https(self) -> bool:
+        return self.https_cert is not None
+
+    def bus_config(self, client_id: str, **options: Any) -> BusConfig:
+        """How the station's clients reach the broker (its listener and the operator's
+        session): one place, so both use the same brokers, TLS and credentials."""
+        return BusConfig(
+            brokers=self.brokers, client_id=client_id, protocol=MqttVersion(self.mqtt_protocol),
+            keepalive_s=self.keepalive_s, username=self.mqtt_username,
+            password=self.mqtt_password, tls=self.tls, reconnect_min_s=self.reconnect_min_s,
+            reconnect_max_s=self.reconnect_max_s, **options)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The HTTPS server context (TLS 1.2 or later), or None for plain HTTP."""
+        if self.https_cert is None or self.https_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.https_cert, self.https_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"gcs.https_cert: cannot load {self.https_cert} with key "
+                              f"{self.https_key}: {getattr(exc, 'strerror', None) or exc}") from None
+        return context
 
 
 def is_loopback(host: str) -> bool:
@@ -129,15 +185,19 @@ def _section(doc: dict[str, Any], name: str, known: frozenset[str]) -> dict[str,
     return section
 
 
-_SWARM_KEYS = frozenset({"id", "key_file", "previous_key_file"})  # keys: the agent's
-_BUS_KEYS = frozenset({"brokers", "protocol", "keepalive_s", "username", "password_file",
-                       "tls", "reconnect_min_s", "reconnect_max_s"})
+_SWARM_KEYS = frozenset({"id", "key_file", "previous_key_file", "previous_key_overlap_s"})
+
+
+def _flag_path(path: Path) -> str:
+    return str(path.expanduser().resolve())
 
 
 def load_config(path: Path | None, *, swarm: str | None = None,
                 brokers: list[str] | None = None, host: str | None = None,
                 port: int | None = None, token_file: Path | None = None,
-                tiles: Path | None = None) -> GcsConfig:
+                tiles: Path | None = None, tls_ca: Path | None = None,
+                tls_cert: Path | None = None, tls_key: Path | None = None,
+                https_cert: Path | None = None, https_key: Path | None = None) -> GcsConfig:
     """The file at ``path`` (if any), overridden by the flags given (not None)."""
     doc: dict[str, Any] = {}
     if path is not None:
@@ -153,26 +213,27 @@ def load_config(path: Path | None, *, swarm: str | None = None,
             raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
     base = path.parent if path is not None else Path.cwd()
     swarm_section = _section(doc, "swarm", _SWARM_KEYS)
-    bus = _section(doc, "bus", _BUS_KEYS)
     section = _section(doc, "gcs", _GCS_KEYS)
     swarm_id = swarm if swarm is not None else swarm_section.get("id")
     if swarm_id is None:
         raise ConfigError("swarm.id: missing (give --swarm or [swarm] id in the config file)")
     _expect(swarm_id, str, "swarm.id")
-    if bus.get("tls") or any(str(b).startswith("mqtts://") for b in bus.get("brokers", [])):
-        raise ConfigError("bus: TLS brokers (mqtts://, [bus.tls]) are not supported by the "
-                          "ground station yet")
+
+    # [bus] as a drone reads it, with the flags laid over it (flag paths are absolute).
+    bus_doc = dict(_expect(doc.get("bus", {}), dict, "[bus]"))
+    if tls_ca is not None or tls_cert is not None or tls_key is not None:
+        tls_doc = dict(_expect(bus_doc.get("tls", {}), dict, "[bus.tls]"))
+        for name, flag in (("ca_file", tls_ca), ("cert_file", tls_cert), ("key_file", tls_key)):
+            if flag is not None:
+                tls_doc[name] = _flag_path(flag)
+        bus_doc["tls"] = tls_doc
     if brokers:
-        broker_texts = list(brokers)
-    else:
-        listed = _expect(bus.get("brokers", ["mqtt://127.0.0.1:1883"]), list, "bus.brokers")
-        broker_texts = [_expect(b, str, f"bus.brokers[{k}]") for k, b in enumerate(listed)]
+        bus_doc["brokers"] = list(brokers)
+    bus_doc.setdefault("brokers", ["127.0.0.1"])  # 1883, or 8883 with TLS
     try:
-        addresses = tuple(parse_broker(b) for b in broker_texts)
-    except ValueError as exc:
-        raise ConfigError(f"bus.brokers: {exc}") from None
-    if not addresses:
-        raise ConfigError("bus.brokers: empty list")
+        bus = parse_bus_section(bus_doc, base)
+    except BusSectionError as exc:
+        raise ConfigError(str(exc)) from None
 
     def rel(p: Any, where: str) -> Path:
         candidate = Path(_expect(p, str, where))
@@ -181,15 +242,25 @@ def load_config(path: Path | None, *, swarm: str | None = None,
     token_path = token_file if token_file is not None else (
         rel(section["token_file"], "gcs.token_file") if "token_file" in section else None)
     token = read_secret(token_path, "gcs.token_file") if token_path is not None else None
-    username = bus.get("username")
     password = None
-    if username is not None:
-        _expect(username, str, "bus.username")
-        if "password_file" in bus:
-            password = read_secret(rel(bus["password_file"], "bus.password_file"),
-                                   "bus.password_file")
+    if bus.password_file is not None:
+        password = read_secret(bus.password_file, "bus.password_file")
+    tls = None
+    if bus.tls is not None:
+        try:
+            tls = TlsConfig(bus.tls.ca_file, bus.tls.cert_file, bus.tls.key_file)
+        except BusConfigError as exc:
+            raise ConfigError(f"bus.{exc}") from None
+        if bus.tls.key_file is not None:
+            _check_private(bus.tls.key_file, "bus.tls.key_file")
+    cert_path = https_cert if https_cert is not None else (
+        rel(section["https_cert"], "gcs.https_cert") if "https_cert" in section else None)
+    key_path = https_key if https_key is not None else (
+        rel(section["https_key"], "gcs.https_key") if "https_key" in section else None)
+    if key_path is not None:
+        _check_private(key_path, "gcs.https_key")
     return GcsConfig(
-        swarm=swarm_id, brokers=addresses,
+        swarm=swarm_id, brokers=bus.brokers,
         host=host if host is not None else _expect(section.get("host", "127.0.0.1"), str,
                                                    "gcs.host"),
         port=port if port is not None else _expect(section.get("port", 8080), int, "gcs.port"),
@@ -198,4 +269,17 @@ def load_config(path: Path | None, *, swarm: str | None = None,
         tiles=tiles if tiles is not None else (
             rel(section["tiles"], "gcs.tiles") if "tiles" in section else None),
         tiles_max_zoom=_expect(section.get("tiles_max_zoom", 19), int, "gcs.tiles_max_zoom"),
-        mqtt_username=username, mqtt_password=password)
+        mqtt_username=bus.username, mqtt_password=password, tls=tls,
+        mqtt_protocol=bus.protocol, keepalive_s=bus.keepalive_s,
+        reconnect_min_s=bus.reconnect_min_s, reconnect_max_s=bus.reconnect_max_s,
+        https_cert=cert_path, https_key=key_path)
+
+
+def _check_private(path: Path, what: str) -> None:
+    """A private key must not be readable by others (as for the token)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{what}: {path} is readable by others (chmod 600 it)")

@@ -21,17 +21,9 @@ from swarm.bus import topics
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, ConnectionEvent, Received
 from swarm.bus.topics import Kind
 
-__all__ = ["BrokerAddress", "MqttLink", "parse_broker"]
+__all__ = ["BrokerAddress", "MqttLink"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_broker(text: str) -> BrokerAddress:
-    """``host``, ``host:port``, ``[v6]:port`` or ``mqtt://host[:port]``."""
-    raw = text.strip()
-    if raw.startswith("mqtt://"):
-        raw = raw[len("mqtt://"):]
-    return BrokerAddress.parse(raw)
 
 
 Handler = Callable[[str, bytes], None]
@@ -47,18 +39,18 @@ class MqttLink:
     ``on_message(topic, payload)`` and ``on_connection(connected)`` run on ``loop``.
     """
 
-    def __init__(self, swarm: str, brokers: list[BrokerAddress], loop: asyncio.AbstractEventLoop,
-                 on_message: Handler, on_connection: Callable[[bool], None], *,
-                 username: str | None = None, password: str | None = None,
+    def __init__(self, swarm: str, bus_config: Callable[..., BusConfig],
+                 loop: asyncio.AbstractEventLoop, on_message: Handler,
+                 on_connection: Callable[[bool], None], *,
                  max_payload_bytes: int = 32 * 1024 * 1024) -> None:
+        """``bus_config(client_id, **options)``: the station's broker settings
+        (:meth:`swarm.gcs.GcsConfig.bus_config`: brokers, TLS, credentials)."""
         self.swarm = swarm
         self._loop = loop
         self._on_message = on_message
         self._on_connection = on_connection
         self.client_id = f"gcs-{swarm}-{secrets.token_hex(4)}"
-        self.bus = Bus(BusConfig(brokers=tuple(brokers), client_id=self.client_id,
-                                 username=username, password=password,
-                                 max_payload_bytes=max_payload_bytes))
+        self.bus = Bus(bus_config(self.client_id, max_payload_bytes=max_payload_bytes))
         for kind, qos in _SUBSCRIPTIONS:
             self.bus.subscribe(topics.wildcard(swarm, kind), self._message, qos)
         self.bus.add_state_callback(self._state)

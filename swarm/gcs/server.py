@@ -64,7 +64,7 @@ from swarm.client import SwarmClient
 from swarm.evacmap import MAX_COMMAND_BYTES, CommandError
 from swarm.planner import GeoPoint, write_qgc_plan, write_wpl
 
-from .config import GcsConfig
+from .config import GcsConfig, is_loopback
 from .link import MqttLink
 from .operator import OperatorClient, Outcome, build_command
 from .state import SwarmState
@@ -139,20 +139,20 @@ class GroundStation:
         """Serve; connect to the broker unless ``connect`` is False (tests feed ingest)."""
         if connect:
             cfg = self.config
-            self.link = MqttLink(cfg.swarm, list(cfg.brokers), asyncio.get_running_loop(),
-                                 self.ingest, self.connection_changed,
-                                 username=cfg.mqtt_username, password=cfg.mqtt_password)
+            self.link = MqttLink(cfg.swarm, cfg.bus_config, asyncio.get_running_loop(),
+                                 self.ingest, self.connection_changed)
             self.link.start()
+            operator_id = f"{self.link.client_id}-operator"
             self.operator = OperatorClient(SwarmClient(
-                [str(b) for b in cfg.brokers], cfg.swarm, username=cfg.mqtt_username,
-                password=cfg.mqtt_password, client_id=f"{self.link.client_id}-operator"))
+                swarm=cfg.swarm, client_id=operator_id, bus_config=cfg.bus_config(operator_id)))
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port,
+                           ssl_context=self.config.ssl_context())
         await site.start()
         host, port = self._runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{port}/"
+        self.url = f"{'https' if self.config.https else 'http'}://{shown}:{port}/"
         return self.url
 
     async def stop(self) -> None:
@@ -485,6 +485,9 @@ async def serve(config: GcsConfig, announce: Callable[[str], None] = print) -> N
             pass  # not the main thread (tests run the station in a thread): cancel instead
     announce(f"ground station for swarm {config.swarm!r}: open {url}"
              + ("" if config.token is None else " (operator actions need the token)"))
+    if not is_loopback(config.host) and not config.https:
+        log.warning("serving plain HTTP on %s: the operator token and the map cross the "
+                    "network in clear; give https_cert/https_key (docs/gcs.md)", config.host)
     try:
         await stop.wait()
         log.info("signal received: shutting down")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 import time
 import urllib.error
@@ -66,14 +67,15 @@ class StationThread:
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         raw: bytes | None = None, timeout: float = 30.0) -> tuple[int, Any, dict[str, str]]:
-    """(status, decoded JSON or text, headers)."""
+         raw: bytes | None = None, timeout: float = 30.0,
+         context: ssl.SSLContext | None = None) -> tuple[int, Any, dict[str, str]]:
+    """(status, decoded JSON or text, headers); ``context`` for an https:// URL."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     hdrs = {"Content-Type": "application/json"} if data is not None else {}
     hdrs.update(headers or {})
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             status, raw_body, rh = resp.status, resp.read(), dict(resp.headers)
     except urllib.error.HTTPError as exc:
         status, raw_body, rh = exc.code, exc.read(), dict(exc.headers)
