@@ -8,7 +8,11 @@ sits behind one small interface (:class:`LinkQualitySource`), the way Skybrush k
 sends it as system 51 ('3'), component 68 ('D'). Its rssi/noise fields are raw SiK
 units of about 1.9 per dB (SiK docs: dBm = rssi / 1.9 - 127). The fade margin
 rssi - noise says how far the signal is above the noise floor; we take the weaker of
-the local and remote ends, smooth it, and map 0 dB -> 0 and ``full_scale_db`` -> 1.
+the local and remote ends, map 0 dB -> 0 and ``full_scale_db`` -> 1, and smooth the
+score. The score, not the dB: a strong link's headroom above full scale (50 dB near the
+ground station) would otherwise have to drain through the smoothing before a drop
+showed, several reports late; the score moves from the first report that leaves the
+scored range.
 
 The bridge models no radio: in simulation the radio is part of the simulated world
 (``sitl.radio``: a simulated SiK radio in the MAVLink path sends the same RADIO_STATUS,
@@ -107,6 +111,7 @@ class RadioStatusSource:
         self.accept_sysids = accept_sysids
         self.full_scale_db = full_scale_db
         self._margin = _Ewma(alpha)
+        self._score = _Ewma(alpha)
         self._rssi = _Ewma(alpha)
         self._latest: LinkQuality | None = None
         self.accepted = 0
@@ -126,11 +131,13 @@ class RadioStatusSource:
         if not margins:
             self.ignored += 1
             return False
-        margin_db = self._margin.update(min(margins) / SIK_UNITS_PER_DB)
+        raw_db = min(margins) / SIK_UNITS_PER_DB
+        margin_db = self._margin.update(raw_db)
+        score = min(1.0, max(0.0, self._score.update(score_from_margin_db(raw_db, self.full_scale_db))))
         rssi_dbm = None
         if status.rssi is not None:
             rssi_dbm = self._rssi.update(sik_to_dbm(status.rssi))
-        self._latest = LinkQuality(score=score_from_margin_db(margin_db, self.full_scale_db),
+        self._latest = LinkQuality(score=score,
                                    measured_at=now, source=self.name,
                                    fade_margin_db=margin_db, rssi_dbm=rssi_dbm)
         self.accepted += 1

@@ -8,18 +8,22 @@ safety assertions are strict.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from swarm.bus import topics
 from swarm.bus.broker import LocalBroker, free_port
+from swarm.bus.client import BrokerAddress, Bus, BusConfig, Received
 from swarm.bus.keys import generate_key_file
 from swarm.client import SwarmClient
 
@@ -208,3 +212,52 @@ level = "info"
         raise AssertionError(f"nodes {sorted(among)} did not converge within {timeout} s: "
                              f"{ {n: (s.get('applied'), s.get('map_sha256', '')[:8]) for n, s in last.items()} }"
                              f"\n{self.logs()}")
+
+
+class StatusLog:
+    """Every status and event the swarm publishes, stamped on arrival (its own MQTT
+    connection, so nothing is sampled away between two polls)."""
+
+    def __init__(self, cluster: AgentCluster, client_id: str = "status-log") -> None:
+        broker = cluster.brokers[0]
+        self.lock = threading.Lock()
+        self.statuses: list[tuple[float, int, dict[str, Any]]] = []
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.latest: dict[int, dict[str, Any]] = {}
+        self.n = cluster.n
+        self.bus = Bus(BusConfig(brokers=(BrokerAddress(broker.host, broker.port),),
+                                 client_id=client_id))
+        self.bus.subscribe(topics.wildcard(cluster.swarm, topics.Kind.STATUS), self._status, qos=1)
+        self.bus.subscribe(topics.events(cluster.swarm), self._event, qos=1)
+        self.bus.start()
+        assert self.bus.wait_connected(10)
+
+    def _status(self, msg: Received) -> None:
+        node = topics.parse(msg.topic).node
+        body = json.loads(msg.payload)
+        assert node is not None
+        with self.lock:
+            self.statuses.append((time.monotonic(), node, body))
+            self.latest[node] = body
+
+    def _event(self, msg: Received) -> None:
+        with self.lock:
+            self.events.append((time.monotonic(), json.loads(msg.payload)))
+
+    def leader(self) -> tuple[int, int] | None:
+        """(leader, term) that every online node agrees on, else None."""
+        with self.lock:
+            live = [s for s in self.latest.values() if s.get("online")]
+        views = {(s.get("leader"), s.get("term")) for s in live}
+        if len(live) == self.n and len(views) == 1:
+            leader, term = views.pop()
+            if leader:
+                return int(leader), int(term)
+        return None
+
+    def snapshot(self) -> dict[int, dict[str, Any]]:
+        with self.lock:
+            return dict(self.latest)
+
+    def close(self) -> None:
+        self.bus.close()

@@ -157,6 +157,18 @@ def test_radio_status_smoothing_damps_a_single_spike():
     assert 0 < steady - source.quality(10.0).score < steady
 
 
+def test_a_drop_from_a_strong_link_shows_at_the_first_report():
+    """Smoothing acts on the score, so a strong link's headroom above full scale does not
+    delay a drop (best-signal leadership reacts one report after the signal goes)."""
+    source = RadioStatusSource(alpha=0.3)
+    for t in range(10):
+        source.feed(51, _radio(160, 160, 60, 60), float(t))  # ~53 dB: far above full scale
+    assert source.quality(10.0).score == 1.0
+    source.feed(51, _radio(98, 98, 60, 60), 10.0)            # 20 dB: score 0.67
+    assert source.quality(10.0).score == pytest.approx(0.7 * 1.0 + 0.3 * (38 / 1.9) / 30)
+    assert 1.0 - source.quality(10.0).score >= 0.1 - 1e-9   # a leadership margin at once
+
+
 def test_link_quality_goes_to_zero_when_stale():
     q = LinkQuality(score=0.8, measured_at=10.0, source="x")
     assert q.score_at(12.0, max_age_s=5.0) == 0.8

@@ -20,7 +20,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,10 @@ import pytest
 
 from sitl._site import east_of
 from sitl.vehicles import SimulatedVehicle, launch
-from swarm.bus import topics
-from swarm.bus.client import Bus, BusConfig, BrokerAddress, Received
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_cluster import ROOT, AgentCluster  # noqa: E402  (tests/agent: the agents' process harness)
+from agent_cluster import ROOT, AgentCluster, StatusLog  # noqa: E402  (tests/agent: the agents' process harness)
 from test_flight_processes import _connect, _take_off  # noqa: E402  (the copters' take-off)
 
 os.environ.setdefault("MAVLINK20", "1")
@@ -50,54 +47,6 @@ INTERVAL_S = 10.0       # [leadership] interval_s for the test (default 30 s): k
 MARGIN = 0.1
 LEADERSHIP = f"[leadership]\ninterval_s = {INTERVAL_S}\nmargin = {MARGIN}\ndwell_s = 1.0\n"
 pytestmark = pytest.mark.slow
-
-
-class StatusLog:
-    """Every status and event the swarm publishes, stamped on arrival (its own MQTT
-    connection, so nothing is sampled away between two polls)."""
-
-    def __init__(self, cluster: AgentCluster) -> None:
-        broker = cluster.brokers[0]
-        self.lock = threading.Lock()
-        self.statuses: list[tuple[float, int, dict[str, Any]]] = []
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self.latest: dict[int, dict[str, Any]] = {}
-        self.bus = Bus(BusConfig(brokers=(BrokerAddress(broker.host, broker.port),),
-                                 client_id="leadership-test-log"))
-        self.bus.subscribe(topics.wildcard(cluster.swarm, topics.Kind.STATUS), self._status, qos=1)
-        self.bus.subscribe(topics.events(cluster.swarm), self._event, qos=1)
-        self.bus.start()
-        assert self.bus.wait_connected(10)
-
-    def _status(self, msg: Received) -> None:
-        node = topics.parse(msg.topic).node
-        body = json.loads(msg.payload)
-        assert node is not None
-        with self.lock:
-            self.statuses.append((time.monotonic(), node, body))
-            self.latest[node] = body
-
-    def _event(self, msg: Received) -> None:
-        with self.lock:
-            self.events.append((time.monotonic(), json.loads(msg.payload)))
-
-    def leader(self) -> tuple[int, int] | None:
-        """(leader, term) that every online node agrees on, else None."""
-        with self.lock:
-            live = [s for s in self.latest.values() if s.get("online")]
-        views = {(s.get("leader"), s.get("term")) for s in live}
-        if len(live) == AGENTS and len(views) == 1:
-            leader, term = views.pop()
-            if leader:
-                return int(leader), int(term)
-        return None
-
-    def snapshot(self) -> dict[int, dict[str, Any]]:
-        with self.lock:
-            return dict(self.latest)
-
-    def close(self) -> None:
-        self.bus.close()
 
 
 def _wait(predicate, timeout: float, what: str, describe=lambda: "") -> float:
@@ -153,7 +102,7 @@ def test_the_drone_flown_away_loses_leadership_to_a_better_placed_one(tmp_path: 
         for i, v in zip(cluster.ids, vehicles):
             with open(cluster.config_path(i), "a") as f:
                 f.write(f'\n[mavlink]\nconnection = "{v.endpoint}"\nsysid = {v.sysid}\n')
-        log = StatusLog(cluster)
+        log = StatusLog(cluster, client_id="leadership-test-log")
         started = time.monotonic()
         cluster.start_all()
 
