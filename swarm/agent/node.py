@@ -70,6 +70,12 @@ STATUS_PERIOD_S = 2.0
 #: The leader publishes the retained map at most this often (a burst of commits is one
 #: publish; a ground station sees a commit within this plus a broker hop).
 MAP_MIN_INTERVAL_S = 0.1
+#: Both are derived from the whole map (status carries the SHA-256 of the state
+#: machine's snapshot; the map is GeoJSON): tens of ms on the node thread for a map of
+#: a few thousand items, which would stall every commit behind them. So each is also
+#: spaced by at least 1/DERIVED_DUTY times what building it last cost: together they
+#: take at most 2 x DERIVED_DUTY of the node thread while commits flow.
+DERIVED_DUTY = 0.05
 #: Commit events at most this many per second (a benchmark commits thousands).
 MAX_COMMIT_EVENTS_PER_S = 20
 #: "Elections too often": this many leader changes within the window raise an alert.
@@ -182,6 +188,12 @@ class _Observer(DriverObserver):
         log.info("snapshot at index %d (%d bytes); log compacted", index, len(data))
 
 
+def _derived_gap(minimum: float, started: float) -> float:
+    """The pause before the next status or map publish, given when building this one
+    started: ``minimum``, or 1/DERIVED_DUTY times what it cost (see DERIVED_DUTY)."""
+    return max(minimum, (time.monotonic() - started) / DERIVED_DUTY)
+
+
 def _role_name(role: StateRole) -> str:
     return role.value.replace("-", "_")
 
@@ -210,8 +222,10 @@ class Agent:
         self._status_due = 0.0
         self._status_dirty = True
         self._status_last = -1e9
+        self._status_gap = STATUS_MIN_INTERVAL_S
         self._map_dirty = False
         self._map_last = -1e9
+        self._map_gap = MAP_MIN_INTERVAL_S
         self._map_hash: tuple[int, str] = (-1, "")
         self._assignment_doc: tuple[int, dict[str, Any]] = (-1, {})
         self._commit_events: deque[float] = deque()
@@ -674,21 +688,23 @@ class Agent:
 
     def _periodic(self, now: float) -> None:
         self._update_link(now)
-        if (self._status_dirty and now - self._status_last >= STATUS_MIN_INTERVAL_S) \
+        if (self._status_dirty and now - self._status_last >= self._status_gap) \
                 or now - self._status_last >= STATUS_PERIOD_S:
             self._status_dirty = False
-            self._status_last = now
+            self._status_last = started = time.monotonic()
             self.bus.publish(topics.status(self.swarm, self.node_id),
                              json.dumps(self.status()).encode(), qos=1, retain=True)
             self._update_metrics()
+            self._status_gap = _derived_gap(STATUS_MIN_INTERVAL_S, started)
         if (self._map_dirty and self._last.role is StateRole.LEADER
-                and now - self._map_last >= MAP_MIN_INTERVAL_S):
+                and now - self._map_last >= self._map_gap):
             self._map_dirty = False
-            self._map_last = now
+            self._map_last = started = time.monotonic()
             doc = map_to_geojson(self.map)
             doc.update(version=self.map.version, term=self._last.term, node=self.node_id)
             self.bus.publish(topics.map_topic(self.swarm),
                              json.dumps(doc, separators=(",", ":")).encode(), qos=1, retain=True)
+            self._map_gap = _derived_gap(MAP_MIN_INTERVAL_S, started)
         if now >= self._floors_due:
             self._floors_due = now + FLOORS_CHECKPOINT_S
             try:
