@@ -9,8 +9,13 @@ into the steps of the durability contract (docs/consensus.md), in this order:
 1. **persist** the Ready's snapshot, entries and hard state in ONE
    ``Storage.apply_ready`` call (one SQLite transaction) — before any of its
    messages leaves, because they promise that state (a vote, an AppendEntries
-   acknowledgement; Raft Figure 2, §5.2, §5.4);
-2. **send** the messages through the transport;
+   acknowledgement; Raft Figure 2, §5.2, §5.4). The one exception is the leader's
+   replication (thesis §10.2.1, etcd's ``node.go`` does the same): a leader's
+   AppendEntries, heartbeats and snapshot chunks promise nothing about its own disk,
+   so they leave *before* the write, and the followers' round trip (their fsync)
+   overlaps the leader's fsync instead of following it — one fsync on a commit's
+   critical path instead of two (see :meth:`Driver._early`);
+2. **send** the (other) messages through the transport;
 3. **install** the snapshot into the state machine;
 4. **apply** the committed entries, in index order (§5.3, State Machine Safety §5.4.3);
 5. **serve** ReadIndex reads whose index the state machine has applied (thesis §6.4);
@@ -51,7 +56,7 @@ from .fsm import StateMachine
 from .raft import ProposalDropped, RaftStatus
 from .rawnode import InvalidMessage, RawNode, Ready
 from .storage import Storage
-from .types import ConfChange, Entry, EntryKind, Message, Snapshot, StateRole
+from .types import ConfChange, Entry, EntryKind, Message, MessageType, Snapshot, StateRole
 
 __all__ = [
     "AppliedEntry",
@@ -79,6 +84,12 @@ class Busy(ProposalDropped):
     """A bound was reached (uncommitted bytes, waiting reads, queued messages): the
     request was refused and changed nothing. Retry later; the client protocol answers
     ``busy``."""
+
+
+#: What a leader may send before its Ready is durable (thesis §10.2.1): replication
+#: only. Everything else (vote and append responses, a step-down's messages, read
+#: answers) waits for the write.
+_LEADER_EARLY = frozenset({MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT})
 
 
 class Transport(Protocol):
@@ -180,7 +191,8 @@ class DriverObserver:
 
     def before_send(self, driver: Driver, rd: Ready) -> None:
         """Between persist and send, for every Ready. :meth:`Driver.stop` here is a
-        crash after the write and before anything went out."""
+        crash after the write and before anything went out (but a leader's
+        replication, sent before the write: thesis §10.2.1)."""
 
     def snapshot_installed(self, driver: Driver, snapshot: Snapshot, applied_before: int) -> None:
         """The state machine now holds ``snapshot`` (sent by the leader, §7); it had
@@ -244,6 +256,11 @@ class Driver:
         self._read_timeout = opts.read_timeout_ticks or 2 * config.election_tick
         self._now = 0  # ticks since boot (for read expiry only)
         self._held: Ready | None = None
+        #: Messages of the Ready being handled that already left before its write.
+        self._sent_early: tuple[Message, ...] = ()
+        #: (term, vote) as persisted: a Ready that changes them sends nothing early.
+        hs = storage.initial_state()[0]
+        self._durable_vote = (hs.term, hs.vote)
         self._inbox: deque[Message] = deque()
         #: ctx -> tick by which its ReadState must have come (asked, not yet released).
         self._reads_asked: dict[bytes, int] = {}
@@ -388,6 +405,10 @@ class Driver:
             if self._stopped or self._held is not None or not self._raw.has_ready():
                 break
             rd = self._raw.ready()
+            self._sent_early = early = self._early(rd)
+            if early:
+                self.transport.send(early)
+                self.counts["messages sent before persist"] += len(early)
             if self.observer.defer_persist(self, rd):
                 self._held = rd
                 self.counts["readies held"] += 1
@@ -407,6 +428,33 @@ class Driver:
         self._handle(rd)
         while self._inbox and not self._stopped:
             self._step_now(self._inbox.popleft())
+
+    def _early(self, rd: Ready) -> tuple[Message, ...]:
+        """The messages of ``rd`` that may leave before it is durable (thesis §10.2.1):
+        a leader's replication, when the Ready neither changes the persisted term or
+        vote nor installs a snapshot (then everything waits, as for a follower).
+
+        Why it is safe with the leader counting its own entries at once
+        (raft.py ``_append_entries``): the driver steps no message while a Ready is
+        being handled or held (they wait in the inbox), so every acknowledgement the
+        leader counts arrives after its own write returned. A commit index therefore
+        never rests on the leader's unwritten copy: with any peer, a quorum needs a
+        follower's acknowledgement of an entry the leader already holds on disk; alone,
+        the leader applies only after the write. If the leader crashes before its write,
+        followers may hold entries the leader lost: that is an uncommitted entry of a
+        crashed leader's term, which Raft resolves like any other (§5.3). The messages
+        themselves promise nothing about the leader's disk: an AppendEntries carries the
+        leader's entries and a commit index a quorum already holds."""
+        if not rd.messages or (rd.snapshot is not None and not rd.snapshot.is_empty()):
+            return ()
+        role = rd.soft_state.role if rd.soft_state is not None else self._last_leadership.role
+        if role is not StateRole.LEADER:
+            return ()
+        hs = rd.hard_state
+        if hs is not None and (hs.term, hs.vote) != self._durable_vote:
+            return ()
+        early = _LEADER_EARLY
+        return tuple(m for m in rd.messages if m.type in early)
 
     def _step_now(self, msg: Message) -> bool:
         try:
@@ -438,13 +486,20 @@ class Driver:
         if snap is not None or rd.entries or rd.hard_state is not None:
             truncated = bool(rd.entries) and rd.entries[0].index <= storage.last_index()
             storage.apply_ready(rd.hard_state, rd.entries, snap)
+            if rd.hard_state is not None:
+                self._durable_vote = (rd.hard_state.term, rd.hard_state.vote)
             self.counts["persists"] += 1
             obs.persisted(self, rd, truncated)
         obs.before_send(self, rd)
         if self._stopped:
             return
-        # 2. Send.
-        if rd.messages:
+        # 2. Send (what did not leave before the write).
+        early, self._sent_early = self._sent_early, ()
+        if early:
+            rest = [m for m in rd.messages if m.type not in _LEADER_EARLY]
+            if rest:
+                self.transport.send(rest)
+        elif rd.messages:
             self.transport.send(rd.messages)
         # 3. Install the snapshot, then 4. apply committed entries in order (rule 3).
         if snap is not None:
