@@ -85,18 +85,23 @@ class Reply:
 
 
 class _Waiter:
-    """Where the replies of one call's attempts go: the first one wins."""
+    """Where the replies of one call's attempts go: the first one wins. ``nudged``: a
+    status said the node an attempt waits on is gone or no longer leads (the event is
+    set without a reply: try elsewhere now rather than after the hedge delay)."""
 
-    __slots__ = ("event", "reply", "rid")
+    __slots__ = ("event", "reply", "rid", "nudged", "hedging")
 
-    def __init__(self) -> None:
+    def __init__(self, hedging: bool = False) -> None:
         self.event = threading.Event()
         self.reply: dict[str, Any] | None = None
         self.rid: str | None = None
+        self.nudged = False
+        self.hedging = hedging  # only a call that may try elsewhere is nudged
 
     def reset(self) -> None:
         self.reply = None
         self.rid = None
+        self.nudged = False
         self.event.clear()
 
 
@@ -198,8 +203,21 @@ class SwarmClient:
             return
         if not isinstance(body, dict) or topic.node is None:
             return
+        node = topic.node
+        gone = not body.get("online")
+        leads = not gone and body.get("role") == "leader"
         with self._lock:
-            self._statuses[topic.node] = body
+            self._statuses[node] = body
+            if gone or leads:
+                # A crashed leader's Last Will, or a new leader: attempts waiting on the
+                # vanished node, or on any other node once a leader speaks, are retried
+                # now (failover costs an election, not a hedge delay).
+                for rid, waiting_on in self._nodes.items():
+                    waiter = self._waiters.get(rid)
+                    if (waiter is not None and waiter.hedging and waiter.reply is None
+                            and (waiting_on == node) == gone):
+                        waiter.nudged = True
+                        waiter.event.set()
         self._status_event.set()
 
     # -- status ------------------------------------------------------------------------
@@ -301,10 +319,11 @@ class SwarmClient:
         """Send ``body`` until a final reply or the deadline. An attempt not answered
         within ``attempt_timeout_s`` is *hedged*: the same request (same session and
         sequence number, so applied at most once) goes to the next node too, and a late
-        reply to any earlier attempt still counts. So a crashed leader, whose retained
-        status still says online until its Last Will fires, costs one hedge delay, not
-        a whole request timeout."""
-        waiter = _Waiter()
+        reply to any earlier attempt still counts. An attempt waiting on a node whose
+        Last Will arrives (it vanished), or on another node than a newly announced
+        leader, is retried at once on the current targets (``_Waiter.nudged``). So a
+        crashed leader costs its replacement's election, not a hedge delay."""
+        waiter = _Waiter(hedging=True)
         rids: list[str] = []
         attempts = 0
         backoff = 0.05
@@ -320,6 +339,14 @@ class SwarmClient:
                     if rid is not None:
                         rids.append(rid)
                     waiter.event.wait(min(self.attempt_timeout_s, left))
+                    nudged = False
+                    with self._lock:
+                        if waiter.reply is None and waiter.nudged:
+                            waiter.nudged = False
+                            waiter.event.clear()
+                            nudged = True
+                    if nudged:
+                        break         # its node is gone or not the leader: new targets
                     if waiter.reply is None:
                         continue      # no answer yet: hedge on the next node
                     with self._lock:

@@ -560,6 +560,7 @@ class Agent:
             self._event("leader", f"node {self.node_id} is leader in term {change.term}",
                         term=change.term)
         if change.leader != before.leader and change.leader != 0:
+            self.service.on_leader_change()
             self._stats["leader_changes"] += 1
             log.info("leader is now node %d (term %d)", change.leader, change.term,
                      extra={"fields": fields})

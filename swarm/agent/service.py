@@ -295,6 +295,24 @@ class ClientService:
             self._error(w.request, ErrorCode.TIMEOUT,
                         "the read was not confirmed by a quorum in time; retry")
 
+    def on_leader_change(self) -> None:
+        """A new leader is known: propose again what waits here. A follower forwards a
+        proposal to the leader it knows; if that leader died, the forward died with it,
+        and the request would wait for its whole timeout. Proposing again is safe: the
+        session answers a command applied twice from its cache (exactly once), and the
+        first registration applied with a nonce answers its waiters (a second one only
+        leaves an unused session, which the session table's LRU bound drops); a refusal
+        (``busy``, ``no_leader``) leaves it to the client's retry."""
+        datas = [encode_command(session, seq, ws[0].request.command, ws[0].request.ack)
+                 for (session, seq), ws in self._proposals.items()]
+        datas += [encode_register(nonce) for nonce in self._registrations]
+        for data in datas:
+            try:
+                self.node.propose(data)
+            except ProposalDropped:
+                return
+            self.stats.count(self.stats.requests, "re-proposed after a leader change")
+
     # -- time
 
     def expire(self) -> None:

@@ -151,6 +151,27 @@ def test_a_retry_while_the_first_is_pending_joins_it() -> None:
     assert node.service.stats.requests["duplicate"] == 1
 
 
+def test_a_leader_change_proposes_what_waits_again_and_it_applies_once() -> None:
+    # A forward to a leader that then died is lost with it: on a new leader the node
+    # proposes its pending commands and registrations again; the session applies the
+    # command once and the first registration answers.
+    node = Node()
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    node.ask({"op": "propose", "id": "p", "session": session, "seq": 1,
+              "command": _zone("a")}, run=False)
+    node.ask({"op": "register", "id": "r2", "nonce": "n2"}, run=False)
+    node.service.on_leader_change()
+    assert node.driver.raw.status().last_index == last + 4  # each proposed twice
+    node.run()
+    replies = {r["id"]: r for r in node.replies()}
+    assert replies["p"]["status"] == "committed" and not replies["p"]["cached"]
+    assert replies["r2"]["status"] == "registered"
+    assert node.map.version == replies["p"]["index"]  # the duplicate changed nothing
+    assert node.service.pending() == 0
+    assert node.service.stats.requests["re-proposed after a leader change"] == 2
+
+
 def test_a_command_the_map_refuses_is_invalid_and_names_the_field() -> None:
     node = Node()
     session = _register(node)
