@@ -119,6 +119,9 @@ class LiveDemoResult:
     leaders: list[tuple[float, int, int]] = field(default_factory=list)  # (s, term, node)
     crashed: int | None = None
     failover_s: float | None = None
+    #: SIGKILL to the respawned node's first status: respawn delay + start + broker.
+    back_online_s: float | None = None
+    #: SIGKILL to its first status with ``applied`` >= the leader's ``commit`` then.
     catch_up_s: float | None = None
     missions_converged_s: float | None = None   # None: no plan/<node> carries fc_map_version
     final_index: int = 0
@@ -185,6 +188,13 @@ class SwarmMonitor:
         # node -> [(arrival, fc_map_version)], appended when the version changes
         self.fc_history: dict[int, list[tuple[float, int]]] = {}
         self.tracks = TrackChecker()
+        # A restarted node being watched: (node, killed at) -> arrival stamps of its
+        # first status back online and of its first caught-up status (the figures are
+        # taken from the status stream as it arrives, not when the scenario asks).
+        self._watch: tuple[int, float] | None = None
+        self._went_offline = False     # the killed process's will (online: false) seen
+        self.back_online_at: float | None = None
+        self.caught_up_at: float | None = None
         self._on_change = on_change
         self._bus = Bus(BusConfig(brokers=(BrokerAddress.parse(broker),),
                                   client_id=f"demo-monitor-{os.getpid()}"))
@@ -222,11 +232,44 @@ class SwarmMonitor:
         now = time.monotonic()
         with self._lock:
             self.status[node] = _Seen(body, now)
+            self._catch_up_seen(node, body, now)
             term, leader = body.get("term"), body.get("leader")
             if (body.get("online") and body.get("role") == "leader" and leader == node
                     and type(term) is int and term not in self.leaders):
                 self.leaders[term] = (now, node)
         self._on_change()
+
+    def watch_restart(self, node: int, killed_at: float) -> None:
+        """Stamp ``node``'s return after a kill at ``killed_at`` (see _catch_up_seen)."""
+        with self._lock:
+            self._watch = (node, killed_at)
+            self.back_online_at = self.caught_up_at = None
+            self._went_offline = False
+
+    def _catch_up_seen(self, node: int, body: dict[str, Any], now: float) -> None:
+        """Under the lock: the watched node's first status online after the kill, and
+        its first with ``applied`` at or beyond the highest ``commit`` any leader
+        announced so far (the log it missed, and what was committed meanwhile)."""
+        if self._watch is None or node != self._watch[0] or now < self._watch[1]:
+            return
+        if not body.get("online"):
+            # The broker's will for the killed connection: what follows is the new
+            # process (a status the old one had in flight is not mistaken for it).
+            self._went_offline = True
+            return
+        if not self._went_offline:
+            return
+        if self.back_online_at is None:
+            self.back_online_at = now
+        if self.caught_up_at is None:
+            commit = max((_int(s.body.get("commit")) for s in self.status.values()
+                          if s.body.get("online") and s.body.get("role") == "leader"), default=0)
+            if commit > 0 and _int(body.get("applied")) >= commit:
+                self.caught_up_at = now
+
+    def restart_seen(self) -> tuple[float | None, float | None]:
+        with self._lock:
+            return self.back_online_at, self.caught_up_at
 
     def _on_plan(self, msg: Received) -> None:
         decoded = self._decode(msg)
@@ -519,6 +562,7 @@ class _Player:
         killed_at = time.monotonic()
         self.crashed_at = killed_at
         self.result.crashed = victim
+        self.monitor.watch_restart(victim, killed_at)
         self.log(f"[bold red]SIGKILL drone-{victim}[/bold red] (leader, term {term}, "
                  f"pid {proc.pid}): {note}")
 
@@ -537,19 +581,16 @@ class _Player:
         assert victim is not None and killed_at is not None
         self.log(f"drone-{victim} is respawned by the launcher: {note}")
 
-        def caught_up() -> bool:
-            status, _, _ = self.monitor.snapshot()
-            mine = status.get(victim)
-            lead = self.monitor.leader()
-            if mine is None or lead is None or mine.at <= killed_at or not mine.body.get("online"):
-                return False
-            commit = _int(status[lead[0]].body.get("commit"))
-            return _int(mine.body.get("applied")) >= commit > 0
-        self._wait(f"drone-{victim} to come back and catch up", caught_up,
+        # Usually long done: the launcher respawned it while the story went on.
+        self._wait(f"drone-{victim} to come back and catch up",
+                   lambda: self.monitor.restart_seen()[1] is not None,
                    self.config.settle_timeout_s)
-        self.result.catch_up_s = time.monotonic() - killed_at
-        self.log(f"[green]drone-{victim} back and caught up[/green] "
-                 f"{self.result.catch_up_s:.1f} s after the kill")
+        back, caught = self.monitor.restart_seen()
+        assert back is not None and caught is not None
+        self.result.back_online_s = back - killed_at
+        self.result.catch_up_s = caught - killed_at
+        self.log(f"[green]drone-{victim} back[/green] {self.result.back_online_s:.1f} s and "
+                 f"[green]caught up[/green] {self.result.catch_up_s:.1f} s after the kill")
 
     def _converge(self) -> None:
         """Wait until every node applied the leader's commit, then compare hashes."""

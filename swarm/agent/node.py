@@ -212,6 +212,7 @@ class Agent:
             maxsize=config.raft.max_inbound + config.client.max_pending)
         self.inbox_dropped: Counter[str] = Counter()
         self.last_contact: dict[int, float] = {}
+        self._known_leader = 0          # the last leader this node knew of (0: none yet)
         self.metrics_port: int | None = None
         self._lock: DataDirLock | None = None
         self._started = False
@@ -357,7 +358,8 @@ class Agent:
         cfg = self.config
         assert cfg.mavlink is not None and self.own_commits is not None
         self.flight = Flight(
-            FlightConfig(cfg.mavlink.connection, cfg.mavlink.baud, cfg.mavlink.sysid),
+            FlightConfig(cfg.mavlink.connection, cfg.mavlink.baud, cfg.mavlink.sysid,
+                         telemetry_hz=cfg.mavlink.telemetry_hz),
             swarm=self.swarm, node_id=self.node_id, name=cfg.node.name,
             publish=lambda topic, payload, qos, retain: self.bus.publish(
                 topic, payload, qos=qos, retain=retain),
@@ -547,9 +549,16 @@ class Agent:
         fields = {"term": change.term, "role": _role_name(change.role), "leader": change.leader}
         if change.role is StateRole.CANDIDATE and before.role is not StateRole.CANDIDATE:
             self._stats["elections_started"] += 1
-            log.info("election started for term %d", change.term, extra={"fields": fields})
+            # Why: how long since the last leader was heard (an election under CPU load
+            # shows a gap just over the election timeout; a crashed leader a long one).
+            known = self._known_leader
+            heard = self.last_contact.get(known) if known and known != self.node_id else None
+            why = ("no other leader known" if heard is None else
+                   f"leader {known} last heard {1000 * (now - heard):.0f} ms ago")
+            log.info("election started for term %d (%s)", change.term, why,
+                     extra={"fields": fields})
             self._event("election", f"node {self.node_id} started an election for term "
-                                    f"{change.term}", term=change.term)
+                                    f"{change.term} ({why})", term=change.term)
         if change.role is StateRole.LEADER and before.role is not StateRole.LEADER:
             self._stats["elections_won"] += 1
             self._map_dirty = True
@@ -559,6 +568,8 @@ class Agent:
             log.info("became leader in term %d", change.term, extra={"fields": fields})
             self._event("leader", f"node {self.node_id} is leader in term {change.term}",
                         term=change.term)
+        if change.leader != 0:
+            self._known_leader = change.leader
         if change.leader != before.leader and change.leader != 0:
             self.service.on_leader_change()
             self._stats["leader_changes"] += 1

@@ -171,7 +171,9 @@ def _summary(console: Console, result) -> None:  # result: swarm.demo_live.LiveD
         ("leaders elected", str(result.elections)),
         ("failover (SIGKILL to new leader)",
          "-" if result.failover_s is None else f"{result.failover_s * 1000:.0f} ms"),
-        ("killed leader back and caught up",
+        ("killed leader back online (respawn + start)",
+         "-" if result.back_online_s is None else f"{result.back_online_s:.1f} s after the kill"),
+        ("killed leader caught up",
          "-" if result.catch_up_s is None else f"{result.catch_up_s:.1f} s after the kill"),
         ("missions converged (last scenario command to every FC holding the final map)",
          "n/a (no plan/<node> carries fc_map_version)" if result.missions_converged_s is None
