@@ -35,6 +35,8 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("gcs_load.py", [], ["--seconds", "3"]),
     ("agent_cluster.py", [], ["--idle-seconds", "1", "--latency-ops", "5", "--outstanding", "1",
                               "--seconds", "1", "--kills", "1"]),
+    ("agent_footprint.py", ["--seconds", "30", "--warmup", "10"],
+     ["--agents", "2", "--seconds", "2", "--warmup", "0"]),
     ("flight_latency.py", ["--agents", "3", "--updates", "30"], ["--agents", "3", "--updates", "2"]),
     ("leadership_follow.py", ["--agents", "5", "--trials", "10", "--noise-minutes", "2"],
      ["--agents", "3", "--trials", "1", "--noise-minutes", "0"]),

@@ -325,10 +325,14 @@ _DECODERS: dict[str, Callable[[Any], TelemetryRecord]] = {
 }
 
 
-def stream_requests() -> tuple[tuple[int, float], ...]:
+#: GLOBAL_POSITION_INT rate asked of the autopilot unless a caller wants more.
+DEFAULT_POSITION_HZ = 4.0
+
+
+def stream_requests(position_hz: float = DEFAULT_POSITION_HZ) -> tuple[tuple[int, float], ...]:
     """(MAVLink message id, rate Hz) pairs the bridge asks the autopilot to stream."""
     return (
-        (mavlink.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, 4.0),
+        (mavlink.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, position_hz),
         (mavlink.MAVLINK_MSG_ID_SYS_STATUS, 1.0),
         (mavlink.MAVLINK_MSG_ID_BATTERY_STATUS, 1.0),
         (mavlink.MAVLINK_MSG_ID_GPS_RAW_INT, 1.0),

@@ -28,7 +28,8 @@ from mavlink_bridge.mission_protocol import (
 from mavlink_bridge.plan import MissionItem, MissionType
 from mavlink_bridge.signal import LinkQuality, LinkQualitySource, RadioStatusSource
 from mavlink_bridge.telemetry import (
-    CopterMode, Heartbeat, RadioStatus, TelemetryTracker, VehicleState, stream_requests,
+    DEFAULT_POSITION_HZ, CopterMode, Heartbeat, RadioStatus, TelemetryTracker, VehicleState,
+    stream_requests,
 )
 
 __all__ = ["CommandResult", "CommandAck", "CommandError", "CommandTimeoutError",
@@ -186,6 +187,7 @@ class Vehicle:
         self._epoch: tuple[int, int] | None = None  # (link connects, reboots) last heard in
         self._heard_since: float | None = None
         self._streams_wanted = False
+        self._position_hz = DEFAULT_POSITION_HZ
         self._resync = threading.Event()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
@@ -456,7 +458,8 @@ class Vehicle:
 
     STREAM_STALE_S = 5.0  # position silent this long while heartbeats flow: ask again
 
-    def request_streams(self, timeout_s: float = 1.0, keep: bool = True) -> bool:
+    def request_streams(self, timeout_s: float = 1.0, keep: bool = True,
+                        position_hz: float | None = None) -> bool:
         """Ask for the telemetry the bridge decodes; True if SET_MESSAGE_INTERVAL worked.
 
         ArduPilot streams only HEARTBEAT until asked, and forgets what it was asked
@@ -466,8 +469,13 @@ class Vehicle:
         MAV_CMD_SET_MESSAGE_INTERVAL (param1 message id, param2 interval in µs) is the
         modern way; if the autopilot refuses or ignores it, fall back to
         REQUEST_DATA_STREAM (deprecated, but what older ArduPilot and many radios'
-        telemetry setups still honour).
+        telemetry setups still honour). ``position_hz`` (kept for the re-requests)
+        asks for positions faster than the default 4 Hz, e.g. for 10 Hz telemetry.
         """
+        if position_hz is not None:
+            if not (0 < position_hz <= 50):
+                raise ValueError(f"position_hz must be in (0, 50], got {position_hz!r}")
+            self._position_hz = float(position_hz)
         if keep:
             self._streams_wanted = True
             self._start_keeper()
@@ -476,7 +484,7 @@ class Vehicle:
     def _request_streams_now(self, timeout_s: float = 1.0) -> bool:
         self.stream_requests += 1
         ok = True
-        for msg_id, rate_hz in stream_requests():
+        for msg_id, rate_hz in stream_requests(self._position_hz):
             try:
                 ack = self.command(mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, msg_id,
                                    1e6 / rate_hz, timeout_s=timeout_s, retries=1)
@@ -486,7 +494,8 @@ class Vehicle:
             if not ok:
                 break
         if not ok:
-            for stream, rate in ((mavlink.MAV_DATA_STREAM_ALL, 2), (mavlink.MAV_DATA_STREAM_POSITION, 4),
+            for stream, rate in ((mavlink.MAV_DATA_STREAM_ALL, 2), (mavlink.MAV_DATA_STREAM_POSITION,
+                                                                   max(1, round(self._position_hz))),
                                  (mavlink.MAV_DATA_STREAM_EXTENDED_STATUS, 1)):
                 self.link.send(mavlink.MAVLink_request_data_stream_message(
                     self.sysid, self.target_component, stream, rate, 1))

@@ -157,6 +157,9 @@ class MavlinkConfig:
     connection: str
     baud: int | None = None
     sysid: int = 1
+    #: How often the agent publishes telemetry/<node> (and asks the flight controller
+    #: for positions at least this often).
+    telemetry_hz: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +496,7 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
         connection = s.string("connection", None)
         baud = s.integer("baud", None, 1, 10_000_000) if s.has("baud") else s.raw("baud")
         sysid = s.integer("sysid", 1, 1, 255)
+        telemetry_hz = s.number("telemetry_hz", 5.0, 0.2, 50.0)
         try:
             from mavlink_bridge.link import parse_connection_string
 
@@ -500,7 +504,7 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
         except ValueError as exc:
             raise s.error("connection", str(exc)) from None
         s.finish()
-        mavlink = MavlinkConfig(connection, baud, sysid)
+        mavlink = MavlinkConfig(connection, baud, sysid, telemetry_hz)
 
     s = section("metrics") or _Section("metrics", {}, base)
     metrics = MetricsConfig(_listen(s.raw("listen", "127.0.0.1:9464"), s, "listen"))

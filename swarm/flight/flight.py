@@ -36,6 +36,7 @@ from typing import Any
 from mavlink_bridge import CopterMode, LinkConfig, MavlinkLink, MissionType, PlanApplier, \
     Vehicle, VehicleNotReady
 from mavlink_bridge.mission_protocol import MissionError
+from mavlink_bridge.telemetry import DEFAULT_POSITION_HZ
 from mavlink_bridge.telemetry import VehicleState as FcState
 from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
 from swarm.bus import topics
@@ -171,7 +172,9 @@ class Flight:
                     # Ask for the telemetry streams once per connection (the Vehicle
                     # keeps them requested across autopilot reboots itself).
                     streams_requested_for = self.link.stats.connects
-                    self.vehicle.request_streams(timeout_s=1.0, keep=True)
+                    self.vehicle.request_streams(
+                        timeout_s=1.0, keep=True,
+                        position_hz=max(DEFAULT_POSITION_HZ, self.config.telemetry_hz))
                 if connected != self._fc_connected:
                     self._fc_link_changed(connected)
                 if connected and self._home is None and now >= self._home_due:

@@ -106,6 +106,8 @@ def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) 
     ("[metrics]\nlisten = \"localhost\"\n", r"\[metrics\] listen: must be \"HOST:PORT\""),
     ("[mavlink]\nconnection = \"carrier-pigeon:1\"\n", r"\[mavlink\] connection:"),
     ("[mavlink]\nconnection = \"/dev/serial0\"\nbaud = -3\n", r"\[mavlink\] baud: must be"),
+    ("[mavlink]\nconnection = \"/dev/serial0\"\ntelemetry_hz = 100\n",
+     r"\[mavlink\] telemetry_hz: must be a number in \[0.2, 50\], got 100"),
     ("[client]\nrequest_timeout_s = nan\n", r"\[client\] request_timeout_s: must be a number"),
     ("[bus.tls]\nca_file = \"ca\"\ncert_file = \"c\"\n",
      r"\[bus.tls\] key_file: cert_file and key_file go together"),
