@@ -36,7 +36,8 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-__all__ = ["ExactPath", "ExactRing", "e7", "point_covered", "points_covered", "route_within"]
+__all__ = ["ExactPath", "ExactRing", "e7", "point_covered", "points_covered", "points_covered_e7",
+           "route_within"]
 
 IntPoint = tuple[int, int]
 
@@ -207,10 +208,16 @@ def point_covered(zone: ExactRing, lon: float, lat: float) -> bool:
 
 def points_covered(zone: ExactRing, lonlat: np.ndarray) -> np.ndarray:
     """:func:`point_covered` for an (N, 2) array of lon/lat, vectorised where it can."""
-    out = np.zeros(len(lonlat), dtype=bool)
     if len(lonlat) == 0:
+        return np.zeros(0, dtype=bool)
+    return points_covered_e7(zone, np.rint(np.asarray(lonlat, dtype=float) * 1e7).astype(np.int64))
+
+
+def points_covered_e7(zone: ExactRing, p: np.ndarray) -> np.ndarray:
+    """:func:`points_covered` for an (N, 2) int64 array of degE7 (as :func:`e7` gives)."""
+    out = np.zeros(len(p), dtype=bool)
+    if len(p) == 0:
         return out
-    p = np.rint(np.asarray(lonlat, dtype=float) * 1e7).astype(np.int64)
     west, south, east, north = zone.bounds
     cand = np.flatnonzero((p[:, 0] >= west) & (p[:, 0] <= east)
                           & (p[:, 1] >= south) & (p[:, 1] <= north))

@@ -56,7 +56,7 @@ from .commands import (
     parse_command,
 )
 from ..geo import grow_polygon
-from .exact import ExactPath, ExactRing, point_covered, points_covered, route_within
+from .exact import ExactPath, ExactRing, e7, point_covered, points_covered_e7, route_within
 
 __all__ = [
     "DEFAULT_ROUTE_MARGIN_M",
@@ -271,6 +271,49 @@ def decode_result(data: bytes) -> ApplyResult:
 
 
 @dataclass(frozen=True, slots=True)
+class _SurvivorIndex:
+    """Every survivor's position in degE7, as one array (row i is ``ids[i]``), kept
+    copy-on-write beside the survivors: a zone change finds the few survivors its
+    bounding box can touch with one vectorised test, instead of visiting them all."""
+
+    ids: tuple[str, ...] = ()
+    e7: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+
+    @staticmethod
+    def _row(position: LonLat) -> np.ndarray:
+        return np.array([[e7(position[0]), e7(position[1])]], dtype=np.int64)
+
+    def added(self, survivor_id: str, position: LonLat) -> _SurvivorIndex:
+        return _SurvivorIndex((*self.ids, survivor_id), np.vstack([self.e7, self._row(position)]))
+
+    def moved(self, survivor_id: str, position: LonLat) -> _SurvivorIndex:
+        points = self.e7.copy()
+        points[self.ids.index(survivor_id)] = self._row(position)[0]
+        return _SurvivorIndex(self.ids, points)
+
+    def removed(self, survivor_id: str) -> _SurvivorIndex:
+        row = self.ids.index(survivor_id)
+        return _SurvivorIndex(self.ids[:row] + self.ids[row + 1:], np.delete(self.e7, row, axis=0))
+
+    @classmethod
+    def of(cls, survivors: Mapping[str, Survivor]) -> _SurvivorIndex:
+        index = cls()
+        if survivors:
+            index = cls(tuple(survivors), np.array(
+                [[e7(s.position[0]), e7(s.position[1])] for s in survivors.values()],
+                dtype=np.int64))
+        return index
+
+    def within(self, *boxes: tuple[int, int, int, int]) -> np.ndarray:
+        """Rows inside any of the (west, south, east, north) degE7 boxes."""
+        p = self.e7
+        mask = np.zeros(len(p), dtype=bool)
+        for west, south, east, north in boxes:
+            mask |= (p[:, 0] >= west) & (p[:, 0] <= east) & (p[:, 1] >= south) & (p[:, 1] <= north)
+        return np.flatnonzero(mask)
+
+
+@dataclass(frozen=True, slots=True)
 class _State:
     version: int
     zones: Mapping[str, Zone]
@@ -281,6 +324,7 @@ class _State:
     assignment_epoch: int = 0
     assignment: SetAssignment | None = None
     recall: RecallState = NO_RECALL
+    survivor_index: _SurvivorIndex = _SurvivorIndex()
 
 
 _EMPTY = _State(
@@ -378,9 +422,10 @@ class _Geometry:
     ) -> tuple[Mapping[str, Route], Mapping[str, Survivor]]:
         """Routes and survivors with derived facts updated for one zone set/removed.
 
-        Incremental: only the changed zone is tested, against all routes and survivors
-        (survivors at once, vectorised; both with exact predicates, swarm.evacmap.exact),
-        and only entries whose facts change are replaced. The result equals a full
+        Incremental: only the changed zone is tested, against all routes and the
+        survivors its bounding box (or the old zone's) holds (found at once in the
+        survivor index; both with exact predicates, swarm.evacmap.exact), and only
+        entries whose facts change are replaced. The result equals a full
         recomputation (property-tested).
         """
         if zone is not None and zone.is_hazard:
@@ -389,13 +434,21 @@ class _Geometry:
         else:
             route_hits = dict.fromkeys(state.routes, False)
         routes = _updated(state.routes, zone_id, route_hits, "crosses")
-        if zone is not None and zone.status is ZoneStatus.BURNING and state.survivors:
-            keys = list(state.survivors)
-            covered = points_covered(zone.exact, np.array(
-                [state.survivors[k].position for k in keys], dtype=float))
+        # Only survivors in the new zone's box can become inside it, and only those in
+        # the old zone's box can be inside it now (inside is decided exactly, box first).
+        index = state.survivor_index
+        burning = zone is not None and zone.status is ZoneStatus.BURNING
+        old = state.zones.get(zone_id)
+        boxes = [z.exact.bounds for z in (zone if burning else None, old)
+                 if z is not None and z.status is ZoneStatus.BURNING]
+        rows = index.within(*boxes) if boxes and index.ids else np.zeros(0, dtype=np.int64)
+        keys = [index.ids[i] for i in rows.tolist()]
+        if burning and keys:
+            assert zone is not None
+            covered = points_covered_e7(zone.exact, index.e7[rows])
             survivor_hits = {k: bool(c) for k, c in zip(keys, covered)}
         else:
-            survivor_hits = dict.fromkeys(state.survivors, False)
+            survivor_hits = dict.fromkeys(keys, False)
         survivors = _updated(state.survivors, zone_id, survivor_hits, "inside")
         return routes, survivors
 
@@ -515,6 +568,7 @@ def _apply_step(state: _State, command: Command, geo: _Geometry, version: int) -
             return replace(
                 state, version=version,
                 survivors=_with(state.survivors, command.id, survivor),
+                survivor_index=state.survivor_index.added(command.id, survivor.position),
             )
         case UpdateSurvivor():
             _require_known(state.survivors, command.id, "update_survivor", "survivor")
@@ -535,14 +589,18 @@ def _apply_step(state: _State, command: Command, geo: _Geometry, version: int) -
                 status,
             )
             survivor = geo.survivor(record, state.zones)
+            index = state.survivor_index
+            if survivor.position != old.position:
+                index = index.moved(command.id, survivor.position)
             return replace(
                 state, version=version,
-                survivors=_with(state.survivors, command.id, survivor),
+                survivors=_with(state.survivors, command.id, survivor), survivor_index=index,
             )
         case RemoveSurvivor():
             _require_known(state.survivors, command.id, "remove_survivor", "survivor")
             return replace(
-                state, version=version, survivors=_without(state.survivors, command.id)
+                state, version=version, survivors=_without(state.survivors, command.id),
+                survivor_index=state.survivor_index.removed(command.id),
             )
         case SetSearchArea():
             area = SearchArea(command.polygon, shapely.Polygon(command.polygon))
@@ -790,7 +848,7 @@ class EvacuationMap:
             version=version,
             zones=_frozen(zones),
             routes=_frozen({c.id: geo.route(c, zones) for c in routes_in}),
-            survivors=_frozen({c.id: geo.survivor(c, zones) for c in survivors_in}),
+            survivors=(survivors := _frozen({c.id: geo.survivor(c, zones) for c in survivors_in})),
             search_area=area,
             drones=_frozen({
                 c.id: Drone(c.id, c.task, c.alive, c.busy, c.home) for c in drones_in
@@ -798,6 +856,7 @@ class EvacuationMap:
             assignment_epoch=epoch,
             assignment=assignment,
             recall=recall,
+            survivor_index=_SurvivorIndex.of(survivors),
         )
         canonical = _snapshot_bytes(state)
         if canonical != bytes(data):

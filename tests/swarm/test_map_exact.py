@@ -72,3 +72,53 @@ def test_the_map_marks_routes_and_survivors_with_the_exact_predicates():
     m.apply_command(4, ReportSurvivor("edge", [-119.995, 38.01], 1, 0.5, "d", T))
     assert m.routes["in"].unsafe and not m.routes["out"].unsafe
     assert m.survivors["edge"].urgent
+
+
+def test_incremental_facts_with_the_survivor_index_match_a_recomputation():
+    """Survivors reported, moved in and out of zones, removed; zones grown, shrunk,
+    burned out, cleared, removed: after every step each survivor's ``inside`` equals a
+    from-scratch recomputation (restore), and the position index matches the map."""
+    import random
+
+    from swarm.evacmap import RemoveSurvivor, RemoveZone, UpdateSurvivor, ZoneStatus
+
+    rng = random.Random(7)
+    m = EvacuationMap()
+    index = 0
+
+    def square(cx: float, cy: float, r: float):
+        return [[cx - r, cy - r], [cx + r, cy - r], [cx + r, cy + r], [cx - r, cy + r]]
+
+    def point():
+        return [round(-120.0 + rng.uniform(-0.02, 0.02), 7), round(38.0 + rng.uniform(-0.02, 0.02), 7)]
+
+    for step in range(150):
+        roll = rng.random()
+        survivors, zones = sorted(m.survivors), sorted(m.zones)
+        if roll < 0.3 or not survivors:
+            command = ReportSurvivor(f"s{step}", point(), 1, 0.5, "d", T)
+        elif roll < 0.5:
+            command = UpdateSurvivor(rng.choice(survivors), "d", T, position=point())
+        elif roll < 0.6:
+            command = RemoveSurvivor(rng.choice(survivors))
+        elif roll < 0.9 or not zones:
+            zid = rng.choice(zones + [f"z{step}"])
+            status = rng.choice([ZoneStatus.BURNING, ZoneStatus.BURNING, ZoneStatus.BURNED,
+                                 ZoneStatus.CLEARED])
+            command = SetZone(zid, square(-120.0 + rng.uniform(-0.015, 0.015),
+                                          38.0 + rng.uniform(-0.015, 0.015),
+                                          rng.uniform(0.001, 0.01)), status, "d", T)
+        else:
+            command = RemoveZone(rng.choice(zones))
+        index += 1
+        assert m.apply_command(index, command).ok, command
+        fresh = EvacuationMap()
+        fresh.restore(m.snapshot())
+        assert {k: s.inside for k, s in m.survivors.items()} == \
+            {k: s.inside for k, s in fresh.survivors.items()}
+        survivor_index = m._state.survivor_index
+        assert sorted(survivor_index.ids) == sorted(m.survivors)
+        for sid, (lon, lat) in zip(survivor_index.ids, survivor_index.e7.tolist()):
+            assert (lon, lat) == (exact.e7(m.survivors[sid].position[0]),
+                                  exact.e7(m.survivors[sid].position[1]))
+    assert sum(bool(s.inside) for s in m.survivors.values()) > 0
