@@ -29,7 +29,7 @@ from swarm.sim import EvacuationMapApp, assignment_problems, stale_problem
 from swarm.sim.cli import BASE, SOAK_SEEDS, main
 
 CFG = dataclasses.replace(BASE, clients=2)
-CI_SEEDS = range(12)
+CI_SEEDS = range(30)
 
 
 def _run(seed: int, app: EvacuationMapApp | None = None, **kw):  # type: ignore[no-untyped-def]
@@ -37,30 +37,43 @@ def _run(seed: int, app: EvacuationMapApp | None = None, **kw):  # type: ignore[
     return run_seed(seed, dataclasses.replace(CFG, **kw), app=app, prog="python -m swarm.sim"), app
 
 
+@pytest.fixture(scope="module")
+def ci_runs():  # type: ignore[no-untyped-def]
+    """The short seeded set, run once for the tests below."""
+    return {seed: _run(seed) for seed in CI_SEEDS}
+
+
 @pytest.mark.parametrize("seed", CI_SEEDS)
-def test_every_seed_keeps_one_sound_committed_assignment_on_every_node(seed: int) -> None:
-    res, app = _run(seed)
+def test_every_seed_keeps_one_sound_committed_assignment_on_every_node(ci_runs, seed: int) -> None:  # type: ignore[no-untyped-def]
+    res, app = ci_runs[seed]
     assert res.ok, f"{res.violation}\n{res.details}\nreplay: {res.replay_command}"
     c = res.counts
     # The run exercised what it claims to check.
     assert c["assignments committed"] >= 3, c
-    assert app.checks == c["assignments committed"] or app.checks >= 3
+    assert app.checks >= 3
     assert app.ledger.compared > 50
     assert c["map commands accepted"] >= 10
 
 
-def test_the_set_mixes_faults_stale_proposals_and_every_map_change() -> None:
+def test_the_set_mixes_faults_stale_proposals_and_every_map_change(ci_runs) -> None:  # type: ignore[no-untyped-def]
     totals: dict[str, int] = {}
-    for seed in CI_SEEDS:
-        res, _ = _run(seed)
+    for res, _ in ci_runs.values():
         for k, v in res.counts.items():
             totals[k] = totals.get(k, 0) + v
     for key in ("crashes", "partitions", "snapshots installed", "leader transfers asked",
                 "assignments refused as stale or superseded", "map set_zone sent",
                 "map recall sent", "map resume sent", "map report_survivor sent",
-                "map update_survivor sent", "map set_drone_task sent"):
+                "map update_survivor sent", "map set_drone_task sent", "map remove_drone sent"):
         assert totals.get(key, 0) > 0, (key, totals)
     assert totals["runs ending with a current assignment"] >= len(CI_SEEDS) - 2
+
+
+def test_a_seed_replays_byte_for_byte(ci_runs) -> None:  # type: ignore[no-untyped-def]
+    a = ci_runs[5][0]
+    b, _ = _run(5)
+    assert a.trace_digest == b.trace_digest
+    assert a.trace_digest != ci_runs[6][0].trace_digest
+    assert a.replay_command.startswith("python -m swarm.sim ") and "--seed 5 " in a.replay_command
 
 
 @pytest.mark.parametrize("storage,codec", [("sqlite", True)])
@@ -70,15 +83,6 @@ def test_sqlite_storage_and_the_wire_codec(tmp_path, storage: str, codec: bool) 
                    storage_dir=tmp_path)
     assert res.ok, res.violation
     assert res.counts["assignments committed"] >= 3
-
-
-def test_a_seed_replays_byte_for_byte() -> None:
-    a, _ = _run(5)
-    b, _ = _run(5)
-    c, _ = _run(6)
-    assert a.trace_digest == b.trace_digest
-    assert a.trace_digest != c.trace_digest
-    assert a.replay_command.startswith("python -m swarm.sim ") and "--seed 5 " in a.replay_command
 
 
 def test_cli_runs_seeds_prints_the_summary_and_replays_one(capsys) -> None:  # type: ignore[no-untyped-def]
