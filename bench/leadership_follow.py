@@ -38,11 +38,13 @@ sys.path.insert(0, str(ROOT / "tests" / "agent"))
 from agent_cluster import AgentCluster, StatusLog  # noqa: E402
 from sitl._site import east_of  # noqa: E402
 from sitl.vehicles import SimulatedVehicle, launch  # noqa: E402
+from swarm.agent.config import LEADERSHIP_PROFILES  # noqa: E402
 from swarm.bus.broker import LocalBroker  # noqa: E402
 
 HOME = (-35.363261, 149.165230, 584.0)
 MARGIN = 0.1
 FOLLOW_INTERVAL_S = 5.0
+LAN_DWELL_S, LAN_INTERVAL_S = LEADERSHIP_PROFILES["lan"][:2]  # what agents ship with
 
 
 def _north(home: tuple[float, float, float], metres: float) -> tuple[float, float, float]:
@@ -54,13 +56,15 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _wait(predicate, timeout: float, what: str) -> float:
+def _wait(predicate, timeout: float, what: str, log: StatusLog | None = None) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return time.monotonic()
         time.sleep(0.05)
-    raise TimeoutError(f"{what} not within {timeout} s")
+    seen = "" if log is None else ": " + str(
+        {n: (s.get("role"), s.get("link_score"), s.get("link")) for n, s in sorted(log.snapshot().items())})
+    raise TimeoutError(f"{what} not within {timeout} s{seen}")
 
 
 def _cluster(tmp: Path, broker: LocalBroker, vehicles: list[SimulatedVehicle],
@@ -91,7 +95,7 @@ def follow(log: StatusLog, vehicles: list[SimulatedVehicle], trials: int) -> Non
             return (since is not None and time.monotonic() - since >= FOLLOW_INTERVAL_S + 0.5
                     and all((s.get("link_score") or 0) >= 0.9 for s in log.snapshot().values()))
 
-        _wait(settled, 120, "a settled leader with every score high")
+        _wait(settled, 120, "a settled leader with every score high", log)
         lead = log.leader()
         assert lead is not None
         leader, term = lead
@@ -121,7 +125,7 @@ def follow(log: StatusLog, vehicles: list[SimulatedVehicle], trials: int) -> Non
     print(f"follow a step in signal, {trials} trials: p50 {statistics.median(totals):.2f} s, "
           f"p90 {_pct(totals, 0.9):.2f} s, max {max(totals):.2f} s; of which signal -> gap "
           f"p50 {statistics.median(gaps):.2f} s, gap -> new leader p50 "
-          f"{statistics.median(hands):.2f} s (dwell 1 s)")
+          f"{statistics.median(hands):.2f} s")
 
 
 def noise(log: StatusLog, vehicles: list[SimulatedVehicle], minutes: float, interval_s: float,
@@ -132,7 +136,7 @@ def noise(log: StatusLog, vehicles: list[SimulatedVehicle], minutes: float, inte
         v.radio.radio.gcs = _north(v.home, 1500.0)
     _wait(lambda: log.leader() is not None and all(
         0 < (s.get("link_score") or 0) < 0.9 for s in log.snapshot().values()), 60,
-        "every score in the noisy middle")
+        "every score in the noisy middle", log)
 
     def transfers() -> int:
         return sum(int(s.get("score_transfers", 0)) for s in log.snapshot().values())
@@ -163,7 +167,7 @@ def main() -> int:
     p.add_argument("--shadowing-db", type=float, default=4.0,
                    help="radio shadowing in the noisy run (the model's default is 2)")
     p.add_argument("--dwell-s", type=float, default=None,
-                   help="[leadership] dwell_s in the noisy run (default: the profile's)")
+                   help="[leadership] dwell_s (default: the lan profile's)")
     args = p.parse_args()
     if not 3 <= args.agents <= 9 or args.trials < 0 or not 0 <= args.noise_minutes <= 60 \
             or not 0 <= args.shadowing_db <= 20:
@@ -178,16 +182,17 @@ def main() -> int:
                                        radio_seed=i, builtin_time_to_ready_s=1.0))
             if args.trials:
                 print(f"{args.agents} agents, lan profile, [leadership] interval_s "
-                      f"{FOLLOW_INTERVAL_S:g} (so trials need not wait 30 s), dwell 1 s, "
-                      f"margin {MARGIN}", flush=True)
+                      f"{FOLLOW_INTERVAL_S:g} (so trials need not wait 30 s), dwell_s "
+                      f"{args.dwell_s or LAN_DWELL_S:g}, margin {MARGIN}", flush=True)
+                dwell = "" if args.dwell_s is None else f"dwell_s = {args.dwell_s}\n"
                 cluster = _cluster(Path(tmp) / "follow", broker, vehicles,
-                                   f"[leadership]\ninterval_s = {FOLLOW_INTERVAL_S}\n")
+                                   f"[leadership]\ninterval_s = {FOLLOW_INTERVAL_S}\n{dwell}")
                 run(cluster, lambda log: follow(log, vehicles, args.trials))
             if args.noise_minutes:
-                interval = 30.0  # the lan profile's default
+                interval = LAN_INTERVAL_S
                 dwell = "" if args.dwell_s is None else f"[leadership]\ndwell_s = {args.dwell_s}\n"
                 print(f"noisy run: shipped lan [leadership] (interval_s {interval:g}, dwell_s "
-                      f"{1.0 if args.dwell_s is None else args.dwell_s:g})", flush=True)
+                      f"{args.dwell_s or LAN_DWELL_S:g})", flush=True)
                 noisy = _cluster(Path(tmp) / "noise", broker, vehicles, dwell)
                 run(noisy, lambda log: noise(log, vehicles, args.noise_minutes, interval,
                                              args.shadowing_db))

@@ -185,13 +185,17 @@ class LeadershipConfig:
 
     by_link_score: bool = True
     margin: float = 0.1
-    dwell_s: float = 1.0
+    dwell_s: float = 3.0
     interval_s: float = 30.0
     election_delay_s: float = 0.15
     #: The broker self-ping (round trip and loss): one probe per this period.
     probe_period_s: float = 0.5
     rtt_good_ms: float = 50.0
     rtt_bad_ms: float = 500.0
+    #: Where the radio factor comes from with ``[mavlink]``: ``radio_status`` (a SiK
+    #: radio's RADIO_STATUS), or ``none`` (no telemetry radio in the drone's path: the
+    #: radio factor is 1 and the broker link decides, as for a node without ``[mavlink]``).
+    radio: str = "radio_status"
 
     def ticks(self, tick_ms: int) -> tuple[int, int, int]:
         """(dwell, interval, election delay) in ticks of ``tick_ms``."""
@@ -233,13 +237,14 @@ PROFILES: dict[str, tuple[int, int, int]] = {
 
 #: Best-signal leadership defaults per timing profile: (dwell_s, interval_s,
 #: election_delay_s, probe_period_s, rtt_good_ms, rtt_bad_ms). ``lan``: a clearly
-#: better link leads after 1 s, at most one hand-over per 30 s (<= 120 per hour whatever
-#: the noise), a node with no link waits one election timeout (150 ms) longer; loopback
+#: better link leads after 3 s (three RADIO_STATUS reports: one is too few to tell a
+#: change from noise; docs/benchmarks.md), at most one hand-over per 30 s (<= 120 per hour
+#: whatever the noise), a node with no link waits one election timeout (150 ms) longer; loopback
 #: and LAN round trips are well under 50 ms. ``radio``: slower and calmer (5 s dwell, one
 #: hand-over per minute, up to 1 s extra election wait), for brokers reached over
 #: telemetry radio or cellular, where 300 ms round trips are normal.
 LEADERSHIP_PROFILES: dict[str, tuple[float, float, float, float, float, float]] = {
-    "lan": (1.0, 30.0, 0.15, 0.5, 50.0, 500.0),
+    "lan": (3.0, 30.0, 0.15, 0.5, 50.0, 500.0),
     "radio": (5.0, 60.0, 1.0, 1.0, 300.0, 3000.0),
 }
 
@@ -536,6 +541,7 @@ def _leadership(s: _Section, timing: TimingConfig) -> LeadershipConfig:
         probe_period_s=s.number("probe_period_s", probe, 0.05, 60),
         rtt_good_ms=s.number("rtt_good_ms", good, 0, 60_000),
         rtt_bad_ms=s.number("rtt_bad_ms", bad, 1, 600_000),
+        radio=s.choice("radio", "radio_status", ("radio_status", "none")),
     )
     if cfg.interval_s < 2 * election_s:
         # A transfer is abandoned after an election timeout (thesis §3.10); the next may

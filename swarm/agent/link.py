@@ -15,7 +15,8 @@ to a voter that beats its own score by a margin for a dwell time::
   ``radio_max_age_s``, or none at all while the agent has a flight controller, is 0: a
   radio that stopped reporting is no evidence of a good link. A node without a flight
   controller (no ``[mavlink]``: ``radio=None``) has no radio hop: its way to the swarm is
-  the broker link alone, so its radio factor is 1 and the broker factors decide.
+  the broker link alone, so its radio factor is 1 and the broker factors decide; so has a
+  drone configured with ``[leadership] radio = "none"`` (no telemetry radio in its path).
 * ``rtt_factor``: 1 at or below ``rtt_good_ms``, 0 at or above ``rtt_bad_ms``, linear
   between. ``broker_rtt_ms`` is the median round trip of this node's recent probes.
 * ``loss_factor``: 1 - broker_loss / ``loss_bad``, clamped to [0, 1]; ``broker_loss`` is

@@ -675,7 +675,7 @@ class Agent:
             return
         self._link_due = now + LINK_SCORE_PERIOD_S
         radio = None
-        if self.flight is not None:
+        if self.flight is not None and self.config.leadership.radio == "radio_status":
             quality = self.flight.vehicle.link_quality()
             radio = (0.0 if quality is None
                      else quality.score_at(now, self._link_policy.radio_max_age_s))

@@ -66,14 +66,16 @@ def test_best_signal_leadership_is_on_by_default_with_profile_times(tmp_path: Pa
     assert lan.by_link_score and lan.margin == 0.1
     assert (lan.dwell_s, lan.interval_s, lan.election_delay_s, lan.probe_period_s,
             lan.rtt_good_ms, lan.rtt_bad_ms) == LEADERSHIP_PROFILES["lan"]
-    assert lan.ticks(10) == (100, 3000, 15)  # 1 s dwell, 30 s interval, 150 ms delay
+    assert lan.ticks(10) == (300, 3000, 15)  # 3 s dwell, 30 s interval, 150 ms delay
     radio = load_config(_write(tmp_path, MINIMAL + '[timing]\nprofile = "radio"\n'
                                                    '[leadership]\nmargin = 0.2\n')).leadership
     assert radio.margin == 0.2
     assert (radio.dwell_s, radio.interval_s) == LEADERSHIP_PROFILES["radio"][:2]
     assert radio.ticks(50) == (100, 1200, 20)
-    off = load_config(_write(tmp_path, MINIMAL + "[leadership]\nby_link_score = false\n"))
-    assert not off.leadership.by_link_score
+    off = load_config(_write(tmp_path, MINIMAL + "[leadership]\nby_link_score = false\n"
+                                                 "radio = \"none\"\n"))
+    assert not off.leadership.by_link_score and off.leadership.radio == "none"
+    assert lan.radio == "radio_status"
     # A longer election timeout raises the interval's floor with it.
     slow = load_config(_write(tmp_path, MINIMAL + "[timing]\ntick_ms = 20\nelection_ticks = 1000\n"))
     assert slow.leadership.interval_s == 40.0  # two 20 s election timeouts (20 ms ticks)
@@ -122,6 +124,7 @@ def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) 
     ("[leadership]\nrtt_good_ms = 600\n", r"\[leadership\] rtt_bad_ms: must be above rtt_good_ms"),
     ("[leadership]\ndwell = 1\n", r"\[leadership\] dwell: unknown key \(did you mean dwell_s\?\)"),
     ("[leadership]\ndwell_s = inf\n", r"\[leadership\] dwell_s: must be a number"),
+    ("[leadership]\nradio = \"wifi\"\n", r"\[leadership\] radio: must be one of 'radio_status', 'none'"),
 ])
 def test_bad_values_name_section_and_key(tmp_path: Path, extra: str, message: str) -> None:
     # Merge the extra table into MINIMAL's (TOML forbids defining [bus] twice).
