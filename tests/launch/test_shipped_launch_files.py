@@ -110,6 +110,49 @@ def test_the_demo_brings_up_five_agents_that_elect_a_leader_and_agree(launch, tm
     wait_until(lambda: not processes_with_token(run.token), 15, "no process left")
 
 
+def test_ardupilot_sitl_file_flies_the_agreed_map_on_real_arducopter(launch, tmp_path) -> None:
+    """launch/ardupilot_sitl.yaml for real: five arducopter SITL instances (x10, so GPS and
+    EKF are ready in seconds), five agents, a leader, a burning zone committed and held
+    by every real flight controller as a plan; SIGTERM stops everything, arducopter
+    included. Runs whenever ARDUPILOT_SITL_BIN is set (CI sets it); skipped only without."""
+    from sitl.vehicles import ardupilot_binary_from_env, free_port_block
+    from swarm.client import SwarmClient
+
+    binary = ardupilot_binary_from_env()
+    if binary is None:
+        pytest.skip("no ArduPilot SITL build: set ARDUPILOT_SITL_BIN to build/sitl/bin/arducopter")
+    broker_port, gcs_port = free_port(), free_port()
+    run = launch(ROOT / "launch" / "ardupilot_sitl.yaml", f"broker_port:={broker_port}",
+                 f"gcs_port:={gcs_port}", f"fc_base_port:={free_port_block(50)}", "speedup:=10",
+                 f"ardupilot_bin:={binary}", f"data:={tmp_path / 'state'}")
+    run.wait_for_output("copters ready", timeout=240)
+    client = SwarmClient([f"127.0.0.1:{broker_port}"], "wildfire")
+    try:
+        def flying() -> dict:
+            statuses = client.statuses(wait_s=2.0)
+            return {n: s for n, s in statuses.items()
+                    if s.get("online") and (s.get("fc") or {}).get("connected")}
+        wait_until(lambda: len(flying()) == 5 and client.leader() is not None, 180,
+                   "five agents online on connected real flight controllers, with a leader")
+        zone = {"type": "set_zone", "id": "fire-1", "status": "burning", "source": "test",
+                "time_ms": 1,
+                "polygon": [[149.16, -35.36], [149.17, -35.36], [149.17, -35.35], [149.16, -35.36]]}
+        reply = client.propose(zone, timeout_s=60)
+        assert reply.committed, reply.body
+
+        def held() -> bool:
+            statuses = flying()
+            return len(statuses) == 5 and len({s.get("map_sha256") for s in statuses.values()}) == 1 \
+                and all((s["fc"].get("map_version_held") or 0) >= reply.body["index"]
+                        for s in statuses.values())
+        wait_until(held, 120, "every real flight controller holding the plan with the zone")
+    finally:
+        client.close()
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait(120) == 0, run.text()[-4000:]
+    wait_until(lambda: not processes_with_token(run.token), 30, "no process left (arducopter too)")
+
+
 def _bench_drone(tmp_path: Path, broker_port: int, fc_port: int) -> Path:
     """A drone config from `swarm init-drone`, pointed at a plain loopback broker and a
     simulated flight controller (a single-voter swarm, so it leads itself)."""
