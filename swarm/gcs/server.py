@@ -473,25 +473,25 @@ async def serve(config: GcsConfig, announce: Callable[[str], None] = print) -> N
     """Run until SIGTERM or SIGINT (Ctrl-C), or until cancelled; then shut down
     gracefully (:meth:`GroundStation.stop`) and return."""
     station = GroundStation(config)
-    url = await station.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before starting: a signal during start counts
         try:
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread (tests run the station in a thread): cancel instead
-    announce(f"ground station for swarm {config.swarm!r}: open {url}"
-             + ("" if config.token is None else " (operator actions need the token)"))
-    if not is_loopback(config.host) and not config.https:
-        log.warning("serving plain HTTP on %s: the operator token and the map cross the "
-                    "network in clear; give https_cert/https_key (docs/gcs.md)", config.host)
     try:
+        url = await station.start()
+        announce(f"ground station for swarm {config.swarm!r}: open {url}"
+                 + ("" if config.token is None else " (operator actions need the token)"))
+        if not is_loopback(config.host) and not config.https:
+            log.warning("serving plain HTTP on %s: the operator token and the map cross the "
+                        "network in clear; give https_cert/https_key (docs/gcs.md)", config.host)
         await stop.wait()
         log.info("signal received: shutting down")
-    finally:
+    finally:  # also after a failed start (port taken): nothing left running
         for sig in handled:
             loop.remove_signal_handler(sig)
         await station.stop()

@@ -49,3 +49,19 @@ def test_signal_shuts_the_station_down_gracefully(broker: LocalBroker, sig: sign
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_taken_port_is_a_clear_error_and_leaves_nothing_running(broker: LocalBroker) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "swarm", "gcs", "--swarm", "proc", "--broker",
+             f"127.0.0.1:{broker.port}", "--port", str(port)],
+            capture_output=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot serve on 127.0.0.1:{port}".encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr
