@@ -433,6 +433,13 @@ class Vehicle:
         return self.command(mavlink.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, altitude_m,
                             timeout_s=timeout_s)
 
+    def start_mission(self, timeout_s: float = 1.5) -> CommandAck:
+        """MAV_CMD_MISSION_START (first and last item 0: the whole mission). ArduCopter
+        switches to AUTO and sets auto_armed, so an armed copter on the ground takes off
+        by the mission's NAV_TAKEOFF without an RC throttle (GCS_MAVLINK_Copter::
+        handle_MAV_CMD_MISSION_START)."""
+        return self.command(mavlink.MAV_CMD_MISSION_START, 0, 0, timeout_s=timeout_s)
+
     def set_mission_current(self, seq: int, timeout_s: float = 1.5, retries: int = 3) -> CommandAck:
         """MAV_CMD_DO_SET_MISSION_CURRENT: continue the mission from item ``seq``.
 

@@ -51,6 +51,7 @@ __all__ = [
     "RemoveRoute",
     "RemoveSurvivor",
     "RemoveZone",
+    "Launch",
     "Recall",
     "ReportSurvivor",
     "SetAssignment",
@@ -665,7 +666,7 @@ class SetAssignment(_Command):
 
     def survivors_of(self, drone_id: str) -> tuple[str, ...]:
         return dict(self.survivors).get(drone_id, ())
-#: Most drones one recall or resume may name (the map's MAX_DRONES).
+#: Most drones one recall, resume or launch may name (the map's MAX_DRONES).
 MAX_NAMED_DRONES = 64
 
 
@@ -716,9 +717,35 @@ class Resume(_Command):
             self._set("drones", _drone_ids(self.drones, "resume.drones"))
 
 
+@dataclass(frozen=True, slots=True)
+class Launch(_Command):
+    """Clear drones for take-off (the operator's explicit intent; docs/flight.md): every
+    agent whose drone is launched arms it and flies its committed mission in AUTO, so
+    drones out of the ground station's reach obey too. ``drones`` omitted: every drone
+    on the map now (not ones that join later), none of them recalled; else the named
+    drones, each on the map and not recalled. ``time_ms`` is when the operator gave the
+    order (unix ms): an agent obeys it only within its launch window of that time, so a
+    drone that comes up, rejoins or restarts later never takes off by surprise. A
+    ``recall`` cancels the launch of the drones it covers.
+
+    JSON: ``{"type": "launch", "time_ms": 1764208800000}`` or
+    ``{"type": "launch", "time_ms": 1764208800000, "drones": ["drone-2"]}``
+    """
+
+    TYPE: ClassVar[str] = "launch"
+    time_ms: int
+    drones: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self._set("time_ms", _integer(self.time_ms, "launch.time_ms", 0, MAX_TIME_MS))
+        if self.drones is not None:
+            self._set("drones", _drone_ids(self.drones, "launch.drones"))
+
+
 Command: TypeAlias = (
     SetZone | SetRoute | ReportSurvivor | UpdateSurvivor | SetSearchArea | SetDroneTask
     | RemoveZone | RemoveRoute | RemoveSurvivor | RemoveDrone | SetAssignment | Recall | Resume
+    | Launch
 )
 
 # Read off the union above, so a new command is registered by adding it there.

@@ -35,6 +35,7 @@ from .commands import (
     DroneTask,
     LonLat,
     LonLatAlt,
+    Launch,
     Recall,
     RemoveDrone,
     RemoveRoute,
@@ -70,6 +71,7 @@ __all__ = [
     "EvacuationMap",
     "MapView",
     "NO_RECALL",
+    "LaunchOrder",
     "RecallState",
     "Route",
     "SearchArea",
@@ -86,7 +88,7 @@ MAX_ZONES = 2_000
 MAX_ROUTES = 500
 MAX_SURVIVORS = 10_000
 MAX_DRONES = 64
-SNAPSHOT_FORMAT = "evacmap/3"  # 2: adds the assignment; 3: adds "recall"
+SNAPSHOT_FORMAT = "evacmap/4"  # 2: adds the assignment; 3: adds "recall"; 4: "launch"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 
 HAZARD_STATUSES = frozenset({ZoneStatus.BURNING, ZoneStatus.BURNED})
@@ -216,6 +218,19 @@ NO_RECALL = RecallState()
 
 
 @dataclass(frozen=True, slots=True)
+class LaunchOrder:
+    """One drone's latest ``launch``: the map version that committed it (each launch is
+    acted on once) and the operator's ``time_ms`` (it is obeyed only within the agent's
+    launch window of that time)."""
+
+    version: int
+    time_ms: int
+
+    def to_json(self, drone_id: str) -> dict[str, Any]:
+        return {"drone": drone_id, "version": self.version, "time_ms": self.time_ms}
+
+
+@dataclass(frozen=True, slots=True)
 class MapView:
     """An immutable picture of the map at one version: what the planner reads.
 
@@ -234,6 +249,9 @@ class MapView:
     assignment_epoch: int = 0
     assignment: SetAssignment | None = None
     recall: RecallState = NO_RECALL
+    #: Each launched drone's latest launch (cleared by a recall covering it).
+    launches: Mapping[str, LaunchOrder] = field(
+        default_factory=lambda: types.MappingProxyType({}))
 
     @property
     def assignment_is_current(self) -> bool:
@@ -324,6 +342,8 @@ class _State:
     assignment_epoch: int = 0
     assignment: SetAssignment | None = None
     recall: RecallState = NO_RECALL
+    launches: Mapping[str, LaunchOrder] = field(
+        default_factory=lambda: types.MappingProxyType({}))
     survivor_index: _SurvivorIndex = _SurvivorIndex()
 
 
@@ -498,8 +518,9 @@ def _require_room(mapping: Mapping[str, Any], key: str, limit: int, where: str, 
         raise CommandError(f"{where}: the map already holds the maximum of {limit} {noun}")
 
 
-# Commands that never change who does what (routes only shape rally points).
-_WORK_NEUTRAL = (SetRoute, RemoveRoute, SetAssignment)
+# Commands that never change who does what (routes only shape rally points; a launch
+# only lets the drones fly the work they have).
+_WORK_NEUTRAL = (SetRoute, RemoveRoute, SetAssignment, Launch)
 
 
 def _step(state: _State, command: Command, geo: _Geometry, version: int) -> _State:
@@ -612,18 +633,40 @@ def _apply_step(state: _State, command: Command, geo: _Geometry, version: int) -
         case RemoveDrone():
             _require_known(state.drones, command.id, "remove_drone", "drone")
             recall = replace(state.recall, drones=state.recall.drones - {command.id})
+            launches = {d: o for d, o in state.launches.items() if d != command.id}
             return replace(state, version=version, drones=_without(state.drones, command.id),
-                           recall=recall)
+                           recall=recall, launches=_frozen(launches))
         case SetAssignment():
             _check_assignment(state, command)
             return replace(state, version=version, assignment=command)
         case Recall():
+            # A recall also cancels the launch of every drone it covers.
             if command.drones is None:
-                return replace(state, version=version, recall=replace(state.recall, all=True))
+                return replace(state, version=version, recall=replace(state.recall, all=True),
+                               launches=_frozen({}))
             for drone_id in command.drones:
                 _require_known(state.drones, drone_id, "recall.drones", "drone")
             recall = replace(state.recall, drones=state.recall.drones | set(command.drones))
-            return replace(state, version=version, recall=recall)
+            launches = {d: o for d, o in state.launches.items() if not recall.covers(d)}
+            return replace(state, version=version, recall=recall, launches=_frozen(launches))
+        case Launch():
+            if command.drones is None:
+                if not state.drones:
+                    raise CommandError("launch: no drone on the map to launch")
+                if state.recall.all:
+                    raise CommandError("launch: every drone is recalled; resume first")
+                targets = [d for d in state.drones if not state.recall.covers(d)]
+            else:
+                for drone_id in command.drones:
+                    _require_known(state.drones, drone_id, "launch.drones", "drone")
+                    if state.recall.covers(drone_id):
+                        raise CommandError(f"launch.drones: drone {drone_id!r} is recalled; "
+                                           "resume it first")
+                targets = list(command.drones)
+            order = LaunchOrder(version, command.time_ms)
+            launches = dict(state.launches)
+            launches.update(dict.fromkeys(targets, order))
+            return replace(state, version=version, launches=_frozen(launches))
         case Resume():
             if command.drones is None:
                 return replace(state, version=version, recall=NO_RECALL)
@@ -650,6 +693,7 @@ def _snapshot_bytes(s: _State) -> bytes:
         "assignment_epoch": s.assignment_epoch,
         "assignment": None if s.assignment is None else s.assignment.to_json(),
         "recall": s.recall.to_json(),
+        "launch": [s.launches[d].to_json(d) for d in sorted(s.launches)],
     })
 
 
@@ -721,7 +765,7 @@ class EvacuationMap:
         s = self._state
         return MapView(
             s.version, s.zones, s.routes, s.survivors, s.search_area, s.drones,
-            self._geo.margin_m, s.assignment_epoch, s.assignment, s.recall,
+            self._geo.margin_m, s.assignment_epoch, s.assignment, s.recall, s.launches,
         )
 
     # ---- write side
@@ -780,7 +824,7 @@ class EvacuationMap:
         if not isinstance(obj, dict):
             raise CommandError("snapshot: expected a JSON object")
         expected = {"format", "version", "search_area", "zones", "routes", "survivors", "drones",
-                    "assignment_epoch", "assignment", "recall"}
+                    "assignment_epoch", "assignment", "recall", "launch"}
         if set(obj) != expected:
             extra, missing = set(obj) - expected, expected - set(obj)
             raise CommandError(
@@ -842,6 +886,7 @@ class EvacuationMap:
             assignment = parsed
 
         recall = _recall_from_snapshot(obj["recall"], {c.id for c in drones_in})
+        launches = _launches_from_snapshot(obj["launch"], {c.id for c in drones_in}, version)
         geo = self._geo
         zones = {c.id: geo.zone(c) for c in zones_in}
         state = _State(
@@ -857,6 +902,7 @@ class EvacuationMap:
             assignment=assignment,
             recall=recall,
             survivor_index=_SurvivorIndex.of(survivors),
+            launches=_frozen(launches),
         )
         canonical = _snapshot_bytes(state)
         if canonical != bytes(data):
@@ -881,3 +927,26 @@ def _recall_from_snapshot(obj: object, drone_ids: set[str]) -> RecallState:
     if unknown:
         raise CommandError(f"snapshot.recall: recalls drones not on the map: {sorted(unknown)}")
     return RecallState(obj["all"], frozenset(named))
+
+
+def _launches_from_snapshot(obj: object, drone_ids: set[str], version: int) -> dict[str, LaunchOrder]:
+    where = "snapshot.launch"
+    if not isinstance(obj, list) or len(obj) > MAX_DRONES:
+        raise CommandError(f'{where}: expected a list of {{"drone", "version", "time_ms"}}, '
+                           f"at most {MAX_DRONES}")
+    out: dict[str, LaunchOrder] = {}
+    for i, item in enumerate(obj):
+        if not isinstance(item, dict) or set(item) != {"drone", "version", "time_ms"}:
+            raise CommandError(f'{where}[{i}]: expected {{"drone", "version", "time_ms"}}')
+        drone = item["drone"]
+        if drone not in drone_ids:
+            raise CommandError(f"{where}[{i}].drone: {str(drone)[:80]!r} is not on the map")
+        v = item["version"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= version:
+            raise CommandError(f"{where}[{i}].version: expected a map version in 1..{version}")
+        try:
+            t = Launch(item["time_ms"]).time_ms
+        except CommandError as exc:
+            raise CommandError(f"{where}[{i}]: {exc}") from None
+        out[drone] = LaunchOrder(v, t)
+    return out

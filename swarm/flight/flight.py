@@ -41,7 +41,8 @@ from mavlink_bridge.telemetry import VehicleState as FcState
 from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
 from swarm.bus import topics
 from swarm.evacmap import DroneTask, MapView, SetDroneTask
-from swarm.planner import GeoPoint, PlannerConfig, PlanStatus, VehicleState, plan_for_drone
+from swarm.planner import GeoPoint, PlannerConfig, PlanResult, PlanStatus, VehicleState, \
+    plan_for_drone
 
 from .commits import OwnCommits
 from .health import Availability, HealthMonitor, HealthPolicy
@@ -71,12 +72,16 @@ class FlightConfig:
     #: submitted again (the session itself retries lost proposals; this covers a
     #: change overwritten by someone else's set_drone_task).
     resubmit_after_s: float = 10.0
+    #: A ``launch`` is obeyed only within this many seconds of the operator's
+    #: ``time_ms`` (by this drone's clock), so a drone that comes up, rejoins or
+    #: restarts later never takes off by surprise (docs/flight.md, "Launch").
+    launch_window_s: float = 60.0
     health: HealthPolicy = field(default_factory=HealthPolicy)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
 
     def __post_init__(self) -> None:
         for name in ("telemetry_hz", "loop_s", "heartbeat_timeout_s", "retry_min_s",
-                     "retry_max_s", "resubmit_after_s"):
+                     "retry_max_s", "resubmit_after_s", "launch_window_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
@@ -111,6 +116,8 @@ class Flight:
         self._held_version: int | None = None  # map version whose plan the FC holds
         self._last_doc: dict[str, Any] | None = None
         self._recall_enforced = False
+        self._launched_version = -1  # the map version of the last launch obeyed (or expired)
+        self._launch_waits: str | None = None  # why the pending launch cannot go yet
         self._retry_s = config.retry_min_s
         self._fc_connected = False
         self._home: GeoPoint | None = None
@@ -118,7 +125,7 @@ class Flight:
         self._own_sent: tuple[Any, float] | None = None  # (desired entry, when)
         self.stats: dict[str, int] = {"plans": 0, "uploads": 0, "unsafe_refused": 0,
                                       "not_ready": 0, "upload_failures": 0, "recalls": 0,
-                                      "resumes": 0}
+                                      "resumes": 0, "launches": 0, "launches_expired": 0}
         self._stop = threading.Event()
         self._worker: LatestWins[MapView] = LatestWins(self._plan_job, name=f"flight-plan-{node_id}")
         self._monitor = threading.Thread(target=self._monitor_loop, name=f"flight-monitor-{node_id}",
@@ -151,7 +158,7 @@ class Flight:
         state = self.vehicle.state()
         return {"connected": self._fc_connected, "map_version_held": self._held_version,
                 "mode": state.mode, "armed": state.armed, "recalled": self._recall_enforced,
-                "availability": self.health.state.value}
+                "availability": self.health.state.value, "launch_waits": self._launch_waits}
 
     # -- monitor thread ------------------------------------------------------------------
 
@@ -338,7 +345,84 @@ class Flight:
         self._last_doc = doc
         self._publish(topics.plan(self.swarm, self.node_id),
                       json.dumps(doc, allow_nan=False).encode(), 1, True)
+        return self._obey_launch(view, result)
+
+    # -- launch: the operator's explicit order to take off (docs/flight.md) ------------
+
+    def _obey_launch(self, view: MapView, result: PlanResult) -> float | None:
+        """Fly this version's committed mission in AUTO if a launch for this drone is
+        pending: on the ground GUIDED, arm, MAV_CMD_MISSION_START; hovering in another
+        mode, AUTO from the plan's resume item. Each launch once, within the launch
+        window of its ``time_ms``; not ready yet (no mission, not in service): retried
+        with backoff until the window ends, then an alert says why it did not go."""
+        order = view.launches.get(self.name)
+        if order is None or order.version == self._launched_version:
+            return None
+        window = self.config.launch_window_s
+        age_s = time.time() - order.time_ms / 1000.0
+        if not -window <= age_s <= window:
+            self._launched_version = order.version
+            self.stats["launches_expired"] += 1
+            text = (f"node {self.node_id}: launch of map version {order.version} not obeyed: "
+                    f"given {age_s:.0f} s ago by this drone's clock, outside the {window:g} s "
+                    "launch window" + (f" ({self._launch_waits})" if self._launch_waits else
+                                       " (a drone that comes up or rejoins later never takes "
+                                       "off by surprise)") + "; launch again")
+            self._launch_waits = None
+            log.warning(text)
+            self._event("alert", text)
+            return None
+        state = self.vehicle.state()
+        why = self._launch_blocked(view, result, state)
+        if why is None:
+            try:
+                self._take_off_into_auto(result, state)
+            except (CommandError, CommandTimeoutError) as exc:
+                why = f"the flight controller refused: {exc}"
+        if why is not None:
+            if why != self._launch_waits:
+                log.info("launch of map version %d waits: %s", order.version, why)
+            self._launch_waits = why
+            return self._backoff()
+        self._launched_version = order.version
+        self._launch_waits = None
+        self.stats["launches"] += 1
+        text = (f"node {self.node_id}: launched (map version {order.version}): flying map "
+                f"version {view.version}'s mission in AUTO")
+        log.warning(text)
+        self._event("launch", text)
         return None
+
+    def _launch_blocked(self, view: MapView, result: PlanResult, state: FcState) -> str | None:
+        """Why this drone must not take off now, or None."""
+        if view.recall.covers(self.name):
+            return "recalled"
+        if self.health.state is not Availability.IN_SERVICE:
+            return f"drone {self.health.state.value}"
+        if result.status is not PlanStatus.OK or not result.plan.mission:
+            return f"its plan is {result.status.value}: nothing to fly"
+        if self._held_version != view.version:
+            return "the flight controller does not hold this version's plan yet"
+        return None
+
+    def _take_off_into_auto(self, result: PlanResult, state: FcState) -> None:
+        """ArduPilot practice for a mission flown from a ground station: arm in GUIDED
+        (ArduCopter refuses to arm in AUTO), then MAV_CMD_MISSION_START (AUTO and
+        auto_armed: the mission's NAV_TAKEOFF climbs without RC throttle). A copter
+        already in the air switches to AUTO and continues at the plan's resume item."""
+        pos = state.position
+        airborne = (state.armed and pos is not None
+                    and pos.alt_rel > self.config.planner.airborne_alt_m)
+        if airborne:
+            if state.mode != CopterMode.AUTO.name:
+                self.vehicle.set_mode(CopterMode.AUTO).raise_for_result()
+                if result.plan.resume_index is not None:
+                    self.vehicle.set_mission_current(1 + result.plan.resume_index).raise_for_result()
+            return
+        if not state.armed:
+            self.vehicle.set_mode(CopterMode.GUIDED).raise_for_result()
+            self.vehicle.arm().raise_for_result()
+        self.vehicle.start_mission().raise_for_result()
 
     def _vehicle_state(self, view: MapView, state: FcState) -> VehicleState:
         """Where the aircraft is now (position, height above home) and its home:

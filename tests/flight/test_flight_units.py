@@ -203,3 +203,48 @@ def test_swarm_status_rows_show_what_each_fc_holds_and_ignore_malformed_fc() -> 
     }
     cells = {r["node"]: _fc_cell(r["fc"]) for r in rows(statuses, 0)}
     assert cells == {1: "12 (AUTO, armed)", 2: "9 (lost)", 3: "- (lost)", 4: "-"}
+
+
+# -- launch: obeyed once, only within the window of the operator's time, never a surprise
+
+def _launch_setup(launch_age_s: float):
+    from swarm.evacmap import DroneTask, EvacuationMap, Launch, SetDroneTask
+    from swarm.flight import Flight, FlightConfig, OwnCommits
+    from swarm.planner import PlanResult, PlanStatus
+    from mavlink_bridge.plan import MissionPlan
+
+    m = EvacuationMap()
+    assert m.apply_command(1, SetDroneTask("drone-1", DroneTask.SEARCH, True, False,
+                                           [149.16, -35.36, 584.0])).ok
+    assert m.apply_command(2, Launch(int((time.time() - launch_age_s) * 1000))).ok
+    events: list[tuple[str, str]] = []
+    # Never started: no link, so any command to the vehicle would fail the test.
+    flight = Flight(FlightConfig("tcp:127.0.0.1:9"), swarm="t", node_id=1, name="drone-1",
+                    publish=lambda *a: None, event=lambda k, t: events.append((k, t)),
+                    commits=OwnCommits("drone-1", retry_ticks=10))
+    item = MissionItem.at(CMD_NAV_WAYPOINT, -35.36, 149.16, 40.0)
+    result = PlanResult("drone-1", 2, PlanStatus.OK, MissionPlan((item, item)))
+    return flight, m.view(), result, events
+
+
+def test_a_launch_older_than_the_window_is_not_obeyed_and_says_so() -> None:
+    flight, view, result, events = _launch_setup(launch_age_s=600)
+    try:
+        assert flight._obey_launch(view, result) is None
+        assert flight.stats["launches_expired"] == 1 and flight.stats["launches"] == 0
+        assert [k for k, _ in events] == ["alert"] and "launch window" in events[0][1]
+        assert flight._obey_launch(view, result) is None  # once per launch
+        assert len(events) == 1
+    finally:
+        flight.close()
+
+
+def test_a_launch_waits_while_the_drone_is_not_in_service_and_never_arms() -> None:
+    flight, view, result, events = _launch_setup(launch_age_s=0)
+    try:
+        again = flight._obey_launch(view, result)  # the health monitor starts unavailable
+        assert again is not None and again > 0
+        assert flight.status()["launch_waits"] == "drone unavailable"
+        assert flight.stats["launches"] == 0 and events == []
+    finally:
+        flight.close()

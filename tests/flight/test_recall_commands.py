@@ -1,4 +1,5 @@
-"""recall / resume map commands: validation, state, snapshot (docs/map.md)."""
+"""recall / resume / launch map commands: validation, state, snapshot, and what a recall
+does to the assignment (docs/map.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from swarm.evacmap import CommandError, DroneTask, EvacuationMap, Recall, RemoveDrone, Resume, \
-    SetDroneTask, parse_command
+from swarm.evacmap import CommandError, DroneTask, EvacuationMap, Launch, LaunchOrder, Recall, \
+    RemoveDrone, Resume, SetDroneTask, parse_command
 from swarm.planner import GeoPoint, VehicleState, needs_assignment, plan_for_drone, \
     propose_assignment, share_of
 from swarm.planner.assignment import map_frame
@@ -174,3 +175,76 @@ def test_recall_of_all_leaves_the_work_unserved_with_a_reason() -> None:
     assert _workers(assignment) == set()
     reasons = dict(assignment.unserved)
     assert "recalled" in reasons["search_area"] and "recalled" in reasons["survivor:s1"]
+
+
+# -- launch: the operator's explicit order to take off (docs/map.md, docs/flight.md)
+
+def test_launch_records_each_drone_once_and_a_recall_cancels_it() -> None:
+    m = _map("drone-1", "drone-2", "drone-3")
+    epoch = m.assignment_epoch
+    assert _apply(m, Launch(1000, ["drone-2"])).ok
+    assert dict(m.view().launches) == {"drone-2": LaunchOrder(m.version, 1000)}
+    assert m.assignment_epoch == epoch  # a launch does not change who does what
+    assert _apply(m, Launch(2000)).ok
+    v = m.version
+    assert dict(m.view().launches) == {d: LaunchOrder(v, 2000) for d in ("drone-1", "drone-2", "drone-3")}
+    # A recall cancels the launch of the drones it covers; they cannot be launched
+    # again until resumed.
+    assert _apply(m, Recall(["drone-1"])).ok
+    assert set(m.view().launches) == {"drone-2", "drone-3"}
+    refused = _apply(m, Launch(3000, ["drone-1"]))
+    assert not refused.ok and "recalled; resume it first" in (refused.error or "")
+    assert _apply(m, Launch(3000)).ok  # all: the ones not recalled
+    assert set(m.view().launches) == {"drone-2", "drone-3"}
+    assert m.view().launches["drone-2"].time_ms == 3000
+    assert _apply(m, RemoveDrone("drone-3")).ok
+    assert set(m.view().launches) == {"drone-2"}
+    assert _apply(m, Recall()).ok
+    assert dict(m.view().launches) == {}
+    refused = _apply(m, Launch(4000))
+    assert not refused.ok and "every drone is recalled" in (refused.error or "")
+
+
+def test_launch_survives_snapshot_and_bad_snapshots_are_refused() -> None:
+    m = _map("drone-1", "drone-2")
+    assert _apply(m, Launch(1234, ["drone-2"])).ok
+    other = EvacuationMap()
+    other.restore(m.snapshot())
+    assert other.snapshot() == m.snapshot() and other.view().launches == m.view().launches
+    doc = json.loads(m.snapshot())
+    assert doc["launch"] == [{"drone": "drone-2", "time_ms": 1234, "version": m.version}]
+    for bad, message in ((
+            [{"drone": "ghost", "time_ms": 1, "version": 1}], "not on the map"),
+            ([{"drone": "drone-2", "time_ms": 1, "version": 99}], "version"),
+            ([{"drone": "drone-2", "time_ms": -1, "version": 1}], "time_ms"),
+            ({"drone-2": 1}, "expected a list")):
+        doc["launch"] = bad
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        fresh = EvacuationMap()
+        with pytest.raises(CommandError, match=message):
+            fresh.restore(data)
+        assert fresh.version == 0
+
+
+@pytest.mark.parametrize("obj, message", [
+    ({"type": "launch"}, "launch.time_ms: missing required field"),
+    ({"type": "launch", "time_ms": -5}, "launch.time_ms"),
+    ({"type": "launch", "time_ms": True}, "launch.time_ms"),
+    ({"type": "launch", "time_ms": 1, "drones": []}, "non-empty list"),
+    ({"type": "launch", "time_ms": 1, "drones": ["a", "a"]}, "twice"),
+    ({"type": "launch", "time_ms": 1, "arm": True}, "unknown field"),
+])
+def test_malformed_launch_is_rejected_clearly(obj, message) -> None:
+    with pytest.raises(CommandError, match=message):
+        parse_command(obj)
+
+
+def test_launch_of_an_unknown_drone_or_an_empty_map_changes_nothing() -> None:
+    m = _map("drone-1")
+    before = m.snapshot()
+    result = _apply(m, Launch(1, ["drone-9"]))
+    assert not result.ok and "no drone 'drone-9'" in (result.error or "")
+    assert m.snapshot() == before
+    empty = EvacuationMap()
+    result = empty.apply_command(1, Launch(1))
+    assert not result.ok and "no drone on the map" in (result.error or "")

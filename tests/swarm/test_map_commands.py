@@ -10,6 +10,7 @@ from swarm.evacmap import (
     COMMAND_TYPES,
     CommandError,
     DroneTask,
+    Launch,
     Recall,
     RemoveDrone,
     RemoveRoute,
@@ -47,6 +48,7 @@ EXAMPLES = [
                   {"survivor:s2": "no available drone can reach it without crossing a zone"}),
     Recall(["drone-2", "drone-1"]),
     Resume(),
+    Launch(1764208800000, ["drone-3"]),
 ]
 
 

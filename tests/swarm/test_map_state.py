@@ -336,10 +336,11 @@ def test_restore_of_a_snapshot_is_the_identity() -> None:
 
 def test_snapshot_format_is_documented_json() -> None:
     obj = json.loads(_populated().snapshot())
-    assert obj["format"] == "evacmap/3"
+    assert obj["format"] == "evacmap/4"
     assert set(obj) == {"format", "version", "search_area", "zones", "routes", "survivors",
-                        "drones", "assignment_epoch", "assignment", "recall"}
+                        "drones", "assignment_epoch", "assignment", "recall", "launch"}
     assert obj["recall"] == {"all": False, "drones": []}
+    assert obj["launch"] == []
     assert [z["id"] for z in obj["zones"]] == ["z1", "z2"]
     assert all(z["type"] == "set_zone" for z in obj["zones"])
     assert obj["survivors"][0]["status"] == "reported"
