@@ -188,11 +188,25 @@ class EvacuationMapApp:
     def final_check(self, sim: Simulation) -> str | None:
         sim.counts["assignment checks (ownership, staleness)"] = self.checks
         sim.counts["assignment digests compared across nodes"] = self.ledger.compared
+        # Every up node at the same applied index holds the same assignment, also one
+        # that only installed a snapshot since (the ledger sees applied entries).
+        held: dict[int, tuple[int, str]] = {}
+        for nid in sim.up_nodes():
+            driver, machine = sim.driver(nid), sim.app_machine(nid)
+            assert driver is not None and machine is not None
+            digest = self.ledger.digest(machine)
+            first = held.setdefault(driver.applied, (nid, digest))
+            if first[1] != digest:
+                return (f"at the end, nodes {first[0]} and {nid} applied up to "
+                        f"{driver.applied} but hold different committed assignments")
         leader = sim.leader()
         machine = sim.app_machine(leader) if leader is not None else None
         if machine is not None and machine.assignment is not None and \
                 machine.assignment.epoch == machine.assignment_epoch:
             sim.counts["runs ending with a current assignment"] += 1
+            problems = assignment_problems(machine.view())
+            if problems:
+                return "the final committed assignment: " + "; ".join(problems[:3])
         return None
 
     # ---- checks
