@@ -12,7 +12,7 @@ below run in order against it:
   the swarm commits it (checked by a linearizable read);
 * *Recall all* (confirmed) is committed, every drone is shown recalled, its flight
   controller flies RTL (seen on the page and in the simulator), the GeoJSON export says
-  so; *Resume* ends it;
+  so; *Resume* ends it; one drone is recalled and resumed from its row;
 * SIGKILL of the leader: the new one is shown, the old one reported unreachable;
 * a screenshot (out/test-artifacts/gcs/browser-agents.png), no console errors, and no
   request to anywhere but the station.
@@ -201,6 +201,23 @@ def test_recall_all_flies_every_drone_home_and_resume_ends_it(live: Live) -> Non
     wait_for(lambda: live.text("s-recall") == "none", 30, "the recall ended on the page")
     wait_for(lambda: page.js("return document.querySelectorAll('.drone-icon.recalled').length")
              == 0, 30, "no drone marked recalled")
+
+    # One drone, from its row in the drones table (rebuilt with every frame: the button
+    # is found and clicked in one script).
+    def row_button(node: int, kind: str) -> bool:
+        return bool(page.js("const b = document.querySelector(`#drones tbody tr[data-node='${"
+                            "arguments[0]}'] button[data-${arguments[1]}]`); if (b) b.click();"
+                            " return !!b;", node, kind))
+
+    wait_for(lambda: row_button(2, "recall"), 30, "drone-2's recall button")
+    assert "committed at index" in live.outcome("recall drone-2")
+    assert live.client.read_map()[1]["recall"] == {"all": False, "drones": ["drone-2"]}
+    wait_for(lambda: page.js("return [...document.querySelectorAll('.drone-icon.recalled .lbl')]"
+                             ".map(l => l.textContent)") == ["drone-2"], 30, "drone-2 recalled")
+    wait_for(lambda: row_button(2, "resume"), 30, "drone-2's resume button")
+    assert "committed at index" in live.outcome("resume drone-2")
+    assert live.client.read_map()[1]["recall"] == {"all": False, "drones": []}
+    wait_for(lambda: live.text("s-recall") == "none", 30, "drone-2 resumed on the page")
 
 
 def test_killing_the_leader_shows_the_new_one(live: Live) -> None:
