@@ -83,6 +83,9 @@ ELECTION_ALERT_COUNT = 3
 ELECTION_ALERT_WINDOW_S = 60.0
 #: Replay floors checkpoint period (swarm.bus.replay).
 FLOORS_CHECKPOINT_S = 30.0
+#: At shutdown, wait at most this long for the broker to acknowledge the last replies
+#: and the offline status (Bus.flush).
+SHUTDOWN_FLUSH_S = 2.0
 #: Items handled from the queue before the driver runs (bounds one loop iteration).
 MAX_DRAIN = 4096
 #: The link score (swarm/agent/link.py) is recomputed and handed to the core this often.
@@ -777,10 +780,12 @@ class Agent:
                 self.flight.close()
             self.driver.stop()
             self.storage.close()
-            # Give paho's network thread a moment to send the offline status and the
-            # replies before the DISCONNECT (which makes the broker discard the Will).
-            if self.bus.connected:
-                time.sleep(0.2)
+            # The replies and the offline status must reach the broker before the
+            # DISCONNECT (which makes the broker discard the Will): wait until it has
+            # acknowledged the last of them, bounded (a dead broker cannot hold us).
+            if not self.bus.flush(SHUTDOWN_FLUSH_S):
+                log.warning("the broker did not acknowledge the last messages within %g s",
+                            SHUTDOWN_FLUSH_S)
             self.bus.close()
         finally:
             self.metrics.close()

@@ -280,6 +280,7 @@ class Bus:
         self._stopping = threading.Event()   # close() was called
         self._switching = False              # a failback is replacing the connection
         self._counts: Counter[str] = Counter()
+        self._last_sent: paho.MQTTMessageInfo | None = None  # see flush()
         self._drops: Counter[DropReason] = Counter()
         self._started = False
         self._client = self._make_client()
@@ -430,6 +431,7 @@ class Bus:
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             with self._lock:
                 self._counts["publishes"] += 1
+                self._last_sent = info
             return True
         if rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0:
             return self._drop(DropReason.DISCONNECTED)
@@ -441,6 +443,26 @@ class Bus:
                 self._counts["publishes"] += 1
             return True
         return self._drop(DropReason.ERROR)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until the broker has what was published so far:
+        the last message handed to paho is written (QoS 0) or acknowledged (QoS >= 1).
+        paho writes one connection's packets in order and the broker handles them in
+        order, so the last one stands for all. True when flushed (or nothing was
+        sent); False on timeout or with no connection. Before a clean disconnect: the
+        DISCONNECT makes the broker discard the Last Will, so what replaces it (an
+        offline status) must be there first."""
+        with self._lock:
+            info = self._last_sent
+        if info is None or info.is_published():
+            return True
+        if not self._connected.is_set():
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False   # the connection went away meanwhile
+        return info.is_published()
 
     def _drop(self, reason: DropReason) -> bool:
         with self._lock:

@@ -92,6 +92,35 @@ def test_publish_subscribe_on_both_protocol_versions(mosquitto, protocol):
         assert pub.stats().publishes >= 1 and sub.stats().received >= 1
 
 
+def test_flush_returns_once_the_broker_has_everything_then_close_leaves_no_will(mosquitto):
+    # The agent's shutdown: a burst of replies and a retained status, flush, disconnect;
+    # everything published before the flush is at the broker, and a clean disconnect
+    # fires no Last Will.
+    inbox = Inbox()
+    status = topics.status("fire", 7)
+    with bus(mosquitto, client_id="watch") as sub:
+        sub.subscribe("swarm/fire/#", inbox, qos=1)
+        assert sub.wait_connected(WAIT)
+        pub = bus(mosquitto, client_id="dying", will=Will(status, b"will"))
+        pub.start()
+        assert pub.wait_connected(WAIT) and pub.flush(1.0)  # nothing sent yet: flushed
+        roundtrip(pub, inbox, topics.events("fire"), b"ready")
+        for k in range(200):
+            assert pub.publish(topics.events("fire"), b"r%d" % k, qos=1)
+        assert pub.publish(status, b"offline", qos=1, retain=True)
+        assert pub.flush(WAIT)
+        pub.close()
+        got = []
+        while len(got) < 201:
+            got.append(inbox.get().payload)
+        assert got == [b"r%d" % k for k in range(200)] + [b"offline"]
+        with pytest.raises(queue.Empty):
+            inbox.get(timeout=0.5)  # no Last Will
+    # Without a connection there is nothing to wait for: flush says so at once.
+    down = bus(mosquitto, client_id="never-started")
+    assert down.flush(0.1)
+
+
 def test_mqtt5_carries_response_topic_and_correlation_data(mosquitto):
     inbox = Inbox()
     with bus(mosquitto, client_id="srv") as srv, bus(mosquitto, client_id="cli") as cli:
