@@ -12,29 +12,33 @@ Typical use on a companion computer::
     vehicle.state(); vehicle.link_quality()
 """
 
-from mavlink_bridge.apply import (
-    ApplierConfig, ApplyReport, PlanApplier, PlanVerificationError, VehicleNotReady, home_item,
-    items_match, resume_seq,
-)
-from mavlink_bridge.link import (
-    ConnectionSpec, ConnectionStringError, LinkConfig, LinkStats, MavlinkLink, SystemInfo,
-    parse_connection_string,
-)
-from mavlink_bridge.mission_protocol import (
-    MissionError, MissionProtocolError, MissionResult, MissionResultError, MissionTimeoutError,
-    MissionTransfer, TransferTimeouts,
-)
-from mavlink_bridge.plan import MissionItem, MissionPlan, MissionType
-from mavlink_bridge.signal import (
-    LinkQuality, LinkQualitySource, RadioStatusSource,
-)
-from mavlink_bridge.telemetry import (
-    Battery, CopterMode, EkfStatus, FenceStatus, GpsFix, Heartbeat, ItemReached, MissionProgress,
-    Position, RadioStatus, StatusText, TelemetryDecoder, TelemetryTracker, VehicleState,
-)
-from mavlink_bridge.vehicle import (
-    CommandAck, CommandError, CommandResult, CommandTimeoutError, ParamError, Vehicle,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mavlink_bridge.apply import (
+        ApplierConfig, ApplyReport, PlanApplier, PlanVerificationError, VehicleNotReady, home_item,
+        items_match, resume_seq,
+    )
+    from mavlink_bridge.link import (
+        ConnectionSpec, ConnectionStringError, LinkConfig, LinkStats, MavlinkLink, SystemInfo,
+        parse_connection_string,
+    )
+    from mavlink_bridge.mission_protocol import (
+        MissionError, MissionProtocolError, MissionResult, MissionResultError, MissionTimeoutError,
+        MissionTransfer, TransferTimeouts,
+    )
+    from mavlink_bridge.plan import MissionItem, MissionPlan, MissionType
+    from mavlink_bridge.signal import (
+        LinkQuality, LinkQualitySource, RadioStatusSource,
+    )
+    from mavlink_bridge.telemetry import (
+        Battery, CopterMode, EkfStatus, FenceStatus, GpsFix, Heartbeat, ItemReached, MissionProgress,
+        Position, RadioStatus, StatusText, TelemetryDecoder, TelemetryTracker, VehicleState,
+    )
+    from mavlink_bridge.vehicle import (
+        CommandAck, CommandError, CommandResult, CommandTimeoutError, ParamError, Vehicle,
+    )
 
 __all__ = [
     "ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError", "VehicleNotReady", "home_item",
@@ -50,3 +54,50 @@ __all__ = [
     "TelemetryTracker", "VehicleState",
     "CommandAck", "CommandError", "CommandResult", "CommandTimeoutError", "ParamError", "Vehicle",
 ]
+
+#: Where each name lives. Imported on first use (PEP 562), so that what needs only the
+#: plan types (the planner, and through it every agent) does not load pymavlink's
+#: dialect tables (~12 MB of an agent's RSS) until a flight controller is linked.
+_NAMES: dict[str, tuple[str, ...]] = {
+    "mavlink_bridge.apply": (
+        "ApplierConfig", "ApplyReport", "PlanApplier", "PlanVerificationError",
+        "VehicleNotReady", "home_item", "items_match", "resume_seq",
+    ),
+    "mavlink_bridge.link": (
+        "ConnectionSpec", "ConnectionStringError", "LinkConfig", "LinkStats", "MavlinkLink",
+        "SystemInfo", "parse_connection_string",
+    ),
+    "mavlink_bridge.mission_protocol": (
+        "MissionError", "MissionProtocolError", "MissionResult", "MissionResultError",
+        "MissionTimeoutError", "MissionTransfer", "TransferTimeouts",
+    ),
+    "mavlink_bridge.plan": (
+        "MissionItem", "MissionPlan", "MissionType",
+    ),
+    "mavlink_bridge.signal": (
+        "LinkQuality", "LinkQualitySource", "RadioStatusSource",
+    ),
+    "mavlink_bridge.telemetry": (
+        "Battery", "CopterMode", "EkfStatus", "FenceStatus", "GpsFix", "Heartbeat",
+        "ItemReached", "MissionProgress", "Position", "RadioStatus", "StatusText",
+        "TelemetryDecoder", "TelemetryTracker", "VehicleState",
+    ),
+    "mavlink_bridge.vehicle": (
+        "CommandAck", "CommandError", "CommandResult", "CommandTimeoutError", "ParamError",
+        "Vehicle",
+    ),
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mavlink_bridge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

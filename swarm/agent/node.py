@@ -32,7 +32,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.config import Config
 from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver, LeaderChange
@@ -49,7 +49,7 @@ from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, Envel
 from swarm.bus.keys import KeyFileError, load_key
 from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
 from swarm.evacmap import EvacuationMap, map_to_geojson
-from swarm.flight import Flight, FlightConfig, OwnCommits
+from swarm.flight import OwnCommits
 from swarm.planner import assignment_hash
 
 from .assigner import LeaderAssignment
@@ -58,6 +58,9 @@ from .link import BrokerProbe, LinkFigures, LinkScorePolicy, link_score
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
 from .service import ClientService
+
+if TYPE_CHECKING:
+    from swarm.flight import Flight
 
 __all__ = ["Agent", "AgentError", "DataDirLock"]
 
@@ -360,6 +363,10 @@ class Agent:
     def _start_flight(self) -> None:
         cfg = self.config
         assert cfg.mavlink is not None and self.own_commits is not None
+        # Imported here: the flight side brings pymavlink (~12 MB of RSS), which an
+        # agent without [mavlink] does not need.
+        from swarm.flight import Flight, FlightConfig
+
         self.flight = Flight(
             FlightConfig(cfg.mavlink.connection, cfg.mavlink.baud, cfg.mavlink.sysid,
                          telemetry_hz=cfg.mavlink.telemetry_hz),

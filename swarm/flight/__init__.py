@@ -7,12 +7,28 @@ do), :class:`LatestWins` (the coalescing worker), :func:`hazards_crossed` (the l
 before upload).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .commits import OwnCommits
-from .flight import Flight, FlightConfig
 from .health import Availability, HealthMonitor, HealthPolicy
 from .plan_doc import fence_polygons, plan_document
 from .safety import flown_path, hazards_crossed
 from .worker import LatestWins
 
+if TYPE_CHECKING:
+    from .flight import Flight, FlightConfig
+
 __all__ = ["Availability", "Flight", "FlightConfig", "HealthMonitor", "HealthPolicy", "LatestWins",
            "OwnCommits", "fence_polygons", "flown_path", "hazards_crossed", "plan_document"]
+
+
+def __getattr__(name: str) -> Any:
+    # Flight and FlightConfig on first use (PEP 562): they bring the MAVLink link and
+    # pymavlink's dialect tables (~12 MB), which an agent without [mavlink] never needs.
+    if name in ("Flight", "FlightConfig"):
+        from . import flight
+
+        value = getattr(flight, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'swarm.flight' has no attribute {name!r}")
