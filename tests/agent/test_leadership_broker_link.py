@@ -1,0 +1,91 @@
+"""Best-signal leadership follows the broker link too (issue 10), with real processes:
+3 agents without flight controllers (radio factor 1: the broker link alone decides), each
+reaching mosquitto through its own fault-injecting TCP proxy. Every node first scores
+1.0 (loopback round trips); then the leader's link is slowed (each chunk held 150 ms each
+way): its broker round trip, measured by its own self-ping, rises past the ``lan``
+thresholds, its score falls, and it hands leadership over (a transfer event, not an
+election); once healed its score recovers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from agent_cluster import AgentCluster, StatusLog
+from fault_proxy import FaultProxy
+
+INTERVAL_S = 2.0  # [leadership] interval_s: twice the tests' 0.6 s election timeout, and more
+pytestmark = pytest.mark.slow
+
+
+def _wait(predicate, timeout: float, what: str, describe) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {timeout} s: {describe()}")
+
+
+def test_a_leader_whose_broker_link_slows_hands_leadership_over(tmp_path: Path, mosquitto) -> None:
+    cluster = AgentCluster(tmp_path, mosquitto, 3,
+                           extra=f"[leadership]\ninterval_s = {INTERVAL_S}\ndwell_s = 1.0\n")
+    proxies = {i: FaultProxy(mosquitto.host, mosquitto.port) for i in cluster.ids}
+    log: StatusLog | None = None
+    try:
+        for i, p in proxies.items():
+            text = cluster.config_path(i).read_text()
+            cluster.config_path(i).write_text(
+                text.replace(f'"{mosquitto.host}:{mosquitto.port}"', f'"{p.host}:{p.port}"'))
+        log = StatusLog(cluster, client_id="broker-link-test-log")
+        cluster.start_all()
+
+        def describe() -> str:
+            assert log is not None
+            return str({n: (s.get("role"), s.get("term"), s.get("link_score"), s.get("link"))
+                        for n, s in sorted(log.snapshot().items())}) + "\n" + cluster.logs()
+
+        def all_good() -> bool:
+            assert log is not None
+            st = log.snapshot()
+            return log.leader() is not None and len(st) == 3 and all(
+                (s.get("link_score") or 0) >= 0.9 for s in st.values())
+
+        _wait(all_good, 60, "a leader and every score high", describe)
+        for s in log.snapshot().values():
+            assert s["link"]["radio"] is None               # no [mavlink]: no radio hop
+            assert 0 <= s["link"]["broker_rtt_ms"] < 50 and s["link"]["broker_loss"] == 0
+        lead = log.leader()
+        assert lead is not None
+        slow, term = lead
+
+        proxies[slow].delay(0.15)
+        _wait(lambda: (lambda x: x is not None and x[0] != slow and x[1] > term)(log.leader()),
+              60, "leadership to leave the node with the slow broker link", describe)
+        st = log.snapshot()
+        assert st[slow]["link"]["broker_rtt_ms"] > 200, describe()
+        assert st[slow]["link_score"] <= min(s["link_score"] for n, s in st.items() if n != slow) - 0.1
+        with log.lock:
+            handed = [e for _, e in log.events if e.get("kind") == "transfer"]
+        assert [e["node"] for e in handed] == [slow], handed  # a hand-over, not an election
+
+        proxies[slow].heal()
+        _wait(all_good, 60, "every score high again once healed", describe)
+        client = cluster.client(timeout_s=20.0)
+        cluster.wait_converged(client, timeout=60)
+        with log.lock:
+            statuses = list(log.statuses)
+        leaders: dict[int, set[int]] = {}
+        for _, node, body in statuses:
+            if body.get("online") and body.get("role") == "leader":
+                leaders.setdefault(int(body["term"]), set()).add(node)
+        assert all(len(nodes) == 1 for nodes in leaders.values()), leaders
+    finally:
+        if log is not None:
+            log.close()
+        cluster.close()
+        for p in proxies.values():
+            p.close()
