@@ -16,8 +16,10 @@ Two kinds of proposer, each through its own client session as in the real swarm:
 * **an agent per node**: while its node leads, when the committed assignment is
   missing or stale (:func:`swarm.agent.assigner.wants_assignment`, the agent's rule) it
   proposes :func:`swarm.planner.propose_assignment` of its own map, once per (term,
-  epoch), as :class:`swarm.agent.assigner.LeaderAssignment` does. A node's agent dies
-  with the node and starts afresh (new session) when it restarts.
+  epoch), as :class:`swarm.agent.assigner.LeaderAssignment` does, submitting it 0-4
+  ticks after the view it was computed from (its worker thread), and dropping it if
+  the node no longer leads. A node's agent dies with the node and starts afresh (new
+  session) when it restarts.
 
 Checked at every index a node applies (:mod:`swarm.sim.checks`): every node that
 applied the index holds the same committed assignment, map version and epoch; when the
@@ -97,6 +99,10 @@ class MapWorkload:
     #: Chance per tick that the operator, when idle, sends its next command.
     command_rate: float = 0.25
     retry_ticks: int = 30
+    #: The agent computes an assignment on a worker thread (LatestWins): it is
+    #: submitted 0 to this many ticks after the view it was computed from, so the map
+    #: may have moved on meanwhile (superseded proposals).
+    compute_ticks: int = 4
 
 
 @dataclass
@@ -106,6 +112,8 @@ class _Agent:
     client: SessionClient
     proposed: tuple[int, int] | None = None  # (term, epoch)
     requests: dict[int, int] = field(default_factory=dict)  # request -> epoch
+    #: An assignment being computed off the node thread: (ready at tick, its key, it).
+    computing: tuple[int, tuple[int, int], SetAssignment] | None = None
 
 
 class EvacuationMapApp:
@@ -154,7 +162,8 @@ class EvacuationMapApp:
         self._last_assignment.pop(nid, None)
 
     def settled(self, sim: Simulation) -> bool:
-        if self.operator.pending() or any(a.client.pending() for a in self._agents.values()):
+        if self.operator.pending() or any(a.client.pending() or a.computing is not None
+                                          for a in self._agents.values()):
             return False
         leader = sim.leader()
         machine = sim.app_machine(leader) if leader is not None else None
@@ -268,18 +277,26 @@ class EvacuationMapApp:
         machine: EvacuationMap | None = sim.app_machine(nid)
         assert driver is not None and machine is not None
         status = driver.raw.status()
-        if status.role is StateRole.LEADER:
+        leading = status.role is StateRole.LEADER
+        if leading and agent.computing is None:
             view = machine.view()
             key = (status.term, view.assignment_epoch)
             if wants_assignment(view) and agent.proposed != key:
-                command = self.propose(view)
+                ready = sim.now + self.rng.randint(0, self.workload.compute_ticks)
+                agent.computing = (ready, key, self.propose(view))
+        if agent.computing is not None and sim.now >= agent.computing[0]:
+            _, key, command = agent.computing
+            agent.computing = None
+            # As LeaderAssignment._propose: dropped if this node no longer leads.
+            if leading and agent.proposed != key:
                 data = encode_command(command)
-                self._proposed_digests.add(hashlib.sha256(data).hexdigest())
+                digest = hashlib.sha256(data).hexdigest()
+                self._proposed_digests.add(digest)
                 agent.requests[agent.client.submit(app_payload(data))] = command.epoch
                 agent.proposed = key
                 sim.counts["assignments proposed"] += 1
                 sim.log(f"n{nid} (leader, term {status.term}) proposes the assignment for "
-                        f"epoch {command.epoch} ({hashlib.sha256(data).hexdigest()[:12]})")
+                        f"epoch {command.epoch} ({digest[:12]})")
         for proposal in agent.client.poll():
             if not sim.propose(nid, proposal.data):
                 agent.client.dropped(proposal.seq)
