@@ -56,6 +56,12 @@ class MetricsSnapshot:
     client_pending: int = 0
     snapshots_taken: int = 0
     snapshots_installed: int = 0
+    #: Best-signal leadership (swarm/agent/link.py): this node's score and its inputs
+    #: (None: not known yet, left out of the exposition).
+    link_score: float | None = None
+    broker_rtt_s: float | None = None
+    broker_probe_loss: float = 0.0
+    score_transfers: int = 0
 
 
 class _SnapshotCollector(Collector):
@@ -75,6 +81,13 @@ class _SnapshotCollector(Collector):
             ("client_pending_requests", s.client_pending, "client requests waiting for an answer"),
         ):
             yield GaugeMetricFamily(f"swarm_{name}", help_text, value=value)
+        for name, maybe, help_text in (
+            ("link_score", s.link_score, "this node's link score in [0, 1] (best-signal leadership)"),
+            ("broker_rtt_seconds", s.broker_rtt_s, "median round trip of the broker self-ping"),
+            ("broker_probe_loss", s.broker_probe_loss, "fraction of recent broker probes lost"),
+        ):
+            if maybe is not None:
+                yield GaugeMetricFamily(f"swarm_{name}", help_text, value=maybe)
         role = GaugeMetricFamily("swarm_raft_role", "1 for this node's current role",
                                  labels=["role"])
         for r in _ROLES:
@@ -91,6 +104,8 @@ class _SnapshotCollector(Collector):
             ("broker_failovers", s.broker_failovers, "connections to another broker of the list"),
             ("snapshots_taken", s.snapshots_taken, "map snapshots taken (log compaction)"),
             ("snapshots_installed", s.snapshots_installed, "snapshots installed from a leader"),
+            ("leader_transfers", s.score_transfers,
+             "leadership hand-overs this node started as leader for a better link"),
         ):
             yield CounterMetricFamily(f"swarm_{name}", help_text, value=value)
         for name, table, label, help_text in (

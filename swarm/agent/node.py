@@ -764,7 +764,10 @@ class Agent:
             broker_failovers=bus.failovers, client_requests=dict(svc.requests),
             client_replies=dict(svc.replies), client_pending=self.service.pending(),
             snapshots_taken=counts["snapshots taken"],
-            snapshots_installed=counts["snapshots installed"])
+            snapshots_installed=counts["snapshots installed"],
+            link_score=self.link.score,
+            broker_rtt_s=None if self.link.broker_rtt_ms is None else self.link.broker_rtt_ms / 1000,
+            broker_probe_loss=self.link.broker_loss, score_transfers=st.score_transfers)
 
     # -- shutdown ----------------------------------------------------------------------
 

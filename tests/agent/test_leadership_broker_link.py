@@ -72,6 +72,10 @@ def test_a_leader_whose_broker_link_slows_hands_leadership_over(tmp_path: Path, 
             handed = [e for _, e in log.events if e.get("kind") == "transfer"]
         assert [e["node"] for e in handed] == [slow], handed  # a hand-over, not an election
 
+        m = cluster.metrics(slow)                            # metrics follow status (<= 2 s)
+        assert m["swarm_leader_transfers_total"] == 1 and m["swarm_link_score"] < 0.9, m
+        assert m["swarm_broker_rtt_seconds"] > 0.2 and m["swarm_broker_probe_loss"] >= 0
+
         proxies[slow].heal()
         _wait(all_good, 60, "every score high again once healed", describe)
         client = cluster.client(timeout_s=20.0)
