@@ -6,7 +6,9 @@
     tcp:127.0.0.1:5780
 
 With ``--ardupilot`` it runs real ArduPilot SITL copters instead (see ``sitl.ardupilot``),
-waits until each is ready, then prints the same connection strings.
+waits until each is ready, then prints the same connection strings. With ``--radio`` a
+simulated SiK radio (``sitl.radio.SikRadioRelay``, the one radio model) sits in front of
+each copter of either kind, and the strings printed are the radios'.
 
 Runs until Ctrl-C or SIGTERM. Point MAVProxy (``mavproxy.py --master tcp:127.0.0.1:5760``)
 or QGroundControl (a TCP comm link to 127.0.0.1:5760) at any of them.
@@ -96,9 +98,11 @@ def build_parser(prog: str = "python -m sitl") -> argparse.ArgumentParser:
 def _run_ardupilot(args: argparse.Namespace, stop: threading.Event, prog: str) -> int:
     from sitl.ardupilot import ArduPilotConfig, ArduPilotNotFound, ArduPilotSITL
 
-    if args.base_port == 0 or args.radio or args.host != "127.0.0.1":
-        print(f"{prog}: error: --ardupilot needs a fixed --base-port and supports neither "
-              "--radio nor --host", file=sys.stderr)
+    from sitl.radio import RadioModel, SikRadioRelay
+
+    if args.base_port == 0 or args.host != "127.0.0.1":
+        print(f"{prog}: error: --ardupilot needs a fixed --base-port and does not support --host",
+              file=sys.stderr)
         return 2
     try:
         config = ArduPilotConfig(count=args.count, binary=args.ardupilot_bin, home=(*args.home, 0.0),
@@ -115,11 +119,23 @@ def _run_ardupilot(args: argparse.Namespace, stop: threading.Event, prog: str) -
     except (TimeoutError, ConnectionError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    radios: list[SikRadioRelay] = []
     try:
-        for endpoint in fleet.endpoints:
+        endpoints = fleet.endpoints
+        if args.radio:
+            # ArduPilot SITL sends no RADIO_STATUS: a relay on each serial0 injects it, from
+            # a ground-station radio at --gcs (default: that copter's home).
+            for instance, endpoint in enumerate(fleet.endpoints):
+                gcs = args.gcs or config.home_of(instance)[:3]
+                radios.append(SikRadioRelay(int(endpoint.rsplit(":", 1)[1]), gcs,
+                                            RadioModel(seed=args.seed + instance)))
+            endpoints = [radio.endpoint for radio in radios]
+        for endpoint in endpoints:
             print(endpoint, flush=True)
         stop.wait()
     finally:
+        for radio in radios:
+            radio.close()
         fleet.stop()
     return 0
 

@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,41 @@ def test_cli_ardupilot_mode_runs_the_binary_and_prints_endpoints_once_ready(tmp_
         assert proc.stdout is not None
         lines = [proc.stdout.readline().strip() for _ in range(2)]  # bounded by the readiness timeout
         assert lines == [f"tcp:127.0.0.1:{base}", f"tcp:127.0.0.1:{base + 10}"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_cli_ardupilot_mode_with_radio_puts_a_sik_radio_in_front_of_each_copter(tmp_path):
+    """``--ardupilot --radio``: SITL sends no RADIO_STATUS, so a SikRadioRelay on each
+    serial0 injects it (sysid 51); the printed endpoints are the radios', and the
+    copter's own traffic passes through them."""
+    binary = _executable(tmp_path / "arducopter", f"#!/bin/sh\nexec {sys.executable} {_STAND_IN} \"$@\"\n")
+    base = _free_base_port(1)
+    env = {**os.environ, "ARDUPILOT_SITL_BIN": str(binary), "STAND_IN_READY_S": "2",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "sitl", "--ardupilot", "--radio", "--count", "1",
+                             "--speedup", "10", "--base-port", str(base), "--workdir", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().strip()  # bounded by the readiness timeout
+        assert endpoint.startswith("tcp:127.0.0.1:") and endpoint != f"tcp:127.0.0.1:{base}"
+        from pymavlink import mavutil
+        conn = mavutil.mavlink_connection(endpoint, source_system=255, source_component=190, autoreconnect=False)
+        try:
+            seen: set[tuple[str, int]] = set()
+            deadline = time.monotonic() + 30
+            while not {("RADIO_STATUS", 51), ("HEARTBEAT", 1)} <= seen and time.monotonic() < deadline:
+                msg = conn.recv_match(type=["RADIO_STATUS", "HEARTBEAT"], blocking=True, timeout=0.5)
+                if msg is not None:
+                    seen.add((msg.get_type(), msg.get_srcSystem()))
+            assert {("RADIO_STATUS", 51), ("HEARTBEAT", 1)} <= seen
+        finally:
+            conn.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
