@@ -218,6 +218,12 @@ def _request_message(v: Copter, p: Params, is_int: bool, frame: int) -> int:
     return M.MAV_RESULT_ACCEPTED
 
 
+def _do_send_banner(v: Copter, p: Params, is_int: bool, frame: int) -> int:
+    # GCS_MAVLINK::handle_command_long_packet MAV_CMD_DO_SEND_BANNER: send_banner()
+    v.send_banner()
+    return M.MAV_RESULT_ACCEPTED
+
+
 def _request_autopilot_capabilities(v: Copter, p: Params, is_int: bool, frame: int) -> int:
     v.emit_deferred(M.MAVLINK_MSG_ID_AUTOPILOT_VERSION)
     return M.MAV_RESULT_ACCEPTED
@@ -242,4 +248,5 @@ _COMMANDS: dict[int, Callable[[Copter, Params, bool, int], int]] = {
     M.MAV_CMD_CONDITION_YAW: _condition_yaw,
     M.MAV_CMD_REQUEST_MESSAGE: _request_message,
     M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES: _request_autopilot_capabilities,
+    M.MAV_CMD_DO_SEND_BANNER: _do_send_banner,
 }

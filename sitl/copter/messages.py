@@ -125,7 +125,15 @@ def _param_set(v: Copter, msg: Any) -> None:
     _send_param(v, name, -1)
 
 
+def _timesync(v: Copter, msg: Any) -> None:
+    # GCS_MAVLINK::handle_timesync: a request (tc1 0) is answered at once with the
+    # autopilot's clock in tc1 and the request's ts1 echoed; a reply is not answered.
+    if msg.tc1 == 0:
+        v.send(v.mav.timesync_encode(v.clock_ns(), msg.ts1))
+
+
 _HANDLERS: dict[str, Callable[[Copter, Any], None]] = {
+    "TIMESYNC": _timesync,
     "MISSION_COUNT": _mission_count,
     "MISSION_ITEM_INT": _mission_item,
     "MISSION_ITEM": _mission_item,

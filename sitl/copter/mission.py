@@ -120,6 +120,7 @@ def start_commands_from(v: Copter, index: int) -> None:
         v.statustext(M.MAV_SEVERITY_INFO, f"Mission: {index} {_COMMAND_NAMES.get(item.command, '?')}")
         if item.command in NAV_COMMANDS:
             v.mission_index = index
+            v.nav_index_loaded = True
             v.emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
             _start_nav(v, index, item)
             return
@@ -203,14 +204,20 @@ def _mission_complete(v: Copter) -> None:
 
 
 def set_mission_current(v: Copter, seq: int) -> bool:
-    """AP_Mission::set_current_cmd: jump now when running, else remember for resume."""
+    """AP_Mission::set_current_cmd: in flight in AUTO the mission jumps to ``seq`` now;
+    otherwise, and for a finished mission, only its current item moves there (a finished
+    one becomes stopped, MISSION_STATE_NOT_STARTED, its jump counters reset) to start
+    from when next resumed: a finished mission is not flown again by this alone."""
     count = len(v.missions.items)
     if count <= 1 or seq >= count or seq < 0:
         return False
+    if seq == 0 or v.mission_state == "complete":
+        v.jump_counts.clear()
     seq = max(seq, 1)
     v.mission_index = seq
+    v.nav_index_loaded = True
     v.paused = None
-    if v.mode == _AUTO and v.armed and not v.landed:
+    if v.mission_state != "complete" and v.mode == _AUTO and v.armed and not v.landed:
         v.mission_state = "running"
         v.mission_started = True
         start_commands_from(v, seq)

@@ -21,3 +21,4 @@ class Nav:
     command: int = 0  # goto: the mission nav command (MAV_CMD) being flown, 0 if none
     item_seq: int = -1
     vel: tuple[float, float, float] = (0.0, 0.0, 0.0)  # velocity target (east, north, up) m/s
+    liftoff_at: float | None = None  # takeoff from the ground: when the throttle lifts it off

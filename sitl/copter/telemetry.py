@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 FIRMWARE = "ArduCopter V4.5.7 (sim)"
 _FIRMWARE_VERSION = (4 << 24) | (5 << 16) | (7 << 8) | 255  # 4.5.7 FIRMWARE_VERSION_TYPE_OFFICIAL
 BOOT_STATUS_S = 1.0  # HEARTBEAT.system_status stays MAV_STATE_BOOT until init finishes
+_G = 9.80665
+_EARTH_FIELD_NED_MGAUSS = (232, 52, -528)  # SITL's field at CMAC (its default home), used everywhere
+_IMU_TEMP_CDEG = 2974  # SITL's IMU and barometer temperatures
+_BARO_TEMP_CDEG = 3081
+_SITL_RC_PWM = (1500, 1500, 1000, 1500, 1800, 1000, 1000, 1800)  # SITL's RC input, no transmitter
 
 # EKF_STATUS_REPORT.flags (EKF_STATUS_FLAGS, ardupilotmega.xml)
 _EKF_PRE_GPS = (M.EKF_ATTITUDE | M.EKF_VELOCITY_VERT | M.EKF_POS_VERT_ABS | M.EKF_CONST_POS_MODE)
@@ -64,7 +69,9 @@ def mission_current_msg(v: Copter, seq: int) -> Any:
 
 
 def _mission_current(v: Copter) -> Any:
-    return mission_current_msg(v, v.mission_index)
+    # AP_Mission::get_current_nav_index: 0 until a nav command has been loaded (the
+    # mission started, or DO_SET_MISSION_CURRENT named where it will start)
+    return mission_current_msg(v, v.mission_index if v.nav_index_loaded else 0)
 
 
 def _boot_ms(v: Copter) -> int:
@@ -122,14 +129,123 @@ def _gps_raw_int(v: Copter) -> Any:
         200 if v.gps_fix else 9999, round(math.hypot(v.ve, v.vn) * 100), cog, sats)
 
 
-def _attitude(v: Copter) -> Any:
-    # A multicopter tilts into its horizontal acceleration: pitch nose-down to speed up
-    # forward, roll right to accelerate right (tan(tilt) = a / g).
+def _roll_pitch_yaw(v: Copter) -> tuple[float, float, float]:
+    """A multicopter tilts into its horizontal acceleration: pitch nose-down to speed up
+    forward, roll right to accelerate right (tan(tilt) = a / g); yaw in -pi..pi."""
     yaw = (v.yaw + math.pi) % (2 * math.pi) - math.pi
     forward = v.ae * math.sin(v.yaw) + v.an * math.cos(v.yaw)
     right = v.ae * math.cos(v.yaw) - v.an * math.sin(v.yaw)
-    pitch, roll = -math.atan2(forward, 9.80665), math.atan2(right, 9.80665)
+    return math.atan2(right, _G), -math.atan2(forward, _G), yaw
+
+
+def _attitude(v: Copter) -> Any:
+    roll, pitch, yaw = _roll_pitch_yaw(v)
     return v.mav.attitude_encode(_boot_ms(v), roll, pitch, yaw, 0.0, 0.0, 0.0)
+
+
+def _ahrs2(v: Copter) -> Any:
+    """AHRS2: the secondary estimator's attitude and position (SITL: the same as the first)."""
+    roll, pitch, yaw = _roll_pitch_yaw(v)
+    lat, lon = v.latlon() if v.gps_fix else (0.0, 0.0)
+    return v.mav.ahrs2_encode(roll, pitch, yaw, v.config.home_alt + v.u, round(lat * 1e7), round(lon * 1e7))
+
+
+def _simstate(v: Copter) -> Any:
+    """SIMSTATE (ardupilotmega): the simulator's true attitude, acceleration and position."""
+    roll, pitch, yaw = _roll_pitch_yaw(v)
+    lat, lon = v.latlon()
+    return v.mav.simstate_encode(roll, pitch, yaw, v.ae, v.an, -_G, 0.0, 0.0, 0.0, round(lat * 1e7),
+                                 round(lon * 1e7))
+
+
+def _ahrs(v: Copter) -> Any:
+    """AHRS (DCM's gyro drift estimate and errors): the simulator's sensors have none."""
+    return v.mav.ahrs_encode(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _specific_force_mg(v: Copter) -> int:
+    """What a multicopter's z accelerometer reads, in milli-g: thrust along the body z axis
+    holds it against gravity and tilts it to accelerate (x and y read ~0 in coordinated
+    flight), so -1000 at rest (SITL reads -1001)."""
+    return -round(1000.0 * math.hypot(_G + v.au, v.ae, v.an) / _G)
+
+
+def _mag_body(v: Copter) -> tuple[int, int, int]:
+    """The earth field in the body frame, turned by the heading (mGauss)."""
+    n, e, d = _EARTH_FIELD_NED_MGAUSS
+    c, s_ = math.cos(v.yaw), math.sin(v.yaw)
+    return round(n * c + e * s_), round(-n * s_ + e * c), d
+
+
+def _raw_imu(v: Copter) -> Any:
+    return v.mav.raw_imu_encode(int(v.t * 1e6), 0, 0, _specific_force_mg(v), 0, 0, 0, *_mag_body(v), 0,
+                                _IMU_TEMP_CDEG)
+
+
+def _scaled_imu2(v: Copter) -> Any:
+    return v.mav.scaled_imu2_encode(_boot_ms(v), 0, 0, _specific_force_mg(v), 0, 0, 0, *_mag_body(v),
+                                    _IMU_TEMP_CDEG)
+
+
+def _scaled_pressure(v: Copter) -> Any:
+    """The barometer: the ISA pressure at the copter's altitude above sea level."""
+    alt = v.config.home_alt + v.u
+    press_hpa = 1013.25 * (1.0 - 2.25577e-5 * alt) ** 5.25588
+    return v.mav.scaled_pressure_encode(_boot_ms(v), press_hpa, 0.0, _BARO_TEMP_CDEG, 0)
+
+
+def _rc_channels(v: Copter) -> Any:
+    """SITL's RC input with no transmitter attached: sticks centred, throttle low, the
+    mode switch (channel 5) and channel 8 high, RSSI 255 (unknown)."""
+    chans = list(_SITL_RC_PWM) + [0] * (18 - len(_SITL_RC_PWM))
+    return v.mav.rc_channels_encode(_boot_ms(v), len(_SITL_RC_PWM), *chans, 255)
+
+
+def _servo_output_raw(v: Copter) -> Any:
+    """The four motor outputs: MOT_PWM_MIN (1000) disarmed, then spin and throttle."""
+    pwm = 1000 + round(1000 * v.throttle) if v.armed else 1000
+    return v.mav.servo_output_raw_encode(int(v.t * 1e6) & 0xFFFFFFFF, 0, pwm, pwm, pwm, pwm, 0, 0, 0, 0,
+                                         0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def _vibration(v: Copter) -> Any:
+    level = 0.0027 + (0.05 if v.armed and not v.landed else 0.0)  # SITL's noise; more with the motors up
+    return v.mav.vibration_encode(int(v.t * 1e6), level, level, level, 0, 0, 0)
+
+
+def _wind(v: Copter) -> Any:
+    """The wind estimate: none in this simulator, so the direction is atan2(-0, -0) = -180
+    as ArduPilot computes it from a zero wind vector."""
+    return v.mav.wind_encode(math.degrees(math.atan2(-0.0, -0.0)), 0.0, 0.0)
+
+
+def _power_status(v: Copter) -> Any:
+    return v.mav.power_status_encode(5000, 0, 0)  # Vcc 5 V (SITL's), no servo rail sensing
+
+
+def _meminfo(v: Copter) -> Any:
+    return v.mav.meminfo_encode(0, 65535, 131072)  # SITL's figures
+
+
+def _nav_controller_output(v: Copter) -> Any:
+    """NAV_CONTROLLER_OUTPUT: the tilt asked for, bearing and distance to the position
+    target, altitude error."""
+    roll, pitch, _ = _roll_pitch_yaw(v)
+    de, dn = v.nav.e - v.e, v.nav.n - v.n
+    dist = math.hypot(de, dn)
+    target_bearing = round(math.degrees(math.atan2(de, dn))) if dist > 0.1 else 0
+    nav_bearing = round(math.degrees((v.yaw + math.pi) % (2 * math.pi) - math.pi))
+    return v.mav.nav_controller_output_encode(math.degrees(roll), math.degrees(pitch), nav_bearing,
+                                              target_bearing, min(65535, round(dist)), v.nav.u - v.u, 0.0, 0.0)
+
+
+def _gps_global_origin(v: Copter) -> Any:
+    """GPS_GLOBAL_ORIGIN: the EKF origin (home here), once the EKF has set it."""
+    if not v.ready:
+        return None
+    c = v.config
+    return v.mav.gps_global_origin_encode(round(c.home_lat * 1e7), round(c.home_lon * 1e7),
+                                          round(c.home_alt * 1000), int(v.t * 1e6))
 
 
 def _vfr_hud(v: Copter) -> Any:
@@ -144,9 +260,13 @@ def _ekf_status(v: Copter) -> Any:
 
 
 def _fence_status(v: Copter) -> Any:
+    """GCS_MAVLINK::send_fence_status: only while a fence is enabled (nothing otherwise,
+    even when streamed); mitigation NONE (Copter does not limit velocity at the fence)."""
+    if v.params["FENCE_ENABLE"] < 1:
+        return None
     f = v.fence
     return v.mav.fence_status_encode(1 if f.breached else 0, f.breach_count, f.breached, f.breach_time_ms,
-                                     M.FENCE_MITIGATE_UNKNOWN)
+                                     M.FENCE_MITIGATE_NONE)
 
 
 def _system_time(v: Copter) -> Any:
@@ -194,4 +314,18 @@ BUILDERS: dict[int, Callable[[Copter], Any]] = {
     M.MAVLINK_MSG_ID_HOME_POSITION: _home_position,
     M.MAVLINK_MSG_ID_LOCAL_POSITION_NED: _local_position_ned,
     M.MAVLINK_MSG_ID_AUTOPILOT_VERSION: _autopilot_version,
+    M.MAVLINK_MSG_ID_AHRS: _ahrs,
+    M.MAVLINK_MSG_ID_AHRS2: _ahrs2,
+    M.MAVLINK_MSG_ID_SIMSTATE: _simstate,
+    M.MAVLINK_MSG_ID_RAW_IMU: _raw_imu,
+    M.MAVLINK_MSG_ID_SCALED_IMU2: _scaled_imu2,
+    M.MAVLINK_MSG_ID_SCALED_PRESSURE: _scaled_pressure,
+    M.MAVLINK_MSG_ID_RC_CHANNELS: _rc_channels,
+    M.MAVLINK_MSG_ID_SERVO_OUTPUT_RAW: _servo_output_raw,
+    M.MAVLINK_MSG_ID_VIBRATION: _vibration,
+    M.MAVLINK_MSG_ID_WIND: _wind,
+    M.MAVLINK_MSG_ID_POWER_STATUS: _power_status,
+    M.MAVLINK_MSG_ID_MEMINFO: _meminfo,
+    M.MAVLINK_MSG_ID_NAV_CONTROLLER_OUTPUT: _nav_controller_output,
+    M.MAVLINK_MSG_ID_GPS_GLOBAL_ORIGIN: _gps_global_origin,
 }

@@ -21,7 +21,7 @@ from sitl.copter.mission_protocol import FenceList, MissionList, RallyList
 from sitl.copter.modes import MODES, STABILIZE
 from sitl.copter.nav import Nav
 from sitl.copter.params import ParamTable, copter_param_specs
-from sitl.copter.streams import STEP_S, StreamSchedule
+from sitl.copter.streams import STEP_S, TIMESYNC_INTERVAL_S, StreamSchedule
 from sitl.radio import RadioModel, SikRadio
 
 if TYPE_CHECKING:
@@ -93,10 +93,11 @@ class Copter:
         # flight state
         self.e = self.n = self.u = 0.0
         self.ve = self.vn = self.vu = 0.0
-        self.ae = self.an = 0.0  # horizontal acceleration of the last step (m/s^2)
+        self.ae = self.an = self.au = 0.0  # acceleration of the last step (m/s^2, ENU)
         self.yaw = math.radians(config.home_heading)
         self.armed = False
         self.landed = True
+        self.on_ground_since: float | None = None  # touched down, the land detector still deciding
         self.mode = STABILIZE
         self.landed_armed_since: float | None = None
         self.auto_armed = False
@@ -119,10 +120,12 @@ class Copter:
         self.mission_index = 1
         self.mission_state = "stopped"  # stopped | running | complete
         self.mission_started = False
+        self.nav_index_loaded = False  # AP_Mission has a current nav command (MISSION_CURRENT seq)
         self.jump_counts: dict[int, int] = {}
         self.fence = Geofence()
         self.streams = StreamSchedule()
         self._next_radio = 0.0
+        self._next_timesync = TIMESYNC_INTERVAL_S
         self._reboot_pending = False
         self._gps_fix_announced = False
         self._ready_announced = False
@@ -256,6 +259,10 @@ class Copter:
             self._steps = int(target / STEP_S)
             self.t = self._steps * STEP_S
 
+    def clock_ns(self) -> int:
+        """AP_HAL::micros64() * 1000: the autopilot's clock as TIMESYNC carries it."""
+        return round(self.t * 1e6) * 1000
+
     @property
     def ready(self) -> bool:
         """The EKF uses GPS: home is set and position-requiring modes and arming checks pass."""
@@ -282,7 +289,14 @@ class Copter:
             self._ready_announced = True
             self.statustext(M.MAV_SEVERITY_INFO, "EKF3 IMU0 origin set")
             self.statustext(M.MAV_SEVERITY_INFO, "EKF3 IMU0 is using GPS")
-            self.emit_deferred(M.MAVLINK_MSG_ID_HOME_POSITION)  # GCS::send_home_all when home is set
+            # GCS::send_home_all when home is set: HOME_POSITION and GPS_GLOBAL_ORIGIN
+            self.emit_deferred(M.MAVLINK_MSG_ID_HOME_POSITION)
+            self.emit_deferred(M.MAVLINK_MSG_ID_GPS_GLOBAL_ORIGIN)
+        if t >= self._next_timesync:
+            # GCS_MAVLINK::send_timesync: a request of its own (tc1 0), ts1 its clock in ns
+            # with the sysid in the last digits, as ArduPilot makes it unique
+            self._next_timesync = t + TIMESYNC_INTERVAL_S
+            self.send(self.mav.timesync_encode(0, self.clock_ns() + self.sysid))
         if self.radio is not None and t >= self._next_radio:
             self._next_radio = t + _RADIO_STATUS_INTERVAL_S
             self._send_radio_status(t)

@@ -138,8 +138,12 @@ def test_request_data_stream_position_group_streams_global_position_int(client):
 def test_request_data_stream_all_brings_every_telemetry_message(client):
     client.mav.request_data_stream_send(1, 1, M.MAV_DATA_STREAM_ALL, 5, 1)
     for name in ("GLOBAL_POSITION_INT", "SYS_STATUS", "BATTERY_STATUS", "GPS_RAW_INT", "EKF_STATUS_REPORT",
-                 "ATTITUDE", "VFR_HUD", "MISSION_CURRENT", "FENCE_STATUS"):
+                 "ATTITUDE", "VFR_HUD", "MISSION_CURRENT", "AHRS", "AHRS2", "RAW_IMU", "RC_CHANNELS",
+                 "SERVO_OUTPUT_RAW", "VIBRATION", "WIND", "NAV_CONTROLLER_OUTPUT"):
         client.wait(name)
+    # FENCE_STATUS only while a fence is enabled (GCS_MAVLINK::try_send_message)
+    client.mav.param_set_send(1, 1, b"FENCE_ENABLE", 1, M.MAV_PARAM_TYPE_INT8)
+    client.wait("FENCE_STATUS")
 
 
 def test_no_radio_status_by_default(client):
