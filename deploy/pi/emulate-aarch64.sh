@@ -7,6 +7,7 @@
 #   deploy/pi/emulate-aarch64.sh python ARGS...   # run the emulated python3.11 on the repo
 #   deploy/pi/emulate-aarch64.sh compare [SEED] [NODES]   # demo-virtual on both, compared
 #   deploy/pi/emulate-aarch64.sh test [PYTEST ARGS...]    # pytest under emulation
+#   deploy/pi/emulate-aarch64.sh mixed [NODES] [AARCH64_IDS...]  # a real swarm, some emulated
 #   deploy/pi/emulate-aarch64.sh status           # what is built, binfmt, versions
 #
 # How (no binfmt_misc, no chroot, nothing changed in the host's apt or dpkg set-up):
@@ -54,10 +55,19 @@ PACKAGES=(python3.11 libstdc++6 libgcc-s1)
 # The test tools, on top of pyproject's runtime dependencies (the subset run here needs
 # no MAVProxy, selenium, cryptography or mypy).
 TEST_TOOLS=(pytest pytest-timeout hypothesis networkx)
-DEFAULT_TESTS=(tests/swarm tests/consensus/test_raft_codec.py
-               tests/consensus/test_raft_rawnode.py tests/consensus/test_raft_etcd_paper.py
-               tests/consensus/test_storage_memory.py tests/consensus/test_sqlite_storage.py
-               tests/consensus/test_sim_safety.py tests/consensus/test_driver.py)
+# `test` with no arguments: the map, exact predicates, planner, assignment and demo
+# (tests/swarm), the quick consensus tests (codec, RawNode, the paper's scenarios,
+# both storages, the driver, recorded transcripts and simulator replays; not the
+# 500-seed soak) and the signed envelope; none needs a broker.
+DEFAULT_TESTS=(tests/swarm
+               tests/consensus/test_raft_codec.py tests/consensus/test_raft_rawnode.py
+               tests/consensus/test_raft_etcd_paper.py tests/consensus/test_storage_memory.py
+               tests/consensus/test_sqlite_storage.py tests/consensus/test_sim_safety.py
+               tests/consensus/test_driver.py tests/consensus/test_raft_transcripts.py
+               tests/consensus/test_sim_replay.py tests/bus/test_bus_envelope.py
+               tests/launch/test_pi_fingerprint.py
+               --deselect
+               tests/consensus/test_sim_safety.py::test_500_random_five_node_fault_schedules_have_no_violations)
 
 say() { printf 'emulate-aarch64: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -257,6 +267,20 @@ run_tests() {
     (cd "$REPO" && emulated -m pytest -p no:cacheprovider --timeout 3000 "$@")
 }
 
+mixed() {
+    # Real agents on this machine's mosquitto (the ground station), nodes AARCH64_IDS
+    # (default 3) on emulated aarch64: deploy/pi/mixed_swarm.py.
+    local n=${1:-3} py
+    [[ $# -gt 0 ]] && shift
+    [[ $# -gt 0 ]] || set -- 3
+    require_root
+    py=$(host_python)
+    rm -rf "$PI_CACHE/mixed"
+    (cd "$REPO" && PYTHONPYCACHEPREFIX="$PI_CACHE/pycache" timeout "$PI_TIMEOUT" "$py" \
+        deploy/pi/mixed_swarm.py --nodes "$n" --aarch64 "$@" --emulated-python "$WRAPPER" \
+        --out "$PI_CACHE/mixed")
+}
+
 status() {
     say "$(binfmt_state)"
     say "cache: $PI_CACHE"
@@ -277,6 +301,7 @@ case $what in
     python) require_root; emulated "$@" ;;
     compare) compare "$@" ;;
     test) run_tests "$@" ;;
+    mixed) mixed "$@" ;;
     status) status ;;
-    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
