@@ -31,7 +31,8 @@
 # PI_NICE (default 10: the emulated work yields to everything else), PI_TIMEOUT (seconds
 # for any one emulated command, default 3600), PI_MOSQUITTO=1 (setup also unpacks
 # Debian's arm64 mosquitto and puts an emulated `mosquitto` first on PATH, for the
-# broker fixtures of process tests).
+# broker fixtures of process tests), PI_AARCH64_FIRST=1 (`mixed`: the emulated nodes, a
+# majority, start first and elect one of them).
 #
 # Emulation is 10-20x slower than the host and says nothing about a Pi's speed; what it
 # shows is that the same code and wheels run on aarch64 and give the same answers.
@@ -270,14 +271,15 @@ run_tests() {
 mixed() {
     # Real agents on this machine's mosquitto (the ground station), nodes AARCH64_IDS
     # (default 3) on emulated aarch64: deploy/pi/mixed_swarm.py.
-    local n=${1:-3} py
+    local n=${1:-3} py first=()
     [[ $# -gt 0 ]] && shift
     [[ $# -gt 0 ]] || set -- 3
+    [[ ${PI_AARCH64_FIRST:-0} == 1 ]] && first=(--aarch64-first)
     require_root
     py=$(host_python)
     rm -rf "$PI_CACHE/mixed"
     (cd "$REPO" && PYTHONPYCACHEPREFIX="$PI_CACHE/pycache" timeout "$PI_TIMEOUT" "$py" \
-        deploy/pi/mixed_swarm.py --nodes "$n" --aarch64 "$@" --emulated-python "$WRAPPER" \
+        deploy/pi/mixed_swarm.py --nodes "$n" --aarch64 "$@" "${first[@]}" --emulated-python "$WRAPPER" \
         --out "$PI_CACHE/mixed")
 }
 

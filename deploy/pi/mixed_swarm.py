@@ -64,8 +64,9 @@ class MixedCluster(AgentCluster):
 
 
 def _scenario_commands(seed: int, n: int) -> list[dict[str, Any]]:
-    """The virtual demo's map commands in order (its crashes and deliberately invalid
-    proposals are left out: this run is about agreement, not faults)."""
+    """The virtual demo's map commands in order (its crashes and the proposals it
+    rejects before proposing are left out: this run is about agreement, not faults;
+    its second report of one survivor stays in and is rejected by apply, as designed)."""
     names = [f"drone-{i}" for i in range(1, n + 1)]
     return [json.loads(encode_command(action.command))
             for phase in wildfire_scenario(seed, names).phases
@@ -102,7 +103,7 @@ def _wait_stable(cluster: MixedCluster, client: SwarmClient,
 
 
 def run(n: int, emulated: set[int], emulated_python: str, seed: int, out: Path,
-        timeout: float) -> dict[str, Any]:
+        timeout: float, aarch64_first: bool = False) -> dict[str, Any]:
     if find_mosquitto() is None:
         raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
     out.mkdir(parents=True, exist_ok=True)
@@ -111,8 +112,18 @@ def run(n: int, emulated: set[int], emulated_python: str, seed: int, out: Path,
     cluster = MixedCluster(out, broker, n, emulated=emulated, emulated_python=emulated_python)
     started = time.monotonic()
     try:
-        cluster.start_all()
         client = cluster.client(timeout_s=120.0, attempt_timeout_s=5.0)
+        if aarch64_first:
+            # The emulated nodes (a quorum) elect one of them before the others start,
+            # so the first assignments are computed on aarch64.
+            for i in sorted(emulated):
+                cluster.start(i)
+            first = cluster.wait_leader(client, among=emulated, timeout=timeout)
+            print(f"first leader: node {first} (aarch64) after "
+                  f"{time.monotonic() - started:.0f} s", flush=True)
+        for i in cluster.ids:
+            if not cluster.alive(i):
+                cluster.start(i)
         leader = cluster.wait_leader(client, timeout=timeout)
         print(f"leader: node {leader} after {time.monotonic() - started:.0f} s", flush=True)
         replies = []
@@ -131,6 +142,7 @@ def run(n: int, emulated: set[int], emulated_python: str, seed: int, out: Path,
             nodes[str(i)] = {
                 "machine": "aarch64 (emulated)" if i in emulated else platform.machine(),
                 "role": s.get("role"), "term": s.get("term"), "applied": s.get("applied"),
+                "leader_changes": s.get("leader_changes"),
                 "map_sha256": s.get("map_sha256"),
                 "assignment_sha256": s["assignment"]["sha256"],
                 "assignment_epoch": s["assignment"]["epoch"],
@@ -156,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="node ids run on emulated aarch64 (default 3)")
     parser.add_argument("--emulated-python", required=True,
                         help="the emulated interpreter (emulate-aarch64.sh's wrapper)")
+    parser.add_argument("--aarch64-first", action="store_true",
+                        help="start the emulated nodes first (they must be a quorum), so "
+                             "an aarch64 node leads while the first assignments are made")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True, help="folder for configs, logs, stores")
     parser.add_argument("--timeout", type=float, default=600.0,
@@ -163,8 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 3 <= args.nodes <= 9 or not set(args.aarch64) <= set(range(1, args.nodes + 1)):
         parser.error("3 to 9 nodes, and --aarch64 ids among them")
+    if args.aarch64_first and 2 * len(set(args.aarch64)) <= args.nodes:
+        parser.error("--aarch64-first needs the emulated nodes to be a majority")
     result = run(args.nodes, set(args.aarch64), args.emulated_python, args.seed, args.out,
-                 args.timeout)
+                 args.timeout, args.aarch64_first)
     (args.out / "mixed-summary.json").write_text(json.dumps(result, indent=1, sort_keys=True))
     print(f"{'node':5} {'machine':20} {'role':9} {'applied':8} {'map sha256':17} "
           f"{'assignment sha256':18} {'epoch':6} geojson sha256 (its own map)")
