@@ -6,7 +6,8 @@
 #   deploy/pi/emulate-aarch64.sh setup            # build the aarch64 root (idempotent)
 #   deploy/pi/emulate-aarch64.sh python ARGS...   # run the emulated python3.11 on the repo
 #   deploy/pi/emulate-aarch64.sh compare [SEED] [NODES]   # demo-virtual on both, compared
-#   deploy/pi/emulate-aarch64.sh test [PYTEST ARGS...]    # pytest under emulation
+#   deploy/pi/emulate-aarch64.sh test [PYTEST ARGS...]    # pytest under emulation (no tests/...
+#                                                 #   path given: the default subset below)
 #   deploy/pi/emulate-aarch64.sh mixed [NODES] [AARCH64_IDS...]  # a real swarm, some emulated
 #   deploy/pi/emulate-aarch64.sh status           # what is built, binfmt, versions
 #
@@ -263,7 +264,10 @@ compare() {
 
 run_tests() {
     require_root
-    [[ $# -gt 0 ]] || set -- -q "${DEFAULT_TESTS[@]}"
+    # No test path among the arguments (e.g. only `-x -q`): the default subset.
+    local arg
+    for arg in "$@"; do [[ $arg == tests* ]] && break; done
+    [[ $# -gt 0 && $arg == tests* ]] || set -- "$@" "${DEFAULT_TESTS[@]}"
     # Per-test timeout scaled for emulation; no cache written into the work tree.
     (cd "$REPO" && emulated -m pytest -p no:cacheprovider --timeout 3000 "$@")
 }
@@ -305,5 +309,5 @@ case $what in
     test) run_tests "$@" ;;
     mixed) mixed "$@" ;;
     status) status ;;
-    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
