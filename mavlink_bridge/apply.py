@@ -94,6 +94,9 @@ class ApplyReport:
     unchanged: tuple[MissionType, ...]
     params_set: tuple[tuple[str, float], ...]
     resumed_at: int | None
+    #: Wall seconds spent uploading (MISSION_COUNT .. MISSION_ACK) and reading back.
+    upload_s: float = 0.0
+    verify_s: float = 0.0
 
     @property
     def changed(self) -> bool:
@@ -307,6 +310,8 @@ class PlanApplier:
         self.config = config
         self._verified: dict[MissionType, tuple[MissionItem, ...]] = {}
         self._params: dict[str, float] = {}
+        self._upload_s = 0.0
+        self._verify_s = 0.0
         self._connects = vehicle.link.stats.connects
         self._reboots = vehicle.telemetry.reboots
 
@@ -344,6 +349,7 @@ class PlanApplier:
         uploaded: list[MissionType] = []
         unchanged: list[MissionType] = []
         resumed: int | None = None
+        self._upload_s = self._verify_s = 0.0
         for mtype in (MissionType.FENCE, MissionType.RALLY, MissionType.MISSION):
             if mtype in keep:
                 continue
@@ -370,7 +376,8 @@ class PlanApplier:
                 if resumed is not None:
                     self.vehicle.set_mission_current(resumed).raise_for_result()
         params = self._apply_fence_params(plan)
-        return ApplyReport(tuple(uploaded), tuple(unchanged), params, resumed)
+        return ApplyReport(tuple(uploaded), tuple(unchanged), params, resumed,
+                           self._upload_s, self._verify_s)
 
     def _upload_when_ready(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
         """Upload and verify one list, waiting out a mission store that is not ready.
@@ -404,6 +411,20 @@ class PlanApplier:
         return None if since is None else max(0.0, time.monotonic() - since)
 
     def _upload_and_verify(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
+        t0, verify0 = time.monotonic(), self._verify_s
+        try:
+            self._upload(mtype, wire)
+        finally:
+            self._upload_s += time.monotonic() - t0 - (self._verify_s - verify0)
+
+    def _verify_timed(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
+        t0 = time.monotonic()
+        try:
+            self._verify(mtype, wire)
+        finally:
+            self._verify_s += time.monotonic() - t0
+
+    def _upload(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
         try:
             self.vehicle.upload(mtype, wire)
         except MissionTimeoutError as exc:
@@ -412,12 +433,12 @@ class PlanApplier:
             if not (exc.awaiting_final_ack and self.config.verify):
                 raise
             try:
-                self._verify(mtype, wire)
+                self._verify_timed(mtype, wire)
             except (PlanVerificationError, MissionError):
                 raise exc from None
         else:
             if self.config.verify:
-                self._verify(mtype, wire)
+                self._verify_timed(mtype, wire)
 
     def _home(self, state: VehicleState) -> MissionItem:
         pos = state.position

@@ -373,9 +373,15 @@ class Agent:
             swarm=self.swarm, node_id=self.node_id, name=cfg.node.name,
             publish=lambda topic, payload, qos, retain: self.bus.publish(
                 topic, payload, qos=qos, retain=retain),
-            event=lambda kind, text: self._event(kind, text), commits=self.own_commits)
+            event=lambda kind, text: self._event(kind, text), commits=self.own_commits,
+            status_changed=self._flight_status_changed)
         self.flight.start()
         self._flight_map_changed()
+
+    def _flight_status_changed(self) -> None:
+        """The flight side's part of the status changed (any thread): publish it with
+        the next loop iteration (rate-limited like every status change)."""
+        self._status_dirty = True
 
     def _bus_config(self) -> BusConfig:
         b = self.config.bus

@@ -98,7 +98,8 @@ class Flight:
     bus; ``event(kind, text)`` its events topic; ``commits`` its own session."""
 
     def __init__(self, config: FlightConfig, *, swarm: str, node_id: int, name: str,
-                 publish: Publish, event: Event, commits: OwnCommits) -> None:
+                 publish: Publish, event: Event, commits: OwnCommits,
+                 status_changed: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.swarm = swarm
         self.node_id = node_id
@@ -106,6 +107,10 @@ class Flight:
         self._publish = publish
         self._event = event
         self.commits = commits
+        # Tells the agent that status()'s answer changed (FC holds a new version, link,
+        # mode, armed, launch), so status/<node> goes out at once, not at the 2 s period.
+        self._status_changed = status_changed
+        self._status_seen: tuple[Any, ...] = ()
         self.link = MavlinkLink(LinkConfig(config.connection, config.baud,
                                            target_system=config.sysid))
         self.vehicle = Vehicle(self.link, config.sysid)
@@ -116,6 +121,7 @@ class Flight:
         self._held_version: int | None = None  # map version whose plan the FC holds
         self._last_doc: dict[str, Any] | None = None
         self._recall_enforced = False
+        self._handed_at = (-1, 0.0)  # (map version, when the node thread handed it over)
         self._launched_version = -1  # the map version of the last launch obeyed (or expired)
         self._launch_waits: str | None = None  # why the pending launch cannot go yet
         self._retry_s = config.retry_min_s
@@ -151,6 +157,7 @@ class Flight:
         """A new map version was applied (node thread): plan it on the worker."""
         with self._lock:
             self._view = view
+            self._handed_at = (view.version, time.monotonic())
         self._worker.submit(view)
 
     def status(self) -> dict[str, Any]:
@@ -192,6 +199,10 @@ class Flight:
                 battery = state.battery.remaining_pct if state.battery is not None else None
                 self.health.update(now, connected, None if battery is None else float(battery))
                 self._keep_own_entry(now)
+                seen = (connected, state.mode, state.armed, self.health.state, self._launch_waits)
+                if seen != self._status_seen:
+                    self._status_seen = seen
+                    self._status_changed()
             except Exception:  # the monitor must outlive any one bad sample
                 log.exception("flight monitor iteration failed")
 
@@ -297,6 +308,9 @@ class Flight:
 
     def _plan_job(self, view: MapView) -> float | None:
         now = time.monotonic()
+        with self._lock:
+            handed_version, handed_at = self._handed_at
+        waited_s = now - handed_at if handed_version == view.version else None
         state = self.vehicle.state()
         if not self._is_connected(state, now):
             return self._backoff()  # the link's return re-submits too
@@ -309,10 +323,13 @@ class Flight:
             self._retry_s = self.config.retry_min_s
             return None if self.name not in view.drones else self._backoff()
         vehicle = self._vehicle_state(view, state)
+        t_plan = time.monotonic()
         result = plan_for_drone(view, self.name, vehicle, self.config.planner)
         self.stats["plans"] += 1
+        t_check = time.monotonic()
         start = (vehicle.position.lon, vehicle.position.lat)
         crossed = hazards_crossed(start, result.plan.mission, view.zones)
+        t_apply = time.monotonic()
         if crossed:
             self.stats["unsafe_refused"] += 1
             text = (f"node {self.node_id}: plan for map version {view.version} crosses "
@@ -335,13 +352,25 @@ class Flight:
             log.warning("upload of map version %d's plan failed: %s; retrying", view.version, exc)
             return self._backoff()
         self._retry_s = self.config.retry_min_s
+        t_done = time.monotonic()
+        # Where the time from "applied" to "the FC holds it" went (bench/flight_latency.py).
+        timing = {"queued": None if waited_s is None else round(waited_s * 1000, 1),
+                  "plan": round((t_check - t_plan) * 1000, 1),
+                  "fire_check": round((t_apply - t_check) * 1000, 1),
+                  "upload": round(report.upload_s * 1000, 1),
+                  "verify": round(report.verify_s * 1000, 1),
+                  "apply": round((t_done - t_apply) * 1000, 1)}
         if report.uploaded:
             self.stats["uploads"] += 1
-            log.info("flight controller holds map version %d's plan (uploaded %s%s)", view.version,
-                     ", ".join(t.name.lower() for t in report.uploaded),
-                     f", resumed at {report.resumed_at}" if report.resumed_at is not None else "")
-        self._held_version = view.version
+            log.info("flight controller holds map version %d's plan (uploaded %s%s; %s ms)",
+                     view.version, ", ".join(t.name.lower() for t in report.uploaded),
+                     f", resumed at {report.resumed_at}" if report.resumed_at is not None else "",
+                     " ".join(f"{k} {v}" for k, v in timing.items()))
+        if self._held_version != view.version:
+            self._held_version = view.version
+            self._status_changed()
         doc = plan_document(self.node_id, self.name, result, vehicle, view.version)
+        doc["timing_ms"] = timing
         self._last_doc = doc
         self._publish(topics.plan(self.swarm, self.node_id),
                       json.dumps(doc, allow_nan=False).encode(), 1, True)
