@@ -1,31 +1,59 @@
-"""The agent as a process: N real agents (`swarm agent`, fsync on) on mosquitto on
-loopback, driven by swarm.client (docs/benchmarks.md, "Agent").
+"""The agent as a process, and its peer, in one run: real agents (`swarm agent`, SQLite
+with fsync) on mosquitto on loopback, and a 3-node PySyncObj cluster (docs/benchmarks.md,
+"Agent").
 
-Prints, in one run: each agent's idle CPU (% of one core) and RSS; committed map
-commands per second with W outstanding requests (W synchronous clients, one
-outstanding request each) and the p50/p99 commit latency at 1 outstanding, as the
-client sees it (request published -> committed reply); failover time (SIGKILL of the
-leader -> the next committed write) over --kills kills, for the chosen profile.
+Prints:
+
+* for 3 and 5 agents (``--nodes``): each agent's idle CPU (% of one core) and RSS;
+  committed map commands per second with W outstanding requests (``--outstanding``,
+  default 1, 100, 1000, 10000) and the p50/p99 commit latency at 1 outstanding, as a
+  client sees it (request published -> ``committed`` reply). The commands are the map's
+  own (``set_zone`` over 50 zone ids, so the map stays the same size): the figures are
+  the map's committed commands/s through consensus;
+* the same for 3 PySyncObj 0.3.17 nodes, each its own process on loopback, default
+  configuration (its batching on), no fsync (PySyncObj has none), a trivial replicated
+  ``set``; its load is issued inside the leader's process (PySyncObj has no client
+  protocol), so it saves the agent's client -> broker -> leader hop;
+* failover for each profile (``--profiles``): SIGKILL of the leader -> the next committed
+  write of a ``swarm.client`` that proposes right after the kill, over ``--kills`` kills
+  (the killed agent is restarted and the cluster converges before the next).
+
+Load: W outstanding requests are kept in flight by one MQTT 5 connection (a pipelined
+generator over ceil(W/16) sessions, 16 commands in flight per session, each retried with
+the same session and sequence number after ``busy``/``no_leader``/``timeout``, as
+swarm.client does), sent to the leader. Every loop is bounded by time.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
+import json
+import math
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "agent"))
 
-from agent_cluster import AgentCluster, zone  # noqa: E402
-
-from swarm.bus.broker import LocalBroker  # noqa: E402
+#: Commands in flight per session (the session table keeps 64 unacknowledged results).
+PER_SESSION = 16
+#: Zone ids the commands cycle over (the map stays this size).
+ZONE_IDS = 50
+#: Bench agents accept this many pending client requests (the default 1024 would answer
+#: most of 10 000 outstanding requests ``busy``; the bound itself is the agent's).
+BENCH_MAX_PENDING = 16384
 
 
 def _cpu_s(pid: int) -> float:
@@ -40,98 +68,468 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _pct(values: list[float], q: float) -> float:
+def _pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _zone(zid: str) -> dict[str, Any]:
+    lon, lat, d = -122.1, 37.4, 0.005
+    return {"type": "set_zone", "id": zid, "status": "burning", "source": "bench", "time_ms": 1,
+            "polygon": [[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat]]}
+
+
+# ------------------------------------------------------------------ agent load generator
+
+
+class LoadGen:
+    """Keeps ``outstanding`` proposals in flight against one node (see the module
+    docstring). Replies arrive on paho's network thread, which also sends the next
+    request; a small timer thread re-sends retryable answers after a pause."""
+
+    def __init__(self, host: str, port: int, swarm: str) -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        from swarm.bus import topics
+
+        self._topics = topics
+        self._props = lambda: Properties(PacketTypes.PUBLISH)
+        self.swarm = swarm
+        self.cid = f"bench-{os.getpid()}-{os.urandom(3).hex()}"
+        self.reply_topic = f"swarm-client/{self.cid}/reply"
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.cid,
+                                  protocol=paho.MQTTv5)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.on_message = self._on_message
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client.on_connect = lambda *a: self.connected.set()
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise RuntimeError("the load generator could not connect to the broker")
+        self.client.subscribe(self.reply_topic, qos=1)
+        self.target = 0
+        self._ids = itertools.count(1)
+        #: request id -> (kind, slot or nonce, body, sent at)
+        self._pending: dict[str, tuple[str, Any, dict[str, Any], float]] = {}
+        self._retry: list[tuple[float, int, dict[str, Any], str, Any]] = []
+        self._retry_seq = itertools.count()
+        self._sessions: dict[str, int] = {}
+        self._registered = threading.Event()
+        self._want_sessions = 0
+        self.running = False
+        self.committed = 0
+        self.errors: dict[str, int] = {}
+        self.latencies: list[float] | None = None
+        #: per session: next seq, outstanding seqs
+        self._next_seq: dict[int, int] = {}
+        self._open: dict[int, set[int]] = {}
+        self._slots: list[int] = []  # slot -> session
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._retry_loop, daemon=True)
+        self._timer.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    # -- wire ---------------------------------------------------------------------------
+
+    def _publish(self, body: dict[str, Any], kind: str, key: Any) -> None:
+        rid = f"{self.cid}-{next(self._ids)}"
+        body = {**body, "v": 1, "id": rid}
+        props = self._props()
+        props.ResponseTopic = self.reply_topic
+        props.CorrelationData = rid.encode()
+        with self.lock:
+            self._pending[rid] = (kind, key, body, time.monotonic())
+        self.client.publish(self._topics.request(self.swarm, self.target),
+                            json.dumps(body).encode(), qos=1, properties=props)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        now = time.monotonic()
+        rid = msg.properties.CorrelationData.decode() if getattr(
+            msg.properties, "CorrelationData", None) else None
+        with self.lock:
+            entry = self._pending.pop(rid, None) if rid else None
+        if entry is None:
+            return
+        kind, key, body, sent = entry
+        reply = json.loads(msg.payload)
+        status, code = reply.get("status"), reply.get("code")
+        if kind == "register":
+            if status == "registered":
+                with self.lock:
+                    self._sessions[key] = int(reply["session"])
+                    if len(self._sessions) >= self._want_sessions:
+                        self._registered.set()
+            else:
+                self._later(body, kind, key)
+            return
+        if status == "committed":
+            session, seq = body["session"], body["seq"]
+            with self.lock:
+                self._open[session].discard(seq)
+                if self.running:
+                    self.committed += 1
+                    if self.latencies is not None:
+                        self.latencies.append((now - sent) * 1000)
+            if self.running:
+                self._propose(key)
+            return
+        self.errors[str(code)] = self.errors.get(str(code), 0) + 1
+        if code in ("busy", "no_leader", "timeout"):
+            self._later({k: v for k, v in body.items() if k not in ("v", "id")}, kind, key)
+        else:
+            with self.lock:
+                self._open[body["session"]].discard(body["seq"])
+            if self.running:
+                self._propose(key)
+
+    def _later(self, body: dict[str, Any], kind: str, key: Any, delay: float = 0.02) -> None:
+        with self.lock:
+            heapq.heappush(self._retry, (time.monotonic() + delay, next(self._retry_seq),
+                                         {k: v for k, v in body.items() if k not in ("v", "id")},
+                                         kind, key))
+
+    def _retry_loop(self) -> None:
+        while not self._stop.wait(0.005):
+            now = time.monotonic()
+            due = []
+            with self.lock:
+                while self._retry and self._retry[0][0] <= now:
+                    due.append(heapq.heappop(self._retry))
+            for _, _, body, kind, key in due:
+                self._publish(body, kind, key)  # also while draining: it must finish
+
+    # -- load ---------------------------------------------------------------------------
+
+    def _propose(self, slot: int) -> None:
+        session = self._slots[slot]
+        with self.lock:
+            seq = self._next_seq[session]
+            self._next_seq[session] = seq + 1
+            opened = self._open[session]
+            opened.add(seq)
+            ack = min(opened)
+        self._publish({"op": "propose", "session": session, "seq": seq, "ack": ack,
+                       "command": _zone(f"z{slot % ZONE_IDS}")}, "propose", slot)
+
+    def run(self, target: int, outstanding: int, seconds: float,
+            latencies: bool = False) -> tuple[float, list[float]]:
+        """Committed proposals per second with ``outstanding`` in flight for
+        ``seconds`` (after a short warm-up), and their latencies if asked."""
+        self.target = target
+        n_sessions = math.ceil(outstanding / PER_SESSION)
+        self._sessions.clear()
+        self._registered.clear()
+        self._want_sessions = n_sessions
+        for k in range(n_sessions):
+            self._publish({"op": "register", "nonce": f"{self.cid}-{outstanding}-{k}"},
+                          "register", f"{outstanding}-{k}")
+        if not self._registered.wait(60):
+            raise RuntimeError(f"registered {len(self._sessions)} of {n_sessions} sessions")
+        ids = sorted(self._sessions.values())
+        self._slots = [ids[s // PER_SESSION] for s in range(outstanding)]
+        for s in ids:
+            self._next_seq[s] = 1
+            self._open[s] = set()
+        self.committed = 0
+        self.errors = {}
+        self.running = True
+        for slot in range(outstanding):
+            self._propose(slot)
+        time.sleep(min(1.0, seconds / 4))  # warm-up: the pipeline fills
+        with self.lock:
+            self.committed = 0
+            self.latencies = [] if latencies else None
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        with self.lock:
+            done, lat = self.committed, self.latencies or []
+            self.latencies = None
+        rate = done / (time.monotonic() - t0)
+        self.running = False
+        # Drain: let what is in flight finish (bounded) so the next level starts clean.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not any(self._open.values()):
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            self._pending.clear()
+            self._retry.clear()
+        return rate, lat
+
+
+# ------------------------------------------------------------------ agents
+
+
+def _agents(args: argparse.Namespace, n: int, broker: Any, tmp: Path) -> None:
+    from agent_cluster import AgentCluster
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    cluster = AgentCluster(tmp, broker, n, profile="lan", election_ticks=None,
+                           extra=f"[client]\nmax_pending = {BENCH_MAX_PENDING}\n")
+    try:
+        cluster.start_all()
+        watcher = cluster.client()
+        leader = cluster.wait_leader(watcher)
+        print(f"{n} agents, profile lan, mosquitto on loopback, fsync on", flush=True)
+        time.sleep(2)
+        pids = {i: cluster.procs[i].pid for i in cluster.ids}
+        before = {i: _cpu_s(pid) for i, pid in pids.items()}
+        t0 = time.monotonic()
+        time.sleep(args.idle_seconds)
+        dt = time.monotonic() - t0
+        idle = {i: 100 * (_cpu_s(pid) - before[i]) / dt for i, pid in pids.items()}
+        rss = {i: _rss_mb(pid) for i, pid in pids.items()}
+        print(f"  idle CPU per agent ({args.idle_seconds:g} s): "
+              + ", ".join(f"{idle[i]:.1f}" for i in cluster.ids)
+              + f" % of a core (leader {leader}: {idle[leader]:.1f} %)", flush=True)
+        print("  RSS per agent: " + ", ".join(f"{rss[i]:.1f}" for i in cluster.ids) + " MB",
+              flush=True)
+        gen = LoadGen(broker.host, broker.port, cluster.swarm)
+        try:
+            _, lat = gen.run(leader, 1, args.latency_seconds, latencies=True)
+            print(f"  commit latency, 1 outstanding, {len(lat)} commits: "
+                  f"p50 {_pct(lat, 0.5):.2f} ms, p99 {_pct(lat, 0.99):.2f} ms", flush=True)
+            for w in args.outstanding:
+                rate, _ = gen.run(leader, w, args.seconds)
+                errors = ", ".join(f"{k} {v}" for k, v in sorted(gen.errors.items()))
+                print(f"  {w:>5} outstanding: {rate:8.0f} committed map commands/s"
+                      f"{f'  (retried: {errors})' if errors else ''}", flush=True)
+        finally:
+            gen.close()
+        st = watcher.statuses(wait_s=1.0)
+        print(f"  RSS per agent after load: "
+              + ", ".join(f"{_rss_mb(p):.1f}" for p in pids.values()) + " MB; leader "
+              f"{leader} commit {st.get(leader, {}).get('commit')}", flush=True)
+    finally:
+        cluster.close()
+
+
+def _failover(args: argparse.Namespace, profile: str, broker: Any, tmp: Path) -> None:
+    from agent_cluster import AgentCluster
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    cluster = AgentCluster(tmp, broker, 3, profile=profile, election_ticks=None)
+    times: list[float] = []
+    lost = 0
+    try:
+        cluster.start_all()
+        watcher = cluster.client()
+        client = cluster.client()
+        cluster.wait_leader(watcher)
+        client.register()
+        client.propose(_zone("f-warm"))
+        for k in range(args.kills):
+            leader = cluster.wait_leader(watcher)
+            time.sleep(0.5)  # the heartbeat rhythm settles
+            t = time.monotonic()
+            cluster.kill(leader)
+            reply = client.propose(_zone(f"f{k % ZONE_IDS}"), timeout_s=60)
+            if reply.committed:
+                times.append((time.monotonic() - t) * 1000)
+                if args.verbose:
+                    st = watcher.statuses(wait_s=0.5)
+                    print(f"    kill {k}: node {leader}: {times[-1]:.0f} ms, {reply.attempts} "
+                          f"attempts, answered by {reply.node}, terms "
+                          f"{sorted({s.get('term') for s in st.values() if s.get('online')})}",
+                          flush=True)
+            else:
+                lost += 1
+            cluster.start(leader)
+            cluster.wait_converged(watcher)
+    finally:
+        cluster.close()
+    if times:
+        print(f"failover, profile {profile}, 3 agents (SIGKILL of the leader -> next committed "
+              f"write), {len(times)} kills: p50 {_pct(times, 0.5):.0f} ms, p99 "
+              f"{_pct(times, 0.99):.0f} ms, min {min(times):.0f}, max {max(times):.0f} ms"
+              f"{f', {lost} not committed' if lost else ''}", flush=True)
+
+
+# ------------------------------------------------------------------ PySyncObj peer
+
+
+def _pysyncobj_node(me: int, ports: list[int]) -> int:
+    """One PySyncObj node (a child process); commands on stdin, answers on stdout."""
+    from pysyncobj import SyncObj, SyncObjConf, replicated
+
+    class Register(SyncObj):  # type: ignore[misc]
+        def __init__(self) -> None:
+            addrs = [f"127.0.0.1:{p}" for p in ports]
+            super().__init__(addrs[me], [a for i, a in enumerate(addrs) if i != me],
+                             conf=SyncObjConf(dynamicMembershipChange=False))
+            self.values: dict[str, int] = {}
+
+        @replicated  # type: ignore[misc]
+        def set(self, key: str, value: int) -> None:
+            self.values[key] = value
+
+    node = Register()
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "leader":
+            leader = node._getLeader()
+            print(json.dumps({"leader": None if leader is None else str(leader.address)
+                              if hasattr(leader, "address") else str(leader),
+                              "me": f"127.0.0.1:{ports[me]}"}), flush=True)
+        elif cmd[0] == "load":
+            w, seconds, want_lat = int(cmd[1]), float(cmd[2]), cmd[3] == "1"
+            lock = threading.Lock()
+            state = {"done": 0, "errors": 0, "counting": False}
+            lat: list[float] = []
+            running = [True]
+
+            def issue(slot: int) -> None:
+                sent = time.monotonic()
+
+                def cb(result: Any, error: Any) -> None:
+                    with lock:
+                        if state["counting"]:
+                            if error == 0:  # FAIL_REASON.SUCCESS
+                                state["done"] += 1
+                                if want_lat:
+                                    lat.append((time.monotonic() - sent) * 1000)
+                            else:
+                                state["errors"] += 1
+                    if running[0]:
+                        issue(slot)
+
+                node.set(f"k{slot % ZONE_IDS}", slot, callback=cb)
+
+            for slot in range(w):
+                issue(slot)
+            time.sleep(min(1.0, seconds / 4))
+            with lock:
+                state["counting"] = True
+            t0 = time.monotonic()
+            time.sleep(seconds)
+            with lock:
+                state["counting"] = False
+                done, errors = state["done"], state["errors"]
+            rate = done / (time.monotonic() - t0)
+            running[0] = False
+            time.sleep(0.5)
+            print(json.dumps({"rate": rate, "errors": errors, "p50": _pct(lat, 0.5),
+                              "p99": _pct(lat, 0.99), "n": len(lat)}), flush=True)
+        elif cmd[0] == "quit":
+            break
+    node.destroy()
+    return 0
+
+
+def _pysyncobj(args: argparse.Namespace) -> None:
+    from swarm.bus.broker import free_port
+
+    ports = [free_port() for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, __file__, "--pysyncobj-node", str(i),
+                               ",".join(map(str, ports))], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT) for i in range(3)]
+
+    def ask(p: subprocess.Popen[str], line: str) -> dict[str, Any]:
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write(line + "\n")
+        p.stdin.flush()
+        return dict(json.loads(p.stdout.readline()))
+
+    try:
+        leader_proc = None
+        deadline = time.monotonic() + 60
+        while leader_proc is None and time.monotonic() < deadline:
+            for p in procs:
+                answer = ask(p, "leader")
+                if answer["leader"] is not None and answer["leader"] == answer["me"]:
+                    leader_proc = p
+                    break
+            time.sleep(0.2)
+        if leader_proc is None:
+            print("PySyncObj: no leader within 60 s", flush=True)
+            return
+        print("3 PySyncObj 0.3.17 nodes (separate processes, loopback, default config: "
+              "batching on; no fsync), load issued in the leader's process", flush=True)
+        lat = ask(leader_proc, f"load 1 {args.latency_seconds} 1")
+        print(f"  commit latency, 1 outstanding, {lat['n']} commits: p50 {lat['p50']:.2f} ms, "
+              f"p99 {lat['p99']:.2f} ms", flush=True)
+        for w in args.outstanding:
+            r = ask(leader_proc, f"load {w} {args.seconds} 0")
+            failed = f"  ({r['errors']} failed)" if r["errors"] else ""
+            print(f"  {w:>5} outstanding: {r['rate']:8.0f} committed commands/s{failed}",
+                  flush=True)
+    finally:
+        for p in procs:
+            try:
+                assert p.stdin is not None
+                p.stdin.write("quit\n")
+                p.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+                p.wait(10)
+
+
+# ------------------------------------------------------------------ main
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--pysyncobj-node"]:
+        return _pysyncobj_node(int(argv[1]), _ints(argv[2]))
     p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
-    p.add_argument("--nodes", type=int, default=3)
-    p.add_argument("--profile", choices=("lan", "radio"), default="lan")
-    p.add_argument("--idle-seconds", type=float, default=10.0)
-    p.add_argument("--latency-ops", type=int, default=200)
-    p.add_argument("--outstanding", default="1,10,50", help="comma list of W")
+    p.add_argument("--nodes", type=_ints, default=[3, 5], help="agent cluster sizes")
+    p.add_argument("--outstanding", type=_ints, default=[1, 100, 1000, 10000],
+                   help="comma list of outstanding requests")
     p.add_argument("--seconds", type=float, default=5.0, help="per throughput point")
-    p.add_argument("--kills", type=int, default=5)
+    p.add_argument("--latency-seconds", type=float, default=5.0,
+                   help="commits at 1 outstanding for this long (latency percentiles)")
+    p.add_argument("--idle-seconds", type=float, default=10.0)
+    p.add_argument("--kills", type=int, default=50, help="leader SIGKILLs per profile")
+    p.add_argument("--profiles", default="lan,radio")
+    p.add_argument("--no-peer", action="store_true", help="skip PySyncObj")
+    p.add_argument("--verbose", action="store_true", help="print every kill")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 3 agents, 1 and 100 "
+                   "outstanding, 1 s each, 1 kill per profile")
     args = p.parse_args(argv)
+    if args.quick:
+        args.nodes, args.outstanding, args.seconds = [3], [1, 100], 1.0
+        args.latency_seconds, args.idle_seconds, args.kills = 1.0, 1.0, 1
+    profiles = [x for x in args.profiles.split(",") if x]
+    from swarm.bus.broker import LocalBroker
+
+    load = os.getloadavg()
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         broker = LocalBroker("mosquitto")
         broker.start()
-        cluster = AgentCluster(Path(tmp), broker, args.nodes, profile=args.profile,
-                               election_ticks=None)
         try:
-            return _run(cluster, args)
+            for n in args.nodes:
+                _agents(args, n, broker, Path(tmp) / f"n{n}")
+            if not args.no_peer:
+                _pysyncobj(args)
+            for profile in profiles:
+                _failover(args, profile, broker, Path(tmp) / f"f-{profile}")
         finally:
-            cluster.close()
             broker.close()
-
-
-def _run(cluster: AgentCluster, args: argparse.Namespace) -> int:
-    cluster.start_all()
-    watcher = cluster.client()
-    cluster.wait_leader(watcher)
-    print(f"{args.nodes} agents, profile {args.profile}, mosquitto on loopback, fsync on")
-    time.sleep(2)
-    pids = {i: cluster.procs[i].pid for i in cluster.ids}
-    before = {i: _cpu_s(pid) for i, pid in pids.items()}
-    t0 = time.monotonic()
-    time.sleep(args.idle_seconds)
-    dt = time.monotonic() - t0
-    for i, pid in pids.items():
-        print(f"  idle: node {i}: {100 * (_cpu_s(pid) - before[i]) / dt:.1f} % of a core, "
-              f"RSS {_rss_mb(pid):.1f} MB")
-
-    client = cluster.client()
-    client.register()
-    lat = []
-    for k in range(args.latency_ops):
-        t = time.monotonic()
-        assert client.propose(zone(f"l{k}")).committed
-        lat.append((time.monotonic() - t) * 1000)
-    print(f"  commit latency, 1 outstanding, {len(lat)} ops: p50 {_pct(lat, 0.5):.2f} ms, "
-          f"p99 {_pct(lat, 0.99):.2f} ms")
-
-    for w in (int(x) for x in args.outstanding.split(",")):
-        clients = [cluster.client() for _ in range(w)]
-        for c in clients:
-            c.register()
-        done = [0] * w
-        stop = threading.Event()
-
-        def work(n: int) -> None:
-            k = 0
-            while not stop.is_set():
-                if clients[n].propose(zone(f"w{w}-{n}-{k % 50}")).committed:
-                    done[n] += 1
-                k += 1
-
-        threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(w)]
-        t = time.monotonic()
-        for th in threads:
-            th.start()
-        time.sleep(args.seconds)
-        stop.set()
-        for th in threads:
-            th.join(30)
-        print(f"  throughput, {w} outstanding: {sum(done) / (time.monotonic() - t):.0f} "
-              "committed commands/s")
-        for c in clients:
-            c.close()
-
-    times = []
-    for k in range(args.kills):
-        leader = cluster.wait_leader(watcher)
-        t = time.monotonic()
-        cluster.kill(leader)
-        reply = client.propose(zone(f"f{k}"), timeout_s=60)
-        if reply.committed:
-            times.append((time.monotonic() - t) * 1000)
-        cluster.start(leader)
-        cluster.wait_converged(watcher)
-    if times:
-        print(f"  failover (SIGKILL of the leader -> next committed write), {len(times)} kills: "
-              f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
+    load = os.getloadavg()
+    print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     return 0
 
 
