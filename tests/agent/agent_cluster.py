@@ -40,6 +40,23 @@ def zone(zid: str, lon: float = -122.1, lat: float = 37.4, status: str = "burnin
             "polygon": [[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat]]}
 
 
+def assert_no_divergence(statuses: dict[int, dict[str, Any]]) -> None:
+    """Safety, checked on every poll: two nodes that report the same applied index hold
+    the same state (committed entries are the same on every node and applied
+    deterministically), whatever else differs between them (one may be a stale
+    retained status). Each status's index and hash are taken together on its node."""
+    seen: dict[int, tuple[int, str]] = {}
+    for n, s in statuses.items():
+        if "applied" not in s or "map_sha256" not in s:
+            continue  # an offline status carries no state
+        applied, digest = s["applied"], s["map_sha256"]
+        if applied in seen and seen[applied][1] != digest:
+            raise AssertionError(f"replicas diverged: nodes {seen[applied][0]} and {n} applied "
+                                 f"index {applied} and hold different states "
+                                 f"({seen[applied][1][:12]} != {digest[:12]})")
+        seen.setdefault(applied, (n, digest))
+
+
 class AgentCluster:
     def __init__(self, tmp: Path, broker: LocalBroker | Iterable[LocalBroker], n: int, *,
                  swarm: str = "test", mqtt: str = "5", extra: str = "",
@@ -197,16 +214,21 @@ level = "info"
 
     def wait_converged(self, client: SwarmClient, among: Iterable[int] | None = None,
                        timeout: float = 60.0) -> dict[int, dict[str, Any]]:
-        """Wait until the nodes of ``among`` have applied the same index and hold the
-        same map (snapshot hash); return their statuses."""
+        """Wait until the nodes of ``among`` have one commit index, have applied all of
+        it, and hold the same state there (the state machine's snapshot hash: map and
+        session table); return their statuses. Hashes are only comparable at one
+        applied index: later entries may change the session table and not the map (a
+        retried command answered from the cache), so compare maps across indexes."""
         among = set(self.ids if among is None else among)
         deadline = time.monotonic() + timeout
         last: dict[int, dict[str, Any]] = {}
         while time.monotonic() < deadline:
             last = {n: s for n, s in client.statuses(wait_s=0.5).items() if n in among}
+            assert_no_divergence(last)
             if len(last) == len(among) and all(s.get("online") for s in last.values()):
-                if len({(s["applied"], s["map_sha256"]) for s in last.values()}) == 1 \
-                        and len({s["commit"] for s in last.values()}) == 1:
+                if len({(s["commit"], s["applied"], s["map_sha256"])
+                        for s in last.values()}) == 1 \
+                        and all(s["applied"] == s["commit"] for s in last.values()):
                     return last
             time.sleep(0.2)
         raise AssertionError(f"nodes {sorted(among)} did not converge within {timeout} s: "
