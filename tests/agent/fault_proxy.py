@@ -1,9 +1,11 @@
 """A fault-injecting TCP proxy between one agent and the broker: forwards bytes both
-ways, and on command cuts every connection (and refuses new ones), delays each chunk,
-or heals. Threads only; loopback only; stops by itself with close()."""
+ways, and on command cuts every connection (and refuses new ones), delays each chunk
+(latency: each arrives that much later, chunks keep their spacing), or heals. Threads
+only; loopback only; stops by itself with close()."""
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 import time
@@ -83,19 +85,42 @@ class FaultProxy:
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        """Read ``src``; a writer sends each chunk to ``dst`` when it is due (read time
+        plus the delay in force then), in order. So a delay is latency, as on a slow
+        link: chunks keep their spacing. (Sleeping before each send instead would hold
+        every chunk read meanwhile for up to twice the delay and deliver them in bursts
+        a delay apart: gaps between a leader's heartbeats longer than an election
+        timeout on a loaded machine, an election where the test expects a hand-over.)"""
+        chunks: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+        writer = threading.Thread(target=self._write, args=(chunks, dst), daemon=True)
+        writer.start()
         try:
             while True:
                 data = src.recv(65536)
                 if not data or self._cut.is_set():
                     break
-                if self.delay_s:
-                    time.sleep(self.delay_s)
-                dst.sendall(data)
+                chunks.put((time.monotonic() + self.delay_s, data))
         except OSError:
             pass
         finally:
+            chunks.put(None)
+            writer.join(5)
             for s in (src, dst):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def _write(self, chunks: "queue.SimpleQueue[tuple[float, bytes] | None]",
+               dst: socket.socket) -> None:
+        try:
+            while (item := chunks.get()) is not None:
+                due, data = item
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                if self._cut.is_set():
+                    return  # what was in flight when the link was cut is lost
+                dst.sendall(data)
+        except OSError:
+            pass
