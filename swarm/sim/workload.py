@@ -162,11 +162,26 @@ class EvacuationMapApp:
         self._last_assignment.pop(nid, None)
 
     def settled(self, sim: Simulation) -> bool:
-        if self.operator.pending() or any(a.client.pending() or a.computing is not None
-                                          for a in self._agents.values()):
-            return False
+        """Nothing in flight that can still commit, and the leader's map holds a current
+        assignment (or needs none).
+
+        Only agents on members of the leader's configuration count, as in the core's
+        own rule (removed nodes no longer hear from the leader): a node removed from
+        the cluster, typically a leader removing itself, can keep a proposal in its
+        session for ever, retried and dropped at its node, which knows no leader. That
+        proposal cannot commit and nothing waits for it: its successor proposes for
+        the current epoch itself. Counting it made 18 of 500 soak seeds (from 5000)
+        report "not converged" although the map and its assignment had converged."""
         leader = sim.leader()
-        machine = sim.app_machine(leader) if leader is not None else None
+        if leader is None or self.operator.pending():
+            return False
+        lead_driver = sim.driver(leader)
+        assert lead_driver is not None
+        members = set(lead_driver.raw.status().conf_state.members())
+        if any(a.client.pending() or a.computing is not None
+               for nid, a in self._agents.items() if nid in members):
+            return False
+        machine = sim.app_machine(leader)
         return machine is not None and not wants_assignment(machine.view())
 
     def applied(self, sim: Simulation, nid: int, entry: AppliedEntry,
