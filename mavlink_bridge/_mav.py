@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 
 os.environ.setdefault("MAVLINK20", "1")
 os.environ.setdefault("MAVLINK_DIALECT", "ardupilotmega")
 
-from pymavlink import mavutil  # noqa: E402
+# mavutil also imports pymavlink.dialects.v10.all at load, only "so that pyinstaller
+# finds it" (inside try/except Exception; pymavlink 2.4.x). Nothing here speaks
+# MAVLink 1 or the "all" dialect, and that module costs the agent 3.3 MB of RSS
+# (issue 12: <= 60 MB). A None entry in sys.modules makes just that import fail
+# fast, which mavutil catches; the entry goes again right after, so anyone who wants
+# the module can still import it.
+_PYINSTALLER_ONLY = "pymavlink.dialects.v10.all"
+_skip_pyinstaller_only = (_PYINSTALLER_ONLY not in sys.modules
+                          and "pymavlink.mavutil" not in sys.modules)
+if _skip_pyinstaller_only:
+    sys.modules[_PYINSTALLER_ONLY] = None  # type: ignore[assignment]
+try:
+    from pymavlink import mavutil
+finally:
+    if _skip_pyinstaller_only and sys.modules.get(_PYINSTALLER_ONLY, "") is None:
+        del sys.modules[_PYINSTALLER_ONLY]
 from pymavlink.dialects.v20 import ardupilotmega as mavlink  # noqa: E402
 
 # If pymavlink was imported in MAVLink 1 mode before us, mavutil's own codec is v1; the
