@@ -320,10 +320,18 @@ class Raft:
         # §5.2: randomized in [election_tick, 2*election_tick) so split votes are rare.
         self.randomized_election_timeout = (
             self.cfg.election_tick + self.rng.randrange(self.cfg.election_tick))
-        if self.leadership is not None:
-            # A poorly connected node waits longer, so the better-placed ones tend to
-            # campaign and win first (bounded: liveness only, §5.2 still randomizes).
-            self.randomized_election_timeout += self.leadership.election_delay(self.link_score)
+
+    def _election_timeout(self) -> int:
+        """The randomized timeout plus, with signal-aware leadership, the delay for this
+        node's score *now*: a poorly connected node waits longer, so the better-placed
+        ones tend to campaign and win first (bounded: liveness only, §5.2 still
+        randomizes). Evaluated on every tick, not drawn with the timeout: a follower
+        keeps one timeout for a whole term (the timer restarts on heartbeats, the draw
+        only on a term change), so a score that fell after the draw, or was unknown at
+        it (every node's at start), must still count when the leader crashes."""
+        if self.leadership is None:
+            return self.randomized_election_timeout
+        return self.randomized_election_timeout + self.leadership.election_delay(self.link_score)
 
     def become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower
@@ -375,7 +383,7 @@ class Raft:
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
+        if self.promotable() and self.election_elapsed >= self._election_timeout():
             self.election_elapsed = 0
             self.hup(transfer=False)
 

@@ -152,7 +152,8 @@ class RawNode:
         ``Config.leadership_by_link_score`` the leader hands over to a clearly better
         connected voter and poorly connected nodes wait longer before campaigning
         (consensus/leadership.py). Call it whenever the score changes (every tick is
-        fine); it takes effect from the next message and election timeout."""
+        fine); it goes out with the next message, and the election delay follows it
+        at once (also within a term, whose randomized timeout was drawn before)."""
         self._raft.link_score = None if score is None else score_from_unit(score)
 
     def campaign(self) -> None:
