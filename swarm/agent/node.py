@@ -39,8 +39,8 @@ from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver,
 from consensus.session import SessionError, SessionStateMachine, SessionStatus, decode_result
 from consensus.sqlite_storage import SQLiteStorage
 from consensus.storage import StorageError
-from consensus.types import MAX_LINK_SCORE, ConfState, Entry, HardState, Message, Snapshot, \
-    StateRole
+from consensus.types import MAX_LINK_SCORE, ConfState, Entry, HardState, Message, MessageType, \
+    Snapshot, StateRole
 from swarm.bus import topics
 from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, MqttVersion, \
     Received, TlsConfig, Will
@@ -58,6 +58,8 @@ from .link import BrokerProbe, LinkFigures, LinkScorePolicy, link_score
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
 from .service import ClientService
+from .trace import LatencyTrace
+from .trace import from_env as trace_from_env
 
 if TYPE_CHECKING:
     from swarm.flight import Flight
@@ -133,11 +135,17 @@ class _TimedStorage(SQLiteStorage):
     """SQLiteStorage that reports how long each Ready's write took (the fsync)."""
 
     observe: Callable[[float], None] = staticmethod(lambda s: None)
+    trace: LatencyTrace | None = None
 
     def apply_ready(self, hard_state: HardState | None, entries: Sequence[Entry],
                     snapshot: Snapshot | None = None) -> None:
         t0 = time.perf_counter()
+        trace = self.trace
+        if trace is not None:
+            trace.mark("persist_begin" if entries else "hs_begin")
         super().apply_ready(hard_state, entries, snapshot)
+        if trace is not None:
+            trace.mark("persist_end" if entries else "hs_end")
         self.observe(time.perf_counter() - t0)
 
 
@@ -155,6 +163,7 @@ class _BusTransport:
         by_receiver: dict[int, list[Message]] = {}
         for m in messages:
             by_receiver.setdefault(m.to, []).append(m)
+        trace = a.trace
         for to, batch in by_receiver.items():
             try:
                 envelopes = a.sealer.seal(to, batch)
@@ -167,6 +176,8 @@ class _BusTransport:
                 if not a.bus.publish(topic, env, qos=0):
                     self.dropped["publish"] += 1
             self.sent += len(batch)
+            if trace is not None:
+                _trace_sent(trace, to, batch)
 
 
 class _Observer(DriverObserver):
@@ -194,6 +205,23 @@ class _Observer(DriverObserver):
         log.info("snapshot at index %d (%d bytes); log compacted", index, len(data))
 
 
+def _trace_sent(trace: LatencyTrace, to: int, batch: Sequence[Message]) -> None:
+    for m in batch:
+        if m.type is MessageType.APPEND and m.entries:
+            trace.mark(f"app_send:{to}")
+        elif m.type is MessageType.APPEND_RESP and not m.reject:
+            trace.mark(f"ack_send:{to}")
+
+
+def _trace_stepped(trace: LatencyTrace, m: Message, received: float) -> None:
+    if m.type is MessageType.APPEND and m.entries:
+        trace.mark("app_net", received)
+        trace.mark("app_step")
+    elif m.type is MessageType.APPEND_RESP and not m.reject:
+        trace.mark(f"ack_net:{m.frm}", received)
+        trace.mark(f"ack_step:{m.frm}")
+
+
 def _derived_gap(minimum: float, started: float) -> float:
     """The pause before the next status or map publish, given when building this one
     started: ``minimum``, or 1/DERIVED_DUTY times what it cost (see DERIVED_DUTY)."""
@@ -214,7 +242,8 @@ class Agent:
         self.swarm = config.swarm.id
         self.node_id = config.node.id
         self.metrics = AgentMetrics()
-        self.inbox: queue.Queue[tuple[str, Received]] = queue.Queue(
+        # (kind, message, monotonic time paho handed it over)
+        self.inbox: queue.Queue[tuple[str, Received, float]] = queue.Queue(
             maxsize=config.raft.max_inbound + config.client.max_pending)
         self.inbox_dropped: Counter[str] = Counter()
         self.last_contact: dict[int, float] = {}
@@ -252,6 +281,7 @@ class Agent:
         self.link = LinkFigures(None, None, None, 0.0)
         self._link_due = 0.0
         self._score_transfers = 0
+        self.trace: LatencyTrace | None = None
 
     # -- start -------------------------------------------------------------------------
 
@@ -291,6 +321,11 @@ class Agent:
         except StorageError as exc:
             raise AgentError(str(exc)) from None
         storage.observe = self.metrics.fsync_latency.observe
+        try:
+            storage.trace = self.trace = trace_from_env(self.node_id)
+        except ValueError as exc:
+            storage.close()
+            raise AgentError(str(exc)) from None
         self.storage = storage
         self.map = EvacuationMap()
         self.fsm = SessionStateMachine(self.map, max_sessions=cfg.client.max_sessions)
@@ -417,7 +452,7 @@ class Agent:
 
         def handler(msg: Received) -> None:
             try:
-                inbox.put_nowait((kind, msg))
+                inbox.put_nowait((kind, msg, time.monotonic()))
             except queue.Full:
                 dropped[f"{kind}_queue_full"] += 1
 
@@ -475,8 +510,9 @@ class Agent:
         finally:
             self._shutdown()
 
-    def _handle(self, item: tuple[str, Received]) -> None:
-        kind, msg = item
+    def _handle(self, item: tuple[str, Received, float]) -> None:
+        kind, msg, received = item
+        trace = self.trace
         if kind == "raft":
             verdict = self.opener.open(msg.payload)
             if isinstance(verdict, Rejected):
@@ -487,7 +523,12 @@ class Agent:
             for m in verdict.messages:
                 if self.driver.step(m):
                     self._stats["raft_received"] += 1
+                    if trace is not None:
+                        _trace_stepped(trace, m, received)
         else:
+            if trace is not None:
+                trace.mark("req_net", received)
+                trace.mark("req_step")
             self.service.on_request(msg.payload, msg.response_topic, msg.correlation_data)
 
     def _flush_replies(self) -> None:
@@ -501,10 +542,14 @@ class Agent:
                 self.bus.publish(r.topic, r.payload, qos=1, correlation_data=r.correlation)
             else:
                 self.bus.publish(r.topic, r.payload, qos=1)
+        if self.trace is not None:
+            self.trace.mark("reply_pub")
 
     # -- driver events (node thread) ---------------------------------------------------
 
     def _applied(self, entry: AppliedEntry) -> None:
+        if self.trace is not None and entry.result is not None:
+            self.trace.mark("applied")
         self.service.on_applied(entry)
         if self.own_commits is not None:
             self.own_commits.on_applied(entry)
@@ -724,6 +769,9 @@ class Agent:
                              json.dumps(self.status()).encode(), qos=1, retain=True)
             self._update_metrics()
             self._status_gap = _derived_gap(STATUS_MIN_INTERVAL_S, started)
+            if self.trace is not None:
+                self.trace.mark("status_begin", started)
+                self.trace.mark("status_end")
         if (self._map_dirty and self._last.role is StateRole.LEADER
                 and now - self._map_last >= self._map_gap):
             self._map_dirty = False
@@ -796,6 +844,11 @@ class Agent:
                 self.flight.close()
             self.driver.stop()
             self.storage.close()
+            if self.trace is not None:
+                try:
+                    self.trace.write()
+                except OSError as exc:
+                    log.warning("cannot write the latency trace: %s", exc)
             # The replies and the offline status must reach the broker before the
             # DISCONNECT (which makes the broker discard the Will): wait until it has
             # acknowledged the last of them, bounded (a dead broker cannot hold us).

@@ -1,0 +1,54 @@
+"""The commit path's timestamps, for an instrumented run (bench/agent_latency.py).
+
+With ``SWARM_LATENCY_TRACE=<folder>`` in its environment, an agent records when each
+stage of a map command's way through it happened (a request taken off the bus, an
+AppendEntries sent or received, the write begun and done, an entry applied, a reply
+handed to paho, ...) and writes them to ``<folder>/trace-<node>.txt`` when it stops:
+one ``<monotonic seconds> <stage>`` line each. ``time.monotonic`` is CLOCK_MONOTONIC,
+one clock for every process of a machine, so the bench lines up the nodes' stages and
+its own client's into one timeline per command (docs/benchmarks.md, "Commit path").
+
+Off (the default), every hook is one ``is None`` test. On, a mark is one tuple
+appended to a bounded deque (the oldest are dropped), so a long run cannot grow it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+__all__ = ["ENV", "LatencyTrace", "from_env"]
+
+ENV = "SWARM_LATENCY_TRACE"
+#: Marks kept (the newest); about 10 per committed command on a leader.
+MAX_MARKS = 200_000
+
+
+class LatencyTrace:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._marks: deque[tuple[float, str]] = deque(maxlen=MAX_MARKS)
+
+    def mark(self, stage: str, at: float | None = None) -> None:
+        """``stage`` happened now (or at monotonic time ``at``); any thread."""
+        self._marks.append((time.monotonic() if at is None else at, stage))
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="ascii") as f:
+            f.writelines(f"{t:.7f} {stage}\n" for t, stage in list(self._marks))
+        os.replace(tmp, self.path)
+
+
+def from_env(node_id: int) -> LatencyTrace | None:
+    """The trace ``SWARM_LATENCY_TRACE`` asks for, or None. Raises ValueError when it
+    names no existing folder (the agent refuses to start with that message)."""
+    folder = os.environ.get(ENV)
+    if not folder:
+        return None
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValueError(f"{ENV}={folder!r} is not an existing folder")
+    return LatencyTrace(path / f"trace-{node_id}.txt")
