@@ -261,6 +261,46 @@ def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
         pass  # not a TCP socket (a unix socket or a websocket wrapper)
 
 
+class _DirectWriteClient(paho.Client):
+    """paho's client, writing a PUBLISH on the thread that publishes it.
+
+    In threaded mode (``loop_start``) paho only queues a packet and wakes its network
+    thread through a socket pair to write it, so every message the node thread sends
+    (an AppendEntries, an acknowledgement, a reply) waits for one more thread to be
+    scheduled and to take the GIL: measured as a few tenths of a millisecond per hop on
+    a loaded 2-core machine, four times on a commit's path (docs/agent.md, "Where a
+    commit's time goes"). Here the publishing thread writes the queue itself, under a
+    lock that paho's own writes take too (one writer at a time: a packet is never
+    interleaved with another, and paho's queue order is the wire order). Whatever
+    the non-blocking socket does not take (or any packet while not connected) is left
+    to the network thread as before, which the socket pair then wakes. Not under TLS:
+    an SSL socket must not be read and written by two threads at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_lock = threading.Lock()
+        self.direct_writes = True
+
+    def _packet_write(self) -> MQTTErrorCode:
+        with self._write_lock:
+            return super()._packet_write()  # type: ignore[no-any-return]
+
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: paho.MQTTMessageInfo | None = None) -> MQTTErrorCode:
+        if not (self.direct_writes and command & 0xF0 == paho.PUBLISH
+                and threading.current_thread() is not self._thread and self.is_connected()):
+            return super()._packet_queue(command, packet, mid, qos, info)  # type: ignore[no-any-return]
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": info})
+        self._packet_write()
+        if self._out_packet and self._sockpairW is not None:
+            try:  # the rest is the network thread's (it selects for writing)
+                self._sockpairW.send(b"0")
+            except BlockingIOError:
+                pass
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 class Bus:
     """One MQTT connection (to the first broker of the list that answers).
 
@@ -292,7 +332,7 @@ class Bus:
     def _make_client(self) -> paho.Client:
         cfg = self.config
         v5 = cfg.protocol is MqttVersion.V5
-        client = paho.Client(
+        client = _DirectWriteClient(
             CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
             clean_session=None if v5 else True,
@@ -300,6 +340,7 @@ class Bus:
         client.enable_logger(logging.getLogger("swarm.bus.paho"))
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
+        client.direct_writes = cfg.tls is None
         if cfg.tls is not None:
             client.tls_set(
                 ca_certs=str(cfg.tls.ca_file),
