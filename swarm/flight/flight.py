@@ -36,6 +36,7 @@ from typing import Any
 from mavlink_bridge import CopterMode, LinkConfig, MavlinkLink, MissionType, PlanApplier, \
     Vehicle, VehicleNotReady
 from mavlink_bridge.mission_protocol import MissionError
+from mavlink_bridge.plan import CMD_NAV_WAYPOINT, MissionItem
 from mavlink_bridge.telemetry import DEFAULT_POSITION_HZ
 from mavlink_bridge.telemetry import VehicleState as FcState
 from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
@@ -122,6 +123,9 @@ class Flight:
         self._last_doc: dict[str, Any] | None = None
         self._recall_enforced = False
         self._handed_at = (-1, 0.0)  # (map version, when the node thread handed it over)
+        # Recalled where RTL's straight line home crosses fire: the recall plan (the
+        # planner's way home) is flown in AUTO once the FC holds it (_enforce_recall).
+        self._return_by_plan = False
         self._launched_version = -1  # the map version of the last launch obeyed (or expired)
         self._launch_waits: str | None = None  # why the pending launch cannot go yet
         self._retry_s = config.retry_min_s
@@ -369,6 +373,14 @@ class Flight:
         if self._held_version != view.version:
             self._held_version = view.version
             self._status_changed()
+        if self._return_by_plan and view.recall.covers(self.name):
+            try:   # airborne in another mode: AUTO at the way home's resume item
+                self._take_off_into_auto(result, self.vehicle.state(), airborne_only=True)
+            except (CommandError, CommandTimeoutError) as exc:
+                log.warning("the way home in AUTO not accepted by the flight controller: %s; "
+                            "retrying", exc)
+                return self._backoff()
+            self._return_by_plan = False
         doc = plan_document(self.node_id, self.name, result, vehicle, view.version)
         doc["timing_ms"] = timing
         self._last_doc = doc
@@ -434,7 +446,8 @@ class Flight:
             return "the flight controller does not hold this version's plan yet"
         return None
 
-    def _take_off_into_auto(self, result: PlanResult, state: FcState) -> None:
+    def _take_off_into_auto(self, result: PlanResult, state: FcState,
+                            airborne_only: bool = False) -> None:
         """ArduPilot practice for a mission flown from a ground station: arm in GUIDED
         (ArduCopter refuses to arm in AUTO), then MAV_CMD_MISSION_START (AUTO and
         auto_armed: the mission's NAV_TAKEOFF climbs without RC throttle). A copter
@@ -448,10 +461,21 @@ class Flight:
                 if result.plan.resume_index is not None:
                     self.vehicle.set_mission_current(1 + result.plan.resume_index).raise_for_result()
             return
+        if airborne_only:
+            return
         if not state.armed:
             self.vehicle.set_mode(CopterMode.GUIDED).raise_for_result()
             self.vehicle.arm().raise_for_result()
         self.vehicle.start_mission().raise_for_result()
+
+    def _straight_home_crosses(self, view: MapView, state: FcState) -> list[str]:
+        """The hazard zones RTL's straight line from here to the FC's home would cross."""
+        pos, home = state.position, self._home
+        if pos is None or home is None:
+            return []
+        return hazards_crossed((pos.lon, pos.lat),
+                               [MissionItem.at(CMD_NAV_WAYPOINT, home.lat, home.lon, 0.0)],
+                               view.zones)
 
     def _vehicle_state(self, view: MapView, state: FcState) -> VehicleState:
         """Where the aircraft is now (position, height above home) and its home:
@@ -470,18 +494,30 @@ class Flight:
                             None if battery is None else float(battery))
 
     def _enforce_recall(self, view: MapView, state: FcState) -> None:
-        """Act on a change of this drone's recall: RTL when recalled, AUTO (its plan)
+        """Act on a change of this drone's recall: RTL when recalled (or, when RTL's
+        straight line home crosses fire, the planned way home in AUTO), AUTO (its plan)
         when resumed. Only on the change: a pilot who takes over afterwards is not
         fought; a recall applied while the link was down is enforced when it returns."""
         recalled = view.recall.covers(self.name)
         if recalled == self._recall_enforced:
             return
         if recalled:
-            if state.armed and state.mode != CopterMode.RTL.name:
-                self.vehicle.set_mode(CopterMode.RTL).raise_for_result()
+            crossed = self._straight_home_crosses(view, state)
+            if state.armed and state.mode != CopterMode.RTL.name and crossed:
+                # ArduCopter's RTL flies straight home: here through fire. This version's
+                # plan for a recalled drone is the planner's way home around the zones
+                # (fire-checked like every plan); it is flown in AUTO once uploaded.
+                self._return_by_plan = True
+                log.warning("recalled (map version %d): the straight way home crosses %s: "
+                            "flying the planned way home in AUTO", view.version,
+                            ", ".join(crossed))
+            else:
+                if state.armed and state.mode != CopterMode.RTL.name:
+                    self.vehicle.set_mode(CopterMode.RTL).raise_for_result()
+                log.warning("recalled (map version %d): RTL", view.version)
             self.stats["recalls"] += 1
-            log.warning("recalled (map version %d): RTL", view.version)
         else:
+            self._return_by_plan = False
             if state.armed and state.mode == CopterMode.RTL.name:
                 self.vehicle.set_mode(CopterMode.AUTO).raise_for_result()
             self.stats["resumes"] += 1

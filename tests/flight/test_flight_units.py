@@ -248,3 +248,38 @@ def test_a_launch_waits_while_the_drone_is_not_in_service_and_never_arms() -> No
         assert flight.stats["launches"] == 0 and events == []
     finally:
         flight.close()
+
+
+# -- recall: RTL flies straight home, so not when that line crosses fire
+
+def test_a_recall_rtls_only_when_the_straight_line_home_is_clear_of_fire() -> None:
+    from types import SimpleNamespace
+
+    from swarm.evacmap import DroneTask, EvacuationMap, Recall, SetDroneTask, SetZone, ZoneStatus
+    from swarm.flight import Flight, FlightConfig, OwnCommits
+    from swarm.planner import GeoPoint
+
+    home = GeoPoint(39.755, -121.62, 540.0)
+    east = SimpleNamespace(lat=39.755, lon=-121.59)      # SQUARE lies between it and home
+    north = SimpleNamespace(lat=39.77, lon=-121.62)      # a clear line home
+    for where, rtl in ((east, False), (north, True)):
+        m = EvacuationMap()
+        assert m.apply_command(1, SetDroneTask("drone-1", DroneTask.SEARCH, True, False,
+                                               [home.lon, home.lat, home.alt])).ok
+        assert m.apply_command(2, SetZone("fire", tuple(SQUARE + SQUARE[:1]), ZoneStatus.BURNING,
+                                          "drone-1", 2)).ok
+        assert m.apply_command(3, Recall()).ok
+        flight = Flight(FlightConfig("tcp:127.0.0.1:9"), swarm="t", node_id=1, name="drone-1",
+                        publish=lambda *a: None, event=lambda k, t: None,
+                        commits=OwnCommits("drone-1", retry_ticks=10))
+        modes: list[object] = []
+        try:
+            flight._home = home
+            flight.vehicle.set_mode = lambda mode: (modes.append(mode),  # type: ignore[method-assign]
+                                                    SimpleNamespace(raise_for_result=lambda: None))[1]
+            state = SimpleNamespace(armed=True, mode="AUTO", position=where)
+            flight._enforce_recall(m.view(), state)  # type: ignore[arg-type]
+            assert [getattr(mode, "name", mode) for mode in modes] == (["RTL"] if rtl else [])
+            assert flight._return_by_plan is (not rtl) and flight.stats["recalls"] == 1
+        finally:
+            flight.close()
