@@ -31,6 +31,8 @@ from typing import Any
 from consensus.types import MAX_NODE_ID
 from swarm.bus.client import BrokerAddress, BusConfigError
 
+from .link import RADIO_MODES
+
 __all__ = [
     "AgentConfig",
     "BusSettings",
@@ -192,10 +194,13 @@ class LeadershipConfig:
     probe_period_s: float = 0.5
     rtt_good_ms: float = 50.0
     rtt_bad_ms: float = 500.0
-    #: Where the radio factor comes from with ``[mavlink]``: ``radio_status`` (a SiK
-    #: radio's RADIO_STATUS), or ``none`` (no telemetry radio in the drone's path: the
-    #: radio factor is 1 and the broker link decides, as for a node without ``[mavlink]``).
-    radio: str = "radio_status"
+    #: Where the radio factor comes from with ``[mavlink]`` (swarm/agent/link.py,
+    #: RadioFactor): ``radio_status`` (a SiK radio's RADIO_STATUS), ``none`` (no
+    #: telemetry radio in the drone's path: the radio factor is 1 and the broker link
+    #: decides, as for a node without ``[mavlink]``), or ``auto``: RADIO_STATUS once one
+    #: is heard, no radio after ``radio_detect_s`` of flight-controller link without one.
+    radio: str = "auto"
+    radio_detect_s: float = 10.0
 
     def ticks(self, tick_ms: int) -> tuple[int, int, int]:
         """(dwell, interval, election delay) in ticks of ``tick_ms``."""
@@ -545,7 +550,8 @@ def _leadership(s: _Section, timing: TimingConfig) -> LeadershipConfig:
         probe_period_s=s.number("probe_period_s", probe, 0.05, 60),
         rtt_good_ms=s.number("rtt_good_ms", good, 0, 60_000),
         rtt_bad_ms=s.number("rtt_bad_ms", bad, 1, 600_000),
-        radio=s.choice("radio", "radio_status", ("radio_status", "none")),
+        radio=s.choice("radio", "auto", RADIO_MODES),
+        radio_detect_s=s.number("radio_detect_s", 10.0, 1.0, 600),
     )
     if cfg.interval_s < 2 * election_s:
         # A transfer is abandoned after an election timeout (thesis §3.10); the next may

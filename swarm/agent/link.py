@@ -11,12 +11,13 @@ to a voter that beats its own score by a margin for a dwell time::
 * ``radio`` in [0, 1]: the drone's telemetry-radio link, from RADIO_STATUS
   (mavlink_bridge.signal: the weaker end's fade margin over the noise floor, smoothed;
   0 dB -> 0, 30 dB and more -> 1). On hardware a SiK radio sends it; in simulation
-  sitl/radio.py's radio model does (one model). A measurement older than
-  ``radio_max_age_s``, or none at all while the agent has a flight controller, is 0: a
-  radio that stopped reporting is no evidence of a good link. A node without a flight
-  controller (no ``[mavlink]``: ``radio=None``) has no radio hop: its way to the swarm is
-  the broker link alone, so its radio factor is 1 and the broker factors decide; so has a
-  drone configured with ``[leadership] radio = "none"`` (no telemetry radio in its path).
+  sitl/radio.py's radio model does (one model). Once a radio has reported, a
+  measurement older than ``radio_max_age_s`` is 0: a radio that stopped reporting is no
+  evidence of a good link. A node without a flight controller (no ``[mavlink]``:
+  ``radio=None``) has no radio hop: its way to the swarm is the broker link alone, so its
+  radio factor is 1 and the broker factors decide; so has a drone with no telemetry
+  radio in its path. :class:`RadioFactor` decides which a drone with ``[mavlink]`` is
+  (``[leadership] radio``: ``auto``, the default, ``radio_status`` or ``none``).
 * ``rtt_factor``: 1 at or below ``rtt_good_ms``, 0 at or above ``rtt_bad_ms``, linear
   between. ``broker_rtt_ms`` is the median round trip of this node's recent probes.
 * ``loss_factor``: 1 - broker_loss / ``loss_bad``, clamped to [0, 1]; ``broker_loss`` is
@@ -47,8 +48,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["BrokerProbe", "LinkFigures", "LinkScorePolicy", "link_score"]
+if TYPE_CHECKING:  # the bridge (pymavlink) is loaded only by agents with [mavlink]
+    from mavlink_bridge.signal import LinkQuality
+
+__all__ = ["RADIO_MODES", "BrokerProbe", "LinkFigures", "LinkScorePolicy", "RadioFactor", "link_score"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +116,75 @@ class LinkFigures:
     radio: float | None
     broker_rtt_ms: float | None
     broker_loss: float
+    #: Where ``radio`` came from (:attr:`RadioFactor.source`); None without [mavlink].
+    radio_source: str | None = None
 
-    def as_status(self) -> dict[str, float | None]:
-        return {"radio": self.radio,
+    def as_status(self) -> dict[str, float | str | None]:
+        return {"radio": self.radio, "radio_source": self.radio_source,
                 "broker_rtt_ms": None if self.broker_rtt_ms is None else round(self.broker_rtt_ms, 1),
                 "broker_loss": round(self.broker_loss, 3)}
+
+
+#: The radio modes of ``[leadership] radio``.
+RADIO_MODES = ("auto", "radio_status", "none")
+
+
+class RadioFactor:
+    """The radio factor of a drone with ``[mavlink]``, and where it comes from.
+
+    A telemetry radio is not always in the path: a flight controller on USB or a
+    companion computer's serial port, with the swarm reached over Wi-Fi or cellular, has
+    none, and then no RADIO_STATUS ever comes. Scoring such a drone 0 for ever would make
+    it wait the longest before every election and never lead, for no reason about its
+    link. But silence from a radio that *has* reported is the strongest sign of a bad
+    link (out of range), and must score 0. So, by ``mode``:
+
+    * ``radio_status``: a SiK radio is known to be there: its smoothed RADIO_STATUS
+      score, 0 before its first report and once the latest is older than ``max_age_s``.
+    * ``none``: no radio: factor None (counts as 1; the broker link decides).
+    * ``auto`` (default): ``radio_status`` from the first RADIO_STATUS heard, for the
+      rest of the agent's life (a radio that then goes silent scores 0). Until then
+      the factor is 0 (``source`` ``"detecting"``: no evidence of a good link yet),
+      and once the flight controller has been heard continuously for ``detect_s``
+      with no RADIO_STATUS, the drone has no radio (``source`` ``"absent"``: factor
+      None). SiK radios report about once a second, so ``detect_s`` of 10 s is ten
+      reports missed; the clock runs only while the flight controller link is up,
+      because over a radio that is out of range nothing at all arrives.
+
+    :attr:`source` is one of ``radio_status``, ``none`` (configured), ``absent``
+    (auto: none heard) and ``detecting`` (auto: not decided yet). Sans-I/O: the agent's
+    node thread calls :meth:`update` with the bridge's latest measurement.
+    """
+
+    def __init__(self, mode: str = "auto", detect_s: float = 10.0, max_age_s: float = 5.0) -> None:
+        if mode not in RADIO_MODES:
+            raise ValueError(f"radio mode must be one of {RADIO_MODES}, got {mode!r}")
+        if not (math.isfinite(detect_s) and detect_s > 0 and math.isfinite(max_age_s) and max_age_s > 0):
+            raise ValueError("detect_s and max_age_s must be finite and > 0")
+        self.mode = mode
+        self.detect_s = detect_s
+        self.max_age_s = max_age_s
+        self.source = {"auto": "detecting", "radio_status": "radio_status", "none": "none"}[mode]
+        self._fc_up_since: float | None = None
+
+    def update(self, now: float, quality: LinkQuality | None, fc_connected: bool) -> float | None:
+        """The radio factor now (None: no radio hop, counts as 1)."""
+        if self.source == "none":
+            return None
+        if quality is not None and self.source != "radio_status":
+            self.source = "radio_status"  # a radio is there (also after "absent")
+        if self.source == "radio_status":
+            return 0.0 if quality is None else quality.score_at(now, self.max_age_s)
+        if self.source == "absent":
+            return None
+        if not fc_connected:
+            self._fc_up_since = None
+        elif self._fc_up_since is None:
+            self._fc_up_since = now
+        elif now - self._fc_up_since >= self.detect_s:
+            self.source = "absent"
+            return None
+        return 0.0
 
 
 _PROBE = struct.Struct(">8sQ")  # this process's random nonce, sequence number

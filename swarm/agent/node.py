@@ -54,7 +54,7 @@ from swarm.planner import assignment_hash
 
 from .assigner import LeaderAssignment
 from .config import AgentConfig
-from .link import BrokerProbe, LinkFigures, LinkScorePolicy, link_score
+from .link import BrokerProbe, LinkFigures, LinkScorePolicy, RadioFactor, link_score
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
 from .service import ClientService
@@ -278,6 +278,7 @@ class Agent:
         ld = config.leadership
         self.probe = BrokerProbe(ld.probe_period_s, ld.probe_timeout_s)
         self._link_policy = LinkScorePolicy(ld.rtt_good_ms, ld.rtt_bad_ms)
+        self.radio = RadioFactor(ld.radio, ld.radio_detect_s, self._link_policy.radio_max_age_s)
         self.link = LinkFigures(None, None, None, 0.0)
         self._link_due = 0.0
         self._score_transfers = 0
@@ -735,17 +736,21 @@ class Agent:
         if now < self._link_due:
             return
         self._link_due = now + LINK_SCORE_PERIOD_S
-        radio = None
-        if self.flight is not None and self.config.leadership.radio == "radio_status":
-            quality = self.flight.vehicle.link_quality()
-            radio = (0.0 if quality is None
-                     else quality.score_at(now, self._link_policy.radio_max_age_s))
+        radio = source = None
+        if self.flight is not None:
+            before = self.radio.source
+            radio = self.radio.update(now, self.flight.vehicle.link_quality(),
+                                      self.flight.fc_connected)
+            source = self.radio.source
+            if source != before:
+                self._radio_source_changed(before, source)
         rtt, loss = self.probe.figures(now)
         score = link_score(radio, rtt, loss, self._link_policy)
-        if score != self.link.score:
+        if score != self.link.score or source != self.link.radio_source:
             self._status_dirty = True
+        if score != self.link.score:
             self.driver.raw.set_link_score(score)
-        self.link = LinkFigures(score, radio, rtt, loss)
+        self.link = LinkFigures(score, radio, rtt, loss, source)
         st = self.driver.raw.status()
         if st.score_transfers != self._score_transfers:
             self._score_transfers = st.score_transfers
@@ -758,6 +763,23 @@ class Agent:
                     f"{'' if theirs is None else f', {theirs / MAX_LINK_SCORE:g} there'})")
             log.info(text)
             self._event("transfer", text, to=to, term=st.term)
+
+    def _radio_source_changed(self, before: str, now: str) -> None:
+        """Say when ``radio = "auto"`` decides (docs/agent.md, ``[leadership] radio``)."""
+        if now == "absent":
+            text = (f"node {self.node_id}: no RADIO_STATUS in {self.radio.detect_s:g} s of "
+                    "flight-controller link: no telemetry radio in the path, the link score "
+                    "comes from the broker link alone (set [leadership] radio = \"none\" to "
+                    "say so, or \"radio_status\" to require a radio)")
+            log.warning(text)
+            self._event("radio", text, radio_source=now)
+        elif now == "radio_status" and before == "absent":
+            # A radio after all (powered up late): worth telling; the usual first report
+            # while detecting is not.
+            text = (f"node {self.node_id}: RADIO_STATUS heard after all: the link score "
+                    "includes the radio again")
+            log.warning(text)
+            self._event("radio", text, radio_source=now)
 
     def _periodic(self, now: float) -> None:
         self._update_link(now)

@@ -40,6 +40,7 @@ def rows(statuses: dict[int, dict[str, Any]], now_ms: int) -> list[dict[str, Any
             "last_contact_ms": 0 if is_leader else peer.get("last_contact_ms"),
             "status_age_ms": now_ms - s["t"] if isinstance(s.get("t"), int) else None,
             "link_score": _score(s.get("link_score")),
+            "radio_source": _radio_source(s.get("link")),
             "fc": _fc(s.get("fc")),
         })
     return out
@@ -50,6 +51,17 @@ def _score(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         return None
     return float(value)
+
+
+def _radio_source(link: Any) -> str | None:
+    """A status's ``link.radio_source`` (docs/agent.md), kept only when a known one."""
+    source = link.get("radio_source") if isinstance(link, dict) else None
+    return source if source in ("radio_status", "none", "absent", "detecting") else None
+
+
+def _link_cell(score: float | None, source: str | None) -> str:
+    cell = "-" if score is None else f"{score:.2f}"
+    return cell + {"absent": " no radio", "none": " no radio", "detecting": " radio?"}.get(source or "", "")
 
 
 def _fc(fc: Any) -> dict[str, Any] | None:
@@ -114,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   _cell(r["map_version"]),
                   "-" if r["last_contact_ms"] is None else f"{r['last_contact_ms']} ms",
                   _cell(r["lag"]),
-                  "-" if r["link_score"] is None else f"{r['link_score']:.2f}", _fc_cell(r["fc"]))
+                  _link_cell(r["link_score"], r["radio_source"]), _fc_cell(r["fc"]))
     console = Console(highlight=False)
     if not table:
         console.print("no node has published a status")

@@ -164,6 +164,11 @@ class Flight:
             self._handed_at = (view.version, time.monotonic())
         self._worker.submit(view)
 
+    @property
+    def fc_connected(self) -> bool:
+        """The flight controller is heard (its HEARTBEAT within the timeout)."""
+        return self._fc_connected
+
     def status(self) -> dict[str, Any]:
         """The ``fc`` member of ``status/<node>`` (docs/protocol.md)."""
         state = self.vehicle.state()

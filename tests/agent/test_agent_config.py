@@ -75,7 +75,10 @@ def test_best_signal_leadership_is_on_by_default_with_profile_times(tmp_path: Pa
     off = load_config(_write(tmp_path, MINIMAL + "[leadership]\nby_link_score = false\n"
                                                  "radio = \"none\"\n"))
     assert not off.leadership.by_link_score and off.leadership.radio == "none"
-    assert lan.radio == "radio_status"
+    assert lan.radio == "auto" and lan.radio_detect_s == 10.0
+    probe = load_config(_write(tmp_path, MINIMAL + '[leadership]\nradio = "radio_status"\n'
+                                                   "radio_detect_s = 3\n")).leadership
+    assert (probe.radio, probe.radio_detect_s) == ("radio_status", 3.0)
     # A longer election timeout raises the interval's floor with it.
     slow = load_config(_write(tmp_path, MINIMAL + "[timing]\ntick_ms = 20\nelection_ticks = 1000\n"))
     assert slow.leadership.interval_s == 40.0  # two 20 s election timeouts (20 ms ticks)
@@ -124,7 +127,8 @@ def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) 
     ("[leadership]\nrtt_good_ms = 600\n", r"\[leadership\] rtt_bad_ms: must be above rtt_good_ms"),
     ("[leadership]\ndwell = 1\n", r"\[leadership\] dwell: unknown key \(did you mean dwell_s\?\)"),
     ("[leadership]\ndwell_s = inf\n", r"\[leadership\] dwell_s: must be a number"),
-    ("[leadership]\nradio = \"wifi\"\n", r"\[leadership\] radio: must be one of 'radio_status', 'none'"),
+    ("[leadership]\nradio = \"wifi\"\n", r"\[leadership\] radio: must be one of 'auto', 'radio_status', 'none'"),
+    ("[leadership]\nradio_detect_s = 0.5\n", r"\[leadership\] radio_detect_s: must be a number in \[1, 600\]"),
 ])
 def test_bad_values_name_section_and_key(tmp_path: Path, extra: str, message: str) -> None:
     # Merge the extra table into MINIMAL's (TOML forbids defining [bus] twice).

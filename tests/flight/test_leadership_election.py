@@ -2,9 +2,13 @@
 better-placed one wins (issue 10), with real processes: 5 agent processes (``python -m
 swarm agent`` with ``[mavlink]``) on a real mosquitto, each with one built-in simulated
 copter on the ground behind its simulated SiK radio (sitl.radio.SikRadioRelay, the one
-radio model). Three drones stand next to their ground station (radio score ~1); two are
+radio model). Two drones stand next to their ground station (radio score ~1); two are
 6 km from theirs (about 7 dB of fade margin: radio score ~0.2, no dropouts, so the score
-is steady and the test is about the election delay, not about a flapping link).
+is steady and the test is about the election delay, not about a flapping link). The
+fifth has no telemetry radio in its path (its agent on the copter's own port): with the
+default ``[leadership] radio = "auto"`` it hears no RADIO_STATUS for ``radio_detect_s``,
+says so (status ``link.radio_source`` ``absent``, event ``radio``) and is scored by its
+broker link alone, so it is well placed too.
 
 The leader (always a well-placed drone, see below) is SIGKILLed ``KILLS`` times, and
 restarted and caught up after each. What must hold:
@@ -40,6 +44,7 @@ from agent_cluster import AgentCluster, StatusLog, zone  # noqa: E402  (tests/ag
 AGENTS = 5
 POOR = (2, 4)            # node ids whose ground station is far away
 GOOD = tuple(i for i in range(1, AGENTS + 1) if i not in POOR)
+NO_RADIO = 5             # a good one without a telemetry radio
 KILLS = 4
 HOME = (-35.363261, 149.165230, 584.0)
 SPACING_M = 30.0
@@ -48,7 +53,7 @@ ELECTION_DELAY_S = 1.5   # the most [leadership] allows with the tests' 300 ms e
 LEADERSHIP = ("[leadership]\n"
               f"election_delay_s = {ELECTION_DELAY_S}\n"
               "interval_s = 2.0\ndwell_s = 0.5\nmargin = 0.2\n"
-              "rtt_good_ms = 200\nrtt_bad_ms = 2000\n")
+              "rtt_good_ms = 200\nrtt_bad_ms = 2000\nradio_detect_s = 2\n")
 pytestmark = pytest.mark.slow
 
 
@@ -71,13 +76,16 @@ def test_after_a_leader_crash_a_well_placed_drone_wins_the_election(tmp_path: Pa
             home = (HOME[0], east_of(HOME[0], HOME[1], (i - 1) * SPACING_M), HOME[2])
             v = launch("builtin", speedup=10.0, home=home)
             vehicles.append(v)
-            gcs = home if i in GOOD else (home[0] - POOR_GCS_M / 111_320.0, home[1], home[2])
-            relays.append(SikRadioRelay(v.port, gcs, RadioModel(seed=i, dropout_base_per_s=0.0)))
+            if i != NO_RADIO:
+                gcs = home if i in GOOD else (home[0] - POOR_GCS_M / 111_320.0, home[1], home[2])
+                relays.append(SikRadioRelay(v.port, gcs, RadioModel(seed=i, dropout_base_per_s=0.0)))
 
         cluster = AgentCluster(tmp_path, mosquitto, AGENTS, extra=LEADERSHIP)
-        for i, relay in zip(cluster.ids, relays):
+        endpoints = [r.endpoint for r in relays]
+        endpoints.insert(NO_RADIO - 1, vehicles[NO_RADIO - 1].endpoint)
+        for i, endpoint in zip(cluster.ids, endpoints):
             with open(cluster.config_path(i), "a") as f:
-                f.write(f'\n[mavlink]\nconnection = "{relay.endpoint}"\nsysid = 1\n')
+                f.write(f'\n[mavlink]\nconnection = "{endpoint}"\nsysid = 1\n')
         log = StatusLog(cluster, client_id="election-test-log")
         started = time.monotonic()
         cluster.start_all()
@@ -97,7 +105,10 @@ def test_after_a_leader_crash_a_well_placed_drone_wins_the_election(tmp_path: Pa
             lead = log.leader()
             if len(st) != AGENTS or lead is None or lead[0] not in GOOD:
                 return False
-            radio = {n: (s.get("link") or {}).get("radio") for n, s in st.items()}
+            link = {n: s.get("link") or {} for n, s in st.items()}
+            if link[NO_RADIO].get("radio_source") != "absent" or (st[NO_RADIO].get("link_score") or 0) < 0.9:
+                return False
+            radio = {n: lk.get("radio") for n, lk in link.items() if n != NO_RADIO}
             return all(r is not None and (r > 0.9 if n in GOOD else r < 0.4) for n, r in radio.items())
 
         _wait(settled, 90, "scores as placed and a well-placed leader", describe)
@@ -152,6 +163,10 @@ def test_after_a_leader_crash_a_well_placed_drone_wins_the_election(tmp_path: Pa
             if body.get("online") and body.get("role") == "leader":
                 leaders.setdefault(int(body["term"]), set()).add(node)
         assert all(len(nodes) == 1 for nodes in leaders.values()), leaders
+        # The radio-less drone said why it is scored without a radio, once per start.
+        said = [e for _, e in events if e.get("kind") == "radio" and e.get("node") == NO_RADIO]
+        assert said and all(e["radio_source"] == "absent" for e in said), said
+        assert not [e for _, e in events if e.get("kind") == "radio" and e.get("node") != NO_RADIO]
         poor_campaigns = [e for _, e in events if e.get("kind") == "election" and e.get("node") in POOR]
         print(f"\n{KILLS} leader crashes: winners {[(w, t, round(s, 2)) for w, t, s in winners]}; "
               f"poor drones' scores {poor_scores}; {len(poor_campaigns)} election(s) started by a "
