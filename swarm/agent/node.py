@@ -272,7 +272,8 @@ class Agent:
         self.own_commits: OwnCommits | None = None
         self.assigner: LeaderAssignment | None = None
         self.flight: Flight | None = None
-        self._flight_version = -1
+        self._flight_version = -1  # the map version last handed to the flight side
+        self._assigned_version = -1  # ... and to the leader's assignment proposer
         # Best-signal leadership: this node's link score, from its radio and its broker
         # probe (swarm/agent/link.py), handed to the core on this thread.
         ld = config.leadership
@@ -593,15 +594,28 @@ class Agent:
     def _flight_map_changed(self) -> None:
         """Hand each new applied map version to the leader's assignment proposer and the
         flight side (non-blocking submits: computing, planning and uploading run on
-        their own workers, never on this thread)."""
-        if self.map.version == self._flight_version:
-            return
-        self._flight_version = self.map.version
-        view = self.map.view()
-        if self.assigner is not None:
+        their own workers, never on this thread).
+
+        The flight side gets a version only once this node is caught up: a leader is
+        known and everything committed that it knows of is applied. An agent restarted
+        under a flying drone replays its log from version 0; planning a version from
+        the middle of that replay would upload a plan older than the one the flight
+        controller holds (missing the zones committed since). Caught up, the versions
+        in between are skipped; the latest is handed over (from ``_periodic`` when the
+        node catches up between commits)."""
+        version = self.map.version
+        view = None
+        if self.assigner is not None and version != self._assigned_version:
+            self._assigned_version = version
+            view = self.map.view()
             self.assigner.map_applied(view)
-        if self.flight is not None:
-            self.flight.map_applied(view)
+        if self.flight is not None and version != self._flight_version and self._caught_up():
+            self._flight_version = version
+            self.flight.map_applied(view if view is not None else self.map.view())
+
+    def _caught_up(self) -> bool:
+        return (self._last.leader != 0
+                and self.driver.applied >= self.driver.raw.status().commit)
 
     def _leadership(self, change: LeaderChange) -> None:
         before = self._last
@@ -625,7 +639,7 @@ class Agent:
             self._stats["elections_won"] += 1
             self._map_dirty = True
             # A new leader owes the swarm a current assignment (LeaderAssignment).
-            self._flight_version = -1
+            self._assigned_version = -1
             self._flight_map_changed()
             log.info("became leader in term %d", change.term, extra={"fields": fields})
             self._event("leader", f"node {self.node_id} is leader in term {change.term}",
@@ -783,6 +797,8 @@ class Agent:
 
     def _periodic(self, now: float) -> None:
         self._update_link(now)
+        if self.flight is not None and self.map.version != self._flight_version:
+            self._flight_map_changed()  # held back until caught up (see there)
         if (self._status_dirty and now - self._status_last >= self._status_gap) \
                 or now - self._status_last >= STATUS_PERIOD_S:
             self._status_dirty = False

@@ -16,6 +16,14 @@ Runs inside the agent when the config has a ``[mavlink]`` section (docs/flight.m
   ``plan/<node>`` (retained) with ``fc_map_version``. A flight controller that is not
   ready (just booted: MISSION_ACK NO_SPACE) is retried with backoff.
 
+A drone is planned **once per map version**: a re-run of the same version (a launch
+waiting, an upload retried, a leader change, a heartbeat gap) re-applies that plan,
+which the applier finds already on the vehicle. Re-planning from where the aircraft
+is now would give a different mission each time (its first leg starts here) and send
+the copter somewhere new without anything agreed having changed. Only when the
+flight controller may have lost what it holds (the link re-established, the
+autopilot rebooted) is the version planned again.
+
 Nothing here runs on the node thread except :meth:`Flight.map_applied` (a non-blocking
 hand-off) and :meth:`Flight.status` (reads a few fields), so no plan, upload or MAVLink
 wait ever delays a Raft heartbeat. Without a quorum no map version is applied, so no new
@@ -121,6 +129,9 @@ class Flight:
         self._view: MapView | None = None
         self._held_version: int | None = None  # map version whose plan the FC holds
         self._last_doc: dict[str, Any] | None = None
+        #: The plan made for (map version, link connects, autopilot reboots), reused
+        #: while that key holds (see the module docstring).
+        self._planned: tuple[tuple[int, int, int], PlanResult, VehicleState] | None = None
         self._recall_enforced = False
         self._handed_at = (-1, 0.0)  # (map version, when the node thread handed it over)
         # Recalled where RTL's straight line home crosses fire: the recall plan (the
@@ -271,6 +282,8 @@ class Flight:
     def _desired_entry(self, view: MapView) -> SetDroneTask | None:
         """The map entry this drone should have now, or None when the map already
         says it (or there is nothing to say yet)."""
+        if not self.health.decided:
+            return None  # no verdict yet: nothing to say about this drone
         availability = self.health.state
         current = view.drones.get(self.name)
         if current is None:
@@ -331,14 +344,23 @@ class Flight:
         if self.name not in view.drones or state.position is None:
             self._retry_s = self.config.retry_min_s
             return None if self.name not in view.drones else self._backoff()
-        vehicle = self._vehicle_state(view, state)
+        key = (view.version, self.link.stats.connects, self.vehicle.telemetry.reboots)
         t_plan = time.monotonic()
-        result = plan_for_drone(view, self.name, vehicle, self.config.planner)
-        self.stats["plans"] += 1
-        t_check = time.monotonic()
-        start = (vehicle.position.lon, vehicle.position.lat)
-        crossed = hazards_crossed(start, result.plan.mission, view.zones)
-        t_apply = time.monotonic()
+        replanned = self._planned is None or self._planned[0] != key
+        if self._planned is not None and not replanned:
+            _, result, vehicle = self._planned  # this version's plan, already checked
+            crossed: list[str] = []
+            t_check = t_apply = t_plan
+        else:
+            vehicle = self._vehicle_state(view, state)
+            result = plan_for_drone(view, self.name, vehicle, self.config.planner)
+            self.stats["plans"] += 1
+            t_check = time.monotonic()
+            start = (vehicle.position.lon, vehicle.position.lat)
+            crossed = hazards_crossed(start, result.plan.mission, view.zones)
+            t_apply = time.monotonic()
+            if not crossed:
+                self._planned = (key, result, vehicle)
         if crossed:
             self.stats["unsafe_refused"] += 1
             text = (f"node {self.node_id}: plan for map version {view.version} crosses "
@@ -375,7 +397,8 @@ class Flight:
                      view.version, ", ".join(t.name.lower() for t in report.uploaded),
                      f", resumed at {report.resumed_at}" if report.resumed_at is not None else "",
                      " ".join(f"{k} {v}" for k, v in timing.items()))
-        if self._held_version != view.version:
+        held_changed = self._held_version != view.version
+        if held_changed:
             self._held_version = view.version
             self._status_changed()
         if self._return_by_plan and view.recall.covers(self.name):
@@ -386,6 +409,8 @@ class Flight:
                             "retrying", exc)
                 return self._backoff()
             self._return_by_plan = False
+        if not (held_changed or replanned or report.changed):
+            return self._obey_launch(view, result)  # plan/<node> already says all this
         doc = plan_document(self.node_id, self.name, result, vehicle, view.version)
         doc["timing_ms"] = timing
         self._last_doc = doc
@@ -419,6 +444,16 @@ class Flight:
             self._event("alert", text)
             return None
         state = self.vehicle.state()
+        if (self._in_auto_flight(state) and self._held_version == view.version
+                and not view.recall.covers(self.name)):
+            # Already flying this version's mission in AUTO: what the launch orders is
+            # in effect (this agent restarted after obeying it, or a pilot launched).
+            # Nothing to send, and nothing to wait for.
+            self._launched_version = order.version
+            self._launch_waits = None
+            log.info("launch of map version %d: already flying map version %d's mission "
+                     "in AUTO", order.version, view.version)
+            return None
         why = self._launch_blocked(view, result, state)
         if why is None:
             try:
@@ -457,10 +492,7 @@ class Flight:
         (ArduCopter refuses to arm in AUTO), then MAV_CMD_MISSION_START (AUTO and
         auto_armed: the mission's NAV_TAKEOFF climbs without RC throttle). A copter
         already in the air switches to AUTO and continues at the plan's resume item."""
-        pos = state.position
-        airborne = (state.armed and pos is not None
-                    and pos.alt_rel > self.config.planner.airborne_alt_m)
-        if airborne:
+        if self._airborne(state):
             if state.mode != CopterMode.AUTO.name:
                 self.vehicle.set_mode(CopterMode.AUTO).raise_for_result()
                 if result.plan.resume_index is not None:
@@ -481,6 +513,14 @@ class Flight:
         return hazards_crossed((pos.lon, pos.lat),
                                [MissionItem.at(CMD_NAV_WAYPOINT, home.lat, home.lon, 0.0)],
                                view.zones)
+
+    def _airborne(self, state: FcState) -> bool:
+        pos = state.position
+        return (state.armed and pos is not None
+                and pos.alt_rel > self.config.planner.airborne_alt_m)
+
+    def _in_auto_flight(self, state: FcState) -> bool:
+        return self._airborne(state) and state.mode == CopterMode.AUTO.name
 
     def _vehicle_state(self, view: MapView, state: FcState) -> VehicleState:
         """Where the aircraft is now (position, height above home) and its home:

@@ -60,6 +60,11 @@ class HealthMonitor:
     :meth:`update` returns the new :class:`Availability` when it changes, else None.
     The first state is UNAVAILABLE until the flight controller has been connected for
     ``recovered_after_s`` (a drone is put in service only once it has proved it is up).
+    That first state is not yet a verdict: :attr:`decided` turns True with the first
+    transition, or once the flight controller has stayed unreachable for
+    ``lost_after_s`` from the first sample. Until then nothing should be committed
+    about the drone (an agent restarted under a flying drone must not mark it dead
+    for the seconds it takes to hear its flight controller again).
     An unknown battery (None) keeps the battery verdict as it is.
     """
 
@@ -69,6 +74,8 @@ class HealthMonitor:
         self._candidate: Availability | None = None
         self._since = 0.0
         self._battery_low = False
+        self._first: float | None = None
+        self.decided = False
         self.transitions = 0
 
     def _raw(self, fc_connected: bool, battery_pct: float | None) -> Availability:
@@ -93,13 +100,18 @@ class HealthMonitor:
 
     def update(self, now: float, fc_connected: bool, battery_pct: float | None) -> Availability | None:
         raw = self._raw(fc_connected, battery_pct)
+        if self._first is None:
+            self._first = now
         if raw is self.state:
             self._candidate = None
+            if not self.decided and now - self._first >= self._dwell(raw):
+                self.decided = True  # unreachable from the start, for the whole dwell
             return None
         if raw is not self._candidate:
             self._candidate, self._since = raw, now
         if now - self._since < self._dwell(raw):
             return None
         self.state, self._candidate = raw, None
+        self.decided = True
         self.transitions += 1
         return raw

@@ -94,6 +94,9 @@ class Swarm:
     frame: LocalFrame
     area: list[list[float]]
     plans: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Every plan document seen, in order: (node, map version) (a plan document is
+    #: published after each upload the FC acknowledged and read back).
+    plan_log: list[tuple[int, int]] = field(default_factory=list)
     zones: dict[str, list[list[float]]] = field(default_factory=dict)
     armed_before_launch: list[int] = field(default_factory=list)
     launch_version: int = 0
@@ -256,6 +259,7 @@ def swarm(tmp_path_factory: pytest.TempPathFactory, mosquitto_module) -> Iterato
         cluster.config_path(BROKER_CUT).write_text(text.replace(
             f'"{mosquitto_module.host}:{mosquitto_module.port}"', f'"{broker_proxy.host}:{broker_proxy.port}"'))
         plans: dict[int, dict[str, Any]] = {}
+        plan_log: list[tuple[int, int]] = []
         lock = threading.Lock()
 
         def on_plan(c, u, m) -> None:
@@ -263,6 +267,7 @@ def swarm(tmp_path_factory: pytest.TempPathFactory, mosquitto_module) -> Iterato
                 doc = json.loads(m.payload)
                 with lock:
                     plans[int(doc["node"])] = doc
+                    plan_log.append((int(doc["node"]), int(doc["map_version"])))
             except (ValueError, KeyError, TypeError):
                 pass
 
@@ -277,7 +282,8 @@ def swarm(tmp_path_factory: pytest.TempPathFactory, mosquitto_module) -> Iterato
             cluster.wait_leader(client, timeout=90)
             frame = LocalFrame(HOME[0], HOME[1])
             area = _square(frame, -500, 100, 500, 900)
-            s = Swarm(sim, configs, cluster, client, broker_proxy, fc_proxy, frame, area, plans)
+            s = Swarm(sim, configs, cluster, client, broker_proxy, fc_proxy, frame, area, plans,
+                      plan_log)
             version = s.propose({"type": "set_search_area", "polygon": area})
             # Every drone joins the map by itself, the leader commits the assignment, and
             # every FC holds a plan to fly: still on the ground, disarmed.
@@ -343,9 +349,16 @@ def test_sigkill_of_the_leader_mid_flight_and_missions_keep_updating(swarm: Swar
                      fences_may_omit=clearance < 120)
     # The killed agent's copter flew on by its last plan; restarted, the agent catches up.
     assert swarm.flying_auto([leader]), swarm.describe()
+    held_before = swarm.plans[leader]["map_version"]
+    mark = len(swarm.plan_log)
     cluster.start(leader)
     _wait(lambda: swarm.held(version, cluster.ids), WAIT_S, "the restarted agent's FC up to date",
           swarm.describe)
+    # Replaying its log from version 0, the restarted agent never uploads a plan older
+    # than the one its FC held (it would lack the zones committed since).
+    uploaded = [v for n, v in swarm.plan_log[mark:] if n == leader]
+    assert uploaded and min(uploaded) >= held_before, \
+        f"restarted agent {leader} uploaded map versions {uploaded}, FC held {held_before}"
 
 
 def test_a_drone_cut_off_from_the_broker_keeps_flying_its_last_plan_and_rejoins(swarm: Swarm) -> None:
@@ -353,16 +366,19 @@ def test_a_drone_cut_off_from_the_broker_keeps_flying_its_last_plan_and_rejoins(
     swarm.settled()  # nothing committed before the cut still on its way to the FC
     before = swarm.sim.state(n - 1).mission
     swarm.broker_proxy.cut()
-    others = [i for i in swarm.cluster.ids if i != n]
-    ring, _ = swarm.clear_square(100.0)
-    version = swarm.propose_zone("burn-3", ring)
-    _wait(lambda: swarm.held(version, others), WAIT_S, "the zone on the connected FCs",
-          swarm.describe)
-    time.sleep(2.0)  # time in which the cut-off agent could invent something: it must not
-    state = swarm.sim.state(n - 1)
-    assert state.mission == before, "the cut-off drone's mission changed without a quorum"
-    assert state.armed and state.mode_name == "AUTO", swarm.describe()
-    swarm.broker_proxy.heal()
+    try:  # healed whatever happens: a drone left cut off would fail every later test
+        others = [i for i in swarm.cluster.ids if i != n]
+        ring, _ = swarm.clear_square(100.0)
+        version = swarm.propose_zone("burn-3", ring)
+        _wait(lambda: swarm.held(version, others), WAIT_S, "the zone on the connected FCs",
+              swarm.describe)
+        time.sleep(2.0)  # time in which the cut-off agent could invent something: it must not
+        state = swarm.sim.state(n - 1)
+        assert state.mission == before, \
+            f"the cut-off drone's mission changed without a quorum\n{swarm.describe()}"
+        assert state.armed and state.mode_name == "AUTO", swarm.describe()
+    finally:
+        swarm.broker_proxy.heal()
     _wait(lambda: swarm.held(version, swarm.cluster.ids), WAIT_S, "the cut-off drone caught up",
           swarm.describe)
 
@@ -370,13 +386,15 @@ def test_a_drone_cut_off_from_the_broker_keeps_flying_its_last_plan_and_rejoins(
 def test_a_lost_flight_controller_link_shows_in_status_and_recovers(swarm: Swarm) -> None:
     n = FC_CUT
     swarm.fc_proxy.cut()
-    _wait(lambda: swarm.fc(n).get("connected") is False, WAIT_S, "fc.connected false in status",
-          swarm.describe)
-    # After the health dwell the map says it is unavailable (its work goes to others).
-    _wait(lambda: swarm.fc(n).get("availability") == "unavailable", WAIT_S,
-          "availability unavailable", swarm.describe)
-    assert swarm.sim.state(n - 1).armed, "the copter itself flies on without its agent"
-    swarm.fc_proxy.heal()
+    try:
+        _wait(lambda: swarm.fc(n).get("connected") is False, WAIT_S,
+              "fc.connected false in status", swarm.describe)
+        # After the health dwell the map says it is unavailable (its work goes to others).
+        _wait(lambda: swarm.fc(n).get("availability") == "unavailable", WAIT_S,
+              "availability unavailable", swarm.describe)
+        assert swarm.sim.state(n - 1).armed, "the copter itself flies on without its agent"
+    finally:
+        swarm.fc_proxy.heal()
     _wait(lambda: swarm.fc(n).get("connected") is True
           and swarm.fc(n).get("availability") == "in_service", WAIT_S,
           "the FC link back in status", swarm.describe)

@@ -33,6 +33,21 @@ def test_in_service_only_after_the_link_held_for_the_dwell() -> None:
         [(2.0, Availability.IN_SERVICE)]
 
 
+def test_no_verdict_until_the_link_proved_up_or_stayed_down_for_the_dwell() -> None:
+    # An agent restarted under a flying drone must not commit "unavailable" for the
+    # moment before it hears its flight controller (Flight._desired_entry waits).
+    m = HealthMonitor(POLICY)
+    _feed(m, [(0, False, None), (0.5, True, 90), (1.5, True, 90)])
+    assert not m.decided and m.state is Availability.UNAVAILABLE
+    _feed(m, [(2.5, True, 90)])
+    assert m.decided and m.state is Availability.IN_SERVICE
+    never = HealthMonitor(POLICY)  # a flight controller that never answers
+    _feed(never, [(0, False, None), (4.9, False, None)])
+    assert not never.decided
+    assert _feed(never, [(5.0, False, None)]) == [] and never.decided
+    assert never.state is Availability.UNAVAILABLE
+
+
 def test_a_short_link_dropout_changes_nothing_a_long_one_does() -> None:
     m = HealthMonitor(POLICY)
     _feed(m, [(0, True, 90), (2, True, 90)])
