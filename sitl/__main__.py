@@ -10,6 +10,11 @@ waits until each is ready, then prints the same connection strings. With ``--rad
 simulated SiK radio (``sitl.radio.SikRadioRelay``, the one radio model) sits in front of
 each copter of either kind, and the strings printed are the radios'.
 
+With ``--serial1`` each copter also takes MAVLink on TCP ``port + 2``, where real SITL
+has SERIAL1 (a second ground station, e.g. a pilot's, while the companion holds
+serial0): commands sent there reach the copter; its replies go to serial0's client,
+since this simulator has one output port (``SimulatorServer.inject``).
+
 Runs until Ctrl-C or SIGTERM. Point MAVProxy (``mavproxy.py --master tcp:127.0.0.1:5760``)
 or QGroundControl (a TCP comm link to 127.0.0.1:5760) at any of them.
 """
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import selectors
 import signal
+import socket
 import sys
 import threading
 from typing import Any, Callable, Sequence
@@ -86,6 +93,9 @@ def build_parser(prog: str = "python -m sitl") -> argparse.ArgumentParser:
     parser.add_argument("--no-wait", action="store_true",
                         help="boot at start instead of waiting for each copter's first client")
     parser.add_argument("--seed", type=int, default=0, help="seed for the radio model noise")
+    parser.add_argument("--serial1", action="store_true",
+                        help="also take MAVLink on each copter's port + 2 (SITL's SERIAL1: a second "
+                             "ground station); replies go to serial0's client")
     real = parser.add_argument_group("real ArduPilot SITL instead of the built-in simulator")
     real.add_argument("--ardupilot", action="store_true",
                       help="run real 'arducopter' SITL binaries (found via --ardupilot-bin, "
@@ -93,6 +103,55 @@ def build_parser(prog: str = "python -m sitl") -> argparse.ArgumentParser:
     real.add_argument("--ardupilot-bin", default=None, metavar="PATH", help="the arducopter SITL binary")
     real.add_argument("--workdir", default="sitl-run", help="folder for the instances' working folders")
     return parser
+
+
+class Serial1Inlet:
+    """One TCP listener per copter on its port + 2 (SITL's SERIAL1); every byte a client
+    sends is handed to that copter (:meth:`SimulatorServer.inject`). One thread."""
+
+    def __init__(self, server: SimulatorServer, host: str) -> None:
+        self._server = server
+        self._selector = selectors.DefaultSelector()
+        self._listeners = []
+        for index, port in enumerate(server.ports):
+            listener = socket.create_server((host, port + 2))
+            listener.setblocking(False)
+            self._listeners.append(listener)
+            self._selector.register(listener, selectors.EVENT_READ, (index, None))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="serial1", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(timeout=0.2):
+                index, conn = key.data
+                if conn is None:
+                    try:
+                        client, _addr = key.fileobj.accept()  # type: ignore[union-attr]
+                    except OSError:
+                        continue
+                    client.setblocking(False)
+                    self._selector.register(client, selectors.EVENT_READ, (index, client))
+                    continue
+                try:
+                    data = conn.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    self._server.inject(index, data)
+                else:
+                    self._selector.unregister(conn)
+                    conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
 
 
 def _run_ardupilot(args: argparse.Namespace, stop: threading.Event, prog: str) -> int:
@@ -159,9 +218,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sitl") -> int
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     server = SimulatorServer(configs, host=args.host)
+    inlet: Serial1Inlet | None = None
     try:
         server.start()
+        if args.serial1:
+            inlet = Serial1Inlet(server, args.host)
     except OSError as exc:
+        server.stop()
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
@@ -172,6 +235,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sitl") -> int
                 print(f"{prog}: simulator stopped: {server.error!r}", file=sys.stderr)
                 return 1
     finally:
+        if inlet is not None:
+            inlet.close()
         server.stop()
     return 0
 

@@ -37,7 +37,9 @@ import signal
 import socket
 import tempfile
 import threading
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -47,10 +49,14 @@ from typing import Any
 from swarm.bus import topics
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, Received
 from swarm.client import ClientError, Reply, SwarmClient
+from swarm.demo_flyaway import SecondGroundStation, pilot_route
 from swarm.demo_tracks import TrackChecker
 from swarm.evacmap import DroneTask, SetDroneTask, encode_command
 from swarm.launch import Launcher, LaunchError, load_launch
+from swarm.geo import LocalFrame
 from swarm.scenario import (
+    ORIGIN_LAT,
+    ORIGIN_LON,
     CrashLeader,
     MarkCrashedDrone,
     Propose,
@@ -71,6 +77,26 @@ SWARM_ID = "wildfire"
 _PREFERRED_GCS_PORT = 8080
 _WAIT_TICK_S = 0.05          # one scenario Wait tick, in wall-clock seconds
 _COMMAND_TIMEOUT_S = 45.0    # one proposal, retries included (a failover in between)
+# The copters fly 4x faster than real time (the simulator's speed-up), so the survey,
+# the fly-away and the way home fit in about two minutes.
+COPTER_SPEEDUP = 4.0
+# The operator's pre-flight setup: ArduCopter's circle fence (FENCE_RADIUS, 300 m by
+# default) must hold the search area (its far corner is 2.2 km from the staging area)
+# and the fly-away, or enabling the fences with the first zone sends every drone
+# beyond 300 m home (docs/flight.md).
+FENCE_RADIUS_M = 3000.0
+# The drone flown out of radio range goes this far south-west of its home (away from
+# the scenario's fires, which lie north-east of the staging area): its SiK radio's fade
+# margin falls to about 20 dB (sitl/radio.py; link score about 0.65), while the best
+# placed of the others, surveying near the staging area, keep 0.9 or more: more than
+# the leadership margin ([leadership] margin, 0.1) for longer than its dwell.
+FLYAWAY_M = 2000.0
+FLYAWAY_ALT_M = 30.0
+FLYAWAY_SPEED_MS = 20.0      # ArduCopter's WPNAV_SPEED maximum
+LEADERSHIP_MARGIN = 0.1
+AIRBORNE_M = 5.0             # above home: flying, not standing or landing
+# Recall to every drone on the ground: about 50 s at 4x from the far side of the area.
+LANDING_TIMEOUT_S = 150.0
 
 
 class LiveDemoError(RuntimeError):
@@ -81,7 +107,7 @@ class LiveDemoError(RuntimeError):
 class LiveDemoConfig:
     seed: int = 1
     #: Scenario play time in seconds: the phases are spread over it (0: back to back).
-    duration_s: float = 90.0
+    duration_s: float = 60.0
     #: Ground-station port; None: 8080 when free, else any free port.
     gcs_port: int | None = None
     #: Where the launcher's log (every node's output) is written.
@@ -137,7 +163,17 @@ class LiveDemoResult:
     positions_checked: dict[int, int] = field(default_factory=dict)
     unchecked_tracks: list[int] = field(default_factory=list)
     missing_features: list[str] = field(default_factory=list)
+    #: The committed ``launch``: its index, and how long until every drone flew AUTO.
+    launch: dict[str, Any] | None = None
+    #: Per drone: telemetry samples airborne, of those in AUTO, highest altitude (m).
+    flight: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: The drone flown out of radio range and the hand-over it caused (None: not done).
+    radio_handover: dict[str, Any] | None = None
     recalled: bool = False            # the final recall committed
+    #: Recall to every drone landed and disarmed (None: not all of them, in the bound).
+    landed_s: float | None = None
+    #: Per drone: how far from its home it landed (m); absent: not landed.
+    landed_from_home_m: dict[int, float] = field(default_factory=dict)
     launcher_status: int = 0
     completed: bool = False
     error: str | None = None
@@ -160,11 +196,22 @@ class LiveDemoResult:
         return (self.completed and self.error is None and self.disagreements == 0
                 and self.assignment_disagreements == 0
                 and not self.zone_violations and not self.unchecked_tracks
-                and self.recalled
+                and self.launch is not None and self.radio_handover is not None
+                and self.recalled and self.landed_s is not None
                 and not self.missing_features and not self.unknown)
 
 
 # -- the swarm as its status topics show it ---------------------------------------------
+
+
+@dataclass
+class FlightSeen:
+    """What one drone's telemetry showed: samples armed and above ``AIRBORNE_M``, of
+    those in AUTO (flying its committed mission), and the highest altitude."""
+
+    airborne: int = 0
+    auto: int = 0
+    max_alt_m: float = 0.0
 
 
 @dataclass
@@ -188,6 +235,12 @@ class SwarmMonitor:
         # node -> [(arrival, fc_map_version)], appended when the version changes
         self.fc_history: dict[int, list[tuple[float, int]]] = {}
         self.tracks = TrackChecker()
+        self.telemetry: dict[int, _Seen] = {}
+        # node -> where it first stood (lat, lon) and what its telemetry showed in flight
+        self.first_fix: dict[int, tuple[float, float]] = {}
+        self.flight: dict[int, FlightSeen] = {}
+        # Every status as it arrived (bounded): the hand-over is read back from it.
+        self.history: deque[tuple[float, int, dict[str, Any]]] = deque(maxlen=50_000)
         # A restarted node being watched: (node, killed at) -> arrival stamps of its
         # first status back online and of its first caught-up status (the figures are
         # taken from the status stream as it arrives, not when the scenario asks).
@@ -232,6 +285,7 @@ class SwarmMonitor:
         now = time.monotonic()
         with self._lock:
             self.status[node] = _Seen(body, now)
+            self.history.append((now, node, body))
             self._catch_up_seen(node, body, now)
             term, leader = body.get("term"), body.get("leader")
             if (body.get("online") and body.get("role") == "leader" and leader == node
@@ -289,8 +343,18 @@ class SwarmMonitor:
         if decoded is not None:
             node, body = decoded
             now = time.monotonic()
+            lat, lon, alt = _num(body.get("lat")), _num(body.get("lon")), _num(body.get("alt_rel_m"))
             with self._lock:
+                self.telemetry[node] = _Seen(body, now)
                 self.tracks.position(node, now, body.get("lon"), body.get("lat"))
+                if lat is not None and lon is not None:
+                    self.first_fix.setdefault(node, (lat, lon))
+                    seen = self.flight.setdefault(node, FlightSeen())
+                    if body.get("armed") is True and alt is not None and alt > AIRBORNE_M:
+                        seen.airborne += 1
+                        seen.max_alt_m = max(seen.max_alt_m, alt)
+                        if body.get("mode") == "AUTO":
+                            seen.auto += 1
 
     def _on_map(self, msg: Received) -> None:
         try:
@@ -300,6 +364,28 @@ class SwarmMonitor:
         now = time.monotonic()
         with self._lock:
             self.tracks.map_update(now, doc)
+
+    def telemetry_of(self, node: int) -> dict[str, Any] | None:
+        with self._lock:
+            seen = self.telemetry.get(node)
+        return seen.body if seen else None
+
+    def home_of(self, node: int) -> tuple[float, float] | None:
+        """Where ``node`` stood when its first position arrived (lat, lon): its home."""
+        with self._lock:
+            return self.first_fix.get(node)
+
+    def flights(self) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            return {n: asdict(f) for n, f in sorted(self.flight.items())}
+
+    def hazards(self) -> list[tuple[tuple[float, float], ...]]:
+        with self._lock:
+            return self.tracks.current_hazards()
+
+    def history_since(self, since: float) -> list[tuple[float, int, dict[str, Any]]]:
+        with self._lock:
+            return [h for h in self.history if h[0] >= since]
 
     def unpositioned(self) -> list[int]:
         """Drones of which no telemetry position has arrived yet."""
@@ -355,6 +441,28 @@ def _int(value: object) -> int:
     return value if type(value) is int else 0
 
 
+def _num(value: object) -> float | None:
+    """A finite JSON number as float, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+_M_PER_DEG = 111_320.0
+
+
+def _offset(origin: tuple[float, float], north_m: float, east_m: float) -> tuple[float, float]:
+    lat, lon = origin
+    return lat + north_m / _M_PER_DEG, lon + east_m / (_M_PER_DEG * math.cos(math.radians(lat)))
+
+
+def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Ground distance (equirectangular: these are a few km at most)."""
+    dn = (b[0] - a[0]) * _M_PER_DEG
+    de = (b[1] - a[1]) * _M_PER_DEG * math.cos(math.radians((a[0] + b[0]) / 2))
+    return math.hypot(dn, de)
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -397,10 +505,12 @@ def _free_port() -> int:
 
 
 def _free_copter_base(exclude: set[int]) -> int:
-    """A base port B with B, B+10, ... B+40 free (ArduPilot SITL's scheme, demo.yaml)."""
+    """A base port B with B, B+10, ... B+40 free, and each one's + 2 and + 3 (SITL's
+    SERIAL1 and SERIAL2: the second ground station's port) (ArduPilot SITL's scheme,
+    demo.yaml)."""
     for _ in range(200):
         base = _free_port()
-        ports = [base + 10 * i for i in range(NODES)]
+        ports = [base + 10 * i + k for i in range(NODES) for k in (0, 2, 3)]
         if ports[-1] < 65536 and not exclude & set(ports) and all(map(_port_free, ports)):
             return base
     raise LiveDemoError("found no block of free loopback ports for the five copters")
@@ -414,8 +524,9 @@ class _Player:
 
     def __init__(self, config: LiveDemoConfig, launcher: Launcher, monitor: SwarmMonitor,
                  result: LiveDemoResult, broker: str, log: Callable[[str], None],
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, fc_base: int) -> None:
         self.config = config
+        self.fc_base = fc_base
         self.launcher = launcher
         self.monitor = monitor
         self.result = result
@@ -429,6 +540,8 @@ class _Player:
         self.workers: dict[str, ThreadPoolExecutor] = {}
         self.pending: list[tuple[str, Future[Reply]]] = []
         self.crashed_at: float | None = None
+        self.frame = LocalFrame(ORIGIN_LAT, ORIGIN_LON)   # the scenario's metres
+        self.flyaway: Future[None] | None = None
         self.last_commit_at: float | None = None   # the scenario's last command's outcome
 
     def elapsed(self) -> float:
@@ -506,18 +619,262 @@ class _Player:
                    cfg.startup_timeout_s)
         lead = self.monitor.leader()
         self.log(f"swarm up after {self.elapsed():.1f} s: leader drone-{lead[0] if lead else '?'}")
+        self._preflight()
         play_start = time.monotonic()
         phases = self.scenario.phases
-        for i, phase in enumerate(phases):
-            # Spread the phases over the duration: the gaps are when the copters fly.
-            self._sleep(play_start + cfg.duration_s * i / len(phases) - time.monotonic())
-            self.log(f"[bold]== {phase.title}[/bold]")
-            for action in phase.actions:
-                self._act(action)
-            self._collect()
-        self._recall()
+        pilot = ThreadPoolExecutor(1, thread_name_prefix="demo-pilot")
+        try:
+            for i, phase in enumerate(phases):
+                # Spread the phases over the duration: the gaps are when the copters fly.
+                self._sleep(play_start + cfg.duration_s * i / len(phases) - time.monotonic())
+                self.log(f"[bold]== {phase.title}[/bold]")
+                for action in phase.actions:
+                    self._act(action)
+                self._collect()
+                if i == 0:
+                    self._launch()      # the search area and the drones are on the map
+                    # Then the leader's copter is flown out of radio range while the story
+                    # goes on (the leader has led since start-up: a hand-over is due once
+                    # it has led one [leadership] interval); the leader is killed after.
+                    self.flyaway = pilot.submit(self._fly_out_of_range)
+            self._flyaway_done()
+        finally:
+            pilot.shutdown(wait=False, cancel_futures=True)
         self._sleep(play_start + cfg.duration_s - time.monotonic())
+        self._recall()
+        self._home()
         self._converge()
+
+    def _pilot(self, node: int) -> SecondGroundStation:
+        """A second ground station on ``node``'s copter (its SERIAL1, fc port + 2)."""
+        try:
+            return SecondGroundStation("127.0.0.1", self.fc_base + 10 * (node - 1) + 2, node)
+        except OSError as exc:
+            raise LiveDemoError(f"cannot reach drone-{node}'s copter on its SERIAL1 port: "
+                                f"{exc}") from exc
+
+    def _preflight(self) -> None:
+        """The operator's pre-flight setup on every copter: a circle fence that holds
+        the search area (see FENCE_RADIUS_M)."""
+        for node in range(1, NODES + 1):
+            station = self._pilot(node)
+            try:
+                station.set_param("FENCE_RADIUS", FENCE_RADIUS_M)
+            except OSError as exc:
+                raise LiveDemoError(f"drone-{node}'s SERIAL1 link failed: {exc}") from exc
+            finally:
+                station.close()
+        self.log(f"pre-flight: every copter's circle fence set to {FENCE_RADIUS_M / 1000:g} km")
+
+    def _launch(self) -> None:
+        """Take-off: once every flight controller holds a plan to fly (the committed
+        assignment's share), the operator commits ``launch`` (time_ms = now: each agent
+        obeys it once, within its launch window); each agent arms its copter and flies
+        its mission in AUTO. Fails the run unless every drone is seen airborne in AUTO."""
+        self.log("[bold]== Take-off[/bold]")
+
+        def ready() -> bool:
+            _, plans, _ = self.monitor.snapshot()
+            return all(n in plans and plans[n].body.get("status") == "ok"
+                       and plans[n].body.get("mission")
+                       and plans[n].body.get("fc_map_version") == plans[n].body.get("map_version")
+                       for n in range(1, NODES + 1))
+        self._wait("every flight controller to hold a plan to fly", ready,
+                   self.config.settle_timeout_s)
+        committed = self.result.commits
+        self._submit("reporter", "launch: every drone takes off and flies its share",
+                     {"type": "launch", "time_ms": int(time.time() * 1000)})
+        sent_at = time.monotonic()
+        self._collect()
+        if self.result.commits != committed + 1:
+            raise LiveDemoError("the launch command did not commit")
+
+        def flying() -> bool:
+            return all(self._mode(n) == "AUTO" and self._altitude(n) > AIRBORNE_M
+                       for n in range(1, NODES + 1))
+        self._wait("every drone airborne in AUTO after the launch", flying,
+                   self.config.settle_timeout_s)
+        self.result.launch = {"airborne_auto_s": round(time.monotonic() - sent_at, 3)}
+        self.log(f"[green]all {NODES} drones airborne in AUTO[/green] "
+                 f"{self.result.launch['airborne_auto_s']:.1f} s after the launch, flying "
+                 "their committed sectors")
+
+    def _fly_out_of_range(self) -> None:
+        """The leader's copter is taken off its survey by a pilot (a second ground
+        station on the copter's SERIAL1) and flown away from its ground-station radio,
+        around the fires; its RADIO_STATUS fades, its agent's link score falls, and
+        best-signal leadership moves to a better-placed drone. It hovers there until the
+        recall brings it home. Fails the run unless leadership moves within the bound."""
+        self.log("[bold]== A drone flies out of radio range[/bold]")
+        self._wait("a leader", lambda: self.monitor.leader() is not None,
+                   self.config.settle_timeout_s)
+        lead = self.monitor.leader()
+        assert lead is not None
+        far, term = lead
+        home, here = self.monitor.home_of(far), self._position(far)
+        if home is None or here is None:
+            raise LiveDemoError(f"no telemetry position from drone-{far}")
+        target = _offset(home, -FLYAWAY_M / math.sqrt(2), -FLYAWAY_M / math.sqrt(2))
+        route = pilot_route(self.frame, (here[1], here[0]), (target[1], target[0]),
+                            self.monitor.hazards())
+        if route is None:
+            raise LiveDemoError(f"no way out for drone-{far} clear of the fires")
+        pilot = self._pilot(far)
+        try:
+            self.log(f"a pilot takes drone-{far} (leader, term {term}) off its survey and flies "
+                     f"it {FLYAWAY_M / 1000:g} km south-west of its ground-station radio"
+                     + (f", around the fires ({len(route) - 1} turns)" if len(route) > 1 else ""))
+            if self._altitude(far) > AIRBORNE_M:
+                self._repeat(pilot.guided, lambda: self._mode(far) == "GUIDED",
+                             f"drone-{far} to take GUIDED", 30.0)
+            else:   # its survey is over and it has landed: off again
+                self._repeat(lambda: pilot.take_off(FLYAWAY_ALT_M),
+                             lambda: self._altitude(far) >= FLYAWAY_ALT_M - 5,
+                             f"drone-{far} to take off", 60.0)
+            pilot.set_speed(FLYAWAY_SPEED_MS)
+            sent_at = time.monotonic()
+            transfers_before = self._transfers(far)
+            next_report = [sent_at + 5.0]
+
+            def moved() -> bool:
+                now = time.monotonic()
+                if now >= next_report[0]:
+                    next_report[0] = now + 5.0
+                    where = self._position(far)
+                    self.log(f"  drone-{far}: "
+                             + ("" if where is None else f"{_distance_m(home, where):.0f} m out, ")
+                             + "link scores " + ", ".join(
+                                 f"{n}: {v}" for n, v in self._scores().items()))
+                _, _, leaders = self.monitor.snapshot()
+                return any(t > term and n != far and at > sent_at for t, (at, n) in leaders.items())
+
+            for lon, lat in route[:-1]:      # around the fires, corner by corner
+                self._repeat(lambda: pilot.goto(lat, lon, FLYAWAY_ALT_M),
+                             lambda: moved() or (lambda p: p is not None and _distance_m(
+                                 (lat, lon), p) < 60)(self._position(far)),
+                             f"drone-{far} to fly round the fires", 120.0)
+            self._repeat(lambda: pilot.goto(target[0], target[1], FLYAWAY_ALT_M), moved,
+                         f"leadership to move off drone-{far} flown out of range", 150.0)
+            _, _, leaders = self.monitor.snapshot()
+            moved_at, new = min((at, n) for t, (at, n) in leaders.items()
+                                if t > term and n != far and at > sent_at)
+            away = self._position(far)
+            gap_at = self._score_gap_since(far, sent_at)
+            # A score transfer (TimeoutNow from the far leader: best-signal leadership), or
+            # an election (the far leader went unheard for an election timeout: load).
+            self._wait(f"drone-{far}'s last status as leader", lambda: self._role(far) != "leader",
+                       self.config.settle_timeout_s)
+            by = "transfer" if self._transfers(far) > transfers_before else "election"
+            figures: dict[str, Any] = {
+                "node": far, "new_leader": new, "term": term, "by": by,
+                "led_for_s": None if self.led_since(far, term) is None
+                else round(moved_at - self.led_since(far, term), 3),  # type: ignore[operator]
+                "set_off_to_handover_s": round(moved_at - sent_at, 3),
+                "gap_to_handover_s": None if gap_at is None else round(moved_at - gap_at, 3),
+                "distance_m": None if away is None else round(_distance_m(home, away)),
+                "scores": self._scores(),
+            }
+            self.result.radio_handover = figures
+            self.log(f"[green]drone-{new} leads[/green] (by "
+                     + ("best-signal transfer" if by == "transfer" else "an election") + ") "
+                     f"{moved_at - sent_at:.1f} s after drone-{far} set off"
+                     + ("" if gap_at is None else f", {moved_at - gap_at:.1f} s after its score "
+                        "fell below another's by the margin")
+                     + ("" if away is None else f", {figures['distance_m']} m out")
+                     + "; it hovers there until the recall")
+        finally:
+            pilot.close()
+
+    def _transfers(self, node: int) -> int:
+        """Leadership hand-overs ``node`` started as leader (``score_transfers``)."""
+        status, _, _ = self.monitor.snapshot()
+        return _int(status[node].body.get("score_transfers")) if node in status else 0
+
+    def _role(self, node: int) -> str | None:
+        status, _, _ = self.monitor.snapshot()
+        return _str(status[node].body.get("role")) if node in status else None
+
+    def led_since(self, node: int, term: int) -> float | None:
+        _, _, leaders = self.monitor.snapshot()
+        seen = leaders.get(term)
+        return seen[0] if seen and seen[1] == node else None
+
+    def _home(self) -> None:
+        """The recall brings every drone home: wait (bounded) until each has landed and
+        disarmed, and note how far from its home."""
+        recalled_at = time.monotonic()
+
+        def landed(n: int) -> bool:
+            seen = self.monitor.telemetry_of(n)
+            return bool(seen) and seen.get("armed") is False and self._altitude(n) < 1.0  # type: ignore[union-attr]
+        try:
+            self._wait("every drone to land at home after the recall",
+                       lambda: all(landed(n) for n in range(1, NODES + 1)), LANDING_TIMEOUT_S)
+        except LiveDemoError as exc:
+            self.log(f"[red]{exc}[/red]")
+        for n in range(1, NODES + 1):
+            home, where = self.monitor.home_of(n), self._position(n)
+            if landed(n) and home is not None and where is not None:
+                self.result.landed_from_home_m[n] = round(_distance_m(home, where), 1)
+        if len(self.result.landed_from_home_m) == NODES:
+            self.result.landed_s = round(time.monotonic() - recalled_at, 3)
+            self.log(f"[green]every drone landed[/green] {self.result.landed_s:.1f} s after the "
+                     "recall, within "
+                     f"{max(self.result.landed_from_home_m.values()):.0f} m of its home")
+
+    def _repeat(self, act: Callable[[], None], done: Callable[[], bool], what: str,
+                timeout_s: float) -> None:
+        """``act`` (an idempotent command) every 2 s until ``done``, bounded."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                act()
+            except OSError as exc:
+                raise LiveDemoError(f"{what}: the copter's SERIAL1 link failed: {exc}") from exc
+            until = min(deadline, time.monotonic() + 2.0)
+            while time.monotonic() < until:
+                if done():
+                    return
+                self._sleep(0.1)
+            if time.monotonic() >= deadline:
+                raise LiveDemoError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+    def _position(self, node: int) -> tuple[float, float] | None:
+        seen = self.monitor.telemetry_of(node)
+        if seen is None:
+            return None
+        lat, lon = _num(seen.get("lat")), _num(seen.get("lon"))
+        return (lat, lon) if lat is not None and lon is not None else None
+
+    def _mode(self, node: int) -> str | None:
+        seen = self.monitor.telemetry_of(node)
+        return _str(seen.get("mode")) if seen else None
+
+    def _altitude(self, node: int) -> float:
+        seen = self.monitor.telemetry_of(node)
+        alt = _num(seen.get("alt_rel_m")) if seen else None
+        return alt if alt is not None else 0.0
+
+    def _leader_id(self) -> int | str:
+        lead = self.monitor.leader()
+        return lead[0] if lead else "?"
+
+    def _scores(self) -> dict[str, float | None]:
+        status, _, _ = self.monitor.snapshot()
+        return {str(n): _num(s.body.get("link_score")) for n, s in sorted(status.items())}
+
+    def _score_gap_since(self, far: int, since: float) -> float | None:
+        """When the far leader first reported a follower's score above its own by the
+        leadership margin (the moment a transfer becomes due, before the dwell)."""
+        for at, node, body in self.monitor.history_since(since):
+            if node != far or body.get("role") != "leader":
+                continue
+            own, theirs = _num(body.get("link_score")), body.get("link_scores")
+            if own is not None and isinstance(theirs, dict):
+                scores = [v for v in map(_num, theirs.values()) if v is not None]
+                if scores and max(scores) >= own + LEADERSHIP_MARGIN:
+                    return at
+        return None
 
     def _recall(self) -> None:
         """The end of the story: every drone ordered home (``recall``: RTL on each FC)."""
@@ -548,7 +905,17 @@ class _Player:
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown scenario action {action!r}")
 
+    def _flyaway_done(self) -> None:
+        """Wait (bounded by the step's own waits) for the fly-away; its error fails the run."""
+        if self.flyaway is None:
+            return
+        while not self.flyaway.done():
+            self._sleep(0.1)
+        self.flyaway.result()
+
     def _crash_leader(self, note: str) -> None:
+        # The leader that took over from the drone flown out of range is the one killed.
+        self._flyaway_done()
         self._wait("a leader to kill", lambda: self.monitor.leader() is not None,
                    self.config.settle_timeout_s)
         lead = self.monitor.leader()
@@ -617,7 +984,9 @@ class _Player:
         self.result.assignment_disagreements = count_disagreements(
             views, key=lambda v: v.assignment_sha256)
         self._check_map()
-        self._missions(self.last_commit_at or last_change, self.result.final_index)
+        # The map version, not the log index: elections' empty entries version nothing.
+        self._missions(self.last_commit_at or last_change,
+                       max((v.map_version for v in views), default=0))
 
     def _check_map(self) -> None:
         """Every feature the scenario created is in the agreed map (a linearizable read)."""
@@ -690,7 +1059,8 @@ def run_live_demo(config: LiveDemoConfig, log: Callable[[str], None],
     try:
         description = load_launch(DEMO_LAUNCH_FILE, {
             "broker_port": str(broker_port), "gcs_port": str(gcs_port),
-            "fc_base_port": str(fc_base), "data": str(data), "swarm": SWARM_ID})
+            "fc_base_port": str(fc_base), "data": str(data), "swarm": SWARM_ID,
+            "speedup": f"{COPTER_SPEEDUP:g}"})
     except LaunchError as exc:
         raise LiveDemoError(f"{DEMO_LAUNCH_FILE}: {exc}") from exc
     broker = f"127.0.0.1:{broker_port}"
@@ -721,7 +1091,7 @@ def run_live_demo(config: LiveDemoConfig, log: Callable[[str], None],
                             raise
                         monitor = SwarmMonitor(broker, SWARM_ID, on_change)
                 on_ready(result, monitor)
-                player = _Player(config, launcher, monitor, result, broker, log, stop)
+                player = _Player(config, launcher, monitor, result, broker, log, stop, fc_base)
                 player.run()
                 result.completed = True
             except LiveDemoError as exc:
@@ -738,6 +1108,7 @@ def run_live_demo(config: LiveDemoConfig, log: Callable[[str], None],
                     result.leaders = sorted((at - started, t, n) for t, (at, n) in leaders.items())
                     monitor.close()
                     _track_figures(result, monitor.tracks, started)
+                    result.flight = monitor.flights()
                 if not stop.is_set():
                     log("scenario over: stopping the swarm")
                     os.kill(os.getpid(), signal.SIGTERM)

@@ -125,6 +125,11 @@ class TrackChecker:
             self._windows.append(window)
             self._current[zid] = window
 
+    def current_hazards(self) -> list[tuple[tuple[float, float], ...]]:
+        """The exterior rings (lon, lat) of the hazard zones in the newest map seen (in
+        force or about to be): what a pilot flying by hand must keep clear of."""
+        return [w.outline for w in self._current.values()]
+
     # -- the tracks --------------------------------------------------------------------
 
     def position(self, node: int, at: float, lon: Any, lat: Any) -> None:

@@ -52,9 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                     "played through the client protocol and the leader is SIGKILLed mid-run. "
                     "Exits 1 if the nodes disagree at the end. (The virtual-time teaching run "
                     "is 'swarm demo-virtual'.)")
-    parser.add_argument("--duration", type=_duration, default=90.0,
-                        help="seconds over which the scenario is played (default 90; 0: as fast "
-                             "as the swarm commits)")
+    parser.add_argument("--duration", type=_duration, default=60.0,
+                        help="seconds over which the scenario is played (default 60; 0: as fast "
+                             "as the swarm commits). The fly-away and the flight home after the "
+                             "recall take their own time on top (about a minute)")
     parser.add_argument("--headless", action="store_true",
                         help="no live table: plain progress lines, for scripts and CI")
     parser.add_argument("--seed", type=seed_arg, default=1, help="seed of the scenario (default 1)")
@@ -150,6 +151,13 @@ def _table(monitor: object) -> Table:
     return table
 
 
+def _handover(h: dict | None) -> str:
+    if h is None:
+        return "[red]leadership did not move[/red]"
+    return (f"drone-{h['node']} {h['distance_m']} m out: drone-{h['new_leader']} leads "
+            f"(by {h['by']}) {h['set_off_to_handover_s']:.1f} s after it set off")
+
+
 def _summary(console: Console, result) -> None:  # result: swarm.demo_live.LiveDemoResult
     console.print()
     console.rule("swarm demo: measured")
@@ -178,7 +186,17 @@ def _summary(console: Console, result) -> None:  # result: swarm.demo_live.LiveD
         ("missions converged (last scenario command to every FC holding the final map)",
          "n/a (no plan/<node> carries fc_map_version)" if result.missions_converged_s is None
          else f"{result.missions_converged_s:.1f} s"),
+        ("take-off (launch to every drone airborne in AUTO)",
+         "[red]no[/red]" if result.launch is None else f"{result.launch['airborne_auto_s']:.1f} s"),
+        ("drones seen flying AUTO (highest altitude)",
+         f"{sum(1 for f in result.flight.values() if f['auto'] > 0)} of {len(result.nodes)} ("
+         + ", ".join(f"{f['max_alt_m']:.0f} m" for f in result.flight.values()) + ")"),
+        ("drone flown out of radio range", _handover(result.radio_handover)),
         ("recall committed", "yes" if result.recalled else "[red]no[/red]"),
+        ("recall to every drone landed",
+         "[red]not all landed[/red]" if result.landed_s is None else
+         f"{result.landed_s:.1f} s, within "
+         f"{max(result.landed_from_home_m.values(), default=0):.0f} m of home"),
         ("disagreements (map snapshot)", str(result.disagreements)),
         ("disagreements (committed assignment)", str(result.assignment_disagreements)),
         ("drones that flew into a burning/burned zone",

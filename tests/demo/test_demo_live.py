@@ -1,6 +1,7 @@
 """``swarm demo`` on real processes: the whole swarm (broker, copters, agents, ground
-station) comes up, the wildfire scenario commits on every node through a leader SIGKILL,
-and nothing is left running afterwards."""
+station) comes up, the copters take off on the committed launch and fly AUTO, the
+wildfire scenario commits on every node through a drone flown out of radio range and a
+leader SIGKILL, the recall lands them at home, and nothing is left running afterwards."""
 
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def test_headless_demo_on_real_processes(tmp_path: Path) -> None:
     actions = [a for p in scenario.phases for a in p.actions]
     proposals = sum(isinstance(a, (Propose, ProposeRaw, MarkCrashedDrone)) for a in actions)
     assert summary["unknown"] == []
-    assert summary["commits"] + len(summary["rejected"]) == proposals + 1   # + the recall
+    # + the launch and the recall
+    assert summary["commits"] + len(summary["rejected"]) == proposals + 2
     assert summary["recalled"] is True
     assert len(summary["rejected"]) == 3, summary["rejected"]
     assert summary["missing_features"] == []
@@ -121,6 +123,23 @@ def test_headless_demo_on_real_processes(tmp_path: Path) -> None:
     assert len(terms) >= 2 and terms == sorted(terms)
     assert summary["leaders"][-1][2] != summary["crashed"] or len(terms) >= 3
     assert "SIGKILL" in run.stdout and "ground station" in run.stdout
+
+    # They flew: the committed launch armed every copter, which flew its share in AUTO
+    # (its agent's telemetry: armed, above 5 m, mode AUTO) at the survey altitude.
+    assert summary["launch"] is not None and summary["launch"]["airborne_auto_s"] > 0
+    flight = summary["flight"]
+    assert sorted(flight) == [str(n) for n in range(1, NODES + 1)], flight
+    assert all(f["auto"] > 0 and f["max_alt_m"] > 20 for f in flight.values()), flight
+    # The leader flown out of radio range lost leadership to another drone, far out.
+    handover = summary["radio_handover"]
+    assert handover is not None and handover["new_leader"] != handover["node"], handover
+    assert handover["by"] in ("transfer", "election") and handover["distance_m"] > 500, handover
+    assert "flies out of radio range" in run.stdout and "leads (by" in run.stdout
+    # The recall brought every drone home: landed and disarmed where it took off.
+    assert summary["landed_s"] is not None, summary["landed_from_home_m"]
+    landed = summary["landed_from_home_m"]
+    assert sorted(landed) == [str(n) for n in range(1, NODES + 1)]
+    assert all(d <= 10 for d in landed.values()), landed
 
 
 @pytest.mark.timeout(600)

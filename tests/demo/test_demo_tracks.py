@@ -115,3 +115,56 @@ def test_burned_zones_count_and_stale_or_malformed_input_is_ignored() -> None:
 def test_reaction_time_must_be_sane() -> None:
     with pytest.raises(ValueError, match="reaction_s"):
         TrackChecker(reaction_s=float("nan"))
+
+
+# -- the demo's own geography: the wildfire scenario's zones, RTL and the pilot's route
+
+def _scenario_map() -> tuple[EvacuationMap, list[dict[str, Any]]]:
+    """The wildfire scenario's committed map after the fire grew (every command the
+    scenario proposes, in order; the refused ones refused), and its GeoJSON."""
+    from swarm.scenario import Propose, wildfire_scenario
+
+    scenario = wildfire_scenario(1, [f"drone-{i}" for i in range(1, 6)])
+    world, index = EvacuationMap(), 0
+    for phase in scenario.phases[:3]:           # set-up, sightings, the fire grows
+        for action in phase.actions:
+            if isinstance(action, Propose):
+                index += 1
+                world.apply_command(index, action.command)
+    return world, [map_to_geojson(world)]
+
+
+def test_a_straight_line_home_across_the_grown_ridge_fire_is_detected() -> None:
+    """What the demo first caught on real processes: a recalled drone in the far corner
+    of the search area flying ArduCopter's RTL (a straight line) home to the staging area
+    crosses the ridge fire. The track checker reports it; the pilot's route (and the
+    flight side's planned way home) does not."""
+    from swarm.demo_flyaway import pilot_route
+    from swarm.geo import LocalFrame
+    from swarm.scenario import ORIGIN_LAT, ORIGIN_LON
+
+    world, (doc,) = _scenario_map()
+    assert {"z-ridge", "z-creek"} <= {z for z in world.view().zones}
+    frame = LocalFrame(ORIGIN_LAT, ORIGIN_LON)
+    corner, home = frame.point_to_geodetic(1450, 950), frame.point_to_geodetic(-250, -250)
+    tracks = _checker(doc, at=0.0)
+    steps = 40
+    for k in range(steps + 1):                   # 4 Hz telemetry along the straight line
+        lon = corner[0] + (home[0] - corner[0]) * k / steps
+        lat = corner[1] + (home[1] - corner[1]) * k / steps
+        tracks.position(1, 5.0 + k / 4, lon, lat)
+    assert [(e.kind, e.node, e.zone) for e in tracks.violations] == [("entered", 1, "z-ridge")]
+    assert tracks.caught == []
+
+    hazards = tracks.current_hazards()
+    assert len(hazards) == 3                     # z-ridge, z-creek and the burned z-scar
+    route = pilot_route(frame, corner, home, hazards)
+    assert route is not None and len(route) > 1 and route[-1] == home
+    careful = _checker(doc, at=0.0)
+    points = [corner, *route]
+    t = 5.0
+    for a, b in zip(points, points[1:]):
+        for k in range(1, 41):
+            t += 0.25
+            careful.position(2, t, a[0] + (b[0] - a[0]) * k / 40, a[1] + (b[1] - a[1]) * k / 40)
+    assert careful.violations == [] and careful.caught == []
