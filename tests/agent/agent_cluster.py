@@ -190,6 +190,24 @@ level = "info"
                 out[m.group(1)] = float(m.group(2))
         return out
 
+    def metrics_with_status(self, client: SwarmClient, i: int,
+                            timeout: float = 30.0) -> tuple[dict[str, float], dict[str, Any]]:
+        """Node ``i``'s metrics and its status at the same applied index. A node
+        refreshes its metrics snapshot each time it publishes its status, so either may
+        be a moment ahead of the other when the node applied something meanwhile (a
+        late retry of a command answered from the session cache): poll, bounded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.metrics(i)
+            status = client.statuses(wait_s=0.5).get(i, {})
+            if m.get("swarm_raft_applied_index") == status.get("applied"):
+                return m, status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {i}: metrics at applied "
+                                     f"{m.get('swarm_raft_applied_index')}, its status at "
+                                     f"{status.get('applied')}, for {timeout} s")
+            time.sleep(0.2)
+
     def wait_leader(self, client: SwarmClient, among: Iterable[int] | None = None,
                     timeout: float = 60.0, not_in: Iterable[int] = ()) -> int:
         """Wait until the online nodes of ``among`` (default all) report one leader in

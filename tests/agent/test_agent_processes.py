@@ -92,8 +92,9 @@ def test_agents_elect_and_commit_from_a_separate_client_process(cluster_factory,
     assert [r["node"] for r in rows] == cluster.ids
     assert sum(r["role"] == "leader" for r in rows) == 1
     for i in cluster.ids:
-        m = cluster.metrics(i)
-        assert m["swarm_raft_applied_index"] == statuses[i]["applied"]
+        m, status = cluster.metrics_with_status(client, i)
+        assert m["swarm_raft_applied_index"] >= statuses[i]["applied"]
+        assert m["swarm_raft_commit_index"] >= status["commit"]
         assert m["swarm_storage_write_seconds_count"] > 0
     assert cluster.metrics(leader)["swarm_commit_latency_seconds_count"] >= 1
     for i in cluster.ids:
@@ -294,7 +295,10 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
 
     cluster = cluster_factory(3)
     cluster.start_all()
-    client = cluster.client()
+    # One attempt per request (no hedging): a hedged duplicate of "guarded" committing
+    # late, answered from the session cache, would legitimately move every node's log
+    # past ``before``, and this test asserts the log does not move.
+    client = cluster.client(attempt_timeout_s=60, timeout_s=60)
     leader = cluster.wait_leader(client)
     _propose_ok(client, zone("guarded"))
     before = cluster.wait_converged(client)
