@@ -39,7 +39,7 @@ from mavlink_bridge.plan import (
     CMD_NAV_LAND, CMD_NAV_LOITER_TIME, CMD_NAV_RALLY_POINT, CMD_NAV_LOITER_TURNS, CMD_NAV_LOITER_UNLIM,
     CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, FRAME_GLOBAL, FRAME_GLOBAL_INT, FRAME_GLOBAL_RELATIVE_ALT,
     FRAME_GLOBAL_RELATIVE_ALT_INT, FRAME_GLOBAL_TERRAIN_ALT, FRAME_GLOBAL_TERRAIN_ALT_INT,
-    MissionItem, MissionPlan, MissionType, validate_fence,
+    GLOBAL_FRAMES, MissionItem, MissionPlan, MissionType, validate_fence,
 )
 from mavlink_bridge.telemetry import CopterMode, VehicleState
 from mavlink_bridge.vehicle import ParamError, Vehicle
@@ -56,6 +56,20 @@ _MAV_CMD_NAV_LAST = 95
 _CMD_NAV_SPLINE_WAYPOINT = 82
 
 FENCE_TYPE_POLYGON = 4  # FENCE_TYPE bitmask: 1 max altitude, 2 circle, 4 polygon, 8 min altitude
+FENCE_TYPE_CIRCLE = 2   # the circle of FENCE_RADIUS metres round home
+#: The autopilot parameters the circle-fence check reads (dropped from the cache when it
+#: refuses a plan, so an operator's fix is seen on the next attempt).
+_CIRCLE_PARAMS = ("FENCE_ENABLE", "FENCE_TYPE", "FENCE_ACTION", "FENCE_RADIUS", "FENCE_MARGIN")
+_DEGE7_TO_M = 0.011131884502145034  # AP Location's LOCATION_SCALING_FACTOR: metres per 1e-7 degree
+
+
+def home_distance_m(home_lat: float, home_lon: float, item: MissionItem) -> float:
+    """Horizontal metres from home to ``item``, as ArduPilot measures it
+    (Location::get_distance: flat earth, longitude scaled at the mean latitude)."""
+    dlat = item.x - home_lat * 1e7
+    scale = math.cos(math.radians((item.lat + home_lat) / 2.0))
+    dlon = (item.y - home_lon * 1e7) * scale
+    return math.hypot(dlat, dlon) * _DEGE7_TO_M
 
 
 class PlanVerificationError(MissionError):
@@ -78,6 +92,10 @@ class ApplierConfig:
     resume_in_flight: bool = True
     not_ready_window_s: float = 5.0
     not_ready_retry_s: float = 0.2
+    #: The circle-fence parameters (FENCE_ENABLE/TYPE/ACTION/RADIUS/MARGIN) are read again
+    #: when the last reading is older than this, so an operator's change on another
+    #: ground station counts within it without five parameter round trips per upload.
+    fence_params_max_age_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.fence_type <= 15:
@@ -86,6 +104,9 @@ class ApplierConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, not {value!r}")
+        age = self.fence_params_max_age_s
+        if not (isinstance(age, (int, float)) and math.isfinite(age) and age >= 0):
+            raise ValueError(f"fence_params_max_age_s must be a finite number >= 0, not {age!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +331,7 @@ class PlanApplier:
         self.config = config
         self._verified: dict[MissionType, tuple[MissionItem, ...]] = {}
         self._params: dict[str, float] = {}
+        self._circle_read_at = -math.inf
         self._upload_s = 0.0
         self._verify_s = 0.0
         self._connects = vehicle.link.stats.connects
@@ -332,7 +354,8 @@ class PlanApplier:
         still initialising after boot): nothing is wrong, call again shortly. Other
         failures raise MissionError (including PlanVerificationError),
         CommandError/CommandTimeoutError or ParamError; the failing list is then marked
-        unknown and retried on the next call."""
+        unknown and retried on the next call. :meth:`circle_fence_problem` says whether
+        the plan leaves the vehicle's own circle fence."""
         validate_fence(plan.fence)  # bad input changes nothing: checked before any upload
         connects = self.vehicle.link.stats.connects
         reboots = self.vehicle.telemetry.reboots
@@ -464,6 +487,68 @@ class PlanApplier:
                 raise PlanVerificationError(
                     f"{mtype.name.lower()} item {seq} read back differently: {problem}",
                     operation=Operation.DOWNLOAD, mission_type=mtype)
+
+    def _param(self, name: str) -> float:
+        """A vehicle parameter, read once per connection (PARAM_REQUEST_READ) and cached."""
+        value = self._params.get(name)
+        if value is None:
+            value = self.vehicle.get_param(name)
+            if not math.isfinite(value):
+                raise ParamError(f"{name}: vehicle reports {value}")
+            self._params[name] = value
+        return value
+
+    def circle_fence_problem(self, plan: MissionPlan, keep: Collection[MissionType] = (),
+                             fence_home: tuple[float, float] | None = None) -> str | None:
+        """Why flying ``plan`` would breach the autopilot's own circle fence, naming the
+        parameters, or None when it would not. ArduCopter arms the circle with the rest
+        of the fence: FENCE_TYPE defaults to 7 (altitude, circle, polygon), so switching
+        FENCE_ENABLE on for our polygons also arms a FENCE_RADIUS circle round home
+        (300 m by default, 150 m in SITL's copter.parm) that nothing in the map knows
+        about, and FENCE_ACTION takes a drone that reaches it home. A problem when the
+        fence is on (or this plan switches it on), FENCE_TYPE has the circle bit,
+        FENCE_ACTION is not 0 (report only), and a mission or rally point (lists in
+        ``keep`` are not ours) is further from ``fence_home`` (lat, lon; default: the
+        home estimate of item 0) than FENCE_RADIUS less FENCE_MARGIN. The parameters
+        are read with PARAM_REQUEST_READ and cached for ``fence_params_max_age_s``;
+        after a problem they are read afresh next time (an operator may fix them)."""
+        if plan.fence_enable is False:
+            return None
+        now = time.monotonic()
+        if now - self._circle_read_at > self.config.fence_params_max_age_s:
+            for name in _CIRCLE_PARAMS:
+                self._params.pop(name, None)
+            self._circle_read_at = now
+        points = [(mtype, seq, item) for mtype in (MissionType.MISSION, MissionType.RALLY)
+                  if mtype not in keep for seq, item in enumerate(plan.items(mtype))
+                  if item.frame in GLOBAL_FRAMES and (item.x, item.y) != (0, 0)
+                  and (item.command <= _MAV_CMD_NAV_LAST or item.command == CMD_NAV_RALLY_POINT)]
+        if not points:
+            return None
+        if plan.fence_enable is not True and self._param("FENCE_ENABLE") < 1:
+            return None  # no fence in force, and this plan switches none on
+        fence_type = int(self._param("FENCE_TYPE"))
+        action = self._param("FENCE_ACTION") if fence_type & FENCE_TYPE_CIRCLE else 0.0
+        if action == 0:
+            return None  # no circle, or REPORT_ONLY: a breach changes nothing in flight
+        radius, margin = self._param("FENCE_RADIUS"), self._param("FENCE_MARGIN")
+        if fence_home is None:
+            item0 = self._home(self.vehicle.state())
+            fence_home = (item0.lat, item0.lon)
+        home_lat, home_lon = fence_home
+        mtype, seq, far = max(points, key=lambda p: home_distance_m(home_lat, home_lon, p[2]))
+        distance = home_distance_m(home_lat, home_lon, far)
+        limit = radius - margin  # AC_Fence keeps FENCE_MARGIN inside the fence
+        if distance <= limit:
+            return None
+        self._circle_read_at = -math.inf  # an operator may fix them: read afresh next time
+        which = f"{mtype.name.lower()} item {seq + (1 if mtype is MissionType.MISSION else 0)}"
+        return (f"plan leaves the flight controller's circle fence: {which} is {distance:.0f} m "
+                f"from home, beyond FENCE_RADIUS {radius:g} m less FENCE_MARGIN {margin:g} m "
+                f"(FENCE_TYPE {fence_type} includes the circle, bit 2; FENCE_ENABLE "
+                f"{'switched on by this plan' if plan.fence_enable else 'on'}): the drone would "
+                f"breach it and FENCE_ACTION {action:g} would take it home; set FENCE_RADIUS to at "
+                f"least {math.ceil(distance + margin)} m or clear bit 2 of FENCE_TYPE")
 
     def _apply_fence_params(self, plan: MissionPlan) -> tuple[tuple[str, float], ...]:
         if plan.fence_enable is None:

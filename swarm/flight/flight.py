@@ -146,7 +146,13 @@ class Flight:
         self._own_sent: tuple[Any, float] | None = None  # (desired entry, when)
         self.stats: dict[str, int] = {"plans": 0, "uploads": 0, "unsafe_refused": 0,
                                       "not_ready": 0, "upload_failures": 0, "recalls": 0,
-                                      "resumes": 0, "launches": 0, "launches_expired": 0}
+                                      "resumes": 0, "launches": 0, "launches_expired": 0,
+                                      "circle_fence_problems": 0}
+        #: Why the latest plan would breach the FC's own circle fence (None: it would not).
+        self._fence_problem: str | None = None
+        self._fence_checked: tuple[MapView, PlanResult, tuple[MissionType, ...]] | None = None
+        self._fence_recheck_due = 0.0
+        self._fence_lock = threading.Lock()  # the plan worker and the monitor both check
         self._stop = threading.Event()
         self._worker: LatestWins[MapView] = LatestWins(self._plan_job, name=f"flight-plan-{node_id}")
         self._monitor = threading.Thread(target=self._monitor_loop, name=f"flight-monitor-{node_id}",
@@ -185,7 +191,8 @@ class Flight:
         state = self.vehicle.state()
         return {"connected": self._fc_connected, "map_version_held": self._held_version,
                 "mode": state.mode, "armed": state.armed, "recalled": self._recall_enforced,
-                "availability": self.health.state.value, "launch_waits": self._launch_waits}
+                "availability": self.health.state.value, "launch_waits": self._launch_waits,
+                "fence_problem": self._fence_problem}
 
     # -- monitor thread ------------------------------------------------------------------
 
@@ -219,6 +226,8 @@ class Flight:
                 battery = state.battery.remaining_pct if state.battery is not None else None
                 self.health.update(now, connected, None if battery is None else float(battery))
                 self._keep_own_entry(now)
+                if connected:
+                    self._recheck_circle_fence(now)
                 seen = (connected, state.mode, state.armed, self.health.state, self._launch_waits)
                 if seen != self._status_seen:
                     self._status_seen = seen
@@ -373,6 +382,10 @@ class Flight:
             # A busy drone (task set by whoever took it over) keeps the mission it was
             # given; only the fences and rally points follow the map (docs/planner.md).
             keep = (MissionType.MISSION,) if result.status is PlanStatus.BUSY else ()
+            try:
+                self._check_circle_fence(view, result, keep)
+            except (ParamError, TimeoutError) as exc:  # not checked is no reason to hold the map back
+                log.warning("circle fence not checked (parameters not read): %s", exc)
             report = self.applier.apply(result.plan, keep=keep)
         except VehicleNotReady as exc:
             self.stats["not_ready"] += 1
@@ -474,6 +487,44 @@ class Flight:
         self._event("launch", text)
         return None
 
+    def _check_circle_fence(self, view: MapView, result: PlanResult, keep: tuple[MissionType, ...]) -> None:
+        """Say (status ``fc.fence_problem``, an ``alert`` once per reason) when this plan
+        would breach the FC's own circle fence (FENCE_RADIUS round home). The plan is
+        uploaded all the same: it is the agreed map's, with the fences of the fire in
+        it, and the stale plan it would replace is no safer; but the agent will not
+        launch into it (:meth:`_launch_blocked`). While the problem stands the monitor
+        looks again every ``retry_max_s``, the parameters read afresh, so an operator
+        raising FENCE_RADIUS clears it without a new map version."""
+        home = None if self._home is None else (self._home.lat, self._home.lon)
+        with self._fence_lock:
+            self._fence_checked = (view, result, keep)
+            self._fence_recheck_due = time.monotonic() + self.config.retry_max_s
+            problem = self.applier.circle_fence_problem(result.plan, keep, home)
+            self._fence_problem_is(view, problem)
+
+    def _recheck_circle_fence(self, now: float) -> None:
+        """Monitor thread: while a circle-fence problem stands, look again every
+        ``retry_max_s`` (the parameters read afresh; the plan is not re-made)."""
+        if self._fence_problem is None or now < self._fence_recheck_due or self._fence_checked is None:
+            return
+        view, result, keep = self._fence_checked
+        try:
+            self._check_circle_fence(view, result, keep)
+        except (ParamError, TimeoutError) as exc:
+            log.info("circle fence parameters not read: %s", exc)
+
+    def _fence_problem_is(self, view: MapView, problem: str | None) -> None:
+        if problem != self._fence_problem:
+            self._fence_problem = problem
+            if problem is None:
+                log.info("the plan fits the flight controller's circle fence now")
+            else:
+                self.stats["circle_fence_problems"] += 1
+                text = f"node {self.node_id}: map version {view.version}: {problem}"
+                log.error(text)
+                self._event("alert", text)
+            self._status_changed()
+
     def _launch_blocked(self, view: MapView, result: PlanResult, state: FcState) -> str | None:
         """Why this drone must not take off now, or None."""
         if view.recall.covers(self.name):
@@ -484,6 +535,8 @@ class Flight:
             return f"its plan is {result.status.value}: nothing to fly"
         if self._held_version != view.version:
             return "the flight controller does not hold this version's plan yet"
+        if self._fence_problem is not None:
+            return self._fence_problem
         return None
 
     def _take_off_into_auto(self, result: PlanResult, state: FcState,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 
 import pytest
 
@@ -15,7 +16,7 @@ from bridge_fake_peer import encoder, heartbeat, wait_for
 from bridge_vehicle import (
     FLIGHT_S, HOME, TestVehicle, exclusion_square, flying_setup, ready, route, take_off,
 )
-from mavlink_bridge.apply import PlanApplier, VehicleNotReady, items_match
+from mavlink_bridge.apply import ApplierConfig, PlanApplier, VehicleNotReady, items_match
 from mavlink_bridge.link import LinkConfig, MavlinkLink
 from mavlink_bridge.mission_protocol import (
     MissionResult, MissionResultError, MissionTimeoutError, TransferTimeouts,
@@ -185,6 +186,41 @@ def test_fly_mission_with_fence_then_change_plan_in_flight(vehicle: TestVehicle)
         assert s.position.lon == pytest.approx(target.lon, abs=2e-4)
         assert s.position.lat == pytest.approx(target.lat, abs=2e-4)
         assert applier.verified(MissionType.MISSION) == second.mission
+
+
+def test_a_plan_beyond_the_circle_fence_is_reported_naming_fence_radius(vehicle: TestVehicle):
+    """FENCE_TYPE 7 (ArduCopter's default) includes the circle, so switching the fence on
+    for our polygons arms a FENCE_RADIUS circle round home too (150 m in SITL's
+    copter.parm): the applier says so for a plan reaching further, naming the parameters
+    and the radius needed, from the vehicle's own parameters (PARAM_REQUEST_READ), the
+    same on the built-in simulator and real SITL; once the operator raises FENCE_RADIUS the
+    problem is gone (parameters read afresh after a problem and when their reading is old)."""
+    vehicle.needs_reboot()  # sets FENCE_RADIUS
+    lat, lon = HOME[0], HOME[1]
+    with flying_setup(vehicle) as (_sv, _link, v, _):
+        ready(v)
+        assert v.get_param("FENCE_RADIUS") == 150.0 and int(v.get_param("FENCE_TYPE")) & 2
+        assert v.get_param("FENCE_ENABLE") == 0.0
+        applier = PlanApplier(v, ApplierConfig(fence_params_max_age_s=0.0))  # read every time
+        far = MissionPlan(mission=route(lat, lon, east_m=0.0, n=5, step_m=40.0),  # last at 200 m
+                          fence=exclusion_square(lat - 0.003, lon - 0.003), fence_enable=True)
+        problem = applier.circle_fence_problem(far, fence_home=(lat, lon))
+        assert problem is not None and re.search(
+            r"mission item 6 is 20\d m from home, beyond FENCE_RADIUS 150 m less FENCE_MARGIN 2 m "
+            r"\(FENCE_TYPE 7 includes the circle.*FENCE_ACTION 1 .*FENCE_RADIUS to at least 20\d m",
+            problem), problem
+        assert v.get_param("FENCE_ENABLE") == 0.0  # asking changed nothing
+        # Within the circle (home: the item-0 estimate), a kept mission, or no fence: fine.
+        near = dataclasses.replace(far, mission=route(lat, lon, east_m=0.0, n=3, step_m=40.0))
+        assert applier.circle_fence_problem(near) is None
+        assert applier.circle_fence_problem(far, keep=(MissionType.MISSION,)) is None
+        assert applier.circle_fence_problem(dataclasses.replace(far, fence_enable=False)) is None
+        assert applier.circle_fence_problem(dataclasses.replace(far, fence_enable=None)) is None  # off
+        v.set_param("FENCE_RADIUS", 1000.0)
+        assert applier.circle_fence_problem(far) is None
+        v.set_param("FENCE_RADIUS", 150.0)
+        v.set_param("FENCE_ACTION", 0.0)  # report only: a breach changes nothing
+        assert applier.circle_fence_problem(far) is None
 
 
 def test_link_cut_and_reconnect_resumes_telemetry_and_missions(vehicle: TestVehicle):
