@@ -141,12 +141,19 @@ def _table(monitor: object) -> Table:
 
     assert isinstance(monitor, SwarmMonitor)
     table = Table("drone", "online", "role", "term", "applied", "map version",
-                  "fc map version", "map sha256", box=None)
+                  "fc map version", "flying", "link", "map sha256", box=None)
+    status, _, _ = monitor.snapshot()
     for v in monitor.views():
         role = f"[bold green]{v.role}[/bold green]" if v.role == "leader" else v.role
+        seen = monitor.telemetry_of(v.node) or {}
+        alt = seen.get("alt_rel_m")
+        flying = (f"{seen.get('mode', '?')} {alt:.0f} m" if isinstance(alt, (int, float))
+                  and seen.get("armed") is True else "on the ground" if seen else "-")
+        score = status[v.node].body.get("link_score") if v.node in status else None
         table.add_row(f"drone-{v.node}", "yes" if v.online else "[red]no[/red]", role,
                       str(v.term), str(v.applied), str(v.map_version),
                       "-" if v.fc_map_version is None else str(v.fc_map_version),
+                      flying, "-" if not isinstance(score, (int, float)) else f"{score:.2f}",
                       (v.map_sha256 or "-")[:12])
     return table
 
