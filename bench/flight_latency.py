@@ -154,10 +154,10 @@ def run(agents: int, updates: int) -> None:
           f"{updates} zone updates")
     for name, values in (("commit reply -> all FCs hold", from_commit),
                          ("proposal sent -> all FCs hold", from_send),
-                         ("commit reply -> all 5 status say so".replace("5", str(agents)), in_status)):
+                         (f"commit reply -> all {agents} status say so", in_status)):
         if not values:
             continue
-        print(f"  {name:30s} p50 {statistics.median(values):7.1f} ms  p99 {_pct(values, 0.99):7.1f} ms  "
+        print(f"  {name:36s} p50 {statistics.median(values):7.1f} ms  p99 {_pct(values, 0.99):7.1f} ms  "
               f"max {max(values):7.1f} ms")
     print("  where the time goes (the agents' timing_ms in plan/<node>; queued = node thread's"
           " hand-off -> plan worker starts):")
