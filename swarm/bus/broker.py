@@ -200,17 +200,52 @@ next_connection_delay_ms = 1
 """
 
 
+def _listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (Linux's
+    /proc); None where /proc cannot tell."""
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 the inode.
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (OSError, ValueError, IndexError):
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
 def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes] | None,
                     timeout: float) -> bool:
+    """Until ``proc`` (None: in-process) accepts connections on ``host:port``. A
+    connection alone does not prove that: free_port() is a guess, another process (a
+    concurrent test session's broker) may have taken the port first, and then our
+    broker exits on EADDRINUSE a moment later while its clients would be talking to a
+    stranger. So the listener must also be ``proc``'s own (where /proc tells)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
         try:
             with socket.create_connection((host, port), timeout=0.2):
-                return True
+                pass
         except OSError:
             time.sleep(0.02)
+            continue
+        if proc is None or _listens(proc.pid, port) is not False:
+            return True
+        time.sleep(0.02)  # someone else's listener: ours fails to bind and exits
     return False
 
 

@@ -157,3 +157,31 @@ def wait_connected_raw(client) -> bool:
     while not client.is_connected() and time.monotonic() < deadline:
         time.sleep(0.02)
     return client.is_connected()
+
+
+def test_a_broker_is_started_only_when_the_listener_is_its_own(tmp_path):
+    """free_port() is a guess: when another process listens on the port first (a
+    concurrent test session's broker), the connection succeeds while our mosquitto
+    fails to bind. That must count as a failed start (LocalBroker then tries another
+    port), never as a broker that clients would share with a stranger."""
+    import socket
+
+    from swarm.bus.broker import _wait_listening
+
+    stranger = socket.create_server(("127.0.0.1", 0))
+    port = stranger.getsockname()[1]
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    own = subprocess.Popen([sys.executable, "-c",
+                            "import socket, time; s = socket.create_server(('127.0.0.1', 0)); "
+                            "print(s.getsockname()[1], flush=True); time.sleep(30)"],
+                           stdout=subprocess.PIPE)
+    try:
+        assert not _wait_listening("127.0.0.1", port, idle, timeout=1.0)
+        assert own.stdout is not None
+        own_port = int(own.stdout.readline())
+        assert _wait_listening("127.0.0.1", own_port, own, timeout=WAIT)
+    finally:
+        stranger.close()
+        for p in (idle, own):
+            p.kill()
+            p.wait(10)
