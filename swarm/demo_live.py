@@ -692,8 +692,15 @@ class _Player:
         def flying() -> bool:
             return all(self._mode(n) == "AUTO" and self._altitude(n) > AIRBORNE_M
                        for n in range(1, NODES + 1))
-        self._wait("every drone airborne in AUTO after the launch", flying,
-                   self.config.settle_timeout_s)
+        try:
+            self._wait("every drone airborne in AUTO after the launch", flying,
+                       self.config.settle_timeout_s)
+        except LiveDemoError as exc:
+            status, _, _ = self.monitor.snapshot()
+            why = {n: {k: fc.get(k) for k in ("launch_waits", "fence_problem") if fc.get(k)}
+                   for n, fc in ((n, s.body.get("fc")) for n, s in sorted(status.items()))
+                   if isinstance(fc, dict)}
+            raise LiveDemoError(f"{exc} (the agents say: {why})") from exc
         self.result.launch = {"airborne_auto_s": round(time.monotonic() - sent_at, 3)}
         self.log(f"[green]all {NODES} drones airborne in AUTO[/green] "
                  f"{self.result.launch['airborne_auto_s']:.1f} s after the launch, flying "
