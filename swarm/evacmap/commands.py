@@ -32,11 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, TypeAlias, get_args
 
-import numpy as np
-import shapely
-from shapely.validation import explain_validity
-
-from ..geo import LocalFrame
+from .exact import IntPoint, e7, extent_nm, polygon_problem, ring_problem, twice_area
 
 __all__ = [
     "ID_PATTERN",
@@ -66,6 +62,7 @@ __all__ = [
     "COMMAND_TYPES",
     "SURVIVOR_TRANSITIONS",
     "canonical_json",
+    "sector_polygon_problem",
     "encode_command",
     "load_json",
     "parse_command",
@@ -77,7 +74,11 @@ MAX_POLYGON_VERTICES = 512  # distinct vertices of one ring
 MAX_ROUTE_POINTS = 512
 # Largest width or height of any polygon or route, in metres. Bounds the cost of
 # geometry in apply and rules out rings that wrap around the antimeridian or a pole.
+# Decided exactly on degE7 integers (swarm.evacmap.exact.extent_nm: an upper bound of
+# the bounding box's ellipsoidal width and height), so every drone gives one verdict.
 MAX_EXTENT_M = 100_000.0
+_MAX_EXTENT_NM = 100_000 * 10**9
+_HALF_TURN_E7 = 1_800_000_000  # 180 degrees
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_HEAD_COUNT = 10_000
 # Altitudes (metres above mean sea level for a drone's home; metres above home for a
@@ -225,56 +226,51 @@ def _member(enum_type: type[enum.StrEnum], value: object, where: str) -> Any:
     raise _fail(where, f"{value!r} is not one of: {allowed}")
 
 
-def _extent_m(lons: Iterable[float], lats: Iterable[float]) -> tuple[float, float]:
-    """Width and height in metres of a bounding box, in a local East-North frame
-    centred on it (:class:`swarm.geo.LocalFrame`), so limits mean the same at any
-    latitude."""
-    lon_list, lat_list = list(lons), list(lats)
-    west, east = min(lon_list), max(lon_list)
-    south, north = min(lat_list), max(lat_list)
-    frame = LocalFrame(lat0=(south + north) / 2.0, lon0=(west + east) / 2.0)
-    east_m, north_m = frame.to_enu(
-        np.array([west, east, frame.lon0, frame.lon0]),
-        np.array([frame.lat0, frame.lat0, south, north]),
-    )
-    return float(east_m[1] - east_m[0]), float(north_m[3] - north_m[2])
-
-
-def _longitude_problem(lons: list[float], closed: bool) -> str | None:
-    """What is wrong with a shape's longitudes, said precisely, or None.
+def _longitude_problem(lons: list[int], closed: bool) -> str | None:
+    """What is wrong with a shape's longitudes (degE7), said precisely, or None.
 
     Walking the vertices with each step taken the short way round (|step| <= 180
     degrees), a ring that goes round a pole winds 360 degrees of longitude; one that
     crosses the antimeridian without enclosing a pole has a step whose raw value is
     over 180 degrees (it wraps) but winds 0. Either is unsupported, and each gets its
     own message; a shape spanning over 180 degrees without wrapping is just too large.
+    Integers: exact.
     """
+    half, turn = _HALF_TURN_E7, 2 * _HALF_TURN_E7
     steps = list(zip(lons, lons[1:] + (lons[:1] if closed else [])))
     if closed:
-        winding = sum((b - a + 180.0) % 360.0 - 180.0 for a, b in steps)
-        if abs(winding) > 180.0:
+        winding = sum((b - a + half) % turn - half for a, b in steps)
+        if abs(winding) > half:
             return ("goes round a pole (its ring winds 360 degrees of longitude): "
                     "polygons enclosing a pole are not supported")
-    if any(abs(b - a) > 180.0 for a, b in steps):
+    if any(abs(b - a) > half for a, b in steps):
         return ("has an edge spanning over 180 degrees of longitude: it crosses the "
                 "antimeridian (longitude +/-180), which is not supported (split the shape "
                 "at 180 degrees)")
-    if max(lons) - min(lons) > 180.0:
-        return (f"spans {max(lons) - min(lons):.1f} degrees of longitude, far beyond the "
+    span = max(lons) - min(lons)
+    if span > half:
+        return (f"spans {span // 10**6 / 10:.1f} degrees of longitude, far beyond the "
                 f"{MAX_EXTENT_M:.0f} m limit")
     return None
 
 
-def _check_extent(lons: list[float], lats: list[float], where: str, closed: bool) -> None:
-    problem = _longitude_problem(lons, closed)
+def _check_extent(points: list[IntPoint], where: str, closed: bool) -> None:
+    problem = _longitude_problem([p[0] for p in points], closed)
     if problem is not None:
         raise _fail(where, problem)
-    width, height = _extent_m(lons, lats)
-    if width > MAX_EXTENT_M or height > MAX_EXTENT_M:
+    width, height = extent_nm(points)
+    if width > _MAX_EXTENT_NM or height > _MAX_EXTENT_NM:
+        # Whole metres from integers (round half up): the message is committed too
+        # (the session table keeps results), so it must be the same everywhere.
         raise _fail(
             where,
-            f"extent {width:.0f} m x {height:.0f} m exceeds the {MAX_EXTENT_M:.0f} m limit",
+            f"extent {(width + 5 * 10**8) // 10**9} m x {(height + 5 * 10**8) // 10**9} m "
+            f"exceeds the {MAX_EXTENT_M:.0f} m limit",
         )
+
+
+def _e7_points(points: Iterable[tuple[float, ...]]) -> list[IntPoint]:
+    return [(e7(p[0]), e7(p[1])) for p in points]
 
 
 def _ring(value: object, where: str) -> tuple[LonLat, ...]:
@@ -291,11 +287,14 @@ def _ring(value: object, where: str) -> tuple[LonLat, ...]:
     for i in range(len(points)):
         if points[i] == points[i - 1]:
             raise _fail(where, f"vertex {i} repeats the previous vertex {points[i]}")
-    _check_extent([p[0] for p in points], [p[1] for p in points], where, closed=True)
-    polygon = shapely.Polygon(points)
-    if not polygon.is_valid:
-        raise _fail(where, f"invalid polygon: {explain_validity(polygon)}")
-    if not polygon.exterior.is_ccw:
+    ints = _e7_points(points)
+    _check_extent(ints, where, closed=True)
+    # Exact on the degE7 integers (not GEOS on doubles): the verdict and the stored
+    # winding are replicated state.
+    problem = ring_problem(ints)
+    if problem is not None:
+        raise _fail(where, f"invalid polygon: {problem}")
+    if twice_area(ints) < 0:
         points.reverse()
         # Keep the caller's first vertex first: reversal of [a, b, c] is [c, b, a];
         # rotate so it reads [a, c, b].
@@ -312,7 +311,7 @@ def _path(value: object, where: str) -> tuple[LonLatAlt, ...]:
     for i in range(1, len(points)):
         if points[i][:2] == points[i - 1][:2]:
             raise _fail(where, f"point {i} repeats the position of point {i - 1}")
-    _check_extent([p[0] for p in points], [p[1] for p in points], where, closed=False)
+    _check_extent(_e7_points(points), where, closed=False)
     return tuple(points)
 
 
@@ -564,10 +563,21 @@ def _sector_polygon(value: object, where: str) -> Polygon:
     if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_POLYGON_VERTICES:
         raise _fail(where, "expected a polygon: a list of rings, exterior first")
     rings = tuple(_ring(ring, f"{where}[{i}]") for i, ring in enumerate(value))
-    polygon = shapely.Polygon(rings[0], rings[1:])
-    if not polygon.is_valid:
-        raise _fail(where, f"invalid polygon: {explain_validity(polygon)}")
+    problem = polygon_problem([_e7_points(ring[:-1]) for ring in rings])
+    if problem is not None:
+        raise _fail(where, f"invalid polygon: {problem}")
     return rings
+
+
+def sector_polygon_problem(rings: object) -> str | None:
+    """Why ``rings`` ([exterior, holes...] of [lon, lat]) would be refused as a polygon
+    of a ``set_assignment`` sector, or None: the map's own exact rule, for a proposer
+    to check its rounded polygons against before it proposes them."""
+    try:
+        _sector_polygon(rings, "polygon")
+    except CommandError as exc:
+        return str(exc)
+    return None
 
 
 def _reason(value: object, where: str) -> str:

@@ -41,6 +41,7 @@ from ..evacmap.commands import (
     MAX_SECTOR_POLYGONS,
     SetAssignment,
     encode_command,
+    sector_polygon_problem,
 )
 from ..geo import LocalFrame
 from .assignment import Assignment, assign
@@ -162,8 +163,9 @@ def _rounded_rings(polygon: shapely.Polygon) -> list[list[list[float]]] | None:
                 return None
             continue  # a hole that collapses is dropped
         rings.append(points)
-    candidate = shapely.Polygon(rings[0], rings[1:])
-    if not candidate.is_valid or candidate.area <= 0.0:
+    # The map's own exact rule (degE7 integers), not GEOS: what passes here the map
+    # accepts on every drone.
+    if sector_polygon_problem(rings) is not None:
         return None
     return rings
 

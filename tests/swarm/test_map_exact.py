@@ -3,13 +3,33 @@ at the thresholds where floating point would differ in the last bit."""
 
 from __future__ import annotations
 
+import json
+import random
+
 import numpy as np
 import pytest
 import shapely
 
 import swarm.evacmap.exact as exact
-from swarm.evacmap import EvacuationMap, ReportSurvivor, SetRoute, SetZone
-from swarm.evacmap.exact import ExactRing, point_covered, points_covered, route_within
+import swarm.geo
+from swarm.evacmap import (
+    EvacuationMap,
+    ReportSurvivor,
+    SetRoute,
+    SetSearchArea,
+    SetZone,
+    decode_result,
+    encode_command,
+)
+from swarm.evacmap.exact import (
+    ExactRing,
+    extent_nm,
+    point_covered,
+    points_covered,
+    polygon_problem,
+    ring_problem,
+    route_within,
+)
 
 T = 1_764_208_800_000
 RING = ((-120.0, 38.0), (-119.99, 38.0), (-119.99, 38.01), (-120.0, 38.01), (-120.0, 38.0))
@@ -122,3 +142,148 @@ def test_incremental_facts_with_the_survivor_index_match_a_recomputation():
             assert (lon, lat) == (exact.e7(m.survivors[sid].position[0]),
                                   exact.e7(m.survivors[sid].position[1]))
     assert sum(bool(s.inside) for s in m.survivors.values()) > 0
+
+
+# ------------------------------------------------ command validation, decided exactly
+
+_LON0, _LAT0 = -1_200_000_000, 380_000_000  # degE7
+
+
+def _box(width_e7: int, height_e7: int = 10_000) -> list[list[float]]:
+    corners = [(0, 0), (width_e7, 0), (width_e7, height_e7), (0, height_e7)]
+    return [[(_LON0 + x) / 1e7, (_LAT0 + y) / 1e7] for x, y in corners]
+
+
+def _widest_accepted() -> int:
+    """The widest box (degE7 of longitude) the 100 km limit accepts at _LAT0."""
+    kx = extent_nm([(0, _LAT0), (1, _LAT0)])[0]  # nm per degE7 of longitude there
+    return 100_000 * 10**9 // kx
+
+
+def _float_free(monkeypatch, shift: float) -> None:
+    """Another machine: every float the old check used (pymap3d through LocalFrame)
+    moves by ``shift`` ulp, and GEOS validity may not be asked at all."""
+    original = swarm.geo.LocalFrame.to_enu
+
+    def to_enu(self, lon, lat):  # type: ignore[no-untyped-def]
+        east, north = original(self, lon, lat)
+        direction = np.inf if shift > 0 else -np.inf
+        return np.nextafter(east, direction), np.nextafter(north, -direction)
+
+    def no_geos(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise AssertionError("command validation asked GEOS for validity")
+
+    monkeypatch.setattr(swarm.geo.LocalFrame, "to_enu", to_enu)
+    monkeypatch.setattr(shapely, "is_valid", no_geos)
+    monkeypatch.setattr(shapely.geometry.base.BaseGeometry, "is_valid", property(no_geos))
+    monkeypatch.setattr(shapely.geometry.base.BaseGeometry, "is_ccw", property(no_geos), raising=False)
+
+
+def _at_and_over_the_limit() -> list[bytes]:
+    """Apply results of the widest accepted search area and one 1 degE7 wider."""
+    w = _widest_accepted()
+    m = EvacuationMap()
+    results = [m.apply(1, encode_command(SetSearchArea(_box(w)))),  # type: ignore[arg-type]
+               m.apply(2, json.dumps({"type": "set_search_area", "polygon": _box(w + 1)}).encode())]
+    for width, ok in ((w, True), (w + 1, False)):
+        path = [[p[0], p[1], 30.0] for p in _box(width)[:2]]
+        try:
+            SetRoute("r", path, 1)
+            results.append(b"route accepted")
+        except ValueError as exc:
+            results.append(str(exc).encode())
+    return results
+
+
+def test_a_shape_at_the_extent_limit_gets_one_verdict_whatever_the_floats(monkeypatch):
+    w = _widest_accepted()
+    assert extent_nm([(0, _LAT0), (w, _LAT0)])[0] <= 100_000 * 10**9 \
+        < extent_nm([(0, _LAT0), (w + 1, _LAT0)])[0]
+    reference = _at_and_over_the_limit()
+    assert decode_result(reference[0]).ok
+    # One degE7 (1.1 cm) wider is refused, with a message made of integers only (the
+    # result is replicated too: the session table keeps it).
+    refused = decode_result(reference[1])
+    assert not refused.ok and refused.error == (
+        "set_search_area.polygon: extent 100000 m x 111 m exceeds the 100000 m limit"), refused
+    assert reference[2] == b"route accepted"
+    assert reference[3].endswith(b"exceeds the 100000 m limit")
+    for shift in (1, -1):
+        with monkeypatch.context() as patched:
+            _float_free(patched, shift)
+            assert _at_and_over_the_limit() == reference, shift
+
+
+def test_the_extent_is_an_upper_bound_of_the_ellipsoidal_box():
+    """Against pymap3d (float, this machine): the exact bound is never smaller, and
+    within 0.1 % at mid latitudes (snapping the latitude to 0.01 degree)."""
+    for lat in (0, 200_000_000, 380_000_000, 600_000_000, -450_000_000):
+        box = [(_LON0, lat), (_LON0 + 5_000_000, lat), (_LON0 + 5_000_000, lat + 4_000_000),
+               (_LON0, lat + 4_000_000)]
+        width, height = extent_nm(box)
+        frame = swarm.geo.LocalFrame(lat0=(lat + 2_000_000) / 1e7, lon0=(_LON0 + 2_500_000) / 1e7)
+        east, _ = frame.to_enu(np.array([_LON0 / 1e7, (_LON0 + 5_000_000) / 1e7]),
+                               np.array([frame.lat0, frame.lat0]))
+        _, north = frame.to_enu(np.array([frame.lon0, frame.lon0]),
+                                np.array([lat / 1e7, (lat + 4_000_000) / 1e7]))
+        float_w, float_h = float(east[1] - east[0]), float(north[1] - north[0])
+        assert float_w <= width / 1e9 <= float_w * 1.01 + 1, (lat, width, float_w)
+        assert float_h <= height / 1e9 <= float_h * 1.001 + 1, (lat, height, float_h)
+
+
+def test_polygon_validity_messages_are_exact_and_name_the_edges():
+    bowtie = [[-120.0, 38.0], [-119.99, 38.01], [-119.99, 38.0], [-120.0, 38.01]]
+    with pytest.raises(ValueError) as info:
+        SetZone("z", bowtie, "burning", "d", T)
+    assert str(info.value) == ("set_zone.polygon: invalid polygon: Self-intersection: edge 0 "
+                               "(vertices 0-1) meets edge 2 (vertices 2-3)")
+    spike = [[-120.0, 38.0], [-119.99, 38.0], [-119.995, 38.0], [-119.995, 38.01]]
+    with pytest.raises(ValueError, match="edges 0 and 1 fold back on each other at vertex 1"):
+        SetZone("z", spike, "burning", "d", T)
+
+
+def _random_ring(rng: random.Random, size: int, grid: int) -> list[tuple[int, int]]:
+    points: list[tuple[int, int]] = []
+    for _ in range(size):
+        p = (rng.randint(0, grid), rng.randint(0, grid))
+        if not points or p != points[-1]:
+            points.append(p)
+    while len(points) > 1 and points[0] == points[-1]:
+        points.pop()
+    return points
+
+
+@pytest.mark.parametrize("vectorised", [False, True], ids=["pairwise", "sweep"])
+def test_exact_ring_and_polygon_validity_agree_with_geos_on_integer_grids(monkeypatch, vectorised):
+    """On small integers GEOS's own predicates are exact too, so the two must agree:
+    self-crossings, touches, spikes, collinear rings; holes touching the shell or
+    each other once, twice, in a cycle or at one common point, outside, nested.
+    Both implementations (pairwise for small rings, the numpy sweep for large ones)."""
+    if vectorised:
+        monkeypatch.setattr(exact, "_SMALL_RING", 0)
+    rng = random.Random(13)
+    checked = valid = 0
+    for _ in range(1500):
+        ring = _random_ring(rng, rng.randint(3, 11), rng.choice([3, 4, 6]))
+        if len(ring) < 3:
+            continue
+        checked += 1
+        geos = shapely.Polygon(ring).is_valid
+        valid += geos
+        assert (ring_problem(ring) is None) == geos, ring
+    assert checked > 1000 and 200 < valid < checked - 200
+    shells = ([(0, 0), (12, 0), (12, 12), (0, 12)], [(0, 0), (12, 0), (12, 12), (6, 6), (0, 12)])
+    checked = valid = 0
+    for _ in range(800):
+        holes = []
+        for _ in range(rng.randint(1, 3)):
+            x, y, w, h = rng.randint(-1, 12), rng.randint(-1, 12), rng.randint(1, 5), rng.randint(1, 5)
+            holes.append([(x, y), (x + w, y), (x + w, y + h), (x, y + h)][:rng.choice([3, 4])])
+        rings = [rng.choice(shells), *holes]
+        if any(ring_problem(r) for r in rings):
+            continue
+        checked += 1
+        geos = shapely.Polygon(rings[0], rings[1:]).is_valid
+        valid += geos
+        assert (polygon_problem(rings) is None) == geos, rings
+    assert checked > 500 and 50 < valid < checked - 100
