@@ -49,6 +49,9 @@ sys.path.insert(0, str(ROOT / "tests" / "agent"))
 
 #: Commands in flight per session (the session table keeps 64 unacknowledged results).
 PER_SESSION = 16
+#: A request with no reply after this long is sent again with the same session and seq
+#: (as swarm.client does: a request dropped by a full queue, or a lost reply).
+RESEND_AFTER_S = 5.0
 #: Zone ids the commands cycle over (the map stays this size).
 ZONE_IDS = 50
 #: Bench agents accept this many pending client requests (the default 1024 would answer
@@ -199,12 +202,22 @@ class LoadGen:
                                          kind, key))
 
     def _retry_loop(self) -> None:
+        next_scan = time.monotonic() + 1.0
         while not self._stop.wait(0.005):
             now = time.monotonic()
             due = []
             with self.lock:
                 while self._retry and self._retry[0][0] <= now:
                     due.append(heapq.heappop(self._retry))
+                if now >= next_scan:
+                    next_scan = now + 1.0
+                    late = [rid for rid, (_, _, _, sent) in self._pending.items()
+                            if now - sent > RESEND_AFTER_S]
+                    for rid in late:
+                        kind, key, body, _ = self._pending.pop(rid)
+                        self.errors["unanswered"] = self.errors.get("unanswered", 0) + 1
+                        due.append((now, 0, {k: v for k, v in body.items()
+                                             if k not in ("v", "id")}, kind, key))
             for _, _, body, kind, key in due:
                 self._publish(body, kind, key)  # also while draining: it must finish
 

@@ -4,13 +4,15 @@ Threads (docs/agent.md, "Why the loop is shaped as it is"):
 
 * the **node thread** (the caller of :meth:`Agent.run`, the process's main thread)
   owns the :class:`consensus.driver.Driver` and everything it touches: storage, the
-  map, the client service, the envelope sealer and opener. It waits on one bounded
-  queue with a timeout equal to the time left before the next tick (a monotonic
-  timer), drains the queue (so every proposal and message taken lands in the same
-  Ready: one transaction, one AppendEntries per follower), ticks, and lets the driver
-  handle the Ready;
-* paho's **network thread** only puts received payloads on that queue (full: dropped
-  and counted; Raft retransmits, clients retry);
+  map, the client service, the envelope sealer and opener. It waits on the inbox
+  (swarm/agent/inbox.py) with a timeout equal to the time left before the next tick (a
+  monotonic timer); each turn it steps every queued Raft message, then admits client
+  requests within a budget (REQUEST_TURN_S: everything taken lands in the same Ready,
+  one transaction, one AppendEntries per follower), ticks, and lets the driver handle
+  the Ready. A flood of requests therefore delays heartbeats and votes by at most one
+  budget, and what does not fit is answered ``busy`` (docs/agent.md, "Overload");
+* paho's **network thread** only puts received payloads on the inbox's two bounded
+  queues (full: dropped and counted; Raft retransmits, clients retry);
 * the Prometheus endpoint's HTTP thread reads an immutable metrics snapshot.
 
 Raft messages of one Ready are batched per receiver into as few authenticated
@@ -25,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import random
 import threading
 import time
@@ -54,6 +55,7 @@ from swarm.planner import assignment_hash
 
 from .assigner import LeaderAssignment
 from .config import AgentConfig
+from .inbox import Inbox
 from .link import BrokerProbe, LinkFigures, LinkScorePolicy, RadioFactor, link_score
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
@@ -94,8 +96,31 @@ FLOORS_CHECKPOINT_S = 30.0
 #: At shutdown, wait at most this long for the broker to acknowledge the last replies
 #: and the offline status (Bus.flush).
 SHUTDOWN_FLUSH_S = 2.0
-#: Items handled from the queue before the driver runs (bounds one loop iteration).
-MAX_DRAIN = 4096
+#: Client work per node-thread turn (after every queued Raft message was stepped):
+#: requests are admitted (parsed, validated, proposed) for at most this long, and at
+#: most MAX_REQUESTS_PER_TURN of them, before the turn ticks and handles the Ready. So
+#: a turn lasts about this plus one Ready, far inside a heartbeat interval, however
+#: many requests are queued; the rest wait for the next turn, and once the service
+#: holds ``[client] max_pending`` they are answered ``busy`` without being parsed.
+REQUEST_TURN_S = 0.010
+MAX_REQUESTS_PER_TURN = 512
+#: Client requests queued for the node thread: at most max(REQUEST_QUEUE_MIN,
+#: ``[client] max_pending``) of them, and max(REQUEST_QUEUE_BYTES, that count x
+#: REQUEST_BYTES_TYPICAL) bytes of payload (a map command is typically 300-500 bytes;
+#: one may be up to 68 KiB, so the byte bound is what caps memory).
+REQUEST_QUEUE_MIN = 4096
+REQUEST_QUEUE_BYTES = 4 * 1024 * 1024
+REQUEST_BYTES_TYPICAL = 512
+#: Committed entries applied per Ready (consensus Config.max_committed_bytes_per_ready):
+#: about 160 map commands, some 25 ms of applying, so a follower catching up on a long
+#: committed tail, or a leader behind a burst, still ticks and answers heartbeats
+#: between batches. Readies per driver.process() call, for the same reason.
+COMMITTED_BYTES_PER_READY = 64 * 1024
+READIES_PER_TURN = 2
+#: The bus's queue of QoS 1 messages (replies, events) waiting for the broker beyond
+#: its in-flight window, at least: every pending request's reply fits, plus the
+#: ``busy`` answers of a turn.
+MIN_PUBLISH_QUEUE = 1000
 #: The link score (swarm/agent/link.py) is recomputed and handed to the core this often.
 LINK_SCORE_PERIOD_S = 0.1
 
@@ -246,10 +271,9 @@ class Agent:
         self.swarm = config.swarm.id
         self.node_id = config.node.id
         self.metrics = AgentMetrics()
-        # (kind, message, monotonic time paho handed it over)
-        self.inbox: queue.Queue[tuple[str, Received, float]] = queue.Queue(
-            maxsize=config.raft.max_inbound + config.client.max_pending)
-        self.inbox_dropped: Counter[str] = Counter()
+        max_requests = max(REQUEST_QUEUE_MIN, config.client.max_pending)
+        self.inbox = Inbox(config.raft.max_inbound, max_requests,
+                           max(REQUEST_QUEUE_BYTES, max_requests * REQUEST_BYTES_TYPICAL))
         self.last_contact: dict[int, float] = {}
         self._known_leader = 0          # the last leader this node knew of (0: none yet)
         self.metrics_port: int | None = None
@@ -342,13 +366,15 @@ class Agent:
             id=self.node_id, election_tick=t.election_ticks, heartbeat_tick=t.heartbeat_ticks,
             pre_vote=True, check_quorum=True, max_size_per_msg=cfg.raft.max_msg_bytes,
             max_inflight_msgs=cfg.raft.max_inflight_msgs,
-            max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes, rng=random.Random(seed),
+            max_uncommitted_bytes=cfg.raft.max_uncommitted_bytes,
+            max_committed_bytes_per_ready=COMMITTED_BYTES_PER_READY, rng=random.Random(seed),
             **self._leadership_config())
         try:
             self.driver = Driver(raft_config, storage, self.fsm, self.transport,
                                  DriverConfig(snapshot_every=cfg.raft.snapshot_every,
                                               compact_keep=cfg.raft.compact_keep,
-                                              max_inbox=cfg.raft.max_inbound),
+                                              max_inbox=cfg.raft.max_inbound,
+                                              max_readies_per_process=READIES_PER_TURN),
                                  _Observer(self))
         except (ValueError, StorageError) as exc:
             storage.close()
@@ -373,9 +399,15 @@ class Agent:
                 storage.close()
                 raise AgentError(f"[metrics] listen {host}:{port}: {exc.strerror}") from None
         self.bus = Bus(self._bus_config())
-        self.bus.subscribe(topics.raft(self.swarm, self.node_id), self._enqueue("raft"), qos=0)
-        self.bus.subscribe(topics.request(self.swarm, self.node_id), self._enqueue("request"),
-                           qos=1)
+        self.bus.subscribe(topics.raft(self.swarm, self.node_id), self.inbox.put_raft, qos=0)
+        # Client requests and their replies travel on a connection of their own: on one
+        # shared connection a flood of requests queues at the broker and in the TCP
+        # stream in front of the Raft messages to this node (and its replies in front
+        # of its heartbeats), and the leader loses its quorum behind its own clients.
+        self.client_bus = Bus(self._bus_config(clients=True))
+        self.client_bus.subscribe(topics.request(self.swarm, self.node_id),
+                                  self.inbox.put_request, qos=1)
+        self.client_bus.start()
         self.bus.subscribe(topics.ping(self.swarm, self.node_id),
                            self._probe_returned, qos=0)
         self.bus.add_state_callback(self._bus_state)
@@ -424,7 +456,9 @@ class Agent:
         the next loop iteration (rate-limited like every status change)."""
         self._status_dirty = True
 
-    def _bus_config(self) -> BusConfig:
+    def _bus_config(self, clients: bool = False) -> BusConfig:
+        """The node's connection (Raft, status, map, events; its Last Will says the
+        node went offline) or, ``clients``, the one for client requests and replies."""
         b = self.config.bus
         password = None
         if b.password_file is not None:
@@ -437,32 +471,23 @@ class Agent:
                    if b.tls is not None else None)
         except BusConfigError as exc:
             raise AgentError(f"[bus.tls] {exc}") from None
-        will = Will(topics.status(self.swarm, self.node_id), self._offline_payload())
+        will = (None if clients else
+                Will(topics.status(self.swarm, self.node_id), self._offline_payload()))
         return BusConfig(
             brokers=b.brokers,
-            client_id=f"{self.swarm}-node-{self.node_id}",
+            client_id=f"{self.swarm}-node-{self.node_id}{'-clients' if clients else ''}",
             protocol=MqttVersion(b.protocol), keepalive_s=b.keepalive_s,
             username=b.username, password=password, tls=tls, will=will,
             reconnect_min_s=b.reconnect_min_s, reconnect_max_s=b.reconnect_max_s,
-            max_payload_bytes=DEFAULT_MAX_ENVELOPE_BYTES)
+            max_payload_bytes=DEFAULT_MAX_ENVELOPE_BYTES,
+            max_queued=(max(MIN_PUBLISH_QUEUE, self.config.client.max_pending
+                            + MAX_REQUESTS_PER_TURN) if clients else MIN_PUBLISH_QUEUE))
 
     def _offline_payload(self) -> bytes:
         return json.dumps({"v": 1, "node": self.node_id, "name": self.config.node.name,
                            "online": False}).encode()
 
     # -- network thread ----------------------------------------------------------------
-
-    def _enqueue(self, kind: str) -> Callable[[Received], None]:
-        inbox = self.inbox
-        dropped = self.inbox_dropped
-
-        def handler(msg: Received) -> None:
-            try:
-                inbox.put_nowait((kind, msg, time.monotonic()))
-            except queue.Full:
-                dropped[f"{kind}_queue_full"] += 1
-
-        return handler
 
     def _probe_returned(self, msg: Received) -> None:
         # paho's thread: timestamped here, so the node thread's own work is not counted.
@@ -487,13 +512,10 @@ class Agent:
         busy = False
         try:
             while not stop.is_set():
-                timeout = 0.0 if busy else max(0.0, next_tick - time.monotonic())
-                try:
-                    self._handle(inbox.get(timeout=timeout))
-                    for _ in range(MAX_DRAIN):
-                        self._handle(inbox.get_nowait())
-                except queue.Empty:
-                    pass
+                inbox.wait(0.0 if busy else max(0.0, next_tick - time.monotonic()))
+                for msg, received in inbox.take_raft():
+                    self._step_envelope(msg, received)
+                self._admit_requests()
                 now = time.monotonic()
                 if now >= next_tick:
                     driver.tick()
@@ -510,32 +532,43 @@ class Agent:
                 if self.own_commits is not None:
                     self.own_commits.pump(driver)
                 driver.process()
-                busy = driver.raw.has_ready()
+                busy = driver.raw.has_ready() or inbox.requests_waiting() > 0
                 self._flush_replies()
                 self._periodic(now)
         finally:
             self._shutdown()
 
-    def _handle(self, item: tuple[str, Received, float]) -> None:
-        kind, msg, received = item
+    def _step_envelope(self, msg: Received, received: float) -> None:
+        verdict = self.opener.open(msg.payload)
+        if isinstance(verdict, Rejected):
+            log.debug("dropped a Raft envelope on %s: %s (%s)", msg.topic,
+                      verdict.reason.value, verdict.detail)
+            return
+        self.last_contact[verdict.sender] = time.monotonic()
         trace = self.trace
-        if kind == "raft":
-            verdict = self.opener.open(msg.payload)
-            if isinstance(verdict, Rejected):
-                log.debug("dropped a Raft envelope on %s: %s (%s)", msg.topic,
-                          verdict.reason.value, verdict.detail)
+        for m in verdict.messages:
+            if self.driver.step(m):
+                self._stats["raft_received"] += 1
+                if trace is not None:
+                    _trace_stepped(trace, m, received)
+
+    def _admit_requests(self) -> None:
+        """This turn's client requests: at most MAX_REQUESTS_PER_TURN, for at most
+        REQUEST_TURN_S (see there); the rest stay queued for the next turn. The service
+        answers ``busy`` without parsing the map command once it is full."""
+        inbox, service, trace = self.inbox, self.service, self.trace
+        deadline = time.monotonic() + REQUEST_TURN_S
+        for _ in range(MAX_REQUESTS_PER_TURN):
+            item = inbox.take_request()
+            if item is None:
                 return
-            self.last_contact[verdict.sender] = time.monotonic()
-            for m in verdict.messages:
-                if self.driver.step(m):
-                    self._stats["raft_received"] += 1
-                    if trace is not None:
-                        _trace_stepped(trace, m, received)
-        else:
+            msg, received = item
             if trace is not None:
                 trace.mark("req_net", received)
                 trace.mark("req_step")
-            self.service.on_request(msg.payload, msg.response_topic, msg.correlation_data)
+            service.on_request(msg.payload, msg.response_topic, msg.correlation_data)
+            if time.monotonic() >= deadline:
+                return
 
     def _flush_replies(self) -> None:
         out = self.service.outbox
@@ -545,9 +578,10 @@ class Agent:
         v5 = self.config.bus.protocol == "5"
         for r in out:
             if v5 and r.correlation is not None:
-                self.bus.publish(r.topic, r.payload, qos=1, correlation_data=r.correlation)
+                self.client_bus.publish(r.topic, r.payload, qos=1,
+                                        correlation_data=r.correlation)
             else:
-                self.bus.publish(r.topic, r.payload, qos=1)
+                self.client_bus.publish(r.topic, r.payload, qos=1)
         if self.trace is not None:
             self.trace.mark("reply_pub")
 
@@ -837,7 +871,8 @@ class Agent:
         counts = self.driver.counts
         bus = self.bus.stats()
         dropped = {f"publish_{r.value}": n for r, n in bus.drops.items()}
-        dropped.update(self.inbox_dropped)
+        dropped.update({f"reply_{r.value}": n for r, n in self.client_bus.stats().drops.items()})
+        dropped.update(self.inbox.dropped)
         if counts["inbox full"]:
             dropped["driver_inbox_full"] = counts["inbox full"]
         for reason, n in self.transport.dropped.items():
@@ -896,10 +931,11 @@ class Agent:
             # The replies and the offline status must reach the broker before the
             # DISCONNECT (which makes the broker discard the Will): wait until it has
             # acknowledged the last of them, bounded (a dead broker cannot hold us).
-            if not self.bus.flush(SHUTDOWN_FLUSH_S):
-                log.warning("the broker did not acknowledge the last messages within %g s",
-                            SHUTDOWN_FLUSH_S)
-            self.bus.close()
+            for bus in (self.client_bus, self.bus):
+                if not bus.flush(SHUTDOWN_FLUSH_S):
+                    log.warning("the broker did not acknowledge the last messages within %g s",
+                                SHUTDOWN_FLUSH_S)
+                bus.close()
         finally:
             self.metrics.close()
             if self._lock is not None:

@@ -15,6 +15,7 @@ so a client cannot make an agent publish into another node's Raft or status topi
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "RequestError",
     "encode_reply",
     "error_reply",
+    "parse_command_of",
     "parse_request",
 ]
 
@@ -82,8 +84,11 @@ class Request:
     session: int = 0
     seq: int = 0
     ack: int = 0
-    #: PROPOSE: the map command in its canonical JSON form (what is proposed).
+    #: PROPOSE: the map command in its canonical JSON form (what is proposed); empty
+    #: until :func:`parse_command_of` parsed ``raw_command`` when the request was parsed
+    #: with ``map_command=False``.
     command: bytes = b""
+    raw_command: dict[str, Any] | None = None
     #: READ: one item (a GeoJSON feature id such as "zone:fire-1"), or None: the map.
     item: str | None = None
     #: REGISTER: the client's unique string, echoed by the committed registration.
@@ -147,9 +152,14 @@ def _short(value: object) -> str:
 
 
 def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
-                  correlation: bytes | None = None) -> Request:
+                  correlation: bytes | None = None, *, map_command: bool = True) -> Request:
     """Parse one request published to this node. ``response_topic`` / ``correlation``
-    are the MQTT 5 properties (None over 3.1.1). Raises :class:`RequestError`."""
+    are the MQTT 5 properties (None over 3.1.1). Raises :class:`RequestError`.
+
+    ``map_command=False`` checks everything but the embedded map command, which is
+    left in ``raw_command`` for :func:`parse_command_of`: the map's own parser is most
+    of a request's cost (geometry), so the service first decides whether it will admit
+    the request at all (``busy``, a retry joining one already pending)."""
     reply: ReplyAddress | None = None
     request_id: str | None = None
     if response_topic is not None:
@@ -208,18 +218,30 @@ def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
         command = obj.get("command")
         if not isinstance(command, dict):
             fail("command must be a JSON object (one map command, docs/map.md)")
-        from swarm.evacmap import CommandError, encode_command, parse_command
-
-        try:
-            data = encode_command(parse_command(command))
-        except CommandError as exc:
-            fail(str(exc), ErrorCode.INVALID)
-        except (ValueError, RecursionError) as exc:  # the map's parser must not, but never crash
-            fail(f"command: {str(exc)[:200]}", ErrorCode.INVALID)
-        return Request(op, request_id, reply, session=session, seq=seq, ack=ack, command=data)
+        request = Request(op, request_id, reply, session=session, seq=seq, ack=ack,
+                          raw_command=command)
+        return parse_command_of(request) if map_command else request
     if op is Op.READ:
         item = obj.get("item")
         if item is not None and (type(item) is not str or not 0 < len(item) <= MAX_ITEM_CHARS):
             fail(f"item must be a feature id string of 1 to {MAX_ITEM_CHARS} characters")
         return Request(op, request_id, reply, item=item)
     return Request(op, request_id, reply)
+
+
+def parse_command_of(request: Request) -> Request:
+    """``request`` with its map command parsed by the map's own parser and encoded
+    canonically (``command``). Raises :class:`RequestError` (``invalid``, naming the
+    field) for a command the map refuses."""
+    if request.command or request.raw_command is None:
+        return request
+    from swarm.evacmap import CommandError, encode_command, parse_command
+
+    try:
+        data = encode_command(parse_command(request.raw_command))
+    except CommandError as exc:
+        raise RequestError(ErrorCode.INVALID, str(exc), request.reply, request.id) from None
+    except (ValueError, RecursionError) as exc:  # the map's parser must not, but never crash
+        raise RequestError(ErrorCode.INVALID, f"command: {str(exc)[:200]}", request.reply,
+                           request.id) from None
+    return dataclasses.replace(request, command=data, raw_command=None)

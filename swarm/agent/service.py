@@ -26,6 +26,10 @@ How each request is answered (docs/protocol.md):
 * ``status``: answered at once from the node's status.
 
 Bounds: at most ``max_pending`` requests wait at once (more are answered ``busy``);
+admission comes before the map command is parsed (most of a request's cost), so under
+a flood ``busy`` is cheap: the request's envelope is read, its command is not. While
+the leader's uncommitted log is full (the driver raised Busy), further proposals and
+registrations are answered ``busy`` the same way until an entry is applied here;
 each waits at most ``timeout_s`` (then ``timeout``: outcome unknown, a retry with the
 same session and sequence number is safe). A duplicate delivery of a request id that is
 still pending (MQTT QoS 1 redelivers) is ignored.
@@ -46,7 +50,7 @@ from consensus.session import SessionError, SessionResult, SessionStatus, decode
     encode_command, encode_register
 
 from .protocol import ErrorCode, Op, ReplyAddress, Request, RequestError, encode_reply, \
-    error_reply, parse_request
+    error_reply, parse_command_of, parse_request
 
 __all__ = ["ClientService", "Node", "OutgoingReply"]
 
@@ -117,6 +121,8 @@ class ClientService:
         # restarted node's counter restarts), a counter.
         self._ctx_prefix = node_id.to_bytes(4, "big") + os.urandom(4)
         self._ctx_counter = itertools.count(1)
+        #: Why proposals are refused now (the driver's Busy), until an entry is applied.
+        self._log_full: str | None = None
 
     # -- inspection
 
@@ -131,12 +137,10 @@ class ClientService:
         ``invalid`` for a refused map command) when they name a reply address, and
         dropped otherwise; nothing else changes."""
         try:
-            request = parse_request(payload, self.swarm, response_topic, correlation)
+            request = parse_request(payload, self.swarm, response_topic, correlation,
+                                    map_command=False)
         except RequestError as exc:
-            self.stats.count(self.stats.requests, f"rejected {exc.code.value}")
-            if exc.reply is not None:
-                self._send(exc.reply, error_reply(exc.request_id, exc.code, exc.message),
-                           exc.code.value)
+            self._rejected(exc)
             return
         self.stats.count(self.stats.requests, request.op.value)
         if request.id in self._by_id:
@@ -148,6 +152,10 @@ class ClientService:
         if len(self._by_id) >= self.max_pending:
             self._error(request, ErrorCode.BUSY,
                         f"node {self.node_id} already holds {self.max_pending} pending requests")
+            return
+        if self._log_full is not None and request.op is not Op.READ and not (
+                request.op is Op.PROPOSE and (request.session, request.seq) in self._proposals):
+            self._error(request, ErrorCode.BUSY, self._log_full)
             return
         now = self._clock()
         waiter = _Waiter(request, now, now + self.timeout_s)
@@ -168,6 +176,11 @@ class ClientService:
             w.key = key
             joined.append(w)
             self._by_id[r.id] = w
+            return
+        try:
+            w.request = r = parse_command_of(r)
+        except RequestError as exc:
+            self._rejected(exc)
             return
         if not self._submit(w, encode_command(r.session, r.seq, r.command, r.ack)):
             return
@@ -205,7 +218,8 @@ class ClientService:
         try:
             self.node.propose(data)
         except Busy as exc:
-            self._error(w.request, ErrorCode.BUSY, f"the leader's uncommitted log is full ({exc})")
+            self._log_full = f"the leader's uncommitted log is full ({exc})"
+            self._error(w.request, ErrorCode.BUSY, self._log_full)
             return False
         except ProposalDropped:
             self._error(w.request, ErrorCode.NO_LEADER,
@@ -217,6 +231,7 @@ class ClientService:
 
     def on_applied(self, entry: AppliedEntry) -> None:
         """An entry this node applied (any client's: only those waited for here count)."""
+        self._log_full = None  # the uncommitted tail shrank: try proposing again
         if entry.result is None or not (self._proposals or self._registrations):
             return
         try:
@@ -303,6 +318,7 @@ class ClientService:
         first registration applied with a nonce answers its waiters (a second one only
         leaves an unused session, which the session table's LRU bound drops); a refusal
         (``busy``, ``no_leader``) leaves it to the client's retry."""
+        self._log_full = None
         datas = [encode_command(session, seq, ws[0].request.command, ws[0].request.ack)
                  for (session, seq), ws in self._proposals.items()]
         datas += [encode_register(nonce) for nonce in self._registrations]
@@ -349,6 +365,13 @@ class ClientService:
         self._reads.clear()
 
     # -- replies
+
+    def _rejected(self, exc: RequestError) -> None:
+        """A request that cannot be served: answered when it names a reply address."""
+        self.stats.count(self.stats.requests, f"rejected {exc.code.value}")
+        if exc.reply is not None:
+            self._send(exc.reply, error_reply(exc.request_id, exc.code, exc.message),
+                       exc.code.value)
 
     def _forget(self, w: _Waiter) -> None:
         self._by_id.pop(w.request.id, None)

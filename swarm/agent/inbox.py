@@ -1,0 +1,109 @@
+"""What paho's network thread hands the node thread: two bounded queues, one for Raft
+traffic and one for client requests, and one wake-up for both.
+
+Why two: with one FIFO, a flood of client requests sits in front of the heartbeats'
+acknowledgements and the votes, the leader's node thread spends its turns decoding
+requests, and the cluster answers with elections instead of ``busy``. The node thread
+takes every queued Raft message first, then client requests only within a budget per
+turn (swarm/agent/node.py, ``Agent._admit_requests``), so Raft traffic waits behind at
+most one budget of client work however many requests arrive (docs/agent.md,
+"Overload").
+
+Bounds (memory): at most ``max_raft`` Raft payloads, at most ``max_requests``
+requests and ``max_request_bytes`` of their payloads. Over a bound the payload is
+dropped and counted (``raft_queue_full`` / ``request_queue_full``): Raft retransmits,
+and a client whose request was dropped times out and retries with the same session and
+sequence number (safe). The node thread normally answers ``busy`` long before the
+request queue fills, because refusing costs far less than admitting.
+
+Single consumer (the node thread), any number of producers (in practice one: paho's
+network thread). Each payload is kept with the monotonic time it was handed over (the
+latency trace, swarm/agent/trace.py, starts a request's or a message's clock there).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+from swarm.bus.client import Received
+
+__all__ = ["Inbox", "Queued"]
+
+#: A payload and the monotonic time paho's thread handed it over.
+Queued = tuple[Received, float]
+
+
+class Inbox:
+    def __init__(self, max_raft: int, max_requests: int, max_request_bytes: int) -> None:
+        if min(max_raft, max_requests, max_request_bytes) < 1:
+            raise ValueError("inbox bounds must be positive")
+        self.max_raft = max_raft
+        self.max_requests = max_requests
+        self.max_request_bytes = max_request_bytes
+        self._raft: deque[Queued] = deque()
+        self._requests: deque[Queued] = deque()
+        self._request_bytes = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._waiting = False
+        #: Dropped payloads by reason (read by the node thread for metrics).
+        self.dropped: Counter[str] = Counter()
+
+    # -- producers (paho's thread)
+
+    def put_raft(self, msg: Received) -> None:
+        with self._lock:
+            if len(self._raft) >= self.max_raft:
+                self.dropped["raft_queue_full"] += 1
+                return
+            self._raft.append((msg, time.monotonic()))
+            if self._waiting:
+                self._ready.notify()
+
+    def put_request(self, msg: Received) -> None:
+        size = len(msg.payload)
+        with self._lock:
+            if (len(self._requests) >= self.max_requests
+                    or self._request_bytes + size > self.max_request_bytes):
+                self.dropped["request_queue_full"] += 1
+                return
+            self._requests.append((msg, time.monotonic()))
+            self._request_bytes += size
+            if self._waiting:
+                self._ready.notify()
+
+    # -- the consumer (the node thread)
+
+    def wait(self, timeout: float) -> None:
+        """Return when something is queued, or after ``timeout`` seconds."""
+        with self._lock:
+            if self._raft or self._requests or timeout <= 0:
+                return
+            self._waiting = True
+            try:
+                self._ready.wait(timeout)
+            finally:
+                self._waiting = False
+
+    def take_raft(self) -> list[Queued]:
+        """Every queued Raft payload, oldest first."""
+        with self._lock:
+            if not self._raft:
+                return []
+            out = list(self._raft)
+            self._raft.clear()
+            return out
+
+    def take_request(self) -> Queued | None:
+        """The oldest queued client request, or None."""
+        with self._lock:
+            if not self._requests:
+                return None
+            item = self._requests.popleft()
+            self._request_bytes -= len(item[0].payload)
+            return item
+
+    def requests_waiting(self) -> int:
+        return len(self._requests)

@@ -1,0 +1,38 @@
+"""The node thread's inbox (swarm/agent/inbox.py): Raft and client traffic in separate
+bounded queues; over a bound a payload is dropped and counted, never queued."""
+
+import threading
+import time
+
+from swarm.agent.inbox import Inbox
+from swarm.bus.client import Received
+
+
+def _msg(payload: bytes = b"x") -> Received:
+    return Received("t", payload, 0, False)
+
+
+def test_each_queue_keeps_its_own_bounds_and_counts_what_it_drops():
+    inbox = Inbox(max_raft=2, max_requests=3, max_request_bytes=10)
+    for _ in range(3):
+        inbox.put_raft(_msg())
+    inbox.put_request(_msg(b"12345"))
+    inbox.put_request(_msg(b"12345"))
+    inbox.put_request(_msg(b"1"))          # would pass the count, not the bytes
+    assert inbox.dropped == {"raft_queue_full": 1, "request_queue_full": 1}
+    assert len(inbox.take_raft()) == 2 and inbox.take_raft() == []
+    assert inbox.requests_waiting() == 2
+    assert inbox.take_request() is not None
+    inbox.put_request(_msg(b"1"))          # the bytes came back with the take
+    assert inbox.requests_waiting() == 2
+
+
+def test_wait_returns_when_either_queue_gets_something_or_on_timeout():
+    inbox = Inbox(8, 8, 1024)
+    t0 = time.monotonic()
+    inbox.wait(0.05)
+    assert time.monotonic() - t0 >= 0.04
+    threading.Timer(0.05, inbox.put_request, (_msg(),)).start()
+    t0 = time.monotonic()
+    inbox.wait(10)
+    assert time.monotonic() - t0 < 5 and inbox.requests_waiting() == 1
