@@ -155,7 +155,7 @@ def test_ctrl_c_mid_run_stops_everything(tmp_path: Path) -> None:
     output = tmp_path / "stdout.txt"
     with open(output, "w") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "swarm", "demo", "--headless", "--duration", "120",
+            [sys.executable, "-m", "swarm", "demo", "--headless", "--duration", "40",
              "--out", str(out)], env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
