@@ -753,38 +753,45 @@ class _Player:
                              + "link scores " + ", ".join(
                                  f"{n}: {v}" for n, v in self._scores().items()))
                 _, _, leaders = self.monitor.snapshot()
-                return any(t > term and n != far and at > sent_at for t, (at, n) in leaders.items())
+                # (an election under load may move it even before the drone sets off)
+                return any(t > term and n != far for t, (at, n) in leaders.items())
 
             for lon, lat in route[:-1]:      # around the fires, corner by corner
                 self._repeat(lambda: pilot.goto(lat, lon, FLYAWAY_ALT_M),
                              lambda: moved() or (lambda p: p is not None and _distance_m(
                                  (lat, lon), p) < 60)(self._position(far)),
                              f"drone-{far} to fly round the fires", 120.0)
-            self._repeat(lambda: pilot.goto(target[0], target[1], FLYAWAY_ALT_M), moved,
+            def out_and_moved() -> bool:   # out of range too, even if an election came first
+                where = self._position(far)
+                return moved() and where is not None and _distance_m(home, where) >= 1000
+            self._repeat(lambda: pilot.goto(target[0], target[1], FLYAWAY_ALT_M), out_and_moved,
                          f"leadership to move off drone-{far} flown out of range", 150.0)
             _, _, leaders = self.monitor.snapshot()
             moved_at, new = min((at, n) for t, (at, n) in leaders.items()
-                                if t > term and n != far and at > sent_at)
+                                if t > term and n != far)
             away = self._position(far)
             gap_at = self._score_gap_since(far, sent_at)
             # A score transfer (TimeoutNow from the far leader: best-signal leadership), or
             # an election (the far leader went unheard for an election timeout: load).
-            self._wait(f"drone-{far}'s last status as leader", lambda: self._role(far) != "leader",
-                       self.config.settle_timeout_s)
+            until = time.monotonic() + 10.0     # its status after the hand-over (bounded)
+            while self._role(far) == "leader" and time.monotonic() < until:
+                self._sleep(0.1)
             by = "transfer" if self._transfers(far) > transfers_before else "election"
+            if moved_at < sent_at:
+                by = "election before it set off"
             figures: dict[str, Any] = {
                 "node": far, "new_leader": new, "term": term, "by": by,
                 "led_for_s": None if self.led_since(far, term) is None
                 else round(moved_at - self.led_since(far, term), 3),  # type: ignore[operator]
-                "set_off_to_handover_s": round(moved_at - sent_at, 3),
+                "set_off_to_handover_s": round(max(0.0, moved_at - sent_at), 3),
                 "gap_to_handover_s": None if gap_at is None else round(moved_at - gap_at, 3),
                 "distance_m": None if away is None else round(_distance_m(home, away)),
                 "scores": self._scores(),
             }
             self.result.radio_handover = figures
             self.log(f"[green]drone-{new} leads[/green] (by "
-                     + ("best-signal transfer" if by == "transfer" else "an election") + ") "
-                     f"{moved_at - sent_at:.1f} s after drone-{far} set off"
+                     + ("best-signal transfer" if by == "transfer" else f"an {by}") + ") "
+                     f"{max(0.0, moved_at - sent_at):.1f} s after drone-{far} set off"
                      + ("" if gap_at is None else f", {moved_at - gap_at:.1f} s after its score "
                         "fell below another's by the margin")
                      + ("" if away is None else f", {figures['distance_m']} m out")
