@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import shapely
+
 from mavlink_bridge import CopterMode, LinkConfig, MavlinkLink, MissionType, PlanApplier, \
     Vehicle, VehicleNotReady
 from mavlink_bridge.mission_protocol import MissionError
@@ -50,12 +52,13 @@ from mavlink_bridge.telemetry import VehicleState as FcState
 from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
 from swarm.bus import topics
 from swarm.evacmap import DroneTask, MapView, SetDroneTask
+from swarm.geo import LocalFrame
 from swarm.planner import GeoPoint, PlannerConfig, PlanResult, PlanStatus, VehicleState, \
     plan_for_drone
 
 from .commits import OwnCommits
 from .health import Availability, HealthMonitor, HealthPolicy
-from .plan_doc import plan_document
+from .plan_doc import fence_polygons, plan_document
 from .safety import hazards_crossed
 from .worker import LatestWins
 
@@ -153,6 +156,9 @@ class Flight:
         self._fence_checked: tuple[MapView, PlanResult, tuple[MissionType, ...]] | None = None
         self._fence_recheck_due = 0.0
         self._fence_lock = threading.Lock()  # the plan worker and the monitor both check
+        #: Fences the FC's plan left out because the drone was inside them, as shapely
+        #: polygons in (lon, lat); once it is out, the same map version is planned again.
+        self._left_out: list[Any] = []
         self._stop = threading.Event()
         self._worker: LatestWins[MapView] = LatestWins(self._plan_job, name=f"flight-plan-{node_id}")
         self._monitor = threading.Thread(target=self._monitor_loop, name=f"flight-monitor-{node_id}",
@@ -228,6 +234,7 @@ class Flight:
                 self._keep_own_entry(now)
                 if connected:
                     self._recheck_circle_fence(now)
+                    self._replan_when_out_of_fences(state)
                 seen = (connected, state.mode, state.armed, self.health.state, self._launch_waits)
                 if seen != self._status_seen:
                     self._status_seen = seen
@@ -414,6 +421,7 @@ class Flight:
         if held_changed:
             self._held_version = view.version
             self._status_changed()
+        self._note_fences_left_out(result)
         if self._return_by_plan and view.recall.covers(self.name):
             try:   # airborne in another mode: AUTO at the way home's resume item
                 self._take_off_into_auto(result, self.vehicle.state(), airborne_only=True)
@@ -524,6 +532,35 @@ class Flight:
                 log.error(text)
                 self._event("alert", text)
             self._status_changed()
+
+    def _note_fences_left_out(self, result: PlanResult) -> None:
+        """Plan worker, after an upload: remember the fences this plan left out."""
+        rings = fence_polygons(result.fences_left_out) if result.fences_left_out else []
+        self._left_out = [shapely.Polygon([(lon, lat) for lat, lon in ring]) for ring in rings]
+
+    def _replan_when_out_of_fences(self, state: FcState) -> None:
+        """Monitor thread: a fence left out of the plan because the drone was inside it
+        comes back as soon as the drone is out of it by the planner's
+        ``fence_clearance_m`` (the margin its paths keep from every fence, so the
+        fence's upload does not put a drone on its edge in breach), without waiting
+        for the next map version: the same version is planned again from here."""
+        left_out, pos = self._left_out, state.position
+        if not left_out or pos is None:
+            return
+        frame = LocalFrame(pos.lat, pos.lon)
+        here = shapely.Point(0.0, 0.0)
+        clearance = self.config.planner.fence_clearance_m
+        for polygon in left_out:
+            if shapely.distance(frame.geometry_to_enu(polygon), here) < clearance:  # inside: 0
+                return
+        self._left_out = []
+        self._planned = None  # not this version's cached plan: plan it from here
+        with self._lock:
+            view = self._view
+        if view is not None:
+            log.info("out of the fence(s) left out of map version %d's plan: planning it again "
+                     "with them", view.version)
+            self._worker.submit(view)
 
     def _launch_blocked(self, view: MapView, result: PlanResult, state: FcState) -> str | None:
         """Why this drone must not take off now, or None."""

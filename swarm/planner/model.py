@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import shapely
 
-from mavlink_bridge.plan import MissionPlan
+from mavlink_bridge.plan import MissionItem, MissionPlan
 
 from ..evacmap.commands import ID_PATTERN, SetAssignment, SurvivorStatus
 
@@ -291,3 +291,6 @@ class PlanResult:
     reasons: tuple[str, ...] = ()
     survivors: tuple[str, ...] = ()  # survivor ids this plan visits, in order
     path_length_m: float = 0.0
+    #: The fences (polygon vertex items) left out because the vehicle is inside them:
+    #: they belong in the plan again once it is out (swarm/flight re-plans then).
+    fences_left_out: tuple[MissionItem, ...] = ()

@@ -138,8 +138,8 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     home = frame.point_to_enu(vehicle.home.lon, vehicle.home.lat)
     # A fence around the vehicle would put it in breach the moment it is uploaded and
     # hand control to the autopilot's fence action (ArduPilot FENCE_ACTION, typically
-    # RTL: a straight line that may cross fire). Leave such fences out of this plan;
-    # they return in the next plan, once the vehicle is out.
+    # RTL: a straight line that may cross fire). Leave such fences out of this plan
+    # (PlanResult.fences_left_out); the flight side re-plans once the vehicle is out.
     around = obstacles.fences_containing(start)
     if around:
         reasons.append("fence(s) of " + ", ".join(obstacles.zone_ids[i] for i in around)
@@ -160,7 +160,8 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
         return PlanResult(drone_id, view.version, status,
                           MissionPlan(tuple(mission), fence, tuple(rally), fence_enable, note,
                                       resume_index=resume),
-                          tuple(reasons), tuple(survivors), length)
+                          tuple(reasons), tuple(survivors), length,
+                          tuple(item for i in around for item in obstacles.fence_items[i]))
 
     drone = view.drone(drone_id)
     leg = _Leg([(start, "start", "")])

@@ -107,6 +107,10 @@ def test_drone_boxed_in_by_fire_holds_and_says_why():
     assert any("every way out crosses fire" in r for r in result.reasons)
     assert any("left out" in r for r in result.reasons)  # its fence would be breached at once
     assert result.plan.fence == ()
+    # ... and named, so the flight side puts it back once the drone is out (issue 10).
+    assert result.fences_left_out and all(i.command == CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION
+                                          for i in result.fences_left_out)
+    assert len(result.fences_left_out) == int(result.fences_left_out[0].param1)
     assert [i.command for i in result.plan.mission] == [CMD_NAV_LOITER_UNLIM]
     hold = result.plan.mission[0]
     assert (hold.x, hold.y) == (round(airborne.position.lat * 1e7), round(airborne.position.lon * 1e7))
