@@ -334,6 +334,16 @@ class Driver:
                 self.counts["reads expired"] += 1
                 self.observer.read_expired(self, ctx)
 
+    def ticks_until_due(self) -> int:
+        """Ticks from now until the first that may act (>= 1): a Raft timer, or an
+        outstanding read's expiry. The ticks before it only count, so a timer with
+        nothing else to do may sleep through them and fire them together just before
+        the next input or when this one is due (the agent's node thread does)."""
+        due = self._raw.ticks_until_due()
+        if self._reads_asked:
+            due = min(due, min(self._reads_asked.values()) - self._now)
+        return max(1, due)
+
     def propose(self, data: bytes) -> None:
         """Propose a command. Raises :class:`Busy` when the uncommitted tail is full,
         :class:`ProposalDropped` when no leader is known (or a transfer is in

@@ -99,6 +99,15 @@ class LeadershipPolicy:
         self.transfers += 1
         return target
 
+    def may_transfer(self, own: int | None) -> bool:
+        """Whether a leader tick could start a transfer with no new input: only while a
+        fresh follower score beats ``own`` by the margin (a streak under way). Without
+        one, ticks only age the scores, so no tick transfers until a score arrives or
+        ``own`` changes (Raft.ticks_until_due)."""
+        if own is None:
+            return False
+        return any(score >= own + self.margin for score in self.scores().values())
+
     def election_delay(self, own: int | None) -> int:
         """Extra ticks before campaigning: ``max_delay`` for a score of 0, none for the
         best score, linear between (none for a node whose driver sets no score)."""

@@ -48,6 +48,9 @@ __all__ = ["Raft", "ProposalDropped", "RaftStatus", "CAMPAIGN_TRANSFER"]
 #: Context of vote requests sent because of a leadership transfer (TimeoutNow): they
 #: must not be ignored by followers that still hear the old leader (thesis §3.10, §4.2.3).
 CAMPAIGN_TRANSFER = b"transfer"
+#: :meth:`Raft.ticks_until_due` of a node whose ticks can never act without an input
+#: (a learner, a removed voter: it never campaigns).
+IDLE_FOREVER_TICKS = 1 << 30
 
 #: Reads queued at a leader waiting for a quorum round; more are refused.
 _MAX_PENDING_READS = 4096
@@ -380,6 +383,28 @@ class Raft:
 
     def tick(self) -> None:
         self._tick()
+
+    def ticks_until_due(self) -> int:
+        """How many ticks from now until the first that may do more than count (at
+        least 1). The ticks before it only advance elapsed counters: no message, no
+        change of role, term or log. A driver with nothing else to do may therefore
+        sleep through them and fire them together, just before its next input (a
+        message, a proposal, a link score) or when that tick is due: the node then
+        holds exactly the state it would have held ticking one by one. Conservative:
+        the tick it names may still find nothing to do."""
+        if self.role is StateRole.LEADER:
+            cfg = self.cfg
+            due = min(cfg.heartbeat_tick - self.heartbeat_elapsed,
+                      cfg.election_tick - self.election_elapsed)  # heartbeat; CheckQuorum
+            if self.lead_transferee != NONE:
+                due = min(due, cfg.election_tick - self.transfer_elapsed)  # transfer abort
+            if self.leadership is not None and self.leadership.may_transfer(self.link_score):
+                due = 1  # a follower's streak is running: any tick may hand over
+        elif self.promotable():
+            due = self.randomized_election_timeout - self.election_elapsed
+        else:
+            return IDLE_FOREVER_TICKS  # a non-voter never campaigns: its ticks only count
+        return max(1, due)
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1

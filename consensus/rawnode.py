@@ -101,6 +101,11 @@ class RawNode:
         """Advance logical time by one tick (election and heartbeat timers, §5.2)."""
         self._raft.tick()
 
+    def ticks_until_due(self) -> int:
+        """Ticks from now until the first that may act (>= 1); those before it only
+        count, so they may be fired together later (Raft.ticks_until_due)."""
+        return self._raft.ticks_until_due()
+
     def step(self, m: Message) -> None:
         """Feed a message received from a peer. Malformed messages raise
         :class:`InvalidMessage` and change nothing."""

@@ -48,6 +48,7 @@ class Inbox:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._waiting = False
+        self._woken = False
         #: Dropped payloads by reason (read by the node thread for metrics).
         self.dropped: Counter[str] = Counter()
 
@@ -74,18 +75,27 @@ class Inbox:
             if self._waiting:
                 self._ready.notify()
 
+    def wake(self) -> None:
+        """Wake the node thread with nothing queued (any thread): it has other work, a
+        map change of the drone's own queued in OwnCommits."""
+        with self._lock:
+            self._woken = True
+            if self._waiting:
+                self._ready.notify()
+
     # -- the consumer (the node thread)
 
     def wait(self, timeout: float) -> None:
-        """Return when something is queued, or after ``timeout`` seconds."""
+        """Return when something is queued or ``wake`` was called, or after
+        ``timeout`` seconds."""
         with self._lock:
-            if self._raft or self._requests or timeout <= 0:
-                return
-            self._waiting = True
-            try:
-                self._ready.wait(timeout)
-            finally:
-                self._waiting = False
+            if not (self._raft or self._requests or self._woken) and timeout > 0:
+                self._waiting = True
+                try:
+                    self._ready.wait(timeout)
+                finally:
+                    self._waiting = False
+            self._woken = False
 
     def take_raft(self) -> list[Queued]:
         """Every queued Raft payload, oldest first."""

@@ -123,6 +123,12 @@ READIES_PER_TURN = 2
 MIN_PUBLISH_QUEUE = 1000
 #: The link score (swarm/agent/link.py) is recomputed and handed to the core this often.
 LINK_SCORE_PERIOD_S = 0.1
+#: The node thread wakes at least this often, for its own timers (link score and probe,
+#: status, client request expiry): between a tick that may act and the next input it
+#: sleeps (Agent.run).
+IDLE_WAKE_S = LINK_SCORE_PERIOD_S
+#: Ticks a late wake-up still fires beyond those planned; the rest of a stall is skipped.
+STALL_TICKS = 5
 
 
 class AgentError(RuntimeError):
@@ -414,7 +420,8 @@ class Agent:
         self.bus.start()
         # Own map changes are retried about every 2 s through the same session.
         self.own_commits = OwnCommits(cfg.node.name,
-                                      retry_ticks=max(1, 2000 // cfg.timing.tick_ms))
+                                      retry_ticks=max(1, 2000 // cfg.timing.tick_ms),
+                                      wake=self.inbox.wake)
         self.assigner = LeaderAssignment(self.own_commits, self._leader_term,
                                          name=str(self.node_id))
         if cfg.mavlink is not None:
@@ -502,41 +509,62 @@ class Agent:
     # -- node thread -------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """The node thread's loop (see the module docstring), until ``stop`` is set."""
+        """The node thread's loop (see the module docstring), until ``stop`` is set.
+
+        Logical ticks stay those of a ``tick_ms`` timer, but the thread does not wake
+        for ticks that can only count (Driver.ticks_until_due: an idle follower's
+        ticks until its election timeout, a leader's between heartbeats). It sleeps
+        until the first tick that may act, an input, or IDLE_WAKE_S for its own
+        timers, and on waking first fires every tick whose time has come, so an input
+        always meets the state that ticking one by one would have left (docs/agent.md,
+        "Ticks")."""
         if not self._started:
             raise RuntimeError("Agent.start() first")
         tick_s = self.config.timing.tick_ms / 1000.0
-        next_tick = time.monotonic() + tick_s
+        #: The wall time of the next logical tick not yet fired.
+        next_tick = wake_at = time.monotonic() + tick_s
         driver = self.driver
         inbox = self.inbox
         busy = False
         try:
             while not stop.is_set():
-                inbox.wait(0.0 if busy else max(0.0, next_tick - time.monotonic()))
+                inbox.wait(0.0 if busy else max(0.0, wake_at - time.monotonic()))
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = self._fire_ticks(now, next_tick, wake_at, tick_s)
+                    self.service.expire()
                 for msg, received in inbox.take_raft():
                     self._step_envelope(msg, received)
                 self._admit_requests()
-                now = time.monotonic()
-                if now >= next_tick:
-                    driver.tick()
-                    if self.own_commits is not None:
-                        self.own_commits.tick()
-                    next_tick += tick_s
-                    if now - next_tick > 5 * tick_s:
-                        # Stalled (a long fsync, SIGSTOP): do not fire the lost ticks in
-                        # a burst; time simply resumes (Raft only needs ticks to be
-                        # monotonic, not complete).
-                        self._stats["ticks_skipped"] += int((now - next_tick) / tick_s)
-                        next_tick = now + tick_s
-                    self.service.expire()
                 if self.own_commits is not None:
                     self.own_commits.pump(driver)
                 driver.process()
                 busy = driver.raw.has_ready() or inbox.requests_waiting() > 0
                 self._flush_replies()
                 self._periodic(now)
+                wake_at = min(next_tick + (driver.ticks_until_due() - 1) * tick_s,
+                              now + IDLE_WAKE_S)
         finally:
             self._shutdown()
+
+    def _fire_ticks(self, now: float, next_tick: float, wake_at: float, tick_s: float) -> float:
+        """Fire the logical ticks due by ``now`` (the next one was due at ``next_tick``;
+        the thread meant to wake at ``wake_at``); returns when the next one is due."""
+        due = int((now - next_tick) / tick_s) + 1
+        # Ticks slept through on purpose all fire. A stall beyond the planned wake (a
+        # long fsync, SIGSTOP) does not fire its lost ticks in a burst: time simply
+        # resumes (Raft only needs ticks to be monotonic, not complete).
+        planned = max(0, int((wake_at - next_tick) / tick_s) + 1)
+        fire = min(due, planned + STALL_TICKS)
+        driver, own = self.driver, self.own_commits
+        for _ in range(fire):
+            driver.tick()
+            if own is not None:
+                own.tick()
+        if fire < due:
+            self._stats["ticks_skipped"] += due - fire
+            return now + tick_s
+        return next_tick + fire * tick_s
 
     def _step_envelope(self, msg: Received, received: float) -> None:
         verdict = self.opener.open(msg.payload)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+from collections.abc import Callable
 from typing import Protocol
 
 from consensus.raft import ProposalDropped
@@ -38,7 +39,8 @@ class _Proposer(Protocol):
 class OwnCommits:
     """``submit`` from any thread; ``tick``/``pump``/``on_applied`` on the node thread."""
 
-    def __init__(self, node_name: str, *, retry_ticks: int, max_queued: int = 64) -> None:
+    def __init__(self, node_name: str, *, retry_ticks: int, max_queued: int = 64,
+                 wake: Callable[[], None] | None = None) -> None:
         # A fresh nonce per process: a restarted agent registers a new session.
         nonce = f"flight:{node_name}:{os.urandom(6).hex()}".encode()
         self.client = SessionClient(nonce, retry_ticks=retry_ticks, window=1,
@@ -46,6 +48,8 @@ class OwnCommits:
         self._incoming: queue.Queue[Command] = queue.Queue(maxsize=max_queued)
         self._what: dict[int, str] = {}
         self._used = False  # the session registers on first use, not at start
+        #: Called after each submit, so a node thread sleeping through idle ticks wakes.
+        self._wake = wake
         self.committed = 0
         self.refused = 0
         self.dropped = 0
@@ -54,10 +58,12 @@ class OwnCommits:
         """Queue ``command`` for commit (any thread). False when the queue is full."""
         try:
             self._incoming.put_nowait(command)
-            return True
         except queue.Full:
             self.dropped += 1
             return False
+        if self._wake is not None:
+            self._wake()
+        return True
 
     def pending(self) -> int:
         return self._incoming.qsize() + self.client.pending()
