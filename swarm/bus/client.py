@@ -268,13 +268,15 @@ class _DirectWriteClient(paho.Client):
     thread through a socket pair to write it, so every message the node thread sends
     (an AppendEntries, an acknowledgement, a reply) waits for one more thread to be
     scheduled and to take the GIL: measured as a few tenths of a millisecond per hop on
-    a loaded 2-core machine, four times on a commit's path (docs/agent.md, "Where a
-    commit's time goes"). Here the publishing thread writes the queue itself, under a
-    lock that paho's own writes take too (one writer at a time: a packet is never
-    interleaved with another, and paho's queue order is the wire order). Whatever
-    the non-blocking socket does not take (or any packet while not connected) is left
-    to the network thread as before, which the socket pair then wakes. Not under TLS:
-    an SSL socket must not be read and written by two threads at once."""
+    a loaded 2-core machine, four times on a commit's path (docs/benchmarks.md, "Commit
+    path"; docs/agent.md, "Sends are written by the thread that sends"). Here the
+    publishing thread writes the queue itself, under a lock that paho's own writes take
+    too (one writer at a time: a packet is never interleaved with another, and paho's
+    queue order is the wire order), as does ``reconnect`` (nothing is written to a new
+    socket before its CONNECT). Whatever the non-blocking socket does not take, and any
+    packet while not connected, is left to the network thread as before, which the
+    socket pair then wakes. Not under TLS: an SSL socket must not be read and written
+    by two threads at once."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -285,14 +287,27 @@ class _DirectWriteClient(paho.Client):
         with self._write_lock:
             return super()._packet_write()  # type: ignore[no-any-return]
 
+    def reconnect(self) -> MQTTErrorCode:
+        # Under the lock: a publisher that saw the old connection up must not write to
+        # the new socket before its CONNECT (the state is CONNECTED again only once the
+        # broker's CONNACK arrived).
+        with self._write_lock:
+            return super().reconnect()
+
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
                       info: paho.MQTTMessageInfo | None = None) -> MQTTErrorCode:
-        if not (self.direct_writes and command & 0xF0 == paho.PUBLISH
-                and threading.current_thread() is not self._thread and self.is_connected()):
+        thread = self._thread
+        if not (self.direct_writes and command & 0xF0 == paho.PUBLISH and thread is not None
+                and threading.current_thread() is not thread):
             return super()._packet_queue(command, packet, mid, qos, info)  # type: ignore[no-any-return]
-        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
-                                 "to_process": len(packet), "packet": packet, "info": info})
-        self._packet_write()
+        with self._write_lock:
+            if not self.is_connected():
+                # Queued for the network thread (threaded mode: paho only appends it
+                # and wakes that thread, it never writes here).
+                return super()._packet_queue(command, packet, mid, qos, info)  # type: ignore[no-any-return]
+            self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                                     "to_process": len(packet), "packet": packet, "info": info})
+            super()._packet_write()
         if self._out_packet and self._sockpairW is not None:
             try:  # the rest is the network thread's (it selects for writing)
                 self._sockpairW.send(b"0")
