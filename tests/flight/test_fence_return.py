@@ -35,19 +35,11 @@ from swarm.planner import PlanResult, PlanStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_flight_processes import _connect, _take_off  # noqa: E402  (the copter's take-off)
-from test_leadership_processes import _goto_north  # noqa: E402  (a second ground station's goto)
+from test_leadership_processes import _goto_north, _wait  # noqa: E402  (a second ground station's goto)
 
 HOME = (-35.363261, 149.165230, 584.0)
 pytestmark = pytest.mark.slow
 
-
-def _wait(predicate, timeout: float, what: str, describe=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout} s: {describe()}")
 
 
 def test_a_fence_left_out_inside_its_buffer_returns_once_the_drone_is_out() -> None:

@@ -40,6 +40,8 @@ from sitl.vehicles import SimulatedVehicle, launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 from agent_cluster import AgentCluster, StatusLog, zone  # noqa: E402  (tests/agent: the agents' process harness)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_leadership_processes import _wait  # noqa: E402  (bounded polling wait)
 
 AGENTS = 5
 POOR = (2, 4)            # node ids whose ground station is far away
@@ -56,14 +58,6 @@ LEADERSHIP = ("[leadership]\n"
               "rtt_good_ms = 200\nrtt_bad_ms = 2000\nradio_detect_s = 2\n")
 pytestmark = pytest.mark.slow
 
-
-def _wait(predicate, timeout: float, what: str, describe=lambda: "") -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout} s: {describe()}")
 
 
 def test_after_a_leader_crash_a_well_placed_drone_wins_the_election(tmp_path: Path, mosquitto) -> None:
