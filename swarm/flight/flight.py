@@ -46,7 +46,6 @@ import shapely
 from mavlink_bridge import CopterMode, LinkConfig, MavlinkLink, MissionType, PlanApplier, \
     Vehicle, VehicleNotReady
 from mavlink_bridge.mission_protocol import MissionError
-from mavlink_bridge.plan import CMD_NAV_WAYPOINT, MissionItem
 from mavlink_bridge.telemetry import DEFAULT_POSITION_HZ
 from mavlink_bridge.telemetry import VehicleState as FcState
 from mavlink_bridge.vehicle import CommandError, CommandTimeoutError, ParamError
@@ -596,13 +595,22 @@ class Flight:
         self.vehicle.start_mission().raise_for_result()
 
     def _straight_home_crosses(self, view: MapView, state: FcState) -> list[str]:
-        """The hazard zones RTL's straight line from here to the FC's home would cross."""
+        """The hazard zones RTL's straight line from here to the FC's home would pass
+        within the planner's ``safety_margin_m`` of (the margin every planned path keeps:
+        position error, the turn into RTL, a telemetry position a moment old), sorted."""
         pos, home = state.position, self._home
         if pos is None or home is None:
             return []
-        return hazards_crossed((pos.lon, pos.lat),
-                               [MissionItem.at(CMD_NAV_WAYPOINT, home.lat, home.lon, 0.0)],
-                               view.zones)
+        frame = LocalFrame(pos.lat, pos.lon)
+        line = shapely.LineString([(0.0, 0.0), frame.point_to_enu(home.lon, home.lat)])
+        margin = self.config.planner.safety_margin_m
+        near = []
+        for zid, zone in view.zones.items():
+            if zone.is_hazard:
+                outline: Any = frame.geometry_to_enu(zone.polygon)
+                if outline.distance(line) < margin:
+                    near.append(zid)
+        return sorted(near)
 
     def _airborne(self, state: FcState) -> bool:
         pos = state.position

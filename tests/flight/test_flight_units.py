@@ -277,7 +277,12 @@ def test_a_recall_rtls_only_when_the_straight_line_home_is_clear_of_fire() -> No
     home = GeoPoint(39.755, -121.62, 540.0)
     east = SimpleNamespace(lat=39.755, lon=-121.59)      # SQUARE lies between it and home
     north = SimpleNamespace(lat=39.77, lon=-121.62)      # a clear line home
-    for where, rtl in ((east, False), (north, True)):
+    # Along SQUARE's south edge (lat 39.75), 22 m and 111 m south of it: the first passes
+    # within the planner's 50 m safety margin, which RTL's straight line must keep too.
+    near = (SimpleNamespace(lat=39.7498, lon=-121.59), GeoPoint(39.7498, -121.62, 540.0))
+    clear = (SimpleNamespace(lat=39.749, lon=-121.59), GeoPoint(39.749, -121.62, 540.0))
+    for where, home, rtl in ((east, home, False), (north, home, True), (*near, False),
+                             (*clear, True)):
         m = EvacuationMap()
         assert m.apply_command(1, SetDroneTask("drone-1", DroneTask.SEARCH, True, False,
                                                [home.lon, home.lat, home.alt])).ok
