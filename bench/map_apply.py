@@ -4,7 +4,7 @@ The mix (per 100 commands): 30 zone updates (fires appear and grow; up to 50 zon
 20 vertices), 25 survivor reports, 20 survivor updates, 10 drone task changes, 10
 route updates (up to 20 routes of 8 points), 5 removals. Commands are encoded
 beforehand, so the figure is what a drone spends in ``EvacuationMap.apply`` per
-committed entry: parse, validate (shapely, pymap3d), apply, re-derive facts.
+committed entry: parse, validate (exact, on degE7 integers), apply, re-derive facts.
 
     python bench/map_apply.py [--commands N] [--seed S]
 """
@@ -154,6 +154,22 @@ def main() -> None:
     t2 = time.perf_counter()
     print(f"snapshot: {len(snap) / 1024:.0f} KiB in {(t1 - t0) * 1e3:.1f} ms; "
           f"restore (validates and re-derives) {(t2 - t1) * 1e3:.1f} ms")
+    ring_validation()
+
+
+def ring_validation(sizes: tuple[int, ...] = (8, 20, 64, 512)) -> None:
+    """CPU time to construct (validate) one set_zone of a regular n-gon, best of 5:
+    the vertex checks, extent and simple-ring test every drone runs in apply."""
+    for n in sizes:
+        ring = [_ll(500 * math.cos(2 * math.pi * k / n), 500 * math.sin(2 * math.pi * k / n))
+                for k in range(n)]
+        repeat, best = max(20, 4000 // n), math.inf
+        for _ in range(5):
+            t0 = time.process_time()
+            for _ in range(repeat):
+                SetZone("z", ring, "burning", "bench", T0)  # type: ignore[arg-type]
+            best = min(best, (time.process_time() - t0) / repeat)
+        print(f"validate a {n:3d}-vertex zone ring: {best * 1e6:6.0f} us CPU (best of 5)")
 
 
 if __name__ == "__main__":
