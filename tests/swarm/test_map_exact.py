@@ -287,3 +287,23 @@ def test_exact_ring_and_polygon_validity_agree_with_geos_on_integer_grids(monkey
         valid += geos
         assert (polygon_problem(rings) is None) == geos, rings
     assert checked > 500 and 50 < valid < checked - 100
+
+
+def test_a_sector_polygons_holes_are_checked_exactly():
+    from swarm.evacmap import SetAssignment
+    from swarm.evacmap.commands import sector_polygon_problem
+
+    def deg(ring):  # type: ignore[no-untyped-def]
+        return [[(_LON0 + x) / 1e7, (_LAT0 + y) / 1e7] for x, y in ring]
+
+    shell = deg([(0, 0), (1000, 0), (1000, 1000), (0, 1000)])
+    touching = deg([(0, 500), (300, 400), (300, 600)])  # touches the shell at one vertex
+    outside = deg([(2000, 0), (2100, 0), (2100, 100)])
+    inner = deg([(100, 100), (900, 100), (900, 900), (100, 900)])
+    nested = deg([(200, 200), (300, 200), (300, 300)])
+    assert sector_polygon_problem([shell, touching]) is None
+    SetAssignment(0, {"drone-1": [[shell, touching]]}, {})
+    assert "Hole lies outside shell: ring 1" in str(sector_polygon_problem([shell, outside]))
+    assert "Nested holes: rings 1 and 2" in str(sector_polygon_problem([shell, inner, nested]))
+    with pytest.raises(ValueError, match=r"sectors\.drone-1\[0\]: invalid polygon: Nested holes"):
+        SetAssignment(0, {"drone-1": [[shell, inner, nested]]}, {})
