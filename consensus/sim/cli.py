@@ -126,6 +126,11 @@ def _summary(results: Sequence[SimResult], elapsed: float) -> list[str]:
         f"slowest seed: {slowest.seed} ({slowest.seconds:.3f} s)",
         f"elapsed: {elapsed:.1f} s ({elapsed / len(results) * 1000:.1f} ms per run)",
     ]
+    unconverged = [r for r in results if not r.converged]
+    if unconverged:
+        lines.append("not converged seeds: " + ", ".join(str(r.seed) for r in unconverged[:20])
+                     + (" ..." if len(unconverged) > 20 else "")
+                     + f" (replay: {unconverged[0].replay_command})")
     if bad:
         first = bad[0]
         lines.append(f"first failing seed: {first.seed}: {first.violation}")

@@ -113,6 +113,21 @@ def test_cli_runs_seeds_and_prints_the_summary(capsys: pytest.CaptureFixture[str
     assert "first failing seed: none" in out and "slowest seed:" in out
 
 
+def test_the_summary_names_the_seeds_that_did_not_converge() -> None:
+    """Liveness is reported by seed, with a replay, as violations are."""
+    import dataclasses
+
+    from consensus.sim.cli import _summary
+
+    cfg = SimConfig(nodes=3, steps=60)
+    runs = [run_seed(seed, cfg) for seed in (7, 8)]
+    lines = _summary([runs[0], dataclasses.replace(runs[1], converged=False)], 1.0)
+    assert "not converged after the quiet period (liveness, not a safety violation): 1" in lines
+    named = [line for line in lines if line.startswith("not converged seeds:")]
+    assert named == [f"not converged seeds: 8 (replay: {runs[1].replay_command})"]
+    assert not any(line.startswith("not converged seeds:") for line in _summary(runs, 1.0))
+
+
 def test_cli_runs_on_sqlite_storage(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["--nodes", "3", "--seeds", "1", "--steps", "100", "--storage", "sqlite", "--codec"])
     assert rc == 0
