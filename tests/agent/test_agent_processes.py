@@ -6,6 +6,7 @@ client on the broker."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -129,7 +130,10 @@ def test_sigkill_of_the_leader_loses_nothing_acknowledged(cluster_factory) -> No
 def test_followers_and_then_every_node_killed_recover_from_sqlite(cluster_factory) -> None:
     """SIGKILL the followers, then every node: each restarts from its SQLite store with
     nothing acknowledged lost, the map exactly as it was, and the session table too (a
-    retry of an acknowledged command is answered from it, not applied again).
+    retry of an acknowledged command is answered from it, not applied again). Snapshots
+    every 4 entries and a 1-entry tail: the stores hold snapshot + log, and a follower
+    killed while 8 entries commit comes back behind the leader's log and is sent a
+    snapshot (InstallSnapshot over the bus).
 
     Whole state-machine hashes are compared only at one applied index
     (``wait_converged``). Across the restart the map is compared instead (its version
@@ -137,18 +141,22 @@ def test_followers_and_then_every_node_killed_recover_from_sqlite(cluster_factor
     new leader's no-op and any retry of an acknowledged command (a client's hedged
     attempt that arrives late, or this test's own retry), and the session table records
     the retry (the session's last use), so the hash at the later index differs."""
-    cluster = cluster_factory(3)
+    cluster = cluster_factory(3, extra="[raft]\nsnapshot_every = 4\ncompact_keep = 1\n")
     cluster.start_all()
     client = cluster.client()
     leader = cluster.wait_leader(client)
     for k in range(5):
         _propose_ok(client, zone(f"a-{k}"))
-    for f in [i for i in cluster.ids if i != leader]:
-        cluster.kill(f)
-        cluster.start(f)
-    leader = cluster.wait_leader(client)
+    behind, other = [i for i in cluster.ids if i != leader]
+    cluster.kill(behind)
     for k in range(4):
         _propose_ok(client, zone(f"b-{k}"))
+    for k in range(4):
+        _propose_ok(client, zone(f"bb-{k}"))
+    cluster.start(behind)   # its log ends before the leader's first index
+    cluster.kill(other)
+    cluster.start(other)    # recovers from its own snapshot and log tail
+    leader = cluster.wait_leader(client)
     # The last write through a session of the test's own, to retry it after the restart.
     reply = client.request(leader, {"op": "register", "nonce": "recover-test"}, 60)
     assert reply.status == "registered", reply.body
@@ -160,6 +168,7 @@ def test_followers_and_then_every_node_killed_recover_from_sqlite(cluster_factor
     before = cluster.wait_converged(client)
     map_before = client.read_map()
     assert map_before[0] == last_index
+    assert cluster.metrics_with_status(client, behind)[0]["swarm_snapshots_installed_total"] >= 1
     for i in cluster.ids:
         cluster.kill(i)
     for i in cluster.ids:
@@ -167,10 +176,15 @@ def test_followers_and_then_every_node_killed_recover_from_sqlite(cluster_factor
     leader = cluster.wait_leader(client, timeout=90)
     after = cluster.wait_converged(client, timeout=90)
     for i in cluster.ids:
+        # Each came up from its own snapshot (the index its start-up line restored).
+        restored = re.findall(r"map version \d+, applied (\d+);",
+                              cluster.log_path(i).read_text(errors="replace"))
+        assert int(restored[-1]) >= 4, (i, restored)
         assert after[i]["applied"] >= before[i]["applied"], (i, before[i], after[i])
         assert after[i]["map_version"] == before[i]["map_version"] == last_index, (i, after[i])
     assert client.read_map() == map_before, "recovered a different map"
-    assert {f"a-{k}" for k in range(5)} | {f"b-{k}" for k in range(5)} <= _zone_ids(client)
+    assert {f"a-{k}" for k in range(5)} | {f"b-{k}" for k in range(5)} \
+        | {f"bb-{k}" for k in range(4)} <= _zone_ids(client)
     # Exactly once across the restart: the retry is answered from the recovered session
     # table with the original index, and the map does not change.
     reply = client.request(leader, last, 60)
@@ -393,7 +407,16 @@ def test_concurrent_writes_and_reads_across_a_leader_kill_are_linearizable(clust
     stop = threading.Event()
     values = iter(range(1, 10**9))
 
+    errors: list[BaseException] = []
+
     def work(n: int, client: SwarmClient) -> None:
+        try:
+            ops(n, client)
+        except BaseException as exc:  # reported by the test, not lost with the thread
+            errors.append(exc)
+            raise
+
+    def ops(n: int, client: SwarmClient) -> None:
         import random
 
         rng = random.Random(n)
@@ -433,6 +456,7 @@ def test_concurrent_writes_and_reads_across_a_leader_kill_are_linearizable(clust
     for t in threads:
         t.join(30)
     assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
     puts = [o for o in history if o.kind is OpKind.PUT and not o.pending]
     gets = [o for o in history if o.kind is OpKind.GET]
     assert len(puts) >= 10 and len(gets) >= 10, (len(puts), len(gets))
