@@ -299,13 +299,17 @@ def twice_area(points: Sequence[IntPoint]) -> int:
                for i in range(n))
 
 
-def _int_array(points: Sequence[IntPoint]) -> np.ndarray:
+def _int_array(points: Sequence[IntPoint], within: Sequence[IntPoint] | None = None) -> np.ndarray:
     """The points as an int64 array when every cross product of coordinate differences
-    fits in int64 exactly, else as Python integers (object array: exact, slower)."""
-    lons = [p[0] for p in points]
-    lats = [p[1] for p in points]
-    span = max(max(lons) - min(lons), max(lats) - min(lats), 1)
-    dtype = np.int64 if 2 * span * span < 2**62 else object
+    (dx * dy - dy * dx) among ``within`` (default: the points themselves; all points
+    compared must lie in its bounding box) fits in int64 exactly, else as Python
+    integers (object array: exact, slower). Within the extent limit a latitude span is
+    under 2^24 degE7 and a longitude span at most 180 degrees, so int64 is the rule."""
+    box = points if within is None else within
+    lons = [p[0] for p in box]
+    lats = [p[1] for p in box]
+    product = (max(lons) - min(lons)) * (max(lats) - min(lats))
+    dtype = np.int64 if 2 * product < 2**62 else object
     return np.array(points, dtype=dtype).reshape(-1, 2)
 
 
@@ -459,7 +463,7 @@ def polygon_problem(rings: Sequence[Sequence[IntPoint]]) -> str | None:
         if any(not (west <= q[0] <= east and south <= q[1] <= north) for q in hole):
             return f"Hole lies outside shell: ring {h}"
     closed = [list(r) + [r[0]] for r in rings]
-    arrays = [_int_array(r) for r in rings]
+    arrays = [_int_array(r, within=shell) for r in rings]  # holes are inside its box
     touches: list[tuple[int, IntPoint]] = []  # (ring, point where it touches another)
     for i in range(len(rings)):
         for j in range(i + 1, len(rings)):

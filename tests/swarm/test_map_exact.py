@@ -263,7 +263,7 @@ def test_exact_ring_and_polygon_validity_agree_with_geos_on_integer_grids(monkey
         monkeypatch.setattr(exact, "_SMALL_RING", 0)
     rng = random.Random(13)
     checked = valid = 0
-    for _ in range(1500):
+    for _ in range(800):
         ring = _random_ring(rng, rng.randint(3, 11), rng.choice([3, 4, 6]))
         if len(ring) < 3:
             continue
@@ -271,10 +271,10 @@ def test_exact_ring_and_polygon_validity_agree_with_geos_on_integer_grids(monkey
         geos = shapely.Polygon(ring).is_valid
         valid += geos
         assert (ring_problem(ring) is None) == geos, ring
-    assert checked > 1000 and 200 < valid < checked - 200
+    assert checked > 500 and 100 < valid < checked - 100
     shells = ([(0, 0), (12, 0), (12, 12), (0, 12)], [(0, 0), (12, 0), (12, 12), (6, 6), (0, 12)])
     checked = valid = 0
-    for _ in range(800):
+    for _ in range(500):
         holes = []
         for _ in range(rng.randint(1, 3)):
             x, y, w, h = rng.randint(-1, 12), rng.randint(-1, 12), rng.randint(1, 5), rng.randint(1, 5)
@@ -286,7 +286,7 @@ def test_exact_ring_and_polygon_validity_agree_with_geos_on_integer_grids(monkey
         geos = shapely.Polygon(rings[0], rings[1:]).is_valid
         valid += geos
         assert (polygon_problem(rings) is None) == geos, rings
-    assert checked > 500 and 50 < valid < checked - 100
+    assert checked > 300 and 30 < valid < checked - 100
 
 
 def test_a_sector_polygons_holes_are_checked_exactly():
@@ -307,3 +307,16 @@ def test_a_sector_polygons_holes_are_checked_exactly():
     assert "Nested holes: rings 1 and 2" in str(sector_polygon_problem([shell, inner, nested]))
     with pytest.raises(ValueError, match=r"sectors\.drone-1\[0\]: invalid polygon: Nested holes"):
         SetAssignment(0, {"drone-1": [[shell, inner, nested]]}, {})
+
+
+def test_huge_coordinates_fall_back_to_python_integers(monkeypatch):
+    """Beyond what int64 cross products hold (never within the extent limit, but the
+    predicate is exact for any input): the sweep computes in Python integers."""
+    big = 1_800_000_000
+    bowtie = [(-big, -big), (big, big), (big, -big), (-big, big)]
+    square = [(-big, -big), (big, -big), (big, big), (-big, big)]
+    expected = (ring_problem(bowtie), ring_problem(square))
+    assert expected[0] is not None and expected[1] is None
+    assert exact._int_array(bowtie).dtype == object
+    monkeypatch.setattr(exact, "_SMALL_RING", 0)
+    assert (ring_problem(bowtie), ring_problem(square)) == expected
