@@ -56,8 +56,11 @@ class LeadershipPolicy:
         self._since_transfer = 0
         #: Per follower: consecutive leader ticks it has beaten our score by the margin.
         self._streak: dict[int, int] = {}
-        #: Transfers this node started (for status and the benchmarks).
+        #: Transfers this node started (for status and the benchmarks), and the node the
+        #: last one went to (the transfer may be over, and its target unknown as leader
+        #: for a moment, by the time anyone looks).
         self.transfers = 0
+        self.last_target = NONE
 
     def became_leader(self) -> None:
         """A new term of leadership: forget the last leader's view, wait an interval."""
@@ -97,6 +100,7 @@ class LeadershipPolicy:
         self._since_transfer = 0
         self._streak = {}
         self.transfers += 1
+        self.last_target = target
         return target
 
     def may_transfer(self, own: int | None) -> bool:

@@ -90,8 +90,9 @@ class RaftStatus:
     #: signal-aware leadership on, the fresh scores its followers reported.
     link_score: int | None = None
     link_scores: dict[int, int] | None = None
-    #: Score-driven transfers this node has started as leader.
+    #: Score-driven transfers this node has started as leader, and the last one's target.
     score_transfers: int = 0
+    score_transfer_target: int = NONE
 
 
 class _SnapshotReceive:
@@ -211,6 +212,8 @@ class Raft:
             link_scores=(self.leadership.scores() if self.leadership is not None
                          and self.role is StateRole.LEADER else None),
             score_transfers=self.leadership.transfers if self.leadership is not None else 0,
+            score_transfer_target=(self.leadership.last_target if self.leadership is not None
+                                   else NONE),
         )
 
     def promotable(self) -> bool:

@@ -834,9 +834,9 @@ class Agent:
         st = self.driver.raw.status()
         if st.score_transfers != self._score_transfers:
             self._score_transfers = st.score_transfers
-            # The transfer may already be over (TimeoutNow takes a round trip): then the
-            # target is the new leader.
-            to = st.lead_transferee or st.lead
+            # The core remembers the target: by now the transfer may be over and, while
+            # the target's election runs, no leader known here (lead 0).
+            to = st.score_transfer_target
             theirs = (st.link_scores or {}).get(to)
             text = (f"node {self.node_id} hands leadership to node {to}: a better link "
                     f"(score {score} here"

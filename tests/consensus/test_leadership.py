@@ -34,6 +34,7 @@ def _policy(**kw: int) -> LeadershipPolicy:
 def test_policy_hands_over_only_after_the_margin_has_held_for_the_dwell_time() -> None:
     p = _policy()
     p.became_leader()
+    assert p.last_target == NONE
     decisions = []
     for tick in range(45):
         p.observe(2, 750)  # beats 600 by 150 >= margin 100
@@ -43,6 +44,8 @@ def test_policy_hands_over_only_after_the_margin_has_held_for_the_dwell_time() -
     # interval (here the transfer never happens, so it asks again).
     assert [i for i, d in enumerate(decisions) if d != NONE] == [19, 39]
     assert decisions[19] == 2 and p.transfers == 2
+    # Remembered for status (the agent's transfer event names it after the fact).
+    assert p.last_target == 2
 
 
 def test_policy_resets_the_dwell_when_the_candidate_stops_beating_the_margin() -> None:
