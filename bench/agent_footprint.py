@@ -1,7 +1,7 @@
 """The agent's footprint with its flight side on: RSS and idle CPU of each agent process
 (`swarm agent` with `[mavlink]`, telemetry_hz = 10) while it flies nothing new: its
 built-in simulated copter streams positions at 10 Hz, the agent publishes
-telemetry/<node> at 10 Hz, status every 2 s, Raft heartbeats (lan: every 30 ms) over a
+telemetry/<node> at 10 Hz, status every 2 s, Raft heartbeats (lan: every 50 ms) over a
 real mosquitto on loopback. Issue 12's goals: <= 60 MB RSS, <= 3 % of one core.
 
 Prints, per agent: CPU % of one core over the window (utime + stime from /proc), RSS
@@ -9,6 +9,13 @@ and peak RSS (VmRSS, VmHWM), and the telemetry rate the broker carried from it; 
 the load average, so the figures can be judged against the machine's load.
 
     python bench/agent_footprint.py [--agents 5] [--hz 10] [--seconds 30] [--warmup 10]
+
+The agents run with this interpreter, so the imports (and the RSS) are those of its
+environment. For a drone's own figure, run it from an install like the Pi's (runtime
+dependencies only, docs/deploy-pi.md):
+
+    python -m venv /tmp/rt && /tmp/rt/bin/pip install --only-binary=:all: .
+    /tmp/rt/bin/python bench/agent_footprint.py
 """
 
 from __future__ import annotations
@@ -129,6 +136,11 @@ def _measure(cluster: AgentCluster, seen: _TelemetryCount, args: argparse.Namesp
     print(f"{args.agents} agents with [mavlink] (built-in copters), telemetry_hz = {args.hz:g}, "
           f"profile {args.profile}, mosquitto on loopback, fsync on; window {dt:.1f} s "
           f"after {args.warmup:g} s warm-up")
+    # What the agents import depends on what is installed beside the project: a
+    # development .venv (test extras) holds optional libraries the agent's own imports
+    # pick up when present (python-dateutil for pymap3d, PySocks for paho); a drone's
+    # install (docs/deploy-pi.md) holds only the runtime dependencies.
+    print(f"  agents run by {sys.executable}")
     worst_cpu = worst_rss = 0.0
     for i, pid in pids.items():
         cpu = 100 * (_cpu_s(pid) - cpu0[i]) / dt
