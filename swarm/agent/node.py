@@ -191,8 +191,36 @@ class _BusTransport:
         self.agent = agent
         self.sent = 0
         self.dropped: Counter[str] = Counter()
+        #: Between hold() and release(): a leader's AppendEntries without entries.
+        self._held: list[Message] | None = None
+
+    def hold(self) -> None:
+        """From now until :meth:`release`, a leader's AppendEntries that carry no
+        entries wait. They only move a follower's commit index forward (or probe), and
+        in the Ready that commits an entry they are sealed and written before the entry
+        is applied and its client answered: about 0.1 ms per follower on a commit's
+        path (bench/agent_latency.py). Sending a message later than the driver allows
+        is always safe (Raft tolerates any delay; what must not happen is sending
+        *before* the write a message promises), and the order per receiver is kept:
+        anything else sent meanwhile goes out after what waits."""
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._send(held)
 
     def send(self, messages: Sequence[Message]) -> None:
+        held = self._held
+        if held is None:
+            self._send(messages)
+        elif all(m.type is MessageType.APPEND and not m.entries for m in messages):
+            held.extend(messages)
+        else:
+            self._held = []
+            self._send([*held, *messages])
+
+    def _send(self, messages: Sequence[Message]) -> None:
         a = self.agent
         by_receiver: dict[int, list[Message]] = {}
         for m in messages:
@@ -525,6 +553,7 @@ class Agent:
         next_tick = wake_at = time.monotonic() + tick_s
         driver = self.driver
         inbox = self.inbox
+        transport = self.transport
         busy = False
         try:
             while not stop.is_set():
@@ -538,9 +567,11 @@ class Agent:
                 self._admit_requests()
                 if self.own_commits is not None:
                     self.own_commits.pump(driver)
+                transport.hold()
                 driver.process()
                 busy = driver.raw.has_ready() or inbox.requests_waiting() > 0
                 self._flush_replies()
+                transport.release()
                 self._periodic(now)
                 wake_at = min(next_tick + (driver.ticks_until_due() - 1) * tick_s,
                               now + IDLE_WAKE_S)
