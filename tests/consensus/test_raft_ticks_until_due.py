@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 from consensus import Config, MemoryStorage
-from consensus.driver import Driver
+from consensus.driver import Driver, DriverConfig
 from consensus.raft import IDLE_FOREVER_TICKS, ProposalDropped
 from consensus.types import ConfState, StateRole
 
-from _harness import Cluster
+from _harness import Cluster, RecordingFSM
 
 
 def _state(c: Cluster, i: int) -> tuple[StateRole, int, int, int, int]:
@@ -94,32 +94,22 @@ def test_a_learner_never_needs_a_tick() -> None:
     assert c.node(4).ticks_until_due() == IDLE_FOREVER_TICKS
 
 
-class _NullFSM:
-    def apply(self, index: int, data: bytes) -> bytes:
-        return b""
-
-    def snapshot(self) -> bytes:
-        return b""
-
-    def restore(self, data: bytes) -> None:
-        pass
-
-
 class _NullTransport:
     def send(self, messages: object) -> None:
         pass
 
 
 def test_driver_names_an_outstanding_reads_expiry() -> None:
-    # A single voter leads at once; its read is released on the next Ready, so ask
-    # the read and look before processing.
-    d = Driver(Config(id=1, election_tick=10, heartbeat_tick=3),
-               MemoryStorage(ConfState.of([1])), _NullFSM(), _NullTransport())
+    # A single voter leads at once; its read is released on the next Ready, so ask the
+    # read and look before processing. Heartbeats far apart: the read's expiry is first.
+    d = Driver(Config(id=1, election_tick=50, heartbeat_tick=40),
+               MemoryStorage(ConfState.of([1])), RecordingFSM(), _NullTransport(),
+               DriverConfig(read_timeout_ticks=7))
     d.raw.campaign()
     d.process()
-    idle = d.ticks_until_due()
+    assert d.ticks_until_due() > 7
     d.read_index(b"r1")
-    assert d.ticks_until_due() == min(idle, 20)  # read_timeout_ticks: 2 * election_tick
-    for _ in range(7):
+    assert d.ticks_until_due() == 7
+    for _ in range(3):
         d.tick()
-    assert d.ticks_until_due() <= 13
+    assert d.ticks_until_due() == 4
