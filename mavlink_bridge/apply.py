@@ -330,6 +330,8 @@ class PlanApplier:
         self.vehicle = vehicle
         self.config = config
         self._verified: dict[MissionType, tuple[MissionItem, ...]] = {}
+        #: Lists verified before the link was re-established: read back before trusted.
+        self._unconfirmed: set[MissionType] = set()
         self._params: dict[str, float] = {}
         self._circle_read_at = -math.inf
         self._upload_s = 0.0
@@ -338,8 +340,9 @@ class PlanApplier:
         self._reboots = vehicle.telemetry.reboots
 
     def forget(self) -> None:
-        """Drop what we believe the vehicle holds (after a reboot or reconnect)."""
+        """Drop what we believe the vehicle holds (after a reboot)."""
         self._verified.clear()
+        self._unconfirmed.clear()
         self._params.clear()
 
     def verified(self, mission_type: MissionType) -> tuple[MissionItem, ...] | None:
@@ -359,14 +362,21 @@ class PlanApplier:
         validate_fence(plan.fence)  # bad input changes nothing: checked before any upload
         connects = self.vehicle.link.stats.connects
         reboots = self.vehicle.telemetry.reboots
-        if connects != self._connects or reboots != self._reboots:
-            # The link was re-established, or the autopilot restarted behind a link
-            # that stayed up (its boot clock went back): it may have lost or changed
-            # what we verified (SITL started with -w wipes its mission), or been
-            # reconfigured by someone else meanwhile, so what we verified is stale.
+        if reboots != self._reboots:
+            # The autopilot restarted (behind a link that stayed up, or while it was
+            # down: its boot clock went back): it may have lost what we verified
+            # (SITL started with -w wipes its mission), so what we verified is stale.
             self.forget()
-            self._connects = connects
-            self._reboots = reboots
+        elif connects != self._connects:
+            # Only the link was re-established (a telemetry radio fading out and back):
+            # the vehicle most likely flies on with what it held, but someone may have
+            # changed it meanwhile. Read each list back before trusting it, so a
+            # returning link does not re-upload a mission and send a flying copter
+            # back along it (MISSION_SET_CURRENT) for nothing.
+            self._unconfirmed = set(self._verified)
+            self._params.clear()
+        self._connects = connects
+        self._reboots = reboots
         if self.vehicle.state().heartbeat is None:
             raise VehicleNotReady("no HEARTBEAT from the vehicle yet")
         uploaded: list[MissionType] = []
@@ -377,18 +387,17 @@ class PlanApplier:
             if mtype in keep:
                 continue
             desired = plan.items(mtype)
-            if self._verified.get(mtype) == desired:
+            if self._verified.get(mtype) == desired and self._still_holds(mtype, desired, home):
                 unchanged.append(mtype)
                 continue
             state = self.vehicle.state()
             flying_mission = (mtype is MissionType.MISSION and self.config.resume_in_flight
                               and state.armed and state.mode == CopterMode.AUTO.name)
-            wire = desired
-            if mtype is MissionType.MISSION and desired:
-                wire = (home if home is not None else self._home(state),) + desired
+            wire = self._wire(mtype, desired, home, state)
             previous = self._verified.pop(mtype, None)
             self._upload_when_ready(mtype, wire)
             self._verified[mtype] = desired
+            self._unconfirmed.discard(mtype)
             uploaded.append(mtype)
             if flying_mission and desired:
                 if plan.resume_index is not None:
@@ -401,6 +410,27 @@ class PlanApplier:
         params = self._apply_fence_params(plan)
         return ApplyReport(tuple(uploaded), tuple(unchanged), params, resumed,
                            self._upload_s, self._verify_s)
+
+    def _wire(self, mtype: MissionType, desired: tuple[MissionItem, ...],
+              home: MissionItem | None, state: VehicleState) -> tuple[MissionItem, ...]:
+        """The list as sent: a mission gets home as item 0 (ArduPilot's convention)."""
+        if mtype is MissionType.MISSION and desired:
+            return (home if home is not None else self._home(state),) + desired
+        return desired
+
+    def _still_holds(self, mtype: MissionType, desired: tuple[MissionItem, ...],
+                     home: MissionItem | None) -> bool:
+        """What was verified is still on the vehicle: trusted, or (after a reconnect)
+        read back and compared. A download that fails raises (the caller retries)."""
+        if mtype not in self._unconfirmed:
+            return True
+        try:
+            self._verify_timed(mtype, self._wire(mtype, desired, home, self.vehicle.state()))
+        except PlanVerificationError:
+            self._unconfirmed.discard(mtype)
+            return False
+        self._unconfirmed.discard(mtype)
+        return True
 
     def _upload_when_ready(self, mtype: MissionType, wire: tuple[MissionItem, ...]) -> None:
         """Upload and verify one list, waiting out a mission store that is not ready.

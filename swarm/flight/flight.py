@@ -16,13 +16,13 @@ Runs inside the agent when the config has a ``[mavlink]`` section (docs/flight.m
   ``plan/<node>`` (retained) with ``fc_map_version``. A flight controller that is not
   ready (just booted: MISSION_ACK NO_SPACE) is retried with backoff.
 
-A drone is planned **once per map version**: a re-run of the same version (a launch
-waiting, an upload retried, a leader change, a heartbeat gap) re-applies that plan,
-which the applier finds already on the vehicle. Re-planning from where the aircraft
-is now would give a different mission each time (its first leg starts here) and send
-the copter somewhere new without anything agreed having changed. Only when the
-flight controller may have lost what it holds (the link re-established, the
-autopilot rebooted) is the version planned again.
+A drone is planned **once per map version**: once its FC holds that version's plan, a
+re-run of the same version (a launch waiting, a leader change, the link back) re-applies it,
+which the applier finds already on the vehicle (after a reconnect it reads each list
+back first). Re-planning from where the aircraft is now would give a different
+mission each time (its first leg starts here) and send the copter somewhere new
+without anything agreed having changed. Only when the autopilot rebooted (it may
+have lost what it held) is the version planned again.
 
 Nothing here runs on the node thread except :meth:`Flight.map_applied` (a non-blocking
 hand-off) and :meth:`Flight.status` (reads a few fields), so no plan, upload or MAVLink
@@ -131,9 +131,9 @@ class Flight:
         self._view: MapView | None = None
         self._held_version: int | None = None  # map version whose plan the FC holds
         self._last_doc: dict[str, Any] | None = None
-        #: The plan made for (map version, link connects, autopilot reboots), reused
-        #: while that key holds (see the module docstring).
-        self._planned: tuple[tuple[int, int, int], PlanResult, VehicleState] | None = None
+        #: The plan made for (map version, autopilot reboots), reused while that key
+        #: holds (see the module docstring).
+        self._planned: tuple[tuple[int, int], PlanResult, VehicleState] | None = None
         self._recall_enforced = False
         self._handed_at = (-1, 0.0)  # (map version, when the node thread handed it over)
         # Recalled where RTL's straight line home crosses fire: the recall plan (the
@@ -359,10 +359,14 @@ class Flight:
         if self.name not in view.drones or state.position is None:
             self._retry_s = self.config.retry_min_s
             return None if self.name not in view.drones else self._backoff()
-        key = (view.version, self.link.stats.connects, self.vehicle.telemetry.reboots)
+        key = (view.version, self.vehicle.telemetry.reboots)
         t_plan = time.monotonic()
-        replanned = self._planned is None or self._planned[0] != key
-        if self._planned is not None and not replanned:
+        # Reused only once the FC has taken it: a plan that never got there (its upload
+        # failed) is made afresh from where the aircraft is by the time of the retry.
+        reuse = (self._planned is not None and self._planned[0] == key
+                 and self._held_version == view.version)
+        replanned = not reuse
+        if self._planned is not None and reuse:
             _, result, vehicle = self._planned  # this version's plan, already checked
             crossed: list[str] = []
             t_check = t_apply = t_plan

@@ -238,6 +238,33 @@ def test_link_cut_and_reconnect_resumes_telemetry_and_missions(vehicle: TestVehi
         assert link.stats.disconnects >= 1
 
 
+def test_a_reconnect_reads_the_plan_back_instead_of_uploading_it_again(vehicle: TestVehicle):
+    """A telemetry link fading out and back leaves the vehicle's lists alone: the
+    applier reads them back and uploads only a list changed behind its back (a
+    re-upload in flight would also MISSION_SET_CURRENT the copter back along it)."""
+    with flying_setup(vehicle, proxy=True) as (_sv, link, v, proxy):
+        ready(v)
+        applier = PlanApplier(v)
+        plan = MissionPlan(mission=route(HOME[0], HOME[1], 0.0, n=2),
+                           fence=exclusion_square(HOME[0] + 0.003, HOME[1] + 0.003))
+        assert {MissionType.FENCE, MissionType.MISSION} <= set(applier.apply(plan).uploaded)
+
+        def reconnect(count: int) -> None:
+            proxy.cut()
+            wait_for(lambda: link.stats.connects >= count, what="reconnect", timeout=30)
+            assert link.wait_for_heartbeat(30)
+
+        reconnect(2)
+        report = applier.apply(plan)
+        assert report.uploaded == () and MissionType.MISSION in report.unchanged
+        assert report.verify_s > 0, "trusted without reading back"
+        assert applier.apply(plan).verify_s == 0  # confirmed once, trusted again
+        v.upload(MissionType.MISSION, (_home_item(),) + route(HOME[0], HOME[1], 30.0, n=3))
+        reconnect(3)
+        assert applier.apply(plan).uploaded == (MissionType.MISSION,)
+        assert len(v.download(MissionType.MISSION)) == 1 + len(plan.mission)
+
+
 def test_garbage_bytes_on_the_link_are_counted_and_harmless(vehicle: TestVehicle):
     with flying_setup(vehicle, proxy=True) as (_sv, link, v, proxy):
         ready(v)
