@@ -1,8 +1,8 @@
 """Best-signal leadership follows the broker link too (issue 10), with real processes:
 3 agents without flight controllers (radio factor 1: the broker link alone decides), each
 reaching mosquitto through its own fault-injecting TCP proxy. Every node first scores
-1.0 (loopback round trips); then the leader's link is slowed (each chunk held 150 ms each
-way): its broker round trip, measured by its own self-ping, rises past the ``lan``
+at least 0.9 (loopback round trips: 1.0 on an idle machine); then the leader's link is
+slowed (every chunk delivered 150 ms later, each way): its broker round trip, measured by its own self-ping, rises past the ``lan``
 thresholds, its score falls, and it hands leadership over (a transfer event, not an
 election); once healed its score recovers.
 """
