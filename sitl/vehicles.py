@@ -68,11 +68,19 @@ def free_port_block(size: int = 10, rng: random.Random | None = None, host: str 
 
     SITL instance 0 with ``--base-port P`` opens serial0..2 on TCP P, P+2, P+3 and its
     simulator inputs nearby; a block of 10 (SITL's own spacing per instance) covers them.
-    Chosen at random in 20000..59999 so parallel test runs rarely even try the same block.
+    Chosen at random in 20000 up to the kernel's ephemeral range (32768 by default), so
+    parallel test runs rarely even try the same block, and no outgoing connection can take
+    one of its ports before SITL binds it (``swarm.bus.broker.free_port`` explains).
     """
     rng = rng or random.Random()
+    try:
+        top = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        top = 32768
+    if top - 20000 < 10 * size:
+        top = 60000  # an unusual range: fall back to anywhere above 20000
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - size)
+        base = rng.randrange(20000, top - size)
         socks: list[socket.socket] = []
         try:
             for port in range(base, base + size):

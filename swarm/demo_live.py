@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.bus import topics
+from swarm.bus.broker import free_port
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, Received
 from swarm.client import ClientError, Reply, SwarmClient
 from swarm.demo_flyaway import SecondGroundStation, pilot_route
@@ -498,10 +499,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_free_port = free_port
 
 
 def _free_copter_base(exclude: set[int]) -> int:

@@ -17,6 +17,7 @@ import argparse
 import atexit
 import getpass
 import os
+import random
 import shutil
 import signal
 import socket
@@ -67,12 +68,40 @@ def find_mosquitto() -> str | None:
     return None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (another process may take it before we
-    bind; LocalBroker.start retries)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+#: Where :func:`free_port` looks when the kernel's ephemeral range leaves no room below it.
+_LISTEN_PORTS_FLOOR = 20000
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux's default if it
+    cannot be read)."""
+    try:
+        low, high = (int(x) for x in
+                     Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host: str = "127.0.0.1", *, rng: random.Random | None = None) -> int:
+    """A TCP port free on ``host`` right now, for a listener started a moment later.
+
+    Taken at random *below* the kernel's ephemeral range, never by binding port 0: a
+    port the kernel hands out for port 0 comes from the range outgoing connections use,
+    so between this call and the listener's bind any connect() (a client, an agent's
+    second MQTT connection) could take it ("Address already in use", seen in the agent
+    process tests). Another program may still take a port below the range, but nothing
+    does so by chance. ``sitl.vehicles.free_port_block`` does the same for port blocks.
+    """
+    rng = rng or random.SystemRandom()
+    low, _ = _ephemeral_ports()
+    top = low if low - _LISTEN_PORTS_FLOOR >= 1000 else 65536
+    bottom = _LISTEN_PORTS_FLOOR if top == low else 1024
+    for _ in range(200):
+        port = rng.randrange(bottom, top)
+        if _port_free(host, port):
+            return port
+    raise OSError(f"no free TCP port on {host} in {bottom}..{top - 1}")
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -205,10 +204,11 @@ class _FreePorts:
         self._given: set[int] = set()
 
     def take(self) -> int:
+        # The one picker (below the ephemeral range; it says why); imported here so that
+        # loading a launch file does not load the MQTT client.
+        from swarm.bus.broker import free_port
         for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
+            port = free_port()
             if port not in self._given:
                 self._given.add(port)
                 return port

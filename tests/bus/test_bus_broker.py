@@ -185,3 +185,20 @@ def test_a_broker_is_started_only_when_the_listener_is_its_own(tmp_path):
         for p in (idle, own):
             p.kill()
             p.wait(10)
+
+
+def test_free_ports_come_from_below_the_ephemeral_range_so_no_connect_can_take_them() -> None:
+    """A port from bind(0) is one an outgoing connection may be given before the listener
+    binds it ("Address already in use" in the agent process tests); free_port() stays
+    below the kernel's range for outgoing connections, and the port is bindable."""
+    import random
+    import socket
+
+    from swarm.bus.broker import _ephemeral_ports, free_port
+
+    low, _ = _ephemeral_ports()
+    rng = random.Random(7)
+    ports = [free_port(rng=rng) for _ in range(50)]
+    assert all(20000 <= p < low for p in ports), ports
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", free_port()))  # taken at once: nothing else can be quicker here

@@ -9,13 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from swarm.bus.broker import find_mosquitto
+from swarm.bus.broker import find_mosquitto, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port"]  # re-exported for the launch tests
 
 
 def run(*argv: str | Path) -> None:

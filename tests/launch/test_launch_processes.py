@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from pathlib import Path
 
 from launch_harness import processes_with_token, wait_until
 
+from swarm.bus.broker import free_port
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+_free_port = free_port
 
 
 def _said(text: str, name: str) -> list[str]:
