@@ -543,9 +543,9 @@ class Agent:
         for ticks that can only count (Driver.ticks_until_due: an idle follower's
         ticks until its election timeout, a leader's between heartbeats). It sleeps
         until the first tick that may act, an input, or IDLE_WAKE_S for its own
-        timers, and on waking first fires every tick whose time has come, so an input
-        always meets the state that ticking one by one would have left (docs/agent.md,
-        "Ticks")."""
+        timers, and on waking fires, before each queued message, the ticks due when it
+        arrived, so an input always meets the state that ticking one by one would have
+        left (docs/agent.md, "Ticks")."""
         if not self._started:
             raise RuntimeError("Agent.start() first")
         tick_s = self.config.timing.tick_ms / 1000.0
@@ -559,11 +559,17 @@ class Agent:
             while not stop.is_set():
                 inbox.wait(0.0 if busy else max(0.0, wake_at - time.monotonic()))
                 now = time.monotonic()
+                ticked = next_tick
+                # Each message after the ticks due when it arrived, the rest up to now
+                # after the messages: the order ticking one by one would have seen.
+                for msg, received in inbox.take_raft():
+                    if received >= next_tick:
+                        next_tick = self._fire_ticks(received, next_tick, wake_at, tick_s)
+                    self._step_envelope(msg, received)
                 if now >= next_tick:
                     next_tick = self._fire_ticks(now, next_tick, wake_at, tick_s)
+                if next_tick != ticked:
                     self.service.expire()
-                for msg, received in inbox.take_raft():
-                    self._step_envelope(msg, received)
                 self._admit_requests()
                 if self.own_commits is not None:
                     self.own_commits.pump(driver)
@@ -578,15 +584,20 @@ class Agent:
         finally:
             self._shutdown()
 
-    def _fire_ticks(self, now: float, next_tick: float, wake_at: float, tick_s: float) -> float:
-        """Fire the logical ticks due by ``now`` (the next one was due at ``next_tick``;
-        the thread meant to wake at ``wake_at``); returns when the next one is due."""
-        due = int((now - next_tick) / tick_s) + 1
-        # Ticks slept through on purpose all fire. A stall beyond the planned wake (a
-        # long fsync, SIGSTOP) does not fire its lost ticks in a burst: time simply
-        # resumes (Raft only needs ticks to be monotonic, not complete).
+    def _fire_ticks(self, until: float, next_tick: float, wake_at: float, tick_s: float) -> float:
+        """Fire the logical ticks due by ``until`` (the next one was due at
+        ``next_tick``; the thread meant to wake at ``wake_at``); returns when the next
+        one is due."""
+        due = int((until - next_tick) / tick_s) + 1
         planned = max(0, int((wake_at - next_tick) / tick_s) + 1)
-        fire = min(due, planned + STALL_TICKS)
+        fire = due
+        if due > planned + STALL_TICKS:
+            # Stalled well past the planned wake (a long fsync, SIGSTOP): fire the
+            # ticks slept through on purpose, which only count, but neither the one
+            # that acts nor the lost ones in a burst; time simply resumes (Raft only
+            # needs ticks to be monotonic, not complete), and the input that waited
+            # meets the node before its timer does, as it did before the stall.
+            fire = max(0, min(planned, due) - 1)
         driver, own = self.driver, self.own_commits
         for _ in range(fire):
             driver.tick()
@@ -594,7 +605,7 @@ class Agent:
                 own.tick()
         if fire < due:
             self._stats["ticks_skipped"] += due - fire
-            return now + tick_s
+            return until + tick_s
         return next_tick + fire * tick_s
 
     def _step_envelope(self, msg: Received, received: float) -> None:
