@@ -128,11 +128,14 @@ class MosquittoTls:
 
 @dataclass(frozen=True, slots=True)
 class BridgeSpec:
-    """Bridge this mosquitto to another broker: every topic under ``prefix`` both ways."""
+    """Bridge this mosquitto to another broker: every topic of ``topics`` both ways. The
+    default joins two brokers into one swarm: the swarm's topics and the clients' reply
+    topics (``swarm-client/<client id>/reply``, outside ``swarm/``: docs/protocol.md), so
+    a client on one broker hears the replies of agents on the other."""
 
     name: str
     remote: BrokerAddress
-    prefix: str = "swarm/#"
+    topics: tuple[str, ...] = ("swarm/#", "swarm-client/#")
 
 
 def mosquitto_config(port: int, host: str = "127.0.0.1", *, password_file: Path | None = None,
@@ -194,10 +197,13 @@ def mosquitto_config(port: int, host: str = "127.0.0.1", *, password_file: Path 
     ]
     if bridge is not None:
         lines += [
-            "# Bridge: every swarm topic both ways, so agents on either broker form one swarm.",
+            "# Bridge: every swarm topic and client reply both ways: one swarm over both brokers.",
             f"connection {bridge.name}",
             f"address {bridge.remote.host}:{bridge.remote.port}",
-            f"topic {bridge.prefix} both 0",
+            *(f"topic {t} both 0" for t in bridge.topics),
+            "# MQTT 5 across the bridge: a 3.1.1 bridge drops the Response Topic and",
+            "# Correlation Data of client requests and replies (docs/protocol.md).",
+            "bridge_protocol_version mqttv50",
             "cleansession true",
             "restart_timeout 1 5",
             "keepalive_interval 5",

@@ -478,6 +478,11 @@ def test_fail_over_between_two_bridged_brokers(tmp_path: Path, bridged_mosquitto
         client.connect()
         cluster._clients.append(client)
         cluster.wait_leader(client, timeout=90)
+        # The client is on B; nodes 1 and 2 are on A: each answers across the bridge
+        # (one attempt each, no other node to fall back on).
+        for node in (1, 2):
+            reply = client.request(node, {"op": "status"}, 30)
+            assert reply.status == "ok" and reply.body["node"]["node"] == node, reply.body
         acked = set()
         for k in range(5):
             _propose_ok(client, zone(f"bridged-{k}"))
