@@ -520,6 +520,14 @@ class Bus:
             return False   # the connection went away meanwhile
         return info.is_published()
 
+    def unacknowledged(self) -> int:
+        """QoS 1/2 messages paho holds until the broker acknowledges them: the queue
+        ``max_queued`` bounds, beyond which :meth:`publish` drops (``queue_full``). A
+        publisher that must not lose messages (the agent's replies) stops producing
+        while this is near ``max_queued``. Any thread; paho's own count (the same
+        private structure its ``max_queued_messages`` check reads)."""
+        return len(self._client._out_messages)
+
     def _drop(self, reason: DropReason) -> bool:
         with self._lock:
             self._drops[reason] += 1
