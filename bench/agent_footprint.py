@@ -117,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         seen: _TelemetryCount | None = None
         try:
             for i, port in zip(cluster.ids, sim.ports):
-                with open(cluster.config_path(i), "a") as f:
-                    f.write(f'\n[mavlink]\nconnection = "tcp:127.0.0.1:{port}"\nsysid = {i}\n'
-                            f"telemetry_hz = {args.hz:g}\n")
+                cluster.add_mavlink(i, f"tcp:127.0.0.1:{port}", sysid=i, telemetry_hz=args.hz)
             seen = _TelemetryCount(broker, cluster.swarm)
             cluster.start_all()
             watcher = cluster.client()

@@ -61,8 +61,7 @@ def run(agents: int, updates: int) -> None:
                                         spacing_m=30.0)) as sim:
         cluster = AgentCluster(Path(tmp), broker, agents, swarm="bench")
         for i in cluster.ids:
-            with open(cluster.config_path(i), "a") as f:
-                f.write(f'\n[mavlink]\nconnection = "{sim.endpoints[i - 1]}"\nsysid = {i}\n')
+            cluster.add_mavlink(i, sim.endpoints[i - 1], sysid=i)
 
         def on_message(c, u, m) -> None:
             try:

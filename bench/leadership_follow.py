@@ -72,8 +72,7 @@ def _cluster(tmp: Path, broker: LocalBroker, vehicles: list[SimulatedVehicle],
     tmp.mkdir(parents=True, exist_ok=True)
     cluster = AgentCluster(tmp, broker, len(vehicles), swarm="bench", extra=leadership)
     for i, v in zip(cluster.ids, vehicles):
-        with open(cluster.config_path(i), "a") as f:
-            f.write(f'\n[mavlink]\nconnection = "{v.endpoint}"\nsysid = {v.sysid}\n')
+        cluster.add_mavlink(i, v.endpoint, sysid=v.sysid)
     return cluster
 
 

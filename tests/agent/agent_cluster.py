@@ -101,6 +101,20 @@ class AgentCluster:
     def log_path(self, i: int) -> Path:
         return self.tmp / f"drone-{i}.log"
 
+    def add_mavlink(self, i: int, connection: str, sysid: int = 1,
+                    telemetry_hz: float | None = None) -> None:
+        """Give agent ``i`` a flight controller: its config's ``[mavlink]`` section."""
+        hz = "" if telemetry_hz is None else f"telemetry_hz = {telemetry_hz:g}\n"
+        with open(self.config_path(i), "a") as f:
+            f.write(f'\n[mavlink]\nconnection = "{connection}"\nsysid = {sysid}\n{hz}')
+
+    def route_broker(self, i: int, broker: LocalBroker, host: str, port: int) -> None:
+        """Send agent ``i``'s traffic for ``broker`` to ``host:port`` instead (a fault
+        proxy in front of it)."""
+        path = self.config_path(i)
+        path.write_text(path.read_text().replace(f'"{broker.host}:{broker.port}"',
+                                                 f'"{host}:{port}"'))
+
     def _config(self, i: int, extra: str) -> str:
         brokers = ", ".join(f'"{b}"' for b in self.broker_list())
         return f"""

@@ -85,9 +85,7 @@ def test_client_processes_across_every_fault_are_linearizable(tmp_path: Path,
     faults: list[dict[str, Any]] = []
     try:
         for i, proxy in proxies.items():
-            text = cluster.config_path(i).read_text()
-            cluster.config_path(i).write_text(text.replace(
-                f'"{mosquitto.host}:{mosquitto.port}"', f'"{proxy.host}:{proxy.port}"'))
+            cluster.route_broker(i, mosquitto, proxy.host, proxy.port)
         cluster.start_all()
         watcher = cluster.client()
         cluster.wait_leader(watcher)

@@ -437,9 +437,7 @@ def test_a_faulty_link_between_one_drone_and_the_broker(cluster_factory, mosquit
     proxies = {i: FaultProxy(mosquitto.host, mosquitto.port) for i in cluster.ids}
     try:
         for i, p in proxies.items():
-            text = cluster.config_path(i).read_text()
-            cluster.config_path(i).write_text(
-                text.replace(f'"{mosquitto.host}:{mosquitto.port}"', f'"{p.host}:{p.port}"'))
+            cluster.route_broker(i, mosquitto, p.host, p.port)
         cluster.start_all()
         client = cluster.client()
         leader = cluster.wait_leader(client)

@@ -39,9 +39,7 @@ def test_a_leader_whose_broker_link_slows_hands_leadership_over(tmp_path: Path, 
     log: StatusLog | None = None
     try:
         for i, p in proxies.items():
-            text = cluster.config_path(i).read_text()
-            cluster.config_path(i).write_text(
-                text.replace(f'"{mosquitto.host}:{mosquitto.port}"', f'"{p.host}:{p.port}"'))
+            cluster.route_broker(i, mosquitto, p.host, p.port)
         log = StatusLog(cluster, client_id="broker-link-test-log")
         cluster.start_all()
 

@@ -253,11 +253,8 @@ def swarm(tmp_path_factory: pytest.TempPathFactory, mosquitto_module) -> Iterato
         cluster = AgentCluster(tmp, mosquitto_module, AGENTS)
         for i in cluster.ids:
             endpoint = f"tcp:{fc_proxy.host}:{fc_proxy.port}" if i == FC_CUT else sim.endpoints[i - 1]
-            with open(cluster.config_path(i), "a") as f:
-                f.write(f'\n[mavlink]\nconnection = "{endpoint}"\nsysid = {i}\n')
-        text = cluster.config_path(BROKER_CUT).read_text()
-        cluster.config_path(BROKER_CUT).write_text(text.replace(
-            f'"{mosquitto_module.host}:{mosquitto_module.port}"', f'"{broker_proxy.host}:{broker_proxy.port}"'))
+            cluster.add_mavlink(i, endpoint, sysid=i)
+        cluster.route_broker(BROKER_CUT, mosquitto_module, broker_proxy.host, broker_proxy.port)
         plans: dict[int, dict[str, Any]] = {}
         plan_log: list[tuple[int, int]] = []
         lock = threading.Lock()

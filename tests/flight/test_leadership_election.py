@@ -78,8 +78,7 @@ def test_after_a_leader_crash_a_well_placed_drone_wins_the_election(tmp_path: Pa
         endpoints = [r.endpoint for r in relays]
         endpoints.insert(NO_RADIO - 1, vehicles[NO_RADIO - 1].endpoint)
         for i, endpoint in zip(cluster.ids, endpoints):
-            with open(cluster.config_path(i), "a") as f:
-                f.write(f'\n[mavlink]\nconnection = "{endpoint}"\nsysid = 1\n')
+            cluster.add_mavlink(i, endpoint)
         log = StatusLog(cluster, client_id="election-test-log")
         started = time.monotonic()
         cluster.start_all()

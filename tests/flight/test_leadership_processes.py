@@ -100,8 +100,7 @@ def test_the_drone_flown_away_loses_leadership_to_a_better_placed_one(tmp_path: 
 
         cluster = AgentCluster(tmp_path, mosquitto, AGENTS, extra=LEADERSHIP)
         for i, v in zip(cluster.ids, vehicles):
-            with open(cluster.config_path(i), "a") as f:
-                f.write(f'\n[mavlink]\nconnection = "{v.endpoint}"\nsysid = {v.sysid}\n')
+            cluster.add_mavlink(i, v.endpoint, sysid=v.sysid)
         log = StatusLog(cluster, client_id="leadership-test-log")
         started = time.monotonic()
         cluster.start_all()

@@ -94,8 +94,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, mosquitto_module: LocalBroker
             _take_off(endpoint, i + 1)
         cluster = AgentCluster(tmp, mosquitto_module, AGENTS, swarm=SWARM)
         for i in cluster.ids:
-            with open(cluster.config_path(i), "a") as f:
-                f.write(f'\n[mavlink]\nconnection = "{sim.endpoints[i - 1]}"\nsysid = {i}\n')
+            cluster.add_mavlink(i, sim.endpoints[i - 1], sysid=i)
         station = page = None
         try:
             cluster.start_all()
