@@ -581,7 +581,11 @@ class Agent:
                     self.own_commits.pump(driver)
                 transport.hold()
                 driver.process()
-                busy = driver.raw.has_ready() or inbox.requests_waiting() > 0
+                # Queued requests keep the loop turning only while they can be admitted:
+                # waiting on the broker's acknowledgements (_reply_room) it sleeps until
+                # the next input or tick instead of spinning a core the broker needs.
+                busy = driver.raw.has_ready() or (inbox.requests_waiting() > 0
+                                                  and self._reply_room())
                 self._flush_replies()
                 transport.release()
                 self._periodic(now)
