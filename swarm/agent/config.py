@@ -32,6 +32,7 @@ from consensus.types import MAX_NODE_ID
 from swarm.bus.client import BrokerAddress, BusConfigError
 
 from .link import RADIO_MODES
+from .machine import STATE_MACHINES
 
 __all__ = [
     "AgentConfig",
@@ -74,6 +75,9 @@ class NodeConfig:
     #: Voters of the cluster when this node creates a fresh store (ignored afterwards:
     #: the configuration then lives in the log, thesis §4.1).
     voters: tuple[int, ...]
+    #: The replicated state machine (swarm/agent/machine.py): ``map``, the evacuation
+    #: map, or ``register``, a minimal register for benchmarking the consensus path.
+    state_machine: str = "map"
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,8 +451,9 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
         raise s.error("voters", f"lists a node twice: {voters_raw!r}")
     if node_id not in voters_raw:
         raise s.error("voters", f"must include this node's id {node_id}, got {voters_raw!r}")
+    state_machine = s.choice("state_machine", STATE_MACHINES[0], STATE_MACHINES)
     s.finish()
-    node = NodeConfig(node_id, name, data_dir, tuple(sorted(voters_raw)))
+    node = NodeConfig(node_id, name, data_dir, tuple(sorted(voters_raw)), state_machine)
 
     s = section("swarm", required=True)
     assert s is not None
@@ -506,6 +511,10 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
 
     mavlink = None
     s = section("mavlink")
+    if s is not None and state_machine != "map":
+        raise ConfigError(f"[node] state_machine: {state_machine!r} cannot fly a drone: the "
+                          "flight side ([mavlink]) needs the map; remove [mavlink] or use "
+                          "\"map\"")
     if s is not None:
         connection = s.string("connection", None)
         baud = s.integer("baud", None, 1, 10_000_000) if s.has("baud") else s.raw("baud")

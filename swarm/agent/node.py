@@ -4,9 +4,10 @@ Threads (docs/agent.md, "Why the loop is shaped as it is"):
 
 * the **node thread** (the caller of :meth:`Agent.run`, the process's main thread)
   owns the :class:`consensus.driver.Driver` and everything it touches: storage, the
-  map, the client service, the envelope sealer and opener. It waits on the inbox
-  (swarm/agent/inbox.py) with a timeout equal to the time left before the next tick (a
-  monotonic timer); each turn it steps every queued Raft message, then admits client
+  state machine (the map, or the register: swarm/agent/machine.py), the client
+  service, the envelope sealer and opener. It waits on the inbox
+  (swarm/agent/inbox.py) with a timeout equal to the time left before the next tick
+  (a monotonic timer); each turn it steps every queued Raft message, then admits client
   requests within a budget (REQUEST_TURN_S: everything taken lands in the same Ready,
   one transaction, one AppendEntries per follower), ticks, and lets the driver handle
   the Ready. A flood of requests therefore delays heartbeats and votes by at most one
@@ -49,7 +50,6 @@ from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, Envel
     Keyring, Rejected
 from swarm.bus.keys import KeyFileError, load_key
 from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
-from swarm.evacmap import EvacuationMap, map_to_geojson
 from swarm.flight import OwnCommits
 from swarm.planner import assignment_hash
 
@@ -57,6 +57,7 @@ from .assigner import LeaderAssignment
 from .config import AgentConfig
 from .inbox import Inbox
 from .link import BrokerProbe, LinkFigures, LinkScorePolicy, RadioFactor, link_score
+from .machine import MapMachine, claim_data_dir, make_machine
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
 from .service import ClientService
@@ -64,6 +65,7 @@ from .trace import LatencyTrace
 from .trace import from_env as trace_from_env
 
 if TYPE_CHECKING:
+    from swarm.evacmap import EvacuationMap
     from swarm.flight import Flight
 
 __all__ = ["Agent", "AgentError", "DataDirLock"]
@@ -376,6 +378,10 @@ class Agent:
         keyring = Keyring(current, previous,
                           now + cfg.swarm.previous_key_overlap_s if previous else None)
         try:
+            claim_data_dir(data_dir, cfg.node.state_machine)
+        except (ValueError, OSError) as exc:
+            raise AgentError(str(exc)) from None
+        try:
             epoch = claim_epoch(data_dir)
             self.floor_store = FloorStore(data_dir)
             floors = self.floor_store.load()
@@ -396,8 +402,11 @@ class Agent:
             storage.close()
             raise AgentError(str(exc)) from None
         self.storage = storage
-        self.map = EvacuationMap()
-        self.fsm = SessionStateMachine(self.map, max_sessions=cfg.client.max_sessions)
+        self.machine = machine = make_machine(cfg.node.state_machine)
+        #: The evacuation map when the agent runs it (the flight side and the assignment
+        #: need it); None with the register.
+        self.map: EvacuationMap | None = machine.map if isinstance(machine, MapMachine) else None
+        self.fsm = SessionStateMachine(machine.fsm, max_sessions=cfg.client.max_sessions)
         self.transport = _BusTransport(self)
         t = cfg.timing
         seed = int.from_bytes(os.urandom(8), "big")
@@ -420,14 +429,14 @@ class Agent:
             raise AgentError(f"cannot start the node over {storage.path}: {exc}") from None
         st = self.driver.raw.status()
         self._last = LeaderChange(st.role, st.lead, st.term)
-        log.info("node %d (%s) of swarm %r: term %d, log %d..%d, map version %d, applied %d; "
+        log.info("node %d (%s) of swarm %r: term %d, log %d..%d, %s version %d, applied %d; "
                  "epoch %d", self.node_id, cfg.node.name, self.swarm, st.term,
-                 storage.first_index(), storage.last_index(), self.map.version,
+                 storage.first_index(), storage.last_index(), self.machine.name,
+                 self.machine.version,
                  self.driver.applied, epoch,
                  extra={"fields": {"term": st.term, "epoch": epoch}})
         self.service = ClientService(
-            self.driver, self.node_id, self.swarm, read_map=self._read_map,
-            map_version=lambda: self.map.version, status=self.status,
+            self.driver, self.node_id, self.swarm, machine=self.machine, status=self.status,
             max_pending=cfg.client.max_pending, timeout_s=cfg.client.request_timeout_s,
             clock=time.monotonic, on_commit_latency=self.metrics.commit_latency.observe)
         if cfg.metrics.listen is not None:
@@ -451,14 +460,15 @@ class Agent:
                            self._probe_returned, qos=0)
         self.bus.add_state_callback(self._bus_state)
         self.bus.start()
-        # Own map changes are retried about every 2 s through the same session.
-        self.own_commits = OwnCommits(cfg.node.name,
-                                      retry_ticks=max(1, 2000 // cfg.timing.tick_ms),
-                                      wake=self.inbox.wake)
-        self.assigner = LeaderAssignment(self.own_commits, self._leader_term,
-                                         name=str(self.node_id))
-        if cfg.mavlink is not None:
-            self._start_flight()
+        if self.map is not None:
+            # Own map changes are retried about every 2 s through the same session.
+            self.own_commits = OwnCommits(cfg.node.name,
+                                          retry_ticks=max(1, 2000 // cfg.timing.tick_ms),
+                                          wake=self.inbox.wake)
+            self.assigner = LeaderAssignment(self.own_commits, self._leader_term,
+                                             name=str(self.node_id))
+            if cfg.mavlink is not None:  # config: [mavlink] only with the map
+                self._start_flight()
         self._started = True
 
     def _leadership_config(self) -> dict[str, Any]:
@@ -702,16 +712,17 @@ class Agent:
             self._stats["events_suppressed"] += 1
             return
         self._commit_events.append(now)
+        name = self.machine.name
         try:
-            outcome = json.loads(result.payload)
+            outcome = self.machine.outcome(result.payload)
         except ValueError:
             return
-        if outcome.get("ok"):
-            self._event("commit", f"map version {entry.index} committed", index=entry.index)
+        if outcome.ok:
+            self._event("commit", f"{name} version {entry.index} committed", index=entry.index)
         else:
-            self._event("rejected", f"command at index {entry.index} refused by the map: "
-                                    f"{outcome.get('error')}", index=entry.index,
-                        code=ErrorCode.INVALID.value, message=outcome.get("error"))
+            self._event("rejected", f"command at index {entry.index} refused by the {name}: "
+                                    f"{outcome.error}", index=entry.index,
+                        code=ErrorCode.INVALID.value, message=outcome.error)
 
     def _map_changed(self) -> None:
         self._map_dirty = True
@@ -729,7 +740,9 @@ class Agent:
         the middle of that replay would upload a plan older than the one the flight
         controller holds (missing the zones committed since). Caught up, the versions
         in between are skipped; the latest is handed over (from ``_periodic`` when the
-        node catches up between commits)."""
+        node catches up between commits). Nothing without the map (the register)."""
+        if self.map is None:
+            return
         version = self.map.version
         view = None
         if self.assigner is not None and version != self._assigned_version:
@@ -798,19 +811,10 @@ class Agent:
 
     # -- reads and status --------------------------------------------------------------
 
-    def _read_map(self, item: str | None) -> tuple[int, Any]:
-        doc = map_to_geojson(self.map)
-        if item is None:
-            return self.map.version, doc
-        for feature in doc["features"]:
-            if feature["id"] == item:
-                return self.map.version, feature
-        raise KeyError(item)
-
     def map_sha256(self) -> str:
-        """SHA-256 of the state machine's snapshot (map and session table), cached per
-        applied index: registrations, refused commands and cached retries change the
-        session table without changing the map version."""
+        """SHA-256 of the state machine's snapshot (map or register, and the session
+        table), cached per applied index: registrations, refused commands and cached
+        retries change the session table without changing the map version."""
         applied = self.driver.applied
         if self._map_hash[0] != applied:
             self._map_hash = (applied, hashlib.sha256(self.fsm.snapshot()).hexdigest())
@@ -819,7 +823,8 @@ class Agent:
     def assignment_status(self) -> dict[str, Any]:
         """The committed assignment as this node holds it (cached per map version):
         its epoch, whether it is current, and its hash (equal on every node whatever
-        its floating point: issue 13)."""
+        its floating point: issue 13). Only with the map."""
+        assert self.map is not None
         version = self.map.version
         if self._assignment_doc[0] != version:
             view = self.map.view()
@@ -839,8 +844,8 @@ class Agent:
             "v": 1, "node": self.node_id, "name": self.config.node.name, "online": True,
             "t": int(time.time() * 1000), "role": _role_name(st.role), "term": st.term,
             "leader": st.lead, "commit": st.commit, "applied": self.driver.applied,
-            "last_index": st.last_index, "map_version": self.map.version,
-            "map_sha256": self.map_sha256(), "assignment": self.assignment_status(),
+            "last_index": st.last_index, "map_version": self.machine.version,
+            "map_sha256": self.map_sha256(), "state_machine": self.machine.name,
             "voters": list(st.conf_state.voters),
             "elections_started": self._stats["elections_started"],
             "leader_changes": self._stats["leader_changes"],
@@ -850,6 +855,8 @@ class Agent:
             "contact_ms": {str(n): int((now - t) * 1000)
                            for n, t in sorted(self.last_contact.items())},
         }
+        if self.map is not None:
+            body["assignment"] = self.assignment_status()
         if self.flight is not None:
             body["fc"] = self.flight.status()
         if st.progress is not None:
@@ -924,7 +931,7 @@ class Agent:
 
     def _periodic(self, now: float) -> None:
         self._update_link(now)
-        if self.flight is not None and self.map.version != self._flight_version:
+        if self.flight is not None and self.machine.version != self._flight_version:
             self._flight_map_changed()  # held back until caught up (see there)
         if (self._status_dirty and now - self._status_last >= self._status_gap) \
                 or now - self._status_last >= STATUS_PERIOD_S:
@@ -943,10 +950,13 @@ class Agent:
             self._map_dirty = False
             self._map_last = time.monotonic()
             started = time.thread_time()
-            doc = map_to_geojson(self.map)
-            doc.update(version=self.map.version, term=self._last.term, node=self.node_id)
-            self.bus.publish(topics.map_topic(self.swarm),
-                             json.dumps(doc, separators=(",", ":")).encode(), qos=1, retain=True)
+            doc = self.machine.document()
+            if doc is not None:  # None: the register publishes no retained map
+                doc.update(version=self.machine.version, term=self._last.term,
+                           node=self.node_id)
+                self.bus.publish(topics.map_topic(self.swarm),
+                                 json.dumps(doc, separators=(",", ":")).encode(), qos=1,
+                                 retain=True)
             self._map_gap = _derived_gap(MAP_MIN_INTERVAL_S, started)
         if now >= self._floors_due:
             self._floors_due = now + FLOORS_CHECKPOINT_S
@@ -975,7 +985,8 @@ class Agent:
         svc = self.service.stats
         self.metrics.snapshot = MetricsSnapshot(
             term=st.term, role=_role_name(st.role), leader=st.lead, commit=st.commit,
-            applied=self.driver.applied, last_index=st.last_index, map_version=self.map.version,
+            applied=self.driver.applied, last_index=st.last_index,
+            map_version=self.machine.version,
             elections_started=self._stats["elections_started"],
             elections_won=self._stats["elections_won"],
             leader_changes=self._stats["leader_changes"],

@@ -8,9 +8,10 @@ has neither) the ``reply_to`` member of the payload. A request with neither cann
 answered and is dropped (and counted) by the caller.
 
 Everything from outside is validated here: size, JSON, schema version, every field's
-type and range, the embedded map command (parsed by the map's own parser, so a
-rejection names the field), and the reply topic (never one of the swarm's own topics,
-so a client cannot make an agent publish into another node's Raft or status topic).
+type and range, the embedded command (by the state machine's own parser,
+swarm/agent/machine.py, so a rejection names the field), and the reply topic (never one
+of the swarm's own topics, so a client cannot make an agent publish into another node's
+Raft or status topic).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from consensus.types import MAX_U64
+
+from .machine import CommandRefused
 
 __all__ = [
     "ErrorCode",
@@ -56,7 +59,7 @@ class Op(enum.Enum):
 class ErrorCode(enum.Enum):
     """The stable error codes of docs/protocol.md (clients switch on them)."""
 
-    INVALID = "invalid"                  # the map refused the command (names the field)
+    INVALID = "invalid"                  # the state machine refused the command (names the field)
     BAD_REQUEST = "bad_request"          # the request itself is malformed
     NO_LEADER = "no_leader"              # no leader known now: retry
     BUSY = "busy"                        # a bound is full: retry later
@@ -84,9 +87,8 @@ class Request:
     session: int = 0
     seq: int = 0
     ack: int = 0
-    #: PROPOSE: the map command in its canonical JSON form (what is proposed); empty
-    #: until :func:`parse_command_of` parsed ``raw_command`` when the request was parsed
-    #: with ``map_command=False``.
+    #: PROPOSE: the command in the state machine's canonical form (what is proposed);
+    #: empty until :func:`parse_command_of` parsed ``raw_command``.
     command: bytes = b""
     raw_command: dict[str, Any] | None = None
     #: READ: one item (a GeoJSON feature id such as "zone:fire-1"), or None: the map.
@@ -152,14 +154,14 @@ def _short(value: object) -> str:
 
 
 def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
-                  correlation: bytes | None = None, *, map_command: bool = True) -> Request:
+                  correlation: bytes | None = None) -> Request:
     """Parse one request published to this node. ``response_topic`` / ``correlation``
     are the MQTT 5 properties (None over 3.1.1). Raises :class:`RequestError`.
 
-    ``map_command=False`` checks everything but the embedded map command, which is
-    left in ``raw_command`` for :func:`parse_command_of`: the map's own parser is most
-    of a request's cost (geometry), so the service first decides whether it will admit
-    the request at all (``busy``, a retry joining one already pending)."""
+    Everything is checked but the embedded command, which is left in ``raw_command``
+    for :func:`parse_command_of`: the map's own parser is most of a request's cost
+    (geometry), so the service first decides whether it will admit the request at all
+    (``busy``, a retry joining one already pending)."""
     reply: ReplyAddress | None = None
     request_id: str | None = None
     if response_topic is not None:
@@ -217,10 +219,10 @@ def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
             fail(f"ack ({ack}) must not exceed seq ({seq})")
         command = obj.get("command")
         if not isinstance(command, dict):
-            fail("command must be a JSON object (one map command, docs/map.md)")
-        request = Request(op, request_id, reply, session=session, seq=seq, ack=ack,
-                          raw_command=command)
-        return parse_command_of(request) if map_command else request
+            fail("command must be a JSON object (one map command, docs/map.md, or a "
+                 "register put, docs/agent.md)")
+        return Request(op, request_id, reply, session=session, seq=seq, ack=ack,
+                       raw_command=command)
     if op is Op.READ:
         item = obj.get("item")
         if item is not None and (type(item) is not str or not 0 < len(item) <= MAX_ITEM_CHARS):
@@ -229,19 +231,16 @@ def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
     return Request(op, request_id, reply)
 
 
-def parse_command_of(request: Request) -> Request:
-    """``request`` with its map command parsed by the map's own parser and encoded
-    canonically (``command``). Raises :class:`RequestError` (``invalid``, naming the
-    field) for a command the map refuses."""
+def parse_command_of(request: Request,
+                     parse: Callable[[dict[str, Any]], bytes]) -> Request:
+    """``request`` with its command parsed and encoded canonically (``command``) by
+    ``parse``, the state machine's own parser (swarm.agent.machine.AgentMachine
+    .parse_command). Raises :class:`RequestError` (``invalid``, naming the field) for a
+    command the state machine refuses."""
     if request.command or request.raw_command is None:
         return request
-    from swarm.evacmap import CommandError, encode_command, parse_command
-
     try:
-        data = encode_command(parse_command(request.raw_command))
-    except CommandError as exc:
+        data = parse(request.raw_command)
+    except CommandRefused as exc:
         raise RequestError(ErrorCode.INVALID, str(exc), request.reply, request.id) from None
-    except (ValueError, RecursionError) as exc:  # the map's parser must not, but never crash
-        raise RequestError(ErrorCode.INVALID, f"command: {str(exc)[:200]}", request.reply,
-                           request.id) from None
     return dataclasses.replace(request, command=data, raw_command=None)

@@ -11,22 +11,23 @@ How each request is answered (docs/protocol.md):
 * ``register``: the registration is proposed; when it is applied *on this node* (every
   node applies every entry) the REGISTERED result carrying the request's nonce names
   the new session (thesis §6.3: the session id is the registration's log index).
-* ``propose``: the map command, wrapped in its session and sequence number, is
+* ``propose``: the command (the state machine's, swarm/agent/machine.py: a map
+  command, or a register put), wrapped in its session and sequence number, is
   proposed; a follower's node forwards it to the leader through Raft (so any node
   accepts any request). The reply is sent when this node applies the entry whose
-  session result has that (session, seq): ``committed`` with the index, the map
-  version and the map's own result, or ``invalid`` with the map's reason.
+  session result has that (session, seq): ``committed`` with the index, the state
+  machine's version and its own result, or ``invalid`` with its reason.
   A retry of a (session, seq) still pending here joins the pending one (no second
   proposal while the first may still commit); one already applied is answered from
   the session's cache by the state machine, exactly once.
-* ``read``: a ReadIndex (thesis §6.4) round is started; the map (or one item) is read
+* ``read``: a ReadIndex (thesis §6.4) round is started; the state (or one item) is read
   only once the driver says the read index is applied, which a quorum confirmed after
   the request arrived: a deposed or paused leader cannot pass that, so it can never
   answer with a stale map.
 * ``status``: answered at once from the node's status.
 
 Bounds: at most ``max_pending`` requests wait at once (more are answered ``busy``);
-admission comes before the map command is parsed (most of a request's cost), so under
+admission comes before the command is parsed (for the map, most of a request's cost), so under
 a flood ``busy`` is cheap: the request's envelope is read, its command is not. While
 the leader's uncommitted log is full (the driver raised Busy), further proposals and
 registrations are answered ``busy`` the same way until an entry is applied here;
@@ -38,7 +39,6 @@ still pending (MQTT QoS 1 redelivers) is ignored.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +49,7 @@ from consensus.raft import ProposalDropped
 from consensus.session import SessionError, SessionResult, SessionStatus, decode_result, \
     encode_command, encode_register
 
+from .machine import AgentMachine
 from .protocol import ErrorCode, Op, ReplyAddress, Request, RequestError, encode_reply, \
     error_reply, parse_command_of, parse_request
 
@@ -88,13 +89,12 @@ class _Stats:
 
 
 class ClientService:
-    """See the module docstring. ``read_map(item)`` returns ``(map_version, document)``
-    for the whole map (``item`` None) or one feature, or raises KeyError;
-    ``map_version()`` is the applied map version; ``status()`` the node status dict."""
+    """See the module docstring. ``machine`` is the replicated state machine the
+    session layer wraps (parses commands, decodes results, serves reads);
+    ``status()`` the node status dict."""
 
     def __init__(self, node: Node, node_id: int, swarm: str, *,
-                 read_map: Callable[[str | None], tuple[int, Any]],
-                 map_version: Callable[[], int],
+                 machine: AgentMachine,
                  status: Callable[[], Mapping[str, Any]],
                  max_pending: int = 1024, timeout_s: float = 5.0,
                  clock: Callable[[], float],
@@ -106,8 +106,7 @@ class ClientService:
         self.swarm = swarm
         self.max_pending = max_pending
         self.timeout_s = timeout_s
-        self._read_map = read_map
-        self._map_version = map_version
+        self.machine = machine
         self._status = status
         self._clock = clock
         self._on_commit_latency = on_commit_latency
@@ -134,11 +133,10 @@ class ClientService:
     def on_request(self, payload: bytes, response_topic: str | None = None,
                    correlation: bytes | None = None) -> None:
         """One request message. Malformed requests are answered ``bad_request`` (or
-        ``invalid`` for a refused map command) when they name a reply address, and
+        ``invalid`` for a refused command) when they name a reply address, and
         dropped otherwise; nothing else changes."""
         try:
-            request = parse_request(payload, self.swarm, response_topic, correlation,
-                                    map_command=False)
+            request = parse_request(payload, self.swarm, response_topic, correlation)
         except RequestError as exc:
             self._rejected(exc)
             return
@@ -178,7 +176,7 @@ class ClientService:
             self._by_id[r.id] = w
             return
         try:
-            w.request = r = parse_command_of(r)
+            w.request = r = parse_command_of(r, self.machine.parse_command)
         except RequestError as exc:
             self._rejected(exc)
             return
@@ -259,20 +257,20 @@ class ClientService:
                         result: SessionResult) -> None:
         status = result.status
         if status is SessionStatus.OK:
-            from swarm.evacmap import CommandError
-            from swarm.evacmap import decode_result as decode_map_result
-
+            machine = self.machine
             try:
-                outcome = decode_map_result(result.payload)
-            except CommandError:
-                self._error(request, ErrorCode.INVALID, "the map returned an unreadable result")
+                outcome = machine.outcome(result.payload)
+            except ValueError:
+                self._error(request, ErrorCode.INVALID,
+                            f"the {machine.name} returned an unreadable result")
                 return
             if not outcome.ok:
-                self._error(request, ErrorCode.INVALID, outcome.error or "rejected by the map")
+                self._error(request, ErrorCode.INVALID,
+                            outcome.error or f"rejected by the {machine.name}")
                 return
             self._reply(request, encode_reply(
-                request.id, "committed", index=outcome.version, map_version=self._map_version(),
-                result=json.loads(result.payload), cached=result.cached), "committed")
+                request.id, "committed", index=outcome.version, map_version=machine.version,
+                result=outcome.result, cached=result.cached), "committed")
         elif status is SessionStatus.SESSION_EXPIRED:
             self._error(request, ErrorCode.SESSION_EXPIRED,
                         f"session {request.session} is unknown or expired; register again")
@@ -295,9 +293,9 @@ class ClientService:
         self._forget(w)
         item = w.request.item
         try:
-            version, doc = self._read_map(item)
+            version, doc = self.machine.read(item)
         except KeyError:
-            self._error(w.request, ErrorCode.NOT_FOUND, f"no map item {item!r}")
+            self._error(w.request, ErrorCode.NOT_FOUND, f"no {self.machine.name} item {item!r}")
             return
         body: dict[str, Any] = {"map_version": version, "read_index": index}
         body["item" if item is not None else "map"] = doc

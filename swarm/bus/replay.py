@@ -24,7 +24,8 @@ from pathlib import Path
 
 from .topics import TopicError, check_node_id
 
-__all__ = ["EPOCH_FILE", "FLOORS_FILE", "FloorStore", "ReplayStateError", "claim_epoch"]
+__all__ = ["EPOCH_FILE", "FLOORS_FILE", "FloorStore", "ReplayStateError", "atomic_write",
+           "claim_epoch"]
 
 EPOCH_FILE = "bus-epoch"
 FLOORS_FILE = "bus-floors.json"
@@ -35,7 +36,9 @@ class ReplayStateError(ValueError):
     """A replay-state file that is not what this module writes (names path and fix)."""
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` durably: a crash leaves the old or the new file
+    (file fsynced before the rename, the folder after it)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -69,7 +72,7 @@ def claim_epoch(data_dir: str | os.PathLike[str]) -> int:
                 f"the current unix time) into it")
         previous = int(text)
     epoch = previous + 1
-    _atomic_write(path, f"{epoch}\n".encode("ascii"))
+    atomic_write(path, f"{epoch}\n".encode("ascii"))
     return epoch
 
 
@@ -105,5 +108,5 @@ class FloorStore:
 
     def save(self, floors: dict[int, tuple[int, int]]) -> None:
         doc = {"v": 1, "floors": {str(s): [e, c] for s, (e, c) in sorted(floors.items())}}
-        _atomic_write(self.path, json.dumps(doc, separators=(",", ":")).encode("ascii") + b"\n")
+        atomic_write(self.path, json.dumps(doc, separators=(",", ":")).encode("ascii") + b"\n")
 

@@ -20,6 +20,8 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
+    from swarm.agent.machine import STATE_MACHINES
+
     p = argparse.ArgumentParser(
         prog="swarm agent", allow_abbrev=False,
         description="Run one drone's Raft node: replicate the evacuation map with the swarm "
@@ -33,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--name", help="[node] name")
     o.add_argument("--data-dir", metavar="DIR", help="[node] data_dir")
     o.add_argument("--voters", metavar="IDS", help="[node] voters, comma-separated (1,2,3)")
+    o.add_argument("--state-machine", choices=STATE_MACHINES,
+                   help="[node] state_machine (register: for benchmarking the consensus path)")
     o.add_argument("--swarm", metavar="ID", help="[swarm] id")
     o.add_argument("--key-file", metavar="FILE", help="[swarm] key_file")
     o.add_argument("--broker", action="append", metavar="HOST:PORT",
@@ -50,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     out: dict[str, Any] = {}
     table = {"node_id": "node.id", "name": "node.name", "data_dir": "node.data_dir",
+             "state_machine": "node.state_machine",
              "swarm": "swarm.id", "key_file": "swarm.key_file", "broker": "bus.brokers",
              "mqtt": "bus.protocol", "profile": "timing.profile", "tick_ms": "timing.tick_ms",
              "metrics": "metrics.listen", "log_format": "log.format", "log_level": "log.level"}

@@ -60,7 +60,8 @@ def assert_no_divergence(statuses: dict[int, dict[str, Any]]) -> None:
 class AgentCluster:
     def __init__(self, tmp: Path, broker: LocalBroker | Iterable[LocalBroker], n: int, *,
                  swarm: str = "test", mqtt: str = "5", extra: str = "",
-                 profile: str = "lan", election_ticks: int | None = TEST_ELECTION_TICKS) -> None:
+                 profile: str = "lan", election_ticks: int | None = TEST_ELECTION_TICKS,
+                 state_machine: str = "map") -> None:
         self.tmp = tmp
         self.brokers = [broker] if isinstance(broker, LocalBroker) else list(broker)
         self.n = n
@@ -68,6 +69,7 @@ class AgentCluster:
         self.mqtt = mqtt
         self.profile = profile
         self.election_ticks = election_ticks
+        self.state_machine = state_machine
         self.key_file = tmp / "swarm.key"
         if not self.key_file.exists():
             generate_key_file(self.key_file)
@@ -122,6 +124,7 @@ class AgentCluster:
 id = {i}
 data_dir = "data-{i}"
 voters = {self.ids}
+state_machine = "{self.state_machine}"
 [swarm]
 id = "{self.swarm}"
 key_file = "swarm.key"

@@ -1,6 +1,7 @@
 """The client protocol's server side, sans-I/O, over a real Driver and the real map
 (a single-voter cluster in memory): validation, stable error codes, exactly-once
-retries, the pending table's bounds and timeouts, linearizable reads."""
+retries, the pending table's bounds and timeouts, linearizable reads; and the same
+seams with the register (swarm/agent/register.py) in the map's place."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from consensus.session import SessionStateMachine
 from consensus.storage import MemoryStorage
 from consensus.types import ConfState, StateRole
 from swarm.agent.protocol import MAX_REQUEST_BYTES
+from swarm.agent.machine import AgentMachine, MapMachine
+from swarm.agent.register import Register
 from swarm.agent.service import ClientService
-from swarm.evacmap import EvacuationMap, map_to_geojson
 
 REPLY = "client/r"
 
@@ -33,16 +35,19 @@ class Node:
     """One node of a cluster of ``voters`` (only node 1 exists, so with more voters it
     never has a leader)."""
 
-    def __init__(self, voters: tuple[int, ...] = (1,), **service_options: Any) -> None:
-        self.map = EvacuationMap()
+    def __init__(self, voters: tuple[int, ...] = (1,), machine: AgentMachine | None = None,
+                 **service_options: Any) -> None:
+        self.machine = machine if machine is not None else MapMachine()
+        if isinstance(self.machine, MapMachine):
+            self.map = self.machine.map
         self.sent: list[Any] = []
         self.driver = Driver(Config(id=1, election_tick=10, heartbeat_tick=1),
                              MemoryStorage(ConfState.of(voters)),
-                             SessionStateMachine(self.map), self)
+                             SessionStateMachine(self.machine.fsm), self)
         self.clock = _Clock()
         self.latencies: list[float] = []
         self.service = ClientService(
-            self.driver, 1, "test", read_map=self._read, map_version=lambda: self.map.version,
+            self.driver, 1, "test", machine=self.machine,
             status=lambda: {"node": 1}, clock=self.clock,
             on_commit_latency=self.latencies.append, **service_options)
         self.driver.observer = self._observer()
@@ -53,15 +58,6 @@ class Node:
 
     def send(self, messages: Any) -> None:
         self.sent.extend(messages)
-
-    def _read(self, item: str | None) -> tuple[int, Any]:
-        doc = map_to_geojson(self.map)
-        if item is None:
-            return self.map.version, doc
-        for f in doc["features"]:
-            if f["id"] == item:
-                return self.map.version, f
-        raise KeyError(item)
 
     def _observer(self):  # type: ignore[no-untyped-def]
         from consensus.driver import DriverObserver
@@ -285,3 +281,40 @@ def test_shutdown_answers_every_pending_request() -> None:
     node.service.fail_all(ErrorCode.TIMEOUT, "shutting down")
     [reply] = node.replies()
     assert reply["code"] == "timeout" and node.service.pending() == 0
+
+
+def test_the_register_behind_the_same_seams() -> None:
+    register = Register()
+    node = Node(machine=register)
+    session = _register(node)
+    put = {"type": "put", "key": "k", "value": "v1"}
+    [reply] = node.ask({"op": "propose", "id": "p1", "session": session, "seq": 1,
+                        "command": put})
+    assert reply["status"] == "committed", reply
+    assert reply["result"] == {"ok": True, "version": reply["index"]}
+    assert reply["map_version"] == register.version == reply["index"]
+    # Exactly once: a retry of (session, 1) with another value changes nothing.
+    [again] = node.ask({"op": "propose", "id": "p1-retry", "session": session, "seq": 1,
+                        "command": {**put, "value": "other"}})
+    assert again["cached"] is True and again["index"] == reply["index"]
+    assert register.values == {"k": "v1"}
+    # Refused at intake, naming the field, never proposed.
+    last = node.driver.raw.status().last_index
+    [bad] = node.ask({"op": "propose", "id": "p2", "session": session, "seq": 2,
+                      "command": {"type": "put", "key": "k" * 65, "value": "v"}})
+    assert bad["code"] == "invalid" and bad["message"].startswith("put.key:"), bad
+    [bad] = node.ask({"op": "propose", "id": "p3", "session": session, "seq": 2,
+                      "command": {"type": "set_zone", "id": "z"}})
+    assert bad["code"] == "invalid" and "unknown type 'set_zone'" in bad["message"]
+    assert node.driver.raw.status().last_index == last
+    # Linearizable reads of the whole register and of one key, through ReadIndex.
+    node.ask({"op": "propose", "id": "p4", "session": session, "seq": 2,
+              "command": {"type": "put", "key": "j", "value": ""}})
+    assert node.ask({"op": "read", "id": "q"}, run=False) == []
+    node.run()
+    [whole] = node.replies()
+    assert whole["map"] == {"j": "", "k": "v1"} and whole["map_version"] == register.version
+    [one] = node.ask({"op": "read", "id": "i", "item": "k"})
+    assert one["item"] == "v1"
+    [missing] = node.ask({"op": "read", "id": "m", "item": "nope"})
+    assert missing["code"] == "not_found" and "no register item 'nope'" in missing["message"]
