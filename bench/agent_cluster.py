@@ -4,12 +4,16 @@ with fsync) on mosquitto on loopback, and a 3-node PySyncObj cluster (docs/bench
 
 Prints:
 
-* for 3 and 5 agents (``--nodes``): each agent's idle CPU (% of one core) and RSS;
-  committed map commands per second with W outstanding requests (``--outstanding``,
-  default 1, 100, 1000, 10000) and the p50/p99 commit latency at 1 outstanding, as a
-  client sees it (request published -> ``committed`` reply). The commands are the map's
-  own (``set_zone`` over 50 zone ids, so the map stays the same size): the figures are
-  the map's committed commands/s through consensus;
+* for 3 and 5 agents (``--nodes``), once per state machine (``--state-machine``,
+  default ``both``: the register, then the map, one after the other in the same run):
+  each agent's idle CPU (% of one core) and RSS; committed commands per second with W
+  outstanding requests (``--outstanding``, default 1, 100, 1000, 10000) and the p50/p99
+  commit latency at 1 outstanding, as a client sees it (request published ->
+  ``committed`` reply). With the register (``[node] state_machine = "register"``) the
+  commands are ``put`` of a 32-character value over 50 keys: the figures are the
+  consensus path's (client protocol, sessions, Raft, SQLite, the bus); with the map
+  they are ``set_zone`` over 50 zone ids (the map stays the same size): the map's own
+  committed commands/s through consensus. A table of both (and the peer) ends the run;
 * the same for 3 PySyncObj 0.3.17 nodes, each its own process on loopback, default
   configuration (its batching on), no fsync (PySyncObj has none), a trivial replicated
   ``set``; its load is issued inside the leader's process (PySyncObj has no client
@@ -53,8 +57,10 @@ PER_SESSION = 16
 #: (a request dropped by a full queue, or a lost reply). Long: every resend of a request
 #: that is only late adds load exactly when the agents have too much.
 RESEND_AFTER_S = 20.0
-#: Zone ids the commands cycle over (the map stays this size).
+#: Zone ids (register keys) the commands cycle over (the state stays this size).
 ZONE_IDS = 50
+#: What each state machine's load is called in the output, and the bench's command.
+COMMAND_NAMES = {"register": "register puts", "map": "map commands"}
 
 
 def _cpu_s(pid: int) -> float:
@@ -80,6 +86,13 @@ def _zone(zid: str) -> dict[str, Any]:
             "polygon": [[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat]]}
 
 
+def _command(machine: str, slot: int) -> dict[str, Any]:
+    """The load's command for ``slot`` (see the module docstring)."""
+    if machine == "register":
+        return {"type": "put", "key": f"k{slot % ZONE_IDS}", "value": f"{slot:032d}"}
+    return _zone(f"z{slot % ZONE_IDS}")
+
+
 # ------------------------------------------------------------------ agent load generator
 
 
@@ -88,7 +101,7 @@ class LoadGen:
     docstring). Replies arrive on paho's network thread, which also sends the next
     request; a small timer thread re-sends retryable answers after a pause."""
 
-    def __init__(self, host: str, port: int, swarm: str) -> None:
+    def __init__(self, host: str, port: int, swarm: str, machine: str = "map") -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
         from paho.mqtt.packettypes import PacketTypes
@@ -99,6 +112,7 @@ class LoadGen:
         self._topics = topics
         self._props = lambda: Properties(PacketTypes.PUBLISH)
         self.swarm = swarm
+        self.machine = machine
         self.cid = f"bench-{os.getpid()}-{os.urandom(3).hex()}"
         self.reply_topic = f"swarm-client/{self.cid}/reply"
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.cid,
@@ -230,7 +244,7 @@ class LoadGen:
             opened.add(seq)
             ack = min(opened)
         self._publish({"op": "propose", "session": session, "seq": seq, "ack": ack,
-                       "command": _zone(f"z{slot % ZONE_IDS}")}, "propose", slot)
+                       "command": _command(self.machine, slot)}, "propose", slot)
 
     def run(self, target: int, outstanding: int, seconds: float,
             latencies: bool = False) -> tuple[float, list[float]]:
@@ -283,7 +297,8 @@ class LoadGen:
 # ------------------------------------------------------------------ agents
 
 
-def _agents(args: argparse.Namespace, n: int, broker: Any, tmp: Path) -> None:
+def _agents(args: argparse.Namespace, n: int, machine: str, broker: Any, tmp: Path,
+            results: dict[tuple[str, int], dict[str, float]]) -> None:
     from agent_cluster import AgentCluster
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -291,12 +306,16 @@ def _agents(args: argparse.Namespace, n: int, broker: Any, tmp: Path) -> None:
     # answers busy (retried after 20 ms). Admitting all 10 000 would make every request
     # wait longer than its 5 s timeout (10 000 / a few hundred per second), and the
     # timeouts' retries would be all the cluster does.
-    cluster = AgentCluster(tmp, broker, n, profile="lan", election_ticks=None)
+    cluster = AgentCluster(tmp, broker, n, profile="lan", election_ticks=None,
+                           state_machine=machine)
+    what = COMMAND_NAMES[machine]
+    row = results.setdefault((machine, n), {})
     try:
         cluster.start_all()
         watcher = cluster.client()
         leader = cluster.wait_leader(watcher)
-        print(f"{n} agents, profile lan, mosquitto on loopback, fsync on", flush=True)
+        print(f"{n} agents, state machine {machine}, profile lan, mosquitto on loopback, "
+              f"fsync on ({time.strftime('%H:%M:%S', time.gmtime())} UTC)", flush=True)
         time.sleep(2)
         pids = {i: cluster.procs[i].pid for i in cluster.ids}
         before = {i: _cpu_s(pid) for i, pid in pids.items()}
@@ -310,15 +329,17 @@ def _agents(args: argparse.Namespace, n: int, broker: Any, tmp: Path) -> None:
               + f" % of a core (leader {leader}: {idle[leader]:.1f} %)", flush=True)
         print("  RSS per agent: " + ", ".join(f"{rss[i]:.1f}" for i in cluster.ids) + " MB",
               flush=True)
-        gen = LoadGen(broker.host, broker.port, cluster.swarm)
+        gen = LoadGen(broker.host, broker.port, cluster.swarm, machine)
         try:
             _, lat = gen.run(leader, 1, args.latency_seconds, latencies=True)
+            row["p50"], row["p99"] = _pct(lat, 0.5), _pct(lat, 0.99)
             print(f"  commit latency, 1 outstanding, {len(lat)} commits: "
-                  f"p50 {_pct(lat, 0.5):.2f} ms, p99 {_pct(lat, 0.99):.2f} ms", flush=True)
+                  f"p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms", flush=True)
             for w in args.outstanding:
                 rate, _ = gen.run(leader, w, args.seconds)
+                row[str(w)] = rate
                 errors = ", ".join(f"{k} {v}" for k, v in sorted(gen.errors.items()))
-                print(f"  {w:>5} outstanding: {rate:8.0f} committed map commands/s"
+                print(f"  {w:>5} outstanding: {rate:8.0f} committed {what}/s"
                       f"{f'  (retried: {errors})' if errors else ''}", flush=True)
         finally:
             gen.close()
@@ -442,7 +463,7 @@ def _pysyncobj_node(me: int, ports: list[int]) -> int:
     return 0
 
 
-def _pysyncobj(args: argparse.Namespace) -> None:
+def _pysyncobj(args: argparse.Namespace, results: dict[tuple[str, int], dict[str, float]]) -> None:
     from swarm.bus.broker import free_port
 
     ports = [free_port() for _ in range(3)]
@@ -472,10 +493,13 @@ def _pysyncobj(args: argparse.Namespace) -> None:
         print("3 PySyncObj 0.3.17 nodes (separate processes, loopback, default config: "
               "batching on; no fsync), load issued in the leader's process", flush=True)
         lat = ask(leader_proc, f"load 1 {args.latency_seconds} 1")
+        row = results.setdefault(("PySyncObj", 3), {})
+        row["p50"], row["p99"] = lat["p50"], lat["p99"]
         print(f"  commit latency, 1 outstanding, {lat['n']} commits: p50 {lat['p50']:.2f} ms, "
               f"p99 {lat['p99']:.2f} ms", flush=True)
         for w in args.outstanding:
             r = ask(leader_proc, f"load {w} {args.seconds} 0")
+            row[str(w)] = r["rate"]
             failed = f"  ({r['errors']} failed)" if r["errors"] else ""
             print(f"  {w:>5} outstanding: {r['rate']:8.0f} committed commands/s{failed}",
                   flush=True)
@@ -502,6 +526,32 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
+def _machines(text: str) -> list[str]:
+    """``--state-machine``: ``both`` (register, then map), or a comma list in run order."""
+    names = ["register", "map"] if text == "both" else [x for x in text.split(",") if x]
+    for name in names:
+        if name not in COMMAND_NAMES:
+            raise argparse.ArgumentTypeError(f"{name!r}: one of register, map, both")
+    return names
+
+
+def _summary(args: argparse.Namespace,
+             results: dict[tuple[str, int], dict[str, float]]) -> None:
+    """One table of every figure of the run: ops/s per outstanding level, latency at 1."""
+    columns = [k for k in results if results[k]]
+    if not columns:
+        return
+    print("\nsummary: committed commands/s (register: the consensus path; map: the map's own)")
+    print("| | " + " | ".join(f"{m} x{n}" for m, n in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for w in args.outstanding:
+        print(f"| {w} outstanding | " + " | ".join(
+            f"{results[c][str(w)]:.0f}" if str(w) in results[c] else "" for c in columns) + " |")
+    print("| p50 / p99 ms at 1 | " + " | ".join(
+        f"{results[c]['p50']:.2f} / {results[c]['p99']:.2f}" if "p50" in results[c] else ""
+        for c in columns) + " |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -509,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
         return _pysyncobj_node(int(argv[1]), _ints(argv[2]))
     p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=_ints, default=[3, 5], help="agent cluster sizes")
+    p.add_argument("--state-machine", type=_machines, default=None,
+                   help="register, map or both (default: the register, then the map, for "
+                        "each cluster size; --quick: the register); a comma list runs them "
+                        "in its order")
     p.add_argument("--outstanding", type=_ints, default=[1, 100, 1000, 10000],
                    help="comma list of outstanding requests")
     p.add_argument("--seconds", type=float, default=5.0, help="per throughput point")
@@ -525,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.nodes, args.outstanding, args.seconds = [3], [1, 100], 1.0
         args.latency_seconds, args.idle_seconds, args.kills = 1.0, 1.0, 1
+        args.state_machine = args.state_machine or ["register"]
+    args.state_machine = args.state_machine or ["register", "map"]
     profiles = [x for x in args.profiles.split(",") if x]
     from swarm.bus.broker import LocalBroker
 
@@ -534,10 +590,13 @@ def main(argv: list[str] | None = None) -> int:
         broker = LocalBroker("mosquitto")
         broker.start()
         try:
+            results: dict[tuple[str, int], dict[str, float]] = {}
             for n in args.nodes:
-                _agents(args, n, broker, Path(tmp) / f"n{n}")
+                for machine in args.state_machine:
+                    _agents(args, n, machine, broker, Path(tmp) / f"n{n}-{machine}", results)
             if not args.no_peer:
-                _pysyncobj(args)
+                _pysyncobj(args, results)
+            _summary(args, results)
             for profile in profiles:
                 _failover(args, profile, broker, Path(tmp) / f"f-{profile}")
         finally:
