@@ -58,7 +58,7 @@ from swarm.planner import GeoPoint, PlannerConfig, PlanResult, PlanStatus, Vehic
 from .commits import OwnCommits
 from .health import Availability, HealthMonitor, HealthPolicy
 from .plan_doc import fence_polygons, plan_document
-from .safety import hazards_crossed
+from .safety import hazards_crossed, hazards_near_line
 from .worker import LatestWins
 
 __all__ = ["Flight", "FlightConfig"]
@@ -598,24 +598,6 @@ class Flight:
             self.vehicle.arm().raise_for_result()
         self.vehicle.start_mission().raise_for_result()
 
-    def _straight_home_crosses(self, view: MapView, state: FcState) -> list[str]:
-        """The hazard zones RTL's straight line from here to the FC's home would pass
-        within the planner's ``safety_margin_m`` of (the margin every planned path keeps:
-        position error, the turn into RTL, a telemetry position a moment old), sorted."""
-        pos, home = state.position, self._home
-        if pos is None or home is None:
-            return []
-        frame = LocalFrame(pos.lat, pos.lon)
-        line = shapely.LineString([(0.0, 0.0), frame.point_to_enu(home.lon, home.lat)])
-        margin = self.config.planner.safety_margin_m
-        near = []
-        for zid, zone in view.zones.items():
-            if zone.is_hazard:
-                outline: Any = frame.geometry_to_enu(zone.polygon)
-                if outline.distance(line) < margin:
-                    near.append(zid)
-        return sorted(near)
-
     def _airborne(self, state: FcState) -> bool:
         pos = state.position
         return (state.armed and pos is not None
@@ -649,7 +631,10 @@ class Flight:
         if recalled == self._recall_enforced:
             return
         if recalled:
-            crossed = self._straight_home_crosses(view, state)
+            pos, home = state.position, self._home
+            crossed = [] if pos is None or home is None else hazards_near_line(
+                (pos.lon, pos.lat), (home.lon, home.lat), view.zones,
+                self.config.planner.safety_margin_m)
             if state.armed and state.mode != CopterMode.RTL.name and crossed:
                 # ArduCopter's RTL flies straight home: here through fire. This version's
                 # plan for a recalled drone is the planner's way home around the zones

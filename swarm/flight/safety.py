@@ -7,6 +7,10 @@ would fly (from where it is now, through every mission item with a position, in 
 intersects any ``burning`` or ``burned`` zone of the map version it was planned from.
 Straight legs in longitude/latitude are straight enough at these scales (zones are at
 most 100 km across, docs/map.md) for an intersection test.
+
+A recall's RTL is not planned: ArduCopter flies a straight line home. Before commanding
+it, :func:`hazards_near_line` asks whether that line passes within the planner's
+safety margin of a hazard zone (measured in metres, in a local frame at the start).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from typing import Any
 
 import shapely
 
+from swarm.geo import LocalFrame
+
 from mavlink_bridge.plan import CMD_NAV_LAND, CMD_NAV_LOITER_TIME, CMD_NAV_LOITER_TURNS, \
     CMD_NAV_LOITER_UNLIM, CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, MissionItem
 
-__all__ = ["flown_path", "hazards_crossed"]
+__all__ = ["flown_path", "hazards_crossed", "hazards_near_line"]
 
 # Navigation commands the vehicle flies to (their x/y are a destination).
 _FLOWN_TO = frozenset({CMD_NAV_WAYPOINT, CMD_NAV_TAKEOFF, CMD_NAV_LAND, CMD_NAV_LOITER_UNLIM,
@@ -63,3 +69,21 @@ def hazards_crossed(start_lon_lat: tuple[float, float], mission: Sequence[Missio
         if polygon.intersects(shapely.LineString(legs)):
             crossed.append(zid)
     return crossed
+
+
+def hazards_near_line(start_lon_lat: tuple[float, float], end_lon_lat: tuple[float, float],
+                      zones: Mapping[str, Any], margin_m: float) -> list[str]:
+    """Ids of the hazard zones (``is_hazard``; ``polygon`` in lon/lat) that the straight
+    line from ``start`` to ``end`` passes within ``margin_m`` metres of, sorted: RTL's
+    line home must keep the margin every planned path keeps (position error, the turn
+    into RTL, a telemetry position a moment old)."""
+    frame = LocalFrame(start_lon_lat[1], start_lon_lat[0])
+    line = shapely.LineString([(0.0, 0.0), frame.point_to_enu(*end_lon_lat)])
+    near = []
+    for zid in sorted(zones):
+        zone = zones[zid]
+        if zone.is_hazard:
+            outline: Any = frame.geometry_to_enu(zone.polygon)
+            if outline.distance(line) < margin_m:
+                near.append(zid)
+    return near

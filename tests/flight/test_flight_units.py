@@ -10,7 +10,7 @@ import shapely
 
 from mavlink_bridge.plan import CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, MissionItem
 from swarm.flight import Availability, HealthMonitor, HealthPolicy, LatestWins, fence_polygons, \
-    hazards_crossed
+    hazards_crossed, hazards_near_line
 from mavlink_bridge.plan import fence_polygon
 
 POLICY = HealthPolicy(battery_critical_pct=20, battery_recovered_pct=30, lost_after_s=5,
@@ -193,6 +193,21 @@ def test_leaving_a_zone_one_is_inside_is_allowed_going_back_is_not() -> None:
     inside = (-121.605, 39.755)
     assert hazards_crossed(inside, [_wp(-121.62, 39.755), _wp(-121.62, 39.77)], zones) == []
     assert hazards_crossed(inside, [_wp(-121.62, 39.755), _wp(-121.59, 39.755)], zones) == ["z1"]
+
+
+def test_a_straight_line_within_the_margin_of_a_hazard_is_near_one_clear_of_it_is_not() -> None:
+    # RTL's straight line home (swarm.flight.safety.hazards_near_line), in metres.
+    zones = {"z1": _Zone(SQUARE), "cleared": _Zone(SQUARE, hazard=False),
+             "z0": _Zone([(lon + 0.03, lat) for lon, lat in SQUARE])}
+    home = (-121.62, 39.755)
+    assert hazards_near_line((-121.59, 39.755), home, zones, 50.0) == ["z1"]  # straight through
+    assert hazards_near_line((-121.55, 39.755), home, zones, 50.0) == ["z0", "z1"]  # sorted
+    assert hazards_near_line((-121.62, 39.77), home, zones, 50.0) == []  # north of it: clear
+    # Along SQUARE's south edge (lat 39.75), 22 m and 111 m south of it.
+    assert hazards_near_line((-121.59, 39.7498), (-121.62, 39.7498), zones, 50.0) == ["z1"]
+    assert hazards_near_line((-121.59, 39.7498), (-121.62, 39.7498), zones, 20.0) == []
+    assert hazards_near_line((-121.59, 39.749), (-121.62, 39.749), zones, 50.0) == []
+    assert hazards_near_line((-121.59, 39.749), (-121.62, 39.749), zones, 120.0) == ["z1"]
 
 
 def test_fence_polygons_reads_back_what_fence_polygon_wrote() -> None:
