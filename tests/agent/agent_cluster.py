@@ -308,7 +308,7 @@ class StatusLog:
         views = {(s.get("leader"), s.get("term")) for s in live}
         if len(live) == self.n and len(views) == 1:
             leader, term = views.pop()
-            if leader:
+            if leader and term is not None:
                 return int(leader), int(term)
         return None
 
