@@ -20,7 +20,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("consensus_throughput.py", [], ["--entries", "300"]),
     ("consensus_election.py", ["--seeds", "200"], ["--seeds", "20"]),
     ("consensus_storage.py", [], ["--seconds", "0.5"]),
-    ("consensus_sim_soak.py", ["--seeds", "10000"], ["--seeds", "50"]),
+    ("consensus_sim_soak.py", ["--seeds", "10000"], ["--seeds", "20"]),
     ("leadership_noise.py", [], ["--minutes", "0.2", "--seeds", "1"]),
     ("map_apply.py", [], ["--commands", "500"]),
     ("planner_time.py", ["--scenes", "20"], ["--scenes", "2"]),
