@@ -16,6 +16,13 @@ and a client whose request was dropped times out and retries with the same sessi
 sequence number (safe). The node thread normally answers ``busy`` long before the
 request queue fills, because refusing costs far less than admitting.
 
+A Raft payload whose envelope says it may wait (``swarm.bus.envelope.no_hurry``: a
+follower's heartbeat acknowledgement) is queued without waking the node thread: it is
+taken with the next turn, at the latest the leader's next heartbeat tick, and stepped
+after the ticks due when it arrived, as any queued message is. A leader of four
+followers thus wakes once per heartbeat round instead of once per acknowledgement
+(docs/benchmarks.md, "Agent footprint").
+
 Single consumer (the node thread), any number of producers (in practice one: paho's
 network thread). Each payload is kept with the monotonic time it was handed over (the
 latency trace, swarm/agent/trace.py, starts a request's or a message's clock there).
@@ -28,6 +35,7 @@ import time
 from collections import Counter, deque
 
 from swarm.bus.client import Received
+from swarm.bus.envelope import no_hurry
 
 __all__ = ["Inbox", "Queued"]
 
@@ -49,6 +57,8 @@ class Inbox:
         self._ready = threading.Condition(self._lock)
         self._waiting = False
         self._woken = False
+        #: Raft payloads queued that want the node thread now (not ``no_hurry``).
+        self._urgent = False
         #: Dropped payloads by reason (read by the node thread for metrics).
         self.dropped: Counter[str] = Counter()
 
@@ -60,6 +70,9 @@ class Inbox:
                 self.dropped["raft_queue_full"] += 1
                 return
             self._raft.append((msg, time.monotonic()))
+            if no_hurry(msg.payload):
+                return
+            self._urgent = True
             if self._waiting:
                 self._ready.notify()
 
@@ -86,10 +99,10 @@ class Inbox:
     # -- the consumer (the node thread)
 
     def wait(self, timeout: float) -> None:
-        """Return when something is queued or ``wake`` was called, or after
-        ``timeout`` seconds."""
+        """Return when something is queued (a Raft payload that may wait does not
+        count) or ``wake`` was called, or after ``timeout`` seconds."""
         with self._lock:
-            if not (self._raft or self._requests or self._woken) and timeout > 0:
+            if not (self._urgent or self._requests or self._woken) and timeout > 0:
                 self._waiting = True
                 try:
                     self._ready.wait(timeout)
@@ -100,6 +113,7 @@ class Inbox:
     def take_raft(self) -> list[Queued]:
         """Every queued Raft payload, oldest first."""
         with self._lock:
+            self._urgent = False
             if not self._raft:
                 return []
             out = list(self._raft)

@@ -5,7 +5,7 @@ One envelope carries one or more Raft messages from one sender to one receiver
 
     offset size field
     0      1    version      1
-    1      1    flags        0 (reserved; any other value is rejected)
+    1      1    flags        0, or FLAG_NO_HURRY (any other bit is rejected)
     2      4    key_id       SwarmKey.key_id of the key that made the tag
     6      4    sender       Raft node id, 1..2^31-1
     10     4    receiver     Raft node id, 1..2^31-1
@@ -31,6 +31,16 @@ older epoch is refused outright. The receiver persists its per-sender floor when
 advances (before the messages are handed on) and at checkpoints, so its own restart does
 not reopen old epochs (replay.py).
 
+``FLAG_NO_HURRY`` says the envelope carries only what the receiver may handle at its
+next turn rather than at once: heartbeat acknowledgements without a read context. Raft
+uses them only to see that a follower is alive (CheckQuorum) and how far it is, and the
+agent's node thread steps every queued message after the ticks due when it arrived
+(docs/agent.md, "Ticks"), so handling one at the leader's next heartbeat tick leaves the
+core's state exactly as handling it on arrival would. The receiver's network thread
+reads the flag (:func:`no_hurry`) before the envelope is authenticated, only to decide
+whether to wake the node thread; a forged flag therefore only spares a wake-up for a
+forgery that is then dropped. The flag is covered by the tag like the rest of the header.
+
 Every rejection is returned as a :class:`Rejected` with a :class:`RejectReason` and
 counted; nothing here raises on input from the wire and a rejected envelope changes no
 state. Not thread-safe: one thread (the one that owns the RawNode) opens envelopes.
@@ -48,7 +58,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from consensus.codec import DecodeError, decode_message, encode_message
-from consensus.types import MAX_NODE_ID, Message
+from consensus.types import MAX_NODE_ID, Message, MessageType
 
 from .keys import Keyring, SwarmKey
 from .topics import check_node_id, check_swarm_id
@@ -60,12 +70,14 @@ __all__ = [
     "EnvelopeOpener",
     "EnvelopeSealer",
     "EnvelopeTooLarge",
+    "FLAG_NO_HURRY",
     "Keyring",
     "MAX_MESSAGES",
     "Opened",
     "RejectReason",
     "Rejected",
     "VERSION",
+    "no_hurry",
 ]
 
 VERSION = 1
@@ -83,6 +95,10 @@ DEFAULT_REPLAY_WINDOW = 1024
 #: Messages in one envelope at most (a Ready rarely holds more than a few per peer).
 MAX_MESSAGES = 4096
 _DOMAIN = b"wildfire-swarm raft envelope v1\x00"
+#: Header flag: the receiver may handle this envelope at its next turn (module docstring).
+FLAG_NO_HURRY = 0x01
+_FLAGS = FLAG_NO_HURRY
+_HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
 _U64 = 2**64 - 1
 
 
@@ -91,7 +107,7 @@ class RejectReason(enum.Enum):
 
     OVERSIZED = "oversized"            # longer than the configured maximum
     GARBLED = "garbled"                # shorter than a header + tag, or not bytes
-    BAD_VERSION = "bad_version"        # unknown version or non-zero flags
+    BAD_VERSION = "bad_version"        # unknown version or an unknown flag
     BAD_HEADER = "bad_header"          # sender/receiver not node ids, counter 0
     WRONG_RECEIVER = "wrong_receiver"  # addressed to another node
     UNKNOWN_KEY = "unknown_key"        # key_id of no key we hold (or one past its overlap)
@@ -123,6 +139,19 @@ class Rejected:
 class EnvelopeTooLarge(ValueError):
     """A single message that cannot fit in one envelope (raised by the sealer: a
     local configuration error, never input from the wire)."""
+
+
+def no_hurry(data: bytes) -> bool:
+    """Whether a received (not yet authenticated) envelope says it may wait for the
+    receiver's next turn. A hint for scheduling only: opening checks it with the rest."""
+    return len(data) > 1 and data[1] == FLAG_NO_HURRY
+
+
+def _may_wait(messages: Sequence[Message]) -> bool:
+    """Heartbeat acknowledgements without a read context (a ReadIndex round waits on
+    those that carry one): nothing the receiver does with them is due before its next
+    tick (module docstring)."""
+    return all(m.type is _HEARTBEAT_RESP and not m.context for m in messages)
 
 
 def _tag(key: SwarmKey, swarm: str, signed: bytes | memoryview) -> bytes:
@@ -164,6 +193,7 @@ class EnvelopeSealer:
                 raise ValueError(f"message {m.type.name} frm={m.frm} to={m.to} does not "
                                  f"belong in an envelope {self.sender} -> {receiver}")
             encoded.append(encode_message(m))
+        flags = FLAG_NO_HURRY if _may_wait(messages) else 0
         out: list[bytes] = []
         batch: list[bytes] = []
         size = 0
@@ -176,21 +206,21 @@ class EnvelopeSealer:
                     f"{self.max_bytes} bytes; lower the core's max_size_per_msg / "
                     "snapshot_chunk_bytes or raise the envelope maximum")
             if batch and (size + cost > budget or len(batch) == MAX_MESSAGES):
-                out.append(self._seal_one(receiver, batch))
+                out.append(self._seal_one(receiver, batch, flags))
                 batch, size = [], 0
             batch.append(blob)
             size += cost
         if batch:
-            out.append(self._seal_one(receiver, batch))
+            out.append(self._seal_one(receiver, batch, flags))
         return out
 
-    def _seal_one(self, receiver: int, blobs: list[bytes]) -> bytes:
+    def _seal_one(self, receiver: int, blobs: list[bytes], flags: int) -> bytes:
         if self._counter == _U64:
             raise OverflowError("envelope counter exhausted; restart to claim a new epoch")
         self._counter += 1
         payload: bytes = msgpack.packb(blobs, use_bin_type=True)
         key = self.keyring.current
-        signed = _HEADER.pack(VERSION, 0, key.key_id, self.sender, receiver,
+        signed = _HEADER.pack(VERSION, flags, key.key_id, self.sender, receiver,
                               self.epoch, self._counter) + payload
         return signed + _tag(key, self.swarm, signed)
 
@@ -304,7 +334,7 @@ class EnvelopeOpener:
         if len(raw) < ENVELOPE_OVERHEAD + 1:
             return Rejected(RejectReason.GARBLED, f"only {len(raw)} bytes")
         version, flags, key_id, sender, receiver, epoch, counter = _HEADER.unpack_from(raw)
-        if version != VERSION or flags != 0:
+        if version != VERSION or flags & ~_FLAGS:
             return Rejected(RejectReason.BAD_VERSION,
                                 f"version {version} flags {flags:#x} (this node speaks {VERSION})")
         if not (1 <= sender <= MAX_NODE_ID and 1 <= receiver <= MAX_NODE_ID) or counter == 0 \

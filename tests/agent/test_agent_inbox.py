@@ -36,3 +36,22 @@ def test_wait_returns_when_either_queue_gets_something_or_on_timeout():
     t0 = time.monotonic()
     inbox.wait(10)
     assert time.monotonic() - t0 < 5 and inbox.requests_waiting() == 1
+
+
+def test_a_raft_payload_that_may_wait_is_queued_without_waking_the_node_thread():
+    # Envelope byte 1 is its flags; FLAG_NO_HURRY marks heartbeat acknowledgements.
+    from swarm.bus.envelope import FLAG_NO_HURRY
+
+    inbox = Inbox(8, 8, 1024)
+    inbox.put_raft(_msg(bytes([1, FLAG_NO_HURRY]) + b"rest"))
+    t0 = time.monotonic()
+    inbox.wait(0.05)                       # slept its whole timeout: nothing urgent
+    assert time.monotonic() - t0 >= 0.04
+    inbox.put_raft(_msg(bytes([1, 0]) + b"rest"))
+    t0 = time.monotonic()
+    inbox.wait(10)                         # an ordinary message wakes it at once
+    assert time.monotonic() - t0 < 5
+    assert len(inbox.take_raft()) == 2     # and the one that waited is taken with it
+    t0 = time.monotonic()
+    inbox.wait(0.05)
+    assert time.monotonic() - t0 >= 0.04

@@ -18,10 +18,12 @@ from swarm.bus.envelope import (
     EnvelopeOpener,
     EnvelopeSealer,
     EnvelopeTooLarge,
+    FLAG_NO_HURRY,
     Keyring,
     Opened,
     RejectReason,
     Rejected,
+    no_hurry,
 )
 from swarm.bus.keys import SwarmKey
 
@@ -262,3 +264,21 @@ def test_fuzz_random_bytes_never_raise_and_never_open(blob):
     _, opener = make()
     assert isinstance(opener.open(blob), Rejected)
     assert opener.floors() == {}
+
+
+def test_only_heartbeat_acknowledgements_without_a_read_context_say_they_may_wait():
+    sealer, opener = make()
+    ack = Message(MessageType.HEARTBEAT_RESP, to=2, frm=1, term=5, link_score=7)
+    read_ack = Message(MessageType.HEARTBEAT_RESP, to=2, frm=1, term=5, context=b"read-1")
+    lazy = sealer.seal(2, [ack, ack])[0]
+    assert lazy[1] == FLAG_NO_HURRY and no_hurry(lazy)
+    assert opened(opener.open(lazy)).messages == (ack, ack)   # authentic like any other
+    for batch in ([read_ack], [ack, vote()], [append()], [vote()]):
+        env = sealer.seal(2, batch)[0]
+        assert env[1] == 0 and not no_hurry(env)
+        opened(opener.open(env))
+    # The flag is under the tag: setting or clearing it is a forgery; unknown bits are refused.
+    env = sealer.seal(2, [vote()])[0]
+    assert reason(opener.open(env[:1] + bytes([FLAG_NO_HURRY]) + env[2:])) is RejectReason.BAD_MAC
+    assert reason(opener.open(env[:1] + b"\x02" + env[2:])) is RejectReason.BAD_VERSION
+    assert not no_hurry(b"") and not no_hurry(b"\x01")
