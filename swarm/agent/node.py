@@ -200,6 +200,8 @@ class _BusTransport:
         self.dropped: Counter[str] = Counter()
         #: Between hold() and release(): a leader's AppendEntries without entries.
         self._held: list[Message] | None = None
+        #: raft/<receiver> per receiver: built (and validated) once, not per send.
+        self._topics: dict[int, str] = {}
 
     def hold(self) -> None:
         """From now until :meth:`release`, a leader's AppendEntries that carry no
@@ -240,7 +242,9 @@ class _BusTransport:
                 self.dropped["too_large"] += len(batch)
                 log.error("cannot send %d messages to node %d: %s", len(batch), to, exc)
                 continue
-            topic = topics.raft(a.swarm, to)
+            topic = self._topics.get(to)
+            if topic is None:
+                topic = self._topics[to] = topics.raft(a.swarm, to)
             for env in envelopes:
                 if not a.bus.publish(topic, env, qos=0):
                     self.dropped["publish"] += 1

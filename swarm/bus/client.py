@@ -60,6 +60,8 @@ log = logging.getLogger("swarm.bus")
 
 #: Room for the MQTT fixed header, topic and properties around the largest payload.
 _PACKET_SLACK = 64 * 1024
+#: Topics whose matching handlers Bus remembers (a subscriber to wildcards may see many).
+_MATCH_CACHE = 256
 _CLIENT_ID = re.compile(r"[0-9A-Za-z._:-]{1,128}")
 
 
@@ -327,6 +329,10 @@ class Bus:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._subs: dict[str, tuple[int, Handler]] = {}
+        #: The handlers matching each topic received so far (paho's topic_matches_sub
+        #: builds a matcher per call, per filter, per message); cleared when _subs
+        #: changes. At most _MATCH_CACHE topics (the agent receives on a handful).
+        self._matches: dict[str, list[Handler]] = {}
         self._state_callbacks: list[StateCallback] = []
         self._index = 0                      # broker being tried / connected to
         self._last_connected: int | None = None
@@ -443,12 +449,14 @@ class Bus:
         _check_qos(qos, "subscribe qos")
         with self._lock:
             self._subs[topic_filter] = (qos, handler)
+            self._matches.clear()
         if self._connected.is_set():
             self._client.subscribe(topic_filter, qos)
 
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
             self._subs.pop(topic_filter, None)
+            self._matches.clear()
         if self._connected.is_set():
             self._client.unsubscribe(topic_filter)
 
@@ -626,19 +634,25 @@ class Bus:
             if len(payload) > self.config.max_payload_bytes:
                 self._counts["oversized_received"] += 1
                 return
-            handlers = [h for f, (_, h) in self._subs.items() if paho.topic_matches_sub(f, msg.topic)]
+            topic = msg.topic
+            handlers = self._matches.get(topic)
+            if handlers is None:
+                handlers = [h for f, (_, h) in self._subs.items() if paho.topic_matches_sub(f, topic)]
+                if len(self._matches) >= _MATCH_CACHE:
+                    self._matches.clear()
+                self._matches[topic] = handlers
         response_topic = correlation = None
         props = getattr(msg, "properties", None)
         if props is not None:
             response_topic = getattr(props, "ResponseTopic", None)
             correlation = getattr(props, "CorrelationData", None)
-        received = Received(msg.topic, bytes(payload), msg.qos, bool(msg.retain),
+        received = Received(topic, bytes(payload), msg.qos, bool(msg.retain),
                             response_topic, correlation)
         for handler in handlers:
             try:
                 handler(received)
             except Exception:
-                log.exception("bus handler for %s failed", msg.topic)
+                log.exception("bus handler for %s failed", topic)
                 with self._lock:
                     self._counts["handler_errors"] += 1
 
