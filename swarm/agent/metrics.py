@@ -78,7 +78,8 @@ class _SnapshotCollector(Collector):
             ("raft_last_index", s.last_index, "last index in this node's log"),
             ("map_version", s.map_version, "version of the applied evacuation map"),
             ("broker_connected", int(s.broker_connected), "1 while connected to a broker"),
-            ("client_pending_requests", s.client_pending, "client requests waiting for an answer"),
+            ("client_pending_requests", s.client_pending,
+             "client commands (each of a batch), registrations and reads waiting for an answer"),
         ):
             yield GaugeMetricFamily(f"swarm_{name}", help_text, value=value)
         for name, maybe, help_text in (
@@ -114,7 +115,8 @@ class _SnapshotCollector(Collector):
             ("raft_messages_rejected", s.raft_rejected, "reason",
              "Raft envelopes or messages refused (authentication, replay, size, decoding)"),
             ("client_requests", s.client_requests, "op", "client requests received, by op"),
-            ("client_replies", s.client_replies, "outcome", "client replies sent, by outcome"),
+            ("client_replies", s.client_replies, "outcome",
+             "client outcomes sent, by outcome (each command of a batch reply counts)"),
         ):
             family = CounterMetricFamily(f"swarm_{name}", help_text, labels=[label])
             for key in sorted(table):

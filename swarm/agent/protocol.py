@@ -8,15 +8,19 @@ has neither) the ``reply_to`` member of the payload. A request with neither cann
 answered and is dropped (and counted) by the caller.
 
 Everything from outside is validated here: size, JSON, schema version, every field's
-type and range, the embedded command (by the state machine's own parser,
-swarm/agent/machine.py, so a rejection names the field), and the reply topic (never one
-of the swarm's own topics, so a client cannot make an agent publish into another node's
-Raft or status topic).
+type and range (a batch's members named by their index: ``commands[3].seq``), and the
+reply topic (never one of the swarm's own topics, so a client cannot make an agent
+publish into another node's Raft or status topic). The embedded commands are parsed by
+the state machine's own parser (swarm/agent/machine.py, so a refusal names the field)
+when the service admits them, not here.
+
+A ``propose`` carries one command (``seq`` + ``command``) or a batch (``commands``: up
+to MAX_BATCH_COMMANDS of ``{"seq", "command"}``, one session); each command is still
+exactly-once through its own sequence number, and one reply lists every outcome.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 from dataclasses import dataclass
@@ -25,23 +29,32 @@ from typing import Any, NoReturn
 
 from consensus.types import MAX_U64
 
-from .machine import CommandRefused
-
 __all__ = [
     "ErrorCode",
+    "MAX_BATCH_COMMANDS",
+    "MAX_COMMAND_BYTES",
     "MAX_REQUEST_BYTES",
     "Op",
+    "ProposedCommand",
     "ReplyAddress",
     "Request",
     "RequestError",
     "encode_reply",
     "error_reply",
-    "parse_command_of",
     "parse_request",
 ]
 
-#: A request is one map command (swarm.evacmap.MAX_COMMAND_BYTES) plus a little envelope.
-MAX_REQUEST_BYTES = 64 * 1024 + 4096
+#: One command, in the state machine's canonical form (swarm.evacmap.MAX_COMMAND_BYTES:
+#: the map refuses a longer one at apply, so the agent refuses it at intake).
+MAX_COMMAND_BYTES = 64 * 1024
+#: A request, whole: one command of the largest size plus its envelope fits, and so does
+#: a batch of MAX_BATCH_COMMANDS typical commands (a map ``set_zone`` is 300-500 bytes)
+#: with room to spare. A batch of big commands is split by the client (swarm.client).
+MAX_REQUEST_BYTES = 256 * 1024
+#: Commands in one ``propose`` batch: the session table keeps 64 unacknowledged results
+#: per session (consensus.session.SessionStateMachine max_responses), so a 65th
+#: command of one session beyond the acknowledged floor would only be answered ``busy``.
+MAX_BATCH_COMMANDS = 64
 MAX_ID_CHARS = 128
 MAX_TOPIC_CHARS = 256
 MAX_ITEM_CHARS = 200
@@ -79,18 +92,27 @@ class ReplyAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class ProposedCommand:
+    """One command of a ``propose`` request: its session sequence number and the
+    command as the client sent it (JSON object), parsed by the state machine only once
+    the service admits it (``AgentMachine.parse_command``)."""
+
+    seq: int
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     op: Op
     id: str
     reply: ReplyAddress
-    #: PROPOSE: the session (client id), sequence number and ack (thesis §6.3).
+    #: PROPOSE: the session (client id) and ack (thesis §6.3: the client holds every
+    #: result below it), and the commands: one (``seq`` + ``command``), or a batch
+    #: (``commands``, ``batch`` True: one reply lists every command's outcome in order).
     session: int = 0
-    seq: int = 0
     ack: int = 0
-    #: PROPOSE: the command in the state machine's canonical form (what is proposed);
-    #: empty until :func:`parse_command_of` parsed ``raw_command``.
-    command: bytes = b""
-    raw_command: dict[str, Any] | None = None
+    commands: tuple[ProposedCommand, ...] = ()
+    batch: bool = False
     #: READ: one item (a GeoJSON feature id such as "zone:fire-1"), or None: the map.
     item: str | None = None
     #: REGISTER: the client's unique string, echoed by the committed registration.
@@ -141,11 +163,40 @@ def _check_topic(value: object, swarm: str) -> str | None:
     return None
 
 
-def _u64(obj: dict[str, Any], key: str, lo: int, fail: Callable[[str], NoReturn]) -> int:
+def _u64(obj: dict[str, Any], key: str, lo: int, fail: Callable[[str], NoReturn],
+         name: str | None = None) -> int:
     v = obj.get(key)
     if type(v) is not int or not lo <= v <= MAX_U64:
-        fail(f"{key} must be an integer in [{lo}, 2**64), got {_short(v)}")
+        fail(f"{name or key} must be an integer in [{lo}, 2**64), got {_short(v)}")
     return v
+
+
+_COMMAND_KINDS = "one map command, docs/map.md, or a register put, docs/agent.md"
+
+
+def _commands(obj: dict[str, Any], fail: Callable[[str], NoReturn]) -> tuple[ProposedCommand, ...]:
+    """A batch's ``commands``: 1 to MAX_BATCH_COMMANDS objects ``{"seq", "command"}``
+    with distinct sequence numbers; a problem names the member by its index."""
+    items = obj.get("commands")
+    if type(items) is not list or not 0 < len(items) <= MAX_BATCH_COMMANDS:
+        fail(f"commands must be a list of 1 to {MAX_BATCH_COMMANDS} commands, got "
+             + (f"{len(items)}" if type(items) is list else _short(items)))
+    out: list[ProposedCommand] = []
+    first: dict[int, int] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            fail(f"commands[{i}] must be an object {{\"seq\": ..., \"command\": {{...}}}}, "
+                 f"got {_short(item)}")
+        seq = _u64(item, "seq", 1, fail, f"commands[{i}].seq")
+        if seq in first:
+            fail(f"commands[{i}].seq {seq} repeats commands[{first[seq]}].seq (one "
+                 "sequence number per command)")
+        first[seq] = i
+        command = item.get("command")
+        if not isinstance(command, dict):
+            fail(f"commands[{i}].command must be a JSON object ({_COMMAND_KINDS})")
+        out.append(ProposedCommand(seq, command))
+    return tuple(out)
 
 
 def _short(value: object) -> str:
@@ -158,10 +209,10 @@ def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
     """Parse one request published to this node. ``response_topic`` / ``correlation``
     are the MQTT 5 properties (None over 3.1.1). Raises :class:`RequestError`.
 
-    Everything is checked but the embedded command, which is left in ``raw_command``
-    for :func:`parse_command_of`: the map's own parser is most of a request's cost
-    (geometry), so the service first decides whether it will admit the request at all
-    (``busy``, a retry joining one already pending)."""
+    Everything is checked but the embedded commands, which are left as the client sent
+    them (``ProposedCommand.raw``) for the state machine's parser: the map's is most of
+    a request's cost (geometry), so the service first decides whether it will admit
+    them at all (``busy``, a retry joining one already pending)."""
     reply: ReplyAddress | None = None
     request_id: str | None = None
     if response_topic is not None:
@@ -213,16 +264,25 @@ def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
         return Request(op, request_id, reply, nonce=nonce)
     if op is Op.PROPOSE:
         session = _u64(obj, "session", 1, fail)
-        seq = _u64(obj, "seq", 1, fail)
-        ack = _u64(obj, "ack", 0, fail) if "ack" in obj else seq
-        if ack > seq:
-            fail(f"ack ({ack}) must not exceed seq ({seq})")
-        command = obj.get("command")
-        if not isinstance(command, dict):
-            fail("command must be a JSON object (one map command, docs/map.md, or a "
-                 "register put, docs/agent.md)")
-        return Request(op, request_id, reply, session=session, seq=seq, ack=ack,
-                       raw_command=command)
+        batch = "commands" in obj
+        if batch and ("seq" in obj or "command" in obj):
+            fail("a propose carries either seq and command (one command) or commands "
+                 "(a batch), not both")
+        if batch:
+            commands = _commands(obj, fail)
+        else:
+            seq = _u64(obj, "seq", 1, fail)
+            command = obj.get("command")
+            if not isinstance(command, dict):
+                fail(f"command must be a JSON object ({_COMMAND_KINDS})")
+            commands = (ProposedCommand(seq, command),)
+        lowest = min(c.seq for c in commands)
+        ack = _u64(obj, "ack", 0, fail) if "ack" in obj else lowest
+        if ack > lowest:
+            fail(f"ack ({ack}) must not exceed seq ({lowest})" if not batch else
+                 f"ack ({ack}) must not exceed the lowest seq of the batch ({lowest})")
+        return Request(op, request_id, reply, session=session, ack=ack, commands=commands,
+                       batch=batch)
     if op is Op.READ:
         item = obj.get("item")
         if item is not None and (type(item) is not str or not 0 < len(item) <= MAX_ITEM_CHARS):
@@ -230,17 +290,3 @@ def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
         return Request(op, request_id, reply, item=item)
     return Request(op, request_id, reply)
 
-
-def parse_command_of(request: Request,
-                     parse: Callable[[dict[str, Any]], bytes]) -> Request:
-    """``request`` with its command parsed and encoded canonically (``command``) by
-    ``parse``, the state machine's own parser (swarm.agent.machine.AgentMachine
-    .parse_command). Raises :class:`RequestError` (``invalid``, naming the field) for a
-    command the state machine refuses."""
-    if request.command or request.raw_command is None:
-        return request
-    try:
-        data = parse(request.raw_command)
-    except CommandRefused as exc:
-        raise RequestError(ErrorCode.INVALID, str(exc), request.reply, request.id) from None
-    return dataclasses.replace(request, command=data, raw_command=None)

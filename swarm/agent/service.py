@@ -2,36 +2,46 @@
 the node, replies out.
 
 :class:`ClientService` runs on the thread that owns the node's driver (it calls
-``propose`` and ``read_index`` directly) and is fed what the driver reports: applied
-entries (with their session results) and reads that became servable or expired. Time
-comes from the ``clock`` passed in (monotonic seconds), so tests drive it by hand.
+``propose_many`` and ``read_index`` directly) and is fed what the driver reports:
+applied entries (with their session results) and reads that became servable or
+expired. Time comes from the ``clock`` passed in (monotonic seconds), so tests drive it
+by hand.
 
 How each request is answered (docs/protocol.md):
 
 * ``register``: the registration is proposed; when it is applied *on this node* (every
   node applies every entry) the REGISTERED result carrying the request's nonce names
   the new session (thesis §6.3: the session id is the registration's log index).
-* ``propose``: the command (the state machine's, swarm/agent/machine.py: a map
+* ``propose``: each command (the state machine's, swarm/agent/machine.py: a map
   command, or a register put), wrapped in its session and sequence number, is
   proposed; a follower's node forwards it to the leader through Raft (so any node
-  accepts any request). The reply is sent when this node applies the entry whose
-  session result has that (session, seq): ``committed`` with the index, the state
+  accepts any request). A command's outcome is known when this node applies the entry
+  whose session result has that (session, seq): ``committed`` with the index, the state
   machine's version and its own result, or ``invalid`` with its reason.
   A retry of a (session, seq) still pending here joins the pending one (no second
   proposal while the first may still commit); one already applied is answered from
   the session's cache by the state machine, exactly once.
+  A batch (``commands``) is one request: the commands it admits are proposed together
+  (``Driver.propose_many``: one append, one forward from a follower, so they share a
+  Ready, its fsync and its AppendEntries), and its one reply, listing every command's
+  outcome in order, goes out when the last is known or the request's deadline passes
+  (those still open: ``timeout``). One command (``seq`` + ``command``) is a batch of
+  one whose outcome is the reply itself.
 * ``read``: a ReadIndex (thesis §6.4) round is started; the state (or one item) is read
   only once the driver says the read index is applied, which a quorum confirmed after
   the request arrived: a deposed or paused leader cannot pass that, so it can never
   answer with a stale map.
 * ``status``: answered at once from the node's status.
 
-Bounds: at most ``max_pending`` requests wait at once (more are answered ``busy``);
-admission comes before the command is parsed (for the map, most of a request's cost), so under
-a flood ``busy`` is cheap: the request's envelope is read, its command is not. While
-the leader's uncommitted log is full (the driver raised Busy), further proposals and
-registrations are answered ``busy`` the same way until an entry is applied here;
-each waits at most ``timeout_s`` (then ``timeout``: outcome unknown, a retry with the
+Bounds: at most ``max_pending`` commands (a batch counts each of its commands; a
+registration or a read counts one) wait at once: a request that finds no room is
+answered ``busy`` whole, and a batch that finds less room than it has commands is
+admitted up to the room, its other commands answered ``busy``. Admission comes before
+the commands are parsed (for the map, most of a request's cost), so under a flood
+``busy`` is cheap: the request's envelope is read, its commands are not. While the
+leader's uncommitted log is full (the driver raised Busy), further proposals and
+registrations are answered ``busy`` the same way until an entry is applied here; each
+request waits at most ``timeout_s`` (then ``timeout``: outcome unknown, a retry with the
 same session and sequence number is safe). A duplicate delivery of a request id that is
 still pending (MQTT QoS 1 redelivers) is ignored.
 """
@@ -49,9 +59,9 @@ from consensus.raft import ProposalDropped
 from consensus.session import SessionError, SessionResult, SessionStatus, decode_result, \
     encode_command, encode_register
 
-from .machine import AgentMachine
-from .protocol import ErrorCode, Op, ReplyAddress, Request, RequestError, encode_reply, \
-    error_reply, parse_command_of, parse_request
+from .machine import AgentMachine, CommandRefused
+from .protocol import MAX_COMMAND_BYTES, ErrorCode, Op, ProposedCommand, ReplyAddress, \
+    Request, RequestError, encode_reply, error_reply, parse_request
 
 __all__ = ["ClientService", "Node", "OutgoingReply"]
 
@@ -59,7 +69,7 @@ __all__ = ["ClientService", "Node", "OutgoingReply"]
 class Node(Protocol):
     """What the service needs of the driver (consensus.driver.Driver)."""
 
-    def propose(self, data: bytes) -> None: ...
+    def propose_many(self, datas: list[bytes]) -> None: ...
 
     def read_index(self, ctx: bytes) -> None: ...
 
@@ -71,12 +81,42 @@ class OutgoingReply:
     payload: bytes
 
 
+#: One command's outcome, as its reply (or its member of a batch reply) carries it:
+#: ``{"status": "committed", "index", "map_version", "result", "cached"}`` or
+#: ``{"status": "error", "code", "message"}``.
+Outcome = dict[str, Any]
+
+
+def _failed(code: ErrorCode, message: str) -> Outcome:
+    return {"status": "error", "code": code.value, "message": message}
+
+
+def _label(outcome: Outcome) -> str:
+    return str(outcome["code"] if outcome["status"] == "error" else outcome["status"])
+
+
 @dataclass(slots=True)
 class _Waiter:
+    """One request waiting here. ``open`` is what it counts in ``pending()``: its
+    commands without an outcome yet (PROPOSE), else 1."""
+
     request: Request
     started: float
     deadline: float
-    key: Any = None
+    key: Any = None  # REGISTER: the nonce; READ: the read context
+    #: PROPOSE: each command's outcome in the request's order (None: not yet known).
+    outcomes: list[Outcome | None] = field(default_factory=list)
+    open: int = 0
+
+
+@dataclass(slots=True)
+class _Proposal:
+    """One (session, seq) on its way through this node: the bytes proposed (proposed
+    again after a leader change) and each request's command waiting on it (the waiter
+    and the command's position in its request)."""
+
+    data: bytes
+    waiters: list[tuple[_Waiter, int]]
 
 
 @dataclass(slots=True)
@@ -84,8 +124,8 @@ class _Stats:
     requests: dict[str, int] = field(default_factory=dict)
     replies: dict[str, int] = field(default_factory=dict)
 
-    def count(self, table: dict[str, int], key: str) -> None:
-        table[key] = table.get(key, 0) + 1
+    def count(self, table: dict[str, int], key: str, n: int = 1) -> None:
+        table[key] = table.get(key, 0) + n
 
 
 class ClientService:
@@ -113,9 +153,11 @@ class ClientService:
         self.outbox: list[OutgoingReply] = []
         self.stats = _Stats()
         self._by_id: dict[str, _Waiter] = {}
-        self._proposals: dict[tuple[int, int], list[_Waiter]] = {}
+        self._proposals: dict[tuple[int, int], _Proposal] = {}
         self._registrations: dict[bytes, list[_Waiter]] = {}
         self._reads: dict[bytes, _Waiter] = {}
+        #: Sum of the waiters' ``open``: what max_pending bounds.
+        self._open = 0
         # Read contexts are unique cluster-wide: node id, a per-boot random part (a
         # restarted node's counter restarts), a counter.
         self._ctx_prefix = node_id.to_bytes(4, "big") + os.urandom(4)
@@ -126,15 +168,15 @@ class ClientService:
     # -- inspection
 
     def pending(self) -> int:
-        return len(self._by_id)
+        """Commands (and registrations, reads) waiting for an outcome here."""
+        return self._open
 
     # -- inputs from the wire
 
     def on_request(self, payload: bytes, response_topic: str | None = None,
                    correlation: bytes | None = None) -> None:
-        """One request message. Malformed requests are answered ``bad_request`` (or
-        ``invalid`` for a refused command) when they name a reply address, and
-        dropped otherwise; nothing else changes."""
+        """One request message. Malformed requests are answered ``bad_request`` when
+        they name a reply address, and dropped otherwise; nothing else changes."""
         try:
             request = parse_request(payload, self.swarm, response_topic, correlation)
         except RequestError as exc:
@@ -147,55 +189,88 @@ class ClientService:
         if request.op is Op.STATUS:
             self._reply(request, encode_reply(request.id, "ok", node=dict(self._status())), "ok")
             return
-        if len(self._by_id) >= self.max_pending:
-            self._error(request, ErrorCode.BUSY,
-                        f"node {self.node_id} already holds {self.max_pending} pending requests")
+        room = self.max_pending - self._open
+        if room <= 0:
+            self._error(request, ErrorCode.BUSY, self._full_message())
             return
         if self._log_full is not None and request.op is not Op.READ and not (
-                request.op is Op.PROPOSE and (request.session, request.seq) in self._proposals):
+                request.op is Op.PROPOSE and any((request.session, c.seq) in self._proposals
+                                                 for c in request.commands)):
             self._error(request, ErrorCode.BUSY, self._log_full)
             return
         now = self._clock()
         waiter = _Waiter(request, now, now + self.timeout_s)
         if request.op is Op.PROPOSE:
-            self._propose(waiter)
+            self.stats.count(self.stats.requests, "propose commands", len(request.commands))
+            self._propose(waiter, room)
         elif request.op is Op.REGISTER:
             self._register(waiter)
         else:
             self._read(waiter)
 
-    def _propose(self, w: _Waiter) -> None:
+    def _full_message(self) -> str:
+        return (f"node {self.node_id} already holds {self.max_pending} pending commands "
+                "and requests")
+
+    def _propose(self, w: _Waiter, room: int) -> None:
+        """Admit up to ``room`` of the request's commands: each joins its (session,
+        seq) if that is already on its way here, or is parsed by the state machine; the
+        new ones are proposed in one ``propose_many``. The others get their outcome now
+        (``busy``, ``invalid``, ``no_leader``)."""
         r = w.request
-        key = (r.session, r.seq)
-        joined = self._proposals.get(key)
-        if joined:
-            # The same command is already on its way through this node: a second
-            # proposal adds nothing (the session would answer it from its cache).
-            w.key = key
-            joined.append(w)
-            self._by_id[r.id] = w
-            return
-        try:
-            w.request = r = parse_command_of(r, self.machine.parse_command)
-        except RequestError as exc:
-            self._rejected(exc)
-            return
-        if not self._submit(w, encode_command(r.session, r.seq, r.command, r.ack)):
-            return
-        w.key = key
-        self._proposals[key] = [w]
-        self._by_id[r.id] = w
+        outcomes: list[Outcome | None] = [None] * len(r.commands)
+        w.outcomes = outcomes
+        where = (lambda pos: f"commands[{pos}]: ") if r.batch else (lambda pos: "")
+        new: list[tuple[int, tuple[int, int], bytes]] = []
+        for pos, c in enumerate(r.commands):
+            key = (r.session, c.seq)
+            if pos >= room:
+                outcomes[pos] = _failed(ErrorCode.BUSY, self._full_message())
+                continue
+            joined = self._proposals.get(key)
+            if joined is not None:
+                # The same command is already on its way through this node: a second
+                # proposal adds nothing (the session would answer it from its cache).
+                joined.waiters.append((w, pos))
+                w.open += 1
+                continue
+            if self._log_full is not None:
+                outcomes[pos] = _failed(ErrorCode.BUSY, self._log_full)
+                continue
+            try:
+                data = self.machine.parse_command(c.raw)
+            except CommandRefused as exc:
+                outcomes[pos] = _failed(ErrorCode.INVALID, f"{where(pos)}{exc}")
+                continue
+            if len(data) > MAX_COMMAND_BYTES:
+                outcomes[pos] = _failed(ErrorCode.INVALID, (
+                    f"{where(pos)}command: {len(data)} bytes in canonical form, over the "
+                    f"{MAX_COMMAND_BYTES}-byte limit"))
+                continue
+            new.append((pos, key, encode_command(r.session, c.seq, data, r.ack)))
+        if new:
+            refused = self._submit([data for _, _, data in new])
+            for pos, key, data in new:
+                if refused is not None:
+                    outcomes[pos] = refused
+                else:
+                    self._proposals[key] = _Proposal(data, [(w, pos)])
+                    w.open += 1
+        self._admitted(w)
 
     def _register(self, w: _Waiter) -> None:
         nonce = w.request.nonce.encode()
         joined = self._registrations.get(nonce)
         if joined is None:
-            if not self._submit(w, encode_register(nonce)):
+            refused = self._submit([encode_register(nonce)])
+            if refused is not None:
+                self._reply(w.request, encode_reply(w.request.id, **refused), _label(refused))
                 return
             joined = self._registrations[nonce] = []
         w.key = nonce
         joined.append(w)
-        self._by_id[w.request.id] = w
+        w.open = 1
+        self._admitted(w)
 
     def _read(self, w: _Waiter) -> None:
         ctx = self._ctx_prefix + next(self._ctx_counter).to_bytes(8, "big")
@@ -210,20 +285,29 @@ class ClientService:
             return
         w.key = ctx
         self._reads[ctx] = w
-        self._by_id[w.request.id] = w
+        w.open = 1
+        self._admitted(w)
 
-    def _submit(self, w: _Waiter, data: bytes) -> bool:
+    def _admitted(self, w: _Waiter) -> None:
+        """``w`` waits for what it opened, or is answered now if nothing is open."""
+        if w.open:
+            self._open += w.open
+            self._by_id[w.request.id] = w
+        else:
+            self._answer(w)
+
+    def _submit(self, datas: list[bytes]) -> Outcome | None:
+        """Propose ``datas`` together (one append, one forward, one Ready), or say why
+        none of them was."""
         try:
-            self.node.propose(data)
+            self.node.propose_many(datas)
         except Busy as exc:
             self._log_full = f"the leader's uncommitted log is full ({exc})"
-            self._error(w.request, ErrorCode.BUSY, self._log_full)
-            return False
+            return _failed(ErrorCode.BUSY, self._log_full)
         except ProposalDropped:
-            self._error(w.request, ErrorCode.NO_LEADER,
-                        "no leader is known now; retry (an election is under way)")
-            return False
-        return True
+            return _failed(ErrorCode.NO_LEADER,
+                           "no leader is known now; retry (an election is under way)")
+        return None
 
     # -- inputs from the driver
 
@@ -238,51 +322,58 @@ class ClientService:
             return
         if result.status is SessionStatus.REGISTERED:
             for w in self._registrations.pop(result.payload, []):
-                self._forget(w)
+                self._done(w)
                 self._reply(w.request, encode_reply(w.request.id, "registered",
                                                     session=result.client_id,
                                                     index=entry.index), "registered")
             return
-        waiters = self._proposals.pop((result.client_id, result.seq), None)
-        if not waiters:
+        proposal = self._proposals.pop((result.client_id, result.seq), None)
+        if proposal is None:
             return
+        outcome = self._outcome(result)
         now = self._clock()
-        for w in waiters:
-            self._forget(w)
-            if self._on_commit_latency is not None and result.status is SessionStatus.OK:
+        for w, pos in proposal.waiters:
+            if self._on_commit_latency is not None and outcome["status"] == "committed":
                 self._on_commit_latency(now - w.started)
-            self._answer_command(w.request, entry, result)
+            self._settle(w, pos, outcome)
 
-    def _answer_command(self, request: Request, entry: AppliedEntry,
-                        result: SessionResult) -> None:
+    def _outcome(self, result: SessionResult) -> Outcome:
+        """A command's outcome from its applied session result."""
         status = result.status
         if status is SessionStatus.OK:
             machine = self.machine
             try:
                 outcome = machine.outcome(result.payload)
             except ValueError:
-                self._error(request, ErrorCode.INVALID,
-                            f"the {machine.name} returned an unreadable result")
-                return
+                return _failed(ErrorCode.INVALID, f"the {machine.name} returned an unreadable result")
             if not outcome.ok:
-                self._error(request, ErrorCode.INVALID,
-                            outcome.error or f"rejected by the {machine.name}")
-                return
-            self._reply(request, encode_reply(
-                request.id, "committed", index=outcome.version, map_version=machine.version,
-                result=outcome.result, cached=result.cached), "committed")
-        elif status is SessionStatus.SESSION_EXPIRED:
-            self._error(request, ErrorCode.SESSION_EXPIRED,
-                        f"session {request.session} is unknown or expired; register again")
-        elif status is SessionStatus.WINDOW_FULL:
-            self._error(request, ErrorCode.BUSY,
-                        f"session {request.session} has too many unacknowledged commands; "
-                        "raise ack as results arrive")
-        elif status is SessionStatus.STALE:
-            self._error(request, ErrorCode.BAD_REQUEST,
-                        f"seq {request.seq} is below the session's acknowledged floor")
-        else:
-            self._error(request, ErrorCode.BAD_REQUEST, "the session layer refused the command")
+                return _failed(ErrorCode.INVALID, outcome.error or f"rejected by the {machine.name}")
+            return {"status": "committed", "index": outcome.version,
+                    "map_version": machine.version, "result": outcome.result,
+                    "cached": result.cached}
+        if status is SessionStatus.SESSION_EXPIRED:
+            return _failed(ErrorCode.SESSION_EXPIRED,
+                           f"session {result.client_id} is unknown or expired; register again")
+        if status is SessionStatus.WINDOW_FULL:
+            return _failed(ErrorCode.BUSY,
+                           f"session {result.client_id} has too many unacknowledged commands; "
+                           "raise ack as results arrive")
+        if status is SessionStatus.STALE:
+            return _failed(ErrorCode.BAD_REQUEST,
+                           f"seq {result.seq} is below the session's acknowledged floor")
+        return _failed(ErrorCode.BAD_REQUEST, "the session layer refused the command")
+
+    def _settle(self, w: _Waiter, pos: int, outcome: Outcome) -> None:
+        """Command ``pos`` of ``w`` has its outcome; the request is answered with its
+        last one."""
+        if w.outcomes[pos] is not None:
+            return
+        w.outcomes[pos] = outcome
+        w.open -= 1
+        self._open -= 1
+        if not w.open:
+            self._by_id.pop(w.request.id, None)
+            self._answer(w)
 
     def on_read_ready(self, ctx: bytes, index: int) -> None:
         """The driver may serve read ``ctx``: the state machine has applied ``index``,
@@ -290,7 +381,7 @@ class ClientService:
         w = self._reads.pop(ctx, None)
         if w is None:
             return
-        self._forget(w)
+        self._done(w)
         item = w.request.item
         try:
             version, doc = self.machine.read(item)
@@ -304,7 +395,7 @@ class ClientService:
     def on_read_expired(self, ctx: bytes) -> None:
         w = self._reads.pop(ctx, None)
         if w is not None:
-            self._forget(w)
+            self._done(w)
             self._error(w.request, ErrorCode.TIMEOUT,
                         "the read was not confirmed by a quorum in time; retry")
 
@@ -317,12 +408,11 @@ class ClientService:
         leaves an unused session, which the session table's LRU bound drops); a refusal
         (``busy``, ``no_leader``) leaves it to the client's retry."""
         self._log_full = None
-        datas = [encode_command(session, seq, ws[0].request.command, ws[0].request.ack)
-                 for (session, seq), ws in self._proposals.items()]
+        datas = [p.data for p in self._proposals.values()]
         datas += [encode_register(nonce) for nonce in self._registrations]
         for data in datas:
             try:
-                self.node.propose(data)
+                self.node.propose_many([data])
             except ProposalDropped:
                 return
             self.stats.count(self.stats.requests, "re-proposed after a leader change")
@@ -330,7 +420,8 @@ class ClientService:
     # -- time
 
     def expire(self) -> None:
-        """Answer ``timeout`` to every request whose deadline passed."""
+        """Answer ``timeout`` to every request whose deadline passed (a batch: for its
+        commands still open, with the others' outcomes)."""
         now = self._clock()
         late = []
         # Every request gets the same timeout, so insertion order is deadline order.
@@ -339,13 +430,14 @@ class ClientService:
                 break
             late.append(w)
         for w in late:
-            self._forget(w)
             r = w.request
             if r.op is Op.PROPOSE:
-                _leave(self._proposals, w)
-                message = (f"not committed within {self.timeout_s:g} s: outcome unknown; "
-                           f"retrying with session {r.session} seq {r.seq} is safe")
-            elif r.op is Op.REGISTER:
+                self._close(w, lambda c: _failed(ErrorCode.TIMEOUT, (
+                    f"not committed within {self.timeout_s:g} s: outcome unknown; retrying "
+                    f"with session {r.session} seq {c.seq} is safe")))
+                continue
+            self._done(w)
+            if r.op is Op.REGISTER:
                 _leave(self._registrations, w)
                 message = f"registration not committed within {self.timeout_s:g} s; retry"
             else:
@@ -356,11 +448,29 @@ class ClientService:
     def fail_all(self, code: ErrorCode, message: str) -> None:
         """Answer every pending request (shutdown)."""
         for w in list(self._by_id.values()):
-            self._error(w.request, code, message)
+            if w.request.op is Op.PROPOSE:
+                self._close(w, lambda c: _failed(code, message))
+            else:
+                self._done(w)
+                self._error(w.request, code, message)
         self._by_id.clear()
         self._proposals.clear()
         self._registrations.clear()
         self._reads.clear()
+        self._open = 0
+
+    def _close(self, w: _Waiter, outcome_of: Callable[[ProposedCommand], Outcome]) -> None:
+        """Give each open command of ``w`` its outcome now (it stops waiting on its
+        proposal, which may still commit: nobody here waits for it then) and answer."""
+        r = w.request
+        for pos, c in enumerate(r.commands):
+            if w.outcomes[pos] is None:
+                proposal = self._proposals.get((r.session, c.seq))
+                if proposal is not None and (w, pos) in proposal.waiters:
+                    proposal.waiters.remove((w, pos))
+                    if not proposal.waiters:
+                        del self._proposals[(r.session, c.seq)]
+                self._settle(w, pos, outcome_of(c))
 
     # -- replies
 
@@ -371,8 +481,26 @@ class ClientService:
             self._send(exc.reply, error_reply(exc.request_id, exc.code, exc.message),
                        exc.code.value)
 
-    def _forget(self, w: _Waiter) -> None:
-        self._by_id.pop(w.request.id, None)
+    def _done(self, w: _Waiter) -> None:
+        """A registration or read stops waiting."""
+        if self._by_id.pop(w.request.id, None) is not None:
+            self._open -= w.open
+        w.open = 0
+
+    def _answer(self, w: _Waiter) -> None:
+        """The reply to a proposal whose every command has its outcome: the outcome
+        itself for one command, ``{"status": "batch", "results": [...]}`` for a batch."""
+        r = w.request
+        outcomes = [o for o in w.outcomes if o is not None]
+        assert len(outcomes) == len(r.commands)
+        for o in outcomes:
+            self.stats.count(self.stats.replies, _label(o))
+        if r.batch:
+            payload = encode_reply(r.id, "batch", results=[
+                {"seq": c.seq, **o} for c, o in zip(r.commands, outcomes)])
+        else:
+            payload = encode_reply(r.id, **outcomes[0])
+        self.outbox.append(OutgoingReply(r.reply.topic, r.reply.correlation, payload))
 
     def _error(self, request: Request, code: ErrorCode, message: str) -> None:
         self._reply(request, error_reply(request.id, code, message), code.value)
@@ -385,9 +513,8 @@ class ClientService:
         self.outbox.append(OutgoingReply(reply.topic, reply.correlation, payload))
 
 
-
 def _leave(groups: dict[Any, list[_Waiter]], w: _Waiter) -> None:
-    """Remove ``w`` from the group of requests waiting on one proposal."""
+    """Remove ``w`` from the group of requests waiting on one registration."""
     group = groups.get(w.key)
     if group is not None and w in group:
         group.remove(w)

@@ -1,7 +1,8 @@
 """The client protocol's server side, sans-I/O, over a real Driver and the real map
 (a single-voter cluster in memory): validation, stable error codes, exactly-once
 retries, the pending table's bounds and timeouts, linearizable reads; and the same
-seams with the register (swarm/agent/register.py) in the map's place."""
+seams with the register (swarm/agent/register.py) in the map's place; batched
+proposals (``commands``): one reply per batch, each command exactly once."""
 
 from __future__ import annotations
 
@@ -36,12 +37,12 @@ class Node:
     never has a leader)."""
 
     def __init__(self, voters: tuple[int, ...] = (1,), machine: AgentMachine | None = None,
-                 **service_options: Any) -> None:
+                 raft: dict[str, Any] | None = None, **service_options: Any) -> None:
         self.machine = machine if machine is not None else MapMachine()
         if isinstance(self.machine, MapMachine):
             self.map = self.machine.map
         self.sent: list[Any] = []
-        self.driver = Driver(Config(id=1, election_tick=10, heartbeat_tick=1),
+        self.driver = Driver(Config(id=1, election_tick=10, heartbeat_tick=1, **(raft or {})),
                              MemoryStorage(ConfState.of(voters)),
                              SessionStateMachine(self.machine.fsm), self)
         self.clock = _Clock()
@@ -198,7 +199,7 @@ def test_a_command_the_map_refuses_is_invalid_and_names_the_field() -> None:
                  "command": "zone"}).encode(), "command must be a JSON object"),
     (b'{"v": 1, "id": "x", "op": "propose", "session": ' + b"9" * 5000 + b"}", "not JSON"),
     (b"[" * 30_000 + b"]" * 30_000, "not JSON"),   # nesting deeper than the parser's stack
-    (b"[" * 100_000 + b"]" * 100_000, "request is"),
+    (b"[" * 150_000 + b"]" * 150_000, "request is"),  # over MAX_REQUEST_BYTES
     (b" " * (MAX_REQUEST_BYTES + 1), "over the"),
     (json.dumps({"v": 1, "id": "x", "op": "read", "item": 7}).encode(), "item must be"),
     (json.dumps({"v": 1, "id": "x", "op": "register", "nonce": ""}).encode(), "nonce must be"),
@@ -318,3 +319,282 @@ def test_the_register_behind_the_same_seams() -> None:
     assert one["item"] == "v1"
     [missing] = node.ask({"op": "read", "id": "m", "item": "nope"})
     assert missing["code"] == "not_found" and "no register item 'nope'" in missing["message"]
+
+
+# -- batched proposals (docs/protocol.md, "Batches")
+
+
+def _batch(session: int, seqs: list[int], rid: str = "b", **extra: Any) -> dict[str, Any]:
+    return {"op": "propose", "id": rid, "session": session,
+            "commands": [{"seq": q, "command": _zone(f"z{q}")} for q in seqs], **extra}
+
+
+def test_a_batch_commits_in_one_append_and_one_reply_lists_every_outcome_in_order() -> None:
+    node = Node()
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    persists = node.driver.counts["persists"]
+    [reply] = node.ask(_batch(session, [3, 1, 2]))     # any order: each its own seq
+    assert reply["status"] == "batch" and reply["id"] == "b"
+    results = reply["results"]
+    assert [r["seq"] for r in results] == [3, 1, 2]
+    assert all(r["status"] == "committed" and r["cached"] is False for r in results), results
+    # Proposed together: consecutive entries, in the request's order, written by one
+    # Ready (a batch of one costs the same number of persists).
+    assert [r["index"] for r in results] == [last + 1, last + 2, last + 3]
+    assert all(r["result"] == {"ok": True, "version": r["index"]} for r in results)
+    # Each command's map version is the one its apply made (the map's version then).
+    assert [r["map_version"] for r in results] == [r["index"] for r in results]
+    assert node.map.version == last + 3
+    batch_persists = node.driver.counts["persists"] - persists
+    node.ask(_batch(session, [4]))
+    assert node.driver.counts["persists"] - persists - batch_persists == batch_persists
+    assert len(node.latencies) == 4 and node.service.pending() == 0
+    assert node.service.stats.replies["committed"] == 4
+    assert node.service.stats.requests["propose commands"] == 4
+
+
+def test_some_commands_of_a_batch_invalid_the_others_commit() -> None:
+    node = Node()
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    body = _batch(session, [1, 2, 3, 4])
+    body["commands"][1]["command"] = {"type": "remove_zone", "id": "z", "colour": "red"}
+    body["commands"][3]["command"] = {"type": "remove_zone", "id": "nowhere"}
+    [reply] = node.ask(body)
+    r = reply["results"]
+    assert [x["status"] for x in r] == ["committed", "error", "committed", "error"]
+    # Refused at intake: named by its index and field, never proposed.
+    assert r[1]["code"] == "invalid" and r[1]["seq"] == 2
+    assert r[1]["message"] == "commands[1]: remove_zone.colour: unknown field"
+    # Valid syntax, refused by the map's state when applied: committed, answered invalid.
+    assert r[3]["code"] == "invalid" and "nowhere" in r[3]["message"]
+    assert node.driver.raw.status().last_index == last + 3
+    assert r[0]["index"] == last + 1 and r[2]["index"] == last + 2
+    # A batch whose every command the map refuses at intake is answered at once.
+    [reply] = node.ask({"op": "propose", "id": "c", "session": session,
+                        "commands": [{"seq": 9, "command": {"type": "nope"}}]}, run=False)
+    assert reply["results"][0]["code"] == "invalid" and node.service.pending() == 0
+
+
+def test_a_retried_batch_applies_each_command_once() -> None:
+    node = Node(timeout_s=5.0)
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    assert node.ask(_batch(session, [1, 2, 3], "first"), run=False) == []
+    # The same batch again while it is pending (another node's attempt, a hedge):
+    # joins, proposes nothing more; a QoS 1 redelivery of its id is ignored.
+    assert node.ask(_batch(session, [1, 2, 3], "second"), run=False) == []
+    assert node.ask(_batch(session, [1, 2, 3], "first"), run=False) == []
+    assert node.driver.raw.status().last_index == last + 3
+    assert node.service.pending() == 6
+    # Its deadline passes before it commits: every command answered timeout, in the
+    # same one reply per request, naming the session and seq to retry with.
+    node.clock.now += 5.0
+    node.service.expire()
+    replies = node.replies()
+    assert [r["id"] for r in replies] == ["first", "second"]
+    assert [x["code"] for x in replies[0]["results"]] == ["timeout"] * 3
+    assert f"session {session} seq 2 is safe" in replies[0]["results"][1]["message"]
+    assert node.service.pending() == 0
+    node.run()          # ... it commits after all; nobody waits any more
+    assert node.replies() == []
+    version = node.map.version
+    # The client retries the whole batch with the same seqs: answered from the session
+    # cache, each applied once.
+    [again] = node.ask(_batch(session, [1, 2, 3], "retry"))
+    assert all(x["status"] == "committed" and x["cached"] is True for x in again["results"])
+    assert [x["index"] for x in again["results"]] == [last + 1, last + 2, last + 3]
+    assert node.map.version == version
+    # ... and a retry that adds a new command commits only the new one.
+    [mixed] = node.ask(_batch(session, [2, 3, 4], "more"))
+    assert [x["cached"] for x in mixed["results"]] == [True, True, False]
+    assert node.map.version == mixed["results"][2]["index"]
+
+
+def test_a_batch_pending_across_a_leader_change_applies_each_command_once() -> None:
+    node = Node()
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    node.ask(_batch(session, [1, 2]), run=False)
+    node.service.on_leader_change()   # a follower's forward may have died with the leader
+    assert node.driver.raw.status().last_index == last + 4
+    node.run()
+    [reply] = node.replies()
+    assert [x["cached"] for x in reply["results"]] == [False, False]
+    assert [x["index"] for x in reply["results"]] == [last + 1, last + 2]
+    assert node.map.version == last + 2   # the duplicates changed nothing
+
+
+def test_the_pending_bound_counts_commands_not_messages() -> None:
+    node = Node(max_pending=10)
+    session = _register(node)
+    assert node.ask(_batch(session, list(range(1, 9)), "a"), run=False) == []
+    assert node.service.pending() == 8
+    # Room for 2 more: the first 2 commands are taken, the others answered busy, in the
+    # batch's one reply when the 2 are committed.
+    assert node.ask(_batch(session, list(range(9, 15)), "b"), run=False) == []
+    assert node.service.pending() == 10
+    # No room at all: busy at once, whole (nothing parsed), for a batch or a single
+    # command or a registration.
+    [full] = node.ask(_batch(session, [20, 21], "c"), run=False)
+    assert full["status"] == "error" and full["code"] == "busy"
+    assert "10 pending commands" in full["message"]
+    [full] = node.ask({"op": "propose", "id": "d", "session": session, "seq": 30,
+                       "command": _zone("x")}, run=False)
+    assert full["code"] == "busy"
+    node.run()
+    replies = {r["id"]: r for r in node.replies()}
+    assert all(x["status"] == "committed" for x in replies["a"]["results"])
+    assert [x["status"] if x["status"] != "error" else x["code"]
+            for x in replies["b"]["results"]] == ["committed"] * 2 + ["busy"] * 4
+    assert node.service.pending() == 0
+    # The busy ones were not applied: retrying them commits them (not cached).
+    [retry] = node.ask(_batch(session, list(range(11, 15)), "b2"))
+    assert [x["cached"] for x in retry["results"]] == [False] * 4
+
+
+def test_a_full_uncommitted_log_answers_a_batch_busy_and_joins_still_join() -> None:
+    node = Node(raft={"max_uncommitted_bytes": 1000})
+    session = _register(node)
+    assert node.ask(_batch(session, [1, 2, 3, 4, 5, 6], "big"), run=False) == []  # 930 B
+    # The tail is over its bound: the driver refuses the next batch's new commands
+    # together (busy each, one reply) ...
+    [busy] = node.ask(_batch(session, [7, 8], "new"), run=False)
+    assert [x["code"] for x in busy["results"]] == ["busy", "busy"]
+    assert "uncommitted log is full" in busy["results"][0]["message"]
+    # ... and, until an entry applies, a batch naming only new commands is refused
+    # whole before parsing; one that retries a pending command joins it, its new
+    # command is busy.
+    [whole] = node.ask(_batch(session, [7, 8], "new2"), run=False)
+    assert whole["code"] == "busy" and "uncommitted log is full" in whole["message"]
+    assert node.ask(_batch(session, [6, 9], "part"), run=False) == []
+    node.run()
+    replies = {r["id"]: r for r in node.replies()}
+    part = replies["part"]["results"]
+    assert part[0]["status"] == "committed" and part[0]["cached"] is False
+    assert part[1]["code"] == "busy" and "uncommitted log is full" in part[1]["message"]
+    # Applied: the tail drained, proposals are taken again.
+    [ok] = node.ask(_batch(session, [7, 8, 9], "again"))
+    assert [x["status"] for x in ok["results"]] == ["committed"] * 3
+
+
+def test_a_batch_partly_answered_then_timed_out_gets_one_reply() -> None:
+    node = Node(timeout_s=5.0, raft={"max_uncommitted_bytes": 200})
+    session = _register(node)
+    node.ask(_batch(session, [1, 2], "first"), run=False)
+    [full] = node.ask(_batch(session, [4], "fills"), run=False)   # the tail is full now
+    assert full["results"][0]["code"] == "busy"
+    assert node.ask(_batch(session, [1, 3], "second"), run=False) == []   # 3: busy
+    node.clock.now += 5.0
+    node.service.expire()
+    [first, second] = node.replies()
+    assert [x["code"] for x in second["results"]] == ["timeout", "busy"]
+    assert [x["seq"] for x in second["results"]] == [1, 3]
+    assert node.service.pending() == 0
+
+
+def test_shutdown_answers_a_pending_batch_once() -> None:
+    from swarm.agent.protocol import ErrorCode
+
+    node = Node()
+    session = _register(node)
+    body = _batch(session, [1, 2])
+    body["commands"][1]["command"] = {"type": "nope"}
+    node.ask(body, run=False)
+    node.service.fail_all(ErrorCode.TIMEOUT, "shutting down")
+    [reply] = node.replies()
+    first, second = reply["results"]
+    assert (first["code"], first["message"]) == ("timeout", "shutting down")
+    assert second["code"] == "invalid"
+    assert second["message"].startswith("commands[1]: command: unknown type 'nope'")
+    assert node.service.pending() == 0
+    node.run()
+    assert node.replies() == []
+
+
+def test_batch_replies_over_mqtt_5_and_3_1_1() -> None:
+    node = Node()
+    session = _register(node)
+    # MQTT 5: to the Response Topic, with the Correlation Data.
+    node.service.on_request(json.dumps({"v": 1, **_batch(session, [1], "v5")}).encode(),
+                            REPLY, b"corr")
+    node.run()
+    [out] = node.service.outbox
+    assert out.topic == REPLY and out.correlation == b"corr"
+    assert json.loads(out.payload)["results"][0]["status"] == "committed"
+    node.service.outbox.clear()
+    # MQTT 3.1.1: to reply_to from the payload, no correlation.
+    node.service.on_request(json.dumps({"v": 1, **_batch(session, [2], "v311"),
+                                        "reply_to": "client/311"}).encode())
+    node.run()
+    [out] = node.service.outbox
+    assert out.topic == "client/311" and out.correlation is None
+    assert json.loads(out.payload)["results"][0]["status"] == "committed"
+
+
+def _many(n: int) -> list[dict[str, Any]]:
+    return [{"seq": k + 1, "command": {}} for k in range(n)]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"commands": []}, "commands must be a list of 1 to 64 commands, got 0"),
+    ({"commands": _many(65)}, "commands must be a list of 1 to 64 commands, got 65"),
+    ({"commands": {"seq": 1}}, "commands must be a list of 1 to 64 commands, got {'seq': 1}"),
+    ({"commands": [{"seq": 1, "command": {}}, 7]}, "commands[1] must be an object"),
+    ({"commands": [{"seq": 1, "command": {}}, {"seq": 0, "command": {}}]},
+     "commands[1].seq must be an integer in [1, 2**64), got 0"),
+    ({"commands": [{"seq": 1, "command": {}}, {"command": {}}]},
+     "commands[1].seq must be an integer in [1, 2**64), got None"),
+    ({"commands": [{"seq": 1, "command": {}}, {"seq": 2, "command": {}},
+                   {"seq": 1, "command": {}}]},
+     "commands[2].seq 1 repeats commands[0].seq"),
+    ({"commands": [{"seq": 1, "command": {}}, {"seq": 2, "command": "zone"}]},
+     "commands[1].command must be a JSON object"),
+    ({"commands": [{"seq": 1, "command": {}}], "seq": 1},
+     "either seq and command (one command) or commands (a batch), not both"),
+    ({"commands": [{"seq": 5, "command": {}}, {"seq": 3, "command": {}}], "ack": 4},
+     "ack (4) must not exceed the lowest seq of the batch (3)"),
+])
+def test_malformed_batches_get_bad_request_naming_the_member_and_change_nothing(
+        fields: dict[str, Any], message: str) -> None:
+    node = Node()
+    session = _register(node)
+    before = (node.driver.raw.status().last_index, node.map.version)
+    [reply] = node.ask({"op": "propose", "id": "x", "session": session, **fields})
+    assert reply["status"] == "error" and reply["code"] == "bad_request", reply
+    assert message in reply["message"], reply["message"]
+    assert (node.driver.raw.status().last_index, node.map.version) == before
+    assert node.service.pending() == 0
+
+
+def test_a_batch_sent_to_a_follower_is_forwarded_in_one_message_and_answered_there() -> None:
+    from consensus.session import encode_register
+    from consensus.types import Entry, EntryKind, Message, MessageType
+
+    node = Node(voters=(1, 2, 3))
+    # Node 2 leads term 1 and has committed a registration at index 1: session 1.
+    node.driver.step(Message(MessageType.APPEND, to=1, frm=2, term=1, log_term=0, index=0,
+                             entries=(Entry(1, 1, EntryKind.NORMAL, encode_register(b"n")),),
+                             commit=1))
+    node.run()
+    assert node.driver.raw.status().lead == 2
+    node.sent.clear()
+    body = _batch(1, [1, 2, 3])
+    body["commands"][1]["command"] = {"type": "nope"}
+    assert node.ask(body) == []
+    # The two valid commands travel to the leader as one PROPOSE of two entries.
+    [forward] = [m for m in node.sent if m.type is MessageType.PROPOSE]
+    assert forward.to == 2 and len(forward.entries) == 2
+    # The leader appends and commits them (indices 2, 3): the follower that took the
+    # request answers when it applies them.
+    entries = tuple(Entry(1, 2 + k, EntryKind.NORMAL, e.data)
+                    for k, e in enumerate(forward.entries))
+    node.driver.step(Message(MessageType.APPEND, to=1, frm=2, term=1, log_term=1, index=1,
+                             entries=entries, commit=3))
+    node.run()
+    [reply] = node.replies()
+    r = reply["results"]
+    assert [(x["seq"], x["status"]) for x in r] == [(1, "committed"), (2, "error"),
+                                                   (3, "committed")]
+    assert [r[0]["index"], r[2]["index"]] == [2, 3] and node.map.version == 3
