@@ -7,12 +7,16 @@ ground station.
         if reply.committed: print(reply.body["index"])
         version, geojson = client.read_map()
         statuses = client.statuses()
+        replies = client.propose_many([cmd1, cmd2, ...])   # batched: one Reply each
 
 Exactly once: the client registers a session once, numbers its commands, and retries a
 command after ``no_leader``, ``busy`` or ``timeout`` (and when no reply comes at all)
 with the **same session and sequence number**, on any node; the swarm's session table
 applies it once and answers a retry from its cache (thesis §6.3). A command answered
 ``session_expired`` was not applied: the client registers again and proposes it anew.
+:meth:`SwarmClient.propose_many` does the same per command, sending up to 64 commands in
+one request message and getting their outcomes in one reply (docs/protocol.md,
+"Batches"): per-message costs (the broker, paho, JSON envelopes) are paid once a batch.
 
 Which node: any node accepts any request (followers forward to the leader). The client
 learns the nodes and the leader from their retained status topics and sends to the
@@ -382,15 +386,10 @@ class SwarmClient:
         it is applied at most once. Returns the final reply: ``committed``, or an error
         (``invalid`` and ``bad_request`` are final; ``timeout`` etc. after the deadline
         mean the outcome is unknown)."""
-        if isinstance(command, (bytes, str)):
-            try:
-                command = json.loads(command)
-            except ValueError as exc:
-                return Reply({"v": 1, "status": "error", "code": "bad_request",
-                              "message": f"the command is not JSON: {exc}"})
-        if not isinstance(command, Mapping):
-            return Reply({"v": 1, "status": "error", "code": "bad_request",
-                          "message": "a map command is a JSON object"})
+        obj, problem = _command_object(command)
+        if problem is not None:
+            return problem
+        assert obj is not None
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         for _ in range(3):   # re-registrations after session_expired
             if self.session is None:
@@ -399,12 +398,98 @@ class SwarmClient:
             seq = self._next_seq
             self._next_seq += 1
             reply = self._with_retries({"op": "propose", "session": self.session, "seq": seq,
-                                        "ack": seq, "command": dict(command)}, deadline)
+                                        "ack": seq, "command": obj}, deadline)
             if reply.code == "session_expired":
                 self.session = None
                 continue
             return reply
         return reply
+
+    def propose_many(self, commands: Sequence[Mapping[str, Any] | bytes | str],
+                     timeout_s: float | None = None) -> list[Reply]:
+        """Propose many commands in batches (docs/protocol.md, "Batches"): up to
+        MAX_BATCH_COMMANDS per request message and within its size limit, each command
+        with its own sequence number of this client's session, so each is applied at
+        most once however often it is retried. Returns one :class:`Reply` per command,
+        in the order given, each as :meth:`propose` would return it (``seq`` added).
+
+        A command answered ``busy``, ``no_leader`` or ``timeout`` (or not answered) is
+        sent again with the same sequence number until ``timeout_s`` (the client's
+        ``timeout_s`` by default) for the whole call; one answered
+        ``session_expired`` was not applied and is proposed anew in a new session. A
+        batch goes out when the one before it is answered (a session keeps 64
+        unacknowledged results, so two batches of one session cannot be in flight
+        together). Order: a batch's commands are appended in the order given, but a
+        command that is retried is applied after those that were not; use
+        :meth:`propose` one by one when order matters."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        out: list[Reply | None] = [None] * len(commands)
+        parsed: list[tuple[int, dict[str, Any], int]] = []   # (position, command, its size)
+        for pos, command in enumerate(commands):
+            obj, problem = _command_object(command)
+            if problem is not None:
+                out[pos] = problem
+            else:
+                assert obj is not None
+                parsed.append((pos, obj, len(json.dumps(obj, separators=(",", ":")))))
+        for chunk in _batches(parsed):
+            self._propose_batch(chunk, out, deadline)
+        return [r if r is not None else _timeout_reply("no node answered within the deadline")
+                for r in out]
+
+    def _propose_batch(self, chunk: list[tuple[int, dict[str, Any]]], out: list[Reply | None],
+                       deadline: float) -> None:
+        """One batch's commands until each has a final answer or the deadline passes."""
+        seqs: dict[int, int] = {}      # position -> seq, for the commands still open
+        registrations = 0
+        attempts = 0
+        backoff = 0.05
+        commands = dict(chunk)
+        while commands and time.monotonic() < deadline:
+            if self.session is None:
+                if registrations == 3:
+                    break
+                registrations += 1
+                self.register()
+                seqs.clear()
+            assert self.session is not None
+            for pos in commands:
+                if pos not in seqs:
+                    seqs[pos] = self._next_seq
+                    self._next_seq += 1
+            body = {"op": "propose", "session": self.session, "ack": min(seqs.values()),
+                    "commands": [{"seq": seqs[pos], "command": command}
+                                 for pos, command in commands.items()]}
+            reply = self._with_retries(body, deadline)
+            attempts += reply.attempts
+            if reply.status != "batch":
+                # The request as a whole: refused (bad_request), or the deadline passed
+                # on retryable answers; the same for each of its commands.
+                for pos in commands:
+                    out[pos] = Reply({**reply.body, "seq": seqs[pos]}, reply.node, attempts)
+                return
+            results = {r.get("seq"): r for r in reply.body.get("results") or ()
+                       if isinstance(r, dict)}
+            retry = False
+            for pos in list(commands):
+                result = results.get(seqs[pos])
+                if result is None:
+                    retry = True     # not answered (a malformed reply): send it again
+                    continue
+                out[pos] = Reply({"v": 1, "id": reply.body.get("id"), **result}, reply.node,
+                                 attempts)
+                code = result.get("code")
+                if code in RETRYABLE:
+                    retry = True
+                elif code == "session_expired":
+                    # Not applied: proposed anew in a new session (registered above).
+                    self.session = None
+                else:
+                    del commands[pos]
+                    del seqs[pos]
+            if retry and self.session is not None:
+                time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, 1.0)
 
     def read(self, item: str | None = None, timeout_s: float | None = None) -> Reply:
         """A linearizable read of the whole map (``map``) or one feature (``item``)."""
@@ -424,6 +509,49 @@ class SwarmClient:
     def node_status(self, node: int) -> Reply:
         """Ask one node for its status directly (the ``status`` op)."""
         return self.request(node, {"op": "status"})
+
+
+def _command_object(command: Mapping[str, Any] | bytes | str
+                    ) -> tuple[dict[str, Any] | None, Reply | None]:
+    """A command as a JSON object, or the ``bad_request`` reply saying why it is not."""
+    if isinstance(command, (bytes, str)):
+        try:
+            command = json.loads(command)
+        except ValueError as exc:
+            return None, Reply({"v": 1, "status": "error", "code": "bad_request",
+                                "message": f"the command is not JSON: {exc}"})
+    if not isinstance(command, Mapping):
+        return None, Reply({"v": 1, "status": "error", "code": "bad_request",
+                            "message": "a command is a JSON object"})
+    return dict(command), None
+
+
+def _timeout_reply(message: str) -> Reply:
+    return Reply({"v": 1, "status": "error", "code": "timeout", "message": message})
+
+
+#: Room left in a batch request for its envelope (id, session, ack, reply_to).
+_BATCH_ENVELOPE_BYTES = 1024
+
+
+def _batches(parsed: list[tuple[int, dict[str, Any], int]]
+             ) -> list[list[tuple[int, dict[str, Any]]]]:
+    """Consecutive commands packed into batches of at most MAX_BATCH_COMMANDS and
+    within MAX_REQUEST_BYTES (a command too big for any batch goes alone: the node's
+    answer names the problem)."""
+    from swarm.agent.protocol import MAX_BATCH_COMMANDS, MAX_REQUEST_BYTES
+
+    room = MAX_REQUEST_BYTES - _BATCH_ENVELOPE_BYTES
+    out: list[list[tuple[int, dict[str, Any]]]] = []
+    size = 0
+    for pos, command, n in parsed:
+        n += 40   # {"seq": ..., "command": ...},
+        if not out or len(out[-1]) >= MAX_BATCH_COMMANDS or size + n > room:
+            out.append([])
+            size = 0
+        out[-1].append((pos, command))
+        size += n
+    return out
 
 
 def client_from_agent_config(path: str | Path, **kwargs: Any) -> SwarmClient:

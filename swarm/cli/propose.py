@@ -1,7 +1,11 @@
 """``swarm propose FILE|-``: propose one map command (JSON, docs/map.md) to the swarm
-and print the reply (JSON). Exit status: 0 committed, 2 invalid (the map or the request
-was refused; nothing changed), 3 not committed (no leader, busy, timeout: the outcome
-may be unknown, see the message), 1 the file cannot be read."""
+and print the reply (JSON); or, when the file holds a JSON array of commands, propose
+them all in batches (``SwarmClient.propose_many``, docs/protocol.md "Batches") and print
+the array of their replies, in order. Exit status: 0 committed (every command), 2
+invalid (the map or the request was refused; nothing changed; for an array: every
+command not committed was refused), 3 not committed (no leader, busy, timeout: the
+outcome may be unknown, see the message; for an array: any command), 1 the file cannot
+be read."""
 
 from __future__ import annotations
 
@@ -15,39 +19,60 @@ from ._input import read_bounded
 
 __all__ = ["main"]
 
+#: A file of many commands (an array) may be this big; one command is bounded by the
+#: map's own limit (swarm.evacmap.MAX_COMMAND_BYTES).
+MAX_ARRAY_BYTES = 16 * 1024 * 1024
+REFUSED = ("invalid", "bad_request")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="swarm propose", allow_abbrev=False,
         description="Propose one map command to the swarm (any node; followers forward to "
-                    "the leader) and print the reply. Retries keep the session and sequence "
-                    "number, so the command is applied at most once.")
-    parser.add_argument("file", help="JSON file with one map command, or - for standard input")
+                    "the leader) and print the reply, or a JSON array of commands in "
+                    "batches and print the array of replies. Retries keep the session and "
+                    "sequence number, so each command is applied at most once.")
+    parser.add_argument("file", help="JSON file with one map command or an array of them, "
+                                     "or - for standard input")
     add_client_args(parser)
     args = parser.parse_args(argv)
     from swarm.evacmap import MAX_COMMAND_BYTES
 
     try:
-        data = read_bounded(args.file, MAX_COMMAND_BYTES)
+        data = read_bounded(args.file, MAX_ARRAY_BYTES)
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
-    if len(data) > MAX_COMMAND_BYTES:
-        print(f"invalid: the command is over {MAX_COMMAND_BYTES} bytes", file=sys.stderr)
+    many = data.lstrip()[:1] == b"["
+    limit = MAX_ARRAY_BYTES if many else MAX_COMMAND_BYTES
+    if len(data) > limit:
+        print(f"invalid: the {'array of commands' if many else 'command'} is over "
+              f"{limit} bytes", file=sys.stderr)
         return 2
+    commands = None
+    if many:
+        try:
+            commands = json.loads(data)
+        except ValueError as exc:
+            print(f"invalid: the file is not a JSON array of commands: {exc}", file=sys.stderr)
+            return 2
     client = open_client(args)
     if client is None:
         return 3
     try:
-        reply = client.propose(data)
+        if commands is not None:
+            replies = client.propose_many(commands)
+        else:
+            replies = [client.propose(data)]
     except Exception as exc:  # ClientError (registration failed) and the like
         print(f"not committed: {exc}", file=sys.stderr)
         return 3
     finally:
         client.close()
-    print(json.dumps(dict(reply.body), indent=2, sort_keys=True))
-    if reply.committed:
+    bodies = [dict(r.body) for r in replies]
+    print(json.dumps(bodies if commands is not None else bodies[0], indent=2, sort_keys=True))
+    if all(r.committed for r in replies):
         return 0
-    if reply.code in ("invalid", "bad_request"):
+    if all(r.committed or r.code in REFUSED for r in replies):
         return 2
     return 3
