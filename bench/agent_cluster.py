@@ -22,10 +22,15 @@ Prints:
   write of a ``swarm.client`` that proposes right after the kill, over ``--kills`` kills
   (the killed agent is restarted and the cluster converges before the next).
 
-Load: W outstanding requests are kept in flight by one MQTT 5 connection (a pipelined
-generator over ceil(W/16) sessions, 16 commands in flight per session, each retried with
-the same session and sequence number after ``busy``/``no_leader``/``timeout``, as
-swarm.client does), sent to the leader. Every loop is bounded by time.
+Load: W outstanding commands are kept in flight by one MQTT 5 connection, sent to the
+leader, each retried with the same session and sequence number after
+``busy``/``no_leader``/``timeout`` (as swarm.client does). For each ``--batch`` size B
+(default ``1,64``): B 1 is one command per request message (a pipelined generator over
+ceil(W/16) sessions, 16 commands in flight per session); B > 1 is batched proposals
+(docs/protocol.md, "Batches"): W split into batches of at most B commands, one batch in
+flight per session, the next sent as soon as its reply comes (the retried members plus
+new commands, so W stay outstanding). Both are printed, so the per-command figures stay
+comparable with earlier runs. Every loop is bounded by time.
 """
 
 from __future__ import annotations
@@ -138,6 +143,8 @@ class LoadGen:
         self._registered = threading.Event()
         self._want_sessions = 0
         self.running = False
+        self.batch = 1
+        self._sizes: list[int] = []   # batch mode: slot -> its batch size
         self.committed = 0
         self.errors: dict[str, int] = {}
         self.latencies: list[float] | None = None
@@ -187,6 +194,9 @@ class LoadGen:
             else:
                 self._later(body, kind, key)
             return
+        if kind == "batch":
+            self._on_batch(key, body, reply, now - sent)
+            return
         if status == "committed":
             session, seq = body["session"], body["seq"]
             with self.lock:
@@ -206,6 +216,40 @@ class LoadGen:
                 self._open[body["session"]].discard(body["seq"])
             if self.running:
                 self._propose(key)
+
+    def _on_batch(self, slot: int, body: dict[str, Any], reply: dict[str, Any],
+                  waited: float) -> None:
+        """A batch's reply: count what committed, send the retryable members again
+        (with new commands to fill the batch while running) after a pause."""
+        code = reply.get("code")
+        if reply.get("status") != "batch":   # the request as a whole: busy (no room)
+            self.errors[str(code)] = self.errors.get(str(code), 0) + 1
+            self._later(body, "batch", slot)
+            return
+        session = body["session"]
+        sent = {c["seq"]: c["command"] for c in body["commands"]}
+        retry: list[tuple[int, dict[str, Any]]] = []
+        with self.lock:
+            opened = self._open[session]
+            for r in reply.get("results", ()):
+                seq = r.get("seq")
+                if r.get("status") == "committed":
+                    opened.discard(seq)
+                    if self.running:
+                        self.committed += 1
+                        if self.latencies is not None:
+                            self.latencies.append(waited * 1000)
+                    continue
+                c = str(r.get("code"))
+                self.errors[c] = self.errors.get(c, 0) + 1
+                if c in ("busy", "no_leader", "timeout") and seq in sent:
+                    retry.append((seq, sent[seq]))
+                else:
+                    opened.discard(seq)
+        if retry:
+            self._later({}, "refill", (slot, retry))
+        elif self.running:
+            self._propose_batch(slot, [])
 
     def _later(self, body: dict[str, Any], kind: str, key: Any, delay: float = 0.02) -> None:
         with self.lock:
@@ -231,7 +275,10 @@ class LoadGen:
                         due.append((now, 0, {k: v for k, v in body.items()
                                              if k not in ("v", "id")}, kind, key))
             for _, _, body, kind, key in due:
-                self._publish(body, kind, key)  # also while draining: it must finish
+                if kind == "refill":
+                    self._propose_batch(*key)
+                else:
+                    self._publish(body, kind, key)  # also while draining: it must finish
 
     # -- load ---------------------------------------------------------------------------
 
@@ -246,12 +293,37 @@ class LoadGen:
         self._publish({"op": "propose", "session": session, "seq": seq, "ack": ack,
                        "command": _command(self.machine, slot)}, "propose", slot)
 
+    def _propose_batch(self, slot: int, retry: list[tuple[int, dict[str, Any]]]) -> None:
+        """Slot ``slot``'s next batch: ``retry`` (same seqs) and, while running, new
+        commands up to the slot's size."""
+        session = self._slots[slot]
+        commands = [{"seq": seq, "command": command} for seq, command in retry]
+        with self.lock:
+            opened = self._open[session]
+            while self.running and len(commands) < self._sizes[slot]:
+                seq = self._next_seq[session]
+                self._next_seq[session] = seq + 1
+                opened.add(seq)
+                commands.append({"seq": seq, "command": _command(self.machine, slot + seq)})
+            if not commands:
+                return
+            ack = min(opened)
+        self._publish({"op": "propose", "session": session, "ack": ack, "commands": commands},
+                      "batch", slot)
+
     def run(self, target: int, outstanding: int, seconds: float,
-            latencies: bool = False) -> tuple[float, list[float]]:
+            latencies: bool = False, batch: int = 1) -> tuple[float, list[float]]:
         """Committed proposals per second with ``outstanding`` in flight for
-        ``seconds`` (after a short warm-up), and their latencies if asked."""
+        ``seconds`` (after a short warm-up), and their latencies if asked; ``batch`` >
+        1: in batches of at most that many commands (the module docstring)."""
         self.target = target
-        n_sessions = math.ceil(outstanding / PER_SESSION)
+        self.batch = batch
+        if batch > 1:
+            self._sizes = [batch] * (outstanding // batch) + (
+                [outstanding % batch] if outstanding % batch else [])
+            n_sessions = len(self._sizes)
+        else:
+            n_sessions = math.ceil(outstanding / PER_SESSION)
         self._sessions.clear()
         self._registered.clear()
         self._want_sessions = n_sessions
@@ -261,15 +333,22 @@ class LoadGen:
         if not self._registered.wait(60):
             raise RuntimeError(f"registered {len(self._sessions)} of {n_sessions} sessions")
         ids = sorted(self._sessions.values())
-        self._slots = [ids[s // PER_SESSION] for s in range(outstanding)]
+        if batch > 1:
+            self._slots = ids
+        else:
+            self._slots = [ids[s // PER_SESSION] for s in range(outstanding)]
         for s in ids:
             self._next_seq[s] = 1
             self._open[s] = set()
         self.committed = 0
         self.errors = {}
         self.running = True
-        for slot in range(outstanding):
-            self._propose(slot)
+        if batch > 1:
+            for slot in range(len(self._slots)):
+                self._propose_batch(slot, [])
+        else:
+            for slot in range(outstanding):
+                self._propose(slot)
         time.sleep(min(1.0, seconds / 4))  # warm-up: the pipeline fills
         with self.lock:
             self.committed = 0
@@ -336,11 +415,15 @@ def _agents(args: argparse.Namespace, n: int, machine: str, broker: Any, tmp: Pa
             print(f"  commit latency, 1 outstanding, {len(lat)} commits: "
                   f"p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms", flush=True)
             for w in args.outstanding:
-                rate, _ = gen.run(leader, w, args.seconds)
-                row[str(w)] = rate
-                errors = ", ".join(f"{k} {v}" for k, v in sorted(gen.errors.items()))
-                print(f"  {w:>5} outstanding: {rate:8.0f} committed {what}/s"
-                      f"{f'  (retried: {errors})' if errors else ''}", flush=True)
+                for b in args.batch:
+                    if b > 1 and w == 1:
+                        continue   # one command outstanding: nothing to batch
+                    rate, _ = gen.run(leader, w, args.seconds, batch=b)
+                    row[_level(w, b)] = rate
+                    errors = ", ".join(f"{k} {v}" for k, v in sorted(gen.errors.items()))
+                    per = f", batches of {b}" if b > 1 else ""
+                    print(f"  {w:>5} outstanding{per}: {rate:8.0f} committed {what}/s"
+                          f"{f'  (retried: {errors})' if errors else ''}", flush=True)
         finally:
             gen.close()
         st = watcher.statuses(wait_s=1.0)
@@ -526,6 +609,11 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
+def _level(outstanding: int, batch: int) -> str:
+    """A results key: the outstanding level, and the batch size when batched."""
+    return str(outstanding) if batch == 1 else f"{outstanding}/{batch}"
+
+
 def _machines(text: str) -> list[str]:
     """``--state-machine``: ``both`` (register, then map), or a comma list in run order."""
     names = ["register", "map"] if text == "both" else [x for x in text.split(",") if x]
@@ -545,8 +633,15 @@ def _summary(args: argparse.Namespace,
     print("| | " + " | ".join(f"{m} x{n}" for m, n in columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for w in args.outstanding:
-        print(f"| {w} outstanding | " + " | ".join(
-            f"{results[c][str(w)]:.0f}" if str(w) in results[c] else "" for c in columns) + " |")
+        for b in args.batch:
+            if b > 1 and w == 1:
+                continue
+            key = _level(w, b)
+            # The peer has no batches: its figure at the same outstanding level.
+            cells = [results[c].get(key, results[c].get(str(w)) if c[0] == "PySyncObj"
+                                    else None) for c in columns]
+            print(f"| {w} outstanding{f', batches of {b}' if b > 1 else ''} | " + " | ".join(
+                f"{v:.0f}" if v is not None else "" for v in cells) + " |")
     print("| p50 / p99 ms at 1 | " + " | ".join(
         f"{results[c]['p50']:.2f} / {results[c]['p99']:.2f}" if "p50" in results[c] else ""
         for c in columns) + " |", flush=True)
@@ -565,6 +660,9 @@ def main(argv: list[str] | None = None) -> int:
                         "in its order")
     p.add_argument("--outstanding", type=_ints, default=[1, 100, 1000, 10000],
                    help="comma list of outstanding requests")
+    p.add_argument("--batch", type=_ints, default=[1, 64],
+                   help="comma list of commands per request message at each outstanding "
+                        "level (1: one command per request; up to 64: batched proposals)")
     p.add_argument("--seconds", type=float, default=5.0, help="per throughput point")
     p.add_argument("--latency-seconds", type=float, default=5.0,
                    help="commits at 1 outstanding for this long (latency percentiles)")
@@ -576,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 agents, 1 and 100 "
                    "outstanding, 1 s each, 1 kill per profile")
     args = p.parse_args(argv)
+    if not args.batch or any(not 1 <= b <= 64 for b in args.batch):
+        p.error("--batch: sizes from 1 to 64 (docs/protocol.md, Batches)")
     if args.quick:
         args.nodes, args.outstanding, args.seconds = [3], [1, 100], 1.0
         args.latency_seconds, args.idle_seconds, args.kills = 1.0, 1.0, 1
