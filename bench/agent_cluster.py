@@ -135,9 +135,11 @@ class LoadGen:
         self.client.subscribe(self.reply_topic, qos=1)
         self.target = 0
         self._ids = itertools.count(1)
-        #: request id -> (kind, slot or nonce, body, sent at)
-        self._pending: dict[str, tuple[str, Any, dict[str, Any], float]] = {}
-        self._retry: list[tuple[float, int, dict[str, Any], str, Any]] = []
+        #: request id -> (kind, slot or nonce, body, sent at, run); a reply or resend of
+        #: an earlier run (a level's stragglers after its drain) is ignored.
+        self._pending: dict[str, tuple[str, Any, dict[str, Any], float, int]] = {}
+        self._retry: list[tuple[float, int, dict[str, Any], str, Any, int]] = []
+        self._run = 0
         self._retry_seq = itertools.count()
         self._sessions: dict[str, int] = {}
         self._registered = threading.Event()
@@ -170,7 +172,7 @@ class LoadGen:
         props.ResponseTopic = self.reply_topic
         props.CorrelationData = rid.encode()
         with self.lock:
-            self._pending[rid] = (kind, key, body, time.monotonic())
+            self._pending[rid] = (kind, key, body, time.monotonic(), self._run)
         self.client.publish(self._topics.request(self.swarm, self.target),
                             json.dumps(body).encode(), qos=1, properties=props)
 
@@ -180,9 +182,9 @@ class LoadGen:
             msg.properties, "CorrelationData", None) else None
         with self.lock:
             entry = self._pending.pop(rid, None) if rid else None
-        if entry is None:
+        if entry is None or entry[4] != self._run:
             return
-        kind, key, body, sent = entry
+        kind, key, body, sent, _ = entry
         reply = json.loads(msg.payload)
         status, code = reply.get("status"), reply.get("code")
         if kind == "register":
@@ -255,7 +257,7 @@ class LoadGen:
         with self.lock:
             heapq.heappush(self._retry, (time.monotonic() + delay, next(self._retry_seq),
                                          {k: v for k, v in body.items() if k not in ("v", "id")},
-                                         kind, key))
+                                         kind, key, self._run))
 
     def _retry_loop(self) -> None:
         next_scan = time.monotonic() + 1.0
@@ -267,14 +269,16 @@ class LoadGen:
                     due.append(heapq.heappop(self._retry))
                 if now >= next_scan:
                     next_scan = now + 1.0
-                    late = [rid for rid, (_, _, _, sent) in self._pending.items()
+                    late = [rid for rid, (_, _, _, sent, _) in self._pending.items()
                             if now - sent > RESEND_AFTER_S]
                     for rid in late:
-                        kind, key, body, _ = self._pending.pop(rid)
+                        kind, key, body, _, run = self._pending.pop(rid)
                         self.errors["unanswered"] = self.errors.get("unanswered", 0) + 1
                         due.append((now, 0, {k: v for k, v in body.items()
-                                             if k not in ("v", "id")}, kind, key))
-            for _, _, body, kind, key in due:
+                                             if k not in ("v", "id")}, kind, key, run))
+            for _, _, body, kind, key, run in due:
+                if run != self._run:
+                    continue   # a straggler of an earlier level
                 if kind == "refill":
                     self._propose_batch(*key)
                 else:
@@ -318,6 +322,8 @@ class LoadGen:
         1: in batches of at most that many commands (the module docstring)."""
         self.target = target
         self.batch = batch
+        with self.lock:
+            self._run += 1
         if batch > 1:
             self._sizes = [batch] * (outstanding // batch) + (
                 [outstanding % batch] if outstanding % batch else [])
