@@ -39,7 +39,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,12 +228,27 @@ class SwarmClient:
 
     def statuses(self, wait_s: float = 1.0) -> dict[int, dict[str, Any]]:
         """Every node's latest retained status (``online: false`` for a node whose
-        agent stopped or vanished). Waits up to ``wait_s`` for the first one."""
+        agent stopped or vanished). Waits up to ``wait_s`` until it holds one from every
+        voter the statuses name (retained statuses arrive one by one just after
+        subscribing, and on a loaded machine the burst can take longer than a moment:
+        a table missing the leader's row would say there is none); with no voter list
+        to go by, waits for a first status and then a moment for the rest."""
         self.connect()
-        if not self._statuses:
-            self._status_event.wait(wait_s)
-        # Retained statuses arrive in a burst just after subscribing; give it a moment.
-        time.sleep(min(0.2, wait_s))
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                held = set(self._statuses)
+                named = _named_voters(self._statuses.values())
+                if held and named and named <= held:
+                    return {n: dict(s) for n, s in sorted(self._statuses.items())}
+                # set again by the next status (it is stored under the lock, then set)
+                self._status_event.clear()
+            left = deadline - time.monotonic()
+            if left <= 0 or (held and not named):
+                break
+            self._status_event.wait(left)
+        if held and not named:
+            time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
         with self._lock:
             return {n: dict(s) for n, s in sorted(self._statuses.items())}
 
@@ -566,3 +581,15 @@ def client_from_agent_config(path: str | Path, **kwargs: Any) -> SwarmClient:
     return SwarmClient([str(a) for a in b.brokers], cfg.swarm.id,
                        protocol=b.protocol, username=b.username, password=password, tls=tls,
                        **kwargs)
+
+
+def _named_voters(statuses: Iterable[dict[str, Any]]) -> set[int]:
+    """The node ids the online statuses list as voters (docs/protocol.md, "Node
+    status"); entries that are not node ids are ignored (a status is outside input)."""
+    named: set[int] = set()
+    for s in statuses:
+        voters = s.get("voters") if s.get("online") else None
+        if isinstance(voters, list):
+            named.update(v for v in voters if isinstance(v, int) and not isinstance(v, bool)
+                         and v > 0)
+    return named

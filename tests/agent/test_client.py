@@ -6,6 +6,7 @@ through a lazily connected client against real agents: test_agent_processes.py.)
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -57,6 +58,49 @@ def test_a_swarm_with_every_node_offline_is_a_clear_error(mosquitto: LocalBroker
         try:
             with pytest.raises(ClientError, match="none has published a status"):
                 client.read()
+        finally:
+            client.close()
+    finally:
+        publisher.close()
+
+
+def test_statuses_waits_for_every_voter_the_statuses_name(mosquitto: LocalBroker) -> None:
+    """A retained burst that trickles in (a loaded machine) still yields every voter's
+    row: ``statuses`` waits, bounded, until each node named in ``voters`` has spoken,
+    instead of returning whatever arrived in the first moment (the leader's row could
+    be the one missing). Garbage in a status's ``voters`` is ignored."""
+    publisher = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", mosquitto.port),),
+                              client_id="trickle-publisher"))
+    publisher.start()
+
+    def status(node: int, voters: list) -> bytes:
+        return json.dumps({"v": 1, "node": node, "online": True, "role": "follower",
+                           "term": 2, "leader": 3, "voters": voters}).encode()
+
+    try:
+        assert publisher.wait_connected(10)
+        for node in (1, 2):
+            assert publisher.publish(topics.status("trickle", node),
+                                     status(node, [1, 2, 3, "4", True, -5]), qos=1, retain=True)
+        time.sleep(0.3)
+        client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "trickle", timeout_s=3.0)
+        try:
+            client.connect()
+            time.sleep(0.3)  # nodes 1 and 2 are in; node 3 (the leader) speaks a second
+            late = threading.Timer(1.0, publisher.publish, (topics.status("trickle", 3),
+                                                            status(3, [1, 2, 3])),
+                                   {"qos": 1, "retain": True})
+            late.start()  # into the call below: more than its old fixed moment of 0.2 s
+            try:
+                assert set(client.statuses(wait_s=30)) == {1, 2, 3}
+            finally:
+                late.join()
+        finally:
+            client.close()
+        # A late subscriber gets the whole retained set.
+        client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "trickle", timeout_s=3.0)
+        try:
+            assert set(client.statuses(wait_s=30)) == {1, 2, 3}
         finally:
             client.close()
     finally:
