@@ -13,7 +13,9 @@ Exactly once: the client registers a session once, numbers its commands, and ret
 command after ``no_leader``, ``busy`` or ``timeout`` (and when no reply comes at all)
 with the **same session and sequence number**, on any node; the swarm's session table
 applies it once and answers a retry from its cache (thesis §6.3). A command answered
-``session_expired`` was not applied: the client registers again and proposes it anew.
+``session_expired`` after its one request was not applied: the client registers again
+and proposes it anew; one retried before its session expired may have been applied in
+it, so it is answered ``session_expired`` (outcome unknown) and not proposed again.
 :meth:`SwarmClient.propose_many` does the same per command, sending up to 64 commands in
 one request message and getting their outcomes in one reply (docs/protocol.md,
 "Batches"): per-message costs (the broker, paho, JSON envelopes) are paid once a batch.
@@ -416,7 +418,9 @@ class SwarmClient:
                                         "ack": seq, "command": obj}, deadline)
             if reply.code == "session_expired":
                 self.session = None
-                continue
+                if reply.attempts > 1:
+                    return _outcome_unknown(reply)
+                continue   # its one request found the session gone: not applied
             return reply
         return reply
 
@@ -430,8 +434,11 @@ class SwarmClient:
 
         A command answered ``busy``, ``no_leader`` or ``timeout`` (or not answered) is
         sent again with the same sequence number until ``timeout_s`` (the client's
-        ``timeout_s`` by default) for the whole call; one answered
-        ``session_expired`` was not applied and is proposed anew in a new session. A
+        ``timeout_s`` by default) for the whole call. When the session expires, a
+        command sent once and answered ``session_expired`` (or ``busy`` / ``no_leader``:
+        never proposed) is proposed anew in a new session; one sent more than once, or
+        last answered ``timeout``, may have been applied in the old session and is
+        answered ``session_expired`` (outcome unknown), never proposed again. A
         batch goes out when the one before it is answered (a session keeps 64
         unacknowledged results, so two batches of one session cannot be in flight
         together). Order: a batch's commands are appended in the order given, but a
@@ -456,17 +463,30 @@ class SwarmClient:
                        deadline: float) -> None:
         """One batch's commands until each has a final answer or the deadline passes."""
         seqs: dict[int, int] = {}      # position -> seq, for the commands still open
+        sends: dict[int, int] = {}     # position -> requests that carried it with that seq
+        last_code: dict[int, str | None] = {}   # position -> its latest answer's code
         registrations = 0
         attempts = 0
         backoff = 0.05
         commands = dict(chunk)
         while commands and time.monotonic() < deadline:
             if self.session is None:
+                # The old session is gone: what it may have applied, it can no longer
+                # say, so only commands known not to be applied go into the new one.
+                for pos in [p for p in commands if p in seqs and not _never_applied(
+                        sends[p], last_code.get(p))]:
+                    out[pos] = _outcome_unknown(out[pos] or _timeout_reply(
+                        "no node answered within the deadline"))
+                    del commands[pos]
+                if not commands:
+                    return
                 if registrations == 3:
                     break
                 registrations += 1
                 self.register()
                 seqs.clear()
+                sends.clear()
+                last_code.clear()
             assert self.session is not None
             for pos in commands:
                 if pos not in seqs:
@@ -477,6 +497,9 @@ class SwarmClient:
                                  for pos, command in commands.items()]}
             reply = self._with_retries(body, deadline)
             attempts += reply.attempts
+            for pos in commands:
+                sends[pos] = sends.get(pos, 0) + max(1, reply.attempts)
+                last_code[pos] = None   # not answered, unless its result below says
             if reply.status != "batch":
                 # The request as a whole: refused (bad_request), or the deadline passed
                 # on retryable answers; the same for each of its commands.
@@ -494,10 +517,12 @@ class SwarmClient:
                 out[pos] = Reply({"v": 1, "id": reply.body.get("id"), **result}, reply.node,
                                  attempts)
                 code = result.get("code")
+                last_code[pos] = code if isinstance(code, str) else None
                 if code in RETRYABLE:
                     retry = True
                 elif code == "session_expired":
-                    # Not applied: proposed anew in a new session (registered above).
+                    # A new session is registered above; this command goes into it only
+                    # if it cannot have been applied in this one (_never_applied).
                     self.session = None
                 else:
                     del commands[pos]
@@ -539,6 +564,25 @@ def _command_object(command: Mapping[str, Any] | bytes | str
         return None, Reply({"v": 1, "status": "error", "code": "bad_request",
                             "message": "a command is a JSON object"})
     return dict(command), None
+
+
+def _never_applied(sends: int, last_code: str | None) -> bool:
+    """Whether a command whose session expired is known not to have been applied in
+    it: the one request that carried it was answered ``session_expired`` (a copy
+    proposed earlier would have been applied, and answered, first) or refused before
+    it was proposed (``busy``, ``no_leader``). More requests, a ``timeout`` or no
+    answer: an earlier one may have been applied before the session expired."""
+    return sends == 1 and last_code in ("session_expired", "busy", "no_leader")
+
+
+def _outcome_unknown(reply: Reply) -> Reply:
+    """``session_expired`` for a command that may have been applied before its session
+    expired (thesis §6.3: exactly-once ends with the session): final, never proposed
+    again, since a new session could apply it a second time."""
+    return Reply({**reply.body, "status": "error", "code": "session_expired",
+                  "message": "the session expired while this command was retried: it may "
+                             "or may not have been applied (read the state to find out); "
+                             "not proposed again"}, reply.node, reply.attempts)
 
 
 def _timeout_reply(message: str) -> Reply:

@@ -105,3 +105,113 @@ def test_statuses_waits_for_every_voter_the_statuses_name(mosquitto: LocalBroker
             client.close()
     finally:
         publisher.close()
+
+
+class _ScriptedNode:
+    """One node of swarm ``name`` on the real broker that answers the client protocol
+    from a script (``answer(request) -> reply body or None``: None drops the request),
+    to drive the client through outcomes real agents give only by chance (a reply lost,
+    then the session evicted). Records every request it was sent."""
+
+    def __init__(self, broker: LocalBroker, name: str, answer) -> None:
+        self.name, self.answer, self.requests = name, answer, []
+        self.bus = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", broker.port),),
+                                 client_id=f"scripted-{name}"))
+        self.bus.subscribe(topics.request(name, 1), self._on_request, qos=1)
+        self.bus.start()
+        assert self.bus.wait_connected(10)
+        assert self.bus.publish(topics.status(name, 1), json.dumps(
+            {"v": 1, "node": 1, "online": True, "role": "leader", "term": 1, "leader": 1,
+             "voters": [1]}).encode(), qos=1, retain=True)
+
+    def _on_request(self, msg) -> None:
+        request = json.loads(msg.payload)
+        self.requests.append(request)
+        body = self.answer(request)
+        if body is not None and msg.response_topic:
+            self.bus.publish(msg.response_topic, json.dumps({"v": 1, "id": request["id"],
+                                                             **body}).encode(), qos=1,
+                             correlation_data=msg.correlation_data)
+
+    def proposals(self) -> list[tuple[int, int]]:
+        """(session, seq) of every command proposed to it, batch members included."""
+        out = []
+        for r in self.requests:
+            if r["op"] == "propose":
+                out += [(r["session"], c["seq"]) for c in r.get("commands") or [r]]
+        return out
+
+    def close(self) -> None:
+        self.bus.close()
+
+
+def _sessions_from_10(request: dict) -> dict | None:
+    """Registrations open sessions 10, 11, ... (the script's state is on the function)."""
+    _sessions_from_10.next = getattr(_sessions_from_10, "next", 10) + 1
+    return {"status": "registered", "session": _sessions_from_10.next - 1,
+            "nonce": request["nonce"]}
+
+
+def _expired() -> dict:
+    return {"status": "error", "code": "session_expired", "message": "unknown session"}
+
+
+def test_a_command_retried_into_an_expired_session_is_not_proposed_again(
+        mosquitto: LocalBroker) -> None:
+    """thesis §6.3: exactly-once lasts as long as the session. A command whose first
+    request went unanswered (it may have been applied) and whose retry finds the session
+    evicted must come back ``session_expired``, outcome unknown, and not be proposed in
+    a new session (it would apply twice). One whose only request found the session gone
+    was not applied: it is proposed anew, in a new session."""
+    seen: dict[tuple[int, int], int] = {}
+
+    def answer(request: dict) -> dict | None:
+        if request["op"] == "register":
+            return _sessions_from_10(request)
+        members = request.get("commands") or [request]
+        results = []
+        for c in members:
+            key = (request["session"], c["seq"])
+            seen[key] = seen.get(key, 0) + 1
+            if request["session"] == 10 and c["command"]["id"] == "lost" and seen[key] == 1:
+                if "commands" not in request:
+                    return None             # the first attempt's reply is lost
+                results.append({"seq": c["seq"], "status": "error", "code": "timeout",
+                                "message": "its outcome is not known yet"})
+                continue
+            if request["session"] == 10:
+                results.append({"seq": c["seq"], **_expired()})
+            else:
+                results.append({"seq": c["seq"], "status": "committed", "index": 5,
+                                "map_version": 5, "result": None, "cached": False})
+        return results[0] if "commands" not in request else {"status": "batch",
+                                                             "results": results}
+
+    node = _ScriptedNode(mosquitto, "expiry", answer)
+    client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "expiry", timeout_s=20.0,
+                         attempt_timeout_s=0.5)
+    try:
+        lost = {"type": "remove_zone", "id": "lost"}
+        reply = client.propose(lost)
+        assert reply.code == "session_expired" and "may or may not" in reply.message
+        assert [k for k in node.proposals() if k[0] != 10] == []   # not proposed anew
+        # The session is replaced; a command whose one request found it gone (session
+        # 11 is alive in the script) is committed there.
+        _sessions_from_10.next = 10
+        client.session = None
+        fresh = client.propose({"type": "remove_zone", "id": "fresh"})
+        assert fresh.status == "committed", fresh.body
+        # A batch: "lost" (answered timeout, then its session expired) is final; "kept"
+        # (its one request answered session_expired) goes on in a new session.
+        _sessions_from_10.next = 10
+        client.session = None
+        seen.clear()
+        node.requests.clear()
+        replies = client.propose_many([lost, {"type": "remove_zone", "id": "kept"}])
+        assert [r.code or r.status for r in replies] == ["session_expired", "committed"]
+        assert "may or may not" in replies[0].message
+        moved = [k for k in node.proposals() if k[0] != 10]
+        assert len(moved) == 1 and moved[0][0] == 11   # only "kept", in the new session
+    finally:
+        client.close()
+        node.close()
