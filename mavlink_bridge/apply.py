@@ -57,10 +57,21 @@ _CMD_NAV_SPLINE_WAYPOINT = 82
 
 FENCE_TYPE_POLYGON = 4  # FENCE_TYPE bitmask: 1 max altitude, 2 circle, 4 polygon, 8 min altitude
 FENCE_TYPE_CIRCLE = 2   # the circle of FENCE_RADIUS metres round home
-#: The autopilot parameters the circle-fence check reads (dropped from the cache when it
-#: refuses a plan, so an operator's fix is seen on the next attempt).
-_CIRCLE_PARAMS = ("FENCE_ENABLE", "FENCE_TYPE", "FENCE_ACTION", "FENCE_RADIUS", "FENCE_MARGIN")
+FENCE_TYPE_ALT_MAX = 1  # FENCE_ALT_MAX metres above home
+#: The autopilot parameters the check of its own fences reads (dropped from the cache when
+#: it refuses a plan, so an operator's fix is seen on the next attempt).
+_FC_FENCE_PARAMS = ("FENCE_ENABLE", "FENCE_TYPE", "FENCE_ACTION", "FENCE_RADIUS",
+                    "FENCE_ALT_MAX", "FENCE_MARGIN")
+#: Frames whose altitude is above home (the altitude fence's reference) ...
+_RELATIVE_ALT_FRAMES = frozenset({FRAME_GLOBAL_RELATIVE_ALT, FRAME_GLOBAL_RELATIVE_ALT_INT})
+#: ... and above mean sea level (home's altitude subtracted).
+_AMSL_FRAMES = frozenset({FRAME_GLOBAL, FRAME_GLOBAL_INT})
 _DEGE7_TO_M = 0.011131884502145034  # AP Location's LOCATION_SCALING_FACTOR: metres per 1e-7 degree
+
+
+def _which(mtype: MissionType, seq: int) -> str:
+    """An item as an operator's ground station numbers it (mission item 0 is home)."""
+    return f"{mtype.name.lower()} item {seq + (1 if mtype is MissionType.MISSION else 0)}"
 
 
 def home_distance_m(home_lat: float, home_lon: float, item: MissionItem) -> float:
@@ -333,7 +344,7 @@ class PlanApplier:
         #: Lists verified before the link was re-established: read back before trusted.
         self._unconfirmed: set[MissionType] = set()
         self._params: dict[str, float] = {}
-        self._circle_read_at = -math.inf
+        self._fc_fence_read_at = -math.inf
         self._upload_s = 0.0
         self._verify_s = 0.0
         self._connects = vehicle.link.stats.connects
@@ -357,8 +368,8 @@ class PlanApplier:
         still initialising after boot): nothing is wrong, call again shortly. Other
         failures raise MissionError (including PlanVerificationError),
         CommandError/CommandTimeoutError or ParamError; the failing list is then marked
-        unknown and retried on the next call. :meth:`circle_fence_problem` says whether
-        the plan leaves the vehicle's own circle fence."""
+        unknown and retried on the next call. :meth:`fence_problem` says whether the
+        plan would breach the vehicle's own circle or altitude fence."""
         validate_fence(plan.fence)  # bad input changes nothing: checked before any upload
         connects = self.vehicle.link.stats.connects
         reboots = self.vehicle.telemetry.reboots
@@ -528,57 +539,85 @@ class PlanApplier:
             self._params[name] = value
         return value
 
-    def circle_fence_problem(self, plan: MissionPlan, keep: Collection[MissionType] = (),
-                             fence_home: tuple[float, float] | None = None) -> str | None:
-        """Why flying ``plan`` would breach the autopilot's own circle fence, naming the
-        parameters, or None when it would not. ArduCopter arms the circle with the rest
-        of the fence: FENCE_TYPE defaults to 7 (altitude, circle, polygon), so switching
-        FENCE_ENABLE on for our polygons also arms a FENCE_RADIUS circle round home
-        (300 m by default, 150 m in SITL's copter.parm) that nothing in the map knows
-        about, and FENCE_ACTION takes a drone that reaches it home. A problem when the
-        fence is on (or this plan switches it on), FENCE_TYPE has the circle bit,
+    def fence_problem(self, plan: MissionPlan, keep: Collection[MissionType] = (),
+                      fence_home: tuple[float, float] | None = None) -> str | None:
+        """Why flying ``plan`` would breach the autopilot's own fences, naming the
+        parameters, or None when it would not. ArduCopter arms its own fences with the
+        rest: FENCE_TYPE defaults to 7 (altitude, circle, polygon), so switching
+        FENCE_ENABLE on for our polygons also arms a FENCE_RADIUS circle round home (300
+        m by default, 150 m in SITL's copter.parm) and a FENCE_ALT_MAX ceiling (100 m)
+        that nothing in the map knows about, and FENCE_ACTION takes a drone that reaches
+        one home. A problem when the fence is on (or this plan switches it on),
         FENCE_ACTION is not 0 (report only), and a mission or rally point (lists in
-        ``keep`` are not ours) is further from ``fence_home`` (lat, lon; default: the
-        home estimate of item 0) than FENCE_RADIUS less FENCE_MARGIN. The parameters
-        are read with PARAM_REQUEST_READ and cached for ``fence_params_max_age_s``;
-        after a problem they are read afresh next time (an operator may fix them)."""
+        ``keep`` are not ours) lies, with the circle bit in FENCE_TYPE, further from
+        ``fence_home`` (lat, lon; default: the home estimate of item 0) than FENCE_RADIUS
+        less FENCE_MARGIN, or, with the altitude bit, at or above FENCE_ALT_MAX less
+        FENCE_MARGIN over home (items above terrain are not checked: the terrain under
+        them is not known here). The parameters are read with PARAM_REQUEST_READ and
+        cached for ``fence_params_max_age_s``; after a problem they are read afresh next
+        time (an operator may fix them)."""
         if plan.fence_enable is False:
             return None
         now = time.monotonic()
-        if now - self._circle_read_at > self.config.fence_params_max_age_s:
-            for name in _CIRCLE_PARAMS:
+        if now - self._fc_fence_read_at > self.config.fence_params_max_age_s:
+            for name in _FC_FENCE_PARAMS:
                 self._params.pop(name, None)
-            self._circle_read_at = now
+            self._fc_fence_read_at = now
         points = [(mtype, seq, item) for mtype in (MissionType.MISSION, MissionType.RALLY)
                   if mtype not in keep for seq, item in enumerate(plan.items(mtype))
-                  if item.frame in GLOBAL_FRAMES and (item.x, item.y) != (0, 0)
+                  if item.frame in GLOBAL_FRAMES
                   and (item.command <= _MAV_CMD_NAV_LAST or item.command == CMD_NAV_RALLY_POINT)]
         if not points:
             return None
         if plan.fence_enable is not True and self._param("FENCE_ENABLE") < 1:
             return None  # no fence in force, and this plan switches none on
         fence_type = int(self._param("FENCE_TYPE"))
-        action = self._param("FENCE_ACTION") if fence_type & FENCE_TYPE_CIRCLE else 0.0
+        action = self._param("FENCE_ACTION") if fence_type & (FENCE_TYPE_CIRCLE | FENCE_TYPE_ALT_MAX) else 0.0
         if action == 0:
-            return None  # no circle, or REPORT_ONLY: a breach changes nothing in flight
-        radius, margin = self._param("FENCE_RADIUS"), self._param("FENCE_MARGIN")
-        if fence_home is None:
-            item0 = self._home(self.vehicle.state())
-            fence_home = (item0.lat, item0.lon)
-        home_lat, home_lon = fence_home
-        mtype, seq, far = max(points, key=lambda p: home_distance_m(home_lat, home_lon, p[2]))
-        distance = home_distance_m(home_lat, home_lon, far)
-        limit = radius - margin  # AC_Fence keeps FENCE_MARGIN inside the fence
-        if distance <= limit:
+            return None  # neither fence, or REPORT_ONLY: a breach changes nothing in flight
+        margin = self._param("FENCE_MARGIN")
+        enabled = f"FENCE_ENABLE {'switched on by this plan' if plan.fence_enable else 'on'}"
+        problems = []
+        if fence_type & FENCE_TYPE_CIRCLE:
+            if fence_home is None:
+                item0 = self._home(self.vehicle.state())
+                fence_home = (item0.lat, item0.lon)
+            home_lat, home_lon = fence_home
+            placed = [p for p in points if (p[2].x, p[2].y) != (0, 0)]  # (0, 0): "here"
+            if placed:
+                mtype, seq, far = max(placed, key=lambda p: home_distance_m(home_lat, home_lon, p[2]))
+                distance = home_distance_m(home_lat, home_lon, far)
+                radius = self._param("FENCE_RADIUS")
+                if distance > radius - margin:  # AC_Fence keeps FENCE_MARGIN inside the fence
+                    problems.append(
+                        f"plan leaves the flight controller's circle fence: {_which(mtype, seq)} is "
+                        f"{distance:.0f} m from home, beyond FENCE_RADIUS {radius:g} m less "
+                        f"FENCE_MARGIN {margin:g} m (FENCE_TYPE {fence_type} includes the circle, "
+                        f"bit 2; {enabled}): the drone would breach it and FENCE_ACTION "
+                        f"{action:g} would take it home; set FENCE_RADIUS to at least "
+                        f"{math.ceil(distance + margin)} m or clear bit 2 of FENCE_TYPE")
+        if fence_type & FENCE_TYPE_ALT_MAX:
+            home_amsl = (self._home(self.vehicle.state()).z
+                         if any(p[2].frame in _AMSL_FRAMES for p in points) else 0.0)
+            heights = [(mtype, seq, item.z if item.frame in _RELATIVE_ALT_FRAMES else item.z - home_amsl)
+                       for mtype, seq, item in points
+                       if item.frame in _RELATIVE_ALT_FRAMES or item.frame in _AMSL_FRAMES]
+            if heights:
+                mtype, seq, height = max(heights, key=lambda h: h[2])
+                ceiling = self._param("FENCE_ALT_MAX")
+                if height >= ceiling - margin:
+                    problems.append(
+                        f"plan rises through the flight controller's altitude fence: "
+                        f"{_which(mtype, seq)} is {height:.0f} m above home, at or above "
+                        f"FENCE_ALT_MAX {ceiling:g} m less FENCE_MARGIN {margin:g} m (FENCE_TYPE "
+                        f"{fence_type} includes the altitude, bit 1; {enabled}): the drone would "
+                        f"breach it and FENCE_ACTION {action:g} would take it home; set "
+                        f"FENCE_ALT_MAX to at least {math.ceil(height + margin) + 1} m or clear "
+                        f"bit 1 of FENCE_TYPE")
+        if not problems:
             return None
-        self._circle_read_at = -math.inf  # an operator may fix them: read afresh next time
-        which = f"{mtype.name.lower()} item {seq + (1 if mtype is MissionType.MISSION else 0)}"
-        return (f"plan leaves the flight controller's circle fence: {which} is {distance:.0f} m "
-                f"from home, beyond FENCE_RADIUS {radius:g} m less FENCE_MARGIN {margin:g} m "
-                f"(FENCE_TYPE {fence_type} includes the circle, bit 2; FENCE_ENABLE "
-                f"{'switched on by this plan' if plan.fence_enable else 'on'}): the drone would "
-                f"breach it and FENCE_ACTION {action:g} would take it home; set FENCE_RADIUS to at "
-                f"least {math.ceil(distance + margin)} m or clear bit 2 of FENCE_TYPE")
+        self._fc_fence_read_at = -math.inf  # an operator may fix them: read afresh next time
+        return "; ".join(problems)
 
     def _apply_fence_params(self, plan: MissionPlan) -> tuple[tuple[str, float], ...]:
         if plan.fence_enable is None:

@@ -149,8 +149,8 @@ class Flight:
         self.stats: dict[str, int] = {"plans": 0, "uploads": 0, "unsafe_refused": 0,
                                       "not_ready": 0, "upload_failures": 0, "recalls": 0,
                                       "resumes": 0, "launches": 0, "launches_expired": 0,
-                                      "circle_fence_problems": 0}
-        #: Why the latest plan would breach the FC's own circle fence (None: it would not).
+                                      "fc_fence_problems": 0}
+        #: Why the latest plan would breach the FC's own circle or altitude fence (None: it would not).
         self._fence_problem: str | None = None
         self._fence_checked: tuple[MapView, PlanResult, tuple[MissionType, ...]] | None = None
         self._fence_recheck_due = 0.0
@@ -232,7 +232,7 @@ class Flight:
                 self.health.update(now, connected, None if battery is None else float(battery))
                 self._keep_own_entry(now)
                 if connected:
-                    self._recheck_circle_fence(now)
+                    self._recheck_fc_fences(now)
                     self._replan_when_out_of_fences(state)
                 seen = (connected, state.mode, state.armed, self.health.state, self._launch_waits)
                 if seen != self._status_seen:
@@ -393,9 +393,9 @@ class Flight:
             # given; only the fences and rally points follow the map (docs/planner.md).
             keep = (MissionType.MISSION,) if result.status is PlanStatus.BUSY else ()
             try:
-                self._check_circle_fence(view, result, keep)
+                self._check_fc_fences(view, result, keep)
             except (ParamError, TimeoutError) as exc:  # not checked is no reason to hold the map back
-                log.warning("circle fence not checked (parameters not read): %s", exc)
+                log.warning("the FC's own fences not checked (parameters not read): %s", exc)
             report = self.applier.apply(result.plan, keep=keep)
         except VehicleNotReady as exc:
             self.stats["not_ready"] += 1
@@ -498,39 +498,40 @@ class Flight:
         self._event("launch", text)
         return None
 
-    def _check_circle_fence(self, view: MapView, result: PlanResult, keep: tuple[MissionType, ...]) -> None:
+    def _check_fc_fences(self, view: MapView, result: PlanResult, keep: tuple[MissionType, ...]) -> None:
         """Say (status ``fc.fence_problem``, an ``alert`` once per reason) when this plan
-        would breach the FC's own circle fence (FENCE_RADIUS round home). The plan is
+        would breach the FC's own circle fence (FENCE_RADIUS round home) or altitude
+        fence (FENCE_ALT_MAX above home). The plan is
         uploaded all the same: it is the agreed map's, with the fences of the fire in
         it, and the stale plan it would replace is no safer; but the agent will not
         launch into it (:meth:`_launch_blocked`). While the problem stands the monitor
         looks again every ``retry_max_s``, the parameters read afresh, so an operator
-        raising FENCE_RADIUS clears it without a new map version."""
+        raising FENCE_RADIUS (or FENCE_ALT_MAX) clears it without a new map version."""
         home = None if self._home is None else (self._home.lat, self._home.lon)
         with self._fence_lock:
             self._fence_checked = (view, result, keep)
             self._fence_recheck_due = time.monotonic() + self.config.retry_max_s
-            problem = self.applier.circle_fence_problem(result.plan, keep, home)
+            problem = self.applier.fence_problem(result.plan, keep, home)
             self._fence_problem_is(view, problem)
 
-    def _recheck_circle_fence(self, now: float) -> None:
-        """Monitor thread: while a circle-fence problem stands, look again every
+    def _recheck_fc_fences(self, now: float) -> None:
+        """Monitor thread: while a problem with the FC's fences stands, look again every
         ``retry_max_s`` (the parameters read afresh; the plan is not re-made)."""
         if self._fence_problem is None or now < self._fence_recheck_due or self._fence_checked is None:
             return
         view, result, keep = self._fence_checked
         try:
-            self._check_circle_fence(view, result, keep)
+            self._check_fc_fences(view, result, keep)
         except (ParamError, TimeoutError) as exc:
-            log.info("circle fence parameters not read: %s", exc)
+            log.info("the FC's fence parameters not read: %s", exc)
 
     def _fence_problem_is(self, view: MapView, problem: str | None) -> None:
         if problem != self._fence_problem:
             self._fence_problem = problem
             if problem is None:
-                log.info("the plan fits the flight controller's circle fence now")
+                log.info("the plan fits the flight controller's own fences now")
             else:
-                self.stats["circle_fence_problems"] += 1
+                self.stats["fc_fence_problems"] += 1
                 text = f"node {self.node_id}: map version {view.version}: {problem}"
                 log.error(text)
                 self._event("alert", text)

@@ -204,7 +204,7 @@ def test_a_plan_beyond_the_circle_fence_is_reported_naming_fence_radius(vehicle:
         applier = PlanApplier(v, ApplierConfig(fence_params_max_age_s=0.0))  # read every time
         far = MissionPlan(mission=route(lat, lon, east_m=0.0, n=5, step_m=40.0),  # last at 200 m
                           fence=exclusion_square(lat - 0.003, lon - 0.003), fence_enable=True)
-        problem = applier.circle_fence_problem(far, fence_home=(lat, lon))
+        problem = applier.fence_problem(far, fence_home=(lat, lon))
         assert problem is not None and re.search(
             r"mission item 6 is 20\d m from home, beyond FENCE_RADIUS 150 m less FENCE_MARGIN 2 m "
             r"\(FENCE_TYPE 7 includes the circle.*FENCE_ACTION 1 .*FENCE_RADIUS to at least 20\d m",
@@ -212,15 +212,57 @@ def test_a_plan_beyond_the_circle_fence_is_reported_naming_fence_radius(vehicle:
         assert v.get_param("FENCE_ENABLE") == 0.0  # asking changed nothing
         # Within the circle (home: the item-0 estimate), a kept mission, or no fence: fine.
         near = dataclasses.replace(far, mission=route(lat, lon, east_m=0.0, n=3, step_m=40.0))
-        assert applier.circle_fence_problem(near) is None
-        assert applier.circle_fence_problem(far, keep=(MissionType.MISSION,)) is None
-        assert applier.circle_fence_problem(dataclasses.replace(far, fence_enable=False)) is None
-        assert applier.circle_fence_problem(dataclasses.replace(far, fence_enable=None)) is None  # off
+        assert applier.fence_problem(near) is None
+        assert applier.fence_problem(far, keep=(MissionType.MISSION,)) is None
+        assert applier.fence_problem(dataclasses.replace(far, fence_enable=False)) is None
+        assert applier.fence_problem(dataclasses.replace(far, fence_enable=None)) is None  # off
         v.set_param("FENCE_RADIUS", 1000.0)
-        assert applier.circle_fence_problem(far) is None
+        assert applier.fence_problem(far) is None
         v.set_param("FENCE_RADIUS", 150.0)
         v.set_param("FENCE_ACTION", 0.0)  # report only: a breach changes nothing
-        assert applier.circle_fence_problem(far) is None
+        assert applier.fence_problem(far) is None
+
+
+def test_a_plan_above_the_altitude_fence_is_reported_naming_fence_alt_max(vehicle: TestVehicle):
+    """FENCE_TYPE 7 includes the altitude fence too: a FENCE_ALT_MAX ceiling over home (100
+    m by default) that switching the fence on arms with our polygons. A plan reaching it
+    (less FENCE_MARGIN) is reported naming the parameter and the ceiling needed, for items
+    above home and above sea level alike, from the vehicle's own parameters, the same on
+    the built-in simulator and real SITL; a plan beyond both fences names both; raising
+    FENCE_ALT_MAX or clearing the altitude bit clears it."""
+    vehicle.needs_reboot()  # sets FENCE_ALT_MAX, FENCE_TYPE
+    lat, lon = HOME[0], HOME[1]
+    with flying_setup(vehicle) as (_sv, _link, v, _):
+        ready(v)
+        assert v.get_param("FENCE_ALT_MAX") == 100.0 and int(v.get_param("FENCE_TYPE")) & 1
+        applier = PlanApplier(v, ApplierConfig(fence_params_max_age_s=0.0))  # read every time
+        high = MissionPlan(mission=route(lat, lon, east_m=0.0, n=2, step_m=40.0, alt=120.0),
+                           fence=exclusion_square(lat - 0.003, lon - 0.003), fence_enable=True)
+        problem = applier.fence_problem(high, fence_home=(lat, lon))
+        assert problem is not None and "circle" not in problem and re.search(
+            r"mission item 1 is 120 m above home, at or above FENCE_ALT_MAX 100 m less "
+            r"FENCE_MARGIN 2 m \(FENCE_TYPE 7 includes the altitude, bit 1.*FENCE_ACTION 1 "
+            r".*FENCE_ALT_MAX to at least 123 m", problem), problem
+        assert v.get_param("FENCE_ENABLE") == 0.0  # asking changed nothing
+        low = dataclasses.replace(high, mission=route(lat, lon, east_m=0.0, n=2, step_m=40.0,
+                                                      alt=97.0))
+        assert applier.fence_problem(low) is None  # below the ceiling less the margin
+        # A rally point given above sea level: its height over home is what counts.
+        home_amsl = v.state().position.alt_msl - v.state().position.alt_rel
+        rally = dataclasses.replace(low, rally=(MissionItem.at(
+            CMD_NAV_RALLY_POINT, lat + 0.0003, lon, home_amsl + 130.0, frame=FRAME_GLOBAL),))
+        problem = applier.fence_problem(rally)
+        assert problem is not None and re.search(r"rally item 0 is 13\d m above home", problem), problem
+        # Beyond the circle and through the ceiling: both named.
+        both = dataclasses.replace(high, mission=route(lat, lon, east_m=0.0, n=5, step_m=40.0,
+                                                       alt=120.0))
+        problem = applier.fence_problem(both, fence_home=(lat, lon))
+        assert problem is not None and "FENCE_RADIUS" in problem and "FENCE_ALT_MAX" in problem
+        v.set_param("FENCE_ALT_MAX", 200.0)
+        assert applier.fence_problem(high) is None
+        v.set_param("FENCE_ALT_MAX", 100.0)
+        v.set_param("FENCE_TYPE", 6.0)  # circle and polygon, no altitude fence
+        assert applier.fence_problem(high) is None
 
 
 def test_link_cut_and_reconnect_resumes_telemetry_and_missions(vehicle: TestVehicle):

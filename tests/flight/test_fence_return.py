@@ -126,7 +126,7 @@ def test_a_plan_beyond_the_circle_fence_is_reported_blocks_launch_and_clears_whe
         try:
             flight.start()
             _wait(lambda: flight.fc_connected, 30, "the flight controller link")
-            flight._check_circle_fence(view, result, ())
+            flight._check_fc_fences(view, result, ())
             problem = flight.status()["fence_problem"]
             assert problem is not None and "FENCE_RADIUS 150 m" in problem and "at least 4" in problem, problem
             assert [k for k, _ in events if k == "alert"] == ["alert"] and "FENCE_RADIUS" in events[-1][1]
@@ -134,7 +134,7 @@ def test_a_plan_beyond_the_circle_fence_is_reported_blocks_launch_and_clears_whe
             _wait(lambda: flight.status()["availability"] == "in_service", 30, "in service")
             flight._held_version = view.version
             assert flight._launch_blocked(view, result, flight.vehicle.state()) == problem
-            flight._check_circle_fence(view, result, ())  # the same reason: no second alert
+            flight._check_fc_fences(view, result, ())  # the same reason: no second alert
             assert len([k for k, _ in events if k == "alert"]) == 1
             flight.vehicle.set_param("FENCE_RADIUS", 1000.0)
             _wait(lambda: flight.status()["fence_problem"] is None, 30, "the problem cleared",
