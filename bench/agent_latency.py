@@ -76,6 +76,12 @@ def _fsync_floor(folder: Path, n: int = 200) -> list[float]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timeline(ops: list[tuple[float, float]], traces: dict[int, Marks]) -> dict[str, list[float]]:
     """Per stage, its duration in ms for every command whose whole path was traced."""
     stages: dict[str, list[float]] = defaultdict(list)
@@ -152,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--ops", type=int, default=300)
     p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--state-machine", choices=("map", "register"), default="map",
+                   help="map: each command a set_zone (the product); register: a put of 32 "
+                        "characters (the consensus path without the map's geometry)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         folder = Path(tmp)
@@ -161,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[ENV] = str(traces_dir)
         broker = LocalBroker("mosquitto")
         broker.start()
-        cluster = AgentCluster(folder, broker, args.nodes, election_ticks=None)
+        cluster = AgentCluster(folder, broker, args.nodes, election_ticks=None,
+                               state_machine=args.state_machine)
         try:
             cluster.start_all()
             watcher = cluster.client()
@@ -170,11 +180,24 @@ def main(argv: list[str] | None = None) -> int:
             client = cluster.client()
             client.register()
             ops = []
+            pids = {f"agent {i}": p.pid for i, p in cluster.procs.items()}
+            if broker._proc is not None:
+                pids["mosquitto"] = broker._proc.pid
+            cpu0: dict[str, float] = {}
             for k in range(args.warmup + args.ops):
+                if k == args.warmup:
+                    cpu0 = {name: _cpu_s(pid) for name, pid in pids.items()}
+                    cpu0["client (this process)"] = time.process_time()
+                    began = time.monotonic()
                 t0 = time.monotonic()
-                assert client.propose(zone(f"l{k}")).committed
+                command = (zone(f"l{k}") if args.state_machine == "map" else
+                           {"type": "put", "key": f"k{k % 50}", "value": f"{k:032d}"})
+                assert client.propose(command).committed
                 if k >= args.warmup:
                     ops.append((t0, time.monotonic()))
+            cpu = {name: _cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+            cpu["client (this process)"] = time.process_time() - cpu0["client (this process)"]
+            elapsed = time.monotonic() - began
             for i in cluster.ids:
                 cluster.stop(i)
         finally:
@@ -183,11 +206,17 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(ENV, None)
         traces = {i: _load(traces_dir / f"trace-{i}.txt") for i in cluster.ids}
     total = [(b - a) * 1000 for a, b in ops]
-    print(f"{args.nodes} agents, profile lan, mosquitto on loopback, fsync on, "
+    print(f"{args.nodes} agents ({args.state_machine}), profile lan, mosquitto on loopback, fsync on, "
           f"{len(ops)} commands at 1 outstanding (after {args.warmup} warm-up)")
     print(f"  commit latency: p50 {_pct(total, 0.5):.2f} ms, p99 {_pct(total, 0.99):.2f} ms")
     print(f"  this disk alone: fdatasync of a 4 KiB append p50 {statistics.median(floor):.2f} ms, "
           f"p90 {_pct(floor, 0.9):.2f} ms")
+    # CPU time per command (idle work, heartbeats and status, included: ~3 % of a core).
+    leader = max((n for n in cpu if n.startswith("agent")), key=lambda n: cpu[n])
+    print(f"  CPU per command (ms; over {elapsed:.1f} s, {len(ops)} commands; the busiest agent "
+          "is the leader): " + ", ".join(
+              f"{name}{' (leader)' if name == leader else ''} {1000 * c / len(ops):.2f}"
+              for name, c in cpu.items()))
     stages = timeline(ops, traces)
     n = len(next(iter(stages.values()), []))
     if not n:

@@ -35,6 +35,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("gcs_load.py", [], ["--seconds", "3"]),
     ("agent_cluster.py", [], ["--quick"]),
     ("agent_latency.py", ["--ops", "300"], ["--ops", "20", "--warmup", "5"]),
+    ("commit_floor.py", ["--loads", "0,2"], ["--ops", "20", "--warmup", "5"]),
     ("agent_footprint.py", ["--seconds", "30", "--warmup", "10"],
      ["--agents", "2", "--seconds", "2", "--warmup", "0"]),
     ("flight_latency.py", ["--agents", "3", "--updates", "30"], ["--agents", "3", "--updates", "2"]),
