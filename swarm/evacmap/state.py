@@ -128,7 +128,7 @@ class Zone:
         return self.status in HAZARD_STATUSES
 
     def command(self) -> SetZone:
-        return SetZone(self.id, self.ring, self.status, self.source, self.time_ms)
+        return SetZone.rebuilt(self.id, self.ring, self.status, self.source, self.time_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,7 @@ class Route:
         return bool(self.crosses)
 
     def command(self) -> SetRoute:
-        return SetRoute(self.id, self.path, self.priority)
+        return SetRoute.rebuilt(self.id, self.path, self.priority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ class Survivor:
         return bool(self.inside) and self.status is not SurvivorStatus.RESCUED
 
     def command(self) -> ReportSurvivor:
-        return ReportSurvivor(
+        return ReportSurvivor.rebuilt(
             self.id, self.position, self.count, self.confidence, self.reporter,
             self.time_ms, self.status,
         )
@@ -195,7 +195,7 @@ class Drone:
     home: LonLatAlt
 
     def command(self) -> SetDroneTask:
-        return SetDroneTask(self.id, self.task, self.alive, self.busy, self.home)
+        return SetDroneTask.rebuilt(self.id, self.task, self.alive, self.busy, self.home)
 
 
 @dataclass(frozen=True, slots=True)
