@@ -338,6 +338,8 @@ class Agent:
         self._map_hash: tuple[int, str] = (-1, "")
         self._assignment_doc: tuple[int, dict[str, Any]] = (-1, {})
         self._commit_events: deque[float] = deque()
+        #: The leader's commit/rejected events of this turn, sent after its replies.
+        self._narration: list[tuple[str, str, dict[str, Any]]] = []
         self._floors_due = 0.0
         # The session through which this node commits its own map changes (the
         # leader's assignment; with [mavlink], its drone's entry), the leader's
@@ -674,6 +676,14 @@ class Agent:
         return room >= MAX_REQUESTS_PER_TURN + self.config.client.max_pending
 
     def _flush_replies(self) -> None:
+        """The turn's replies, then the commit events narrating them."""
+        self._send_replies()
+        if self._narration:
+            narration, self._narration = self._narration, []
+            for kind, text, fields in narration:
+                self._event(kind, text, **fields)
+
+    def _send_replies(self) -> None:
         out = self.service.outbox
         if not out:
             return
@@ -721,12 +731,18 @@ class Agent:
             outcome = self.machine.outcome(result.payload)
         except ValueError:
             return
+        # Published after the turn's replies (_flush_replies): an event is a QoS 1
+        # publish (JSON, paho, a socket write) that would otherwise sit between this
+        # entry being applied and its client's reply.
         if outcome.ok:
-            self._event("commit", f"{name} version {entry.index} committed", index=entry.index)
+            self._narration.append(("commit", f"{name} version {entry.index} committed",
+                                    {"index": entry.index}))
         else:
-            self._event("rejected", f"command at index {entry.index} refused by the {name}: "
-                                    f"{outcome.error}", index=entry.index,
-                        code=ErrorCode.INVALID.value, message=outcome.error)
+            self._narration.append((
+                "rejected", f"command at index {entry.index} refused by the {name}: "
+                            f"{outcome.error}",
+                {"index": entry.index, "code": ErrorCode.INVALID.value,
+                 "message": outcome.error}))
 
     def _map_changed(self) -> None:
         self._map_dirty = True
