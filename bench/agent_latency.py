@@ -82,6 +82,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _node_thread_waits(pid: int) -> int:
+    """Voluntary context switches of an agent's node thread (its main thread): each is a
+    sleep that some input or timer had to wake."""
+    for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def timeline(ops: list[tuple[float, float]], traces: dict[int, Marks]) -> dict[str, list[float]]:
     """Per stage, its duration in ms for every command whose whole path was traced."""
     stages: dict[str, list[float]] = defaultdict(list)
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(args.warmup + args.ops):
                 if k == args.warmup:
                     cpu0 = {name: _cpu_s(pid) for name, pid in pids.items()}
+                    waits0 = {i: _node_thread_waits(p.pid) for i, p in cluster.procs.items()}
                     cpu0["client (this process)"] = time.process_time()
                     began = time.monotonic()
                 t0 = time.monotonic()
@@ -197,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                     ops.append((t0, time.monotonic()))
             cpu = {name: _cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
             cpu["client (this process)"] = time.process_time() - cpu0["client (this process)"]
+            waits = {i: _node_thread_waits(p.pid) - waits0[i] for i, p in cluster.procs.items()}
             elapsed = time.monotonic() - began
             for i in cluster.ids:
                 cluster.stop(i)
@@ -217,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
           "is the leader): " + ", ".join(
               f"{name}{' (leader)' if name == leader else ''} {1000 * c / len(ops):.2f}"
               for name, c in cpu.items()))
+    print("  node-thread sleeps per command (voluntary context switches; the fsync, the "
+          "SQLite lock and the socket writes count too): " + ", ".join(
+              f"agent {i}{' (leader)' if f'agent {i}' == leader else ''} {n / len(ops):.1f}"
+              for i, n in waits.items()))
     stages = timeline(ops, traces)
     n = len(next(iter(stages.values()), []))
     if not n:
