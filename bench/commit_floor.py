@@ -20,7 +20,8 @@ its calling thread like swarm.client.SwarmClient. ``--loads``: also run with K
 processes spinning on the CPU alongside (the other sessions' load, made
 reproducible). ``--no-fsync`` leaves the disk out.
 
-Prints, per mode and load, the round trip's p50/p90/p99 and the fsync alone.
+Prints, per mode and load, the round trip's p50/p90/p99 and the CPU time each process
+spent per round trip (the idle keepalive work included), and the fsync alone.
 """
 
 from __future__ import annotations
@@ -151,8 +152,15 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(broker: LocalBroker, mode: str, load: int, ops: int, warmup: int, fsync: bool,
-        folder: str) -> list[float]:
+        folder: str) -> tuple[list[float], dict[str, float]]:
+    """Round trip times (ms) and CPU ms per round trip of B, A, the client and mosquitto."""
     ctx = mp.get_context("spawn")
     ready_a, ready_b = ctx.Event(), ctx.Event()
     procs = [ctx.Process(target=_follower, args=(broker.host, broker.port, mode, folder, fsync,
@@ -178,7 +186,14 @@ def run(broker: LocalBroker, mode: str, load: int, ops: int, warmup: int, fsync:
         time.sleep(0.5)   # the subscriptions are in
         request = b"q" * REQUEST_BYTES
         out = []
+        pids = {"B": procs[0].pid, "A": procs[1].pid}
+        if broker._proc is not None:
+            pids["mosquitto"] = broker._proc.pid
+        cpu0: dict[str, float] = {}
         for k in range(warmup + ops):
+            if k == warmup:
+                cpu0 = {name: _cpu_s(pid) for name, pid in pids.items() if pid is not None}
+                cpu0["client"] = time.process_time()
             corr = k.to_bytes(4, "big")
             t0 = time.perf_counter()
             client.publish(f"{SWARM}/request/1", request, qos=1,
@@ -190,7 +205,10 @@ def run(broker: LocalBroker, mode: str, load: int, ops: int, warmup: int, fsync:
                 replies.clear()
             if k >= warmup:
                 out.append((time.perf_counter() - t0) * 1000)
-        return out
+        cpu = {name: 1000 * (_cpu_s(pid) - cpu0[name]) / ops
+               for name, pid in pids.items() if pid is not None}
+        cpu["client"] = 1000 * (time.process_time() - cpu0["client"]) / ops
+        return out, cpu
     finally:
         client.close()
         for p in procs:
@@ -232,10 +250,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{_pct(alone, 0.5):.2f} ms, p90 {_pct(alone, 0.9):.2f} ms")
             for load in loads:
                 for mode in modes:
-                    rt = run(broker, mode, load, args.ops, args.warmup, not args.no_fsync,
-                             folder)
+                    rt, cpu = run(broker, mode, load, args.ops, args.warmup,
+                                  not args.no_fsync, folder)
                     print(f"  {mode:<8} load +{load}: p50 {_pct(rt, 0.5):.2f} ms, "
-                          f"p90 {_pct(rt, 0.9):.2f} ms, p99 {_pct(rt, 0.99):.2f} ms",
+                          f"p90 {_pct(rt, 0.9):.2f} ms, p99 {_pct(rt, 0.99):.2f} ms; CPU ms "
+                          "per round trip: " + ", ".join(f"{n} {c:.2f}" for n, c in cpu.items()),
                           flush=True)
     finally:
         broker.close()
