@@ -145,6 +145,10 @@ class RaftConfig:
     max_msg_bytes: int = 256 * 1024
     #: AppendEntries in flight to one follower (the broker's queue must hold them).
     max_inflight_msgs: int = 64
+    #: A leader sends each heartbeat round as one broadcast envelope on ``raft-all``
+    #: instead of one envelope per follower (docs/protocol.md). Off only while a swarm
+    #: still has agents older than the broadcast (they would hear no heartbeats).
+    broadcast_heartbeats: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +297,12 @@ class _Section:
             raise self.error(key, "is required")
         if type(value) is not int or not lo <= value <= hi:
             raise self.error(key, f"must be an integer in [{lo}, {hi}], got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default)
+        if type(value) is not bool:
+            raise self.error(key, f"must be true or false, got {value!r}")
         return value
 
     def number(self, key: str, default: float, lo: float, hi: float) -> float:
@@ -497,6 +507,7 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
         max_inbound=s.integer("max_inbound", d.max_inbound, 1, 1 << 20),
         max_msg_bytes=s.integer("max_msg_bytes", d.max_msg_bytes, 1024, 64 << 20),
         max_inflight_msgs=s.integer("max_inflight_msgs", d.max_inflight_msgs, 1, 4096),
+        broadcast_heartbeats=s.boolean("broadcast_heartbeats", d.broadcast_heartbeats),
     )
     s.finish()
 
@@ -546,9 +557,7 @@ def _leadership(s: _Section, timing: TimingConfig) -> LeadershipConfig:
     """``[leadership]``, defaults from the timing profile; the bounds the Raft core needs
     (consensus.Config) are checked here so the error names the key."""
     dwell, interval, delay, probe, good, bad = LEADERSHIP_PROFILES[timing.profile]
-    on = s.raw("by_link_score", True)
-    if type(on) is not bool:
-        raise s.error("by_link_score", f"must be true or false, got {on!r}")
+    on = s.boolean("by_link_score", True)
     election_s = timing.election_ticks * timing.tick_ms / 1000.0
     cfg = LeadershipConfig(
         by_link_score=on,

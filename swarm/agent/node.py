@@ -17,7 +17,8 @@ Threads (docs/agent.md, "Why the loop is shaped as it is"):
 * the Prometheus endpoint's HTTP thread reads an immutable metrics snapshot.
 
 Raft messages of one Ready are batched per receiver into as few authenticated
-envelopes as fit (swarm.bus.envelope), published QoS 0 on ``raft/<receiver>``.
+envelopes as fit (swarm.bus.envelope), published QoS 0 on ``raft/<receiver>``; a
+leader's heartbeat round goes out as one broadcast envelope on ``raft-all``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from swarm.bus import topics
 from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, MqttVersion, \
     Received, TlsConfig, Will
 from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, EnvelopeSealer, \
-    Keyring, Rejected
+    Keyring, Rejected, claimed_sender
 from swarm.bus.keys import KeyFileError, load_key
 from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
 from swarm.flight import OwnCommits
@@ -200,8 +201,9 @@ class _BusTransport:
         self.dropped: Counter[str] = Counter()
         #: Between hold() and release(): a leader's AppendEntries without entries.
         self._held: list[Message] | None = None
-        #: raft/<receiver> per receiver: built (and validated) once, not per send.
+        #: raft/<receiver> per receiver, and raft-all: built (and validated) once.
         self._topics: dict[int, str] = {}
+        self._broadcast_topic: str | None = None
 
     def hold(self) -> None:
         """From now until :meth:`release`, a leader's AppendEntries that carry no
@@ -231,6 +233,13 @@ class _BusTransport:
 
     def _send(self, messages: Sequence[Message]) -> None:
         a = self.agent
+        if a.config.raft.broadcast_heartbeats:
+            beats = [m for m in messages if m.type is MessageType.HEARTBEAT]
+            if len(beats) > 1:
+                # A heartbeat round: one broadcast envelope on raft-all instead of one
+                # per follower (docs/protocol.md, "Broadcast heartbeats").
+                messages = [m for m in messages if m.type is not MessageType.HEARTBEAT]
+                self._broadcast(beats)
         by_receiver: dict[int, list[Message]] = {}
         for m in messages:
             by_receiver.setdefault(m.to, []).append(m)
@@ -251,6 +260,15 @@ class _BusTransport:
             self.sent += len(batch)
             if trace is not None:
                 _trace_sent(trace, to, batch)
+
+    def _broadcast(self, beats: list[Message]) -> None:
+        a = self.agent
+        if self._broadcast_topic is None:
+            self._broadcast_topic = topics.raft_all(a.swarm)
+        for env in a.sealer.seal_broadcast(beats):
+            if not a.bus.publish(self._broadcast_topic, env, qos=0):
+                self.dropped["publish"] += 1
+        self.sent += len(beats)
 
 
 class _Observer(DriverObserver):
@@ -454,6 +472,10 @@ class Agent:
                 raise AgentError(f"[metrics] listen {host}:{port}: {exc.strerror}") from None
         self.bus = Bus(self._bus_config())
         self.bus.subscribe(topics.raft(self.swarm, self.node_id), self.inbox.put_raft, qos=0)
+        # Every node hears the leaders' broadcast heartbeats, whether or not its own
+        # [raft] broadcast_heartbeats is on (docs/protocol.md, "Broadcast heartbeats").
+        self.bus.subscribe(topics.raft_all(self.swarm), self._raft_broadcast, qos=0,
+                           no_local=True)
         # Client requests and their replies travel on a connection of their own: on one
         # shared connection a flood of requests queues at the broker and in the TCP
         # stream in front of the Raft messages to this node (and its replies in front
@@ -545,6 +567,14 @@ class Agent:
                            "online": False}).encode()
 
     # -- network thread ----------------------------------------------------------------
+
+    def _raft_broadcast(self, msg: Received) -> None:
+        # paho's thread. Over MQTT 3.1.1 (no No Local) the broker sends this node's own
+        # broadcasts back: dropped here, uncounted (the opener would refuse them as
+        # wrong_receiver); by the claimed sender, so a forgery claiming this node's id
+        # is dropped too, as opening would drop it.
+        if claimed_sender(msg.payload) != self.node_id:
+            self.inbox.put_raft(msg)
 
     def _probe_returned(self, msg: Received) -> None:
         # paho's thread: timestamped here, so the node thread's own work is not counted.

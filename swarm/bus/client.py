@@ -39,6 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .envelope import DEFAULT_MAX_ENVELOPE_BYTES
 
@@ -329,6 +330,8 @@ class Bus:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._subs: dict[str, tuple[int, Handler]] = {}
+        #: Filters subscribed with no_local (MQTT 5's No Local option).
+        self._no_local: set[str] = set()
         #: The handlers matching each topic received so far (paho's topic_matches_sub
         #: builds a matcher per call, per filter, per message); cleared when _subs
         #: changes. At most _MATCH_CACHE topics (the agent receives on a handful).
@@ -441,21 +444,35 @@ class Bus:
 
     # -- API ----------------------------------------------------------------------------
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 0) -> None:
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 0, *,
+                  no_local: bool = False) -> None:
         """Deliver messages matching ``topic_filter`` to ``handler`` (on paho's network
-        thread: hand the bytes over and return). Kept across reconnects and failovers."""
+        thread: hand the bytes over and return). Kept across reconnects and failovers.
+        ``no_local``: over MQTT 5 the broker does not send back this connection's own
+        publishes to the filter (3.1.1 has no such option: the handler sees them)."""
         if not isinstance(topic_filter, str) or not topic_filter:
             raise BusConfigError(f"topic filter {topic_filter!r}")
         _check_qos(qos, "subscribe qos")
         with self._lock:
             self._subs[topic_filter] = (qos, handler)
+            if no_local:
+                self._no_local.add(topic_filter)
+            else:
+                self._no_local.discard(topic_filter)
             self._matches.clear()
         if self._connected.is_set():
-            self._client.subscribe(topic_filter, qos)
+            self._client.subscribe([self._subscription(topic_filter, qos)])
+
+    def _subscription(self, topic_filter: str, qos: int) -> tuple[str, Any]:
+        if self.config.protocol is MqttVersion.V5:
+            return topic_filter, SubscribeOptions(qos=qos,
+                                                  noLocal=topic_filter in self._no_local)
+        return topic_filter, qos
 
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
             self._subs.pop(topic_filter, None)
+            self._no_local.discard(topic_filter)
             self._matches.clear()
         if self._connected.is_set():
             self._client.unsubscribe(topic_filter)
@@ -589,10 +606,10 @@ class Bus:
             if self._last_connected is not None and self._last_connected != self._index:
                 self._counts["failovers"] += 1
             self._last_connected = self._index
-            subs = list(self._subs.items())
+            subs = [self._subscription(f, qos) for f, (qos, _) in self._subs.items()]
         self._set_reconnect_delay(self._next_delay())
         if subs:
-            client.subscribe([(f, qos) for f, (qos, _) in subs])
+            client.subscribe(subs)
         self._connected.set()
         log.info("connected to broker %s", broker)
         self._notify(ConnectionEvent(True, broker, "connected"))

@@ -1,19 +1,22 @@
 """The authenticated Raft envelope, sans-I/O: bytes in, messages (or a reason) out.
 
 One envelope carries one or more Raft messages from one sender to one receiver
-(``swarm/<swarm>/raft/<receiver>``). Layout, all integers big-endian::
+(``swarm/<swarm>/raft/<receiver>``), or a leader's heartbeats to every follower at once
+(a broadcast envelope, receiver BROADCAST = 0, on ``swarm/<swarm>/raft-all``). Layout,
+all integers big-endian::
 
     offset size field
     0      1    version      1
     1      1    flags        0, or FLAG_NO_HURRY (any other bit is rejected)
     2      4    key_id       SwarmKey.key_id of the key that made the tag
     6      4    sender       Raft node id, 1..2^31-1
-    10     4    receiver     Raft node id, 1..2^31-1
+    10     4    receiver     Raft node id, 1..2^31-1, or 0 (BROADCAST)
     14     8    epoch        the sender's restart epoch (persisted, see replay.py)
     22     8    counter      per-sender counter within the epoch, from 1
     30     n    payload      msgpack array of 1..MAX_MESSAGES binaries, each one
                              consensus.codec.encode_message(m) with m.frm == sender
-                             and m.to == receiver
+                             and m.to == receiver (broadcast: HEARTBEAT
+                             messages, each m.to a node other than sender)
     30+n   32   tag          HMAC-SHA256(key, DOMAIN || swarm id || 0x00 || bytes 0..30+n)
 
 The tag covers the whole header (so sender, receiver, epoch and counter cannot be
@@ -30,6 +33,16 @@ reordering a broker failover can cause is tolerated while every duplicate is ref
 older epoch is refused outright. The receiver persists its per-sender floor when an epoch
 advances (before the messages are handed on) and at checkpoints, so its own restart does
 not reopen old epochs (replay.py).
+
+A broadcast envelope saves a leader one seal and one publish per follower and heartbeat
+round (heartbeats are most of an idle leader's sends): the messages inside are the very
+heartbeats it would have sent one by one (each its own ``to`` and its own ``commit``,
+capped at that follower's match), and a receiver steps only those addressed to it. Only
+HEARTBEAT messages may travel so (anything else, or one to the sender itself, is
+``misaddressed``), and a receiver refuses a broadcast of its own (``wrong_receiver``).
+Authentication and replay protection are those of every envelope: the receiver 0 is
+under the tag, and the counter comes from the sender's one sequence (the receivers'
+windows see gaps where the sender's other envelopes went, as they always do).
 
 ``FLAG_NO_HURRY`` says the envelope carries only what the receiver may handle at its
 next turn rather than at once: heartbeat acknowledgements without a read context. Raft
@@ -64,6 +77,7 @@ from .keys import Keyring, SwarmKey
 from .topics import check_node_id, check_swarm_id
 
 __all__ = [
+    "BROADCAST",
     "DEFAULT_MAX_ENVELOPE_BYTES",
     "DEFAULT_REPLAY_WINDOW",
     "ENVELOPE_OVERHEAD",
@@ -77,6 +91,7 @@ __all__ = [
     "RejectReason",
     "Rejected",
     "VERSION",
+    "claimed_sender",
     "no_hurry",
 ]
 
@@ -98,7 +113,10 @@ _DOMAIN = b"wildfire-swarm raft envelope v1\x00"
 #: Header flag: the receiver may handle this envelope at its next turn (module docstring).
 FLAG_NO_HURRY = 0x01
 _FLAGS = FLAG_NO_HURRY
+_HEARTBEAT = MessageType.HEARTBEAT
 _HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
+#: The receiver of a broadcast envelope (module docstring): no node has id 0.
+BROADCAST = 0
 _U64 = 2**64 - 1
 
 
@@ -147,6 +165,13 @@ def no_hurry(data: bytes) -> bool:
     return len(data) > 1 and data[1] == FLAG_NO_HURRY
 
 
+def claimed_sender(data: bytes) -> int | None:
+    """The sender a received (not yet authenticated) envelope claims, or None if it is
+    too short to claim one. A hint only (dropping a node's own broadcasts echoed by a
+    broker without MQTT 5's No Local): opening checks it with the rest."""
+    return int.from_bytes(data[6:10], "big") if len(data) >= _HEADER.size else None
+
+
 def _may_wait(messages: Sequence[Message]) -> bool:
     """Heartbeat acknowledgements without a read context (a ReadIndex round waits on
     those that carry one): nothing the receiver does with them is due before its next
@@ -187,18 +212,30 @@ class EnvelopeSealer:
         order, as few as fit under ``max_bytes``. Raises ValueError for a message of
         another sender or receiver, and EnvelopeTooLarge for one that fits nowhere."""
         check_node_id(receiver)
-        encoded: list[bytes] = []
         for m in messages:
             if m.frm != self.sender or m.to != receiver:
                 raise ValueError(f"message {m.type.name} frm={m.frm} to={m.to} does not "
                                  f"belong in an envelope {self.sender} -> {receiver}")
-            encoded.append(encode_message(m))
-        flags = FLAG_NO_HURRY if _may_wait(messages) else 0
+        return self._seal(receiver, messages, FLAG_NO_HURRY if _may_wait(messages) else 0)
+
+    def seal_broadcast(self, messages: Sequence[Message]) -> list[bytes]:
+        """Broadcast envelopes (receiver BROADCAST, for every node of the swarm) carrying
+        ``messages``: heartbeats of this sender, each to its own receiver, who keeps its
+        own and ignores the others' (module docstring). Raises ValueError for any other
+        message."""
+        for m in messages:
+            if m.frm != self.sender or m.type is not _HEARTBEAT or m.to == self.sender:
+                raise ValueError(f"message {m.type.name} frm={m.frm} to={m.to} does not "
+                                 f"belong in a broadcast envelope of {self.sender}")
+        return self._seal(BROADCAST, messages, 0)
+
+    def _seal(self, receiver: int, messages: Sequence[Message], flags: int) -> list[bytes]:
         out: list[bytes] = []
         batch: list[bytes] = []
         size = 0
         budget = self.max_bytes - ENVELOPE_OVERHEAD - 5   # 5: msgpack array header
-        for blob in encoded:
+        for m in messages:
+            blob = encode_message(m)
             cost = len(blob) + 5                            # 5: msgpack bin header
             if cost > budget:
                 raise EnvelopeTooLarge(
@@ -337,11 +374,11 @@ class EnvelopeOpener:
         if version != VERSION or flags & ~_FLAGS:
             return Rejected(RejectReason.BAD_VERSION,
                                 f"version {version} flags {flags:#x} (this node speaks {VERSION})")
-        if not (1 <= sender <= MAX_NODE_ID and 1 <= receiver <= MAX_NODE_ID) or counter == 0 \
+        if not (1 <= sender <= MAX_NODE_ID and 0 <= receiver <= MAX_NODE_ID) or counter == 0 \
                 or epoch == 0:
             return Rejected(RejectReason.BAD_HEADER,
                                 f"sender {sender} receiver {receiver} epoch {epoch} counter {counter}")
-        if receiver != self.receiver:
+        if receiver != self.receiver and (receiver != BROADCAST or sender == self.receiver):
             return Rejected(RejectReason.WRONG_RECEIVER,
                                 f"addressed to node {receiver}, this is node {self.receiver}")
         key = self.keyring.opening_key(key_id, self._clock())
@@ -356,7 +393,7 @@ class EnvelopeOpener:
             stale = win.verdict(epoch, counter, self.window)
             if stale is not None:
                 return stale
-        messages = self._decode_payload(raw[_HEADER.size:body], sender)
+        messages = self._decode_payload(raw[_HEADER.size:body], sender, receiver == BROADCAST)
         if isinstance(messages, Rejected):
             return messages
         # Authentic, fresh and well formed: only now does state change.
@@ -371,7 +408,10 @@ class EnvelopeOpener:
         win.accept(epoch, counter, self.window)
         return Opened(sender, epoch, counter, messages)
 
-    def _decode_payload(self, payload: bytes, sender: int) -> tuple[Message, ...] | Rejected:
+    def _decode_payload(self, payload: bytes, sender: int,
+                        broadcast: bool) -> tuple[Message, ...] | Rejected:
+        """The messages for this receiver: all of them, or of a broadcast envelope the
+        heartbeats addressed to it (each message is checked all the same)."""
         try:
             blobs = msgpack.unpackb(payload, raw=False, use_list=True, max_bin_len=len(payload),
                                     max_array_len=MAX_MESSAGES, max_str_len=0, max_map_len=0,
@@ -386,7 +426,14 @@ class EnvelopeOpener:
                 m = decode_message(blob)
             except DecodeError as exc:
                 return Rejected(RejectReason.BAD_PAYLOAD, str(exc))
-            if m.frm != sender or m.to != self.receiver:
+            if broadcast:
+                if m.frm != sender or m.type is not _HEARTBEAT or m.to == sender:
+                    return Rejected(RejectReason.MISADDRESSED,
+                                    f"{m.type.name} frm={m.frm} to={m.to} inside a broadcast "
+                                    f"envelope of {sender}")
+                if m.to != self.receiver:
+                    continue
+            elif m.frm != sender or m.to != self.receiver:
                 return Rejected(RejectReason.MISADDRESSED,
                                     f"{m.type.name} frm={m.frm} to={m.to} inside an envelope "
                                     f"{sender} -> {self.receiver}")

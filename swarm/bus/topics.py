@@ -31,6 +31,7 @@ __all__ = [
     "ping",
     "plan",
     "raft",
+    "raft_all",
     "request",
     "status",
     "swarm_filter",
@@ -60,10 +61,11 @@ class Kind(enum.Enum):
     PING = "ping"            # per node: its own broker probes, back to itself (QoS 0)
     MAP = "map"              # swarm-wide: the committed map, retained
     EVENTS = "events"        # swarm-wide: elections, commits, alerts
+    RAFT_ALL = "raft-all"    # swarm-wide: broadcast Raft envelopes (a leader's heartbeats)
 
     @property
     def per_node(self) -> bool:
-        return self not in (Kind.MAP, Kind.EVENTS)
+        return self not in (Kind.MAP, Kind.EVENTS, Kind.RAFT_ALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,11 @@ def _per_node(kind: Kind, swarm: str, node: int) -> str:
 def raft(swarm: str, node: int) -> str:
     """Raft envelopes addressed to ``node``."""
     return _per_node(Kind.RAFT, swarm, node)
+
+
+def raft_all(swarm: str) -> str:
+    """Broadcast Raft envelopes, for every node (a leader's heartbeat round)."""
+    return str(Topic(swarm, Kind.RAFT_ALL))
 
 
 def request(swarm: str, node: int) -> str:

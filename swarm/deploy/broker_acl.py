@@ -6,7 +6,8 @@ cannot drift from what the agents publish. Per docs/protocol.md, drone ``N`` (MQ
 
 - publish its own ``status/N`` (and Last Will), ``plan/N`` and ``telemetry/N``;
 - publish Raft envelopes to every *other* node (``raft/M``), and read only its own
-  ``raft/N`` (envelopes are HMAC-authenticated anyway: the ACL is the outer wall);
+  ``raft/N`` (envelopes are HMAC-authenticated anyway: the ACL is the outer wall), and
+  publish and read the broadcast ``raft-all`` (a leader's heartbeats to every node);
 - publish client requests to any node, and read the requests addressed to it;
 - publish the ``map`` (whoever leads publishes it) and ``events``;
 - publish replies under ``swarm-client/`` (where clients receive them, as
@@ -80,6 +81,7 @@ def render_acl(swarm: str, nodes: Sequence[int], ground_users: Sequence[str] = (
             f"topic write {topics.telemetry(swarm, node)}",
             *(f"topic write {topics.raft(swarm, peer)}" for peer in nodes if peer != node),
             f"topic read {topics.raft(swarm, node)}",
+            f"topic readwrite {topics.raft_all(swarm)}",
             f"topic write {topics.wildcard(swarm, K.REQUEST)}",
             f"topic read {topics.request(swarm, node)}",
             f"topic readwrite {topics.map_topic(swarm)}",

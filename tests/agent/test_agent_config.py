@@ -49,6 +49,7 @@ def test_minimal_config_takes_defaults(tmp_path: Path) -> None:
     assert cfg.bus.protocol == "5" and cfg.bus.keepalive_s == 10
     assert cfg.mavlink is None
     assert cfg.log.format == "text"
+    assert cfg.raft.broadcast_heartbeats
     assert (cfg.timing.tick_ms, cfg.timing.election_ticks, cfg.timing.heartbeat_ticks) \
         == PROFILES["lan"]
 
@@ -119,6 +120,8 @@ def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) 
     ("[bus.tls]\ncert_file = \"c\"\n", r"\[bus.tls\] ca_file: is required"),
     ("[bus]\npassword_file = \"p\"\n", r"\[bus\] password_file: needs username"),
     ("[leadership]\nby_link_score = 1\n", r"\[leadership\] by_link_score: must be true or false"),
+    ("[raft]\nbroadcast_heartbeats = \"yes\"\n",
+     r"\[raft\] broadcast_heartbeats: must be true or false"),
     ("[leadership]\nmargin = 0\n", r"\[leadership\] margin: must be a number in \[0.01, 1\]"),
     ("[leadership]\ninterval_s = 0.2\n",
      r"\[leadership\] interval_s: must be at least twice the election timeout \(0.3 s"),

@@ -296,10 +296,47 @@ def test_mqtt_311_agents_and_clients_work_with_reply_to(cluster_factory) -> None
     assert client.read("zone:nothing").code == "not_found"
 
 
+def test_heartbeats_go_per_follower_with_broadcast_heartbeats_off(cluster_factory, mosquitto) -> None:
+    """``[raft] broadcast_heartbeats = false`` (a swarm upgrading from agents without
+    the broadcast): the leader's heartbeats travel on raft/<node> as before and nothing
+    on raft-all, and the swarm elects, commits and keeps its leader."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from swarm.bus.envelope import claimed_sender
+
+    cluster = cluster_factory(3, extra="[raft]\nbroadcast_heartbeats = false\n")
+    cluster.start_all()
+    client = cluster.client()
+    leader = cluster.wait_leader(client)
+    _propose_ok(client, zone("per-follower"))
+    seen: list[str] = []
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id="watcher", protocol=paho.MQTTv5)
+    watcher.on_message = lambda c, u, m: seen.append(m.topic) if claimed_sender(
+        bytes(m.payload)) == leader else None
+    watcher.connect(mosquitto.host, mosquitto.port)
+    watcher.subscribe([(f"swarm/{cluster.swarm}/raft/+", 0), (topics.raft_all(cluster.swarm), 0)])
+    watcher.loop_start()
+    try:
+        followers = {topics.raft(cluster.swarm, i) for i in cluster.ids if i != leader}
+        deadline = time.monotonic() + 30
+        while not followers <= set(seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)   # 20 heartbeat rounds on lan
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+    assert followers <= set(seen), seen
+    assert topics.raft_all(cluster.swarm) not in seen
+    assert cluster.wait_leader(client) == leader
+    _propose_ok(client, zone("per-follower-2"))
+
+
 def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto) -> None:
-    """Forged votes (a key the swarm does not hold, or a tampered tag), envelopes
-    captured off the wire and replayed, oversized and garbage payloads: every node's
-    term, log and map stay as they were, and each rejection is counted by reason."""
+    """Forged votes and broadcast heartbeats (a key the swarm does not hold, or a
+    tampered tag), envelopes captured off the wire (per node and broadcast) and
+    replayed, oversized and garbage payloads: every node's term, log and map stay as
+    they were, and each rejection is counted by reason."""
     import os
     import random
 
@@ -307,7 +344,8 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
     from paho.mqtt.enums import CallbackAPIVersion
 
     from consensus.types import Message, MessageType
-    from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeSealer, Keyring
+    from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeSealer, Keyring, \
+        claimed_sender
     from swarm.bus.keys import SwarmKey
 
     cluster = cluster_factory(3)
@@ -325,14 +363,16 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
                         protocol=paho.MQTTv5)
     rogue.on_message = lambda c, u, m: captured.append((m.topic, bytes(m.payload)))
     rogue.connect(mosquitto.host, mosquitto.port)
-    rogue.subscribe(f"swarm/{cluster.swarm}/raft/+", 0)
+    all_topic = topics.raft_all(cluster.swarm)
+    rogue.subscribe([(f"swarm/{cluster.swarm}/raft/+", 0), (all_topic, 0)])
     rogue.loop_start()
     try:
         deadline = time.monotonic() + 30
-        while len(captured) < 20 and time.monotonic() < deadline:
+        while (len(captured) < 20 or not any(t == all_topic for t, _ in captured)) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)   # heartbeats and their replies, recorded off the wire
         assert len(captured) >= 20
-        rogue.unsubscribe(f"swarm/{cluster.swarm}/raft/+")
+        rogue.unsubscribe([f"swarm/{cluster.swarm}/raft/+", all_topic])
         time.sleep(0.2)
         stranger = Keyring(SwarmKey(os.urandom(32)))
         rng = random.Random(7)
@@ -346,8 +386,10 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
                            index=10**6, log_term=2**40 - 1)
             for env in forged.seal(target, [vote]):
                 rogue.publish(topic, env, 1)
-            # A real envelope with one payload bit flipped: the tag no longer verifies.
-            real = next(p for t, p in captured if t == topic)
+            # A real envelope with one payload bit flipped: the tag no longer verifies
+            # (an idle follower hears only broadcasts: a broadcast then, sent to it).
+            real = next(p for t, p in captured
+                        if t == topic or (t == all_topic and claimed_sender(p) != target))
             tampered = bytearray(real)
             tampered[40] ^= 0x01
             rogue.publish(topic, bytes(tampered), 1)
@@ -356,6 +398,19 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
             rogue.publish(topic, b"\x01" * (DEFAULT_MAX_ENVELOPE_BYTES + 1024), 1)
             for size in (0, 3, 61, 500):
                 rogue.publish(topic, bytes(rng.getrandbits(8) for _ in range(size)), 1)
+        # The same on the broadcast topic: a heartbeat round for a huge term claiming
+        # the leader's id, a tampered broadcast, oversized and garbage.
+        forged = EnvelopeSealer(cluster.swarm, leader, stranger, epoch=1 << 40)
+        beats = [Message(MessageType.HEARTBEAT, to=i, frm=leader, term=2**40, commit=10**6)
+                 for i in cluster.ids if i != leader]
+        for env in forged.seal_broadcast(beats):
+            rogue.publish(all_topic, env, 1)
+        tampered = bytearray(next(p for t, p in captured if t == all_topic))
+        tampered[40] ^= 0x01
+        rogue.publish(all_topic, bytes(tampered), 1)
+        rogue.publish(all_topic, b"\x01" * (DEFAULT_MAX_ENVELOPE_BYTES + 1024), 1)
+        for size in (0, 3, 61, 500):
+            rogue.publish(all_topic, bytes(rng.getrandbits(8) for _ in range(size)), 1)
         # Replays of everything captured, in order and shuffled.
         replays = captured[:]
         rng.shuffle(replays)
@@ -383,7 +438,8 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
         if all(counts.values()):
             break
         time.sleep(0.5)
-    assert counts["unknown_key"] >= 3 and counts["bad_mac"] >= 3, counts
+    # Per node: 3 targets; the broadcast forgeries reach the 2 followers.
+    assert counts["unknown_key"] >= 5 and counts["bad_mac"] >= 5, counts
     assert counts["replayed"] >= len(captured), counts
     assert counts["garbled"] >= 3 and counts["oversized_received"] >= 3, counts
     # ... and the swarm still works.

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from consensus.codec import encode_message
 from consensus.types import Entry, EntryKind, Message, MessageType
 from swarm.bus.envelope import (
+    BROADCAST,
     ENVELOPE_OVERHEAD,
     EnvelopeOpener,
     EnvelopeSealer,
@@ -23,6 +24,7 @@ from swarm.bus.envelope import (
     Opened,
     RejectReason,
     Rejected,
+    claimed_sender,
     no_hurry,
 )
 from swarm.bus.keys import SwarmKey
@@ -282,3 +284,81 @@ def test_only_heartbeat_acknowledgements_without_a_read_context_say_they_may_wai
     assert reason(opener.open(env[:1] + bytes([FLAG_NO_HURRY]) + env[2:])) is RejectReason.BAD_MAC
     assert reason(opener.open(env[:1] + b"\x02" + env[2:])) is RejectReason.BAD_VERSION
     assert not no_hurry(b"") and not no_hurry(b"\x01")
+
+
+def heartbeat(to: int, commit: int, frm: int = 1, context: bytes = b"") -> Message:
+    return Message(MessageType.HEARTBEAT, to=to, frm=frm, term=5, commit=commit, context=context)
+
+
+def test_a_broadcast_heartbeat_round_opens_at_each_follower_to_its_own_heartbeat():
+    sealer = EnvelopeSealer(SWARM, 1, Keyring(KEY), 1)
+    beats = [heartbeat(2, 7), heartbeat(3, 9, context=b"read-4"), heartbeat(4, 9)]
+    [env] = sealer.seal_broadcast(beats)
+    assert struct.unpack_from(">I", env, 10)[0] == BROADCAST and claimed_sender(env) == 1
+    assert not no_hurry(env)
+    for follower, want in ((2, beats[0]), (3, beats[1]), (4, beats[2])):
+        opener = EnvelopeOpener(SWARM, follower, Keyring(KEY), clock=Clock())
+        got = opened(opener.open(env))
+        # Each follower steps only its own heartbeat, with its own (capped) commit.
+        assert got.messages == (want,) and got.sender == 1
+        # Replay protection as for any envelope: the same broadcast again is refused.
+        assert reason(opener.open(env)) is RejectReason.REPLAYED
+    # A node the round does not address holds an authentic envelope with nothing for it.
+    bystander = EnvelopeOpener(SWARM, 5, Keyring(KEY), clock=Clock())
+    assert opened(bystander.open(env)).messages == ()
+    # The sender refuses its own broadcast (a broker echoing it back over MQTT 3.1.1).
+    own = EnvelopeOpener(SWARM, 1, Keyring(KEY), clock=Clock())
+    assert reason(own.open(env)) is RejectReason.WRONG_RECEIVER
+    assert own.floors() == {}
+
+
+def test_broadcast_counters_share_the_senders_sequence_with_its_other_envelopes():
+    sealer, opener = make()
+    direct = sealer.seal(2, [vote()])[0]
+    [bcast] = sealer.seal_broadcast([heartbeat(2, 1), heartbeat(3, 1)])
+    later = sealer.seal(2, [vote()])[0]
+    # Out of order within the window: all fresh once, none twice.
+    for env in (later, direct, bcast):
+        opened(opener.open(env))
+    for env in (later, direct, bcast):
+        assert reason(opener.open(env)) is RejectReason.REPLAYED
+
+
+def test_only_heartbeats_of_the_sender_to_other_nodes_travel_in_a_broadcast():
+    sealer = EnvelopeSealer(SWARM, 1, Keyring(KEY), 1)
+    for bad in ([vote()], [append()], [heartbeat(2, 1, frm=3)], [heartbeat(1, 1)],
+                [Message(MessageType.HEARTBEAT_RESP, to=2, frm=1, term=5)]):
+        with pytest.raises(ValueError, match="broadcast"):
+            sealer.seal_broadcast(bad)
+    # A key holder with a bug (or a rogue that somehow signs) cannot smuggle anything
+    # else through a broadcast either: the receiver refuses the whole envelope.
+    _, opener = make()
+    for i, payload in enumerate([
+            msgpack.packb([encode_message(vote())]),                        # not a heartbeat
+            msgpack.packb([encode_message(append())]),
+            msgpack.packb([encode_message(heartbeat(2, 1, frm=3))]),       # another sender's
+            msgpack.packb([encode_message(heartbeat(3, 1)), encode_message(vote(to=3))]),
+            msgpack.packb([encode_message(heartbeat(1, 1))])]):            # to the sender
+        assert reason(opener.open(_seal_raw(payload, receiver=BROADCAST, counter=i + 1))) \
+            is RejectReason.MISADDRESSED
+    assert opener.floors() == {} and opener.accepted == 0
+
+
+def test_forged_broadcasts_are_rejected_by_reason():
+    sealer, opener = make()
+    [env] = sealer.seal_broadcast([heartbeat(2, 3), heartbeat(3, 3)])
+    stranger = EnvelopeSealer(SWARM, 1, Keyring(OTHER), 1).seal_broadcast([heartbeat(2, 3)])[0]
+    assert reason(opener.open(stranger)) is RejectReason.UNKNOWN_KEY
+    forged = bytearray(stranger)
+    forged[2:6] = KEY.key_id
+    assert reason(opener.open(bytes(forged))) is RejectReason.BAD_MAC
+    # Readdressing a direct envelope to everyone (or a broadcast to one node) breaks the tag.
+    direct = bytearray(sealer.seal(3, [vote(to=3)])[0])
+    struct.pack_into(">I", direct, 10, BROADCAST)
+    assert reason(opener.open(bytes(direct))) is RejectReason.BAD_MAC
+    narrowed = bytearray(env)
+    struct.pack_into(">I", narrowed, 10, 2)
+    assert reason(opener.open(bytes(narrowed))) is RejectReason.BAD_MAC
+    assert opener.floors() == {}
+    assert opened(opener.open(env)).messages == (heartbeat(2, 3),)
+    assert claimed_sender(b"short") is None

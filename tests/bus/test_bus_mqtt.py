@@ -432,3 +432,29 @@ def test_publishes_from_many_threads_arrive_whole_and_in_order(mosquitto):
         # The echo publishes from the network thread ride the same stream.
         assert got[threads] == list(range(len(got[threads])))
         assert got[threads]
+
+
+def test_no_local_keeps_a_connections_own_publishes_from_it_over_mqtt5(mosquitto):
+    mine, theirs = Inbox(), Inbox()
+    with bus(mosquitto, client_id="nl-a") as a, bus(mosquitto, client_id="nl-b") as b:
+        a.subscribe(topics.raft_all("fire"), mine, qos=0, no_local=True)
+        b.subscribe(topics.raft_all("fire"), theirs, qos=0)
+        assert a.wait_connected(WAIT) and b.wait_connected(WAIT)
+        roundtrip(b, mine, topics.raft_all("fire"), b"from b", qos=0)   # a hears b
+        assert roundtrip(a, theirs, topics.raft_all("fire"), b"from a", qos=0)
+        assert a.publish(topics.raft_all("fire"), b"from a again", qos=0)
+        assert theirs_get_until(theirs, b"from a again")
+        # ... but never itself.
+        while not mine.q.empty():
+            assert not mine.q.get().payload.startswith(b"from a")
+
+
+def theirs_get_until(inbox: Inbox, payload: bytes) -> bool:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        try:
+            if inbox.get(timeout=0.5).payload == payload:
+                return True
+        except queue.Empty:
+            pass
+    return False
