@@ -264,6 +264,13 @@ def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
         pass  # not a TCP socket (a unix socket or a websocket wrapper)
 
 
+class _PlainInfo(paho.MQTTMessageInfo):
+    """The shared info of publish_plain_qos0 packets: being written changes nothing."""
+
+    def _set_as_published(self) -> None:
+        pass
+
+
 class _DirectWriteClient(paho.Client):
     """paho's client, writing a PUBLISH on the thread that publishes it.
 
@@ -285,6 +292,61 @@ class _DirectWriteClient(paho.Client):
         super().__init__(*args, **kwargs)
         self._write_lock = threading.Lock()
         self.direct_writes = True
+        #: Where QoS 0 PUBLISH packets without properties are delivered, as (topic,
+        #: payload, retain), instead of paho's on_message (see _handle_publish).
+        self.plain_qos0: Callable[[str, bytes, bool], None] | None = None
+        #: The one MQTTMessageInfo every publish_plain_qos0 packet carries (paho's
+        #: writer marks a QoS 0 packet's info published; nobody waits on this one).
+        self._plain_info = _PlainInfo(0)
+
+    def publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> MQTTErrorCode:
+        """A QoS 0 PUBLISH without properties, queued (and written: _packet_queue) as
+        paho's publish would, without what paho's publish builds per message for a
+        caller that may wait on it (an MQTTMessageInfo and its Condition, a message id)
+        and that nothing here waits on: ~1/6 of an idle leader's time went to paho's
+        publish path (docs/benchmarks.md, "Idle CPU"). The caller checked the topic."""
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        name = topic.encode("utf-8")
+        size = 2 + len(name) + len(payload) + (self._protocol == paho.MQTTv5)
+        if size > 268_435_455:
+            raise ValueError("Payload too large.")
+        head = bytearray((paho.PUBLISH | retain,))
+        while size > 0x7F:
+            head.append(size & 0x7F | 0x80)
+            size >>= 7
+        head.append(size)
+        head += len(name).to_bytes(2, "big")
+        head += name
+        if self._protocol == paho.MQTTv5:
+            head.append(0)   # no properties
+        head += payload
+        return self._packet_queue(paho.PUBLISH, head, 0, 0, self._plain_info)  # type: ignore[no-any-return]
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """QoS 0 PUBLISH packets without MQTT 5 properties (Raft envelopes, heartbeats,
+        probes) are parsed here and handed to ``plain_qos0``: paho's own path builds an
+        MQTTMessage, a Properties object and a debug line, and walks its topic matcher,
+        per message (~1/6 of an idle leader's time, docs/benchmarks.md, "Idle CPU").
+        Anything else (QoS 1 and 2, properties such as a topic alias, a topic that is
+        not UTF-8, a malformed packet) goes through paho as before."""
+        deliver = self.plain_qos0
+        command = self._in_packet["command"]
+        if deliver is not None and not command & 0x06:
+            packet = self._in_packet["packet"]
+            if len(packet) > 2:
+                end = 2 + (packet[0] << 8 | packet[1])
+                v5 = self._protocol == paho.MQTTv5
+                start = end + 1 if v5 else end
+                if 2 < end and start <= len(packet) and not (v5 and packet[end]):
+                    try:
+                        topic = bytes(packet[2:end]).decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                    else:
+                        deliver(topic, bytes(packet[start:]), bool(command & 0x01))
+                        return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._handle_publish()  # type: ignore[no-any-return]
 
     def _packet_write(self) -> MQTTErrorCode:
         with self._write_lock:
@@ -353,7 +415,7 @@ class Bus:
 
     # -- set-up -------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> _DirectWriteClient:
         cfg = self.config
         v5 = cfg.protocol is MqttVersion.V5
         client = _DirectWriteClient(
@@ -379,6 +441,7 @@ class Bus:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
+        client.plain_qos0 = self._on_plain_qos0
         client.on_socket_open = _no_delay
         return client
 
@@ -507,6 +570,17 @@ class Bus:
             return self._drop(DropReason.OVERSIZED)
         if qos == 0 and not self._connected.is_set():
             return self._drop(DropReason.DISCONNECTED)
+        if qos == 0 and props is None:
+            # Raft envelopes, probes, telemetry: nothing waits for them to be written
+            # (flush() covers QoS 1, what must reach the broker before a DISCONNECT).
+            rc = self._client.publish_plain_qos0(topic, payload, retain)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                with self._lock:
+                    self._counts["publishes"] += 1
+                return True
+            if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                return self._drop(DropReason.DISCONNECTED)
+            return self._drop(DropReason.ERROR)
         info = self._client.publish(topic, payload, qos, retain, props)
         rc = info.rc
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -645,26 +719,31 @@ class Bus:
         self._advance("connect failed")
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        payload = msg.payload
+        response_topic = correlation = None
+        props = getattr(msg, "properties", None)
+        if props is not None:
+            response_topic = getattr(props, "ResponseTopic", None)
+            correlation = getattr(props, "CorrelationData", None)
+        self._deliver(msg.topic, msg.payload, msg.qos, bool(msg.retain), response_topic,
+                      correlation)
+
+    def _on_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> None:
+        self._deliver(topic, payload, 0, retain, None, None)
+
+    def _deliver(self, topic: str, payload: bytes | bytearray, qos: int, retain: bool,
+                 response_topic: str | None, correlation: bytes | None) -> None:
         with self._lock:
             self._counts["received"] += 1
             if len(payload) > self.config.max_payload_bytes:
                 self._counts["oversized_received"] += 1
                 return
-            topic = msg.topic
             handlers = self._matches.get(topic)
             if handlers is None:
                 handlers = [h for f, (_, h) in self._subs.items() if paho.topic_matches_sub(f, topic)]
                 if len(self._matches) >= _MATCH_CACHE:
                     self._matches.clear()
                 self._matches[topic] = handlers
-        response_topic = correlation = None
-        props = getattr(msg, "properties", None)
-        if props is not None:
-            response_topic = getattr(props, "ResponseTopic", None)
-            correlation = getattr(props, "CorrelationData", None)
-        received = Received(topic, bytes(payload), msg.qos, bool(msg.retain),
-                            response_topic, correlation)
+        received = Received(topic, bytes(payload), qos, retain, response_topic, correlation)
         for handler in handlers:
             try:
                 handler(received)

@@ -434,6 +434,59 @@ def test_publishes_from_many_threads_arrive_whole_and_in_order(mosquitto):
         assert got[threads]
 
 
+@pytest.mark.parametrize("protocol", list(MqttVersion))
+def test_qos0_without_properties_takes_the_plain_path_byte_for_byte(mosquitto, protocol):
+    """QoS 0 messages without properties are written and parsed by the bus itself
+    (Bus.publish, _DirectWriteClient._handle_publish) instead of paho's message objects:
+    every length class of the remaining-length varint arrives intact, from the bus and
+    from a stock paho client; retain survives; a QoS 0 message with properties (MQTT 5)
+    still arrives through paho's path with them."""
+    inbox = Inbox()
+    sizes = (0, 1, 100, 127, 128, 16_383, 16_384, 300_000)
+    with bus(mosquitto, client_id="plain-sub", protocol=protocol) as sub, \
+            bus(mosquitto, client_id="plain-pub", protocol=protocol) as pub:
+        sub.subscribe("swarm/fire/raft/+", inbox, qos=0)
+        assert sub.wait_connected(WAIT) and pub.wait_connected(WAIT)
+        roundtrip(pub, inbox, topics.raft("fire", 1), b"warm-up", qos=0)
+        sent = [bytes([n % 251]) * n for n in sizes]
+        for payload in sent:
+            assert pub.publish(topics.raft("fire", 2), payload, qos=0)
+        stock = paho.Client(CallbackAPIVersion.VERSION2, client_id="plain-stock",
+                            protocol=paho.MQTTv5 if protocol is MqttVersion.V5 else paho.MQTTv311)
+        stock.connect(mosquitto.host, mosquitto.port)
+        stock.loop_start()
+        try:
+            for payload in sent:
+                stock.publish(topics.raft("fire", 3), payload, qos=0).wait_for_publish(WAIT)
+            if protocol is MqttVersion.V5:
+                pub.publish(topics.raft("fire", 4), b"with properties", qos=0,
+                            response_topic="swarm-client/x/reply", correlation_data=b"c1")
+        finally:
+            stock.disconnect()
+            stock.loop_stop()
+        got = [inbox.get() for _ in range(2 * len(sent) + (protocol is MqttVersion.V5))]
+        by_topic: dict[str, list[Received]] = {}
+        for r in got:
+            by_topic.setdefault(r.topic, []).append(r)
+        for node in (2, 3):
+            rs = by_topic[topics.raft("fire", node)]
+            assert [r.payload for r in rs] == sent
+            assert all(r.qos == 0 and not r.retain and r.response_topic is None for r in rs)
+        if protocol is MqttVersion.V5:
+            [r] = by_topic[topics.raft("fire", 4)]
+            assert (r.payload, r.response_topic, r.correlation_data) == \
+                (b"with properties", "swarm-client/x/reply", b"c1")
+        # Retained through the plain path: a later subscriber gets it, marked retained.
+        assert pub.publish(topics.telemetry("fire", 5), b"last known", qos=0, retain=True)
+        assert pub.flush(WAIT)
+        late = Inbox()
+        with bus(mosquitto, client_id="plain-late", protocol=protocol) as later:
+            later.subscribe(topics.telemetry("fire", 5), late, qos=0)
+            r = late.get()
+            assert (r.payload, r.retain) == (b"last known", True)
+        pub.publish(topics.telemetry("fire", 5), b"", qos=0, retain=True)   # clear it
+
+
 def test_no_local_keeps_a_connections_own_publishes_from_it_over_mqtt5(mosquitto):
     mine, theirs = Inbox(), Inbox()
     with bus(mosquitto, client_id="nl-a") as a, bus(mosquitto, client_id="nl-b") as b:
