@@ -253,9 +253,16 @@ level = "info"
         it, and hold the same state there (the state machine's snapshot hash: map and
         session table); return their statuses. Hashes are only comparable at one
         applied index: later entries may change the session table and not the map (a
-        retried command answered from the cache), so compare maps across indexes."""
+        retried command answered from the cache), so compare maps across indexes.
+
+        The one index is at least the leader's commit index at the call (a linearizable
+        read's ``read_index``): statuses are published at a bounded rate and retained,
+        so every node's last one can agree on an index from before the caller's last
+        acknowledged write, and converging there would compare the caller's later
+        reads with stale statuses."""
         among = set(self.ids if among is None else among)
         deadline = time.monotonic() + timeout
+        floor = self._read_index(client, deadline)
         last: dict[int, dict[str, Any]] = {}
         while time.monotonic() < deadline:
             last = {n: s for n, s in client.statuses(wait_s=0.5).items() if n in among}
@@ -263,12 +270,25 @@ level = "info"
             if len(last) == len(among) and all(s.get("online") for s in last.values()):
                 if len({(s["commit"], s["applied"], s["map_sha256"])
                         for s in last.values()}) == 1 \
-                        and all(s["applied"] == s["commit"] for s in last.values()):
+                        and all(s["applied"] == s["commit"] >= floor for s in last.values()):
                     return last
             time.sleep(0.2)
-        raise AssertionError(f"nodes {sorted(among)} did not converge within {timeout} s: "
+        raise AssertionError(f"nodes {sorted(among)} did not converge at index {floor} or "
+                             f"later within {timeout} s: "
                              f"{ {n: (s.get('applied'), s.get('map_sha256', '')[:8]) for n, s in last.items()} }"
                              f"\n{self.logs()}")
+
+    def _read_index(self, client: SwarmClient, deadline: float) -> int:
+        """The leader's commit index now: a linearizable read's ``read_index``, retried
+        (an election may be under way) until ``deadline``."""
+        reply = None
+        while time.monotonic() < deadline:
+            reply = client.read(timeout_s=max(1.0, deadline - time.monotonic()))
+            if reply.status == "ok":
+                return int(reply.body["read_index"])
+            time.sleep(0.2)
+        raise AssertionError(f"no linearizable read within the deadline: "
+                             f"{reply.body if reply else None}\n{self.logs()}")
 
 
 class StatusLog:
