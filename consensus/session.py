@@ -46,7 +46,9 @@ __all__ = [
     "SessionEvent",
     "encode_register",
     "encode_command",
+    "encode_commands",
     "decode_result",
+    "decode_results",
 ]
 
 _VERSION = 1
@@ -107,8 +109,57 @@ def encode_command(client_id: int, seq: int, payload: bytes, ack: int = 0) -> by
     return _packb([_VERSION, "cmd", client_id, seq, ack or seq, payload])
 
 
+def encode_commands(client_id: int, ack: int, commands: list[tuple[int, bytes]]) -> bytes:
+    """One entry carrying commands ``(seq, payload), ...`` of session ``client_id``
+    (applied in this order; see the module docstring). ``ack`` as in
+    :func:`encode_command` (0: the lowest seq), at most the lowest seq."""
+    _check_u64("client_id", client_id, 1)
+    _check_u64("ack", ack, 0)
+    if not commands:
+        raise SessionError("a batch entry needs at least one command")
+    for seq, payload in commands:
+        _check_u64("seq", seq, 1)
+        if type(payload) is not bytes:
+            raise SessionError("payload must be bytes")
+    lowest = min(seq for seq, _ in commands)
+    if ack > lowest:
+        raise SessionError("ack beyond the batch's lowest sequence number")
+    return _packb([_VERSION, "cmds", client_id, ack or lowest,
+                   [[seq, payload] for seq, payload in commands]])
+
+
 def decode_result(data: bytes) -> SessionResult:
+    """The result of an entry holding one command (or a registration); a batch entry's
+    is a list: :func:`decode_results`."""
+    return _result_of(_unpack(data))
+
+
+def decode_results(data: bytes) -> list[SessionResult]:
+    """The session results of any entry, in its commands' order: one for a single
+    command or a registration, one per command for a batch entry."""
     obj = _unpack(data)
+    if isinstance(obj, list) and len(obj) == 4 and obj[0] == _VERSION and obj[1] == "results":
+        _, _, client_id, rows = obj
+        _check_u64("client_id", client_id, 1)
+        if not isinstance(rows, list) or not rows:
+            raise SessionError("malformed batch result")
+        statuses = SessionStatus._value2member_map_
+        out = []
+        for row in rows:   # the checks of _result_of, inline: one row per command
+            if not (type(row) is list and len(row) == 4):
+                raise SessionError("malformed batch result")
+            status, seq, payload, cached = row
+            if type(status) is not int or status not in statuses:
+                raise SessionError(f"unknown session status {status!r}")
+            if (type(seq) is not int or not 0 <= seq <= MAX_U64 or type(payload) is not bytes
+                    or type(cached) is not bool):
+                raise SessionError("malformed session result")
+            out.append(SessionResult(SessionStatus(status), client_id, seq, payload, cached))
+        return out
+    return [_result_of(obj)]
+
+
+def _result_of(obj: Any) -> SessionResult:
     if not (isinstance(obj, list) and len(obj) == 6 and obj[0] == _VERSION):
         raise SessionError("not a session result")
     _, status, client_id, seq, payload, cached = obj
@@ -161,13 +212,16 @@ class SessionStateMachine:
 
     ``max_sessions`` bounds the table (LRU by log index); ``max_responses`` bounds the
     unacknowledged results kept per session (a client pipelining more than that gets
-    WINDOW_FULL, without application, until it acknowledges)."""
+    WINDOW_FULL, without application, until it acknowledges). ``batch_entries``: the
+    inner machine's commands may share a log index, so batch entries are applied
+    (module docstring); every replica must be built with the same value."""
 
     def __init__(self, inner: StateMachine, *, max_sessions: int = 4096,
-                 max_responses: int = 64) -> None:
+                 max_responses: int = 64, batch_entries: bool = False) -> None:
         if max_sessions < 1 or max_responses < 1:
             raise ValueError("session limits must be positive")
         self.inner = inner
+        self.batch_entries = batch_entries
         self.max_sessions = max_sessions
         self.max_responses = max_responses
         self._sessions: dict[int, _Session] = {}
@@ -191,6 +245,9 @@ class SessionStateMachine:
         if (isinstance(obj, list) and len(obj) == 3 and obj[:2] == [_VERSION, "register"]
                 and type(obj[2]) is bytes):
             return self._register(index, obj[2]).encode()
+        if (self.batch_entries and isinstance(obj, list) and len(obj) == 5
+                and obj[:2] == [_VERSION, "cmds"]):
+            return self._batch(index, obj)
         if not (isinstance(obj, list) and len(obj) == 6 and obj[0] == _VERSION
                 and obj[1] == "cmd"):
             return SessionResult(SessionStatus.INVALID).encode()
@@ -206,6 +263,29 @@ class SessionStateMachine:
         except SessionError:
             return SessionResult(SessionStatus.INVALID).encode()
         return self._command(index, client_id, seq, ack, payload).encode()
+
+    def _batch(self, index: int, obj: list[Any]) -> bytes:
+        """A batch entry (encode_commands): every command validated before any is
+        applied (a malformed entry changes nothing), then each in order as if alone."""
+        _, _, client_id, ack, commands = obj
+        try:
+            _check_u64("client_id", client_id, 1)
+            _check_u64("ack", ack, 0)
+            if not isinstance(commands, list) or not commands:
+                raise SessionError("no commands")
+            for c in commands:
+                if not (isinstance(c, list) and len(c) == 2 and type(c[1]) is bytes):
+                    raise SessionError("malformed command")
+                _check_u64("seq", c[0], 1)
+                if ack > c[0]:
+                    raise SessionError("ack beyond a command's own sequence number")
+        except SessionError:
+            return SessionResult(SessionStatus.INVALID).encode()
+        rows = []
+        for seq, payload in commands:
+            r = self._command(index, client_id, seq, ack, payload)
+            rows.append([int(r.status), seq, r.payload, r.cached])
+        return _packb([_VERSION, "results", client_id, rows])
 
     def _register(self, index: int, nonce: bytes) -> SessionResult:
         # thesis §6.3: the session id is the index of the registration entry: unique

@@ -64,6 +64,10 @@ class AgentMachine(Protocol):
 
     #: ``[node] state_machine``: shown in status and logs.
     name: str
+    #: Whether several commands may share one log index (consensus.session batch
+    #: entries: a batch proposed as one entry). The map keys its versions on the index,
+    #: so it proposes one entry per command.
+    batch_entries: bool
     #: What the session layer wraps and the driver applies, snapshots and restores.
     fsm: StateMachine
 
@@ -93,6 +97,7 @@ class MapMachine:
     """The evacuation map (swarm.evacmap) as the agent's state machine."""
 
     name = "map"
+    batch_entries = False
 
     def __init__(self, evacuation_map: EvacuationMap | None = None) -> None:
         # Imported here, not at the top: the agent's config imports this module, and

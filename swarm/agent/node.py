@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from consensus.config import Config
 from consensus.driver import AppliedEntry, Driver, DriverConfig, DriverObserver, LeaderChange
-from consensus.session import SessionError, SessionStateMachine, SessionStatus, decode_result
+from consensus.session import SessionError, SessionStateMachine, SessionStatus, decode_results
 from consensus.sqlite_storage import SQLiteStorage
 from consensus.storage import StorageError
 from consensus.types import MAX_LINK_SCORE, ConfState, Entry, HardState, Message, MessageType, \
@@ -430,7 +430,8 @@ class Agent:
         #: The evacuation map when the agent runs it (the flight side and the assignment
         #: need it); None with the register.
         self.map: EvacuationMap | None = machine.map if isinstance(machine, MapMachine) else None
-        self.fsm = SessionStateMachine(machine.fsm, max_sessions=cfg.client.max_sessions)
+        self.fsm = SessionStateMachine(machine.fsm, max_sessions=cfg.client.max_sessions,
+                                       batch_entries=machine.batch_entries)
         self.transport = _BusTransport(self)
         t = cfg.timing
         seed = int.from_bytes(os.urandom(8), "big")
@@ -742,18 +743,21 @@ class Agent:
         self._map_changed()
         if self._last.role is not StateRole.LEADER:
             return
-        # The leader narrates committed changes and refusals for ground stations.
-        try:
-            result = decode_result(entry.result)
-        except SessionError:
-            return
-        if result.status is not SessionStatus.OK or result.cached:
-            return
+        # The leader narrates committed changes and refusals for ground stations (a
+        # batch entry once, by its first new result), at most MAX_COMMIT_EVENTS_PER_S:
+        # past it nothing is decoded.
         now = time.monotonic()
         while self._commit_events and now - self._commit_events[0] > 1.0:
             self._commit_events.popleft()
         if len(self._commit_events) >= MAX_COMMIT_EVENTS_PER_S:
             self._stats["events_suppressed"] += 1
+            return
+        try:
+            result = next((r for r in decode_results(entry.result)
+                           if r.status is SessionStatus.OK and not r.cached), None)
+        except SessionError:
+            return
+        if result is None:
             return
         self._commit_events.append(now)
         name = self.machine.name

@@ -80,6 +80,9 @@ class Register:
     swarm.agent.machine.AgentMachine at once (it is its own ``fsm``)."""
 
     name = "register"
+    #: Puts may share a log index (a batch proposed as one entry, consensus.session):
+    #: each is applied in the entry's order and the version is the entry's index.
+    batch_entries = True
 
     def __init__(self) -> None:
         self.fsm: StateMachine = self
@@ -138,7 +141,7 @@ class Register:
                                                   f"{MAX_KEYS} keys, the most it may"})
         self.values[key] = value
         self._version = index
-        return _result({"ok": True, "version": index})
+        return b'{"ok":true,"version":%d}' % index  # _result's bytes, without json.dumps
 
     def snapshot(self) -> bytes:
         """Canonical bytes: equal registers give equal snapshots on every node."""

@@ -56,10 +56,11 @@ from typing import Any, Protocol
 
 from consensus.driver import AppliedEntry, Busy
 from consensus.raft import ProposalDropped
-from consensus.session import SessionError, SessionResult, SessionStatus, decode_result, \
-    encode_command, encode_register
+from consensus.session import SessionError, SessionResult, SessionStatus, decode_results, \
+    encode_command, encode_commands, encode_register
 
 from .machine import AgentMachine, CommandRefused
+from .machine import Outcome as MachineOutcome
 from .protocol import MAX_COMMAND_BYTES, ErrorCode, Op, ProposedCommand, ReplyAddress, \
     Request, RequestError, encode_reply, error_reply, parse_request
 
@@ -164,6 +165,8 @@ class ClientService:
         self._ctx_counter = itertools.count(1)
         #: Why proposals are refused now (the driver's Busy), until an entry is applied.
         self._log_full: str | None = None
+        #: The last command result decoded, and its outcome (see _outcome).
+        self._last_outcome: tuple[bytes, MachineOutcome] | None = None
 
     # -- inspection
 
@@ -221,7 +224,7 @@ class ClientService:
         outcomes: list[Outcome | None] = [None] * len(r.commands)
         w.outcomes = outcomes
         where = (lambda pos: f"commands[{pos}]: ") if r.batch else (lambda pos: "")
-        new: list[tuple[int, tuple[int, int], bytes]] = []
+        new: list[tuple[int, int, bytes]] = []
         for pos, c in enumerate(r.commands):
             key = (r.session, c.seq)
             if pos >= room:
@@ -247,16 +250,50 @@ class ClientService:
                     f"{where(pos)}command: {len(data)} bytes in canonical form, over the "
                     f"{MAX_COMMAND_BYTES}-byte limit"))
                 continue
-            new.append((pos, key, encode_command(r.session, c.seq, data, r.ack)))
+            new.append((pos, c.seq, data))
         if new:
-            refused = self._submit([data for _, _, data in new])
-            for pos, key, data in new:
-                if refused is not None:
-                    outcomes[pos] = refused
-                else:
-                    self._proposals[key] = _Proposal(data, [(w, pos)])
-                    w.open += 1
+            entries = self._entries(r.session, r.ack, new)
+            refused = self._submit([data for data, _ in entries])
+            for data, members in entries:
+                for pos, seq in members:
+                    if refused is not None:
+                        outcomes[pos] = refused
+                    else:
+                        self._proposals[(r.session, seq)] = _Proposal(data, [(w, pos)])
+                        w.open += 1
         self._admitted(w)
+
+    def _entries(self, session: int, ack: int, new: list[tuple[int, int, bytes]]
+                 ) -> list[tuple[bytes, list[tuple[int, int]]]]:
+        """The log entries proposing ``new`` (position, seq, canonical command): one
+        session envelope per command, or, when the state machine's commands may share a
+        log index (``AgentMachine.batch_entries``), batch entries of consecutive
+        commands of up to MAX_COMMAND_BYTES together (so no entry is larger than the
+        largest single command's, which the Raft messages are sized for), each entry
+        with the (position, seq) of the commands it carries."""
+        if not self.machine.batch_entries or len(new) == 1:
+            return [(encode_command(session, seq, data, ack), [(pos, seq)])
+                    for pos, seq, data in new]
+        out: list[tuple[bytes, list[tuple[int, int]]]] = []
+        group: list[tuple[int, int, bytes]] = []
+        size = 0
+
+        def close() -> None:
+            if len(group) == 1:
+                pos, seq, data = group[0]
+                out.append((encode_command(session, seq, data, ack), [(pos, seq)]))
+            else:
+                out.append((encode_commands(session, ack, [(seq, d) for _, seq, d in group]),
+                            [(pos, seq) for pos, seq, _ in group]))
+
+        for item in new:
+            if group and size + len(item[2]) > MAX_COMMAND_BYTES:
+                close()
+                group, size = [], 0
+            group.append(item)
+            size += len(item[2])
+        close()
+        return out
 
     def _register(self, w: _Waiter) -> None:
         nonce = w.request.nonce.encode()
@@ -317,9 +354,14 @@ class ClientService:
         if entry.result is None or not (self._proposals or self._registrations):
             return
         try:
-            result = decode_result(entry.result)
+            results = decode_results(entry.result)
         except SessionError:
             return
+        for result in results:
+            self._on_result(entry, result)
+
+    def _on_result(self, entry: AppliedEntry, result: SessionResult) -> None:
+        """One command's (or a registration's) session result, applied at ``entry``."""
         if result.status is SessionStatus.REGISTERED:
             for w in self._registrations.pop(result.payload, []):
                 self._done(w)
@@ -342,10 +384,19 @@ class ClientService:
         status = result.status
         if status is SessionStatus.OK:
             machine = self.machine
-            try:
-                outcome = machine.outcome(result.payload)
-            except ValueError:
-                return _failed(ErrorCode.INVALID, f"the {machine.name} returned an unreadable result")
+            payload = result.payload
+            memo = self._last_outcome
+            if memo is not None and memo[0] == payload:
+                # The commands of a batch entry share its index, so their results are
+                # usually the same bytes: decoded once.
+                outcome = memo[1]
+            else:
+                try:
+                    outcome = machine.outcome(payload)
+                except ValueError:
+                    return _failed(ErrorCode.INVALID,
+                                   f"the {machine.name} returned an unreadable result")
+                self._last_outcome = (payload, outcome)
             if not outcome.ok:
                 return _failed(ErrorCode.INVALID, outcome.error or f"rejected by the {machine.name}")
             return {"status": "committed", "index": outcome.version,
@@ -408,7 +459,8 @@ class ClientService:
         leaves an unused session, which the session table's LRU bound drops); a refusal
         (``busy``, ``no_leader``) leaves it to the client's retry."""
         self._log_full = None
-        datas = [p.data for p in self._proposals.values()]
+        # A batch entry is the data of each of its commands' proposals: proposed once.
+        datas = list(dict.fromkeys(p.data for p in self._proposals.values()))
         datas += [encode_register(nonce) for nonce in self._registrations]
         for data in datas:
             try:

@@ -3,7 +3,8 @@ mosquitto: a JSON array through the ``swarm propose`` CLI, a batch sent to a fol
 (forwarded to the leader), and batches from ``SwarmClient.propose_many`` while the
 leader is SIGKILLed mid-stream. Nothing acknowledged is lost, and the committed log,
 replayed through the session layer, applied every command at most once (each
-acknowledged one exactly once, at the index its reply named)."""
+acknowledged one exactly once, at the index its reply named). The same with the
+register, whose batches are one log entry each."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ class _Recorder:
         self.applied: dict[str, list[int]] = {}
 
     def apply(self, index: int, data: bytes) -> bytes:
-        command = json.loads(data)
-        self.applied.setdefault(str(command.get("id")), []).append(index)
+        command = json.loads(data)   # a map command's id, a register put's key
+        self.applied.setdefault(str(command.get("id", command.get("key"))), []).append(index)
         return b"{}"
 
     def snapshot(self) -> bytes:
@@ -59,15 +60,16 @@ class _Recorder:
         raise AssertionError("the replay starts from an uncompacted log")
 
 
-def _replay(db: Path) -> dict[str, list[int]]:
-    """Every map command the committed log of ``db`` applied, by zone id: the log
-    index of each application, through the session layer as the agents apply it."""
+def _replay(db: Path, batch_entries: bool = False) -> dict[str, list[int]]:
+    """Every map command (register put) the committed log of ``db`` applied, by zone id
+    (key): the log index of each application, through the session layer as the agents
+    apply it (``batch_entries``: the register's, docs/protocol.md "Batches")."""
     storage = SQLiteStorage(db, create=False)
     try:
         assert storage.first_index() == 1, "compacted: raise snapshot_every for this test"
         commit = storage.initial_state()[0].commit
         recorder = _Recorder()
-        sessions = SessionStateMachine(recorder)
+        sessions = SessionStateMachine(recorder, batch_entries=batch_entries)
         for e in storage.entries(1, commit + 1):
             if e.kind is EntryKind.NORMAL and e.data:
                 sessions.apply(e.index, e.data)
@@ -168,3 +170,59 @@ def test_batches_survive_a_leader_kill_and_apply_each_command_once(cluster: Agen
         wrong = {z: (index, applied.get(z)) for z, index in acked.items()
                  if applied.get(z) != [index]}
         assert not wrong, (i, dict(list(wrong.items())[:5]))
+
+
+def test_register_batches_are_one_entry_each_and_survive_a_leader_kill(
+        tmp_path: Path, mosquitto: LocalBroker) -> None:
+    cluster = AgentCluster(tmp_path, mosquitto, 3, state_machine="register")
+    try:
+        cluster.start_all()
+        client = cluster.client()
+        old = cluster.wait_leader(client)
+        acked: dict[str, int] = {}   # key -> the index its committed reply named
+        # A batch through a follower: forwarded as one entry, all its puts at its index.
+        follower = next(i for i in cluster.ids if i != old)
+        reg = client.request(follower, {"op": "register", "nonce": "reg-follower"}, 30)
+        assert reg.status == "registered", reg.body
+        body = {"op": "propose", "session": reg.body["session"], "commands": [
+            {"seq": k + 1, "command": {"type": "put", "key": f"fw-{k}", "value": "v"}}
+            for k in range(20)]}
+        reply = client.request(follower, body, 30)
+        assert reply.status == "batch", reply.body
+        results = reply.body["results"]
+        assert all(r["status"] == "committed" for r in results), results
+        assert len({r["index"] for r in results}) == 1
+        acked.update((f"fw-{k}", r["index"]) for k, r in enumerate(results))
+        # Batches from propose_many, the leader SIGKILLed between two of them and a
+        # third sent right after (re-proposed by the new leader's followers, retried by
+        # the client with the same seqs).
+        writer = cluster.client()
+        for r in range(5):
+            if r == 2:
+                cluster.kill(old)
+            keys = [f"b{r}-{k}" for k in range(64)]
+            replies = writer.propose_many(
+                [{"type": "put", "key": key, "value": str(r)} for key in keys], timeout_s=60)
+            for key, rep in zip(keys, replies):
+                assert rep.committed, (key, rep.body)
+                acked[key] = int(rep.body["index"])
+        writer.close()
+        cluster.start(old)
+        statuses = cluster.wait_converged(client)
+        assert len({s["map_sha256"] for s in statuses.values()}) == 1
+        _, values = client.read_map()
+        assert set(acked) <= set(values)
+        client.close()
+        for i in cluster.ids:
+            assert cluster.stop(i) == 0, cluster.logs()
+        for i in cluster.ids:
+            applied = _replay(cluster.data_dir(i) / "raft.db", batch_entries=True)
+            twice = {k: where for k, where in applied.items() if len(where) > 1}
+            assert not twice, (i, dict(list(twice.items())[:5]))
+            wrong = {k: (index, applied.get(k)) for k, index in acked.items()
+                     if applied.get(k) != [index]}
+            assert not wrong, (i, dict(list(wrong.items())[:5]))
+        # One entry per batch: far fewer entries than puts.
+        assert len(set(acked.values())) < len(acked) / 8
+    finally:
+        cluster.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgpack
 import pytest
 
 from consensus.config import Config
@@ -44,7 +45,8 @@ class Node:
         self.sent: list[Any] = []
         self.driver = Driver(Config(id=1, election_tick=10, heartbeat_tick=1, **(raft or {})),
                              MemoryStorage(ConfState.of(voters)),
-                             SessionStateMachine(self.machine.fsm), self)
+                             SessionStateMachine(self.machine.fsm,
+                                                 batch_entries=self.machine.batch_entries), self)
         self.clock = _Clock()
         self.latencies: list[float] = []
         self.service = ClientService(
@@ -598,3 +600,80 @@ def test_a_batch_sent_to_a_follower_is_forwarded_in_one_message_and_answered_the
     assert [(x["seq"], x["status"]) for x in r] == [(1, "committed"), (2, "error"),
                                                    (3, "committed")]
     assert [r[0]["index"], r[2]["index"]] == [2, 3] and node.map.version == 3
+
+
+# -- batch entries: with the register, a batch is proposed as ONE log entry
+
+
+def _puts(session: int, seqs: list[int], rid: str = "b", value: str = "v") -> dict[str, Any]:
+    return {"op": "propose", "id": rid, "session": session,
+            "commands": [{"seq": q, "command": {"type": "put", "key": f"k{q}", "value": value}}
+                         for q in seqs]}
+
+
+def test_a_register_batch_is_one_entry_and_each_put_applies_once() -> None:
+    register = Register()
+    node = Node(machine=register)
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    body = _puts(session, [3, 1, 2])
+    body["commands"][1]["command"] = {"type": "put", "key": ""}     # refused at intake
+    [reply] = node.ask(body)
+    r = reply["results"]
+    assert [(x["seq"], x["status"]) for x in r] == [(3, "committed"), (1, "error"),
+                                                   (2, "committed")]
+    assert r[1]["code"] == "invalid" and r[1]["message"].startswith("commands[1]: put.key:")
+    # One entry carries both puts: they share its index, which is the register's version.
+    assert node.driver.raw.status().last_index == last + 1
+    assert r[0]["index"] == r[2]["index"] == register.version == last + 1
+    assert r[0]["result"] == {"ok": True, "version": last + 1}
+    assert register.values == {"k3": "v", "k2": "v"}
+    # The whole batch again, as a client retries after a timeout (other values, to see
+    # that nothing applies twice): the two committed ones answered from the session
+    # cache, the one refused at intake, now valid, new.
+    [again] = node.ask(_puts(session, [3, 1, 2], "b2", value="late"))
+    a = again["results"]
+    assert [x["cached"] for x in a] == [True, False, True]
+    assert a[0]["index"] == last + 1 and a[1]["index"] == last + 2
+    assert register.values == {"k3": "v", "k2": "v", "k1": "late"}
+    # A batch of one is a plain session entry (the format single commands always had).
+    [one] = node.ask(_puts(session, [4], "b3"))
+    assert one["results"][0]["index"] == last + 3
+    kinds = [msgpack.unpackb(e.data)[1] for e in node.driver.storage.entries(last + 1, last + 4)]
+    assert kinds == ["cmds", "cmds", "cmd"]   # the retry was one entry too
+
+
+def test_a_register_batch_entry_pending_across_a_leader_change_is_proposed_again_once() -> None:
+    register = Register()
+    node = Node(machine=register)
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    node.ask(_puts(session, [1, 2, 3]), run=False)
+    node.service.on_leader_change()       # its three commands share one entry: proposed once
+    assert node.driver.raw.status().last_index == last + 2
+    node.run()
+    [reply] = node.replies()
+    assert [x["cached"] for x in reply["results"]] == [False] * 3
+    assert {x["index"] for x in reply["results"]} == {last + 1}
+    assert register.version == last + 1     # the duplicate entry applied nothing
+
+
+def test_a_register_batch_larger_than_one_command_limit_is_split_into_entries() -> None:
+    from swarm.agent.protocol import MAX_COMMAND_BYTES
+
+    register = Register()
+    node = Node(machine=register)
+    session = _register(node)
+    last = node.driver.raw.status().last_index
+    value = "x" * 1000                       # ~1030 canonical bytes per put
+    [reply] = node.ask(_puts(session, list(range(1, 65)), value=value))
+    assert all(x["status"] == "committed" for x in reply["results"])
+    entries = node.driver.raw.status().last_index - last
+    per_entry = MAX_COMMAND_BYTES // len(Register().parse_command(
+        {"type": "put", "key": "k10", "value": value}))
+    assert entries == -(-64 // per_entry) and entries > 1
+    assert all(len(e.data) <= MAX_COMMAND_BYTES + 1024
+               for e in node.driver.storage.entries(last + 1, last + 1 + entries))
+    # In order: the puts of the first entry carry its index, and so on.
+    indexes = [x["index"] for x in reply["results"]]
+    assert indexes == sorted(indexes) and indexes[0] == last + 1 and indexes[-1] == last + entries

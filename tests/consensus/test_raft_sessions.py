@@ -12,7 +12,9 @@ from consensus.session import (
     SessionStateMachine,
     SessionStatus,
     decode_result,
+    decode_results,
     encode_command,
+    encode_commands,
     encode_register,
 )
 
@@ -159,3 +161,84 @@ def test_exactly_once_under_retries_across_a_leader_crash():
         assert c.views[i].fsm.inner.value == 10  # applied exactly once everywhere
     results = [decode_result(r) for (i, _), r in c.results.items() if i == new]
     assert [r.payload for r in results if r.seq == seq] == [b"10", b"10", b"10"]
+
+
+# -- batch entries: several commands of one session in one log entry
+
+
+def _batch_sessions() -> SessionStateMachine:
+    return SessionStateMachine(Counter(), max_sessions=4, max_responses=4, batch_entries=True)
+
+
+def test_a_batch_entry_applies_each_command_once_in_order_at_its_index():
+    sm = _batch_sessions()
+    cid = decode_result(sm.apply(1, encode_register())).client_id
+    results = decode_results(sm.apply(2, encode_commands(cid, 0, [(2, b"10"), (1, b"1")])))
+    assert [(r.status, r.client_id, r.seq, r.payload, r.cached) for r in results] == [
+        (SessionStatus.OK, cid, 2, b"10", False), (SessionStatus.OK, cid, 1, b"11", False)]
+    assert sm.inner.value == 11 and sm.has_applied(cid, 1) and sm.has_applied(cid, 2)
+    # The same entry again (re-proposed after a leader change), and a retry of one of its
+    # commands in an entry of its own: answered from the cache, nothing applied twice.
+    again = decode_results(sm.apply(3, encode_commands(cid, 0, [(2, b"10"), (1, b"1")])))
+    assert [(r.seq, r.payload, r.cached) for r in again] == [(2, b"10", True), (1, b"11", True)]
+    [single] = decode_results(sm.apply(4, encode_command(cid, 1, b"1")))
+    assert single.cached and single.payload == b"11" and sm.inner.value == 11
+    # A batch mixing a cached command with new ones applies only the new ones.
+    mixed = decode_results(sm.apply(5, encode_commands(cid, 1, [(2, b"10"), (3, b"100")])))
+    assert [r.cached for r in mixed] == [True, False] and sm.inner.value == 111
+
+
+def test_a_batch_entry_keeps_each_commands_session_checks():
+    sm = _batch_sessions()   # 4 unacknowledged results per session
+    cid = decode_result(sm.apply(1, encode_register())).client_id
+    rs = decode_results(sm.apply(2, encode_commands(cid, 1, [(q, b"1") for q in range(1, 7)])))
+    assert [r.status for r in rs] == [SessionStatus.OK] * 4 + [SessionStatus.WINDOW_FULL] * 2
+    assert sm.inner.value == 4
+    # ack 3: results 1 and 2 acknowledged; 1 is now stale, 5 and 6 fit.
+    rs = decode_results(sm.apply(3, encode_commands(cid, 3, [(5, b"1"), (6, b"1")])))
+    assert [r.status for r in rs] == [SessionStatus.OK, SessionStatus.OK]
+    [stale] = decode_results(sm.apply(4, encode_command(cid, 1, b"1")))
+    assert stale.status is SessionStatus.STALE and sm.inner.value == 6
+    # An unknown session: every command refused, none applied.
+    rs = decode_results(sm.apply(5, encode_commands(99, 0, [(1, b"1"), (2, b"1")])))
+    assert [r.status for r in rs] == [SessionStatus.SESSION_EXPIRED] * 2
+    assert [r.client_id for r in rs] == [99, 99] and sm.inner.value == 6
+    # The snapshot holds the batch-applied results like any others.
+    restored = _batch_sessions()
+    restored.restore(sm.snapshot())
+    assert restored.snapshot() == sm.snapshot() and restored.has_applied(cid, 6)
+
+
+def test_a_malformed_batch_entry_is_invalid_and_changes_nothing():
+    sm = _batch_sessions()
+    cid = decode_result(sm.apply(1, encode_register())).client_id
+    before = sm.snapshot()
+    bad = [
+        [1, "cmds", cid, 1, []],                           # no commands
+        [1, "cmds", cid, 1, [[1, b"1"], [0, b"1"]]],       # a seq of 0 (after a good one)
+        [1, "cmds", cid, 1, [[1, b"1"], [2, "text"]]],     # a payload not bytes
+        [1, "cmds", cid, 3, [[3, b"1"], [2, b"1"]]],       # ack beyond a command's seq
+        [1, "cmds", 0, 1, [[1, b"1"]]],                    # client id 0
+        [1, "cmds", cid, 1, [[1, b"1", b"x"]]],            # a member of three
+        [1, "cmds", cid, 1, "nope"],
+    ]
+    for obj in bad:
+        [r] = decode_results(sm.apply(2, msgpack.packb(obj, use_bin_type=True)))
+        assert r.status is SessionStatus.INVALID, obj
+    assert sm.snapshot() == before and sm.inner.value == 0
+    # Without batch_entries (the map: its versions are log indexes) a batch entry is
+    # refused whole, identically on every replica.
+    plain = _sessions()
+    cid = decode_result(plain.apply(1, encode_register())).client_id
+    [r] = decode_results(plain.apply(2, encode_commands(cid, 0, [(1, b"1"), (2, b"1")])))
+    assert r.status is SessionStatus.INVALID and plain.inner.value == 0
+    with pytest.raises(SessionError):
+        encode_commands(cid, 0, [])
+    with pytest.raises(SessionError):
+        encode_commands(cid, 2, [(1, b"1")])
+    with pytest.raises(SessionError):
+        decode_result(encode_commands(cid, 0, [(1, b"1")]))   # not a result at all
+    for obj in ([1, "results", cid, []], [1, "results", cid, [[0, 1, b""]]],
+                [1, "results", 0, [[0, 1, b"", False]]], [1, "results", cid, [[9, 1, b"", False]]]):
+        with pytest.raises(SessionError):
+            decode_results(msgpack.packb(obj, use_bin_type=True))
