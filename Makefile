@@ -25,8 +25,19 @@ ifeq ($(origin ARDUPILOT_SITL_BIN),undefined)
   endif
 endif
 
+# In-process tests (the consensus core, its simulator and SQLite storage; the map and the
+# planner): CPU-bound, no broker, vehicle or timing, so they share the two cores
+# (pytest-xdist). Everything else runs alone afterwards: process-level tests wait on real
+# processes and must not compete with a second worker for the CPU. Both parts always run;
+# the first failure's exit status is kept.
+IN_PROCESS_TESTS := tests/consensus tests/swarm
+
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	@status=0; \
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 $(IN_PROCESS_TESTS) || status=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider $(addprefix --ignore=,$(IN_PROCESS_TESTS)) || \
+	  { rc=$$?; [ $$status -ne 0 ] || status=$$rc; }; \
+	exit $$status
 
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
