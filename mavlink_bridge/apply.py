@@ -371,23 +371,7 @@ class PlanApplier:
         unknown and retried on the next call. :meth:`fence_problem` says whether the
         plan would breach the vehicle's own circle or altitude fence."""
         validate_fence(plan.fence)  # bad input changes nothing: checked before any upload
-        connects = self.vehicle.link.stats.connects
-        reboots = self.vehicle.telemetry.reboots
-        if reboots != self._reboots:
-            # The autopilot restarted (behind a link that stayed up, or while it was
-            # down: its boot clock went back): it may have lost what we verified
-            # (SITL started with -w wipes its mission), so what we verified is stale.
-            self.forget()
-        elif connects != self._connects:
-            # Only the link was re-established (a telemetry radio fading out and back):
-            # the vehicle most likely flies on with what it held, but someone may have
-            # changed it meanwhile. Read each list back before trusting it, so a
-            # returning link does not re-upload a mission and send a flying copter
-            # back along it (MISSION_SET_CURRENT) for nothing.
-            self._unconfirmed = set(self._verified)
-            self._params.clear()
-        self._connects = connects
-        self._reboots = reboots
+        self._note_link()
         if self.vehicle.state().heartbeat is None:
             raise VehicleNotReady("no HEARTBEAT from the vehicle yet")
         uploaded: list[MissionType] = []
@@ -421,6 +405,44 @@ class PlanApplier:
         params = self._apply_fence_params(plan)
         return ApplyReport(tuple(uploaded), tuple(unchanged), params, resumed,
                            self._upload_s, self._verify_s)
+
+    def holds(self, plan: MissionPlan, mission_type: MissionType = MissionType.MISSION) -> bool:
+        """Whether the vehicle still holds ``plan``'s list of ``mission_type`` as this
+        applier last verified it: trusted while the link stayed up, read back after it
+        came back, False after a reboot. A list found changed on the vehicle (a second
+        ground station uploaded its own) is forgotten, so the next :meth:`apply` uploads
+        it. The caller re-uses a plan only while this holds: a mission planned earlier
+        starts where the aircraft was then, and put back on a vehicle that lost it, it
+        would send the copter back along legs it has flown. A download that fails raises
+        MissionError or TimeoutError (call again)."""
+        self._note_link()
+        desired = plan.items(mission_type)
+        if self._verified.get(mission_type) != desired:
+            return False
+        if self._still_holds(mission_type, desired, None):
+            return True
+        del self._verified[mission_type]
+        return False
+
+    def _note_link(self) -> None:
+        """Take in a reboot or a new link since the last call (what that makes stale)."""
+        connects = self.vehicle.link.stats.connects
+        reboots = self.vehicle.telemetry.reboots
+        if reboots != self._reboots:
+            # The autopilot restarted (behind a link that stayed up, or while it was
+            # down: its boot clock went back): it may have lost what we verified
+            # (SITL started with -w wipes its mission), so what we verified is stale.
+            self.forget()
+        elif connects != self._connects:
+            # Only the link was re-established (a telemetry radio fading out and back):
+            # the vehicle most likely flies on with what it held, but someone may have
+            # changed it meanwhile. Read each list back before trusting it, so a
+            # returning link does not re-upload a mission and send a flying copter
+            # back along it (MISSION_SET_CURRENT) for nothing.
+            self._unconfirmed = set(self._verified)
+            self._params.clear()
+        self._connects = connects
+        self._reboots = reboots
 
     def _wire(self, mtype: MissionType, desired: tuple[MissionItem, ...],
               home: MissionItem | None, state: VehicleState) -> tuple[MissionItem, ...]:

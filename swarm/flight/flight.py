@@ -22,7 +22,9 @@ which the applier finds already on the vehicle (after a reconnect it reads each 
 back first). Re-planning from where the aircraft is now would give a different
 mission each time (its first leg starts here) and send the copter somewhere new
 without anything agreed having changed. Only when the autopilot rebooted (it may
-have lost what it held) is the version planned again.
+have lost what it held), or the FC no longer holds the version's mission (changed on
+the vehicle while the link was down: read back after it returns), is the version
+planned again: put back as planned, its first leg would start where the aircraft was.
 
 Nothing here runs on the node thread except :meth:`Flight.map_applied` (a non-blocking
 hand-off) and :meth:`Flight.status` (reads a few fields), so no plan, upload or MAVLink
@@ -149,7 +151,7 @@ class Flight:
         self.stats: dict[str, int] = {"plans": 0, "uploads": 0, "unsafe_refused": 0,
                                       "not_ready": 0, "upload_failures": 0, "recalls": 0,
                                       "resumes": 0, "launches": 0, "launches_expired": 0,
-                                      "fc_fence_problems": 0}
+                                      "fc_fence_problems": 0, "replanned_not_held": 0}
         #: Why the latest plan would breach the FC's own circle or altitude fence (None: it would not).
         self._fence_problem: str | None = None
         self._fence_checked: tuple[MapView, PlanResult, tuple[MissionType, ...]] | None = None
@@ -365,6 +367,22 @@ class Flight:
         # failed) is made afresh from where the aircraft is by the time of the retry.
         reuse = (self._planned is not None and self._planned[0] == key
                  and self._held_version == view.version)
+        if reuse and self._planned is not None and self._planned[1].status is not PlanStatus.BUSY:
+            # ... and only while the FC still holds its mission (after the link came
+            # back: read back). One changed on the vehicle meanwhile is not put back as
+            # it was planned, from where the aircraft was then: planned again from here.
+            try:
+                reuse = self.applier.holds(self._planned[1].plan)
+            except (MissionError, TimeoutError) as exc:
+                self.stats["upload_failures"] += 1
+                log.warning("could not read back map version %d's mission: %s; retrying",
+                            view.version, exc)
+                return self._backoff()
+            if not reuse:
+                self.stats["replanned_not_held"] += 1
+                log.warning("the flight controller no longer holds map version %d's mission "
+                            "(changed on the vehicle): planned again from where the aircraft is",
+                            view.version)
         replanned = not reuse
         if self._planned is not None and reuse:
             _, result, vehicle = self._planned  # this version's plan, already checked
