@@ -28,7 +28,7 @@ import shapely
 from mavlink_bridge import MissionType
 from mavlink_bridge.plan import CMD_NAV_TAKEOFF, CMD_NAV_WAYPOINT, MissionItem, MissionPlan
 from sitl.vehicles import ardupilot_binary_from_env, launch
-from swarm.evacmap import DroneTask, EvacuationMap, SetDroneTask, SetZone, ZoneStatus
+from swarm.evacmap import DroneTask, EvacuationMap, MapView, SetDroneTask, SetZone, ZoneStatus
 from swarm.flight import Flight, FlightConfig, OwnCommits
 from swarm.flight.plan_doc import fence_polygons
 from swarm.planner import PlanResult, PlanStatus
@@ -40,6 +40,22 @@ from test_leadership_processes import _goto_north, _wait  # noqa: E402  (a secon
 HOME = (-35.363261, 149.165230, 584.0)
 pytestmark = pytest.mark.slow
 
+
+def vehicle_binary(kind: str) -> Path | None:
+    """The ArduCopter binary for ``kind`` "ardupilot" (the test is skipped without
+    one), None for the built-in copter."""
+    binary = ardupilot_binary_from_env() if kind == "ardupilot" else None
+    if kind == "ardupilot" and binary is None:
+        pytest.skip("real ArduCopter SITL: ARDUPILOT_SITL_BIN is not set")
+    return binary
+
+
+def searching_at_home() -> MapView:
+    """A map whose one drone, drone-1, searches from HOME."""
+    lat, lon, alt = HOME
+    m = EvacuationMap()
+    assert m.apply_command(1, SetDroneTask("drone-1", DroneTask.SEARCH, True, False, [lon, lat, alt])).ok
+    return m.view()
 
 
 def test_a_fence_left_out_inside_its_buffer_returns_once_the_drone_is_out() -> None:
@@ -106,13 +122,9 @@ def test_a_plan_beyond_the_circle_fence_is_reported_blocks_launch_and_clears_whe
     with the fence switched on: status ``fc.fence_problem`` and one alert name the
     parameter, the launch waits on it; the operator raising FENCE_RADIUS clears it
     within ``retry_max_s`` (the monitor re-reads the parameters) with no new map."""
-    binary = ardupilot_binary_from_env() if kind == "ardupilot" else None
-    if kind == "ardupilot" and binary is None:
-        pytest.skip("real ArduCopter SITL: ARDUPILOT_SITL_BIN is not set")
-    lat, lon, alt = HOME
-    m = EvacuationMap()
-    assert m.apply_command(1, SetDroneTask("drone-1", DroneTask.SEARCH, True, False, [lon, lat, alt])).ok
-    view = m.view()
+    binary = vehicle_binary(kind)
+    view = searching_at_home()
+    lat, lon, _ = HOME
     far = MissionPlan(mission=(MissionItem.at(CMD_NAV_TAKEOFF, lat, lon, 20.0),
                                MissionItem.at(CMD_NAV_WAYPOINT, lat + 400 / 111_320.0, lon, 20.0)),
                       fence_enable=True)

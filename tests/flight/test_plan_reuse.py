@@ -20,17 +20,16 @@ import pytest
 
 from mavlink_bridge import MissionType
 from mavlink_bridge.plan import CMD_NAV_WAYPOINT, MissionItem
-from sitl.vehicles import ardupilot_binary_from_env, launch
-from swarm.evacmap import DroneTask, EvacuationMap, SetDroneTask
+from sitl.vehicles import launch
 from swarm.flight import Flight, FlightConfig, OwnCommits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 from fault_proxy import FaultProxy  # noqa: E402  (a TCP link that can be cut and healed)
+from test_fence_return import HOME, searching_at_home, vehicle_binary  # noqa: E402
 from test_flight_processes import _connect, _take_off  # noqa: E402
 from test_leadership_processes import _wait  # noqa: E402
 
-HOME = (-35.363261, 149.165230, 584.0)
 pytestmark = pytest.mark.slow
 
 
@@ -40,13 +39,9 @@ def _positions(items) -> list[tuple[int, int, int, float]]:
 
 @pytest.mark.parametrize("kind", ["builtin", "ardupilot"])
 def test_a_mission_changed_on_the_vehicle_while_the_link_was_down_is_planned_again(kind: str) -> None:
-    binary = ardupilot_binary_from_env() if kind == "ardupilot" else None
-    if kind == "ardupilot" and binary is None:
-        pytest.skip("real ArduCopter SITL: ARDUPILOT_SITL_BIN is not set")
-    lat, lon, alt = HOME
-    m = EvacuationMap()
-    assert m.apply_command(1, SetDroneTask("drone-1", DroneTask.SEARCH, True, False, [lon, lat, alt])).ok
-    view = m.view()
+    binary = vehicle_binary(kind)
+    view = searching_at_home()
+    lat, lon, _ = HOME
     events: list[tuple[str, str]] = []
     with launch(kind, speedup=10.0, home=HOME, binary=binary) as copter:  # type: ignore[arg-type]
         _take_off(copter.endpoint, copter.sysid)   # hovering at 20 m in GUIDED
