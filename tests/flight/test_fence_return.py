@@ -50,6 +50,14 @@ def vehicle_binary(kind: str) -> Path | None:
     return binary
 
 
+def drone_1_flight(config: FlightConfig, events: list[tuple[str, str]]) -> Flight:
+    """drone-1's flight side (node 1 of swarm "t") with no broker: plans are not
+    published, events are appended to ``events`` as (kind, text)."""
+    return Flight(config, swarm="t", node_id=1, name="drone-1", publish=lambda *a: None,
+                  event=lambda kind, text: events.append((kind, text)),
+                  commits=OwnCommits("drone-1", retry_ticks=10))
+
+
 def searching_at_home() -> MapView:
     """A map whose one drone, drone-1, searches from HOME."""
     lat, lon, alt = HOME
@@ -76,10 +84,7 @@ def test_a_fence_left_out_inside_its_buffer_returns_once_the_drone_is_out() -> N
         finally:
             fc.detach()
             link.close()
-        flight = Flight(FlightConfig(copter.endpoint, sysid=copter.sysid), swarm="t", node_id=1,
-                        name="drone-1", publish=lambda *a: None,
-                        event=lambda kind, text: events.append((kind, text)),
-                        commits=OwnCommits("drone-1", retry_ticks=10))
+        flight = drone_1_flight(FlightConfig(copter.endpoint, sysid=copter.sysid), events)
         try:
             flight.start()
             flight.map_applied(view)
@@ -131,10 +136,8 @@ def test_a_plan_beyond_the_circle_fence_is_reported_blocks_launch_and_clears_whe
     result = PlanResult("drone-1", view.version, PlanStatus.OK, far)
     events: list[tuple[str, str]] = []
     with launch(kind, speedup=10.0, home=HOME, binary=binary) as copter:  # type: ignore[arg-type]
-        flight = Flight(FlightConfig(copter.endpoint, sysid=copter.sysid, retry_max_s=0.5), swarm="t",
-                        node_id=1, name="drone-1", publish=lambda *a: None,
-                        event=lambda kind, text: events.append((kind, text)),
-                        commits=OwnCommits("drone-1", retry_ticks=10))
+        flight = drone_1_flight(FlightConfig(copter.endpoint, sysid=copter.sysid, retry_max_s=0.5),
+                                events)
         try:
             flight.start()
             _wait(lambda: flight.fc_connected, 30, "the flight controller link")

@@ -21,12 +21,12 @@ import pytest
 from mavlink_bridge import MissionType
 from mavlink_bridge.plan import CMD_NAV_WAYPOINT, MissionItem
 from sitl.vehicles import launch
-from swarm.flight import Flight, FlightConfig, OwnCommits
+from swarm.flight import FlightConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 from fault_proxy import FaultProxy  # noqa: E402  (a TCP link that can be cut and healed)
-from test_fence_return import HOME, searching_at_home, vehicle_binary  # noqa: E402
+from test_fence_return import HOME, drone_1_flight, searching_at_home, vehicle_binary  # noqa: E402
 from test_flight_processes import _connect, _take_off  # noqa: E402
 from test_leadership_processes import _wait  # noqa: E402
 
@@ -47,11 +47,8 @@ def test_a_mission_changed_on_the_vehicle_while_the_link_was_down_is_planned_aga
         _take_off(copter.endpoint, copter.sysid)   # hovering at 20 m in GUIDED
         port = int(copter.endpoint.rsplit(":", 1)[1])
         radio = FaultProxy("127.0.0.1", port)      # the agent's link to its FC
-        flight = Flight(FlightConfig(f"tcp:{radio.host}:{radio.port}", sysid=copter.sysid,
-                                     retry_max_s=0.5),
-                        swarm="t", node_id=1, name="drone-1", publish=lambda *a: None,
-                        event=lambda kind, text: events.append((kind, text)),
-                        commits=OwnCommits("drone-1", retry_ticks=10))
+        flight = drone_1_flight(FlightConfig(f"tcp:{radio.host}:{radio.port}", sysid=copter.sysid,
+                                             retry_max_s=0.5), events)
         try:
             flight.start()
             flight.map_applied(view)
