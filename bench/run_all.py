@@ -2,7 +2,8 @@
 
 Benchmarks print figures; they never pass or fail on timings. `--quick` runs each with
 small counts (a smoke run of the scripts themselves, minutes instead of ~20 minutes);
-its figures are not the ones to record.
+its figures are not the ones to record. `--jobs 2` runs two scripts at once (the smoke run
+in tests/bench does), each script's output printed whole when it ends.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -48,19 +51,46 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--only", default="", help="comma-separated substrings of script names")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="scripts run at once (default 1: figures to record need the machine "
+                             "to themselves; more only for a --quick smoke run)")
     args = parser.parse_args(argv)
+    if not 1 <= args.jobs <= 8:
+        parser.error(f"--jobs must be 1 to 8, not {args.jobs}")
     wanted = [w for w in args.only.split(",") if w]
-    failures = 0
-    for script, full_args, quick_args in BENCHMARKS:
-        if wanted and not any(w in script for w in wanted):
-            continue
-        command = [sys.executable, str(BENCH_DIR / script), *(quick_args if args.quick else full_args)]
-        print(f"\n=== {' '.join(['python', 'bench/' + script, *command[2:]])}", flush=True)
-        started = time.monotonic()
-        result = subprocess.run(command, check=False)
-        print(f"=== {script}: exit {result.returncode} after {time.monotonic() - started:.1f} s", flush=True)
-        failures += result.returncode != 0
+    commands = [[sys.executable, str(BENCH_DIR / script), *(quick_args if args.quick else full_args)]
+                for script, full_args, quick_args in BENCHMARKS
+                if not wanted or any(w in script for w in wanted)]
+    if args.jobs == 1:
+        failures = sum(_run(command, capture=False) != 0 for command in commands)
+    else:
+        # Each script's output is printed whole once it ends, so runs do not interleave.
+        with ThreadPoolExecutor(args.jobs) as pool:
+            failures = sum(code != 0 for code in pool.map(lambda c: _run(c, capture=True), commands))
     return 1 if failures else 0
+
+
+_print_lock = threading.Lock()
+
+
+def _run(command: list[str], capture: bool) -> int:
+    """Run one benchmark; print its banner, its output and its exit line."""
+    script = Path(command[1]).name
+    banner = f"\n=== {' '.join(['python', 'bench/' + script, *command[2:]])}"
+    started = time.monotonic()
+    if not capture:
+        print(banner, flush=True)
+        code = subprocess.run(command, check=False).returncode
+        print(f"=== {script}: exit {code} after {time.monotonic() - started:.1f} s", flush=True)
+        return code
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    with _print_lock:
+        print(banner, flush=True)
+        sys.stdout.write(result.stdout)
+        sys.stdout.write(result.stderr)
+        print(f"=== {script}: exit {result.returncode} after {time.monotonic() - started:.1f} s",
+              flush=True)
+    return result.returncode
 
 
 if __name__ == "__main__":
