@@ -143,18 +143,12 @@ def decode_results(data: bytes) -> list[SessionResult]:
         _check_u64("client_id", client_id, 1)
         if not isinstance(rows, list) or not rows:
             raise SessionError("malformed batch result")
-        statuses = SessionStatus._value2member_map_
         out = []
-        for row in rows:   # the checks of _result_of, inline: one row per command
+        for row in rows:   # one row per command: [status, seq, payload, cached]
             if not (type(row) is list and len(row) == 4):
                 raise SessionError("malformed batch result")
             status, seq, payload, cached = row
-            if type(status) is not int or status not in statuses:
-                raise SessionError(f"unknown session status {status!r}")
-            if (type(seq) is not int or not 0 <= seq <= MAX_U64 or type(payload) is not bytes
-                    or type(cached) is not bool):
-                raise SessionError("malformed session result")
-            out.append(SessionResult(SessionStatus(status), client_id, seq, payload, cached))
+            out.append(_checked_result(status, client_id, seq, payload, cached))
         return out
     return [_result_of(obj)]
 
@@ -163,6 +157,11 @@ def _result_of(obj: Any) -> SessionResult:
     if not (isinstance(obj, list) and len(obj) == 6 and obj[0] == _VERSION):
         raise SessionError("not a session result")
     _, status, client_id, seq, payload, cached = obj
+    return _checked_result(status, client_id, seq, payload, cached)
+
+
+def _checked_result(status: Any, client_id: Any, seq: Any, payload: Any,
+                    cached: Any) -> SessionResult:
     if type(status) is not int or status not in SessionStatus._value2member_map_:
         raise SessionError(f"unknown session status {status!r}")
     _check_u64("client_id", client_id, 0)
