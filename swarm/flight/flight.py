@@ -55,7 +55,7 @@ from swarm.bus import topics
 from swarm.evacmap import DroneTask, MapView, SetDroneTask
 from swarm.geo import LocalFrame
 from swarm.planner import GeoPoint, PlannerConfig, PlanResult, PlanStatus, VehicleState, \
-    plan_for_drone
+    hold_instead, plan_for_drone
 
 from .commits import OwnCommits
 from .health import Availability, HealthMonitor, HealthPolicy
@@ -386,7 +386,6 @@ class Flight:
         replanned = not reuse
         if self._planned is not None and reuse:
             _, result, vehicle = self._planned  # this version's plan, already checked
-            crossed: list[str] = []
             t_check = t_apply = t_plan
         else:
             vehicle = self._vehicle_state(view, state)
@@ -396,16 +395,22 @@ class Flight:
             start = (vehicle.position.lon, vehicle.position.lat)
             crossed = hazards_crossed(start, result.plan.mission, view.zones)
             t_apply = time.monotonic()
-            if not crossed:
-                self._planned = (key, result, vehicle)
-        if crossed:
-            self.stats["unsafe_refused"] += 1
-            text = (f"node {self.node_id}: plan for map version {view.version} crosses "
-                    f"hazard zone(s) {', '.join(crossed)}: not uploaded; the flight "
-                    f"controller keeps map version {self._held_version}'s plan")
-            log.error(text)
-            self._event("alert", text)
-            return None
+            if crossed:
+                # Not flown, and the mission the FC holds (an older version's, planned
+                # before this fire was known) is no safer: the drone holds where it is,
+                # as it does when the planner itself finds no safe path, until a new
+                # map version plans again (docs/flight.md "The fire check").
+                self.stats["unsafe_refused"] += 1
+                result = hold_instead(result, vehicle, self.config.planner,
+                                      f"the planned path crosses hazard zone(s) "
+                                      f"{', '.join(crossed)} (refused by the fire check): holding")
+                text = (f"node {self.node_id}: plan for map version {view.version} crosses "
+                        f"hazard zone(s) {', '.join(crossed)}: not flown; "
+                        + ("holding where it is (LOITER_UNLIM)" if result.plan.mission
+                           else "on the ground with no mission"))
+                log.error(text)
+                self._event("alert", text)
+            self._planned = (key, result, vehicle)
         try:
             # A busy drone (task set by whoever took it over) keeps the mission it was
             # given; only the fences and rally points follow the map (docs/planner.md).

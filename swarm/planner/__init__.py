@@ -25,7 +25,7 @@ from .model import (
     VehicleState,
     ZoneInfo,
 )
-from .planner import PlanContext, plan, prepare
+from .planner import PlanContext, hold_instead, plan, prepare
 
 __all__ = [
     "Assignment",
@@ -46,6 +46,7 @@ __all__ = [
     "assign",
     "assign_tasks",
     "assignment_hash",
+    "hold_instead",
     "map_frame",
     "needs_assignment",
     "plan",

@@ -29,7 +29,8 @@ The exclusion fences and rally points go with every plan.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
@@ -56,7 +57,7 @@ from .obstacles import Obstacles, build_obstacles
 from .routing import path_length, route
 from .survey import lawnmower
 
-__all__ = ["PlanContext", "plan", "prepare"]
+__all__ = ["PlanContext", "hold_instead", "plan", "prepare"]
 
 Point = tuple[float, float]
 _SAME_POINT_M = 0.5
@@ -89,6 +90,43 @@ def prepare(view: PlannerMap, config: PlannerConfig | None = None) -> PlanContex
     # leader's set_assignment), never from a split computed here (issue 13).
     assignment = share_of(view, frame) if view.committed else assign(view, config, obstacles)
     return PlanContext(view.version, config, frame, assignment, obstacles)
+
+
+def hold_instead(result: PlanResult, vehicle: VehicleState, config: PlannerConfig,
+                 reason: str) -> PlanResult:
+    """``result`` with its mission replaced by the hold a NO_SAFE_PATH plan flies
+    (MAV_CMD_NAV_LOITER_UNLIM where the vehicle is, or no mission on the ground), for a
+    plan that must not be flown (the flight side's fire check refused it: docs/flight.md).
+    Its fences and rally points stay: they are the map's, not the refused path's."""
+    reasons = (*result.reasons, reason)
+    hold = _hold_where_it_is(vehicle, config)
+    status = PlanStatus.NO_SAFE_PATH
+    plan = replace(result.plan, mission=tuple(hold),
+                   note=_note(result.drone_id, result.map_version, status, reasons),
+                   resume_index=_resume_index(hold, vehicle.relative_alt_m > config.airborne_alt_m))
+    return replace(result, status=status, plan=plan, reasons=reasons, survivors=(),
+                   path_length_m=0.0)
+
+
+def _hold_where_it_is(vehicle: VehicleState, config: PlannerConfig) -> list[MissionItem]:
+    """The hold: loiter where the vehicle is when airborne, nothing on the ground."""
+    if vehicle.relative_alt_m <= config.airborne_alt_m:
+        return []
+    # Hold exactly where the vehicle is (its own degE7 position, not a round trip
+    # through the frame).
+    return [MissionItem.at(CMD_NAV_LOITER_UNLIM, vehicle.position.lat, vehicle.position.lon,
+                           vehicle.relative_alt_m, frame=FRAME_GLOBAL_RELATIVE_ALT)]
+
+
+def _note(drone_id: str, version: int, status: PlanStatus, reasons: Sequence[str]) -> str:
+    return f"{drone_id}@{version}: {status.value}" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def _resume_index(mission: Sequence[MissionItem], airborne: bool) -> int | None:
+    """Where a plan replacing a mission in flight continues (MissionPlan.resume_index):
+    after its first item, the takeoff placed where the vehicle is now (which a flying
+    copter must not climb in place for). A lone item (a hold) is flown itself."""
+    return (1 if len(mission) > 1 else 0) if airborne and mission else None
 
 
 @dataclass
@@ -151,15 +189,10 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     def result(status: PlanStatus, mission: list[MissionItem], survivors=(), length=0.0):
         fence, fence_enable = _fence_items(obstacles, around, [p for p, _, _ in leg.points],
                                            config, reasons)
-        note = f"{drone_id}@{view.version}: {status.value}" + (
-            f" ({'; '.join(reasons)})" if reasons else "")
-        # In flight the re-plan continues after its first item (the takeoff item placed
-        # where the vehicle is now, which a flying copter must not climb in place for):
-        # mission[1] (MissionPlan.resume_index). A lone item (a hold) is flown itself.
-        resume = (1 if len(mission) > 1 else 0) if airborne and mission else None
         return PlanResult(drone_id, view.version, status,
-                          MissionPlan(tuple(mission), fence, tuple(rally), fence_enable, note,
-                                      resume_index=resume),
+                          MissionPlan(tuple(mission), fence, tuple(rally), fence_enable,
+                                      _note(drone_id, view.version, status, reasons),
+                                      resume_index=_resume_index(mission, airborne)),
                           tuple(reasons), tuple(survivors), length,
                           tuple(item for i in around for item in obstacles.fence_items[i]))
 
@@ -210,15 +243,7 @@ def plan(view: PlannerMap, drone_id: str, vehicle: VehicleState,
     anchor = len(leg.points) - 1  # where home_path starts
     if home_path is None:
         reasons.append("no safe path home: every way out crosses a buffered zone; holding")
-        hold: list[MissionItem] = []
-        if airborne:
-            hold_alt = vehicle.relative_alt_m
-            # Hold exactly where the vehicle is (its own degE7 position, not a round
-            # trip through the frame).
-            hold.append(MissionItem.at(CMD_NAV_LOITER_UNLIM, vehicle.position.lat,
-                                       vehicle.position.lon, hold_alt,
-                                       frame=FRAME_GLOBAL_RELATIVE_ALT))
-        return result(PlanStatus.NO_SAFE_PATH, hold)
+        return result(PlanStatus.NO_SAFE_PATH, _hold_where_it_is(vehicle, config))
 
     # What this drone should do, from the shared assignment.
     survivors: tuple[str, ...] = ()

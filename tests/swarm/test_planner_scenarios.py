@@ -25,6 +25,7 @@ from swarm.planner import (
     PlannerMap,
     PlanStatus,
     RouteInfo,
+    hold_instead,
     map_frame,
     plan,
     prepare,
@@ -116,6 +117,28 @@ def test_drone_boxed_in_by_fire_holds_and_says_why():
     assert (hold.x, hold.y) == (round(airborne.position.lat * 1e7), round(airborne.position.lon * 1e7))
     on_ground = plan(view, "d1", vehicle(0, 0, alt=0.0), CONFIG)
     assert on_ground.status is PlanStatus.NO_SAFE_PATH and on_ground.plan.mission == ()
+
+
+def test_hold_instead_flies_the_no_safe_path_hold_and_keeps_the_maps_fences_and_rally():
+    """The flight side's answer to a plan its fire check refuses (docs/flight.md): the
+    same hold the planner flies with no safe path, the plan's fences and rally kept."""
+    view = PlannerMap(1, AREA, zones=(zone("z", rect(300, -100, 500, 100)),), drones=drones("d1"))
+    airborne = vehicle(0, -300, alt=30.0)
+    planned = plan(view, "d1", airborne, CONFIG)
+    assert planned.status is PlanStatus.OK and len(planned.plan.mission) > 2 and planned.plan.fence
+    held = hold_instead(planned, airborne, CONFIG, "refused: test")
+    assert held.status is PlanStatus.NO_SAFE_PATH and held.reasons[-1] == "refused: test"
+    assert [i.command for i in held.plan.mission] == [CMD_NAV_LOITER_UNLIM]
+    hold = held.plan.mission[0]
+    assert (hold.x, hold.y, hold.z) == (round(airborne.position.lat * 1e7),
+                                        round(airborne.position.lon * 1e7), 30.0)
+    assert held.plan.resume_index == 0 and "no_safe_path" in held.plan.note
+    assert (held.plan.fence, held.plan.rally, held.plan.fence_enable) == \
+        (planned.plan.fence, planned.plan.rally, planned.plan.fence_enable)
+    assert held.survivors == () and held.path_length_m == 0.0
+    on_ground = vehicle(0, -300, alt=0.0)
+    grounded = hold_instead(plan(view, "d1", on_ground, CONFIG), on_ground, CONFIG, "refused")
+    assert grounded.plan.mission == () and grounded.plan.resume_index is None
 
 
 def test_holes_of_a_zone_are_filled_in_the_fence():
