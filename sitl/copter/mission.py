@@ -89,7 +89,10 @@ def start_or_resume(v: Copter) -> None:
         v.nav = Nav("hold", v.e, v.n, v.u)
         v.emit_deferred(M.MAVLINK_MSG_ID_MISSION_CURRENT)
         return
-    if v.mission_state == "complete" or not v.mission_started:
+    # AP_Mission::resume: a finished mission, or one with no current nav command yet
+    # (none flown since it was stored, and no set_current_cmd), starts from item 1; else
+    # it resumes at its current item, including one set while in another mode.
+    if v.mission_state == "complete" or not v.nav_index_loaded:
         v.mission_index = 1
         v.jump_counts.clear()
     v.mission_state = "running"
