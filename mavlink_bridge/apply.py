@@ -20,6 +20,11 @@ Read-back comparison follows what ArduPilot returns (observed on Copter SITL):
 When the vehicle is armed and flying the mission (AUTO), a changed mission does not
 restart it: after the upload the applier points the vehicle at the item of the new
 mission it should fly next (:func:`resume_seq`) with MAV_CMD_DO_SET_MISSION_CURRENT.
+A plan that names its ``resume_index`` (the planner's word, for a vehicle in the air)
+is pointed at it whenever the vehicle is armed, whatever the mode the last HEARTBEAT
+showed: that mode can be a second old (HEARTBEAT comes at 1 Hz) and a switch to AUTO
+just made would otherwise fly on to the replaced mission's target; outside AUTO,
+ArduPilot's set_current_cmd only moves the item AUTO starts from.
 """
 
 from __future__ import annotations
@@ -386,8 +391,11 @@ class PlanApplier:
                 unchanged.append(mtype)
                 continue
             state = self.vehicle.state()
+            # The planner's resume item whenever armed (the module docstring: the mode
+            # seen may be stale); the bridge's own guess only when seen in AUTO.
             flying_mission = (mtype is MissionType.MISSION and self.config.resume_in_flight
-                              and state.armed and state.mode == CopterMode.AUTO.name)
+                              and state.armed and (plan.resume_index is not None
+                                                   or state.mode == CopterMode.AUTO.name))
             wire = self._wire(mtype, desired, home, state)
             previous = self._verified.pop(mtype, None)
             self._upload_when_ready(mtype, wire)

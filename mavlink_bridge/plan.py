@@ -131,8 +131,9 @@ class MissionPlan:
     ``fence_enable`` asks the bridge to set FENCE_ENABLE/FENCE_TYPE when not None.
     ``resume_index``: when this plan replaces a mission the vehicle is flying (armed,
     AUTO), continue at ``mission[resume_index]`` (the planner knows which point is
-    next; the bridge does not guess from geometry). None: the bridge's conservative
-    rule (:func:`mavlink_bridge.apply.resume_seq`). Ignored on the ground.
+    next; the bridge does not guess from geometry); armed in another mode, AUTO will
+    start there. None: the bridge's conservative rule
+    (:func:`mavlink_bridge.apply.resume_seq`), in AUTO only. Ignored on the ground.
     """
 
     mission: tuple[MissionItem, ...] = ()

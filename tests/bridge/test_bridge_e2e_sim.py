@@ -188,6 +188,33 @@ def test_fly_mission_with_fence_then_change_plan_in_flight(vehicle: TestVehicle)
         assert applier.verified(MissionType.MISSION) == second.mission
 
 
+def test_a_resume_index_is_set_while_armed_in_another_mode_and_auto_starts_there(vehicle: TestVehicle):
+    """A plan naming its resume item, uploaded to a copter hovering in GUIDED, moves the
+    mission's current item there without flying it (ArduPilot's set_current_cmd on a
+    mission not running): the mode the applier last saw may be a second old, and a
+    switch to AUTO then starts at the planner's item, not at the takeoff. A plan with no
+    resume item is not pointed anywhere outside AUTO (the bridge guesses in AUTO only)."""
+    with flying_setup(vehicle) as (_sv, _link, v, _):
+        take_off(vehicle, v)
+        lat, lon = HOME[0], HOME[1]
+        applier = PlanApplier(v)
+        guessed = applier.apply(MissionPlan(mission=route(lat, lon, east_m=20.0, n=4, step_m=20.0)))
+        assert MissionType.MISSION in guessed.uploaded and guessed.resumed_at is None
+        plan = MissionPlan(mission=route(lat, lon, east_m=0.0, n=4, step_m=20.0), resume_index=3)
+        report = applier.apply(plan)
+        assert report.resumed_at == 4   # wire seq: item 0 is home
+        v.wait_until(lambda s: s.mission is not None and s.mission.seq == 4, 30)
+        s = v.state()
+        assert s.mode == "GUIDED" and s.armed
+        v.clear_reached()
+        v.set_mode("AUTO").raise_for_result()
+        assert v.wait_item_reached(1, FLIGHT_S) == 4   # the first reached: 1-3 skipped, the takeoff too
+        target = plan.mission[3]
+        s = v.state()
+        assert s.position.lat == pytest.approx(target.lat, abs=2e-4)
+        assert s.position.lon == pytest.approx(target.lon, abs=2e-4)
+
+
 def test_a_plan_beyond_the_circle_fence_is_reported_naming_fence_radius(vehicle: TestVehicle):
     """FENCE_TYPE 7 (ArduCopter's default) includes the circle, so switching the fence on
     for our polygons arms a FENCE_RADIUS circle round home too (150 m in SITL's
