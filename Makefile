@@ -25,17 +25,22 @@ ifeq ($(origin ARDUPILOT_SITL_BIN),undefined)
   endif
 endif
 
-# In-process tests (the consensus core, its simulator and SQLite storage; the map and the
-# planner): CPU-bound, no broker, vehicle or timing, so they share the two cores
-# (pytest-xdist). Everything else runs alone afterwards: process-level tests wait on real
-# processes and must not compete with a second worker for the CPU. Both parts always run;
-# the first failure's exit status is kept.
+# Two parts, each on two pytest-xdist workers. First the in-process tests (the consensus
+# core, its simulator and SQLite storage; the map and the planner): CPU-bound, no broker,
+# vehicle or timing. Then the process-level tests (real brokers, agents, copters,
+# Chromium), which mostly wait on those processes: 917 tests took 958 s one at a time and
+# 555 s on two workers, which kept the two cores 45 % busy. They do not share a
+# part with the CPU-bound tests, whose load would stretch their liveness waits. Each file
+# runs whole on one worker (--dist loadfile): module fixtures such as a swarm of agents are
+# set up once and their tests run in the order written. Every port is a free one chosen at
+# random (swarm.bus.broker.free_port, sitl.vehicles.free_port_block), so workers do not
+# collide. Both parts always run; the first failure's exit status is kept.
 IN_PROCESS_TESTS := tests/consensus tests/swarm
 
 test: setup
 	@status=0; \
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 $(IN_PROCESS_TESTS) || status=$$?; \
-	$(PY) -m pytest -q -p no:cacheprovider $(addprefix --ignore=,$(IN_PROCESS_TESTS)) || \
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(addprefix --ignore=,$(IN_PROCESS_TESTS)) || \
 	  { rc=$$?; [ $$status -ne 0 ] || status=$$rc; }; \
 	exit $$status
 
