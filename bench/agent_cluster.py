@@ -13,7 +13,8 @@ Prints:
   commands are ``put`` of a 32-character value over 50 keys: the figures are the
   consensus path's (client protocol, sessions, Raft, SQLite, the bus); with the map
   they are ``set_zone`` over 50 zone ids (the map stays the same size): the map's own
-  committed commands/s through consensus. A table of both (and the peer) ends the run;
+  committed commands/s through consensus; each agent's RSS after the load, and again
+  SETTLE_S later. A table of both (and the peer) ends the run;
 * the same for 3 PySyncObj 0.3.17 nodes, each its own process on loopback, default
   configuration (its batching on), no fsync (PySyncObj has none), a trivial replicated
   ``set``; its load is issued inside the leader's process (PySyncObj has no client
@@ -62,6 +63,9 @@ PER_SESSION = 16
 #: (a request dropped by a full queue, or a lost reply). Long: every resend of a request
 #: that is only late adds load exactly when the agents have too much.
 RESEND_AFTER_S = 20.0
+#: The second "after load" RSS sample is taken this long after the first (the agents
+#: are idle by then; docs/agent.md, "Memory after a burst").
+SETTLE_S = 3.0
 #: Zone ids (register keys) the commands cycle over (the state stays this size).
 ZONE_IDS = 50
 #: What each state machine's load is called in the output, and the bench's command.
@@ -436,6 +440,11 @@ def _agents(args: argparse.Namespace, n: int, machine: str, broker: Any, tmp: Pa
         print(f"  RSS per agent after load: "
               + ", ".join(f"{_rss_mb(p):.1f}" for p in pids.values()) + " MB; leader "
               f"{leader} commit {st.get(leader, {}).get('commit')}", flush=True)
+        # Once quiet, an agent hands a burst's freed heap back (swarm/agent/memory.py):
+        # what it keeps, as a drone would hover with it until the next burst.
+        time.sleep(SETTLE_S)
+        print(f"  RSS per agent {SETTLE_S:g} s later: "
+              + ", ".join(f"{_rss_mb(p):.1f}" for p in pids.values()) + " MB", flush=True)
     finally:
         cluster.close()
 

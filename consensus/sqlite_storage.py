@@ -100,6 +100,14 @@ __all__ = [
 #: of ``log_start`` and ``schema_version`` (version 1 left the compacted log start's term
 #: unprotected: a flipped bit there opened silently and misled the consistency check).
 SCHEMA_VERSION = 2
+#: SQLite's page cache for the store, in KiB (``PRAGMA cache_size`` = -this). SQLite's
+#: default is 2000 KiB per connection, and a node's writes fill it within a few thousand
+#: entries: 1.7 MB of a 60 MB agent (issue 9; docs/agent.md, "Memory"). What the node
+#: reads back is the tail it has just written (entries to apply, AppendEntries to a
+#: follower a little behind), a few Readies of at most 64 KiB each, and the operating
+#: system's page cache holds the rest of the file; a transaction larger than the cache
+#: (a compaction's delete) spills its pages to the WAL early, which changes no outcome.
+PAGE_CACHE_KIB = 512
 
 # Every value the store holds is covered: a CRC-32 over the codec encoding of each row
 # (whose key columns are duplicated in the encoding and cross-checked), a CRC of the
@@ -389,6 +397,7 @@ class SQLiteStorage(Storage):
                 "The node needs read and write access to the file and its directory (for the -wal "
                 "file), on a filesystem that supports shared memory maps (not a network mount)")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
         # Never let SQLite "repair" by guessing; we check and fail loudly instead.
         db.execute("PRAGMA cell_size_check=ON")
 

@@ -59,6 +59,7 @@ from .config import AgentConfig
 from .inbox import Inbox
 from .link import BrokerProbe, LinkFigures, LinkScorePolicy, RadioFactor, link_score
 from .machine import MapMachine, claim_data_dir, make_machine
+from .memory import BurstTrim, glibc_malloc_trim
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
 from .service import ClientService
@@ -359,6 +360,8 @@ class Agent:
         #: The leader's commit/rejected events of this turn, sent after its replies.
         self._narration: list[tuple[str, str, dict[str, Any]]] = []
         self._floors_due = 0.0
+        #: Freed heap back to the OS once a burst is applied (swarm/agent/memory.py).
+        self.heap_trim = BurstTrim(glibc_malloc_trim())
         # The session through which this node commits its own map changes (the
         # leader's assignment; with [mavlink], its drone's entry), the leader's
         # assignment proposer, and with a [mavlink] section this drone's flight side.
@@ -1018,6 +1021,7 @@ class Agent:
                 self.floor_store.save(self.opener.floors())
             except OSError as exc:
                 log.warning("cannot checkpoint replay floors: %s", exc)
+        self.heap_trim.note(now, self.driver.applied)
 
     def _update_metrics(self) -> None:
         st = self.driver.raw.status()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from consensus.codec import encode_hard_state, encode_snapshot
-from consensus.sqlite_storage import SCHEMA_VERSION, SQLiteStorage, StorageCorruptError, StorageVersionError
+from consensus.sqlite_storage import PAGE_CACHE_KIB, SCHEMA_VERSION, SQLiteStorage, StorageCorruptError, \
+    StorageVersionError
 from consensus.storage import (
     CompactedError,
     MemoryStorage,
@@ -46,11 +47,13 @@ def test_new_store_holds_bootstrap_configuration_and_empty_log(db: Path) -> None
         assert s.entries(1, 1) == []
 
 
-def test_wal_mode_and_full_sync_are_in_force(db: Path) -> None:
+def test_wal_mode_full_sync_and_the_bounded_page_cache_are_in_force(db: Path) -> None:
     SQLiteStorage(db, CONF).close()
     with SQLiteStorage(db) as s:
         assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        # Negative: KiB (SQLite's default, -2000, was 1.7 MB of an agent's RSS).
+        assert s._db.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB
 
 
 def test_restart_recovers_exactly(db: Path) -> None:
