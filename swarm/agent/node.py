@@ -953,9 +953,10 @@ class Agent:
         if score != self.link.score:
             self.driver.raw.set_link_score(score)
         self.link = LinkFigures(score, radio, rtt, loss, source)
-        st = self.driver.raw.status()
-        if st.score_transfers != self._score_transfers:
-            self._score_transfers = st.score_transfers
+        transfers = self.driver.raw.score_transfers
+        if transfers != self._score_transfers:
+            self._score_transfers = transfers
+            st = self.driver.raw.status()
             # The core remembers the target: by now the transfer may be over and, while
             # the target's election runs, no leader known here (lead 0).
             to = st.score_transfer_target
