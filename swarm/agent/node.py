@@ -684,6 +684,8 @@ class Agent:
         REQUEST_TURN_S (see there); the rest stay queued for the next turn. The service
         answers ``busy`` without parsing the map command once it is full."""
         inbox, service, trace = self.inbox, self.service, self.trace
+        if not inbox.requests_waiting():
+            return   # the usual turn: nothing to admit
         if not self._reply_room():
             return   # the broker has not taken our replies yet: requests wait queued
         deadline = time.monotonic() + REQUEST_TURN_S
