@@ -121,9 +121,10 @@ def _enum(name: str, cls: type[_E], v: Any, what: str) -> _E:
     # checked by its dataclass.
     if type(v) is not int:
         raise DecodeError(f"{name}: expected an integer, got {type(v).__name__}")
-    if v not in cls._value2member_map_:
+    member = cls._value2member_map_.get(v)
+    if member is None:
         raise DecodeError(f"{name}: unknown {what} {v}")
-    return cls(v)
+    return member  # type: ignore[return-value]  # the member itself, as cls(v) returns
 
 
 def _list(name: str, v: Any, n: int | None = None) -> list[Any]:
@@ -242,7 +243,7 @@ def decode_message(data: bytes) -> Message:
     (typ, to, frm, term, log_term, index, entries, commit, reject, reject_hint,
      snapshot, snapshot_offset, snapshot_done, context) = fields
     t = _enum("message.type", MessageType, typ, "message type")
-    ents = tuple(_entry_from(e) for e in _list("message.entries", entries))
+    ents = tuple(map(_entry_from, _list("message.entries", entries)))
     snap = None if snapshot is None else _snapshot_from(snapshot)
     return _build("message", lambda: Message(
         type=t, to=to, frm=frm, term=term, log_term=log_term, index=index, entries=ents,

@@ -82,6 +82,13 @@ class LeadershipPolicy:
         leadership to, or NONE."""
         self._now += 1
         self._since_transfer += 1
+        if own is None or not any(score >= own + self.margin for score, _ in self._scores.values()):
+            # No follower's score, fresh or not, beats ours: no streak runs and there is
+            # nothing to decide (a leader's every tick, mostly: ``eligible`` is not even
+            # looked at, the core passes it unevaluated).
+            if self._streak:
+                self._streak = {}
+            return NONE
         fresh = self.scores()
         allowed = set(eligible)
         streak: dict[int, int] = {}
@@ -110,7 +117,8 @@ class LeadershipPolicy:
         ``own`` changes (Raft.ticks_until_due)."""
         if own is None:
             return False
-        return any(score >= own + self.margin for score in self.scores().values())
+        beat, now, freshness = own + self.margin, self._now, self.freshness
+        return any(score >= beat and now - at <= freshness for score, at in self._scores.values())
 
     def election_delay(self, own: int | None) -> int:
         """Extra ticks before campaigning: ``max_delay`` for a score of 0, none for the

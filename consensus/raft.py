@@ -13,7 +13,7 @@ Understandable Consensus Algorithm", extended version: §5.x) and Ongaro's thesi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from . import quorum
 from .codec import DecodeError, decode_conf_change
@@ -211,10 +211,15 @@ class Raft:
             progress=progress, link_score=self.link_score,
             link_scores=(self.leadership.scores() if self.leadership is not None
                          and self.role is StateRole.LEADER else None),
-            score_transfers=self.leadership.transfers if self.leadership is not None else 0,
+            score_transfers=self.score_transfers,
             score_transfer_target=(self.leadership.last_target if self.leadership is not None
                                    else NONE),
         )
+
+    @property
+    def score_transfers(self) -> int:
+        """Leadership transfers the link-score policy started (status() reports it)."""
+        return self.leadership.transfers if self.leadership is not None else 0
 
     def promotable(self) -> bool:
         """Whether this node may campaign: it is a voter in its latest configuration, or
@@ -445,12 +450,14 @@ class Raft:
         """Signal-aware leadership (consensus/leadership.py): maybe hand over to a
         caught-up voter with a clearly better link. Only ever a transfer request, so
         safety is exactly that of thesis §3.10."""
-        eligible: list[int] = []
+        eligible: Iterable[int] = ()
         if self.lead_transferee == NONE and self.id in self.conf.voters:
             # Caught up: holds everything committed (the transfer itself then brings it to
-            # the last index before TimeoutNow).
-            eligible = [v for v in self.conf.voters if v != self.id
-                        and (pr := self.prs.get(v)) is not None and pr.match >= self.log.committed]
+            # the last index before TimeoutNow). Unevaluated: the policy looks at it only
+            # while a follower's score beats ours, and nothing changes before it does.
+            committed = self.log.committed
+            eligible = (v for v in self.conf.voters if v != self.id
+                        and (pr := self.prs.get(v)) is not None and pr.match >= committed)
         target = policy.tick(self.link_score, eligible)
         if target != NONE:
             self._leader_transfer(target)

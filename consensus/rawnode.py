@@ -235,6 +235,12 @@ class RawNode:
     def id(self) -> int:
         return self._raft.id
 
+    @property
+    def score_transfers(self) -> int:
+        """``status().score_transfers`` without building the status: for a caller that
+        polls for a new transfer (the agent, 10 times a second)."""
+        return self._raft.score_transfers
+
     def conf_state(self) -> ConfState:
         """The configuration in force now (the latest in the log, thesis §4.1)."""
         return self._raft.conf

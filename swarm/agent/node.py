@@ -687,6 +687,8 @@ class Agent:
         REQUEST_TURN_S (see there); the rest stay queued for the next turn. The service
         answers ``busy`` without parsing the map command once it is full."""
         inbox, service, trace = self.inbox, self.service, self.trace
+        if not inbox.requests_waiting():
+            return   # the usual turn: nothing to admit
         if not self._reply_room():
             return   # the broker has not taken our replies yet: requests wait queued
         deadline = time.monotonic() + REQUEST_TURN_S
@@ -956,9 +958,10 @@ class Agent:
         if score != self.link.score:
             self.driver.raw.set_link_score(score)
         self.link = LinkFigures(score, radio, rtt, loss, source)
-        st = self.driver.raw.status()
-        if st.score_transfers != self._score_transfers:
-            self._score_transfers = st.score_transfers
+        transfers = self.driver.raw.score_transfers
+        if transfers != self._score_transfers:
+            self._score_transfers = transfers
+            st = self.driver.raw.status()
             # The core remembers the target: by now the transfer may be over and, while
             # the target's election runs, no leader known here (lead 0).
             to = st.score_transfer_target

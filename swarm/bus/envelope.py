@@ -179,8 +179,14 @@ def _may_wait(messages: Sequence[Message]) -> bool:
     return all(m.type is _HEARTBEAT_RESP and not m.context for m in messages)
 
 
-def _tag(key: SwarmKey, swarm: str, signed: bytes | memoryview) -> bytes:
-    mac = key.mac_after(_DOMAIN + swarm.encode("ascii") + b"\x00")
+def _mac_prefix(swarm: str) -> bytes:
+    """What every tag of ``swarm`` absorbs before the envelope (domain separation);
+    sealers and openers build it once."""
+    return _DOMAIN + swarm.encode("ascii") + b"\x00"
+
+
+def _tag(key: SwarmKey, prefix: bytes, signed: bytes | memoryview) -> bytes:
+    mac = key.mac_after(prefix)
     mac.update(signed)
     return mac.digest()
 
@@ -193,6 +199,7 @@ class EnvelopeSealer:
                  max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES) -> None:
         self.swarm = check_swarm_id(swarm)
         self.sender = check_node_id(sender)
+        self._mac_prefix = _mac_prefix(self.swarm)
         if type(epoch) is not int or not 1 <= epoch <= _U64:
             raise ValueError(f"epoch must be an integer in [1, 2**64), got {epoch!r}")
         if max_bytes < ENVELOPE_OVERHEAD + 64:
@@ -259,7 +266,7 @@ class EnvelopeSealer:
         key = self.keyring.current
         signed = _HEADER.pack(VERSION, flags, key.key_id, self.sender, receiver,
                               self.epoch, self._counter) + payload
-        return signed + _tag(key, self.swarm, signed)
+        return signed + _tag(key, self._mac_prefix, signed)
 
 
 @dataclass(slots=True)
@@ -322,6 +329,7 @@ class EnvelopeOpener:
                  window: int = DEFAULT_REPLAY_WINDOW) -> None:
         self.swarm = check_swarm_id(swarm)
         self.receiver = check_node_id(receiver)
+        self._mac_prefix = _mac_prefix(self.swarm)
         if not 1 <= window <= 65536:
             raise ValueError("window must be in [1, 65536]")
         self.keyring = keyring
@@ -386,7 +394,7 @@ class EnvelopeOpener:
             return Rejected(RejectReason.UNKNOWN_KEY,
                                 f"key id {key_id.hex()} from node {sender} is not a key in force")
         body = len(raw) - _TAG_BYTES
-        if not hmac.compare_digest(_tag(key, self.swarm, memoryview(raw)[:body]), raw[body:]):
+        if not hmac.compare_digest(_tag(key, self._mac_prefix, memoryview(raw)[:body]), raw[body:]):
             return Rejected(RejectReason.BAD_MAC, f"tag does not verify (claimed sender {sender})")
         win = self._windows.get(sender)
         if win is not None:

@@ -55,3 +55,40 @@ def test_a_raft_payload_that_may_wait_is_queued_without_waking_the_node_thread()
     t0 = time.monotonic()
     inbox.wait(0.05)
     assert time.monotonic() - t0 >= 0.04
+
+
+def test_a_wake_up_posted_as_a_wait_times_out_does_not_cut_the_next_wait_short():
+    # The producer finds the node thread still waiting just after its timeout ran out
+    # (simulated: the wait's own lock is held across the timeout, so the producer's
+    # post lands between the timeout and the wait's return).
+    inbox = Inbox(8, 8, 1024)
+    release = threading.Event()
+    woke = threading.Event()
+
+    def producer() -> None:
+        release.wait(5)
+        inbox.wake()
+        woke.set()
+
+    real_acquire = inbox._signal.acquire
+
+    def late_acquire(blocking: bool = True, timeout: float = -1) -> bool:
+        got = real_acquire(blocking, timeout)
+        if timeout > 0 and not got:
+            release.set()              # timed out: now the producer posts
+            woke.wait(5)
+        return got
+
+    threading.Thread(target=producer, daemon=True).start()
+    inbox._signal = type("Wrapped", (), {"acquire": staticmethod(late_acquire),
+                                         "release": staticmethod(inbox._signal.release)})()
+    t0 = time.monotonic()
+    inbox.wait(0.05)
+    assert woke.is_set() and time.monotonic() - t0 < 5
+    t0 = time.monotonic()
+    inbox.wait(0.05)                       # the late post was taken back: it sleeps
+    assert time.monotonic() - t0 >= 0.04
+    inbox.wake()                           # not waiting: the next wait returns at once
+    t0 = time.monotonic()
+    inbox.wait(10)
+    assert time.monotonic() - t0 < 5

@@ -182,9 +182,9 @@ def test_forged_and_foreign_envelopes_are_rejected_by_reason():
 
 def _seal_raw(payload: bytes, sender: int = 1, receiver: int = 2, counter: int = 1) -> bytes:
     """An authentic envelope around an arbitrary payload (a key holder with a bug)."""
-    from swarm.bus.envelope import _HEADER, VERSION, _tag
+    from swarm.bus.envelope import _HEADER, VERSION, _mac_prefix, _tag
     signed = _HEADER.pack(VERSION, 0, KEY.key_id, sender, receiver, 1, counter) + payload
-    return signed + _tag(KEY, SWARM, signed)
+    return signed + _tag(KEY, _mac_prefix(SWARM), signed)
 
 
 def test_authentic_but_malformed_payloads_are_rejected_without_state_change():
