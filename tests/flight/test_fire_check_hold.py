@@ -29,6 +29,7 @@ from sitl.vehicles import launch
 from swarm.evacmap import DroneTask, EvacuationMap, SetDroneTask, SetZone, ZoneStatus, parse_command
 from swarm.flight import FlightConfig
 from swarm.flight import flight as flight_module
+from swarm.geo import LocalFrame
 from swarm.planner import PlanStatus, propose_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,14 +39,17 @@ from test_leadership_processes import _wait  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-_M_PER_DEG_LAT = 111_320.0
+#: Metres east/north of home (swarm.geo's frame, the one the planner uses).
+FRAME = LocalFrame(HOME[0], HOME[1])
+
+
+def _lon_lat(east: float, north: float) -> list[float]:
+    return list(FRAME.point_to_geodetic(east, north))
 
 
 def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Distance between two (lat, lon) points a few hundred metres apart."""
-    dn = (a[0] - b[0]) * _M_PER_DEG_LAT
-    de = (a[1] - b[1]) * _M_PER_DEG_LAT * math.cos(math.radians(a[0]))
-    return math.hypot(dn, de)
+    """Distance between two (lat, lon) points."""
+    return math.dist(FRAME.point_to_enu(a[1], a[0]), FRAME.point_to_enu(b[1], b[0]))
 
 
 @pytest.mark.parametrize("kind", ["builtin", "ardupilot"])
@@ -56,17 +60,13 @@ def test_a_plan_the_fire_check_refuses_is_not_flown_and_the_drone_holds_where_it
     m = EvacuationMap()
     assert m.apply_command(1, SetDroneTask("drone-1", DroneTask.SEARCH, True, False, [lon, lat, alt])).ok
     # Version 1: a 200 m square to search south-west of home, committed to drone-1.
-    side_lat, side_lon = 200 / _M_PER_DEG_LAT, 200 / (_M_PER_DEG_LAT * math.cos(math.radians(lat)))
-    area = [[lon - side_lon, lat - side_lat], [lon, lat - side_lat], [lon, lat], [lon - side_lon, lat]]
+    area = [_lon_lat(-200, -200), _lon_lat(0, -200), _lon_lat(0, 0), _lon_lat(-200, 0)]
     assert m.apply_command(2, parse_command({"type": "set_search_area", "polygon": area})).ok
     assert m.apply_command(3, propose_assignment(m.view())).ok
     v1 = m.view()
     # Version 2: a burned square 400-500 m north-east of home, off the survey's first legs.
-    zlat, zlon = lat + 450 / _M_PER_DEG_LAT, lon + 450 / (_M_PER_DEG_LAT * math.cos(math.radians(lat)))
-    half_lat, half_lon = 50 / _M_PER_DEG_LAT, 50 / (_M_PER_DEG_LAT * math.cos(math.radians(lat)))
-    square = ((zlon - half_lon, zlat - half_lat), (zlon + half_lon, zlat - half_lat),
-              (zlon + half_lon, zlat + half_lat), (zlon - half_lon, zlat + half_lat),
-              (zlon - half_lon, zlat - half_lat))
+    zlon, zlat = _lon_lat(450, 450)
+    square = tuple(tuple(_lon_lat(e, n)) for e, n in ((400, 400), (500, 400), (500, 500), (400, 500), (400, 400)))
     assert m.apply_command(4, SetZone("fire", square, ZoneStatus.BURNED, "test", 1)).ok
     v2 = m.view()
 
