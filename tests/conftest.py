@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def _require_mosquitto() -> None:
                     "(apt-get install mosquitto)", pytrace=False)
 
 
-def _broker(**options: object) -> LocalBroker:
+def _broker(**options: Any) -> LocalBroker:
     _require_mosquitto()
     broker = LocalBroker("mosquitto", **options)
     broker.start()
@@ -57,7 +58,7 @@ def _bridge_up(local: LocalBroker, remote: LocalBroker, timeout: float = 15.0) -
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    got: list[bytes] = []
+    got: list[bytes | bytearray] = []
     sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bridge-probe-sub")
     sub.on_message = lambda c, u, m: got.append(m.payload)
     sub.connect(remote.host, remote.port)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from consensus import Config, ConfState, Entry, MemoryStorage, Message, MessageType, RawNode
 from consensus.types import HardState, ReadState, StateRole
@@ -71,12 +71,13 @@ def ents(*terms: int, start: int = 1) -> list[Entry]:
 
 def unit(id: int = 1, peers: Iterable[int] = (1, 2, 3), *, log: Iterable[Entry] = (),
          term: int = 0, vote: int = 0, commit: int = 0, learners: Iterable[int] = (),
-         seed: int = 0, **cfg) -> Unit:
+         seed: int = 0, **cfg: Any) -> Unit:
     s = MemoryStorage(ConfState.of(list(peers), list(learners)))
     log = list(log)
     if log or term:
         s.apply_ready(HardState(term, vote, commit), log, None)
-    c = dict(election_tick=10, heartbeat_tick=1, pre_vote=False, check_quorum=False)
+    c: dict[str, Any] = dict(election_tick=10, heartbeat_tick=1, pre_vote=False,
+                             check_quorum=False)
     c.update(cfg)
     n = RawNode(Config(id=id, rng=random.Random(seed), **c), s)
     u = Unit(n, s)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import msgpack
 
@@ -62,8 +62,9 @@ class NodeView:
 class Cluster:
     def __init__(self, ids: Iterable[int] | int, *, seed: int = 0, learners: Iterable[int] = (),
                  extra: Iterable[int] = (), fsm_factory: Callable[[], object] = RecordingFSM,
-                 **cfg: object) -> None:
+                 **cfg: Any) -> None:
         ids = list(range(1, ids + 1)) if isinstance(ids, int) else list(ids)
+        learners = list(learners)
         self.rng = random.Random(seed)
         self.seed = seed
         self.cfg = dict(cfg)
@@ -90,7 +91,7 @@ class Cluster:
         self.replay_rate = 0.0
         self.history: deque[Message] = deque(maxlen=2000)
         self.reorder = False
-        self.sent = Counter()
+        self.sent: Counter[MessageType] = Counter()
         self.sent_total = 0
         self.results: dict[tuple[int, int], bytes] = {}
         #: Optional rewrite of each sent message: return it (maybe changed) or None to drop.
@@ -99,7 +100,7 @@ class Cluster:
     # -- nodes ------------------------------------------------------------------
 
     def _make_node(self, i: int) -> RawNode:
-        cfg = dict(election_tick=10, heartbeat_tick=1)
+        cfg: dict[str, Any] = dict(election_tick=10, heartbeat_tick=1)
         cfg.update(self.cfg)
         view = self.views[i]
         snap = view.storage.snapshot()

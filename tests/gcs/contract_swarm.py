@@ -182,14 +182,18 @@ class ContractSwarm:
             if req.get("op") != "propose":
                 return {"v": 1, "id": rid, "status": "error", "code": "bad_request",
                         "message": f"op {req.get('op')!r}"}
-            cache = self.sessions.get(req.get("session"))
+            session_id = req.get("session")
+            cache = self.sessions.get(session_id) if type(session_id) is int else None
             if cache is None:
                 return {"v": 1, "id": rid, "status": "error", "code": "session_expired",
                         "message": "unknown session"}
             if req.get("seq") in cache:
                 return {**cache[req["seq"]], "id": rid}
+            command = req.get("command")
             try:
-                cmd = parse_command(req.get("command"))
+                if command is None:
+                    raise ValueError("command: missing")
+                cmd = parse_command(command)
             except ValueError as exc:
                 return {"v": 1, "id": rid, "status": "error", "code": "invalid", "message": str(exc)}
             self.index += 1

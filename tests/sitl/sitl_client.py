@@ -25,6 +25,11 @@ READY_S = 2.0
 WAIT_S = 15.0  # generous wall-clock bound for any single expected event
 
 
+def _seq_is(seq: int) -> Callable[[Any], bool]:
+    """A wait condition: the mission message for item ``seq``."""
+    return lambda m: m.seq == seq
+
+
 def wait_for(conn: Any, types: str | list[str], cond: Callable[[Any], bool], timeout: float) -> Any:
     """The next message of ``types`` on a mavutil connection meeting ``cond``; fails the
     test after ``timeout`` wall-clock seconds."""
@@ -132,10 +137,10 @@ class SimClient:
         for seq in range(count):
             if legacy:
                 self.mav.mission_request_send(self.target, 1, seq, mission_type)
-                items.append(self.wait("MISSION_ITEM", lambda m, s=seq: m.seq == s))
+                items.append(self.wait("MISSION_ITEM", _seq_is(seq)))
             else:
                 self.mav.mission_request_int_send(self.target, 1, seq, mission_type)
-                items.append(self.wait("MISSION_ITEM_INT", lambda m, s=seq: m.seq == s))
+                items.append(self.wait("MISSION_ITEM_INT", _seq_is(seq)))
         self.mav.mission_ack_send(self.target, 1, M.MAV_MISSION_ACCEPTED, mission_type)
         return items
 
