@@ -301,7 +301,7 @@ def _trace_sent(trace: LatencyTrace, to: int, batch: Sequence[Message]) -> None:
     for m in batch:
         if m.type is MessageType.APPEND and m.entries:
             trace.mark(f"app_send:{to}")
-        elif m.type is MessageType.APPEND_RESP and not m.reject:
+        elif m.type is MessageType.APPEND_RESP and not m.reject and trace.new_ack(to, m.index):
             trace.mark(f"ack_send:{to}")
 
 
@@ -309,7 +309,7 @@ def _trace_stepped(trace: LatencyTrace, m: Message, received: float) -> None:
     if m.type is MessageType.APPEND and m.entries:
         trace.mark("app_net", received)
         trace.mark("app_step")
-    elif m.type is MessageType.APPEND_RESP and not m.reject:
+    elif m.type is MessageType.APPEND_RESP and not m.reject and trace.new_ack(m.frm, m.index):
         trace.mark(f"ack_net:{m.frm}", received)
         trace.mark(f"ack_step:{m.frm}")
 

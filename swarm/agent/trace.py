@@ -30,10 +30,24 @@ class LatencyTrace:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._marks: deque[tuple[float, str]] = deque(maxlen=MAX_MARKS)
+        #: Per peer, the highest log index an acknowledgement to or from it carried that
+        #: was marked. Only an acknowledgement of new entries is a stage of a command's
+        #: path: the answers to an append carrying only the commit index repeat the index
+        #: already acknowledged, and marking them would let the bench take one of them
+        #: for the next command's acknowledgement.
+        self.acked_index: dict[int, int] = {}
 
     def mark(self, stage: str, at: float | None = None) -> None:
         """``stage`` happened now (or at monotonic time ``at``); any thread."""
         self._marks.append((time.monotonic() if at is None else at, stage))
+
+    def new_ack(self, peer: int, index: int) -> bool:
+        """True, and ``index`` recorded, when an accepting append acknowledgement to or
+        from ``peer`` carries an index higher than any marked before (node thread)."""
+        if index <= self.acked_index.get(peer, 0):
+            return False
+        self.acked_index[peer] = index
+        return True
 
     def write(self) -> None:
         tmp = self.path.with_suffix(".tmp")

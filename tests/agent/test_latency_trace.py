@@ -39,3 +39,30 @@ def test_marks_are_bounded_and_written_one_per_line(monkeypatch, tmp_path):
     lines = t.path.read_text().splitlines()
     assert lines == [f"{k:.7f} stage{k}" for k in range(3, 8)]   # the newest 5
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_only_acknowledgements_of_new_entries_are_marked(tmp_path):
+    """The answer to an append that carries only the commit index repeats the index the
+    follower already acknowledged; it is not a stage of the next command's path, so the
+    bench must not see it (it took it for the next command's acknowledgement)."""
+    from consensus.types import Entry, Message, MessageType
+    from swarm.agent.node import _trace_sent, _trace_stepped
+
+    leader, follower = LatencyTrace(tmp_path / "l.txt"), LatencyTrace(tmp_path / "f.txt")
+
+    def ack(index: int, reject: bool = False) -> Message:
+        return Message(MessageType.APPEND_RESP, to=1, frm=2, term=3, index=index,
+                       reject=reject)
+
+    for m in (ack(5), ack(5), ack(4, reject=True), ack(6), ack(6)):
+        _trace_sent(follower, 1, [m])
+        _trace_stepped(leader, m, received=1.0)
+    append = Message(MessageType.APPEND, to=2, frm=1, term=3, index=6, log_term=3,
+                     entries=(Entry(3, 7, data=b"x"),))
+    _trace_sent(leader, 2, [append])
+    leader.write()
+    follower.write()
+    assert [line.split()[1] for line in follower.path.read_text().splitlines()] == \
+        ["ack_send:1", "ack_send:1"]
+    assert [line.split()[1] for line in leader.path.read_text().splitlines()] == \
+        ["ack_net:2", "ack_step:2", "ack_net:2", "ack_step:2", "app_send:2"]
