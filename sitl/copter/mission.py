@@ -75,12 +75,20 @@ def starts_with_takeoff(v: Copter) -> bool:
 
 
 def mission_changed(v: Copter) -> None:
-    """A new mission was stored: keep the current item if it still exists."""
+    """A new mission was stored: keep the current item if it still exists.
+
+    A running mission whose current item lies beyond the new one's end goes on as real
+    ArduCopter does (AP_Mission::truncate keeps the loaded nav command): the item in
+    flight is still flown to its old target and announced reached, MISSION_CURRENT keeps
+    its old seq, and then the mission completes and the copter holds there in AUTO; the
+    new mission's items are not flown. (Real SITL observed, docs/sitl.md.)"""
     count = len(v.missions.items)
     if v.mission_index >= count:
+        if v.mission_state == "running" and count > 1:
+            return
         v.mission_index = 1
         if v.mission_state == "running":
-            v.mission_state = "complete" if count <= 1 else "stopped"
+            v.mission_state = "complete"
 
 
 def start_or_resume(v: Copter) -> None:

@@ -260,6 +260,52 @@ def test_set_mission_current_on_a_finished_mission_leaves_it_stopped(vehicle: Te
     assert moved < 2.0 and abs(last.relative_alt - end.relative_alt) < 1_000
 
 
+def test_a_shorter_mission_stored_mid_flight_lets_auto_finish_the_item_in_flight_and_hold(
+        vehicle: TestVehicle, gcs: Gcs):
+    """AP_Mission::truncate while AUTO flies item 5 of 6 and a 2-item mission (home + one
+    waypoint) is stored: the loaded nav command is kept. Real SITL flies item 5 to its
+    old target ("Reached command #5"), MISSION_CURRENT keeps seq 5 (total 1) and goes
+    ACTIVE -> COMPLETE, and the copter then holds in AUTO, armed, at height, near the old
+    route's end: it neither lands nor flies to the new mission's waypoint."""
+    vehicle.needs_reboot()
+    route = [(M.MAV_CMD_NAV_WAYPOINT, *north_east(25 * k, 0), 10) for k in range(1, 6)]
+    gcs.upload([(M.MAV_CMD_NAV_WAYPOINT, HOME[0], HOME[1], 0), (M.MAV_CMD_NAV_TAKEOFF, 0, 0, 10), *route])
+    _arm_and_take_off(gcs, 10)
+    gcs.wait("GLOBAL_POSITION_INT", lambda m: m.relative_alt > 9_000, FLIGHT_S)
+    gcs.stream(M.MAVLINK_MSG_ID_MISSION_CURRENT, 200_000)
+    assert gcs.command(M.MAV_CMD_DO_SET_MODE, M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, M.COPTER_MODE_AUTO)[0] == 0
+    gcs.wait("MISSION_CURRENT", lambda m: m.seq == 5 and m.mission_state == M.MISSION_STATE_ACTIVE, FLIGHT_S)
+    new_lat, new_lon = north_east(0, 40)
+    gcs.upload([(M.MAV_CMD_NAV_WAYPOINT, HOME[0], HOME[1], 0), (M.MAV_CMD_NAV_WAYPOINT, new_lat, new_lon, 10)])
+    gcs.reached.clear()
+    seen: list[Any] = []
+    deadline = time.monotonic() + FLIGHT_S
+    while time.monotonic() < deadline:  # until the mission completes and the copter is still
+        if (msg := gcs.recv()) is None:
+            continue
+        seen.append(msg)
+        done = any(m.get_type() == "MISSION_CURRENT" and m.mission_state == M.MISSION_STATE_COMPLETE
+                   for m in seen)
+        if done and msg.get_type() == "GLOBAL_POSITION_INT" and math.hypot(msg.vx, msg.vy) < 30:
+            break
+    else:
+        raise AssertionError("the mission did not complete with the copter holding")
+    seen += gcs.collect(3.0)
+    assert 5 in gcs.reached  # the item in flight was still flown to its target
+    currents = [m for m in seen if m.get_type() == "MISSION_CURRENT"]
+    assert {(m.seq, m.total) for m in currents} == {(5, 1)}
+    beats = [m for m in seen if m.get_type() == "HEARTBEAT" and m.get_srcComponent() == 1]
+    assert beats and all(m.custom_mode == M.COPTER_MODE_AUTO and m.base_mode & M.MAV_MODE_FLAG_SAFETY_ARMED
+                         for m in beats)
+    fixes = [m for m in seen if m.get_type() == "GLOBAL_POSITION_INT"]
+    for m in fixes:  # never toward the new waypoint (40 m east), never down
+        north = (m.lat / 1e7 - HOME[0]) * 111_319.49
+        east = (m.lon / 1e7 - HOME[1]) * 111_319.49 * math.cos(math.radians(HOME[0]))
+        assert abs(east) < 5.0 and 70.0 < north < 130.0 and m.relative_alt > 8_000, (north, east, m.relative_alt)
+    held = [m for m in seen[-len(fixes):] if m.get_type() == "GLOBAL_POSITION_INT"][-10:]
+    assert max(math.hypot(m.vx, m.vy) for m in held) < 50  # cm/s: holding, not flying on
+
+
 # ArduCopter's defaults for what decides flight times (AC_WPNav, AC_PosControl,
 # mode_land/mode_rtl, AutoTakeoff, AP_MotorsMulticopter), with SITL's copter.parm.
 FLIGHT_TIME_PARAMS = {
