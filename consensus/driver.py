@@ -208,6 +208,12 @@ class DriverObserver:
         """The role, leader or term changed (reported after the Ready's entries were
         applied, before advance)."""
 
+    def proposals_refused(self, driver: Driver, datas: Sequence[bytes]) -> None:
+        """The leader refused proposals this node forwarded to it (``PROPOSE_RESP``: its
+        uncommitted log is full, or a leadership transfer is under way); it appended
+        none of them. Reported after the Ready's leadership change, so a proposal
+        forwarded again to a new leader meanwhile may be pending there."""
+
     def read_ready(self, driver: Driver, ctx: bytes, index: int) -> None:
         """The read ``ctx`` may be served now: the state machine has applied ``index``,
         which a quorum confirmed after the read was asked (thesis §6.4)."""
@@ -536,6 +542,9 @@ class Driver:
             if self._stopped:
                 return
         self._report_leadership(rd)
+        if rd.refused_proposals:
+            self.counts["proposals refused by the leader"] += len(rd.refused_proposals)
+            self.observer.proposals_refused(self, rd.refused_proposals)
         # 5. Reads whose index is applied (rule 6, thesis §6.4).
         for rs in rd.read_states:
             self._reads_asked.pop(rs.request_ctx, None)

@@ -139,6 +139,8 @@ class Raft:
         self.role = StateRole.FOLLOWER
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
+        #: Data of forwarded proposals the leader refused (PROPOSE_RESP), for Ready.
+        self.refused_proposals: list[bytes] = []
         self.votes: dict[int, bool] = {}
         self.prs: dict[int, Progress] = {}
         self.election_elapsed = 0
@@ -820,7 +822,10 @@ class Raft:
             try:
                 self._leader_propose(m.entries)
             except ProposalDropped:
-                pass  # the forwarding client times out and retries
+                # Nothing of it was appended (_append_entries is all or nothing): say
+                # so, and the follower answers its clients now instead of at their
+                # timeout.
+                self._send(MessageType.PROPOSE_RESP, m.frm, entries=m.entries)
             return
         if t is MessageType.READ_INDEX:
             self._leader_read_index(m.frm, m.context)
@@ -967,6 +972,8 @@ class Raft:
             self.hup(transfer=True)
         elif t is MessageType.READ_INDEX_RESP:
             self.read_states.append(ReadState(m.index, m.context))
+        elif t is MessageType.PROPOSE_RESP:
+            self.refused_proposals.extend(e.data for e in m.entries)
         # Forwarded PROPOSE / READ_INDEX / TRANSFER_LEADER reaching a follower are
         # dropped rather than forwarded again (no forwarding loops); clients retry.
 

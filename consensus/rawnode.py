@@ -71,6 +71,8 @@ class Ready:
       transport's peer list).
     * ``read_states`` – linearizable reads: serve each once the state machine has
       applied ``index``.
+    * ``refused_proposals`` – the data of proposals this node forwarded that the leader
+      refused (never appended there): their clients may be told now.
     """
 
     soft_state: SoftState | None
@@ -80,6 +82,7 @@ class Ready:
     messages: tuple[Message, ...]
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
+    refused_proposals: tuple[bytes, ...] = ()
     #: Whether the writes need an fsync before the messages go (etcd MustSync): new
     #: entries, a snapshot, or a new term or vote. A commit index alone can be relearned
     #: from the leader, so a storage may batch it.
@@ -173,6 +176,7 @@ class RawNode:
             return False
         return bool(
             r.pending_bcast or r.pending_read_round or r.msgs or r.read_states
+            or r.refused_proposals
             or r.log.unstable.entries or r.log.unstable.snapshot is not None
             or r.log.has_next_committed_entries()
             or r.lead != self._prev_soft.lead or r.role is not self._prev_soft.role
@@ -198,11 +202,13 @@ class RawNode:
             committed_entries=tuple(r.log.next_committed_entries(
                 r.cfg.max_committed_bytes_per_ready or None)),
             read_states=tuple(r.read_states),
+            refused_proposals=tuple(r.refused_proposals),
             must_sync=bool(r.log.unstable.entries) or r.log.unstable.snapshot is not None
             or hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote,
         )
         r.msgs = []
         r.read_states = []
+        r.refused_proposals = []
         if rd.soft_state is not None:
             self._prev_soft = rd.soft_state
         self._outstanding = rd
@@ -278,10 +284,10 @@ class RawNode:
                 if e.index != prev + 1 or e.term < prev_term or e.term > m.term:
                     raise InvalidMessage("AppendEntries entries are not a valid log suffix")
                 prev, prev_term = e.index, e.term
-        elif m.entries and m.type is not MessageType.PROPOSE:
+        elif m.entries and m.type not in (MessageType.PROPOSE, MessageType.PROPOSE_RESP):
             raise InvalidMessage(f"{m.type.name} carries no entries")
-        if m.type is MessageType.PROPOSE and not m.entries:
-            raise InvalidMessage("PROPOSE without entries")
+        if m.type in (MessageType.PROPOSE, MessageType.PROPOSE_RESP) and not m.entries:
+            raise InvalidMessage(f"{m.type.name} without entries")
         if m.type is MessageType.SNAPSHOT:
             assert m.snapshot is not None  # Message validates this
             if m.snapshot.meta.index == 0 or m.snapshot.meta.term > m.term:

@@ -260,6 +260,11 @@ class MessageType(enum.IntEnum):
     PROPOSE = 14
     #: A follower asks the leader to hand leadership to ``frm``'s choice in ``index``.
     TRANSFER_LEADER = 15
+    #: The leader refuses forwarded proposals it cannot take now (its uncommitted log
+    #: tail is full, a leadership transfer is under way): ``entries`` echo the
+    #: PROPOSE's entries, none of which it appended, so the follower can tell its
+    #: clients at once (etcd drops them silently: the clients wait for their timeout).
+    PROPOSE_RESP = 16
 
 
 @dataclass(frozen=True, slots=True)

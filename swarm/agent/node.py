@@ -282,6 +282,9 @@ class _Observer(DriverObserver):
     def leadership_changed(self, driver: Driver, change: LeaderChange) -> None:
         self.agent._leadership(change)
 
+    def proposals_refused(self, driver: Driver, datas: Sequence[bytes]) -> None:
+        self.agent.service.on_proposals_refused(datas)
+
     def read_ready(self, driver: Driver, ctx: bytes, index: int) -> None:
         self.agent.service.on_read_ready(ctx, index)
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -118,6 +118,9 @@ class _Proposal:
 
     data: bytes
     waiters: list[tuple[_Waiter, int]]
+    #: How often this node proposed ``data`` (again after each leader change): a
+    #: refusal from the leader says only that its own copy was not appended.
+    proposed: int = 1
 
 
 @dataclass(slots=True)
@@ -460,14 +463,41 @@ class ClientService:
         (``busy``, ``no_leader``) leaves it to the client's retry."""
         self._log_full = None
         # A batch entry is the data of each of its commands' proposals: proposed once.
-        datas = list(dict.fromkeys(p.data for p in self._proposals.values()))
-        datas += [encode_register(nonce) for nonce in self._registrations]
+        by_data: dict[bytes, list[_Proposal]] = {}
+        for p in self._proposals.values():
+            by_data.setdefault(p.data, []).append(p)
+        datas = list(by_data) + [encode_register(nonce) for nonce in self._registrations]
         for data in datas:
             try:
                 self.node.propose_many([data])
             except ProposalDropped:
                 return
+            for p in by_data.get(data, ()):
+                p.proposed += 1
             self.stats.count(self.stats.requests, "re-proposed after a leader change")
+
+    def on_proposals_refused(self, datas: Sequence[bytes]) -> None:
+        """The leader refused proposals this node forwarded (``PROPOSE_RESP``: its
+        uncommitted log is full, or leadership is being transferred) and appended none
+        of them: their commands are answered ``busy`` now, as the leader answers its own
+        clients, rather than ``timeout`` at their deadline, and further proposals here
+        are answered ``busy`` until an entry is applied. ``busy`` says this attempt was
+        not applied (docs/protocol.md, ``session_expired``), so a command this node
+        proposed again after a leader change keeps waiting: the new leader may hold it.
+        A registration refused is answered ``busy`` whatever its copies: a second
+        registration applied only leaves an unused session."""
+        refused = set(datas)
+        self._log_full = ("the leader's uncommitted log is full or a leadership transfer "
+                          "is under way (it refused this node's forwarded proposals)")
+        for key, p in list(self._proposals.items()):
+            if p.proposed == 1 and p.data in refused:
+                del self._proposals[key]
+                for w, pos in p.waiters:
+                    self._settle(w, pos, _failed(ErrorCode.BUSY, self._log_full))
+        for nonce in [n for n in self._registrations if encode_register(n) in refused]:
+            for w in self._registrations.pop(nonce):
+                self._done(w)
+                self._error(w.request, ErrorCode.BUSY, self._log_full)
 
     # -- time
 

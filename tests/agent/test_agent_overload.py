@@ -41,8 +41,9 @@ ELECTION_TICKS = 60
 class _Flood:
     """One MQTT 5 connection publishing FLOOD proposals and counting the replies."""
 
-    def __init__(self, broker: LocalBroker, swarm: str) -> None:
+    def __init__(self, broker: LocalBroker, swarm: str, count: int = FLOOD) -> None:
         self.swarm = swarm
+        self.count = count
         self.reply_topic = "swarm-client/flood/reply"
         self.replies: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
@@ -66,17 +67,17 @@ class _Flood:
         body = json.loads(msg.payload)
         with self.lock:
             self.replies[msg.properties.CorrelationData.decode()] = body
-            if len(self.replies) >= FLOOD:
+            if len(self.replies) >= self.count:
                 self.all_answered.set()
 
-    def publish(self, leader: int, session: int) -> None:
-        for seq in range(1, FLOOD + 1):
+    def publish(self, node: int, session: int) -> None:
+        for seq in range(1, self.count + 1):
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic = self.reply_topic
             props.CorrelationData = f"r{seq}".encode()
             body = {"v": 1, "id": f"r{seq}", "op": "propose", "session": session, "seq": seq,
                     "ack": seq, "command": zone(f"flood-{seq % 50}")}
-            self.client.publish(topics.request(self.swarm, leader), json.dumps(body).encode(),
+            self.client.publish(topics.request(self.swarm, node), json.dumps(body).encode(),
                                 qos=1, properties=props)
 
     def close(self) -> None:
@@ -141,4 +142,63 @@ def test_a_flood_of_requests_is_answered_busy_and_never_costs_the_leader(
             flood.close()
         if watch is not None:
             watch.close()
+        cluster.close()
+
+
+#: Requests at a follower whose leader refuses what it forwards.
+FORWARDED = 400
+#: Longer than the test waits for every answer: an unanswered refusal (etcd's silent
+#: drop) would be answered ``timeout`` only after it.
+PATIENT_TIMEOUT_S = 300
+
+
+def test_a_follower_answers_busy_at_once_when_the_full_leader_refuses_its_forwards(
+        tmp_path: Path, mosquitto: LocalBroker) -> None:
+    # A client needs no leader hint (issue 9), so floods reach followers too. With a
+    # 1-byte uncommitted tail the leader takes one entry at a time and refuses the
+    # other forwarded proposals (PROPOSE_RESP): the follower must answer those
+    # ``busy`` now, as the leader answers its own clients, not leave them to time out.
+    cluster = AgentCluster(tmp_path, mosquitto, 3, election_ticks=ELECTION_TICKS,
+                           extra="[raft]\nmax_uncommitted_bytes = 1\n"
+                                 f"[client]\nrequest_timeout_s = {PATIENT_TIMEOUT_S}\n"
+                                 "[leadership]\nby_link_score = false\n")
+    flood: _Flood | None = None
+    try:
+        cluster.start_all()
+        client = cluster.client()
+        leader = cluster.wait_leader(client)
+        follower = next(i for i in cluster.ids if i != leader)
+        assert client.propose(zone("before")).committed
+        session = client.register()  # the flood's own: its seqs start at 1
+        cluster.wait_converged(client)
+        flood = _Flood(mosquitto, cluster.swarm, FORWARDED)
+        flood.publish(follower, session)
+        # Liveness, bounded and far below the requests' own timeout.
+        assert flood.all_answered.wait(PATIENT_TIMEOUT_S / 3), \
+            f"{len(flood.replies)} of {FORWARDED} requests answered\n{cluster.logs()}"
+        outcomes: dict[str, int] = {}
+        for body in flood.replies.values():
+            key = body["status"] if body["status"] != "error" else body["code"]
+            outcomes[key] = outcomes.get(key, 0) + 1
+        assert set(outcomes) <= {"committed", "busy"}, outcomes
+        assert outcomes.get("busy", 0) > 0 and outcomes.get("committed", 0) > 0, outcomes
+        # Every committed answer is in the map, which every node holds alike.
+        cluster.wait_converged(client)
+        # The follower counts them (its metrics refresh with its periodic status).
+        busy_counted = 0.0
+        deadline = time.monotonic() + 60
+        while busy_counted < outcomes["busy"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            busy_counted = cluster.metrics(follower).get(
+                'swarm_client_replies_total{outcome="busy"}', 0)
+        assert busy_counted >= outcomes["busy"], (busy_counted, outcomes)
+        committed = {f"flood-{int(rid[1:]) % 50}" for rid, body in flood.replies.items()
+                     if body["status"] == "committed"}
+        _, doc = client.read_map()
+        ids = {f["properties"]["id"] for f in doc["features"] if f["properties"]["kind"] == "zone"}
+        assert committed <= ids, committed - ids
+        print(f"{FORWARDED} requests at follower {follower} answered: {outcomes}")
+    finally:
+        if flood is not None:
+            flood.close()
         cluster.close()

@@ -77,6 +77,9 @@ class Node:
             def read_expired(self, driver, ctx):  # type: ignore[no-untyped-def]
                 svc.on_read_expired(ctx)
 
+            def proposals_refused(self, driver, datas):  # type: ignore[no-untyped-def]
+                svc.on_proposals_refused(datas)
+
         return Obs()
 
     def run(self) -> None:
@@ -600,6 +603,65 @@ def test_a_batch_sent_to_a_follower_is_forwarded_in_one_message_and_answered_the
     assert [(x["seq"], x["status"]) for x in r] == [(1, "committed"), (2, "error"),
                                                    (3, "committed")]
     assert [r[0]["index"], r[2]["index"]] == [2, 3] and node.map.version == 3
+
+
+def _follower_of_2() -> Node:
+    """Node 1 of three, following node 2 (term 1), with session 1 registered."""
+    from consensus.session import encode_register
+    from consensus.types import Entry, EntryKind, Message, MessageType
+
+    node = Node(voters=(1, 2, 3))
+    node.driver.step(Message(MessageType.APPEND, to=1, frm=2, term=1, log_term=0, index=0,
+                             entries=(Entry(1, 1, EntryKind.NORMAL, encode_register(b"n")),),
+                             commit=1))
+    node.run()
+    assert node.driver.raw.status().lead == 2
+    node.sent.clear()
+    return node
+
+
+def _refuse_forwards(node: Node) -> None:
+    """The leader (node 2) refuses every PROPOSE node 1 sent it (PROPOSE_RESP)."""
+    from consensus.types import Message, MessageType
+
+    forwards = [m for m in node.sent if m.type is MessageType.PROPOSE]
+    node.sent.clear()
+    for m in forwards:
+        node.driver.step(Message(MessageType.PROPOSE_RESP, to=1, frm=2, term=1,
+                                 entries=m.entries))
+    node.run()
+
+
+def test_forwarded_commands_the_leader_refuses_are_answered_busy_at_once() -> None:
+    node = _follower_of_2()
+    assert node.ask(_batch(1, [1, 2])) == []
+    assert node.ask({"op": "register", "id": "r2", "nonce": "n2"}) == []
+    _refuse_forwards(node)
+    replies = {r["id"]: r for r in node.replies()}
+    assert [(x["seq"], x["code"]) for x in replies["b"]["results"]] == [(1, "busy"), (2, "busy")]
+    assert replies["r2"]["code"] == "busy"
+    assert node.service.pending() == 0
+    # Until an entry is applied here, new proposals are answered busy without a forward
+    # (the leader is full); a retry of the refused commands is proposed anew after it.
+    [again] = node.ask(_batch(1, [1, 2], rid="b2"))
+    assert again["code"] == "busy" and not node.sent  # the whole batch, as a full leader
+    from consensus.types import Entry, EntryKind, Message, MessageType
+    node.driver.step(Message(MessageType.APPEND, to=1, frm=2, term=1, log_term=1, index=1,
+                             entries=(Entry(1, 2, EntryKind.NORMAL, b""),), commit=2))
+    node.run()
+    assert node.ask(_batch(1, [1, 2], rid="b3")) == []
+    assert [m for m in node.sent if m.type is MessageType.PROPOSE]
+
+
+def test_a_refusal_does_not_answer_a_command_proposed_again_after_a_leader_change() -> None:
+    # Proposed twice (again after a leader change), the command may be in the new
+    # leader's log though the old one refused its copy: busy would wrongly promise the
+    # client that this attempt was not applied, so it keeps waiting for its outcome.
+    node = _follower_of_2()
+    assert node.ask(_batch(1, [1])) == []
+    node.service.on_leader_change()
+    _refuse_forwards(node)
+    assert node.replies() == [] and node.service.pending() == 1
 
 
 # -- batch entries: with the register, a batch is proposed as ONE log entry

@@ -76,6 +76,9 @@ class _Recorder(DriverObserver):
     def read_expired(self, driver: Driver, ctx: bytes) -> None:
         self.log.append(("read expired", driver.id, ctx))
 
+    def proposals_refused(self, driver: Driver, datas: Sequence[bytes]) -> None:
+        self.log.append(("refused", driver.id, tuple(datas)))
+
     def snapshot_taken(self, driver: Driver, index: int, data: bytes) -> None:
         self.log.append(("snapshot", driver.id, index, driver.storage.first_index()))
 
@@ -339,6 +342,33 @@ def test_the_uncommitted_tail_is_bounded_by_default_and_over_it_proposals_are_bu
     c.cut.clear()
     c.run(20)
     lead.propose(b"z")  # commits drained the tail
+
+
+def test_a_forwarded_proposal_the_full_leader_refuses_is_reported_to_its_follower() -> None:
+    """A follower's proposals reach the leader as PROPOSE; one that does not fit the
+    leader's uncommitted tail is refused with PROPOSE_RESP (not dropped silently, as
+    etcd does), so the follower can answer its client now rather than at a timeout."""
+    c = _Cluster(5, max_uncommitted_bytes=1024)
+    lead = c.leader()
+    c.run(3)
+    follower, *others = [i for i in c.ids if i != lead.id]
+    c.cut.update(others)  # two of five: nothing commits, the follower still reaches it
+    d = c.drivers[follower]
+    d.propose(b"a" * 1000)  # fits: nothing is uncommitted
+    c.run(2)
+    last = lead.raw.status().last_index
+    d.propose_many([b"b" * 1000, b"c"])  # over the tail: refused whole
+    c.run(3)
+    refusals = [e for e in c.log if e[0] == "refused"]
+    assert refusals == [("refused", follower, (b"b" * 1000, b"c"))]
+    assert lead.raw.status().last_index == last  # nothing of it was appended
+    assert d.status().counts["proposals refused by the leader"] == 2
+    assert not [e for e in c.log if e[0] == "send" and e[1] == lead.id
+                and e[2] is MessageType.PROPOSE_RESP and e[3] != follower]
+    c.cut.clear()
+    c.run(20)
+    assert [e[2].data for e in c.log if e[0] == "applied" and e[1] == follower  # type: ignore[union-attr]
+            and e[2].data].count(b"a" * 1000) == 1  # type: ignore[union-attr]
 
 
 def test_a_proposal_without_a_leader_is_dropped_not_busy() -> None:

@@ -144,7 +144,7 @@ def test_random_well_formed_messages_never_crash_a_node():
             ents: tuple = ()
             if t is MessageType.APPEND:
                 ents = tuple(Entry(log_term, idx + 1 + j) for j in range(rng.randint(0, 3)))
-            elif t is MessageType.PROPOSE:
+            elif t in (MessageType.PROPOSE, MessageType.PROPOSE_RESP):
                 ents = (Entry(0, 0, data=b"p"),)
             snap = None
             if t is MessageType.SNAPSHOT:
