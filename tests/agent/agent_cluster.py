@@ -61,8 +61,9 @@ class AgentCluster:
     def __init__(self, tmp: Path, broker: LocalBroker | Iterable[LocalBroker], n: int, *,
                  swarm: str = "test", mqtt: str = "5", extra: str = "",
                  profile: str = "lan", election_ticks: int | None = TEST_ELECTION_TICKS,
-                 state_machine: str = "map") -> None:
+                 state_machine: str = "map", log_format: str = "text") -> None:
         self.tmp = tmp
+        self.log_format = log_format
         self.brokers = [broker] if isinstance(broker, LocalBroker) else list(broker)
         self.n = n
         self.swarm = swarm
@@ -141,6 +142,7 @@ profile = "{self.profile}"
 listen = "127.0.0.1:{self.metrics_ports[i]}"
 [log]
 level = "info"
+format = "{self.log_format}"
 {extra}
 """
 
