@@ -25,11 +25,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from consensus.types import MAX_NODE_ID
 from swarm.bus.client import BrokerAddress, BusConfigError
+from swarm.bus.keys import KeyFileError, Keyring, SwarmKey, load_key
 
 from .link import RADIO_MODES
 from .machine import STATE_MACHINES
@@ -51,6 +53,7 @@ __all__ = [
     "TimingConfig",
     "TlsSettings",
     "load_config",
+    "load_keyring",
     "parse_bus_section",
     "parse_config",
 ]
@@ -82,13 +85,23 @@ class NodeConfig:
 
 @dataclass(frozen=True, slots=True)
 class SwarmConfig:
+    """The swarm id and its keys. A key rotation is two phases, each one config change
+    rolled out drone by drone (swarm.bus.keys.Keyring, docs/protocol.md "Key
+    rotation"): phase 1 names the new key ``next_key_file`` (accepted, not sealing);
+    phase 2 makes it ``key_file`` and the old one ``previous_key_file``, accepted until
+    ``previous_until``."""
+
     id: str
-    #: The swarm key (``swarm keygen``): must not be readable by group or others.
+    #: The swarm key this node seals with (``swarm keygen``): must not be readable by
+    #: group or others.
     key_file: Path
-    #: Optional second key accepted during a key rotation (docs/protocol.md).
+    #: Phase 1 of a rotation: the new key, accepted but not used to seal.
+    next_key_file: Path | None = None
+    #: Phase 2: the old key, still accepted until ``previous_until``.
     previous_key_file: Path | None = None
-    #: How long after start the previous key is still accepted.
-    previous_key_overlap_s: float = 3600.0
+    #: End of phase 2's overlap: an absolute time (timezone-aware, UTC), so a restart
+    #: does not extend it.
+    previous_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +379,81 @@ def _broker(text: object, where: _Section, key: str, tls: bool) -> BrokerAddress
         raise where.error(key, f"{exc} (credentials are username / password_file)") from None
 
 
+def _swarm_keys(s: _Section, swarm_id: str) -> SwarmConfig:
+    """``[swarm]``'s key settings: at most one rotation phase, each phase complete."""
+    if s.has("previous_key_overlap_s"):
+        raise s.error("previous_key_overlap_s", "replaced by previous_until, the end of the "
+                      "overlap as a UTC time (e.g. 2026-06-01T12:00:00Z): a duration "
+                      "restarted at every agent start and so never ended")
+    key_file = s.path("key_file", required=True)
+    assert key_file is not None
+    next_key_file = s.path("next_key_file")
+    previous_key_file = s.path("previous_key_file")
+    until = _timestamp(s, "previous_until")
+    if next_key_file is not None and previous_key_file is not None:
+        raise s.error("next_key_file", "and previous_key_file together: one rotation at a "
+                      "time (phase 1 names the new key next_key_file; phase 2 makes it "
+                      "key_file and the old one previous_key_file)")
+    if previous_key_file is not None and until is None:
+        raise s.error("previous_until", "is required with previous_key_file: when the old "
+                      "key stops being accepted, a UTC time such as 2026-06-01T12:00:00Z")
+    if until is not None and previous_key_file is None:
+        raise s.error("previous_until", "without previous_key_file: it ends the previous "
+                      "key's overlap, and there is no previous key")
+    for name, path in (("next_key_file", next_key_file),
+                       ("previous_key_file", previous_key_file)):
+        if path is not None and path.resolve() == key_file.resolve():
+            raise s.error(name, f"{path} is key_file itself: name the other key of the "
+                          "rotation")
+    return SwarmConfig(swarm_id, key_file, next_key_file, previous_key_file, until)
+
+
+def _timestamp(s: _Section, key: str) -> datetime | None:
+    """A TOML offset date-time (``2026-06-01T12:00:00Z``) or the same as an ISO 8601
+    string, with an explicit offset: a drone's local time zone must not move it."""
+    value = s.raw(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise s.error(key, f"{value!r} is not an ISO 8601 date and time "
+                          "(e.g. 2026-06-01T12:00:00Z)") from None
+    if not isinstance(value, datetime):
+        kind = "a date without a time" if isinstance(value, date) else repr(value)
+        raise s.error(key, f"must be a date and time with an offset (e.g. "
+                      f"2026-06-01T12:00:00Z), got {kind}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise s.error(key, f"{value.isoformat()} has no offset: add Z (UTC) or +HH:MM")
+    return value.astimezone(timezone.utc)
+
+
+def load_keyring(swarm: SwarmConfig) -> Keyring:
+    """Read ``[swarm]``'s key files into the node's keyring; :class:`KeyFileError` names
+    the setting and the file (and keeps load_key's permission checks)."""
+    def load(name: str, path: Path) -> SwarmKey:
+        try:
+            return load_key(path)
+        except KeyFileError as exc:
+            raise KeyFileError(f"[swarm] {name}: {exc}") from None
+
+    sealing = load("key_file", swarm.key_file)
+    nxt = prev = None
+    if swarm.next_key_file is not None:
+        nxt = load("next_key_file", swarm.next_key_file)
+    if swarm.previous_key_file is not None:
+        prev = load("previous_key_file", swarm.previous_key_file)
+    for name, path, key in (("next_key_file", swarm.next_key_file, nxt),
+                            ("previous_key_file", swarm.previous_key_file, prev)):
+        if key is not None and key.key_id == sealing.key_id:
+            raise KeyFileError(f"[swarm] {name}: {path} holds the same key as key_file "
+                               f"{swarm.key_file} (key id {key.key_id.hex()}): name the "
+                               "other key of the rotation")
+    until = swarm.previous_until.timestamp() if swarm.previous_until is not None else None
+    return Keyring(sealing, next=nxt, previous=prev, previous_until=until)
+
+
 def _listen(value: object, where: _Section, key: str) -> tuple[str, int] | None:
     if value in ("", "off", False):
         return None
@@ -471,10 +559,7 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
     if not _SWARM_ID.fullmatch(swarm_id):
         raise s.error("id", f"{swarm_id!r}: 1-32 characters of a-z, 0-9 and '-', starting "
                             "with a letter or digit")
-    key_file = s.path("key_file", required=True)
-    assert key_file is not None
-    swarm = SwarmConfig(swarm_id, key_file, s.path("previous_key_file"),
-                        s.number("previous_key_overlap_s", 3600.0, 0, 365 * 86400))
+    swarm = _swarm_keys(s, swarm_id)
     s.finish()
 
     if "bus" not in data:

@@ -48,14 +48,14 @@ from swarm.bus import topics
 from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, MqttVersion, \
     Received, TlsConfig, Will
 from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, EnvelopeSealer, \
-    Keyring, Rejected, claimed_sender
-from swarm.bus.keys import KeyFileError, load_key
+    Rejected, claimed_sender
+from swarm.bus.keys import KeyFileError, Keyring
 from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
 from swarm.flight import OwnCommits
 from swarm.planner import assignment_hash
 
 from .assigner import LeaderAssignment
-from .config import AgentConfig
+from .config import AgentConfig, SwarmConfig, load_keyring
 from .inbox import Inbox
 from .link import BrokerProbe, LinkFigures, LinkScorePolicy, RadioFactor, link_score
 from .machine import MapMachine, claim_data_dir, make_machine
@@ -324,6 +324,25 @@ def _derived_gap(minimum: float, started_cpu: float) -> float:
     return max(minimum, (time.thread_time() - started_cpu) / DERIVED_DUTY)
 
 
+def _log_keys(keyring: Keyring, swarm: SwarmConfig) -> None:
+    """Say which rotation phase this node is in: the operator moves on to the next phase
+    only once every node has reached this one (docs/protocol.md, "Key rotation")."""
+    seal = keyring.sealing.key_id.hex()
+    if keyring.next is not None:
+        log.info("key rotation phase 1: sealing with key %s (key_file), also accepting the "
+                 "next key %s (next_key_file)", seal, keyring.next.key_id.hex())
+    elif keyring.previous is not None and swarm.previous_until is not None:
+        until, prev = swarm.previous_until.isoformat(), keyring.previous.key_id.hex()
+        if keyring.opening_keys(time.time()) == (keyring.sealing,):
+            log.warning("the previous key %s (previous_key_file) expired at %s and is "
+                        "refused; remove previous_key_file and previous_until", prev, until)
+        else:
+            log.info("key rotation phase 2: sealing with key %s (key_file), accepting the "
+                     "previous key %s (previous_key_file) until %s", seal, prev, until)
+    else:
+        log.info("sealing with key %s (key_file)", seal)
+
+
 def _role_name(role: StateRole) -> str:
     return role.value.replace("-", "_")
 
@@ -398,15 +417,12 @@ class Agent:
 
     def _start(self, data_dir: Path) -> None:
         cfg = self.config
-        now = time.monotonic()
         try:
-            current = load_key(cfg.swarm.key_file)
-            previous = (load_key(cfg.swarm.previous_key_file)
-                        if cfg.swarm.previous_key_file is not None else None)
+            keyring = load_keyring(cfg.swarm)
         except KeyFileError as exc:
             raise AgentError(str(exc)) from None
-        keyring = Keyring(current, previous,
-                          now + cfg.swarm.previous_key_overlap_s if previous else None)
+        self.keyring = keyring
+        _log_keys(keyring, cfg.swarm)
         try:
             claim_data_dir(data_dir, cfg.node.state_machine)
         except (ValueError, OSError) as exc:
@@ -420,7 +436,9 @@ class Agent:
         self.sealer = EnvelopeSealer(self.swarm, self.node_id, keyring, epoch)
         self.opener = EnvelopeOpener(self.swarm, self.node_id, keyring, floors=floors,
                                      on_epoch_advance=self.floor_store.save,
-                                     clock=time.monotonic)
+                                     # previous_until is a calendar time (it survives
+                                     # restarts), so the overlap ends on the wall clock.
+                                     clock=time.time)
         try:
             storage = _TimedStorage(data_dir / "raft.db", ConfState.of(cfg.node.voters))
         except StorageError as exc:
@@ -916,6 +934,11 @@ class Agent:
             "score_transfers": st.score_transfers,
             "contact_ms": {str(n): int((now - t) * 1000)
                            for n, t in sorted(self.last_contact.items())},
+            # Lets an operator see that every node accepts the next key before any seals
+            # with it (docs/protocol.md, "Key rotation").
+            "keys": {"seal": self.keyring.sealing.key_id.hex(),
+                     "accept": [k.key_id.hex()
+                                for k in self.keyring.opening_keys(time.time())]},
         }
         if self.map is not None:
             body["assignment"] = self.assignment_status()

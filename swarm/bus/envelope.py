@@ -263,7 +263,7 @@ class EnvelopeSealer:
             raise OverflowError("envelope counter exhausted; restart to claim a new epoch")
         self._counter += 1
         payload: bytes = msgpack.packb(blobs, use_bin_type=True)
-        key = self.keyring.current
+        key = self.keyring.sealing
         signed = _HEADER.pack(VERSION, flags, key.key_id, self.sender, receiver,
                               self.epoch, self._counter) + payload
         return signed + _tag(key, self._mac_prefix, signed)
@@ -318,8 +318,9 @@ class EnvelopeOpener:
     envelope starts a newer epoch of its sender, *before* :meth:`open` returns it, so the
     caller can persist them durably (FloorStore.save); if it raises, the envelope is
     rejected as not accepted and the exception propagates (a disk error is not input).
-    ``clock`` gives the time the key overlap is measured on (the caller's monotonic
-    clock)."""
+    ``clock`` gives the time the keyring's ``previous_until`` is compared with (the
+    agent passes the wall clock: the end of a key overlap is a calendar time, so that it
+    survives restarts)."""
 
     def __init__(self, swarm: str, receiver: int, keyring: Keyring, *,
                  floors: Mapping[int, tuple[int, int]] | None = None,

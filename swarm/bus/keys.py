@@ -107,41 +107,80 @@ def load_key(path: str | os.PathLike[str]) -> SwarmKey:
 
 
 class Keyring:
-    """The key that seals, and the keys that open.
+    """The key that seals, and the keys that open: the one place key rotation lives
+    (docs/protocol.md, "Key rotation").
 
-    ``current`` seals every envelope and always opens. ``previous`` (after a rotation)
-    opens until ``previous_until`` on the caller's clock, then is forgotten: during the
-    overlap, drones already given the new key and drones still on the old one understand
-    each other one way (docs/protocol.md, "Key rotation")."""
+    ``sealing`` seals every envelope and always opens. A rolling rotation from key A to
+    key B takes two phases, each reached by restarting the drones one at a time:
 
-    def __init__(self, current: SwarmKey, previous: SwarmKey | None = None,
+    1. ``Keyring(A, next=B)``: B opens too, A still seals. A drone in this phase and one
+       not yet in it both seal with A, so each reads the other.
+    2. ``Keyring(B, previous=A, previous_until=T)``: B seals, A opens until T. Begun only
+       when every drone is in phase 1, so every drone reads B; a drone still in phase 1
+       seals with A, which this phase reads. Traffic flows both ways throughout.
+
+    Then A is forgotten: at T by itself, or when a drone restarts without it. One
+    rotation at a time: a next key and a previous key together are refused.
+    ``previous_until`` is an absolute time on the opener's clock (the agent passes the
+    wall clock, seconds since the Unix epoch), not a duration from start: restarting a
+    drone does not extend the overlap."""
+
+    __slots__ = ("sealing", "next", "previous", "previous_until")
+
+    def __init__(self, sealing: SwarmKey, *, next: SwarmKey | None = None,
+                 previous: SwarmKey | None = None,
                  previous_until: float | None = None) -> None:
-        if previous is not None and previous_until is None:
-            raise ValueError("a previous key needs previous_until (end of the overlap)")
-        if previous is not None and previous.key_id == current.key_id:
-            previous = None  # same key: nothing to overlap
-        self.current = current
+        if next is not None and previous is not None:
+            raise ValueError("one rotation at a time: a next key and a previous key together")
+        if (previous is None) != (previous_until is None):
+            raise ValueError("a previous key and previous_until (the end of its overlap) "
+                             "go together")
+        for other, name in ((next, "next"), (previous, "previous")):
+            # Key ids route an envelope to its key: two keys sharing one (the same key,
+            # or a 2^-32 accident) would make one of them unreachable.
+            if other is not None and other.key_id == sealing.key_id:
+                raise ValueError(f"the {name} key has the sealing key's key id "
+                                 f"{sealing.key_id.hex()} (the same key?)")
+        self.sealing = sealing
+        self.next = next
         self.previous = previous
-        self.previous_until = previous_until if previous is not None else None
+        self.previous_until = previous_until
 
-    def rotate(self, new: SwarmKey, now: float, overlap_s: float) -> None:
-        """Seal with ``new`` from now on; keep opening with the old key for ``overlap_s``."""
-        if overlap_s < 0:
-            raise ValueError("overlap_s must be >= 0")
-        if new.key_id == self.current.key_id:
-            return
-        self.previous, self.previous_until = self.current, now + overlap_s
-        self.current = new
+    @property
+    def phase(self) -> str:
+        """``steady``, ``accept-next`` (phase 1) or ``overlap`` (phase 2, until
+        ``previous_until``; the previous key may have expired since)."""
+        if self.next is not None:
+            return "accept-next"
+        return "overlap" if self.previous is not None else "steady"
+
+    def opening_keys(self, now: float) -> tuple[SwarmKey, ...]:
+        """The keys that open at ``now``, the sealing key first."""
+        keys = [self.sealing]
+        if self.next is not None:
+            keys.append(self.next)
+        if self.previous is not None and self.previous_until is not None \
+                and now < self.previous_until:
+            keys.append(self.previous)
+        return tuple(keys)
 
     def opening_key(self, key_id: bytes, now: float) -> SwarmKey | None:
-        if hmac.compare_digest(key_id, self.current.key_id):
-            return self.current
+        """The key that opens an envelope carrying ``key_id`` at ``now``, or None."""
+        if hmac.compare_digest(key_id, self.sealing.key_id):
+            return self.sealing
+        nxt = self.next
+        if nxt is not None and hmac.compare_digest(key_id, nxt.key_id):
+            return nxt
         prev = self.previous
         if prev is not None and hmac.compare_digest(key_id, prev.key_id):
             assert self.previous_until is not None
             if now < self.previous_until:
                 return prev
         return None
+
+    def __repr__(self) -> str:
+        return (f"Keyring(sealing={self.sealing!r}, next={self.next!r}, "
+                f"previous={self.previous!r}, previous_until={self.previous_until!r})")
 
 
 def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> SwarmKey:

@@ -92,18 +92,32 @@ def _private_file(path: Path) -> str | None:
 
 
 def check_keys(config: AgentConfig, timeout: float) -> Iterable[CheckResult]:
+    from swarm.agent.config import load_keyring
     from swarm.bus.keys import KeyFileError, load_key
 
+    loaded = True
     for label, path in (("swarm.key_file", config.swarm.key_file),
+                        ("swarm.next_key_file", config.swarm.next_key_file),
                         ("swarm.previous_key_file", config.swarm.previous_key_file)):
         if path is None:
             continue
         try:
             load_key(path)
         except KeyFileError as exc:
+            loaded = False
             yield _result("keys", False, f"{label}: {exc}")
         else:
             yield _result("keys", True, f"{label}: {path}: a valid key, mode 0600")
+    if loaded and (config.swarm.next_key_file or config.swarm.previous_key_file):
+        # The files are keys one by one; the rotation must also be one (two distinct keys).
+        try:
+            ring = load_keyring(config.swarm)
+        except KeyFileError as exc:
+            yield _result("keys", False, str(exc))
+        else:
+            yield _result("keys", True, f"swarm: key rotation, phase {ring.phase}: seals with "
+                          f"{ring.sealing.key_id.hex()}, accepts "
+                          f"{', '.join(k.key_id.hex() for k in ring.opening_keys(time.time()))}")
     tls = config.bus.tls
     for label, secret in (("bus.password_file", config.bus.password_file),
                           ("bus.tls.key_file", tls.key_file if tls else None)):

@@ -109,8 +109,11 @@ voters = [{voters}]               # the initial cluster (used only when the stor
 
 [swarm]
 id = {_toml_string(setup.swarm)}
-key_file = "swarm.key"              # the same key on every drone (`swarm keygen`); mode 0600, owner {setup.user}
-# previous_key_file = "swarm.key.old"   # accepted too while a key rotation is under way
+key_file = "swarm.key"              # the key this drone seals with, the same on every drone (`swarm keygen`); mode 0600, owner {setup.user}
+# Key rotation, one phase at a time on every drone (docs/protocol.md, "Key rotation"):
+# next_key_file = "swarm.key.new"       # phase 1: the new key, accepted but not sealing
+# previous_key_file = "swarm.key.old"   # phase 2: key_file is the new key; the old one is
+# previous_until = 2026-06-01T12:00:00Z #   accepted until this UTC time
 
 [bus]
 brokers = [{brokers}]     # in order of preference; mqtts:// is TLS

@@ -185,7 +185,10 @@ def _section(doc: dict[str, Any], name: str, known: frozenset[str]) -> dict[str,
     return section
 
 
-_SWARM_KEYS = frozenset({"id", "key_file", "previous_key_file", "previous_key_overlap_s"})
+# A drone's [swarm] keys, tolerated so one config file serves both (the station speaks
+# the client protocol, which the swarm key does not cover).
+_SWARM_KEYS = frozenset({"id", "key_file", "next_key_file", "previous_key_file",
+                         "previous_until"})
 
 
 def _flag_path(path: Path) -> str:

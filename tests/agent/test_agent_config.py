@@ -205,3 +205,87 @@ def test_tls_moves_the_default_port_to_8883(tmp_path: Path) -> None:
         load_config(_write(tmp_path, MINIMAL.replace('"127.0.0.1:1883"', '"mqtt://b.local"')
                            + '[bus.tls]\nca_file = "ca.crt"\n'))
     assert cfg.bus.tls is not None and cfg.bus.tls.ca_file == tmp_path / "ca.crt"
+
+
+# -- key rotation ([swarm] key settings; docs/protocol.md, "Key rotation") -----------------
+
+def _swarm(tmp_path: Path, lines: str) -> Path:
+    return _write(tmp_path, MINIMAL.replace('key_file = "k"\n', 'key_file = "k"\n' + lines))
+
+
+def test_rotation_phases_parse_and_previous_until_is_an_absolute_utc_time(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    one = load_config(_swarm(tmp_path, 'next_key_file = "k.new"\n')).swarm
+    assert (one.next_key_file, one.previous_key_file, one.previous_until) \
+        == (tmp_path / "k.new", None, None)
+    want = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+    for until in ("2026-06-01T12:00:00Z", "2026-06-01T14:00:00+02:00",
+                  '"2026-06-01T12:00:00Z"', '"2026-06-01T12:00:00+00:00"'):
+        two = load_config(_swarm(tmp_path, 'previous_key_file = "/keys/old"\n'
+                                           f"previous_until = {until}\n")).swarm
+        assert two.previous_key_file == Path("/keys/old") and two.next_key_file is None
+        assert two.previous_until == want and two.previous_until.tzinfo is timezone.utc
+
+
+@pytest.mark.parametrize("lines, message", [
+    ('next_key_file = "n"\nprevious_key_file = "p"\nprevious_until = 2026-06-01T12:00:00Z\n',
+     r"\[swarm\] next_key_file: and previous_key_file together: one rotation at a time"),
+    ('previous_key_file = "p"\n', r"\[swarm\] previous_until: is required with previous_key_file"),
+    ('previous_until = 2026-06-01T12:00:00Z\n',
+     r"\[swarm\] previous_until: without previous_key_file"),
+    ('previous_key_file = "p"\nprevious_until = 2026-06-01T12:00:00\n',
+     r"\[swarm\] previous_until: 2026-06-01T12:00:00 has no offset"),
+    ('previous_key_file = "p"\nprevious_until = 2026-06-01\n',
+     r"\[swarm\] previous_until: must be a date and time with an offset .* a date without"),
+    ('previous_key_file = "p"\nprevious_until = "next tuesday"\n',
+     r"\[swarm\] previous_until: 'next tuesday' is not an ISO 8601"),
+    ('previous_key_file = "p"\nprevious_until = 3600\n',
+     r"\[swarm\] previous_until: must be a date and time"),
+    ('next_key_file = "k"\n', r"\[swarm\] next_key_file: .*k is key_file itself"),
+    ('previous_key_file = "./k"\nprevious_until = 2026-06-01T12:00:00Z\n',
+     r"\[swarm\] previous_key_file: .*k is key_file itself"),
+    ('previous_key_file = "p"\nprevious_key_overlap_s = 3600\n',
+     r"\[swarm\] previous_key_overlap_s: replaced by previous_until"),
+    ('next_key = "n"\n', r"\[swarm\] next_key: unknown key \(did you mean next_key_file\?\)"),
+])
+def test_rotation_settings_are_validated_naming_the_key(tmp_path: Path, lines: str,
+                                                        message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_swarm(tmp_path, lines))
+
+
+def test_the_keyring_is_read_from_the_config_with_each_file_checked(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from swarm.agent.config import load_keyring
+    from swarm.bus.keys import KeyFileError, generate_key_file, load_key
+
+    old, new = generate_key_file(tmp_path / "k"), generate_key_file(tmp_path / "k.new")
+    ring = load_keyring(load_config(_swarm(tmp_path, 'next_key_file = "k.new"\n')).swarm)
+    assert (ring.phase, ring.sealing, ring.next) == ("accept-next", old, new)
+    (tmp_path / "k").rename(tmp_path / "k.old")
+    (tmp_path / "k.new").rename(tmp_path / "k")
+    phase2 = _swarm(tmp_path, 'previous_key_file = "k.old"\n'
+                              'previous_until = 2026-06-01T12:00:00Z\n')
+    ring = load_keyring(load_config(phase2).swarm)
+    assert (ring.phase, ring.sealing, ring.previous) == ("overlap", new, old)
+    assert ring.previous_until == 1780315200.0   # 2026-06-01T12:00:00Z
+    assert ring.opening_keys(1780315199.0) == (new, old)
+    assert ring.opening_keys(1780315200.0) == (new,)
+    # Each file keeps load_key's checks, and the error names the setting.
+    os.chmod(tmp_path / "k.old", 0o640)
+    with pytest.raises(KeyFileError, match=r"\[swarm\] previous_key_file: key file .*k.old is "
+                                           r"accessible by group or others"):
+        load_keyring(load_config(phase2).swarm)
+    (tmp_path / "k.old").unlink()
+    with pytest.raises(KeyFileError, match=r"\[swarm\] previous_key_file: .*does not exist"):
+        load_keyring(load_config(phase2).swarm)
+    # Two files holding one key: no rotation at all (phase 2 without the new key).
+    shutil.copy(tmp_path / "k", tmp_path / "k.old")
+    os.chmod(tmp_path / "k.old", 0o600)
+    assert load_key(tmp_path / "k.old") == new
+    with pytest.raises(KeyFileError, match=r"\[swarm\] previous_key_file: .*k.old holds the "
+                                           r"same key as key_file"):
+        load_keyring(load_config(phase2).swarm)

@@ -207,24 +207,72 @@ def test_authentic_but_malformed_payloads_are_rejected_without_state_change():
     assert sum(opener.rejected().values()) == 8
 
 
-def test_key_rotation_accepts_the_old_key_only_during_the_overlap():
+# Key rotation from OTHER (old) to KEY (new), by phase (docs/protocol.md, "Key
+# rotation"): 0 before, 1 accepting the next key, 2 sealing with it in the overlap, 3 after.
+_UNTIL = 1000.0
+
+
+def _phase_ring(phase: int) -> Keyring:
+    return [Keyring(OTHER), Keyring(OTHER, next=KEY),
+            Keyring(KEY, previous=OTHER, previous_until=_UNTIL), Keyring(KEY)][phase]
+
+
+def _talks(sender_phase: int, receiver_phase: int, now: float = 0.0) -> bool:
+    sealer = EnvelopeSealer(SWARM, 1, _phase_ring(sender_phase), 1)
     clock = Clock()
-    old_sender = EnvelopeSealer(SWARM, 1, Keyring(OTHER), 1)
-    ring = Keyring(OTHER)
-    ring.rotate(KEY, now=clock.now, overlap_s=30.0)
-    new_sender = EnvelopeSealer(SWARM, 3, ring, 1)
-    opener = EnvelopeOpener(SWARM, 2, ring, clock=clock)
-    opened(opener.open(old_sender.seal(2, [vote()])[0]))
-    opened(opener.open(new_sender.seal(2, [vote(frm=3)])[0]))
-    clock.now = 30.0
-    assert reason(opener.open(old_sender.seal(2, [vote()])[0])) is RejectReason.UNKNOWN_KEY
-    opened(opener.open(new_sender.seal(2, [vote(frm=3)])[0]))
+    clock.now = now
+    opener = EnvelopeOpener(SWARM, 2, _phase_ring(receiver_phase), clock=clock)
+    verdict = opener.open(sealer.seal(2, [vote()])[0])
+    if isinstance(verdict, Rejected):
+        assert verdict.reason is RejectReason.UNKNOWN_KEY, verdict
+        return False
+    return True
 
 
-def test_keyring_from_two_key_files_needs_an_overlap_end():
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_a_rolling_rotation_keeps_every_pair_of_nodes_talking_at_every_step(n):
+    """Drones restarted one at a time, phase by phase: at every step each node reads
+    every other node's traffic (so a majority never splits off, whatever n)."""
+    phases = [0] * n
+    for target in (1, 2, 3):
+        for node in range(n):
+            phases[node] = target
+            for a in range(n):
+                for b in range(n):
+                    assert _talks(phases[a], phases[b]), (phases, a, b)
+
+
+def test_sealing_with_the_new_key_before_every_node_accepts_it_is_one_way():
+    """Why phase 2 waits for phase 1 everywhere: a node not yet told of the next key
+    cannot read a node sealing with it (the one-way rotation this scheme replaces)."""
+    assert not _talks(2, 0) and _talks(0, 2)
+    assert not _talks(3, 0) and not _talks(0, 3)
+
+
+def test_the_previous_key_opens_until_previous_until_and_never_after():
+    assert _talks(1, 2, now=_UNTIL - 0.001)
+    assert not _talks(1, 2, now=_UNTIL)
+    assert not _talks(0, 2, now=_UNTIL + 1e6)
+    assert _talks(3, 2, now=_UNTIL + 1e6)   # the new key keeps opening
+    ring = _phase_ring(2)
+    assert ring.opening_keys(_UNTIL - 1) == (KEY, OTHER)
+    assert ring.opening_keys(_UNTIL) == (KEY,)
+    assert ring.phase == "overlap"
+    assert (_phase_ring(0).phase, _phase_ring(1).phase) == ("steady", "accept-next")
+    assert _phase_ring(1).opening_keys(1e12) == (OTHER, KEY)   # phase 1 has no end
+
+
+def test_a_keyring_refuses_ambiguous_rotations():
     with pytest.raises(ValueError, match="previous_until"):
-        Keyring(KEY, OTHER)
-    assert Keyring(KEY, KEY, 5.0).previous is None
+        Keyring(KEY, previous=OTHER)
+    with pytest.raises(ValueError, match="previous_until"):
+        Keyring(KEY, previous_until=5.0)
+    with pytest.raises(ValueError, match="one rotation at a time"):
+        Keyring(KEY, next=OTHER, previous=SwarmKey(b"\x07" * 32), previous_until=5.0)
+    for kw in ({"next": KEY}, {"previous": KEY, "previous_until": 5.0}):
+        with pytest.raises(ValueError, match="the same key"):
+            Keyring(KEY, **kw)
+    assert "secret" not in repr(_phase_ring(2)) and KEY.secret.hex() not in repr(_phase_ring(2))
 
 
 _messages = st.lists(

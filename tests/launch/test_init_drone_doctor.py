@@ -184,3 +184,27 @@ def test_fsync_is_measured_in_the_data_folder(tmp_path: Path) -> None:
     times = doctor.measure_fsync(tmp_path, samples=5)
     assert len(times) == 5 and all(t > 0 for t in times)
     assert list(tmp_path.iterdir()) == []      # the scratch file is gone
+
+
+def test_doctor_names_the_rotation_phase_and_refuses_one_key_twice(tmp_path: Path,
+                                                                  capsys) -> None:
+    from swarm.bus.keys import generate_key_file
+
+    config = _init(tmp_path)
+    etc = config.parent
+    generate_key_file(etc / "swarm.key")
+    new = generate_key_file(etc / "swarm.key.new")
+    text = config.read_text()
+    config.write_text(text.replace('key_file = "swarm.key"',
+                                   'key_file = "swarm.key"\nnext_key_file = "swarm.key.new"', 1))
+    capsys.readouterr()
+    _, lines = _doctor(config, capsys, "keys")
+    assert any(line.startswith("PASS") and "swarm.next_key_file" in line for line in lines)
+    assert any(line.startswith("PASS") and "phase accept-next" in line
+               and new.key_id.hex() in line for line in lines), lines
+    shutil.copy(etc / "swarm.key", etc / "swarm.key.new")
+    (etc / "swarm.key.new").chmod(0o600)
+    code, lines = _doctor(config, capsys, "keys")
+    assert code == 1
+    assert any(line.startswith("FAIL") and "[swarm] next_key_file" in line
+               and "holds the same key as key_file" in line for line in lines), lines
