@@ -222,6 +222,27 @@ def test_config_validation_names_the_field():
             BrokerAddress.parse(bad)
 
 
+def test_reconnect_delays_back_off_exponentially_to_the_cap_with_jitter():
+    # Seeded (Bus's rng): the delay after k failed attempts is min(max, min * 2^k),
+    # shortened by up to `jitter` of itself at random, so drones that lost the same
+    # broker at the same moment do not come back in lockstep.
+    import random
+    cfg = BusConfig(brokers=(BrokerAddress("127.0.0.1", 1883),), client_id="c",
+                    reconnect_min_s=0.1, reconnect_max_s=2.0, jitter=0.5)
+    drones = [Bus(cfg, rng=random.Random(seed)) for seed in range(5)]
+    for failures in range(10):
+        base = min(2.0, 0.1 * 2 ** failures)
+        delays = []
+        for b in drones:
+            b._failures = failures  # noqa: SLF001 (the count the connect callback keeps)
+            delays.append(b._next_delay())  # noqa: SLF001
+        assert all(base * 0.5 <= d <= base for d in delays), (failures, delays)
+        assert len(set(delays)) == len(delays)  # no two drones in lockstep
+    b = drones[0]
+    b._failures = 10_000  # noqa: SLF001: capped, no overflow after a long outage
+    assert 1.0 <= b._next_delay() <= 2.0  # noqa: SLF001
+
+
 def test_last_will_is_published_when_a_client_dies(mosquitto):
     inbox = Inbox()
     with bus(mosquitto, client_id="watcher") as watcher:
