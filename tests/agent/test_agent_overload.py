@@ -80,6 +80,17 @@ class _Flood:
             self.client.publish(topics.request(self.swarm, node), json.dumps(body).encode(),
                                 qos=1, properties=props)
 
+    def outcomes(self) -> dict[str, int]:
+        """Replies by outcome; each must be ``committed`` or ``busy``, some of both."""
+        outcomes: dict[str, int] = {}
+        with self.lock:
+            for body in self.replies.values():
+                key = body["status"] if body["status"] != "error" else body["code"]
+                outcomes[key] = outcomes.get(key, 0) + 1
+        assert set(outcomes) <= {"committed", "busy"}, outcomes
+        assert outcomes.get("busy", 0) > 0 and outcomes.get("committed", 0) > 0, outcomes
+        return outcomes
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
@@ -112,12 +123,7 @@ def test_a_flood_of_requests_is_answered_busy_and_never_costs_the_leader(
         assert flood.all_answered.wait(120), \
             f"{len(flood.replies)} of {FLOOD} requests answered\n{cluster.logs()}"
         answered_in = time.monotonic() - started
-        outcomes: dict[str, int] = {}
-        for body in flood.replies.values():
-            key = body["status"] if body["status"] != "error" else body["code"]
-            outcomes[key] = outcomes.get(key, 0) + 1
-        assert set(outcomes) <= {"committed", "busy"}, outcomes
-        assert outcomes.get("busy", 0) > 0 and outcomes.get("committed", 0) > 0, outcomes
+        outcomes = flood.outcomes()
         after = cluster.wait_converged(client)
         # Safety of the swarm's leadership under the flood (strict): the same leader in
         # the same term on every node, no election started anywhere, none narrated.
@@ -176,12 +182,7 @@ def test_a_follower_answers_busy_at_once_when_the_full_leader_refuses_its_forwar
         # Liveness, bounded and far below the requests' own timeout.
         assert flood.all_answered.wait(PATIENT_TIMEOUT_S / 3), \
             f"{len(flood.replies)} of {FORWARDED} requests answered\n{cluster.logs()}"
-        outcomes: dict[str, int] = {}
-        for body in flood.replies.values():
-            key = body["status"] if body["status"] != "error" else body["code"]
-            outcomes[key] = outcomes.get(key, 0) + 1
-        assert set(outcomes) <= {"committed", "busy"}, outcomes
-        assert outcomes.get("busy", 0) > 0 and outcomes.get("committed", 0) > 0, outcomes
+        outcomes = flood.outcomes()
         # Every committed answer is in the map, which every node holds alike.
         cluster.wait_converged(client)
         # The follower counts them (its metrics refresh with its periodic status).

@@ -573,18 +573,25 @@ def test_malformed_batches_get_bad_request_naming_the_member_and_change_nothing(
     assert node.service.pending() == 0
 
 
-def test_a_batch_sent_to_a_follower_is_forwarded_in_one_message_and_answered_there() -> None:
+def _follower_of_2() -> Node:
+    """Node 1 of three, following node 2 (term 1), with session 1 registered."""
     from consensus.session import encode_register
     from consensus.types import Entry, EntryKind, Message, MessageType
 
     node = Node(voters=(1, 2, 3))
-    # Node 2 leads term 1 and has committed a registration at index 1: session 1.
     node.driver.step(Message(MessageType.APPEND, to=1, frm=2, term=1, log_term=0, index=0,
                              entries=(Entry(1, 1, EntryKind.NORMAL, encode_register(b"n")),),
                              commit=1))
     node.run()
     assert node.driver.raw.status().lead == 2
     node.sent.clear()
+    return node
+
+
+def test_a_batch_sent_to_a_follower_is_forwarded_in_one_message_and_answered_there() -> None:
+    from consensus.types import Entry, EntryKind, Message, MessageType
+
+    node = _follower_of_2()
     body = _batch(1, [1, 2, 3])
     body["commands"][1]["command"] = {"type": "nope"}
     assert node.ask(body) == []
@@ -603,21 +610,6 @@ def test_a_batch_sent_to_a_follower_is_forwarded_in_one_message_and_answered_the
     assert [(x["seq"], x["status"]) for x in r] == [(1, "committed"), (2, "error"),
                                                    (3, "committed")]
     assert [r[0]["index"], r[2]["index"]] == [2, 3] and node.map.version == 3
-
-
-def _follower_of_2() -> Node:
-    """Node 1 of three, following node 2 (term 1), with session 1 registered."""
-    from consensus.session import encode_register
-    from consensus.types import Entry, EntryKind, Message, MessageType
-
-    node = Node(voters=(1, 2, 3))
-    node.driver.step(Message(MessageType.APPEND, to=1, frm=2, term=1, log_term=0, index=0,
-                             entries=(Entry(1, 1, EntryKind.NORMAL, encode_register(b"n")),),
-                             commit=1))
-    node.run()
-    assert node.driver.raw.status().lead == 2
-    node.sent.clear()
-    return node
 
 
 def _refuse_forwards(node: Node) -> None:
