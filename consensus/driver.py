@@ -214,6 +214,10 @@ class DriverObserver:
         none of them. Reported after the Ready's leadership change, so a proposal
         forwarded again to a new leader meanwhile may be pending there."""
 
+    def read_refused(self, driver: Driver, ctx: bytes) -> None:
+        """The leader refused the read ``ctx`` this node forwarded (too many reads wait
+        there for a quorum): it will not be served; asking again later is safe."""
+
     def read_ready(self, driver: Driver, ctx: bytes, index: int) -> None:
         """The read ``ctx`` may be served now: the state machine has applied ``index``,
         which a quorum confirmed after the read was asked (thesis §6.4)."""
@@ -545,6 +549,10 @@ class Driver:
         if rd.refused_proposals:
             self.counts["proposals refused by the leader"] += len(rd.refused_proposals)
             self.observer.proposals_refused(self, rd.refused_proposals)
+        for ctx in rd.refused_reads:
+            if self._reads_asked.pop(ctx, None) is not None:
+                self.counts["reads refused by the leader"] += 1
+                self.observer.read_refused(self, ctx)
         # 5. Reads whose index is applied (rule 6, thesis §6.4).
         for rs in rd.read_states:
             self._reads_asked.pop(rs.request_ctx, None)

@@ -139,8 +139,10 @@ class Raft:
         self.role = StateRole.FOLLOWER
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
-        #: Data of forwarded proposals the leader refused (PROPOSE_RESP), for Ready.
+        #: Data of forwarded proposals the leader refused (PROPOSE_RESP), and contexts of
+        #: forwarded reads it refused (READ_INDEX_RESP with reject), for Ready.
         self.refused_proposals: list[bytes] = []
+        self.refused_reads: list[bytes] = []
         self.votes: dict[int, bool] = {}
         self.prs: dict[int, Progress] = {}
         self.election_elapsed = 0
@@ -767,6 +769,8 @@ class Raft:
             # queue reads without bound; the clients time out and retry elsewhere.
             if frm == self.id:
                 raise ProposalDropped("too many reads waiting for a quorum")
+            # Refused, not dropped: the follower answers its client now (busy).
+            self._send(MessageType.READ_INDEX_RESP, frm, context=ctx, reject=True)
             return
         if self.conf.voters == (self.id,):
             self._release_read(ReadIndexStatus(frm, ctx, self.log.committed))
@@ -971,7 +975,10 @@ class Raft:
             # thesis §3.10: campaign now, bypassing PreVote and the leader lease.
             self.hup(transfer=True)
         elif t is MessageType.READ_INDEX_RESP:
-            self.read_states.append(ReadState(m.index, m.context))
+            if m.reject:
+                self.refused_reads.append(m.context)
+            else:
+                self.read_states.append(ReadState(m.index, m.context))
         elif t is MessageType.PROPOSE_RESP:
             self.refused_proposals.extend(e.data for e in m.entries)
         # Forwarded PROPOSE / READ_INDEX / TRANSFER_LEADER reaching a follower are

@@ -73,6 +73,8 @@ class Ready:
       applied ``index``.
     * ``refused_proposals`` – the data of proposals this node forwarded that the leader
       refused (never appended there): their clients may be told now.
+    * ``refused_reads`` – the contexts of reads this node forwarded that the leader
+      refused (too many reads wait there): never served, their clients may be told now.
     """
 
     soft_state: SoftState | None
@@ -83,6 +85,7 @@ class Ready:
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
     refused_proposals: tuple[bytes, ...] = ()
+    refused_reads: tuple[bytes, ...] = ()
     #: Whether the writes need an fsync before the messages go (etcd MustSync): new
     #: entries, a snapshot, or a new term or vote. A commit index alone can be relearned
     #: from the leader, so a storage may batch it.
@@ -176,7 +179,7 @@ class RawNode:
             return False
         return bool(
             r.pending_bcast or r.pending_read_round or r.msgs or r.read_states
-            or r.refused_proposals
+            or r.refused_proposals or r.refused_reads
             or r.log.unstable.entries or r.log.unstable.snapshot is not None
             or r.log.has_next_committed_entries()
             or r.lead != self._prev_soft.lead or r.role is not self._prev_soft.role
@@ -203,12 +206,14 @@ class RawNode:
                 r.cfg.max_committed_bytes_per_ready or None)),
             read_states=tuple(r.read_states),
             refused_proposals=tuple(r.refused_proposals),
+            refused_reads=tuple(r.refused_reads),
             must_sync=bool(r.log.unstable.entries) or r.log.unstable.snapshot is not None
             or hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote,
         )
         r.msgs = []
         r.read_states = []
         r.refused_proposals = []
+        r.refused_reads = []
         if rd.soft_state is not None:
             self._prev_soft = rd.soft_state
         self._outstanding = rd

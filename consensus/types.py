@@ -254,7 +254,8 @@ class MessageType(enum.IntEnum):
     TIMEOUT_NOW = 11
     #: A follower forwards a linearizable read request (``context``) to the leader (§6.4).
     READ_INDEX = 12
-    #: The leader answers a forwarded read: serve ``context`` once applied >= ``index``.
+    #: The leader answers a forwarded read: serve ``context`` once applied >= ``index``;
+    #: ``reject``: refused (too many reads wait for a quorum there), ask again later.
     READ_INDEX_RESP = 13
     #: A follower forwards client proposals (``entries``) to the leader.
     PROPOSE = 14

@@ -291,6 +291,9 @@ class _Observer(DriverObserver):
     def read_expired(self, driver: Driver, ctx: bytes) -> None:
         self.agent.service.on_read_expired(ctx)
 
+    def read_refused(self, driver: Driver, ctx: bytes) -> None:
+        self.agent.service.on_read_refused(ctx)
+
     def snapshot_installed(self, driver: Driver, snapshot: Snapshot, applied_before: int) -> None:
         self.agent._map_changed()
         log.info("installed a snapshot at index %d from the leader (had applied %d)",

@@ -446,6 +446,14 @@ class ClientService:
         body["item" if item is not None else "map"] = doc
         self._reply(w.request, encode_reply(w.request.id, "ok", **body), "ok")
 
+    def on_read_refused(self, ctx: bytes) -> None:
+        """The leader refused this node's forwarded read (too many reads wait there)."""
+        w = self._reads.pop(ctx, None)
+        if w is not None:
+            self._done(w)
+            self._error(w.request, ErrorCode.BUSY,
+                        "the leader holds too many reads waiting for a quorum; retry later")
+
     def on_read_expired(self, ctx: bytes) -> None:
         w = self._reads.pop(ctx, None)
         if w is not None:

@@ -80,6 +80,9 @@ class Node:
             def proposals_refused(self, driver, datas):  # type: ignore[no-untyped-def]
                 svc.on_proposals_refused(datas)
 
+            def read_refused(self, driver, ctx):  # type: ignore[no-untyped-def]
+                svc.on_read_refused(ctx)
+
         return Obs()
 
     def run(self) -> None:
@@ -643,6 +646,19 @@ def test_forwarded_commands_the_leader_refuses_are_answered_busy_at_once() -> No
     node.run()
     assert node.ask(_batch(1, [1, 2], rid="b3")) == []
     assert [m for m in node.sent if m.type is MessageType.PROPOSE]
+
+
+def test_a_forwarded_read_the_leader_refuses_is_answered_busy() -> None:
+    from consensus.types import Message, MessageType
+
+    node = _follower_of_2()
+    assert node.ask({"op": "read", "id": "q"}) == []
+    [forward] = [m for m in node.sent if m.type is MessageType.READ_INDEX]
+    node.driver.step(Message(MessageType.READ_INDEX_RESP, to=1, frm=2, term=1,
+                             context=forward.context, reject=True))
+    node.run()
+    [reply] = node.replies()
+    assert (reply["id"], reply["code"]) == ("q", "busy") and node.service.pending() == 0
 
 
 def test_a_refusal_does_not_answer_a_command_proposed_again_after_a_leader_change() -> None:

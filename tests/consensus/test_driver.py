@@ -79,6 +79,9 @@ class _Recorder(DriverObserver):
     def proposals_refused(self, driver: Driver, datas: Sequence[bytes]) -> None:
         self.log.append(("refused", driver.id, tuple(datas)))
 
+    def read_refused(self, driver: Driver, ctx: bytes) -> None:
+        self.log.append(("read refused", driver.id, ctx))
+
     def snapshot_taken(self, driver: Driver, index: int, data: bytes) -> None:
         self.log.append(("snapshot", driver.id, index, driver.storage.first_index()))
 
@@ -369,6 +372,25 @@ def test_a_forwarded_proposal_the_full_leader_refuses_is_reported_to_its_followe
     c.run(20)
     assert [e[2].data for e in c.log if e[0] == "applied" and e[1] == follower  # type: ignore[union-attr]
             and e[2].data].count(b"a" * 1000) == 1  # type: ignore[union-attr]
+
+
+def test_a_forwarded_read_the_full_leader_refuses_is_reported_to_its_follower() -> None:
+    # The leader holds at most 4096 reads waiting for a quorum (raft.py
+    # _MAX_PENDING_READS); one more forwarded is refused (READ_INDEX_RESP with reject),
+    # not dropped, so the follower can answer its client now.
+    c = _Cluster(5, options=DriverConfig(snapshot_every=0, max_pending_reads=5000))
+    lead = c.leader()
+    c.run(3)
+    follower, *others = [i for i in c.ids if i != lead.id]
+    c.cut.update(others)  # no quorum: no read round completes, the reads wait
+    d = c.drivers[follower]
+    for k in range(4097):
+        d.read_index(b"r%d" % k)
+    c.run(4)  # sent, stepped and refused by the leader, its refusal stepped
+    assert [e for e in c.log if e[0] == "read refused"] == [("read refused", follower, b"r4096")]
+    assert d.status().counts["reads refused by the leader"] == 1
+    assert d.status().pending_reads == 4096
+    assert not [e for e in c.log if e[0] == "read"]  # none served without a quorum
 
 
 def test_a_proposal_without_a_leader_is_dropped_not_busy() -> None:
