@@ -48,7 +48,7 @@ from swarm.bus import topics
 from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, MqttVersion, \
     Received, TlsConfig, Will
 from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, EnvelopeSealer, \
-    Keyring, Rejected, claimed_sender
+    Keyring, Rejected, RejectReason, claimed_sender
 from swarm.bus.keys import KeyFileError, load_key, read_private_file
 from swarm.bus.replay import EARLIEST_PLAUSIBLE_UNIX, EPOCH_FILE, FloorStore, ReplayStateError, \
     claim_epoch, read_epoch
@@ -141,6 +141,12 @@ IDLE_WAKE_S = LINK_SCORE_PERIOD_S
 STALL_TICKS = 5
 #: ``[bus] password_file``: read at most this much (a password is a line).
 _MAX_PASSWORD_FILE = 64 * 1024
+#: A sender whose envelopes were refused as stale_epoch this many times in a row (none
+#: accepted in between) is reported by a warning, at most once per period per sender.
+#: One or two are normal after a sender restarts (its last envelopes of the old epoch
+#: still in flight); a run means every envelope is refused (_StaleSenders).
+STALE_EPOCH_WARN_AFTER = 10
+STALE_EPOCH_WARN_PERIOD_S = 60.0
 
 
 class AgentError(RuntimeError):
@@ -219,6 +225,33 @@ class DataDirLock:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class _StaleSenders:
+    """Senders every envelope of which is refused as ``stale_epoch``: an authentic peer
+    whose epoch is below the floor this node holds for it, typically one whose data folder
+    was wiped or reflashed while its wall clock was unset (swarm.bus.replay.next_epoch).
+    It is cut off from this node for good, so that is a warning naming it and the fix,
+    not a debug line; rate-limited per sender (the metrics count every refusal)."""
+
+    def __init__(self, after: int = STALE_EPOCH_WARN_AFTER,
+                 period_s: float = STALE_EPOCH_WARN_PERIOD_S) -> None:
+        self.after = after
+        self.period_s = period_s
+        self.runs: dict[int, int] = {}          # sender -> refusals since its last accepted
+        self._warned: dict[int, float] = {}     # sender -> when last warned (monotonic)
+
+    def refused(self, sender: int, now: float) -> int | None:
+        """Count one refusal; the run's length when it is time to warn, else None."""
+        run = self.runs[sender] = self.runs.get(sender, 0) + 1
+        if run < self.after or now - self._warned.get(sender, -1e18) < self.period_s:
+            return None
+        self._warned[sender] = now
+        return run
+
+    def accepted(self, sender: int) -> None:
+        if sender in self.runs:
+            del self.runs[sender]
 
 
 class _TimedStorage(SQLiteStorage):
@@ -407,6 +440,7 @@ class Agent:
         #: The leader's commit/rejected events of this turn, sent after its replies.
         self._narration: list[tuple[str, str, dict[str, Any]]] = []
         self._floors_due = 0.0
+        self.stale_senders = _StaleSenders()
         #: Freed heap back to the OS once a burst is applied (swarm/agent/memory.py).
         self.heap_trim = BurstTrim(glibc_malloc_trim())
         # The session through which this node commits its own map changes (the
@@ -795,7 +829,11 @@ class Agent:
         if isinstance(verdict, Rejected):
             log.debug("dropped a Raft envelope on %s: %s (%s)", msg.topic,
                       verdict.reason.value, verdict.detail)
+            if verdict.reason is RejectReason.STALE_EPOCH:
+                self._stale_epoch(msg.payload, verdict)
             return
+        if verdict.sender in self.stale_senders.runs:
+            self.stale_senders.accepted(verdict.sender)
         self.last_contact[verdict.sender] = time.monotonic()
         trace = self.trace
         for m in verdict.messages:
@@ -803,6 +841,21 @@ class Agent:
                 self._stats["raft_received"] += 1
                 if trace is not None:
                     _trace_stepped(trace, m, received)
+
+    def _stale_epoch(self, payload: bytes, verdict: Rejected) -> None:
+        # The sender is authentic: the epoch is judged only after the tag verified.
+        sender = claimed_sender(payload)
+        if sender is None:
+            return
+        run = self.stale_senders.refused(sender, time.monotonic())
+        if run is not None:
+            log.warning("node %d: its last %d envelopes were refused as stale_epoch (%s), so "
+                        "this node does not hear it. Its data folder was probably wiped or "
+                        "reflashed while its clock was unset: on node %d, set the clock "
+                        "(NTP) and restart its agent, or stop it and write a number above "
+                        "that epoch into its data_dir/%s (docs/agent.md, \"A wiped data "
+                        "folder\")", sender, run, verdict.detail, sender, EPOCH_FILE,
+                        extra={"fields": {"sender": sender, "refused": run}})
 
     def _admit_requests(self) -> None:
         """This turn's client requests: at most MAX_REQUESTS_PER_TURN, for at most

@@ -2,7 +2,8 @@
 anything in the data folder changes, so a refused start leaves it as it was (absent, or
 byte for byte); secret files are refused when others may read them; the config's voters
 against the store's; a drone whose data folder was wiped rejoins under its own id
-(its first epoch is above its old ones, swarm.bus.replay)."""
+(its first epoch is above its old ones, swarm.bus.replay); and a peer that is refused as
+stale_epoch again and again is named in a warning."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from consensus.sqlite_storage import SQLiteStorage
 from consensus.types import ConfState
 from swarm.agent.config import AgentConfig, load_config
 from swarm.agent.machine import claim_data_dir
-from swarm.agent.node import Agent, AgentError
+from swarm.agent.node import STALE_EPOCH_WARN_AFTER, Agent, AgentError, _StaleSenders
+from swarm.bus import topics
 from swarm.bus.broker import LocalBroker
-from swarm.bus.keys import generate_key_file
+from swarm.bus.client import Received
+from swarm.bus.envelope import EnvelopeOpener, EnvelopeSealer, Keyring, RejectReason
+from swarm.bus.keys import generate_key_file, load_key
 from swarm.bus.replay import EPOCH_FILE, FloorStore, claim_epoch, read_epoch
 
 from agent_cluster import AgentCluster, zone
@@ -220,6 +224,45 @@ def test_equal_voters_say_nothing(tmp_path, mosquitto, caplog):
         stop = threading.Event()
         stop.set()
         agent.run(stop)
+
+
+# -- stale epochs ---------------------------------------------------------------------------
+
+def test_a_peer_refused_as_stale_epoch_again_and_again_is_named_in_a_warning(tmp_path, caplog):
+    """Node 2's data folder was wiped while its clock was unset: it seals with epoch 1
+    and this node holds its floor at epoch 7. Every envelope is refused (counted per
+    reason); once that is a run, a warning names node 2 and the fix."""
+    config = _config(tmp_path)
+    agent = Agent(config)
+    ring = Keyring(load_key(config.swarm.key_file))
+    agent.opener = EnvelopeOpener("test", 1, ring, floors={2: (7, 40)}, clock=lambda: 0.0)
+    wiped = EnvelopeSealer("test", 2, ring, 1)
+    from consensus.types import Message, MessageType
+
+    def deliver(n: int) -> None:
+        for _ in range(n):
+            env = wiped.seal(1, [Message(MessageType.HEARTBEAT_RESP, to=1, frm=2, term=3)])[0]
+            agent._step_envelope(Received(topics.raft("test", 1), env, 0, False), 0.0)
+
+    with caplog.at_level(logging.WARNING, logger="swarm.agent"):
+        deliver(STALE_EPOCH_WARN_AFTER - 1)
+        assert not caplog.records  # a few are normal right after a peer restarts
+        deliver(1)
+    assert agent.opener.rejected()[RejectReason.STALE_EPOCH] == STALE_EPOCH_WARN_AFTER
+    [record] = caplog.records
+    text = record.getMessage()
+    assert text.startswith("node 2:") and "stale_epoch" in text and EPOCH_FILE in text
+    assert "epoch 1 is older than the sender's epoch 7" in text
+
+
+def test_stale_epoch_warnings_are_rate_limited_per_sender_and_reset_by_an_accepted_one():
+    seen = _StaleSenders(after=3, period_s=60.0)
+    assert [seen.refused(2, 0.0) for _ in range(3)] == [None, None, 3]
+    assert seen.refused(2, 59.0) is None           # within the period: counted, not said
+    assert seen.refused(5, 59.0) is None           # another sender has its own run
+    assert seen.refused(2, 60.0) == 5
+    seen.accepted(2)                                # heard again: the run is over
+    assert [seen.refused(2, 200.0) for _ in range(3)] == [None, None, 3]
 
 
 # -- a wiped data folder rejoins -------------------------------------------------------------
