@@ -697,9 +697,10 @@ class Agent:
         try:
             if b.password_file is not None:
                 password = read_private_file(b.password_file, "[bus] password_file",
-                                             _MAX_PASSWORD_FILE).decode("utf-8").strip()
+                                             _MAX_PASSWORD_FILE, follow_symlinks=True
+                                             ).decode("utf-8").strip()
             if b.tls is not None and b.tls.key_file is not None:
-                read_private_file(b.tls.key_file, "[bus.tls] key_file", 1)
+                read_private_file(b.tls.key_file, "[bus.tls] key_file", 1, follow_symlinks=True)
         except KeyFileError as exc:
             raise AgentError(str(exc)) from None
         except UnicodeDecodeError:

@@ -70,20 +70,26 @@ class SwarmKey:
         return cls(secrets.token_bytes(KEY_BYTES))
 
 
-def read_private_file(path: str | os.PathLike[str], what: str, limit: int) -> bytes:
+def read_private_file(path: str | os.PathLike[str], what: str, limit: int, *,
+                      follow_symlinks: bool = False) -> bytes:
     """The first ``limit`` bytes of a secret file (a key, a password, a TLS private key),
     refused with :class:`KeyFileError` naming ``what``, the path and the fix when it is
-    missing, a symlink, not a regular file, or accessible by group or others. The one
-    check of a secret file's safety: the agent's start and ``swarm doctor`` use it too.
-    The mode is read from the opened descriptor, so it is the mode of what is read."""
+    missing, not a regular file, or accessible by group or others, and unless
+    ``follow_symlinks`` when it is a symlink (the swarm key; a TLS key is often a link,
+    e.g. certbot's ``live/``, and was always followed). The one check of a secret file's
+    safety: the agent's start, the ground station and ``swarm doctor`` use it. The mode
+    is read from the opened descriptor, so it is the mode of what is read (a link's
+    target)."""
     p = Path(path)
+    nofollow = 0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(p, os.O_RDONLY | nofollow)
     except FileNotFoundError:
         raise KeyFileError(f"{what} {p} does not exist") from None
     except OSError as exc:
         raise KeyFileError(f"{what} {p} cannot be opened ({exc.strerror}); it must be a "
-                           "regular file (not a symlink) readable by the agent's user") from None
+                           f"regular file{'' if follow_symlinks else ' (not a symlink)'} "
+                           "readable by this user") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

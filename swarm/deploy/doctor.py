@@ -80,7 +80,7 @@ def _private_file(path: Path) -> str | None:
     from swarm.bus.keys import KeyFileError, read_private_file
 
     try:
-        data = read_private_file(path, "", 1)
+        data = read_private_file(path, "", 1, follow_symlinks=True)
     except KeyFileError as exc:
         return str(exc).removeprefix(f" {path} ")
     if not data:

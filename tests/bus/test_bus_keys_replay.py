@@ -161,3 +161,26 @@ def test_epoch_and_floor_files_make_replay_protection_survive_restarts_of_both_e
     assert tx.epoch > int.from_bytes(old[14:22], "big")  # the header's epoch field
     assert rx.open(tx.seal(2, [vote])[0]).messages == (vote,)
     assert opener().open(old).reason is RejectReason.STALE_EPOCH
+
+
+def test_read_private_file_checks_the_mode_of_what_it_reads_and_refuses_links_unless_told(tmp_path):
+    """The one check of a secret file (the swarm key, the MQTT password, TLS keys): a
+    symlink is refused for the swarm key, followed for the others (certbot's live/
+    links), and either way the mode checked is that of the file read."""
+    from swarm.bus.keys import read_private_file
+
+    target = tmp_path / "secret"
+    target.write_bytes(b"pw\n")
+    target.chmod(0o600)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert read_private_file(link, "[bus] password_file", 100, follow_symlinks=True) == b"pw\n"
+    with pytest.raises(KeyFileError, match="not a symlink"):
+        read_private_file(link, "key file", 100)
+    target.chmod(0o640)
+    with pytest.raises(KeyFileError) as err:
+        read_private_file(link, "[bus] password_file", 100, follow_symlinks=True)
+    assert str(err.value).startswith(f"[bus] password_file {link} is accessible by group")
+    assert f"chmod 600 {link}" in str(err.value)
+    with pytest.raises(KeyFileError, match="does not exist"):
+        read_private_file(tmp_path / "nope", "[bus] password_file", 100)
