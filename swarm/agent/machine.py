@@ -34,11 +34,11 @@ if TYPE_CHECKING:
     from swarm.evacmap import EvacuationMap
 
 __all__ = ["STATE_MACHINES", "AgentMachine", "CommandRefused", "MapMachine", "Outcome",
-           "claim_data_dir", "make_machine"]
+           "check_data_dir", "claim_data_dir", "make_machine"]
 
 #: The values of ``[node] state_machine`` (the first is the default).
 STATE_MACHINES = ("map", "register")
-#: In the data folder: which state machine its log holds (see claim_data_dir).
+#: In the data folder: which state machine its log holds (see check_data_dir).
 MARKER_FILE = "state-machine"
 
 
@@ -152,19 +152,25 @@ def make_machine(name: str) -> AgentMachine:
     raise ValueError(f"unknown state machine {name!r}; one of {', '.join(STATE_MACHINES)}")
 
 
-def claim_data_dir(data_dir: Path, name: str) -> None:
-    """Make sure the data folder's log is one of ``name``'s: recorded in MARKER_FILE when
-    the folder is first used (a store made before the marker existed is the map's).
-    Replaying a map log into the register (or the reverse) would refuse every entry and
-    serve an empty state as if it were committed; so a mismatch raises ValueError."""
+def check_data_dir(data_dir: Path, name: str) -> bool:
+    """Check, without writing, that the data folder's log is one of ``name``'s (recorded
+    in MARKER_FILE when the folder is first used; a store made before the marker existed
+    is the map's). Replaying a map log into the register (or the reverse) would refuse
+    every entry and serve an empty state as if it were committed; so a mismatch raises
+    ValueError. True when the marker is still to be written (claim_data_dir)."""
     path = data_dir / MARKER_FILE
     try:
         held: str | None = path.read_text().strip()
     except FileNotFoundError:
         held = "map" if (data_dir / "raft.db").exists() else None
-    if held is None:
-        atomic_write(path, f"{name}\n".encode("ascii"))
-    elif held != name:
+    if held is not None and held != name:
         raise ValueError(f"data folder {data_dir} holds the log of a {held!r} state machine, "
                          f"but [node] state_machine is {name!r}: set it back, or use a new "
                          "data_dir (every node of a swarm runs the same state machine)")
+    return held is None
+
+
+def claim_data_dir(data_dir: Path, name: str) -> None:
+    """check_data_dir, then record ``name`` in a folder used for the first time."""
+    if check_data_dir(data_dir, name):
+        atomic_write(data_dir / MARKER_FILE, f"{name}\n".encode("ascii"))

@@ -48,9 +48,10 @@ from swarm.bus import topics
 from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, MqttVersion, \
     Received, TlsConfig, Will
 from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, EnvelopeSealer, \
-    Rejected, claimed_sender
-from swarm.bus.keys import KeyFileError, Keyring
-from swarm.bus.replay import FloorStore, ReplayStateError, claim_epoch
+    Rejected, RejectReason, claimed_sender
+from swarm.bus.keys import KeyFileError, Keyring, read_private_file
+from swarm.bus.replay import EARLIEST_PLAUSIBLE_UNIX, EPOCH_FILE, FloorStore, ReplayStateError, \
+    claim_epoch, read_epoch
 from swarm.flight import OwnCommits
 from swarm.planner import assignment_hash
 
@@ -58,7 +59,7 @@ from .assigner import LeaderAssignment
 from .config import AgentConfig, SwarmConfig, load_keyring
 from .inbox import Inbox
 from .link import BrokerProbe, LinkFigures, LinkScorePolicy, RadioFactor, link_score
-from .machine import MapMachine, claim_data_dir, make_machine
+from .machine import MARKER_FILE, MapMachine, check_data_dir, claim_data_dir, make_machine
 from .memory import BurstTrim, glibc_malloc_trim
 from .metrics import AgentMetrics, MetricsSnapshot
 from .protocol import ErrorCode
@@ -138,6 +139,14 @@ LINK_SCORE_PERIOD_S = 0.1
 IDLE_WAKE_S = LINK_SCORE_PERIOD_S
 #: Ticks a late wake-up still fires beyond those planned; the rest of a stall is skipped.
 STALL_TICKS = 5
+#: ``[bus] password_file``: read at most this much (a password is a line).
+_MAX_PASSWORD_FILE = 64 * 1024
+#: A sender whose envelopes were refused as stale_epoch this many times in a row (none
+#: accepted in between) is reported by a warning, at most once per period per sender.
+#: One or two are normal after a sender restarts (its last envelopes of the old epoch
+#: still in flight); a run means every envelope is refused (_StaleSenders).
+STALE_EPOCH_WARN_AFTER = 10
+STALE_EPOCH_WARN_PERIOD_S = 60.0
 
 
 class AgentError(RuntimeError):
@@ -146,32 +155,103 @@ class AgentError(RuntimeError):
 
 class DataDirLock:
     """An exclusive lock on a data folder (``agent.lock``, flock): one agent per
-    folder. The lock dies with the process, so a SIGKILLed agent leaves nothing stale."""
+    folder. The lock dies with the process, so a SIGKILLed agent leaves nothing stale.
+
+    Taking it changes no byte of an existing folder: :meth:`own` writes the pid once the
+    start is past every check, and :meth:`abandon` removes the lock file and the folders
+    this lock created, so a refused start leaves the data folder as it was."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "agent.lock"
+        if data_dir.exists() and not data_dir.is_dir():
+            raise AgentError(f"data folder {data_dir} is not a folder (a file of that name "
+                             "exists): set [node] data_dir to a folder, or move the file")
+        # The folders mkdir is about to create, deepest first (abandon removes them).
+        self._made_dirs: list[Path] = []
+        self._made_file = False
+        parent = data_dir
+        while not parent.exists() and parent != parent.parent:
+            self._made_dirs.append(parent)
+            parent = parent.parent
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
+            self._made_file = not os.path.lexists(self.path)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
+            self._undo()
+            if exc.errno == errno.EEXIST or exc.errno == errno.ENOTDIR:
+                raise AgentError(f"data folder {data_dir}: a part of the path is not a "
+                                 "folder") from None
             raise AgentError(f"data folder {data_dir}: {exc.strerror}") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
             os.close(self._fd)
+            self._fd = -1
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise AgentError(f"data folder {data_dir} is in use by another agent"
                                  f"{f' (pid {holder})' if holder else ''}; one agent per "
                                  "folder") from None
+            self._undo()
             raise AgentError(f"cannot lock {self.path}: {exc.strerror}") from None
+
+    def own(self) -> None:
+        """Write this process's pid into the lock file (for the message of a second agent)."""
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        self._made_file, self._made_dirs = False, []
+
+    def abandon(self) -> None:
+        """Release after a refused start: remove what taking the lock created (unlinked
+        while still held, so no other agent can have locked it meanwhile)."""
+        if self._fd >= 0:
+            self._undo()
+            self.release()
+
+    def _undo(self) -> None:
+        if self._made_file:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        for folder in self._made_dirs:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (someone else's files): leave it and its parents
 
     def release(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class _StaleSenders:
+    """Senders every envelope of which is refused as ``stale_epoch``: an authentic peer
+    whose epoch is below the floor this node holds for it, typically one whose data folder
+    was wiped or reflashed while its wall clock was unset (swarm.bus.replay.next_epoch).
+    It is cut off from this node for good, so that is a warning naming it and the fix,
+    not a debug line; rate-limited per sender (the metrics count every refusal)."""
+
+    def __init__(self, after: int = STALE_EPOCH_WARN_AFTER,
+                 period_s: float = STALE_EPOCH_WARN_PERIOD_S) -> None:
+        self.after = after
+        self.period_s = period_s
+        self.runs: dict[int, int] = {}          # sender -> refusals since its last accepted
+        self._warned: dict[int, float] = {}     # sender -> when last warned (monotonic)
+
+    def refused(self, sender: int, now: float) -> int | None:
+        """Count one refusal; the run's length when it is time to warn, else None."""
+        run = self.runs[sender] = self.runs.get(sender, 0) + 1
+        if run < self.after or now - self._warned.get(sender, -1e18) < self.period_s:
+            return None
+        self._warned[sender] = now
+        return run
+
+    def accepted(self, sender: int) -> None:
+        if sender in self.runs:
+            del self.runs[sender]
 
 
 class _TimedStorage(SQLiteStorage):
@@ -385,6 +465,7 @@ class Agent:
         #: The leader's commit/rejected events of this turn, sent after its replies.
         self._narration: list[tuple[str, str, dict[str, Any]]] = []
         self._floors_due = 0.0
+        self.stale_senders = _StaleSenders()
         #: Freed heap back to the OS once a burst is applied (swarm/agent/memory.py).
         self.heap_trim = BurstTrim(glibc_malloc_trim())
         # The session through which this node commits its own map changes (the
@@ -409,50 +490,87 @@ class Agent:
     # -- start -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Check every input, then acquire and write. Nothing on disk changes until the
+        config's files (swarm keys, ``[bus] password_file``, TLS files) and the data
+        folder's contents (state machine marker, ``bus-epoch``, ``bus-floors.json``,
+        ``raft.db``) have been read and found sound, and the metrics port is bound; a
+        refused start (AgentError) leaves the data folder as it was: absent, or byte for
+        byte what it held (docs/agent.md, "Running it")."""
         cfg = self.config
         data_dir = cfg.node.data_dir
-        self._lock = DataDirLock(data_dir)
-        try:
-            self._start(data_dir)
-        except BaseException:
-            self._lock.release()
-            raise
-
-    def _start(self, data_dir: Path) -> None:
-        cfg = self.config
+        # Outside the data folder, read-only.
         try:
             keyring = load_keyring(cfg.swarm)
         except KeyFileError as exc:
             raise AgentError(str(exc)) from None
         self.keyring = keyring
         _log_keys(keyring, cfg.swarm)
+        self._bus_configs = (self._bus_config(), self._bus_config(clients=True))
         try:
-            claim_data_dir(data_dir, cfg.node.state_machine)
-        except (ValueError, OSError) as exc:
+            self.trace = trace_from_env(self.node_id)
+        except ValueError as exc:
             raise AgentError(str(exc)) from None
+        self._lock = lock = DataDirLock(data_dir)
+        created: list[Path] = []  # files this start made, removed if it is refused
         try:
-            epoch = claim_epoch(data_dir)
+            self._start(data_dir, keyring, created)
+        except BaseException:
+            self._undo_start(created)
+            lock.abandon()
+            raise
+        lock.own()
+
+    def _undo_start(self, created: list[Path]) -> None:
+        """Close what a refused start opened and remove the files it made."""
+        if self.flight is not None:
+            self.flight.close()
+        for name in ("client_bus", "bus"):
+            bus = getattr(self, name, None)
+            if bus is not None:
+                bus.close()
+        storage = getattr(self, "storage", None)
+        if storage is not None:
+            storage.close()
+        self.metrics.close()
+        for path in reversed(created):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _start(self, data_dir: Path, keyring: Keyring, created: list[Path]) -> None:
+        cfg = self.config
+        # The data folder's contents, read-only (under the lock: no other agent writes).
+        try:
+            write_marker = check_data_dir(data_dir, cfg.node.state_machine)
+            last_epoch = read_epoch(data_dir)
             self.floor_store = FloorStore(data_dir)
             floors = self.floor_store.load()
-        except (ReplayStateError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # ReplayStateError is a ValueError
             raise AgentError(str(exc)) from None
-        self.sealer = EnvelopeSealer(self.swarm, self.node_id, keyring, epoch)
-        self.opener = EnvelopeOpener(self.swarm, self.node_id, keyring, floors=floors,
-                                     on_epoch_advance=self.floor_store.save,
-                                     # previous_until is a calendar time (it survives
-                                     # restarts), so the overlap ends on the wall clock.
-                                     clock=time.time)
+        db = data_dir / "raft.db"
+        fresh = not db.exists()
+        storage: _TimedStorage | None = None
+        if not fresh:  # opened and fully checked now; a new one is made after every check
+            storage = self._open_storage(db)
+        if cfg.metrics.listen is not None:
+            host, port = cfg.metrics.listen
+            try:
+                self.metrics_port = self.metrics.serve(host, port)
+            except OSError as exc:
+                raise AgentError(f"[metrics] listen {host}:{port}: {exc.strerror}") from None
+        # Every input checked: from here on, write.
         try:
-            storage = _TimedStorage(data_dir / "raft.db", ConfState.of(cfg.node.voters))
-        except StorageError as exc:
+            if write_marker:
+                created.append(data_dir / MARKER_FILE)
+                claim_data_dir(data_dir, cfg.node.state_machine)
+        except (ValueError, OSError) as exc:
             raise AgentError(str(exc)) from None
+        if storage is None:
+            created += [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+            storage = self._open_storage(db)
         storage.observe = self.metrics.fsync_latency.observe
-        try:
-            storage.trace = self.trace = trace_from_env(self.node_id)
-        except ValueError as exc:
-            storage.close()
-            raise AgentError(str(exc)) from None
-        self.storage = storage
+        storage.trace = self.trace
         self.machine = machine = make_machine(cfg.node.state_machine)
         #: The evacuation map when the agent runs it (the flight side and the assignment
         #: need it); None with the register.
@@ -477,10 +595,37 @@ class Agent:
                                               max_readies_per_process=READIES_PER_TURN),
                                  _Observer(self))
         except (ValueError, StorageError) as exc:
-            storage.close()
             raise AgentError(f"cannot start the node over {storage.path}: {exc}") from None
         st = self.driver.raw.status()
         self._last = LeaderChange(st.role, st.lead, st.term)
+        if not fresh and st.conf_state.voters != cfg.node.voters:
+            # The store is the truth: after a membership change through Raft the config's
+            # voters are history (docs/agent.md, [node] voters).
+            log.warning("[node] voters %s differ from the configuration in %s, %s: the "
+                        "store's is used; voters are read only when the store is created "
+                        "(change membership through Raft, or update the config to match)",
+                        list(cfg.node.voters), db, list(st.conf_state.voters),
+                        extra={"fields": {"config_voters": list(cfg.node.voters),
+                                          "store_voters": list(st.conf_state.voters)}})
+        # Claimed last, once nothing else can refuse the start, and before the first
+        # envelope is sealed (swarm.bus.replay).
+        try:
+            if last_epoch == 0:
+                created.append(data_dir / EPOCH_FILE)
+            epoch = claim_epoch(data_dir)
+        except (ReplayStateError, OSError) as exc:
+            raise AgentError(str(exc)) from None
+        if epoch < EARLIEST_PLAUSIBLE_UNIX and last_epoch == 0:
+            log.warning("no %s in %s and the wall clock is not set (%s): envelope epoch %d. "
+                        "If this node ran before with another data folder, every peer "
+                        "refuses it as stale_epoch: restart it once the clock is set (NTP)",
+                        EPOCH_FILE, data_dir, time.strftime("%Y-%m-%d", time.gmtime()), epoch)
+        self.sealer = EnvelopeSealer(self.swarm, self.node_id, keyring, epoch)
+        self.opener = EnvelopeOpener(self.swarm, self.node_id, keyring, floors=floors,
+                                     on_epoch_advance=self.floor_store.save,
+                                     # previous_until is a calendar time (it survives
+                                     # restarts), so the overlap ends on the wall clock.
+                                     clock=time.time)
         log.info("node %d (%s) of swarm %r: term %d, log %d..%d, %s version %d, applied %d; "
                  "epoch %d", self.node_id, cfg.node.name, self.swarm, st.term,
                  storage.first_index(), storage.last_index(), self.machine.name,
@@ -491,14 +636,7 @@ class Agent:
             self.driver, self.node_id, self.swarm, machine=self.machine, status=self.status,
             max_pending=cfg.client.max_pending, timeout_s=cfg.client.request_timeout_s,
             clock=time.monotonic, on_commit_latency=self.metrics.commit_latency.observe)
-        if cfg.metrics.listen is not None:
-            host, port = cfg.metrics.listen
-            try:
-                self.metrics_port = self.metrics.serve(host, port)
-            except OSError as exc:
-                storage.close()
-                raise AgentError(f"[metrics] listen {host}:{port}: {exc.strerror}") from None
-        self.bus = Bus(self._bus_config())
+        self.bus = Bus(self._bus_configs[0])
         self.bus.subscribe(topics.raft(self.swarm, self.node_id), self.inbox.put_raft, qos=0)
         # Every node hears the leaders' broadcast heartbeats, whether or not its own
         # [raft] broadcast_heartbeats is on (docs/protocol.md, "Broadcast heartbeats").
@@ -508,7 +646,7 @@ class Agent:
         # shared connection a flood of requests queues at the broker and in the TCP
         # stream in front of the Raft messages to this node (and its replies in front
         # of its heartbeats), and the leader loses its quorum behind its own clients.
-        self.client_bus = Bus(self._bus_config(clients=True))
+        self.client_bus = Bus(self._bus_configs[1])
         self.client_bus.subscribe(topics.request(self.swarm, self.node_id),
                                   self.inbox.put_request, qos=1)
         self.client_bus.start()
@@ -516,6 +654,9 @@ class Agent:
                            self._probe_returned, qos=0)
         self.bus.add_state_callback(self._bus_state)
         self.bus.start()
+        # Envelopes of this epoch may be on the wire from now on: a later failure must
+        # not remove the epoch file (nor, then, the rest this start made).
+        created.clear()
         if self.map is not None:
             # Own map changes are retried about every 2 s through the same session.
             self.own_commits = OwnCommits(cfg.node.name,
@@ -526,6 +667,15 @@ class Agent:
             if cfg.mavlink is not None:  # config: [mavlink] only with the map
                 self._start_flight()
         self._started = True
+
+    def _open_storage(self, db: Path) -> "_TimedStorage":
+        """Open (fully checked) or create the store; kept as ``self.storage`` at once,
+        so a refused start closes it."""
+        try:
+            self.storage = _TimedStorage(db, ConfState.of(self.config.node.voters))
+        except StorageError as exc:
+            raise AgentError(str(exc)) from None
+        return self.storage
 
     def _leadership_config(self) -> dict[str, Any]:
         """The consensus.Config fields of ``[leadership]`` (docs/agent.md)."""
@@ -567,11 +717,19 @@ class Agent:
         node went offline) or, ``clients``, the one for client requests and replies."""
         b = self.config.bus
         password = None
-        if b.password_file is not None:
-            try:
-                password = b.password_file.read_text().strip()
-            except OSError as exc:
-                raise AgentError(f"[bus] password_file {b.password_file}: {exc.strerror}") from None
+        # Secrets are refused when group or others may read them, as the swarm key is
+        # (the one check: swarm.bus.keys.read_private_file).
+        try:
+            if b.password_file is not None:
+                password = read_private_file(b.password_file, "[bus] password_file",
+                                             _MAX_PASSWORD_FILE, follow_symlinks=True
+                                             ).decode("utf-8").strip()
+            if b.tls is not None and b.tls.key_file is not None:
+                read_private_file(b.tls.key_file, "[bus.tls] key_file", 1, follow_symlinks=True)
+        except KeyFileError as exc:
+            raise AgentError(str(exc)) from None
+        except UnicodeDecodeError:
+            raise AgentError(f"[bus] password_file {b.password_file} is not UTF-8 text") from None
         try:
             tls = (TlsConfig(b.tls.ca_file, b.tls.cert_file, b.tls.key_file)
                    if b.tls is not None else None)
@@ -697,7 +855,11 @@ class Agent:
         if isinstance(verdict, Rejected):
             log.debug("dropped a Raft envelope on %s: %s (%s)", msg.topic,
                       verdict.reason.value, verdict.detail)
+            if verdict.reason is RejectReason.STALE_EPOCH:
+                self._stale_epoch(msg.payload, verdict)
             return
+        if verdict.sender in self.stale_senders.runs:
+            self.stale_senders.accepted(verdict.sender)
         self.last_contact[verdict.sender] = time.monotonic()
         trace = self.trace
         for m in verdict.messages:
@@ -705,6 +867,21 @@ class Agent:
                 self._stats["raft_received"] += 1
                 if trace is not None:
                     _trace_stepped(trace, m, received)
+
+    def _stale_epoch(self, payload: bytes, verdict: Rejected) -> None:
+        # The sender is authentic: the epoch is judged only after the tag verified.
+        sender = claimed_sender(payload)
+        if sender is None:
+            return
+        run = self.stale_senders.refused(sender, time.monotonic())
+        if run is not None:
+            log.warning("node %d: its last %d envelopes were refused as stale_epoch (%s), so "
+                        "this node does not hear it. Its data folder was probably wiped or "
+                        "reflashed while its clock was unset: on node %d, set the clock "
+                        "(NTP) and restart its agent, or stop it and write a number above "
+                        "that epoch into its data_dir/%s (docs/agent.md, \"A wiped data "
+                        "folder\")", sender, run, verdict.detail, sender, EPOCH_FILE,
+                        extra={"fields": {"sender": sender, "refused": run}})
 
     def _admit_requests(self) -> None:
         """This turn's client requests: at most MAX_REQUESTS_PER_TURN, for at most

@@ -22,6 +22,7 @@ from pathlib import Path
 
 __all__ = [
     "KEY_BYTES", "KeyFileError", "Keyring", "SwarmKey", "generate_key_file", "load_key", "main",
+    "read_private_file",
 ]
 
 #: HMAC-SHA256 key length: the hash's output size (RFC 2104 §3 recommends at least that).
@@ -69,28 +70,49 @@ class SwarmKey:
         return cls(secrets.token_bytes(KEY_BYTES))
 
 
-def load_key(path: str | os.PathLike[str]) -> SwarmKey:
-    """Read a key file; raise :class:`KeyFileError` naming the path and the fix."""
+def read_private_file(path: str | os.PathLike[str], what: str, limit: int, *,
+                      follow_symlinks: bool = False) -> bytes:
+    """The first ``limit`` bytes of a secret file (a key, a password, a TLS private key),
+    refused with :class:`KeyFileError` naming ``what``, the path and the fix when it is
+    missing, not a regular file, or accessible by group or others, and unless
+    ``follow_symlinks`` when it is a symlink (the swarm key; a TLS key is often a link,
+    e.g. certbot's ``live/``, and was always followed). The one check of a secret file's
+    safety: the agent's start, the ground station and ``swarm doctor`` use it. The mode
+    is read from the opened descriptor, so it is the mode of what is read (a link's
+    target)."""
     p = Path(path)
+    nofollow = 0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(p, os.O_RDONLY | nofollow)
     except FileNotFoundError:
-        raise KeyFileError(f"key file {p} does not exist; create one with: "
-                           f"swarm keygen --out {p}") from None
+        raise KeyFileError(f"{what} {p} does not exist") from None
     except OSError as exc:
-        raise KeyFileError(f"key file {p} cannot be opened ({exc.strerror}); it must be a "
-                           "regular file (not a symlink) readable by the agent's user") from None
+        raise KeyFileError(f"{what} {p} cannot be opened ({exc.strerror}); it must be a "
+                           f"regular file{'' if follow_symlinks else ' (not a symlink)'} "
+                           "readable by this user") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"key file {p} is not a regular file")
+            raise KeyFileError(f"{what} {p} is not a regular file")
         if st.st_mode & 0o077:
             raise KeyFileError(
-                f"key file {p} is accessible by group or others (mode "
+                f"{what} {p} is accessible by group or others (mode "
                 f"{stat.S_IMODE(st.st_mode):04o}); fix: chmod 600 {p}")
-        data = os.read(fd, 4 * KEY_BYTES)
+        try:
+            return os.read(fd, limit)
+        except OSError as exc:
+            raise KeyFileError(f"{what} {p} cannot be read ({exc.strerror})") from None
     finally:
         os.close(fd)
+
+
+def load_key(path: str | os.PathLike[str]) -> SwarmKey:
+    """Read a key file; raise :class:`KeyFileError` naming the path and the fix."""
+    p = Path(path)
+    if not os.path.lexists(p):
+        raise KeyFileError(f"key file {p} does not exist; create one with: "
+                           f"swarm keygen --out {p}")
+    data = read_private_file(p, "key file", 4 * KEY_BYTES)
     if len(data) == KEY_BYTES:
         return SwarmKey(data)
     text = data.strip()

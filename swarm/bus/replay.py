@@ -2,9 +2,11 @@
 folder, written atomically (temp file, fsync, rename, fsync of the folder) so a crash at
 any moment leaves the old or the new content, never a torn one.
 
-- ``bus-epoch``: the sender side. :func:`claim_epoch` reads it, adds one, and makes the
-  new value durable *before* the first envelope of this run is sealed, so a restarted
-  sender never reuses an (epoch, counter) pair even though its counter lives in memory.
+- ``bus-epoch``: the sender side. :func:`claim_epoch` reads it, takes the larger of one
+  more and the wall clock's unix seconds (when the clock is set: :func:`next_epoch`), and
+  makes the new value durable *before* the first envelope of this run is sealed, so a
+  restarted sender never reuses an (epoch, counter) pair even though its counter lives
+  in memory, and a sender whose data folder was wiped still starts above its old epochs.
 - ``bus-floors.json``: the receiver side. :class:`FloorStore` keeps, per sender, the
   highest (epoch, counter) accepted; EnvelopeOpener persists it synchronously when a
   sender's epoch advances and the agent checkpoints it now and then, so a restarted
@@ -20,16 +22,20 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .topics import TopicError, check_node_id
 
-__all__ = ["EPOCH_FILE", "FLOORS_FILE", "FloorStore", "ReplayStateError", "atomic_write",
-           "claim_epoch"]
+__all__ = ["EARLIEST_PLAUSIBLE_UNIX", "EPOCH_FILE", "FLOORS_FILE", "FloorStore",
+           "ReplayStateError", "atomic_write", "claim_epoch", "next_epoch", "read_epoch"]
 
 EPOCH_FILE = "bus-epoch"
 FLOORS_FILE = "bus-floors.json"
 _U64 = 2**64 - 1
+#: A wall clock before this (2025-01-01 00:00 UTC) is not set: no RTC and no NTP yet.
+EARLIEST_PLAUSIBLE_UNIX = 1_735_689_600
 
 
 class ReplayStateError(ValueError):
@@ -54,25 +60,53 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dfd)
 
 
-def claim_epoch(data_dir: str | os.PathLike[str]) -> int:
-    """Durably claim the next sender epoch in ``data_dir`` and return it (1 on first use)."""
+def read_epoch(data_dir: str | os.PathLike[str]) -> int:
+    """The last epoch claimed in ``data_dir`` (0 when there is no ``bus-epoch``), read and
+    checked without writing anything: the agent validates its data folder before it
+    changes any of it."""
     path = Path(data_dir) / EPOCH_FILE
-    previous = 0
     try:
         text = path.read_text("ascii").strip()
     except FileNotFoundError:
-        text = None
+        return 0
     except (OSError, UnicodeDecodeError) as exc:
         raise ReplayStateError(f"{path} cannot be read ({exc})") from None
-    if text is not None:
-        if not text.isdigit() or not 0 < int(text) < _U64:
-            raise ReplayStateError(
-                f"{path} holds {text[:40]!r}, not an epoch; if the data folder is otherwise "
-                f"intact, write a number larger than any epoch used before (e.g. "
-                f"the current unix time) into it")
-        previous = int(text)
-    epoch = previous + 1
-    atomic_write(path, f"{epoch}\n".encode("ascii"))
+    if not text.isdigit() or not 0 < int(text) < _U64:
+        raise ReplayStateError(
+            f"{path} holds {text[:40]!r}, not an epoch; if the data folder is otherwise "
+            f"intact, write a number larger than any epoch used before (e.g. "
+            f"the current unix time) into it")
+    return int(text)
+
+
+def next_epoch(previous: int, now: float) -> int:
+    """The epoch to claim after ``previous`` when the wall clock says ``now`` (unix
+    seconds): ``max(previous + 1, int(now))`` when the clock is plausible, else
+    ``previous + 1``.
+
+    Why the clock: every peer keeps this sender's floor, so an epoch must also exceed
+    the epochs of an earlier life of the node whose data folder was since wiped or
+    reflashed (``previous`` is then 0). Those were unix seconds of their start, so the
+    current time is above them; a counter alone restarts at 1 and would be refused as
+    ``stale_epoch`` by every peer, forever. The file still guarantees monotonicity when
+    the clock steps back (NTP) or two starts fall in one second. A clock before
+    EARLIEST_PLAUSIBLE_UNIX is not set (a Raspberry Pi has no RTC and may boot at 1970
+    before NTP): it is ignored, which is right for an intact folder; a wiped folder then
+    starts at 1 and peers refuse it (a warning on each peer names it) until the node is
+    restarted with its clock set (docs/agent.md, "A wiped data folder")."""
+    clock = int(now) if now >= EARLIEST_PLAUSIBLE_UNIX else 0
+    epoch = max(previous + 1, clock)
+    if not 0 < epoch < _U64:  # the envelope's epoch field is 8 bytes
+        raise ReplayStateError(f"epoch {epoch} does not fit the envelope's 64-bit field")
+    return epoch
+
+
+def claim_epoch(data_dir: str | os.PathLike[str],
+                clock: Callable[[], float] = time.time) -> int:
+    """Durably claim the next sender epoch in ``data_dir`` and return it (next_epoch of
+    the last one claimed there, or of 0 on first use)."""
+    epoch = next_epoch(read_epoch(data_dir), clock())
+    atomic_write(Path(data_dir) / EPOCH_FILE, f"{epoch}\n".encode("ascii"))
     return epoch
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.agent.config import AgentConfig, ConfigError, load_config
+from swarm.bus.replay import EARLIEST_PLAUSIBLE_UNIX
 
 __all__ = ["CHECKS", "CheckResult", "Outcome", "run_checks"]
 
@@ -43,8 +44,9 @@ MIN_FREE_BYTES = 512 * 1024 * 1024
 #: Ready batches a second at most, too slow for elections under load).
 MAX_FSYNC_MEDIAN_S = 0.050
 FSYNC_SAMPLES = 20
-#: The wall clock must be past this (a Pi without RTC boots at its last shutdown time).
-EARLIEST_PLAUSIBLE = time.mktime((2025, 1, 1, 0, 0, 0, 0, 0, -1))
+#: The wall clock must be past this (a Pi without RTC boots at its last shutdown time);
+#: the agent's epoch claim (swarm.bus.replay) uses the same bound.
+EARLIEST_PLAUSIBLE = EARLIEST_PLAUSIBLE_UNIX
 
 
 class Outcome(enum.Enum):
@@ -73,20 +75,15 @@ def _result(check: str, ok: bool, detail: str) -> CheckResult:
 # -- keys -----------------------------------------------------------------------------
 
 def _private_file(path: Path) -> str | None:
-    """The problem with a secret file, or None."""
+    """The problem with a secret file, or None: the agent's own check at start
+    (swarm.bus.keys.read_private_file), plus what only doctor adds (an empty file)."""
+    from swarm.bus.keys import KeyFileError, read_private_file
+
     try:
-        st = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return "does not exist"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    if not stat.S_ISREG(st.st_mode):
-        return "is not a regular file"
-    if st.st_mode & 0o077:
-        return f"is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); chmod 600"
-    if not os.access(path, os.R_OK):
-        return "is not readable by this user (run doctor as the agent's user)"
-    if st.st_size == 0:
+        data = read_private_file(path, "", 1, follow_symlinks=True)
+    except KeyFileError as exc:
+        return str(exc).removeprefix(f" {path} ")
+    if not data:
         return "is empty"
     return None
 

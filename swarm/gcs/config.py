@@ -39,7 +39,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ import tomllib
 from swarm.agent.config import ConfigError as BusSectionError
 from swarm.agent.config import parse_bus_section
 from swarm.bus.client import BrokerAddress, BusConfig, BusConfigError, MqttVersion, TlsConfig
+from swarm.bus.keys import KeyFileError, read_private_file
 from swarm.evacmap import ID_PATTERN
 
 from .state import check_swarm_id
@@ -58,6 +58,8 @@ __all__ = ["ConfigError", "GcsConfig", "is_loopback", "load_config"]
 _GCS_KEYS = frozenset({"host", "port", "operator", "token_file", "https_cert", "https_key",
                        "tiles", "tiles_max_zoom"})
 _MAX_CONFIG_BYTES = 1024 * 1024
+#: A token or password file: read at most this much (a secret is a line).
+_MAX_SECRET_BYTES = 64 * 1024
 _MIN_TOKEN_CHARS = 16
 
 
@@ -157,14 +159,15 @@ def is_loopback(host: str) -> bool:
 
 
 def read_secret(path: Path, what: str) -> str:
-    """A secret from a file (stripped); refused when others may read the file."""
+    """A secret from a file (stripped); refused when group or others may access the file
+    (the one check of a secret file: swarm.bus.keys.read_private_file)."""
     try:
-        info = path.stat()
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"{what}: {path} is readable by others (chmod 600 it)")
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        text = read_private_file(path, f"{what}:", _MAX_SECRET_BYTES,
+                                 follow_symlinks=True).decode("utf-8").strip()
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None
     if not text:
         raise ConfigError(f"{what}: {path} is empty")
     return text
@@ -279,10 +282,8 @@ def load_config(path: Path | None, *, swarm: str | None = None,
 
 
 def _check_private(path: Path, what: str) -> None:
-    """A private key must not be readable by others (as for the token)."""
+    """A private key must not be accessible by group or others (as for the token)."""
     try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{what}: {path} is readable by others (chmod 600 it)")
+        read_private_file(path, f"{what}:", 1, follow_symlinks=True)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None

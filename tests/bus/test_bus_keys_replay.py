@@ -8,7 +8,11 @@ import os
 import pytest
 
 from swarm.bus.keys import KeyFileError, SwarmKey, generate_key_file, load_key, main
-from swarm.bus.replay import EPOCH_FILE, FloorStore, ReplayStateError, claim_epoch
+from swarm.bus.replay import EARLIEST_PLAUSIBLE_UNIX, EPOCH_FILE, FloorStore, ReplayStateError, \
+    claim_epoch, read_epoch
+
+#: A wall clock that was never set (a Raspberry Pi without RTC before NTP): 1970.
+UNSET_CLOCK = lambda: 12.0  # noqa: E731
 
 
 def test_keygen_writes_a_private_hex_key_that_loads(tmp_path, capsys):
@@ -64,9 +68,42 @@ def test_key_repr_hides_the_secret():
 
 
 def test_epochs_increase_across_restarts_and_are_durable(tmp_path):
-    assert [claim_epoch(tmp_path) for _ in range(3)] == [1, 2, 3]
+    assert [claim_epoch(tmp_path, UNSET_CLOCK) for _ in range(3)] == [1, 2, 3]
     assert (tmp_path / EPOCH_FILE).read_text() == "3\n"
+    assert read_epoch(tmp_path) == 3
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_a_first_epoch_is_the_wall_clock_so_a_wiped_folder_starts_above_its_old_epochs(tmp_path):
+    """A drone whose data folder was wiped or reflashed has no bus-epoch, but every peer
+    still holds the floor of its earlier life: its first epoch must be above that."""
+    t0 = EARLIEST_PLAUSIBLE_UNIX + 1000
+    old_life = tmp_path / "old"
+    old_life.mkdir()
+    before_wipe = [claim_epoch(old_life, lambda: t0 + k) for k in range(3)]
+    assert before_wipe == [t0, t0 + 1, t0 + 2]
+    wiped = tmp_path / "reflashed"
+    wiped.mkdir()
+    assert claim_epoch(wiped, lambda: t0 + 60) > max(before_wipe)
+
+
+def test_the_file_keeps_epochs_increasing_when_the_clock_stands_still_or_steps_back(tmp_path):
+    t = EARLIEST_PLAUSIBLE_UNIX + 5000
+    assert claim_epoch(tmp_path, lambda: t + 0.9) == t
+    assert claim_epoch(tmp_path, lambda: t + 0.5) == t + 1         # same second
+    assert claim_epoch(tmp_path, lambda: t - 3600) == t + 2        # NTP stepped back an hour
+    # A Raspberry Pi with no RTC booting at 1970 before NTP: the clock is ignored, the
+    # intact folder still gives the next epoch.
+    assert claim_epoch(tmp_path, UNSET_CLOCK) == t + 3
+    # The 8-byte envelope field holds any epoch the clock can give.
+    assert (tmp_path / EPOCH_FILE).read_text() == f"{t + 3}\n"
+
+
+def test_an_unset_clock_and_a_wiped_folder_start_at_1(tmp_path):
+    """Documented limit (docs/agent.md, "A wiped data folder"): peers refuse such a node
+    as stale_epoch (and warn) until it restarts with its clock set."""
+    assert claim_epoch(tmp_path, UNSET_CLOCK) == 1
+    assert claim_epoch(tmp_path, lambda: EARLIEST_PLAUSIBLE_UNIX + 7) == EARLIEST_PLAUSIBLE_UNIX + 7
 
 
 @pytest.mark.parametrize("content", ["", "abc", "-1", "0", str(2**64)])
@@ -74,6 +111,9 @@ def test_a_corrupt_epoch_file_is_an_error_not_a_reset(tmp_path, content):
     (tmp_path / EPOCH_FILE).write_text(content)
     with pytest.raises(ReplayStateError, match=EPOCH_FILE):
         claim_epoch(tmp_path)
+    with pytest.raises(ReplayStateError, match=EPOCH_FILE):
+        read_epoch(tmp_path)
+    assert (tmp_path / EPOCH_FILE).read_text() == content  # refused, not rewritten
 
 
 def test_floor_store_round_trips_and_rejects_garbage(tmp_path):
@@ -118,6 +158,29 @@ def test_epoch_and_floor_files_make_replay_protection_survive_restarts_of_both_e
     # Sender restart: a new epoch, fresh again; the old epoch is now stale, also after
     # another receiver restart.
     tx = sealer()
-    assert tx.epoch == 2
+    assert tx.epoch > int.from_bytes(old[14:22], "big")  # the header's epoch field
     assert rx.open(tx.seal(2, [vote])[0]).messages == (vote,)
     assert opener().open(old).reason is RejectReason.STALE_EPOCH
+
+
+def test_read_private_file_checks_the_mode_of_what_it_reads_and_refuses_links_unless_told(tmp_path):
+    """The one check of a secret file (the swarm key, the MQTT password, TLS keys): a
+    symlink is refused for the swarm key, followed for the others (certbot's live/
+    links), and either way the mode checked is that of the file read."""
+    from swarm.bus.keys import read_private_file
+
+    target = tmp_path / "secret"
+    target.write_bytes(b"pw\n")
+    target.chmod(0o600)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert read_private_file(link, "[bus] password_file", 100, follow_symlinks=True) == b"pw\n"
+    with pytest.raises(KeyFileError, match="not a symlink"):
+        read_private_file(link, "key file", 100)
+    target.chmod(0o640)
+    with pytest.raises(KeyFileError) as err:
+        read_private_file(link, "[bus] password_file", 100, follow_symlinks=True)
+    assert str(err.value).startswith(f"[bus] password_file {link} is accessible by group")
+    assert f"chmod 600 {link}" in str(err.value)
+    with pytest.raises(KeyFileError, match="does not exist"):
+        read_private_file(tmp_path / "nope", "[bus] password_file", 100)

@@ -236,5 +236,5 @@ def test_config_file(tmp_path: Path) -> None:
             load_config(cfg)
     os.chmod(token, 0o644)
     cfg.write_text('[swarm]\nid = "a"\n[gcs]\ntoken_file = "token"\n')
-    with pytest.raises(ConfigError, match="readable by others"):
+    with pytest.raises(ConfigError, match="accessible by group or others"):
         load_config(cfg)

@@ -101,7 +101,7 @@ def test_tls_settings_from_flags_and_their_errors(tmp_path: Path, pki: Pki) -> N
         ({"brokers": ["mqtt://127.0.0.1"], "tls_ca": pki.ca}, "mqtts:// needs"),
         ({"https_cert": pki.server_cert}, "https_cert and https_key go together"),
         ({"https_cert": pki.ca, "https_key": pki.server_key}, "cannot load"),
-        ({"https_cert": pki.server_cert, "https_key": loose}, "readable by others"),
+        ({"https_cert": pki.server_cert, "https_key": loose}, "accessible by group or others"),
     ]:
         with pytest.raises(ConfigError, match=needle):
             load_config(None, swarm="s", **kwargs)
