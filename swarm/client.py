@@ -23,6 +23,8 @@ one request message and getting their outcomes in one reply (docs/protocol.md,
 Which node: any node accepts any request (followers forward to the leader). The client
 learns the nodes and the leader from their retained status topics and sends to the
 leader when it knows one (one hop less), otherwise round-robin over online nodes.
+Statuses are outside input: each is validated by :func:`swarm.node_status.parse_status`
+and a malformed one is set aside (:meth:`SwarmClient.rejected`), never used.
 
 Connecting: every call connects on first use (``connect()`` is optional, as with a
 ``with`` block); a broker that does not answer within ``connect_timeout_s`` is a
@@ -48,6 +50,7 @@ from typing import Any
 
 from swarm.bus import topics
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, MqttVersion, Received, TlsConfig
+from swarm.node_status import NodeStatus, StatusError, leader_of, parse_status
 
 __all__ = ["ClientError", "Reply", "SwarmClient", "RETRYABLE"]
 
@@ -142,7 +145,9 @@ class SwarmClient:
         self._lock = threading.Lock()
         self._waiters: dict[str, _Waiter] = {}
         self._nodes: dict[str, int] = {}   # request id -> node it was sent to
-        self._statuses: dict[int, dict[str, Any]] = {}
+        # Per node, its latest status: valid, or refused (why).
+        self._statuses: dict[int, NodeStatus] = {}
+        self._rejected: dict[int, str] = {}
         self._status_event = threading.Event()
         self._ids = itertools.count(1)
         self._rr = itertools.count()
@@ -204,16 +209,27 @@ class SwarmClient:
     def _on_status(self, msg: Received) -> None:
         try:
             topic = topics.parse(msg.topic)
-            body = json.loads(msg.payload)
-        except (topics.TopicError, ValueError):
+        except topics.TopicError:
             return
-        if not isinstance(body, dict) or topic.node is None:
+        if topic.node is None:
             return
         node = topic.node
-        gone = not body.get("online")
-        leads = not gone and body.get("role") == "leader"
+        try:
+            status = parse_status(msg.payload, node)
+        except StatusError as exc:
+            # The node's latest word is unusable: forget what it said before too (a
+            # fresh client, seeing only this retained payload, would know nothing of
+            # it either), and keep why for `swarm status`.
+            with self._lock:
+                self._statuses.pop(node, None)
+                self._rejected[node] = str(exc)
+            self._status_event.set()
+            return
+        gone = not status.online
+        leads = status.role == "leader"
         with self._lock:
-            self._statuses[node] = body
+            self._statuses[node] = status
+            self._rejected.pop(node, None)
             if gone or leads:
                 # A crashed leader's Last Will, or a new leader: attempts waiting on the
                 # vanished node, or on any other node once a leader speaks, are retried
@@ -230,19 +246,21 @@ class SwarmClient:
 
     def statuses(self, wait_s: float = 1.0) -> dict[int, dict[str, Any]]:
         """Every node's latest retained status (``online: false`` for a node whose
-        agent stopped or vanished). Waits up to ``wait_s`` until it holds one from every
-        voter the statuses name (retained statuses arrive one by one just after
-        subscribing, and on a loaded machine the burst can take longer than a moment:
-        a table missing the leader's row would say there is none); with no voter list
-        to go by, waits for a first status and then a moment for the rest."""
+        agent stopped or vanished), as published, for the nodes whose latest status is
+        valid (the others: :meth:`rejected`). Waits up to ``wait_s`` until it holds one
+        from every voter the statuses name (retained statuses arrive one by one just
+        after subscribing, and on a loaded machine the burst can take longer than a
+        moment: a table missing the leader's row would say there is none); with no
+        voter list to go by, waits for a first status and then a moment for the rest.
+        A node whose status was refused has spoken: it is not waited for."""
         self.connect()
         deadline = time.monotonic() + wait_s
         while True:
             with self._lock:
-                held = set(self._statuses)
+                held = set(self._statuses) | set(self._rejected)
                 named = _named_voters(self._statuses.values())
                 if held and named and named <= held:
-                    return {n: dict(s) for n, s in sorted(self._statuses.items())}
+                    return {n: dict(s.raw) for n, s in sorted(self._statuses.items())}
                 # set again by the next status (it is stored under the lock, then set)
                 self._status_event.clear()
             left = deadline - time.monotonic()
@@ -252,15 +270,18 @@ class SwarmClient:
         if held and not named:
             time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
         with self._lock:
-            return {n: dict(s) for n, s in sorted(self._statuses.items())}
+            return {n: dict(s.raw) for n, s in sorted(self._statuses.items())}
+
+    def rejected(self) -> dict[int, str]:
+        """The nodes whose latest status was refused as malformed, with the reason
+        (:func:`swarm.node_status.parse_status`)."""
+        with self._lock:
+            return dict(sorted(self._rejected.items()))
 
     def leader(self) -> int | None:
         """The leader named by the freshest online status of the highest term."""
         with self._lock:
-            online = [s for s in self._statuses.values() if s.get("online")]
-        best = max(online, key=lambda s: (s.get("term", 0), s.get("t", 0)), default=None)
-        leader = best.get("leader") if best else None
-        return leader if isinstance(leader, int) and leader > 0 else None
+            return leader_of(self._statuses.values())
 
     def _targets(self) -> list[int]:
         """Online nodes, the leader first; waits (bounded) for a first online status."""
@@ -268,7 +289,7 @@ class SwarmClient:
         deadline = time.monotonic() + min(5.0, self.timeout_s)
         while True:
             with self._lock:
-                online = sorted(n for n, s in self._statuses.items() if s.get("online"))
+                online = sorted(n for n, s in self._statuses.items() if s.online)
                 if not online:
                     self._status_event.clear()  # set again by the next status (under lock)
             if online:
@@ -277,9 +298,11 @@ class SwarmClient:
             if left <= 0 or not self._status_event.wait(left):
                 with self._lock:
                     known = len(self._statuses)
+                    refused = len(self._rejected)
                 raise ClientError(f"no node of swarm {self.swarm!r} is online" + (
                     f" ({known} known, all offline)" if known else " (none has published "
-                    "a status)"))
+                    "a status)") + (f"; {refused} malformed status(es) ignored" if refused
+                                    else ""))
         leader = self.leader()
         start = next(self._rr) % len(online)
         order = online[start:] + online[:start]
@@ -627,13 +650,7 @@ def client_from_agent_config(path: str | Path, **kwargs: Any) -> SwarmClient:
                        **kwargs)
 
 
-def _named_voters(statuses: Iterable[dict[str, Any]]) -> set[int]:
+def _named_voters(statuses: Iterable[NodeStatus]) -> set[int]:
     """The node ids the online statuses list as voters (docs/protocol.md, "Node
-    status"); entries that are not node ids are ignored (a status is outside input)."""
-    named: set[int] = set()
-    for s in statuses:
-        voters = s.get("voters") if s.get("online") else None
-        if isinstance(voters, list):
-            named.update(v for v in voters if isinstance(v, int) and not isinstance(v, bool)
-                         and v > 0)
-    return named
+    status")."""
+    return {v for s in statuses if s.online for v in s.voters}

@@ -6,8 +6,12 @@ through a lazily connected client against real agents: test_agent_processes.py.)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,7 +72,8 @@ def test_statuses_waits_for_every_voter_the_statuses_name(mosquitto: LocalBroker
     """A retained burst that trickles in (a loaded machine) still yields every voter's
     row: ``statuses`` waits, bounded, until each node named in ``voters`` has spoken,
     instead of returning whatever arrived in the first moment (the leader's row could
-    be the one missing). Garbage in a status's ``voters`` is ignored."""
+    be the one missing). (A status with garbage in its ``voters`` is refused whole:
+    test_node_status.py and the malformed-status tests below.)"""
     publisher = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", mosquitto.port),),
                               client_id="trickle-publisher"))
     publisher.start()
@@ -81,7 +86,7 @@ def test_statuses_waits_for_every_voter_the_statuses_name(mosquitto: LocalBroker
         assert publisher.wait_connected(10)
         for node in (1, 2):
             assert publisher.publish(topics.status("trickle", node),
-                                     status(node, [1, 2, 3, "4", True, -5]), qos=1, retain=True)
+                                     status(node, [1, 2, 3]), qos=1, retain=True)
         time.sleep(0.3)
         client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "trickle", timeout_s=3.0)
         try:
@@ -214,4 +219,119 @@ def test_a_command_retried_into_an_expired_session_is_not_proposed_again(
         assert len(moved) == 1 and moved[0][0] == 11   # only "kept", in the new session
     finally:
         client.close()
+        node.close()
+
+
+# -- malformed statuses and the client commands (swarm propose / read / status) --------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _swarm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``swarm ARGS`` in a child process with its output piped (not a terminal)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("COLUMNS", None)   # rich's own default when piped: 80 columns
+    return subprocess.run([sys.executable, "-m", "swarm", *args], input=stdin,
+                          capture_output=True, text=True, env=env, timeout=120, check=False,
+                          cwd=ROOT)
+
+
+def _committing(request: dict) -> dict | None:
+    """A node that registers sessions, commits every command and reads an empty map;
+    for a batch, ``{}`` is refused the way a node refuses it (its index in the request)."""
+    if request["op"] == "register":
+        return {"status": "registered", "session": 7, "nonce": request["nonce"]}
+    if request["op"] == "read":
+        return {"status": "ok", "map_version": 3, "map": {"type": "FeatureCollection",
+                                                          "features": []}}
+    if "commands" in request:
+        return {"status": "batch", "results": [
+            {"seq": c["seq"], "status": "error", "code": "invalid",
+             "message": f"commands[{k}]: type: missing required field"} if not c["command"]
+            else {"seq": c["seq"], "status": "committed", "index": 5, "map_version": 5}
+            for k, c in enumerate(request["commands"])]}
+    return {"status": "committed", "index": 5, "map_version": 5, "result": None}
+
+
+#: Retained beside the real node 1 (the leader): a term that is a string (it crashed
+#: max() over the terms), and a "leader" of a higher term with garbage voters (it would
+#: have sent every request to a node that does not exist first).
+_GARBAGE = {99: {"v": 1, "node": 99, "online": True, "role": "leader", "term": "x",
+                 "leader": 99},
+            98: {"v": 1, "node": 98, "online": True, "role": "leader", "term": 100,
+                 "leader": 98, "voters": "all"}}
+
+
+def _publish_garbage(broker: LocalBroker, swarm: str) -> Bus:
+    publisher = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", broker.port),),
+                              client_id=f"garbage-{swarm}"))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    for node, body in _GARBAGE.items():
+        assert publisher.publish(topics.status(swarm, node), json.dumps(body).encode(),
+                                 qos=1, retain=True)
+    # Node 1 (the scripted leader) names 98 and 99 as voters, so `statuses` waits for
+    # their statuses too: every reader sees the garbage, none may trip on it.
+    assert publisher.publish(topics.status(swarm, 1), json.dumps(
+        {"v": 1, "node": 1, "online": True, "role": "leader", "term": 1, "leader": 1,
+         "voters": [1, 98, 99]}).encode(), qos=1, retain=True)
+    return publisher
+
+
+def _until(condition, what: str, limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.02)
+
+
+def test_malformed_retained_statuses_are_ignored_never_a_crash(mosquitto: LocalBroker) -> None:
+    node = _ScriptedNode(mosquitto, "garbled", _committing)
+    publisher = _publish_garbage(mosquitto, "garbled")
+    client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "garbled", timeout_s=20.0)
+    try:
+        client.connect()
+        assert set(client.statuses(wait_s=30)) == {1}   # refused ones are not handed out
+        assert set(client.rejected()) == {98, 99}
+        assert "term: 'x' is not an integer" in client.rejected()[99]
+        assert "voters" in client.rejected()[98]
+        assert client.leader() == 1
+        reply = client.propose({"type": "remove_zone", "id": "z"})
+        assert reply.committed, reply.body
+        assert client.read().status == "ok"
+        assert {m["op"] for m in node.requests} >= {"register", "propose", "read"}
+    finally:
+        client.close()
+        publisher.close()
+        node.close()
+
+
+def test_client_commands_ignore_malformed_statuses(mosquitto: LocalBroker) -> None:
+    node = _ScriptedNode(mosquitto, "garbled", _committing)
+    publisher = _publish_garbage(mosquitto, "garbled")
+    where = ["--broker", f"127.0.0.1:{mosquitto.port}", "--swarm", "garbled", "--timeout", "20"]
+    try:
+        # The retained statuses are in before any command subscribes.
+        watcher = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "garbled")
+        try:
+            watcher.connect()
+            _until(lambda: set(watcher.rejected()) == {98, 99}, "the garbage is retained")
+        finally:
+            watcher.close()
+        proposed = _swarm("propose", "-", *where, stdin='{"type": "remove_zone", "id": "z"}')
+        assert proposed.returncode == 0, proposed.stderr
+        assert json.loads(proposed.stdout)["status"] == "committed"
+        read = _swarm("read", *where)
+        assert read.returncode == 0, read.stderr
+        assert read.stdout.startswith("map version 3") and "Traceback" not in read.stderr
+        status = _swarm("status", *where, "--wait", "30", "--json")
+        assert status.returncode == 0, status.stderr
+        rows = {r["node"]: r for r in json.loads(status.stdout)["nodes"]}
+        assert set(rows) == {1, 98, 99}
+        assert rows[1]["role"] == "leader" and rows[1]["invalid"] is None
+        for bad in (98, 99):
+            assert rows[bad]["role"] == "invalid" and rows[bad]["term"] is None
+            assert rows[bad]["invalid"]
+    finally:
+        publisher.close()
         node.close()
