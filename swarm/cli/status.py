@@ -10,12 +10,15 @@ refused (in ``--json``: the row's ``invalid``); nothing it says is shown or used
 listed rather than skipped because a broken agent or a stray publisher on a node's
 topic is exactly what an operator looking at this table needs to see.
 
-Exit status 0 when a leader is known, 3 otherwise."""
+Exit status 0 when a leader is known, 2 for a usage or config error (bad flags, an
+unreadable or invalid --config, a bad swarm id or broker address), 3 otherwise (no
+broker answered, no leader)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +28,12 @@ from swarm.node_status import FcStatus, NodeStatus, StatusError, leader_of, pars
 from ._client_args import add_client_args, open_client
 
 __all__ = ["main"]
+
+EPILOG = """exit status:
+  0  a leader is known
+  2  usage or config error (bad flags, missing or invalid --config, bad swarm id or
+     broker): a retry cannot help
+  3  no broker answered, or no leader; a retry may work"""
 
 
 def rows(statuses: Mapping[int, Mapping[str, Any]], now_ms: int,
@@ -101,8 +110,10 @@ def _cell(value: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="swarm status", allow_abbrev=False,
-        description="Show every node of the swarm: role, term, leader, commit and applied "
-                    "index, last contact and replication lag (as the leader sees them).")
+        description=textwrap.fill(
+            "Show every node of the swarm: role, term, leader, commit and applied "
+            "index, last contact and replication lag (as the leader sees them).", 78),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--wait", type=float, default=2.0, metavar="SECONDS",
                         help="how long to collect statuses (default 2)")
@@ -111,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.wait <= 60:
         parser.error("--wait must be in (0, 60] seconds")
     client = open_client(args)
-    if client is None:
-        return 3
+    if isinstance(client, int):
+        return client
     try:
         statuses = client.statuses(wait_s=args.wait)
         rejected = client.rejected()
