@@ -466,14 +466,16 @@ class SwarmClient:
         unacknowledged results, so two batches of one session cannot be in flight
         together). Order: a batch's commands are appended in the order given, but a
         command that is retried is applied after those that were not; use
-        :meth:`propose` one by one when order matters."""
+        :meth:`propose` one by one when order matters. A reply's message that names a
+        command (``commands[2]: ...``) names it by its index in ``commands``, not in the
+        batch that carried it."""
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         out: list[Reply | None] = [None] * len(commands)
         parsed: list[tuple[int, dict[str, Any], int]] = []   # (position, command, its size)
         for pos, command in enumerate(commands):
             obj, problem = _command_object(command)
             if problem is not None:
-                out[pos] = problem
+                out[pos] = _renamed(problem, None, pos)
             else:
                 assert obj is not None
                 parsed.append((pos, obj, len(json.dumps(obj, separators=(",", ":")))))
@@ -515,6 +517,7 @@ class SwarmClient:
                 if pos not in seqs:
                     seqs[pos] = self._next_seq
                     self._next_seq += 1
+            order = list(commands)   # position in this request -> position in the call
             body = {"op": "propose", "session": self.session, "ack": min(seqs.values()),
                     "commands": [{"seq": seqs[pos], "command": command}
                                  for pos, command in commands.items()]}
@@ -537,8 +540,8 @@ class SwarmClient:
                 if result is None:
                     retry = True     # not answered (a malformed reply): send it again
                     continue
-                out[pos] = Reply({"v": 1, "id": reply.body.get("id"), **result}, reply.node,
-                                 attempts)
+                out[pos] = _renamed(Reply({"v": 1, "id": reply.body.get("id"), **result},
+                                          reply.node, attempts), order.index(pos), pos)
                 code = result.get("code")
                 last_code[pos] = code if isinstance(code, str) else None
                 if code in RETRYABLE:
@@ -587,6 +590,20 @@ def _command_object(command: Mapping[str, Any] | bytes | str
         return None, Reply({"v": 1, "status": "error", "code": "bad_request",
                             "message": "a command is a JSON object"})
     return dict(command), None
+
+
+def _renamed(reply: Reply, in_request: int | None, pos: int) -> Reply:
+    """``reply`` with its message naming the command by ``pos``, its index in the
+    caller's list: a node names a batch's command by its index in that request
+    (``commands[0]: ...``, swarm/agent/service.py), which is not the caller's when
+    the batch is a later chunk or others were refused before it was sent
+    (``in_request`` None: the client refused it itself and named no index)."""
+    message = reply.message
+    prefix = "" if in_request is None else f"commands[{in_request}]: "
+    if not message.startswith(prefix):
+        return reply
+    return Reply({**reply.body, "message": f"commands[{pos}]: {message[len(prefix):]}"},
+                 reply.node, reply.attempts)
 
 
 def _never_applied(sends: int, last_code: str | None) -> bool:

@@ -141,3 +141,12 @@ def test_client_commands_document_their_exit_statuses(capsys) -> None:
             main([command, "--help"])
         out = capsys.readouterr().out
         assert "exit status:" in out and "usage or config error" in out
+
+
+@pytest.mark.parametrize("text", ["[]", "  [ ]\n"])
+def test_propose_refuses_an_empty_array(text, tmp_path, capsys) -> None:
+    path = tmp_path / "none.json"
+    path.write_text(text)
+    # No broker is given or needed: it is refused before connecting.
+    assert main(["propose", str(path), "--timeout", "1"]) == 2
+    assert "the array holds no command" in capsys.readouterr().err

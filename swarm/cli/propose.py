@@ -9,7 +9,8 @@ the array of their replies, in order. Exit status (also in ``--help``, and READM
   The command (or array) was refused by the map or the node, or is not JSON, or is over
   its size limit; or the flags or the config are wrong (a missing or invalid
   ``--config``, a bad swarm id or broker address), as argparse exits 2 for bad flags.
-  For an array: every command not committed was refused;
+  For an array: every command not committed was refused.
+  An empty array is refused too: it has nothing to commit;
 - 3 not committed: no broker answered, no node online, no leader, busy, timeout; a
   retry may work, and the outcome may be unknown (see the message). For an array: any
   command."""
@@ -37,6 +38,7 @@ EPILOG = """exit status:
   2  invalid, nothing changed, a retry cannot help: refused by the map or the node,
      not JSON, too big; or a usage or config error (bad flags, missing or invalid
      --config, bad swarm id or broker)
+     or an empty array (nothing to commit)
   3  not committed: no broker, no node online, no leader, busy, timeout (the outcome
      may be unknown); a retry may work"""
 
@@ -73,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands = json.loads(data)
         except ValueError as exc:
             print(f"invalid: the file is not a JSON array of commands: {exc}", file=sys.stderr)
+            return 2
+        if commands == []:
+            # Nothing to propose: exiting 0 ("committed") would tell a script that
+            # generated the array that its commands are in the map.
+            print("invalid: the array holds no command (give one command or a non-empty "
+                  "array)", file=sys.stderr)
             return 2
     client = open_client(args)
     if isinstance(client, int):

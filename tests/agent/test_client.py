@@ -335,3 +335,24 @@ def test_client_commands_ignore_malformed_statuses(mosquitto: LocalBroker) -> No
     finally:
         publisher.close()
         node.close()
+
+
+def test_an_array_names_each_refused_command_by_its_index_in_the_array(
+        mosquitto: LocalBroker) -> None:
+    """``[1, "x", {}]``: the client refuses the first two itself; the node refuses the
+    third as ``commands[0]`` (its index in the request that carried it): every message
+    names the command by its index in the caller's array."""
+    node = _ScriptedNode(mosquitto, "indexed", _committing)
+    try:
+        proc = _swarm("propose", "-", "--broker", f"127.0.0.1:{mosquitto.port}", "--swarm",
+                      "indexed", "--timeout", "20",
+                      stdin='[1, "x", {}, {"type": "remove_zone", "id": "z"}]')
+        assert proc.returncode == 2, proc.stderr   # committed, or refused: nothing to retry
+        replies = json.loads(proc.stdout)
+        assert [r.get("code") or r["status"] for r in replies] == [
+            "bad_request", "bad_request", "invalid", "committed"]
+        assert [r.get("message", "")[:12] for r in replies[:3]] == [
+            "commands[0]:", "commands[1]:", "commands[2]:"]
+        assert replies[2]["message"] == "commands[2]: type: missing required field"
+    finally:
+        node.close()
