@@ -101,7 +101,7 @@ def test_sim_replays_one_seed_with_one_flag(capsys) -> None:
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-# -- the client commands' exit statuses (swarm propose / read / status) -----------
+# -- the client commands' exit statuses (swarm propose / read / status), and keygen --
 
 @pytest.mark.parametrize("command", ["propose", "read", "status"])
 @pytest.mark.parametrize("flags, message", [
@@ -150,3 +150,19 @@ def test_propose_refuses_an_empty_array(text, tmp_path, capsys) -> None:
     # No broker is given or needed: it is refused before connecting.
     assert main(["propose", str(path), "--timeout", "1"]) == 2
     assert "the array holds no command" in capsys.readouterr().err
+
+
+def test_keygen_into_a_missing_folder_names_the_folder_not_a_temp_file(tmp_path,
+                                                                       capsys) -> None:
+    target = tmp_path / "no" / "such" / "k"
+    assert main(["keygen", "--out", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {target}: the folder {target.parent} does not exist" in err
+    assert ".tmp" not in err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["keygen", "--out", str(blocker / "k")]) == 1
+    assert f"{blocker} is not a folder" in capsys.readouterr().err
+    assert main(["keygen", "--out", str(tmp_path)]) == 1
+    assert f"{tmp_path} is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]   # nothing left behind
