@@ -10,6 +10,9 @@ refused (in ``--json``: the row's ``invalid``); nothing it says is shown or used
 listed rather than skipped because a broken agent or a stray publisher on a node's
 topic is exactly what an operator looking at this table needs to see.
 
+The table is as wide as its contents when the output is not a terminal (a pipe, a
+file), so no column is cut; on a terminal it fits the terminal's width.
+
 Exit status 0 when a leader is known, 2 for a usage or config error (bad flags, an
 unreadable or invalid --config, a bad swarm id or broker address), 3 otherwise (no
 broker answered, no leader)."""
@@ -103,6 +106,10 @@ def _fc_cell(fc: dict[str, Any] | None) -> str:
     return f"{held} ({fc['mode'] or '?'}{', armed' if fc['armed'] else ''})"
 
 
+#: Wide enough for any row (names and modes are at most 64 characters each).
+_PIPE_WIDTH = 1000
+
+
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
@@ -152,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   _cell(r["lag"]),
                   _link_cell(r["link_score"], r["radio_source"]), escape(_fc_cell(r["fc"])))
     console = Console(highlight=False)
+    if not console.is_terminal:
+        # Not a terminal, rich assumes 80 columns and cuts cells ("lead…"): a script
+        # reading the output wants every cell whole, so give it all the width it needs.
+        console = Console(highlight=False, width=_PIPE_WIDTH)
     if not table:
         console.print("no node has published a status")
     else:

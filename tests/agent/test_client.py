@@ -356,3 +356,42 @@ def test_an_array_names_each_refused_command_by_its_index_in_the_array(
         assert replies[2]["message"] == "commands[2]: type: missing required field"
     finally:
         node.close()
+
+
+def test_swarm_status_piped_prints_whole_cells_and_flags_malformed_statuses(
+        mosquitto: LocalBroker) -> None:
+    """Piped, rich would lay the table out in 80 columns and cut the headers ("lead…").
+    A malformed status shows as an ``invalid`` row, with why under the table."""
+    publisher = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", mosquitto.port),),
+                              client_id="wide-publisher"))
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        full = {"v": 1, "online": True, "role": "follower", "term": 12, "leader": 1,
+                "commit": 123456, "applied": 123456, "map_version": 123450, "t": 0,
+                "voters": [1, 2, 3], "link_score": 0.91,
+                "link": {"radio": None, "radio_source": "absent"},
+                "fc": {"connected": True, "map_version_held": 123450, "mode": "GUIDED",
+                       "armed": True}}
+        bodies = {1: {**full, "node": 1, "name": "drone-with-a-long-name-1", "role": "leader",
+                      "peers": {"2": {"match": 123456, "lag": 0, "last_contact_ms": 12345}}},
+                  2: {**full, "node": 2, "name": "drone-with-a-long-name-2"},
+                  3: {**full, "node": 3, "name": "[red]x", "term": -4}}
+        for n, body in bodies.items():
+            assert publisher.publish(topics.status("wide", n), json.dumps(body).encode(),
+                                     qos=1, retain=True)
+        proc = _swarm("status", "--broker", f"127.0.0.1:{mosquitto.port}", "--swarm", "wide",
+                      "--wait", "30")
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout
+        assert "…" not in out
+        header = out.splitlines()[0].split()
+        assert header[:5] == ["node", "name", "role", "term", "leader"]
+        assert "last" in header and "contact" in header and "holds" in header
+        assert "drone-with-a-long-name-1" in out and "12345 ms" in out
+        assert "123450 (GUIDED, armed)" in out and "0.91 no radio" in out
+        line3 = next(line for line in out.splitlines() if line.split()[:1] == ["3"])
+        assert line3.split()[1] == "invalid"   # no name: nothing of it is shown
+        assert "node 3: status ignored: term: -4 is not an integer" in out
+    finally:
+        publisher.close()
