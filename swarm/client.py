@@ -214,6 +214,13 @@ class SwarmClient:
         if topic.node is None:
             return
         node = topic.node
+        if not msg.payload:
+            # An empty retained message deletes the retained status (MQTT 3.3.1.3): the
+            # node has no status now, which is not a malformed one.
+            with self._lock:
+                self._statuses.pop(node, None)
+                self._rejected.pop(node, None)
+            return
         try:
             status = parse_status(msg.payload, node)
         except StatusError as exc:

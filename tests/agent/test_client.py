@@ -300,6 +300,10 @@ def test_malformed_retained_statuses_are_ignored_never_a_crash(mosquitto: LocalB
         assert reply.committed, reply.body
         assert client.read().status == "ok"
         assert {m["op"] for m in node.requests} >= {"register", "propose", "read"}
+        # An empty retained payload deletes a status: the node is gone, not malformed.
+        assert publisher.publish(topics.status("garbled", 99), b"", qos=1, retain=True)
+        _until(lambda: 99 not in client.rejected(), "the deleted status forgotten")
+        assert set(client.rejected()) == {98} and set(client.statuses()) == {1}
     finally:
         client.close()
         publisher.close()
