@@ -94,7 +94,7 @@ def parse_status(payload: bytes | str | Mapping[str, Any], node: int) -> NodeSta
     ``node``'s status topic, validated; raises :class:`StatusError`."""
     doc = _document(payload)
     if type(doc.get("v")) is not int or doc.get("v") != 1:   # (true == 1 in Python)
-        raise StatusError(f"v: unknown schema version {doc.get('v')!r}")
+        raise StatusError(f"v: unknown schema version {_short(doc.get('v'))}")
     claimed = doc.get("node")
     if claimed != node or type(claimed) is not int:
         raise StatusError(f"node: {_short(claimed)} is not the topic's node {node}")
