@@ -23,6 +23,8 @@ one request message and getting their outcomes in one reply (docs/protocol.md,
 Which node: any node accepts any request (followers forward to the leader). The client
 learns the nodes and the leader from their retained status topics and sends to the
 leader when it knows one (one hop less), otherwise round-robin over online nodes.
+Statuses are outside input: each is validated by :func:`swarm.node_status.parse_status`
+and a malformed one is set aside (:meth:`SwarmClient.rejected`), never used.
 
 Connecting: every call connects on first use (``connect()`` is optional, as with a
 ``with`` block); a broker that does not answer within ``connect_timeout_s`` is a
@@ -48,6 +50,7 @@ from typing import Any
 
 from swarm.bus import topics
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, MqttVersion, Received, TlsConfig
+from swarm.node_status import NodeStatus, StatusError, leader_of, parse_status
 
 __all__ = ["ClientError", "Reply", "SwarmClient", "RETRYABLE"]
 
@@ -142,7 +145,9 @@ class SwarmClient:
         self._lock = threading.Lock()
         self._waiters: dict[str, _Waiter] = {}
         self._nodes: dict[str, int] = {}   # request id -> node it was sent to
-        self._statuses: dict[int, dict[str, Any]] = {}
+        # Per node, its latest status: valid, or refused (why).
+        self._statuses: dict[int, NodeStatus] = {}
+        self._rejected: dict[int, str] = {}
         self._status_event = threading.Event()
         self._ids = itertools.count(1)
         self._rr = itertools.count()
@@ -204,16 +209,34 @@ class SwarmClient:
     def _on_status(self, msg: Received) -> None:
         try:
             topic = topics.parse(msg.topic)
-            body = json.loads(msg.payload)
-        except (topics.TopicError, ValueError):
+        except topics.TopicError:
             return
-        if not isinstance(body, dict) or topic.node is None:
+        if topic.node is None:
             return
         node = topic.node
-        gone = not body.get("online")
-        leads = not gone and body.get("role") == "leader"
+        if not msg.payload:
+            # An empty retained message deletes the retained status (MQTT 3.3.1.3): the
+            # node has no status now, which is not a malformed one.
+            with self._lock:
+                self._statuses.pop(node, None)
+                self._rejected.pop(node, None)
+            return
+        try:
+            status = parse_status(msg.payload, node)
+        except StatusError as exc:
+            # The node's latest word is unusable: forget what it said before too (a
+            # fresh client, seeing only this retained payload, would know nothing of
+            # it either), and keep why for `swarm status`.
+            with self._lock:
+                self._statuses.pop(node, None)
+                self._rejected[node] = str(exc)
+            self._status_event.set()
+            return
+        gone = not status.online
+        leads = status.role == "leader"
         with self._lock:
-            self._statuses[node] = body
+            self._statuses[node] = status
+            self._rejected.pop(node, None)
             if gone or leads:
                 # A crashed leader's Last Will, or a new leader: attempts waiting on the
                 # vanished node, or on any other node once a leader speaks, are retried
@@ -230,19 +253,21 @@ class SwarmClient:
 
     def statuses(self, wait_s: float = 1.0) -> dict[int, dict[str, Any]]:
         """Every node's latest retained status (``online: false`` for a node whose
-        agent stopped or vanished). Waits up to ``wait_s`` until it holds one from every
-        voter the statuses name (retained statuses arrive one by one just after
-        subscribing, and on a loaded machine the burst can take longer than a moment:
-        a table missing the leader's row would say there is none); with no voter list
-        to go by, waits for a first status and then a moment for the rest."""
+        agent stopped or vanished), as published, for the nodes whose latest status is
+        valid (the others: :meth:`rejected`). Waits up to ``wait_s`` until it holds one
+        from every voter the statuses name (retained statuses arrive one by one just
+        after subscribing, and on a loaded machine the burst can take longer than a
+        moment: a table missing the leader's row would say there is none); with no
+        voter list to go by, waits for a first status and then a moment for the rest.
+        A node whose status was refused has spoken: it is not waited for."""
         self.connect()
         deadline = time.monotonic() + wait_s
         while True:
             with self._lock:
-                held = set(self._statuses)
+                held = set(self._statuses) | set(self._rejected)
                 named = _named_voters(self._statuses.values())
                 if held and named and named <= held:
-                    return {n: dict(s) for n, s in sorted(self._statuses.items())}
+                    return {n: dict(s.raw) for n, s in sorted(self._statuses.items())}
                 # set again by the next status (it is stored under the lock, then set)
                 self._status_event.clear()
             left = deadline - time.monotonic()
@@ -252,15 +277,18 @@ class SwarmClient:
         if held and not named:
             time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
         with self._lock:
-            return {n: dict(s) for n, s in sorted(self._statuses.items())}
+            return {n: dict(s.raw) for n, s in sorted(self._statuses.items())}
+
+    def rejected(self) -> dict[int, str]:
+        """The nodes whose latest status was refused as malformed, with the reason
+        (:func:`swarm.node_status.parse_status`)."""
+        with self._lock:
+            return dict(sorted(self._rejected.items()))
 
     def leader(self) -> int | None:
         """The leader named by the freshest online status of the highest term."""
         with self._lock:
-            online = [s for s in self._statuses.values() if s.get("online")]
-        best = max(online, key=lambda s: (s.get("term", 0), s.get("t", 0)), default=None)
-        leader = best.get("leader") if best else None
-        return leader if isinstance(leader, int) and leader > 0 else None
+            return leader_of(self._statuses.values())
 
     def _targets(self) -> list[int]:
         """Online nodes, the leader first; waits (bounded) for a first online status."""
@@ -268,7 +296,7 @@ class SwarmClient:
         deadline = time.monotonic() + min(5.0, self.timeout_s)
         while True:
             with self._lock:
-                online = sorted(n for n, s in self._statuses.items() if s.get("online"))
+                online = sorted(n for n, s in self._statuses.items() if s.online)
                 if not online:
                     self._status_event.clear()  # set again by the next status (under lock)
             if online:
@@ -277,9 +305,11 @@ class SwarmClient:
             if left <= 0 or not self._status_event.wait(left):
                 with self._lock:
                     known = len(self._statuses)
+                    refused = len(self._rejected)
                 raise ClientError(f"no node of swarm {self.swarm!r} is online" + (
                     f" ({known} known, all offline)" if known else " (none has published "
-                    "a status)"))
+                    "a status)") + (f"; {refused} malformed status(es) ignored" if refused
+                                    else ""))
         leader = self.leader()
         start = next(self._rr) % len(online)
         order = online[start:] + online[:start]
@@ -443,14 +473,16 @@ class SwarmClient:
         unacknowledged results, so two batches of one session cannot be in flight
         together). Order: a batch's commands are appended in the order given, but a
         command that is retried is applied after those that were not; use
-        :meth:`propose` one by one when order matters."""
+        :meth:`propose` one by one when order matters. A reply's message that names a
+        command (``commands[2]: ...``) names it by its index in ``commands``, not in the
+        batch that carried it."""
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         out: list[Reply | None] = [None] * len(commands)
         parsed: list[tuple[int, dict[str, Any], int]] = []   # (position, command, its size)
         for pos, command in enumerate(commands):
             obj, problem = _command_object(command)
             if problem is not None:
-                out[pos] = problem
+                out[pos] = _renamed(problem, None, pos)
             else:
                 assert obj is not None
                 parsed.append((pos, obj, len(json.dumps(obj, separators=(",", ":")))))
@@ -492,6 +524,7 @@ class SwarmClient:
                 if pos not in seqs:
                     seqs[pos] = self._next_seq
                     self._next_seq += 1
+            order = list(commands)   # position in this request -> position in the call
             body = {"op": "propose", "session": self.session, "ack": min(seqs.values()),
                     "commands": [{"seq": seqs[pos], "command": command}
                                  for pos, command in commands.items()]}
@@ -514,8 +547,8 @@ class SwarmClient:
                 if result is None:
                     retry = True     # not answered (a malformed reply): send it again
                     continue
-                out[pos] = Reply({"v": 1, "id": reply.body.get("id"), **result}, reply.node,
-                                 attempts)
+                out[pos] = _renamed(Reply({"v": 1, "id": reply.body.get("id"), **result},
+                                          reply.node, attempts), order.index(pos), pos)
                 code = result.get("code")
                 last_code[pos] = code if isinstance(code, str) else None
                 if code in RETRYABLE:
@@ -564,6 +597,20 @@ def _command_object(command: Mapping[str, Any] | bytes | str
         return None, Reply({"v": 1, "status": "error", "code": "bad_request",
                             "message": "a command is a JSON object"})
     return dict(command), None
+
+
+def _renamed(reply: Reply, in_request: int | None, pos: int) -> Reply:
+    """``reply`` with its message naming the command by ``pos``, its index in the
+    caller's list: a node names a batch's command by its index in that request
+    (``commands[0]: ...``, swarm/agent/service.py), which is not the caller's when
+    the batch is a later chunk or others were refused before it was sent
+    (``in_request`` None: the client refused it itself and named no index)."""
+    message = reply.message
+    prefix = "" if in_request is None else f"commands[{in_request}]: "
+    if not message.startswith(prefix):
+        return reply
+    return Reply({**reply.body, "message": f"commands[{pos}]: {message[len(prefix):]}"},
+                 reply.node, reply.attempts)
 
 
 def _never_applied(sends: int, last_code: str | None) -> bool:
@@ -627,13 +674,7 @@ def client_from_agent_config(path: str | Path, **kwargs: Any) -> SwarmClient:
                        **kwargs)
 
 
-def _named_voters(statuses: Iterable[dict[str, Any]]) -> set[int]:
+def _named_voters(statuses: Iterable[NodeStatus]) -> set[int]:
     """The node ids the online statuses list as voters (docs/protocol.md, "Node
-    status"); entries that are not node ids are ignored (a status is outside input)."""
-    named: set[int] = set()
-    for s in statuses:
-        voters = s.get("voters") if s.get("online") else None
-        if isinstance(voters, list):
-            named.update(v for v in voters if isinstance(v, int) and not isinstance(v, bool)
-                         and v > 0)
-    return named
+    status")."""
+    return {v for s in statuses if s.online for v in s.voters}

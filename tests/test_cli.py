@@ -99,3 +99,70 @@ def test_sim_replays_one_seed_with_one_flag(capsys) -> None:
         main(["sim", "--seed", "3", "--seeds", "4"])
     assert info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+# -- the client commands' exit statuses (swarm propose / read / status), and keygen --
+
+@pytest.mark.parametrize("command", ["propose", "read", "status"])
+@pytest.mark.parametrize("flags, message", [
+    (["--config", "/nonexistent/drone.toml"], "/nonexistent/drone.toml: cannot read"),
+    (["--swarm", "bad/id"], "swarm id 'bad/id' is invalid"),
+    (["--broker", "127.0.0.1:notaport"], "notaport"),
+    (["--config", "x.toml", "--swarm", "wildfire"], "give either --config or"),
+])
+def test_a_config_or_usage_error_exits_2_not_3(command, flags, message, tmp_path,
+                                               capsys) -> None:
+    """3 means "not committed, a retry may work"; a config that cannot work is 2, as
+    argparse's own usage errors are, so a script does not retry it."""
+    argv = [command, *flags, "--timeout", "1"]
+    if command == "propose":
+        (tmp_path / "c.json").write_text('{"type": "remove_zone", "id": "z"}')
+        argv.insert(1, str(tmp_path / "c.json"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"swarm {command}: error:" in err and message in err
+
+
+@pytest.mark.parametrize("command", ["propose", "read", "status"])
+def test_no_broker_is_3_a_retry_may_work(command, tmp_path, capsys) -> None:
+    from swarm.bus.broker import free_port
+
+    argv = [command, "--broker", f"127.0.0.1:{free_port()}", "--timeout", "1"]
+    if command == "propose":
+        (tmp_path / "c.json").write_text('{"type": "remove_zone", "id": "z"}')
+        argv.insert(1, str(tmp_path / "c.json"))
+    assert main(argv) == 3
+    assert "no broker answered" in capsys.readouterr().err
+
+
+def test_client_commands_document_their_exit_statuses(capsys) -> None:
+    for command in ("propose", "read", "status"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "exit status:" in out and "usage or config error" in out
+
+
+@pytest.mark.parametrize("text", ["[]", "  [ ]\n"])
+def test_propose_refuses_an_empty_array(text, tmp_path, capsys) -> None:
+    path = tmp_path / "none.json"
+    path.write_text(text)
+    # No broker is given or needed: it is refused before connecting.
+    assert main(["propose", str(path), "--timeout", "1"]) == 2
+    assert "the array holds no command" in capsys.readouterr().err
+
+
+def test_keygen_into_a_missing_folder_names_the_folder_not_a_temp_file(tmp_path,
+                                                                       capsys) -> None:
+    target = tmp_path / "no" / "such" / "k"
+    assert main(["keygen", "--out", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {target}: the folder {target.parent} does not exist" in err
+    assert ".tmp" not in err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["keygen", "--out", str(blocker / "k")]) == 1
+    assert f"{blocker} is not a folder" in capsys.readouterr().err
+    assert main(["keygen", "--out", str(tmp_path)]) == 1
+    assert f"{tmp_path} is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]   # nothing left behind

@@ -10,6 +10,7 @@ by group or others is refused: the key is what stops a stranger on the broker fr
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import hmac
 import os
@@ -211,22 +212,45 @@ def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> S
     p = Path(path)
     key = SwarmKey.generate()
     tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    if p.is_dir():
+        raise KeyFileError(f"{p} is a folder; give the key file's path (e.g. {p / 'swarm.key'})")
     if p.exists() and not force:
         raise KeyFileError(f"{p} already exists; pass --force to replace it")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.fchmod(fd, 0o600)   # the umask cannot widen it, but be explicit
-        os.write(fd, key.secret.hex().encode("ascii") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, p)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        # The error names the temporary file (.NAME.tmpPID), which the user never
+        # asked for: say what is wrong with the path they gave.
+        raise KeyFileError(_unwritable(p, exc)) from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)   # the umask cannot widen it, but be explicit
+            os.write(fd, key.secret.hex().encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)   # no half-written key left beside the real one
+        raise KeyFileError(_unwritable(p, exc)) from None
     dfd = os.open(p.parent if str(p.parent) else ".", os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
     return key
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    """Why the key file ``path`` cannot be written, naming ``path`` and its folder."""
+    folder = path.parent
+    if exc.errno == errno.ENOENT and not folder.exists():
+        return f"cannot write {path}: the folder {folder} does not exist"
+    if exc.errno == errno.ENOTDIR:
+        return f"cannot write {path}: {folder} is not a folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot write {path}: no permission to write in the folder {folder}"
+    return f"cannot write {path}: {exc.strerror or exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from swarm.client import SwarmClient
 
-__all__ = ["add_client_args", "open_client"]
+__all__ = ["EXIT_UNAVAILABLE", "EXIT_USAGE", "add_client_args", "open_client"]
+
+#: The client commands' shared exit statuses (each command's docstring lists its own):
+#: 2 as argparse exits for bad flags, and for a config that cannot work (nothing was
+#: sent: fix the command line or the config); 3 for what may work on a retry.
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
 
 
 def _positive(text: str) -> float:
@@ -24,6 +30,8 @@ def _positive(text: str) -> float:
 
 
 def add_client_args(parser: argparse.ArgumentParser) -> None:
+    # Errors found after parsing (open_client) are printed under the command's name too.
+    parser.set_defaults(client_prog=parser.prog)
     g = parser.add_argument_group("where the swarm is")
     g.add_argument("--config", metavar="FILE",
                    help="an agent config (drone.toml) to take brokers, swarm id, TLS and "
@@ -36,8 +44,11 @@ def add_client_args(parser: argparse.ArgumentParser) -> None:
                    help="give up after this long (default 30)")
 
 
-def open_client(args: argparse.Namespace) -> "SwarmClient | None":
-    """A connected client, or None after printing why not (exit status 3)."""
+def open_client(args: argparse.Namespace) -> "SwarmClient | int":
+    """A connected client, or the exit status after printing why not: EXIT_USAGE (2)
+    when the flags or the config are wrong (retrying cannot help: a missing or invalid
+    --config, a bad swarm id or broker address), EXIT_UNAVAILABLE (3) when no broker
+    answered (it may later)."""
     from swarm.agent.config import ConfigError
     from swarm.bus.client import BusConfigError
     from swarm.bus.topics import TopicError
@@ -49,17 +60,25 @@ def open_client(args: argparse.Namespace) -> "SwarmClient | None":
     # the command says what went wrong itself.
     logging.getLogger("swarm.bus").setLevel(logging.CRITICAL)
     connect_s = min(args.timeout, 10.0)
+    prog = args.client_prog
+    if args.config is not None and (args.broker or args.swarm or args.mqtt):
+        print(f"{prog}: error: give either --config or --broker/--swarm/--mqtt, not both",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.config is not None:
-            if args.broker or args.swarm or args.mqtt:
-                raise ClientError("give either --config or --broker/--swarm/--mqtt, not both")
             client = client_from_agent_config(args.config, timeout_s=args.timeout,
                                               connect_timeout_s=connect_s)
         else:
             client = SwarmClient(args.broker or ["127.0.0.1:1883"], args.swarm or "wildfire",
                                  protocol=args.mqtt or "5", timeout_s=args.timeout,
                                  connect_timeout_s=connect_s)
+    except (ConfigError, BusConfigError, TopicError, ValueError, OSError) as exc:
+        # OSError: the config's password file cannot be read.
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         return client.connect()
-    except (ClientError, ConfigError, BusConfigError, TopicError, OSError) as exc:
+    except (ClientError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return None
+        return EXIT_UNAVAILABLE

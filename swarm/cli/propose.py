@@ -1,17 +1,26 @@
 """``swarm propose FILE|-``: propose one map command (JSON, docs/map.md) to the swarm
 and print the reply (JSON); or, when the file holds a JSON array of commands, propose
 them all in batches (``SwarmClient.propose_many``, docs/protocol.md "Batches") and print
-the array of their replies, in order. Exit status: 0 committed (every command), 2
-invalid (the map or the request was refused; nothing changed; for an array: every
-command not committed was refused), 3 not committed (no leader, busy, timeout: the
-outcome may be unknown, see the message; for an array: any command), 1 the file cannot
-be read."""
+the array of their replies, in order. Exit status (also in ``--help``, and README):
+
+- 0 committed (every command);
+- 1 the file cannot be read;
+- 2 invalid: nothing was proposed or nothing changed, and sending it again cannot help.
+  The command (or array) was refused by the map or the node, or is not JSON, or is over
+  its size limit; or the flags or the config are wrong (a missing or invalid
+  ``--config``, a bad swarm id or broker address), as argparse exits 2 for bad flags.
+  For an array: every command not committed was refused.
+  An empty array is refused too: it has nothing to commit;
+- 3 not committed: no broker answered, no node online, no leader, busy, timeout; a
+  retry may work, and the outcome may be unknown (see the message). For an array: any
+  command."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from ._client_args import add_client_args, open_client
@@ -23,15 +32,26 @@ __all__ = ["main"]
 #: map's own limit (swarm.evacmap.MAX_COMMAND_BYTES).
 MAX_ARRAY_BYTES = 16 * 1024 * 1024
 REFUSED = ("invalid", "bad_request")
+EPILOG = """exit status:
+  0  committed (every command of an array)
+  1  the file cannot be read
+  2  invalid, nothing changed, a retry cannot help: refused by the map or the node,
+     not JSON, too big; or a usage or config error (bad flags, missing or invalid
+     --config, bad swarm id or broker)
+     or an empty array (nothing to commit)
+  3  not committed: no broker, no node online, no leader, busy, timeout (the outcome
+     may be unknown); a retry may work"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="swarm propose", allow_abbrev=False,
-        description="Propose one map command to the swarm (any node; followers forward to "
-                    "the leader) and print the reply, or a JSON array of commands in "
-                    "batches and print the array of replies. Retries keep the session and "
-                    "sequence number, so each command is applied at most once.")
+        description=textwrap.fill(
+            "Propose one map command to the swarm (any node; followers forward to the "
+            "leader) and print the reply, or a JSON array of commands in batches and "
+            "print the array of replies. Retries keep the session and sequence "
+            "number, so each command is applied at most once.", 78),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="JSON file with one map command or an array of them, "
                                      "or - for standard input")
     add_client_args(parser)
@@ -56,9 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"invalid: the file is not a JSON array of commands: {exc}", file=sys.stderr)
             return 2
+        if commands == []:
+            # Nothing to propose: exiting 0 ("committed") would tell a script that
+            # generated the array that its commands are in the map.
+            print("invalid: the array holds no command (give one command or a non-empty "
+                  "array)", file=sys.stderr)
+            return 2
     client = open_client(args)
-    if client is None:
-        return 3
+    if isinstance(client, int):
+        return client
     try:
         if commands is not None:
             replies = client.propose_many(commands)

@@ -3,76 +3,98 @@ topics: a table of node, role, term, leader, commit, applied, last contact, lag,
 node's link score (best-signal leadership: the best-connected drone leads), and the map
 version each drone's flight controller holds (with its mode, or "lost" when the agent
 cannot reach it).
-Exit status 0 when a leader is known, 3 otherwise."""
+
+Statuses are outside input (anyone on the broker can retain one): a node whose latest
+status is malformed is listed with role ``invalid`` and, under the table, why it was
+refused (in ``--json``: the row's ``invalid``); nothing it says is shown or used. It is
+listed rather than skipped because a broken agent or a stray publisher on a node's
+topic is exactly what an operator looking at this table needs to see.
+
+The table is as wide as its contents when the output is not a terminal (a pipe, a
+file), so no column is cut; on a terminal it fits the terminal's width.
+
+Exit status 0 when a leader is known, 2 for a usage or config error (bad flags, an
+unreadable or invalid --config, a bad swarm id or broker address), 3 otherwise (no
+broker answered, no leader)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from swarm.node_status import FcStatus, NodeStatus, StatusError, leader_of, parse_status
 
 from ._client_args import add_client_args, open_client
 
 __all__ = ["main"]
 
+EPILOG = """exit status:
+  0  a leader is known
+  2  usage or config error (bad flags, missing or invalid --config, bad swarm id or
+     broker): a retry cannot help
+  3  no broker answered, or no leader; a retry may work"""
 
-def rows(statuses: dict[int, dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
-    """One row per node. Lag and last contact come from the leader's view (the leader
-    tracks each follower's match index and when it last heard from it)."""
-    leader_status = None
-    online = [s for s in statuses.values() if s.get("online")]
-    if online:
-        top = max(online, key=lambda s: (s.get("term", 0), s.get("t", 0)))
-        leader_status = statuses.get(top.get("leader", 0))
-    peers = (leader_status or {}).get("peers", {})
+
+def rows(statuses: Mapping[int, Mapping[str, Any]], now_ms: int,
+         rejected: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+    """One row per node, from its status as published (``SwarmClient.statuses``) or the
+    reason it was refused (``SwarmClient.rejected``). Each status is validated by
+    swarm.node_status.parse_status, the client's own check: one that breaks it is a row
+    with role ``invalid`` and the reason in ``invalid``, and is used for nothing else
+    (not for the leader, not for lag). Lag and last contact come from the leader's view
+    (the leader tracks each follower's match index and when it last heard from it)."""
+    parsed: dict[int, NodeStatus] = {}
+    refused = dict(rejected or {})
+    for node, raw in statuses.items():
+        try:
+            parsed[node] = parse_status(raw, node)
+        except StatusError as exc:
+            refused[node] = str(exc)
+    lead = leader_of(parsed.values())
+    leader_status = parsed.get(lead) if lead is not None else None
+    peers = leader_status.peers if leader_status is not None else {}
     out = []
-    for node, s in sorted(statuses.items()):
-        peer = peers.get(str(node), {})
-        is_leader = leader_status is not None and leader_status.get("node") == node
+    for node in sorted(set(parsed) | set(refused)):
+        s = parsed.get(node)
+        if s is None:
+            out.append({**_EMPTY_ROW, "node": node, "role": "invalid",
+                        "invalid": refused[node]})
+            continue
+        peer = peers.get(node)
+        is_leader = leader_status is not None and leader_status.node == node
         out.append({
-            "node": node, "name": s.get("name", ""), "online": bool(s.get("online")),
-            "role": s.get("role", "offline") if s.get("online") else "offline",
-            "term": s.get("term"), "leader": s.get("leader"), "commit": s.get("commit"),
-            "applied": s.get("applied"), "map_version": s.get("map_version"),
-            "lag": 0 if is_leader else peer.get("lag"),
-            "last_contact_ms": 0 if is_leader else peer.get("last_contact_ms"),
-            "status_age_ms": now_ms - s["t"] if isinstance(s.get("t"), int) else None,
-            "link_score": _score(s.get("link_score")),
-            "radio_source": _radio_source(s.get("link")),
-            "fc": _fc(s.get("fc")),
+            "node": node, "name": s.name or "", "online": s.online,
+            "role": s.role if s.online and s.role else "offline",
+            "term": s.term, "leader": s.leader, "commit": s.commit,
+            "applied": s.applied, "map_version": s.map_version,
+            "lag": 0 if is_leader else peer.lag if peer else None,
+            "last_contact_ms": 0 if is_leader else peer.last_contact_ms if peer else None,
+            "status_age_ms": now_ms - s.t if s.t is not None else None,
+            "link_score": s.link_score, "radio_source": s.radio_source,
+            "fc": _fc(s.fc), "invalid": None,
         })
     return out
 
 
-def _score(value: Any) -> float | None:
-    """A status's ``link_score`` (docs/protocol.md), kept only when a number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        return None
-    return float(value)
+#: The cells of a node whose status was refused: nothing it said is shown.
+_EMPTY_ROW: dict[str, Any] = {
+    "name": "", "online": False, "term": None, "leader": None, "commit": None,
+    "applied": None, "map_version": None, "lag": None, "last_contact_ms": None,
+    "status_age_ms": None, "link_score": None, "radio_source": None, "fc": None}
 
 
-def _radio_source(link: Any) -> str | None:
-    """A status's ``link.radio_source`` (docs/agent.md), kept only when a known one."""
-    source = link.get("radio_source") if isinstance(link, dict) else None
-    return source if source in ("radio_status", "none", "absent", "detecting") else None
+def _fc(fc: FcStatus | None) -> dict[str, Any] | None:
+    return None if fc is None else {"connected": fc.connected, "map_version_held":
+                                    fc.map_version_held, "mode": fc.mode, "armed": fc.armed}
 
 
 def _link_cell(score: float | None, source: str | None) -> str:
     cell = "-" if score is None else f"{score:.2f}"
     return cell + {"absent": " no radio", "none": " no radio", "detecting": " radio?"}.get(source or "", "")
-
-
-def _fc(fc: Any) -> dict[str, Any] | None:
-    """The ``fc`` member of a status (docs/protocol.md), kept only when well-formed."""
-    if not isinstance(fc, dict):
-        return None
-    held = fc.get("map_version_held")
-    mode = fc.get("mode")
-    return {"connected": fc.get("connected") is True,
-            "map_version_held": held if isinstance(held, int) and not isinstance(held, bool) else None,
-            "mode": mode if isinstance(mode, str) else None, "armed": fc.get("armed") is True}
 
 
 def _fc_cell(fc: dict[str, Any] | None) -> str:
@@ -84,6 +106,10 @@ def _fc_cell(fc: dict[str, Any] | None) -> str:
     return f"{held} ({fc['mode'] or '?'}{', armed' if fc['armed'] else ''})"
 
 
+#: Wide enough for any row (names and modes are at most 64 characters each).
+_PIPE_WIDTH = 1000
+
+
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
@@ -91,8 +117,10 @@ def _cell(value: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="swarm status", allow_abbrev=False,
-        description="Show every node of the swarm: role, term, leader, commit and applied "
-                    "index, last contact and replication lag (as the leader sees them).")
+        description=textwrap.fill(
+            "Show every node of the swarm: role, term, leader, commit and applied "
+            "index, last contact and replication lag (as the leader sees them).", 78),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--wait", type=float, default=2.0, metavar="SECONDS",
                         help="how long to collect statuses (default 2)")
@@ -101,37 +129,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.wait <= 60:
         parser.error("--wait must be in (0, 60] seconds")
     client = open_client(args)
-    if client is None:
-        return 3
+    if isinstance(client, int):
+        return client
     try:
         statuses = client.statuses(wait_s=args.wait)
+        rejected = client.rejected()
     finally:
         client.close()
-    table = rows(statuses, int(time.time() * 1000))
+    table = rows(statuses, int(time.time() * 1000), rejected)
     has_leader = any(r["role"] == "leader" for r in table)
     if args.json:
         print(json.dumps({"nodes": table, "raw": {str(n): s for n, s in statuses.items()}},
                          indent=2, sort_keys=True))
         return 0 if has_leader else 3
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table("node", "name", "role", "term", "leader", "commit", "applied", "map",
               "last contact", "lag", "link", "fc holds", box=None)
     for r in table:
         role = r["role"]
-        colour = {"leader": "bold green", "offline": "red"}.get(role, "")
-        t.add_row(str(r["node"]), r["name"], f"[{colour}]{role}[/{colour}]" if colour else role,
+        colour = {"leader": "bold green", "offline": "red", "invalid": "yellow"}.get(role, "")
+        t.add_row(str(r["node"]), escape(r["name"]),
+                  f"[{colour}]{role}[/{colour}]" if colour else role,
                   _cell(r["term"]), _cell(r["leader"]), _cell(r["commit"]), _cell(r["applied"]),
                   _cell(r["map_version"]),
                   "-" if r["last_contact_ms"] is None else f"{r['last_contact_ms']} ms",
                   _cell(r["lag"]),
-                  _link_cell(r["link_score"], r["radio_source"]), _fc_cell(r["fc"]))
+                  _link_cell(r["link_score"], r["radio_source"]), escape(_fc_cell(r["fc"])))
     console = Console(highlight=False)
+    if not console.is_terminal:
+        # Not a terminal, rich assumes 80 columns and cuts cells ("lead…"): a script
+        # reading the output wants every cell whole, so give it all the width it needs.
+        console = Console(highlight=False, width=_PIPE_WIDTH)
     if not table:
         console.print("no node has published a status")
     else:
         console.print(t)
+    for r in table:
+        if r["invalid"] is not None:
+            console.print(f"[yellow]node {r['node']}: status ignored: "
+                          f"{escape(r['invalid'])}[/yellow]", soft_wrap=True)
     if not has_leader:
         console.print("[yellow]no leader[/yellow]")
     return 0 if has_leader else 3

@@ -6,8 +6,12 @@ through a lazily connected client against real agents: test_agent_processes.py.)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,7 +72,8 @@ def test_statuses_waits_for_every_voter_the_statuses_name(mosquitto: LocalBroker
     """A retained burst that trickles in (a loaded machine) still yields every voter's
     row: ``statuses`` waits, bounded, until each node named in ``voters`` has spoken,
     instead of returning whatever arrived in the first moment (the leader's row could
-    be the one missing). Garbage in a status's ``voters`` is ignored."""
+    be the one missing). (A status with garbage in its ``voters`` is refused whole:
+    test_node_status.py and the malformed-status tests below.)"""
     publisher = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", mosquitto.port),),
                               client_id="trickle-publisher"))
     publisher.start()
@@ -81,7 +86,7 @@ def test_statuses_waits_for_every_voter_the_statuses_name(mosquitto: LocalBroker
         assert publisher.wait_connected(10)
         for node in (1, 2):
             assert publisher.publish(topics.status("trickle", node),
-                                     status(node, [1, 2, 3, "4", True, -5]), qos=1, retain=True)
+                                     status(node, [1, 2, 3]), qos=1, retain=True)
         time.sleep(0.3)
         client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "trickle", timeout_s=3.0)
         try:
@@ -215,3 +220,182 @@ def test_a_command_retried_into_an_expired_session_is_not_proposed_again(
     finally:
         client.close()
         node.close()
+
+
+# -- malformed statuses and the client commands (swarm propose / read / status) --------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _swarm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``swarm ARGS`` in a child process with its output piped (not a terminal)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("COLUMNS", None)   # rich's own default when piped: 80 columns
+    return subprocess.run([sys.executable, "-m", "swarm", *args], input=stdin,
+                          capture_output=True, text=True, env=env, timeout=120, check=False,
+                          cwd=ROOT)
+
+
+def _committing(request: dict) -> dict | None:
+    """A node that registers sessions, commits every command and reads an empty map;
+    for a batch, ``{}`` is refused the way a node refuses it (its index in the request)."""
+    if request["op"] == "register":
+        return {"status": "registered", "session": 7, "nonce": request["nonce"]}
+    if request["op"] == "read":
+        return {"status": "ok", "map_version": 3, "map": {"type": "FeatureCollection",
+                                                          "features": []}}
+    if "commands" in request:
+        return {"status": "batch", "results": [
+            {"seq": c["seq"], "status": "error", "code": "invalid",
+             "message": f"commands[{k}]: type: missing required field"} if not c["command"]
+            else {"seq": c["seq"], "status": "committed", "index": 5, "map_version": 5}
+            for k, c in enumerate(request["commands"])]}
+    return {"status": "committed", "index": 5, "map_version": 5, "result": None}
+
+
+#: Retained beside the real node 1 (the leader): a term that is a string (it crashed
+#: max() over the terms), and a "leader" of a higher term with garbage voters (it would
+#: have sent every request to a node that does not exist first).
+_GARBAGE = {99: {"v": 1, "node": 99, "online": True, "role": "leader", "term": "x",
+                 "leader": 99},
+            98: {"v": 1, "node": 98, "online": True, "role": "leader", "term": 100,
+                 "leader": 98, "voters": "all"}}
+
+
+def _publish_garbage(broker: LocalBroker, swarm: str) -> Bus:
+    publisher = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", broker.port),),
+                              client_id=f"garbage-{swarm}"))
+    publisher.start()
+    assert publisher.wait_connected(10)
+    for node, body in _GARBAGE.items():
+        assert publisher.publish(topics.status(swarm, node), json.dumps(body).encode(),
+                                 qos=1, retain=True)
+    # Node 1 (the scripted leader) names 98 and 99 as voters, so `statuses` waits for
+    # their statuses too: every reader sees the garbage, none may trip on it.
+    assert publisher.publish(topics.status(swarm, 1), json.dumps(
+        {"v": 1, "node": 1, "online": True, "role": "leader", "term": 1, "leader": 1,
+         "voters": [1, 98, 99]}).encode(), qos=1, retain=True)
+    return publisher
+
+
+def _until(condition, what: str, limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.02)
+
+
+def test_malformed_retained_statuses_are_ignored_never_a_crash(mosquitto: LocalBroker) -> None:
+    node = _ScriptedNode(mosquitto, "garbled", _committing)
+    publisher = _publish_garbage(mosquitto, "garbled")
+    client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "garbled", timeout_s=20.0)
+    try:
+        client.connect()
+        assert set(client.statuses(wait_s=30)) == {1}   # refused ones are not handed out
+        assert set(client.rejected()) == {98, 99}
+        assert "term: 'x' is not an integer" in client.rejected()[99]
+        assert "voters" in client.rejected()[98]
+        assert client.leader() == 1
+        reply = client.propose({"type": "remove_zone", "id": "z"})
+        assert reply.committed, reply.body
+        assert client.read().status == "ok"
+        assert {m["op"] for m in node.requests} >= {"register", "propose", "read"}
+        # An empty retained payload deletes a status: the node is gone, not malformed.
+        assert publisher.publish(topics.status("garbled", 99), b"", qos=1, retain=True)
+        _until(lambda: 99 not in client.rejected(), "the deleted status forgotten")
+        assert set(client.rejected()) == {98} and set(client.statuses()) == {1}
+    finally:
+        client.close()
+        publisher.close()
+        node.close()
+
+
+def test_client_commands_ignore_malformed_statuses(mosquitto: LocalBroker) -> None:
+    node = _ScriptedNode(mosquitto, "garbled", _committing)
+    publisher = _publish_garbage(mosquitto, "garbled")
+    where = ["--broker", f"127.0.0.1:{mosquitto.port}", "--swarm", "garbled", "--timeout", "20"]
+    try:
+        # The retained statuses are in before any command subscribes.
+        watcher = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "garbled")
+        try:
+            watcher.connect()
+            _until(lambda: set(watcher.rejected()) == {98, 99}, "the garbage is retained")
+        finally:
+            watcher.close()
+        proposed = _swarm("propose", "-", *where, stdin='{"type": "remove_zone", "id": "z"}')
+        assert proposed.returncode == 0, proposed.stderr
+        assert json.loads(proposed.stdout)["status"] == "committed"
+        read = _swarm("read", *where)
+        assert read.returncode == 0, read.stderr
+        assert read.stdout.startswith("map version 3") and "Traceback" not in read.stderr
+        status = _swarm("status", *where, "--wait", "30", "--json")
+        assert status.returncode == 0, status.stderr
+        rows = {r["node"]: r for r in json.loads(status.stdout)["nodes"]}
+        assert set(rows) == {1, 98, 99}
+        assert rows[1]["role"] == "leader" and rows[1]["invalid"] is None
+        for bad in (98, 99):
+            assert rows[bad]["role"] == "invalid" and rows[bad]["term"] is None
+            assert rows[bad]["invalid"]
+    finally:
+        publisher.close()
+        node.close()
+
+
+def test_an_array_names_each_refused_command_by_its_index_in_the_array(
+        mosquitto: LocalBroker) -> None:
+    """``[1, "x", {}]``: the client refuses the first two itself; the node refuses the
+    third as ``commands[0]`` (its index in the request that carried it): every message
+    names the command by its index in the caller's array."""
+    node = _ScriptedNode(mosquitto, "indexed", _committing)
+    try:
+        proc = _swarm("propose", "-", "--broker", f"127.0.0.1:{mosquitto.port}", "--swarm",
+                      "indexed", "--timeout", "20",
+                      stdin='[1, "x", {}, {"type": "remove_zone", "id": "z"}]')
+        assert proc.returncode == 2, proc.stderr   # committed, or refused: nothing to retry
+        replies = json.loads(proc.stdout)
+        assert [r.get("code") or r["status"] for r in replies] == [
+            "bad_request", "bad_request", "invalid", "committed"]
+        assert [r.get("message", "")[:12] for r in replies[:3]] == [
+            "commands[0]:", "commands[1]:", "commands[2]:"]
+        assert replies[2]["message"] == "commands[2]: type: missing required field"
+    finally:
+        node.close()
+
+
+def test_swarm_status_piped_prints_whole_cells_and_flags_malformed_statuses(
+        mosquitto: LocalBroker) -> None:
+    """Piped, rich would lay the table out in 80 columns and cut the headers ("lead…").
+    A malformed status shows as an ``invalid`` row, with why under the table."""
+    publisher = Bus(BusConfig(brokers=(BrokerAddress("127.0.0.1", mosquitto.port),),
+                              client_id="wide-publisher"))
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        full = {"v": 1, "online": True, "role": "follower", "term": 12, "leader": 1,
+                "commit": 123456, "applied": 123456, "map_version": 123450, "t": 0,
+                "voters": [1, 2, 3], "link_score": 0.91,
+                "link": {"radio": None, "radio_source": "absent"},
+                "fc": {"connected": True, "map_version_held": 123450, "mode": "GUIDED",
+                       "armed": True}}
+        bodies = {1: {**full, "node": 1, "name": "drone-with-a-long-name-1", "role": "leader",
+                      "peers": {"2": {"match": 123456, "lag": 0, "last_contact_ms": 12345}}},
+                  2: {**full, "node": 2, "name": "drone-with-a-long-name-2"},
+                  3: {**full, "node": 3, "name": "[red]x", "term": -4}}
+        for n, body in bodies.items():
+            assert publisher.publish(topics.status("wide", n), json.dumps(body).encode(),
+                                     qos=1, retain=True)
+        proc = _swarm("status", "--broker", f"127.0.0.1:{mosquitto.port}", "--swarm", "wide",
+                      "--wait", "30")
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout
+        assert "…" not in out
+        header = out.splitlines()[0].split()
+        assert header[:5] == ["node", "name", "role", "term", "leader"]
+        assert "last" in header and "contact" in header and "holds" in header
+        assert "drone-with-a-long-name-1" in out and "12345 ms" in out
+        assert "123450 (GUIDED, armed)" in out and "0.91 no radio" in out
+        line3 = next(line for line in out.splitlines() if line.split()[:1] == ["3"])
+        assert line3.split()[1] == "invalid"   # no name: nothing of it is shown
+        assert "node 3: status ignored: term: -4 is not an integer" in out
+    finally:
+        publisher.close()

@@ -133,10 +133,14 @@ def test_probe_ignores_what_is_not_its_own() -> None:
 def test_swarm_status_link_column_says_when_a_drone_has_no_radio() -> None:
     from swarm.cli.status import _link_cell, rows
 
-    base = {"online": True, "role": "follower", "leader": 1, "term": 2, "t": 0, "link_score": 0.97}
+    base = {"v": 1, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0,
+            "link_score": 0.97}
     statuses = {1: {**base, "node": 1, "link": {"radio": None, "radio_source": "absent"}},
                 2: {**base, "node": 2, "link": {"radio": 0.97, "radio_source": "radio_status"}},
                 3: {**base, "node": 3, "link": {"radio": None, "radio_source": None}},
                 4: {**base, "node": 4, "link": {"radio_source": "bogus"}}, 5: {**base, "node": 5, "link": 7}}
-    cells = {r["node"]: _link_cell(r["link_score"], r["radio_source"]) for r in rows(statuses, 0)}
-    assert cells == {1: "0.97 no radio", 2: "0.97", 3: "0.97", 4: "0.97", 5: "0.97"}
+    table = rows(statuses, 0)
+    cells = {r["node"]: _link_cell(r["link_score"], r["radio_source"]) for r in table}
+    # 4 and 5 are malformed: refused whole (swarm.node_status), shown as invalid rows.
+    assert cells == {1: "0.97 no radio", 2: "0.97", 3: "0.97", 4: "-", 5: "-"}
+    assert {r["node"]: r["role"] for r in table if r["invalid"]} == {4: "invalid", 5: "invalid"}

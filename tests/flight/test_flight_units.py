@@ -219,20 +219,24 @@ def test_fence_polygons_reads_back_what_fence_polygon_wrote() -> None:
         fence_polygons(items[:4])
 
 
-def test_swarm_status_rows_show_what_each_fc_holds_and_ignore_malformed_fc() -> None:
+def test_swarm_status_rows_show_what_each_fc_holds_and_refuse_malformed_fc() -> None:
     from swarm.cli.status import _fc_cell, rows
 
+    base = {"v": 1, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0}
     statuses = {
-        1: {"node": 1, "online": True, "role": "leader", "leader": 1, "term": 2, "t": 0,
+        1: {**base, "node": 1, "role": "leader",
             "fc": {"connected": True, "map_version_held": 12, "mode": "AUTO", "armed": True}},
-        2: {"node": 2, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0,
+        2: {**base, "node": 2,
             "fc": {"connected": False, "map_version_held": 9, "mode": "RTL", "armed": True}},
-        3: {"node": 3, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0,
-            "fc": {"connected": "yes", "map_version_held": True, "mode": 7}},
-        4: {"node": 4, "online": True, "role": "follower", "leader": 1, "term": 2, "t": 0},
+        3: {**base, "node": 3, "fc": {"connected": "yes", "map_version_held": True, "mode": 7}},
+        4: {**base, "node": 4},
     }
-    cells = {r["node"]: _fc_cell(r["fc"]) for r in rows(statuses, 0)}
-    assert cells == {1: "12 (AUTO, armed)", 2: "9 (lost)", 3: "- (lost)", 4: "-"}
+    table = {r["node"]: r for r in rows(statuses, 0)}
+    cells = {n: _fc_cell(r["fc"]) for n, r in table.items()}
+    assert cells == {1: "12 (AUTO, armed)", 2: "9 (lost)", 3: "-", 4: "-"}
+    # A malformed fc makes the whole status untrusted: flagged, nothing of it shown.
+    assert table[3]["role"] == "invalid" and "fc.connected" in table[3]["invalid"]
+    assert [n for n, r in table.items() if r["invalid"]] == [3]
 
 
 # -- launch: obeyed once, only within the window of the operator's time, never a surprise
