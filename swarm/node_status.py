@@ -3,7 +3,7 @@
 Status topics are outside input: anyone who can publish to the broker can retain any
 bytes on ``swarm/<swarm>/status/<node>``. :func:`parse_status` is the one place a
 status reader (``swarm.client`` to find the nodes and the leader, ``swarm status`` for
-its table) turns a payload into values: every field they use is checked for its type
+its table, the ground station's state, swarm/gcs/state.py) turns a payload into values: every field they use is checked for its type
 and range, the ``node`` it claims must be the topic's, and a payload that breaks any
 rule is refused whole with :class:`StatusError` naming the field. A reader never
 half-uses a bad status (a ``term`` that is a string would otherwise win or crash a
@@ -80,6 +80,8 @@ class NodeStatus:
     applied: int | None = None
     last_index: int | None = None
     map_version: int | None = None
+    elections_started: int | None = None
+    leader_changes: int | None = None
     voters: frozenset[int] = frozenset()
     peers: Mapping[int, PeerStatus] = field(default_factory=lambda: MappingProxyType({}))
     link_score: float | None = None
@@ -104,6 +106,8 @@ def parse_status(payload: bytes | str | Mapping[str, Any], node: int) -> NodeSta
     if not online:
         return NodeStatus(node, False, raw=MappingProxyType(dict(doc)))   # the Last Will
     role = doc.get("role")
+    if role is None:
+        raise StatusError("role: missing")
     if role not in ROLES:
         raise StatusError(f"role: {_short(role)} is not one of {', '.join(ROLES)}")
     term = _count(doc, "term", required=True)
@@ -120,7 +124,8 @@ def parse_status(payload: bytes | str | Mapping[str, Any], node: int) -> NodeSta
         t=_count(doc, "t"), name=_text(doc, "name"),
         commit=_count(doc, "commit"), applied=_count(doc, "applied"),
         last_index=_count(doc, "last_index"), map_version=_count(doc, "map_version"),
-        voters=voters or frozenset(), peers=_peers(doc.get("peers")),
+        elections_started=_count(doc, "elections_started"),
+        leader_changes=_count(doc, "leader_changes"), voters=voters or frozenset(), peers=_peers(doc.get("peers")),
         link_score=_link_score(doc.get("link_score")),
         radio_source=_radio_source(doc.get("link")), fc=_fc(doc.get("fc")),
         raw=MappingProxyType(dict(doc)))

@@ -448,18 +448,18 @@ class ClientService:
 
     def on_read_refused(self, ctx: bytes) -> None:
         """The leader refused this node's forwarded read (too many reads wait there)."""
-        w = self._reads.pop(ctx, None)
-        if w is not None:
-            self._done(w)
-            self._error(w.request, ErrorCode.BUSY,
-                        "the leader holds too many reads waiting for a quorum; retry later")
+        self._read_failed(ctx, ErrorCode.BUSY,
+                          "the leader holds too many reads waiting for a quorum; retry later")
 
     def on_read_expired(self, ctx: bytes) -> None:
+        self._read_failed(ctx, ErrorCode.TIMEOUT,
+                          "the read was not confirmed by a quorum in time; retry")
+
+    def _read_failed(self, ctx: bytes, code: ErrorCode, message: str) -> None:
         w = self._reads.pop(ctx, None)
         if w is not None:
             self._done(w)
-            self._error(w.request, ErrorCode.TIMEOUT,
-                        "the read was not confirmed by a quorum in time; retry")
+            self._error(w.request, code, message)
 
     def on_leader_change(self) -> None:
         """A new leader is known: propose again what waits here. A follower forwards a

@@ -27,6 +27,7 @@ from swarm.bus import topics
 from swarm.bus.topics import Kind, TopicError
 from swarm.evacmap import rfc7946_problems
 from swarm.evacmap.commands import CommandError, load_json
+from swarm.node_status import StatusError, parse_status
 
 __all__ = [
     "Alert",
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-ROLES = ("leader", "follower", "candidate", "pre_candidate")
 
 
 class PayloadError(ValueError):
@@ -164,52 +164,29 @@ def _node_in(doc: Mapping[str, Any], node: int, what: str) -> None:
 
 
 def validate_status(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
-    what = "status"
-    _node_in(doc, node, what)
-    online = _field(doc, "online", bool, what)
-    if not online:  # the Last Will carries only v, node, online
+    """A node's status as the ground station keeps it: checked by the one status parser
+    (swarm.node_status.parse_status), plus the fields the station's views need."""
+    try:
+        st = parse_status(doc, node)
+    except StatusError as exc:
+        raise PayloadError(f"status.{exc}") from None
+    if not st.online:  # the Last Will carries only v, node, online
         return {"node": node, "online": False}
-    out: dict[str, Any] = {"node": node, "online": True}
-    out["name"] = _field(doc, "name", str, what, required=False)
-    role = _field(doc, "role", str, what)
-    if role not in ROLES:
-        raise PayloadError(f"{what}.role: {role!r} is not one of {', '.join(ROLES)}")
-    out["role"] = role
-    for name in ("term", "commit", "applied", "last_index", "map_version"):
-        value = _field(doc, name, int, what, required=name != "last_index")
-        if value is not None and value < 0:
-            raise PayloadError(f"{what}.{name}: {value} is negative")
-        out[name] = value
-    out["t"] = _field(doc, "t", int, what, required=False)
-    leader = _field(doc, "leader", int, what, required=False)
-    out["leader"] = leader if leader else None  # 0 / null: no leader known
-    for name in ("elections_started", "leader_changes"):
-        out[name] = _field(doc, name, int, what, required=False)
-    link = _field(doc, "link_score", _NUM, what, required=False)
-    out["link_score"] = None if link is None else float(link)
-    peers = _field(doc, "peers", dict, what, required=False) or {}
-    out["peers"] = {}
-    for key, value in list(peers.items())[:64]:
-        peer = _node_id_text(key)
-        if peer is None or not isinstance(value, dict):
-            raise PayloadError(f"{what}.peers[{key!r}]: expected a node id and an object")
-        where = f"{what}.peers[{key}]"
-        out["peers"][peer] = {
-            "match": _field(value, "match", int, where, required=False),
-            "lag": _field(value, "lag", int, where, required=False),
-            "last_contact_ms": _field(value, "last_contact_ms", _NUM, where, required=False),
-        }
-    fc = _field(doc, "fc", dict, what, required=False)
-    if fc is not None:
-        out["fc"] = {
-            "connected": bool(_field(fc, "connected", bool, f"{what}.fc")),
-            "map_version_held": _field(fc, "map_version_held", int, f"{what}.fc",
-                                       required=False),
-            "mode": _field(fc, "mode", str, f"{what}.fc", required=False),
-            "armed": _field(fc, "armed", bool, f"{what}.fc", required=False),
-        }
-    else:
-        out["fc"] = None
+    for name in ("commit", "applied", "map_version"):
+        if getattr(st, name) is None:
+            raise PayloadError(f"status.{name}: missing required field")
+    out: dict[str, Any] = {
+        "node": node, "online": True, "name": st.name, "role": st.role, "term": st.term,
+        "commit": st.commit, "applied": st.applied, "last_index": st.last_index,
+        "map_version": st.map_version, "t": st.t, "leader": st.leader,
+        "elections_started": st.elections_started, "leader_changes": st.leader_changes,
+        "link_score": st.link_score,
+        "peers": {peer: {"match": p.match, "lag": p.lag, "last_contact_ms": p.last_contact_ms}
+                  for peer, p in list(st.peers.items())[:64]},
+        "fc": None if st.fc is None else {
+            "connected": st.fc.connected, "map_version_held": st.fc.map_version_held,
+            "mode": st.fc.mode, "armed": st.fc.armed},
+    }
     return out
 
 
