@@ -9,12 +9,22 @@ turn (swarm/agent/node.py, ``Agent._admit_requests``), so Raft traffic waits beh
 most one budget of client work however many requests arrive (docs/agent.md,
 "Overload").
 
-Bounds (memory): at most ``max_raft`` Raft payloads, at most ``max_requests``
-requests and ``max_request_bytes`` of their payloads. Over a bound the payload is
-dropped and counted (``raft_queue_full`` / ``request_queue_full``): Raft retransmits,
-and a client whose request was dropped times out and retries with the same session and
-sequence number (safe). The node thread normally answers ``busy`` long before the
-request queue fills, because refusing costs far less than admitting.
+Bounds (memory): at most ``max_raft`` Raft payloads and ``max_raft_bytes`` of them, at
+most ``max_requests`` requests and ``max_request_bytes`` of their payloads. Over a
+bound the payload is dropped and counted (``raft_queue_full`` / ``request_queue_full``,
+whichever bound it was): Raft retransmits, and a client whose request was dropped times
+out and retries with the same session and sequence number (safe). The node thread
+normally answers ``busy`` long before the request queue fills, because refusing costs
+far less than admitting.
+
+The byte bounds are what cap memory: payloads are queued here before they are
+authenticated (the node thread opens them), so anyone who can publish on the broker
+can fill the queues with the largest payload the bus accepts (its ``max_payload_bytes``,
+the envelope maximum; larger ones never reach a handler). Without a byte bound that was
+``max_raft`` x 2 MiB, 8 GiB. Nothing else is checked here: the envelope opener
+(swarm/bus/envelope.py) rejects and counts garbage, a wrong version and an oversized
+envelope in one place, and a pre-check a forger passes by setting one byte would bound
+nothing.
 
 A Raft payload whose envelope says it may wait (``swarm.bus.envelope.no_hurry``: a
 follower's heartbeat acknowledgement) is queued without waking the node thread: it is
@@ -44,13 +54,16 @@ Queued = tuple[Received, float]
 
 
 class Inbox:
-    def __init__(self, max_raft: int, max_requests: int, max_request_bytes: int) -> None:
-        if min(max_raft, max_requests, max_request_bytes) < 1:
+    def __init__(self, max_raft: int, max_raft_bytes: int, max_requests: int,
+                 max_request_bytes: int) -> None:
+        if min(max_raft, max_raft_bytes, max_requests, max_request_bytes) < 1:
             raise ValueError("inbox bounds must be positive")
         self.max_raft = max_raft
+        self.max_raft_bytes = max_raft_bytes
         self.max_requests = max_requests
         self.max_request_bytes = max_request_bytes
         self._raft: deque[Queued] = deque()
+        self._raft_bytes = 0
         self._requests: deque[Queued] = deque()
         self._request_bytes = 0
         self._lock = threading.Lock()
@@ -71,11 +84,14 @@ class Inbox:
     # -- producers (paho's thread)
 
     def put_raft(self, msg: Received) -> None:
+        size = len(msg.payload)
         with self._lock:
-            if len(self._raft) >= self.max_raft:
+            if (len(self._raft) >= self.max_raft
+                    or self._raft_bytes + size > self.max_raft_bytes):
                 self.dropped["raft_queue_full"] += 1
                 return
             self._raft.append((msg, time.monotonic()))
+            self._raft_bytes += size
             if no_hurry(msg.payload):
                 return
             self._urgent = True
@@ -137,6 +153,7 @@ class Inbox:
                 return []
             out = list(self._raft)
             self._raft.clear()
+            self._raft_bytes = 0
             return out
 
     def take_request(self) -> Queued | None:
