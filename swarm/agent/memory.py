@@ -15,25 +15,11 @@ So once the node has applied a burst of entries and then been quiet for a moment
 entry applied for :data:`QUIET_S`), it trims once. Not while entries flow: the memory
 would be asked for again at once, and each trim walks the heap (about a millisecond).
 
-Large payloads are the other way freed memory stays (docs/agent.md, "Memory after a
-flood"). glibc serves an allocation of ``M_MMAP_THRESHOLD`` bytes or more (128 KiB at
-start) with its own mmap, unmapped when freed; but by default the threshold is dynamic:
-each time such a chunk is freed it rises to that chunk's size (up to 32 MiB on 64-bit),
-and the trim threshold with it to twice that. After the first 2 MiB payload freed,
-every later one comes from the heap instead, and a flood of them (garbage on a Raft
-topic: the bus accepts up to 2 MiB before anything is authenticated) leaves the heap
-grown by megabytes that the small allocations made meanwhile pin in place: measured, 8
-MB of RSS that stayed. :func:`fix_mmap_threshold` sets the threshold once at start, to
-glibc's own initial value; a set threshold is never moved again, so every payload of
-128 KiB or more is mapped and unmapped on its own and leaves nothing behind (the price:
-an mmap and munmap per such allocation, a few microseconds against the milliseconds a
-payload that large costs to handle).
-
-Glibc only (``malloc_trim`` and ``mallopt``'s parameters are GNU; musl and macOS
-return what they free differently): elsewhere :func:`glibc_malloc_trim` is None and
-nothing is trimmed, and :func:`fix_mmap_threshold` does nothing. What stays after a
-trim is CPython's own object allocator (pymalloc) holding 1 MiB arenas in which any
-object still lives, and live state; neither is an allocator setting (docs/agent.md).
+Glibc only (``malloc_trim`` is a GNU extension; musl and macOS have none and return
+what they free differently): elsewhere :func:`glibc_malloc_trim` is None and nothing
+is trimmed. What stays after a trim is CPython's own object allocator (pymalloc)
+holding 1 MiB arenas in which any object still lives, and live state; neither is an
+allocator setting (docs/agent.md).
 """
 
 from __future__ import annotations
@@ -44,7 +30,7 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["BurstTrim", "MMAP_THRESHOLD", "fix_mmap_threshold", "glibc_malloc_trim"]
+__all__ = ["BurstTrim", "glibc_malloc_trim"]
 
 log = logging.getLogger("swarm.agent")
 
@@ -53,17 +39,11 @@ log = logging.getLogger("swarm.agent")
 TRIM_AFTER_ENTRIES = 256
 #: ... and only once no entry was applied for this long (the burst is over).
 QUIET_S = 1.0
-#: The mmap threshold the agent fixes at start (module docstring): glibc's initial
-#: DEFAULT_MMAP_THRESHOLD_MIN. Below every payload worth a mapping of its own (Raft
-#: envelopes up to 2 MiB, AppendEntries up to ``[raft] max_msg_bytes`` 256 KiB, client
-#: requests up to 256 KiB), above the small objects a mapping per allocation would slow.
-MMAP_THRESHOLD = 128 * 1024
-#: mallopt's parameter number for it (glibc's malloc.h).
-_M_MMAP_THRESHOLD = -3
 
 
-def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (os.confstr names glibc only there), else None."""
+def glibc_malloc_trim() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)`` as a function, or None where the C library is not
+    glibc (os.confstr names glibc only there) or has no such symbol."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -73,40 +53,12 @@ def _glibc() -> ctypes.CDLL | None:
     if not libc_version or not libc_version.startswith("glibc"):
         return None
     try:
-        return ctypes.CDLL(None)
-    except OSError:
-        return None
-
-
-def glibc_malloc_trim() -> Callable[[], int] | None:
-    """glibc's ``malloc_trim(0)`` as a function, or None where the C library is not
-    glibc or has no such symbol."""
-    libc = _glibc()
-    try:
-        trim = libc.malloc_trim if libc is not None else None
-    except AttributeError:
-        return None
-    if trim is None:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return lambda: int(trim(0))
-
-
-def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at ``threshold`` bytes for the rest of the process
-    (module docstring); True if glibc took it, False where the C library is not glibc
-    or refused. Process-wide: called once, at the start of ``swarm agent``."""
-    libc = _glibc()
-    try:
-        mallopt = libc.mallopt if libc is not None else None
-    except AttributeError:
-        return False
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 class BurstTrim:

@@ -85,19 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config)
         return 0
 
-    from swarm.agent.memory import fix_mmap_threshold
-
-    # Process-wide, so here and before the agent allocates its first large payload: a
-    # fixed mmap threshold gives every one back to the OS when freed (docs/agent.md,
-    # "Memory after a flood").
-    fixed = fix_mmap_threshold()
-
     from swarm.agent.logs import setup_logging
     from swarm.agent.node import Agent, AgentError
 
     setup_logging(config.log.format, config.log.level, config.node.name)
     log = logging.getLogger("swarm.agent")
-    log.debug("glibc mmap threshold %s", "fixed" if fixed else "not set (not glibc)")
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:

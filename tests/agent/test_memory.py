@@ -1,7 +1,6 @@
 """Freed heap back to the OS after a burst (swarm/agent/memory.py): one trim once a burst
-of applied entries is followed by quiet, glibc's malloc_trim really returning free
-pages from inside the heap, and a fixed mmap threshold giving a flood of large payloads
-back as it is freed."""
+of applied entries is followed by quiet, and glibc's malloc_trim really returning free
+pages from inside the heap."""
 
 import os
 import subprocess
@@ -10,7 +9,7 @@ import textwrap
 
 import pytest
 
-from swarm.agent.memory import BurstTrim, fix_mmap_threshold, glibc_malloc_trim
+from swarm.agent.memory import BurstTrim, glibc_malloc_trim
 
 
 class _Counter:
@@ -83,50 +82,3 @@ def test_malloc_trim_returns_free_pages_between_live_blocks():
                          check=True, timeout=60).stdout.split()
     before, after = int(out[0]), int(out[1])
     assert before - after > 20_000, (before, after)
-
-
-def test_the_mmap_threshold_is_fixed_exactly_on_glibc():
-    # In a child: the setting is process-wide.
-    script = "from swarm.agent.memory import fix_mmap_threshold; print(fix_mmap_threshold())"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True, timeout=60).stdout.split()
-    assert out == [str(_is_glibc())]
-
-
-_FLOOD = textwrap.dedent("""
-    import sys
-    from swarm.agent.memory import fix_mmap_threshold
-    def anon_kb():
-        for line in open("/proc/self/status"):
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    if sys.argv[1] == "fixed":
-        assert fix_mmap_threshold()
-    first = bytearray(3 << 20)      # mapped, freed: glibc's threshold rises past 2 MiB
-    del first
-    before = anon_kb()
-    # A flood of 2 MiB payloads, each followed by a small allocation that outlives it
-    # (as the node thread's own objects do), then all the payloads freed.
-    payloads, kept = [], []
-    for _ in range(20):
-        payloads.append(bytearray(2 << 20))
-        kept.append(bytearray(4000))
-    del payloads
-    print(before, anon_kb(), len(kept))
-""")
-
-
-@pytest.mark.skipif(not _is_glibc(), reason="the mmap threshold is glibc's (the Pi's OS is glibc)")
-@pytest.mark.parametrize("threshold", ["dynamic", "fixed"])
-def test_a_flood_of_large_payloads_is_given_back_only_with_a_fixed_mmap_threshold(threshold):
-    # Fresh interpreters. glibc's default, dynamic threshold serves the flood from the
-    # heap, where the small blocks between the payloads pin 40 MB after they are all
-    # freed; fixed (as swarm agent does at start) every payload is its own mapping and
-    # goes back when freed.
-    out = subprocess.run([sys.executable, "-c", _FLOOD, threshold], capture_output=True,
-                         text=True, check=True, timeout=60).stdout.split()
-    grown = int(out[1]) - int(out[0])
-    if threshold == "dynamic":
-        assert grown > 30_000, (threshold, grown)
-    else:
-        assert grown < 4_000, (threshold, grown)
