@@ -47,6 +47,8 @@ from collections import Counter, deque
 from swarm.bus.client import Received
 from swarm.bus.envelope import no_hurry
 
+from .memory import LARGE_PAYLOAD_BYTES
+
 __all__ = ["Inbox", "Queued"]
 
 #: A payload and the monotonic time paho's thread handed it over.
@@ -80,12 +82,18 @@ class Inbox:
         self._urgent = False
         #: Dropped payloads by reason (read by the node thread for metrics).
         self.dropped: Counter[str] = Counter()
+        #: Bytes of the large payloads handed over so far, queued or dropped (paho's
+        #: thread allocated them either way): a burst of them is followed by a heap
+        #: trim (swarm/agent/memory.py, BurstTrim).
+        self._large_bytes = 0
 
     # -- producers (paho's thread)
 
     def put_raft(self, msg: Received) -> None:
         size = len(msg.payload)
         with self._lock:
+            if size >= LARGE_PAYLOAD_BYTES:
+                self._large_bytes += size
             if (len(self._raft) >= self.max_raft
                     or self._raft_bytes + size > self.max_raft_bytes):
                 self.dropped["raft_queue_full"] += 1
@@ -100,6 +108,8 @@ class Inbox:
     def put_request(self, msg: Received) -> None:
         size = len(msg.payload)
         with self._lock:
+            if size >= LARGE_PAYLOAD_BYTES:
+                self._large_bytes += size
             if (len(self._requests) >= self.max_requests
                     or self._request_bytes + size > self.max_request_bytes):
                 self.dropped["request_queue_full"] += 1
@@ -167,3 +177,8 @@ class Inbox:
 
     def requests_waiting(self) -> int:
         return len(self._requests)
+
+    def large_bytes(self) -> int:
+        """Bytes of payloads of LARGE_PAYLOAD_BYTES or more handed over so far."""
+        with self._lock:
+            return self._large_bytes

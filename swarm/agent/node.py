@@ -1054,7 +1054,7 @@ class Agent:
                 self.floor_store.save(self.opener.floors())
             except OSError as exc:
                 log.warning("cannot checkpoint replay floors: %s", exc)
-        self.heap_trim.note(now, self.driver.applied)
+        self.heap_trim.note(now, self.driver.applied, self.inbox.large_bytes())
 
     def _update_metrics(self) -> None:
         st = self.driver.raw.status()
