@@ -21,7 +21,7 @@ applies no entry. glibc maps an allocation of 128 KiB or more on its own and unm
 when freed, but its threshold is dynamic: once such a chunk is freed the threshold
 rises to its size (up to 32 MiB on 64-bit), so every later payload comes from the heap,
 where the small blocks allocated between them pin the freed megabytes: measured, up to
-10 MB of RSS that stayed after 150 x 2 MiB (docs/benchmarks.md, "RSS after load"). So
+11 MB of RSS that stayed after 150 x 2 MiB (docs/benchmarks.md, "RSS after load"). So
 the large payloads handed to the node (:data:`LARGE_PAYLOAD_BYTES` or more, counted by
 the inbox) count as a burst too: :data:`TRIM_AFTER_BYTES` of them, then quiet (none
 for :data:`QUIET_S`, no entry applied either), and it trims once. Fixing the threshold
