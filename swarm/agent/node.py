@@ -130,17 +130,18 @@ def raft_queue_bytes(max_msg_bytes: int, max_inflight_msgs: int) -> int:
     ``max_msg_bytes`` of entries each (``[raft]``; the core sends a larger entry alone,
     but an entry holds what one client request carried, and a request is at most
     swarm.agent.protocol.MAX_REQUEST_BYTES, 256 KiB, the default max_msg_bytes), sealed
-    into envelopes of at most 2 MiB. On top,
-    one largest envelope (DEFAULT_MAX_ENVELOPE_BYTES) for everything else a turn may
-    bring: votes, heartbeats, a snapshot chunk (one in flight, 256 KiB), and the
-    encoding's per-entry bytes beyond Entry.size() (at most 9 per entry; with entries
-    of 100 data bytes or more, under 8 % of the window, 1.3 MiB of the default's 16).
-    It also means one envelope of the largest size always fits. Defaults (64 x 256 KiB):
+    into envelopes of at most 2 MiB. On top, one largest envelope
+    (DEFAULT_MAX_ENVELOPE_BYTES) for everything else a turn may bring: votes,
+    heartbeats, a snapshot chunk (one in flight, 256 KiB), and the encoding's per-entry
+    bytes beyond Entry.size() (at most 9 per entry; with entries of 100 data bytes or
+    more, under 8 % of the window, 1.3 MiB of the default's 16). It also means one
+    envelope of the largest size always fits. Defaults (64 x 256 KiB):
     18.06 MiB, where the count bound alone (``max_inbound`` 4096 of payloads the bus
     accepts up to 2 MiB) allowed 8 GiB of unauthenticated payloads. Over it a payload is
     dropped (``raft_queue_full``) and Raft retransmits."""
     return (max_inflight_msgs * (max_msg_bytes + APPEND_OVERHEAD_BYTES)
             + DEFAULT_MAX_ENVELOPE_BYTES)
+
 
 #: Committed entries applied per Ready (consensus Config.max_committed_bytes_per_ready):
 #: about 160 map commands, some 25 ms of applying, so a follower catching up on a long
