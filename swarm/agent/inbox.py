@@ -9,12 +9,22 @@ turn (swarm/agent/node.py, ``Agent._admit_requests``), so Raft traffic waits beh
 most one budget of client work however many requests arrive (docs/agent.md,
 "Overload").
 
-Bounds (memory): at most ``max_raft`` Raft payloads, at most ``max_requests``
-requests and ``max_request_bytes`` of their payloads. Over a bound the payload is
-dropped and counted (``raft_queue_full`` / ``request_queue_full``): Raft retransmits,
-and a client whose request was dropped times out and retries with the same session and
-sequence number (safe). The node thread normally answers ``busy`` long before the
-request queue fills, because refusing costs far less than admitting.
+Bounds (memory): at most ``max_raft`` Raft payloads and ``max_raft_bytes`` of them, at
+most ``max_requests`` requests and ``max_request_bytes`` of their payloads. Over a
+bound the payload is dropped and counted (``raft_queue_full`` / ``request_queue_full``,
+whichever bound it was): Raft retransmits, and a client whose request was dropped times
+out and retries with the same session and sequence number (safe). The node thread
+normally answers ``busy`` long before the request queue fills, because refusing costs
+far less than admitting.
+
+The byte bounds are what cap memory: payloads are queued here before they are
+authenticated (the node thread opens them), so anyone who can publish on the broker
+can fill the queues with the largest payload the bus accepts (its ``max_payload_bytes``,
+the envelope maximum; larger ones never reach a handler). Without a byte bound that was
+``max_raft`` x 2 MiB, 8 GiB. Nothing else is checked here: the envelope opener
+(swarm/bus/envelope.py) rejects and counts garbage, a wrong version and an oversized
+envelope in one place, and a pre-check a forger passes by setting one byte would bound
+nothing.
 
 A Raft payload whose envelope says it may wait (``swarm.bus.envelope.no_hurry``: a
 follower's heartbeat acknowledgement) is queued without waking the node thread: it is
@@ -37,6 +47,8 @@ from collections import Counter, deque
 from swarm.bus.client import Received
 from swarm.bus.envelope import no_hurry
 
+from .memory import LARGE_PAYLOAD_BYTES
+
 __all__ = ["Inbox", "Queued"]
 
 #: A payload and the monotonic time paho's thread handed it over.
@@ -44,13 +56,16 @@ Queued = tuple[Received, float]
 
 
 class Inbox:
-    def __init__(self, max_raft: int, max_requests: int, max_request_bytes: int) -> None:
-        if min(max_raft, max_requests, max_request_bytes) < 1:
+    def __init__(self, max_raft: int, max_raft_bytes: int, max_requests: int,
+                 max_request_bytes: int) -> None:
+        if min(max_raft, max_raft_bytes, max_requests, max_request_bytes) < 1:
             raise ValueError("inbox bounds must be positive")
         self.max_raft = max_raft
+        self.max_raft_bytes = max_raft_bytes
         self.max_requests = max_requests
         self.max_request_bytes = max_request_bytes
         self._raft: deque[Queued] = deque()
+        self._raft_bytes = 0
         self._requests: deque[Queued] = deque()
         self._request_bytes = 0
         self._lock = threading.Lock()
@@ -67,15 +82,24 @@ class Inbox:
         self._urgent = False
         #: Dropped payloads by reason (read by the node thread for metrics).
         self.dropped: Counter[str] = Counter()
+        #: Bytes of the large payloads handed over so far, queued or dropped (paho's
+        #: thread allocated them either way): a burst of them is followed by a heap
+        #: trim (swarm/agent/memory.py, BurstTrim).
+        self._large_bytes = 0
 
     # -- producers (paho's thread)
 
     def put_raft(self, msg: Received) -> None:
+        size = len(msg.payload)
         with self._lock:
-            if len(self._raft) >= self.max_raft:
+            if size >= LARGE_PAYLOAD_BYTES:
+                self._large_bytes += size
+            if (len(self._raft) >= self.max_raft
+                    or self._raft_bytes + size > self.max_raft_bytes):
                 self.dropped["raft_queue_full"] += 1
                 return
             self._raft.append((msg, time.monotonic()))
+            self._raft_bytes += size
             if no_hurry(msg.payload):
                 return
             self._urgent = True
@@ -84,6 +108,8 @@ class Inbox:
     def put_request(self, msg: Received) -> None:
         size = len(msg.payload)
         with self._lock:
+            if size >= LARGE_PAYLOAD_BYTES:
+                self._large_bytes += size
             if (len(self._requests) >= self.max_requests
                     or self._request_bytes + size > self.max_request_bytes):
                 self.dropped["request_queue_full"] += 1
@@ -137,6 +163,7 @@ class Inbox:
                 return []
             out = list(self._raft)
             self._raft.clear()
+            self._raft_bytes = 0
             return out
 
     def take_request(self) -> Queued | None:
@@ -150,3 +177,8 @@ class Inbox:
 
     def requests_waiting(self) -> int:
         return len(self._requests)
+
+    def large_bytes(self) -> int:
+        """Bytes of payloads of LARGE_PAYLOAD_BYTES or more handed over so far."""
+        with self._lock:
+            return self._large_bytes

@@ -15,6 +15,20 @@ So once the node has applied a burst of entries and then been quiet for a moment
 entry applied for :data:`QUIET_S`), it trims once. Not while entries flow: the memory
 would be asked for again at once, and each trim walks the heap (about a millisecond).
 
+A flood of large payloads is the other burst (docs/agent.md, "Memory after a flood"):
+garbage on a Raft topic, up to 2 MiB each, queued before anything is authenticated,
+applies no entry. glibc maps an allocation of 128 KiB or more on its own and unmaps it
+when freed, but its threshold is dynamic: once such a chunk is freed the threshold
+rises to its size (up to 32 MiB on 64-bit), so every later payload comes from the heap,
+where the small blocks allocated between them pin the freed megabytes: measured, up to
+11 MB of RSS that stayed after 150 x 2 MiB (docs/benchmarks.md, "RSS after load"). So
+the large payloads handed to the node (:data:`LARGE_PAYLOAD_BYTES` or more, counted by
+the inbox) count as a burst too: :data:`TRIM_AFTER_BYTES` of them, then quiet (none
+for :data:`QUIET_S`, no entry applied either), and it trims once. Fixing the threshold
+instead (``mallopt(M_MMAP_THRESHOLD)``) was tried and not kept: every large payload
+then pays its page faults afresh, and sealing and opening a legitimate 256 KiB
+AppendEntries took 70-80 % longer.
+
 Glibc only (``malloc_trim`` is a GNU extension; musl and macOS have none and return
 what they free differently): elsewhere :func:`glibc_malloc_trim` is None and nothing
 is trimmed. What stays after a trim is CPython's own object allocator (pymalloc)
@@ -39,6 +53,12 @@ log = logging.getLogger("swarm.agent")
 TRIM_AFTER_ENTRIES = 256
 #: ... and only once no entry was applied for this long (the burst is over).
 QUIET_S = 1.0
+#: A payload this large or larger is one glibc would have mapped on its own before its
+#: threshold rose (its initial M_MMAP_THRESHOLD): what a flood leaves in the heap.
+LARGE_PAYLOAD_BYTES = 128 * 1024
+#: ... and this many bytes of them since the last trim are a burst (two of the largest
+#: envelopes): less is not worth a heap walk.
+TRIM_AFTER_BYTES = 4 * 1024 * 1024
 
 
 def glibc_malloc_trim() -> Callable[[], int] | None:
@@ -62,36 +82,46 @@ def glibc_malloc_trim() -> Callable[[], int] | None:
 
 
 class BurstTrim:
-    """Calls ``trim`` once after each burst of applied entries (see the module
-    docstring). The node thread calls :meth:`note` every turn with the applied index;
+    """Calls ``trim`` once after each burst of applied entries or of large payloads
+    received (see the module docstring). The node thread calls :meth:`note` every turn
+    with the applied index and the inbox's running count of large payload bytes;
     ``trim`` None (not glibc) makes it do nothing."""
 
     def __init__(self, trim: Callable[[], int] | None, *,
-                 after_entries: int = TRIM_AFTER_ENTRIES, quiet_s: float = QUIET_S) -> None:
+                 after_entries: int = TRIM_AFTER_ENTRIES,
+                 after_bytes: int = TRIM_AFTER_BYTES, quiet_s: float = QUIET_S) -> None:
         self._trim = trim
         self.after_entries = after_entries
+        self.after_bytes = after_bytes
         self.quiet_s = quiet_s
-        self._trimmed_at: int | None = None   # applied index at the last trim (or start)
+        #: Applied index and large bytes received at the last trim (or the start).
+        self._trimmed_at: tuple[int, int] | None = None
         self._applied = 0
-        self._changed = 0.0                   # when the applied index last moved
+        self._received = 0
+        self._changed = 0.0                   # when either last moved
         self.trims = 0
 
-    def note(self, now: float, applied: int) -> bool:
-        """The node's applied index at monotonic time ``now``; True if it trimmed."""
+    def note(self, now: float, applied: int, received: int = 0) -> bool:
+        """The node's applied index and large payload bytes received so far
+        (Inbox.large_bytes) at monotonic time ``now``; True if it trimmed."""
         if self._trim is None:
             return False
         if self._trimmed_at is None:          # the first call: what it starts from
-            self._trimmed_at = self._applied = applied
+            self._trimmed_at = (applied, received)
+            self._applied, self._received = applied, received
             self._changed = now
             return False
-        if applied != self._applied:
-            self._applied, self._changed = applied, now
+        if applied != self._applied or received != self._received:
+            self._applied, self._received, self._changed = applied, received, now
             return False
-        if applied - self._trimmed_at < self.after_entries or now - self._changed < self.quiet_s:
+        entries, payload_bytes = applied - self._trimmed_at[0], received - self._trimmed_at[1]
+        if (entries < self.after_entries and payload_bytes < self.after_bytes) \
+                or now - self._changed < self.quiet_s:
             return False
-        self._trimmed_at = applied
+        self._trimmed_at = (applied, received)
         released = self._trim()
         self.trims += 1
-        log.debug("burst over at applied index %d: malloc_trim %s", applied,
+        log.debug("burst over at applied index %d, %d large payload bytes after the last "
+                  "trim: malloc_trim %s", applied, payload_bytes,
                   "released memory" if released else "found nothing to release")
         return True

@@ -116,6 +116,34 @@ MAX_REQUESTS_PER_TURN = 512
 REQUEST_QUEUE_MIN = 4096
 REQUEST_QUEUE_BYTES = 4 * 1024 * 1024
 REQUEST_BYTES_TYPICAL = 512
+#: What an AppendEntries carries besides its entries' counted bytes (Entry.size():
+#: data + 16): its own fields (type, ids, term, index, commit, ...: under 100 bytes as
+#: msgpack), its share of an envelope's header and tag (ENVELOPE_OVERHEAD, 62), and its
+#: binary's header inside the envelope (5). Rounded up.
+APPEND_OVERHEAD_BYTES = 1024
+
+
+def raft_queue_bytes(max_msg_bytes: int, max_inflight_msgs: int) -> int:
+    """The inbox's bound on queued Raft payload bytes (docs/agent.md, "Bounded memory").
+
+    The most a node legitimately has queued between two turns of its node thread is its
+    leader's whole in-flight window: ``max_inflight_msgs`` AppendEntries of at most
+    ``max_msg_bytes`` of entries each (``[raft]``; the core sends a larger entry alone,
+    but an entry holds what one client request carried, and a request is at most
+    swarm.agent.protocol.MAX_REQUEST_BYTES, 256 KiB, the default max_msg_bytes), sealed
+    into envelopes of at most 2 MiB. On top, one largest envelope
+    (DEFAULT_MAX_ENVELOPE_BYTES) for everything else a turn may bring: votes,
+    heartbeats, a snapshot chunk (one in flight, 256 KiB), and the encoding's per-entry
+    bytes beyond Entry.size() (at most 9 per entry; with entries of 100 data bytes or
+    more, under 8 % of the window, 1.3 MiB of the default's 16). It also means one
+    envelope of the largest size always fits. Defaults (64 x 256 KiB):
+    18.06 MiB, where the count bound alone (``max_inbound`` 4096 of payloads the bus
+    accepts up to 2 MiB) allowed 8 GiB of unauthenticated payloads. Over it a payload is
+    dropped (``raft_queue_full``) and Raft retransmits."""
+    return (max_inflight_msgs * (max_msg_bytes + APPEND_OVERHEAD_BYTES)
+            + DEFAULT_MAX_ENVELOPE_BYTES)
+
+
 #: Committed entries applied per Ready (consensus Config.max_committed_bytes_per_ready):
 #: about 160 map commands, some 25 ms of applying, so a follower catching up on a long
 #: committed tail, or a leader behind a burst, still ticks and answers heartbeats
@@ -441,7 +469,10 @@ class Agent:
         self.node_id = config.node.id
         self.metrics = AgentMetrics()
         max_requests = max(REQUEST_QUEUE_MIN, config.client.max_pending)
-        self.inbox = Inbox(config.raft.max_inbound, max_requests,
+        self.inbox = Inbox(config.raft.max_inbound,
+                           raft_queue_bytes(config.raft.max_msg_bytes,
+                                            config.raft.max_inflight_msgs),
+                           max_requests,
                            max(REQUEST_QUEUE_BYTES, max_requests * REQUEST_BYTES_TYPICAL))
         self.last_contact: dict[int, float] = {}
         self._known_leader = 0          # the last leader this node knew of (0: none yet)
@@ -1230,7 +1261,7 @@ class Agent:
                 self.floor_store.save(self.opener.floors())
             except OSError as exc:
                 log.warning("cannot checkpoint replay floors: %s", exc)
-        self.heap_trim.note(now, self.driver.applied)
+        self.heap_trim.note(now, self.driver.applied, self.inbox.large_bytes())
 
     def _update_metrics(self) -> None:
         st = self.driver.raw.status()

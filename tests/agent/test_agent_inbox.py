@@ -13,7 +13,7 @@ def _msg(payload: bytes = b"x") -> Received:
 
 
 def test_each_queue_keeps_its_own_bounds_and_counts_what_it_drops():
-    inbox = Inbox(max_raft=2, max_requests=3, max_request_bytes=10)
+    inbox = Inbox(max_raft=2, max_raft_bytes=1024, max_requests=3, max_request_bytes=10)
     for _ in range(3):
         inbox.put_raft(_msg())
     inbox.put_request(_msg(b"12345"))
@@ -27,8 +27,32 @@ def test_each_queue_keeps_its_own_bounds_and_counts_what_it_drops():
     assert inbox.requests_waiting() == 2
 
 
+def test_the_raft_queue_is_bounded_in_bytes_too_and_a_take_frees_them():
+    inbox = Inbox(max_raft=100, max_raft_bytes=10, max_requests=3, max_request_bytes=10)
+    inbox.put_raft(_msg(b"123456"))
+    inbox.put_raft(_msg(b"12345"))         # would pass the count, not the bytes
+    inbox.put_raft(_msg(b"1234"))          # exactly at the bound: kept
+    assert inbox.dropped == {"raft_queue_full": 1}
+    assert [m.payload for m, _ in inbox.take_raft()] == [b"123456", b"1234"]
+    inbox.put_raft(_msg(b"1234567890"))    # the bytes came back with the take
+    inbox.put_raft(_msg(b"1"))
+    assert inbox.dropped == {"raft_queue_full": 2}
+    assert len(inbox.take_raft()) == 1
+
+
+def test_the_agents_raft_byte_bound_is_the_in_flight_window_plus_one_envelope():
+    from swarm.agent.node import raft_queue_bytes
+    from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES
+
+    # The defaults ([raft] max_msg_bytes 256 KiB, max_inflight_msgs 64): 18.06 MiB,
+    # where 4096 payloads of up to 2 MiB were 8 GiB.
+    assert raft_queue_bytes(256 * 1024, 64) == 18_939_904
+    # However small the window, one envelope of the largest size the bus accepts fits.
+    assert raft_queue_bytes(1024, 1) > DEFAULT_MAX_ENVELOPE_BYTES
+
+
 def test_wait_returns_when_either_queue_gets_something_or_on_timeout():
-    inbox = Inbox(8, 8, 1024)
+    inbox = Inbox(8, 1024, 8, 1024)
     t0 = time.monotonic()
     inbox.wait(0.05)
     assert time.monotonic() - t0 >= 0.04
@@ -42,7 +66,7 @@ def test_a_raft_payload_that_may_wait_is_queued_without_waking_the_node_thread()
     # Envelope byte 1 is its flags; FLAG_NO_HURRY marks heartbeat acknowledgements.
     from swarm.bus.envelope import FLAG_NO_HURRY
 
-    inbox = Inbox(8, 8, 1024)
+    inbox = Inbox(8, 1024, 8, 1024)
     inbox.put_raft(_msg(bytes([1, FLAG_NO_HURRY]) + b"rest"))
     t0 = time.monotonic()
     inbox.wait(0.05)                       # slept its whole timeout: nothing urgent
@@ -61,7 +85,7 @@ def test_a_wake_up_posted_as_a_wait_times_out_does_not_cut_the_next_wait_short()
     # The producer finds the node thread still waiting just after its timeout ran out
     # (simulated: the wait's own lock is held across the timeout, so the producer's
     # post lands between the timeout and the wait's return).
-    inbox = Inbox(8, 8, 1024)
+    inbox = Inbox(8, 1024, 8, 1024)
     release = threading.Event()
     woke = threading.Event()
 

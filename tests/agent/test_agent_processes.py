@@ -446,6 +446,72 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
     _propose_ok(client, zone("after-rogue"))
 
 
+def test_a_flood_of_large_garbage_raft_payloads_is_dropped_counted_and_changes_nothing(
+        cluster_factory, mosquitto) -> None:
+    """A client with no key floods the leader's and a follower's Raft topics with the
+    largest payloads the bus accepts (2 MiB, unauthenticated: they are queued for the
+    node thread before anything is checked). Each one is counted exactly once, as
+    dropped by the inbox's bounds (``raft_queue_full``) or rejected by the envelope
+    opener, none is stepped, and every node's term, log and map stay as they were
+    (docs/agent.md, "Bounded memory"). Half of them claim envelope version 1 and the
+    no-hurry flag, so they pass the header's first bytes and wait in the queue without
+    waking the node thread, as a forger's would."""
+    import os
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, FLAG_NO_HURRY
+
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client(attempt_timeout_s=60, timeout_s=60)
+    leader = cluster.wait_leader(client)
+    _propose_ok(client, zone("guarded"))
+    before = cluster.wait_converged(client)
+    follower = next(i for i in cluster.ids if i != leader)
+    targets = (leader, follower)
+
+    def counted(i: int) -> float:
+        m = cluster.metrics(i)
+        return sum(v for k, v in m.items()
+                   if k.startswith("swarm_raft_messages_rejected_total")
+                   or k == 'swarm_raft_messages_dropped_total{reason="raft_queue_full"}')
+
+    time.sleep(2.5)   # metrics follow the status period (2 s): a settled baseline
+    base = {i: counted(i) for i in targets}
+    per_target = 40
+    rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="flood", protocol=paho.MQTTv5)
+    rogue.connect(mosquitto.host, mosquitto.port)
+    rogue.loop_start()
+    try:
+        garbage = [bytearray(os.urandom(DEFAULT_MAX_ENVELOPE_BYTES)) for _ in range(2)]
+        garbage[1][0:2] = bytes([1, FLAG_NO_HURRY])
+        infos = [rogue.publish(topics.raft(cluster.swarm, target), bytes(garbage[k % 2]), 1)
+                 for k in range(per_target) for target in targets]
+        for info in infos:
+            info.wait_for_publish(60)
+    finally:
+        rogue.disconnect()
+        rogue.loop_stop()
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = {i: counted(i) - base[i] for i in targets}
+        if all(n >= per_target for n in got.values()):
+            break
+        time.sleep(0.5)
+    # Every payload accounted for (more only if the bound also dropped some of the
+    # cluster's own messages meanwhile, which Raft retransmits).
+    assert all(n >= per_target for n in got.values()), (got, cluster.logs())
+    after = cluster.wait_converged(client)
+    assert cluster.wait_leader(client) == leader
+    for i in cluster.ids:
+        for key in ("term", "last_index", "commit", "map_sha256"):
+            assert after[i][key] == before[i][key], (i, key, before[i][key], after[i][key])
+    _propose_ok(client, zone("after-flood"))
+
+
 def test_fail_over_between_two_bridged_brokers(tmp_path: Path, bridged_mosquittos) -> None:
     """Nodes 1 and 2 prefer broker A, node 3 broker B; B bridges swarm/# to A. Killing
     B moves node 3 (and the client) to A: consensus resumes, nothing acknowledged lost."""
