@@ -61,7 +61,7 @@ class AgentCluster:
     def __init__(self, tmp: Path, broker: LocalBroker | Iterable[LocalBroker], n: int, *,
                  swarm: str = "test", mqtt: str = "5", extra: str = "",
                  profile: str = "lan", election_ticks: int | None = TEST_ELECTION_TICKS,
-                 state_machine: str = "map") -> None:
+                 state_machine: str = "map", keepalive_s: int = 5) -> None:
         self.tmp = tmp
         self.brokers = [broker] if isinstance(broker, LocalBroker) else list(broker)
         self.n = n
@@ -70,6 +70,8 @@ class AgentCluster:
         self.profile = profile
         self.election_ticks = election_ticks
         self.state_machine = state_machine
+        #: [bus] keepalive_s: paho's MQTT keepalive, and so the broker's timeout (1.5x).
+        self.keepalive_s = keepalive_s
         self.key_file = tmp / "swarm.key"
         if not self.key_file.exists():
             generate_key_file(self.key_file)
@@ -131,7 +133,7 @@ key_file = "swarm.key"
 [bus]
 brokers = [{brokers}]
 protocol = "{self.mqtt}"
-keepalive_s = 5
+keepalive_s = {self.keepalive_s}
 reconnect_min_s = 0.05
 reconnect_max_s = 1.0
 [timing]
