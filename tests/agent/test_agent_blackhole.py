@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ import pytest
 from swarm.bus.broker import LocalBroker
 from swarm.client import Reply, SwarmClient
 
-from agent_cluster import AgentCluster, StatusLog, zone
+from agent_cluster import AgentCluster, StatusLog, new_leader_after, wait_noticed, zone
 from fault_proxy import FaultProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -159,60 +158,6 @@ class _Isolated:
         return outcomes
 
 
-def _log_time(line: str) -> float:
-    """The wall-clock time of one agent log line (``%(asctime)s``: local time, ms)."""
-    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-
-
-@dataclass(frozen=True)
-class Noticed:
-    """Seconds from the fault's start until each end gave up on the connection."""
-
-    raft_bus: float      # the agent's Raft connection (the one with the Last Will)
-    client_bus: float | None   # its client-request connection, if it gave up yet
-    broker: float        # mosquitto: it published the node's Last Will
-
-    def __str__(self) -> str:
-        client = "-" if self.client_bus is None else f"{self.client_bus:.2f}"
-        return (f"agent's Raft connection noticed after {self.raft_bus:.2f} s (client "
-                f"connection {client} s), broker after {self.broker:.2f} s")
-
-
-def _wait_noticed(rig: Rig, node: int, wall0: float, mono0: float, log_from: int) -> Noticed:
-    """Wait (bounded, generous) until both ends gave up on ``node``'s Raft connection:
-    the agent (its bus logs ``<client id>: lost broker``) and the broker (it published
-    the node's Last Will: a status with ``online`` false)."""
-    raft_id = f"{rig.cluster.swarm}-node-{node}"
-    deadline = time.monotonic() + 90
-    agent = client = broker = None
-    while agent is None or broker is None:
-        assert time.monotonic() < deadline, \
-            f"node {node}: agent noticed after {agent}, broker after {broker}\n{rig.cluster.logs()}"
-        text = rig.cluster.log_path(node).read_text(errors="replace")[log_from:]
-        for line in text.splitlines():
-            if agent is None and f"{raft_id}: lost broker" in line:
-                agent = _log_time(line) - wall0
-            if client is None and f"{raft_id}-clients: lost broker" in line:
-                client = _log_time(line) - wall0
-        if broker is None:
-            with rig.log.lock:
-                offline = [t for t, n, s in rig.log.statuses
-                           if n == node and t > mono0 and s.get("online") is False]
-            if offline:
-                broker = offline[0] - mono0
-        time.sleep(0.2)
-    return Noticed(agent, client, broker)
-
-
-def _new_leader_after(rig: Rig, mono0: float, among: list[int], term: int) -> float:
-    """Seconds from the fault to the first status of a leader of ``among`` in a later
-    term (as published: an upper bound on the election's own time); NaN if none seen."""
-    with rig.log.lock:
-        times = [t for t, n, s in rig.log.statuses if n in among and t > mono0
-                 and s.get("role") == "leader" and s.get("term", 0) > term]
-    return times[0] - mono0 if times else float("nan")
-
-
 def _wait_role_not_leader(rig: Rig, node: int, timeout: float = 60.0) -> None:
     """The cut-off leader stops claiming leadership (CheckQuorum, thesis §6.2): its own
     metrics endpoint (local HTTP, not through the proxy) says so."""
@@ -261,9 +206,9 @@ def test_a_silent_loss_of_the_leaders_link(rig: Rig, direction: str) -> None:
     isolated.read("read-after-during")      # after those acknowledgements
     isolated.write("via-isolated-later")
     _wait_role_not_leader(rig, leader)
-    noticed = _wait_noticed(rig, leader, wall0, mono0, log_from)
+    noticed = wait_noticed(cluster, rig.log, leader, wall0, mono0, log_from)
     rig.write("during-late")
-    elected_s = _new_leader_after(rig, mono0, survivors, term)
+    elected_s = new_leader_after(rig.log, mono0, survivors, term)
     outcomes = _heal_and_check(rig, leader, isolated)
     print(f"\nblackhole {direction} of leader {leader} (keepalive {KEEPALIVE_S} s): "
           f"new leader {new} published after {elected_s:.2f} s; {noticed}; "
@@ -284,7 +229,7 @@ def test_a_silent_loss_of_a_followers_link(rig: Rig) -> None:
     for k in range(3):
         rig.write(f"during-{k}")
     isolated.read("read-after-during")
-    noticed = _wait_noticed(rig, follower, wall0, mono0, log_from)
+    noticed = wait_noticed(cluster, rig.log, follower, wall0, mono0, log_from)
     rig.write("during-late")
     outcomes = _heal_and_check(rig, follower, isolated)
     final = cluster.wait_leader(rig.client)
