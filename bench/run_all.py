@@ -42,6 +42,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("agent_footprint.py", ["--seconds", "30", "--warmup", "10"],
      ["--agents", "2", "--seconds", "2", "--warmup", "0"]),
     ("raft_flood_rss.py", [], ["--nodes", "1", "--count", "5", "--after", "1", "--idle", "0"]),
+    ("link_blackhole.py", [], ["--keepalive", "2", "--trials", "1"]),
     ("flight_latency.py", ["--agents", "3", "--updates", "30"], ["--agents", "3", "--updates", "2"]),
     ("leadership_follow.py", ["--agents", "5", "--trials", "10", "--noise-minutes", "5"],
      ["--agents", "3", "--trials", "1", "--noise-minutes", "0"]),

@@ -690,7 +690,8 @@ class Bus:
         if subs:
             client.subscribe(subs)
         self._connected.set()
-        log.info("connected to broker %s", broker)
+        # An agent holds two connections (Raft and clients): say which this is.
+        log.info("%s: connected to broker %s", self.config.client_id, broker)
         self._notify(ConnectionEvent(True, broker, "connected"))
 
     def _advance(self, reason: str) -> None:
@@ -713,7 +714,8 @@ class Bus:
         self._client._host, self._client._port = nxt.host, nxt.port
         self._set_reconnect_delay(self._next_delay())
         if lost_established:
-            log.warning("lost broker %s (%s); reconnecting", self.config.brokers[was], reason)
+            log.warning("%s: lost broker %s (%s); reconnecting", self.config.client_id,
+                        self.config.brokers[was], reason)
             self._notify(ConnectionEvent(False, self.config.brokers[was], reason))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any,

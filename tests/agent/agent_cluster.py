@@ -18,6 +18,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +63,8 @@ class AgentCluster:
     def __init__(self, tmp: Path, broker: LocalBroker | Iterable[LocalBroker], n: int, *,
                  swarm: str = "test", mqtt: str = "5", extra: str = "",
                  profile: str = "lan", election_ticks: int | None = TEST_ELECTION_TICKS,
-                 state_machine: str = "map", log_format: str = "text") -> None:
+                 state_machine: str = "map", log_format: str = "text",
+                 keepalive_s: int = 5) -> None:
         self.tmp = tmp
         self.log_format = log_format
         self.brokers = [broker] if isinstance(broker, LocalBroker) else list(broker)
@@ -71,6 +74,8 @@ class AgentCluster:
         self.profile = profile
         self.election_ticks = election_ticks
         self.state_machine = state_machine
+        #: [bus] keepalive_s: paho's MQTT keepalive, and so the broker's timeout (1.5x).
+        self.keepalive_s = keepalive_s
         self.key_file = tmp / "swarm.key"
         if not self.key_file.exists():
             generate_key_file(self.key_file)
@@ -132,7 +137,7 @@ key_file = "swarm.key"
 [bus]
 brokers = [{brokers}]
 protocol = "{self.mqtt}"
-keepalive_s = 5
+keepalive_s = {self.keepalive_s}
 reconnect_min_s = 0.05
 reconnect_max_s = 1.0
 [timing]
@@ -340,3 +345,61 @@ class StatusLog:
 
     def close(self) -> None:
         self.bus.close()
+
+
+# -- a silent link loss: when each end noticed ----------------------------------------
+
+def _log_time(line: str) -> float:
+    """The wall-clock time of one agent log line (``%(asctime)s``: local time, ms)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+@dataclass(frozen=True)
+class Noticed:
+    """Seconds from the fault's start until each end gave up on the connection."""
+
+    raft_bus: float      # the agent's Raft connection (the one with the Last Will)
+    client_bus: float | None   # its client-request connection, if it gave up yet
+    broker: float        # mosquitto: it published the node's Last Will
+
+    def __str__(self) -> str:
+        client = "-" if self.client_bus is None else f"{self.client_bus:.2f}"
+        return (f"agent's Raft connection noticed after {self.raft_bus:.2f} s (client "
+                f"connection {client} s), broker after {self.broker:.2f} s")
+
+
+def wait_noticed(cluster: AgentCluster, status_log: StatusLog, node: int, wall0: float,
+                 mono0: float, log_from: int, timeout: float = 90.0) -> Noticed:
+    """Wait (bounded) until both ends gave up on ``node``'s Raft connection after a
+    silent link loss that began at ``wall0`` (time.time) / ``mono0`` (monotonic): the
+    agent (its bus logs ``<client id>: lost broker`` past ``log_from`` characters of its
+    log) and the broker (``status_log`` saw the node's Last Will: ``online`` false)."""
+    raft_id = f"{cluster.swarm}-node-{node}"
+    deadline = time.monotonic() + timeout
+    agent = client = broker = None
+    while agent is None or broker is None:
+        assert time.monotonic() < deadline, \
+            f"node {node}: agent noticed after {agent}, broker after {broker}\n{cluster.logs()}"
+        text = cluster.log_path(node).read_text(errors="replace")[log_from:]
+        for line in text.splitlines():
+            if agent is None and f"{raft_id}: lost broker" in line:
+                agent = _log_time(line) - wall0
+            if client is None and f"{raft_id}-clients: lost broker" in line:
+                client = _log_time(line) - wall0
+        if broker is None:
+            with status_log.lock:
+                offline = [t for t, n, s in status_log.statuses
+                           if n == node and t > mono0 and s.get("online") is False]
+            if offline:
+                broker = offline[0] - mono0
+        time.sleep(0.2)
+    return Noticed(agent, client, broker)
+
+
+def new_leader_after(status_log: StatusLog, mono0: float, among: list[int], term: int) -> float:
+    """Seconds from the fault to the first status of a leader of ``among`` in a later
+    term (as published: an upper bound on the election's own time); NaN if none seen."""
+    with status_log.lock:
+        times = [t for t, n, s in status_log.statuses if n in among and t > mono0
+                 and s.get("role") == "leader" and s.get("term", 0) > term]
+    return times[0] - mono0 if times else float("nan")
