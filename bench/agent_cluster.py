@@ -25,7 +25,8 @@ Prints:
 
 Load: W outstanding commands are kept in flight by one MQTT 5 connection, sent to the
 leader, each retried with the same session and sequence number after
-``busy``/``no_leader``/``timeout`` (as swarm.client does). For each ``--batch`` size B
+``busy``/``no_leader``/``timeout`` (as swarm.client does, with its backoff after a
+refusal: 50 ms doubling to 1 s while a slot is refused in a row). For each ``--batch`` size B
 (default ``1,64``): B 1 is one command per request message (a pipelined generator over
 ceil(W/16) sessions, 16 commands in flight per session); B > 1 is batched proposals
 (docs/protocol.md, "Batches"): W split into batches of at most B commands, one batch in
@@ -63,6 +64,11 @@ PER_SESSION = 16
 #: (a request dropped by a full queue, or a lost reply). Long: every resend of a request
 #: that is only late adds load exactly when the agents have too much.
 RESEND_AFTER_S = 20.0
+#: A retry's pause after a timeout or an error; after ``busy`` / ``no_leader`` it backs
+#: off as swarm.client's (swarm/client.py _with_retries): 50 ms, doubling to 1 s.
+RETRY_AFTER_S = 0.02
+RETRY_BACKOFF_S = 0.05
+RETRY_BACKOFF_MAX_S = 1.0
 #: The second "after load" RSS sample is taken this long after the first (the agents
 #: are idle by then; docs/agent.md, "Memory after a burst").
 SETTLE_S = 3.0
@@ -145,6 +151,9 @@ class LoadGen:
         self._retry: list[tuple[float, int, dict[str, Any], str, Any, int]] = []
         self._run = 0
         self._retry_seq = itertools.count()
+        #: slot -> refusals (busy, no_leader) in a row: the retry backs off as
+        #: swarm.client's does (RETRY_BACKOFF_S doubling to RETRY_BACKOFF_MAX_S).
+        self._refusals: dict[Any, int] = {}
         self._sessions: dict[str, int] = {}
         self._registered = threading.Event()
         self._want_sessions = 0
@@ -206,6 +215,7 @@ class LoadGen:
         if status == "committed":
             session, seq = body["session"], body["seq"]
             with self.lock:
+                self._refusals.pop(key, None)
                 self._open[session].discard(seq)
                 if self.running:
                     self.committed += 1
@@ -216,7 +226,8 @@ class LoadGen:
             return
         self.errors[str(code)] = self.errors.get(str(code), 0) + 1
         if code in ("busy", "no_leader", "timeout"):
-            self._later({k: v for k, v in body.items() if k not in ("v", "id")}, kind, key)
+            self._later({k: v for k, v in body.items() if k not in ("v", "id")}, kind, key,
+                        str(code))
         else:
             with self.lock:
                 self._open[body["session"]].discard(body["seq"])
@@ -230,16 +241,18 @@ class LoadGen:
         code = reply.get("code")
         if reply.get("status") != "batch":   # the request as a whole: busy (no room)
             self.errors[str(code)] = self.errors.get(str(code), 0) + 1
-            self._later(body, "batch", slot)
+            self._later(body, "batch", slot, str(code))
             return
         session = body["session"]
         sent = {c["seq"]: c["command"] for c in body["commands"]}
         retry: list[tuple[int, dict[str, Any]]] = []
+        refused: str | None = None
         with self.lock:
             opened = self._open[session]
             for r in reply.get("results", ()):
                 seq = r.get("seq")
                 if r.get("status") == "committed":
+                    self._refusals.pop(slot, None)
                     opened.discard(seq)
                     if self.running:
                         self.committed += 1
@@ -250,15 +263,27 @@ class LoadGen:
                 self.errors[c] = self.errors.get(c, 0) + 1
                 if c in ("busy", "no_leader", "timeout") and seq in sent:
                     retry.append((seq, sent[seq]))
+                    if c != "timeout":
+                        refused = c
                 else:
                     opened.discard(seq)
         if retry:
-            self._later({}, "refill", (slot, retry))
+            self._later({}, "refill", (slot, retry), refused)
         elif self.running:
             self._propose_batch(slot, [])
 
-    def _later(self, body: dict[str, Any], kind: str, key: Any, delay: float = 0.02) -> None:
+    def _later(self, body: dict[str, Any], kind: str, key: Any, code: str | None = None) -> None:
+        """Send ``body`` again after a pause: after ``busy`` or ``no_leader`` the pause
+        doubles with each refusal in a row of that slot, from 50 ms to 1 s, as
+        swarm.client's does (retrying a refusal at once only asks the leader to refuse
+        it again); otherwise RETRY_AFTER_S."""
+        slot = key[0] if kind == "refill" else key
+        delay = RETRY_AFTER_S
         with self.lock:
+            if code in ("busy", "no_leader"):
+                n = self._refusals.get(slot, 0)
+                self._refusals[slot] = n + 1
+                delay = min(RETRY_BACKOFF_S * 2 ** n, RETRY_BACKOFF_MAX_S)
             heapq.heappush(self._retry, (time.monotonic() + delay, next(self._retry_seq),
                                          {k: v for k, v in body.items() if k not in ("v", "id")},
                                          kind, key, self._run))
