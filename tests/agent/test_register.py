@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.session import SessionStateMachine, SessionStatus, decode_result, \
     encode_command, encode_register
@@ -44,6 +46,24 @@ def test_bad_commands_are_refused_naming_the_field(command: dict, message: str) 
     result = register.apply(1, json.dumps(command).encode())
     assert json.loads(result) == {"ok": False, "error": str(refused.value)}
     assert register.values == {} and register.version == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.text(min_size=1, max_size=64), value=st.text(max_size=200))
+def test_a_put_is_proposed_in_json_dumps_canonical_form(key: str, value: str) -> None:
+    # parse_command writes the canonical bytes itself (speed); every node's apply and
+    # any replay depend on them being exactly json.dumps's, escapes included.
+    command = {"value": value, "type": "put", "key": key}
+    try:
+        expected = json.dumps({"key": key, "type": "put", "value": value},
+                              separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:   # a lone surrogate: neither can encode it
+        with pytest.raises(UnicodeEncodeError):
+            Register().parse_command(command)
+        return
+    assert Register().parse_command(command) == expected
+    r = Register()
+    assert r.apply(1, expected) == b'{"ok":true,"version":1}' and r.values == {key: value}
 
 
 def test_apply_puts_and_versions() -> None:
