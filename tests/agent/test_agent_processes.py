@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,20 @@ def cluster_factory(tmp_path: Path, mosquitto: LocalBroker):
     yield make
     for c in made:
         c.close()
+
+
+def _guarded_swarm(cluster_factory: Callable[[int], AgentCluster]
+                   ) -> tuple[AgentCluster, SwarmClient, int, dict[int, dict[str, Any]]]:
+    """3 agents that committed "guarded", and their converged statuses. The client makes
+    one attempt per request (no hedging): a hedged duplicate of "guarded" committing
+    late, answered from the session cache, would legitimately move every node's log past
+    ``before``, and the rogue-traffic tests assert the log does not move."""
+    cluster = cluster_factory(3)
+    cluster.start_all()
+    client = cluster.client(attempt_timeout_s=60, timeout_s=60)
+    leader = cluster.wait_leader(client)
+    _propose_ok(client, zone("guarded"))
+    return cluster, client, leader, cluster.wait_converged(client)
 
 
 def _propose_ok(client: SwarmClient, command: dict) -> dict:
@@ -348,15 +364,7 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
         claimed_sender
     from swarm.bus.keys import SwarmKey
 
-    cluster = cluster_factory(3)
-    cluster.start_all()
-    # One attempt per request (no hedging): a hedged duplicate of "guarded" committing
-    # late, answered from the session cache, would legitimately move every node's log
-    # past ``before``, and this test asserts the log does not move.
-    client = cluster.client(attempt_timeout_s=60, timeout_s=60)
-    leader = cluster.wait_leader(client)
-    _propose_ok(client, zone("guarded"))
-    before = cluster.wait_converged(client)
+    cluster, client, leader, before = _guarded_swarm(cluster_factory)
 
     captured: list[tuple[str, bytes]] = []
     rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue",
@@ -463,12 +471,7 @@ def test_a_flood_of_large_garbage_raft_payloads_is_dropped_counted_and_changes_n
 
     from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, FLAG_NO_HURRY
 
-    cluster = cluster_factory(3)
-    cluster.start_all()
-    client = cluster.client(attempt_timeout_s=60, timeout_s=60)
-    leader = cluster.wait_leader(client)
-    _propose_ok(client, zone("guarded"))
-    before = cluster.wait_converged(client)
+    cluster, client, leader, before = _guarded_swarm(cluster_factory)
     follower = next(i for i in cluster.ids if i != leader)
     targets = (leader, follower)
 
