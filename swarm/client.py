@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import threading
 import time
@@ -52,14 +53,60 @@ from swarm.bus import topics
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, MqttVersion, Received, TlsConfig
 from swarm.node_status import NodeStatus, StatusError, leader_of, parse_status
 
-__all__ = ["ClientError", "Reply", "SwarmClient", "RETRYABLE"]
+__all__ = ["ClientError", "Reply", "SwarmClient", "RETRYABLE", "reply_problem"]
 
 #: Error codes after which the same request may be sent again (docs/protocol.md).
+log = logging.getLogger(__name__)
 RETRYABLE = frozenset({"no_leader", "busy", "timeout"})
 
 
 class ClientError(RuntimeError):
     """The client could not do what was asked (no broker, no node answered ...)."""
+
+
+def _u64(value: object) -> bool:
+    return type(value) is int and 0 <= value < 1 << 64
+
+
+def reply_problem(body: object) -> str | None:
+    """What is wrong with a reply payload (decoded JSON) by docs/protocol.md, or None:
+    the fields a caller reads (``Reply`` and its users: the session, the map and its
+    version, each batch member's seq and outcome) have their types, so a forged or
+    garbled reply can neither crash a caller nor pass for an answer."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    status = body.get("status")
+    if status == "error":
+        if not isinstance(body.get("code"), str) or not isinstance(body.get("message", ""), str):
+            return "an error without a string code and message"
+        return None
+    if status == "committed":
+        if not (_u64(body.get("index")) and _u64(body.get("map_version"))
+                and type(body.get("cached", False)) is bool):
+            return "committed without an integer index and map_version"
+        return None
+    if status == "registered":
+        return None if _u64(body.get("session")) and body["session"] > 0 else \
+            "registered without a session id"
+    if status == "ok":
+        if isinstance(body.get("node"), dict):
+            return None   # the status op
+        if not _u64(body.get("map_version")) or not ("item" in body or isinstance(
+                body.get("map"), dict)):
+            return "ok without a map_version and a map or an item"
+        return None
+    if status == "batch":
+        results = body.get("results")
+        if not isinstance(results, list):
+            return "batch without a results list"
+        for k, r in enumerate(results):
+            if not isinstance(r, dict) or not _u64(r.get("seq")):
+                return f"results[{k}]: not an object with an integer seq"
+            problem = reply_problem(r)
+            if problem is not None or r.get("status") not in ("committed", "error"):
+                return f"results[{k}]: {problem or 'neither committed nor error'}"
+        return None
+    return f"unknown status {str(status)[:40]!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +195,8 @@ class SwarmClient:
         # Per node, its latest status: valid, or refused (why).
         self._statuses: dict[int, NodeStatus] = {}
         self._rejected: dict[int, str] = {}
+        #: Replies set aside as malformed (reply_problem); see malformed_replies().
+        self._malformed_replies = 0
         self._status_event = threading.Event()
         self._ids = itertools.count(1)
         self._rr = itertools.count()
@@ -189,9 +238,15 @@ class SwarmClient:
     def _on_reply(self, msg: Received) -> None:
         try:
             body = json.loads(msg.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
-        if not isinstance(body, dict):
+        problem = reply_problem(body)
+        if problem is not None:
+            # Outside input (anyone allowed to publish on the reply topic): a reply that
+            # breaks docs/protocol.md is set aside, and the call waits for a real one.
+            with self._lock:
+                self._malformed_replies += 1
+            log.debug("ignored a malformed reply on %s: %s", msg.topic, problem)
             return
         key = body.get("id")
         if msg.correlation_data is not None:
@@ -278,6 +333,11 @@ class SwarmClient:
             time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
         with self._lock:
             return {n: dict(s.raw) for n, s in sorted(self._statuses.items())}
+
+    def malformed_replies(self) -> int:
+        """Replies that arrived and were set aside as breaking docs/protocol.md."""
+        with self._lock:
+            return self._malformed_replies
 
     def rejected(self) -> dict[int, str]:
         """The nodes whose latest status was refused as malformed, with the reason

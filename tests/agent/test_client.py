@@ -399,3 +399,76 @@ def test_swarm_status_piped_prints_whole_cells_and_flags_malformed_statuses(
         assert "node 3: status ignored: term: -4 is not an integer" in out
     finally:
         publisher.close()
+
+
+# -- replies are outside input too
+
+
+@pytest.mark.parametrize("body, problem", [
+    ([], "not a JSON object"),
+    ({"status": "ok"}, "ok without a map_version"),
+    ({"status": "ok", "map_version": "3", "map": {}}, "ok without a map_version"),
+    ({"status": "registered", "session": "x"}, "without a session id"),
+    ({"status": "registered", "session": 0}, "without a session id"),
+    ({"status": "committed", "index": 5}, "committed without"),
+    ({"status": "committed", "index": 5, "map_version": 5, "cached": "no"}, "committed without"),
+    ({"status": "error", "code": 7, "message": "x"}, "an error without"),
+    ({"status": "batch", "results": {}}, "batch without a results list"),
+    ({"status": "batch", "results": [{"seq": "1", "status": "committed"}]}, "results[0]"),
+    ({"status": "batch", "results": [{"seq": 1, "status": "ok", "node": {}}]}, "results[0]"),
+    ({"status": "weird"}, "unknown status"),
+])
+def test_a_malformed_reply_is_named(body: object, problem: str) -> None:
+    from swarm.client import reply_problem
+
+    assert problem in (reply_problem(body) or "")
+
+
+def test_every_reply_a_node_sends_is_well_formed() -> None:
+    from swarm.agent.protocol import ErrorCode, encode_reply, error_reply
+    from swarm.client import reply_problem
+
+    for payload in (
+            encode_reply("r", "committed", index=5, map_version=5, result=None, cached=False),
+            encode_reply("r", "registered", session=3, index=3),
+            encode_reply("r", "ok", map_version=2, read_index=2, map={"type": "x"}),
+            encode_reply("r", "ok", map_version=2, read_index=2, item=None),
+            encode_reply("r", "ok", node={"node": 1}),
+            encode_reply("r", "batch", results=[
+                {"seq": 1, "status": "committed", "index": 4, "map_version": 4, "result": 1,
+                 "cached": True},
+                {"seq": 2, "status": "error", "code": "busy", "message": "full"}]),
+            error_reply("r", ErrorCode.BUSY, "full")):
+        assert reply_problem(json.loads(payload)) is None, payload
+
+
+class _ForgingNode(_ScriptedNode):
+    """Publishes a forged, malformed reply to every request (with its correlation data,
+    so it reaches the waiting call) just before the real one."""
+
+    FORGED = {"register": {"status": "registered", "session": "x"},
+              "read": {"status": "ok"},
+              "propose": {"status": "committed", "index": "5"}}
+
+    def _on_request(self, msg) -> None:
+        request = json.loads(msg.payload)
+        if msg.response_topic:
+            self.bus.publish(msg.response_topic, json.dumps(
+                {"v": 1, "id": request["id"], **self.FORGED[request["op"]]}).encode(), qos=1,
+                correlation_data=msg.correlation_data)
+        super()._on_request(msg)
+
+
+def test_malformed_replies_are_set_aside_and_the_call_takes_the_real_one(
+        mosquitto: LocalBroker) -> None:
+    node = _ForgingNode(mosquitto, "forged", _committing)
+    client = SwarmClient([f"127.0.0.1:{mosquitto.port}"], "forged", timeout_s=20)
+    try:
+        assert client.register() == 7
+        assert client.propose({"type": "remove_zone", "id": "a"}).committed
+        version, doc = client.read_map()
+        assert version == 3 and doc["features"] == []
+        assert client.malformed_replies() == 3
+    finally:
+        client.close()
+        node.close()
