@@ -49,7 +49,7 @@ from swarm.bus.client import Bus, BusConfig, BusConfigError, ConnectionEvent, Mq
     Received, TlsConfig, Will
 from swarm.bus.envelope import DEFAULT_MAX_ENVELOPE_BYTES, EnvelopeOpener, EnvelopeSealer, \
     Rejected, RejectReason, claimed_sender
-from swarm.bus.keys import KeyFileError, Keyring, read_private_file
+from swarm.bus.keys import KeyFileError, Keyring, read_password_file, read_private_file
 from swarm.bus.replay import EARLIEST_PLAUSIBLE_UNIX, EPOCH_FILE, FloorStore, ReplayStateError, \
     claim_epoch, read_epoch
 from swarm.flight import OwnCommits
@@ -167,8 +167,6 @@ LINK_SCORE_PERIOD_S = 0.1
 IDLE_WAKE_S = LINK_SCORE_PERIOD_S
 #: Ticks a late wake-up still fires beyond those planned; the rest of a stall is skipped.
 STALL_TICKS = 5
-#: ``[bus] password_file``: read at most this much (a password is a line).
-_MAX_PASSWORD_FILE = 64 * 1024
 #: A sender whose envelopes were refused as stale_epoch this many times in a row (none
 #: accepted in between) is reported by a warning, at most once per period per sender.
 #: One or two are normal after a sender restarts (its last envelopes of the old epoch
@@ -752,15 +750,11 @@ class Agent:
         # (the one check: swarm.bus.keys.read_private_file).
         try:
             if b.password_file is not None:
-                password = read_private_file(b.password_file, "[bus] password_file",
-                                             _MAX_PASSWORD_FILE, follow_symlinks=True
-                                             ).decode("utf-8").strip()
+                password = read_password_file(b.password_file)
             if b.tls is not None and b.tls.key_file is not None:
                 read_private_file(b.tls.key_file, "[bus.tls] key_file", 1, follow_symlinks=True)
         except KeyFileError as exc:
             raise AgentError(str(exc)) from None
-        except UnicodeDecodeError:
-            raise AgentError(f"[bus] password_file {b.password_file} is not UTF-8 text") from None
         try:
             tls = (TlsConfig(b.tls.ca_file, b.tls.cert_file, b.tls.key_file)
                    if b.tls is not None else None)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 __all__ = [
     "KEY_BYTES", "KeyFileError", "Keyring", "SwarmKey", "generate_key_file", "load_key", "main",
-    "read_private_file",
+    "MAX_PASSWORD_FILE_BYTES", "read_password_file", "read_private_file",
 ]
 
 #: HMAC-SHA256 key length: the hash's output size (RFC 2104 §3 recommends at least that).
@@ -105,6 +105,21 @@ def read_private_file(path: str | os.PathLike[str], what: str, limit: int, *,
             raise KeyFileError(f"{what} {p} cannot be read ({exc.strerror})") from None
     finally:
         os.close(fd)
+
+
+#: A password file is read up to this much (a password is a line).
+MAX_PASSWORD_FILE_BYTES = 64 * 1024
+
+
+def read_password_file(path: str | os.PathLike[str], what: str = "[bus] password_file") -> str:
+    """The broker password in ``path`` (its first line, stripped), checked as every secret
+    file is (:func:`read_private_file`; a symlink is followed), or :class:`KeyFileError`
+    naming ``what``: the agent's start and ``swarm doctor``'s login read it the same way."""
+    data = read_private_file(path, what, MAX_PASSWORD_FILE_BYTES, follow_symlinks=True)
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{what} {path} is not UTF-8 text") from None
 
 
 def load_key(path: str | os.PathLike[str]) -> SwarmKey:

@@ -255,6 +255,8 @@ def _mqtt_login(config: AgentConfig, host: str, port: int, tls: bool,
     """Log in over MQTT as the agent would; the CONNACK's failure reason, or None."""
     import paho.mqtt.client as mqtt
 
+    from swarm.bus.keys import KeyFileError, read_password_file
+
     v5 = config.bus.protocol == "5"
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                          client_id=f"{config.node.name}-doctor-{os.getpid()}",
@@ -262,7 +264,10 @@ def _mqtt_login(config: AgentConfig, host: str, port: int, tls: bool,
     if config.bus.username is not None:
         password = None
         if config.bus.password_file is not None:
-            password = Path(config.bus.password_file).read_text().strip()
+            try:
+                password = read_password_file(config.bus.password_file)
+            except KeyFileError as exc:
+                return f"not tried: {exc}"
         client.username_pw_set(config.bus.username, password)
     if tls:
         client.tls_set_context(_tls_context(config))

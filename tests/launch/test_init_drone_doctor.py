@@ -138,6 +138,11 @@ def test_doctor_on_real_pieces_passes_and_names_each_broken_one(tmp_path: Path, 
         code, lines = _doctor(config, capsys, "broker")
         assert code == 1 and "MQTT login as drone-3 refused" in lines[0], lines
         (etc / "mqtt.password").write_text("pw3\n")
+        # The login reads the password as the agent does: an unsafe file is not used.
+        (etc / "mqtt.password").chmod(0o644)
+        code, lines = _doctor(config, capsys, "broker")
+        assert code == 1 and "not tried" in lines[0] and "chmod 600" in lines[0], lines
+        (etc / "mqtt.password").chmod(0o600)
 
         certificates(tmp_path, "stranger")
         shutil.copy(tmp_path / "stranger-ca.crt", etc / "ca.crt")
