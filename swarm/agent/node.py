@@ -433,6 +433,10 @@ def _derived_gap(minimum: float, started_cpu: float) -> float:
     return max(minimum, (time.thread_time() - started_cpu) / DERIVED_DUTY)
 
 
+#: A key overlap longer than this is warned about at start (_log_keys).
+LONG_KEY_OVERLAP_DAYS = 30
+
+
 def _log_keys(keyring: Keyring, swarm: SwarmConfig) -> None:
     """Say which rotation phase this node is in: the operator moves on to the next phase
     only once every node has reached this one (docs/protocol.md, "Key rotation")."""
@@ -448,6 +452,13 @@ def _log_keys(keyring: Keyring, swarm: SwarmConfig) -> None:
         else:
             log.info("key rotation phase 2: sealing with key %s (key_file), accepting the "
                      "previous key %s (previous_key_file) until %s", seal, prev, until)
+            days = (swarm.previous_until.timestamp() - time.time()) / 86400
+            if days > LONG_KEY_OVERLAP_DAYS:
+                # Whoever holds the old key (the reason to rotate, often) is trusted
+                # until then: probably a typo in the year.
+                log.warning("previous_until %s is %.0f days away: the previous key %s stays "
+                            "accepted that long; an overlap needs only as long as it takes "
+                            "to restart every drone", until, days, prev)
     else:
         log.info("sealing with key %s (key_file)", seal)
 

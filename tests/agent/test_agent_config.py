@@ -289,3 +289,25 @@ def test_the_keyring_is_read_from_the_config_with_each_file_checked(tmp_path: Pa
     with pytest.raises(KeyFileError, match=r"\[swarm\] previous_key_file: .*k.old holds the "
                                            r"same key as key_file"):
         load_keyring(load_config(phase2).swarm)
+
+
+def test_a_key_overlap_far_in_the_future_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    # An old key accepted for a year (a typo in previous_until's year, say) trusts
+    # whoever holds it that long: the agent says so at start.
+    import logging
+    import types
+    from datetime import datetime, timedelta, timezone
+
+    from swarm.agent.node import _log_keys
+    from swarm.bus.keys import KEY_BYTES, Keyring, SwarmKey
+
+    new, old = SwarmKey(b"n" * KEY_BYTES), SwarmKey(b"o" * KEY_BYTES)
+    for days, warned in ((2, False), (365, True)):
+        until = datetime.now(timezone.utc) + timedelta(days=days)
+        keyring = Keyring(new, previous=old, previous_until=until.timestamp())
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="swarm.agent"):
+            _log_keys(keyring, types.SimpleNamespace(previous_until=until))  # type: ignore[arg-type]
+        assert any("phase 2" in r.getMessage() for r in caplog.records)
+        assert any(r.levelno == logging.WARNING and "days away" in r.getMessage()
+                   for r in caplog.records) is warned, [r.getMessage() for r in caplog.records]
