@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "agent"))
 
-from agent_cluster import AgentCluster, StatusLog, new_leader_after, wait_noticed, zone  # noqa: E402
-from fault_proxy import FaultProxy  # noqa: E402
+from agent_cluster import new_leader_after, proxied_cluster, wait_noticed, zone  # noqa: E402
 from swarm.agent.config import PROFILES  # noqa: E402
 from swarm.bus.broker import LocalBroker  # noqa: E402
 
@@ -55,50 +54,39 @@ def main(argv: list[str] | None = None) -> int:
         Path(tmp).mkdir(parents=True, exist_ok=True)
         broker = LocalBroker("mosquitto")
         broker.start()
-        cluster = AgentCluster(Path(tmp), broker, 3, profile=args.profile, election_ticks=None,
-                               keepalive_s=args.keepalive)
-        proxies = {i: FaultProxy(broker.host, broker.port) for i in cluster.ids}
-        log = None
         try:
-            for i, proxy in proxies.items():
-                cluster.route_broker(i, broker, proxy.host, proxy.port)
-            log = StatusLog(cluster)
-            cluster.start_all()
-            client = cluster.client()
-            for trial in range(args.trials):
-                leader = cluster.wait_leader(client, timeout=120)
-                assert client.propose(zone(f"t{trial}"), timeout_s=60).committed
-                cluster.wait_converged(client, timeout=120)
-                term = client.statuses(wait_s=0.5)[leader]["term"]
-                survivors = [i for i in cluster.ids if i != leader]
-                log_from = len(cluster.log_path(leader).read_text(errors="replace"))
-                wall0, mono0 = time.time(), time.monotonic()
-                proxies[leader].blackhole(*DIRECTIONS[args.direction])
-                deadline = time.monotonic() + 120
-                while cluster.metrics(leader).get('swarm_raft_role{role="leader"}') == 1.0:
-                    assert time.monotonic() < deadline, "the cut-off leader still leads"
-                    time.sleep(0.05)
-                stepped_down = time.monotonic() - mono0
-                noticed = wait_noticed(cluster, log, leader, wall0, mono0, log_from, timeout=180)
-                elected = new_leader_after(log, mono0, survivors, term)
-                healed = time.monotonic()
-                proxies[leader].heal()
-                cluster.wait_converged(client, timeout=120)
-                rejoined = time.monotonic() - healed
-                row = {"new leader": elected, "stepped down": stepped_down,
-                       "agent raft conn": noticed.raft_bus,
-                       "agent client conn": (float("nan") if noticed.client_bus is None
-                                             else noticed.client_bus),
-                       "broker": noticed.broker, "rejoined after heal": rejoined}
-                rows.append(row)
-                print(f"trial {trial}: leader {leader}: " + ", ".join(
-                    f"{k} {v:.2f} s" for k, v in row.items()), flush=True)
+            with proxied_cluster(Path(tmp), broker, profile=args.profile, election_ticks=None,
+                                 keepalive_s=args.keepalive) as (cluster, proxies, log):
+                client = cluster.client()
+                for trial in range(args.trials):
+                    leader = cluster.wait_leader(client, timeout=120)
+                    assert client.propose(zone(f"t{trial}"), timeout_s=60).committed
+                    cluster.wait_converged(client, timeout=120)
+                    term = client.statuses(wait_s=0.5)[leader]["term"]
+                    survivors = [i for i in cluster.ids if i != leader]
+                    log_from = len(cluster.log_path(leader).read_text(errors="replace"))
+                    wall0, mono0 = time.time(), time.monotonic()
+                    proxies[leader].blackhole(*DIRECTIONS[args.direction])
+                    deadline = time.monotonic() + 120
+                    while cluster.metrics(leader).get('swarm_raft_role{role="leader"}') == 1.0:
+                        assert time.monotonic() < deadline, "the cut-off leader still leads"
+                        time.sleep(0.05)
+                    stepped_down = time.monotonic() - mono0
+                    noticed = wait_noticed(cluster, log, leader, wall0, mono0, log_from, timeout=180)
+                    elected = new_leader_after(log, mono0, survivors, term)
+                    healed = time.monotonic()
+                    proxies[leader].heal()
+                    cluster.wait_converged(client, timeout=120)
+                    rejoined = time.monotonic() - healed
+                    row = {"new leader": elected, "stepped down": stepped_down,
+                           "agent raft conn": noticed.raft_bus,
+                           "agent client conn": (float("nan") if noticed.client_bus is None
+                                                 else noticed.client_bus),
+                           "broker": noticed.broker, "rejoined after heal": rejoined}
+                    rows.append(row)
+                    print(f"trial {trial}: leader {leader}: " + ", ".join(
+                        f"{k} {v:.2f} s" for k, v in row.items()), flush=True)
         finally:
-            cluster.close()
-            if log is not None:
-                log.close()
-            for proxy in proxies.values():
-                proxy.close()
             broker.close()
     print("median: " + ", ".join(f"{k} {statistics.median(r[k] for r in rows):.2f} s"
                                  for k in rows[0]))

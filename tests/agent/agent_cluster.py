@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,8 @@ from swarm.bus.broker import LocalBroker, free_port
 from swarm.bus.client import BrokerAddress, Bus, BusConfig, Received
 from swarm.bus.keys import generate_key_file
 from swarm.client import SwarmClient
+
+from fault_proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -403,3 +406,26 @@ def new_leader_after(status_log: StatusLog, mono0: float, among: list[int], term
         times = [t for t, n, s in status_log.statuses if n in among and t > mono0
                  and s.get("role") == "leader" and s.get("term", 0) > term]
     return times[0] - mono0 if times else float("nan")
+
+
+@contextmanager
+def proxied_cluster(tmp: Path, broker: LocalBroker, n: int = 3, **options: Any
+                    ) -> Iterator[tuple[AgentCluster, dict[int, FaultProxy], StatusLog]]:
+    """``n`` agents started, each reaching ``broker`` through its own fault-injecting
+    proxy, and a StatusLog straight to the broker (not through a proxy); everything
+    closed on exit. ``options`` go to AgentCluster."""
+    cluster = AgentCluster(tmp, broker, n, **options)
+    proxies = {i: FaultProxy(broker.host, broker.port) for i in cluster.ids}
+    log: StatusLog | None = None
+    try:
+        for i, proxy in proxies.items():
+            cluster.route_broker(i, broker, proxy.host, proxy.port)
+        log = StatusLog(cluster)
+        cluster.start_all()
+        yield cluster, proxies, log
+    finally:
+        cluster.close()
+        if log is not None:
+            log.close()
+        for proxy in proxies.values():
+            proxy.close()

@@ -36,7 +36,8 @@ import pytest
 from swarm.bus.broker import LocalBroker
 from swarm.client import Reply, SwarmClient
 
-from agent_cluster import AgentCluster, StatusLog, new_leader_after, wait_noticed, zone
+from agent_cluster import AgentCluster, StatusLog, new_leader_after, proxied_cluster, \
+    wait_noticed, zone
 from fault_proxy import FaultProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -71,21 +72,9 @@ class Rig:
 
 
 def _rig(tmp_path: Path, mosquitto: LocalBroker, keepalive_s: int) -> Iterator[Rig]:
-    cluster = AgentCluster(tmp_path, mosquitto, 3, keepalive_s=keepalive_s)
-    proxies = {i: FaultProxy(mosquitto.host, mosquitto.port) for i in cluster.ids}
-    log = None
-    try:
-        for i, proxy in proxies.items():
-            cluster.route_broker(i, mosquitto, proxy.host, proxy.port)
-        log = StatusLog(cluster)   # straight to the broker, not through a proxy
-        cluster.start_all()
+    with proxied_cluster(tmp_path, mosquitto, keepalive_s=keepalive_s) as (cluster, proxies,
+                                                                            log):
         yield Rig(cluster, proxies, log, cluster.client())
-    finally:
-        cluster.close()
-        if log is not None:
-            log.close()
-        for proxy in proxies.values():
-            proxy.close()
 
 
 @pytest.fixture
