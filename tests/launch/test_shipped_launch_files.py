@@ -11,6 +11,7 @@ import pytest
 from broker_harness import free_port
 from launch_harness import processes_with_token, wait_until
 
+from sitl.vehicles import free_port_block
 from swarm.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,34 +49,12 @@ def test_the_ground_station_serves_its_page_and_stops_cleanly(launch) -> None:
     wait_until(lambda: not processes_with_token(run.token), 10, "no process left")
 
 
-def _free_port_run(count: int, step: int) -> int:
-    """A base port B with B, B+step, ... all free on loopback now."""
-    import random
-    import socket
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - count * step)
-        try:
-            sockets = []
-            for i in range(count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", base + i * step))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise AssertionError("no run of free ports")
-
-
 def test_the_demo_brings_up_five_agents_that_elect_a_leader_and_agree(launch, tmp_path) -> None:
     from swarm.client import SwarmClient
 
     broker_port, gcs_port = free_port(), free_port()
     run = launch(ROOT / "launch" / "demo.yaml", f"broker_port:={broker_port}",
-                 f"gcs_port:={gcs_port}", f"fc_base_port:={_free_port_run(5, 10)}",
+                 f"gcs_port:={gcs_port}", f"fc_base_port:={free_port_block(50)}",
                  f"data:={tmp_path / 'state'}")
     run.wait_for_output("started drone-5", timeout=180)
     client = SwarmClient([f"127.0.0.1:{broker_port}"], "wildfire")
@@ -115,7 +94,7 @@ def test_ardupilot_sitl_file_flies_the_agreed_map_on_real_arducopter(launch, tmp
     EKF are ready in seconds), five agents, a leader, a burning zone committed and held
     by every real flight controller as a plan; SIGTERM stops everything, arducopter
     included. Runs whenever ARDUPILOT_SITL_BIN is set (CI sets it); skipped only without."""
-    from sitl.vehicles import ardupilot_binary_from_env, free_port_block
+    from sitl.vehicles import ardupilot_binary_from_env
     from swarm.client import SwarmClient
 
     binary = ardupilot_binary_from_env()

@@ -103,28 +103,6 @@ def test_readiness_wait_times_out_naming_what_is_missing():
             wait_ready(sim.endpoints[0], timeout_s=1.5)
 
 
-def _free_base_port(count: int) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + 10 * count > 65535:
-            continue
-        try:
-            probes = []
-            for i in range(count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", base + 10 * i))
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-        return base
-    raise RuntimeError("no free port range")
-
-
 def test_launcher_runs_instances_in_their_own_folders_waits_until_ready_and_stops_them(tmp_path, monkeypatch):
     binary = _executable(tmp_path / "arducopter",
                          f"#!/bin/sh\nexec {sys.executable} {_STAND_IN} \"$@\"\n")
@@ -133,7 +111,7 @@ def test_launcher_runs_instances_in_their_own_folders_waits_until_ready_and_stop
     monkeypatch.setenv("STAND_IN_READY_S", "3")
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     config = ArduPilotConfig(count=2, binary=str(binary), defaults=(str(parm),), speedup=10,
-                             base_port=_free_base_port(2), workdir=str(tmp_path / "run"), ready_timeout_s=60)
+                             base_port=free_port_block(20), workdir=str(tmp_path / "run"), ready_timeout_s=60)
     sitl = ArduPilotSITL(config)
     with sitl:
         assert [r.sysid for r in sitl.reports] == [1, 2]
@@ -200,7 +178,7 @@ def test_cli_ardupilot_mode_without_a_binary_explains_where_it_looked(tmp_path):
 
 def test_cli_ardupilot_mode_runs_the_binary_and_prints_endpoints_once_ready(tmp_path):
     binary = _executable(tmp_path / "arducopter", f"#!/bin/sh\nexec {sys.executable} {_STAND_IN} \"$@\"\n")
-    base = _free_base_port(2)
+    base = free_port_block(20)
     env = {**os.environ, "ARDUPILOT_SITL_BIN": str(binary), "STAND_IN_READY_S": "2",
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "sitl", "--ardupilot", "--count", "2", "--speedup", "10",
@@ -223,7 +201,7 @@ def test_cli_ardupilot_mode_with_radio_puts_a_sik_radio_in_front_of_each_copter(
     serial0 injects it (sysid 51); the printed endpoints are the radios', and the
     copter's own traffic passes through them."""
     binary = _executable(tmp_path / "arducopter", f"#!/bin/sh\nexec {sys.executable} {_STAND_IN} \"$@\"\n")
-    base = _free_base_port(1)
+    base = free_port_block(10)
     env = {**os.environ, "ARDUPILOT_SITL_BIN": str(binary), "STAND_IN_READY_S": "2",
            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "sitl", "--ardupilot", "--radio", "--count", "1",
