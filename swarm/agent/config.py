@@ -168,6 +168,9 @@ class RaftConfig:
 class ClientConfig:
     #: Client requests this node holds unanswered; more are answered ``busy``.
     max_pending: int = 1024
+    #: Requests received and not yet taken by the node thread (swarm/agent/inbox.py);
+    #: one over it is answered ``busy`` by the network thread without being queued.
+    max_queued_requests: int = 4096
     #: A request not answered by then gets ``timeout`` (outcome unknown).
     request_timeout_s: float = 5.0
     #: Sessions the map remembers (exactly-once); the least recently used expires.
@@ -600,6 +603,7 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."),
     c = ClientConfig()
     client = ClientConfig(
         max_pending=s.integer("max_pending", c.max_pending, 1, 1 << 20),
+        max_queued_requests=s.integer("max_queued_requests", c.max_queued_requests, 1, 1 << 20),
         request_timeout_s=s.number("request_timeout_s", c.request_timeout_s, 0.05, 3600),
         max_sessions=s.integer("max_sessions", c.max_sessions, 1, 1 << 20),
     )

@@ -11,11 +11,14 @@ most one budget of client work however many requests arrive (docs/agent.md,
 
 Bounds (memory): at most ``max_raft`` Raft payloads and ``max_raft_bytes`` of them, at
 most ``max_requests`` requests and ``max_request_bytes`` of their payloads. Over a
-bound the payload is dropped and counted (``raft_queue_full`` / ``request_queue_full``,
-whichever bound it was): Raft retransmits, and a client whose request was dropped times
-out and retries with the same session and sequence number (safe). The node thread
-normally answers ``busy`` long before the request queue fills, because refusing costs
-far less than admitting.
+bound the payload is not queued, and counted (``raft_queue_full`` /
+``request_queue_full``, whichever bound it was): Raft retransmits; a request is handed
+to ``refuse_request`` on the producer's thread, outside the lock, which answers it
+``busy`` (swarm/agent/node.py, ``Agent._refuse_unqueued``), so a flood larger than the
+queue is still answered, not left to time out. The node thread normally answers
+``busy`` long before the request queue fills, because refusing costs far less than
+admitting; the queue fills when the node thread cannot keep up (its turns, or the
+broker not yet having taken its replies).
 
 The byte bounds are what cap memory: payloads are queued here before they are
 authenticated (the node thread opens them), so anyone who can publish on the broker
@@ -43,6 +46,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 from swarm.bus.client import Received
 from swarm.bus.envelope import no_hurry
@@ -57,9 +61,12 @@ Queued = tuple[Received, float]
 
 class Inbox:
     def __init__(self, max_raft: int, max_raft_bytes: int, max_requests: int,
-                 max_request_bytes: int) -> None:
+                 max_request_bytes: int,
+                 refuse_request: Callable[[Received], None] | None = None) -> None:
         if min(max_raft, max_raft_bytes, max_requests, max_request_bytes) < 1:
             raise ValueError("inbox bounds must be positive")
+        #: Called with a request that found its queue full (the producer's thread).
+        self.refuse_request = refuse_request
         self.max_raft = max_raft
         self.max_raft_bytes = max_raft_bytes
         self.max_requests = max_requests
@@ -110,13 +117,16 @@ class Inbox:
         with self._lock:
             if size >= LARGE_PAYLOAD_BYTES:
                 self._large_bytes += size
-            if (len(self._requests) >= self.max_requests
-                    or self._request_bytes + size > self.max_request_bytes):
+            full = (len(self._requests) >= self.max_requests
+                    or self._request_bytes + size > self.max_request_bytes)
+            if full:
                 self.dropped["request_queue_full"] += 1
-                return
-            self._requests.append((msg, time.monotonic()))
-            self._request_bytes += size
-            self._notify()
+            else:
+                self._requests.append((msg, time.monotonic()))
+                self._request_bytes += size
+                self._notify()
+        if full and self.refuse_request is not None:
+            self.refuse_request(msg)
 
     def wake(self) -> None:
         """Wake the node thread with nothing queued (any thread): it has other work, a

@@ -62,7 +62,7 @@ from .link import BrokerProbe, LinkFigures, LinkScorePolicy, RadioFactor, link_s
 from .machine import MARKER_FILE, MapMachine, check_data_dir, claim_data_dir, make_machine
 from .memory import BurstTrim, glibc_malloc_trim
 from .metrics import AgentMetrics, MetricsSnapshot
-from .protocol import ErrorCode
+from .protocol import ErrorCode, RequestError, error_reply, parse_request
 from .service import ClientService
 from .trace import LatencyTrace
 from .trace import from_env as trace_from_env
@@ -109,11 +109,11 @@ SHUTDOWN_FLUSH_S = 2.0
 #: holds ``[client] max_pending`` they are answered ``busy`` without being parsed.
 REQUEST_TURN_S = 0.010
 MAX_REQUESTS_PER_TURN = 512
-#: Client requests queued for the node thread: at most max(REQUEST_QUEUE_MIN,
-#: ``[client] max_pending``) of them, and max(REQUEST_QUEUE_BYTES, that count x
-#: REQUEST_BYTES_TYPICAL) bytes of payload (a map command is typically 300-500 bytes;
-#: one may be up to 68 KiB, so the byte bound is what caps memory).
-REQUEST_QUEUE_MIN = 4096
+#: Client requests queued for the node thread: at most ``[client] max_queued_requests``
+#: of them, and max(REQUEST_QUEUE_BYTES, that count x REQUEST_BYTES_TYPICAL) bytes of
+#: payload (a map command is typically 300-500 bytes; one may be up to 68 KiB, so the
+#: byte bound is what caps memory). One over a bound is answered ``busy`` at once
+#: (``Agent._refuse_unqueued``).
 REQUEST_QUEUE_BYTES = 4 * 1024 * 1024
 REQUEST_BYTES_TYPICAL = 512
 #: What an AppendEntries carries besides its entries' counted bytes (Entry.size():
@@ -477,12 +477,17 @@ class Agent:
         self.swarm = config.swarm.id
         self.node_id = config.node.id
         self.metrics = AgentMetrics()
-        max_requests = max(REQUEST_QUEUE_MIN, config.client.max_pending)
+        max_requests = config.client.max_queued_requests
         self.inbox = Inbox(config.raft.max_inbound,
                            raft_queue_bytes(config.raft.max_msg_bytes,
                                             config.raft.max_inflight_msgs),
                            max_requests,
-                           max(REQUEST_QUEUE_BYTES, max_requests * REQUEST_BYTES_TYPICAL))
+                           max(REQUEST_QUEUE_BYTES, max_requests * REQUEST_BYTES_TYPICAL),
+                           refuse_request=self._refuse_unqueued)
+        #: Replies by outcome given on the client connection's network thread to
+        #: requests the inbox had no room for (``_refuse_unqueued``; that thread only).
+        self._unqueued_replies: Counter[str] = Counter()
+        self._unqueued_lock = threading.Lock()
         self.last_contact: dict[int, float] = {}
         self._known_leader = 0          # the last leader this node knew of (0: none yet)
         self.metrics_port: int | None = None
@@ -941,6 +946,42 @@ class Agent:
             if time.monotonic() >= deadline:
                 return
 
+    def _refuse_unqueued(self, msg: Received) -> None:
+        """A request the inbox had no room for, on the client connection's network
+        thread: answered ``busy`` now (or ``bad_request`` if it is malformed, as the node
+        thread would), so a flood larger than the queue is answered, not left to time
+        out. Nothing of the node is touched: the request is parsed (its id and reply
+        address; the embedded commands are not) and the answer published at QoS 0,
+        outside the client connection's acknowledged queue, which ``_reply_room`` keeps
+        for the replies of admitted requests. A lost ``busy`` costs the client its
+        timeout, as a dropped request did. A request with no reply address, or one the
+        bus cannot publish to, is only counted (``request_queue_full``)."""
+        try:
+            request = parse_request(msg.payload, self.swarm, msg.response_topic,
+                                    msg.correlation_data)
+        except RequestError as exc:
+            if exc.reply is None:
+                return
+            reply, payload, outcome = exc.reply, error_reply(exc.request_id, exc.code,
+                                                             exc.message), exc.code.value
+        else:
+            reply, outcome = request.reply, ErrorCode.BUSY.value
+            payload = error_reply(request.id, ErrorCode.BUSY, (
+                f"node {self.node_id} has {self.inbox.max_requests} requests queued "
+                "already: retry later"))
+        try:
+            if reply.correlation is not None and self.config.bus.protocol == "5":
+                sent = self.client_bus.publish(reply.topic, payload, qos=0,
+                                               correlation_data=reply.correlation)
+            else:
+                sent = self.client_bus.publish(reply.topic, payload, qos=0)
+        except BusConfigError as exc:   # a reply topic the bus refuses: counted only
+            log.debug("cannot answer a request the inbox had no room for: %s", exc)
+            return
+        if sent:
+            with self._unqueued_lock:
+                self._unqueued_replies[outcome] += 1
+
     def _reply_room(self) -> bool:
         """Room on the client connection for this turn's answers and, later, a reply to
         every pending request (MIN_PUBLISH_QUEUE says why)."""
@@ -1286,6 +1327,10 @@ class Agent:
         if bus.oversized_received:
             rejected["oversized_received"] = bus.oversized_received
         svc = self.service.stats
+        replies = dict(svc.replies)
+        with self._unqueued_lock:
+            for outcome, n in self._unqueued_replies.items():
+                replies[outcome] = replies.get(outcome, 0) + n
         self.metrics.snapshot = MetricsSnapshot(
             term=st.term, role=_role_name(st.role), leader=st.lead, commit=st.commit,
             applied=self.driver.applied, last_index=st.last_index,
@@ -1298,7 +1343,7 @@ class Agent:
             raft_dropped=dropped, raft_rejected=rejected,
             broker_connected=self.bus.connected, broker_reconnects=bus.reconnects,
             broker_failovers=bus.failovers, client_requests=dict(svc.requests),
-            client_replies=dict(svc.replies), client_pending=self.service.pending(),
+            client_replies=dict(replies), client_pending=self.service.pending(),
             snapshots_taken=counts["snapshots taken"],
             snapshots_installed=counts["snapshots installed"],
             link_score=self.link.score,

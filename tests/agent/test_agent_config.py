@@ -115,6 +115,7 @@ def test_flags_override_the_file_and_are_validated_the_same_way(tmp_path: Path) 
     ("[mavlink]\nconnection = \"/dev/serial0\"\ntelemetry_hz = 100\n",
      r"\[mavlink\] telemetry_hz: must be a number in \[0.2, 50\], got 100"),
     ("[client]\nrequest_timeout_s = nan\n", r"\[client\] request_timeout_s: must be a number"),
+    ("[client]\nmax_queued_requests = 0\n", r"\[client\] max_queued_requests: must be an integer"),
     ("[bus.tls]\nca_file = \"ca\"\ncert_file = \"c\"\n",
      r"\[bus.tls\] key_file: cert_file and key_file go together"),
     ("[bus.tls]\ncert_file = \"c\"\n", r"\[bus.tls\] ca_file: is required"),

@@ -27,6 +27,24 @@ def test_each_queue_keeps_its_own_bounds_and_counts_what_it_drops():
     assert inbox.requests_waiting() == 2
 
 
+def test_a_request_with_no_room_goes_to_the_refusal_outside_the_lock():
+    refused: list[bytes] = []
+    inbox: Inbox
+
+    def refuse(msg: Received) -> None:
+        # Outside the lock: taking from the inbox here must not deadlock.
+        assert inbox.take_request() is not None
+        refused.append(msg.payload)
+
+    inbox = Inbox(max_raft=2, max_raft_bytes=1024, max_requests=1, max_request_bytes=1024,
+                  refuse_request=refuse)
+    inbox.put_request(_msg(b"first"))
+    inbox.put_request(_msg(b"second"))     # full: refused, not queued
+    assert refused == [b"second"]
+    assert inbox.dropped == {"request_queue_full": 1}
+    assert inbox.requests_waiting() == 0   # the refusal took the first
+
+
 def test_the_raft_queue_is_bounded_in_bytes_too_and_a_take_frees_them():
     inbox = Inbox(max_raft=100, max_raft_bytes=10, max_requests=3, max_request_bytes=10)
     inbox.put_raft(_msg(b"123456"))

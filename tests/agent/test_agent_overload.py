@@ -27,7 +27,8 @@ from swarm.bus import topics
 from swarm.bus.broker import LocalBroker
 
 #: Requests published back to back, as fast as one client can: below the agent's
-#: request queue (swarm/agent/node.py REQUEST_QUEUE_MIN), so every one must be answered.
+#: request queue (``[client] max_queued_requests``, 4096), so every one is queued and
+#: answered by the node thread.
 FLOOD = 4000
 #: Far below what one turn admits (MAX_REQUESTS_PER_TURN), so ``busy`` answers come on
 #: any machine: with 256 an idle machine committed all 4000 and none was busy.
@@ -199,6 +200,64 @@ def test_a_follower_answers_busy_at_once_when_the_full_leader_refuses_its_forwar
         ids = {f["properties"]["id"] for f in doc["features"] if f["properties"]["kind"] == "zone"}
         assert committed <= ids, committed - ids
         print(f"{FORWARDED} requests at follower {follower} answered: {outcomes}")
+    finally:
+        if flood is not None:
+            flood.close()
+        cluster.close()
+
+
+#: Requests at a leader whose inbox holds one: most find it full.
+OVER_QUEUE = 2000
+
+
+def test_requests_the_inbox_has_no_room_for_are_answered_busy_not_left_to_time_out(
+        tmp_path: Path, mosquitto: LocalBroker) -> None:
+    # With one queued request allowed, a burst from one client finds the inbox full
+    # nearly every time (the network thread hands requests over faster than the node
+    # thread takes them): each of those must be answered ``busy`` at once by the network
+    # thread, not dropped, or its client waits out its timeout for nothing.
+    cluster = AgentCluster(tmp_path, mosquitto, 3, election_ticks=ELECTION_TICKS,
+                           extra="[client]\nmax_queued_requests = 1\n"
+                                 f"request_timeout_s = {PATIENT_TIMEOUT_S}\n"
+                                 "[leadership]\nby_link_score = false\n")
+    flood: _Flood | None = None
+    try:
+        cluster.start_all()
+        client = cluster.client()
+        leader = cluster.wait_leader(client)
+        assert client.propose(zone("before")).committed
+        session = client.register()
+        before = cluster.wait_converged(client)
+        term = before[leader]["term"]
+        flood = _Flood(mosquitto, cluster.swarm, OVER_QUEUE)
+        flood.publish(leader, session)
+        assert flood.all_answered.wait(PATIENT_TIMEOUT_S / 3), \
+            f"{len(flood.replies)} of {OVER_QUEUE} requests answered\n{cluster.logs()}"
+        outcomes = flood.outcomes()
+        with flood.lock:
+            queue_full = [b for b in flood.replies.values()
+                          if b.get("code") == "busy" and "queued already" in b["message"]]
+        assert queue_full, outcomes   # the network thread's answer, not only the service's
+        after = cluster.wait_converged(client)
+        assert {(s["leader"], s["term"]) for s in after.values()} == {(leader, term)}
+        # Counted where an operator looks: not queued, and answered busy.
+        metrics: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            metrics = cluster.metrics(leader)
+            if metrics.get('swarm_client_replies_total{outcome="busy"}', 0) >= outcomes["busy"]:
+                break
+            time.sleep(0.5)
+        assert metrics.get('swarm_client_replies_total{outcome="busy"}', 0) >= outcomes["busy"]
+        assert metrics.get('swarm_raft_messages_dropped_total{reason="request_queue_full"}',
+                           0) >= len(queue_full)
+        committed = {f"flood-{int(rid[1:]) % 50}" for rid, body in flood.replies.items()
+                     if body["status"] == "committed"}
+        _, doc = client.read_map()
+        ids = {f["properties"]["id"] for f in doc["features"] if f["properties"]["kind"] == "zone"}
+        assert committed <= ids, committed - ids
+        print(f"{OVER_QUEUE} requests, inbox of 1: {outcomes}, {len(queue_full)} answered "
+              "by the network thread")
     finally:
         if flood is not None:
             flood.close()
