@@ -208,3 +208,89 @@ def test_a_rolling_key_rotation_keeps_the_swarm_committing_and_retires_the_old_k
         if writer is not None:
             writer.stop.set()
         cluster.close()
+
+
+#: How long after the agents' start the previous key's overlap ends: time enough for
+#: three agents to start and report both keys on a loaded machine, short for a test.
+OVERLAP_S = 40.0
+
+
+def test_the_previous_key_stops_opening_at_previous_until_while_the_agents_run(
+        tmp_path: Path, mosquitto: LocalBroker) -> None:
+    # previous_until is a calendar time, checked as each envelope is opened: running
+    # agents stop accepting the old key at that moment, with no restart (an operator who
+    # forgets the end-of-rotation restart is not left trusting the old key for ever).
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from consensus.types import Message, MessageType
+    from swarm.bus.envelope import EnvelopeSealer, Keyring
+
+    cluster = AgentCluster(tmp_path, mosquitto, 3)
+    writer: _Writer | None = None
+    try:
+        old = load_key(cluster.key_file)
+        new = generate_key_file(tmp_path / "swarm.key.new")
+        until_at = time.time() + OVERLAP_S
+        until = datetime.fromtimestamp(until_at, timezone.utc).isoformat(timespec="seconds")
+        for i in cluster.ids:
+            _set_swarm_keys(cluster, i, 'key_file = "swarm.key.new"\n'
+                                        'previous_key_file = "swarm.key"\n'
+                                        f"previous_until = {until}\n")
+        cluster.start_all()
+        client = cluster.client()
+        cluster.wait_leader(client)
+        for i in cluster.ids:   # phase 2 as each node reports it, before the end
+            _wait_keys(cluster, client, i, new, (new, old),
+                       timeout=max(1.0, until_at - time.time() - 1))
+        writer = _Writer(cluster.client())
+        writer.start()
+        writer.wait_progress(5, 60, cluster)
+        for i in cluster.ids:   # and at previous_until, by itself
+            _wait_keys(cluster, client, i, new, (new,), timeout=until_at - time.time() + 60)
+        assert time.time() >= until_at - 1   # not earlier (status ticks every 2 s)
+        writer.wait_progress(5, 60, cluster)   # the swarm seals with the new key: unmoved
+        writer.stop.set()
+        writer.join(60)
+        assert not writer.is_alive()
+        before = cluster.wait_converged(client)
+        leader = cluster.wait_leader(client)
+
+        # The old key opens nothing now: a vote for a huge term, sealed with it, to each.
+        rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue-expired",
+                            protocol=paho.MQTTv5)
+        rogue.connect(mosquitto.host, mosquitto.port)
+        rogue.loop_start()
+        try:
+            for target in cluster.ids:
+                claimed = next(i for i in cluster.ids if i != target)
+                forged = EnvelopeSealer(cluster.swarm, claimed, Keyring(old), epoch=1 << 40)
+                vote = Message(MessageType.VOTE, to=target, frm=claimed, term=2**40,
+                               index=10**6, log_term=2**40 - 1)
+                for env in forged.seal(target, [vote]):
+                    rogue.publish(topics.raft(cluster.swarm, target), env, 1).wait_for_publish(10)
+        finally:
+            rogue.disconnect()
+            rogue.loop_stop()
+        deadline = time.monotonic() + 30   # metrics follow the status period (2 s)
+        counts: dict[int, float] = {}
+        while time.monotonic() < deadline:
+            counts = {i: _unknown_key(cluster, i) for i in cluster.ids}
+            if all(n >= 1 for n in counts.values()):
+                break
+            time.sleep(0.5)
+        assert all(n >= 1 for n in counts.values()), counts
+        after = cluster.wait_converged(client)
+        assert cluster.wait_leader(client) == leader
+        for i in cluster.ids:
+            for key in ("term", "commit", "map_sha256"):
+                assert after[i][key] == before[i][key], (i, key, before[i][key], after[i][key])
+        _, doc = client.read_map()
+        zones = {f["properties"]["id"] for f in doc["features"]
+                 if f["properties"]["kind"] == "zone"}
+        assert not set(writer.acked) - zones
+        assert client.propose(zone("after-expiry"), timeout_s=60).committed
+    finally:
+        if writer is not None:
+            writer.stop.set()
+        cluster.close()
