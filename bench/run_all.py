@@ -39,6 +39,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("agent_cluster.py", [], ["--quick"]),
     ("agent_latency.py", ["--ops", "300"], ["--ops", "20", "--warmup", "5"]),
     ("commit_floor.py", ["--loads", "0,2"], ["--ops", "20", "--warmup", "5"]),
+    ("service_path.py", [], ["--batches", "20", "--runs", "1"]),
     ("agent_footprint.py", ["--seconds", "30", "--warmup", "10"],
      ["--agents", "2", "--seconds", "2", "--warmup", "0"]),
     ("raft_flood_rss.py", [], ["--nodes", "1", "--count", "5", "--after", "1", "--idle", "0"]),
