@@ -100,14 +100,43 @@ def _unknown_key(cluster: AgentCluster, i: int) -> float:
     return cluster.metrics(i).get(UNKNOWN_KEY, 0.0)
 
 
-def test_a_rolling_key_rotation_keeps_the_swarm_committing_and_retires_the_old_key(
-        tmp_path: Path, mosquitto: LocalBroker) -> None:
+def _forge_with(broker: LocalBroker, cluster: AgentCluster, key: SwarmKey,
+                heartbeats_from: int | None = None) -> None:
+    """A rogue client publishes, sealed with ``key``, a vote for a huge term to each node
+    (claiming another node as its sender) and, if ``heartbeats_from`` is given, a
+    broadcast heartbeat round claiming that node leads at a huge term and commit."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
     from consensus.types import Message, MessageType
     from swarm.bus.envelope import EnvelopeSealer, Keyring
 
+    rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue", protocol=paho.MQTTv5)
+    rogue.connect(broker.host, broker.port)
+    rogue.loop_start()
+    try:
+        keyring = Keyring(key)
+        for target in cluster.ids:
+            claimed = next(i for i in cluster.ids if i != target)
+            forged = EnvelopeSealer(cluster.swarm, claimed, keyring, epoch=1 << 40)
+            vote = Message(MessageType.VOTE, to=target, frm=claimed, term=2**40,
+                           index=10**6, log_term=2**40 - 1)
+            for env in forged.seal(target, [vote]):
+                rogue.publish(topics.raft(cluster.swarm, target), env, 1).wait_for_publish(10)
+        if heartbeats_from is not None:
+            lead = heartbeats_from
+            forged = EnvelopeSealer(cluster.swarm, lead, keyring, epoch=1 << 40)
+            beats = [Message(MessageType.HEARTBEAT, to=i, frm=lead, term=2**40,
+                             commit=10**6) for i in cluster.ids if i != lead]
+            for env in forged.seal_broadcast(beats):
+                rogue.publish(topics.raft_all(cluster.swarm), env, 1).wait_for_publish(10)
+    finally:
+        rogue.disconnect()
+        rogue.loop_stop()
+
+
+def test_a_rolling_key_rotation_keeps_the_swarm_committing_and_retires_the_old_key(
+        tmp_path: Path, mosquitto: LocalBroker) -> None:
     cluster = AgentCluster(tmp_path, mosquitto, 3)
     writer: _Writer | None = None
     try:
@@ -164,27 +193,7 @@ def test_a_rolling_key_rotation_keeps_the_swarm_committing_and_retires_the_old_k
 
         # The old key opens nothing now: a vote for a huge term and a heartbeat round
         # claiming the leader, both sealed with it, are refused as unknown_key.
-        rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue",
-                            protocol=paho.MQTTv5)
-        rogue.connect(mosquitto.host, mosquitto.port)
-        rogue.loop_start()
-        try:
-            retired = Keyring(old)
-            for target in cluster.ids:
-                claimed = next(i for i in cluster.ids if i != target)
-                forged = EnvelopeSealer(cluster.swarm, claimed, retired, epoch=1 << 40)
-                vote = Message(MessageType.VOTE, to=target, frm=claimed, term=2**40,
-                               index=10**6, log_term=2**40 - 1)
-                for env in forged.seal(target, [vote]):
-                    rogue.publish(topics.raft(cluster.swarm, target), env, 1).wait_for_publish(10)
-            forged = EnvelopeSealer(cluster.swarm, leader, retired, epoch=1 << 40)
-            beats = [Message(MessageType.HEARTBEAT, to=i, frm=leader, term=2**40,
-                             commit=10**6) for i in cluster.ids if i != leader]
-            for env in forged.seal_broadcast(beats):
-                rogue.publish(topics.raft_all(cluster.swarm), env, 1).wait_for_publish(10)
-        finally:
-            rogue.disconnect()
-            rogue.loop_stop()
+        _forge_with(mosquitto, cluster, old, heartbeats_from=leader)
 
         deadline = time.monotonic() + 30   # metrics follow the status period (2 s)
         counts: dict[int, float] = {}
@@ -220,12 +229,6 @@ def test_the_previous_key_stops_opening_at_previous_until_while_the_agents_run(
     # previous_until is a calendar time, checked as each envelope is opened: running
     # agents stop accepting the old key at that moment, with no restart (an operator who
     # forgets the end-of-rotation restart is not left trusting the old key for ever).
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from consensus.types import Message, MessageType
-    from swarm.bus.envelope import EnvelopeSealer, Keyring
-
     cluster = AgentCluster(tmp_path, mosquitto, 3)
     writer: _Writer | None = None
     try:
@@ -257,21 +260,7 @@ def test_the_previous_key_stops_opening_at_previous_until_while_the_agents_run(
         leader = cluster.wait_leader(client)
 
         # The old key opens nothing now: a vote for a huge term, sealed with it, to each.
-        rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue-expired",
-                            protocol=paho.MQTTv5)
-        rogue.connect(mosquitto.host, mosquitto.port)
-        rogue.loop_start()
-        try:
-            for target in cluster.ids:
-                claimed = next(i for i in cluster.ids if i != target)
-                forged = EnvelopeSealer(cluster.swarm, claimed, Keyring(old), epoch=1 << 40)
-                vote = Message(MessageType.VOTE, to=target, frm=claimed, term=2**40,
-                               index=10**6, log_term=2**40 - 1)
-                for env in forged.seal(target, [vote]):
-                    rogue.publish(topics.raft(cluster.swarm, target), env, 1).wait_for_publish(10)
-        finally:
-            rogue.disconnect()
-            rogue.loop_stop()
+        _forge_with(mosquitto, cluster, old)
         deadline = time.monotonic() + 30   # metrics follow the status period (2 s)
         counts: dict[int, float] = {}
         while time.monotonic() < deadline:

@@ -92,9 +92,34 @@ class _Flood:
         assert outcomes.get("busy", 0) > 0 and outcomes.get("committed", 0) > 0, outcomes
         return outcomes
 
+    def assert_committed_in_map(self, client: Any) -> None:
+        """Every command answered ``committed`` is in the map (read linearizably)."""
+        with self.lock:
+            committed = {f"flood-{int(rid[1:]) % 50}" for rid, body in self.replies.items()
+                         if body["status"] == "committed"}
+        _, doc = client.read_map()
+        ids = {f["properties"]["id"] for f in doc["features"] if f["properties"]["kind"] == "zone"}
+        assert committed <= ids, committed - ids
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+BUSY_REPLIES = 'swarm_client_replies_total{outcome="busy"}'
+
+
+def _busy_counted(cluster: AgentCluster, node: int, at_least: int) -> dict[str, float]:
+    """Node ``node``'s metrics once they count ``at_least`` busy replies (they refresh
+    with its periodic status), or after 60 s, for the caller to assert on."""
+    metrics: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        metrics = cluster.metrics(node)
+        if metrics.get(BUSY_REPLIES, 0) >= at_least:
+            break
+        time.sleep(0.5)
+    return metrics
 
 
 def test_a_flood_of_requests_is_answered_busy_and_never_costs_the_leader(
@@ -137,7 +162,7 @@ def test_a_flood_of_requests_is_answered_busy_and_never_costs_the_leader(
         assert seen <= {(leader, term)}, seen
         assert not kinds & {"election", "leader", "transfer"}, kinds
         metrics = cluster.metrics(leader)
-        assert metrics.get('swarm_client_replies_total{outcome="busy"}', 0) >= outcomes["busy"]
+        assert metrics.get(BUSY_REPLIES, 0) >= outcomes["busy"]
         # No answer was lost on the way out: the leader admits requests only while its
         # client connection has room for their replies (swarm/agent/node.py _reply_room).
         lost = {k: v for k, v in metrics.items() if k.startswith("swarm_raft_messages_dropped")
@@ -186,19 +211,10 @@ def test_a_follower_answers_busy_at_once_when_the_full_leader_refuses_its_forwar
         outcomes = flood.outcomes()
         # Every committed answer is in the map, which every node holds alike.
         cluster.wait_converged(client)
-        # The follower counts them (its metrics refresh with its periodic status).
-        busy_counted = 0.0
-        deadline = time.monotonic() + 60
-        while busy_counted < outcomes["busy"] and time.monotonic() < deadline:
-            time.sleep(0.5)
-            busy_counted = cluster.metrics(follower).get(
-                'swarm_client_replies_total{outcome="busy"}', 0)
+        # The follower counts them.
+        busy_counted = _busy_counted(cluster, follower, outcomes["busy"]).get(BUSY_REPLIES, 0)
         assert busy_counted >= outcomes["busy"], (busy_counted, outcomes)
-        committed = {f"flood-{int(rid[1:]) % 50}" for rid, body in flood.replies.items()
-                     if body["status"] == "committed"}
-        _, doc = client.read_map()
-        ids = {f["properties"]["id"] for f in doc["features"] if f["properties"]["kind"] == "zone"}
-        assert committed <= ids, committed - ids
+        flood.assert_committed_in_map(client)
         print(f"{FORWARDED} requests at follower {follower} answered: {outcomes}")
     finally:
         if flood is not None:
@@ -241,21 +257,11 @@ def test_requests_the_inbox_has_no_room_for_are_answered_busy_not_left_to_time_o
         after = cluster.wait_converged(client)
         assert {(s["leader"], s["term"]) for s in after.values()} == {(leader, term)}
         # Counted where an operator looks: not queued, and answered busy.
-        metrics: dict[str, float] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            metrics = cluster.metrics(leader)
-            if metrics.get('swarm_client_replies_total{outcome="busy"}', 0) >= outcomes["busy"]:
-                break
-            time.sleep(0.5)
-        assert metrics.get('swarm_client_replies_total{outcome="busy"}', 0) >= outcomes["busy"]
+        metrics = _busy_counted(cluster, leader, outcomes["busy"])
+        assert metrics.get(BUSY_REPLIES, 0) >= outcomes["busy"], (metrics, outcomes)
         assert metrics.get('swarm_raft_messages_dropped_total{reason="request_queue_full"}',
                            0) >= len(queue_full)
-        committed = {f"flood-{int(rid[1:]) % 50}" for rid, body in flood.replies.items()
-                     if body["status"] == "committed"}
-        _, doc = client.read_map()
-        ids = {f["properties"]["id"] for f in doc["features"] if f["properties"]["kind"] == "zone"}
-        assert committed <= ids, committed - ids
+        flood.assert_committed_in_map(client)
         print(f"{OVER_QUEUE} requests, inbox of 1: {outcomes}, {len(queue_full)} answered "
               "by the network thread")
     finally:
