@@ -106,6 +106,17 @@ class _Flood:
         self.client.disconnect()
 
 
+def _started(cluster: AgentCluster) -> tuple[Any, int, int, dict[int, dict[str, Any]]]:
+    """Start the cluster and commit once: a client, the leader, a registered session for
+    the flood (its seqs start at 1) and every node's converged status."""
+    cluster.start_all()
+    client = cluster.client()
+    leader = cluster.wait_leader(client)
+    assert client.propose(zone("before")).committed
+    session = client.register()
+    return client, leader, session, cluster.wait_converged(client)
+
+
 BUSY_REPLIES = 'swarm_client_replies_total{outcome="busy"}'
 
 
@@ -133,12 +144,7 @@ def test_a_flood_of_requests_is_answered_busy_and_never_costs_the_leader(
     flood: _Flood | None = None
     watch: StatusLog | None = None
     try:
-        cluster.start_all()
-        client = cluster.client()
-        leader = cluster.wait_leader(client)
-        session = client.register()
-        assert client.propose(zone("before")).committed
-        before = cluster.wait_converged(client)
+        client, leader, session, before = _started(cluster)
         term = before[leader]["term"]
         elections = {n: s["elections_started"] for n, s in before.items()}
         watch = StatusLog(cluster, "overload-watch")
@@ -196,13 +202,8 @@ def test_a_follower_answers_busy_at_once_when_the_full_leader_refuses_its_forwar
                                  "[leadership]\nby_link_score = false\n")
     flood: _Flood | None = None
     try:
-        cluster.start_all()
-        client = cluster.client()
-        leader = cluster.wait_leader(client)
+        client, leader, session, _ = _started(cluster)
         follower = next(i for i in cluster.ids if i != leader)
-        assert client.propose(zone("before")).committed
-        session = client.register()  # the flood's own: its seqs start at 1
-        cluster.wait_converged(client)
         flood = _Flood(mosquitto, cluster.swarm, FORWARDED)
         flood.publish(follower, session)
         # Liveness, bounded and far below the requests' own timeout.
@@ -238,12 +239,7 @@ def test_requests_the_inbox_has_no_room_for_are_answered_busy_not_left_to_time_o
                                  "[leadership]\nby_link_score = false\n")
     flood: _Flood | None = None
     try:
-        cluster.start_all()
-        client = cluster.client()
-        leader = cluster.wait_leader(client)
-        assert client.propose(zone("before")).committed
-        session = client.register()
-        before = cluster.wait_converged(client)
+        client, leader, session, before = _started(cluster)
         term = before[leader]["term"]
         flood = _Flood(mosquitto, cluster.swarm, OVER_QUEUE)
         flood.publish(leader, session)
