@@ -115,6 +115,13 @@ MAX_REQUESTS_PER_TURN = 512
 #: byte bound is what caps memory). One over a bound is answered ``busy`` at once
 #: (``Agent._refuse_unqueued``).
 REQUEST_QUEUE_BYTES = 4 * 1024 * 1024
+#: Request bytes per second the client connection's network thread may parse to answer
+#: ``busy`` to requests the queue has no room for, and its burst: parsing costs about
+#: 27 us per KiB there (14 us for a 300-byte request, 7 ms for the largest), all of it
+#: holding the GIL the node thread needs, so a flood of large requests gets at most
+#: ~60 ms of it per second; beyond the budget a request is only counted, and its client
+#: times out and retries (the session makes that safe).
+REFUSAL_PARSE_BYTES_PER_S = 2 * 1024 * 1024
 REQUEST_BYTES_TYPICAL = 512
 #: What an AppendEntries carries besides its entries' counted bytes (Entry.size():
 #: data + 16): its own fields (type, ids, term, index, commit, ...: under 100 bytes as
@@ -488,6 +495,9 @@ class Agent:
         #: requests the inbox had no room for (``_refuse_unqueued``; that thread only).
         self._unqueued_replies: Counter[str] = Counter()
         self._unqueued_lock = threading.Lock()
+        #: The refusals' parse budget (REFUSAL_PARSE_BYTES_PER_S), network thread only.
+        self._refusal_budget = float(REFUSAL_PARSE_BYTES_PER_S)
+        self._refusal_budget_at = time.monotonic()
         self.last_contact: dict[int, float] = {}
         self._known_leader = 0          # the last leader this node knew of (0: none yet)
         self.metrics_port: int | None = None
@@ -954,8 +964,16 @@ class Agent:
         address; the embedded commands are not) and the answer published at QoS 0,
         outside the client connection's acknowledged queue, which ``_reply_room`` keeps
         for the replies of admitted requests. A lost ``busy`` costs the client its
-        timeout, as a dropped request did. A request with no reply address, or one the
-        bus cannot publish to, is only counted (``request_queue_full``)."""
+        timeout, as a dropped request did. A request with no reply address, one the bus
+        cannot publish to, or one beyond the parse budget (REFUSAL_PARSE_BYTES_PER_S) is
+        only counted (``request_queue_full``)."""
+        now = time.monotonic()
+        self._refusal_budget = min(float(REFUSAL_PARSE_BYTES_PER_S), self._refusal_budget + (
+            now - self._refusal_budget_at) * REFUSAL_PARSE_BYTES_PER_S)
+        self._refusal_budget_at = now
+        if self._refusal_budget < len(msg.payload):
+            return
+        self._refusal_budget -= len(msg.payload)
         try:
             request = parse_request(msg.payload, self.swarm, msg.response_topic,
                                     msg.correlation_data)
@@ -967,15 +985,16 @@ class Agent:
         else:
             reply, outcome = request.reply, ErrorCode.BUSY.value
             payload = error_reply(request.id, ErrorCode.BUSY, (
-                f"node {self.node_id} has {self.inbox.max_requests} requests queued "
-                "already: retry later"))
+                f"node {self.node_id}'s request queue is full (at most "
+                f"{self.inbox.max_requests} requests, {self.inbox.max_request_bytes} bytes): "
+                "retry later"))
         try:
             if reply.correlation is not None and self.config.bus.protocol == "5":
                 sent = self.client_bus.publish(reply.topic, payload, qos=0,
                                                correlation_data=reply.correlation)
             else:
                 sent = self.client_bus.publish(reply.topic, payload, qos=0)
-        except BusConfigError as exc:   # a reply topic the bus refuses: counted only
+        except (BusConfigError, ValueError) as exc:   # a topic the bus refuses: counted only
             log.debug("cannot answer a request the inbox had no room for: %s", exc)
             return
         if sent:
@@ -1004,11 +1023,17 @@ class Agent:
         self.service.outbox = []
         v5 = self.config.bus.protocol == "5"
         for r in out:
-            if v5 and r.correlation is not None:
-                self.client_bus.publish(r.topic, r.payload, qos=1,
-                                        correlation_data=r.correlation)
-            else:
-                self.client_bus.publish(r.topic, r.payload, qos=1)
+            try:
+                if v5 and r.correlation is not None:
+                    self.client_bus.publish(r.topic, r.payload, qos=1,
+                                            correlation_data=r.correlation)
+                else:
+                    self.client_bus.publish(r.topic, r.payload, qos=1)
+            except (BusConfigError, ValueError) as exc:
+                # parse_request checked the address; should one still be refused, that
+                # reply is lost (its client times out), never the node thread.
+                self._stats["replies_unsendable"] += 1
+                log.warning("cannot send a reply to %r: %s", r.topic[:80], exc)
         if self.trace is not None:
             self.trace.mark("reply_pub")
 
@@ -1318,6 +1343,8 @@ class Agent:
         dropped.update(self.inbox.dropped)
         if counts["inbox full"]:
             dropped["driver_inbox_full"] = counts["inbox full"]
+        if self._stats["replies_unsendable"]:
+            dropped["reply_unsendable"] = self._stats["replies_unsendable"]
         for reason, n in self.transport.dropped.items():
             dropped[f"send_{reason}"] = n
         rejected = {r.value: n for r, n in self.opener.rejected().items()}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -58,6 +59,12 @@ MAX_BATCH_COMMANDS = 64
 MAX_ID_CHARS = 128
 MAX_TOPIC_CHARS = 256
 MAX_ITEM_CHARS = 200
+#: A JSON escape of a UTF-16 surrogate (``\ud800``-``\udfff``). JSON allows one
+#: unpaired, and Python then holds a str that cannot be encoded as UTF-8: echoed in a
+#: reply (the id, a field name in an error message) or stored and snapshotted, it
+#: raised UnicodeEncodeError on the node thread and stopped the agent. Only a payload
+#: that has such an escape is checked further (pairs, an emoji say, are fine).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 MAX_NONCE_CHARS = 200
 _VERSION = 1
 
@@ -135,7 +142,24 @@ class RequestError(ValueError):
 def encode_reply(request_id: str | None, status: str, **fields: Any) -> bytes:
     """A reply payload: ``{"v": 1, "id": ..., "status": ..., ...}`` (compact JSON)."""
     body: dict[str, Any] = {"v": _VERSION, "id": request_id, "status": status, **fields}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A string that is not Unicode text (an unpaired surrogate) reached a reply,
+        # though parse_request refuses requests carrying one: escaped as JSON allows,
+        # never an exception on the thread that answers.
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _unpaired_surrogate(payload: bytes, obj: object) -> bool:
+    """Whether the decoded request holds a string that is not Unicode text."""
+    if _SURROGATE_ESCAPE.search(payload) is None:
+        return False
+    try:
+        json.dumps(obj, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def error_reply(request_id: str | None, code: ErrorCode, message: str) -> bytes:
@@ -156,6 +180,11 @@ def _check_topic(value: object, swarm: str) -> str | None:
         return f"is longer than {MAX_TOPIC_CHARS} characters"
     if any(c in value for c in "+#\x00"):
         return "must not contain '+', '#' or NUL (it is a topic, not a filter)"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be Unicode text (it holds an unpaired surrogate)"
     if value.startswith("$"):
         return "must not be a broker ($...) topic"
     if _own_topic(value, swarm):
@@ -241,6 +270,9 @@ def parse_request(payload: bytes, swarm: str, response_topic: str | None = None,
     raw_id = obj.get("id")
     if type(raw_id) is str and 0 < len(raw_id) <= MAX_ID_CHARS:
         request_id = raw_id
+    if _unpaired_surrogate(payload, obj):
+        fail("request: holds a \\ud800-\\udfff escape that is not part of a surrogate "
+             "pair, so a string in it is not Unicode text")
     if reply is None and "reply_to" in obj:
         problem = _check_topic(obj["reply_to"], swarm)
         if problem is not None:

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -452,6 +453,79 @@ def test_a_rogue_client_on_the_broker_changes_nothing(cluster_factory, mosquitto
     assert counts["garbled"] >= 3 and counts["oversized_received"] >= 3, counts
     # ... and the swarm still works.
     _propose_ok(client, zone("after-rogue"))
+
+
+def test_hostile_client_requests_are_refused_and_never_stop_an_agent(cluster_factory,
+                                                                     mosquitto) -> None:
+    """Requests a rogue client publishes to every node: strings that are not Unicode
+    text (an unpaired surrogate escape in the id, a command's field, the nonce, the
+    3.1.1 reply topic), garbage and truncated JSON. Each with a reply address is
+    answered ``bad_request``; every agent keeps running with its term, log and map
+    unchanged, and the swarm still commits. (An unpaired surrogate in a request's id
+    once raised on the node thread while encoding the reply, stopping the agent.)"""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    cluster, client, leader, before = _guarded_swarm(cluster_factory)
+    replies: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        with lock:
+            replies.append(json.loads(m.payload))
+
+    rogue = paho.Client(CallbackAPIVersion.VERSION2, client_id="rogue-requests",
+                        protocol=paho.MQTTv5)
+    rogue.on_message = on_message
+    rogue.connect(mosquitto.host, mosquitto.port)
+    rogue.loop_start()
+    hostile = [
+        b'{"v":1,"id":"a\\ud800","op":"status"}',
+        b'{"v":1,"id":"b","op":"register","nonce":"n\\udfff"}',
+        b'{"v":1,"id":"c","op":"propose","session":1,"seq":1,'
+        b'"command":{"type":"remove_zone","id":"z","\\ud800":1}}',
+        b'{"v":1,"id":"d","op":"read","item":"zone:\\udc00x"}',
+        b'{"v":1,"id":"e","op":"status","reply_to":"r/\\ud800"}',   # no address to answer
+        b'{"v":1,"id":"f","op":"propose","session":',
+        bytes(range(256)),
+    ]
+    answerable = 6   # all but the one whose only reply address is not Unicode text
+    try:
+        subscribed = threading.Event()
+        rogue.on_subscribe = lambda *a: subscribed.set()
+        rogue.subscribe("rogue/reply", qos=1)
+        assert subscribed.wait(10)
+        for node in cluster.ids:
+            for payload in hostile:
+                props = Properties(PacketTypes.PUBLISH)
+                props.ResponseTopic = "rogue/reply"
+                props.CorrelationData = b"x"
+                if b'"reply_to"' in payload:
+                    props = None
+                rogue.publish(topics.request(cluster.swarm, node), payload, 1,
+                              properties=props).wait_for_publish(10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with lock:
+                if len(replies) >= answerable * len(cluster.ids):
+                    break
+            time.sleep(0.2)
+    finally:
+        rogue.disconnect()
+        rogue.loop_stop()
+    with lock:
+        got = list(replies)
+    assert len(got) == answerable * len(cluster.ids), got
+    assert {(r["status"], r["code"]) for r in got} == {("error", "bad_request")}, got
+    assert all(cluster.alive(i) for i in cluster.ids), cluster.logs()
+    after = cluster.wait_converged(client)
+    assert cluster.wait_leader(client) == leader
+    for i in cluster.ids:
+        for key in ("term", "last_index", "commit", "map_sha256"):
+            assert after[i][key] == before[i][key], (i, key, before[i][key], after[i][key])
+    _propose_ok(client, zone("after-hostile-requests"))
 
 
 def test_a_flood_of_large_garbage_raft_payloads_is_dropped_counted_and_changes_nothing(

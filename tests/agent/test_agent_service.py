@@ -211,6 +211,11 @@ def test_a_command_the_map_refuses_is_invalid_and_names_the_field() -> None:
     (b" " * (MAX_REQUEST_BYTES + 1), "over the"),
     (json.dumps({"v": 1, "id": "x", "op": "read", "item": 7}).encode(), "item must be"),
     (json.dumps({"v": 1, "id": "x", "op": "register", "nonce": ""}).encode(), "nonce must be"),
+    # Unpaired surrogate escapes: strings that are not Unicode text, anywhere in it.
+    (b'{"v": 1, "id": "x\\ud800", "op": "status"}', "not part of a surrogate pair"),
+    (b'{"v": 1, "id": "x", "op": "register", "nonce": "\\uDFFF"}', "surrogate pair"),
+    (b'{"v": 1, "id": "x", "op": "propose", "session": 1, "seq": 1, "command": '
+     b'{"type": "remove_zone", "id": "z", "\\udc00": 1}}', "surrogate pair"),
 ])
 def test_malformed_requests_get_bad_request_and_change_nothing(payload: bytes, message: str) -> None:
     node = Node()
@@ -219,6 +224,21 @@ def test_malformed_requests_get_bad_request_and_change_nothing(payload: bytes, m
     assert reply["status"] == "error" and reply["code"] == "bad_request", reply
     assert message in reply["message"]
     assert (node.driver.raw.status().last_index, node.map.version) == before
+
+
+def test_surrogate_pairs_are_text_and_a_reply_never_fails_to_encode() -> None:
+    from swarm.agent.protocol import encode_reply
+
+    node = Node()
+    [reply] = node.ask(b'{"v": 1, "id": "\\ud83d\\ude00", "op": "status"}')  # a pair: an emoji
+    assert reply["status"] == "ok" and reply["id"] == "\U0001F600"
+    # A string that is not Unicode text is escaped, never an exception on the way out.
+    assert json.loads(encode_reply("a\ud800", "ok")) == {"v": 1, "id": "a\ud800", "status": "ok"}
+    # Over 3.1.1 a reply_to that is not Unicode text is no address: dropped, counted.
+    before = node.service.stats.requests.get("rejected bad_request", 0)
+    assert node.ask(b'{"v": 1, "id": "x", "op": "status", "reply_to": "r/\\ud800"}',
+                    v5=False) == []
+    assert node.service.stats.requests["rejected bad_request"] == before + 1
 
 
 def test_reply_addresses_are_required_and_never_the_swarms_own_topics() -> None:
