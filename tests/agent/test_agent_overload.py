@@ -248,7 +248,7 @@ def test_requests_the_inbox_has_no_room_for_are_answered_busy_not_left_to_time_o
         outcomes = flood.outcomes()
         with flood.lock:
             queue_full = [b for b in flood.replies.values()
-                          if b.get("code") == "busy" and "queued already" in b["message"]]
+                          if b.get("code") == "busy" and "request queue is full" in b["message"]]
         assert queue_full, outcomes   # the network thread's answer, not only the service's
         after = cluster.wait_converged(client)
         assert {(s["leader"], s["term"]) for s in after.values()} == {(leader, term)}
