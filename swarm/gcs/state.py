@@ -18,6 +18,7 @@ size limits.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,9 +136,15 @@ def _field(doc: Mapping[str, Any], name: str, kinds: type | tuple[type, ...], wh
     if not isinstance(value, kinds) or (is_bool and not wants_bool):
         raise PayloadError(f"{what}.{name}: expected {_kind_names(kinds)}, "
                            f"got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, (int, float)) and not is_bool and not _finite(value):
         raise PayloadError(f"{what}.{name}: not a finite number")
     return value
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 40 characters (it goes into ``last_drop``, shown on the page)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _kind_names(kinds: type | tuple[type, ...]) -> str:
@@ -148,10 +155,18 @@ def _kind_names(kinds: type | tuple[type, ...]) -> str:
 _NUM = (int, float)
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number a float can hold (never a bool). JSON allows 10**400, which
+    float() and math.isfinite refuse with OverflowError, not a PayloadError."""
+    if isinstance(value, bool) or not isinstance(value, _NUM):
+        return False
+    return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
+
+
 def _latlon(lat: Any, lon: Any, what: str) -> tuple[float, float]:
     for value, name, bound in ((lat, "latitude", 90), (lon, "longitude", 180)):
-        if isinstance(value, bool) or not isinstance(value, _NUM) or not math.isfinite(value):
-            raise PayloadError(f"{what}: {name} {value!r} is not a finite number")
+        if not _finite(value):
+            raise PayloadError(f"{what}: {name} {_short(value)} is not a finite number")
         if abs(value) > bound:
             raise PayloadError(f"{what}: {name} {value} is outside [-{bound}, {bound}]")
     return float(lat), float(lon)
@@ -221,8 +236,8 @@ def _points(value: Any, what: str, width: int, limit: int = 10_000) -> list[list
         lat, lon = _latlon(point[0], point[1], f"{what}[{k}]")
         rest = point[2:width]
         for j, cell in enumerate(rest, start=2):
-            if isinstance(cell, bool) or not isinstance(cell, _NUM) or not math.isfinite(cell):
-                raise PayloadError(f"{what}[{k}][{j}]: {cell!r} is not a finite number")
+            if not _finite(cell):
+                raise PayloadError(f"{what}[{k}][{j}]: {_short(cell)} is not a finite number")
         out.append([lat, lon, *rest])
     return out
 
@@ -236,8 +251,8 @@ def _item_rows(value: Any, what: str) -> list[list[Any]]:
         for j, cell in enumerate(row):
             if cell is None and 2 <= j <= 5:
                 continue  # a NaN param travels as null
-            if isinstance(cell, bool) or not isinstance(cell, _NUM) or not math.isfinite(cell):
-                raise PayloadError(f"{what}[{k}][{j}]: {cell!r} is not a finite number")
+            if not _finite(cell):
+                raise PayloadError(f"{what}[{k}][{j}]: {_short(cell)} is not a finite number")
     return value
 
 
@@ -264,8 +279,8 @@ def validate_plan(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
             raise PayloadError(f"{what}.home: expected [lat, lon, alt_msl_m]")
         lat, lon = _latlon(home[0], home[1], f"{what}.home")
         alt = home[2]
-        if isinstance(alt, bool) or not isinstance(alt, _NUM) or not math.isfinite(alt):
-            raise PayloadError(f"{what}.home[2]: {alt!r} is not a finite number")
+        if not _finite(alt):
+            raise PayloadError(f"{what}.home[2]: {_short(alt)} is not a finite number")
         home = [lat, lon, float(alt)]
     out["home"] = home
     items = _field(doc, "items", dict, what, required=False)

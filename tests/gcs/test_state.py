@@ -83,6 +83,35 @@ def test_malformed_telemetry_is_dropped(payload: bytes) -> None:
     assert state.nodes[1].telemetry == before
 
 
+#: A JSON number no float can hold: valid JSON (json.loads accepts it), but float() and
+#: math.isfinite raise OverflowError on it.
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize("topic, payload", [
+    ("status/1", status(1)[:-1] + f', "link_score": {HUGE}}}'.encode()),
+    ("status/1", status(1)[:-1] + f', "peers": {{"2": {{"last_contact_ms": {HUGE}}}}}}}'.encode()),
+    ("telemetry/1", telemetry(1)[:-1] + f', "groundspeed_ms": {HUGE}}}'.encode()),
+    ("telemetry/1", telemetry(1)[:-1] + f', "alt_rel_m": -{HUGE}}}'.encode()),
+    ("telemetry/1", f'{{"v": 1, "node": 1, "lat": {HUGE}, "lon": 0}}'.encode()),
+    ("plan/1", f'{{"v": 1, "node": 1, "map_version": 1, "status": "ok", '
+               f'"mission": [[39.7, -121.6, {HUGE}, 16]]}}'.encode()),
+    ("plan/1", f'{{"v": 1, "node": 1, "map_version": 1, "status": "ok", "mission": [], '
+               f'"home": [39.7, -121.6, {HUGE}]}}'.encode()),
+    ("plan/1", f'{{"v": 1, "node": 1, "map_version": 1, "status": "ok", "mission": [], '
+               f'"items": {{"mission": [[16, 6, 0, 0, 0, 0, 1, 1, {HUGE}, 1]]}}}}'.encode()),
+])
+def test_a_number_no_float_holds_is_dropped_not_raised(topic: str, payload: bytes) -> None:
+    state = SwarmState("s1")
+    state.ingest(ROOT + "status/1", status(1), 0.0)
+    state.ingest(ROOT + "telemetry/1", telemetry(1), 0.0)
+    before = {k: getattr(state.nodes[1], k) for k in ("status", "telemetry", "plan")}
+    assert state.ingest(ROOT + topic, payload, 1.0) == frozenset()
+    assert "finite number" in state.last_drop or "is not a number in" in state.last_drop
+    assert len(state.last_drop) < 200   # the number is cut, not shown whole
+    assert {k: getattr(state.nodes[1], k) for k in before} == before
+
+
 def test_map_never_goes_back_and_bad_geojson_is_refused() -> None:
     state = SwarmState("s1")
     assert state.ingest(ROOT + "map", map_payload(7), 0.0) == {"map", "health"}
