@@ -124,6 +124,23 @@ def test_map_never_goes_back_and_bad_geojson_is_refused() -> None:
     assert state.map_doc()["version"] == 7
 
 
+@pytest.mark.parametrize("spoil", [
+    lambda doc: doc["features"][0]["geometry"].update(type=["Polygon"]),
+    lambda doc: doc["features"][0]["geometry"].update(type={}),
+    lambda doc: doc["features"][0]["geometry"]["coordinates"][0][0].__setitem__(0, 10**400),
+    lambda doc: doc.update(bbox=[0, 0, 10**400, 1]),
+], ids=["type-list", "type-object", "huge-longitude", "huge-bbox"])
+def test_a_map_with_an_unhashable_type_or_a_huge_number_is_dropped_not_raised(spoil) -> None:
+    """The RFC 7946 check only reports: a 'type' that is a list (unhashable in a set
+    lookup) or a coordinate no float holds raised out of ingest instead."""
+    state = SwarmState("s1")
+    state.ingest(ROOT + "map", map_payload(7), 0.0)
+    doc = json.loads(map_payload(8))
+    spoil(doc)
+    assert state.ingest(ROOT + "map", json.dumps(doc).encode(), 1.0) == frozenset()
+    assert "map" in state.last_drop and state.map_doc()["version"] == 7
+
+
 def test_bounded_nodes_events_and_track() -> None:
     limits = Limits(max_nodes=3, max_events=5, track_points=4, track_interval_s=0.0)
     state = SwarmState("s1", limits)
