@@ -62,6 +62,7 @@ from mavlink_bridge.plan import (
 )
 from swarm.client import SwarmClient
 from swarm.evacmap import MAX_COMMAND_BYTES, CommandError
+from swarm.evacmap.commands import load_json
 from swarm.planner import GeoPoint, write_qgc_plan, write_wpl
 
 from .config import GcsConfig, is_loopback
@@ -355,11 +356,14 @@ class GroundStation:
             self._log_rejected(refused)
             return refused
         try:
-            body = json.loads(await request.read())
+            # The map's own strict decoding (swarm.evacmap.load_json): UTF-8, no
+            # duplicate keys, no NaN, bounded nesting and digits. json.loads let a
+            # deeply nested body raise RecursionError here, a 500.
+            body = load_json(await request.read(), 2 * MAX_COMMAND_BYTES, "body")
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "bad_request", f"a command is at most {MAX_COMMAND_BYTES} bytes")
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, "bad_request", f"body is not valid JSON: {exc}")
+        except CommandError as exc:
+            return _error(400, "bad_request", str(exc))
         try:
             command = build_command(body, self.config.operator, int(time.time() * 1000))
         except CommandError as exc:

@@ -212,6 +212,24 @@ def test_without_broker_actions_fail_cleanly(make_station) -> None:
     assert any(a["kind"] == "broker" for a in http("GET", st.url + "/api/status")[1]["alerts"])
 
 
+@pytest.mark.parametrize("raw, needle", [
+    (b"[" * 100_000, "nested too deeply"),         # json.loads raised RecursionError: a 500
+    (b'{"type": ["set_zone"]}', "not an operator action"),   # unhashable: TypeError, a 500
+    (b'{"type": {}}', "not an operator action"),
+    (b'{"type": "remove_zone", "id": "a", "id": "b"}', "duplicate key"),
+    (b'{"type": "remove_zone", "id": NaN}', "NaN"),
+    (b'{"type": "remove_zone", "id": ' + b"1" * 5000 + b"}", "not valid JSON"),
+    (b"\xff\xfe", "not UTF-8"),
+])
+def test_hostile_action_bodies_are_a_400_never_a_500(make_station, raw, needle) -> None:
+    """No broker needed: each is refused before anything would be proposed."""
+    st = make_station(connect=False)
+    status, body, _ = http("POST", st.url + "/api/commands", raw=raw)
+    assert status == 400 and body["status"] == "error", (status, body)
+    assert needle in body["message"], body
+    assert http("GET", st.url + "/api/status")[0] == 200   # still serving
+
+
 def test_config_file(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("0123456789abcdef0123\n")
