@@ -344,8 +344,10 @@ class GroundStation:
         if token is not None:
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
+            # surrogateescape: a header's bytes that are not UTF-8 arrive as lone
+            # surrogates, which a plain encode() refused with a 500.
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    value.strip().encode(), token.encode()):
+                    value.strip().encode("utf-8", "surrogateescape"), token.encode()):
                 return _error(401, "unauthorized",
                               "missing or wrong operator token (Authorization: Bearer ...)")
         return None

@@ -230,6 +230,14 @@ def test_hostile_action_bodies_are_a_400_never_a_500(make_station, raw, needle) 
     assert http("GET", st.url + "/api/status")[0] == 200   # still serving
 
 
+def test_a_token_header_that_is_not_utf8_is_a_401_not_a_500(make_station) -> None:
+    st = make_station(connect=False, token="0123456789abcdef0123")
+    # urllib sends a header's characters as Latin-1 bytes: 0xff 0xfe, not UTF-8.
+    status, body, _ = http("POST", st.url + "/api/commands", ZONE,
+                           headers={"Authorization": "Bearer \xff\xfe"})
+    assert status == 401 and body["code"] == "unauthorized", (status, body)
+
+
 def test_config_file(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("0123456789abcdef0123\n")
