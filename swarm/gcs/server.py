@@ -192,7 +192,10 @@ class GroundStation:
         app.router.add_get("/api/stream", self._stream)
         app.router.add_post("/api/commands", self._command)
         app.router.add_get("/api/export/map.geojson", self._export_map)
-        app.router.add_get(r"/api/export/{node:\d+}.{fmt:plan|waypoints}", self._export_plan)
+        # ASCII digits, at most a node id's 10: \d also matches other scripts' digits,
+        # and int() refuses more than 4300 digits with a ValueError (a 500).
+        app.router.add_get(r"/api/export/{node:[0-9]{1,10}}.{fmt:plan|waypoints}",
+                           self._export_plan)
         return app
 
     @web.middleware

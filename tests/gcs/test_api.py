@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,14 @@ def test_a_token_header_that_is_not_utf8_is_a_401_not_a_500(make_station) -> Non
     status, body, _ = http("POST", st.url + "/api/commands", ZONE,
                            headers={"Authorization": "Bearer \xff\xfe"})
     assert status == 401 and body["code"] == "unauthorized", (status, body)
+
+
+def test_an_export_of_a_node_id_of_thousands_of_digits_is_a_404(make_station) -> None:
+    st = make_station(connect=False)
+    for node in ("9" * 5000, "\u0661"):   # int() refuses 4300+ digits; an Arabic-Indic 1
+        status, body, _ = http("GET", st.url + "/api/export/" + urllib.parse.quote(node)
+                               + ".plan")
+        assert status == 404 and body["status"] == "error", (node[:10], status, body)
 
 
 def test_config_file(tmp_path: Path) -> None:
