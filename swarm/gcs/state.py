@@ -147,6 +147,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+#: A drone's name and flight mode, as the status parser holds them (swarm.node_status):
+#: the name also goes into an export's file name (Content-Disposition), where a newline
+#: made aiohttp drop the connection and 10 kB overflowed the browser's header limit.
+_MAX_TEXT = 64
+
+
+def _text(doc: Mapping[str, Any], name: str, what: str) -> str | None:
+    value = _field(doc, name, str, what, required=False)
+    if value is not None and (not 0 < len(value) <= _MAX_TEXT or not value.isprintable()):
+        raise PayloadError(f"{what}.{name}: expected 1 to {_MAX_TEXT} printable characters")
+    return value
+
+
 def _kind_names(kinds: type | tuple[type, ...]) -> str:
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
     return " or ".join(k.__name__ for k in kinds)
@@ -210,7 +223,7 @@ def validate_telemetry(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
     _node_in(doc, node, what)
     lat, lon = _latlon(doc.get("lat"), doc.get("lon"), what)
     out: dict[str, Any] = {"node": node, "lat": lat, "lon": lon}
-    out["name"] = _field(doc, "name", str, what, required=False)
+    out["name"] = _text(doc, "name", what)
     out["t"] = _field(doc, "t", int, what, required=False)
     for name in ("alt_rel_m", "alt_msl_m", "heading_deg", "groundspeed_ms", "battery_pct",
                  "link_score"):
@@ -218,7 +231,7 @@ def validate_telemetry(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
         out[name] = None if value is None else float(value)
     if out["heading_deg"] is not None:
         out["heading_deg"] %= 360.0
-    out["mode"] = _field(doc, "mode", str, what, required=False)
+    out["mode"] = _text(doc, "mode", what)
     out["armed"] = _field(doc, "armed", bool, what, required=False)
     out["mission_seq"] = _field(doc, "mission_seq", int, what, required=False)
     out["fc_connected"] = _field(doc, "fc_connected", bool, what, required=False)
@@ -260,7 +273,7 @@ def validate_plan(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
     what = "plan"
     _node_in(doc, node, what)
     out: dict[str, Any] = {"node": node}
-    out["name"] = _field(doc, "name", str, what, required=False)
+    out["name"] = _text(doc, "name", what)
     out["map_version"] = _field(doc, "map_version", int, what)
     out["status"] = _field(doc, "status", str, what)
     reasons = _field(doc, "reasons", list, what, required=False) or []

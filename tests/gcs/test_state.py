@@ -112,6 +112,23 @@ def test_a_number_no_float_holds_is_dropped_not_raised(topic: str, payload: byte
     assert {k: getattr(state.nodes[1], k) for k in before} == before
 
 
+@pytest.mark.parametrize("bad", ["drone\n1", "\ud800", "x" * 65, "", "\x00"],
+                         ids=["newline", "surrogate", "65-chars", "empty", "nul"])
+def test_telemetry_and_plan_names_follow_the_status_rule(bad: str) -> None:
+    """1 to 64 printable characters, as in a status: the name ends up in an export's
+    Content-Disposition header and on the page."""
+    state = SwarmState("s1")
+    plan = {"v": 1, "node": 1, "map_version": 1, "status": "ok", "mission": []}
+    assert state.ingest(ROOT + "telemetry/1", telemetry(1, name="drone-1"), 0.0)
+    assert state.ingest(ROOT + "plan/1", json.dumps({**plan, "name": "drone-1"}).encode(), 0.0)
+    for topic, payload in (("telemetry/1", telemetry(1, name=bad)),
+                           ("telemetry/1", telemetry(1, mode=bad)),
+                           ("plan/1", json.dumps({**plan, "name": bad}).encode())):
+        assert state.ingest(ROOT + topic, payload, 1.0) == frozenset(), topic
+        assert "printable characters" in state.last_drop
+    assert state.nodes[1].name == "drone-1" and state.nodes[1].telemetry["mode"] == "AUTO"
+
+
 def test_map_never_goes_back_and_bad_geojson_is_refused() -> None:
     state = SwarmState("s1")
     assert state.ingest(ROOT + "map", map_payload(7), 0.0) == {"map", "health"}
