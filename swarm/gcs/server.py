@@ -44,6 +44,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -430,7 +431,10 @@ class GroundStation:
                 mission_plan, home)
         except (ValueError, TypeError) as exc:
             return _error(422, "invalid", f"node {node}'s plan cannot be exported: {exc}")
-        name = f"{record.name}-map-v{plan['map_version']}.{fmt}"
+        # The drone's name is outside input (printable, but '"' would end the quoted
+        # file name and non-ASCII has no agreed header encoding): a safe file name.
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", record.name)
+        name = f"{safe}-map-v{plan['map_version']}.{fmt}"
         return web.Response(text=text, content_type="application/json" if fmt == "plan"
                             else "text/plain",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -247,6 +247,21 @@ def test_an_export_of_a_node_id_of_thousands_of_digits_is_a_404(make_station) ->
         assert status == 404 and body["status"] == "error", (node[:10], status, body)
 
 
+def test_an_export_file_name_is_safe_whatever_the_drone_is_called(make_station) -> None:
+    st = make_station(connect=False)
+    status = {"v": 1, "node": 4, "name": 'a"b\\c é', "online": True, "role": "follower",
+              "term": 1, "commit": 1, "applied": 1, "map_version": 3}
+    plan = {"v": 1, "node": 4, "map_version": 3, "status": "ok",
+            "mission": [[39.76, -121.62, 30.0, 16]], "home": [39.76, -121.62, 100.0]}
+    st.ingest("swarm/t1/status/4", status)
+    st.ingest("swarm/t1/plan/4", plan)
+    for fmt in ("plan", "waypoints"):
+        code, _, headers = http("GET", st.url + f"/api/export/4.{fmt}")
+        assert code == 200
+        assert headers["Content-Disposition"] == \
+            f'attachment; filename="a_b_c__-map-v3.{fmt}"', headers
+
+
 def test_config_file(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("0123456789abcdef0123\n")
