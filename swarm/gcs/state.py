@@ -322,10 +322,47 @@ def validate_map(doc: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(props, dict) or not isinstance(props.get("kind"), str) \
                 or not isinstance(props.get("id"), str):
             raise PayloadError(f"map.features[{k}].properties: needs string 'kind' and 'id'")
+        _check_properties(props, f"map.features[{k}].properties")
     term = doc.get("term")
     return {"version": version, "term": term if isinstance(term, int) else None,
             "node": doc.get("node") if isinstance(doc.get("node"), int) else None,
             "recall": _recall(doc.get("recall")), "doc": dict(doc)}
+
+
+_STRINGS = "list of strings"
+#: The properties the page reads, per feature kind, with their type
+#: (swarm.evacmap.map_to_geojson writes them). The page puts some into HTML unescaped
+#: (a number) and calls .join on the lists: a string there was HTML injection into a
+#: popup, and a string where a list goes threw in the page's map drawing.
+_PAGE_PROPERTIES: dict[str, dict[str, Any]] = {
+    "zone": {"status": str, "source": str, "time_ms": int},
+    "route": {"priority": int, "unsafe": bool, "crosses": _STRINGS},
+    "survivor": {"count": int, "confidence": _NUM, "status": str, "urgent": bool,
+                 "inside": _STRINGS, "reporter": str, "time_ms": int},
+    "sector": {"epoch": int, "current": bool, "survivors": _STRINGS},
+    "drone_home": {"task": str, "alive": bool, "recalled": bool},
+}
+
+
+def _check_properties(props: Mapping[str, Any], what: str) -> None:
+    """Each property the page reads is absent, null or of its type (any other is kept
+    as published: the page does not read it)."""
+    for name, kind in _PAGE_PROPERTIES.get(props["kind"], {}).items():
+        value = props.get(name)
+        if value is None:
+            continue
+        if kind == _STRINGS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PayloadError(f"{what}.{name}: expected a list of strings")
+        elif kind is bool:
+            if not isinstance(value, bool):
+                raise PayloadError(f"{what}.{name}: expected true or false")
+        elif kind is _NUM:
+            if not _finite(value):
+                raise PayloadError(f"{what}.{name}: {_short(value)} is not a finite number")
+        elif isinstance(value, bool) or not isinstance(value, kind):
+            raise PayloadError(f"{what}.{name}: expected {_kind_names(kind)}, "
+                               f"got {type(value).__name__}")
 
 
 def _recall(value: Any) -> dict[str, Any] | None:

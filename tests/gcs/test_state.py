@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from swarm.evacmap import EvacuationMap, SetZone, encode_command, map_to_geojson
+from swarm.evacmap import (
+    EvacuationMap,
+    ReportSurvivor,
+    SetDroneTask,
+    SetRoute,
+    SetZone,
+    encode_command,
+    map_to_geojson,
+)
 from swarm.gcs.state import Limits, SwarmState, parse_topic
 
 ROOT = "swarm/s1/"
@@ -156,6 +164,54 @@ def test_a_map_with_an_unhashable_type_or_a_huge_number_is_dropped_not_raised(sp
     spoil(doc)
     assert state.ingest(ROOT + "map", json.dumps(doc).encode(), 1.0) == frozenset()
     assert "map" in state.last_drop and state.map_doc()["version"] == 7
+
+
+def _every_kind_map(version: int) -> dict:
+    """A map with a feature of each kind the page draws (a sector added as the agents'
+    map_to_geojson writes one: it needs a committed assignment)."""
+    m = EvacuationMap()
+    ring = ((-121.62, 39.76), (-121.61, 39.76), (-121.61, 39.77))
+    for i, command in enumerate([
+            SetZone(id="z1", polygon=ring, status="burning", source="drone-1", time_ms=1),
+            SetRoute("r1", [[-121.625, 39.755, 30.0], [-121.605, 39.775, 30.0]], 1),
+            ReportSurvivor("s1", [-121.615, 39.765], 3, 0.8, "drone-1", 1),
+            SetDroneTask("drone-1", "search", True, False, [-121.6, 39.75, 300.0])], 1):
+        assert m.apply_command(i, command).ok
+    doc = map_to_geojson(m)
+    zone_geometry = doc["features"][0]["geometry"]
+    doc["features"].append({"type": "Feature", "id": "sector:drone-1", "properties": {
+        "kind": "sector", "id": "drone-1", "epoch": 1, "current": True, "survivors": ["s1"]},
+        "geometry": {"type": "MultiPolygon", "coordinates": [zone_geometry["coordinates"]]}})
+    doc.update(v=1, version=version, term=3, node=1)
+    return doc
+
+
+@pytest.mark.parametrize("kind, name, value", [
+    ("route", "priority", "<img src=/api/status>"),   # the page writes it into HTML as is
+    ("survivor", "count", "<b>9</b>"),
+    ("sector", "epoch", "<i>1</i>"),
+    ("route", "crosses", "z1"),            # the page calls .join on it: a string threw
+    ("survivor", "inside", ["z1", 7]),
+    ("sector", "survivors", {}),
+    ("route", "unsafe", "yes"),
+    ("survivor", "confidence", "high"),
+    ("zone", "time_ms", 1.5),
+    ("drone_home", "recalled", 1),
+])
+def test_map_properties_the_page_reads_are_typed(kind: str, name: str, value: object) -> None:
+    state = SwarmState("s1")
+    good = _every_kind_map(7)
+    assert {f["properties"]["kind"] for f in good["features"]} == {
+        "zone", "route", "survivor", "drone_home", "sector"}
+    assert state.ingest(ROOT + "map", json.dumps(good).encode(), 0.0) == {"map", "health"}
+    bad = _every_kind_map(8)
+    props = next(f["properties"] for f in bad["features"] if f["properties"]["kind"] == kind)
+    props[name] = value
+    assert state.ingest(ROOT + "map", json.dumps(bad).encode(), 1.0) == frozenset()
+    assert f"properties.{name}" in state.last_drop, state.last_drop
+    assert state.map_doc()["version"] == 7
+    props[name] = None   # absent or null: the page copes (a swarm of older agents)
+    assert state.ingest(ROOT + "map", json.dumps(bad).encode(), 2.0) == {"map", "health"}
 
 
 def test_bounded_nodes_events_and_track() -> None:
