@@ -178,9 +178,11 @@ def _node_id(value: object, what: str) -> int:
 
 
 def _number(value: object) -> TypeGuard[float]:
-    """A finite number in [0, 2**64) (durations, scores; never a bool)."""
+    """A finite number in [0, 2**64) (durations, scores; never a bool). The range is
+    compared first: math.isfinite raises OverflowError on an int too big for a float
+    (JSON allows 10**400), which would escape every status reader."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and 0 <= value <= MAX_U64)
+            and 0 <= value <= MAX_U64 and math.isfinite(value))
 
 
 def _text(doc: Mapping[str, Any], name: str, where: str = "") -> str | None:

@@ -28,6 +28,7 @@ RFC 7946 rules followed (section numbers of the RFC):
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,7 @@ def _check_object(obj: Any, where: str, out: list[str]) -> None:
         if "id" in obj and (isinstance(obj["id"], bool)
                             or not isinstance(obj["id"], (str, int, float))):
             out.append(f"{where}.id: must be a string or number (3.2)")
-    elif kind in _GEOMETRY_TYPES:
+    elif isinstance(kind, str) and kind in _GEOMETRY_TYPES:  # (a list is unhashable)
         _check_geometry(obj, where, out)
     else:
         out.append(f"{where}: unknown or missing 'type' {kind!r}")
@@ -275,8 +276,11 @@ def _check_bbox(bbox: Any, where: str, out: list[str]) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    # An int is compared, not converted: math.isfinite raises OverflowError on one no
+    # float holds (10**400 is valid JSON), and the checker must only ever report.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
 
 
 def _check_position(pos: Any, where: str, out: list[str]) -> bool:
@@ -318,7 +322,7 @@ def _check_geometry(geom: Any, where: str, out: list[str]) -> None:
         out.append(f"{where}: geometry must be an object")
         return
     kind = geom.get("type")
-    if kind not in _GEOMETRY_TYPES:
+    if not isinstance(kind, str) or kind not in _GEOMETRY_TYPES:
         out.append(f"{where}: unknown geometry type {kind!r} (3.1)")
         return
     if kind == "GeometryCollection":

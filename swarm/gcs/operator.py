@@ -72,8 +72,8 @@ def build_command(body: object, operator: str, now_ms: int) -> Command:
     if not isinstance(body, Mapping):
         raise CommandError("command: expected a JSON object")
     kind = body.get("type")
-    if kind not in OPERATOR_COMMANDS:
-        raise CommandError(f"command.type: {kind!r} is not an operator action "
+    if not isinstance(kind, str) or kind not in OPERATOR_COMMANDS:  # (a list is unhashable)
+        raise CommandError(f"command.type: {repr(kind)[:80]} is not an operator action "
                            f"(allowed: {', '.join(sorted(OPERATOR_COMMANDS))})")
     fields = dict(body)
     stamp = _STAMPED.get(kind)

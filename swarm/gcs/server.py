@@ -44,6 +44,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ from mavlink_bridge.plan import (
 )
 from swarm.client import SwarmClient
 from swarm.evacmap import MAX_COMMAND_BYTES, CommandError
+from swarm.evacmap.commands import load_json
 from swarm.planner import GeoPoint, write_qgc_plan, write_wpl
 
 from .config import GcsConfig, is_loopback
@@ -191,7 +193,10 @@ class GroundStation:
         app.router.add_get("/api/stream", self._stream)
         app.router.add_post("/api/commands", self._command)
         app.router.add_get("/api/export/map.geojson", self._export_map)
-        app.router.add_get(r"/api/export/{node:\d+}.{fmt:plan|waypoints}", self._export_plan)
+        # ASCII digits, at most a node id's 10: \d also matches other scripts' digits,
+        # and int() refuses more than 4300 digits with a ValueError (a 500).
+        app.router.add_get(r"/api/export/{node:[0-9]{1,10}}.{fmt:plan|waypoints}",
+                           self._export_plan)
         return app
 
     @web.middleware
@@ -343,8 +348,10 @@ class GroundStation:
         if token is not None:
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
+            # surrogateescape: a header's bytes that are not UTF-8 arrive as lone
+            # surrogates, which a plain encode() refused with a 500.
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    value.strip().encode(), token.encode()):
+                    value.strip().encode("utf-8", "surrogateescape"), token.encode()):
                 return _error(401, "unauthorized",
                               "missing or wrong operator token (Authorization: Bearer ...)")
         return None
@@ -355,11 +362,14 @@ class GroundStation:
             self._log_rejected(refused)
             return refused
         try:
-            body = json.loads(await request.read())
+            # The map's own strict decoding (swarm.evacmap.load_json): UTF-8, no
+            # duplicate keys, no NaN, bounded nesting and digits. json.loads let a
+            # deeply nested body raise RecursionError here, a 500.
+            body = load_json(await request.read(), 2 * MAX_COMMAND_BYTES, "body")
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "bad_request", f"a command is at most {MAX_COMMAND_BYTES} bytes")
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, "bad_request", f"body is not valid JSON: {exc}")
+        except CommandError as exc:
+            return _error(400, "bad_request", str(exc))
         try:
             command = build_command(body, self.config.operator, int(time.time() * 1000))
         except CommandError as exc:
@@ -421,7 +431,10 @@ class GroundStation:
                 mission_plan, home)
         except (ValueError, TypeError) as exc:
             return _error(422, "invalid", f"node {node}'s plan cannot be exported: {exc}")
-        name = f"{record.name}-map-v{plan['map_version']}.{fmt}"
+        # The drone's name is outside input (printable, but '"' would end the quoted
+        # file name and non-ASCII has no agreed header encoding): a safe file name.
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", record.name)
+        name = f"{safe}-map-v{plan['map_version']}.{fmt}"
         return web.Response(text=text, content_type="application/json" if fmt == "plan"
                             else "text/plain",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -18,6 +18,7 @@ size limits.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,8 +136,27 @@ def _field(doc: Mapping[str, Any], name: str, kinds: type | tuple[type, ...], wh
     if not isinstance(value, kinds) or (is_bool and not wants_bool):
         raise PayloadError(f"{what}.{name}: expected {_kind_names(kinds)}, "
                            f"got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, (int, float)) and not is_bool and not _finite(value):
         raise PayloadError(f"{what}.{name}: not a finite number")
+    return value
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 40 characters (it goes into ``last_drop``, shown on the page)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: A drone's name and flight mode, as the status parser holds them (swarm.node_status):
+#: the name also goes into an export's file name (Content-Disposition), where a newline
+#: made aiohttp drop the connection and 10 kB overflowed the browser's header limit.
+_MAX_TEXT = 64
+
+
+def _text(doc: Mapping[str, Any], name: str, what: str) -> str | None:
+    value = _field(doc, name, str, what, required=False)
+    if value is not None and (not 0 < len(value) <= _MAX_TEXT or not value.isprintable()):
+        raise PayloadError(f"{what}.{name}: expected 1 to {_MAX_TEXT} printable characters")
     return value
 
 
@@ -148,10 +168,18 @@ def _kind_names(kinds: type | tuple[type, ...]) -> str:
 _NUM = (int, float)
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number a float can hold (never a bool). JSON allows 10**400, which
+    float() and math.isfinite refuse with OverflowError, not a PayloadError."""
+    if isinstance(value, bool) or not isinstance(value, _NUM):
+        return False
+    return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
+
+
 def _latlon(lat: Any, lon: Any, what: str) -> tuple[float, float]:
     for value, name, bound in ((lat, "latitude", 90), (lon, "longitude", 180)):
-        if isinstance(value, bool) or not isinstance(value, _NUM) or not math.isfinite(value):
-            raise PayloadError(f"{what}: {name} {value!r} is not a finite number")
+        if not _finite(value):
+            raise PayloadError(f"{what}: {name} {_short(value)} is not a finite number")
         if abs(value) > bound:
             raise PayloadError(f"{what}: {name} {value} is outside [-{bound}, {bound}]")
     return float(lat), float(lon)
@@ -195,7 +223,7 @@ def validate_telemetry(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
     _node_in(doc, node, what)
     lat, lon = _latlon(doc.get("lat"), doc.get("lon"), what)
     out: dict[str, Any] = {"node": node, "lat": lat, "lon": lon}
-    out["name"] = _field(doc, "name", str, what, required=False)
+    out["name"] = _text(doc, "name", what)
     out["t"] = _field(doc, "t", int, what, required=False)
     for name in ("alt_rel_m", "alt_msl_m", "heading_deg", "groundspeed_ms", "battery_pct",
                  "link_score"):
@@ -203,7 +231,7 @@ def validate_telemetry(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
         out[name] = None if value is None else float(value)
     if out["heading_deg"] is not None:
         out["heading_deg"] %= 360.0
-    out["mode"] = _field(doc, "mode", str, what, required=False)
+    out["mode"] = _text(doc, "mode", what)
     out["armed"] = _field(doc, "armed", bool, what, required=False)
     out["mission_seq"] = _field(doc, "mission_seq", int, what, required=False)
     out["fc_connected"] = _field(doc, "fc_connected", bool, what, required=False)
@@ -221,8 +249,8 @@ def _points(value: Any, what: str, width: int, limit: int = 10_000) -> list[list
         lat, lon = _latlon(point[0], point[1], f"{what}[{k}]")
         rest = point[2:width]
         for j, cell in enumerate(rest, start=2):
-            if isinstance(cell, bool) or not isinstance(cell, _NUM) or not math.isfinite(cell):
-                raise PayloadError(f"{what}[{k}][{j}]: {cell!r} is not a finite number")
+            if not _finite(cell):
+                raise PayloadError(f"{what}[{k}][{j}]: {_short(cell)} is not a finite number")
         out.append([lat, lon, *rest])
     return out
 
@@ -236,8 +264,8 @@ def _item_rows(value: Any, what: str) -> list[list[Any]]:
         for j, cell in enumerate(row):
             if cell is None and 2 <= j <= 5:
                 continue  # a NaN param travels as null
-            if isinstance(cell, bool) or not isinstance(cell, _NUM) or not math.isfinite(cell):
-                raise PayloadError(f"{what}[{k}][{j}]: {cell!r} is not a finite number")
+            if not _finite(cell):
+                raise PayloadError(f"{what}[{k}][{j}]: {_short(cell)} is not a finite number")
     return value
 
 
@@ -245,7 +273,7 @@ def validate_plan(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
     what = "plan"
     _node_in(doc, node, what)
     out: dict[str, Any] = {"node": node}
-    out["name"] = _field(doc, "name", str, what, required=False)
+    out["name"] = _text(doc, "name", what)
     out["map_version"] = _field(doc, "map_version", int, what)
     out["status"] = _field(doc, "status", str, what)
     reasons = _field(doc, "reasons", list, what, required=False) or []
@@ -264,8 +292,8 @@ def validate_plan(doc: Mapping[str, Any], node: int) -> dict[str, Any]:
             raise PayloadError(f"{what}.home: expected [lat, lon, alt_msl_m]")
         lat, lon = _latlon(home[0], home[1], f"{what}.home")
         alt = home[2]
-        if isinstance(alt, bool) or not isinstance(alt, _NUM) or not math.isfinite(alt):
-            raise PayloadError(f"{what}.home[2]: {alt!r} is not a finite number")
+        if not _finite(alt):
+            raise PayloadError(f"{what}.home[2]: {_short(alt)} is not a finite number")
         home = [lat, lon, float(alt)]
     out["home"] = home
     items = _field(doc, "items", dict, what, required=False)
@@ -294,10 +322,47 @@ def validate_map(doc: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(props, dict) or not isinstance(props.get("kind"), str) \
                 or not isinstance(props.get("id"), str):
             raise PayloadError(f"map.features[{k}].properties: needs string 'kind' and 'id'")
+        _check_properties(props, f"map.features[{k}].properties")
     term = doc.get("term")
     return {"version": version, "term": term if isinstance(term, int) else None,
             "node": doc.get("node") if isinstance(doc.get("node"), int) else None,
             "recall": _recall(doc.get("recall")), "doc": dict(doc)}
+
+
+_STRINGS = "list of strings"
+#: The properties the page reads, per feature kind, with their type
+#: (swarm.evacmap.map_to_geojson writes them). The page puts some into HTML unescaped
+#: (a number) and calls .join on the lists: a string there was HTML injection into a
+#: popup, and a string where a list goes threw in the page's map drawing.
+_PAGE_PROPERTIES: dict[str, dict[str, Any]] = {
+    "zone": {"status": str, "source": str, "time_ms": int},
+    "route": {"priority": int, "unsafe": bool, "crosses": _STRINGS},
+    "survivor": {"count": int, "confidence": _NUM, "status": str, "urgent": bool,
+                 "inside": _STRINGS, "reporter": str, "time_ms": int},
+    "sector": {"epoch": int, "current": bool, "survivors": _STRINGS},
+    "drone_home": {"task": str, "alive": bool, "recalled": bool},
+}
+
+
+def _check_properties(props: Mapping[str, Any], what: str) -> None:
+    """Each property the page reads is absent, null or of its type (any other is kept
+    as published: the page does not read it)."""
+    for name, kind in _PAGE_PROPERTIES.get(props["kind"], {}).items():
+        value = props.get(name)
+        if value is None:
+            continue
+        if kind == _STRINGS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PayloadError(f"{what}.{name}: expected a list of strings")
+        elif kind is bool:
+            if not isinstance(value, bool):
+                raise PayloadError(f"{what}.{name}: expected true or false")
+        elif kind is _NUM:
+            if not _finite(value):
+                raise PayloadError(f"{what}.{name}: {_short(value)} is not a finite number")
+        elif isinstance(value, bool) or not isinstance(value, kind):
+            raise PayloadError(f"{what}.{name}: expected {_kind_names(kind)}, "
+                               f"got {type(value).__name__}")
 
 
 def _recall(value: Any) -> dict[str, Any] | None:

@@ -63,7 +63,8 @@ class MbTiles(TileSource):
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise ValueError(f"{self.path} is not an MBTiles file: {exc}") from None
-        fmt = (row[0] if row else "png").lower()
+        fmt = row[0] if row else "png"
+        fmt = fmt.lower() if isinstance(fmt, str) else fmt   # a DB file: any SQLite type
         if fmt not in _TYPES:
             self._db.close()
             raise ValueError(f"{self.path}: tile format {fmt!r} is not an image format "
@@ -78,7 +79,11 @@ class MbTiles(TileSource):
             row = self._db.execute(
                 "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? "
                 "AND tile_row = ?", (z, x, 2**z - 1 - y)).fetchone()
-        return (bytes(row[0]), self.content_type) if row else None
+        # Only a BLOB is a tile. The file is outside input and SQLite columns take any
+        # type: bytes() of an INTEGER 3000000000 allocates 3 GB of zeros, of TEXT or
+        # NULL it raises (a 500).
+        data = row[0] if row else None
+        return (data, self.content_type) if isinstance(data, bytes) else None
 
     def close(self) -> None:
         self._db.close()

@@ -310,6 +310,26 @@ def test_malformed_retained_statuses_are_ignored_never_a_crash(mosquitto: LocalB
         node.close()
 
 
+def test_a_status_with_an_int_no_float_holds_is_refused_not_raised() -> None:
+    """In process (no broker): the status handler, as the bus calls it. A number field
+    holding 10**400 (valid JSON) raised OverflowError out of parse_status, so the bus
+    logged it and the client went on trusting the node's previous status."""
+    from swarm.bus.client import Received
+
+    client = SwarmClient(["127.0.0.1:1"], "huge")
+    good = {"v": 1, "node": 1, "online": True, "role": "leader", "term": 2, "leader": 1}
+    client._on_status(Received(topics.status("huge", 1), json.dumps(good).encode(), 1, True))
+    assert client.leader() == 1
+    for field in ('"link_score"', '"peers": {"2": {"last_contact_ms"'):
+        closing = "}}" if "peers" in field else ""
+        payload = json.dumps(good)[:-1] + f", {field}: 1{'0' * 400}{closing}}}"
+        client._on_status(Received(topics.status("huge", 1), payload.encode(), 1, True))
+        assert "is not a number in" in client.rejected()[1], field
+        assert client.leader() is None   # its earlier status is forgotten, not kept
+        client._on_status(Received(topics.status("huge", 1), json.dumps(good).encode(), 1,
+                                   True))
+
+
 def test_client_commands_ignore_malformed_statuses(mosquitto: LocalBroker) -> None:
     node = _ScriptedNode(mosquitto, "garbled", _committing)
     publisher = _publish_garbage(mosquitto, "garbled")

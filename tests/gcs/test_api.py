@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,55 @@ def test_without_broker_actions_fail_cleanly(make_station) -> None:
     assert http("GET", st.url + "/api/map")[1] == {"type": "FeatureCollection", "features": [],
                                                    "version": None}
     assert any(a["kind"] == "broker" for a in http("GET", st.url + "/api/status")[1]["alerts"])
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (b"[" * 100_000, "nested too deeply"),         # json.loads raised RecursionError: a 500
+    (b'{"type": ["set_zone"]}', "not an operator action"),   # unhashable: TypeError, a 500
+    (b'{"type": {}}', "not an operator action"),
+    (b'{"type": "remove_zone", "id": "a", "id": "b"}', "duplicate key"),
+    (b'{"type": "remove_zone", "id": NaN}', "NaN"),
+    (b'{"type": "remove_zone", "id": ' + b"1" * 5000 + b"}", "not valid JSON"),
+    (b"\xff\xfe", "not UTF-8"),
+])
+def test_hostile_action_bodies_are_a_400_never_a_500(make_station, raw, needle) -> None:
+    """No broker needed: each is refused before anything would be proposed."""
+    st = make_station(connect=False)
+    status, body, _ = http("POST", st.url + "/api/commands", raw=raw)
+    assert status == 400 and body["status"] == "error", (status, body)
+    assert needle in body["message"], body
+    assert http("GET", st.url + "/api/status")[0] == 200   # still serving
+
+
+def test_a_token_header_that_is_not_utf8_is_a_401_not_a_500(make_station) -> None:
+    st = make_station(connect=False, token="0123456789abcdef0123")
+    # urllib sends a header's characters as Latin-1 bytes: 0xff 0xfe, not UTF-8.
+    status, body, _ = http("POST", st.url + "/api/commands", ZONE,
+                           headers={"Authorization": "Bearer \xff\xfe"})
+    assert status == 401 and body["code"] == "unauthorized", (status, body)
+
+
+def test_an_export_of_a_node_id_of_thousands_of_digits_is_a_404(make_station) -> None:
+    st = make_station(connect=False)
+    for node in ("9" * 5000, "\u0661"):   # int() refuses 4300+ digits; an Arabic-Indic 1
+        status, body, _ = http("GET", st.url + "/api/export/" + urllib.parse.quote(node)
+                               + ".plan")
+        assert status == 404 and body["status"] == "error", (node[:10], status, body)
+
+
+def test_an_export_file_name_is_safe_whatever_the_drone_is_called(make_station) -> None:
+    st = make_station(connect=False)
+    status = {"v": 1, "node": 4, "name": 'a"b\\c é', "online": True, "role": "follower",
+              "term": 1, "commit": 1, "applied": 1, "map_version": 3}
+    plan = {"v": 1, "node": 4, "map_version": 3, "status": "ok",
+            "mission": [[39.76, -121.62, 30.0, 16]], "home": [39.76, -121.62, 100.0]}
+    st.ingest("swarm/t1/status/4", status)
+    st.ingest("swarm/t1/plan/4", plan)
+    for fmt in ("plan", "waypoints"):
+        code, _, headers = http("GET", st.url + f"/api/export/4.{fmt}")
+        assert code == 200
+        assert headers["Content-Disposition"] == \
+            f'attachment; filename="a_b_c__-map-v3.{fmt}"', headers
 
 
 def test_config_file(tmp_path: Path) -> None:

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from swarm.evacmap import EvacuationMap, SetZone, encode_command, map_to_geojson
+from swarm.evacmap import (
+    EvacuationMap,
+    ReportSurvivor,
+    SetDroneTask,
+    SetRoute,
+    SetZone,
+    encode_command,
+    map_to_geojson,
+)
 from swarm.gcs.state import Limits, SwarmState, parse_topic
 
 ROOT = "swarm/s1/"
@@ -83,6 +91,52 @@ def test_malformed_telemetry_is_dropped(payload: bytes) -> None:
     assert state.nodes[1].telemetry == before
 
 
+#: A JSON number no float can hold: valid JSON (json.loads accepts it), but float() and
+#: math.isfinite raise OverflowError on it.
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize("topic, payload", [
+    ("status/1", status(1)[:-1] + f', "link_score": {HUGE}}}'.encode()),
+    ("status/1", status(1)[:-1] + f', "peers": {{"2": {{"last_contact_ms": {HUGE}}}}}}}'.encode()),
+    ("telemetry/1", telemetry(1)[:-1] + f', "groundspeed_ms": {HUGE}}}'.encode()),
+    ("telemetry/1", telemetry(1)[:-1] + f', "alt_rel_m": -{HUGE}}}'.encode()),
+    ("telemetry/1", f'{{"v": 1, "node": 1, "lat": {HUGE}, "lon": 0}}'.encode()),
+    ("plan/1", f'{{"v": 1, "node": 1, "map_version": 1, "status": "ok", '
+               f'"mission": [[39.7, -121.6, {HUGE}, 16]]}}'.encode()),
+    ("plan/1", f'{{"v": 1, "node": 1, "map_version": 1, "status": "ok", "mission": [], '
+               f'"home": [39.7, -121.6, {HUGE}]}}'.encode()),
+    ("plan/1", f'{{"v": 1, "node": 1, "map_version": 1, "status": "ok", "mission": [], '
+               f'"items": {{"mission": [[16, 6, 0, 0, 0, 0, 1, 1, {HUGE}, 1]]}}}}'.encode()),
+])
+def test_a_number_no_float_holds_is_dropped_not_raised(topic: str, payload: bytes) -> None:
+    state = SwarmState("s1")
+    state.ingest(ROOT + "status/1", status(1), 0.0)
+    state.ingest(ROOT + "telemetry/1", telemetry(1), 0.0)
+    before = {k: getattr(state.nodes[1], k) for k in ("status", "telemetry", "plan")}
+    assert state.ingest(ROOT + topic, payload, 1.0) == frozenset()
+    assert "finite number" in state.last_drop or "is not a number in" in state.last_drop
+    assert len(state.last_drop) < 200   # the number is cut, not shown whole
+    assert {k: getattr(state.nodes[1], k) for k in before} == before
+
+
+@pytest.mark.parametrize("bad", ["drone\n1", "\ud800", "x" * 65, "", "\x00"],
+                         ids=["newline", "surrogate", "65-chars", "empty", "nul"])
+def test_telemetry_and_plan_names_follow_the_status_rule(bad: str) -> None:
+    """1 to 64 printable characters, as in a status: the name ends up in an export's
+    Content-Disposition header and on the page."""
+    state = SwarmState("s1")
+    plan = {"v": 1, "node": 1, "map_version": 1, "status": "ok", "mission": []}
+    assert state.ingest(ROOT + "telemetry/1", telemetry(1, name="drone-1"), 0.0)
+    assert state.ingest(ROOT + "plan/1", json.dumps({**plan, "name": "drone-1"}).encode(), 0.0)
+    for topic, payload in (("telemetry/1", telemetry(1, name=bad)),
+                           ("telemetry/1", telemetry(1, mode=bad)),
+                           ("plan/1", json.dumps({**plan, "name": bad}).encode())):
+        assert state.ingest(ROOT + topic, payload, 1.0) == frozenset(), topic
+        assert "printable characters" in state.last_drop
+    assert state.nodes[1].name == "drone-1" and state.nodes[1].telemetry["mode"] == "AUTO"
+
+
 def test_map_never_goes_back_and_bad_geojson_is_refused() -> None:
     state = SwarmState("s1")
     assert state.ingest(ROOT + "map", map_payload(7), 0.0) == {"map", "health"}
@@ -93,6 +147,71 @@ def test_map_never_goes_back_and_bad_geojson_is_refused() -> None:
     assert state.ingest(ROOT + "map", json.dumps(broken).encode(), 2.0) == frozenset()
     assert "not valid GeoJSON" in state.last_drop
     assert state.map_doc()["version"] == 7
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda doc: doc["features"][0]["geometry"].update(type=["Polygon"]),
+    lambda doc: doc["features"][0]["geometry"].update(type={}),
+    lambda doc: doc["features"][0]["geometry"]["coordinates"][0][0].__setitem__(0, 10**400),
+    lambda doc: doc.update(bbox=[0, 0, 10**400, 1]),
+], ids=["type-list", "type-object", "huge-longitude", "huge-bbox"])
+def test_a_map_with_an_unhashable_type_or_a_huge_number_is_dropped_not_raised(spoil) -> None:
+    """The RFC 7946 check only reports: a 'type' that is a list (unhashable in a set
+    lookup) or a coordinate no float holds raised out of ingest instead."""
+    state = SwarmState("s1")
+    state.ingest(ROOT + "map", map_payload(7), 0.0)
+    doc = json.loads(map_payload(8))
+    spoil(doc)
+    assert state.ingest(ROOT + "map", json.dumps(doc).encode(), 1.0) == frozenset()
+    assert "map" in state.last_drop and state.map_doc()["version"] == 7
+
+
+def _every_kind_map(version: int) -> dict:
+    """A map with a feature of each kind the page draws (a sector added as the agents'
+    map_to_geojson writes one: it needs a committed assignment)."""
+    m = EvacuationMap()
+    ring = ((-121.62, 39.76), (-121.61, 39.76), (-121.61, 39.77))
+    for i, command in enumerate([
+            SetZone(id="z1", polygon=ring, status="burning", source="drone-1", time_ms=1),
+            SetRoute("r1", [[-121.625, 39.755, 30.0], [-121.605, 39.775, 30.0]], 1),
+            ReportSurvivor("s1", [-121.615, 39.765], 3, 0.8, "drone-1", 1),
+            SetDroneTask("drone-1", "search", True, False, [-121.6, 39.75, 300.0])], 1):
+        assert m.apply_command(i, command).ok
+    doc = map_to_geojson(m)
+    zone_geometry = doc["features"][0]["geometry"]
+    doc["features"].append({"type": "Feature", "id": "sector:drone-1", "properties": {
+        "kind": "sector", "id": "drone-1", "epoch": 1, "current": True, "survivors": ["s1"]},
+        "geometry": {"type": "MultiPolygon", "coordinates": [zone_geometry["coordinates"]]}})
+    doc.update(v=1, version=version, term=3, node=1)
+    return doc
+
+
+@pytest.mark.parametrize("kind, name, value", [
+    ("route", "priority", "<img src=/api/status>"),   # the page writes it into HTML as is
+    ("survivor", "count", "<b>9</b>"),
+    ("sector", "epoch", "<i>1</i>"),
+    ("route", "crosses", "z1"),            # the page calls .join on it: a string threw
+    ("survivor", "inside", ["z1", 7]),
+    ("sector", "survivors", {}),
+    ("route", "unsafe", "yes"),
+    ("survivor", "confidence", "high"),
+    ("zone", "time_ms", 1.5),
+    ("drone_home", "recalled", 1),
+])
+def test_map_properties_the_page_reads_are_typed(kind: str, name: str, value: object) -> None:
+    state = SwarmState("s1")
+    good = _every_kind_map(7)
+    assert {f["properties"]["kind"] for f in good["features"]} == {
+        "zone", "route", "survivor", "drone_home", "sector"}
+    assert state.ingest(ROOT + "map", json.dumps(good).encode(), 0.0) == {"map", "health"}
+    bad = _every_kind_map(8)
+    props = next(f["properties"] for f in bad["features"] if f["properties"]["kind"] == kind)
+    props[name] = value
+    assert state.ingest(ROOT + "map", json.dumps(bad).encode(), 1.0) == frozenset()
+    assert f"properties.{name}" in state.last_drop, state.last_drop
+    assert state.map_doc()["version"] == 7
+    props[name] = None   # absent or null: the page copes (a swarm of older agents)
+    assert state.ingest(ROOT + "map", json.dumps(bad).encode(), 2.0) == {"map", "health"}
 
 
 def test_bounded_nodes_events_and_track() -> None:
