@@ -26,25 +26,37 @@ EPILOG = """exit status:
 
 
 def _summary(version: int, doc: dict[str, Any]) -> str:
+    """One line per kind and per feature. The map comes from the wire (any client that
+    may publish on this call's reply topic can forge one), so a feature that is not the
+    shape docs/map.md gives is counted, not shown, never a crash."""
     lines = [f"map version {version}"]
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for f in doc.get("features", []):
-        by_kind.setdefault(f["properties"]["kind"], []).append(f)
-    for kind in ("search_area", "zone", "route", "survivor", "drone_home"):
-        features = by_kind.get(kind, [])
-        if not features:
+    by_kind: dict[str, list[tuple[object, dict[str, Any]]]] = {}
+    malformed = 0
+    features = doc.get("features")
+    for f in features if isinstance(features, list) else []:
+        props = f.get("properties") if isinstance(f, dict) else None
+        if not isinstance(props, dict) or not isinstance(props.get("kind"), str):
+            malformed += 1
             continue
-        lines.append(f"{kind}s: {len(features)}")
-        for f in features:
-            p = f["properties"]
-            detail = {"zone": lambda: p["status"],
-                      "route": lambda: "UNSAFE" if p["unsafe"] else "safe",
-                      "survivor": lambda: f"{p['count']} people, {p['status']}"
-                                          + (", URGENT" if p["urgent"] else ""),
-                      "drone_home": lambda: f"task {p['task']}",
+        by_kind.setdefault(props["kind"], []).append((f.get("id"), props))
+    for kind in ("search_area", "zone", "route", "survivor", "drone_home"):
+        members = by_kind.get(kind, [])
+        if not members:
+            continue
+        lines.append(f"{kind}s: {len(members)}")
+        for fid, p in members:
+            detail = {"zone": lambda: f"{p.get('status')}",
+                      "route": lambda: "UNSAFE" if p.get("unsafe") else "safe",
+                      "survivor": lambda: f"{p.get('count')} people, {p.get('status')}"
+                                          + (", URGENT" if p.get("urgent") else ""),
+                      "drone_home": lambda: f"task {p.get('task')}",
                       "search_area": lambda: ""}[kind]()
-            lines.append(f"  {f['id']}  {detail}".rstrip())
-    return "\n".join(lines)
+            lines.append(f"  {fid}  {detail}".rstrip())
+    if malformed:
+        lines.append(f"({malformed} malformed features not shown)")
+    # A forged id may hold an unpaired surrogate (valid JSON, not Unicode text), which
+    # printing to a UTF-8 terminal would raise on: escaped instead.
+    return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -492,3 +492,22 @@ def test_malformed_replies_are_set_aside_and_the_call_takes_the_real_one(
     finally:
         client.close()
         node.close()
+
+
+def test_swarm_reads_summary_counts_malformed_features_and_never_raises() -> None:
+    # The map in a read reply comes off the wire: whoever may publish on the reply topic
+    # can forge one. Well-formed features are listed, the rest counted.
+    from swarm.cli.read import _summary
+
+    doc = {"features": [
+        {"id": "zone:a", "properties": {"kind": "zone", "status": "burning"}},
+        {"id": "zone:\ud800", "properties": {"kind": "zone"}},   # no status, id not text
+        {"id": "route:r", "properties": {"kind": "route", "unsafe": True}},
+        "not a feature", {"properties": []}, {"properties": {"kind": 3}}, {},
+    ]}
+    text = _summary(7, doc)
+    assert text.splitlines() == ["map version 7", "zones: 2", "  zone:a  burning",
+                                 "  zone:\\ud800  None", "routes: 1", "  route:r  UNSAFE",
+                                 "(4 malformed features not shown)"]
+    text.encode("utf-8")   # printable to any UTF-8 terminal
+    assert _summary(1, {"features": "nope"}) == "map version 1"
