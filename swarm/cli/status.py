@@ -39,6 +39,18 @@ EPILOG = """exit status:
   3  no broker answered, or no leader; a retry may work"""
 
 
+def _raw_json(status: Mapping[str, Any]) -> Any:
+    """A status as published, for ``--json``: only what strict JSON can carry. Its
+    fields beyond the ones parse_status checks come straight off the wire, where
+    Python's JSON reader accepts NaN and Infinity (which would make the output invalid
+    JSON) and nesting that json.dumps cannot print back."""
+    try:
+        json.dumps(status, allow_nan=False)
+    except (ValueError, RecursionError) as exc:
+        return {"not_shown": f"not strict JSON: {str(exc)[:80]}"}
+    return status
+
+
 def rows(statuses: Mapping[int, Mapping[str, Any]], now_ms: int,
          rejected: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
     """One row per node, from its status as published (``SwarmClient.statuses``) or the
@@ -139,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = rows(statuses, int(time.time() * 1000), rejected)
     has_leader = any(r["role"] == "leader" for r in table)
     if args.json:
-        print(json.dumps({"nodes": table, "raw": {str(n): s for n, s in statuses.items()}},
-                         indent=2, sort_keys=True))
+        print(json.dumps({"nodes": table, "raw": {str(n): _raw_json(s)
+                                                   for n, s in statuses.items()}},
+                         indent=2, sort_keys=True, allow_nan=False))
         return 0 if has_leader else 3
     from rich.console import Console
     from rich.markup import escape

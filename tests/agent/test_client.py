@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -511,3 +512,16 @@ def test_swarm_reads_summary_counts_malformed_features_and_never_raises() -> Non
                                  "(4 malformed features not shown)"]
     text.encode("utf-8")   # printable to any UTF-8 terminal
     assert _summary(1, {"features": "nope"}) == "map version 1"
+
+
+def test_swarm_status_json_prints_strict_json_whatever_a_status_carries() -> None:
+    # Fields parse_status does not check come off the wire as published: NaN is valid
+    # to Python's reader, never in the output.
+    from swarm.cli.status import _raw_json
+
+    assert _raw_json({"v": 1, "x": 1.5}) == {"v": 1, "x": 1.5}
+    assert "not strict JSON" in _raw_json({"v": 1, "x": float("nan")})["not_shown"]
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    assert "not_shown" in _raw_json({"v": 1, "deep": deep})
