@@ -219,3 +219,21 @@ def test_a_polygon_of_many_holes_gets_the_verdict_of_the_pairwise_rule():
                                              [-119.9, 38.001]]
     error = decode_result(m.apply(2, json.dumps(crossing).encode())).error
     assert error is not None and "Hole lies outside shell: ring 150" in error
+
+
+@pytest.mark.parametrize("drone", [["d1"], {"a": 1}, [], 7, None])
+def test_a_snapshot_launch_naming_a_drone_by_a_non_string_is_a_value_error(drone):
+    """``"launch": [{"drone": [...]}]`` in a snapshot raised TypeError (unhashable, from
+    the membership test) out of restore, not the ValueError its installer expects."""
+    from swarm.evacmap import Launch, SetDroneTask, canonical_json
+
+    source = EvacuationMap()
+    source.apply_command(1, SetDroneTask("d1", "idle", True, False, [-120.0, 38.0, 100.0]))
+    source.apply_command(2, Launch(T))
+    snapshot = json.loads(source.snapshot())
+    snapshot["launch"][0]["drone"] = drone
+    m = _seeded_map()
+    before = m.snapshot()
+    with pytest.raises(CommandError, match=r"snapshot\.launch\[0\]\.drone: .* is not on the map"):
+        m.restore(canonical_json(snapshot))
+    assert m.snapshot() == before and m.version == 2
