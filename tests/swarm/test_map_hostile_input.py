@@ -237,3 +237,27 @@ def test_a_snapshot_launch_naming_a_drone_by_a_non_string_is_a_value_error(drone
     with pytest.raises(CommandError, match=r"snapshot\.launch\[0\]\.drone: .* is not on the map"):
         m.restore(canonical_json(snapshot))
     assert m.snapshot() == before and m.version == 2
+
+
+def test_a_deeply_nested_entry_gets_the_same_verdict_at_any_stack_depth():
+    """How deep json.loads may recurse depends on the caller's stack: an entry nested
+    985 levels deep was refused "recall.drones[0]: expected an id string" when applied
+    at the top of a thread and "JSON nested too deeply" 100 frames down, so replicas
+    (or one replica live and on replay) cached different result bytes for one entry.
+    Depth is now decided on the text first."""
+    entry = b'{"type":"recall","drones":' + b"[" * 985 + b"]" * 985 + b"}"
+
+    def applied_at(frames: int) -> bytes:
+        if frames:
+            return applied_at(frames - 1)
+        return EvacuationMap().apply(1, entry)
+
+    results = {applied_at(frames) for frames in (0, 100, 400)}
+    assert len(results) == 1
+    assert b"JSON nested deeper than 32 levels" in results.pop()
+    # The deepest real commands are untouched; brackets inside strings do not count.
+    ok = {"type": "report_survivor", "id": "s1", "position": [-120.0, 38.0], "count": 1,
+          "confidence": 0.5, "reporter": "d1", "time_ms": T}
+    assert parse_command(json.dumps(ok).encode()).id == "s1"
+    with pytest.raises(CommandError, match="unknown field"):
+        parse_command(json.dumps({**ok, "[" * 40: 1}).encode())
