@@ -462,8 +462,8 @@ def _first_self_meeting(points: Sequence[IntPoint]) -> tuple[int, int] | None:
 
 
 #: Edges of a polygon's rings checked against all its edges per vectorised sweep: bounds
-#: the sweep's candidate arrays (chunk x edges pairs at worst) to tens of megabytes.
-_EDGE_CHUNK = 256
+#: the sweep's candidate arrays (chunk x edges pairs at worst) to a few tens of megabytes.
+_EDGE_CHUNK = 64
 
 
 def _ring_pair_meetings(arrays: Sequence[np.ndarray]) -> dict[tuple[int, int], list[tuple[int, int]]]:
