@@ -194,10 +194,16 @@ def _path_within_exact(path: Sequence[IntPoint], ring: Sequence[IntPoint], r2: i
     near_points = np.flatnonzero(shapely.distance(zone, shapely.points(path_m)) <= _SLACK_M)
     if any(_covers(ring, path[int(k)]) for k in near_points):
         return True
-    path_segments = shapely.linestrings(np.stack([path_m[:-1], path_m[1:]], axis=1))
-    ring_segments = shapely.linestrings(np.stack([ring_m[:-1], ring_m[1:]], axis=1))
-    near = shapely.distance(path_segments[:, None], ring_segments[None, :]) <= limit_m
-    for i, j in zip(*(index.tolist() for index in np.nonzero(near))):
+    # Segment pairs whose bounding boxes, the path's grown by the limit, meet (a sweep,
+    # not all pairs: the boxes' gap is at most the segments' distance), then those
+    # whose GEOS distance is within the limit.
+    lo1 = np.minimum(path_m[:-1], path_m[1:]) - limit_m
+    hi1 = np.maximum(path_m[:-1], path_m[1:]) + limit_m
+    i, j = _box_candidates(lo1, hi1, ring_m[:-1], ring_m[1:])
+    path_segments = shapely.linestrings(np.stack([path_m[:-1][i], path_m[1:][i]], axis=1))
+    ring_segments = shapely.linestrings(np.stack([ring_m[:-1][j], ring_m[1:][j]], axis=1))
+    near = shapely.distance(path_segments, ring_segments) <= limit_m
+    for i, j in zip(i[near].tolist(), j[near].tolist()):
         a, b, c, d = path[i], path[i + 1], ring[j], ring[j + 1]
         if (_segments_meet(a, b, c, d) or _point_segment_within(a, c, d, r2)
                 or _point_segment_within(b, c, d, r2) or _point_segment_within(c, a, b, r2)
