@@ -21,7 +21,10 @@ Behaviour follows the MAVLink mission protocol (https://mavlink.io/en/services/m
 * Clear: MISSION_CLEAR_ALL answered by MISSION_ACK.
 * "Timeouts and Retries": resend after 1500 ms by default and after 250 ms when
   waiting for a mission item, at most 5 retries, then cancel -- a timeout is never
-  reported as success.
+  reported as success. A vehicle that answers without progress (the same request
+  again and again, or download items past the one requested) gets no more time than
+  a silent one: with no new item requested or received for (retries + 1) timeouts,
+  the operation is cancelled the same way, so it cannot be held open forever.
 * "Errors/Completion": any MISSION_ACK other than ACCEPTED ends the operation and is
   surfaced as :class:`MissionResultError` naming the MAV_MISSION_RESULT. The one
   exception is MAV_MISSION_INVALID_SEQUENCE during an upload: ArduPilot answers an
@@ -376,6 +379,7 @@ class MissionTransfer:
         self._last_sent: Send | None = None
         self._retries = 0
         self._resent_final = False
+        self._progress_at: float | None = None  # last new item requested / received
         self._count = 0
         self._received: list[MissionItem] = []
 
@@ -410,6 +414,7 @@ class MissionTransfer:
         self.mission_type = MissionType(mission_type)
         self.state = state
         self._reset()
+        self._progress_at = now
         self._arm(now, self.timeouts.default_s)
 
     # -- inputs ---------------------------------------------------------------------
@@ -452,10 +457,17 @@ class MissionTransfer:
                 f"{self.mission_type.name.lower()} upload", Operation.UPLOAD, self.mission_type))
         if event.seq in self._requested:
             self.stats.duplicate_requests += 1
+            if self._stalled(now, self.timeouts.default_s):
+                return self._fail(MissionTimeoutError(
+                    Operation.UPLOAD, self.mission_type, "a new MISSION_REQUEST", self._retries,
+                    f"{len(self._requested)}/{len(self._upload)} items requested; the vehicle "
+                    f"repeated its request for item {event.seq} without progress",
+                    awaiting_final_ack=len(self._requested) == len(self._upload)))
         else:
             # Fresh progress: the vehicle is alive and moving, so the retry budget resets.
             self._retries = 0
             self._resent_final = False
+            self._progress_at = now
             if self._requested and event.seq != max(self._requested) + 1:
                 self.stats.out_of_order += 1
             self._requested.add(event.seq)
@@ -506,6 +518,7 @@ class MissionTransfer:
         assert isinstance(event, CountReceived)
         self._count = event.count
         self._retries = 0
+        self._progress_at = now
         if event.count == 0:
             return self._download_complete()
         self.state = State.DOWNLOAD_RECEIVING
@@ -537,10 +550,16 @@ class MissionTransfer:
                 return self._fail(MissionProtocolError(
                     f"vehicle sent item {event.seq} of a {self._count}-item list",
                     Operation.DOWNLOAD, self.mission_type))
+            if self._stalled(now, self.timeouts.item_s):
+                return self._fail(MissionTimeoutError(
+                    Operation.DOWNLOAD, self.mission_type, f"item {expected}", self._retries,
+                    f"{expected}/{self._count} items received; the vehicle kept sending "
+                    f"items past it without progress"))
             self._arm(now, self.timeouts.item_s)
             return [self._emit(SendRequest(expected, self.mission_type))]
         self._received.append(event.item)
         self._retries = 0
+        self._progress_at = now
         if len(self._received) == self._count:
             return self._download_complete()
         self._arm(now, self.timeouts.item_s)
@@ -591,6 +610,13 @@ class MissionTransfer:
             self._resent_final = True
         self._arm(now, timeout)
         return [self._emit(self._last_sent)]
+
+    def _stalled(self, now: float, timeout: float) -> bool:
+        """No new item requested or received for as long as a silent vehicle is given
+        (the first send and every retry, each waiting ``timeout``): an answer that
+        re-arms the deadline without progress must not keep the operation open."""
+        assert self._progress_at is not None
+        return now - self._progress_at >= (self.timeouts.max_retries + 1) * timeout
 
     def _emit(self, action: Send) -> Send:
         self._last_sent = action

@@ -78,9 +78,14 @@ class CommandError(Exception):
 
 
 class CommandTimeoutError(TimeoutError):
-    def __init__(self, command: int, attempts: int, timeout_s: float) -> None:
-        super().__init__(f"no COMMAND_ACK for {_command_name(command)} after {attempts} "
-                         f"attempts of {timeout_s:.2f}s")
+    def __init__(self, command: int, attempts: int, timeout_s: float,
+                 in_progress_s: float | None = None) -> None:
+        if in_progress_s is None:
+            super().__init__(f"no COMMAND_ACK for {_command_name(command)} after {attempts} "
+                             f"attempts of {timeout_s:.2f}s")
+        else:
+            super().__init__(f"{_command_name(command)} still only MAV_RESULT_IN_PROGRESS "
+                             f"after {in_progress_s:g}s; no final COMMAND_ACK")
         self.command = command
         self.attempts = attempts
 
@@ -383,10 +388,12 @@ class Vehicle:
     # -- command protocol -------------------------------------------------------------
 
     def command(self, command: int, *params: float, timeout_s: float = 1.5,
-                retries: int = 3) -> CommandAck:
+                retries: int = 3, in_progress_max_s: float = 30.0) -> CommandAck:
         """COMMAND_LONG with up to ``retries`` resends (confirmation incremented, per the
         MAVLink command protocol); returns the COMMAND_ACK or raises CommandTimeoutError.
-        MAV_RESULT_IN_PROGRESS extends the wait without resending."""
+        MAV_RESULT_IN_PROGRESS extends the wait without resending, up to
+        ``in_progress_max_s`` after the first send: a vehicle repeating IN_PROGRESS
+        must not hold the command (and the command lock parameters share) for ever."""
         if len(params) > 7:
             raise ValueError("COMMAND_LONG has 7 parameters")
         p = [float(x) for x in params] + [0.0] * (7 - len(params))
@@ -394,6 +401,7 @@ class Vehicle:
             raise ValueError(f"command parameters must be finite: {p}")
         with self._command_lock:
             self._drain(self._acks)
+            give_up_at = self._clock() + in_progress_max_s
             for attempt in range(retries + 1):
                 self.link.send(mavlink.MAVLink_command_long_message(
                     self.sysid, self.target_component, command, attempt, *p))
@@ -402,6 +410,9 @@ class Vehicle:
                     if ack is None:
                         break
                     if ack.result == CommandResult.IN_PROGRESS:
+                        if self._clock() >= give_up_at:
+                            raise CommandTimeoutError(command, attempt + 1, timeout_s,
+                                                      in_progress_s=in_progress_max_s)
                         continue  # wait a full timeout again, without resending
                     try:
                         result: CommandResult | int = CommandResult(ack.result)

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, TypeAlias, TypeVar, get_args
 
+import numpy as np
+
 from .exact import IntPoint, e7, extent_nm, polygon_problem, ring_problem, twice_area
 
 __all__ = [
@@ -80,6 +82,9 @@ MAX_EXTENT_M = 100_000.0
 _MAX_EXTENT_NM = 100_000 * 10**9
 _HALF_TURN_E7 = 1_800_000_000  # 180 degrees
 MAX_COMMAND_BYTES = 64 * 1024
+# Deepest JSON nesting accepted in a command or snapshot (the deepest real one, a
+# set_assignment's sector vertex, is 6 levels down; a snapshot's, 8).
+MAX_JSON_DEPTH = 32
 MAX_HEAD_COUNT = 10_000
 # Altitudes (metres above mean sea level for a drone's home; metres above home for a
 # route's points, MAV_FRAME_GLOBAL_RELATIVE_ALT): generous but finite.
@@ -805,6 +810,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]++")
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (brackets inside
+    strings left out; unclosed ones count): an upper bound of the decoder's recursion."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    return int(np.cumsum(np.where((codes == 91) | (codes == 123), 1, -1)).max())
+
+
 def load_json(data: bytes | bytearray | memoryview | str, limit: int, what: str) -> Any:
     """Strict JSON decoding shared with snapshots: size-limited, UTF-8, no duplicate
     keys, no NaN/Infinity."""
@@ -824,6 +843,12 @@ def load_json(data: bytes | bytearray | memoryview | str, limit: int, what: str)
         raise CommandError(f"{what}: expected bytes or str, got {type(data).__name__}")
     if size > limit:
         raise CommandError(f"{what}: {size} bytes exceed the limit of {limit}")
+    # Decided on the text, before decoding: how deep the decoder may recurse depends on
+    # the calling thread's stack (a command 985 levels deep decoded at the top of a
+    # thread and failed 100 frames down), and a committed entry's verdict must be the
+    # same bytes on every replica, live or replayed.
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise CommandError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:

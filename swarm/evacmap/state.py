@@ -939,7 +939,9 @@ def _launches_from_snapshot(obj: object, drone_ids: set[str], version: int) -> d
         if not isinstance(item, dict) or set(item) != {"drone", "version", "time_ms"}:
             raise CommandError(f'{where}[{i}]: expected {{"drone", "version", "time_ms"}}')
         drone = item["drone"]
-        if drone not in drone_ids:
+        # A str first: a list or object there is unhashable (TypeError, not the
+        # ValueError a snapshot's installer expects of a bad snapshot).
+        if not isinstance(drone, str) or drone not in drone_ids:
             raise CommandError(f"{where}[{i}].drone: {str(drone)[:80]!r} is not on the map")
         v = item["version"]
         if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= version:

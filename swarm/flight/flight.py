@@ -260,7 +260,14 @@ class Flight:
             log.info("home not read yet (mission item 0): %s", exc)
             return
         if mission and (mission[0].x, mission[0].y) != (0, 0):
-            self._home = GeoPoint(mission[0].lat, mission[0].lon, mission[0].z)
+            try:
+                self._home = GeoPoint(mission[0].lat, mission[0].lon, mission[0].z)
+            except ValueError as exc:
+                # The flight controller's word: a NaN altitude (MISSION_ITEM_INT allows
+                # it) or a non-global frame's x/y off the globe. Raised here it ended the
+                # monitor's iteration before its telemetry, health and map entry, every 5 s.
+                log.warning("mission item 0 is no usable home (%s); not learned", exc)
+                return
             log.info("home from mission item 0: %.7f, %.7f, %.1f m AMSL", self._home.lat,
                      self._home.lon, self._home.alt)
 

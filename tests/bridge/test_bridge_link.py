@@ -368,3 +368,35 @@ def test_missing_serial_device_is_a_named_visible_error_logged_once(tmp_path, ca
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and device in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert "enable_uart" in warnings[0].getMessage()
+
+
+def test_a_vehicle_repeating_in_progress_cannot_hold_a_command_for_ever():
+    """MAV_RESULT_IN_PROGRESS extended the wait by a full timeout each time, without
+    limit: an autopilot answering every COMMAND_LONG with IN_PROGRESS, again and again,
+    held Vehicle.command (and the lock parameter reads share) for ever. In process: the
+    link is never started, its reader's dispatch is fed the autopilot's acks."""
+    from mavlink_bridge.vehicle import CommandTimeoutError
+
+    link = MavlinkLink(LinkConfig("tcp:127.0.0.1:9", target_system=1))
+    v = Vehicle(link, 1)
+    mav, parser = encoder(1), mavlink.MAVLink(None)
+    in_progress = parser.parse_buffer(mavlink.MAVLink_command_ack_message(
+        mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_RESULT_IN_PROGRESS, 0, 0, 245, 191).pack(mav))[0]
+    stop = threading.Event()
+
+    def autopilot() -> None:
+        while not stop.wait(0.02):
+            link._dispatch(in_progress, 0.0)
+
+    feeder = threading.Thread(target=autopilot, daemon=True)
+    feeder.start()
+    outcome: list[BaseException] = []
+    caller = threading.Thread(target=lambda: outcome.append(pytest.raises(
+        CommandTimeoutError, v.command, mavlink.MAV_CMD_DO_SET_MODE, 1, 4, timeout_s=0.1,
+        in_progress_max_s=0.5).value), daemon=True)
+    caller.start()
+    caller.join(timeout=5)
+    stop.set()
+    feeder.join()
+    assert not caller.is_alive(), "command still waiting on IN_PROGRESS"
+    assert "still only MAV_RESULT_IN_PROGRESS after 0.5s" in str(outcome[0])

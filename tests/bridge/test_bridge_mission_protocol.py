@@ -324,6 +324,54 @@ def test_vehicle_that_never_answers_download_times_out():
     assert now == 3.0
 
 
+def test_a_vehicle_repeating_one_request_forever_cannot_hold_the_upload_open():
+    """Each duplicate MISSION_REQUEST re-armed the deadline without using the retry
+    budget, so a vehicle (or a sender on the link) repeating one request every second
+    kept the upload, and the Vehicle's transfer lock, busy forever (1000 s: still
+    UPLOAD_SENDING). Now it gets what a silent vehicle gets: 6 x 1.5 s."""
+    transfer = MissionTransfer()
+    transfer.start_upload(MissionType.MISSION, _mission(4), 0.0)
+    now = 0.0
+    while transfer.active and now < 1000:
+        now += 1.0
+        transfer.receive(RequestReceived(0, MissionType.MISSION), now)
+        transfer.poll(now)
+    assert transfer.state is State.FAILED and now == 1.0 + 9.0  # 9 s after item 0 was new
+    assert isinstance(transfer.error, MissionTimeoutError)
+    assert "repeated its request for item 0 without progress" in str(transfer.error)
+    assert not transfer.error.awaiting_final_ack
+
+
+def test_a_vehicle_sending_items_past_the_one_requested_cannot_hold_the_download_open():
+    """The same for a download: each item past the expected one re-armed the deadline."""
+    transfer = MissionTransfer()
+    transfer.start_download(MissionType.MISSION, 0.0)
+    transfer.receive(CountReceived(3, MissionType.MISSION), 0.0)
+    now = 0.0
+    while transfer.active and now < 1000:
+        now += 0.2
+        transfer.receive(ItemReceived(2, _mission(3)[2], MissionType.MISSION), now)
+        transfer.poll(now)
+    assert transfer.state is State.FAILED and now <= 6 * 0.25 + 0.2
+    assert isinstance(transfer.error, MissionTimeoutError)
+    assert "items past it without progress" in str(transfer.error)
+
+
+def test_repeated_requests_with_progress_between_still_complete():
+    """Progress resets the allowance: a vehicle re-requesting every item twice, each
+    repeat a second later, finishes a long upload."""
+    items = _mission(20)
+    transfer = MissionTransfer()
+    transfer.start_upload(MissionType.MISSION, items, 0.0)
+    now = 0.0
+    for seq in range(len(items)):
+        for _ in range(3):
+            now += 1.0
+            assert transfer.receive(RequestReceived(seq, MissionType.MISSION), now)
+    transfer.receive(AckReceived(0, MissionType.MISSION), now)
+    assert transfer.state is State.DONE
+
+
 def test_vehicle_cancel_after_its_own_timeout_is_surfaced():
     # The uploader is configured slower than ArduPilot's 8 s cancel: the vehicle cancels.
     vehicle = FakeVehicle(drop_in=lambda a: isinstance(a, SendItem) and a.seq == 2)

@@ -322,3 +322,32 @@ def test_a_recall_rtls_only_when_the_straight_line_home_is_clear_of_fire() -> No
             assert flight._return_by_plan is (not rtl) and flight.stats["recalls"] == 1
         finally:
             flight.close()
+
+
+# -- home from the flight controller's mission item 0: its word, checked
+
+@pytest.mark.parametrize("item0", [
+    MissionItem(command=CMD_NAV_WAYPOINT, frame=0, x=-353600000, y=1491600000, z=float("nan")),
+    MissionItem(command=CMD_NAV_WAYPOINT, frame=1, x=2_000_000_000, y=5, z=584.0),  # local frame
+], ids=["nan altitude", "off the globe"])
+def test_an_unusable_home_item_from_the_flight_controller_is_not_learned_and_never_raises(
+        item0) -> None:
+    """Airborne, home is read from mission item 0. An item 0 with a NaN altitude (or a
+    non-global frame whose x/y are off the globe) raised ValueError out of _learn_home,
+    ending the monitor iteration before its telemetry, health and own map entry, every
+    5 s; now it is logged and home stays unknown."""
+    from types import SimpleNamespace
+
+    from swarm.flight import Flight, FlightConfig, OwnCommits
+
+    flight = Flight(FlightConfig("tcp:127.0.0.1:9"), swarm="t", node_id=1, name="drone-1",
+                    publish=lambda *a: None, event=lambda k, t: None,
+                    commits=OwnCommits("drone-1", retry_ticks=10))
+    try:
+        flight.vehicle.download = lambda mission_type: (item0,)  # type: ignore[method-assign]
+        state = SimpleNamespace(armed=True, position=SimpleNamespace(
+            lat=-35.36, lon=149.16, alt_msl=620.0, alt_rel=36.0))
+        flight._learn_home(state, 100.0)  # type: ignore[arg-type]
+        assert flight._home is None and flight._home_due == 105.0
+    finally:
+        flight.close()

@@ -171,3 +171,93 @@ def test_check_command_prints_the_rejection_without_a_traceback(tmp_path, data):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("rejected: ")
+
+
+def _holes_entry(holes: int, nested: bool = False) -> bytes:
+    """A set_assignment whose one sector polygon has ``holes`` small triangular holes
+    in a row (about 48 bytes of JSON each), the last one nested in the one before it
+    when ``nested``."""
+    shell = [[-120.0, 38.0], [-119.6, 38.0], [-119.6, 38.01], [-120.0, 38.01]]
+    rings = [[[round(-120.0 + 0.0007 * i, 7), 38.001], [round(-120.0 + 0.0007 * i + 0.0006, 7),
+              38.001], [round(-120.0 + 0.0007 * i, 7), 38.0016]] for i in range(1, holes + 1)]
+    if nested:
+        x = rings[-1][0][0]
+        rings[-1] = [[round(x + 0.0001, 7), 38.0011], [round(x + 0.0002, 7), 38.0011],
+                     [round(x + 0.0001, 7), 38.0012]]
+        rings[-2] = [[x, 38.001], [round(x + 0.0006, 7), 38.001], [x, 38.0016]]
+    command = {"type": "set_assignment", "epoch": 0, "sectors": {"drone-1": [[shell, *rings]]},
+               "survivors": {}}
+    return json.dumps(command, separators=(",", ":")).encode()
+
+
+def test_a_polygon_of_many_holes_is_judged_in_a_few_sweeps_not_one_per_ring_pair(monkeypatch):
+    """A committed set_assignment whose sector polygon has 511 holes (24 kB of JSON)
+    cost every drone's apply 10 s (and a 49 kB one 18 s: the node thread stalled past
+    every election timeout), since each of the 130 000 ring pairs paid a numpy sweep.
+    All the edges are now swept together, a chunk of edges at a time."""
+    from swarm.evacmap import exact
+
+    sweeps = []
+    real = exact._box_candidates
+    monkeypatch.setattr(exact, "_box_candidates", lambda *a: sweeps.append(1) or real(*a))
+    entry = _holes_entry(511)
+    assert len(entry) < 64 * 1024
+    m = EvacuationMap()
+    error = decode_result(m.apply(1, entry)).error
+    assert error is not None and "not an available drone" in error  # the geometry passed
+    assert 0 < len(sweeps) <= 25  # 4 + 511 * 3 edges, 64 at a time (was 130 816)
+
+
+def test_a_polygon_of_many_holes_gets_the_verdict_of_the_pairwise_rule():
+    """The first problem in ring-pair order, as before: the nested pair at the end is
+    found, and a hole crossing the shell is named."""
+    m = EvacuationMap()
+    nested = decode_result(m.apply(1, _holes_entry(300, nested=True))).error
+    assert nested is not None and "invalid polygon: Nested holes: rings 299 and 300" in nested
+    crossing = json.loads(_holes_entry(300))
+    crossing["sectors"]["drone-1"][0][150] = [[-119.9, 37.9995], [-119.899, 38.001],
+                                             [-119.9, 38.001]]
+    error = decode_result(m.apply(2, json.dumps(crossing).encode())).error
+    assert error is not None and "Hole lies outside shell: ring 150" in error
+
+
+@pytest.mark.parametrize("drone", [["d1"], {"a": 1}, [], 7, None])
+def test_a_snapshot_launch_naming_a_drone_by_a_non_string_is_a_value_error(drone):
+    """``"launch": [{"drone": [...]}]`` in a snapshot raised TypeError (unhashable, from
+    the membership test) out of restore, not the ValueError its installer expects."""
+    from swarm.evacmap import Launch, SetDroneTask, canonical_json
+
+    source = EvacuationMap()
+    source.apply_command(1, SetDroneTask("d1", "idle", True, False, [-120.0, 38.0, 100.0]))
+    source.apply_command(2, Launch(T))
+    snapshot = json.loads(source.snapshot())
+    snapshot["launch"][0]["drone"] = drone
+    m = _seeded_map()
+    before = m.snapshot()
+    with pytest.raises(CommandError, match=r"snapshot\.launch\[0\]\.drone: .* is not on the map"):
+        m.restore(canonical_json(snapshot))
+    assert m.snapshot() == before and m.version == 2
+
+
+def test_a_deeply_nested_entry_gets_the_same_verdict_at_any_stack_depth():
+    """How deep json.loads may recurse depends on the caller's stack: an entry nested
+    985 levels deep was refused "recall.drones[0]: expected an id string" when applied
+    at the top of a thread and "JSON nested too deeply" 100 frames down, so replicas
+    (or one replica live and on replay) cached different result bytes for one entry.
+    Depth is now decided on the text first."""
+    entry = b'{"type":"recall","drones":' + b"[" * 985 + b"]" * 985 + b"}"
+
+    def applied_at(frames: int) -> bytes:
+        if frames:
+            return applied_at(frames - 1)
+        return EvacuationMap().apply(1, entry)
+
+    results = {applied_at(frames) for frames in (0, 100, 400)}
+    assert len(results) == 1
+    assert b"JSON nested deeper than 32 levels" in results.pop()
+    # The deepest real commands are untouched; brackets inside strings do not count.
+    ok = {"type": "report_survivor", "id": "s1", "position": [-120.0, 38.0], "count": 1,
+          "confidence": 0.5, "reporter": "d1", "time_ms": T}
+    assert parse_command(json.dumps(ok).encode()).id == "s1"
+    with pytest.raises(CommandError, match="unknown field"):
+        parse_command(json.dumps({**ok, "[" * 40: 1}).encode())
