@@ -618,10 +618,11 @@ def polygon_problem(rings: Sequence[Sequence[IntPoint]]) -> str | None:
             # vertex on an edge of ring i would be a shared point). Ring j less that
             # point is connected and misses ring i, so it is wholly inside ring i or
             # wholly outside: inside only if its bounding box is within ring i's.
-            inside = covers(i, j, next(q for q in rings[j] if q not in points))
-            if i == 0 and not inside:
+            j_inside_i = covers(i, j, next(q for q in rings[j] if q not in points))
+            if i == 0 and not j_inside_i:
                 return f"Hole lies outside shell: ring {j}"
-            if i > 0 and (inside or covers(j, i, next(r for r in rings[i] if r not in points))):
+            if i > 0 and (j_inside_i
+                          or covers(j, i, next(r for r in rings[i] if r not in points))):
                 return f"Nested holes: rings {i} and {j}"
     # The graph of rings and the points where they touch must have no cycle: a cycle
     # (rings touching one another round a loop) cuts the interior in two. Rings that
